@@ -1,0 +1,448 @@
+//! Backends: their connection pools (plain HTTP/1.1 or TLS, optionally mutual), their
+//! health state, and the balancing policies that choose among the healthy ones.
+//!
+//! Health state lives in [`BackendState`], which a reload hands over to the new
+//! generation for a backend with the same name and address, so a reload neither resets
+//! an ejected backend nor forgets a healthy one.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Uri;
+use http_body_util::Full;
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::config::{BackendConfig, Health, Policy};
+use crate::metrics::Metrics;
+
+/// A connection to a backend.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl Connection for Stream {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Connects to one fixed backend address, whatever the request URI says.
+#[derive(Clone)]
+pub struct Connector {
+    addr: SocketAddr,
+    timeout: Duration,
+    tls: Option<(tokio_rustls::TlsConnector, rustls::pki_types::ServerName<'static>)>,
+}
+
+impl tower_service::Service<Uri> for Connector {
+    type Response = TokioIo<Stream>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = std::io::Result<TokioIo<Stream>>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Uri) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let connect = async {
+                let tcp = TcpStream::connect(this.addr).await?;
+                tcp.set_nodelay(true)?;
+                Ok::<_, std::io::Error>(match &this.tls {
+                    None => Stream::Plain(tcp),
+                    Some((connector, name)) => {
+                        Stream::Tls(Box::new(connector.connect(name.clone(), tcp).await?))
+                    }
+                })
+            };
+            match tokio::time::timeout(this.timeout, connect).await {
+                Ok(r) => r.map(TokioIo::new),
+                Err(_) => Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("backend {}: connect timed out", this.addr),
+                )),
+            }
+        })
+    }
+}
+
+pub type HttpClient = Client<Connector, Full<Bytes>>;
+
+/// Health of one backend, shared across reloads.
+#[derive(Debug)]
+pub struct BackendState {
+    up: AtomicBool,
+    fails: AtomicU32,
+    successes: AtomicU32,
+    ejected_at: Mutex<Option<Instant>>,
+}
+
+impl Default for BackendState {
+    fn default() -> Self {
+        // Backends start in rotation: a fresh load balancer serves at once, and the first
+        // failure (active or passive) takes a dead backend out.
+        Self {
+            up: AtomicBool::new(true),
+            fails: AtomicU32::new(0),
+            successes: AtomicU32::new(0),
+            ejected_at: Mutex::new(None),
+        }
+    }
+}
+
+/// A backend of one configuration generation.
+pub struct Backend {
+    pub cfg: BackendConfig,
+    pub client: HttpClient,
+    pub scheme: http::uri::Scheme,
+    pub authority: http::uri::Authority,
+    pub state: Arc<BackendState>,
+    pub active: AtomicUsize,
+    health: Health,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend").field("cfg", &self.cfg).finish_non_exhaustive()
+    }
+}
+
+impl Backend {
+    pub fn new(
+        cfg: BackendConfig,
+        tls: Option<&Arc<rustls::ClientConfig>>,
+        connect_timeout: Duration,
+        health: Health,
+        state: Arc<BackendState>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, String> {
+        let tls = match (cfg.tls, tls) {
+            (true, Some(c)) => {
+                let name = rustls::pki_types::ServerName::try_from(cfg.tls_server_name.clone())
+                    .map_err(|_| format!("`{}` is not a DNS name or IP address", cfg.tls_server_name))?;
+                Some((tokio_rustls::TlsConnector::from(Arc::clone(c)), name))
+            }
+            _ => None,
+        };
+        let connector = Connector {
+            addr: cfg.address,
+            timeout: connect_timeout,
+            tls,
+        };
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(50))
+            .pool_max_idle_per_host(256)
+            .retry_canceled_requests(true)
+            .set_host(false)
+            .build(connector);
+        let scheme = if cfg.tls { http::uri::Scheme::HTTPS } else { http::uri::Scheme::HTTP };
+        let authority = http::uri::Authority::try_from(cfg.address.to_string())
+            .map_err(|e| format!("{}: {e}", cfg.address))?;
+        let b = Self {
+            cfg,
+            client,
+            scheme,
+            authority,
+            state,
+            active: AtomicUsize::new(0),
+            health,
+            metrics,
+        };
+        b.publish();
+        Ok(b)
+    }
+
+    fn publish(&self) {
+        let up = self.state.up.load(Ordering::Relaxed);
+        self.metrics
+            .backend_up
+            .get_or_create(&self.metrics.backend(&self.cfg.name))
+            .set(i64::from(up));
+    }
+
+    /// Whether the backend is in rotation. Without active checks, an ejected backend gets
+    /// another chance after the cooldown.
+    pub fn is_up(&self) -> bool {
+        if self.state.up.load(Ordering::Relaxed) {
+            return true;
+        }
+        if !self.health.enabled {
+            let mut at = self.state.ejected_at.lock().unwrap_or_else(|p| p.into_inner());
+            if at.is_some_and(|t| t.elapsed() >= self.health.eject_cooldown) {
+                *at = None;
+                self.state.up.store(true, Ordering::Relaxed);
+                tracing::info!(backend = %self.cfg.name, "backend back in rotation after cooldown");
+                self.publish();
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Passive ejection: a connection failure or timeout takes the backend out at once.
+    pub fn eject(&self, why: &str) {
+        self.metrics
+            .backend_failures
+            .get_or_create(&self.metrics.backend(&self.cfg.name))
+            .inc();
+        self.state.successes.store(0, Ordering::Relaxed);
+        self.state.fails.store(self.health.fall, Ordering::Relaxed);
+        *self.state.ejected_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        if self.state.up.swap(false, Ordering::Relaxed) {
+            tracing::warn!(backend = %self.cfg.name, reason = why, "backend ejected");
+            self.publish();
+        }
+    }
+
+    /// Records an active health check result.
+    pub fn record_check(&self, ok: bool) {
+        let s = &self.state;
+        if ok {
+            s.fails.store(0, Ordering::Relaxed);
+            let n = s.successes.fetch_add(1, Ordering::Relaxed) + 1;
+            if n >= self.health.rise && !s.up.swap(true, Ordering::Relaxed) {
+                tracing::info!(backend = %self.cfg.name, "backend healthy again");
+                self.publish();
+            }
+        } else {
+            s.successes.store(0, Ordering::Relaxed);
+            let n = s.fails.fetch_add(1, Ordering::Relaxed) + 1;
+            if n >= self.health.fall && s.up.swap(false, Ordering::Relaxed) {
+                tracing::warn!(backend = %self.cfg.name, "backend failed its health checks");
+                self.publish();
+            }
+        }
+    }
+
+    /// One active check: GET the health path; any 2xx or 3xx within the timeout passes.
+    pub async fn check(&self) -> bool {
+        let uri = Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(self.health.path.as_str())
+            .build();
+        let Ok(uri) = uri else { return false };
+        let req = http::Request::get(uri)
+            .header(http::header::HOST, self.cfg.tls_server_name.as_str())
+            .header(http::header::USER_AGENT, "rampart-health-check")
+            .body(Full::new(Bytes::new()));
+        let Ok(req) = req else { return false };
+        let fut = async {
+            let resp = self.client.request(req).await.ok()?;
+            let ok = resp.status().is_success() || resp.status().is_redirection();
+            http_body_util::BodyExt::collect(resp.into_body()).await.ok()?;
+            Some(ok)
+        };
+        matches!(tokio::time::timeout(self.health.timeout, fut).await, Ok(Some(true)))
+    }
+
+    pub fn forget_metrics(&self) {
+        let l = self.metrics.backend(&self.cfg.name);
+        self.metrics.backend_up.remove(&l);
+        self.metrics.backend_active.remove(&l);
+    }
+}
+
+/// Chooses a backend for each request.
+#[derive(Debug)]
+pub struct Balancer {
+    pub backends: Vec<Arc<Backend>>,
+    policy: Policy,
+    next: AtomicUsize,
+    /// Smooth weighted round robin's current weights (nginx's algorithm).
+    current: Mutex<Vec<i64>>,
+}
+
+impl Balancer {
+    pub fn new(backends: Vec<Arc<Backend>>, policy: Policy) -> Self {
+        let n = backends.len();
+        Self {
+            backends,
+            policy,
+            next: AtomicUsize::new(0),
+            current: Mutex::new(vec![0; n]),
+        }
+    }
+
+    /// A healthy backend other than `exclude`, or `None` when there is none.
+    pub fn pick(&self, exclude: Option<&Arc<Backend>>) -> Option<Arc<Backend>> {
+        let n = self.backends.len();
+        if n == 0 {
+            return None;
+        }
+        let usable = |b: &Arc<Backend>| b.is_up() && exclude.is_none_or(|e| !Arc::ptr_eq(e, b));
+        match self.policy {
+            Policy::RoundRobin => {
+                let start = self.next.fetch_add(1, Ordering::Relaxed);
+                (0..n)
+                    .map(|i| &self.backends[(start + i) % n])
+                    .find(|b| usable(b))
+                    .cloned()
+            }
+            Policy::LeastConnections => {
+                let start = self.next.fetch_add(1, Ordering::Relaxed);
+                (0..n)
+                    .map(|i| &self.backends[(start + i) % n])
+                    .filter(|b| usable(b))
+                    .min_by_key(|b| b.active.load(Ordering::Relaxed))
+                    .cloned()
+            }
+            Policy::WeightedRoundRobin => {
+                let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
+                let mut total = 0i64;
+                let mut best: Option<usize> = None;
+                for (i, b) in self.backends.iter().enumerate() {
+                    if !usable(b) {
+                        continue;
+                    }
+                    let w = i64::from(b.cfg.weight);
+                    cur[i] += w;
+                    total += w;
+                    if best.is_none_or(|j| cur[i] > cur[j]) {
+                        best = Some(i);
+                    }
+                }
+                let i = best?;
+                cur[i] -= total;
+                Some(Arc::clone(&self.backends[i]))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn backend(name: &str, weight: u32, health_enabled: bool) -> Arc<Backend> {
+        let cfg = BackendConfig {
+            name: name.into(),
+            address: "127.0.0.1:9".parse().unwrap(),
+            weight,
+            tls: false,
+            tls_server_name: name.into(),
+        };
+        let health = Health {
+            enabled: health_enabled,
+            path: "/".into(),
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            fall: 3,
+            rise: 2,
+            eject_cooldown: Duration::from_millis(30),
+        };
+        Arc::new(
+            Backend::new(cfg, None, Duration::from_secs(1), health, Arc::default(), Arc::new(Metrics::new()))
+                .unwrap(),
+        )
+    }
+
+    /// Runs `n` picks and returns the chosen names joined by spaces.
+    fn picks(b: &Balancer, n: usize) -> String {
+        (0..n)
+            .map(|_| b.pick(None).map_or("-".to_owned(), |x| x.cfg.name.clone()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[tokio::test]
+    async fn policies() {
+        let rr = Balancer::new(vec![backend("a", 1, true), backend("b", 1, true)], Policy::RoundRobin);
+        assert_eq!(picks(&rr, 4), "a b a b");
+        rr.backends[0].eject("test");
+        assert_eq!(picks(&rr, 3), "b b b");
+        rr.backends[1].eject("test");
+        assert_eq!(picks(&rr, 1), "-");
+
+        let wrr = Balancer::new(
+            vec![backend("a", 3, true), backend("b", 1, true)],
+            Policy::WeightedRoundRobin,
+        );
+        assert_eq!(picks(&wrr, 8), "a a b a a a b a");
+
+        let lc = Balancer::new(vec![backend("a", 1, true), backend("b", 1, true)], Policy::LeastConnections);
+        lc.backends[0].active.store(5, Ordering::Relaxed);
+        assert_eq!(picks(&lc, 3), "b b b");
+    }
+
+    #[tokio::test]
+    async fn exclusion_picks_another_backend() {
+        let rr = Balancer::new(vec![backend("a", 1, true), backend("b", 1, true)], Policy::RoundRobin);
+        for _ in 0..4 {
+            let first = rr.pick(None).unwrap();
+            let second = rr.pick(Some(&first)).unwrap();
+            assert!(!Arc::ptr_eq(&first, &second));
+        }
+    }
+
+    #[tokio::test]
+    async fn active_checks_fall_and_rise() {
+        let b = backend("a", 1, true);
+        b.record_check(false);
+        b.record_check(false);
+        assert!(b.is_up(), "fall is 3");
+        b.record_check(false);
+        assert!(!b.is_up());
+        b.record_check(true);
+        assert!(!b.is_up(), "rise is 2");
+        b.record_check(true);
+        assert!(b.is_up());
+        b.eject("test");
+        assert!(!b.is_up(), "passive ejection is immediate");
+    }
+
+    #[tokio::test]
+    async fn without_active_checks_an_ejected_backend_returns_after_cooldown() {
+        let b = backend("a", 1, false);
+        b.eject("test");
+        assert!(!b.is_up());
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert!(b.is_up());
+    }
+}

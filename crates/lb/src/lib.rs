@@ -1,0 +1,35 @@
+//! The rampart load balancer: TLS termination, HTTP→HTTPS redirect, HSTS, balancing over
+//! healthy backends (round robin, weighted, least connections), active and passive health
+//! checks, retries on another backend, limits against slow and oversized requests,
+//! smuggling rejection, reloads without dropped connections, and a graceful drain.
+//!
+//! Entry points: [`Config::load`] validates a config file; [`Listeners::bind`] binds its
+//! addresses; [`Lb::new`] builds the first generation and [`Lb::serve`] runs until a
+//! shutdown future resolves. `rampart lb` and `rampart check` in the binary are thin
+//! wrappers around these.
+
+pub mod access_log;
+pub mod backend;
+pub mod config;
+pub mod h1;
+pub mod metrics;
+pub mod proxy;
+pub mod ratelimit;
+pub mod server;
+
+pub use config::{Config, ConfigError, ConfigErrors};
+pub use server::{Lb, Listeners};
+
+/// Validates a config file and everything it points at (certificates, keys, CA files)
+/// without binding or starting anything. This is `rampart check`.
+pub fn check(path: &std::path::Path) -> Result<Config, ConfigErrors> {
+    let config = Config::load(path)?;
+    let metrics = std::sync::Arc::new(metrics::Metrics::new());
+    let shared = std::sync::Arc::new(proxy::Shared {
+        access_log: access_log::AccessLog::disabled(std::sync::Arc::clone(&metrics)),
+        metrics,
+        https_port: config.listen.https.port().into(),
+    });
+    proxy::Generation::build(config.clone(), shared, None)?;
+    Ok(config)
+}

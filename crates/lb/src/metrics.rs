@@ -1,0 +1,259 @@
+//! The load balancer's Prometheus metrics, process-wide so they survive reloads. Labels
+//! come only from bounded sets: backend names from the config, status classes, TLS
+//! versions and listener kinds; never from request data or error text.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub code_class: String,
+    pub backend: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabels {
+    pub backend: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    pub listener: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VersionLabels {
+    pub version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CertLabels {
+    pub name: String,
+    pub file: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
+/// Every metric the load balancer exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub duration: Histogram,
+    pub backend_up: Family<BackendLabels, Gauge>,
+    pub backend_active: Family<BackendLabels, Gauge>,
+    pub backend_failures: Family<BackendLabels, Counter>,
+    pub retries: Family<BackendLabels, Counter>,
+    pub connections_active: Family<ListenerLabels, Gauge>,
+    pub connections: Family<ListenerLabels, Counter>,
+    pub connections_rejected: Family<ReasonLabels, Counter>,
+    pub tls_handshakes: Family<VersionLabels, Counter>,
+    pub tls_handshake_failures: Counter,
+    pub cert_expiry: Family<CertLabels, Gauge>,
+    pub rejected_requests: Family<ReasonLabels, Counter>,
+    pub reloads: Family<ResultLabels, Counter>,
+    pub access_log_dropped: Counter,
+}
+
+/// Status class label of a status code: "2xx" and so on.
+pub fn code_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("rampart_lb");
+        let m = Metrics {
+            registry: Registry::default(),
+            requests: Family::default(),
+            // 0.25 ms .. ~8 s
+            duration: Histogram::new(exponential_buckets(0.00025, 2.0, 16)),
+            backend_up: Family::default(),
+            backend_active: Family::default(),
+            backend_failures: Family::default(),
+            retries: Family::default(),
+            connections_active: Family::default(),
+            connections: Family::default(),
+            connections_rejected: Family::default(),
+            tls_handshakes: Family::default(),
+            tls_handshake_failures: Counter::default(),
+            cert_expiry: Family::default(),
+            rejected_requests: Family::default(),
+            reloads: Family::default(),
+            access_log_dropped: Counter::default(),
+        };
+        registry.register(
+            "requests",
+            "HTTP requests answered, by status class and backend (\"none\" when the load balancer answered itself)",
+            m.requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from a complete request to the end of its response",
+            m.duration.clone(),
+        );
+        registry.register(
+            "backend_up",
+            "1 when the backend is in rotation, 0 when ejected",
+            m.backend_up.clone(),
+        );
+        registry.register(
+            "backend_active_requests",
+            "Requests in flight to the backend",
+            m.backend_active.clone(),
+        );
+        registry.register(
+            "backend_failures",
+            "Connection failures and timeouts talking to the backend",
+            m.backend_failures.clone(),
+        );
+        registry.register(
+            "retries",
+            "Requests retried on another backend after this backend failed",
+            m.retries.clone(),
+        );
+        registry.register(
+            "connections_active",
+            "Open client connections",
+            m.connections_active.clone(),
+        );
+        registry.register(
+            "connections",
+            "Client connections accepted",
+            m.connections.clone(),
+        );
+        registry.register(
+            "connections_rejected",
+            "Client connections closed at once, by reason",
+            m.connections_rejected.clone(),
+        );
+        registry.register(
+            "tls_handshakes",
+            "Completed TLS handshakes by protocol version",
+            m.tls_handshakes.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed or timed out",
+            m.tls_handshake_failures.clone(),
+        );
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "notAfter of each served certificate, as a Unix timestamp",
+            m.cert_expiry.clone(),
+        );
+        registry.register(
+            "requests_rejected",
+            "Requests refused by a limit or as malformed, by reason",
+            m.rejected_requests.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Configuration reloads by result",
+            m.reloads.clone(),
+        );
+        registry.register(
+            "access_log_dropped",
+            "Access log lines dropped because the writer fell behind",
+            m.access_log_dropped.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// The metrics in the Prometheus text exposition format 0.0.4 (what `promtool check
+    /// metrics` and every Prometheus version read), converted from the crate's OpenMetrics.
+    pub fn encode(&self) -> String {
+        let mut om = String::with_capacity(8192);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut om, &self.registry);
+        openmetrics_to_text(&om)
+    }
+
+    pub fn backend(&self, name: &str) -> BackendLabels {
+        BackendLabels {
+            backend: name.to_owned(),
+        }
+    }
+
+    pub fn reason(&self, reason: &str) -> ReasonLabels {
+        ReasonLabels {
+            reason: reason.to_owned(),
+        }
+    }
+}
+
+/// Content type of [`Metrics::encode`].
+pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// OpenMetrics → Prometheus text: counters are described under their `_total` sample
+/// name, and the `# UNIT` and `# EOF` lines go.
+pub fn openmetrics_to_text(om: &str) -> String {
+    let counters: std::collections::HashSet<&str> = om
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(om.len() + 256);
+    for line in om.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let meta = line
+            .strip_prefix("# HELP ")
+            .map(|r| ("# HELP ", r))
+            .or_else(|| line.strip_prefix("# TYPE ").map(|r| ("# TYPE ", r)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                out.push_str(prefix);
+                out.push_str(name);
+                if counters.contains(name) {
+                    out.push_str("_total");
+                }
+                out.push(' ');
+                out.push_str(tail);
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_described_under_their_total_name() {
+        let om = "# HELP a_b Things.\n# TYPE a_b counter\na_b_total{x=\"1\"} 2\n# HELP g A gauge.\n# TYPE g gauge\n# UNIT g seconds\ng 1\n# EOF\n";
+        assert_eq!(
+            openmetrics_to_text(om),
+            "# HELP a_b_total Things.\n# TYPE a_b_total counter\na_b_total{x=\"1\"} 2\n# HELP g A gauge.\n# TYPE g gauge\ng 1\n"
+        );
+    }
+}

@@ -1,0 +1,654 @@
+//! One configuration generation and the request path through it: rate limit, backend
+//! choice, forwarding headers, the retry on another backend, response headers (HSTS,
+//! served-by), metrics and the access log. Shared by the HTTP/1.1 and HTTP/2 front ends.
+//!
+//! Failure classes decide what happens next: a connection failure means the request never
+//! reached the backend, so any method is retried; a failure after sending but before any
+//! response byte is retried only for idempotent methods; once a response has started
+//! nothing is retried. Both kinds eject the backend at once (passive health).
+
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, Full};
+use prometheus_client::metrics::counter::Counter;
+
+use crate::access_log::{self, AccessLog, Entry};
+use crate::backend::{Backend, BackendState, Balancer};
+use crate::config::{Config, ConfigError, ConfigErrors};
+use crate::h1::Reject;
+use crate::metrics::{code_class, Metrics, RequestLabels};
+use crate::ratelimit::RateLimiter;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type RespBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+
+/// What the request path knows about the client connection.
+#[derive(Debug)]
+pub struct ConnInfo {
+    pub client: SocketAddr,
+    pub https: bool,
+    pub tls_version: Option<&'static str>,
+    pub proto: &'static str,
+    pub accepted: Instant,
+}
+
+/// Process-wide pieces that outlive configuration generations.
+#[derive(Debug)]
+pub struct Shared {
+    pub metrics: Arc<Metrics>,
+    pub access_log: AccessLog,
+    /// The bound port of the HTTPS listener, for redirects.
+    pub https_port: std::sync::atomic::AtomicU16,
+}
+
+/// Everything built from one configuration: requests on a connection use the generation
+/// that was current when the connection was accepted.
+pub struct Generation {
+    pub config: Config,
+    pub tls: tokio_rustls::TlsAcceptor,
+    pub balancer: Balancer,
+    limiter: Option<RateLimiter>,
+    pub shared: Arc<Shared>,
+    health_tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    none_counters: [Counter; 5],
+}
+
+impl std::fmt::Debug for Generation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Generation").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+fn class_index(status: u16) -> usize {
+    usize::from(status.clamp(100, 599) / 100 - 1)
+}
+
+fn err(config: &Config, key: String, message: String) -> ConfigError {
+    ConfigError {
+        file: config.path.clone(),
+        key,
+        message,
+    }
+}
+
+impl Generation {
+    /// Builds a generation: loads certificates and keys, builds backend pools. Health state
+    /// of backends that `previous` also had (same name and address) carries over.
+    pub fn build(config: Config, shared: Arc<Shared>, previous: Option<&Generation>) -> Result<Self, ConfigErrors> {
+        let mut errors = Vec::new();
+        let mut certs = Vec::new();
+        for (i, (cert, key)) in config.certificates.iter().enumerate() {
+            match rampart_tls::load_certified_key(cert, key) {
+                Ok(c) => certs.push(c),
+                Err(e) => errors.push(err(&config, format!("tls.certificates[{i}]"), e.to_string())),
+            }
+        }
+        let client_tls = match &config.backend_tls {
+            Some(t) if config.backends.iter().any(|b| b.tls) => match rampart_tls::client_config(t) {
+                Ok(c) => Some(Arc::new(c)),
+                Err(e) => {
+                    errors.push(err(&config, "backend_tls".into(), e.to_string()));
+                    None
+                }
+            },
+            _ => None,
+        };
+        let metrics = &shared.metrics;
+        let mut backends = Vec::new();
+        for (i, b) in config.backends.iter().enumerate() {
+            let state = previous
+                .and_then(|p| {
+                    p.balancer
+                        .backends
+                        .iter()
+                        .find(|o| o.cfg.name == b.name && o.cfg.address == b.address)
+                })
+                .map_or_else(|| Arc::new(BackendState::default()), |o| Arc::clone(&o.state));
+            match Backend::new(
+                b.clone(),
+                client_tls.as_ref(),
+                config.limits.backend_connect_timeout,
+                config.health.clone(),
+                state,
+                Arc::clone(metrics),
+            ) {
+                Ok(x) => backends.push(Arc::new(x)),
+                Err(e) => errors.push(err(&config, format!("backends[{i}].tls_server_name"), e)),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        let site = rampart_tls::SiteCerts::new(certs);
+        for c in site.certs() {
+            let name = c.info.names.first().cloned().unwrap_or_default();
+            let file = c.cert_path.display().to_string();
+            metrics
+                .cert_expiry
+                .get_or_create(&crate::metrics::CertLabels { name, file })
+                .set(c.info.not_after_unix);
+        }
+        let server = rampart_tls::server_config(Arc::new(site), &[b"h2", b"http/1.1"])
+            .map_err(|e| ConfigErrors(vec![err(&config, "tls".into(), e.to_string())]))?;
+        let none_counters = ["1xx", "2xx", "3xx", "4xx", "5xx"].map(|c| {
+            metrics
+                .requests
+                .get_or_create(&RequestLabels {
+                    code_class: c.to_owned(),
+                    backend: "none".to_owned(),
+                })
+                .clone()
+        });
+        Ok(Self {
+            tls: tokio_rustls::TlsAcceptor::from(Arc::new(server)),
+            balancer: Balancer::new(backends, config.policy),
+            limiter: config.limits.rate_limit.map(|(r, b)| RateLimiter::new(r, b)),
+            config,
+            shared,
+            health_tasks: Mutex::new(Vec::new()),
+            none_counters,
+        })
+    }
+
+    /// Starts the active health checks of this generation.
+    pub fn start_health(self: &Arc<Self>) {
+        if !self.config.health.enabled {
+            return;
+        }
+        let mut tasks = self.health_tasks.lock().unwrap_or_else(|p| p.into_inner());
+        for b in &self.balancer.backends {
+            let b = Arc::clone(b);
+            let interval = self.config.health.interval;
+            let task = tokio::spawn(async move {
+                let mut tick = tokio::time::interval(interval);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let ok = b.check().await;
+                    b.record_check(ok);
+                }
+            });
+            tasks.push(task.abort_handle());
+        }
+    }
+
+    /// Stops this generation's health checks (it has been replaced).
+    pub fn stop_health(&self) {
+        for t in self.health_tasks.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            t.abort();
+        }
+    }
+
+    fn record(&self, conn: &ConnInfo, meta: &RequestMeta, status: u16, bytes: u64, backend: Option<&str>) {
+        let elapsed = meta.start.elapsed();
+        self.shared.metrics.duration.observe(elapsed.as_secs_f64());
+        self.shared.access_log.log(&Entry {
+            time: access_log::now_rfc3339(),
+            client: conn.client.ip().to_string(),
+            method: meta.method.as_str(),
+            host: &meta.host,
+            path: &meta.path,
+            status,
+            bytes,
+            duration_ms: (elapsed.as_secs_f64() * 1e6).round() / 1e3,
+            backend,
+            tls: conn.tls_version,
+            proto: conn.proto,
+        });
+    }
+
+    /// A response the load balancer makes itself, counted and logged.
+    fn local(&self, conn: &ConnInfo, meta: &RequestMeta, status: StatusCode, extra: &[(HeaderName, HeaderValue)]) -> Response<RespBody> {
+        let body = match status {
+            StatusCode::PERMANENT_REDIRECT | StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND | StatusCode::TEMPORARY_REDIRECT => String::new(),
+            s => format!("{} {}\n", s.as_u16(), s.canonical_reason().unwrap_or("")),
+        };
+        let len = body.len() as u64;
+        let mut resp = Response::new(full(Bytes::from(body)));
+        *resp.status_mut() = status;
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        for (k, v) in extra {
+            h.insert(k.clone(), v.clone());
+        }
+        self.finish_headers(h, conn);
+        self.none_counters[class_index(status.as_u16())].inc();
+        self.record(conn, meta, status.as_u16(), len, None);
+        resp
+    }
+
+    fn finish_headers(&self, h: &mut HeaderMap, conn: &ConnInfo) {
+        if conn.https {
+            if let Some(v) = &self.config.hsts.header {
+                if let Ok(v) = HeaderValue::from_str(v) {
+                    h.insert(header::STRICT_TRANSPORT_SECURITY, v);
+                }
+            }
+        }
+        if !h.contains_key(header::DATE) {
+            if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(std::time::SystemTime::now())) {
+                h.insert(header::DATE, v);
+            }
+        }
+    }
+
+    /// The answer to a request the HTTP/1 reader refused.
+    pub fn reject(&self, conn: &ConnInfo, r: Reject) -> Response<RespBody> {
+        self.shared
+            .metrics
+            .rejected_requests
+            .get_or_create(&self.shared.metrics.reason(r.reason()))
+            .inc();
+        let meta = RequestMeta {
+            start: Instant::now(),
+            method: Method::GET,
+            host: String::new(),
+            path: String::new(),
+        };
+        tracing::debug!(client = %conn.client, reason = r.reason(), "request refused");
+        self.local(conn, &meta, r.status(), &[(header::CONNECTION, HeaderValue::from_static("close"))])
+    }
+
+    /// Serves one complete request.
+    pub async fn serve(&self, req: Request<Bytes>, conn: &ConnInfo) -> Response<RespBody> {
+        let host = request_host(&req);
+        let meta = RequestMeta {
+            start: Instant::now(),
+            method: req.method().clone(),
+            path: req.uri().path().chars().take(2048).collect(),
+            host: host.clone().unwrap_or_default(),
+        };
+        if let Some(rl) = &self.limiter {
+            if !rl.allow(conn.client.ip()) {
+                self.shared
+                    .metrics
+                    .rejected_requests
+                    .get_or_create(&self.shared.metrics.reason("rate_limited"))
+                    .inc();
+                return self.local(conn, &meta, StatusCode::TOO_MANY_REQUESTS, &[(header::RETRY_AFTER, HeaderValue::from_static("1"))]);
+            }
+        }
+        if !conn.https {
+            return self.redirect(conn, &meta, req.uri(), host.as_deref());
+        }
+        let Some(host) = host else {
+            return self.local(conn, &meta, StatusCode::BAD_REQUEST, &[]);
+        };
+        self.forward(req, conn, meta, &host).await
+    }
+
+    fn redirect(&self, conn: &ConnInfo, meta: &RequestMeta, uri: &Uri, host: Option<&str>) -> Response<RespBody> {
+        let r = &self.config.redirect;
+        let Some(host) = host.and_then(host_without_port) else {
+            return self.local(conn, meta, StatusCode::BAD_REQUEST, &[]);
+        };
+        if !r.enabled {
+            return self.local(conn, meta, StatusCode::FORBIDDEN, &[]);
+        }
+        let https_port = r.https_port.unwrap_or_else(|| self.shared.https_port.load(Ordering::Relaxed));
+        let port = if https_port == 443 { String::new() } else { format!(":{https_port}") };
+        let pq = uri.path_and_query().map_or("/", |p| p.as_str());
+        let location = format!("https://{host}{port}{pq}");
+        let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::PERMANENT_REDIRECT);
+        match HeaderValue::from_str(&location) {
+            Ok(v) => self.local(conn, meta, status, &[(header::LOCATION, v)]),
+            Err(_) => self.local(conn, meta, StatusCode::BAD_REQUEST, &[]),
+        }
+    }
+
+    async fn forward(&self, req: Request<Bytes>, conn: &ConnInfo, meta: RequestMeta, host: &str) -> Response<RespBody> {
+        let (parts, body) = req.into_parts();
+        let headers = upstream_headers(&parts.headers, conn, host);
+        let pq = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        let idempotent = matches!(
+            parts.method,
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+        );
+        let metrics = &self.shared.metrics;
+        let mut tried: Option<Arc<Backend>> = None;
+        loop {
+            let Some(backend) = self.balancer.pick(tried.as_ref()) else {
+                return self.local(conn, &meta, StatusCode::SERVICE_UNAVAILABLE, &[(header::RETRY_AFTER, HeaderValue::from_static("1"))]);
+            };
+            let uri = Uri::builder()
+                .scheme(backend.scheme.clone())
+                .authority(backend.authority.clone())
+                .path_and_query(pq.clone())
+                .build();
+            let Ok(uri) = uri else {
+                return self.local(conn, &meta, StatusCode::BAD_REQUEST, &[]);
+            };
+            let mut up = Request::new(Full::new(body.clone()));
+            *up.method_mut() = parts.method.clone();
+            *up.uri_mut() = uri;
+            *up.version_mut() = Version::HTTP_11;
+            *up.headers_mut() = headers.clone();
+
+            let active = ActiveGuard::new(&backend, metrics);
+            let sent = tokio::time::timeout(self.config.limits.backend_response_timeout, backend.client.request(up)).await;
+            let (failure, connect_failed) = match sent {
+                Ok(Ok(resp)) => return self.respond(resp, conn, meta, backend, active),
+                Ok(Err(e)) => {
+                    let connect = e.is_connect();
+                    tracing::warn!(backend = %backend.cfg.name, error = %e, connect, "backend request failed");
+                    (if connect { "connect" } else { "request" }, connect)
+                }
+                Err(_) => {
+                    tracing::warn!(backend = %backend.cfg.name, "backend response timed out");
+                    ("timeout", false)
+                }
+            };
+            drop(active);
+            backend.eject(failure);
+            let retry = self.config.retry && tried.is_none() && (connect_failed || idempotent);
+            if retry {
+                metrics.retries.get_or_create(&metrics.backend(&backend.cfg.name)).inc();
+                tried = Some(backend);
+                continue;
+            }
+            let status = if failure == "timeout" { StatusCode::GATEWAY_TIMEOUT } else { StatusCode::BAD_GATEWAY };
+            return self.local(conn, &meta, status, &[]);
+        }
+    }
+
+    fn respond(
+        &self,
+        resp: Response<hyper::body::Incoming>,
+        conn: &ConnInfo,
+        meta: RequestMeta,
+        backend: Arc<Backend>,
+        active: ActiveGuard,
+    ) -> Response<RespBody> {
+        let (mut parts, body) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        self.finish_headers(&mut parts.headers, conn);
+        if let Some(name) = &self.config.served_by_header {
+            if let Ok(v) = HeaderValue::from_str(&backend.cfg.name) {
+                parts.headers.insert(name.clone(), v);
+            }
+        }
+        let status = parts.status.as_u16();
+        self.shared
+            .metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                code_class: code_class(status).to_owned(),
+                backend: backend.cfg.name.clone(),
+            })
+            .inc();
+        let metered = Metered {
+            inner: body,
+            bytes: 0,
+            done: Some(Done {
+                shared: Arc::clone(&self.shared),
+                meta,
+                client: conn.client,
+                tls: conn.tls_version,
+                proto: conn.proto,
+                status,
+                backend,
+                _active: active,
+            }),
+        };
+        Response::from_parts(parts, metered.map_err(|e| Box::new(e) as BoxError).boxed())
+    }
+}
+
+/// Marks a request in flight on a backend, for least-connections and metrics.
+pub struct ActiveGuard {
+    backend: Arc<Backend>,
+    gauge: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl ActiveGuard {
+    fn new(backend: &Arc<Backend>, metrics: &Metrics) -> Self {
+        backend.active.fetch_add(1, Ordering::Relaxed);
+        let gauge = metrics.backend_active.get_or_create(&metrics.backend(&backend.cfg.name)).clone();
+        gauge.inc();
+        Self {
+            backend: Arc::clone(backend),
+            gauge,
+        }
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.backend.active.fetch_sub(1, Ordering::Relaxed);
+        self.gauge.dec();
+    }
+}
+
+struct RequestMeta {
+    start: Instant,
+    method: Method,
+    host: String,
+    path: String,
+}
+
+struct Done {
+    shared: Arc<Shared>,
+    meta: RequestMeta,
+    client: SocketAddr,
+    tls: Option<&'static str>,
+    proto: &'static str,
+    status: u16,
+    backend: Arc<Backend>,
+    _active: ActiveGuard,
+}
+
+/// A backend response body that logs and measures the request when it ends (or is
+/// dropped because the client went away).
+struct Metered {
+    inner: hyper::body::Incoming,
+    bytes: u64,
+    done: Option<Done>,
+}
+
+impl Metered {
+    fn finish(&mut self) {
+        let Some(d) = self.done.take() else { return };
+        let elapsed = d.meta.start.elapsed();
+        d.shared.metrics.duration.observe(elapsed.as_secs_f64());
+        d.shared.access_log.log(&Entry {
+            time: access_log::now_rfc3339(),
+            client: d.client.ip().to_string(),
+            method: d.meta.method.as_str(),
+            host: &d.meta.host,
+            path: &d.meta.path,
+            status: d.status,
+            bytes: self.bytes,
+            duration_ms: (elapsed.as_secs_f64() * 1e6).round() / 1e3,
+            backend: Some(&d.backend.cfg.name),
+            tls: d.tls,
+            proto: d.proto,
+        });
+    }
+}
+
+impl Drop for Metered {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+impl Body for Metered {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        match &r {
+            Poll::Ready(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    self.bytes += d.len() as u64;
+                }
+                if self.inner.is_end_stream() {
+                    self.finish();
+                }
+            }
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => self.finish(),
+            Poll::Pending => {}
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+pub fn full(b: Bytes) -> RespBody {
+    Full::new(b).map_err(|never| match never {}).boxed()
+}
+
+/// The request's host: the URI authority (HTTP/2, absolute-form) or the Host header.
+fn request_host<B>(req: &Request<B>) -> Option<String> {
+    if let Some(a) = req.uri().authority() {
+        return Some(a.as_str().to_owned());
+    }
+    req.headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// `host[:port]` → `host`, when `host` is a plausible DNS name or IP literal.
+fn host_without_port(h: &str) -> Option<&str> {
+    let host = if h.starts_with('[') {
+        &h[..=h.find(']')?]
+    } else {
+        h.rsplit_once(':').map_or(h, |(a, _)| a)
+    };
+    let ok = !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.[]:_".contains(&b));
+    ok.then_some(host)
+}
+
+const HOP_BY_HOP: [HeaderName; 6] = [
+    header::CONNECTION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
+];
+
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for n in listed {
+        h.remove(n);
+    }
+    for n in &HOP_BY_HOP {
+        h.remove(n);
+    }
+    h.remove("keep-alive");
+    h.remove("proxy-connection");
+}
+
+/// The headers sent upstream: the client's, minus hop-by-hop ones, with the forwarding
+/// headers replaced (never appended to: a client cannot forge its address).
+fn upstream_headers(client: &HeaderMap, conn: &ConnInfo, host: &str) -> HeaderMap {
+    let mut h = client.clone();
+    strip_hop_by_hop(&mut h);
+    for n in ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"] {
+        h.remove(n);
+    }
+    let ip = conn.client.ip();
+    let proto = if conn.https { "https" } else { "http" };
+    let for_param = match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("\"[{v6}]\""),
+    };
+    let host_ok = host_without_port(host).is_some();
+    let forwarded = if host_ok {
+        format!("for={for_param};proto={proto};host=\"{host}\"")
+    } else {
+        format!("for={for_param};proto={proto}")
+    };
+    let set = |h: &mut HeaderMap, name: &'static str, v: &str| {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            h.insert(HeaderName::from_static(name), v);
+        }
+    };
+    set(&mut h, "x-forwarded-for", &ip.to_string());
+    set(&mut h, "x-forwarded-proto", proto);
+    if host_ok {
+        set(&mut h, "x-forwarded-host", host);
+    }
+    set(&mut h, "forwarded", &forwarded);
+    if !h.contains_key(header::HOST) {
+        set(&mut h, "host", host);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn conn(ip: &str) -> ConnInfo {
+        ConnInfo {
+            client: SocketAddr::new(ip.parse().unwrap(), 5000),
+            https: true,
+            tls_version: Some("TLSv1.3"),
+            proto: "HTTP/1.1",
+            accepted: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn forwarding_headers_replace_what_the_client_sent() {
+        let mut client = HeaderMap::new();
+        client.insert("host", HeaderValue::from_static("www.foobar.com"));
+        client.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        client.insert("forwarded", HeaderValue::from_static("for=6.6.6.6"));
+        client.insert("connection", HeaderValue::from_static("x-secret"));
+        client.insert("x-secret", HeaderValue::from_static("1"));
+        let h = upstream_headers(&client, &conn("192.0.2.7"), "www.foobar.com");
+        assert_eq!(h["x-forwarded-for"], "192.0.2.7");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "www.foobar.com");
+        assert_eq!(h["forwarded"], "for=192.0.2.7;proto=https;host=\"www.foobar.com\"");
+        assert!(!h.contains_key("x-secret") && !h.contains_key("connection"));
+        let h6 = upstream_headers(&client, &conn("2001:db8::1"), "www.foobar.com");
+        assert_eq!(h6["forwarded"], "for=\"[2001:db8::1]\";proto=https;host=\"www.foobar.com\"");
+    }
+
+    #[test]
+    fn hosts() {
+        assert_eq!(host_without_port("www.foobar.com:8080"), Some("www.foobar.com"));
+        assert_eq!(host_without_port("www.foobar.com"), Some("www.foobar.com"));
+        assert_eq!(host_without_port("[::1]:443"), Some("[::1]"));
+        assert_eq!(host_without_port("evil.com/\"x"), None);
+        assert_eq!(host_without_port(""), None);
+    }
+}

@@ -1,0 +1,423 @@
+//! Listeners, connection handling and the process lifecycle: accept loops with the
+//! connection cap, TLS handshakes with a deadline, ALPN dispatch to HTTP/2 (hyper) or
+//! HTTP/1.1 (`h1`), the internal admin listener (`/metrics`, `/-/reload`, `/-/healthy`),
+//! reloads that swap generations atomically, and a graceful drain on shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify};
+
+use crate::access_log::AccessLog;
+use crate::config::{Config, ConfigError, ConfigErrors};
+use crate::h1::{self, Reject};
+use crate::metrics::{ListenerLabels, Metrics, ResultLabels};
+use crate::proxy::{ConnInfo, Generation, RespBody, Shared};
+
+/// The bound listeners a load balancer serves on.
+#[derive(Debug)]
+pub struct Listeners {
+    pub https: TcpListener,
+    pub http: Option<TcpListener>,
+    pub admin: Option<TcpListener>,
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let domain = if addr.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
+    let s = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())
+        .map_err(|e| std::io::Error::new(e.kind(), format!("bind {addr}: {e}")))?;
+    s.listen(4096)?;
+    TcpListener::from_std(s.into())
+}
+
+impl Listeners {
+    /// Binds the addresses of `config`. Must be called inside a tokio runtime.
+    pub fn bind(config: &Config) -> std::io::Result<Self> {
+        Ok(Self {
+            https: bind(config.listen.https)?,
+            http: config.listen.http.map(bind).transpose()?,
+            admin: config.listen.admin.map(bind).transpose()?,
+        })
+    }
+}
+
+/// A running (or ready to run) load balancer.
+pub struct Lb {
+    current: ArcSwap<Generation>,
+    shared: Arc<Shared>,
+    active: AtomicUsize,
+    idle: Notify,
+    shutdown: watch::Sender<bool>,
+    reload_lock: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Lb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lb").finish_non_exhaustive()
+    }
+}
+
+impl Lb {
+    /// Builds the first generation from `config`. Must be called inside a tokio runtime
+    /// (the access log writer and health checks are tasks).
+    pub fn new(config: Config) -> Result<Arc<Self>, ConfigErrors> {
+        let metrics = Arc::new(Metrics::new());
+        let access_log = AccessLog::start(&config.access_log, Arc::clone(&metrics)).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: config.path.clone(),
+                key: "log.access_log".into(),
+                message: e.to_string(),
+            }])
+        })?;
+        let shared = Arc::new(Shared {
+            metrics,
+            access_log,
+            https_port: config.listen.https.port().into(),
+        });
+        let gen = Arc::new(Generation::build(config, Arc::clone(&shared), None)?);
+        gen.start_health();
+        Ok(Arc::new(Self {
+            current: ArcSwap::new(gen),
+            shared,
+            active: AtomicUsize::new(0),
+            idle: Notify::new(),
+            shutdown: watch::channel(false).0,
+            reload_lock: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Config {
+        self.current.load().config.clone()
+    }
+
+    /// Re-reads the config file and certificates. New connections use the new generation;
+    /// connections already open finish on the old one. A config that fails validation is
+    /// refused and the old one stays.
+    pub async fn reload(&self) -> Result<(), ConfigErrors> {
+        let _one_at_a_time = self.reload_lock.lock().await;
+        let old = self.current.load_full();
+        let result = Config::load(&old.config.path).and_then(|c| {
+            let mut errors = Vec::new();
+            let fixed = |key: &str, what: String| ConfigError {
+                file: c.path.clone(),
+                key: key.into(),
+                message: format!("{what} cannot change on reload; restart to apply it"),
+            };
+            if c.listen.https != old.config.listen.https {
+                errors.push(fixed("listen.https", "the listener address".into()));
+            }
+            if c.listen.http != old.config.listen.http {
+                errors.push(fixed("listen.http", "the listener address".into()));
+            }
+            if c.listen.admin != old.config.listen.admin {
+                errors.push(fixed("listen.admin", "the listener address".into()));
+            }
+            if c.access_log != old.config.access_log {
+                errors.push(fixed("log.access_log", "the access log target".into()));
+            }
+            if c.worker_threads != old.config.worker_threads {
+                errors.push(fixed("runtime.worker_threads", "the thread count".into()));
+            }
+            if !errors.is_empty() {
+                return Err(ConfigErrors(errors));
+            }
+            Generation::build(c, Arc::clone(&self.shared), Some(&old))
+        });
+        let label = |r: &str| ResultLabels { result: r.into() };
+        match result {
+            Ok(gen) => {
+                let gen = Arc::new(gen);
+                for b in &old.balancer.backends {
+                    if !gen.balancer.backends.iter().any(|n| n.cfg.name == b.cfg.name) {
+                        b.forget_metrics();
+                    }
+                }
+                old.stop_health();
+                gen.start_health();
+                self.current.store(gen);
+                self.shared.metrics.reloads.get_or_create(&label("success")).inc();
+                tracing::info!("configuration reloaded");
+                Ok(())
+            }
+            Err(e) => {
+                self.shared.metrics.reloads.get_or_create(&label("failure")).inc();
+                tracing::error!(errors = %e, "reload refused; the previous configuration stays");
+                Err(e)
+            }
+        }
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and drains open connections
+    /// for up to `runtime.shutdown_grace`. `ready` is called once every listener serves.
+    pub async fn serve(
+        self: &Arc<Self>,
+        listeners: Listeners,
+        shutdown: impl Future<Output = ()>,
+        ready: impl FnOnce(),
+    ) -> std::io::Result<()> {
+        self.shared
+            .https_port
+            .store(listeners.https.local_addr()?.port(), Ordering::Relaxed);
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(Arc::clone(self).accept_loop(listeners.https, true));
+        if let Some(l) = listeners.http {
+            tasks.spawn(Arc::clone(self).accept_loop(l, false));
+        }
+        if let Some(l) = listeners.admin {
+            tasks.spawn(Arc::clone(self).admin_loop(l));
+        }
+        ready();
+        shutdown.await;
+        let grace = self.current.load().config.shutdown_grace;
+        tracing::info!(open = self.active.load(Ordering::Relaxed), ?grace, "shutting down: draining connections");
+        let _ = self.shutdown.send(true);
+        tasks.abort_all();
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let notified = self.idle.notified();
+            if self.active.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                tracing::warn!(open = self.active.load(Ordering::Relaxed), "drain deadline passed; closing the rest");
+                break;
+            }
+        }
+        self.current.load().stop_health();
+        Ok(())
+    }
+
+    async fn accept_loop(self: Arc<Self>, listener: TcpListener, https: bool) {
+        let kind = if https { "https" } else { "http" };
+        let labels = ListenerLabels { listener: kind.into() };
+        let accepted = self.shared.metrics.connections.get_or_create(&labels).clone();
+        let open = self.shared.metrics.connections_active.get_or_create(&labels).clone();
+        loop {
+            let (sock, peer) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, listener = kind, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            accepted.inc();
+            let gen = self.current.load_full();
+            if self.active.fetch_add(1, Ordering::AcqRel) >= gen.config.limits.max_connections {
+                self.conn_done();
+                self.shared
+                    .metrics
+                    .connections_rejected
+                    .get_or_create(&self.shared.metrics.reason("max_connections"))
+                    .inc();
+                drop(sock);
+                continue;
+            }
+            let _ = sock.set_nodelay(true);
+            open.inc();
+            let this = Arc::clone(&self);
+            let open = open.clone();
+            tokio::spawn(async move {
+                let info = ConnInfo {
+                    client: peer,
+                    https,
+                    tls_version: None,
+                    proto: "HTTP/1.1",
+                    accepted: Instant::now(),
+                };
+                if https {
+                    this.serve_tls(sock, info, gen).await;
+                } else {
+                    h1::serve(sock, gen, Arc::new(info), this.shutdown.subscribe()).await;
+                }
+                open.dec();
+                this.conn_done();
+            });
+        }
+    }
+
+    fn conn_done(&self) {
+        if self.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    async fn serve_tls(&self, sock: TcpStream, mut info: ConnInfo, gen: Arc<Generation>) {
+        let m = &self.shared.metrics;
+        let handshake = tokio::time::timeout(gen.config.limits.handshake_timeout, gen.tls.accept(sock)).await;
+        let tls = match handshake {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                m.tls_handshake_failures.inc();
+                tracing::debug!(client = %info.client, error = %e, "tls handshake failed");
+                return;
+            }
+            Err(_) => {
+                m.tls_handshake_failures.inc();
+                return;
+            }
+        };
+        let (_, session) = tls.get_ref();
+        let version = match session.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+            _ => "other",
+        };
+        let h2 = session.alpn_protocol() == Some(b"h2");
+        m.tls_handshakes
+            .get_or_create(&crate::metrics::VersionLabels { version: version.into() })
+            .inc();
+        info.tls_version = Some(version);
+        if h2 {
+            info.proto = "HTTP/2";
+            self.serve_h2(tls, info, gen).await;
+        } else {
+            h1::serve(tls, gen, Arc::new(info), self.shutdown.subscribe()).await;
+        }
+    }
+
+    async fn serve_h2(&self, tls: tokio_rustls::server::TlsStream<TcpStream>, info: ConnInfo, gen: Arc<Generation>) {
+        let lim = gen.config.limits.clone();
+        let info = Arc::new(info);
+        let inflight = Arc::new(AtomicUsize::new(0));
+        let svc = {
+            let gen = Arc::clone(&gen);
+            let info = Arc::clone(&info);
+            let inflight = Arc::clone(&inflight);
+            service_fn(move |req: Request<Incoming>| {
+                let gen = Arc::clone(&gen);
+                let info = Arc::clone(&info);
+                let inflight = Arc::clone(&inflight);
+                async move {
+                    inflight.fetch_add(1, Ordering::Relaxed);
+                    let resp = h2_request(&gen, &info, req).await;
+                    inflight.fetch_sub(1, Ordering::Relaxed);
+                    Ok::<_, Infallible>(resp)
+                }
+            })
+        };
+        let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(lim.max_h2_streams)
+            .max_header_list_size(u32::try_from(lim.max_header_bytes).unwrap_or(u32::MAX))
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+            .keep_alive_timeout(Duration::from_secs(20))
+            .serve_connection(TokioIo::new(tls), svc);
+        let mut conn = std::pin::pin!(conn);
+        let mut shutdown = self.shutdown.subscribe();
+        let mut idle_since = Instant::now();
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                r = shutdown.changed(), if !closing => {
+                    let _ = r;
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                _ = tokio::time::sleep(Duration::from_secs(1).min(lim.idle_timeout)) => {
+                    if inflight.load(Ordering::Relaxed) > 0 {
+                        idle_since = Instant::now();
+                    } else if !closing && idle_since.elapsed() >= lim.idle_timeout {
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn admin_loop(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let Ok((sock, _)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            let this = Arc::clone(&self);
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let this = Arc::clone(&this);
+                    async move { Ok::<_, Infallible>(this.admin(req).await) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(10))
+                    .max_buf_size(16 * 1024)
+                    .serve_connection(TokioIo::new(sock), svc);
+                let _ = tokio::time::timeout(Duration::from_secs(60), conn).await;
+            });
+        }
+    }
+
+    async fn admin(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let reply = |status: StatusCode, ctype: &'static str, body: String| {
+            let mut r = Response::new(Full::new(Bytes::from(body)));
+            *r.status_mut() = status;
+            r.headers_mut()
+                .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(ctype));
+            r
+        };
+        match (req.method().as_str(), req.uri().path()) {
+            ("GET", "/metrics") => reply(
+                StatusCode::OK,
+                crate::metrics::TEXT_FORMAT,
+                self.shared.metrics.encode(),
+            ),
+            ("GET", "/-/healthy") => reply(StatusCode::OK, "text/plain", "ok\n".into()),
+            ("POST", "/-/reload") => match self.reload().await {
+                Ok(()) => reply(StatusCode::OK, "text/plain", "reloaded\n".into()),
+                Err(e) => reply(StatusCode::BAD_REQUEST, "text/plain", format!("{e}\n")),
+            },
+            _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+        }
+    }
+}
+
+/// Reads an HTTP/2 request body within the limits, then serves the request.
+async fn h2_request(gen: &Generation, info: &ConnInfo, req: Request<Incoming>) -> Response<RespBody> {
+    let lim = &gen.config.limits;
+    let (parts, body) = req.into_parts();
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > lim.max_body_bytes as u64) {
+        return gen.reject(info, Reject::BodyTooLarge);
+    }
+    let collected = tokio::time::timeout(lim.body_timeout, Limited::new(body, lim.max_body_bytes).collect()).await;
+    let bytes = match collected {
+        Err(_) => return gen.reject(info, Reject::Timeout),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return gen.reject(info, Reject::BodyTooLarge),
+        Ok(Err(_)) => return gen.reject(info, Reject::BadRequest("body")),
+        Ok(Ok(c)) => c.to_bytes(),
+    };
+    let mut parts = parts;
+    if !bytes.is_empty() {
+        parts
+            .headers
+            .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(bytes.len()));
+    }
+    gen.serve(Request::from_parts(parts, bytes), info).await
+}

@@ -1,0 +1,172 @@
+//! Command-line interface: argument parsing and the glue from a subcommand to its role.
+//!
+//! Exit codes: 0 success, 1 runtime failure, 2 invalid config or usage.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "rampart", version, about = "The secured and monitored web infrastructure, as one binary")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the load balancer (TLS termination, balancing, health checks).
+    Lb {
+        /// Path to the load balancer config (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a config file and the files it names, without starting anything.
+    Check {
+        /// The config file to check.
+        config: PathBuf,
+    },
+    /// Create a local CA (if absent) and certificates signed by it.
+    Cert {
+        /// Directory for ca.pem/ca.key and the issued certificates.
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+        /// DNS names of the site certificate (written as site.pem/site.key).
+        #[arg(long = "name", default_values_t = ["www.foobar.com".to_string(), "foobar.com".to_string()])]
+        names: Vec<String>,
+        /// Also issue a host certificate NAME.pem/NAME.key for internal mutual TLS.
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Cert { dir, names, hosts } => match cert(&dir, &names, &hosts) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rampart cert: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Lb { config } => lb(&config),
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("RAMPART_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,hyper=warn,rustls=warn,h2=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn check(path: &Path) -> ExitCode {
+    match rampart_lb::check(path) {
+        Ok(_) => {
+            println!("{}: ok", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn cert(dir: &Path, names: &[String], hosts: &[String]) -> anyhow::Result<()> {
+    let ca = rampart_tls::pki::Ca::load_or_create(dir, "rampart local CA").context("local CA")?;
+    let site = ca.issue(dir, "site", names, false).context("site certificate")?;
+    println!("{} (key {})", site.cert.display(), site.key.display());
+    for h in hosts {
+        let issued = ca.issue(dir, h, std::slice::from_ref(h), true).with_context(|| format!("host certificate {h}"))?;
+        println!("{} (key {})", issued.cert.display(), issued.key.display());
+    }
+    println!("{}", dir.join("ca.pem").display());
+    Ok(())
+}
+
+fn lb(path: &Path) -> ExitCode {
+    let config = match rampart_lb::Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = if config.worker_threads == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if config.worker_threads > 1 {
+            b.worker_threads(config.worker_threads);
+        }
+        b.enable_all().build()
+    };
+    let runtime = match runtime {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("rampart lb: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run_lb(config)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rampart lb: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_lb(config: rampart_lb::Config) -> anyhow::Result<ExitCode> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let listeners = rampart_lb::Listeners::bind(&config).context("binding listeners")?;
+    let addrs = (
+        listeners.https.local_addr()?,
+        listeners.http.as_ref().map(|l| l.local_addr()).transpose()?,
+        listeners.admin.as_ref().map(|l| l.local_addr()).transpose()?,
+    );
+    let lb = match rampart_lb::Lb::new(config) {
+        Ok(lb) => lb,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let reloader = {
+        let lb = std::sync::Arc::clone(&lb);
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                // Errors are logged by reload itself; the old config stays.
+                let _ = lb.reload().await;
+            }
+        })
+    };
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+    };
+    lb.serve(listeners, shutdown, || {
+        let show = |a: Option<std::net::SocketAddr>| a.map_or_else(|| "none".to_owned(), |a| a.to_string());
+        tracing::info!(https = %addrs.0, http = %show(addrs.1), admin = %show(addrs.2), "load balancer ready");
+    })
+    .await?;
+    reloader.abort();
+    tracing::info!("load balancer stopped");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,32 @@
+//! Certificates and TLS configuration shared by every rampart service: one crypto
+//! stack (rustls with aws-lc-rs), PEM loading, SNI, and the local CA behind `rampart cert`.
+//!
+//! Invariant: nothing here logs key material; private keys are only ever written with
+//! mode 0600 (see [`pki::write_private`]).
+
+pub mod pki;
+mod server;
+
+pub use server::{load_certs as server_certs, 
+    client_config, load_certified_key, provider, server_config, CertInfo, ClientTls, LoadedCert,
+    SiteCerts,
+};
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while loading or creating certificates.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {what}")]
+    Invalid { path: PathBuf, what: String },
+    #[error("tls configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("certificate generation: {0}")]
+    Rcgen(#[from] rcgen::Error),
+}

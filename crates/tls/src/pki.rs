@@ -1,0 +1,224 @@
+//! The local certificate authority behind `rampart cert`: an ECDSA P-256 CA, site
+//! certificates for the public names, and host certificates for internal (mutual) TLS.
+//!
+//! Validity follows what browsers and Mozilla's "intermediate" profile accept: leaf
+//! certificates live 365 days (the profile allows at most 366), the CA ten years.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+    IsCa, KeyPair, KeyUsagePurpose, SerialNumber, PKCS_ECDSA_P256_SHA256,
+};
+use time::{Duration, OffsetDateTime};
+
+use crate::TlsError;
+
+/// Days a leaf certificate is valid.
+pub const LEAF_DAYS: i64 = 365;
+/// Days the CA is valid.
+pub const CA_DAYS: i64 = 3650;
+
+/// A CA that can sign certificates.
+pub struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+impl std::fmt::Debug for Ca {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ca").finish_non_exhaustive()
+    }
+}
+
+/// Paths of a certificate and its key.
+#[derive(Clone, Debug)]
+pub struct Issued {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
+    move |source| TlsError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Writes a private key with mode 0600, created that way (never widened afterwards).
+pub fn write_private(path: &Path, pem: &str) -> Result<(), TlsError> {
+    let tmp = path.with_extension("tmp");
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io(&tmp))?;
+    f.write_all(pem.as_bytes()).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
+}
+
+fn write_public(path: &Path, pem: &str) -> Result<(), TlsError> {
+    std::fs::write(path, pem).map_err(io(path))
+}
+
+/// A random positive 127-bit serial number (RFC 5280: positive, at most 20 octets).
+fn serial() -> Result<SerialNumber, TlsError> {
+    let mut bytes = [0u8; 16];
+    crate::provider()
+        .secure_random
+        .fill(&mut bytes)
+        .map_err(|_| TlsError::Rustls(rustls::Error::FailedToGetRandomBytes))?;
+    bytes[0] = (bytes[0] & 0x7f) | 0x01;
+    Ok(SerialNumber::from_slice(&bytes))
+}
+
+fn validity(params: &mut CertificateParams, days: i64) -> Result<(), TlsError> {
+    params.serial_number = Some(serial()?);
+    let now = OffsetDateTime::now_utc();
+    // A small back-dating absorbs clock skew between hosts.
+    params.not_before = now - Duration::hours(1);
+    params.not_after = now + Duration::days(days);
+    Ok(())
+}
+
+impl Ca {
+    /// Creates a new CA and writes `ca.pem` and `ca.key` (0600) into `dir`.
+    pub fn create(dir: &Path, common_name: &str) -> Result<Self, TlsError> {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, common_name);
+        dn.push(DnType::OrganizationName, "rampart");
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        validity(&mut params, CA_DAYS)?;
+        let cert = params.self_signed(&key)?;
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        write_public(&dir.join("ca.pem"), &cert.pem())?;
+        write_private(&dir.join("ca.key"), &key.serialize_pem())?;
+        Ok(Self { cert, key })
+    }
+
+    /// Loads `ca.pem`/`ca.key` from `dir`.
+    pub fn load(dir: &Path) -> Result<Self, TlsError> {
+        let cert_path = dir.join("ca.pem");
+        let key_path = dir.join("ca.key");
+        let cert_pem = std::fs::read_to_string(&cert_path).map_err(io(&cert_path))?;
+        let key_pem = std::fs::read_to_string(&key_path).map_err(io(&key_path))?;
+        let key = KeyPair::from_pem(&key_pem).map_err(|e| TlsError::Invalid {
+            path: key_path.clone(),
+            what: format!("not a usable CA key: {e}"),
+        })?;
+        let params = CertificateParams::from_ca_cert_pem(&cert_pem).map_err(|e| {
+            TlsError::Invalid {
+                path: cert_path.clone(),
+                what: format!("not a usable CA certificate: {e}"),
+            }
+        })?;
+        // Re-signing the same parameters with the same key reproduces the issuer name and
+        // key identifier that certificates signed now must carry.
+        let cert = params.self_signed(&key)?;
+        Ok(Self { cert, key })
+    }
+
+    /// Loads the CA in `dir`, creating it first when absent.
+    pub fn load_or_create(dir: &Path, common_name: &str) -> Result<Self, TlsError> {
+        if dir.join("ca.pem").exists() && dir.join("ca.key").exists() {
+            Self::load(dir)
+        } else {
+            Self::create(dir, common_name)
+        }
+    }
+
+    /// Issues an ECDSA P-256 leaf for `names`, written as `<stem>.pem` (the leaf alone) and
+    /// `<stem>.key` (0600). `client` adds the clientAuth usage for mutual TLS.
+    pub fn issue(
+        &self,
+        dir: &Path,
+        stem: &str,
+        names: &[String],
+        client: bool,
+    ) -> Result<Issued, TlsError> {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+        let mut params = CertificateParams::new(names.to_vec())?;
+        let mut dn = DistinguishedName::new();
+        if let Some(first) = names.first() {
+            dn.push(DnType::CommonName, first.as_str());
+        }
+        params.distinguished_name = dn;
+        // Omit basicConstraints on leaves: an explicit cA=FALSE is a DER default, which
+        // strict parsers (Python's cryptography, hence sslyze) reject.
+        params.is_ca = IsCa::NoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        if client {
+            params
+                .extended_key_usages
+                .push(ExtendedKeyUsagePurpose::ClientAuth);
+        }
+        params.use_authority_key_identifier_extension = true;
+        validity(&mut params, LEAF_DAYS)?;
+        let cert = params.signed_by(&key, &self.cert, &self.key)?;
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let issued = Issued {
+            cert: dir.join(format!("{stem}.pem")),
+            key: dir.join(format!("{stem}.key")),
+        };
+        // The chain is the leaf alone: clients hold the anchor, and sending it is waste.
+        write_public(&issued.cert, &cert.pem())?;
+        write_private(&issued.key, &key.serialize_pem())?;
+        Ok(issued)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn issued_keys_are_0600_and_load_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::create(dir.path(), "test CA").unwrap();
+        let names = vec!["www.foobar.com".to_owned(), "foobar.com".to_owned()];
+        let site = ca.issue(dir.path(), "site", &names, false).unwrap();
+        for key in [dir.path().join("ca.key"), site.key.clone()] {
+            let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", key.display());
+        }
+        let loaded = crate::load_certified_key(&site.cert, &site.key).unwrap();
+        assert_eq!(loaded.info.names, names);
+        let days = (loaded.info.not_after_unix - OffsetDateTime::now_utc().unix_timestamp()) / 86400;
+        assert!((364..=365).contains(&days), "{days}");
+        // A reloaded CA signs certificates that chain to the same ca.pem.
+        let again = Ca::load(dir.path()).unwrap();
+        let host = again.issue(dir.path(), "web1", &["web1".into()], true).unwrap();
+        let cfg = crate::client_config(&crate::ClientTls {
+            ca: dir.path().join("ca.pem"),
+            client_cert: Some((host.cert, host.key)),
+        });
+        assert!(cfg.is_ok());
+    }
+
+    #[test]
+    fn mismatched_key_is_refused_with_both_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::create(dir.path(), "test CA").unwrap();
+        let a = ca.issue(dir.path(), "a", &["a.test".into()], false).unwrap();
+        let b = ca.issue(dir.path(), "b", &["b.test".into()], false).unwrap();
+        let err = crate::load_certified_key(&a.cert, &b.key).unwrap_err().to_string();
+        assert!(err.contains("b.key") && err.contains("does not match"), "{err}");
+    }
+}

@@ -3,6 +3,8 @@
 //! that kill only what they started, and `eventually`-style polling with a deadline.
 
 pub mod backend;
+pub mod client;
+pub mod lbproc;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

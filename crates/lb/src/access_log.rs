@@ -39,7 +39,10 @@ const QUEUE: usize = 16_384;
 
 impl AccessLog {
     /// Starts the writer task for `target`. Must be called inside a tokio runtime.
-    pub fn start(target: &crate::config::AccessLog, metrics: Arc<Metrics>) -> std::io::Result<Self> {
+    pub fn start(
+        target: &crate::config::AccessLog,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<Self> {
         use crate::config::AccessLog as T;
         let tx = match target {
             T::Off => None,
@@ -51,7 +54,9 @@ impl AccessLog {
 
     pub fn log(&self, entry: &Entry<'_>) {
         let Some(tx) = &self.tx else { return };
-        let Ok(mut line) = serde_json::to_string(entry) else { return };
+        let Ok(mut line) = serde_json::to_string(entry) else {
+            return;
+        };
         line.push('\n');
         if tx.try_send(line).is_err() {
             self.metrics.access_log_dropped.inc();

@@ -38,7 +38,11 @@ impl Connection for Stream {
 }
 
 impl AsyncRead for Stream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
@@ -47,7 +51,11 @@ impl AsyncRead for Stream {
 }
 
 impl AsyncWrite for Stream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
@@ -72,7 +80,10 @@ impl AsyncWrite for Stream {
 pub struct Connector {
     addr: SocketAddr,
     timeout: Duration,
-    tls: Option<(tokio_rustls::TlsConnector, rustls::pki_types::ServerName<'static>)>,
+    tls: Option<(
+        tokio_rustls::TlsConnector,
+        rustls::pki_types::ServerName<'static>,
+    )>,
 }
 
 impl tower_service::Service<Uri> for Connector {
@@ -146,7 +157,9 @@ pub struct Backend {
 
 impl std::fmt::Debug for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Backend").field("cfg", &self.cfg).finish_non_exhaustive()
+        f.debug_struct("Backend")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
     }
 }
 
@@ -162,7 +175,9 @@ impl Backend {
         let tls = match (cfg.tls, tls) {
             (true, Some(c)) => {
                 let name = rustls::pki_types::ServerName::try_from(cfg.tls_server_name.clone())
-                    .map_err(|_| format!("`{}` is not a DNS name or IP address", cfg.tls_server_name))?;
+                    .map_err(|_| {
+                        format!("`{}` is not a DNS name or IP address", cfg.tls_server_name)
+                    })?;
                 Some((tokio_rustls::TlsConnector::from(Arc::clone(c)), name))
             }
             _ => None,
@@ -180,7 +195,11 @@ impl Backend {
             .retry_canceled_requests(true)
             .set_host(false)
             .build(connector);
-        let scheme = if cfg.tls { http::uri::Scheme::HTTPS } else { http::uri::Scheme::HTTP };
+        let scheme = if cfg.tls {
+            http::uri::Scheme::HTTPS
+        } else {
+            http::uri::Scheme::HTTP
+        };
         let authority = http::uri::Authority::try_from(cfg.address.to_string())
             .map_err(|e| format!("{}: {e}", cfg.address))?;
         let b = Self {
@@ -212,7 +231,11 @@ impl Backend {
             return true;
         }
         if !self.health.enabled {
-            let mut at = self.state.ejected_at.lock().unwrap_or_else(|p| p.into_inner());
+            let mut at = self
+                .state
+                .ejected_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             if at.is_some_and(|t| t.elapsed() >= self.health.eject_cooldown) {
                 *at = None;
                 self.state.up.store(true, Ordering::Relaxed);
@@ -232,7 +255,11 @@ impl Backend {
             .inc();
         self.state.successes.store(0, Ordering::Relaxed);
         self.state.fails.store(self.health.fall, Ordering::Relaxed);
-        *self.state.ejected_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        *self
+            .state
+            .ejected_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
         if self.state.up.swap(false, Ordering::Relaxed) {
             tracing::warn!(backend = %self.cfg.name, reason = why, "backend ejected");
             self.publish();
@@ -275,10 +302,15 @@ impl Backend {
         let fut = async {
             let resp = self.client.request(req).await.ok()?;
             let ok = resp.status().is_success() || resp.status().is_redirection();
-            http_body_util::BodyExt::collect(resp.into_body()).await.ok()?;
+            http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .ok()?;
             Some(ok)
         };
-        matches!(tokio::time::timeout(self.health.timeout, fut).await, Ok(Some(true)))
+        matches!(
+            tokio::time::timeout(self.health.timeout, fut).await,
+            Ok(Some(true))
+        )
     }
 
     pub fn forget_metrics(&self) {
@@ -378,8 +410,15 @@ mod tests {
             eject_cooldown: Duration::from_millis(30),
         };
         Arc::new(
-            Backend::new(cfg, None, Duration::from_secs(1), health, Arc::default(), Arc::new(Metrics::new()))
-                .unwrap(),
+            Backend::new(
+                cfg,
+                None,
+                Duration::from_secs(1),
+                health,
+                Arc::default(),
+                Arc::new(Metrics::new()),
+            )
+            .unwrap(),
         )
     }
 
@@ -393,7 +432,10 @@ mod tests {
 
     #[tokio::test]
     async fn policies() {
-        let rr = Balancer::new(vec![backend("a", 1, true), backend("b", 1, true)], Policy::RoundRobin);
+        let rr = Balancer::new(
+            vec![backend("a", 1, true), backend("b", 1, true)],
+            Policy::RoundRobin,
+        );
         assert_eq!(picks(&rr, 4), "a b a b");
         rr.backends[0].eject("test");
         assert_eq!(picks(&rr, 3), "b b b");
@@ -406,14 +448,20 @@ mod tests {
         );
         assert_eq!(picks(&wrr, 8), "a a b a a a b a");
 
-        let lc = Balancer::new(vec![backend("a", 1, true), backend("b", 1, true)], Policy::LeastConnections);
+        let lc = Balancer::new(
+            vec![backend("a", 1, true), backend("b", 1, true)],
+            Policy::LeastConnections,
+        );
         lc.backends[0].active.store(5, Ordering::Relaxed);
         assert_eq!(picks(&lc, 3), "b b b");
     }
 
     #[tokio::test]
     async fn exclusion_picks_another_backend() {
-        let rr = Balancer::new(vec![backend("a", 1, true), backend("b", 1, true)], Policy::RoundRobin);
+        let rr = Balancer::new(
+            vec![backend("a", 1, true), backend("b", 1, true)],
+            Policy::RoundRobin,
+        );
         for _ in 0..4 {
             let first = rr.pick(None).unwrap();
             let second = rr.pick(Some(&first)).unwrap();

@@ -418,22 +418,35 @@ impl Config {
                 message: e.message().replace('\n', " "),
             }])
         })?;
-        Self::validate(path, file)
+        Self::validate(path, &file)
     }
 
     /// Turns the raw file into a validated config, collecting every problem.
-    pub fn validate(path: &Path, f: FileConfig) -> Result<Config, ConfigErrors> {
+    pub fn validate(path: &Path, f: &FileConfig) -> Result<Config, ConfigErrors> {
         let mut c = Checker {
             file: path,
             errors: Vec::new(),
         };
         let base = path.parent().unwrap_or(Path::new(".")).to_owned();
-        let resolve = |p: &Path| if p.is_absolute() { p.to_owned() } else { base.join(p) };
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_owned()
+            } else {
+                base.join(p)
+            }
+        };
 
         let https = c
-            .addr("listen.https", f.listen.https.as_deref().unwrap_or(defaults::HTTPS))
+            .addr(
+                "listen.https",
+                f.listen.https.as_deref().unwrap_or(defaults::HTTPS),
+            )
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 443)));
-        let http = f.listen.http.as_deref().and_then(|v| c.addr("listen.http", v));
+        let http = f
+            .listen
+            .http
+            .as_deref()
+            .and_then(|v| c.addr("listen.http", v));
         let admin = f
             .listen
             .admin
@@ -537,7 +550,10 @@ impl Config {
                 );
             }
             if !names.insert(name.clone()) {
-                c.err(key("name"), format!("`{name}` is used by another backend; names must be unique"));
+                c.err(
+                    key("name"),
+                    format!("`{name}` is used by another backend; names must be unique"),
+                );
             }
             let weight = c.range(&key("weight"), b.weight, 1, 1, 1000);
             let tls = b.tls.unwrap_or(false);
@@ -574,8 +590,13 @@ impl Config {
         });
 
         let h = &f.health;
-        let health_path = h.path.clone().unwrap_or_else(|| defaults::HEALTH_PATH.into());
-        if !health_path.starts_with('/') || http::uri::PathAndQuery::try_from(health_path.as_str()).is_err() {
+        let health_path = h
+            .path
+            .clone()
+            .unwrap_or_else(|| defaults::HEALTH_PATH.into());
+        if !health_path.starts_with('/')
+            || http::uri::PathAndQuery::try_from(health_path.as_str()).is_err()
+        {
             c.err(
                 "health.path",
                 format!("`{health_path}` is not a request path; expected one starting with '/'"),
@@ -705,13 +726,22 @@ impl Config {
             None | Some("stdout") => AccessLog::Stdout,
             Some("off") => AccessLog::Off,
             Some("") => {
-                c.err("log.access_log", "empty; expected \"stdout\", \"off\" or a file path");
+                c.err(
+                    "log.access_log",
+                    "empty; expected \"stdout\", \"off\" or a file path",
+                );
                 AccessLog::Off
             }
             Some(p) => AccessLog::File(resolve(Path::new(p))),
         };
 
-        let worker_threads = c.range("runtime.worker_threads", f.runtime.worker_threads, 0, 0, 1024);
+        let worker_threads = c.range(
+            "runtime.worker_threads",
+            f.runtime.worker_threads,
+            0,
+            0,
+            1024,
+        );
         let shutdown_grace = c.duration(
             "runtime.shutdown_grace",
             f.runtime.shutdown_grace.as_ref(),
@@ -827,7 +857,10 @@ address = "127.0.0.1:8081"
         assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
         assert_eq!(parse_duration("10s"), Some(Duration::from_secs(10)));
         assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_duration("730d"), Some(Duration::from_secs(730 * 86400)));
+        assert_eq!(
+            parse_duration("730d"),
+            Some(Duration::from_secs(730 * 86400))
+        );
         assert_eq!(parse_duration("10"), None);
         assert_eq!(parse_duration("s"), None);
         assert_eq!(parse_duration("-1s"), None);

@@ -136,7 +136,8 @@ pub fn parse_head(buf: &[u8], max_head: usize) -> Result<Option<(Head, usize)>, 
 
     let mut map = HeaderMap::with_capacity(req.headers.len());
     for h in req.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| Reject::BadRequest("header"))?;
+        let name =
+            HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| Reject::BadRequest("header"))?;
         let value = HeaderValue::from_bytes(h.value).map_err(|_| Reject::BadRequest("header"))?;
         map.append(name, value);
     }
@@ -208,7 +209,10 @@ fn framing(map: &HeaderMap, version: Version) -> Result<BodyKind, Reject> {
         }
         return match codings.as_slice() {
             [only] if only == "chunked" => Ok(BodyKind::Chunked),
-            [.., last] if last == "chunked" && !codings[..codings.len() - 1].iter().any(|c| c == "chunked") => {
+            [.., last]
+                if last == "chunked"
+                    && !codings[..codings.len() - 1].iter().any(|c| c == "chunked") =>
+            {
                 Err(Reject::NotImplemented("te_coding"))
             }
             _ => Err(Reject::BadRequest("te")),
@@ -255,7 +259,11 @@ pub fn parse_chunk_size(line: &[u8]) -> Result<u64, Reject> {
 }
 
 /// Reads more bytes into `buf` before `deadline`.
-async fn fill<S: AsyncRead + Unpin>(io: &mut S, buf: &mut BytesMut, deadline: Instant) -> Result<(), Reject> {
+async fn fill<S: AsyncRead + Unpin>(
+    io: &mut S,
+    buf: &mut BytesMut,
+    deadline: Instant,
+) -> Result<(), Reject> {
     if buf.capacity() - buf.len() < 4096 {
         buf.reserve(8192);
     }
@@ -349,7 +357,14 @@ pub async fn read_body<S: AsyncRead + Unpin>(
 fn skip_response_header(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
-        "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "te" | "trailer" | "upgrade" | "content-length"
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "transfer-encoding"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "content-length"
     )
 }
 
@@ -413,7 +428,9 @@ pub async fn write_response<S: AsyncWrite + Unpin>(
         let mut first = true;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| std::io::Error::other(format!("backend body: {e}")))?;
-            let Ok(data) = frame.into_data() else { continue };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
             if data.is_empty() {
                 continue;
             }
@@ -461,7 +478,9 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 return;
             }
             let wait = if first {
-                conn.accepted.checked_add(lim.header_timeout).map(Instant::from_std)
+                conn.accepted
+                    .checked_add(lim.header_timeout)
+                    .map(Instant::from_std)
             } else {
                 Some(Instant::now() + lim.idle_timeout)
             };
@@ -518,20 +537,27 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 return;
             }
         }
-        if expect_continue && body != BodyKind::None && request.version() == Version::HTTP_11 {
-            if io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() || io.flush().await.is_err() {
-                return;
-            }
+        let wants_continue =
+            expect_continue && body != BodyKind::None && request.version() == Version::HTTP_11;
+        if wants_continue
+            && (io
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await
+                .is_err()
+                || io.flush().await.is_err())
+        {
+            return;
         }
         let body_deadline = Instant::now() + lim.body_timeout;
-        let bytes = match read_body(&mut io, &mut buf, body, lim.max_body_bytes, body_deadline).await {
-            Ok(b) => b,
-            Err(Reject::Closed) => return,
-            Err(r) => {
-                reject(&mut io, &gen, &conn, r).await;
-                return;
-            }
-        };
+        let bytes =
+            match read_body(&mut io, &mut buf, body, lim.max_body_bytes, body_deadline).await {
+                Ok(b) => b,
+                Err(Reject::Closed) => return,
+                Err(r) => {
+                    reject(&mut io, &gen, &conn, r).await;
+                    return;
+                }
+            };
         let version = request.version();
         let head_request = request.method() == Method::HEAD;
         let (mut parts, ()) = request.into_parts();
@@ -582,50 +608,128 @@ mod tests {
 
     #[test]
     fn framing_and_smuggling() {
-        check("GET / HTTP/1.1\r\nHost: a\r\n\r\n", "ok None keep-alive=true");
+        check(
+            "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            "ok None keep-alive=true",
+        );
         check("GET / HTTP/1.1\r\nHost: a\r\n", "incomplete");
         check("GET / HTTP/1.0\r\n\r\n", "ok None keep-alive=false");
-        check("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", "ok None keep-alive=true");
-        check("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", "ok None keep-alive=false");
-        check("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n", "ok Length(5) keep-alive=true");
-        check("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", "ok Length(5) keep-alive=true");
-        check("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n", "ok Length(5) keep-alive=true");
-        check("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", "ok Chunked keep-alive=true");
-        check("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: CHUNKED\r\n\r\n", "ok Chunked keep-alive=true");
+        check(
+            "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+            "ok None keep-alive=true",
+        );
+        check(
+            "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            "ok None keep-alive=false",
+        );
+        check(
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n",
+            "ok Length(5) keep-alive=true",
+        );
+        check(
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+            "ok Length(5) keep-alive=true",
+        );
+        check(
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n",
+            "ok Length(5) keep-alive=true",
+        );
+        check(
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "ok Chunked keep-alive=true",
+        );
+        check(
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: CHUNKED\r\n\r\n",
+            "ok Chunked keep-alive=true",
+        );
         // Ambiguous framing.
-        check("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", "400 te_and_cl");
-        check("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", "400 te_and_cl");
-        check("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", "400 content_length");
-        check("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\n", "400 content_length");
-        check("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n", "400 content_length");
-        check("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x5\r\n\r\n", "400 content_length");
-        check("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", "400 te");
-        check("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n", "400 te");
-        check("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", "501 te_coding");
-        check("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", "400 te_http10");
-        check("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n", "400 syntax");
-        check("POST / HTTP/1.1\r\nHost: a\r\n Transfer-Encoding: chunked\r\n\r\n", "400 syntax");
+        check(
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "400 te_and_cl",
+        );
+        check(
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+            "400 te_and_cl",
+        );
+        check(
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            "400 content_length",
+        );
+        check(
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\n",
+            "400 content_length",
+        );
+        check(
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n",
+            "400 content_length",
+        );
+        check(
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x5\r\n\r\n",
+            "400 content_length",
+        );
+        check(
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+            "400 te",
+        );
+        check(
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n",
+            "400 te",
+        );
+        check(
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "501 te_coding",
+        );
+        check(
+            "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "400 te_http10",
+        );
+        check(
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n",
+            "400 syntax",
+        );
+        check(
+            "POST / HTTP/1.1\r\nHost: a\r\n Transfer-Encoding: chunked\r\n\r\n",
+            "400 syntax",
+        );
         // Host rules.
         check("GET / HTTP/1.1\r\n\r\n", "400 host");
         check("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "400 host");
         // Targets, methods, versions.
-        check("GET http://a/x HTTP/1.1\r\nHost: a\r\n\r\n", "ok None keep-alive=true");
+        check(
+            "GET http://a/x HTTP/1.1\r\nHost: a\r\n\r\n",
+            "ok None keep-alive=true",
+        );
         check("GET x HTTP/1.1\r\nHost: a\r\n\r\n", "400 target");
-        check("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", "ok None keep-alive=true");
+        check(
+            "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+            "ok None keep-alive=true",
+        );
         check("CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", "501 connect");
         check("GET / HTTP/2.0\r\nHost: a\r\n\r\n", "400 version");
-        check("GET / HTTP/1.1\r\nHost: a\r\nExpect: something\r\n\r\n", "417 expectation");
-        check("GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", "501 upgrade");
+        check(
+            "GET / HTTP/1.1\r\nHost: a\r\nExpect: something\r\n\r\n",
+            "417 expectation",
+        );
+        check(
+            "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+            "501 upgrade",
+        );
         check("G\0T / HTTP/1.1\r\n\r\n", "400 syntax");
     }
 
     #[test]
     fn head_size_limits() {
-        let big = format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n", "a".repeat(17 * 1024));
+        let big = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(17 * 1024)
+        );
         check(&big, "431 head_too_large");
         check(&big[..16 * 1024 + 10], "431 head_too_large");
         let many: String = (0..101).map(|i| format!("X-{i}: v\r\n")).collect();
-        check(&format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n"), "431 head_too_large");
+        check(
+            &format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n"),
+            "431 head_too_large",
+        );
     }
 
     #[test]
@@ -633,28 +737,77 @@ mod tests {
         assert_eq!(parse_chunk_size(b"0"), Ok(0));
         assert_eq!(parse_chunk_size(b"1a"), Ok(26));
         assert_eq!(parse_chunk_size(b"A;name=value"), Ok(10));
-        for bad in [&b""[..], b" 1", b"1 ", b"+1", b"-1", b"0x1", b"g", b"1111111111111111", b";x"] {
-            assert_eq!(parse_chunk_size(bad), Err(Reject::BadRequest("chunk_size")), "{bad:?}");
+        for bad in [
+            &b""[..],
+            b" 1",
+            b"1 ",
+            b"+1",
+            b"-1",
+            b"0x1",
+            b"g",
+            b"1111111111111111",
+            b";x",
+        ] {
+            assert_eq!(
+                parse_chunk_size(bad),
+                Err(Reject::BadRequest("chunk_size")),
+                "{bad:?}"
+            );
         }
     }
 
     async fn body_of(raw: &[u8], kind: BodyKind, limit: usize) -> Result<Bytes, Reject> {
         let mut io: &[u8] = &[];
         let mut buf = BytesMut::from(raw);
-        read_body(&mut io, &mut buf, kind, limit, Instant::now() + Duration::from_secs(1)).await
+        read_body(
+            &mut io,
+            &mut buf,
+            kind,
+            limit,
+            Instant::now() + Duration::from_secs(1),
+        )
+        .await
     }
 
     #[tokio::test]
     async fn bodies() {
-        assert_eq!(body_of(b"hello", BodyKind::Length(5), 10).await, Ok(Bytes::from("hello")));
-        assert_eq!(body_of(b"hello", BodyKind::Length(5), 4).await, Err(Reject::BodyTooLarge));
-        assert_eq!(body_of(b"hel", BodyKind::Length(5), 10).await, Err(Reject::Closed));
         assert_eq!(
-            body_of(b"5\r\nhello\r\n3;x=1\r\n!!!\r\n0\r\nT: v\r\n\r\n", BodyKind::Chunked, 10).await,
+            body_of(b"hello", BodyKind::Length(5), 10).await,
+            Ok(Bytes::from("hello"))
+        );
+        assert_eq!(
+            body_of(b"hello", BodyKind::Length(5), 4).await,
+            Err(Reject::BodyTooLarge)
+        );
+        assert_eq!(
+            body_of(b"hel", BodyKind::Length(5), 10).await,
+            Err(Reject::Closed)
+        );
+        assert_eq!(
+            body_of(
+                b"5\r\nhello\r\n3;x=1\r\n!!!\r\n0\r\nT: v\r\n\r\n",
+                BodyKind::Chunked,
+                10
+            )
+            .await,
             Ok(Bytes::from("hello!!!"))
         );
-        assert_eq!(body_of(b"5\r\nhello\r\n6\r\nworld!\r\n0\r\n\r\n", BodyKind::Chunked, 10).await, Err(Reject::BodyTooLarge));
-        assert_eq!(body_of(b"zz\r\nhello\r\n0\r\n\r\n", BodyKind::Chunked, 10).await, Err(Reject::BadRequest("chunk_size")));
-        assert_eq!(body_of(b"5\r\nhelloXX0\r\n\r\n", BodyKind::Chunked, 10).await, Err(Reject::BadRequest("chunk_data")));
+        assert_eq!(
+            body_of(
+                b"5\r\nhello\r\n6\r\nworld!\r\n0\r\n\r\n",
+                BodyKind::Chunked,
+                10
+            )
+            .await,
+            Err(Reject::BodyTooLarge)
+        );
+        assert_eq!(
+            body_of(b"zz\r\nhello\r\n0\r\n\r\n", BodyKind::Chunked, 10).await,
+            Err(Reject::BadRequest("chunk_size"))
+        );
+        assert_eq!(
+            body_of(b"5\r\nhelloXX0\r\n\r\n", BodyKind::Chunked, 10).await,
+            Err(Reject::BadRequest("chunk_data"))
+        );
     }
 }

@@ -64,7 +64,9 @@ pub struct Generation {
 
 impl std::fmt::Debug for Generation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Generation").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Generation")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -83,17 +85,26 @@ fn err(config: &Config, key: String, message: String) -> ConfigError {
 impl Generation {
     /// Builds a generation: loads certificates and keys, builds backend pools. Health state
     /// of backends that `previous` also had (same name and address) carries over.
-    pub fn build(config: Config, shared: Arc<Shared>, previous: Option<&Generation>) -> Result<Self, ConfigErrors> {
+    pub fn build(
+        config: Config,
+        shared: Arc<Shared>,
+        previous: Option<&Generation>,
+    ) -> Result<Self, ConfigErrors> {
         let mut errors = Vec::new();
         let mut certs = Vec::new();
         for (i, (cert, key)) in config.certificates.iter().enumerate() {
             match rampart_tls::load_certified_key(cert, key) {
                 Ok(c) => certs.push(c),
-                Err(e) => errors.push(err(&config, format!("tls.certificates[{i}]"), e.to_string())),
+                Err(e) => errors.push(err(
+                    &config,
+                    format!("tls.certificates[{i}]"),
+                    e.to_string(),
+                )),
             }
         }
         let client_tls = match &config.backend_tls {
-            Some(t) if config.backends.iter().any(|b| b.tls) => match rampart_tls::client_config(t) {
+            Some(t) if config.backends.iter().any(|b| b.tls) => match rampart_tls::client_config(t)
+            {
                 Ok(c) => Some(Arc::new(c)),
                 Err(e) => {
                     errors.push(err(&config, "backend_tls".into(), e.to_string()));
@@ -112,7 +123,10 @@ impl Generation {
                         .iter()
                         .find(|o| o.cfg.name == b.name && o.cfg.address == b.address)
                 })
-                .map_or_else(|| Arc::new(BackendState::default()), |o| Arc::clone(&o.state));
+                .map_or_else(
+                    || Arc::new(BackendState::default()),
+                    |o| Arc::clone(&o.state),
+                );
             match Backend::new(
                 b.clone(),
                 client_tls.as_ref(),
@@ -151,7 +165,10 @@ impl Generation {
         Ok(Self {
             tls: tokio_rustls::TlsAcceptor::from(Arc::new(server)),
             balancer: Balancer::new(backends, config.policy),
-            limiter: config.limits.rate_limit.map(|(r, b)| RateLimiter::new(r, b)),
+            limiter: config
+                .limits
+                .rate_limit
+                .map(|(r, b)| RateLimiter::new(r, b)),
             config,
             shared,
             health_tasks: Mutex::new(Vec::new()),
@@ -183,12 +200,24 @@ impl Generation {
 
     /// Stops this generation's health checks (it has been replaced).
     pub fn stop_health(&self) {
-        for t in self.health_tasks.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+        for t in self
+            .health_tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
             t.abort();
         }
     }
 
-    fn record(&self, conn: &ConnInfo, meta: &RequestMeta, status: u16, bytes: u64, backend: Option<&str>) {
+    fn record(
+        &self,
+        conn: &ConnInfo,
+        meta: &RequestMeta,
+        status: u16,
+        bytes: u64,
+        backend: Option<&str>,
+    ) {
         let elapsed = meta.start.elapsed();
         self.shared.metrics.duration.observe(elapsed.as_secs_f64());
         self.shared.access_log.log(&Entry {
@@ -207,16 +236,28 @@ impl Generation {
     }
 
     /// A response the load balancer makes itself, counted and logged.
-    fn local(&self, conn: &ConnInfo, meta: &RequestMeta, status: StatusCode, extra: &[(HeaderName, HeaderValue)]) -> Response<RespBody> {
+    fn local(
+        &self,
+        conn: &ConnInfo,
+        meta: &RequestMeta,
+        status: StatusCode,
+        extra: &[(HeaderName, HeaderValue)],
+    ) -> Response<RespBody> {
         let body = match status {
-            StatusCode::PERMANENT_REDIRECT | StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND | StatusCode::TEMPORARY_REDIRECT => String::new(),
+            StatusCode::PERMANENT_REDIRECT
+            | StatusCode::MOVED_PERMANENTLY
+            | StatusCode::FOUND
+            | StatusCode::TEMPORARY_REDIRECT => String::new(),
             s => format!("{} {}\n", s.as_u16(), s.canonical_reason().unwrap_or("")),
         };
         let len = body.len() as u64;
         let mut resp = Response::new(full(Bytes::from(body)));
         *resp.status_mut() = status;
         let h = resp.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         for (k, v) in extra {
             h.insert(k.clone(), v.clone());
@@ -236,7 +277,9 @@ impl Generation {
             }
         }
         if !h.contains_key(header::DATE) {
-            if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(std::time::SystemTime::now())) {
+            if let Ok(v) =
+                HeaderValue::from_str(&httpdate::fmt_http_date(std::time::SystemTime::now()))
+            {
                 h.insert(header::DATE, v);
             }
         }
@@ -256,7 +299,12 @@ impl Generation {
             path: String::new(),
         };
         tracing::debug!(client = %conn.client, reason = r.reason(), "request refused");
-        self.local(conn, &meta, r.status(), &[(header::CONNECTION, HeaderValue::from_static("close"))])
+        self.local(
+            conn,
+            &meta,
+            r.status(),
+            &[(header::CONNECTION, HeaderValue::from_static("close"))],
+        )
     }
 
     /// Serves one complete request.
@@ -275,7 +323,12 @@ impl Generation {
                     .rejected_requests
                     .get_or_create(&self.shared.metrics.reason("rate_limited"))
                     .inc();
-                return self.local(conn, &meta, StatusCode::TOO_MANY_REQUESTS, &[(header::RETRY_AFTER, HeaderValue::from_static("1"))]);
+                return self.local(
+                    conn,
+                    &meta,
+                    StatusCode::TOO_MANY_REQUESTS,
+                    &[(header::RETRY_AFTER, HeaderValue::from_static("1"))],
+                );
             }
         }
         if !conn.https {
@@ -287,7 +340,13 @@ impl Generation {
         self.forward(req, conn, meta, &host).await
     }
 
-    fn redirect(&self, conn: &ConnInfo, meta: &RequestMeta, uri: &Uri, host: Option<&str>) -> Response<RespBody> {
+    fn redirect(
+        &self,
+        conn: &ConnInfo,
+        meta: &RequestMeta,
+        uri: &Uri,
+        host: Option<&str>,
+    ) -> Response<RespBody> {
         let r = &self.config.redirect;
         let Some(host) = host.and_then(host_without_port) else {
             return self.local(conn, meta, StatusCode::BAD_REQUEST, &[]);
@@ -295,8 +354,14 @@ impl Generation {
         if !r.enabled {
             return self.local(conn, meta, StatusCode::FORBIDDEN, &[]);
         }
-        let https_port = r.https_port.unwrap_or_else(|| self.shared.https_port.load(Ordering::Relaxed));
-        let port = if https_port == 443 { String::new() } else { format!(":{https_port}") };
+        let https_port = r
+            .https_port
+            .unwrap_or_else(|| self.shared.https_port.load(Ordering::Relaxed));
+        let port = if https_port == 443 {
+            String::new()
+        } else {
+            format!(":{https_port}")
+        };
         let pq = uri.path_and_query().map_or("/", |p| p.as_str());
         let location = format!("https://{host}{port}{pq}");
         let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::PERMANENT_REDIRECT);
@@ -306,7 +371,13 @@ impl Generation {
         }
     }
 
-    async fn forward(&self, req: Request<Bytes>, conn: &ConnInfo, meta: RequestMeta, host: &str) -> Response<RespBody> {
+    async fn forward(
+        &self,
+        req: Request<Bytes>,
+        conn: &ConnInfo,
+        meta: RequestMeta,
+        host: &str,
+    ) -> Response<RespBody> {
         let (parts, body) = req.into_parts();
         let headers = upstream_headers(&parts.headers, conn, host);
         let pq = parts
@@ -316,13 +387,23 @@ impl Generation {
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
         let idempotent = matches!(
             parts.method,
-            Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::TRACE
+                | Method::PUT
+                | Method::DELETE
         );
         let metrics = &self.shared.metrics;
         let mut tried: Option<Arc<Backend>> = None;
         loop {
             let Some(backend) = self.balancer.pick(tried.as_ref()) else {
-                return self.local(conn, &meta, StatusCode::SERVICE_UNAVAILABLE, &[(header::RETRY_AFTER, HeaderValue::from_static("1"))]);
+                return self.local(
+                    conn,
+                    &meta,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &[(header::RETRY_AFTER, HeaderValue::from_static("1"))],
+                );
             };
             let uri = Uri::builder()
                 .scheme(backend.scheme.clone())
@@ -339,7 +420,11 @@ impl Generation {
             *up.headers_mut() = headers.clone();
 
             let active = ActiveGuard::new(&backend, metrics);
-            let sent = tokio::time::timeout(self.config.limits.backend_response_timeout, backend.client.request(up)).await;
+            let sent = tokio::time::timeout(
+                self.config.limits.backend_response_timeout,
+                backend.client.request(up),
+            )
+            .await;
             let (failure, connect_failed) = match sent {
                 Ok(Ok(resp)) => return self.respond(resp, conn, meta, backend, active),
                 Ok(Err(e)) => {
@@ -356,11 +441,18 @@ impl Generation {
             backend.eject(failure);
             let retry = self.config.retry && tried.is_none() && (connect_failed || idempotent);
             if retry {
-                metrics.retries.get_or_create(&metrics.backend(&backend.cfg.name)).inc();
+                metrics
+                    .retries
+                    .get_or_create(&metrics.backend(&backend.cfg.name))
+                    .inc();
                 tried = Some(backend);
                 continue;
             }
-            let status = if failure == "timeout" { StatusCode::GATEWAY_TIMEOUT } else { StatusCode::BAD_GATEWAY };
+            let status = if failure == "timeout" {
+                StatusCode::GATEWAY_TIMEOUT
+            } else {
+                StatusCode::BAD_GATEWAY
+            };
             return self.local(conn, &meta, status, &[]);
         }
     }
@@ -417,7 +509,10 @@ pub struct ActiveGuard {
 impl ActiveGuard {
     fn new(backend: &Arc<Backend>, metrics: &Metrics) -> Self {
         backend.active.fetch_add(1, Ordering::Relaxed);
-        let gauge = metrics.backend_active.get_or_create(&metrics.backend(&backend.cfg.name)).clone();
+        let gauge = metrics
+            .backend_active
+            .get_or_create(&metrics.backend(&backend.cfg.name))
+            .clone();
         gauge.inc();
         Self {
             backend: Arc::clone(backend),
@@ -490,7 +585,10 @@ impl Body for Metered {
     type Data = Bytes;
     type Error = hyper::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let r = Pin::new(&mut self.inner).poll_frame(cx);
         match &r {
             Poll::Ready(Some(Ok(f))) => {
@@ -578,7 +676,12 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
 fn upstream_headers(client: &HeaderMap, conn: &ConnInfo, host: &str) -> HeaderMap {
     let mut h = client.clone();
     strip_hop_by_hop(&mut h);
-    for n in ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"] {
+    for n in [
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "forwarded",
+    ] {
         h.remove(n);
     }
     let ip = conn.client.ip();
@@ -637,15 +740,24 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "www.foobar.com");
-        assert_eq!(h["forwarded"], "for=192.0.2.7;proto=https;host=\"www.foobar.com\"");
+        assert_eq!(
+            h["forwarded"],
+            "for=192.0.2.7;proto=https;host=\"www.foobar.com\""
+        );
         assert!(!h.contains_key("x-secret") && !h.contains_key("connection"));
         let h6 = upstream_headers(&client, &conn("2001:db8::1"), "www.foobar.com");
-        assert_eq!(h6["forwarded"], "for=\"[2001:db8::1]\";proto=https;host=\"www.foobar.com\"");
+        assert_eq!(
+            h6["forwarded"],
+            "for=\"[2001:db8::1]\";proto=https;host=\"www.foobar.com\""
+        );
     }
 
     #[test]
     fn hosts() {
-        assert_eq!(host_without_port("www.foobar.com:8080"), Some("www.foobar.com"));
+        assert_eq!(
+            host_without_port("www.foobar.com:8080"),
+            Some("www.foobar.com")
+        );
         assert_eq!(host_without_port("www.foobar.com"), Some("www.foobar.com"));
         assert_eq!(host_without_port("[::1]:443"), Some("[::1]"));
         assert_eq!(host_without_port("evil.com/\"x"), None);

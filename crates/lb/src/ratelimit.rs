@@ -50,7 +50,8 @@ impl RateLimiter {
     fn allow_at(&self, ip: IpAddr, now: Instant) -> bool {
         let k = key(ip);
         let mixed = (k ^ (k >> 64)) as u64;
-        let shard = &self.shards[(mixed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60) as usize % SHARDS];
+        let shard =
+            &self.shards[(mixed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60) as usize % SHARDS];
         // A poisoned shard only means another request panicked mid-update; the bucket
         // data is still plain numbers, so keep using it.
         let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
@@ -90,7 +91,10 @@ mod tests {
         assert!(rl.allow_at(a, t0));
         assert!(!rl.allow_at(a, t0), "burst of 3 exhausted");
         assert!(rl.allow_at(b, t0), "another client has its own bucket");
-        assert!(rl.allow_at(a, t0 + Duration::from_millis(100)), "one token per 100 ms");
+        assert!(
+            rl.allow_at(a, t0 + Duration::from_millis(100)),
+            "one token per 100 ms"
+        );
         assert!(!rl.allow_at(a, t0 + Duration::from_millis(100)));
     }
 

@@ -35,7 +35,11 @@ pub struct Listeners {
 }
 
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let domain = if addr.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
+    let domain = if addr.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
     let s = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
     s.set_reuse_address(true)?;
     s.set_nonblocking(true)?;
@@ -77,13 +81,14 @@ impl Lb {
     /// (the access log writer and health checks are tasks).
     pub fn new(config: Config) -> Result<Arc<Self>, ConfigErrors> {
         let metrics = Arc::new(Metrics::new());
-        let access_log = AccessLog::start(&config.access_log, Arc::clone(&metrics)).map_err(|e| {
-            ConfigErrors(vec![ConfigError {
-                file: config.path.clone(),
-                key: "log.access_log".into(),
-                message: e.to_string(),
-            }])
-        })?;
+        let access_log =
+            AccessLog::start(&config.access_log, Arc::clone(&metrics)).map_err(|e| {
+                ConfigErrors(vec![ConfigError {
+                    file: config.path.clone(),
+                    key: "log.access_log".into(),
+                    message: e.to_string(),
+                }])
+            })?;
         let shared = Arc::new(Shared {
             metrics,
             access_log,
@@ -148,19 +153,32 @@ impl Lb {
             Ok(gen) => {
                 let gen = Arc::new(gen);
                 for b in &old.balancer.backends {
-                    if !gen.balancer.backends.iter().any(|n| n.cfg.name == b.cfg.name) {
+                    if !gen
+                        .balancer
+                        .backends
+                        .iter()
+                        .any(|n| n.cfg.name == b.cfg.name)
+                    {
                         b.forget_metrics();
                     }
                 }
                 old.stop_health();
                 gen.start_health();
                 self.current.store(gen);
-                self.shared.metrics.reloads.get_or_create(&label("success")).inc();
+                self.shared
+                    .metrics
+                    .reloads
+                    .get_or_create(&label("success"))
+                    .inc();
                 tracing::info!("configuration reloaded");
                 Ok(())
             }
             Err(e) => {
-                self.shared.metrics.reloads.get_or_create(&label("failure")).inc();
+                self.shared
+                    .metrics
+                    .reloads
+                    .get_or_create(&label("failure"))
+                    .inc();
                 tracing::error!(errors = %e, "reload refused; the previous configuration stays");
                 Err(e)
             }
@@ -189,7 +207,11 @@ impl Lb {
         ready();
         shutdown.await;
         let grace = self.current.load().config.shutdown_grace;
-        tracing::info!(open = self.active.load(Ordering::Relaxed), ?grace, "shutting down: draining connections");
+        tracing::info!(
+            open = self.active.load(Ordering::Relaxed),
+            ?grace,
+            "shutting down: draining connections"
+        );
         let _ = self.shutdown.send(true);
         tasks.abort_all();
         let deadline = tokio::time::Instant::now() + grace;
@@ -199,7 +221,10 @@ impl Lb {
                 break;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                tracing::warn!(open = self.active.load(Ordering::Relaxed), "drain deadline passed; closing the rest");
+                tracing::warn!(
+                    open = self.active.load(Ordering::Relaxed),
+                    "drain deadline passed; closing the rest"
+                );
                 break;
             }
         }
@@ -209,9 +234,21 @@ impl Lb {
 
     async fn accept_loop(self: Arc<Self>, listener: TcpListener, https: bool) {
         let kind = if https { "https" } else { "http" };
-        let labels = ListenerLabels { listener: kind.into() };
-        let accepted = self.shared.metrics.connections.get_or_create(&labels).clone();
-        let open = self.shared.metrics.connections_active.get_or_create(&labels).clone();
+        let labels = ListenerLabels {
+            listener: kind.into(),
+        };
+        let accepted = self
+            .shared
+            .metrics
+            .connections
+            .get_or_create(&labels)
+            .clone();
+        let open = self
+            .shared
+            .metrics
+            .connections_active
+            .get_or_create(&labels)
+            .clone();
         loop {
             let (sock, peer) = match listener.accept().await {
                 Ok(x) => x,
@@ -265,7 +302,8 @@ impl Lb {
 
     async fn serve_tls(&self, sock: TcpStream, mut info: ConnInfo, gen: Arc<Generation>) {
         let m = &self.shared.metrics;
-        let handshake = tokio::time::timeout(gen.config.limits.handshake_timeout, gen.tls.accept(sock)).await;
+        let handshake =
+            tokio::time::timeout(gen.config.limits.handshake_timeout, gen.tls.accept(sock)).await;
         let tls = match handshake {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
@@ -286,7 +324,9 @@ impl Lb {
         };
         let h2 = session.alpn_protocol() == Some(b"h2");
         m.tls_handshakes
-            .get_or_create(&crate::metrics::VersionLabels { version: version.into() })
+            .get_or_create(&crate::metrics::VersionLabels {
+                version: version.into(),
+            })
             .inc();
         info.tls_version = Some(version);
         if h2 {
@@ -297,7 +337,12 @@ impl Lb {
         }
     }
 
-    async fn serve_h2(&self, tls: tokio_rustls::server::TlsStream<TcpStream>, info: ConnInfo, gen: Arc<Generation>) {
+    async fn serve_h2(
+        &self,
+        tls: tokio_rustls::server::TlsStream<TcpStream>,
+        info: ConnInfo,
+        gen: Arc<Generation>,
+    ) {
         let lim = gen.config.limits.clone();
         let info = Arc::new(info);
         let inflight = Arc::new(AtomicUsize::new(0));
@@ -374,8 +419,10 @@ impl Lb {
         let reply = |status: StatusCode, ctype: &'static str, body: String| {
             let mut r = Response::new(Full::new(Bytes::from(body)));
             *r.status_mut() = status;
-            r.headers_mut()
-                .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(ctype));
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(ctype),
+            );
             r
         };
         match (req.method().as_str(), req.uri().path()) {
@@ -395,7 +442,11 @@ impl Lb {
 }
 
 /// Reads an HTTP/2 request body within the limits, then serves the request.
-async fn h2_request(gen: &Generation, info: &ConnInfo, req: Request<Incoming>) -> Response<RespBody> {
+async fn h2_request(
+    gen: &Generation,
+    info: &ConnInfo,
+    req: Request<Incoming>,
+) -> Response<RespBody> {
     let lim = &gen.config.limits;
     let (parts, body) = req.into_parts();
     let declared = parts
@@ -406,18 +457,25 @@ async fn h2_request(gen: &Generation, info: &ConnInfo, req: Request<Incoming>) -
     if declared.is_some_and(|n| n > lim.max_body_bytes as u64) {
         return gen.reject(info, Reject::BodyTooLarge);
     }
-    let collected = tokio::time::timeout(lim.body_timeout, Limited::new(body, lim.max_body_bytes).collect()).await;
+    let collected = tokio::time::timeout(
+        lim.body_timeout,
+        Limited::new(body, lim.max_body_bytes).collect(),
+    )
+    .await;
     let bytes = match collected {
         Err(_) => return gen.reject(info, Reject::Timeout),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return gen.reject(info, Reject::BodyTooLarge),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return gen.reject(info, Reject::BodyTooLarge)
+        }
         Ok(Err(_)) => return gen.reject(info, Reject::BadRequest("body")),
         Ok(Ok(c)) => c.to_bytes(),
     };
     let mut parts = parts;
     if !bytes.is_empty() {
-        parts
-            .headers
-            .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(bytes.len()));
+        parts.headers.insert(
+            http::header::CONTENT_LENGTH,
+            http::HeaderValue::from(bytes.len()),
+        );
     }
     gen.serve(Request::from_parts(parts, bytes), info).await
 }

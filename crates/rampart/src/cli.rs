@@ -9,7 +9,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "rampart", version, about = "The secured and monitored web infrastructure, as one binary")]
+#[command(
+    name = "rampart",
+    version,
+    about = "The secured and monitored web infrastructure, as one binary"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -85,10 +89,14 @@ fn check(path: &Path) -> ExitCode {
 
 fn cert(dir: &Path, names: &[String], hosts: &[String]) -> anyhow::Result<()> {
     let ca = rampart_tls::pki::Ca::load_or_create(dir, "rampart local CA").context("local CA")?;
-    let site = ca.issue(dir, "site", names, false).context("site certificate")?;
+    let site = ca
+        .issue(dir, "site", names, false)
+        .context("site certificate")?;
     println!("{} (key {})", site.cert.display(), site.key.display());
     for h in hosts {
-        let issued = ca.issue(dir, h, std::slice::from_ref(h), true).with_context(|| format!("host certificate {h}"))?;
+        let issued = ca
+            .issue(dir, h, std::slice::from_ref(h), true)
+            .with_context(|| format!("host certificate {h}"))?;
         println!("{} (key {})", issued.cert.display(), issued.key.display());
     }
     println!("{}", dir.join("ca.pem").display());
@@ -104,7 +112,9 @@ fn lb(path: &Path) -> ExitCode {
         }
     };
     let runtime = if config.worker_threads == 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
     } else {
         let mut b = tokio::runtime::Builder::new_multi_thread();
         if config.worker_threads > 1 {
@@ -133,8 +143,16 @@ async fn run_lb(config: rampart_lb::Config) -> anyhow::Result<ExitCode> {
     let listeners = rampart_lb::Listeners::bind(&config).context("binding listeners")?;
     let addrs = (
         listeners.https.local_addr()?,
-        listeners.http.as_ref().map(|l| l.local_addr()).transpose()?,
-        listeners.admin.as_ref().map(|l| l.local_addr()).transpose()?,
+        listeners
+            .http
+            .as_ref()
+            .map(|l| l.local_addr())
+            .transpose()?,
+        listeners
+            .admin
+            .as_ref()
+            .map(|l| l.local_addr())
+            .transpose()?,
     );
     let lb = match rampart_lb::Lb::new(config) {
         Ok(lb) => lb,

@@ -31,7 +31,9 @@ fn config_text(backends: &[(&str, SocketAddr)], limits: &str, extra: &str) -> St
          [log]\naccess_log = \"access.log\"\n\n",
     );
     for (name, addr) in backends {
-        c.push_str(&format!("[[backends]]\nname = \"{name}\"\naddress = \"{addr}\"\n\n"));
+        c.push_str(&format!(
+            "[[backends]]\nname = \"{name}\"\naddress = \"{addr}\"\n\n"
+        ));
     }
     c.push_str(&format!("[limits]\n{limits}\n\n{extra}\n"));
     c
@@ -72,7 +74,12 @@ impl Site {
     }
 
     fn client(&self) -> Https {
-        Https::connect(self.lb.https, self.pki.client_config(&[b"http/1.1"]), "www.foobar.com").unwrap()
+        Https::connect(
+            self.lb.https,
+            self.pki.client_config(&[b"http/1.1"]),
+            "www.foobar.com",
+        )
+        .unwrap()
     }
 
     /// Runs curl trusting only the site CA; returns (status line code, headers, body).
@@ -145,11 +152,22 @@ fn http_plain(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
-    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -164,10 +182,16 @@ fn round_robin_alternates_strictly_between_two_backends() {
     let site = Site::unlimited();
     let mut served = Vec::new();
     for _ in 0..10 {
-        let Some(out) = site.curl(&[&site.url("/")]) else { return };
+        let Some(out) = site.curl(&[&site.url("/")]) else {
+            return;
+        };
         assert!(out.ok && out.status == 200, "{out:?}");
         served.push(out.header("x-served-by").unwrap());
-        assert_eq!(out.body.trim(), served.last().unwrap().as_str(), "the body names the backend that served it");
+        assert_eq!(
+            out.body.trim(),
+            served.last().unwrap().as_str(),
+            "the body names the backend that served it"
+        );
     }
     for pair in served.windows(2) {
         assert_ne!(pair[0], pair[1], "not strictly alternating: {served:?}");
@@ -185,18 +209,38 @@ fn a_killed_backend_gives_zero_failed_gets_is_ejected_on_first_failure_and_retur
         if i == 20 {
             site.backends[1].0.kill();
         }
-        let r = c.get("/").unwrap_or_else(|e| panic!("GET {i} failed at the client: {e}"));
+        let r = c
+            .get("/")
+            .unwrap_or_else(|e| panic!("GET {i} failed at the client: {e}"));
         assert_eq!(r.status, 200, "GET {i}: {r:?}");
         if i >= 21 {
-            assert_eq!(r.header("x-served-by"), Some("web1"), "GET {i} after the kill");
+            assert_eq!(
+                r.header("x-served-by"),
+                Some("web1"),
+                "GET {i} after the kill"
+            );
         }
-        *by_backend.entry(r.header("x-served-by").unwrap().to_owned()).or_default() += 1;
+        *by_backend
+            .entry(r.header("x-served-by").unwrap().to_owned())
+            .or_default() += 1;
     }
     // One failed attempt took web2 out: later requests never tried it again.
     let m = site.metrics();
-    assert_eq!(metric(&m, "rampart_lb_backend_up{backend=\"web2\"}"), Some(0.0), "{m}");
-    assert_eq!(metric(&m, "rampart_lb_backend_failures_total{backend=\"web2\"}"), Some(1.0), "{m}");
-    assert_eq!(metric(&m, "rampart_lb_retries_total{backend=\"web2\"}"), Some(1.0), "{m}");
+    assert_eq!(
+        metric(&m, "rampart_lb_backend_up{backend=\"web2\"}"),
+        Some(0.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "rampart_lb_backend_failures_total{backend=\"web2\"}"),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "rampart_lb_retries_total{backend=\"web2\"}"),
+        Some(1.0),
+        "{m}"
+    );
 
     // web2 comes back on the same address; active checks put it back in rotation.
     let (p, addr) = backend_process("web2", &web2_addr.to_string(), &[]);
@@ -207,17 +251,25 @@ fn a_killed_backend_gives_zero_failed_gets_is_ejected_on_first_failure_and_retur
         assert_eq!(r.status, 200);
         (r.header("x-served-by") == Some("web2")).then_some(())
     });
-    assert_eq!(metric(&site.metrics(), "rampart_lb_backend_up{backend=\"web2\"}"), Some(1.0));
+    assert_eq!(
+        metric(&site.metrics(), "rampart_lb_backend_up{backend=\"web2\"}"),
+        Some(1.0)
+    );
 }
 
 #[test]
 fn plain_http_gets_a_308_to_https_and_https_carries_hsts() {
     let site = Site::unlimited();
-    let Some(curl) = tool("curl", None) else { return };
+    let Some(curl) = tool("curl", None) else {
+        return;
+    };
     let http = site.lb.http.unwrap();
     let out = Command::new(curl)
         .args(["-sS", "-D", "-", "-o", "/dev/null", "--max-time", "10"])
-        .args(["--resolve", &format!("www.foobar.com:{}:127.0.0.1", http.port())])
+        .args([
+            "--resolve",
+            &format!("www.foobar.com:{}:127.0.0.1", http.port()),
+        ])
         .arg(format!("http://www.foobar.com:{}/a/b?c=d", http.port()))
         .output()
         .unwrap();
@@ -227,19 +279,37 @@ fn plain_http_gets_a_308_to_https_and_https_carries_hsts() {
         out.header("location").as_deref(),
         Some(format!("https://www.foobar.com:{}/a/b?c=d", site.port()).as_str())
     );
-    assert!(out.header("strict-transport-security").is_none(), "HSTS means nothing over plain HTTP");
+    assert!(
+        out.header("strict-transport-security").is_none(),
+        "HSTS means nothing over plain HTTP"
+    );
 
     let out = site.curl(&[&site.url("/")]).unwrap();
-    assert_eq!(out.header("strict-transport-security").as_deref(), Some("max-age=63072000; includesubdomains"));
+    assert_eq!(
+        out.header("strict-transport-security").as_deref(),
+        Some("max-age=63072000; includesubdomains")
+    );
 }
 
 #[test]
 fn http2_works_via_alpn_and_http11_too() {
     let site = Site::unlimited();
     for (flag, want) in [("--http2", "2"), ("--http1.1", "1.1")] {
-        let Some(out) = site.curl(&[flag, "-o", "/dev/null", "-w", "%{http_version}", &site.url("/")]) else { return };
+        let Some(out) = site.curl(&[
+            flag,
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version}",
+            &site.url("/"),
+        ]) else {
+            return;
+        };
         assert!(out.ok, "{out:?}");
-        assert!(out.body.ends_with(want) || out.headers.ends_with(want) || out.body == want, "{flag}: {out:?}");
+        assert!(
+            out.body.ends_with(want) || out.headers.ends_with(want) || out.body == want,
+            "{flag}: {out:?}"
+        );
     }
     // An HTTP/2 request is proxied with the same headers and answer.
     let out = site.curl(&["--http2", &site.url("/")]).unwrap();
@@ -250,10 +320,19 @@ fn http2_works_via_alpn_and_http11_too() {
 #[test]
 fn tls_10_and_11_handshakes_are_refused_and_12_13_accepted() {
     let site = Site::unlimited();
-    let Some(openssl) = tool("openssl", None) else { return };
+    let Some(openssl) = tool("openssl", None) else {
+        return;
+    };
     let handshake = |version: &str| {
         let out = Command::new(&openssl)
-            .args(["s_client", version, "-cipher", "DEFAULT@SECLEVEL=0", "-servername", "www.foobar.com"])
+            .args([
+                "s_client",
+                version,
+                "-cipher",
+                "DEFAULT@SECLEVEL=0",
+                "-servername",
+                "www.foobar.com",
+            ])
             .arg("-connect")
             .arg(site.lb.https.to_string())
             .arg("-CAfile")
@@ -261,13 +340,20 @@ fn tls_10_and_11_handshakes_are_refused_and_12_13_accepted() {
             .stdin(std::process::Stdio::null())
             .output()
             .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-        (out.status.success() && text.contains("Verify return code: 0 (ok)"), text)
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (
+            out.status.success() && text.contains("Verify return code: 0 (ok)"),
+            text,
+        )
     };
     for v in ["-tls1", "-tls1_1"] {
         let (ok, text) = handshake(v);
         assert!(!ok, "{v} was accepted:\n{text}");
-        assert!(text.contains("alert") || text.contains("no protocols available"), "{v}: {text}");
+        assert!(
+            text.contains("alert") || text.contains("no protocols available"),
+            "{v}: {text}"
+        );
     }
     for v in ["-tls1_2", "-tls1_3"] {
         let (ok, text) = handshake(v);
@@ -282,16 +368,28 @@ fn limits_answer_413_431_400_and_close() {
         let mut c = site.client();
         c.send(req.as_bytes()).unwrap();
         let r = c.response().unwrap();
-        assert_eq!(r.status, status, "for {:?}: {r:?}", &req[..req.len().min(120)]);
+        assert_eq!(
+            r.status,
+            status,
+            "for {:?}: {r:?}",
+            &req[..req.len().min(120)]
+        );
         if closes {
             assert_eq!(r.header("connection"), Some("close"));
             assert!(c.is_closed(), "connection stays open after {status}");
         }
         r
     };
-    let big_header = format!("GET / HTTP/1.1\r\nHost: www.foobar.com\r\nX-Big: {}\r\n\r\n", "a".repeat(17 * 1024));
+    let big_header = format!(
+        "GET / HTTP/1.1\r\nHost: www.foobar.com\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(17 * 1024)
+    );
     expect(big_header, 431, true);
-    expect("POST / HTTP/1.1\r\nHost: www.foobar.com\r\nContent-Length: 2048\r\n\r\n".into(), 413, true);
+    expect(
+        "POST / HTTP/1.1\r\nHost: www.foobar.com\r\nContent-Length: 2048\r\n\r\n".into(),
+        413,
+        true,
+    );
     let chunked_big = format!(
         "POST / HTTP/1.1\r\nHost: www.foobar.com\r\nTransfer-Encoding: chunked\r\n\r\n400\r\n{}\r\n400\r\n{}\r\n0\r\n\r\n",
         "a".repeat(1024),
@@ -323,7 +421,14 @@ fn limits_answer_413_431_400_and_close() {
     // The server is still up for everyone.
     assert_eq!(site.client().get("/").unwrap().status, 200);
     let m = site.metrics();
-    assert_eq!(metric(&m, "rampart_lb_requests_rejected_total{reason=\"te_and_cl\"}"), Some(1.0), "{m}");
+    assert_eq!(
+        metric(
+            &m,
+            "rampart_lb_requests_rejected_total{reason=\"te_and_cl\"}"
+        ),
+        Some(1.0),
+        "{m}"
+    );
 }
 
 #[test]
@@ -333,7 +438,10 @@ fn per_client_rate_limit_answers_429() {
     let statuses: Vec<u16> = (0..10).map(|_| c.get("/").unwrap().status).collect();
     assert_eq!(&statuses[..5], &[200; 5], "{statuses:?}");
     assert!(statuses[5..].contains(&429), "{statuses:?}");
-    let r = (0..5).map(|_| c.get("/").unwrap()).find(|r| r.status == 429).unwrap();
+    let r = (0..5)
+        .map(|_| c.get("/").unwrap())
+        .find(|r| r.status == 429)
+        .unwrap();
     assert_eq!(r.header("retry-after"), Some("1"));
 }
 
@@ -343,7 +451,8 @@ fn a_slow_client_that_never_finishes_its_headers_gets_408_and_is_cut_off() {
     let mut c = site.client();
     c.set_read_timeout(Duration::from_millis(50));
     let start = Instant::now();
-    c.send(b"GET / HTTP/1.1\r\nHost: www.foobar.com\r\n").unwrap();
+    c.send(b"GET / HTTP/1.1\r\nHost: www.foobar.com\r\n")
+        .unwrap();
     // Drip one header byte every 100 ms, like slowloris, for at most 8 s.
     let mut cut_off = false;
     for i in 0..80 {
@@ -361,7 +470,8 @@ fn a_slow_client_that_never_finishes_its_headers_gets_408_and_is_cut_off() {
     assert!(start.elapsed() < Duration::from_secs(8));
     // The 408 went out before the close (checked on a fresh connection for exact bytes).
     let mut c = site.client();
-    c.send(b"GET / HTTP/1.1\r\nHost: www.foobar.com\r\nX-Slow: 1").unwrap();
+    c.send(b"GET / HTTP/1.1\r\nHost: www.foobar.com\r\nX-Slow: 1")
+        .unwrap();
     let r = c.response().unwrap();
     assert_eq!(r.status, 408);
     assert!(c.is_closed());
@@ -391,13 +501,15 @@ fn a_reload_during_load_drops_nothing_and_in_flight_requests_finish_on_the_old_c
             let cfg = cfg.clone();
             let stop = stop.clone();
             std::thread::spawn(move || {
-                let (mut ok, mut failed, mut seen) = (0u32, Vec::<String>::new(), std::collections::HashSet::new());
+                let (mut ok, mut failed, mut seen) =
+                    (0u32, Vec::<String>::new(), std::collections::HashSet::new());
                 let end = Instant::now() + Duration::from_secs(10);
                 let mut conn: Option<Https> = None;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < end {
                     let c = match conn.as_mut() {
                         Some(c) if w != 0 => c,
-                        _ => conn.insert(Https::connect(https, cfg.clone(), "www.foobar.com").unwrap()),
+                        _ => conn
+                            .insert(Https::connect(https, cfg.clone(), "www.foobar.com").unwrap()),
                     };
                     match c.get("/") {
                         Ok(r) if r.status == 200 => {
@@ -418,7 +530,11 @@ fn a_reload_during_load_drops_nothing_and_in_flight_requests_finish_on_the_old_c
 
     std::thread::sleep(Duration::from_millis(300));
     let swap = |names: &[(&str, SocketAddr)]| {
-        std::fs::write(&site.lb.config, config_text(names, "rate_limit_per_second = 0", "")).unwrap();
+        std::fs::write(
+            &site.lb.config,
+            config_text(names, "rate_limit_per_second = 0", ""),
+        )
+        .unwrap();
     };
     for round in 0..6 {
         if round % 2 == 0 {
@@ -439,16 +555,26 @@ fn a_reload_during_load_drops_nothing_and_in_flight_requests_finish_on_the_old_c
     let mut seen_all = std::collections::HashSet::new();
     for w in workers {
         let (ok, failed, seen) = w.join().unwrap();
-        assert!(failed.is_empty(), "requests failed during reloads: {failed:?}");
+        assert!(
+            failed.is_empty(),
+            "requests failed during reloads: {failed:?}"
+        );
         total += ok;
         seen_all.extend(seen);
     }
     assert!(total > 50, "too little load to prove anything: {total}");
-    assert!(seen_all.contains("web3"), "the new config never took effect: {seen_all:?}");
+    assert!(
+        seen_all.contains("web3"),
+        "the new config never took effect: {seen_all:?}"
+    );
     let slow = slow.join().unwrap();
     assert_eq!(slow.status, 200, "{slow:?}");
     let m = site.metrics();
-    assert_eq!(metric(&m, "rampart_lb_config_reloads_total{result=\"success\"}"), Some(6.0), "{m}");
+    assert_eq!(
+        metric(&m, "rampart_lb_config_reloads_total{result=\"success\"}"),
+        Some(6.0),
+        "{m}"
+    );
 }
 
 #[test]
@@ -460,18 +586,32 @@ fn a_bad_config_is_refused_with_a_clear_message() {
         "[listen]\nhttps = \"not-an-address\"\n[[backends]]\naddress = \"127.0.0.1:1\"\nweight = 0\n[limits]\nmax_body_bytes = -1\n",
     )
     .unwrap();
-    for args in [vec!["check".to_owned()], vec!["lb".to_owned(), "--config".to_owned()]] {
-        let out = Command::new(RAMPART).args(&args).arg(&path).output().unwrap();
+    for args in [
+        vec!["check".to_owned()],
+        vec!["lb".to_owned(), "--config".to_owned()],
+    ] {
+        let out = Command::new(RAMPART)
+            .args(&args)
+            .arg(&path)
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-        assert!(err.contains(&format!("{}: line 7:", path.display())), "{err}");
+        assert!(
+            err.contains(&format!("{}: line 7:", path.display())),
+            "{err}"
+        );
     }
     std::fs::write(
         &path,
         "[listen]\nhttps = \"not-an-address\"\n[[backends]]\naddress = \"127.0.0.1:1\"\nweight = 0\n",
     )
     .unwrap();
-    let out = Command::new(RAMPART).arg("check").arg(&path).output().unwrap();
+    let out = Command::new(RAMPART)
+        .arg("check")
+        .arg(&path)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     let file = path.display().to_string();
     for line in [
@@ -485,17 +625,30 @@ fn a_bad_config_is_refused_with_a_clear_message() {
     // A running load balancer refuses a bad reload and keeps serving on the old config.
     let site = Site::unlimited();
     let good = std::fs::read_to_string(&site.lb.config).unwrap();
-    std::fs::write(&site.lb.config, good.replace("[health]", "[health]\npath = \"no-slash\"")).unwrap();
+    std::fs::write(
+        &site.lb.config,
+        good.replace("[health]", "[health]\npath = \"no-slash\""),
+    )
+    .unwrap();
     let (status, body) = http_plain(site.lb.admin.unwrap(), "POST", "/-/reload");
     assert_eq!(status, 400);
-    assert!(body.contains("health.path: `no-slash` is not a request path"), "{body}");
+    assert!(
+        body.contains("health.path: `no-slash` is not a request path"),
+        "{body}"
+    );
     site.lb.proc.signal("HUP");
-    eventually("the refused reload to be logged", Duration::from_secs(5), || {
-        site.lb.log_text().contains("reload refused").then_some(())
-    });
+    eventually(
+        "the refused reload to be logged",
+        Duration::from_secs(5),
+        || site.lb.log_text().contains("reload refused").then_some(()),
+    );
     assert_eq!(site.client().get("/").unwrap().status, 200);
     let m = site.metrics();
-    assert_eq!(metric(&m, "rampart_lb_config_reloads_total{result=\"failure\"}"), Some(2.0), "{m}");
+    assert_eq!(
+        metric(&m, "rampart_lb_config_reloads_total{result=\"failure\"}"),
+        Some(2.0),
+        "{m}"
+    );
 }
 
 #[test]
@@ -518,8 +671,17 @@ fn every_example_config_is_valid() {
         assert!(status.success());
         let copy = dir.path().join(src.file_name().unwrap());
         std::fs::copy(&src, &copy).unwrap();
-        let out = Command::new(RAMPART).arg("check").arg(&copy).output().unwrap();
-        assert!(out.status.success(), "{}: {}", src.display(), String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(RAMPART)
+            .arg("check")
+            .arg(&copy)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            src.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
         checked += 1;
     }
     assert!(checked >= 1);
@@ -534,20 +696,41 @@ fn sigterm_drains_in_flight_requests_then_exits() {
         let mut c = Https::connect(https, cfg, "www.foobar.com").unwrap();
         c.get("/slow?ms=1500").unwrap()
     });
-    eventually("the slow request to reach a backend", Duration::from_secs(5), || {
-        let m = site.metrics();
-        let active: f64 = ["web1", "web2"]
-            .iter()
-            .filter_map(|b| metric(&m, &format!("rampart_lb_backend_active_requests{{backend=\"{b}\"}}")))
-            .sum();
-        (active >= 1.0).then_some(())
-    });
+    eventually(
+        "the slow request to reach a backend",
+        Duration::from_secs(5),
+        || {
+            let m = site.metrics();
+            let active: f64 = ["web1", "web2"]
+                .iter()
+                .filter_map(|b| {
+                    metric(
+                        &m,
+                        &format!("rampart_lb_backend_active_requests{{backend=\"{b}\"}}"),
+                    )
+                })
+                .sum();
+            (active >= 1.0).then_some(())
+        },
+    );
     site.lb.proc.signal("TERM");
     let r = slow.join().unwrap();
     assert_eq!(r.status, 200, "the in-flight request was dropped: {r:?}");
-    assert_eq!(r.header("connection"), Some("close"), "a draining server closes after the response");
-    assert_eq!(site.lb.proc.wait_exit(Duration::from_secs(10)), Some(0), "{}", site.lb.log_text());
-    assert!(std::net::TcpStream::connect(https).is_err(), "still accepting after shutdown");
+    assert_eq!(
+        r.header("connection"),
+        Some("close"),
+        "a draining server closes after the response"
+    );
+    assert_eq!(
+        site.lb.proc.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        site.lb.log_text()
+    );
+    assert!(
+        std::net::TcpStream::connect(https).is_err(),
+        "still accepting after shutdown"
+    );
 }
 
 #[test]
@@ -566,19 +749,31 @@ fn metrics_pass_promtool_and_count_requests_backends_tls_and_certificates() {
         "rampart_lb_request_duration_seconds_count 4",
         "rampart_lb_connections_active{listener=\"https\"} 1",
     ] {
-        assert!(m.lines().any(|l| l == series), "missing {series:?} in:\n{m}");
+        assert!(
+            m.lines().any(|l| l == series),
+            "missing {series:?} in:\n{m}"
+        );
     }
-    let expiry = metric(&m, "rampart_lb_certificate_expiry_timestamp_seconds{name=\"www.foobar.com\"").or_else(|| {
+    let expiry = metric(
+        &m,
+        "rampart_lb_certificate_expiry_timestamp_seconds{name=\"www.foobar.com\"",
+    )
+    .or_else(|| {
         m.lines()
             .find(|l| l.starts_with("rampart_lb_certificate_expiry_timestamp_seconds{"))
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse().ok())
     });
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
     let days = (expiry.unwrap() - now) / 86400.0;
     assert!((364.0..=365.0).contains(&days), "{days}");
 
-    let Some(promtool) = tool("promtool", None) else { return };
+    let Some(promtool) = tool("promtool", None) else {
+        return;
+    };
     let mut child = Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
@@ -620,12 +815,21 @@ fn forwarding_headers_replace_client_values_and_the_access_log_has_one_json_line
         format!("x-forwarded-host: {host}"),
         format!("forwarded: for=127.0.0.1;proto=https;host=\"{host}\""),
     ] {
-        assert!(seen.lines().any(|l| l == line), "backend did not see {line:?}:\n{seen}");
+        assert!(
+            seen.lines().any(|l| l == line),
+            "backend did not see {line:?}:\n{seen}"
+        );
     }
-    assert!(!seen.contains("6.6.6.6"), "a client-sent forwarding header leaked:\n{seen}");
+    assert!(
+        !seen.contains("6.6.6.6"),
+        "a client-sent forwarding header leaked:\n{seen}"
+    );
 
     let line = eventually("the access log line", Duration::from_secs(5), || {
-        site.access_log().lines().find(|l| l.contains("/headers")).map(str::to_owned)
+        site.access_log()
+            .lines()
+            .find(|l| l.contains("/headers"))
+            .map(str::to_owned)
     });
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(v["client"], "127.0.0.1");
@@ -644,7 +848,9 @@ fn forwarding_headers_replace_client_values_and_the_access_log_has_one_json_line
 #[test]
 fn sslyze_reports_mozilla_intermediate_compliance() {
     let site = Site::unlimited();
-    let Some(sslyze) = tool("sslyze", Some("RAMPART_SSLYZE")) else { return };
+    let Some(sslyze) = tool("sslyze", Some("RAMPART_SSLYZE")) else {
+        return;
+    };
     let out = Command::new(sslyze)
         .arg("--mozilla_config=intermediate")
         .arg("--certinfo_ca_file")
@@ -665,23 +871,39 @@ fn sni_selects_among_several_certificates() {
     let pki = Pki::new(&["other.test"]);
     let (_b, addr) = backend_process("web1", "127.0.0.1:0", &[]);
     let path = pki.path("lb.toml");
-    let text = config_text(&[("web1", addr)], "rate_limit_per_second = 0", "")
-        .replace("[balance]", "[[tls.certificates]]\ncert = \"other.test.pem\"\nkey = \"other.test.key\"\n\n[balance]");
+    let text = config_text(&[("web1", addr)], "rate_limit_per_second = 0", "").replace(
+        "[balance]",
+        "[[tls.certificates]]\ncert = \"other.test.pem\"\nkey = \"other.test.key\"\n\n[balance]",
+    );
     std::fs::write(&path, text).unwrap();
     let lb = LbProcess::start(Path::new(RAMPART), &path);
-    let Some(openssl) = tool("openssl", None) else { return };
+    let Some(openssl) = tool("openssl", None) else {
+        return;
+    };
     let subject = |sni: &str| {
         let out = Command::new(&openssl)
-            .args(["s_client", "-servername", sni, "-connect", &lb.https.to_string()])
+            .args([
+                "s_client",
+                "-servername",
+                sni,
+                "-connect",
+                &lb.https.to_string(),
+            ])
             .stdin(std::process::Stdio::null())
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.lines().find(|l| l.starts_with("subject=")).unwrap_or("").to_owned()
+        text.lines()
+            .find(|l| l.starts_with("subject="))
+            .unwrap_or("")
+            .to_owned()
     };
     assert!(subject("www.foobar.com").contains("www.foobar.com"));
     assert!(subject("other.test").contains("other.test"));
-    assert!(subject("unknown.example").contains("www.foobar.com"), "the first certificate is the default");
+    assert!(
+        subject("unknown.example").contains("www.foobar.com"),
+        "the first certificate is the default"
+    );
 }
 
 #[test]
@@ -701,7 +923,11 @@ fn tls_backends_are_verified_and_get_a_client_certificate() {
         a
     };
     let args = tls_args(true);
-    let (_b, addr) = backend_process("web1", "127.0.0.1:0", &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let (_b, addr) = backend_process(
+        "web1",
+        "127.0.0.1:0",
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
     let write = |client_cert: bool| {
         let mut text = config_text(&[("web1", addr)], "rate_limit_per_second = 0", "")
             .replace("address = ", "tls = true\naddress = ");
@@ -713,7 +939,12 @@ fn tls_backends_are_verified_and_get_a_client_certificate() {
     };
     write(true);
     let lb = LbProcess::start(Path::new(RAMPART), &pki.path("lb.toml"));
-    let mut c = Https::connect(lb.https, pki.client_config(&[b"http/1.1"]), "www.foobar.com").unwrap();
+    let mut c = Https::connect(
+        lb.https,
+        pki.client_config(&[b"http/1.1"]),
+        "www.foobar.com",
+    )
+    .unwrap();
     let r = c.get("/").unwrap();
     assert_eq!((r.status, r.text().trim()), (200, "web1"), "{r:?}");
 
@@ -721,7 +952,12 @@ fn tls_backends_are_verified_and_get_a_client_certificate() {
     write(false);
     let (status, body) = http_plain(lb.admin.unwrap(), "POST", "/-/reload");
     assert_eq!(status, 200, "{body}");
-    let mut c = Https::connect(lb.https, pki.client_config(&[b"http/1.1"]), "www.foobar.com").unwrap();
+    let mut c = Https::connect(
+        lb.https,
+        pki.client_config(&[b"http/1.1"]),
+        "www.foobar.com",
+    )
+    .unwrap();
     let r: Resp = c.get("/").unwrap();
     assert!(r.status == 502 || r.status == 503, "{r:?}");
 }

@@ -21,9 +21,18 @@ pub async fn handle(name: Arc<str>, req: Request<Incoming>) -> Response<Full<Byt
     let query = req.uri().query().unwrap_or("").to_owned();
     let mut headers = String::new();
     for (k, v) in req.headers() {
-        headers.push_str(&format!("{}: {}\n", k, String::from_utf8_lossy(v.as_bytes())));
+        headers.push_str(&format!(
+            "{}: {}\n",
+            k,
+            String::from_utf8_lossy(v.as_bytes())
+        ));
     }
-    let body_len = req.into_body().collect().await.map(|b| b.to_bytes().len()).unwrap_or(0);
+    let body_len = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes().len())
+        .unwrap_or(0);
     let mut status = StatusCode::OK;
     let body = if path == "/headers" {
         headers
@@ -35,7 +44,11 @@ pub async fn handle(name: Arc<str>, req: Request<Incoming>) -> Response<Full<Byt
         tokio::time::sleep(Duration::from_millis(ms)).await;
         format!("{name} slow\n")
     } else if let Some(code) = path.strip_prefix("/status/") {
-        status = code.parse().ok().and_then(|c| StatusCode::from_u16(c).ok()).unwrap_or(StatusCode::BAD_REQUEST);
+        status = code
+            .parse()
+            .ok()
+            .and_then(|c| StatusCode::from_u16(c).ok())
+            .unwrap_or(StatusCode::BAD_REQUEST);
         format!("{name} {status}\n")
     } else if path == "/echo-len" {
         format!("{body_len}\n")
@@ -53,7 +66,9 @@ pub async fn handle(name: Arc<str>, req: Request<Incoming>) -> Response<Full<Byt
 /// Serves `listener` forever as backend `name`, plain or with `tls`.
 pub async fn serve(listener: TcpListener, name: Arc<str>, tls: Option<tokio_rustls::TlsAcceptor>) {
     loop {
-        let Ok((sock, _)) = listener.accept().await else { continue };
+        let Ok((sock, _)) = listener.accept().await else {
+            continue;
+        };
         let name = Arc::clone(&name);
         let tls = tls.clone();
         tokio::spawn(async move {
@@ -95,7 +110,9 @@ impl Drop for BackendHandle {
 /// Starts an in-process plain HTTP backend named `name` on 127.0.0.1:0.
 #[allow(clippy::expect_used)]
 pub async fn spawn_backend(name: &str) -> BackendHandle {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind backend");
     let addr = listener.local_addr().expect("addr");
     let task = tokio::spawn(serve(listener, Arc::from(name), None));
     BackendHandle { addr, task }

@@ -39,7 +39,11 @@ pub struct Https {
 
 impl Https {
     /// Connects to `addr` with SNI `sni`; reads time out after 10 s.
-    pub fn connect(addr: SocketAddr, cfg: Arc<rustls::ClientConfig>, sni: &str) -> std::io::Result<Self> {
+    pub fn connect(
+        addr: SocketAddr,
+        cfg: Arc<rustls::ClientConfig>,
+        sni: &str,
+    ) -> std::io::Result<Self> {
         let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
         tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
         tcp.set_nodelay(true)?;
@@ -83,7 +87,12 @@ impl Https {
                     let hs: Vec<(String, String)> = r
                         .headers
                         .iter()
-                        .map(|h| (h.name.to_owned(), String::from_utf8_lossy(h.value).into_owned()))
+                        .map(|h| {
+                            (
+                                h.name.to_owned(),
+                                String::from_utf8_lossy(h.value).into_owned(),
+                            )
+                        })
                         .collect();
                     self.buf.drain(..n);
                     if status == 100 {
@@ -94,7 +103,10 @@ impl Https {
                         headers: hs,
                         body: Vec::new(),
                     };
-                    if let Some(len) = resp.header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+                    if let Some(len) = resp
+                        .header("content-length")
+                        .and_then(|v| v.parse::<usize>().ok())
+                    {
                         while self.buf.len() < len {
                             if self.fill()? == 0 {
                                 return Err(std::io::ErrorKind::UnexpectedEof.into());
@@ -130,8 +142,13 @@ impl Https {
                     return Err(std::io::ErrorKind::UnexpectedEof.into());
                 }
             };
-            let size = usize::from_str_radix(std::str::from_utf8(&self.buf[..line_end]).unwrap_or("x").trim(), 16)
-                .map_err(std::io::Error::other)?;
+            let size = usize::from_str_radix(
+                std::str::from_utf8(&self.buf[..line_end])
+                    .unwrap_or("x")
+                    .trim(),
+                16,
+            )
+            .map_err(std::io::Error::other)?;
             self.buf.drain(..line_end + 2);
             while self.buf.len() < size + 2 {
                 if self.fill()? == 0 {
@@ -159,7 +176,10 @@ impl Https {
         match self.stream.read(&mut b) {
             Ok(0) => true,
             Ok(_) => false,
-            Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+            Err(e) => !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
         }
     }
 }
@@ -167,7 +187,7 @@ impl Https {
 /// The path of an external tool, or `None` (after saying so) when it is missing outside
 /// CI. In CI (`CI` set) a missing tool fails the test: `./run test` installs them all.
 pub fn tool(name: &str, env: Option<&str>) -> Option<PathBuf> {
-    if let Some(p) = env.and_then(|e| std::env::var_os(e)).map(PathBuf::from) {
+    if let Some(p) = env.and_then(std::env::var_os).map(PathBuf::from) {
         if p.exists() {
             return Some(p);
         }

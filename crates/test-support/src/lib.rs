@@ -2,6 +2,8 @@
 //! as a child process), a local CA with site certificates, a TLS client, process guards
 //! that kill only what they started, and `eventually`-style polling with a deadline.
 
+#![allow(clippy::disallowed_methods)] // test support polls with std::thread::sleep
+
 pub mod backend;
 pub mod client;
 pub mod lbproc;
@@ -22,7 +24,10 @@ pub fn eventually<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Opti
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < end, "timed out after {deadline:?} waiting for {what}");
+        assert!(
+            Instant::now() < end,
+            "timed out after {deadline:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -39,10 +44,16 @@ impl Pki {
     pub fn new(hosts: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let ca = rampart_tls::pki::Ca::create(dir.path(), "rampart test CA").expect("ca");
-        ca.issue(dir.path(), "site", &["www.foobar.com".into(), "foobar.com".into()], false)
-            .expect("site cert");
+        ca.issue(
+            dir.path(),
+            "site",
+            &["www.foobar.com".into(), "foobar.com".into()],
+            false,
+        )
+        .expect("site cert");
         for h in hosts {
-            ca.issue(dir.path(), h, &[(*h).to_owned()], true).expect("host cert");
+            ca.issue(dir.path(), h, &[(*h).to_owned()], true)
+                .expect("host cert");
         }
         Self { dir }
     }
@@ -77,7 +88,9 @@ impl Proc {
 
     /// Sends `sig` to this process only.
     pub fn signal(&self, sig: &str) {
-        let _ = Command::new("kill").args([&format!("-{sig}"), &self.pid().to_string()]).status();
+        let _ = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status();
     }
 
     /// Waits for the process to exit, up to `limit`; returns its exit code.
@@ -122,7 +135,14 @@ pub fn backend_bin() -> PathBuf {
         let bin = target_dir().join("rampart-test-backend");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "rampart-test-support", "--bin", "rampart-test-backend"])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "rampart-test-support",
+                "--bin",
+                "rampart-test-backend",
+            ])
             .status()
             .expect("run cargo build for rampart-test-backend");
         assert!(status.success(), "building rampart-test-backend failed");
@@ -145,7 +165,9 @@ pub fn backend_process(name: &str, listen: &str, extra: &[&str]) -> (Proc, Socke
         .expect("spawn rampart-test-backend");
     let stdout = child.stdout.take().expect("stdout");
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("read backend address");
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read backend address");
     let addr = line
         .trim()
         .strip_prefix("listening ")
@@ -169,7 +191,9 @@ pub fn free_port() -> u16 {
 
 /// Waits until something accepts TCP connections on `addr`.
 pub fn wait_listening(addr: SocketAddr) {
-    eventually(&format!("{addr} to accept connections"), Duration::from_secs(20), || {
-        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()
-    });
+    eventually(
+        &format!("{addr} to accept connections"),
+        Duration::from_secs(20),
+        || std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok(),
+    );
 }

@@ -7,9 +7,9 @@
 pub mod pki;
 mod server;
 
-pub use server::{load_certs as server_certs, 
-    client_config, load_certified_key, provider, server_config, CertInfo, ClientTls, LoadedCert,
-    SiteCerts,
+pub use server::{
+    client_config, load_certified_key, load_certs as server_certs, provider, server_config,
+    CertInfo, ClientTls, LoadedCert, SiteCerts,
 };
 
 use std::path::PathBuf;

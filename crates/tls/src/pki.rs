@@ -10,8 +10,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, KeyPair, KeyUsagePurpose, SerialNumber, PKCS_ECDSA_P256_SHA256,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SerialNumber, PKCS_ECDSA_P256_SHA256,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -120,12 +120,11 @@ impl Ca {
             path: key_path.clone(),
             what: format!("not a usable CA key: {e}"),
         })?;
-        let params = CertificateParams::from_ca_cert_pem(&cert_pem).map_err(|e| {
-            TlsError::Invalid {
+        let params =
+            CertificateParams::from_ca_cert_pem(&cert_pem).map_err(|e| TlsError::Invalid {
                 path: cert_path.clone(),
                 what: format!("not a usable CA certificate: {e}"),
-            }
-        })?;
+            })?;
         // Re-signing the same parameters with the same key reproduces the issuer name and
         // key identifier that certificates signed now must carry.
         let cert = params.self_signed(&key)?;
@@ -200,11 +199,14 @@ mod tests {
         }
         let loaded = crate::load_certified_key(&site.cert, &site.key).unwrap();
         assert_eq!(loaded.info.names, names);
-        let days = (loaded.info.not_after_unix - OffsetDateTime::now_utc().unix_timestamp()) / 86400;
+        let days =
+            (loaded.info.not_after_unix - OffsetDateTime::now_utc().unix_timestamp()) / 86400;
         assert!((364..=365).contains(&days), "{days}");
         // A reloaded CA signs certificates that chain to the same ca.pem.
         let again = Ca::load(dir.path()).unwrap();
-        let host = again.issue(dir.path(), "web1", &["web1".into()], true).unwrap();
+        let host = again
+            .issue(dir.path(), "web1", &["web1".into()], true)
+            .unwrap();
         let cfg = crate::client_config(&crate::ClientTls {
             ca: dir.path().join("ca.pem"),
             client_cert: Some((host.cert, host.key)),
@@ -216,9 +218,18 @@ mod tests {
     fn mismatched_key_is_refused_with_both_paths() {
         let dir = tempfile::tempdir().unwrap();
         let ca = Ca::create(dir.path(), "test CA").unwrap();
-        let a = ca.issue(dir.path(), "a", &["a.test".into()], false).unwrap();
-        let b = ca.issue(dir.path(), "b", &["b.test".into()], false).unwrap();
-        let err = crate::load_certified_key(&a.cert, &b.key).unwrap_err().to_string();
-        assert!(err.contains("b.key") && err.contains("does not match"), "{err}");
+        let a = ca
+            .issue(dir.path(), "a", &["a.test".into()], false)
+            .unwrap();
+        let b = ca
+            .issue(dir.path(), "b", &["b.test".into()], false)
+            .unwrap();
+        let err = crate::load_certified_key(&a.cert, &b.key)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("b.key") && err.contains("does not match"),
+            "{err}"
+        );
     }
 }

@@ -7,14 +7,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 fn arg(args: &[String], flag: &str) -> Option<String> {
-    args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned()
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
 }
 
 fn tls(args: &[String]) -> Result<Option<tokio_rustls::TlsAcceptor>, String> {
     let (Some(cert), Some(key)) = (arg(args, "--tls-cert"), arg(args, "--tls-key")) else {
         return Ok(None);
     };
-    let loaded = rampart_tls::load_certified_key(&PathBuf::from(cert), &PathBuf::from(key)).map_err(|e| e.to_string())?;
+    let loaded = rampart_tls::load_certified_key(&PathBuf::from(cert), &PathBuf::from(key))
+        .map_err(|e| e.to_string())?;
     let builder = rustls::ServerConfig::builder_with_provider(rampart_tls::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
@@ -25,9 +29,12 @@ fn tls(args: &[String]) -> Result<Option<tokio_rustls::TlsAcceptor>, String> {
             for c in rampart_tls::server_certs(&PathBuf::from(ca)).map_err(|e| e.to_string())? {
                 roots.add(c).map_err(|e| e.to_string())?;
             }
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), rampart_tls::provider())
-                .build()
-                .map_err(|e| e.to_string())?;
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                rampart_tls::provider(),
+            )
+            .build()
+            .map_err(|e| e.to_string())?;
             builder.with_client_cert_verifier(verifier)
         }
     };

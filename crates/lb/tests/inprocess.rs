@@ -1,0 +1,217 @@
+//! The load balancer in-process on 127.0.0.1:0 with in-process backends: balancing
+//! policies, retries, 503 and the connection cap, driven by a real TLS client.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rampart_lb::{Config, Lb, Listeners};
+use rampart_test_support::client::Https;
+use rampart_test_support::{spawn_backend, BackendHandle, Pki};
+
+/// A load balancer and its backends on a runtime of their own; dropping it shuts down.
+struct InProc {
+    pki: Pki,
+    https: SocketAddr,
+    lb: Arc<Lb>,
+    _backends: Vec<BackendHandle>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl InProc {
+    /// `backends` are names of live backends or `"dead"` for an address that refuses.
+    fn start(backends: &[(&str, u32)], extra: &str) -> InProc {
+        let pki = Pki::new(&[]);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut handles = Vec::new();
+        let mut text = String::from(
+            "[listen]\nhttps = \"127.0.0.1:0\"\n[[tls.certificates]]\ncert = \"site.pem\"\nkey = \"site.key\"\n\
+             [balance]\nserved_by_header = \"X-Served-By\"\n[log]\naccess_log = \"off\"\n",
+        );
+        for (i, (name, weight)) in backends.iter().enumerate() {
+            let addr = if *name == "dead" {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                l.local_addr().unwrap() // closed when `l` drops: connections are refused
+            } else {
+                let h = rt.block_on(spawn_backend(name));
+                let a = h.addr;
+                handles.push(h);
+                a
+            };
+            text.push_str(&format!(
+                "[[backends]]\nname = \"{name}{i}\"\naddress = \"{addr}\"\nweight = {weight}\n"
+            ));
+        }
+        text.push_str(extra);
+        let path = pki.path("lb.toml");
+        std::fs::write(&path, text).unwrap();
+        let config = Config::load(&path).unwrap();
+        let (lb, listeners) = rt.block_on(async {
+            let listeners = Listeners::bind(&config).unwrap();
+            (Lb::new(config).unwrap(), listeners)
+        });
+        let https = listeners.https.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        {
+            let lb = Arc::clone(&lb);
+            rt.spawn(async move {
+                let _ = lb
+                    .serve(
+                        listeners,
+                        async {
+                            let _ = rx.await;
+                        },
+                        move || {
+                            let _ = ready_tx.send(());
+                        },
+                    )
+                    .await;
+            });
+        }
+        ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        InProc {
+            pki,
+            https,
+            lb,
+            _backends: handles,
+            stop: Some(tx),
+            rt,
+        }
+    }
+
+    fn client(&self) -> Https {
+        Https::connect(
+            self.https,
+            self.pki.client_config(&[b"http/1.1"]),
+            "www.foobar.com",
+        )
+        .unwrap()
+    }
+
+    fn served_by(&self, n: usize) -> String {
+        let mut c = self.client();
+        (0..n)
+            .map(|_| {
+                let r = c.get("/").unwrap();
+                assert_eq!(r.status, 200, "{r:?}");
+                r.header("x-served-by").unwrap().to_owned()
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+impl Drop for InProc {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let _ = &self.rt;
+    }
+}
+
+const NO_RATE_LIMIT: &str = "[limits]\nrate_limit_per_second = 0\n";
+
+#[test]
+fn weighted_round_robin_follows_the_weights() {
+    let lb = InProc::start(&[("a", 3), ("b", 1)], NO_RATE_LIMIT);
+    // Switching the policy by reload also shows reload works in-process.
+    std::fs::write(
+        lb.pki.path("lb.toml"),
+        std::fs::read_to_string(lb.pki.path("lb.toml"))
+            .unwrap()
+            .replace(
+                "served_by_header = \"X-Served-By\"",
+                "served_by_header = \"X-Served-By\"\npolicy = \"weighted_round_robin\"",
+            ),
+    )
+    .unwrap();
+    lb.rt.block_on(lb.lb.reload()).unwrap();
+    assert_eq!(lb.served_by(8), "a0 a0 b1 a0 a0 a0 b1 a0");
+}
+
+#[test]
+fn round_robin_skips_a_dead_backend_and_retries_a_post_whose_connection_failed() {
+    let lb = InProc::start(&[("dead", 1), ("live", 1)], NO_RATE_LIMIT);
+    let mut c = lb.client();
+    for i in 0..4 {
+        c.send(
+            b"POST /echo-len HTTP/1.1\r\nHost: www.foobar.com\r\nContent-Length: 5\r\n\r\nhello",
+        )
+        .unwrap();
+        let r = c.response().unwrap();
+        assert_eq!((r.status, r.text().trim()), (200, "5"), "POST {i}: {r:?}");
+        assert_eq!(r.header("x-served-by"), Some("live1"));
+    }
+    let m = lb.lb.metrics().encode();
+    assert!(
+        m.contains("rampart_lb_retries_total{backend=\"dead0\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("rampart_lb_backend_up{backend=\"dead0\"} 0"),
+        "{m}"
+    );
+}
+
+#[test]
+fn no_healthy_backend_answers_503() {
+    let lb = InProc::start(&[("dead", 1), ("dead", 1)], NO_RATE_LIMIT);
+    let mut c = lb.client();
+    let r = c.get("/").unwrap();
+    assert_eq!(
+        r.status, 502,
+        "both failed during the request itself: {r:?}"
+    );
+    let r = c.get("/").unwrap();
+    assert_eq!(r.status, 503, "both ejected: {r:?}");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert!(
+        r.header("strict-transport-security").is_some(),
+        "errors carry HSTS too"
+    );
+}
+
+#[test]
+fn beyond_max_connections_new_connections_are_closed_at_once() {
+    let lb = InProc::start(
+        &[("a", 1)],
+        "[limits]\nrate_limit_per_second = 0\nmax_connections = 2\n",
+    );
+    let mut first = lb.client();
+    let mut second = lb.client();
+    assert!(
+        Https::connect(
+            lb.https,
+            lb.pki.client_config(&[b"http/1.1"]),
+            "www.foobar.com"
+        )
+        .is_err(),
+        "a third connection got a TLS session"
+    );
+    assert_eq!(first.get("/").unwrap().status, 200);
+    assert_eq!(second.get("/").unwrap().status, 200);
+    drop(first);
+    rampart_test_support::eventually("a slot to free up", Duration::from_secs(5), || {
+        let mut c = Https::connect(
+            lb.https,
+            lb.pki.client_config(&[b"http/1.1"]),
+            "www.foobar.com",
+        )
+        .ok()?;
+        c.get("/").ok().filter(|r| r.status == 200)
+    });
+    let m = lb.lb.metrics().encode();
+    assert!(
+        m.contains("rampart_lb_connections_rejected_total{reason=\"max_connections\"}"),
+        "{m}"
+    );
+}

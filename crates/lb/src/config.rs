@@ -273,6 +273,8 @@ pub struct Config {
 pub mod defaults {
     use std::time::Duration;
     pub const HTTPS: &str = "0.0.0.0:443";
+    pub const HTTP: &str = "0.0.0.0:80";
+    pub const ADMIN: &str = "127.0.0.1:9100";
     pub const HSTS_MAX_AGE: u64 = 63_072_000; // two years
     pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
     pub const MAX_HEADER_BYTES: usize = 16 * 1024;
@@ -442,16 +444,13 @@ impl Config {
                 f.listen.https.as_deref().unwrap_or(defaults::HTTPS),
             )
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 443)));
-        let http = f
-            .listen
-            .http
-            .as_deref()
-            .and_then(|v| c.addr("listen.http", v));
-        let admin = f
-            .listen
-            .admin
-            .as_deref()
-            .and_then(|v| c.addr("listen.admin", v));
+        // The redirect listener and the admin listener are on unless set to "off".
+        let mut optional = |key: &str, v: Option<&str>, default: &str| match v.unwrap_or(default) {
+            "off" => None,
+            v => c.addr(key, v),
+        };
+        let http = optional("listen.http", f.listen.http.as_deref(), defaults::HTTP);
+        let admin = optional("listen.admin", f.listen.admin.as_deref(), defaults::ADMIN);
 
         if f.tls.certificates.is_empty() {
             c.err(
@@ -799,6 +798,11 @@ address = "127.0.0.1:8081"
     fn minimal_config_is_valid_with_secure_defaults() {
         let c = Config::parse(Path::new("/etc/rampart/lb.toml"), MINIMAL).unwrap();
         assert_eq!(c.listen.https.port(), 443);
+        assert_eq!(c.listen.http.map(|a| a.port()), Some(80));
+        assert_eq!(
+            c.listen.admin.map(|a| a.to_string()),
+            Some("127.0.0.1:9100".into())
+        );
         assert_eq!(c.certificates[0].0, Path::new("/etc/rampart/site.pem"));
         assert_eq!(
             c.hsts.header.as_deref(),

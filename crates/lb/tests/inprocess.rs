@@ -32,7 +32,7 @@ impl InProc {
             .unwrap();
         let mut handles = Vec::new();
         let mut text = String::from(
-            "[listen]\nhttps = \"127.0.0.1:0\"\n[[tls.certificates]]\ncert = \"site.pem\"\nkey = \"site.key\"\n\
+            "[listen]\nhttps = \"127.0.0.1:0\"\nhttp = \"off\"\nadmin = \"off\"\n[[tls.certificates]]\ncert = \"site.pem\"\nkey = \"site.key\"\n\
              [balance]\nserved_by_header = \"X-Served-By\"\n[log]\naccess_log = \"off\"\n",
         );
         for (i, (name, weight)) in backends.iter().enumerate() {
@@ -214,4 +214,18 @@ fn beyond_max_connections_new_connections_are_closed_at_once() {
         m.contains("rampart_lb_connections_rejected_total{reason=\"max_connections\"}"),
         "{m}"
     );
+}
+
+#[test]
+fn an_idle_keep_alive_connection_is_closed_after_idle_timeout() {
+    let lb = InProc::start(
+        &[("a", 1)],
+        "[limits]\nrate_limit_per_second = 0\nidle_timeout = \"300ms\"\n",
+    );
+    let mut c = lb.client();
+    assert_eq!(c.get("/").unwrap().status, 200);
+    c.set_read_timeout(Duration::from_secs(5));
+    let start = std::time::Instant::now();
+    assert!(c.is_closed(), "the idle connection stayed open");
+    assert!(start.elapsed() < Duration::from_secs(5));
 }

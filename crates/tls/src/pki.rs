@@ -13,6 +13,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose, SerialNumber, PKCS_ECDSA_P256_SHA256,
 };
+use rustls_pki_types::pem::PemObject;
 use time::{Duration, OffsetDateTime};
 
 use crate::TlsError;
@@ -87,21 +88,27 @@ fn validity(params: &mut CertificateParams, days: i64) -> Result<(), TlsError> {
     Ok(())
 }
 
+/// The parameters every rampart CA has; `load` relies on `create` using exactly these.
+fn ca_params(common_name: &str) -> Result<CertificateParams, TlsError> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    dn.push(DnType::OrganizationName, "rampart");
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    Ok(params)
+}
+
 impl Ca {
     /// Creates a new CA and writes `ca.pem` and `ca.key` (0600) into `dir`.
     pub fn create(dir: &Path, common_name: &str) -> Result<Self, TlsError> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, common_name);
-        dn.push(DnType::OrganizationName, "rampart");
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        let mut params = ca_params(common_name)?;
         validity(&mut params, CA_DAYS)?;
         let cert = params.self_signed(&key)?;
         std::fs::create_dir_all(dir).map_err(io(dir))?;
@@ -120,14 +127,37 @@ impl Ca {
             path: key_path.clone(),
             what: format!("not a usable CA key: {e}"),
         })?;
-        let params =
-            CertificateParams::from_ca_cert_pem(&cert_pem).map_err(|e| TlsError::Invalid {
-                path: cert_path.clone(),
-                what: format!("not a usable CA certificate: {e}"),
-            })?;
-        // Re-signing the same parameters with the same key reproduces the issuer name and
-        // key identifier that certificates signed now must carry.
+        let invalid = |what: String| TlsError::Invalid {
+            path: cert_path.clone(),
+            what,
+        };
+        let der = rustls_pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes())
+            .map_err(|e| invalid(format!("not a PEM certificate: {e}")))?;
+        let (_, parsed) = x509_parser::parse_x509_certificate(&der)
+            .map_err(|e| invalid(format!("unparsable CA certificate: {e}")))?;
+        // Rebuild the CA's parameters from its subject. (rcgen can parse a CA itself, but
+        // that feature pulls in ring, a second crypto stack.) Signing needs the issuer's
+        // name and key; both are checked below to be byte-for-byte the original's.
+        let common_name = parsed
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .unwrap_or("rampart local CA")
+            .to_owned();
+        let mut params = ca_params(&common_name)?;
+        params.not_before = parsed.validity().not_before.to_datetime();
+        params.not_after = parsed.validity().not_after.to_datetime();
         let cert = params.self_signed(&key)?;
+        let (_, rebuilt) = x509_parser::parse_x509_certificate(cert.der())
+            .map_err(|e| invalid(format!("rebuilt CA unparsable: {e}")))?;
+        if rebuilt.subject().as_raw() != parsed.subject().as_raw()
+            || rebuilt.public_key().raw != parsed.public_key().raw
+        {
+            return Err(invalid(
+                "not a CA made by rampart (subject or key differ); run `rampart cert` with an empty --dir".into(),
+            ));
+        }
         Ok(Self { cert, key })
     }
 
@@ -185,6 +215,7 @@ impl Ca {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use rustls::client::danger::ServerCertVerifier;
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
@@ -209,9 +240,37 @@ mod tests {
             .unwrap();
         let cfg = crate::client_config(&crate::ClientTls {
             ca: dir.path().join("ca.pem"),
-            client_cert: Some((host.cert, host.key)),
+            client_cert: Some((host.cert.clone(), host.key)),
         });
         assert!(cfg.is_ok());
+        // ...and a verifier trusting only ca.pem accepts them for their name.
+        let mut roots = rustls::RootCertStore::empty();
+        for c in crate::server_certs(&dir.path().join("ca.pem")).unwrap() {
+            roots.add(c).unwrap();
+        }
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            std::sync::Arc::new(roots),
+            crate::provider(),
+        )
+        .build()
+        .unwrap();
+        for (pem, name) in [
+            (&host.cert, "web1"),
+            (&site.cert, "www.foobar.com"),
+            (&site.cert, "foobar.com"),
+        ] {
+            let chain = crate::server_certs(pem).unwrap();
+            let name = rustls::pki_types::ServerName::try_from(name).unwrap();
+            verifier
+                .verify_server_cert(
+                    &chain[0],
+                    &[],
+                    &name,
+                    &[],
+                    rustls::pki_types::UnixTime::now(),
+                )
+                .unwrap();
+        }
     }
 
     #[test]

@@ -151,6 +151,11 @@ pub struct Backend {
     pub authority: http::uri::Authority,
     pub state: Arc<BackendState>,
     pub active: AtomicUsize,
+    /// Request counters by status class (1xx..5xx), resolved once rather than per request.
+    pub requests: [prometheus_client::metrics::counter::Counter; 5],
+    pub active_gauge: prometheus_client::metrics::gauge::Gauge,
+    /// The served-by header value: the backend's name.
+    pub name_value: Option<http::HeaderValue>,
     health: Health,
     metrics: Arc<Metrics>,
 }
@@ -202,7 +207,22 @@ impl Backend {
         };
         let authority = http::uri::Authority::try_from(cfg.address.to_string())
             .map_err(|e| format!("{}: {e}", cfg.address))?;
+        let labels = metrics.backend(&cfg.name);
+        let requests = ["1xx", "2xx", "3xx", "4xx", "5xx"].map(|class| {
+            metrics
+                .requests
+                .get_or_create(&crate::metrics::RequestLabels {
+                    code_class: class.to_owned(),
+                    backend: cfg.name.clone(),
+                })
+                .clone()
+        });
+        let active_gauge = metrics.backend_active.get_or_create(&labels).clone();
+        let name_value = http::HeaderValue::from_str(&cfg.name).ok();
         let b = Self {
+            requests,
+            active_gauge,
+            name_value,
             cfg,
             client,
             scheme,

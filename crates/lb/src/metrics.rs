@@ -67,17 +67,6 @@ pub struct Metrics {
     pub access_log_dropped: Counter,
 }
 
-/// Status class label of a status code: "2xx" and so on.
-pub fn code_class(status: u16) -> &'static str {
-    match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
-    }
-}
-
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()

@@ -25,7 +25,7 @@ use crate::access_log::{self, AccessLog, Entry};
 use crate::backend::{Backend, BackendState, Balancer};
 use crate::config::{Config, ConfigError, ConfigErrors};
 use crate::h1::Reject;
-use crate::metrics::{code_class, Metrics, RequestLabels};
+use crate::metrics::{Metrics, RequestLabels};
 use crate::ratelimit::RateLimiter;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -60,6 +60,7 @@ pub struct Generation {
     pub shared: Arc<Shared>,
     health_tasks: Mutex<Vec<tokio::task::AbortHandle>>,
     none_counters: [Counter; 5],
+    hsts: Option<HeaderValue>,
 }
 
 impl std::fmt::Debug for Generation {
@@ -162,6 +163,11 @@ impl Generation {
                 })
                 .clone()
         });
+        let hsts = config
+            .hsts
+            .header
+            .as_deref()
+            .and_then(|v| HeaderValue::from_str(v).ok());
         Ok(Self {
             tls: tokio_rustls::TlsAcceptor::from(Arc::new(server)),
             balancer: Balancer::new(backends, config.policy),
@@ -173,6 +179,7 @@ impl Generation {
             shared,
             health_tasks: Mutex::new(Vec::new()),
             none_counters,
+            hsts,
         })
     }
 
@@ -270,10 +277,8 @@ impl Generation {
 
     fn finish_headers(&self, h: &mut HeaderMap, conn: &ConnInfo) {
         if conn.https {
-            if let Some(v) = &self.config.hsts.header {
-                if let Ok(v) = HeaderValue::from_str(v) {
-                    h.insert(header::STRICT_TRANSPORT_SECURITY, v);
-                }
+            if let Some(v) = &self.hsts {
+                h.insert(header::STRICT_TRANSPORT_SECURITY, v.clone());
             }
         }
         if !h.contains_key(header::DATE) {
@@ -419,7 +424,7 @@ impl Generation {
             *up.version_mut() = Version::HTTP_11;
             *up.headers_mut() = headers.clone();
 
-            let active = ActiveGuard::new(&backend, metrics);
+            let active = ActiveGuard::new(&backend);
             let sent = tokio::time::timeout(
                 self.config.limits.backend_response_timeout,
                 backend.client.request(up),
@@ -469,19 +474,12 @@ impl Generation {
         strip_hop_by_hop(&mut parts.headers);
         self.finish_headers(&mut parts.headers, conn);
         if let Some(name) = &self.config.served_by_header {
-            if let Ok(v) = HeaderValue::from_str(&backend.cfg.name) {
-                parts.headers.insert(name.clone(), v);
+            if let Some(v) = &backend.name_value {
+                parts.headers.insert(name.clone(), v.clone());
             }
         }
         let status = parts.status.as_u16();
-        self.shared
-            .metrics
-            .requests
-            .get_or_create(&RequestLabels {
-                code_class: code_class(status).to_owned(),
-                backend: backend.cfg.name.clone(),
-            })
-            .inc();
+        backend.requests[class_index(status)].inc();
         let metered = Metered {
             inner: body,
             bytes: 0,
@@ -503,20 +501,14 @@ impl Generation {
 /// Marks a request in flight on a backend, for least-connections and metrics.
 pub struct ActiveGuard {
     backend: Arc<Backend>,
-    gauge: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl ActiveGuard {
-    fn new(backend: &Arc<Backend>, metrics: &Metrics) -> Self {
+    fn new(backend: &Arc<Backend>) -> Self {
         backend.active.fetch_add(1, Ordering::Relaxed);
-        let gauge = metrics
-            .backend_active
-            .get_or_create(&metrics.backend(&backend.cfg.name))
-            .clone();
-        gauge.inc();
+        backend.active_gauge.inc();
         Self {
             backend: Arc::clone(backend),
-            gauge,
         }
     }
 }
@@ -524,7 +516,7 @@ impl ActiveGuard {
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
         self.backend.active.fetch_sub(1, Ordering::Relaxed);
-        self.gauge.dec();
+        self.backend.active_gauge.dec();
     }
 }
 

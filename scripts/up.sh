@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Brings up what exists of the topology on 127.0.0.1, in the foreground, until Ctrl-C:
-# the load balancer (HTTPS on 8443, redirect on 8080, metrics on 9100) in front of two
+# the load balancer (HTTPS on 8443, redirect on 8080, metrics on 9180) in front of two
 # web servers. Until the web tier lands, web1 and web2 are rampart's test backends.
 # Every process started here is stopped by its PID on exit.
 set -euo pipefail
@@ -21,7 +21,7 @@ cat > "$state/lb.toml" <<CONF
 [listen]
 https = "127.0.0.1:8443"
 http = "127.0.0.1:8080"
-admin = "127.0.0.1:9100"
+admin = "127.0.0.1:9180"
 
 [[tls.certificates]]
 cert = "certs/site.pem"
@@ -48,7 +48,7 @@ cat <<MSG
 rampart is up (Ctrl-C stops everything):
   curl --cacert $state/certs/ca.pem --resolve www.foobar.com:8443:127.0.0.1 https://www.foobar.com:8443/ -i
   curl -i -H 'Host: www.foobar.com' http://127.0.0.1:8080/      # 308 to HTTPS
-  curl http://127.0.0.1:9100/metrics                             # Prometheus metrics
+  curl http://127.0.0.1:9180/metrics                             # Prometheus metrics
   kill -HUP ${pids[-1]}                                          # reload config and certificates
 access log: $state/access.log
 MSG

@@ -274,7 +274,7 @@ pub mod defaults {
     use std::time::Duration;
     pub const HTTPS: &str = "0.0.0.0:443";
     pub const HTTP: &str = "0.0.0.0:80";
-    pub const ADMIN: &str = "127.0.0.1:9100";
+    pub const ADMIN: &str = "127.0.0.1:9180";
     pub const HSTS_MAX_AGE: u64 = 63_072_000; // two years
     pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
     pub const MAX_HEADER_BYTES: usize = 16 * 1024;
@@ -801,7 +801,7 @@ address = "127.0.0.1:8081"
         assert_eq!(c.listen.http.map(|a| a.port()), Some(80));
         assert_eq!(
             c.listen.admin.map(|a| a.to_string()),
-            Some("127.0.0.1:9100".into())
+            Some("127.0.0.1:9180".into())
         );
         assert_eq!(c.certificates[0].0, Path::new("/etc/rampart/site.pem"));
         assert_eq!(

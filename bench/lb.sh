@@ -9,8 +9,9 @@
 #   newconn    `Connection: close`, new TLS connection per request -> the same numbers
 #
 # Usage:   bench/lb.sh
-# Env:     DURATION=10 CONNS=32 WARMUP=2 BASE_PORT=28000 LB_CPU=0 LOAD_CPU=1
+# Env:     DURATION=10 CONNS=32 WARMUP=2 ROUNDS=1 BASE_PORT=28000 LB_CPU=0 LOAD_CPU=1
 #          RESULTS_DIR=<repo>/target/bench LBS="rampart haproxy nginx" SKIP_BUILD=0
+#          RAMPART_LOG=<tracing filter for rampart; default "warn">
 # Output:  a table on stdout, $RESULTS_DIR/lb-<timestamp>.json, and the raw wrk output,
 #          configs and logs in $RESULTS_DIR/lb-<timestamp>/. See bench/README.md.
 set -euo pipefail
@@ -22,11 +23,13 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-32}
 WARMUP=${WARMUP:-2}
+ROUNDS=${ROUNDS:-1}
 BASE_PORT=${BASE_PORT:-28000}
 LB_CPU=${LB_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 LBS=${LBS:-rampart haproxy nginx}
 SKIP_BUILD=${SKIP_BUILD:-0}
+RAMPART_LOG_USED=${RAMPART_LOG:-warn}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 RESULTS_DIR=${RESULTS_DIR:-$ROOT/target/bench}
 case $RESULTS_DIR in /*) ;; *) RESULTS_DIR=$ROOT/$RESULTS_DIR ;; esac
@@ -39,11 +42,12 @@ die() {
     exit 1
 }
 
-for v in DURATION CONNS WARMUP BASE_PORT LB_CPU LOAD_CPU; do
+for v in DURATION CONNS WARMUP ROUNDS BASE_PORT LB_CPU LOAD_CPU; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
 done
 ((DURATION >= 1)) || die "DURATION must be at least 1"
 ((CONNS >= 1)) || die "CONNS must be at least 1"
+((ROUNDS >= 1)) || die "ROUNDS must be at least 1"
 for lb in $LBS; do
     case $lb in rampart | haproxy | nginx) ;; *) die "LBS: unknown load balancer '$lb' (rampart, haproxy, nginx)" ;; esac
 done
@@ -200,6 +204,7 @@ now() { date +%s.%N; }
 # --- setup -------------------------------------------------------------------------------
 
 TS=$(date -u +%Y%m%dT%H%M%SZ)
+NOTES=()
 mkdir -p "$RESULTS_DIR"
 RUN_DIR=$RESULTS_DIR/lb-$TS
 JSON_OUT=$RESULTS_DIR/lb-$TS.json
@@ -210,11 +215,17 @@ B2=$((BASE_PORT + 2))
 declare -A PORT=([rampart]=$((BASE_PORT + 10)) [haproxy]=$((BASE_PORT + 20)) [nginx]=$((BASE_PORT + 30)))
 declare -A PROBE_PORT=([haproxy]=$((BASE_PORT + 21)) [nginx]=$((BASE_PORT + 31)))
 RAMPART_ADMIN=$((BASE_PORT + 11))
-for p in $B1 $B2 "${PORT[@]}" "${PROBE_PORT[@]}" $RAMPART_ADMIN; do
+RAMPART_HTTP=$((BASE_PORT + 14))
+for p in $B1 $B2 "${PORT[@]}" "${PROBE_PORT[@]}" $RAMPART_ADMIN  $RAMPART_HTTP; do
     port_in_use "$p" && die "port $p is already in use; choose another range with BASE_PORT=..."
 done
 
 log "work dir $WORK; results in $RUN_DIR"
+# Run private copies: the workspace may be rebuilt while the benchmark runs.
+mkdir -p "$WORK/bin"
+cp "$RAMPART" "$BACKEND" "$WORK/bin/"
+RAMPART=$WORK/bin/$(basename "$RAMPART")
+BACKEND=$WORK/bin/$(basename "$BACKEND")
 CERTS=$WORK/certs
 "$RAMPART" cert --dir "$CERTS" >"$WORK/cert.log" 2>&1 || {
     cat "$WORK/cert.log" >&2
@@ -252,6 +263,9 @@ cat >"$WORK/rampart.toml" <<EOF
 [listen]
 https = "127.0.0.1:${PORT[rampart]}"
 admin = "127.0.0.1:$RAMPART_ADMIN"
+# The plain-HTTP redirect listener gets no traffic here; it is pinned to loopback so that
+# rampart never binds its default (0.0.0.0:80).
+http = "127.0.0.1:$RAMPART_HTTP"
 
 [[tls.certificates]]
 cert = "$CERTS/site.pem"
@@ -429,7 +443,7 @@ start_lb() { # name
     case $1 in
     rampart)
         LB_LOG=$WORK/rampart.log
-        start_bg rampart "$LB_CPU" "$LB_LOG" "$RAMPART" lb --config "$WORK/rampart.toml"
+        start_bg rampart "$LB_CPU" "$LB_LOG" env RAMPART_LOG="$RAMPART_LOG_USED" "$RAMPART" lb --config "$WORK/rampart.toml"
         ;;
     haproxy)
         LB_LOG=$WORK/haproxy.log
@@ -453,7 +467,7 @@ start_lb() { # name
 
 show_lb_log() { # name
     log "---- $1 log ($LB_LOG) ----"
-    tail -n 50 "$LB_LOG" >&2 2>/dev/null || true
+    tail -n 30 "$LB_LOG" >&2 2>/dev/null || true
     if [[ $1 == nginx ]]; then tail -n 20 "$WORK/nginx/stderr.log" >&2 2>/dev/null || true; fi
     log "---- end of $1 log ----"
 }
@@ -475,8 +489,9 @@ sanity_check() { # name port: wait up to 10 s for a backend's answer through the
     done
     if [[ $body != web1 && $body != web2 ]]; then
         show_lb_log "$name"
-        curl -vsk --http1.1 --max-time 3 -H "Host: $HOST_HEADER" "https://127.0.0.1:$port/" >&2 || true
-        die "sanity check failed: GET https://127.0.0.1:$port/ through $name did not return web1 or web2 (got: '${body:0:200}')"
+        log "---- curl -isk --http1.1 https://127.0.0.1:$port/ -H 'Host: $HOST_HEADER' ----"
+        curl -isk --http1.1 --max-time 3 -H "Host: $HOST_HEADER" "https://127.0.0.1:$port/" >&2 || log "(curl exit status $?)"
+        die "sanity check failed for $name: GET https://127.0.0.1:$port/ did not return web1 or web2 within 10 s (its log is above)"
     fi
     seen=$body
     for ((i = 0; i < 3; i++)); do seen+=" $(curl_lb "$port")"; done
@@ -513,6 +528,12 @@ server_resumes() { # port -> yes/no: does the LB resume an OpenSSL client's sess
     fi
 }
 
+rampart_metric() { # admin-port name -> sum of the samples of that metric (0 if unreachable)
+    local m
+    m=$(curl -s --max-time 3 "http://127.0.0.1:$1/metrics" 2>/dev/null || true)
+    awk -v n="$2" '$1 == n || index($1, n "{") == 1 { s += $NF } END { printf "%d", s }' <<<"$m"
+}
+
 WRK_PID=
 run_wrk() { # out seconds url [wrk args...]
     local out=$1 secs=$2 url=$3 rc=0
@@ -539,14 +560,15 @@ to_ms() { # wrk latency such as 812.00us, 1.23ms, 2.01s, 1.50m -> milliseconds
 }
 
 declare -A R=() # "<lb>.<key>" -> value ("" when unknown)
-NOTES=()
 
 measure() { # lb mode port [wrk args...]
     local lb=$1 mode=$2 port=$3 out pids t0 t1 c0 c1 reqs rps p50 p99 secs cpu_s
     local lb0 lbt0 ld0 ldt0 lb1 lbt1 ld1 ldt1
     shift 3
-    out=$RUN_DIR/wrk-$lb-$mode.txt
+    out=$RUN_DIR/wrk-$lb-$mode$RTAG.txt
     mapfile -t pids < <(tree_of "$LB_PID")
+    local hf0=0 hf1=0
+    [[ $lb == rampart ]] && hf0=$(rampart_metric "$RAMPART_ADMIN" rampart_lb_tls_handshake_failures_total)
     read -r lb0 lbt0 < <(cpu_stat "$LB_CPU")
     read -r ld0 ldt0 < <(cpu_stat "$LOAD_CPU")
     c0=$(cpu_ticks "${pids[@]}")
@@ -555,37 +577,49 @@ measure() { # lb mode port [wrk args...]
     t1=$(now)
     mapfile -t pids < <(tree_of "$LB_PID")
     c1=$(cpu_ticks "${pids[@]}")
+    [[ $lb == rampart ]] && hf1=$(rampart_metric "$RAMPART_ADMIN" rampart_lb_tls_handshake_failures_total)
     read -r lb1 lbt1 < <(cpu_stat "$LB_CPU")
     read -r ld1 ldt1 < <(cpu_stat "$LOAD_CPU")
-    R[$lb.$mode.lb_core_pct]=$(awk -v b=$((lb1 - lb0)) -v t=$((lbt1 - lbt0)) 'BEGIN{if (t>0) printf "%.0f", 100*b/t}')
-    R[$lb.$mode.load_core_pct]=$(awk -v b=$((ld1 - ld0)) -v t=$((ldt1 - ldt0)) 'BEGIN{if (t>0) printf "%.0f", 100*b/t}')
+    R[$lb.$mode.lb_core_pct@$ROUND]=$(awk -v b=$((lb1 - lb0)) -v t=$((lbt1 - lbt0)) 'BEGIN{if (t>0) printf "%.0f", 100*b/t}')
+    R[$lb.$mode.load_core_pct@$ROUND]=$(awk -v b=$((ld1 - ld0)) -v t=$((ldt1 - ldt0)) 'BEGIN{if (t>0) printf "%.0f", 100*b/t}')
     reqs=$(awk '/ requests in /{print $1; exit}' "$out")
     rps=$(awk '/^Requests\/sec:/{print $2; exit}' "$out")
     p50=$(to_ms "$(awk '$1=="50%"{print $2; exit}' "$out")")
     p99=$(to_ms "$(awk '$1=="99%"{print $2; exit}' "$out")")
     secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b-a}')
     cpu_s=$(awk -v t=$((c1 - c0)) -v hz="$CLK_TCK" 'BEGIN{printf "%.3f", t/hz}')
-    R[$lb.$mode.requests]=${reqs:-}
-    R[$lb.$mode.rps]=${rps:-}
-    R[$lb.$mode.p50]=$p50
-    R[$lb.$mode.p99]=$p99
-    R[$lb.$mode.cpu_s]=$cpu_s
-    R[$lb.$mode.wall_s]=$secs
-    R[$lb.$mode.cpu_pct]=$(awk -v c="$cpu_s" -v w="$secs" 'BEGIN{if (w>0) printf "%.0f", 100*c/w}')
+    R[$lb.$mode.requests@$ROUND]=${reqs:-}
+    R[$lb.$mode.rps@$ROUND]=${rps:-}
+    R[$lb.$mode.p50@$ROUND]=$p50
+    R[$lb.$mode.p99@$ROUND]=$p99
+    R[$lb.$mode.cpu_s@$ROUND]=$cpu_s
+    R[$lb.$mode.wall_s@$ROUND]=$secs
+    R[$lb.$mode.cpu_pct@$ROUND]=$(awk -v c="$cpu_s" -v w="$secs" 'BEGIN{if (w>0) printf "%.0f", 100*c/w}')
     if [[ -n $reqs && $reqs -gt 0 ]]; then
-        R[$lb.$mode.cpu_us]=$(awk -v c="$cpu_s" -v n="$reqs" 'BEGIN{printf "%.1f", c*1e6/n}')
+        R[$lb.$mode.cpu_us@$ROUND]=$(awk -v c="$cpu_s" -v n="$reqs" 'BEGIN{printf "%.1f", c*1e6/n}')
     else
-        R[$lb.$mode.cpu_us]=""
-        NOTES+=("$lb $mode: wrk completed no requests (see $out)")
+        R[$lb.$mode.cpu_us@$ROUND]=""
+        NOTES+=("$lb $mode$RNOTE: wrk completed no requests (see $out)")
     fi
     local sock non2xx
     sock=$(grep -m1 'Socket errors:' "$out" | sed 's/^ *//' || true)
     non2xx=$(awk '/Non-2xx or 3xx responses:/{print $NF; exit}' "$out")
-    R[$lb.$mode.socket_errors]=$sock
-    R[$lb.$mode.non2xx]=${non2xx:-0}
-    [[ -n $sock ]] && NOTES+=("$lb $mode: $sock")
-    [[ -n $non2xx ]] && NOTES+=("$lb $mode: Non-2xx or 3xx responses: $non2xx")
-    log "$lb $mode: ${rps:-?} req/s, p50 ${p50:-?} ms, p99 ${p99:-?} ms, ${R[$lb.$mode.cpu_us]:-?} us CPU/req, LB process ${R[$lb.$mode.cpu_pct]:-?}% of a core, CPU $LB_CPU busy ${R[$lb.$mode.lb_core_pct]:-?}%, CPU $LOAD_CPU (wrk+backends) busy ${R[$lb.$mode.load_core_pct]:-?}%"
+    R[$lb.$mode.socket_errors@$ROUND]=$sock
+    R[$lb.$mode.non2xx@$ROUND]=${non2xx:-0}
+    [[ -n $sock ]] && NOTES+=("$lb $mode$RNOTE: $sock")
+    [[ -n $non2xx ]] && NOTES+=("$lb $mode$RNOTE: Non-2xx or 3xx responses: $non2xx")
+    if [[ $lb == rampart ]]; then
+        # Expected: wrk opens one plain TCP connection per run to test the address (no
+        # handshake), and in newconn abandons up to CONNS handshakes in flight when it stops.
+        local hf=$((hf1 - hf0)) expected=1
+        [[ $mode == newconn ]] && expected=$((CONNS + 1))
+        R[$lb.$mode.tls_failures@$ROUND]=$hf
+        ((hf <= expected)) || NOTES+=("rampart $mode$RNOTE: rampart_lb_tls_handshake_failures_total +$hf (more than the $expected wrk itself causes)")
+    fi
+    local other
+    other=$(awk -v a="${R[$lb.$mode.lb_core_pct@$ROUND]:-0}" -v b="${R[$lb.$mode.cpu_pct@$ROUND]:-0}" 'BEGIN{printf "%d", a-b}')
+    ((other <= 15)) || NOTES+=("$lb $mode$RNOTE: CPU $LB_CPU was ${other}% busy with work other than the LB (other processes, steal, interrupts)")
+    log "$lb $mode$RNOTE: ${rps:-?} req/s, p50 ${p50:-?} ms, p99 ${p99:-?} ms, ${R[$lb.$mode.cpu_us@$ROUND]:-?} us CPU/req, LB process ${R[$lb.$mode.cpu_pct@$ROUND]:-?}% of a core, CPU $LB_CPU busy ${R[$lb.$mode.lb_core_pct@$ROUND]:-?}%, CPU $LOAD_CPU (wrk+backends) busy ${R[$lb.$mode.load_core_pct@$ROUND]:-?}%"
 }
 
 probe_resumption() { # lb: share of wrk's new connections the LB reports as resumed
@@ -603,25 +637,67 @@ probe_resumption() { # lb: share of wrk's new connections the LB reports as resu
     fi
 }
 
-for lb in $LBS; do
-    port=${PORT[$lb]}
-    log "== $lb on 127.0.0.1:$port (CPU $LB_CPU) =="
+# rampart counts handshakes by kind (rampart_lb_tls_handshakes_total{kind="full|resumed"}),
+# so its probe reads the metric around the same wrk probe the others get.
+rampart_resumed() { # admin-port -> resumed handshakes so far
+    curl -s --max-time 3 "http://127.0.0.1:$1/metrics" 2>/dev/null |
+        awk 'index($1, "rampart_lb_tls_handshakes_total{") == 1 && $1 ~ /kind="resumed"/ { s += $NF } END { printf "%d", s }'
+}
+
+probe_rampart_resumption() {
+    local out=$RUN_DIR/wrk-rampart-probe.txt h0 h1 r0 r1 hs
+    R[rampart.wrk_resumed]=""
+    h0=$(rampart_metric "$RAMPART_ADMIN" rampart_lb_tls_handshakes_total)
+    r0=$(rampart_resumed "$RAMPART_ADMIN")
+    run_wrk "$out" "$PROBE_SECONDS" "https://127.0.0.1:${PORT[rampart]}/" -H 'Connection: close'
+    h1=$(rampart_metric "$RAMPART_ADMIN" rampart_lb_tls_handshakes_total)
+    r1=$(rampart_resumed "$RAMPART_ADMIN")
+    hs=$((h1 - h0))
+    if ((hs > 0)); then
+        R[rampart.wrk_resumed]=$(awk -v h="$hs" -v r="$((r1 - r0))" 'BEGIN{printf "%.0f", 100*r/h}')
+        log "rampart probe: wrk resumed $((r1 - r0)) of $hs new TLS connections"
+    else
+        log "rampart probe: no result (see $out)"
+    fi
+}
+
+# Is anything else using the two CPUs? (Other processes and hypervisor steal skew results.)
+read -r a0 at0 < <(cpu_stat "$LB_CPU")
+read -r b0 bt0 < <(cpu_stat "$LOAD_CPU")
+sleep 1
+read -r a1 at1 < <(cpu_stat "$LB_CPU")
+read -r b1 bt1 < <(cpu_stat "$LOAD_CPU")
+IDLE_BUSY_LB=$(awk -v b=$((a1 - a0)) -v t=$((at1 - at0)) 'BEGIN{if (t>0) printf "%.0f", 100*b/t; else print 0}')
+IDLE_BUSY_LOAD=$(awk -v b=$((b1 - b0)) -v t=$((bt1 - bt0)) 'BEGIN{if (t>0) printf "%.0f", 100*b/t; else print 0}')
+if ((IDLE_BUSY_LB > 10 || IDLE_BUSY_LOAD > 10)); then
+    NOTES+=("before the run CPU $LB_CPU was ${IDLE_BUSY_LB}% and CPU $LOAD_CPU ${IDLE_BUSY_LOAD}% busy with other work: results are noisy")
+    log "warning: ${NOTES[-1]}"
+fi
+
+run_lb() { # lb: one round of everything for one load balancer
+    local lb=$1 port=${PORT[$1]} p n
+    local -a lb_pids
+    log "== $lb on 127.0.0.1:$port (CPU $LB_CPU)$RNOTE =="
     start_lb "$lb"
     sanity_check "$lb" "$port"
-    R[$lb.tls]=$(tls_info "$port")
-    R[$lb.resumes_openssl]=$(server_resumes "$port")
-    log "$lb: TLS ${R[$lb.tls]}; resumes an OpenSSL session: ${R[$lb.resumes_openssl]}"
-    if [[ -n ${PROBE_PORT[$lb]:-} ]]; then probe_resumption "$lb"; else R[$lb.wrk_resumed]=""; fi
+    # Track the whole process tree (nginx's worker) so that cleanup can reach it.
+    mapfile -t lb_pids < <(tree_of "$LB_PID")
+    for p in "${lb_pids[@]}"; do [[ -n ${LIVE[$p]:-} ]] || LIVE[$p]="$lb child"; done
+    if ((ROUND == 1)); then
+        R[$lb.tls]=$(tls_info "$port")
+        R[$lb.resumes_openssl]=$(server_resumes "$port")
+        log "$lb: TLS ${R[$lb.tls]}; resumes an OpenSSL session: ${R[$lb.resumes_openssl]}"
+        curl -sk --http1.1 --max-time 3 -i -H "Host: $HOST_HEADER" "https://127.0.0.1:$port/" >"$RUN_DIR/response-$lb.txt" 2>&1 || true
+        if [[ $lb == rampart ]]; then probe_rampart_resumption; else probe_resumption "$lb"; fi
+    fi
     if ((WARMUP > 0)); then
-        run_wrk "$RUN_DIR/wrk-$lb-warmup.txt" "$WARMUP" "https://127.0.0.1:$port/"
+        run_wrk "$RUN_DIR/wrk-$lb-warmup$RTAG.txt" "$WARMUP" "https://127.0.0.1:$port/"
     fi
     measure "$lb" keepalive "$port"
     measure "$lb" newconn "$port" -H 'Connection: close'
     if [[ $lb == rampart ]]; then
-        curl -s --max-time 3 "http://127.0.0.1:$RAMPART_ADMIN/metrics" >"$RUN_DIR/rampart-metrics.txt" 2>/dev/null || true
+        curl -s --max-time 3 "http://127.0.0.1:$RAMPART_ADMIN/metrics" >"$RUN_DIR/rampart-metrics$RTAG.txt" 2>/dev/null || true
     fi
-    mapfile -t lb_pids < <(tree_of "$LB_PID")
-    for p in "${lb_pids[@]}"; do [[ -n ${LIVE[$p]:-} ]] || LIVE[$p]="$lb child"; done
     stop "$LB_PID"
     # Children (nginx's worker) exit with their parent; make sure, then forget them.
     for p in "${lb_pids[@]}"; do
@@ -630,14 +706,55 @@ for lb in $LBS; do
         reap "$p"
     done
     if [[ $lb == nginx ]]; then
-        cp "$WORK/nginx/logs/error.log" "$RUN_DIR/nginx-error.log" 2>/dev/null || true
+        cp "$WORK/nginx/logs/error.log" "$RUN_DIR/nginx-error$RTAG.log" 2>/dev/null || true
     else
-        cp "$LB_LOG" "$RUN_DIR/$lb.log" 2>/dev/null || true
+        cp "$LB_LOG" "$RUN_DIR/$lb$RTAG.log" 2>/dev/null || true
     fi
     n=$(grep -c -i -E 'error|warn|alert|crit|emerg' "$LB_LOG" 2>/dev/null || true)
     if [[ ${n:-0} -gt 0 ]]; then
-        NOTES+=("$lb log: $n warning/error lines, e.g.: $(grep -i -E -m1 'error|warn|alert|crit|emerg' "$LB_LOG" | cut -c1-200)")
+        NOTES+=("$lb log$RNOTE: $n warning/error lines, e.g.: $(grep -i -E -m1 'error|warn|alert|crit|emerg' "$LB_LOG" | cut -c1-200)")
     fi
+    # The next start appends to nginx's error log; start each round with an empty one.
+    if [[ $lb == nginx ]]; then : >"$WORK/nginx/logs/error.log"; fi
+    return 0
+}
+
+median() { # numbers (empty ones ignored) -> their median, or empty
+    printf '%s\n' "$@" | awk 'NF' | sort -g | awk '{ a[NR] = $1 }
+        END { if (NR == 0) print ""; else if (NR % 2) print a[(NR + 1) / 2]; else printf "%.6g\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+# Rounds interleave the load balancers, rotating their order, so that slow drifts in the
+# machine's state (other load, thermal, steal) spread over all three.
+order=($LBS)
+for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+    RTAG="" RNOTE=""
+    if ((ROUNDS > 1)); then
+        RTAG="-r$ROUND"
+        RNOTE=" (round $ROUND)"
+    fi
+    k=$(((ROUND - 1) % ${#order[@]}))
+    for lb in "${order[@]:k}" "${order[@]:0:k}"; do run_lb "$lb"; done
+done
+
+# Each reported number is the median over the rounds; counts of errors are summed.
+for lb in $LBS; do
+    for mode in keepalive newconn; do
+        for key in rps p50 p99 cpu_us cpu_pct lb_core_pct load_core_pct requests cpu_s wall_s; do
+            vals=()
+            for ((r = 1; r <= ROUNDS; r++)); do vals+=("${R[$lb.$mode.$key@$r]:-}"); done
+            R[$lb.$mode.$key]=$(median "${vals[@]}")
+        done
+        non2xx=0 tlsf="" sockets=""
+        for ((r = 1; r <= ROUNDS; r++)); do
+            non2xx=$((non2xx + ${R[$lb.$mode.non2xx@$r]:-0}))
+            [[ -n ${R[$lb.$mode.tls_failures@$r]:-} ]] && tlsf=$((${tlsf:-0} + ${R[$lb.$mode.tls_failures@$r]}))
+            [[ -n ${R[$lb.$mode.socket_errors@$r]:-} ]] && sockets+="${sockets:+; }${R[$lb.$mode.socket_errors@$r]}"
+        done
+        R[$lb.$mode.non2xx]=$non2xx
+        R[$lb.$mode.tls_failures]=$tlsf
+        R[$lb.$mode.socket_errors]=$sockets
+    done
 done
 
 # --- report ------------------------------------------------------------------------------
@@ -657,6 +774,8 @@ row() { # label key
 {
     echo
     echo "TLS-terminating load balancers, 1 worker thread on CPU $LB_CPU; wrk -t1 -c$CONNS -d${DURATION}s and 2 backends on CPU $LOAD_CPU"
+    ((ROUNDS == 1)) || echo "each number is the median of $ROUNDS rounds; non-2xx counts are summed"
+    [[ " ${ran[*]} " == *" rampart "* ]] && echo "rampart ran with RAMPART_LOG=$RAMPART_LOG_USED"
     printf '%-28s' ""
     for lb in "${ran[@]}"; do printf ' %14s' "$lb"; done
     echo
@@ -711,11 +830,21 @@ jstr() { # string -> JSON string
     printf '"%s"' "$s"
 }
 jnum() { [[ ${1:-} =~ ^-?[0-9]+(\.[0-9]+)?$ ]] && printf '%s' "$1" || printf 'null'; }
+per_round() { # lb mode -> the per-round numbers as JSON objects, comma-separated
+    local r sep=""
+    for ((r = 1; r <= ROUNDS; r++)); do
+        printf '%s{"requests_per_s": %s, "p50_ms": %s, "p99_ms": %s, "cpu_us_per_request": %s, "lb_cpu_pct": %s, "load_core_busy_pct": %s}' "$sep" \
+            "$(jnum "${R[$1.$2.rps@$r]:-}")" "$(jnum "${R[$1.$2.p50@$r]:-}")" "$(jnum "${R[$1.$2.p99@$r]:-}")" \
+            "$(jnum "${R[$1.$2.cpu_us@$r]:-}")" "$(jnum "${R[$1.$2.cpu_pct@$r]:-}")" "$(jnum "${R[$1.$2.load_core_pct@$r]:-}")"
+        sep=", "
+    done
+}
 {
     printf '{\n'
     printf '  "timestamp": %s,\n' "$(jstr "$TS")"
-    printf '  "duration_s": %s, "connections": %s, "warmup_s": %s, "wrk_threads": 1,\n' "$DURATION" "$CONNS" "$WARMUP"
+    printf '  "duration_s": %s, "connections": %s, "warmup_s": %s, "rounds": %s, "wrk_threads": 1,\n' "$DURATION" "$CONNS" "$WARMUP" "$ROUNDS"
     printf '  "lb_cpu": %s, "load_cpu": %s, "cpus": %s, "kernel": %s,\n' "$LB_CPU" "$LOAD_CPU" "$NCPU" "$(jstr "$(uname -r)")"
+    printf '  "idle_busy_pct_before": {"lb_cpu": %s, "load_cpu": %s}, "rampart_log_filter": %s,\n' "$IDLE_BUSY_LB" "$IDLE_BUSY_LOAD" "$(jstr "$RAMPART_LOG_USED")"
     printf '  "versions": {"rampart": %s, "haproxy": %s, "nginx": %s, "wrk": %s, "openssl": %s},\n' \
         "$(jstr "$RAMPART_VERSION")" "$(jstr "$HAPROXY_VERSION")" "$(jstr "$NGINX_VERSION")" "$(jstr "$WRK_VERSION")" "$(jstr "$OPENSSL_VERSION")"
     printf '  "results": {\n'
@@ -727,12 +856,13 @@ jnum() { [[ ${1:-} =~ ^-?[0-9]+(\.[0-9]+)?$ ]] && printf '%s' "$1" || printf 'nu
         printf '      "tls": %s, "resumes_openssl_session": %s, "wrk_newconn_resumed_pct": %s,\n' \
             "$(jstr "${R[$lb.tls]:-}")" "$(jstr "${R[$lb.resumes_openssl]:-}")" "$(jnum "${R[$lb.wrk_resumed]:-}")"
         for mode in keepalive newconn; do
-            printf '      %s: {"requests": %s, "requests_per_s": %s, "p50_ms": %s, "p99_ms": %s, "lb_cpu_s": %s, "wall_s": %s, "lb_cpu_pct": %s, "lb_core_busy_pct": %s, "load_core_busy_pct": %s, "cpu_us_per_request": %s, "non_2xx_3xx": %s, "socket_errors": %s}' \
+            printf '      %s: {"requests": %s, "requests_per_s": %s, "p50_ms": %s, "p99_ms": %s, "lb_cpu_s": %s, "wall_s": %s, "lb_cpu_pct": %s, "lb_core_busy_pct": %s, "load_core_busy_pct": %s, "cpu_us_per_request": %s, "non_2xx_3xx": %s, "socket_errors": %s, "rampart_tls_handshake_failures": %s, "per_round": [%s]}' \
                 "$(jstr $mode)" "$(jnum "${R[$lb.$mode.requests]:-}")" "$(jnum "${R[$lb.$mode.rps]:-}")" \
                 "$(jnum "${R[$lb.$mode.p50]:-}")" "$(jnum "${R[$lb.$mode.p99]:-}")" "$(jnum "${R[$lb.$mode.cpu_s]:-}")" \
                 "$(jnum "${R[$lb.$mode.wall_s]:-}")" "$(jnum "${R[$lb.$mode.cpu_pct]:-}")" \
                 "$(jnum "${R[$lb.$mode.lb_core_pct]:-}")" "$(jnum "${R[$lb.$mode.load_core_pct]:-}")" "$(jnum "${R[$lb.$mode.cpu_us]:-}")" \
-                "$(jnum "${R[$lb.$mode.non2xx]:-}")" "$(jstr "${R[$lb.$mode.socket_errors]:-}")"
+                "$(jnum "${R[$lb.$mode.non2xx]:-}")" "$(jstr "${R[$lb.$mode.socket_errors]:-}")" "$(jnum "${R[$lb.$mode.tls_failures]:-}")" \
+                "$(per_round "$lb" "$mode")"
             [[ $mode == keepalive ]] && printf ',\n' || printf '\n'
         done
         printf '    }'

@@ -26,8 +26,10 @@ pub struct ListenerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct VersionLabels {
+pub struct HandshakeLabels {
     pub version: String,
+    /// "full", "full_hrr" (with a HelloRetryRequest) or "resumed".
+    pub kind: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -59,7 +61,7 @@ pub struct Metrics {
     pub connections_active: Family<ListenerLabels, Gauge>,
     pub connections: Family<ListenerLabels, Counter>,
     pub connections_rejected: Family<ReasonLabels, Counter>,
-    pub tls_handshakes: Family<VersionLabels, Counter>,
+    pub tls_handshakes: Family<HandshakeLabels, Counter>,
     pub tls_handshake_failures: Counter,
     pub cert_expiry: Family<CertLabels, Gauge>,
     pub rejected_requests: Family<ReasonLabels, Counter>,
@@ -142,7 +144,7 @@ impl Metrics {
         );
         registry.register(
             "tls_handshakes",
-            "Completed TLS handshakes by protocol version",
+            "Completed TLS handshakes by protocol version and kind (full or resumed)",
             m.tls_handshakes.clone(),
         );
         registry.register(

@@ -323,9 +323,15 @@ impl Lb {
             _ => "other",
         };
         let h2 = session.alpn_protocol() == Some(b"h2");
+        let kind = match session.handshake_kind() {
+            Some(rustls::HandshakeKind::Resumed) => "resumed",
+            Some(rustls::HandshakeKind::FullWithHelloRetryRequest) => "full_hrr",
+            _ => "full",
+        };
         m.tls_handshakes
-            .get_or_create(&crate::metrics::VersionLabels {
+            .get_or_create(&crate::metrics::HandshakeLabels {
                 version: version.into(),
+                kind: kind.into(),
             })
             .inc();
         info.tls_version = Some(version);

@@ -362,6 +362,56 @@ fn tls_10_and_11_handshakes_are_refused_and_12_13_accepted() {
 }
 
 #[test]
+fn tls_sessions_resume_and_are_counted_by_kind() {
+    let site = Site::unlimited();
+    let Some(openssl) = tool("openssl", None) else {
+        return;
+    };
+    let sess = site.pki.path("session.pem");
+    let run = |flag: &str| {
+        use std::io::Write;
+        let mut child = Command::new(&openssl)
+            .args([
+                "s_client",
+                "-ign_eof",
+                "-servername",
+                "www.foobar.com",
+                flag,
+            ])
+            .arg(&sess)
+            .arg("-connect")
+            .arg(site.lb.https.to_string())
+            .arg("-CAfile")
+            .arg(site.pki.path("ca.pem"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"GET / HTTP/1.1\r\nHost: www.foobar.com\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned()
+    };
+    let first = run("-sess_out");
+    assert!(first.contains("New, TLSv1.3"), "{first}");
+    let second = run("-sess_in");
+    assert!(second.contains("Reused, TLSv1.3"), "{second}");
+    let m = site.metrics();
+    assert_eq!(
+        metric(
+            &m,
+            "rampart_lb_tls_handshakes_total{version=\"TLSv1.3\",kind=\"resumed\"}"
+        ),
+        Some(1.0),
+        "{m}"
+    );
+}
+
+#[test]
 fn limits_answer_413_431_400_and_close() {
     let site = Site::start("rate_limit_per_second = 0\nmax_body_bytes = 1024", "");
     let expect = |req: String, status: u16, closes: bool| {
@@ -741,7 +791,7 @@ fn metrics_pass_promtool_and_count_requests_backends_tls_and_certificates() {
         "rampart_lb_requests_total{code_class=\"2xx\",backend=\"web1\"} 2",
         "rampart_lb_requests_total{code_class=\"2xx\",backend=\"web2\"} 2",
         "rampart_lb_backend_up{backend=\"web1\"} 1",
-        "rampart_lb_tls_handshakes_total{version=\"TLSv1.3\"} 1",
+        "rampart_lb_tls_handshakes_total{version=\"TLSv1.3\",kind=\"full\"} 1",
         "rampart_lb_request_duration_seconds_count 4",
         "rampart_lb_connections_active{listener=\"https\"} 1",
     ] {

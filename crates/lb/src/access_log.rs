@@ -52,6 +52,11 @@ impl AccessLog {
         Ok(Self { tx, metrics })
     }
 
+    /// Whether lines are written at all; callers skip building entries when not.
+    pub fn enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
     pub fn log(&self, entry: &Entry<'_>) {
         let Some(tx) = &self.tx else { return };
         let Ok(mut line) = serde_json::to_string(entry) else {

@@ -39,6 +39,31 @@ pub struct ConnInfo {
     pub tls_version: Option<&'static str>,
     pub proto: &'static str,
     pub accepted: Instant,
+    /// The client address as `X-Forwarded-For` carries it, formatted once per connection.
+    client_ip: HeaderValue,
+    /// The `for=` parameter of `Forwarded` (IPv6 quoted and bracketed).
+    forwarded_for: String,
+}
+
+impl ConnInfo {
+    pub fn new(client: SocketAddr, https: bool, accepted: Instant) -> Self {
+        let ip = client.ip();
+        let forwarded_for = match ip {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("\"[{v6}]\""),
+        };
+        Self {
+            client,
+            https,
+            tls_version: None,
+            proto: "HTTP/1.1",
+            accepted,
+            // An IP address always makes a valid header value.
+            client_ip: HeaderValue::from_str(&ip.to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            forwarded_for,
+        }
+    }
 }
 
 /// Process-wide pieces that outlive configuration generations.
@@ -227,12 +252,15 @@ impl Generation {
     ) {
         let elapsed = meta.start.elapsed();
         self.shared.metrics.duration.observe(elapsed.as_secs_f64());
+        if !self.shared.access_log.enabled() {
+            return;
+        }
         self.shared.access_log.log(&Entry {
             time: access_log::now_rfc3339(),
             client: conn.client.ip().to_string(),
             method: meta.method.as_str(),
             host: &meta.host,
-            path: &meta.path,
+            path: meta.path(),
             status,
             bytes,
             duration_ms: (elapsed.as_secs_f64() * 1e6).round() / 1e3,
@@ -301,7 +329,7 @@ impl Generation {
             start: Instant::now(),
             method: Method::GET,
             host: String::new(),
-            path: String::new(),
+            uri: Uri::default(),
         };
         tracing::debug!(client = %conn.client, reason = r.reason(), "request refused");
         self.local(
@@ -318,7 +346,7 @@ impl Generation {
         let meta = RequestMeta {
             start: Instant::now(),
             method: req.method().clone(),
-            path: req.uri().path().chars().take(2048).collect(),
+            uri: req.uri().clone(),
             host: host.clone().unwrap_or_default(),
         };
         if let Some(rl) = &self.limiter {
@@ -384,7 +412,6 @@ impl Generation {
         host: &str,
     ) -> Response<RespBody> {
         let (parts, body) = req.into_parts();
-        let headers = upstream_headers(&parts.headers, conn, host);
         let pq = parts
             .uri
             .path_and_query()
@@ -399,6 +426,7 @@ impl Generation {
                 | Method::PUT
                 | Method::DELETE
         );
+        let mut headers = upstream_headers(parts.headers, conn, host);
         let metrics = &self.shared.metrics;
         let mut tried: Option<Arc<Backend>> = None;
         loop {
@@ -422,7 +450,12 @@ impl Generation {
             *up.method_mut() = parts.method.clone();
             *up.uri_mut() = uri;
             *up.version_mut() = Version::HTTP_11;
-            *up.headers_mut() = headers.clone();
+            // Keep the headers for a retry only while one is still possible.
+            *up.headers_mut() = if self.config.retry && tried.is_none() {
+                headers.clone()
+            } else {
+                std::mem::take(&mut headers)
+            };
 
             let active = ActiveGuard::new(&backend);
             let sent = tokio::time::timeout(
@@ -524,7 +557,18 @@ struct RequestMeta {
     start: Instant,
     method: Method,
     host: String,
-    path: String,
+    uri: Uri,
+}
+
+impl RequestMeta {
+    /// The path as logged: no query string (it often carries tokens), at most 2 KiB.
+    fn path(&self) -> &str {
+        let p = self.uri.path();
+        match p.char_indices().nth(2048) {
+            Some((i, _)) => &p[..i],
+            None => p,
+        }
+    }
 }
 
 struct Done {
@@ -551,12 +595,15 @@ impl Metered {
         let Some(d) = self.done.take() else { return };
         let elapsed = d.meta.start.elapsed();
         d.shared.metrics.duration.observe(elapsed.as_secs_f64());
+        if !d.shared.access_log.enabled() {
+            return;
+        }
         d.shared.access_log.log(&Entry {
             time: access_log::now_rfc3339(),
             client: d.client.ip().to_string(),
             method: d.meta.method.as_str(),
             host: &d.meta.host,
-            path: &d.meta.path,
+            path: d.meta.path(),
             status: d.status,
             bytes: self.bytes,
             duration_ms: (elapsed.as_secs_f64() * 1e6).round() / 1e3,
@@ -665,8 +712,7 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
 
 /// The headers sent upstream: the client's, minus hop-by-hop ones, with the forwarding
 /// headers replaced (never appended to: a client cannot forge its address).
-fn upstream_headers(client: &HeaderMap, conn: &ConnInfo, host: &str) -> HeaderMap {
-    let mut h = client.clone();
+fn upstream_headers(mut h: HeaderMap, conn: &ConnInfo, host: &str) -> HeaderMap {
     strip_hop_by_hop(&mut h);
     for n in [
         "x-forwarded-for",
@@ -676,25 +722,26 @@ fn upstream_headers(client: &HeaderMap, conn: &ConnInfo, host: &str) -> HeaderMa
     ] {
         h.remove(n);
     }
-    let ip = conn.client.ip();
     let proto = if conn.https { "https" } else { "http" };
-    let for_param = match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("\"[{v6}]\""),
-    };
     let host_ok = host_without_port(host).is_some();
     let forwarded = if host_ok {
-        format!("for={for_param};proto={proto};host=\"{host}\"")
+        format!("for={};proto={proto};host=\"{host}\"", conn.forwarded_for)
     } else {
-        format!("for={for_param};proto={proto}")
+        format!("for={};proto={proto}", conn.forwarded_for)
     };
     let set = |h: &mut HeaderMap, name: &'static str, v: &str| {
         if let Ok(v) = HeaderValue::from_str(v) {
             h.insert(HeaderName::from_static(name), v);
         }
     };
-    set(&mut h, "x-forwarded-for", &ip.to_string());
-    set(&mut h, "x-forwarded-proto", proto);
+    h.insert(
+        HeaderName::from_static("x-forwarded-for"),
+        conn.client_ip.clone(),
+    );
+    h.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static(if conn.https { "https" } else { "http" }),
+    );
     if host_ok {
         set(&mut h, "x-forwarded-host", host);
     }
@@ -711,13 +758,11 @@ mod tests {
     use super::*;
 
     fn conn(ip: &str) -> ConnInfo {
-        ConnInfo {
-            client: SocketAddr::new(ip.parse().unwrap(), 5000),
-            https: true,
-            tls_version: Some("TLSv1.3"),
-            proto: "HTTP/1.1",
-            accepted: Instant::now(),
-        }
+        ConnInfo::new(
+            SocketAddr::new(ip.parse().unwrap(), 5000),
+            true,
+            Instant::now(),
+        )
     }
 
     #[test]
@@ -728,7 +773,7 @@ mod tests {
         client.insert("forwarded", HeaderValue::from_static("for=6.6.6.6"));
         client.insert("connection", HeaderValue::from_static("x-secret"));
         client.insert("x-secret", HeaderValue::from_static("1"));
-        let h = upstream_headers(&client, &conn("192.0.2.7"), "www.foobar.com");
+        let h = upstream_headers(client.clone(), &conn("192.0.2.7"), "www.foobar.com");
         assert_eq!(h["x-forwarded-for"], "192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "www.foobar.com");
@@ -737,7 +782,7 @@ mod tests {
             "for=192.0.2.7;proto=https;host=\"www.foobar.com\""
         );
         assert!(!h.contains_key("x-secret") && !h.contains_key("connection"));
-        let h6 = upstream_headers(&client, &conn("2001:db8::1"), "www.foobar.com");
+        let h6 = upstream_headers(client, &conn("2001:db8::1"), "www.foobar.com");
         assert_eq!(
             h6["forwarded"],
             "for=\"[2001:db8::1]\";proto=https;host=\"www.foobar.com\""

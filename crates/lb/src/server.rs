@@ -276,13 +276,7 @@ impl Lb {
             let this = Arc::clone(&self);
             let open = open.clone();
             tokio::spawn(async move {
-                let info = ConnInfo {
-                    client: peer,
-                    https,
-                    tls_version: None,
-                    proto: "HTTP/1.1",
-                    accepted: Instant::now(),
-                };
+                let info = ConnInfo::new(peer, https, Instant::now());
                 if https {
                     this.serve_tls(sock, info, gen).await;
                 } else {

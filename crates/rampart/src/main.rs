@@ -3,6 +3,11 @@
 
 mod cli;
 
+// mimalloc: about a tenth of the load balancer's CPU per request was glibc malloc/free
+// (measured with perf); mimalloc is C built by cc (no cmake) and widely used in proxies.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     cli::main()
 }

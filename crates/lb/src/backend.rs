@@ -5,8 +5,6 @@
 //! generation for a backend with the same name and address, so a reload neither resets
 //! an ejected backend nor forgets a healthy one.
 
-use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,27 +12,17 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::Uri;
-use http_body_util::Full;
-use hyper_util::client::legacy::connect::{Connected, Connection};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::config::{BackendConfig, Health, Policy};
 use crate::metrics::Metrics;
+use crate::upstream::Pool;
 
 /// A connection to a backend.
 pub enum Stream {
     Plain(TcpStream),
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-}
-
-impl Connection for Stream {
-    fn connected(&self) -> Connected {
-        Connected::new()
-    }
 }
 
 impl AsyncRead for Stream {
@@ -75,52 +63,6 @@ impl AsyncWrite for Stream {
     }
 }
 
-/// Connects to one fixed backend address, whatever the request URI says.
-#[derive(Clone)]
-pub struct Connector {
-    addr: SocketAddr,
-    timeout: Duration,
-    tls: Option<(
-        tokio_rustls::TlsConnector,
-        rustls::pki_types::ServerName<'static>,
-    )>,
-}
-
-impl tower_service::Service<Uri> for Connector {
-    type Response = TokioIo<Stream>;
-    type Error = std::io::Error;
-    type Future = Pin<Box<dyn Future<Output = std::io::Result<TokioIo<Stream>>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: Uri) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move {
-            let connect = async {
-                let tcp = TcpStream::connect(this.addr).await?;
-                tcp.set_nodelay(true)?;
-                Ok::<_, std::io::Error>(match &this.tls {
-                    None => Stream::Plain(tcp),
-                    Some((connector, name)) => {
-                        Stream::Tls(Box::new(connector.connect(name.clone(), tcp).await?))
-                    }
-                })
-            };
-            match tokio::time::timeout(this.timeout, connect).await {
-                Ok(r) => r.map(TokioIo::new),
-                Err(_) => Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("backend {}: connect timed out", this.addr),
-                )),
-            }
-        })
-    }
-}
-
-pub type HttpClient = Client<Connector, Full<Bytes>>;
-
 /// Health of one backend, shared across reloads.
 #[derive(Debug)]
 pub struct BackendState {
@@ -146,9 +88,12 @@ impl Default for BackendState {
 /// A backend of one configuration generation.
 pub struct Backend {
     pub cfg: BackendConfig,
-    pub client: HttpClient,
-    pub scheme: http::uri::Scheme,
-    pub authority: http::uri::Authority,
+    pub pool: Arc<Pool>,
+    tls: Option<(
+        tokio_rustls::TlsConnector,
+        rustls::pki_types::ServerName<'static>,
+    )>,
+    connect_timeout: Duration,
     pub state: Arc<BackendState>,
     pub active: AtomicUsize,
     /// Request counters by status class (1xx..5xx), resolved once rather than per request.
@@ -187,26 +132,6 @@ impl Backend {
             }
             _ => None,
         };
-        let connector = Connector {
-            addr: cfg.address,
-            timeout: connect_timeout,
-            tls,
-        };
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(50))
-            .pool_max_idle_per_host(256)
-            .retry_canceled_requests(true)
-            .set_host(false)
-            .build(connector);
-        let scheme = if cfg.tls {
-            http::uri::Scheme::HTTPS
-        } else {
-            http::uri::Scheme::HTTP
-        };
-        let authority = http::uri::Authority::try_from(cfg.address.to_string())
-            .map_err(|e| format!("{}: {e}", cfg.address))?;
         let labels = metrics.backend(&cfg.name);
         let requests = ["1xx", "2xx", "3xx", "4xx", "5xx"].map(|class| {
             metrics
@@ -224,9 +149,9 @@ impl Backend {
             active_gauge,
             name_value,
             cfg,
-            client,
-            scheme,
-            authority,
+            pool: Arc::default(),
+            tls,
+            connect_timeout,
             state,
             active: AtomicUsize::new(0),
             health,
@@ -306,21 +231,49 @@ impl Backend {
         }
     }
 
+    /// Opens a new connection (TCP, then TLS when configured) within the connect timeout.
+    pub async fn connect(&self) -> std::io::Result<Stream> {
+        let connect = async {
+            let tcp = TcpStream::connect(self.cfg.address).await?;
+            tcp.set_nodelay(true)?;
+            Ok::<_, std::io::Error>(match &self.tls {
+                None => Stream::Plain(tcp),
+                Some((connector, name)) => {
+                    Stream::Tls(Box::new(connector.connect(name.clone(), tcp).await?))
+                }
+            })
+        };
+        match tokio::time::timeout(self.connect_timeout, connect).await {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connect timed out",
+            )),
+        }
+    }
+
     /// One active check: GET the health path; any 2xx or 3xx within the timeout passes.
     pub async fn check(&self) -> bool {
-        let uri = Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(self.health.path.as_str())
-            .build();
-        let Ok(uri) = uri else { return false };
-        let req = http::Request::get(uri)
-            .header(http::header::HOST, self.cfg.tls_server_name.as_str())
-            .header(http::header::USER_AGENT, "rampart-health-check")
-            .body(Full::new(Bytes::new()));
-        let Ok(req) = req else { return false };
+        let mut headers = http::HeaderMap::new();
+        if let Ok(v) = http::HeaderValue::from_str(&self.cfg.tls_server_name) {
+            headers.insert(http::header::HOST, v);
+        }
+        headers.insert(
+            http::header::USER_AGENT,
+            http::HeaderValue::from_static("rampart-health-check"),
+        );
         let fut = async {
-            let resp = self.client.request(req).await.ok()?;
+            let resp = crate::upstream::send(
+                &self.pool,
+                || self.connect(),
+                &http::Method::GET,
+                &self.health.path,
+                &headers,
+                &Bytes::new(),
+                self.health.timeout,
+            )
+            .await
+            .ok()?;
             let ok = resp.status().is_success() || resp.status().is_redirection();
             http_body_util::BodyExt::collect(resp.into_body())
                 .await

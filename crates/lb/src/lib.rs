@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod ratelimit;
 pub mod server;
+pub mod upstream;
 
 pub use config::{Config, ConfigError, ConfigErrors};
 pub use server::{Lb, Listeners};

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http::{Method, Request, Response, StatusCode, Uri};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Full};
 use prometheus_client::metrics::counter::Counter;
@@ -27,6 +27,7 @@ use crate::config::{Config, ConfigError, ConfigErrors};
 use crate::h1::Reject;
 use crate::metrics::{Metrics, RequestLabels};
 use crate::ratelimit::RateLimiter;
+use crate::upstream::{UpBody, UpError};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type RespBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
@@ -426,7 +427,7 @@ impl Generation {
                 | Method::PUT
                 | Method::DELETE
         );
-        let mut headers = upstream_headers(parts.headers, conn, host);
+        let headers = upstream_headers(parts.headers, conn, host);
         let metrics = &self.shared.metrics;
         let mut tried: Option<Arc<Backend>> = None;
         loop {
@@ -438,41 +439,27 @@ impl Generation {
                     &[(header::RETRY_AFTER, HeaderValue::from_static("1"))],
                 );
             };
-            let uri = Uri::builder()
-                .scheme(backend.scheme.clone())
-                .authority(backend.authority.clone())
-                .path_and_query(pq.clone())
-                .build();
-            let Ok(uri) = uri else {
-                return self.local(conn, &meta, StatusCode::BAD_REQUEST, &[]);
-            };
-            let mut up = Request::new(Full::new(body.clone()));
-            *up.method_mut() = parts.method.clone();
-            *up.uri_mut() = uri;
-            *up.version_mut() = Version::HTTP_11;
-            // Keep the headers for a retry only while one is still possible.
-            *up.headers_mut() = if self.config.retry && tried.is_none() {
-                headers.clone()
-            } else {
-                std::mem::take(&mut headers)
-            };
-
             let active = ActiveGuard::new(&backend);
-            let sent = tokio::time::timeout(
+            let sent = crate::upstream::send(
+                &backend.pool,
+                || backend.connect(),
+                &parts.method,
+                pq.as_str(),
+                &headers,
+                &body,
                 self.config.limits.backend_response_timeout,
-                backend.client.request(up),
             )
             .await;
             let (failure, connect_failed) = match sent {
-                Ok(Ok(resp)) => return self.respond(resp, conn, meta, backend, active),
-                Ok(Err(e)) => {
-                    let connect = e.is_connect();
-                    tracing::warn!(backend = %backend.cfg.name, error = %e, connect, "backend request failed");
-                    (if connect { "connect" } else { "request" }, connect)
-                }
-                Err(_) => {
-                    tracing::warn!(backend = %backend.cfg.name, "backend response timed out");
-                    ("timeout", false)
+                Ok(resp) => return self.respond(resp, conn, meta, backend, active),
+                Err(e) => {
+                    let (kind, connect) = match e {
+                        UpError::Connect(_) => ("connect", true),
+                        UpError::Timeout => ("timeout", false),
+                        UpError::NoResponse(_) | UpError::BadResponse(_) => ("request", false),
+                    };
+                    tracing::warn!(backend = %backend.cfg.name, error = %e, "backend request failed");
+                    (kind, connect)
                 }
             };
             drop(active);
@@ -497,7 +484,7 @@ impl Generation {
 
     fn respond(
         &self,
-        resp: Response<hyper::body::Incoming>,
+        resp: Response<UpBody>,
         conn: &ConnInfo,
         meta: RequestMeta,
         backend: Arc<Backend>,
@@ -585,7 +572,7 @@ struct Done {
 /// A backend response body that logs and measures the request when it ends (or is
 /// dropped because the client went away).
 struct Metered {
-    inner: hyper::body::Incoming,
+    inner: UpBody,
     bytes: u64,
     done: Option<Done>,
 }
@@ -622,12 +609,12 @@ impl Drop for Metered {
 
 impl Body for Metered {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = std::io::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         let r = Pin::new(&mut self.inner).poll_frame(cx);
         match &r {
             Poll::Ready(Some(Ok(f))) => {

@@ -229,3 +229,52 @@ fn an_idle_keep_alive_connection_is_closed_after_idle_timeout() {
     assert!(c.is_closed(), "the idle connection stayed open");
     assert!(start.elapsed() < Duration::from_secs(5));
 }
+
+#[test]
+fn backend_connections_are_pooled_and_responses_of_every_framing_pass_through() {
+    // No active checks here: they would share the pool with the requests under test.
+    let lb = InProc::start(
+        &[("a", 1)],
+        &format!("{NO_RATE_LIMIT}[health]\nenabled = false\n"),
+    );
+    let mut c = lb.client();
+    // Sequential requests reuse one backend connection.
+    let conns: Vec<String> = (0..5)
+        .map(|_| c.get("/").unwrap().header("x-conn").unwrap().to_owned())
+        .collect();
+    assert!(conns.iter().all(|x| x == &conns[0]), "{conns:?}");
+
+    // A chunked backend response reaches an HTTP/1.1 client whole (re-chunked).
+    let r = c.get("/chunked").unwrap();
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "a chunked body\n"),
+        "{r:?}"
+    );
+    assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+    // HEAD gets the length but no body, and the connection stays usable.
+    c.send(b"HEAD / HTTP/1.1\r\nHost: www.foobar.com\r\n\r\n")
+        .unwrap();
+    let r = c.head_response().unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-length"),
+        Some("2"),
+        "the length of \"a\\n\""
+    );
+    // The backend closing after a response is not an error; the next request opens a
+    // new backend connection.
+    let first = c.get("/close").unwrap();
+    assert_eq!(first.status, 200);
+    let after = c.get("/").unwrap();
+    assert_eq!(after.status, 200);
+    assert_ne!(first.header("x-conn"), after.header("x-conn"));
+    assert_eq!(c.get("/status/404").unwrap().status, 404);
+    // HTTP/1.0 clients get a close-delimited body instead of chunks.
+    let mut old = lb.client();
+    old.send(b"GET /chunked HTTP/1.0\r\nHost: www.foobar.com\r\n\r\n")
+        .unwrap();
+    let r = old.response().unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "a chunked body\n"));
+    assert_eq!(r.header("connection"), Some("close"));
+}

@@ -311,6 +311,10 @@ fn http2_works_via_alpn_and_http11_too() {
             "{flag}: {out:?}"
         );
     }
+    // A chunked backend response reaches an HTTP/2 client whole.
+    let out = site.curl(&["--http2", &site.url("/chunked")]).unwrap();
+    assert!(out.headers.starts_with("http/2 200"), "{out:?}");
+    assert!(out.body.ends_with(" chunked body\n"), "{out:?}");
     // An HTTP/2 request is proxied with the same headers and answer.
     let out = site.curl(&["--http2", &site.url("/")]).unwrap();
     assert!(out.headers.starts_with("http/2 200"), "{out:?}");

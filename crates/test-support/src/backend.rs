@@ -1,7 +1,9 @@
 //! A real HTTP/1.1 backend for tests, in-process or as the `rampart-test-backend` process.
 //! Every response names the backend (body and `x-backend`), and a few paths help tests:
 //! `/headers` echoes the request headers, `/slow?ms=N` answers after N ms, `/status/N`
-//! answers with status N, `/healthz` is always 200.
+//! answers with status N, `/chunked` streams three chunks without a length, `/close`
+//! answers with `Connection: close`, `/healthz` is always 200. Every response carries
+//! `x-conn`, the number of the backend connection it came on (1, 2, ...).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,8 +17,24 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
-/// Answers one request as backend `name`.
-pub async fn handle(name: Arc<str>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+type Body = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+
+/// A body of several frames and no declared length (sent chunked).
+struct Chunks(std::collections::VecDeque<Bytes>);
+
+impl http_body::Body for Chunks {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(http_body::Frame::data(b))))
+    }
+}
+
+/// Answers one request as backend `name`, on its connection number `conn`.
+pub async fn handle(name: Arc<str>, conn: u64, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
     let mut headers = String::new();
@@ -55,8 +73,24 @@ pub async fn handle(name: Arc<str>, req: Request<Incoming>) -> Response<Full<Byt
     } else {
         format!("{name}\n")
     };
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    let body: Body = match path.as_str() {
+        "/chunked" => Chunks(
+            [format!("{name} "), "chunked ".into(), "body\n".into()]
+                .into_iter()
+                .map(Bytes::from)
+                .collect(),
+        )
+        .boxed(),
+        _ => Full::new(Bytes::from(body)).boxed(),
+    };
+    let mut resp = Response::new(body);
     *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert("x-conn", http::HeaderValue::from(conn));
+    if path == "/close" {
+        resp.headers_mut()
+            .insert("connection", http::HeaderValue::from_static("close"));
+    }
     if let Ok(v) = http::HeaderValue::from_str(&name) {
         resp.headers_mut().insert("x-backend", v);
     }
@@ -65,16 +99,19 @@ pub async fn handle(name: Arc<str>, req: Request<Incoming>) -> Response<Full<Byt
 
 /// Serves `listener` forever as backend `name`, plain or with `tls`.
 pub async fn serve(listener: TcpListener, name: Arc<str>, tls: Option<tokio_rustls::TlsAcceptor>) {
+    let mut conns = 0u64;
     loop {
         let Ok((sock, _)) = listener.accept().await else {
             continue;
         };
+        conns += 1;
+        let conn = conns;
         let name = Arc::clone(&name);
         let tls = tls.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let name = Arc::clone(&name);
-                async move { Ok::<_, std::convert::Infallible>(handle(name, req).await) }
+                async move { Ok::<_, std::convert::Infallible>(handle(name, conn, req).await) }
             });
             let builder = {
                 let mut b = hyper::server::conn::http1::Builder::new();

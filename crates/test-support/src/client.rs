@@ -78,6 +78,15 @@ impl Https {
 
     /// Reads one response (Content-Length, chunked, or close-delimited body).
     pub fn response(&mut self) -> std::io::Result<Resp> {
+        self.read_response(false)
+    }
+
+    /// Reads the response to a HEAD request: a head, never a body.
+    pub fn head_response(&mut self) -> std::io::Result<Resp> {
+        self.read_response(true)
+    }
+
+    fn read_response(&mut self, head: bool) -> std::io::Result<Resp> {
         loop {
             let mut headers = [httparse::EMPTY_HEADER; 64];
             let mut r = httparse::Response::new(&mut headers);
@@ -103,6 +112,9 @@ impl Https {
                         headers: hs,
                         body: Vec::new(),
                     };
+                    if head {
+                        return Ok(resp);
+                    }
                     if let Some(len) = resp
                         .header("content-length")
                         .and_then(|v| v.parse::<usize>().ok())

@@ -670,44 +670,52 @@ fn host_without_port(h: &str) -> Option<&str> {
     ok.then_some(host)
 }
 
-const HOP_BY_HOP: [HeaderName; 6] = [
-    header::CONNECTION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::PROXY_AUTHENTICATE,
-];
-
+/// Removes hop-by-hop headers, including any that `Connection` names. One scan of the
+/// names finds them; most messages have none, so nothing is removed or rehashed.
 fn strip_hop_by_hop(h: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = h
+    let hop = |n: &HeaderName| {
+        n == header::CONNECTION
+            || n == header::TE
+            || n == header::TRAILER
+            || n == header::TRANSFER_ENCODING
+            || n == header::UPGRADE
+            || n == header::PROXY_AUTHENTICATE
+            || n.as_str() == "keep-alive"
+            || n.as_str() == "proxy-connection"
+    };
+    if !h.keys().any(hop) {
+        return;
+    }
+    let mut remove: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
         .collect();
-    for n in listed {
+    remove.extend(h.keys().filter(|n| hop(n)).cloned());
+    for n in remove {
         h.remove(n);
     }
-    for n in &HOP_BY_HOP {
-        h.remove(n);
-    }
-    h.remove("keep-alive");
-    h.remove("proxy-connection");
 }
 
 /// The headers sent upstream: the client's, minus hop-by-hop ones, with the forwarding
 /// headers replaced (never appended to: a client cannot forge its address).
 fn upstream_headers(mut h: HeaderMap, conn: &ConnInfo, host: &str) -> HeaderMap {
     strip_hop_by_hop(&mut h);
-    for n in [
-        "x-forwarded-for",
-        "x-forwarded-proto",
-        "x-forwarded-host",
-        "forwarded",
-    ] {
-        h.remove(n);
+    // Client-sent forwarding headers go: the ones set below replace them, and a
+    // forwarded host that is not a plain host name is dropped, not passed on.
+    if h.keys()
+        .any(|n| n.as_str().starts_with("x-forwarded-") || n.as_str() == "forwarded")
+    {
+        for n in [
+            "x-forwarded-for",
+            "x-forwarded-proto",
+            "x-forwarded-host",
+            "forwarded",
+        ] {
+            h.remove(n);
+        }
     }
     let proto = if conn.https { "https" } else { "http" };
     let host_ok = host_without_port(host).is_some();

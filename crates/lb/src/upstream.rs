@@ -96,7 +96,11 @@ impl Pool {
     pub fn checkout(&self) -> Option<UpConn> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         while let Some((conn, since)) = idle.pop() {
-            if since.elapsed() < IDLE_TIMEOUT && conn.looks_alive() {
+            let idle_for = since.elapsed();
+            // A connection idle under a second is taken as is (a stale one is retried
+            // anyway); older ones are peeked for a close, which costs a syscall.
+            if idle_for < Duration::from_secs(1) || (idle_for < IDLE_TIMEOUT && conn.looks_alive())
+            {
                 return Some(conn);
             }
         }
@@ -172,9 +176,13 @@ enum Chunk {
 /// Parses a response head from `buf`; `Ok(None)` when more bytes are needed.
 #[allow(clippy::type_complexity)]
 fn parse_response(buf: &[u8]) -> Result<Option<(StatusCode, Version, HeaderMap, usize)>, UpError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-    let mut r = httparse::Response::new(&mut headers);
-    let n = match r.parse(buf) {
+    let mut headers = [const { std::mem::MaybeUninit::uninit() }; MAX_RESPONSE_HEADERS];
+    let mut r = httparse::Response::new(&mut []);
+    let n = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut r,
+        buf,
+        &mut headers,
+    ) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() > MAX_RESPONSE_HEAD => {
             return Err(UpError::BadResponse("head too large"))

@@ -44,6 +44,9 @@ pub struct ConnInfo {
     client_ip: HeaderValue,
     /// The `for=` parameter of `Forwarded` (IPv6 quoted and bracketed).
     forwarded_for: String,
+    /// The last host seen on this connection and its `Forwarded` value: clients send
+    /// the same host on every request of a connection, so it is formatted once.
+    forwarded_cache: Mutex<Option<(HeaderValue, HeaderValue)>>,
 }
 
 impl ConnInfo {
@@ -63,7 +66,29 @@ impl ConnInfo {
             client_ip: HeaderValue::from_str(&ip.to_string())
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
             forwarded_for,
+            forwarded_cache: Mutex::new(None),
         }
+    }
+
+    /// The `Forwarded` value for a request to `host` (already checked to be a host).
+    fn forwarded(&self, host: &HeaderValue, proto: &str) -> Option<HeaderValue> {
+        let mut cache = self
+            .forwarded_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some((h, v)) = cache.as_ref() {
+            if h == host {
+                return Some(v.clone());
+            }
+        }
+        let v = HeaderValue::from_str(&format!(
+            "for={};proto={proto};host=\"{}\"",
+            self.forwarded_for,
+            host.to_str().ok()?
+        ))
+        .ok()?;
+        *cache = Some((host.clone(), v.clone()));
+        Some(v)
     }
 }
 
@@ -260,7 +285,7 @@ impl Generation {
             time: access_log::now_rfc3339(),
             client: conn.client.ip().to_string(),
             method: meta.method.as_str(),
-            host: &meta.host,
+            host: meta.host.to_str().unwrap_or(""),
             path: meta.path(),
             status,
             bytes,
@@ -329,7 +354,7 @@ impl Generation {
         let meta = RequestMeta {
             start: Instant::now(),
             method: Method::GET,
-            host: String::new(),
+            host: HeaderValue::from_static(""),
             uri: Uri::default(),
         };
         tracing::debug!(client = %conn.client, reason = r.reason(), "request refused");
@@ -348,7 +373,7 @@ impl Generation {
             start: Instant::now(),
             method: req.method().clone(),
             uri: req.uri().clone(),
-            host: host.clone().unwrap_or_default(),
+            host: host.clone().unwrap_or_else(|| HeaderValue::from_static("")),
         };
         if let Some(rl) = &self.limiter {
             if !rl.allow(conn.client.ip()) {
@@ -366,7 +391,12 @@ impl Generation {
             }
         }
         if !conn.https {
-            return self.redirect(conn, &meta, req.uri(), host.as_deref());
+            return self.redirect(
+                conn,
+                &meta,
+                req.uri(),
+                host.as_ref().and_then(|h| h.to_str().ok()),
+            );
         }
         let Some(host) = host else {
             return self.local(conn, &meta, StatusCode::BAD_REQUEST, &[]);
@@ -410,7 +440,7 @@ impl Generation {
         req: Request<Bytes>,
         conn: &ConnInfo,
         meta: RequestMeta,
-        host: &str,
+        host: &HeaderValue,
     ) -> Response<RespBody> {
         let (parts, body) = req.into_parts();
         let pq = parts
@@ -543,7 +573,7 @@ impl Drop for ActiveGuard {
 struct RequestMeta {
     start: Instant,
     method: Method,
-    host: String,
+    host: HeaderValue,
     uri: Uri,
 }
 
@@ -589,7 +619,7 @@ impl Metered {
             time: access_log::now_rfc3339(),
             client: d.client.ip().to_string(),
             method: d.meta.method.as_str(),
-            host: &d.meta.host,
+            host: d.meta.host.to_str().unwrap_or(""),
             path: d.meta.path(),
             status: d.status,
             bytes: self.bytes,
@@ -645,14 +675,11 @@ pub fn full(b: Bytes) -> RespBody {
 }
 
 /// The request's host: the URI authority (HTTP/2, absolute-form) or the Host header.
-fn request_host<B>(req: &Request<B>) -> Option<String> {
+fn request_host<B>(req: &Request<B>) -> Option<HeaderValue> {
     if let Some(a) = req.uri().authority() {
-        return Some(a.as_str().to_owned());
+        return HeaderValue::from_str(a.as_str()).ok();
     }
-    req.headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_owned)
+    req.headers().get(header::HOST).cloned()
 }
 
 /// `host[:port]` → `host`, when `host` is a plausible DNS name or IP literal.
@@ -701,7 +728,7 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
 
 /// The headers sent upstream: the client's, minus hop-by-hop ones, with the forwarding
 /// headers replaced (never appended to: a client cannot forge its address).
-fn upstream_headers(mut h: HeaderMap, conn: &ConnInfo, host: &str) -> HeaderMap {
+fn upstream_headers(mut h: HeaderMap, conn: &ConnInfo, host: &HeaderValue) -> HeaderMap {
     strip_hop_by_hop(&mut h);
     // Client-sent forwarding headers go: the ones set below replace them, and a
     // forwarded host that is not a plain host name is dropped, not passed on.
@@ -718,31 +745,26 @@ fn upstream_headers(mut h: HeaderMap, conn: &ConnInfo, host: &str) -> HeaderMap 
         }
     }
     let proto = if conn.https { "https" } else { "http" };
-    let host_ok = host_without_port(host).is_some();
-    let forwarded = if host_ok {
-        format!("for={};proto={proto};host=\"{host}\"", conn.forwarded_for)
-    } else {
-        format!("for={};proto={proto}", conn.forwarded_for)
-    };
-    let set = |h: &mut HeaderMap, name: &'static str, v: &str| {
-        if let Ok(v) = HeaderValue::from_str(v) {
-            h.insert(HeaderName::from_static(name), v);
-        }
-    };
+    let host_ok = host.to_str().ok().and_then(host_without_port).is_some();
     h.insert(
         HeaderName::from_static("x-forwarded-for"),
         conn.client_ip.clone(),
     );
     h.insert(
         HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static(if conn.https { "https" } else { "http" }),
+        HeaderValue::from_static(proto),
     );
-    if host_ok {
-        set(&mut h, "x-forwarded-host", host);
+    let forwarded = if host_ok {
+        h.insert(HeaderName::from_static("x-forwarded-host"), host.clone());
+        conn.forwarded(host, proto)
+    } else {
+        HeaderValue::from_str(&format!("for={};proto={proto}", conn.forwarded_for)).ok()
+    };
+    if let Some(v) = forwarded {
+        h.insert(HeaderName::from_static("forwarded"), v);
     }
-    set(&mut h, "forwarded", &forwarded);
     if !h.contains_key(header::HOST) {
-        set(&mut h, "host", host);
+        h.insert(header::HOST, host.clone());
     }
     h
 }
@@ -768,7 +790,8 @@ mod tests {
         client.insert("forwarded", HeaderValue::from_static("for=6.6.6.6"));
         client.insert("connection", HeaderValue::from_static("x-secret"));
         client.insert("x-secret", HeaderValue::from_static("1"));
-        let h = upstream_headers(client.clone(), &conn("192.0.2.7"), "www.foobar.com");
+        let host = HeaderValue::from_static("www.foobar.com");
+        let h = upstream_headers(client.clone(), &conn("192.0.2.7"), &host);
         assert_eq!(h["x-forwarded-for"], "192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "www.foobar.com");
@@ -777,7 +800,7 @@ mod tests {
             "for=192.0.2.7;proto=https;host=\"www.foobar.com\""
         );
         assert!(!h.contains_key("x-secret") && !h.contains_key("connection"));
-        let h6 = upstream_headers(client, &conn("2001:db8::1"), "www.foobar.com");
+        let h6 = upstream_headers(client, &conn("2001:db8::1"), &host);
         assert_eq!(
             h6["forwarded"],
             "for=\"[2001:db8::1]\";proto=https;host=\"www.foobar.com\""

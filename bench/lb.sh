@@ -754,6 +754,9 @@ for lb in $LBS; do
         R[$lb.$mode.non2xx]=$non2xx
         R[$lb.$mode.tls_failures]=$tlsf
         R[$lb.$mode.socket_errors]=$sockets
+        # What one saturated core would serve: wrk is the bottleneck in newconn, so req/s
+        # there shows wrk's limit, and 1e6 / (CPU us per request) the load balancer's.
+        R[$lb.$mode.capacity]=$(awk -v c="${R[$lb.$mode.cpu_us]:-}" 'BEGIN{ if (c+0 > 0) printf "%.0f", 1e6/c }')
     done
 done
 
@@ -781,6 +784,7 @@ row() { # label key
     echo
     row "keepalive req/s" keepalive.rps
     row "keepalive cpu us/req" keepalive.cpu_us
+    row "keepalive req/s per LB core" keepalive.capacity
     row "keepalive lb cpu %" keepalive.cpu_pct
     row "keepalive load-core busy %" keepalive.load_core_pct
     row "keepalive p50 ms" keepalive.p50
@@ -788,6 +792,7 @@ row() { # label key
     row "keepalive non-2xx" keepalive.non2xx
     row "newconn req/s" newconn.rps
     row "newconn cpu us/req" newconn.cpu_us
+    row "newconn req/s per LB core" newconn.capacity
     row "newconn lb cpu %" newconn.cpu_pct
     row "newconn load-core busy %" newconn.load_core_pct
     row "newconn p50 ms" newconn.p50
@@ -803,7 +808,8 @@ row() { # label key
         for spec in "keepalive cpu us/req (lower is better):keepalive.cpu_us" \
             "keepalive req/s (higher is better):keepalive.rps" \
             "newconn req/s (higher is better):newconn.rps" \
-            "newconn cpu us/req (lower is better):newconn.cpu_us"; do
+            "newconn cpu us/req (lower is better):newconn.cpu_us" \
+            "newconn req/s per LB core (higher is better):newconn.capacity"; do
             key=${spec##*:}
             printf '%-40s %16s %16s\n' "${spec%:*}" \
                 "$(ratio "${R[rampart.$key]:-}" "${R[haproxy.$key]:-}")" \

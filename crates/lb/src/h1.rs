@@ -757,6 +757,56 @@ mod tests {
         }
     }
 
+    /// A small deterministic generator, so a failure reproduces.
+    fn xorshift(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    #[test]
+    fn arbitrary_and_mutated_input_never_panics() {
+        let seeds: [&[u8]; 3] = [
+            b"GET /a?b=c HTTP/1.1\r\nHost: www.foobar.com\r\nConnection: keep-alive\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            b"PUT /x HTTP/1.0\r\nContent-Length: 3, 3\r\nExpect: 100-continue\r\n\r\nabc",
+        ];
+        let alphabet = b"\r\n :;,\t\x00\x7f\xffGETPOSTHTTP/1.01chunkedContent-LengthTransfer-Encoding0123456789abcdefx";
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        for i in 0..20_000 {
+            let mut input = seeds[i % seeds.len()].to_vec();
+            for _ in 0..(xorshift(&mut state) % 6) {
+                let pos = (xorshift(&mut state) as usize) % (input.len() + 1);
+                let byte = alphabet[(xorshift(&mut state) as usize) % alphabet.len()];
+                match xorshift(&mut state) % 3 {
+                    0 => input.insert(pos, byte),
+                    1 if pos < input.len() => {
+                        input.remove(pos);
+                    }
+                    _ if pos < input.len() => input[pos] = byte,
+                    _ => {}
+                }
+            }
+            if let Ok(Some((head, used))) = parse_head(&input, 16 * 1024) {
+                let mut buf = BytesMut::from(&input[used..]);
+                let mut io: &[u8] = &[];
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                    .unwrap();
+                let _ = rt.block_on(read_body(
+                    &mut io,
+                    &mut buf,
+                    head.body,
+                    1024,
+                    Instant::now() + Duration::from_secs(1),
+                ));
+            }
+            let _ = parse_chunk_size(&input[..input.len().min(20)]);
+        }
+    }
+
     async fn body_of(raw: &[u8], kind: BodyKind, limit: usize) -> Result<Bytes, Reject> {
         let mut io: &[u8] = &[];
         let mut buf = BytesMut::from(raw);

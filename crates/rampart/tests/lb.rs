@@ -632,6 +632,33 @@ fn a_reload_during_load_drops_nothing_and_in_flight_requests_finish_on_the_old_c
 }
 
 #[test]
+fn a_reload_picks_up_a_renewed_certificate_for_new_connections_only() {
+    let site = Site::unlimited();
+    let mut old = site.client();
+    let before = old.peer_certificate();
+    assert_eq!(old.get("/").unwrap().status, 200);
+    // Renew the site certificate in place (same CA, same file names), then reload.
+    let status = Command::new(RAMPART)
+        .args(["cert", "--dir"])
+        .arg(site.pki.dir.path())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (status, body) = http_plain(site.lb.admin.unwrap(), "POST", "/-/reload");
+    assert_eq!(status, 200, "{body}");
+    let mut new = site.client();
+    assert_ne!(
+        new.peer_certificate(),
+        before,
+        "a new connection still gets the old certificate"
+    );
+    assert_eq!(new.get("/").unwrap().status, 200);
+    // The connection opened before the reload keeps working.
+    assert_eq!(old.get("/").unwrap().status, 200);
+}
+
+#[test]
 fn a_bad_config_is_refused_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");

@@ -60,6 +60,16 @@ impl Https {
         Ok(s)
     }
 
+    /// The DER of the certificate the server presented.
+    pub fn peer_certificate(&self) -> Vec<u8> {
+        self.stream
+            .conn
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| c.as_ref().to_vec())
+            .unwrap_or_default()
+    }
+
     pub fn set_read_timeout(&self, d: Duration) {
         let _ = self.stream.sock.set_read_timeout(Some(d));
     }

@@ -448,15 +448,7 @@ impl Generation {
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-        let idempotent = matches!(
-            parts.method,
-            Method::GET
-                | Method::HEAD
-                | Method::OPTIONS
-                | Method::TRACE
-                | Method::PUT
-                | Method::DELETE
-        );
+        let idempotent = crate::upstream::is_idempotent(&parts.method);
         let headers = upstream_headers(parts.headers, conn, host);
         let metrics = &self.shared.metrics;
         let mut tried: Option<Arc<Backend>> = None;

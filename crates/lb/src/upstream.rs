@@ -15,6 +15,7 @@
 //! on a fresh connection to the same backend, as every HTTP client does for stale
 //! keep-alive connections.
 
+use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
@@ -117,6 +118,14 @@ impl Pool {
     pub fn idle_count(&self) -> usize {
         self.idle.lock().map(|i| i.len()).unwrap_or(0)
     }
+}
+
+/// Methods whose requests can be repeated without changing the result (RFC 9110 §9.2.2).
+pub fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
 }
 
 /// Serializes a request head (and a small body) for a backend.
@@ -291,10 +300,7 @@ where
     let wire = encode_request(method, target, headers, body);
     let big_body = (body.len() > 16 * 1024).then_some(body);
     let deadline = tokio::time::Instant::now() + timeout;
-    let idempotent = matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    );
+    let idempotent = is_idempotent(method);
     let mut pooled = pool.checkout();
     loop {
         let reused = pooled.is_some();
@@ -424,8 +430,6 @@ impl UpBody {
         ))))
     }
 }
-
-use std::future::Future as _;
 
 impl Body for UpBody {
     type Data = Bytes;

@@ -346,14 +346,17 @@ impl Lb {
         let lim = gen.config.limits.clone();
         let info = Arc::new(info);
         let inflight = Arc::new(AtomicUsize::new(0));
+        let started = Arc::new(AtomicUsize::new(0));
         let svc = {
             let gen = Arc::clone(&gen);
             let info = Arc::clone(&info);
             let inflight = Arc::clone(&inflight);
+            let started = Arc::clone(&started);
             service_fn(move |req: Request<Incoming>| {
                 let gen = Arc::clone(&gen);
                 let info = Arc::clone(&info);
                 let inflight = Arc::clone(&inflight);
+                started.fetch_add(1, Ordering::Relaxed);
                 async move {
                     inflight.fetch_add(1, Ordering::Relaxed);
                     let resp = h2_request(&gen, &info, req).await;
@@ -372,21 +375,38 @@ impl Lb {
         let mut conn = std::pin::pin!(conn);
         let mut shutdown = self.shutdown.subscribe();
         let mut idle_since = Instant::now();
-        let mut closing = false;
+        let mut closing: Option<Instant> = None;
+        let tick = Duration::from_secs(1)
+            .min(lim.idle_timeout)
+            .min(lim.header_timeout);
         loop {
             tokio::select! {
                 _ = conn.as_mut() => return,
-                r = shutdown.changed(), if !closing => {
+                r = shutdown.changed(), if closing.is_none() => {
                     let _ = r;
                     conn.as_mut().graceful_shutdown();
-                    closing = true;
+                    closing = Some(Instant::now());
                 }
-                _ = tokio::time::sleep(Duration::from_secs(1).min(lim.idle_timeout)) => {
-                    if inflight.load(Ordering::Relaxed) > 0 {
+                _ = tokio::time::sleep(tick) => {
+                    let busy = inflight.load(Ordering::Relaxed) > 0;
+                    if busy {
                         idle_since = Instant::now();
-                    } else if !closing && idle_since.elapsed() >= lim.idle_timeout {
-                        conn.as_mut().graceful_shutdown();
-                        closing = true;
+                    }
+                    // hyper has no header timeout for HTTP/2: a connection that has not
+                    // completed one request within header_timeout is closed, as is one
+                    // idle for idle_timeout.
+                    let no_request = started.load(Ordering::Relaxed) == 0
+                        && info.accepted.elapsed() >= lim.header_timeout;
+                    let idle = !busy && idle_since.elapsed() >= lim.idle_timeout;
+                    match closing {
+                        None if no_request || idle => {
+                            conn.as_mut().graceful_shutdown();
+                            closing = Some(Instant::now());
+                        }
+                        // GOAWAY went out; a client that keeps a half-sent stream open
+                        // does not hold the connection past another tick.
+                        Some(at) if !busy && at.elapsed() >= tick => return,
+                        _ => {}
                     }
                 }
             }

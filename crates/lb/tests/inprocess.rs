@@ -278,3 +278,27 @@ fn backend_connections_are_pooled_and_responses_of_every_framing_pass_through() 
     assert_eq!((r.status, r.text().as_str()), (200, "a chunked body\n"));
     assert_eq!(r.header("connection"), Some("close"));
 }
+
+#[test]
+fn an_http2_connection_that_never_completes_a_request_is_closed_after_header_timeout() {
+    let lb = InProc::start(
+        &[("a", 1)],
+        "[limits]\nrate_limit_per_second = 0\nheader_timeout = \"1s\"\n",
+    );
+    let mut c = Https::connect(lb.https, lb.pki.client_config(&[b"h2"]), "www.foobar.com").unwrap();
+    // The preface, an empty SETTINGS frame, and the start of a HEADERS frame that never ends.
+    c.send(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00\x00\x00\x40\x01\x04\x00\x00\x00\x01")
+        .unwrap();
+    c.set_read_timeout(Duration::from_millis(500));
+    let start = std::time::Instant::now();
+    while !c.is_closed() {
+        assert!(
+            start.elapsed() < Duration::from_secs(8),
+            "the stalled HTTP/2 connection stayed open"
+        );
+    }
+    assert!(
+        start.elapsed() >= Duration::from_millis(900),
+        "closed before header_timeout"
+    );
+}

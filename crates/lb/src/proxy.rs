@@ -92,6 +92,30 @@ impl ConnInfo {
     }
 }
 
+impl Shared {
+    /// Observes the request's latency and writes its access log line (if the log is on).
+    fn record(&self, meta: &RequestMeta, status: u16, bytes: u64, backend: Option<&str>) {
+        let elapsed = meta.start.elapsed();
+        self.metrics.duration.observe(elapsed.as_secs_f64());
+        if !self.access_log.enabled() {
+            return;
+        }
+        self.access_log.log(&Entry {
+            time: access_log::now_rfc3339(),
+            client: meta.client.ip().to_string(),
+            method: meta.method.as_str(),
+            host: meta.host.to_str().unwrap_or(""),
+            path: meta.path(),
+            status,
+            bytes,
+            duration_ms: (elapsed.as_secs_f64() * 1e6).round() / 1e3,
+            backend,
+            tls: meta.tls,
+            proto: meta.proto,
+        });
+    }
+}
+
 /// Process-wide pieces that outlive configuration generations.
 #[derive(Debug)]
 pub struct Shared {
@@ -268,34 +292,6 @@ impl Generation {
         }
     }
 
-    fn record(
-        &self,
-        conn: &ConnInfo,
-        meta: &RequestMeta,
-        status: u16,
-        bytes: u64,
-        backend: Option<&str>,
-    ) {
-        let elapsed = meta.start.elapsed();
-        self.shared.metrics.duration.observe(elapsed.as_secs_f64());
-        if !self.shared.access_log.enabled() {
-            return;
-        }
-        self.shared.access_log.log(&Entry {
-            time: access_log::now_rfc3339(),
-            client: conn.client.ip().to_string(),
-            method: meta.method.as_str(),
-            host: meta.host.to_str().unwrap_or(""),
-            path: meta.path(),
-            status,
-            bytes,
-            duration_ms: (elapsed.as_secs_f64() * 1e6).round() / 1e3,
-            backend,
-            tls: conn.tls_version,
-            proto: conn.proto,
-        });
-    }
-
     /// A response the load balancer makes itself, counted and logged.
     fn local(
         &self,
@@ -325,7 +321,7 @@ impl Generation {
         }
         self.finish_headers(h, conn);
         self.none_counters[class_index(status.as_u16())].inc();
-        self.record(conn, meta, status.as_u16(), len, None);
+        self.shared.record(meta, status.as_u16(), len, None);
         resp
     }
 
@@ -351,12 +347,7 @@ impl Generation {
             .rejected_requests
             .get_or_create(&self.shared.metrics.reason(r.reason()))
             .inc();
-        let meta = RequestMeta {
-            start: Instant::now(),
-            method: Method::GET,
-            host: HeaderValue::from_static(""),
-            uri: Uri::default(),
-        };
+        let meta = RequestMeta::new(conn, Method::GET, Uri::default(), None);
         tracing::debug!(client = %conn.client, reason = r.reason(), "request refused");
         self.local(
             conn,
@@ -369,12 +360,7 @@ impl Generation {
     /// Serves one complete request.
     pub async fn serve(&self, req: Request<Bytes>, conn: &ConnInfo) -> Response<RespBody> {
         let host = request_host(&req);
-        let meta = RequestMeta {
-            start: Instant::now(),
-            method: req.method().clone(),
-            uri: req.uri().clone(),
-            host: host.clone().unwrap_or_else(|| HeaderValue::from_static("")),
-        };
+        let meta = RequestMeta::new(conn, req.method().clone(), req.uri().clone(), host.clone());
         if let Some(rl) = &self.limiter {
             if !rl.allow(conn.client.ip()) {
                 self.shared
@@ -528,9 +514,6 @@ impl Generation {
             done: Some(Done {
                 shared: Arc::clone(&self.shared),
                 meta,
-                client: conn.client,
-                tls: conn.tls_version,
-                proto: conn.proto,
                 status,
                 backend,
                 _active: active,
@@ -562,14 +545,30 @@ impl Drop for ActiveGuard {
     }
 }
 
+/// What the access log and the latency histogram need about one request.
 struct RequestMeta {
     start: Instant,
     method: Method,
     host: HeaderValue,
     uri: Uri,
+    client: SocketAddr,
+    tls: Option<&'static str>,
+    proto: &'static str,
 }
 
 impl RequestMeta {
+    fn new(conn: &ConnInfo, method: Method, uri: Uri, host: Option<HeaderValue>) -> Self {
+        Self {
+            start: Instant::now(),
+            method,
+            host: host.unwrap_or_else(|| HeaderValue::from_static("")),
+            uri,
+            client: conn.client,
+            tls: conn.tls_version,
+            proto: conn.proto,
+        }
+    }
+
     /// The path as logged: no query string (it often carries tokens), at most 2 KiB.
     fn path(&self) -> &str {
         let p = self.uri.path();
@@ -583,9 +582,6 @@ impl RequestMeta {
 struct Done {
     shared: Arc<Shared>,
     meta: RequestMeta,
-    client: SocketAddr,
-    tls: Option<&'static str>,
-    proto: &'static str,
     status: u16,
     backend: Arc<Backend>,
     _active: ActiveGuard,
@@ -602,24 +598,8 @@ struct Metered {
 impl Metered {
     fn finish(&mut self) {
         let Some(d) = self.done.take() else { return };
-        let elapsed = d.meta.start.elapsed();
-        d.shared.metrics.duration.observe(elapsed.as_secs_f64());
-        if !d.shared.access_log.enabled() {
-            return;
-        }
-        d.shared.access_log.log(&Entry {
-            time: access_log::now_rfc3339(),
-            client: d.client.ip().to_string(),
-            method: d.meta.method.as_str(),
-            host: d.meta.host.to_str().unwrap_or(""),
-            path: d.meta.path(),
-            status: d.status,
-            bytes: self.bytes,
-            duration_ms: (elapsed.as_secs_f64() * 1e6).round() / 1e3,
-            backend: Some(&d.backend.cfg.name),
-            tls: d.tls,
-            proto: d.proto,
-        });
+        d.shared
+            .record(&d.meta, d.status, self.bytes, Some(&d.backend.cfg.name));
     }
 }
 

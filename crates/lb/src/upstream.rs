@@ -10,10 +10,11 @@
 //! - [`UpError::Timeout`]: no complete response head within the response timeout.
 //! - [`UpError::BadResponse`]: the backend answered with something that is not HTTP/1.
 //!
-//! A pooled connection is checked for a close by the backend (a zero-byte peek) before
-//! reuse; if it still fails before any response byte, an idempotent request goes once more
-//! on a fresh connection to the same backend, as every HTTP client does for stale
-//! keep-alive connections.
+//! A pooled connection idle for more than a second is checked for a close by the backend
+//! (a one-byte peek) before reuse. If a reused connection still fails before any response
+//! byte, an idempotent request goes once more on a fresh connection to the same backend,
+//! as every HTTP client does for stale keep-alive connections; other methods get the
+//! failure (502), since the backend may have processed them.
 
 use std::future::Future as _;
 use std::pin::Pin;
@@ -113,10 +114,6 @@ impl Pool {
         if idle.len() < MAX_IDLE {
             idle.push((conn, Instant::now()));
         }
-    }
-
-    pub fn idle_count(&self) -> usize {
-        self.idle.lock().map(|i| i.len()).unwrap_or(0)
     }
 }
 

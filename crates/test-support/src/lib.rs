@@ -181,19 +181,3 @@ pub fn backend_process(name: &str, listen: &str, extra: &[&str]) -> (Proc, Socke
         addr,
     )
 }
-
-/// Finds a free TCP port on 127.0.0.1 (for configs that must name a port up front).
-#[allow(clippy::expect_used)]
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-/// Waits until something accepts TCP connections on `addr`.
-pub fn wait_listening(addr: SocketAddr) {
-    eventually(
-        &format!("{addr} to accept connections"),
-        Duration::from_secs(20),
-        || std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok(),
-    );
-}

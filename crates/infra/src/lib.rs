@@ -1,0 +1,5 @@
+//! Touches the host: child processes (mariadbd and rampart's own services), pid files and
+//! the state directory. Only this crate starts, signals or stops processes.
+
+pub mod mariadb;
+pub mod process;

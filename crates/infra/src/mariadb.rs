@@ -1,0 +1,1 @@
+//! MariaDB instances: data directories, server flags, users, GTID replication, semi-sync.

@@ -1,0 +1,1 @@
+//! Child processes owned through pid files: spawn, check, stop by PID with verification.

@@ -1,0 +1,1 @@
+//! the topology model: hosts, addresses, services and firewall policy (pure data, no I/O)

@@ -1,0 +1,1 @@
+//! Static files: conditional requests, precompressed variants, no way out of the root.

@@ -3,44 +3,14 @@
 //! problem is collected, not just the first, and names the file, the key and what would
 //! be valid. Relative paths are resolved against the config file's directory.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
-/// One problem found in a config file.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    pub file: PathBuf,
-    pub key: String,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}: {}", self.file.display(), self.key, self.message)
-    }
-}
-
-/// Every problem found in a config file, in file order.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigErrors(pub Vec<ConfigError>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigErrors {}
+pub use rampart_topology::config::{parse_duration, ConfigError, ConfigErrors};
+use rampart_topology::config::Checker;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -297,138 +267,22 @@ pub mod defaults {
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 }
 
-/// Parses `"250ms"`, `"10s"`, `"5m"`, `"1h"`, `"730d"`.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit())?;
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let secs = match unit {
-        "ms" => return Some(Duration::from_millis(n)),
-        "s" => n,
-        "m" => n.checked_mul(60)?,
-        "h" => n.checked_mul(3600)?,
-        "d" => n.checked_mul(86_400)?,
-        _ => return None,
-    };
-    Some(Duration::from_secs(secs))
-}
-
-struct Checker<'a> {
-    file: &'a Path,
-    errors: Vec<ConfigError>,
-}
-
-impl Checker<'_> {
-    fn err(&mut self, key: impl Into<String>, message: impl Into<String>) {
-        self.errors.push(ConfigError {
-            file: self.file.to_owned(),
-            key: key.into(),
-            message: message.into(),
-        });
-    }
-
-    fn addr(&mut self, key: &str, v: &str) -> Option<SocketAddr> {
-        match v.parse() {
-            Ok(a) => Some(a),
-            Err(_) => {
-                self.err(
-                    key,
-                    format!("`{v}` is not an address; expected IP:PORT such as 0.0.0.0:443"),
-                );
-                None
-            }
-        }
-    }
-
-    fn duration(
-        &mut self,
-        key: &str,
-        v: Option<&String>,
-        default: Duration,
-        min: Duration,
-        max: Duration,
-    ) -> Duration {
-        let Some(v) = v else { return default };
-        match parse_duration(v) {
-            Some(d) if d >= min && d <= max => d,
-            Some(_) => {
-                self.err(
-                    key,
-                    format!("`{v}` is out of range; expected between {min:?} and {max:?}"),
-                );
-                default
-            }
-            None => {
-                self.err(
-                    key,
-                    format!("`{v}` is not a duration; expected a number with ms, s, m, h or d, such as \"10s\""),
-                );
-                default
-            }
-        }
-    }
-
-    fn range<T: PartialOrd + Copy + fmt::Display>(
-        &mut self,
-        key: &str,
-        v: Option<T>,
-        default: T,
-        min: T,
-        max: T,
-    ) -> T {
-        match v {
-            None => default,
-            Some(x) if x >= min && x <= max => x,
-            Some(x) => {
-                self.err(
-                    key,
-                    format!("{x} is out of range; expected between {min} and {max}"),
-                );
-                default
-            }
-        }
-    }
-}
-
 impl Config {
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![ConfigError {
-                file: path.to_owned(),
-                key: "(file)".into(),
-                message: format!("cannot read: {e}"),
-            }])
-        })?;
-        Self::parse(path, &text)
+        let (file, _) = rampart_topology::config::read_toml::<FileConfig>(path)?;
+        Self::validate(path, &file)
     }
 
     /// Validates `text` as if read from `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
-        let file: FileConfig = toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
-            let key = match line {
-                Some(l) => format!("line {l}"),
-                None => "(syntax)".to_owned(),
-            };
-            ConfigErrors(vec![ConfigError {
-                file: path.to_owned(),
-                key,
-                message: e.message().replace('\n', " "),
-            }])
-        })?;
+        let file: FileConfig = rampart_topology::config::parse_toml(path, text)?;
         Self::validate(path, &file)
     }
 
     /// Turns the raw file into a validated config, collecting every problem.
     pub fn validate(path: &Path, f: &FileConfig) -> Result<Config, ConfigErrors> {
-        let mut c = Checker {
-            file: path,
-            errors: Vec::new(),
-        };
+        let mut c = Checker::new(path);
         let base = path.parent().unwrap_or(Path::new(".")).to_owned();
         let resolve = |p: &Path| {
             if p.is_absolute() {

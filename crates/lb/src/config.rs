@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use rampart_topology::config::{parse_duration, ConfigError, ConfigErrors};
 use rampart_topology::config::Checker;
+pub use rampart_topology::config::{parse_duration, ConfigError, ConfigErrors};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -155,12 +155,7 @@ pub enum Policy {
 }
 
 /// Where the access log goes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AccessLog {
-    Off,
-    Stdout,
-    File(PathBuf),
-}
+pub use rampart_telemetry::access_log::LogTarget as AccessLog;
 
 #[derive(Clone, Debug)]
 pub struct Listen {

@@ -8,7 +8,6 @@
 //! shutdown future resolves. `rampart lb` and `rampart check` in the binary are thin
 //! wrappers around these.
 
-pub mod access_log;
 pub mod backend;
 pub mod config;
 pub mod h1;
@@ -27,7 +26,7 @@ pub fn check(path: &std::path::Path) -> Result<Config, ConfigErrors> {
     let config = Config::load(path)?;
     let metrics = std::sync::Arc::new(metrics::Metrics::new());
     let shared = std::sync::Arc::new(proxy::Shared {
-        access_log: access_log::AccessLog::disabled(std::sync::Arc::clone(&metrics)),
+        access_log: rampart_telemetry::access_log::AccessLog::disabled(),
         metrics,
         https_port: config.listen.https.port().into(),
     });

@@ -21,13 +21,13 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Full};
 use prometheus_client::metrics::counter::Counter;
 
-use crate::access_log::{self, AccessLog, Entry};
 use crate::backend::{Backend, BackendState, Balancer};
 use crate::config::{Config, ConfigError, ConfigErrors};
 use crate::h1::Reject;
 use crate::metrics::{Metrics, RequestLabels};
 use crate::ratelimit::RateLimiter;
 use crate::upstream::{UpBody, UpError};
+use rampart_telemetry::access_log::{self, AccessLog, Entry};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type RespBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
@@ -112,6 +112,7 @@ impl Shared {
             backend,
             tls: meta.tls,
             proto: meta.proto,
+            db: None,
         });
     }
 }

@@ -20,11 +20,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 
-use crate::access_log::AccessLog;
 use crate::config::{Config, ConfigError, ConfigErrors};
 use crate::h1::{self, Reject};
 use crate::metrics::{ListenerLabels, Metrics, ResultLabels};
 use crate::proxy::{ConnInfo, Generation, RespBody, Shared};
+use rampart_telemetry::access_log::AccessLog;
 
 /// The bound listeners a load balancer serves on.
 #[derive(Debug)]
@@ -81,14 +81,14 @@ impl Lb {
     /// (the access log writer and health checks are tasks).
     pub fn new(config: Config) -> Result<Arc<Self>, ConfigErrors> {
         let metrics = Arc::new(Metrics::new());
-        let access_log =
-            AccessLog::start(&config.access_log, Arc::clone(&metrics)).map_err(|e| {
-                ConfigErrors(vec![ConfigError {
-                    file: config.path.clone(),
-                    key: "log.access_log".into(),
-                    message: e.to_string(),
-                }])
-            })?;
+        let access_log = AccessLog::start(&config.access_log, metrics.access_log_dropped.clone())
+            .map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: config.path.clone(),
+                key: "log.access_log".into(),
+                message: e.to_string(),
+            }])
+        })?;
         let shared = Arc::new(Shared {
             metrics,
             access_log,

@@ -1,17 +1,24 @@
 //! The JSON access log: one line per request, written by a background task so the data
 //! path never blocks on disk. When the writer falls behind, lines are dropped and
-//! counted (`rampart_lb_access_log_dropped_total`) rather than slowing clients down.
+//! counted (the service's `*_access_log_dropped_total`) rather than slowing clients down.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 
+use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-use crate::metrics::Metrics;
+/// Where access log lines go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogTarget {
+    Off,
+    Stdout,
+    File(PathBuf),
+}
 
-/// One access log line. The query string is not logged: it often carries tokens.
+/// One access log line, the same shape for every service. The query string is not
+/// logged: it often carries tokens.
 #[derive(Debug, Serialize)]
 pub struct Entry<'a> {
     pub time: String,
@@ -25,13 +32,16 @@ pub struct Entry<'a> {
     pub backend: Option<&'a str>,
     pub tls: Option<&'a str>,
     pub proto: &'a str,
+    /// The web server's database role for the request (`primary`/`replica`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub db: Option<&'a str>,
 }
 
 /// A handle to the access log writer; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct AccessLog {
     tx: Option<mpsc::Sender<String>>,
-    metrics: Arc<Metrics>,
+    dropped: Counter,
 }
 
 /// Lines buffered before dropping.
@@ -39,17 +49,15 @@ const QUEUE: usize = 16_384;
 
 impl AccessLog {
     /// Starts the writer task for `target`. Must be called inside a tokio runtime.
-    pub fn start(
-        target: &crate::config::AccessLog,
-        metrics: Arc<Metrics>,
-    ) -> std::io::Result<Self> {
-        use crate::config::AccessLog as T;
+    /// `dropped` counts lines lost because the writer fell behind.
+    pub fn start(target: &LogTarget, dropped: Counter) -> std::io::Result<Self> {
+        use LogTarget as T;
         let tx = match target {
             T::Off => None,
             T::Stdout => Some(spawn_writer(Box::new(tokio::io::stdout()))),
             T::File(path) => Some(spawn_writer(Box::new(open_log(path)?))),
         };
-        Ok(Self { tx, metrics })
+        Ok(Self { tx, dropped })
     }
 
     /// Whether lines are written at all; callers skip building entries when not.
@@ -64,7 +72,7 @@ impl AccessLog {
         };
         line.push('\n');
         if tx.try_send(line).is_err() {
-            self.metrics.access_log_dropped.inc();
+            self.dropped.inc();
         }
     }
 }
@@ -113,7 +121,10 @@ pub fn now_rfc3339() -> String {
 
 impl AccessLog {
     /// A log that writes nothing (for `rampart check`).
-    pub fn disabled(metrics: Arc<Metrics>) -> Self {
-        Self { tx: None, metrics }
+    pub fn disabled() -> Self {
+        Self {
+            tx: None,
+            dropped: Counter::default(),
+        }
     }
 }

@@ -1,2 +1,218 @@
-//! the topology model: hosts, addresses, services and firewall policy (pure data, no I/O)
+//! The topology model: the hosts of the site, their roles, addresses and service ports,
+//! in both ways of running it (DESIGN.md section 2). Pure data and logic: this crate does
+//! no I/O beyond reading a config file in [`config`], and never touches the host.
+
 pub mod config;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+/// What a host does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Client,
+    Dns,
+    Lb,
+    Web,
+    DbPrimary,
+    DbReplica,
+    Monitor,
+}
+
+/// How the topology runs on this machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Each host is a set of processes bound to its own loopback address; no root needed.
+    Local,
+    /// Each host is a network namespace with its own firewall (issue 4).
+    Isolated,
+}
+
+/// One host of the topology.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Host {
+    pub name: String,
+    pub role: Role,
+    /// The host's address on each segment it joins, in isolated mode.
+    pub segments: Vec<(Segment, Ipv4Addr)>,
+    /// The host's own loopback address in local mode.
+    pub local: Ipv4Addr,
+}
+
+/// A network segment of the isolated topology.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Segment {
+    Public,
+    App,
+    Data,
+    Mgmt,
+}
+
+/// Service ports. Local mode moves the load balancer's public ports above 1024 so that it
+/// runs without root.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ports {
+    pub lb_https: u16,
+    pub lb_http: u16,
+    pub lb_admin: u16,
+    pub web: u16,
+    pub web_admin: u16,
+    pub db: u16,
+}
+
+/// The whole site: its name and its hosts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Topology {
+    pub mode: Mode,
+    /// The site's names; the first is the canonical one.
+    pub site_names: Vec<String>,
+    pub hosts: Vec<Host>,
+    pub ports: Ports,
+}
+
+impl Topology {
+    /// The seeds' topology (DESIGN.md section 2). In local mode, host addresses are
+    /// `127.<net>.<segment>.<host>`; `net` is 0 by default and lets tests run several
+    /// topologies side by side.
+    pub fn default_for(mode: Mode, net: u8) -> Self {
+        use Role::*;
+        use Segment::*;
+        let l = |c: u8, d: u8| Ipv4Addr::new(127, net, c, d);
+        let p = |d: u8| Ipv4Addr::new(203, 0, 113, d);
+        let s = |c: u8, d: u8| Ipv4Addr::new(198, 18, c, d);
+        let host = |name: &str, role, segments: Vec<(Segment, Ipv4Addr)>, local| Host {
+            name: name.to_owned(),
+            role,
+            segments,
+            local,
+        };
+        let hosts = vec![
+            host("client", Client, vec![(Public, p(100))], l(3, 100)),
+            host("dns", Dns, vec![(Public, p(53))], l(3, 53)),
+            host(
+                "lb1",
+                Lb,
+                vec![(Public, p(10)), (App, s(1, 10)), (Mgmt, s(9, 10))],
+                l(1, 10),
+            ),
+            host(
+                "web1",
+                Web,
+                vec![(App, s(1, 11)), (Data, s(2, 11)), (Mgmt, s(9, 11))],
+                l(1, 11),
+            ),
+            host(
+                "web2",
+                Web,
+                vec![(App, s(1, 12)), (Data, s(2, 12)), (Mgmt, s(9, 12))],
+                l(1, 12),
+            ),
+            host(
+                "db1",
+                DbPrimary,
+                vec![(Data, s(2, 21)), (Mgmt, s(9, 21))],
+                l(2, 21),
+            ),
+            host(
+                "db2",
+                DbReplica,
+                vec![(Data, s(2, 22)), (Mgmt, s(9, 22))],
+                l(2, 22),
+            ),
+            host("monitor", Monitor, vec![(Mgmt, s(9, 2))], l(9, 2)),
+        ];
+        let ports = match mode {
+            Mode::Local => Ports {
+                lb_https: 8443,
+                lb_http: 8080,
+                lb_admin: 9180,
+                web: 8443,
+                web_admin: 9181,
+                db: 3306,
+            },
+            Mode::Isolated => Ports {
+                lb_https: 443,
+                lb_http: 80,
+                lb_admin: 9180,
+                web: 8443,
+                web_admin: 9181,
+                db: 3306,
+            },
+        };
+        Topology {
+            mode,
+            site_names: vec!["www.foobar.com".into(), "foobar.com".into()],
+            hosts,
+            ports,
+        }
+    }
+
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+
+    pub fn with_role(&self, role: Role) -> impl Iterator<Item = &Host> {
+        self.hosts.iter().filter(move |h| h.role == role)
+    }
+
+    /// The address a host is reached at on `segment` (isolated) or its loopback (local).
+    pub fn addr(&self, host: &Host, segment: Segment) -> IpAddr {
+        match self.mode {
+            Mode::Local => host.local.into(),
+            Mode::Isolated => host
+                .segments
+                .iter()
+                .find(|(s, _)| *s == segment)
+                .or(host.segments.first())
+                .map_or(host.local, |(_, a)| *a)
+                .into(),
+        }
+    }
+
+    /// The source address a host's outgoing connections to `segment` carry, as a server
+    /// on that segment sees it. In local mode every client socket leaves from
+    /// 127.0.0.1 (the kernel's source for the whole 127/8 route), so grants by address
+    /// can only name that.
+    pub fn source_addr(&self, host: &Host, segment: Segment) -> IpAddr {
+        match self.mode {
+            Mode::Local => Ipv4Addr::LOCALHOST.into(),
+            Mode::Isolated => self.addr(host, segment),
+        }
+    }
+
+    pub fn sock(&self, host: &Host, segment: Segment, port: u16) -> SocketAddr {
+        SocketAddr::new(self.addr(host, segment), port)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_local_topology_has_the_seeds_hosts_on_distinct_loopback_addresses() {
+        let t = Topology::default_for(Mode::Local, 7);
+        let names: Vec<_> = t.hosts.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["client", "dns", "lb1", "web1", "web2", "db1", "db2", "monitor"]
+        );
+        let mut addrs: Vec<_> = t.hosts.iter().map(|h| h.local).collect();
+        addrs.sort();
+        addrs.dedup();
+        assert_eq!(addrs.len(), t.hosts.len());
+        assert!(addrs.iter().all(|a| a.octets()[0] == 127 && a.octets()[1] == 7));
+        let db1 = t.host("db1").map(|h| t.sock(h, Segment::Data, t.ports.db));
+        assert_eq!(db1, Some("127.7.2.21:3306".parse().unwrap()));
+    }
+
+    #[test]
+    fn isolated_addresses_follow_the_design() {
+        let t = Topology::default_for(Mode::Isolated, 0);
+        let lb = t.host("lb1").unwrap();
+        assert_eq!(t.addr(lb, Segment::Public).to_string(), "203.0.113.10");
+        assert_eq!(t.addr(lb, Segment::App).to_string(), "198.18.1.10");
+        let mon = t.host("monitor").unwrap();
+        assert_eq!(t.addr(mon, Segment::Mgmt).to_string(), "198.18.9.2");
+        assert_eq!(t.with_role(Role::Web).count(), 2);
+    }
+}

@@ -9,7 +9,7 @@ mod server;
 
 pub use server::{
     client_config, load_certified_key, load_certs as server_certs, provider, server_config,
-    CertInfo, ClientTls, LoadedCert, SiteCerts,
+    server_config_mtls, CertInfo, ClientTls, LoadedCert, SiteCerts,
 };
 
 use std::path::PathBuf;

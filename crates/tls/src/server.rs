@@ -197,6 +197,33 @@ pub fn server_config(
     Ok(cfg)
 }
 
+/// Like [`server_config`], but every client must present a certificate signed by the CA
+/// in `client_ca` (mutual TLS, as between the load balancer and the web servers).
+pub fn server_config_mtls(
+    certs: Arc<SiteCerts>,
+    alpn: &[&[u8]],
+    client_ca: &Path,
+) -> Result<rustls::ServerConfig, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in load_certs(client_ca)? {
+        roots
+            .add(cert)
+            .map_err(|e| invalid(client_ca, format!("unusable CA certificate: {e}")))?;
+    }
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .map_err(|e| invalid(client_ca, format!("cannot verify clients with it: {e}")))?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(certs);
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    cfg.session_storage = ServerSessionMemoryCache::new(20_000);
+    cfg.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
+    Ok(cfg)
+}
+
 /// How to talk TLS to a backend: the CA that must have signed it, and optionally a
 /// client certificate for mutual TLS.
 #[derive(Clone, Debug, Default)]

@@ -19,6 +19,12 @@ struct Cli {
     command: Command,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Lb,
+    Web,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the load balancer (TLS termination, balancing, health checks).
@@ -27,10 +33,20 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Run a web/application server (static site, the foobar API, read/write split).
+    Web {
+        /// Path to the web server config (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Validate a config file and the files it names, without starting anything.
     Check {
         /// The config file to check.
         config: PathBuf,
+        /// What kind of config it is; by default told from its keys (a web config has
+        /// `name`, `site`, `database` or `listen.app`).
+        #[arg(long, value_enum)]
+        kind: Option<Kind>,
     },
     /// Create a local CA (if absent) and certificates signed by it.
     Cert {
@@ -50,7 +66,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     match cli.command {
-        Command::Check { config } => check(&config),
+        Command::Check { config, kind } => check(&config, kind),
         Command::Cert { dir, names, hosts } => match cert(&dir, &names, &hosts) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -59,6 +75,7 @@ pub fn main() -> ExitCode {
             }
         },
         Command::Lb { config } => lb(&config),
+        Command::Web { config } => web(&config),
     }
 }
 
@@ -74,9 +91,36 @@ fn init_tracing() {
         .init();
 }
 
-fn check(path: &Path) -> ExitCode {
-    match rampart_lb::check(path) {
-        Ok(_) => {
+/// Tells a web config from a load balancer config by its keys.
+fn detect_kind(path: &Path) -> Kind {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Kind::Lb;
+    };
+    let Ok(table) = text.parse::<toml::Table>() else {
+        return Kind::Lb;
+    };
+    let web_listen = table
+        .get("listen")
+        .and_then(|l| l.as_table())
+        .is_some_and(|l| l.contains_key("app"));
+    if web_listen
+        || ["name", "site", "database"]
+            .iter()
+            .any(|k| table.contains_key(*k))
+    {
+        Kind::Web
+    } else {
+        Kind::Lb
+    }
+}
+
+fn check(path: &Path, kind: Option<Kind>) -> ExitCode {
+    let result = match kind.unwrap_or_else(|| detect_kind(path)) {
+        Kind::Lb => rampart_lb::check(path).map(|_| ()),
+        Kind::Web => rampart_web::check(path).map(|_| ()),
+    };
+    match result {
+        Ok(()) => {
             println!("{}: ok", path.display());
             ExitCode::SUCCESS
         }
@@ -186,5 +230,64 @@ async fn run_lb(config: rampart_lb::Config) -> anyhow::Result<ExitCode> {
     .await?;
     reloader.abort();
     tracing::info!("load balancer stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if threads > 0 {
+        b.worker_threads(threads);
+    }
+    b.enable_all().build()
+}
+
+/// Resolves on SIGTERM or SIGINT.
+fn terminated() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+    })
+}
+
+fn web(path: &Path) -> ExitCode {
+    let config = match rampart_web::Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match runtime(0) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("rampart web: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run_web(config)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rampart web: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_web(config: rampart_web::Config) -> anyhow::Result<ExitCode> {
+    let listeners = rampart_web::Listeners::bind(&config).context("binding listeners")?;
+    let web = match rampart_web::Web::new(config) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("rampart web: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    web.serve(listeners, terminated()?, || {}).await?;
+    tracing::info!("web server stopped");
     Ok(ExitCode::SUCCESS)
 }

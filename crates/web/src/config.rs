@@ -1,0 +1,537 @@
+//! The web server's configuration in two layers: `File*` structs that mirror the TOML
+//! (unknown keys refused) and the validated [`Config`] the server runs on. Every problem
+//! is collected and names the file, the key and what would be valid. Relative paths are
+//! resolved against the config file's directory.
+//!
+//! Secure defaults: the app listener binds loopback unless told otherwise, the metrics
+//! listener is loopback-only, bodies are capped at 16 KiB, every connection has header
+//! and idle timeouts and there is a connection cap. Database passwords are read from
+//! files (never from the config itself), and `X-Db-Role` is off unless asked for.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rampart_telemetry::access_log::LogTarget;
+use rampart_topology::config::{parse_toml, read_toml, Checker, ConfigErrors};
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// This server's name, for logs and the `X-Served-By`-style header of the page.
+    pub name: Option<String>,
+    #[serde(default)]
+    pub listen: FileListen,
+    pub tls: Option<FileTls>,
+    #[serde(default)]
+    pub site: FileSite,
+    pub database: Option<FileDatabase>,
+    #[serde(default)]
+    pub limits: FileLimits,
+    #[serde(default)]
+    pub log: FileLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileListen {
+    pub app: Option<String>,
+    pub admin: Option<String>,
+    /// Source addresses allowed to connect to the app listener (defence in depth: the
+    /// firewall says the same). Empty or absent: anyone.
+    pub allow_from: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// If set, clients must present a certificate signed by this CA (mutual TLS).
+    pub client_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSite {
+    pub root: Option<PathBuf>,
+    pub cache_control: Option<String>,
+    /// Install the built-in default site into `root` if files are missing.
+    pub install_default: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDatabase {
+    pub primary: String,
+    pub replica: Option<String>,
+    pub name: Option<String>,
+    pub user: Option<String>,
+    pub password_file: PathBuf,
+    pub migrate_user: Option<String>,
+    pub migrate_password_file: Option<PathBuf>,
+    pub pool_size: Option<u32>,
+    pub replica_pool_size: Option<u32>,
+    pub max_replica_lag: Option<String>,
+    pub gtid_wait: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub query_timeout: Option<String>,
+    pub check_interval: Option<String>,
+    pub role_header: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileLimits {
+    pub max_body_bytes: Option<usize>,
+    pub max_header_bytes: Option<usize>,
+    pub header_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub max_connections: Option<usize>,
+    pub shutdown_grace: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileLog {
+    pub access_log: Option<String>,
+}
+
+/// Mutual or one-way TLS on the app listener.
+#[derive(Clone, Debug)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Database {
+    pub primary: SocketAddr,
+    pub replica: Option<SocketAddr>,
+    pub name: String,
+    pub user: String,
+    pub password_file: PathBuf,
+    /// The user schema migrations run as; without one they run as `user`.
+    pub migrate_user: Option<(String, PathBuf)>,
+    pub pool_size: u32,
+    pub replica_pool_size: u32,
+    pub max_replica_lag: Duration,
+    pub gtid_wait: Duration,
+    pub connect_timeout: Duration,
+    pub query_timeout: Duration,
+    pub check_interval: Duration,
+    pub role_header: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_header_bytes: usize,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    pub shutdown_grace: Duration,
+}
+
+/// A validated web server configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub file: PathBuf,
+    pub name: String,
+    pub app: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    pub allow_from: Vec<ipnet_lite::Net>,
+    pub tls: Option<Tls>,
+    pub site_root: Option<PathBuf>,
+    pub cache_control: String,
+    pub install_default_site: bool,
+    pub database: Option<Database>,
+    pub limits: Limits,
+    pub access_log: LogTarget,
+}
+
+/// Every default in one place.
+pub mod defaults {
+    use std::time::Duration;
+    pub const APP: &str = "127.0.0.1:8443";
+    pub const ADMIN: &str = "127.0.0.1:9181";
+    pub const CACHE_CONTROL: &str = "public, max-age=300";
+    pub const DB_NAME: &str = "foobar";
+    pub const DB_USER: &str = "foobar_app";
+    pub const POOL: u32 = 16;
+    pub const MAX_REPLICA_LAG: Duration = Duration::from_secs(2);
+    pub const GTID_WAIT: Duration = Duration::from_millis(250);
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+    pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const CHECK_INTERVAL: Duration = Duration::from_millis(500);
+    pub const MAX_BODY: usize = 16 * 1024;
+    pub const MAX_HEADER: usize = 16 * 1024;
+    pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const MAX_CONNECTIONS: usize = 4096;
+    pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+}
+
+/// IPv4/IPv6 networks for the allow-list, parsed from `addr` or `addr/prefix`.
+pub mod ipnet_lite {
+    use std::net::IpAddr;
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Net {
+        pub addr: IpAddr,
+        pub prefix: u8,
+    }
+
+    impl Net {
+        pub fn parse(s: &str) -> Option<Net> {
+            let (a, p) = match s.split_once('/') {
+                Some((a, p)) => (a, Some(p)),
+                None => (s, None),
+            };
+            let addr: IpAddr = a.trim().parse().ok()?;
+            let max = if addr.is_ipv4() { 32 } else { 128 };
+            let prefix = match p {
+                Some(p) => p.trim().parse().ok().filter(|&p| p <= max)?,
+                None => max,
+            };
+            Some(Net { addr, prefix })
+        }
+
+        pub fn contains(&self, ip: IpAddr) -> bool {
+            let ip = match ip {
+                IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+                v4 => v4,
+            };
+            match (self.addr, ip) {
+                (IpAddr::V4(n), IpAddr::V4(a)) => {
+                    let mask = u32::MAX
+                        .checked_shl(32 - u32::from(self.prefix))
+                        .unwrap_or(0);
+                    u32::from(n) & mask == u32::from(a) & mask
+                }
+                (IpAddr::V6(n), IpAddr::V6(a)) => {
+                    let mask = u128::MAX
+                        .checked_shl(128 - u32::from(self.prefix))
+                        .unwrap_or(0);
+                    u128::from(n) & mask == u128::from(a) & mask
+                }
+                _ => false,
+            }
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let (file, _) = read_toml::<FileConfig>(path)?;
+        Self::validate(path, &file)
+    }
+
+    /// Validates `text` as if read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+        let file: FileConfig = parse_toml(path, text)?;
+        Self::validate(path, &file)
+    }
+
+    /// Turns the raw file into a validated config, collecting every problem.
+    pub fn validate(path: &Path, f: &FileConfig) -> Result<Config, ConfigErrors> {
+        let mut c = Checker::new(path);
+        let name = f.name.clone().unwrap_or_else(|| "web".to_owned());
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            c.err("name", "expected 1-64 letters, digits, '-' or '_'");
+        }
+        let app = c
+            .addr(
+                "listen.app",
+                f.listen.app.as_deref().unwrap_or(defaults::APP),
+            )
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8443)));
+        let admin = match f.listen.admin.as_deref().unwrap_or(defaults::ADMIN) {
+            "off" => None,
+            v => c.addr("listen.admin", v),
+        };
+        let mut allow_from = Vec::new();
+        for (i, s) in f.listen.allow_from.iter().flatten().enumerate() {
+            match ipnet_lite::Net::parse(s) {
+                Some(n) => allow_from.push(n),
+                None => c.err(
+                    format!("listen.allow_from[{i}]"),
+                    format!(
+                        "`{s}` is not an address or network; expected 198.18.1.10 or 198.18.1.0/24"
+                    ),
+                ),
+            }
+        }
+        let tls = f.tls.as_ref().map(|t| Tls {
+            cert: c.resolve(&t.cert),
+            key: c.resolve(&t.key),
+            client_ca: t.client_ca.as_deref().map(|p| c.resolve(p)),
+        });
+        let site_root = f.site.root.as_deref().map(|p| c.resolve(p));
+        let cache_control = f
+            .site
+            .cache_control
+            .clone()
+            .unwrap_or_else(|| defaults::CACHE_CONTROL.to_owned());
+        if http::HeaderValue::from_str(&cache_control).is_err() {
+            c.err("site.cache_control", "not a valid header value");
+        }
+        let install_default_site = f.site.install_default.unwrap_or(false);
+        if install_default_site && site_root.is_none() {
+            c.err("site.install_default", "needs site.root to install into");
+        }
+
+        let database = f.database.as_ref().map(|d| {
+            let primary = c.addr("database.primary", &d.primary);
+            let replica = d
+                .replica
+                .as_deref()
+                .and_then(|r| c.addr("database.replica", r));
+            let migrate_user = match (&d.migrate_user, &d.migrate_password_file) {
+                (Some(u), Some(p)) => Some((u.clone(), c.resolve(p))),
+                (None, None) => None,
+                _ => {
+                    c.err(
+                        "database.migrate_user",
+                        "migrate_user and migrate_password_file go together",
+                    );
+                    None
+                }
+            };
+            let ms = Duration::from_millis;
+            let s = Duration::from_secs;
+            Database {
+                primary: primary.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3306))),
+                replica,
+                name: d
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| defaults::DB_NAME.to_owned()),
+                user: d
+                    .user
+                    .clone()
+                    .unwrap_or_else(|| defaults::DB_USER.to_owned()),
+                password_file: c.resolve(&d.password_file),
+                migrate_user,
+                pool_size: c.range("database.pool_size", d.pool_size, defaults::POOL, 1, 1024),
+                replica_pool_size: c.range(
+                    "database.replica_pool_size",
+                    d.replica_pool_size,
+                    defaults::POOL,
+                    1,
+                    1024,
+                ),
+                max_replica_lag: c.duration(
+                    "database.max_replica_lag",
+                    d.max_replica_lag.as_ref(),
+                    defaults::MAX_REPLICA_LAG,
+                    ms(100),
+                    s(3600),
+                ),
+                gtid_wait: c.duration(
+                    "database.gtid_wait",
+                    d.gtid_wait.as_ref(),
+                    defaults::GTID_WAIT,
+                    ms(0),
+                    s(10),
+                ),
+                connect_timeout: c.duration(
+                    "database.connect_timeout",
+                    d.connect_timeout.as_ref(),
+                    defaults::CONNECT_TIMEOUT,
+                    ms(100),
+                    s(60),
+                ),
+                query_timeout: c.duration(
+                    "database.query_timeout",
+                    d.query_timeout.as_ref(),
+                    defaults::QUERY_TIMEOUT,
+                    ms(100),
+                    s(300),
+                ),
+                check_interval: c.duration(
+                    "database.check_interval",
+                    d.check_interval.as_ref(),
+                    defaults::CHECK_INTERVAL,
+                    ms(50),
+                    s(60),
+                ),
+                role_header: d.role_header.unwrap_or(false),
+            }
+        });
+        if let Some(d) = &database {
+            if d.user == "root" {
+                c.err(
+                    "database.user",
+                    "root must not serve the application; use the least-privilege application user",
+                );
+            }
+        }
+
+        let l = &f.limits;
+        let ms = Duration::from_millis;
+        let s = Duration::from_secs;
+        let limits = Limits {
+            max_body_bytes: c.range(
+                "limits.max_body_bytes",
+                l.max_body_bytes,
+                defaults::MAX_BODY,
+                256,
+                64 << 20,
+            ),
+            max_header_bytes: c.range(
+                "limits.max_header_bytes",
+                l.max_header_bytes,
+                defaults::MAX_HEADER,
+                1024,
+                1 << 20,
+            ),
+            header_timeout: c.duration(
+                "limits.header_timeout",
+                l.header_timeout.as_ref(),
+                defaults::HEADER_TIMEOUT,
+                ms(100),
+                s(300),
+            ),
+            idle_timeout: c.duration(
+                "limits.idle_timeout",
+                l.idle_timeout.as_ref(),
+                defaults::IDLE_TIMEOUT,
+                ms(100),
+                s(3600),
+            ),
+            max_connections: c.range(
+                "limits.max_connections",
+                l.max_connections,
+                defaults::MAX_CONNECTIONS,
+                1,
+                1_000_000,
+            ),
+            shutdown_grace: c.duration(
+                "limits.shutdown_grace",
+                l.shutdown_grace.as_ref(),
+                defaults::SHUTDOWN_GRACE,
+                ms(0),
+                s(600),
+            ),
+        };
+        let access_log = match f.log.access_log.as_deref() {
+            None | Some("stdout") => LogTarget::Stdout,
+            Some("off") => LogTarget::Off,
+            Some("") => {
+                c.err(
+                    "log.access_log",
+                    "empty; expected \"stdout\", \"off\" or a file path",
+                );
+                LogTarget::Off
+            }
+            Some(p) => LogTarget::File(c.resolve(Path::new(p))),
+        };
+        let config = Config {
+            file: path.to_owned(),
+            name,
+            app,
+            admin,
+            allow_from,
+            tls,
+            site_root,
+            cache_control,
+            install_default_site,
+            database,
+            limits,
+            access_log,
+        };
+        c.finish(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str, expected: &str) {
+        let got = match Config::parse(Path::new("/etc/rampart/web.toml"), text) {
+            Ok(_) => "ok".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        assert_eq!(got, expected, "config:\n{text}");
+    }
+
+    #[test]
+    fn empty_config_is_valid_with_secure_defaults() {
+        let c = Config::parse(Path::new("/x/web.toml"), "").unwrap();
+        assert_eq!(c.app.to_string(), defaults::APP);
+        assert_eq!(
+            c.admin.map(|a| a.to_string()).as_deref(),
+            Some(defaults::ADMIN)
+        );
+        assert_eq!(c.limits.max_body_bytes, 16 * 1024);
+        assert!(c.database.is_none());
+        assert!(c.tls.is_none());
+    }
+
+    #[test]
+    fn database_defaults_keep_the_role_header_off() {
+        let c = Config::parse(
+            Path::new("/x/web.toml"),
+            "[database]\nprimary = \"127.0.0.1:3306\"\npassword_file = \"app.pw\"\n",
+        )
+        .unwrap();
+        let d = c.database.unwrap();
+        assert!(!d.role_header);
+        assert_eq!(d.user, "foobar_app");
+        assert_eq!(d.password_file, Path::new("/x/app.pw"));
+        assert_eq!(d.max_replica_lag, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn config_errors() {
+        check("nonsense = 1", "/etc/rampart/web.toml: line 1: unknown field `nonsense`, expected one of `name`, `listen`, `tls`, `site`, `database`, `limits`, `log`");
+        check(
+            "[listen]\napp = \"localhost\"",
+            "/etc/rampart/web.toml: listen.app: `localhost` is not an address; expected IP:PORT such as 0.0.0.0:443",
+        );
+        check(
+            "[limits]\nmax_body_bytes = 1",
+            "/etc/rampart/web.toml: limits.max_body_bytes: 1 is out of range; expected between 256 and 67108864",
+        );
+        check(
+            "[database]\nprimary = \"127.0.0.1:3306\"\npassword_file = \"p\"\nuser = \"root\"\nmax_replica_lag = \"soon\"",
+            "/etc/rampart/web.toml: database.max_replica_lag: `soon` is not a duration; expected a number with ms, s, m, h or d, such as \"10s\"\n/etc/rampart/web.toml: database.user: root must not serve the application; use the least-privilege application user",
+        );
+        check(
+            "[listen]\nallow_from = [\"198.18.1.0/33\"]",
+            "/etc/rampart/web.toml: listen.allow_from[0]: `198.18.1.0/33` is not an address or network; expected 198.18.1.10 or 198.18.1.0/24",
+        );
+        check(
+            "[site]\ninstall_default = true",
+            "/etc/rampart/web.toml: site.install_default: needs site.root to install into",
+        );
+        check(
+            "name = \"web 1\"",
+            "/etc/rampart/web.toml: name: expected 1-64 letters, digits, '-' or '_'",
+        );
+    }
+
+    #[test]
+    fn allow_list_networks() {
+        let n = ipnet_lite::Net::parse("198.18.1.0/24").unwrap();
+        assert!(n.contains("198.18.1.10".parse().unwrap()));
+        assert!(!n.contains("198.18.2.10".parse().unwrap()));
+        assert!(n.contains("::ffff:198.18.1.7".parse().unwrap()));
+        let h = ipnet_lite::Net::parse("127.0.0.1").unwrap();
+        assert!(h.contains("127.0.0.1".parse().unwrap()));
+        assert!(!h.contains("127.0.0.2".parse().unwrap()));
+        assert!(ipnet_lite::Net::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
+    }
+}

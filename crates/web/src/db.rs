@@ -1,0 +1,608 @@
+//! The database layer: one pool to the primary and one to the replica, the read/write
+//! split, replica health and lag, and read-your-writes through GTIDs.
+//!
+//! Routing rules:
+//! - Writes, and every read inside a write (they run on the write's connection), go to
+//!   the primary.
+//! - Other reads go to the replica while it is *usable*: reachable and no further behind
+//!   than `max_replica_lag`. Otherwise they go to the primary at once. A read that fails
+//!   on the replica with a connection-level error is re-run on the primary in the same
+//!   request and marks the replica unusable until the next successful check, so a dying
+//!   replica fails no request.
+//! - Read-your-writes: a write returns the GTID it committed (`@@last_gtid`). A read that
+//!   carries one is served by the replica only once the replica has applied it: at once
+//!   when the last check already saw it there, otherwise after `MASTER_GTID_WAIT(gtid,
+//!   gtid_wait)` on the replica connection that then runs the read. On timeout the read
+//!   goes to the primary. None of this needs privileges beyond the application user's.
+//!
+//! Lag is measured without privileges or heartbeat writes: every `check_interval` the
+//! checker samples the primary's `@@gtid_binlog_pos` and the replica's
+//! `@@gtid_slave_pos`. The replica's lag is the age of the oldest primary sample it has
+//! not reached (0 when it has reached the newest), so its resolution is one interval.
+//!
+//! Pools ping a connection before reuse only when it has been idle for over a second,
+//! not on every acquire: a ping per request would double the round trips.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_core::future::BoxFuture;
+use sqlx::mysql::{
+    MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions, MySqlSslMode,
+};
+use sqlx::{ConnectOptions, Connection, Row};
+
+use crate::config::Database;
+use crate::metrics::Metrics;
+
+/// Which database served a query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Primary,
+    Replica,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Replica => "replica",
+        }
+    }
+}
+
+/// What went wrong with a database call, classified for the HTTP answer.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// No database that could serve the call was reachable (503).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A unique key already holds this value (409).
+    #[error("duplicate value for {field}")]
+    Duplicate { field: &'static str },
+    /// The input refers to something that does not exist (422).
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: &'static str,
+    },
+    /// Anything else (500); the text goes to the log only.
+    #[error("database error: {0}")]
+    Query(sqlx::Error),
+}
+
+impl From<sqlx::Error> for DbError {
+    fn from(e: sqlx::Error) -> Self {
+        if is_connection_error(&e) {
+            DbError::Unavailable(e.to_string())
+        } else {
+            DbError::Query(e)
+        }
+    }
+}
+
+/// Errors that say the server or the connection is gone, rather than the statement being
+/// wrong: worth trying another server.
+fn is_connection_error(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+    )
+}
+
+/// The MariaDB error number of a database error, if it is one.
+pub fn error_number(e: &sqlx::Error) -> Option<u16> {
+    match e {
+        sqlx::Error::Database(d) => d
+            .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+            .map(|m| m.number()),
+        _ => None,
+    }
+}
+
+/// A MariaDB GTID position: the highest sequence number per replication domain.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GtidSet(BTreeMap<u32, (u32, u64)>);
+
+impl GtidSet {
+    /// Parses `"0-1-42"` or `"0-1-42,1-2-7"`; the empty string is the empty position.
+    /// At most 16 domains, so a client cannot make the server do unbounded work.
+    pub fn parse(s: &str) -> Option<GtidSet> {
+        let mut map = BTreeMap::new();
+        let s = s.trim();
+        if s.is_empty() {
+            return Some(GtidSet(map));
+        }
+        for (i, part) in s.split(',').enumerate() {
+            if i >= 16 {
+                return None;
+            }
+            let mut it = part.trim().splitn(3, '-');
+            let domain: u32 = it.next()?.parse().ok()?;
+            let server: u32 = it.next()?.parse().ok()?;
+            let seq: u64 = it.next()?.parse().ok()?;
+            let e = map.entry(domain).or_insert((server, seq));
+            if seq > e.1 {
+                *e = (server, seq);
+            }
+        }
+        Some(GtidSet(map))
+    }
+
+    /// Whether this position includes everything in `other`.
+    pub fn covers(&self, other: &GtidSet) -> bool {
+        other
+            .0
+            .iter()
+            .all(|(d, (_, seq))| self.0.get(d).is_some_and(|(_, s)| s >= seq))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Display for GtidSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (d, (s, n))) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{d}-{s}-{n}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a read did not go to the replica.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fallback {
+    NoReplica,
+    ReplicaDown,
+    ReplicaLagging,
+    ReplicaError,
+    GtidWait,
+}
+
+impl Fallback {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fallback::NoReplica => "no_replica",
+            Fallback::ReplicaDown => "replica_down",
+            Fallback::ReplicaLagging => "replica_lagging",
+            Fallback::ReplicaError => "replica_error",
+            Fallback::GtidWait => "gtid_wait_timeout",
+        }
+    }
+}
+
+/// What the checker last saw, shared with request handlers (no lock is held across an
+/// await).
+#[derive(Debug, Default)]
+struct Health {
+    primary_up: AtomicBool,
+    replica_usable: AtomicBool,
+    replica_down: AtomicBool,
+    replica_lag_ms: AtomicU64,
+    replica_pos: Mutex<GtidSet>,
+}
+
+/// The pools and the routing state; cheap to share behind an `Arc`.
+pub struct Db {
+    primary: MySqlPool,
+    replica: Option<MySqlPool>,
+    health: Arc<Health>,
+    config: Database,
+    metrics: Arc<Metrics>,
+}
+
+impl fmt::Debug for Db {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Db")
+            .field("primary", &self.config.primary)
+            .field("replica", &self.config.replica)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads a password file: the first line, without its line ending.
+pub fn read_password(path: &Path) -> std::io::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    Ok(text.lines().next().unwrap_or("").to_owned())
+}
+
+fn connect_options(
+    addr: std::net::SocketAddr,
+    user: &str,
+    password: &str,
+    database: &str,
+) -> MySqlConnectOptions {
+    MySqlConnectOptions::new()
+        .host(&addr.ip().to_string())
+        .port(addr.port())
+        .username(user)
+        .password(password)
+        .database(database)
+        .ssl_mode(MySqlSslMode::Disabled)
+        .charset("utf8mb4")
+        .statement_cache_capacity(64)
+        .disable_statement_logging()
+}
+
+fn pool(config: &Database, size: u32, options: MySqlConnectOptions) -> MySqlPool {
+    MySqlPoolOptions::new()
+        .max_connections(size)
+        .min_connections(0)
+        .acquire_timeout(config.connect_timeout)
+        .idle_timeout(Some(Duration::from_secs(300)))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > Duration::from_secs(1) {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+        .connect_lazy_with(options)
+}
+
+impl Db {
+    /// Builds both pools without connecting; connections open on first use, so the web
+    /// server starts (and answers `/healthz`) while the databases are still coming up.
+    pub fn new(config: &Database, metrics: Arc<Metrics>) -> std::io::Result<Db> {
+        let password = read_password(&config.password_file)?;
+        let primary = pool(
+            config,
+            config.pool_size,
+            connect_options(config.primary, &config.user, &password, &config.name),
+        );
+        let replica = config.replica.map(|addr| {
+            pool(
+                config,
+                config.replica_pool_size,
+                connect_options(addr, &config.user, &password, &config.name),
+            )
+        });
+        Ok(Db {
+            primary,
+            replica,
+            health: Arc::new(Health::default()),
+            config: config.clone(),
+            metrics,
+        })
+    }
+
+    pub fn config(&self) -> &Database {
+        &self.config
+    }
+
+    /// Whether the last check reached the primary.
+    pub fn primary_up(&self) -> bool {
+        self.health.primary_up.load(Ordering::Relaxed)
+    }
+
+    /// Whether reads currently go to the replica.
+    pub fn replica_usable(&self) -> bool {
+        self.health.replica_usable.load(Ordering::Relaxed)
+    }
+
+    /// (size, idle) for the primary and replica pools, for `/metrics`.
+    pub fn pool_usage(&self) -> [(Role, u32, usize); 2] {
+        let r = self
+            .replica
+            .as_ref()
+            .map_or((0, 0), |p| (p.size(), p.num_idle()));
+        [
+            (Role::Primary, self.primary.size(), self.primary.num_idle()),
+            (Role::Replica, r.0, r.1),
+        ]
+    }
+
+    /// Runs the schema migrations on the primary as the migration user (or the
+    /// application user when none is configured).
+    pub async fn migrate(&self) -> Result<usize, DbError> {
+        let (user, password) = match &self.config.migrate_user {
+            Some((u, file)) => (
+                u.clone(),
+                read_password(file).map_err(|e| DbError::Unavailable(e.to_string()))?,
+            ),
+            None => (
+                self.config.user.clone(),
+                read_password(&self.config.password_file)
+                    .map_err(|e| DbError::Unavailable(e.to_string()))?,
+            ),
+        };
+        let options = connect_options(self.config.primary, &user, &password, &self.config.name);
+        let mut conn = tokio::time::timeout(self.config.connect_timeout, options.connect())
+            .await
+            .map_err(|_| DbError::Unavailable("connect timed out".into()))??;
+        let applied = crate::schema::migrate(&mut conn).await;
+        let _ = conn.close().await;
+        applied
+    }
+
+    /// Checks both servers once and updates health, lag and the metrics. Called every
+    /// `check_interval` by [`Db::run_checks`].
+    async fn check(&self, samples: &mut VecDeque<(Instant, GtidSet)>) {
+        let t = self.config.connect_timeout;
+        let primary_pos = tokio::time::timeout(t, gtid_pos(&self.primary, "gtid_binlog_pos"))
+            .await
+            .ok()
+            .and_then(Result::ok);
+        let now = Instant::now();
+        self.health
+            .primary_up
+            .store(primary_pos.is_some(), Ordering::Relaxed);
+        self.metrics
+            .db_primary_up
+            .set(i64::from(primary_pos.is_some()));
+        if let Some(pos) = primary_pos {
+            if samples.back().is_none_or(|(_, p)| *p != pos) {
+                samples.push_back((now, pos));
+            } else if let Some(last) = samples.back_mut() {
+                // Same position: only the newest time matters for "caught up".
+                last.0 = now;
+            }
+            while samples.len() > 256 {
+                samples.pop_front();
+            }
+        }
+        let Some(replica) = &self.replica else {
+            return;
+        };
+        let replica_pos = tokio::time::timeout(t, gtid_pos(replica, "gtid_slave_pos"))
+            .await
+            .ok()
+            .and_then(Result::ok);
+        let Some(rpos) = replica_pos else {
+            self.set_replica(false, true, None);
+            return;
+        };
+        let lag = samples
+            .iter()
+            .find(|(_, p)| !rpos.covers(p))
+            .map_or(Duration::ZERO, |(t0, _)| now.saturating_duration_since(*t0));
+        if let Ok(mut p) = self.health.replica_pos.lock() {
+            *p = rpos;
+        }
+        let usable = lag <= self.config.max_replica_lag;
+        self.set_replica(usable, false, Some(lag));
+    }
+
+    fn set_replica(&self, usable: bool, down: bool, lag: Option<Duration>) {
+        let was = self.health.replica_usable.swap(usable, Ordering::Relaxed);
+        self.health.replica_down.store(down, Ordering::Relaxed);
+        if let Some(lag) = lag {
+            let ms = u64::try_from(lag.as_millis()).unwrap_or(u64::MAX);
+            self.health.replica_lag_ms.store(ms, Ordering::Relaxed);
+            self.metrics.db_replica_lag_seconds.set(lag.as_secs_f64());
+        }
+        self.metrics.db_replica_usable.set(i64::from(usable));
+        if was != usable {
+            if usable {
+                tracing::info!("replica usable again; reads go back to it");
+            } else if down {
+                tracing::warn!("replica unreachable; reads fall back to the primary");
+            } else {
+                let lag_ms = self.health.replica_lag_ms.load(Ordering::Relaxed);
+                tracing::warn!(lag_ms, "replica lagging; reads fall back to the primary");
+            }
+        }
+    }
+
+    /// Runs the health and lag checks until `stop` resolves.
+    pub async fn run_checks(self: Arc<Self>, stop: tokio::sync::watch::Receiver<bool>) {
+        let mut stop = stop;
+        let mut samples = VecDeque::new();
+        let mut tick = tokio::time::interval(self.config.check_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.check(&mut samples).await,
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    fn fallback(&self, why: Fallback) {
+        self.metrics.fallback(why);
+    }
+
+    /// Runs a read with the routing rules above. `f` is called once, or twice when the
+    /// replica fails underneath it.
+    pub async fn read<T, F>(&self, after: Option<&GtidSet>, f: F) -> Result<(T, Role), DbError>
+    where
+        T: Send,
+        F: for<'c> Fn(&'c mut MySqlConnection) -> BoxFuture<'c, Result<T, sqlx::Error>>
+            + Send
+            + Sync,
+    {
+        let timeout = self.config.query_timeout;
+        match (&self.replica, self.replica_usable()) {
+            (None, _) => self.fallback(Fallback::NoReplica),
+            (Some(_), false) => {
+                self.fallback(if self.health.replica_down.load(Ordering::Relaxed) {
+                    Fallback::ReplicaDown
+                } else {
+                    Fallback::ReplicaLagging
+                });
+            }
+            (Some(replica), true) => match self.on_replica(replica, after, &f, timeout).await {
+                Ok(Some(v)) => {
+                    self.metrics.read(Role::Replica);
+                    return Ok((v, Role::Replica));
+                }
+                Ok(None) => self.fallback(Fallback::GtidWait),
+                Err(e) if is_connection_error(&e) => {
+                    tracing::warn!(error = %e, "replica read failed; retrying on the primary");
+                    self.set_replica(false, true, None);
+                    self.fallback(Fallback::ReplicaError);
+                }
+                Err(e) => return Err(e.into()),
+            },
+        }
+        let v = self.on_primary(&f, timeout).await?;
+        self.metrics.read(Role::Primary);
+        Ok((v, Role::Primary))
+    }
+
+    /// `Ok(None)`: the replica has not applied `after` within `gtid_wait`.
+    async fn on_replica<T, F>(
+        &self,
+        replica: &MySqlPool,
+        after: Option<&GtidSet>,
+        f: &F,
+        timeout: Duration,
+    ) -> Result<Option<T>, sqlx::Error>
+    where
+        F: for<'c> Fn(&'c mut MySqlConnection) -> BoxFuture<'c, Result<T, sqlx::Error>>,
+    {
+        let mut conn = replica.acquire().await?;
+        let run = async {
+            if let Some(gtid) = after.filter(|g| !g.is_empty()) {
+                let seen = self
+                    .health
+                    .replica_pos
+                    .lock()
+                    .map(|p| p.covers(gtid))
+                    .unwrap_or(false);
+                if !seen {
+                    let waited: Option<i64> = sqlx::query_scalar("SELECT MASTER_GTID_WAIT(?, ?)")
+                        .bind(gtid.to_string())
+                        .bind(self.config.gtid_wait.as_secs_f64())
+                        .fetch_one(&mut *conn)
+                        .await?;
+                    if waited != Some(0) {
+                        return Ok(None);
+                    }
+                }
+            }
+            f(&mut conn).await.map(Some)
+        };
+        tokio::time::timeout(timeout, run)
+            .await
+            .unwrap_or(Err(sqlx::Error::PoolTimedOut))
+    }
+
+    async fn on_primary<T, F>(&self, f: &F, timeout: Duration) -> Result<T, DbError>
+    where
+        F: for<'c> Fn(&'c mut MySqlConnection) -> BoxFuture<'c, Result<T, sqlx::Error>>,
+    {
+        let run = async {
+            let mut conn = self.primary.acquire().await?;
+            f(&mut conn).await
+        };
+        match tokio::time::timeout(timeout, run).await {
+            Ok(r) => r.map_err(|e| {
+                self.metrics.db_error(Role::Primary);
+                DbError::from(e)
+            }),
+            Err(_) => {
+                self.metrics.db_error(Role::Primary);
+                Err(DbError::Unavailable("primary query timed out".into()))
+            }
+        }
+    }
+
+    /// Runs a write on the primary and returns its result with the GTID it committed
+    /// (absent when the write changed nothing). `f` manages its own transaction if it
+    /// needs one; reads inside it run on the same primary connection.
+    pub async fn write<T, F>(&self, f: F) -> Result<(T, Option<GtidSet>), DbError>
+    where
+        T: Send,
+        F: for<'c> FnOnce(&'c mut MySqlConnection) -> BoxFuture<'c, Result<T, DbError>> + Send,
+    {
+        let run = async {
+            let mut conn = self.primary.acquire().await.map_err(DbError::from)?;
+            let v = f(&mut conn).await?;
+            let gtid: Option<String> = sqlx::query_scalar("SELECT CAST(@@last_gtid AS CHAR)")
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(DbError::from)?;
+            Ok::<_, DbError>((v, gtid.as_deref().and_then(GtidSet::parse)))
+        };
+        let r = match tokio::time::timeout(self.config.query_timeout, run).await {
+            Ok(r) => r,
+            Err(_) => Err(DbError::Unavailable("primary write timed out".into())),
+        };
+        match &r {
+            Ok(_) => {
+                self.metrics.db_writes.inc();
+            }
+            Err(_) => self.metrics.db_error(Role::Primary),
+        }
+        r.map(|(v, g)| (v, g.filter(|g| !g.is_empty())))
+    }
+
+    /// Closes both pools (shutdown).
+    pub async fn close(&self) {
+        self.primary.close().await;
+        if let Some(r) = &self.replica {
+            r.close().await;
+        }
+    }
+}
+
+async fn gtid_pos(pool: &MySqlPool, var: &str) -> Result<GtidSet, sqlx::Error> {
+    // The variable name is one of two constants, never input.
+    let sql = match var {
+        "gtid_binlog_pos" => "SELECT CAST(@@gtid_binlog_pos AS CHAR)",
+        _ => "SELECT CAST(@@gtid_slave_pos AS CHAR)",
+    };
+    let row = sqlx::query(sql).fetch_one(pool).await?;
+    let text: Option<String> = row.try_get(0)?;
+    GtidSet::parse(text.as_deref().unwrap_or(""))
+        .ok_or_else(|| sqlx::Error::Protocol(format!("unparsable GTID position from {var}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn g(s: &str) -> GtidSet {
+        GtidSet::parse(s).unwrap()
+    }
+
+    #[test]
+    fn gtid_parsing() {
+        let check = |input: &str, expected: Option<&str>| {
+            assert_eq!(
+                GtidSet::parse(input).map(|s| s.to_string()).as_deref(),
+                expected,
+                "{input}"
+            );
+        };
+        check("0-1-42", Some("0-1-42"));
+        check(" 0-1-42 , 1-2-7 ", Some("0-1-42,1-2-7"));
+        check("", Some(""));
+        check("0-1-5,0-1-9", Some("0-1-9"));
+        check("0-1", None);
+        check("a-1-2", None);
+        check("0-1-2-3", None);
+        check("0-1--2", None);
+        check("0-1-18446744073709551616", None);
+        check(&vec!["0-1-1"; 17].join(","), None);
+    }
+
+    #[test]
+    fn gtid_coverage() {
+        assert!(g("0-1-42").covers(&g("0-1-42")));
+        assert!(g("0-1-43").covers(&g("0-1-42")));
+        assert!(!g("0-1-41").covers(&g("0-1-42")));
+        assert!(!g("1-1-100").covers(&g("0-1-1")));
+        assert!(g("0-1-5,1-1-5").covers(&g("1-1-5")));
+        assert!(g("").covers(&g("")));
+        assert!(!g("").covers(&g("0-1-1")));
+    }
+}

@@ -1,0 +1,240 @@
+//! The web server's Prometheus metrics (`rampart_web_*`). Labels come only from bounded
+//! sets: route names fixed in code, methods folded to a known list, status classes,
+//! database roles and fallback reasons.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+use crate::db::{Fallback, Role};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: &'static str,
+    pub method: &'static str,
+    pub code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RoleLabels {
+    pub role: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabels {
+    pub role: &'static str,
+    pub state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub duration: Family<RouteLabels, Histogram>,
+    pub db_reads: Family<RoleLabels, Counter>,
+    pub db_fallbacks: Family<ReasonLabels, Counter>,
+    pub db_writes: Counter,
+    pub db_errors: Family<RoleLabels, Counter>,
+    pub db_pool: Family<PoolLabels, Gauge>,
+    pub db_primary_up: Gauge,
+    pub db_replica_usable: Gauge,
+    pub db_replica_lag_seconds: Gauge<f64, AtomicU64>,
+    pub connections_open: Gauge,
+    pub connections_rejected: Family<ReasonLabels, Counter>,
+    pub access_log_dropped: Counter,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new([
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    ])
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("rampart_web");
+        let m = Metrics {
+            registry: Registry::default(),
+            requests: Family::default(),
+            duration: Family::new_with_constructor(latency_histogram),
+            db_reads: Family::default(),
+            db_fallbacks: Family::default(),
+            db_writes: Counter::default(),
+            db_errors: Family::default(),
+            db_pool: Family::default(),
+            db_primary_up: Gauge::default(),
+            db_replica_usable: Gauge::default(),
+            db_replica_lag_seconds: Gauge::default(),
+            connections_open: Gauge::default(),
+            connections_rejected: Family::default(),
+            access_log_dropped: Counter::default(),
+        };
+        registry.register(
+            "requests",
+            "HTTP requests by route, method and status class",
+            m.requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from request head to response head, by route",
+            m.duration.clone(),
+        );
+        registry.register(
+            "db_reads",
+            "Database reads by the role that served them",
+            m.db_reads.clone(),
+        );
+        registry.register(
+            "db_read_fallbacks",
+            "Reads sent to the primary instead of the replica, by reason",
+            m.db_fallbacks.clone(),
+        );
+        registry.register(
+            "db_writes",
+            "Database writes committed",
+            m.db_writes.clone(),
+        );
+        registry.register(
+            "db_errors",
+            "Database calls that failed, by role",
+            m.db_errors.clone(),
+        );
+        registry.register(
+            "db_pool_connections",
+            "Pooled database connections by role and state (idle, in_use)",
+            m.db_pool.clone(),
+        );
+        registry.register(
+            "db_primary_up",
+            "Whether the last check reached the primary",
+            m.db_primary_up.clone(),
+        );
+        registry.register(
+            "db_replica_usable",
+            "Whether reads currently go to the replica",
+            m.db_replica_usable.clone(),
+        );
+        registry.register(
+            "db_replica_lag_seconds",
+            "The replica's lag behind the primary as last measured",
+            m.db_replica_lag_seconds.clone(),
+        );
+        registry.register(
+            "connections_open",
+            "Client connections open now",
+            m.connections_open.clone(),
+        );
+        registry.register(
+            "connections_rejected",
+            "Client connections refused, by reason (limit, not_allowed, tls)",
+            m.connections_rejected.clone(),
+        );
+        registry.register(
+            "access_log_dropped",
+            "Access log lines dropped because the writer fell behind",
+            m.access_log_dropped.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    pub fn encode(&self) -> String {
+        rampart_telemetry::metrics::encode(&self.registry)
+    }
+
+    pub fn read(&self, role: Role) {
+        self.db_reads
+            .get_or_create(&RoleLabels {
+                role: role.as_str(),
+            })
+            .inc();
+    }
+
+    pub fn fallback(&self, why: Fallback) {
+        self.db_fallbacks
+            .get_or_create(&ReasonLabels {
+                reason: why.as_str(),
+            })
+            .inc();
+    }
+
+    pub fn db_error(&self, role: Role) {
+        self.db_errors
+            .get_or_create(&RoleLabels {
+                role: role.as_str(),
+            })
+            .inc();
+    }
+
+    pub fn rejected(&self, reason: &'static str) {
+        self.connections_rejected
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    pub fn pool(&self, role: Role, size: u32, idle: usize) {
+        let idle = i64::try_from(idle).unwrap_or(i64::MAX);
+        let size = i64::from(size);
+        self.db_pool
+            .get_or_create(&PoolLabels {
+                role: role.as_str(),
+                state: "idle",
+            })
+            .set(idle);
+        self.db_pool
+            .get_or_create(&PoolLabels {
+                role: role.as_str(),
+                state: "in_use",
+            })
+            .set((size - idle).max(0));
+    }
+}
+
+/// Status code → class label.
+pub fn code_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// Method → bounded label.
+pub fn method_label(m: &http::Method) -> &'static str {
+    match *m {
+        http::Method::GET => "GET",
+        http::Method::HEAD => "HEAD",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::DELETE => "DELETE",
+        http::Method::PATCH => "PATCH",
+        http::Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}

@@ -1,0 +1,78 @@
+//! Schema migrations, run on the primary when a web server starts. Idempotent and safe
+//! to run from several web servers at once: a named lock (`GET_LOCK`, which needs no
+//! privilege) serializes them, `schema_migrations` records what ran, and every statement
+//! is itself re-runnable. New migrations are appended to [`MIGRATIONS`], never edited.
+
+use sqlx::mysql::MySqlConnection;
+
+use crate::db::DbError;
+
+/// (version, statement). Each statement is sent as a prepared statement.
+pub const MIGRATIONS: &[(u32, &str)] = &[
+    (
+        1,
+        "CREATE TABLE IF NOT EXISTS users (
+            id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+            name VARCHAR(100) NOT NULL,
+            email VARCHAR(254) NOT NULL,
+            created_at DATETIME(6) NOT NULL,
+            UNIQUE KEY users_email (email)
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
+    ),
+    (
+        2,
+        "CREATE TABLE IF NOT EXISTS messages (
+            id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+            user_id BIGINT UNSIGNED NOT NULL,
+            body TEXT NOT NULL,
+            created_at DATETIME(6) NOT NULL,
+            KEY messages_user (user_id),
+            CONSTRAINT messages_user_fk FOREIGN KEY (user_id) REFERENCES users (id)
+        ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
+    ),
+];
+
+/// Applies every migration not yet recorded; returns how many ran.
+pub async fn migrate(conn: &mut MySqlConnection) -> Result<usize, DbError> {
+    let locked: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK('rampart_schema', 30)")
+        .fetch_one(&mut *conn)
+        .await?;
+    if locked != Some(1) {
+        return Err(DbError::Unavailable(
+            "another web server holds the schema lock".into(),
+        ));
+    }
+    let result = apply(conn).await;
+    let _ = sqlx::query("SELECT RELEASE_LOCK('rampart_schema')")
+        .execute(&mut *conn)
+        .await;
+    result
+}
+
+async fn apply(conn: &mut MySqlConnection) -> Result<usize, DbError> {
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version INT UNSIGNED NOT NULL PRIMARY KEY,
+            applied_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)
+        ) ENGINE=InnoDB",
+    )
+    .execute(&mut *conn)
+    .await?;
+    let done: Vec<u32> = sqlx::query_scalar("SELECT version FROM schema_migrations")
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut applied = 0;
+    for (version, sql) in MIGRATIONS {
+        if done.contains(version) {
+            continue;
+        }
+        sqlx::query(sql).execute(&mut *conn).await?;
+        sqlx::query("INSERT IGNORE INTO schema_migrations (version) VALUES (?)")
+            .bind(version)
+            .execute(&mut *conn)
+            .await?;
+        tracing::info!(version, "schema migration applied");
+        applied += 1;
+    }
+    Ok(applied)
+}

@@ -3,6 +3,7 @@
 //! no I/O beyond reading a config file in [`config`], and never touches the host.
 
 pub mod config;
+pub mod render;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -200,7 +201,9 @@ mod tests {
         addrs.sort();
         addrs.dedup();
         assert_eq!(addrs.len(), t.hosts.len());
-        assert!(addrs.iter().all(|a| a.octets()[0] == 127 && a.octets()[1] == 7));
+        assert!(addrs
+            .iter()
+            .all(|a| a.octets()[0] == 127 && a.octets()[1] == 7));
         let db1 = t.host("db1").map(|h| t.sock(h, Segment::Data, t.ports.db));
         assert_eq!(db1, Some("127.7.2.21:3306".parse().unwrap()));
     }

@@ -1,0 +1,247 @@
+//! Renders each host's service config from the topology: a pure function from topology
+//! and state directory to TOML text, so `rampart up` and (later) `rampart render` write
+//! the same files and tests can check them without starting anything.
+//!
+//! Choices for the built-in topology: the load balancer names the chosen backend in
+//! `X-Served-By` and the web servers name the database role in `X-Db-Role`, so a user can
+//! watch round robin and the read/write split; traffic from the load balancer to the web
+//! servers is mutual TLS with the local CA; the web servers accept connections only from
+//! the load balancer's address.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::{Host, Mode, Role, Segment, Topology};
+
+/// Where things live in the state directory. Every path `rampart up` uses comes from
+/// here.
+#[derive(Clone, Debug)]
+pub struct StatePaths {
+    pub root: PathBuf,
+}
+
+impl StatePaths {
+    pub fn new(root: &Path) -> Self {
+        Self {
+            root: root.to_owned(),
+        }
+    }
+    pub fn certs(&self) -> PathBuf {
+        self.root.join("certs")
+    }
+    pub fn ca(&self) -> PathBuf {
+        self.certs().join("ca.pem")
+    }
+    pub fn secrets(&self) -> PathBuf {
+        self.root.join("secrets")
+    }
+    pub fn host(&self, name: &str) -> PathBuf {
+        self.root.join("hosts").join(name)
+    }
+}
+
+/// Quotes a string as a TOML basic string.
+fn q(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04X}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn p(path: &Path) -> String {
+    q(&path.to_string_lossy())
+}
+
+/// The `rampart web` config of `host`.
+pub fn web_config(t: &Topology, host: &Host, state: &StatePaths) -> String {
+    let certs = state.certs();
+    let dir = state.host(&host.name);
+    let secrets = state.secrets();
+    let lb_sources: Vec<String> = t
+        .with_role(Role::Lb)
+        .map(|lb| q(&t.source_addr(lb, Segment::App).to_string()))
+        .collect();
+    let primary = t
+        .with_role(Role::DbPrimary)
+        .next()
+        .map(|h| t.sock(h, Segment::Data, t.ports.db).to_string());
+    let replica = t
+        .with_role(Role::DbReplica)
+        .next()
+        .map(|h| t.sock(h, Segment::Data, t.ports.db).to_string());
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# Written by `rampart up` from the topology; rewritten on every start."
+    );
+    let _ = writeln!(s, "name = {}\n", q(&host.name));
+    let _ = writeln!(s, "[listen]");
+    let _ = writeln!(
+        s,
+        "app = {}",
+        q(&t.sock(host, Segment::App, t.ports.web).to_string())
+    );
+    let _ = writeln!(
+        s,
+        "admin = {}",
+        q(&t.sock(host, Segment::Mgmt, t.ports.web_admin).to_string())
+    );
+    let _ = writeln!(s, "allow_from = [{}]\n", lb_sources.join(", "));
+    let _ = writeln!(s, "[tls]");
+    let _ = writeln!(s, "cert = {}", p(&certs.join(format!("{}.pem", host.name))));
+    let _ = writeln!(s, "key = {}", p(&certs.join(format!("{}.key", host.name))));
+    let _ = writeln!(s, "client_ca = {}\n", p(&state.ca()));
+    let _ = writeln!(s, "[site]");
+    let _ = writeln!(s, "root = {}", p(&dir.join("site")));
+    let _ = writeln!(s, "install_default = true\n");
+    if let Some(primary) = primary {
+        let _ = writeln!(s, "[database]");
+        let _ = writeln!(s, "primary = {}", q(&primary));
+        if let Some(r) = replica {
+            let _ = writeln!(s, "replica = {}", q(&r));
+        }
+        let _ = writeln!(s, "password_file = {}", p(&secrets.join("db-app.password")));
+        let _ = writeln!(s, "migrate_user = \"foobar_migrate\"");
+        let _ = writeln!(
+            s,
+            "migrate_password_file = {}",
+            p(&secrets.join("db-migrate.password"))
+        );
+        let _ = writeln!(s, "role_header = true\n");
+    }
+    let _ = writeln!(s, "[log]");
+    let _ = writeln!(s, "access_log = {}", p(&dir.join("access.log")));
+    s
+}
+
+/// The `rampart lb` config of `host`.
+pub fn lb_config(t: &Topology, host: &Host, state: &StatePaths) -> String {
+    let certs = state.certs();
+    let dir = state.host(&host.name);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# Written by `rampart up` from the topology; rewritten on every start."
+    );
+    let _ = writeln!(s, "[listen]");
+    let _ = writeln!(
+        s,
+        "https = {}",
+        q(&t.sock(host, Segment::Public, t.ports.lb_https).to_string())
+    );
+    let _ = writeln!(
+        s,
+        "http = {}",
+        q(&t.sock(host, Segment::Public, t.ports.lb_http).to_string())
+    );
+    let _ = writeln!(
+        s,
+        "admin = {}\n",
+        q(&t.sock(host, Segment::Mgmt, t.ports.lb_admin).to_string())
+    );
+    let _ = writeln!(s, "[[tls.certificates]]");
+    let _ = writeln!(s, "cert = {}", p(&certs.join("site.pem")));
+    let _ = writeln!(s, "key = {}\n", p(&certs.join("site.key")));
+    let _ = writeln!(s, "[balance]");
+    let _ = writeln!(s, "served_by_header = \"X-Served-By\"\n");
+    for web in t.with_role(Role::Web) {
+        let _ = writeln!(s, "[[backends]]");
+        let _ = writeln!(s, "name = {}", q(&web.name));
+        let _ = writeln!(
+            s,
+            "address = {}",
+            q(&t.sock(web, Segment::App, t.ports.web).to_string())
+        );
+        let _ = writeln!(s, "tls = true");
+        let _ = writeln!(s, "tls_server_name = {}\n", q(&web.name));
+    }
+    let _ = writeln!(s, "[backend_tls]");
+    let _ = writeln!(s, "ca = {}", p(&state.ca()));
+    let _ = writeln!(
+        s,
+        "client_cert = {}",
+        p(&certs.join(format!("{}.pem", host.name)))
+    );
+    let _ = writeln!(
+        s,
+        "client_key = {}\n",
+        p(&certs.join(format!("{}.key", host.name)))
+    );
+    let _ = writeln!(s, "[health]");
+    let _ = writeln!(s, "path = \"/healthz\"");
+    let _ = writeln!(s, "interval = \"1s\"");
+    let _ = writeln!(s, "fall = 2\n");
+    if t.mode == Mode::Local {
+        let _ = writeln!(
+            s,
+            "# Local mode: every client arrives from 127.0.0.1, so a per-client rate limit\n\
+             # would be one bucket for everyone; it is off here and on in isolated mode."
+        );
+        let _ = writeln!(s, "[limits]");
+        let _ = writeln!(s, "rate_limit_per_second = 0.0\n");
+    }
+    let _ = writeln!(s, "[log]");
+    let _ = writeln!(s, "access_log = {}", p(&dir.join("access.log")));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_quoting() {
+        assert_eq!(q("a\"b\\c\nd\u{1}"), "\"a\\\"b\\\\c\\nd\\u0001\"");
+    }
+
+    #[test]
+    fn local_web_config_points_at_its_databases_and_trusts_only_the_lb() {
+        let t = Topology::default_for(Mode::Local, 0);
+        let web1 = t.host("web1").unwrap();
+        let s = web_config(&t, web1, &StatePaths::new(Path::new("/st")));
+        for needle in [
+            "name = \"web1\"",
+            "app = \"127.0.1.11:8443\"",
+            "admin = \"127.0.1.11:9181\"",
+            "allow_from = [\"127.0.0.1\"]",
+            "cert = \"/st/certs/web1.pem\"",
+            "client_ca = \"/st/certs/ca.pem\"",
+            "primary = \"127.0.2.21:3306\"",
+            "replica = \"127.0.2.22:3306\"",
+            "role_header = true",
+            "access_log = \"/st/hosts/web1/access.log\"",
+        ] {
+            assert!(s.contains(needle), "{needle} missing in\n{s}");
+        }
+    }
+
+    #[test]
+    fn isolated_lb_config_uses_public_and_app_addresses() {
+        let t = Topology::default_for(Mode::Isolated, 0);
+        let lb = t.host("lb1").unwrap();
+        let s = lb_config(&t, lb, &StatePaths::new(Path::new("/st")));
+        for needle in [
+            "https = \"203.0.113.10:443\"",
+            "http = \"203.0.113.10:80\"",
+            "admin = \"198.18.9.10:9180\"",
+            "address = \"198.18.1.11:8443\"",
+            "address = \"198.18.1.12:8443\"",
+            "tls_server_name = \"web2\"",
+            "client_cert = \"/st/certs/lb1.pem\"",
+        ] {
+            assert!(s.contains(needle), "{needle} missing in\n{s}");
+        }
+        assert!(!s.contains("rate_limit_per_second"));
+    }
+}

@@ -1,5 +1,8 @@
 //! Touches the host: child processes (mariadbd and rampart's own services), pid files and
 //! the state directory. Only this crate starts, signals or stops processes.
 
+pub mod local;
 pub mod mariadb;
 pub mod process;
+
+pub use process::InfraError;

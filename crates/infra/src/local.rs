@@ -66,7 +66,7 @@ pub struct ServiceStatus {
     /// The service's main port.
     pub port: u16,
     /// Every port it listens on, by purpose.
-    pub ports: Vec<(&'static str, u16)>,
+    pub ports: std::collections::BTreeMap<&'static str, u16>,
     /// `running` (process alive and main port accepting), `starting` (alive, port not
     /// yet accepting) or `stopped`.
     pub state: &'static str,
@@ -257,7 +257,7 @@ impl Local {
             .join(format!("{}.toml", svc.name()))
     }
 
-    fn ports(&self, host: &Host, svc: Service) -> Vec<(&'static str, u16)> {
+    fn ports(&self, host: &Host, svc: Service) -> std::collections::BTreeMap<&'static str, u16> {
         let p = &self.topology.ports;
         match svc {
             Service::Mariadb => vec![("mysql", p.db)],
@@ -524,7 +524,11 @@ impl Local {
                     .iter()
                     .map(|&svc| {
                         let ports = self.ports(h, svc);
-                        let port = ports.first().map_or(0, |p| p.1);
+                        let port = match svc {
+                            Service::Mariadb => self.topology.ports.db,
+                            Service::Web => self.topology.ports.web,
+                            Service::Lb => self.topology.ports.lb_https,
+                        };
                         let pid = process::running(&self.pid_file(h, svc));
                         let accepting = TcpStream::connect_timeout(
                             &SocketAddr::new(h.local.into(), port),

@@ -19,6 +19,14 @@ struct Cli {
     command: Command,
 }
 
+/// The state directory shared by up, down, status, stop and start.
+#[derive(clap::Args, Debug)]
+struct StateArg {
+    /// Where certificates, database data, configs, logs and pid files live.
+    #[arg(long = "state", env = "RAMPART_STATE", default_value = ".rampart")]
+    dir: PathBuf,
+}
+
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Lb,
@@ -38,6 +46,49 @@ enum Command {
         /// Path to the web server config (TOML).
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Bring up the whole topology: certificates, db1 and db2 with replication, web1,
+    /// web2 and lb1. Stays attached (Ctrl-C stops everything) unless -d.
+    Up {
+        /// Run every host as processes on its own loopback address (no root needed).
+        #[arg(long)]
+        local: bool,
+        /// Detach once everything is ready; `rampart down` stops it.
+        #[arg(short, long)]
+        detach: bool,
+        /// Local mode's address block: hosts get 127.NET.x.y.
+        #[arg(long, default_value_t = 0)]
+        net: u8,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Stop everything `up` started; --purge also deletes the state directory.
+    Down {
+        /// Remove the state directory (certificates, database data, logs) too.
+        #[arg(long)]
+        purge: bool,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Show every host and service with its state.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Stop one host's services (for failure drills).
+    Stop {
+        host: String,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Start one host's services again and wait until they are ready.
+    Start {
+        host: String,
+        #[command(flatten)]
+        state: StateArg,
     },
     /// Validate a config file and the files it names, without starting anything.
     Check {
@@ -76,6 +127,16 @@ pub fn main() -> ExitCode {
         },
         Command::Lb { config } => lb(&config),
         Command::Web { config } => web(&config),
+        Command::Up {
+            local,
+            detach,
+            net,
+            state,
+        } => up(&state.dir, local, detach, net),
+        Command::Down { purge, state } => down(&state.dir, purge),
+        Command::Status { json, state } => status(&state.dir, json),
+        Command::Stop { host, state } => host_cmd(&state.dir, &host, false),
+        Command::Start { host, state } => host_cmd(&state.dir, &host, true),
     }
 }
 
@@ -290,4 +351,205 @@ async fn run_web(config: rampart_web::Config) -> anyhow::Result<ExitCode> {
     web.serve(listeners, terminated()?, || {}).await?;
     tracing::info!("web server stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+fn self_exe() -> anyhow::Result<PathBuf> {
+    std::env::current_exe().context("finding the rampart binary")
+}
+
+fn up(state: &Path, local: bool, detach: bool, net: u8) -> ExitCode {
+    if !local {
+        eprintln!(
+            "rampart up: isolated mode (network namespaces) is not built yet; running in local mode"
+        );
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("rampart up: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run_up(state, detach, net)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rampart up: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_up(state: &Path, detach: bool, net: u8) -> anyhow::Result<ExitCode> {
+    use rampart_infra::local::Local;
+    use std::sync::atomic::Ordering;
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut local = Local::new(state, net, self_exe()?)?;
+    let cancel = std::sync::Arc::clone(&local.cancel);
+    println!(
+        "rampart: bringing up the topology in local mode (state in {})",
+        local.paths.root.display()
+    );
+    let started = std::time::Instant::now();
+    let work = tokio::task::spawn_blocking(move || {
+        let mut step = 0;
+        let r = local.up(&mut |what, took| {
+            step += 1;
+            println!("  [{step}] {what:<40} {:>6.2}s", took.as_secs_f64());
+        });
+        (local, r)
+    });
+    tokio::pin!(work);
+    let mut interrupted = false;
+    let (mut local, result) = loop {
+        tokio::select! {
+            r = &mut work => break r?,
+            _ = int.recv(), if !interrupted => { interrupted = true; cancel.store(true, Ordering::Relaxed); eprintln!("rampart: interrupted; stopping what was started"); }
+            _ = term.recv(), if !interrupted => { interrupted = true; cancel.store(true, Ordering::Relaxed); }
+        }
+    };
+    if let Err(e) = result {
+        let _ = local.down();
+        if interrupted {
+            return Ok(ExitCode::FAILURE);
+        }
+        return Err(e.into());
+    }
+    println!(
+        "rampart is up in {:.1}s: https://{}:{}/ through lb1\n\nTry:\n{}",
+        started.elapsed().as_secs_f64(),
+        local.topology.site_names[0],
+        local.topology.ports.lb_https,
+        local.next_steps()
+    );
+    if detach {
+        println!("Detached. `rampart status` shows it; `rampart down` stops it.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("Ctrl-C stops everything.");
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = int.recv() => break,
+            _ = term.recv() => break,
+            _ = tick.tick() => local.reap(),
+        }
+    }
+    println!("rampart: stopping");
+    let stopped = local.down()?;
+    println!("rampart: stopped {}", stopped.join(", "));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn down(state: &Path, purge: bool) -> ExitCode {
+    let result = (|| -> anyhow::Result<()> {
+        let mut local = rampart_infra::local::Local::open(state, self_exe()?)?;
+        let stopped = local.down()?;
+        if stopped.is_empty() {
+            println!("nothing was running");
+        } else {
+            println!("stopped {}", stopped.join(", "));
+        }
+        if purge {
+            let root = local.paths.root.clone();
+            std::fs::remove_dir_all(&root)
+                .with_context(|| format!("removing {}", root.display()))?;
+            println!("removed {}", root.display());
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rampart down: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn status(state: &Path, json: bool) -> ExitCode {
+    let local = match self_exe().and_then(|bin| Ok(rampart_infra::local::Local::open(state, bin)?))
+    {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("rampart status: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let st = local.status();
+    if json {
+        match serde_json::to_string_pretty(&st) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("rampart status: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+    println!(
+        "mode {}  state {}  site {}",
+        st.mode,
+        st.state_dir.display(),
+        st.url
+    );
+    println!(
+        "{:<9} {:<11} {:<14} {:<8} {:<6} {:<9} pid",
+        "host", "role", "address", "service", "port", "state"
+    );
+    for h in &st.hosts {
+        if h.services.is_empty() {
+            println!(
+                "{:<9} {:<11} {:<14} {:<8}",
+                h.name,
+                h.role,
+                h.addresses.join(","),
+                "-"
+            );
+        }
+        for s in &h.services {
+            println!(
+                "{:<9} {:<11} {:<14} {:<8} {:<6} {:<9} {}",
+                h.name,
+                h.role,
+                h.addresses.join(","),
+                s.name,
+                s.port,
+                s.state,
+                s.pid.map_or_else(|| "-".to_owned(), |p| p.to_string())
+            );
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn host_cmd(state: &Path, host: &str, start: bool) -> ExitCode {
+    let result = (|| -> anyhow::Result<bool> {
+        let mut local = rampart_infra::local::Local::open(state, self_exe()?)?;
+        let t = std::time::Instant::now();
+        let changed = if start {
+            local.start_host(host)?
+        } else {
+            local.stop_host(host)?
+        };
+        let verb = match (start, changed) {
+            (true, true) => "started and ready",
+            (true, false) => "already running",
+            (false, true) => "stopped",
+            (false, false) => "was not running",
+        };
+        println!("{host}: {verb} ({:.2}s)", t.elapsed().as_secs_f64());
+        Ok(changed)
+    })();
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rampart {}: {e:#}", if start { "start" } else { "stop" });
+            ExitCode::FAILURE
+        }
+    }
 }

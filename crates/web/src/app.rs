@@ -314,9 +314,13 @@ fn rfc3339(t: PrimitiveDateTime) -> String {
         .unwrap_or_default()
 }
 
+/// Now, at the microsecond resolution `DATETIME(6)` stores, so a write's answer matches
+/// what a later read returns.
 fn now_utc() -> PrimitiveDateTime {
     let now = time::OffsetDateTime::now_utc();
-    PrimitiveDateTime::new(now.date(), now.time())
+    let t = now.time();
+    let t = t.replace_microsecond(t.microsecond()).unwrap_or(t);
+    PrimitiveDateTime::new(now.date(), t)
 }
 
 type UserRow = (u64, String, String, PrimitiveDateTime);

@@ -52,6 +52,10 @@ type Compressor = fn(&[u8]) -> io::Result<Vec<u8>>;
 /// The precompressed variants installed beside each compressible file, by extension.
 const VARIANTS: [(&str, Compressor); 2] = [("gz", gzip), ("br", brotli)];
 
+/// Seconds since the Unix epoch of every installed default-site file's modification time
+/// (2026-01-01T00:00:00Z); see [`install_default`].
+pub const SITE_EPOCH_SECS: u64 = 1_767_225_600;
+
 /// Writes the embedded default site into `dir` (created if missing), plus `.gz` and `.br`
 /// variants of the compressible files (css, svg, txt), and returns the paths written.
 ///
@@ -62,6 +66,11 @@ const VARIANTS: [(&str, Compressor); 2] = [("gz", gzip), ("br", brotli)];
 /// a file after its variants exist). Each file is written to a hidden temporary name and
 /// then hard-linked into place, which fails rather than replaces if the name exists, so a
 /// concurrent reader or a second installer never sees a partial file.
+///
+/// Every installed file gets the same modification time, [`SITE_EPOCH_SECS`]: ETags and
+/// `Last-Modified` derive from it, and web servers behind one load balancer must agree on
+/// them or a revalidation that reaches the other server misses (as deploy tools preserve
+/// mtimes for the same reason).
 pub fn install_default(dir: &Path) -> io::Result<Vec<PathBuf>> {
     fs::create_dir_all(dir).map_err(|error| context(dir, &error))?;
     let mut written = Vec::new();
@@ -116,6 +125,11 @@ fn write_then_link(temporary: &Path, path: &Path, bytes: &[u8]) -> io::Result<bo
         .open(temporary)
         .map_err(|error| context(temporary, &error))?;
     file.write_all(bytes)
+        .and_then(|()| {
+            file.set_modified(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(SITE_EPOCH_SECS),
+            )
+        })
         .and_then(|()| file.sync_all())
         .map_err(|error| context(temporary, &error))?;
     drop(file);

@@ -1,0 +1,627 @@
+//! The whole request path on one machine with the real binary: `rampart up --local`
+//! brings up real MariaDB (primary and replica), two `rampart web` servers and the load
+//! balancer; curl talks HTTPS to the load balancer, and the `mariadb` client checks the
+//! databases directly. Failure drills use `rampart stop`/`start` under bounded loops.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rampart_test_support::client::tool;
+use rampart_test_support::eventually;
+
+const RAMPART: &str = env!("CARGO_BIN_EXE_rampart");
+
+/// A detached local topology in a temporary state directory, on its own loopback block
+/// (`127.<net>.x.y`) so tests run side by side. Dropping it runs `rampart down --purge`.
+struct Stack {
+    state: tempfile::TempDir,
+    net: u8,
+    curl: PathBuf,
+}
+
+fn net_for(seed: u32) -> u8 {
+    // 100..=249, distinct per process and test so parallel runs don't share addresses.
+    let n = (std::process::id().wrapping_mul(31).wrapping_add(seed)) % 150;
+    u8::try_from(100 + n).unwrap()
+}
+
+fn rampart(state: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(RAMPART)
+        .args(args)
+        .arg("--state")
+        .arg(state)
+        .env("RAMPART_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+fn mariadb_installed() -> bool {
+    let found = Path::new("/usr/sbin/mariadbd").exists() && tool("mariadb", None).is_some();
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "mariadb-server-core is not installed; `./run test` installs it"
+        );
+        eprintln!("SKIPPED: mariadb-server-core is not installed (`./run test` installs it)");
+    }
+    found
+}
+
+#[derive(Debug)]
+#[allow(dead_code)] // stderr is there for assertion messages
+struct Reply {
+    status: u16,
+    headers: String,
+    body: String,
+    stderr: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<String> {
+        let prefix = format!("{}:", name.to_ascii_lowercase());
+        self.headers
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map(|v| v.trim().to_owned())
+    }
+}
+
+impl Stack {
+    fn up(seed: u32) -> Option<Stack> {
+        if !mariadb_installed() {
+            return None;
+        }
+        let curl = tool("curl", None)?;
+        let state = tempfile::Builder::new().prefix("rs").tempdir().unwrap();
+        let net = net_for(seed);
+        let out = rampart(
+            state.path(),
+            &["up", "--local", "-d", "--net", &net.to_string()],
+        );
+        let stack = Stack { state, net, curl };
+        assert!(
+            out.status.success(),
+            "rampart up failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        // Progress step by step with timings, then what to run next.
+        for needle in [
+            "db1 (mariadb) started",
+            "db2 (mariadb) started",
+            "lb1 (lb) started",
+            "curl --cacert",
+            "--resolve www.foobar.com:8443:",
+        ] {
+            assert!(text.contains(needle), "`{needle}` missing from:\n{text}");
+        }
+        Some(stack)
+    }
+
+    fn state(&self) -> &Path {
+        self.state.path()
+    }
+
+    fn lb(&self) -> String {
+        format!("127.{}.1.10", self.net)
+    }
+
+    /// One curl request through the load balancer; `args` go before the URL.
+    fn curl(&self, path: &str, args: &[&str]) -> Reply {
+        let out = Command::new(&self.curl)
+            .args(["-sS", "--max-time", "10", "--path-as-is", "--cacert"])
+            .arg(self.state().join("certs/ca.pem"))
+            .args([
+                "--resolve",
+                &format!("www.foobar.com:8443:{}", self.lb()),
+                "-D",
+                "-",
+            ])
+            .args(args)
+            .arg(format!("https://www.foobar.com:8443{path}"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (headers, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        Reply {
+            status: headers
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0),
+            headers: headers.to_ascii_lowercase(),
+            body: body.to_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    fn post_json(&self, path: &str, body: &str, extra: &[&str]) -> Reply {
+        let mut args = vec![
+            "-H",
+            "content-type: application/json",
+            "--data-binary",
+            body,
+        ];
+        args.extend_from_slice(extra);
+        self.curl(path, &args)
+    }
+
+    /// SQL as root over the instance's local socket.
+    fn root_sql(&self, host: &str, sql: &str) -> String {
+        let inst = rampart_infra::mariadb::Instance {
+            name: host.to_owned(),
+            role: rampart_infra::mariadb::Role::Primary,
+            server_id: 1,
+            bind: format!("127.{}.2.21", self.net).parse().unwrap(),
+            port: 3306,
+            dir: self.state().join("hosts").join(host),
+        };
+        inst.sql(sql).unwrap()
+    }
+
+    /// SQL as the application user over TCP; returns (success, stdout + stderr).
+    fn app_sql(&self, host_addr: &str, sql: &str) -> (bool, String) {
+        let password =
+            std::fs::read_to_string(self.state().join("secrets/db-app.password")).unwrap();
+        let out = Command::new(tool("mariadb", None).unwrap())
+            .args([
+                "--no-defaults",
+                "--protocol=TCP",
+                "-h",
+                host_addr,
+                "-P",
+                "3306",
+            ])
+            .args(["-u", "foobar_app", "foobar", "--batch", "-e", sql])
+            .env("MYSQL_PWD", password.trim())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
+    fn db(&self, host: &str) -> String {
+        match host {
+            "db1" => format!("127.{}.2.21", self.net),
+            _ => format!("127.{}.2.22", self.net),
+        }
+    }
+
+    fn host(&self, verb: &str, host: &str) {
+        let out = rampart(self.state(), &[verb, host]);
+        assert!(
+            out.status.success(),
+            "rampart {verb} {host}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Runs GET `path` over and over (a new connection each time, at most `max`
+    /// requests and 60 s) in a thread while `during` runs, then `settle` more requests;
+    /// returns every status with its `X-Served-By` and `X-Db-Role`.
+    fn under_load(
+        &self,
+        path: &str,
+        max: usize,
+        during: impl FnOnce(),
+        settle: usize,
+    ) -> Vec<(u16, String, String)> {
+        let results = Arc::new(Mutex::new(Vec::new()));
+        let count = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let loader = {
+            let (results, count, stop) = (results.clone(), count.clone(), stop.clone());
+            let curl = self.curl.clone();
+            let ca = self.state().join("certs/ca.pem");
+            let resolve = format!("www.foobar.com:8443:{}", self.lb());
+            let url = format!("https://www.foobar.com:8443{path}");
+            std::thread::spawn(move || {
+                let deadline = std::time::Instant::now() + Duration::from_secs(60);
+                for _ in 0..max {
+                    if stop.load(Ordering::Relaxed) || std::time::Instant::now() > deadline {
+                        break;
+                    }
+                    let out = Command::new(&curl)
+                        .args(["-sS", "--max-time", "10", "-o", "/dev/null", "-D", "-"])
+                        .arg("--cacert")
+                        .arg(&ca)
+                        .args(["--resolve", &resolve, &url])
+                        .output()
+                        .unwrap();
+                    let h = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+                    let status = h
+                        .split_whitespace()
+                        .nth(1)
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(0);
+                    let get = |n: &str| {
+                        h.lines()
+                            .find_map(|l| l.strip_prefix(&format!("{n}:")))
+                            .map(|v| v.trim().to_owned())
+                            .unwrap_or_default()
+                    };
+                    results
+                        .lock()
+                        .unwrap()
+                        .push((status, get("x-served-by"), get("x-db-role")));
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        };
+        eventually("the loop to get going", Duration::from_secs(30), || {
+            (count.load(Ordering::Relaxed) >= 10).then_some(())
+        });
+        during();
+        let target = count.load(Ordering::Relaxed) + settle;
+        eventually("the loop to continue", Duration::from_secs(60), || {
+            (count.load(Ordering::Relaxed) >= target || loader.is_finished()).then_some(())
+        });
+        stop.store(true, Ordering::Relaxed);
+        loader.join().unwrap();
+        let r = results.lock().unwrap().clone();
+        r
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let out = rampart(self.state(), &["down", "--purge"]);
+        if !out.status.success() {
+            eprintln!("rampart down: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+}
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+#[test]
+fn whole_path_through_the_load_balancer() {
+    let Some(stack) = Stack::up(1) else { return };
+
+    // 1. Round robin: consecutive requests alternate between web1 and web2.
+    let served: Vec<String> = (0..6)
+        .map(|_| {
+            let r = stack.curl("/", &[]);
+            assert_eq!(r.status, 200, "{r:?}");
+            assert!(r.body.contains("Recent messages"), "{}", r.body);
+            r.header("x-served-by").unwrap()
+        })
+        .collect();
+    for pair in served.windows(2) {
+        assert_ne!(pair[0], pair[1], "no alternation: {served:?}");
+    }
+    assert!(
+        served.iter().all(|s| s == "web1" || s == "web2"),
+        "{served:?}"
+    );
+
+    // Security headers on every response, HSTS from the load balancer.
+    let home = stack.curl("/", &[]);
+    for h in [
+        "content-security-policy",
+        "x-content-type-options",
+        "x-frame-options",
+        "referrer-policy",
+        "strict-transport-security",
+    ] {
+        assert!(home.header(h).is_some(), "{h} missing: {}", home.headers);
+    }
+
+    // 2. Read-your-writes: a created user is read back at once by the same client
+    // (cookie jar), from the replica or correctly from the primary.
+    let jar = stack.state().join("cookies.txt");
+    let jar = jar.to_str().unwrap();
+    let mut ids = Vec::new();
+    for i in 0..15 {
+        let email = format!("user{i}@example.com");
+        let created = stack.post_json(
+            "/api/users",
+            &format!(r#"{{"name":"User {i}","email":"{email}"}}"#),
+            &["-c", jar],
+        );
+        assert_eq!(created.status, 201, "{created:?}");
+        assert_eq!(created.header("x-db-role").as_deref(), Some("primary"));
+        let gtid = created.header("x-db-gtid").expect("write GTID");
+        assert!(created.header("set-cookie").unwrap().contains(&gtid));
+        let user = json(&created.body);
+        let id = user["id"].as_u64().unwrap();
+        let read = stack.curl(&format!("/api/users/{id}"), &["-b", jar]);
+        assert_eq!(
+            read.status, 200,
+            "read-your-writes failed for {id}: {read:?}"
+        );
+        assert_eq!(json(&read.body)["email"], email.as_str());
+        let role = read.header("x-db-role").unwrap();
+        assert!(role == "replica" || role == "primary", "{role}");
+        ids.push((id, email));
+    }
+    // A message by the first user shows up on the home page, escaped.
+    let (first, _) = ids[0].clone();
+    let msg = stack.post_json(
+        "/api/messages",
+        &format!(r#"{{"user_id":{first},"body":"hello <b>world</b>"}}"#),
+        &["-c", jar],
+    );
+    assert_eq!(msg.status, 201, "{msg:?}");
+    let page = stack.curl("/", &["-b", jar]);
+    assert!(
+        page.body.contains("hello &lt;b&gt;world&lt;/b&gt;"),
+        "{}",
+        page.body
+    );
+    let latest = stack.curl("/api/messages?limit=1", &["-b", jar]);
+    assert_eq!(json(&latest.body)["messages"][0]["author"], "User 0");
+
+    // 3. Replication: the rows exist on the replica, checked in MariaDB itself.
+    let (last_id, last_email) = ids.last().cloned().unwrap();
+    eventually(
+        "the user to reach the replica",
+        Duration::from_secs(20),
+        || {
+            let out = stack.root_sql(
+                "db2",
+                &format!("SELECT email FROM foobar.users WHERE id = {last_id}"),
+            );
+            (out.trim() == last_email).then_some(())
+        },
+    );
+    let rows = stack.root_sql("db2", "SELECT COUNT(*) FROM foobar.users");
+    assert_eq!(rows.trim(), "15");
+
+    // 4. db2 stopped: reads keep working through the primary with no failure, and go
+    // back to the replica once it is back.
+    let path = format!("/api/users/{last_id}");
+    let results = stack.under_load(&path, 400, || stack.host("stop", "db2"), 25);
+    let failed: Vec<_> = results.iter().filter(|r| r.0 != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {failed:?}",
+        failed.len(),
+        results.len()
+    );
+    assert_eq!(
+        results.last().unwrap().2,
+        "primary",
+        "reads should fall back to the primary: {results:?}"
+    );
+    stack.host("start", "db2");
+    eventually(
+        "reads to return to the replica",
+        Duration::from_secs(20),
+        || (stack.curl(&path, &[]).header("x-db-role").as_deref() == Some("replica")).then_some(()),
+    );
+
+    // 5. web1 stopped under a bounded loop: zero failed requests, then it comes back.
+    let results = stack.under_load("/", 400, || stack.host("stop", "web1"), 25);
+    let failed: Vec<_> = results.iter().filter(|r| r.0 != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {failed:?}",
+        failed.len(),
+        results.len()
+    );
+    assert!(
+        results.iter().rev().take(10).all(|r| r.1 == "web2"),
+        "{results:?}"
+    );
+    stack.host("start", "web1");
+    eventually("web1 back in rotation", Duration::from_secs(20), || {
+        (stack.curl("/", &[]).header("x-served-by").as_deref() == Some("web1")).then_some(())
+    });
+
+    // 6. Static files: revalidation gets 304; traversal gets 400/404 and never a file.
+    let css = stack.curl("/site.css", &[]);
+    assert_eq!(css.status, 200, "{css:?}");
+    let etag = css.header("etag").unwrap();
+    assert!(css.header("last-modified").is_some() && css.header("cache-control").is_some());
+    let again = stack.curl("/site.css", &["-H", &format!("If-None-Match: {etag}")]);
+    assert_eq!(again.status, 304, "{again:?}");
+    let br = stack.curl("/site.css", &["-H", "Accept-Encoding: br"]);
+    assert_eq!(br.header("content-encoding").as_deref(), Some("br"));
+    for evil in [
+        "/../../../../etc/passwd",
+        "/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        "/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+        "/..%5c..%5cetc%5cpasswd",
+        "/site.css%00.txt",
+        "/static/..%2f..%2f..%2fetc/passwd",
+    ] {
+        let r = stack.curl(evil, &[]);
+        assert!(r.status == 400 || r.status == 404, "{evil}: {r:?}");
+        assert!(!r.body.contains("root:"), "{evil} leaked a file");
+    }
+
+    // 7. Bad input: clear 4xx errors naming the problem, and the servers stay up.
+    let r = stack.post_json("/api/users", r#"{"name":"x","#, &[]);
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(json(&r.body)["error"], "malformed_json");
+    let r = stack.post_json("/api/users", r#"{"name":"x","email":"not-an-email"}"#, &[]);
+    assert_eq!(r.status, 422, "{r:?}");
+    assert_eq!(json(&r.body)["field"], "email");
+    let r = stack.post_json("/api/messages", r#"{"user_id":"1","body":"x"}"#, &[]);
+    assert_eq!(json(&r.body)["field"], "user_id", "{r:?}");
+    let r = stack.post_json("/api/messages", r#"{"user_id":999999,"body":"x"}"#, &[]);
+    assert_eq!(
+        (r.status, json(&r.body)["field"].clone()),
+        (422, "user_id".into()),
+        "{r:?}"
+    );
+    let big = format!(r#"{{"name":"{}","email":"a@b.co"}}"#, "x".repeat(40_000));
+    let r = stack.post_json("/api/users", &big, &[]);
+    assert_eq!(r.status, 413, "{r:?}");
+    let r = stack.post_json(
+        "/api/users",
+        &format!(r#"{{"name":"Dup","email":"{last_email}"}}"#),
+        &[],
+    );
+    assert_eq!(r.status, 409, "{r:?}");
+    let r = stack.curl(
+        "/api/users",
+        &["-H", "content-type: text/plain", "--data-binary", "x"],
+    );
+    assert_eq!(r.status, 415, "{r:?}");
+    assert_eq!(stack.curl("/api/users/abc", &[]).status, 400);
+    assert_eq!(stack.curl("/api/users/99999999", &[]).status, 404);
+    assert_eq!(
+        stack
+            .curl("/api/users/1", &["-H", "X-Db-Gtid: nonsense"])
+            .status,
+        400
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            stack.curl("/", &[]).status,
+            200,
+            "a server went down after bad input"
+        );
+    }
+
+    // 8. Least privilege: the application user cannot drop tables or write to the
+    // replica.
+    let (ok, out) = stack.app_sql(&stack.db("db1"), "DROP TABLE users");
+    assert!(!ok && out.contains("DROP command denied"), "{out}");
+    let (ok, out) = stack.app_sql(
+        &stack.db("db2"),
+        "INSERT INTO users (name, email, created_at) VALUES ('x', 'x@example.com', NOW())",
+    );
+    assert!(!ok && out.contains("read-only"), "{out}");
+    let (ok, out) = stack.app_sql(&stack.db("db1"), "SELECT COUNT(*) FROM users");
+    assert!(ok, "{out}");
+
+    // Metrics: reads by role, including the fallbacks above.
+    let web1_metrics = rampart_infra::local::http_get(
+        format!("127.{}.1.11:9181", stack.net).parse().unwrap(),
+        "/metrics",
+    )
+    .unwrap()
+    .1;
+    assert!(
+        web1_metrics.contains("rampart_web_db_reads_total{role=\"replica\"}"),
+        "{web1_metrics}"
+    );
+
+    // Status, then a second `up` reuses the data.
+    let st = json(&String::from_utf8_lossy(
+        &rampart(stack.state(), &["status", "--json"]).stdout,
+    ));
+    assert_eq!(
+        st["ca_cert"],
+        stack.state().join("certs/ca.pem").to_str().unwrap()
+    );
+    let hosts = st["hosts"].as_array().unwrap();
+    let db1 = hosts.iter().find(|h| h["name"] == "db1").unwrap();
+    assert_eq!(db1["services"][0]["state"], "running");
+    assert_eq!(db1["services"][0]["port"], 3306);
+    assert_eq!(db1["addresses"][0], stack.db("db1").as_str());
+    let down = rampart(stack.state(), &["down"]);
+    assert!(down.status.success());
+    let st = json(&String::from_utf8_lossy(
+        &rampart(stack.state(), &["status", "--json"]).stdout,
+    ));
+    assert!(st["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|h| h["services"].as_array().unwrap())
+        .all(|s| s["state"] == "stopped"));
+    let up = rampart(
+        stack.state(),
+        &["up", "--local", "-d", "--net", &stack.net.to_string()],
+    );
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let r = stack.curl(&format!("/api/users/{last_id}"), &[]);
+    assert_eq!(r.status, 200, "data lost across down/up: {r:?}");
+}
+
+#[test]
+fn attached_up_stops_everything_on_ctrl_c() {
+    if !mariadb_installed() || tool("curl", None).is_none() {
+        return;
+    }
+    let state = tempfile::Builder::new().prefix("rs").tempdir().unwrap();
+    let net = net_for(2);
+    let mut child = Command::new(RAMPART)
+        .args(["up", "--local", "--net", &net.to_string(), "--state"])
+        .arg(state.path())
+        .env("RAMPART_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = String::new();
+    let ready = loop {
+        match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(line) => {
+                seen.push_str(&line);
+                seen.push('\n');
+                if line.contains("Ctrl-C stops everything") {
+                    break true;
+                }
+            }
+            Err(_) => break false,
+        }
+    };
+    let pids: Vec<u64> = {
+        let st = rampart(state.path(), &["status", "--json"]);
+        let v = json(&String::from_utf8_lossy(&st.stdout));
+        v["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|h| h["services"].as_array().unwrap().clone())
+            .filter_map(|s| s["pid"].as_u64())
+            .collect()
+    };
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = eventually("rampart up to exit", Duration::from_secs(60), || {
+        child.try_wait().unwrap()
+    });
+    if !ready {
+        let _ = rampart(state.path(), &["down", "--purge"]);
+        panic!("never ready:\n{seen}");
+    }
+    assert!(status.success(), "{status:?}");
+    assert_eq!(pids.len(), 5, "{pids:?}");
+    for pid in pids {
+        // A zombie still has a /proc entry; a reaped or re-parented-and-reaped one does not.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        assert!(
+            stat.is_empty() || stat.contains(") Z "),
+            "pid {pid} still running: {stat}"
+        );
+    }
+    let _ = rampart(state.path(), &["down", "--purge"]);
+}

@@ -740,12 +740,17 @@ fn every_example_config_is_valid() {
         // Examples name certificates that `rampart cert` makes; make them beside a copy.
         let dir = tempfile::tempdir().unwrap();
         let status = Command::new(RAMPART)
-            .args(["cert", "--dir"])
+            .args(["cert", "--host", "web1", "--dir"])
             .arg(dir.path().join("certs"))
             .stdout(std::process::Stdio::null())
             .status()
             .unwrap();
         assert!(status.success());
+        // And the password files the web example names.
+        std::fs::create_dir(dir.path().join("secrets")).unwrap();
+        for f in ["db-app.password", "db-migrate.password"] {
+            std::fs::write(dir.path().join("secrets").join(f), "pw\n").unwrap();
+        }
         let copy = dir.path().join(src.file_name().unwrap());
         std::fs::copy(&src, &copy).unwrap();
         let out = Command::new(RAMPART)
@@ -761,7 +766,7 @@ fn every_example_config_is_valid() {
         );
         checked += 1;
     }
-    assert!(checked >= 1);
+    assert!(checked >= 2);
 }
 
 #[test]

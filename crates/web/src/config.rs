@@ -4,8 +4,8 @@
 //! resolved against the config file's directory.
 //!
 //! Secure defaults: the app listener binds loopback unless told otherwise, the metrics
-//! listener is loopback-only, bodies are capped at 16 KiB, every connection has header
-//! and idle timeouts and there is a connection cap. Database passwords are read from
+//! listener is loopback-only, bodies are capped at 16 KiB, every connection has a header
+//! timeout (which also bounds idle keep-alive) and there is a connection cap. Database passwords are read from
 //! files (never from the config itself), and `X-Db-Role` is off unless asked for.
 
 use std::net::SocketAddr;
@@ -87,7 +87,6 @@ pub struct FileLimits {
     pub max_body_bytes: Option<usize>,
     pub max_header_bytes: Option<usize>,
     pub header_timeout: Option<String>,
-    pub idle_timeout: Option<String>,
     pub max_connections: Option<usize>,
     pub shutdown_grace: Option<String>,
 }
@@ -130,7 +129,6 @@ pub struct Limits {
     pub max_body_bytes: usize,
     pub max_header_bytes: usize,
     pub header_timeout: Duration,
-    pub idle_timeout: Duration,
     pub max_connections: usize,
     pub shutdown_grace: Duration,
 }
@@ -169,7 +167,6 @@ pub mod defaults {
     pub const MAX_BODY: usize = 16 * 1024;
     pub const MAX_HEADER: usize = 16 * 1024;
     pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
     pub const MAX_CONNECTIONS: usize = 4096;
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 }
@@ -400,13 +397,6 @@ impl Config {
                 defaults::HEADER_TIMEOUT,
                 ms(100),
                 s(300),
-            ),
-            idle_timeout: c.duration(
-                "limits.idle_timeout",
-                l.idle_timeout.as_ref(),
-                defaults::IDLE_TIMEOUT,
-                ms(100),
-                s(3600),
             ),
             max_connections: c.range(
                 "limits.max_connections",

@@ -406,6 +406,43 @@ fn whole_path_through_the_load_balancer() {
         || (stack.curl(&path, &[]).header("x-db-role").as_deref() == Some("replica")).then_some(()),
     );
 
+    // 4b. A lagging replica (its SQL thread stopped while the primary takes writes) is
+    // left for the primary once the lag passes max_replica_lag (2 s), and used again
+    // once it has caught up. A read that presents its own write's GTID never sees stale
+    // data meanwhile.
+    stack.root_sql("db2", "STOP SLAVE SQL_THREAD");
+    let lagged = stack.post_json(
+        "/api/users",
+        r#"{"name":"Lagged","email":"lagged@example.com"}"#,
+        &[],
+    );
+    assert_eq!(lagged.status, 201, "{lagged:?}");
+    let lagged_id = json(&lagged.body)["id"].as_u64().unwrap();
+    let gtid = lagged.header("x-db-gtid").unwrap();
+    let own = stack.curl(
+        &format!("/api/users/{lagged_id}"),
+        &["-H", &format!("X-Db-Gtid: {gtid}")],
+    );
+    assert_eq!(
+        (own.status, own.header("x-db-role").as_deref()),
+        (200, Some("primary")),
+        "read-your-writes with the replica stopped: {own:?}"
+    );
+    eventually(
+        "reads to leave the lagging replica",
+        Duration::from_secs(30),
+        || (stack.curl(&path, &[]).header("x-db-role").as_deref() == Some("primary")).then_some(()),
+    );
+    stack.root_sql("db2", "START SLAVE SQL_THREAD");
+    eventually(
+        "reads to return to the caught-up replica",
+        Duration::from_secs(30),
+        || {
+            let r = stack.curl(&format!("/api/users/{lagged_id}"), &[]);
+            (r.status == 200 && r.header("x-db-role").as_deref() == Some("replica")).then_some(())
+        },
+    );
+
     // 5. web1 stopped under a bounded loop: zero failed requests, then it comes back.
     let results = stack.under_load("/", 400, || stack.host("stop", "web1"), 25);
     let failed: Vec<_> = results.iter().filter(|r| r.0 != 200).collect();

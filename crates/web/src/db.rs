@@ -348,15 +348,7 @@ impl Db {
             .db_primary_up
             .set(i64::from(primary_pos.is_some()));
         if let Some(pos) = primary_pos {
-            if samples.back().is_none_or(|(_, p)| *p != pos) {
-                samples.push_back((now, pos));
-            } else if let Some(last) = samples.back_mut() {
-                // Same position: only the newest time matters for "caught up".
-                last.0 = now;
-            }
-            while samples.len() > 256 {
-                samples.pop_front();
-            }
+            record_sample(samples, now, pos);
         }
         let Some(replica) = &self.replica else {
             return;
@@ -369,10 +361,7 @@ impl Db {
             self.set_replica(false, true, None);
             return;
         };
-        let lag = samples
-            .iter()
-            .find(|(_, p)| !rpos.covers(p))
-            .map_or(Duration::ZERO, |(t0, _)| now.saturating_duration_since(*t0));
+        let lag = replica_lag(samples, &rpos, now);
         if let Ok(mut p) = self.health.replica_pos.lock() {
             *p = rpos;
         }
@@ -554,6 +543,31 @@ impl Db {
     }
 }
 
+/// Records the primary's position at `now`. Each position keeps the time it was first
+/// seen: the replica's lag is how long ago the primary first had something the replica
+/// still lacks. At most 256 samples are kept.
+fn record_sample(samples: &mut VecDeque<(Instant, GtidSet)>, now: Instant, pos: GtidSet) {
+    if samples.back().is_none_or(|(_, p)| *p != pos) {
+        samples.push_back((now, pos));
+    }
+    while samples.len() > 256 {
+        samples.pop_front();
+    }
+}
+
+/// The age of the oldest primary position the replica has not reached; zero when it has
+/// reached them all.
+fn replica_lag(
+    samples: &VecDeque<(Instant, GtidSet)>,
+    replica: &GtidSet,
+    now: Instant,
+) -> Duration {
+    samples
+        .iter()
+        .find(|(_, p)| !replica.covers(p))
+        .map_or(Duration::ZERO, |(t0, _)| now.saturating_duration_since(*t0))
+}
+
 async fn gtid_pos(pool: &MySqlPool, var: &str) -> Result<GtidSet, sqlx::Error> {
     // The variable name is one of two constants, never input.
     let sql = match var {
@@ -593,6 +607,30 @@ mod tests {
         check("0-1--2", None);
         check("0-1-18446744073709551616", None);
         check(&vec!["0-1-1"; 17].join(","), None);
+    }
+
+    /// Regression: the newest sample's time was refreshed while the primary's position
+    /// stood still, so a replica stuck behind it always measured ~0 lag and reads never
+    /// left it.
+    #[test]
+    fn lag_grows_while_the_primary_stands_still_ahead_of_the_replica() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut samples = VecDeque::new();
+        record_sample(&mut samples, t0, g("0-1-10"));
+        record_sample(&mut samples, t0 + s(1), g("0-1-11"));
+        for i in 2..10 {
+            record_sample(&mut samples, t0 + s(i), g("0-1-11"));
+        }
+        let now = t0 + s(10);
+        assert_eq!(replica_lag(&samples, &g("0-1-11"), now), Duration::ZERO);
+        assert_eq!(replica_lag(&samples, &g("0-1-10"), now), s(9));
+        assert_eq!(replica_lag(&samples, &g("0-1-9"), now), s(10));
+        assert_eq!(replica_lag(&samples, &g(""), now), s(10));
+        for i in 0..300 {
+            record_sample(&mut samples, now + s(i), g(&format!("0-1-{}", 100 + i)));
+        }
+        assert_eq!(samples.len(), 256);
     }
 
     #[test]

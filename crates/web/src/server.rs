@@ -320,16 +320,8 @@ impl Web {
             .max_buf_size(limits.max_header_bytes.max(8192));
         match &self.tls {
             None => {
-                let info = Arc::new(ConnInfo { peer, tls: None });
-                let web = Arc::clone(self);
-                let svc = service_fn(move |req| {
-                    let web = Arc::clone(&web);
-                    let info = Arc::clone(&info);
-                    async move { Ok::<_, Infallible>(web.handle(req, &info).await) }
-                });
-                let _ = watcher
-                    .watch(http.serve_connection(TokioIo::new(stream), svc))
-                    .await;
+                let info = ConnInfo { peer, tls: None };
+                self.serve_http(stream, info, &http, watcher).await;
             }
             Some(acceptor) => {
                 let handshake =
@@ -338,21 +330,35 @@ impl Web {
                     self.metrics.rejected("tls");
                     return;
                 };
-                let info = Arc::new(ConnInfo {
+                let info = ConnInfo {
                     peer,
                     tls: tls_version(tls.get_ref().1.protocol_version()),
-                });
-                let web = Arc::clone(self);
-                let svc = service_fn(move |req| {
-                    let web = Arc::clone(&web);
-                    let info = Arc::clone(&info);
-                    async move { Ok::<_, Infallible>(web.handle(req, &info).await) }
-                });
-                let _ = watcher
-                    .watch(http.serve_connection(TokioIo::new(tls), svc))
-                    .await;
+                };
+                self.serve_http(tls, info, &http, watcher).await;
             }
         }
+    }
+
+    /// Serves HTTP/1.1 on one (plain or TLS) connection until it ends or the drain.
+    async fn serve_http<I>(
+        self: &Arc<Self>,
+        io: I,
+        info: ConnInfo,
+        http: &hyper::server::conn::http1::Builder,
+        watcher: hyper_util::server::graceful::Watcher,
+    ) where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let info = Arc::new(info);
+        let web = Arc::clone(self);
+        let svc = service_fn(move |req| {
+            let web = Arc::clone(&web);
+            let info = Arc::clone(&info);
+            async move { Ok::<_, Infallible>(web.handle(req, &info).await) }
+        });
+        let _ = watcher
+            .watch(http.serve_connection(TokioIo::new(io), svc))
+            .await;
     }
 
     async fn handle(&self, req: Request<Incoming>, info: &ConnInfo) -> Response<Full<Bytes>> {

@@ -20,8 +20,8 @@
 //! `@@gtid_slave_pos`. The replica's lag is the age of the oldest primary sample it has
 //! not reached (0 when it has reached the newest), so its resolution is one interval.
 //!
-//! Pools ping a connection before reuse only when it has been idle for over a second,
-//! not on every acquire: a ping per request would double the round trips.
+//! The pools (`pool.rs`) ping a connection before reuse only when it has been idle for
+//! over a second, never per request: a ping per request would double the round trips.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -31,13 +31,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_core::future::BoxFuture;
-use sqlx::mysql::{
-    MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions, MySqlSslMode,
-};
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlSslMode};
 use sqlx::{ConnectOptions, Connection, Row};
 
 use crate::config::Database;
 use crate::metrics::Metrics;
+use crate::pool::Pool;
 
 /// Which database served a query.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -198,8 +197,8 @@ struct Health {
 
 /// The pools and the routing state; cheap to share behind an `Arc`.
 pub struct Db {
-    primary: MySqlPool,
-    replica: Option<MySqlPool>,
+    primary: Pool,
+    replica: Option<Pool>,
     health: Arc<Health>,
     config: Database,
     metrics: Arc<Metrics>,
@@ -239,22 +238,8 @@ fn connect_options(
         .disable_statement_logging()
 }
 
-fn pool(config: &Database, size: u32, options: MySqlConnectOptions) -> MySqlPool {
-    MySqlPoolOptions::new()
-        .max_connections(size)
-        .min_connections(0)
-        .acquire_timeout(config.connect_timeout)
-        .idle_timeout(Some(Duration::from_secs(300)))
-        .test_before_acquire(false)
-        .before_acquire(|conn, meta| {
-            Box::pin(async move {
-                if meta.idle_for > Duration::from_secs(1) {
-                    conn.ping().await?;
-                }
-                Ok(true)
-            })
-        })
-        .connect_lazy_with(options)
+fn pool(config: &Database, size: u32, options: MySqlConnectOptions) -> Pool {
+    Pool::new(options, size, config.connect_timeout)
 }
 
 impl Db {
@@ -449,7 +434,7 @@ impl Db {
     /// `Ok(None)`: the replica has not applied `after` within `gtid_wait`.
     async fn on_replica<T, F>(
         &self,
-        replica: &MySqlPool,
+        replica: &Pool,
         after: Option<&GtidSet>,
         f: &F,
         timeout: Duration,
@@ -473,11 +458,14 @@ impl Db {
                         .fetch_one(&mut *conn)
                         .await?;
                     if waited != Some(0) {
+                        conn.reusable();
                         return Ok(None);
                     }
                 }
             }
-            f(&mut conn).await.map(Some)
+            let v = f(&mut conn).await?;
+            conn.reusable();
+            Ok(Some(v))
         };
         tokio::time::timeout(timeout, run)
             .await
@@ -490,7 +478,9 @@ impl Db {
     {
         let run = async {
             let mut conn = self.primary.acquire().await?;
-            f(&mut conn).await
+            let v = f(&mut conn).await?;
+            conn.reusable();
+            Ok::<_, sqlx::Error>(v)
         };
         match tokio::time::timeout(timeout, run).await {
             Ok(r) => r.map_err(|e| {
@@ -519,6 +509,7 @@ impl Db {
                 .fetch_one(&mut *conn)
                 .await
                 .map_err(DbError::from)?;
+            conn.reusable();
             Ok::<_, DbError>((v, gtid.as_deref().and_then(GtidSet::parse)))
         };
         let r = match tokio::time::timeout(self.config.query_timeout, run).await {
@@ -568,13 +559,15 @@ fn replica_lag(
         .map_or(Duration::ZERO, |(t0, _)| now.saturating_duration_since(*t0))
 }
 
-async fn gtid_pos(pool: &MySqlPool, var: &str) -> Result<GtidSet, sqlx::Error> {
+async fn gtid_pos(pool: &Pool, var: &str) -> Result<GtidSet, sqlx::Error> {
     // The variable name is one of two constants, never input.
     let sql = match var {
         "gtid_binlog_pos" => "SELECT CAST(@@gtid_binlog_pos AS CHAR)",
         _ => "SELECT CAST(@@gtid_slave_pos AS CHAR)",
     };
-    let row = sqlx::query(sql).fetch_one(pool).await?;
+    let mut conn = pool.acquire().await?;
+    let row = sqlx::query(sql).fetch_one(&mut *conn).await?;
+    conn.reusable();
     let text: Option<String> = row.try_get(0)?;
     GtidSet::parse(text.as_deref().unwrap_or(""))
         .ok_or_else(|| sqlx::Error::Protocol(format!("unparsable GTID position from {var}")))

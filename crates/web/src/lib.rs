@@ -9,6 +9,7 @@ pub mod app;
 pub mod config;
 pub mod db;
 pub mod metrics;
+pub mod pool;
 pub mod schema;
 pub mod server;
 pub mod site;

@@ -323,7 +323,7 @@ fn web(path: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match runtime(0) {
+    let runtime = match runtime(config.worker_threads) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("rampart web: cannot start the runtime: {e}");

@@ -31,6 +31,15 @@ pub struct FileConfig {
     pub limits: FileLimits,
     #[serde(default)]
     pub log: FileLog,
+    #[serde(default)]
+    pub runtime: FileRuntime,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRuntime {
+    /// Tokio worker threads; 0 (the default) is one per core.
+    pub worker_threads: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -148,6 +157,8 @@ pub struct Config {
     pub database: Option<Database>,
     pub limits: Limits,
     pub access_log: LogTarget,
+    /// Tokio worker threads; 0 is one per core.
+    pub worker_threads: usize,
 }
 
 /// Every default in one place.
@@ -425,7 +436,10 @@ impl Config {
             }
             Some(p) => LogTarget::File(c.resolve(Path::new(p))),
         };
+        let worker_threads =
+            c.range("runtime.worker_threads", f.runtime.worker_threads, 0, 0, 1024);
         let config = Config {
+            worker_threads,
             file: path.to_owned(),
             name,
             app,
@@ -484,7 +498,7 @@ mod tests {
 
     #[test]
     fn config_errors() {
-        check("nonsense = 1", "/etc/rampart/web.toml: line 1: unknown field `nonsense`, expected one of `name`, `listen`, `tls`, `site`, `database`, `limits`, `log`");
+        check("nonsense = 1", "/etc/rampart/web.toml: line 1: unknown field `nonsense`, expected one of `name`, `listen`, `tls`, `site`, `database`, `limits`, `log`, `runtime`");
         check(
             "[listen]\napp = \"localhost\"",
             "/etc/rampart/web.toml: listen.app: `localhost` is not an address; expected IP:PORT such as 0.0.0.0:443",

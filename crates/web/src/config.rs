@@ -436,8 +436,13 @@ impl Config {
             }
             Some(p) => LogTarget::File(c.resolve(Path::new(p))),
         };
-        let worker_threads =
-            c.range("runtime.worker_threads", f.runtime.worker_threads, 0, 0, 1024);
+        let worker_threads = c.range(
+            "runtime.worker_threads",
+            f.runtime.worker_threads,
+            0,
+            0,
+            1024,
+        );
         let config = Config {
             worker_threads,
             file: path.to_owned(),

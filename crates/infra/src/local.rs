@@ -113,6 +113,7 @@ pub struct Local {
     /// Set from a signal handler to abandon `up` between steps and during waits.
     pub cancel: Arc<AtomicBool>,
     children: Vec<Child>,
+    started: Vec<String>,
 }
 
 impl Local {
@@ -126,6 +127,7 @@ impl Local {
             bin,
             cancel: Arc::new(AtomicBool::new(false)),
             children: Vec::new(),
+            started: Vec::new(),
         })
     }
 
@@ -365,23 +367,49 @@ impl Local {
         let host = self.host(name)?.clone();
         let mut started = false;
         for &svc in Self::services(&host) {
-            if process::running(&self.pid_file(&host, svc)).is_some() {
-                continue;
-            }
-            started = true;
+            // Already running: the idempotent setup and the readiness wait still run, so a
+            // run interrupted half-way (db2 up but replication not configured) is finished
+            // by the next `up` or `start`.
+            let running = process::running(&self.pid_file(&host, svc)).is_some();
+            started |= !running;
             match svc {
-                Service::Mariadb => self.start_db(&host)?,
+                Service::Mariadb => self.start_db(&host, running)?,
+                Service::Web | Service::Lb if running => self.wait_ready(&host, svc, None)?,
                 Service::Web | Service::Lb => self.start_rampart(&host, svc)?,
             }
+        }
+        if started {
+            self.started.push(name.to_owned());
         }
         Ok(started)
     }
 
-    fn start_db(&mut self, host: &Host) -> Result<(), InfraError> {
+    /// Hosts this `Local` started, in start order.
+    pub fn started(&self) -> &[String] {
+        &self.started
+    }
+
+    /// Stops what this `Local` started (after a failed or interrupted `up`), leaving
+    /// anything that was already running alone.
+    pub fn stop_started(&mut self) -> Result<Vec<String>, InfraError> {
+        let mut hosts = std::mem::take(&mut self.started);
+        hosts.reverse();
+        let mut stopped = Vec::new();
+        for name in hosts {
+            if self.stop_host(&name)? {
+                stopped.push(name);
+            }
+        }
+        Ok(stopped)
+    }
+
+    fn start_db(&mut self, host: &Host, running: bool) -> Result<(), InfraError> {
         let inst = self.instance(host);
         let secrets = mariadb::Secrets::load_or_create(&self.paths.secrets())?;
-        let child = inst.start()?;
-        self.children.push(child);
+        if !running {
+            let child = inst.start()?;
+            self.children.push(child);
+        }
         let primary = self.primary()?;
         match inst.role {
             mariadb::Role::Primary => {
@@ -431,19 +459,24 @@ impl Local {
             cwd: Some(dir),
         };
         let mut child = process::spawn(&spec)?;
-        let ready = self.wait_ready(host, svc, &mut child);
+        let ready = self.wait_ready(host, svc, Some(&mut child));
         self.children.push(child);
         ready
     }
 
     /// Waits until `svc` answers its readiness check; fails early if the process exits,
     /// quoting the end of its log.
-    fn wait_ready(&self, host: &Host, svc: Service, child: &mut Child) -> Result<(), InfraError> {
+    fn wait_ready(
+        &self,
+        host: &Host,
+        svc: Service,
+        mut child: Option<&mut Child>,
+    ) -> Result<(), InfraError> {
         let t = &self.topology;
         let deadline = Instant::now() + READY_DEADLINE;
         let what = format!("{}/{} ready", host.name, svc.name());
         loop {
-            if let Ok(Some(status)) = child.try_wait() {
+            if let Some(Ok(Some(status))) = child.as_mut().map(|c| c.try_wait()) {
                 return Err(InfraError::Invalid(format!(
                     "{}/{} exited during start ({status}); last log lines:\n{}",
                     host.name,

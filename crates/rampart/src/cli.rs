@@ -413,7 +413,16 @@ async fn run_up(state: &Path, detach: bool, net: u8) -> anyhow::Result<ExitCode>
         }
     };
     if let Err(e) = result {
-        let _ = local.down();
+        match local.stop_started() {
+            Ok(stopped) if !stopped.is_empty() => {
+                eprintln!(
+                    "rampart: stopped what this run started: {}",
+                    stopped.join(", ")
+                );
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("rampart: could not stop what this run started: {e}"),
+        }
         if interrupted {
             return Ok(ExitCode::FAILURE);
         }

@@ -350,6 +350,22 @@ fn whole_path_through_the_load_balancer() {
         assert!(role == "replica" || role == "primary", "{role}");
         ids.push((id, email));
     }
+    // A GTID the primary has never had (made up, or far in the future) is answered by
+    // the primary at once rather than holding a replica connection in MASTER_GTID_WAIT.
+    let (some_id, _) = ids[3].clone();
+    let bogus = stack.curl(
+        &format!("/api/users/{some_id}"),
+        &["-H", "X-Db-Gtid: 0-1-999999999,7-7-7"],
+    );
+    assert_eq!(
+        (bogus.status, bogus.header("x-db-role").as_deref()),
+        (200, Some("primary")),
+        "{bogus:?}"
+    );
+    // A stale or foreign cookie never breaks static files.
+    let css = stack.curl("/site.css", &["-b", "rampart_gtid=not-a-gtid"]);
+    assert_eq!(css.status, 200, "{css:?}");
+
     // A message by the first user shows up on the home page, escaped.
     let (first, _) = ids[0].clone();
     let msg = stack.post_json(

@@ -376,6 +376,15 @@ impl Config {
             }
         });
         if let Some(d) = &database {
+            if d.gtid_wait >= d.query_timeout {
+                c.err(
+                    "database.gtid_wait",
+                    format!(
+                        "{:?} must be shorter than database.query_timeout ({:?}), which bounds the whole read",
+                        d.gtid_wait, d.query_timeout
+                    ),
+                );
+            }
             if d.user == "root" {
                 c.err(
                     "database.user",
@@ -399,7 +408,7 @@ impl Config {
                 "limits.max_header_bytes",
                 l.max_header_bytes,
                 defaults::MAX_HEADER,
-                1024,
+                8192,
                 1 << 20,
             ),
             header_timeout: c.duration(

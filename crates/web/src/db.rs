@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use futures_core::future::BoxFuture;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlSslMode};
-use sqlx::{ConnectOptions, Connection, Row};
+use sqlx::{ConnectOptions, Connection};
 
 use crate::config::Database;
 use crate::metrics::Metrics;
@@ -169,7 +169,9 @@ pub enum Fallback {
     ReplicaDown,
     ReplicaLagging,
     ReplicaError,
+    ReplicaBusy,
     GtidWait,
+    GtidFresh,
 }
 
 impl Fallback {
@@ -179,7 +181,9 @@ impl Fallback {
             Fallback::ReplicaDown => "replica_down",
             Fallback::ReplicaLagging => "replica_lagging",
             Fallback::ReplicaError => "replica_error",
+            Fallback::ReplicaBusy => "replica_busy",
             Fallback::GtidWait => "gtid_wait_timeout",
+            Fallback::GtidFresh => "gtid_newer_than_check",
         }
     }
 }
@@ -193,12 +197,29 @@ struct Health {
     replica_down: AtomicBool,
     replica_lag_ms: AtomicU64,
     replica_pos: Mutex<GtidSet>,
+    /// The primary's position at the last check: a GTID a client presents that this does
+    /// not cover was written after it (or is made up), and the primary serves that read
+    /// without waiting on the replica.
+    primary_pos: Mutex<GtidSet>,
+}
+
+/// The checker's own connections, outside the pools, so a saturated pool never looks
+/// like a dead server.
+#[derive(Default)]
+struct CheckConns {
+    primary: Option<MySqlConnection>,
+    replica: Option<MySqlConnection>,
 }
 
 /// The pools and the routing state; cheap to share behind an `Arc`.
 pub struct Db {
     primary: Pool,
     replica: Option<Pool>,
+    primary_options: MySqlConnectOptions,
+    replica_options: Option<MySqlConnectOptions>,
+    /// Bounds concurrent `MASTER_GTID_WAIT`s so waiting reads never hold every replica
+    /// connection; a read that finds none free goes to the primary.
+    gtid_waits: tokio::sync::Semaphore,
     health: Arc<Health>,
     config: Database,
     metrics: Arc<Metrics>,
@@ -217,7 +238,17 @@ impl fmt::Debug for Db {
 pub fn read_password(path: &Path) -> std::io::Result<String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-    Ok(text.lines().next().unwrap_or("").to_owned())
+    let password = text.lines().next().unwrap_or("").to_owned();
+    if password.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "{}: empty; expected the password on its first line",
+                path.display()
+            ),
+        ));
+    }
+    Ok(password)
 }
 
 fn connect_options(
@@ -247,21 +278,25 @@ impl Db {
     /// server starts (and answers `/healthz`) while the databases are still coming up.
     pub fn new(config: &Database, metrics: Arc<Metrics>) -> std::io::Result<Db> {
         let password = read_password(&config.password_file)?;
-        let primary = pool(
-            config,
-            config.pool_size,
-            connect_options(config.primary, &config.user, &password, &config.name),
-        );
-        let replica = config.replica.map(|addr| {
-            pool(
-                config,
-                config.replica_pool_size,
-                connect_options(addr, &config.user, &password, &config.name),
-            )
-        });
+        if let Some((_, file)) = &config.migrate_user {
+            // Found now rather than at the first migration attempt.
+            read_password(file)?;
+        }
+        let primary_options =
+            connect_options(config.primary, &config.user, &password, &config.name);
+        let replica_options = config
+            .replica
+            .map(|addr| connect_options(addr, &config.user, &password, &config.name));
+        let primary = pool(config, config.pool_size, primary_options.clone());
+        let replica = replica_options
+            .clone()
+            .map(|o| pool(config, config.replica_pool_size, o));
         Ok(Db {
             primary,
             replica,
+            primary_options,
+            replica_options,
+            gtid_waits: tokio::sync::Semaphore::new((config.replica_pool_size as usize / 4).max(1)),
             health: Arc::new(Health::default()),
             config: config.clone(),
             metrics,
@@ -318,13 +353,16 @@ impl Db {
     }
 
     /// Checks both servers once and updates health, lag and the metrics. Called every
-    /// `check_interval` by [`Db::run_checks`].
-    async fn check(&self, samples: &mut VecDeque<(Instant, GtidSet)>) {
+    /// `check_interval` by [`Db::run_checks`], on the checker's own connections.
+    async fn check(&self, samples: &mut VecDeque<(Instant, GtidSet)>, conns: &mut CheckConns) {
         let t = self.config.connect_timeout;
-        let primary_pos = tokio::time::timeout(t, gtid_pos(&self.primary, "gtid_binlog_pos"))
-            .await
-            .ok()
-            .and_then(Result::ok);
+        let primary_pos = gtid_pos(
+            &mut conns.primary,
+            &self.primary_options,
+            t,
+            "gtid_binlog_pos",
+        )
+        .await;
         let now = Instant::now();
         self.health
             .primary_up
@@ -333,16 +371,15 @@ impl Db {
             .db_primary_up
             .set(i64::from(primary_pos.is_some()));
         if let Some(pos) = primary_pos {
+            if let Ok(mut p) = self.health.primary_pos.lock() {
+                p.clone_from(&pos);
+            }
             record_sample(samples, now, pos);
         }
-        let Some(replica) = &self.replica else {
+        let Some(options) = &self.replica_options else {
             return;
         };
-        let replica_pos = tokio::time::timeout(t, gtid_pos(replica, "gtid_slave_pos"))
-            .await
-            .ok()
-            .and_then(Result::ok);
-        let Some(rpos) = replica_pos else {
+        let Some(rpos) = gtid_pos(&mut conns.replica, options, t, "gtid_slave_pos").await else {
             self.set_replica(false, true, None);
             return;
         };
@@ -350,8 +387,14 @@ impl Db {
         if let Ok(mut p) = self.health.replica_pos.lock() {
             *p = rpos;
         }
-        let usable = lag <= self.config.max_replica_lag;
-        self.set_replica(usable, false, Some(lag));
+        // Unknown lag (behind everything this server has seen) is as bad as too much.
+        let usable = lag.is_some_and(|l| l <= self.config.max_replica_lag);
+        let shown = lag.or_else(|| {
+            samples
+                .front()
+                .map(|(t0, _)| now.saturating_duration_since(*t0))
+        });
+        self.set_replica(usable, false, shown);
     }
 
     fn set_replica(&self, usable: bool, down: bool, lag: Option<Duration>) {
@@ -379,11 +422,12 @@ impl Db {
     pub async fn run_checks(self: Arc<Self>, stop: tokio::sync::watch::Receiver<bool>) {
         let mut stop = stop;
         let mut samples = VecDeque::new();
+        let mut conns = CheckConns::default();
         let mut tick = tokio::time::interval(self.config.check_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = tick.tick() => self.check(&mut samples).await,
+                _ = tick.tick() => self.check(&mut samples, &mut conns).await,
                 _ = stop.changed() => return,
             }
         }
@@ -403,27 +447,35 @@ impl Db {
             + Sync,
     {
         let timeout = self.config.query_timeout;
+        let after = after.filter(|g| !g.is_empty());
         match (&self.replica, self.replica_usable()) {
             (None, _) => self.fallback(Fallback::NoReplica),
             (Some(_), false) => {
-                self.fallback(if self.health.replica_down.load(Ordering::Relaxed) {
+                let why = if self.health.replica_down.load(Ordering::Relaxed) {
                     Fallback::ReplicaDown
                 } else {
                     Fallback::ReplicaLagging
-                });
+                };
+                self.fallback(why);
             }
-            (Some(replica), true) => match self.on_replica(replica, after, &f, timeout).await {
-                Ok(Some(v)) => {
-                    self.metrics.read(Role::Replica);
-                    return Ok((v, Role::Replica));
-                }
-                Ok(None) => self.fallback(Fallback::GtidWait),
-                Err(e) if is_connection_error(&e) => {
-                    tracing::warn!(error = %e, "replica read failed; retrying on the primary");
-                    self.set_replica(false, true, None);
-                    self.fallback(Fallback::ReplicaError);
-                }
-                Err(e) => return Err(e.into()),
+            (Some(replica), true) => match self.route_gtid(after) {
+                Err(why) => self.fallback(why),
+                Ok(wait) => match self.on_replica(replica, wait, &f, timeout).await {
+                    Ok(Some(v)) => {
+                        self.metrics.read(Role::Replica);
+                        return Ok((v, Role::Replica));
+                    }
+                    Ok(None) => self.fallback(Fallback::GtidWait),
+                    // No free replica connection, or the query was slow: this request
+                    // goes to the primary, but the replica is not declared down for it.
+                    Err(sqlx::Error::PoolTimedOut) => self.fallback(Fallback::ReplicaBusy),
+                    Err(e) if is_connection_error(&e) => {
+                        tracing::warn!(error = %e, "replica read failed; retrying on the primary");
+                        self.set_replica(false, true, None);
+                        self.fallback(Fallback::ReplicaError);
+                    }
+                    Err(e) => return Err(e.into()),
+                },
             },
         }
         let v = self.on_primary(&f, timeout).await?;
@@ -431,36 +483,52 @@ impl Db {
         Ok((v, Role::Primary))
     }
 
-    /// `Ok(None)`: the replica has not applied `after` within `gtid_wait`.
+    /// Decides how a read that presents `after` may use the replica: `Ok(None)` at once
+    /// (no GTID, or the replica already had it at the last check), `Ok(Some(gtid))` after
+    /// waiting for it, `Err` not at all. A GTID the primary did not have at the last check
+    /// was written since (or is made up): the primary serves it without waiting, so a
+    /// client cannot hold replica connections with GTIDs that will never arrive. Waits are
+    /// bounded in number too.
+    fn route_gtid<'g>(
+        &self,
+        after: Option<&'g GtidSet>,
+    ) -> Result<Option<(&'g GtidSet, tokio::sync::SemaphorePermit<'_>)>, Fallback> {
+        let Some(gtid) = after else { return Ok(None) };
+        let covered = |m: &Mutex<GtidSet>| m.lock().map(|p| p.covers(gtid)).unwrap_or(false);
+        if covered(&self.health.replica_pos) {
+            return Ok(None);
+        }
+        if !covered(&self.health.primary_pos) {
+            return Err(Fallback::GtidFresh);
+        }
+        match self.gtid_waits.try_acquire() {
+            Ok(permit) => Ok(Some((gtid, permit))),
+            Err(_) => Err(Fallback::GtidWait),
+        }
+    }
+
+    /// `Ok(None)`: the replica has not applied the awaited GTID within `gtid_wait`.
     async fn on_replica<T, F>(
         &self,
         replica: &Pool,
-        after: Option<&GtidSet>,
+        wait: Option<(&GtidSet, tokio::sync::SemaphorePermit<'_>)>,
         f: &F,
         timeout: Duration,
     ) -> Result<Option<T>, sqlx::Error>
     where
         F: for<'c> Fn(&'c mut MySqlConnection) -> BoxFuture<'c, Result<T, sqlx::Error>>,
     {
-        let mut conn = replica.acquire().await?;
         let run = async {
-            if let Some(gtid) = after.filter(|g| !g.is_empty()) {
-                let seen = self
-                    .health
-                    .replica_pos
-                    .lock()
-                    .map(|p| p.covers(gtid))
-                    .unwrap_or(false);
-                if !seen {
-                    let waited: Option<i64> = sqlx::query_scalar("SELECT MASTER_GTID_WAIT(?, ?)")
-                        .bind(gtid.to_string())
-                        .bind(self.config.gtid_wait.as_secs_f64())
-                        .fetch_one(&mut *conn)
-                        .await?;
-                    if waited != Some(0) {
-                        conn.reusable();
-                        return Ok(None);
-                    }
+            let mut conn = replica.acquire().await?;
+            if let Some((gtid, _permit)) = wait {
+                let waited: Option<i64> = sqlx::query_scalar("SELECT MASTER_GTID_WAIT(?, ?)")
+                    .bind(gtid.to_string())
+                    .bind(self.config.gtid_wait.as_secs_f64())
+                    .fetch_one(&mut *conn)
+                    .await?;
+                if waited != Some(0) {
+                    conn.reusable();
+                    return Ok(None);
                 }
             }
             let v = f(&mut conn).await?;
@@ -547,30 +615,52 @@ fn record_sample(samples: &mut VecDeque<(Instant, GtidSet)>, now: Instant, pos: 
 }
 
 /// The age of the oldest primary position the replica has not reached; zero when it has
-/// reached them all.
+/// reached them all; `None` when it has not even reached the oldest one kept (just after
+/// start, or further behind than the samples go), since then the age is unknown.
 fn replica_lag(
     samples: &VecDeque<(Instant, GtidSet)>,
     replica: &GtidSet,
     now: Instant,
-) -> Duration {
-    samples
-        .iter()
-        .find(|(_, p)| !replica.covers(p))
-        .map_or(Duration::ZERO, |(t0, _)| now.saturating_duration_since(*t0))
+) -> Option<Duration> {
+    match samples.iter().position(|(_, p)| !replica.covers(p)) {
+        None => Some(Duration::ZERO),
+        Some(0) => None,
+        Some(i) => samples
+            .get(i)
+            .map(|(t0, _)| now.saturating_duration_since(*t0)),
+    }
 }
 
-async fn gtid_pos(pool: &Pool, var: &str) -> Result<GtidSet, sqlx::Error> {
+/// Reads a GTID position on the checker's connection in `slot`, connecting first if
+/// needed; `None` (and the connection dropped) when the server did not answer in `t`.
+async fn gtid_pos(
+    slot: &mut Option<MySqlConnection>,
+    options: &MySqlConnectOptions,
+    t: Duration,
+    var: &str,
+) -> Option<GtidSet> {
     // The variable name is one of two constants, never input.
     let sql = match var {
         "gtid_binlog_pos" => "SELECT CAST(@@gtid_binlog_pos AS CHAR)",
         _ => "SELECT CAST(@@gtid_slave_pos AS CHAR)",
     };
-    let mut conn = pool.acquire().await?;
-    let row = sqlx::query(sql).fetch_one(&mut *conn).await?;
-    conn.reusable();
-    let text: Option<String> = row.try_get(0)?;
-    GtidSet::parse(text.as_deref().unwrap_or(""))
-        .ok_or_else(|| sqlx::Error::Protocol(format!("unparsable GTID position from {var}")))
+    let run = async {
+        if slot.is_none() {
+            *slot = Some(options.connect().await?);
+        }
+        let Some(conn) = slot.as_mut() else {
+            return Err(sqlx::Error::PoolClosed);
+        };
+        let text: Option<String> = sqlx::query_scalar(sql).fetch_one(conn).await?;
+        Ok::<_, sqlx::Error>(text)
+    };
+    match tokio::time::timeout(t, run).await {
+        Ok(Ok(text)) => GtidSet::parse(text.as_deref().unwrap_or("")),
+        _ => {
+            *slot = None;
+            None
+        }
+    }
 }
 
 #[cfg(test)]
@@ -616,14 +706,32 @@ mod tests {
             record_sample(&mut samples, t0 + s(i), g("0-1-11"));
         }
         let now = t0 + s(10);
-        assert_eq!(replica_lag(&samples, &g("0-1-11"), now), Duration::ZERO);
-        assert_eq!(replica_lag(&samples, &g("0-1-10"), now), s(9));
-        assert_eq!(replica_lag(&samples, &g("0-1-9"), now), s(10));
-        assert_eq!(replica_lag(&samples, &g(""), now), s(10));
+        assert_eq!(
+            replica_lag(&samples, &g("0-1-11"), now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(replica_lag(&samples, &g("0-1-10"), now), Some(s(9)));
+        // Behind even the oldest sample: the age is unknown, not zero.
+        assert_eq!(replica_lag(&samples, &g("0-1-9"), now), None);
+        assert_eq!(replica_lag(&samples, &g(""), now), None);
         for i in 0..300 {
             record_sample(&mut samples, now + s(i), g(&format!("0-1-{}", 100 + i)));
         }
         assert_eq!(samples.len(), 256);
+    }
+
+    /// Regression: the first sample after start was stamped "now", so a replica far
+    /// behind measured zero lag until `max_replica_lag` had passed.
+    #[test]
+    fn a_replica_behind_the_first_sample_has_unknown_lag() {
+        let now = Instant::now();
+        let mut samples = VecDeque::new();
+        record_sample(&mut samples, now, g("0-1-500"));
+        assert_eq!(replica_lag(&samples, &g("0-1-3"), now), None);
+        assert_eq!(
+            replica_lag(&samples, &g("0-1-500"), now),
+            Some(Duration::ZERO)
+        );
     }
 
     #[test]

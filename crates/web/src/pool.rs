@@ -18,6 +18,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 
 const PING_AFTER: Duration = Duration::from_secs(1);
 const IDLE_LIFETIME: Duration = Duration::from_secs(300);
+const PING_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// A bounded pool of connections to one server.
 pub struct Pool {
@@ -42,13 +43,23 @@ pub struct Conn<'a> {
     conn: Option<MySqlConnection>,
     pool: &'a Pool,
     reusable: bool,
-    _permit: SemaphorePermit<'a>,
+    permit: Option<SemaphorePermit<'a>>,
 }
 
-impl Conn<'_> {
+impl<'a> Conn<'a> {
     /// The exchange completed: the connection may serve the next request.
     pub fn reusable(&mut self) {
         self.reusable = true;
+    }
+
+    /// Closes the connection (not reusable) and keeps the checkout's slot.
+    fn discard(mut self) -> SemaphorePermit<'a> {
+        if self.conn.take().is_some() {
+            self.pool.open.fetch_sub(1, Ordering::Relaxed);
+        }
+        // `permit` is always present until here; the Drop below then has nothing to do.
+        #[allow(clippy::expect_used)]
+        self.permit.take().expect("permit present until discard")
     }
 }
 
@@ -71,10 +82,13 @@ impl DerefMut for Conn<'_> {
 impl Drop for Conn<'_> {
     fn drop(&mut self) {
         let Some(conn) = self.conn.take() else { return };
-        if self.reusable && !self.pool.closed.load(Ordering::Relaxed) {
+        if self.reusable {
             if let Ok(mut idle) = self.pool.idle.lock() {
-                idle.push((conn, Instant::now()));
-                return;
+                // Checked under the lock `close` drains with, so nothing is left behind.
+                if !self.pool.closed.load(Ordering::Relaxed) {
+                    idle.push((conn, Instant::now()));
+                    return;
+                }
             }
         }
         // Dropping closes the socket; the server ends the session.
@@ -100,7 +114,7 @@ impl Pool {
     /// most the acquire timeout for a free slot and for connecting.
     pub async fn acquire(&self) -> Result<Conn<'_>, sqlx::Error> {
         let deadline = tokio::time::Instant::now() + self.acquire_timeout;
-        let permit = tokio::time::timeout_at(deadline, self.permits.acquire())
+        let mut permit = tokio::time::timeout_at(deadline, self.permits.acquire())
             .await
             .map_err(|_| sqlx::Error::PoolTimedOut)?
             .map_err(|_| sqlx::Error::PoolClosed)?;
@@ -109,26 +123,35 @@ impl Pool {
         }
         loop {
             let next = self.idle.lock().ok().and_then(|mut v| v.pop());
-            let Some((mut conn, since)) = next else { break };
+            let Some((conn, since)) = next else { break };
+            // Owned by a checkout from here on, so a cancelled ping still gives back its
+            // count when dropped.
+            let mut checked = self.conn(conn, permit);
             let idle_for = since.elapsed();
             let alive = if idle_for > IDLE_LIFETIME {
                 false
             } else if idle_for > PING_AFTER {
-                tokio::time::timeout_at(deadline, conn.ping())
+                // Its own short deadline: one dead connection must not use up the
+                // caller's whole wait and fail every ping after it.
+                tokio::time::timeout(PING_TIMEOUT, checked.ping())
                     .await
                     .is_ok_and(|r| r.is_ok())
             } else {
                 true
             };
             if alive {
-                return Ok(self.conn(conn, permit));
+                return Ok(checked);
             }
-            drop(conn);
-            self.open.fetch_sub(1, Ordering::Relaxed);
+            permit = checked.discard();
         }
         let conn = tokio::time::timeout_at(deadline, self.options.connect())
             .await
-            .map_err(|_| sqlx::Error::PoolTimedOut)??;
+            .map_err(|_| {
+                sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "connect timed out",
+                ))
+            })??;
         self.open.fetch_add(1, Ordering::Relaxed);
         Ok(self.conn(conn, permit))
     }
@@ -138,7 +161,7 @@ impl Pool {
             conn: Some(conn),
             pool: self,
             reusable: false,
-            _permit: permit,
+            permit: Some(permit),
         }
     }
 
@@ -155,12 +178,14 @@ impl Pool {
     /// Closes idle connections and refuses new checkouts; connections in use close when
     /// they come back.
     pub async fn close(&self) {
-        self.closed.store(true, Ordering::Relaxed);
         self.permits.close();
         let idle: Vec<_> = self
             .idle
             .lock()
-            .map(|mut v| v.drain(..).collect())
+            .map(|mut v| {
+                self.closed.store(true, Ordering::Relaxed);
+                v.drain(..).collect()
+            })
             .unwrap_or_default();
         for (conn, _) in idle {
             let _ = conn.close().await;

@@ -467,6 +467,9 @@ impl Web {
         let Some(app) = &self.app else {
             return ("static", self.static_file(parts).await);
         };
+        if path != "/" && !path.starts_with("/api/") {
+            return ("static", self.static_file(parts).await);
+        }
         let after = match read_gtid(&parts.headers) {
             Ok(g) => g,
             Err(r) => return ("api", Routed::Reply(r)),
@@ -670,33 +673,32 @@ fn not_allowed(allow: &'static str) -> Reply {
 }
 
 /// The GTID a client presents for read-your-writes: the `X-Db-Gtid` header, else the
-/// `rampart_gtid` cookie. A malformed one is a 400: it can only come from tampering, and
-/// ignoring it would silently drop the consistency the client asked for.
+/// `rampart_gtid` cookie. A malformed header is a 400 (ignoring it would silently drop the
+/// consistency the client asked for); a malformed cookie is ignored, since a browser
+/// cannot easily be told to fix one.
 #[allow(clippy::result_large_err)] // the error is the reply, built once on a cold path
 fn read_gtid(headers: &http::HeaderMap) -> Result<Option<GtidSet>, Reply> {
-    let raw = headers
-        .get(GTID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| {
-            headers
-                .get_all(header::COOKIE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(';'))
-                .filter_map(|c| c.trim().split_once('='))
-                .find(|(k, _)| *k == GTID_COOKIE)
-                .map(|(_, v)| v.to_owned())
-        });
-    match raw {
-        None => Ok(None),
-        Some(s) => GtidSet::parse(&s).map(Some).ok_or_else(|| {
-            Reply::error(
-                StatusCode::BAD_REQUEST,
-                "invalid_gtid",
-                GTID_HEADER,
-                "not a GTID position such as 0-1-42",
-            )
-        }),
+    if let Some(v) = headers.get(GTID_HEADER) {
+        return v
+            .to_str()
+            .ok()
+            .and_then(GtidSet::parse)
+            .map(Some)
+            .ok_or_else(|| {
+                Reply::error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_gtid",
+                    GTID_HEADER,
+                    "not a GTID position such as 0-1-42",
+                )
+            });
     }
+    Ok(headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == GTID_COOKIE)
+        .and_then(|(_, v)| GtidSet::parse(v)))
 }

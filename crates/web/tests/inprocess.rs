@@ -7,7 +7,6 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rampart_web::{Config, Listeners, Web};
@@ -165,7 +164,8 @@ fn slow_head_is_cut_off_after_header_timeout() {
     let s = start("[limits]\nheader_timeout = \"500ms\"");
     let mut c = TcpStream::connect(s.app).unwrap();
     c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n").unwrap();
-    assert!(closed_within(&mut c, Duration::from_secs(10)));
+    // Well before the 10 s default, so the configured timeout is what closed it.
+    assert!(closed_within(&mut c, Duration::from_secs(5)));
     assert_eq!(status(&get(s.app, "/site.css")), 200);
 }
 
@@ -234,5 +234,4 @@ fn database_down_gives_clear_errors_and_the_server_stays_up() {
     assert_eq!(status(&home), 200);
     assert!(home.contains("database is not reachable"), "{home}");
     assert_eq!(status(&get(s.app, "/site.css")), 200);
-    let _ = Path::new("");
 }

@@ -19,6 +19,12 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Subcommand, Debug)]
+enum FirewallCommand {
+    /// Print HOST's nftables ruleset, as `nft -f` loads it.
+    Show { host: String },
+}
+
 /// The state directory shared by up, down, status, stop and start.
 #[derive(clap::Args, Debug)]
 struct StateArg {
@@ -90,6 +96,11 @@ enum Command {
         #[command(flatten)]
         state: StateArg,
     },
+    /// The per-host firewall (nftables) of the isolated topology.
+    Firewall {
+        #[command(subcommand)]
+        command: FirewallCommand,
+    },
     /// Validate a config file and the files it names, without starting anything.
     Check {
         /// The config file to check.
@@ -136,6 +147,9 @@ pub fn main() -> ExitCode {
         Command::Down { purge, state } => down(&state.dir, purge),
         Command::Status { json, state } => status(&state.dir, json),
         Command::Stop { host, state } => host_cmd(&state.dir, &host, false),
+        Command::Firewall {
+            command: FirewallCommand::Show { host },
+        } => firewall_show(&host),
         Command::Start { host, state } => host_cmd(&state.dir, &host, true),
     }
 }
@@ -559,6 +573,24 @@ fn host_cmd(state: &Path, host: &str, start: bool) -> ExitCode {
         Err(e) => {
             eprintln!("rampart {}: {e:#}", if start { "start" } else { "stop" });
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn firewall_show(host: &str) -> ExitCode {
+    let t = rampart_topology::Topology::default_for(rampart_topology::Mode::Isolated, 0);
+    match t.host(host) {
+        Some(h) => {
+            print!("{}", rampart_topology::nft::ruleset(&t, h));
+            ExitCode::SUCCESS
+        }
+        None => {
+            let names: Vec<&str> = t.hosts.iter().map(|h| h.name.as_str()).collect();
+            eprintln!(
+                "rampart firewall show: no host {host}; the topology has {}",
+                names.join(", ")
+            );
+            ExitCode::from(2)
         }
     }
 }

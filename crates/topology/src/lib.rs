@@ -3,6 +3,8 @@
 //! no I/O beyond reading a config file in [`config`], and never touches the host.
 
 pub mod config;
+pub mod nft;
+pub mod policy;
 pub mod render;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

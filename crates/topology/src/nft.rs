@@ -1,0 +1,275 @@
+//! Renders a host's nftables ruleset from the topology and its policy: a pure function
+//! from data to text, loaded inside the host's namespace with `nft -f` (isolated mode).
+//!
+//! Every ruleset: one `inet rampart` table replaced atomically (`add`/`delete`/define in
+//! one file); input, forward and output policies of drop; `ct state invalid` dropped and
+//! `established,related` accepted; loopback accepted and loopback addresses arriving on
+//! any other interface dropped; ICMP echo and the ICMP errors rate-limited; on the load
+//! balancer, a per-source limit on new connections to its public ports; new connections
+//! only for the flows of the policy, inbound to this host and outbound from it; drops
+//! counted in named counters and logged, rate-limited, through `log group` (the kernel's
+//! plain `log` prints nothing from a non-default namespace).
+
+use std::fmt::Write as _;
+
+use crate::policy::{From, Proto};
+use crate::{Host, Role, Topology};
+
+/// The nflog group drop logs go to.
+pub const LOG_GROUP: u16 = 1;
+/// New connections per second (and burst) one source may open to the load balancer's
+/// public ports before its packets are dropped.
+pub const PUBLIC_NEW_PER_SECOND: u32 = 50;
+pub const PUBLIC_NEW_BURST: u32 = 100;
+
+fn set(items: &[String]) -> String {
+    if items.len() == 1 {
+        items[0].clone()
+    } else {
+        format!("{{ {} }}", items.join(", "))
+    }
+}
+
+/// The ruleset of `host`, ready for `nft -f`.
+pub fn ruleset(t: &Topology, host: &Host) -> String {
+    let policy = t.policy();
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# rampart firewall for {}, rendered from the topology. Load with `nft -f`.",
+        host.name
+    );
+    let _ = writeln!(s, "add table inet rampart\ndelete table inet rampart\n");
+    let _ = writeln!(s, "table inet rampart {{");
+    for c in ["dropped_input", "dropped_forward", "dropped_output"] {
+        let _ = writeln!(s, "\tcounter {c} {{ }}");
+    }
+    let public_ports: Vec<String> = if host.role == Role::Lb {
+        let mut v = vec![t.ports.lb_http.to_string(), t.ports.lb_https.to_string()];
+        v.dedup();
+        v
+    } else {
+        Vec::new()
+    };
+    if !public_ports.is_empty() {
+        let _ = writeln!(
+            s,
+            "\tset public_flood {{ type ipv4_addr; flags dynamic; timeout 1m; size 65536; }}"
+        );
+    }
+
+    // Input: what may arrive here.
+    let _ = writeln!(s, "\n\tchain input {{");
+    let _ = writeln!(
+        s,
+        "\t\ttype filter hook input priority filter; policy drop;"
+    );
+    let _ = writeln!(s, "\t\tiif \"lo\" accept");
+    let _ = writeln!(
+        s,
+        "\t\tip saddr 127.0.0.0/8 drop comment \"loopback source off lo\""
+    );
+    let _ = writeln!(
+        s,
+        "\t\tip daddr 127.0.0.0/8 drop comment \"loopback destination off lo\""
+    );
+    let _ = writeln!(s, "\t\tip6 saddr ::1 drop");
+    let _ = writeln!(s, "\t\tct state invalid drop");
+    let _ = writeln!(s, "\t\tct state established,related accept");
+    let _ = writeln!(
+        s,
+        "\t\ticmp type echo-request limit rate 10/second burst 20 packets accept"
+    );
+    let _ = writeln!(
+        s,
+        "\t\ticmp type {{ destination-unreachable, time-exceeded, parameter-problem }} limit rate 50/second burst 100 packets accept"
+    );
+    if !public_ports.is_empty() {
+        let _ = writeln!(
+            s,
+            "\t\ttcp dport {} ct state new add @public_flood {{ ip saddr limit rate over {PUBLIC_NEW_PER_SECOND}/second burst {PUBLIC_NEW_BURST} packets }} counter drop comment \"per-source new connection limit\"",
+            set(&public_ports)
+        );
+    }
+    for f in policy.flows.iter().filter(|f| f.to == host.name) {
+        let Some(daddr) = t.segment_addr(host, f.segment) else {
+            continue;
+        };
+        let saddr = match &f.from {
+            From::Anyone => String::new(),
+            From::Hosts(_) => {
+                let srcs: Vec<String> = t
+                    .sources(f)
+                    .iter()
+                    .filter_map(|h| t.segment_addr(h, f.segment))
+                    .map(|a| a.to_string())
+                    .collect();
+                if srcs.is_empty() {
+                    continue;
+                }
+                format!("ip saddr {} ", set(&srcs))
+            }
+        };
+        let _ = writeln!(
+            s,
+            "\t\t{saddr}ip daddr {daddr} {} dport {} ct state new accept comment \"{}\"",
+            f.proto.as_str(),
+            f.port,
+            f.what
+        );
+    }
+    drop_tail(&mut s, &host.name, "input");
+    let _ = writeln!(s, "\t}}");
+
+    // Forward: hosts are not routers.
+    let _ = writeln!(s, "\n\tchain forward {{");
+    let _ = writeln!(
+        s,
+        "\t\ttype filter hook forward priority filter; policy drop;"
+    );
+    drop_tail(&mut s, &host.name, "forward");
+    let _ = writeln!(s, "\t}}");
+
+    // Output: what may leave from here.
+    let _ = writeln!(s, "\n\tchain output {{");
+    let _ = writeln!(
+        s,
+        "\t\ttype filter hook output priority filter; policy drop;"
+    );
+    let _ = writeln!(s, "\t\toif \"lo\" accept");
+    let _ = writeln!(s, "\t\tct state invalid drop");
+    let _ = writeln!(s, "\t\tct state established,related accept");
+    for f in &policy.flows {
+        if !t.sources(f).iter().any(|h| h.name == host.name) {
+            continue;
+        }
+        let (Some(saddr), Some(daddr)) = (
+            t.segment_addr(host, f.segment),
+            t.host(&f.to).and_then(|to| t.segment_addr(to, f.segment)),
+        ) else {
+            continue;
+        };
+        let _ = writeln!(
+            s,
+            "\t\tip saddr {saddr} ip daddr {daddr} {} dport {} ct state new accept comment \"{} to {}\"",
+            f.proto.as_str(),
+            f.port,
+            f.what,
+            f.to
+        );
+    }
+    drop_tail(&mut s, &host.name, "output");
+    let _ = writeln!(s, "\t}}");
+    let _ = writeln!(s, "}}");
+    s
+}
+
+fn drop_tail(s: &mut String, host: &str, chain: &str) {
+    let _ = writeln!(
+        s,
+        "\t\tlimit rate 5/second burst 10 packets log prefix \"rampart {host} drop {chain}: \" group {LOG_GROUP}"
+    );
+    let _ = writeln!(s, "\t\tcounter name dropped_{chain} drop");
+}
+
+/// Whether a rendered ruleset mentions a rule for this flow (for `firewall check`).
+pub fn mentions(ruleset: &str, proto: Proto, port: u16) -> bool {
+    ruleset.contains(&format!("{} dport {port} ", proto.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Mode;
+
+    fn rules(host: &str) -> String {
+        let t = Topology::default_for(Mode::Isolated, 0);
+        ruleset(&t, t.host(host).unwrap())
+    }
+
+    fn check(host: &str, must: &[&str], must_not: &[&str]) {
+        let r = rules(host);
+        for m in must {
+            assert!(r.contains(m), "{host}: `{m}` missing in\n{r}");
+        }
+        for m in must_not {
+            assert!(!r.contains(m), "{host}: `{m}` present in\n{r}");
+        }
+    }
+
+    #[test]
+    fn every_ruleset_has_the_common_frame() {
+        for host in [
+            "client", "dns", "lb1", "web1", "web2", "db1", "db2", "monitor",
+        ] {
+            check(
+                host,
+                &[
+                    "add table inet rampart\ndelete table inet rampart",
+                    "type filter hook input priority filter; policy drop;",
+                    "type filter hook forward priority filter; policy drop;",
+                    "type filter hook output priority filter; policy drop;",
+                    "ct state invalid drop",
+                    "ct state established,related accept",
+                    "iif \"lo\" accept",
+                    "ip saddr 127.0.0.0/8 drop",
+                    "icmp type echo-request limit rate",
+                    "counter name dropped_input drop",
+                    "counter name dropped_output drop",
+                    &format!("log prefix \"rampart {host} drop input: \" group 1"),
+                ],
+                &[],
+            );
+        }
+    }
+
+    #[test]
+    fn each_host_accepts_and_sends_only_its_flows() {
+        check(
+            "lb1",
+            &[
+                "ip daddr 203.0.113.10 tcp dport 443 ct state new accept",
+                "ip daddr 203.0.113.10 tcp dport 80 ct state new accept",
+                "tcp dport { 80, 443 } ct state new add @public_flood { ip saddr limit rate over 50/second burst 100 packets } counter drop",
+                "ip saddr 198.18.1.10 ip daddr 198.18.1.11 tcp dport 8443 ct state new accept",
+                "ip saddr 198.18.9.10 ip daddr 198.18.9.2 tcp dport 9090 ct state new accept",
+            ],
+            &["dport 3306"],
+        );
+        check(
+            "web1",
+            &[
+                "ip saddr 198.18.1.10 ip daddr 198.18.1.11 tcp dport 8443 ct state new accept",
+                "ip saddr 198.18.2.11 ip daddr 198.18.2.21 tcp dport 3306 ct state new accept",
+                "ip saddr 198.18.2.11 ip daddr 198.18.2.22 tcp dport 3306 ct state new accept",
+            ],
+            &["public_flood", "dport 443 "],
+        );
+        check(
+            "db1",
+            &["ip saddr { 198.18.2.11, 198.18.2.12, 198.18.2.22 } ip daddr 198.18.2.21 tcp dport 3306 ct state new accept"],
+            &["dport 8443"],
+        );
+        check(
+            "db2",
+            &[
+                "ip saddr { 198.18.2.11, 198.18.2.12 } ip daddr 198.18.2.22 tcp dport 3306 ct state new accept",
+                "ip saddr 198.18.2.22 ip daddr 198.18.2.21 tcp dport 3306 ct state new accept",
+            ],
+            &[],
+        );
+        check(
+            "client",
+            &[
+                "ip saddr 203.0.113.100 ip daddr 203.0.113.10 tcp dport 443 ct state new accept",
+                "ip saddr 203.0.113.100 ip daddr 203.0.113.53 udp dport 53 ct state new accept",
+            ],
+            &["198.18."],
+        );
+        check(
+            "monitor",
+            &["ip daddr 198.18.9.2 tcp dport 9090 ct state new accept"],
+            &["ip saddr 198.18.9.2 ip daddr"],
+        );
+    }
+}

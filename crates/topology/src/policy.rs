@@ -1,0 +1,238 @@
+//! The firewall policy as data: which hosts may open which connections to which port on
+//! which host, over which segment (DESIGN.md section 3). Everything not listed is
+//! dropped, in both directions: a host's input accepts only the flows that end at it and
+//! its output only the flows that start at it. `nft.rs` renders this per host; the
+//! services enforce the same lists in their listeners.
+
+use std::net::IpAddr;
+
+use crate::{Host, Role, Segment, Topology};
+
+/// Transport protocol of a flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+/// Who may start a flow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum From {
+    /// Any host on the flow's segment (the public services).
+    Anyone,
+    /// These hosts, by name.
+    Hosts(Vec<String>),
+}
+
+/// One allowed flow: new connections from `from` to `to`'s address on `segment`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Flow {
+    pub to: String,
+    pub proto: Proto,
+    pub port: u16,
+    pub segment: Segment,
+    pub from: From,
+    /// What the flow is for, shown in rulesets and the connectivity matrix.
+    pub what: &'static str,
+}
+
+/// The whole policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    pub flows: Vec<Flow>,
+}
+
+/// Ports of the monitor host (issue 5 builds what listens there).
+pub const MONITOR_INGEST_PORT: u16 = 9090;
+
+fn names<'a>(hosts: impl Iterator<Item = &'a Host>) -> Vec<String> {
+    hosts.map(|h| h.name.clone()).collect()
+}
+
+impl Topology {
+    /// The default policy of DESIGN.md section 3.
+    pub fn policy(&self) -> Policy {
+        let p = &self.ports;
+        let mut flows = Vec::new();
+        let mut add = |to: &str, proto, port, segment, from, what| {
+            flows.push(Flow {
+                to: to.to_owned(),
+                proto,
+                port,
+                segment,
+                from,
+                what,
+            });
+        };
+        for lb in self.with_role(Role::Lb) {
+            add(
+                &lb.name,
+                Proto::Tcp,
+                p.lb_http,
+                Segment::Public,
+                From::Anyone,
+                "http redirect",
+            );
+            add(
+                &lb.name,
+                Proto::Tcp,
+                p.lb_https,
+                Segment::Public,
+                From::Anyone,
+                "https",
+            );
+        }
+        for dns in self.with_role(Role::Dns) {
+            add(
+                &dns.name,
+                Proto::Udp,
+                53,
+                Segment::Public,
+                From::Anyone,
+                "dns",
+            );
+            add(
+                &dns.name,
+                Proto::Tcp,
+                53,
+                Segment::Public,
+                From::Anyone,
+                "dns",
+            );
+        }
+        let lbs = names(self.with_role(Role::Lb));
+        for web in self.with_role(Role::Web) {
+            add(
+                &web.name,
+                Proto::Tcp,
+                p.web,
+                Segment::App,
+                From::Hosts(lbs.clone()),
+                "web",
+            );
+        }
+        let webs = names(self.with_role(Role::Web));
+        let replicas = names(self.with_role(Role::DbReplica));
+        for db in self.with_role(Role::DbPrimary) {
+            let mut from = webs.clone();
+            from.extend(replicas.iter().cloned());
+            add(
+                &db.name,
+                Proto::Tcp,
+                p.db,
+                Segment::Data,
+                From::Hosts(from),
+                "mysql",
+            );
+        }
+        for db in self.with_role(Role::DbReplica) {
+            add(
+                &db.name,
+                Proto::Tcp,
+                p.db,
+                Segment::Data,
+                From::Hosts(webs.clone()),
+                "mysql",
+            );
+        }
+        for mon in self.with_role(Role::Monitor) {
+            let agents: Vec<String> = self
+                .hosts
+                .iter()
+                .filter(|h| {
+                    h.name != mon.name && h.segments.iter().any(|(s, _)| *s == Segment::Mgmt)
+                })
+                .map(|h| h.name.clone())
+                .collect();
+            add(
+                &mon.name,
+                Proto::Tcp,
+                MONITOR_INGEST_PORT,
+                Segment::Mgmt,
+                From::Hosts(agents),
+                "metrics ingest",
+            );
+        }
+        Policy { flows }
+    }
+
+    /// The address of `host` on `segment`, if it has one (isolated mode).
+    pub fn segment_addr(&self, host: &Host, segment: Segment) -> Option<IpAddr> {
+        host.segments
+            .iter()
+            .find(|(s, _)| *s == segment)
+            .map(|(_, a)| IpAddr::V4(*a))
+    }
+
+    /// The hosts that may start `flow`: for `Anyone`, every other host on its segment.
+    pub fn sources(&self, flow: &Flow) -> Vec<&Host> {
+        self.hosts
+            .iter()
+            .filter(|h| h.name != flow.to)
+            .filter(|h| self.segment_addr(h, flow.segment).is_some())
+            .filter(|h| match &flow.from {
+                From::Anyone => true,
+                From::Hosts(names) => names.contains(&h.name),
+            })
+            .collect()
+    }
+
+    /// Whether the policy lets `from` open `proto`/`port` on `to`.
+    pub fn allows(&self, from: &str, to: &str, proto: Proto, port: u16) -> bool {
+        self.policy().flows.iter().any(|f| {
+            f.to == to
+                && f.proto == proto
+                && f.port == port
+                && self.sources(f).iter().any(|h| h.name == from)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Mode;
+
+    /// DESIGN.md section 3, written out independently of `policy()`.
+    #[test]
+    fn default_policy_is_the_design_table() {
+        let t = Topology::default_for(Mode::Isolated, 0);
+        let check = |from: &str, to: &str, proto: Proto, port: u16, expected: bool| {
+            assert_eq!(
+                t.allows(from, to, proto, port),
+                expected,
+                "{from} -> {to} {}/{port}",
+                proto.as_str()
+            );
+        };
+        check("client", "lb1", Proto::Tcp, 443, true);
+        check("client", "lb1", Proto::Tcp, 80, true);
+        check("client", "dns", Proto::Udp, 53, true);
+        check("client", "dns", Proto::Tcp, 53, true);
+        check("client", "web1", Proto::Tcp, 8443, false);
+        check("client", "db1", Proto::Tcp, 3306, false);
+        check("client", "lb1", Proto::Tcp, 9180, false);
+        check("lb1", "web1", Proto::Tcp, 8443, true);
+        check("lb1", "web2", Proto::Tcp, 8443, true);
+        check("lb1", "db1", Proto::Tcp, 3306, false);
+        check("web1", "db1", Proto::Tcp, 3306, true);
+        check("web2", "db2", Proto::Tcp, 3306, true);
+        check("db2", "db1", Proto::Tcp, 3306, true);
+        check("db1", "db2", Proto::Tcp, 3306, false);
+        check("web1", "web2", Proto::Tcp, 8443, false);
+        check("web1", "lb1", Proto::Tcp, 443, false);
+        check("db1", "monitor", Proto::Tcp, MONITOR_INGEST_PORT, true);
+        check("lb1", "monitor", Proto::Tcp, MONITOR_INGEST_PORT, true);
+        check("client", "monitor", Proto::Tcp, MONITOR_INGEST_PORT, false);
+        check("monitor", "db1", Proto::Tcp, 3306, false);
+    }
+}

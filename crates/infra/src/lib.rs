@@ -3,6 +3,7 @@
 
 pub mod local;
 pub mod mariadb;
+pub mod netns;
 pub mod process;
 
 pub use process::InfraError;

@@ -1,0 +1,204 @@
+//! Isolated mode's network fabric: a Linux network namespace per host, a bridge per
+//! segment, veth pairs between them, the topology's addresses, and nothing else.
+//!
+//! The bridges live in a namespace of their own (`<prefix>-fabric`), so the root
+//! namespace gets no interface, address or route into the topology: nothing on the host
+//! can reach 203.0.113.x or 198.18.x.x except from inside a topology namespace. Host
+//! namespaces get only their segments' connected routes (no default route), so no
+//! namespace has a way out of the fabric. Everything is created and destroyed by name
+//! (`<prefix>-<host>`, `<prefix>-fabric`): a crashed run leaves nothing `destroy` cannot
+//! find, and `destroy` touches nothing else. Deleting a namespace deletes its interfaces,
+//! and a veth pair dies with either end.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use rampart_topology::{Host, Segment, Topology};
+
+use crate::process::InfraError;
+
+/// The namespaces of one topology, named from a short prefix (`rampart` by default;
+/// tests use their own so runs never collide).
+#[derive(Clone, Debug)]
+pub struct Fabric {
+    pub prefix: String,
+    pub topology: Topology,
+}
+
+fn seg_name(s: Segment) -> &'static str {
+    match s {
+        Segment::Public => "pub",
+        Segment::App => "app",
+        Segment::Data => "data",
+        Segment::Mgmt => "mgmt",
+    }
+}
+
+/// Finds `ip` (iproute2), naming the package when it is missing.
+pub fn ip_bin() -> Result<PathBuf, InfraError> {
+    ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .ok_or(InfraError::MissingBinary {
+            program: "ip".into(),
+            package: "iproute2",
+        })
+}
+
+fn run(ip: &Path, args: &[&str]) -> Result<String, InfraError> {
+    let out = Command::new(ip)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| InfraError::Spawn {
+            name: "fabric".into(),
+            program: ip.to_owned(),
+            source: e,
+        })?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(InfraError::Command {
+            name: "fabric".into(),
+            command: "ip",
+            status: format!("{}", out.status),
+            detail: format!(
+                "ip {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        })
+    }
+}
+
+impl Fabric {
+    /// `prefix` must be short (interface and namespace names derive from it) and made of
+    /// letters and digits.
+    pub fn new(prefix: &str, topology: Topology) -> Result<Fabric, InfraError> {
+        if prefix.is_empty()
+            || prefix.len() > 8
+            || !prefix.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            return Err(InfraError::Invalid(format!(
+                "fabric prefix `{prefix}`: expected 1-8 letters or digits"
+            )));
+        }
+        Ok(Fabric {
+            prefix: prefix.to_owned(),
+            topology,
+        })
+    }
+
+    pub fn fabric_ns(&self) -> String {
+        format!("{}-fabric", self.prefix)
+    }
+
+    pub fn ns(&self, host: &Host) -> String {
+        format!("{}-{}", self.prefix, host.name)
+    }
+
+    /// The namespaces this fabric owns, hosts first.
+    pub fn namespaces(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.topology.hosts.iter().map(|h| self.ns(h)).collect();
+        v.push(self.fabric_ns());
+        v
+    }
+
+    /// Which of this fabric's namespaces exist now.
+    pub fn existing(&self) -> Result<Vec<String>, InfraError> {
+        let ip = ip_bin()?;
+        let list = run(&ip, &["netns", "list"])?;
+        let present: Vec<&str> = list
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        Ok(self
+            .namespaces()
+            .into_iter()
+            .filter(|n| present.contains(&n.as_str()))
+            .collect())
+    }
+
+    /// Builds the fabric from scratch (removing leftovers of an earlier run by name
+    /// first).
+    pub fn create(&self) -> Result<(), InfraError> {
+        self.destroy()?;
+        let ip = ip_bin()?;
+        let fab = self.fabric_ns();
+        run(&ip, &["netns", "add", &fab])?;
+        run(&ip, &["-n", &fab, "link", "set", "lo", "up"])?;
+        for seg in [Segment::Public, Segment::App, Segment::Data, Segment::Mgmt] {
+            let br = format!("br-{}", seg_name(seg));
+            run(&ip, &["-n", &fab, "link", "add", &br, "type", "bridge"])?;
+            run(&ip, &["-n", &fab, "link", "set", &br, "up"])?;
+        }
+        for host in &self.topology.hosts {
+            let ns = self.ns(host);
+            run(&ip, &["netns", "add", &ns])?;
+            run(&ip, &["-n", &ns, "link", "set", "lo", "up"])?;
+            for (seg, addr) in &host.segments {
+                let inside = format!("eth-{}", seg_name(*seg));
+                let outside = format!("p-{}-{}", host.name, seg_name(*seg));
+                if outside.len() > 15 {
+                    return Err(InfraError::Invalid(format!(
+                        "host name {} is too long for an interface name",
+                        host.name
+                    )));
+                }
+                run(
+                    &ip,
+                    &[
+                        "-n", &fab, "link", "add", &outside, "type", "veth", "peer", "name",
+                        &inside, "netns", &ns,
+                    ],
+                )?;
+                let br = format!("br-{}", seg_name(*seg));
+                run(
+                    &ip,
+                    &["-n", &fab, "link", "set", &outside, "master", &br, "up"],
+                )?;
+                let cidr = format!("{addr}/24");
+                run(&ip, &["-n", &ns, "addr", "add", &cidr, "dev", &inside])?;
+                run(&ip, &["-n", &ns, "link", "set", &inside, "up"])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes this fabric's namespaces by name (and with them every interface in
+    /// them). Processes still inside must be stopped first. Missing ones are fine.
+    pub fn destroy(&self) -> Result<(), InfraError> {
+        let ip = ip_bin()?;
+        for ns in self.existing()? {
+            run(&ip, &["netns", "del", &ns])?;
+        }
+        Ok(())
+    }
+
+    /// A command that runs `program` inside `host`'s namespace.
+    pub fn command(&self, host: &Host, program: impl AsRef<OsStr>) -> Result<Command, InfraError> {
+        let mut c = Command::new(ip_bin()?);
+        c.args(["netns", "exec", &self.ns(host)]).arg(program);
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rampart_topology::Mode;
+
+    #[test]
+    fn names_derive_from_the_prefix_and_prefixes_are_checked() {
+        let t = Topology::default_for(Mode::Isolated, 0);
+        let f = Fabric::new("rampart", t.clone()).unwrap();
+        assert_eq!(f.fabric_ns(), "rampart-fabric");
+        assert_eq!(f.ns(t.host("web1").unwrap()), "rampart-web1");
+        assert_eq!(f.namespaces().len(), t.hosts.len() + 1);
+        for bad in ["", "has-dash", "waytoolongprefix", "a b"] {
+            assert!(Fabric::new(bad, t.clone()).is_err(), "{bad}");
+        }
+    }
+}

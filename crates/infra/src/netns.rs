@@ -177,6 +177,52 @@ impl Fabric {
         Ok(())
     }
 
+    /// Loads each host's rendered ruleset into its namespace (`nft -f`, which replaces
+    /// the `inet rampart` table atomically).
+    pub fn load_firewalls(&self) -> Result<(), InfraError> {
+        let nft = ["/usr/sbin/nft", "/sbin/nft"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+            .ok_or(InfraError::MissingBinary {
+                program: "nft".into(),
+                package: "nftables",
+            })?;
+        for host in &self.topology.hosts {
+            let rules = rampart_topology::nft::ruleset(&self.topology, host);
+            let mut child = self
+                .command(host, &nft)?
+                .args(["-f", "-"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|e| InfraError::Spawn {
+                    name: host.name.clone(),
+                    program: nft.clone(),
+                    source: e,
+                })?;
+            if let Some(mut stdin) = child.stdin.take() {
+                use std::io::Write;
+                stdin
+                    .write_all(rules.as_bytes())
+                    .map_err(|e| InfraError::io("write ruleset to nft", &nft, e))?;
+            }
+            let out = child
+                .wait_with_output()
+                .map_err(|e| InfraError::io("wait for nft", &nft, e))?;
+            if !out.status.success() {
+                return Err(InfraError::Command {
+                    name: host.name.clone(),
+                    command: "nft",
+                    status: format!("{}", out.status),
+                    detail: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// A command that runs `program` inside `host`'s namespace.
     pub fn command(&self, host: &Host, program: impl AsRef<OsStr>) -> Result<Command, InfraError> {
         let mut c = Command::new(ip_bin()?);

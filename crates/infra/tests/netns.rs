@@ -106,3 +106,103 @@ fn hosts_reach_only_their_segments_and_destroy_leaves_nothing() {
     assert!(!String::from_utf8_lossy(&list.stdout).contains(&format!("{prefix}-")));
     drop(g);
 }
+
+/// With every host's firewall loaded, a connection attempt from every host to every
+/// service port of every other host is open (connected or refused: the SYN reached the
+/// host) exactly when the policy allows it; everything else is dropped (a timeout, or
+/// "operation not permitted" when the source's own output chain drops it). Prints the
+/// matrix.
+#[test]
+fn firewall_matrix_matches_the_policy() {
+    if !is_root() || rampart_test_support_nft().is_none() {
+        return;
+    }
+    let prefix = format!("rm{}", std::process::id() % 1_000_000);
+    let t = Topology::default_for(Mode::Isolated, 0);
+    let fabric = Fabric::new(&prefix, t.clone()).unwrap();
+    let _g = Guard(fabric.clone());
+    fabric.create().unwrap();
+    fabric.load_firewalls().unwrap();
+    let ports: [u16; 8] = [80, 443, 53, 8443, 9180, 9181, 3306, 9090];
+    let mut failures = Vec::new();
+    let mut matrix = String::from("from \\ to:port      result   expected\n");
+    for src in &t.hosts {
+        // One shell per source tries every target in parallel, each bounded by 2 s.
+        let mut script = String::new();
+        let mut cases = Vec::new();
+        for dst in t.hosts.iter().filter(|d| d.name != src.name) {
+            for (seg, addr) in &dst.segments {
+                let _ = seg;
+                for port in ports {
+                    let i = cases.len();
+                    cases.push((dst.name.clone(), addr.to_string(), port));
+                    script.push_str(&format!(
+                        "( timeout 2 bash -c 'exec 3<>/dev/tcp/{addr}/{port}' 2>/tmp/.{prefix}-{i} ; echo \"{i} $?\" ) &\n"
+                    ));
+                }
+            }
+        }
+        script.push_str("wait\n");
+        let out = fabric
+            .command(src, "bash")
+            .unwrap()
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        for line in text.lines() {
+            let mut it = line.split_whitespace();
+            let (Some(i), Some(code)) = (it.next(), it.next()) else {
+                continue;
+            };
+            let i: usize = i.parse().unwrap();
+            let err_file = format!("/tmp/.{prefix}-{i}");
+            let err = std::fs::read_to_string(&err_file).unwrap_or_default();
+            let _ = std::fs::remove_file(&err_file);
+            let (dst, addr, port) = &cases[i];
+            let open = code == "0" || err.contains("refused");
+            let expected = t.allows(&src.name, dst, rampart_topology::policy::Proto::Tcp, *port)
+                && t.host(dst).is_some_and(|d| {
+                    t.policy().flows.iter().any(|f| {
+                        f.to == *dst
+                            && f.port == *port
+                            && t.segment_addr(d, f.segment).map(|a| a.to_string())
+                                == Some(addr.clone())
+                    })
+                });
+            matrix.push_str(&format!(
+                "{:<8} {:>7} {:<15}:{:<5} {:<8} {}\n",
+                src.name,
+                dst,
+                addr,
+                port,
+                if open { "open" } else { "dropped" },
+                if expected { "open" } else { "dropped" }
+            ));
+            if open != expected {
+                failures.push(format!(
+                    "{} -> {dst} {addr}:{port}: open={open} expected={expected} ({})",
+                    src.name,
+                    err.trim()
+                ));
+            }
+        }
+    }
+    println!("{matrix}");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+fn rampart_test_support_nft() -> Option<std::path::PathBuf> {
+    let found = ["/usr/sbin/nft", "/sbin/nft"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.is_file());
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "nftables is not installed; `./run test` installs it"
+        );
+        eprintln!("SKIPPED: nftables is not installed");
+    }
+    found
+}

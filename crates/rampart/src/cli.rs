@@ -37,6 +37,7 @@ struct StateArg {
 enum Kind {
     Lb,
     Web,
+    Dns,
 }
 
 #[derive(Subcommand, Debug)]
@@ -50,6 +51,12 @@ enum Command {
     /// Run a web/application server (static site, the foobar API, read/write split).
     Web {
         /// Path to the web server config (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the authoritative DNS server for the site's zone (UDP and TCP).
+    Dns {
+        /// Path to the DNS server config (TOML).
         #[arg(long, short)]
         config: PathBuf,
     },
@@ -105,8 +112,8 @@ enum Command {
     Check {
         /// The config file to check.
         config: PathBuf,
-        /// What kind of config it is; by default told from its keys (a web config has
-        /// `name`, `site`, `database` or `listen.app`).
+        /// What kind of config it is; by default told from its keys (a DNS config has a
+        /// `[zone]` table; a web config has `name`, `site`, `database` or `listen.app`).
         #[arg(long, value_enum)]
         kind: Option<Kind>,
     },
@@ -138,6 +145,7 @@ pub fn main() -> ExitCode {
         },
         Command::Lb { config } => lb(&config),
         Command::Web { config } => web(&config),
+        Command::Dns { config } => dns(&config),
         Command::Up {
             local,
             detach,
@@ -166,7 +174,7 @@ fn init_tracing() {
         .init();
 }
 
-/// Tells a web config from a load balancer config by its keys.
+/// Tells a DNS, web or load balancer config apart by its keys.
 fn detect_kind(path: &Path) -> Kind {
     let Ok(text) = std::fs::read_to_string(path) else {
         return Kind::Lb;
@@ -174,6 +182,9 @@ fn detect_kind(path: &Path) -> Kind {
     let Ok(table) = text.parse::<toml::Table>() else {
         return Kind::Lb;
     };
+    if table.get("zone").is_some_and(toml::Value::is_table) {
+        return Kind::Dns;
+    }
     let web_listen = table
         .get("listen")
         .and_then(|l| l.as_table())
@@ -193,6 +204,7 @@ fn check(path: &Path, kind: Option<Kind>) -> ExitCode {
     let result = match kind.unwrap_or_else(|| detect_kind(path)) {
         Kind::Lb => rampart_lb::check(path).map(|_| ()),
         Kind::Web => rampart_web::check(path).map(|_| ()),
+        Kind::Dns => rampart_dns::check(path).map(|_| ()),
     };
     match result {
         Ok(()) => {
@@ -364,6 +376,39 @@ async fn run_web(config: rampart_web::Config) -> anyhow::Result<ExitCode> {
     };
     web.serve(listeners, terminated()?, || {}).await?;
     tracing::info!("web server stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn dns(path: &Path) -> ExitCode {
+    let config = match rampart_dns::Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    // One UDP loop and a few TCP connections: two workers are plenty.
+    let runtime = match runtime(2) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("rampart dns: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run_dns(config)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rampart dns: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_dns(config: rampart_dns::Config) -> anyhow::Result<ExitCode> {
+    let listeners = rampart_dns::Listeners::bind(&config).context("binding listeners")?;
+    let dns = rampart_dns::Dns::new(config);
+    dns.serve(listeners, terminated()?, || {}).await?;
+    tracing::info!("dns server stopped");
     Ok(ExitCode::SUCCESS)
 }
 

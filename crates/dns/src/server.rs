@@ -1,0 +1,268 @@
+//! The DNS server's I/O: [`Listeners`] (a UDP socket and a TCP listener, either optional),
+//! and [`Dns::serve`], which answers on both until shutdown. Every answer comes from
+//! [`crate::handler::respond`]; this file only moves bytes.
+//!
+//! UDP is one task answering datagram by datagram (an answer is a lookup in a handful of
+//! records, so there is nothing to wait on). TCP connections are capped; each must send a
+//! whole query within the idle timeout or is closed, and may send several in turn
+//! (RFC 7766). On shutdown the listeners close at once and open TCP connections end after
+//! the response they are writing, within the idle timeout.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::config::{Config, Limits};
+use crate::handler::{respond, Transport};
+use crate::zone::Zone;
+
+/// The bound sockets of a DNS server; `None` where the config says "off".
+pub struct Listeners {
+    pub udp: Option<UdpSocket>,
+    pub tcp: Option<TcpListener>,
+}
+
+fn socket(addr: SocketAddr, ty: socket2::Type) -> std::io::Result<socket2::Socket> {
+    let domain = if addr.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
+    let s = socket2::Socket::new(domain, ty, None)?;
+    if ty == socket2::Type::STREAM {
+        s.set_reuse_address(true)?;
+    }
+    s.set_nonblocking(true)?;
+    let proto = if ty == socket2::Type::STREAM {
+        "tcp"
+    } else {
+        "udp"
+    };
+    s.bind(&addr.into())
+        .map_err(|e| std::io::Error::new(e.kind(), format!("bind {proto} {addr}: {e}")))?;
+    Ok(s)
+}
+
+impl Listeners {
+    /// Binds the addresses of `config` (port 0 picks a free port). Must be called inside
+    /// a tokio runtime.
+    pub fn bind(config: &Config) -> std::io::Result<Self> {
+        let udp = config
+            .udp
+            .map(|a| UdpSocket::from_std(socket(a, socket2::Type::DGRAM)?.into()))
+            .transpose()?;
+        let tcp = config
+            .tcp
+            .map(|a| {
+                let s = socket(a, socket2::Type::STREAM)?;
+                s.listen(1024)?;
+                TcpListener::from_std(s.into())
+            })
+            .transpose()?;
+        Ok(Self { udp, tcp })
+    }
+
+    /// The bound UDP and TCP addresses.
+    pub fn local_addrs(&self) -> std::io::Result<(Option<SocketAddr>, Option<SocketAddr>)> {
+        Ok((
+            self.udp.as_ref().map(UdpSocket::local_addr).transpose()?,
+            self.tcp.as_ref().map(TcpListener::local_addr).transpose()?,
+        ))
+    }
+}
+
+/// An authoritative DNS server for one zone.
+pub struct Dns {
+    zone: Arc<Zone>,
+    limits: Limits,
+}
+
+impl Dns {
+    pub fn new(config: Config) -> Dns {
+        Dns {
+            zone: Arc::new(Zone::new(&config.zone)),
+            limits: config.limits,
+        }
+    }
+
+    /// The records being served.
+    pub fn zone(&self) -> &Zone {
+        &self.zone
+    }
+
+    /// Answers on `listeners` until `shutdown` resolves, calling `ready` once both are
+    /// being served; then stops accepting and lets open TCP connections finish.
+    pub async fn serve(
+        &self,
+        listeners: Listeners,
+        shutdown: impl Future<Output = ()>,
+        ready: impl FnOnce(),
+    ) -> std::io::Result<()> {
+        let (udp_addr, tcp_addr) = listeners.local_addrs()?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        if let Some(udp) = listeners.udp {
+            tasks.spawn(udp_loop(udp, Arc::clone(&self.zone), stop_rx.clone()));
+        }
+        if let Some(tcp) = listeners.tcp {
+            tasks.spawn(tcp_loop(
+                tcp,
+                Arc::clone(&self.zone),
+                self.limits.clone(),
+                stop_rx,
+            ));
+        }
+        let show = |a: Option<SocketAddr>| a.map_or_else(|| "off".to_owned(), |a| a.to_string());
+        tracing::info!(
+            zone = %self.zone.origin(),
+            udp = %show(udp_addr),
+            tcp = %show(tcp_addr),
+            "dns server ready udp={} tcp={}",
+            show(udp_addr),
+            show(tcp_addr)
+        );
+        ready();
+        shutdown.await;
+        tracing::info!("shutting down: closing listeners, finishing open TCP queries");
+        let _ = stop_tx.send(true);
+        // Each loop drains its own connections within the idle timeout; this bound is
+        // the backstop.
+        let deadline = self.limits.tcp_idle_timeout + Duration::from_secs(1);
+        if tokio::time::timeout(deadline, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await
+        .is_err()
+        {
+            tracing::warn!("drain deadline passed; closing the rest");
+        }
+        Ok(())
+    }
+}
+
+/// Resolves once `stop` says so (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+async fn udp_loop(socket: UdpSocket, zone: Arc<Zone>, mut stop: watch::Receiver<bool>) {
+    // Queries are small; a datagram that does not fit is cut short and gets FORMERR.
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let (n, peer) = tokio::select! {
+            () = stopped(&mut stop) => return,
+            r = socket.recv_from(&mut buf) => match r {
+                Ok(x) => x,
+                Err(error) => {
+                    // ICMP errors from earlier sends surface here (ECONNREFUSED); none
+                    // of them is a reason to stop answering.
+                    tracing::debug!(%error, "udp receive failed");
+                    continue;
+                }
+            },
+        };
+        let Some(resp) = respond(&zone, &buf[..n], Transport::Udp) else {
+            tracing::debug!(%peer, bytes = n, "udp datagram ignored");
+            continue;
+        };
+        if let Err(error) = socket.send_to(&resp, peer).await {
+            tracing::debug!(%peer, %error, "udp send failed");
+        }
+    }
+}
+
+async fn tcp_loop(
+    listener: TcpListener,
+    zone: Arc<Zone>,
+    limits: Limits,
+    mut stop: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_tcp_connections));
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            () = stopped(&mut stop) => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            r = listener.accept() => match r {
+                Ok((stream, peer)) => {
+                    let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+                        tracing::debug!(%peer, max = limits.max_tcp_connections, "tcp connection cap reached; closing");
+                        continue;
+                    };
+                    conns.spawn(tcp_conn(
+                        stream,
+                        peer,
+                        Arc::clone(&zone),
+                        limits.tcp_idle_timeout,
+                        stop.clone(),
+                        permit,
+                    ));
+                }
+                Err(error) => {
+                    // Out of file descriptors and the like: back off rather than spin.
+                    tracing::warn!(%error, "tcp accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    let drained = tokio::time::timeout(limits.tcp_idle_timeout, async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::debug!(open = conns.len(), "closing tcp connections still open");
+    }
+}
+
+/// Serves queries on one TCP connection (two-byte length prefix, RFC 1035 4.2.2) until
+/// the client closes it, stays idle too long, sends something unanswerable, or shutdown.
+async fn tcp_conn(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    zone: Arc<Zone>,
+    idle: Duration,
+    mut stop: watch::Receiver<bool>,
+    _permit: OwnedSemaphorePermit,
+) {
+    loop {
+        let read = async {
+            let len = stream.read_u16().await?;
+            let mut buf = vec![0u8; usize::from(len)];
+            stream.read_exact(&mut buf).await?;
+            Ok::<_, std::io::Error>(buf)
+        };
+        let request = tokio::select! {
+            () = stopped(&mut stop) => return,
+            r = tokio::time::timeout(idle, read) => match r {
+                Ok(Ok(buf)) => buf,
+                Ok(Err(_)) => return,
+                Err(_) => {
+                    tracing::debug!(%peer, "tcp connection idle; closing");
+                    return;
+                }
+            },
+        };
+        let Some(resp) = respond(&zone, &request, Transport::Tcp) else {
+            return;
+        };
+        // Responses are at most 65535 bytes: `respond` limits TCP answers to that.
+        let Ok(len) = u16::try_from(resp.len()) else {
+            return;
+        };
+        let mut framed = Vec::with_capacity(resp.len() + 2);
+        framed.extend_from_slice(&len.to_be_bytes());
+        framed.extend_from_slice(&resp);
+        match tokio::time::timeout(idle, stream.write_all(&framed)).await {
+            Ok(Ok(())) => {}
+            _ => return,
+        }
+    }
+}

@@ -152,14 +152,8 @@ impl Config {
     /// Turns the raw file into a validated config, collecting every problem.
     pub fn validate(path: &Path, f: &FileConfig) -> Result<Config, ConfigErrors> {
         let mut c = Checker::new(path);
-        let listener = |c: &mut Checker<'_>, key: &str, v: Option<&str>, default: &str| match v
-            .unwrap_or(default)
-        {
-            "off" => None,
-            v => c.addr(key, v),
-        };
-        let udp = listener(&mut c, "listen.udp", f.listen.udp.as_deref(), defaults::UDP);
-        let tcp = listener(&mut c, "listen.tcp", f.listen.tcp.as_deref(), defaults::TCP);
+        let udp = c.optional_addr("listen.udp", f.listen.udp.as_deref(), defaults::UDP);
+        let tcp = c.optional_addr("listen.tcp", f.listen.tcp.as_deref(), defaults::TCP);
         if f.listen.udp.as_deref() == Some("off") && f.listen.tcp.as_deref() == Some("off") {
             c.err(
                 "listen",

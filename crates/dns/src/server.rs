@@ -28,24 +28,16 @@ pub struct Listeners {
     pub tcp: Option<TcpListener>,
 }
 
-fn socket(addr: SocketAddr, ty: socket2::Type) -> std::io::Result<socket2::Socket> {
+fn udp_socket(addr: SocketAddr) -> std::io::Result<socket2::Socket> {
     let domain = if addr.is_ipv4() {
         socket2::Domain::IPV4
     } else {
         socket2::Domain::IPV6
     };
-    let s = socket2::Socket::new(domain, ty, None)?;
-    if ty == socket2::Type::STREAM {
-        s.set_reuse_address(true)?;
-    }
+    let s = socket2::Socket::new(domain, socket2::Type::DGRAM, None)?;
     s.set_nonblocking(true)?;
-    let proto = if ty == socket2::Type::STREAM {
-        "tcp"
-    } else {
-        "udp"
-    };
     s.bind(&addr.into())
-        .map_err(|e| std::io::Error::new(e.kind(), format!("bind {proto} {addr}: {e}")))?;
+        .map_err(|e| std::io::Error::new(e.kind(), format!("bind udp {addr}: {e}")))?;
     Ok(s)
 }
 
@@ -55,15 +47,11 @@ impl Listeners {
     pub fn bind(config: &Config) -> std::io::Result<Self> {
         let udp = config
             .udp
-            .map(|a| UdpSocket::from_std(socket(a, socket2::Type::DGRAM)?.into()))
+            .map(|a| UdpSocket::from_std(udp_socket(a)?.into()))
             .transpose()?;
         let tcp = config
             .tcp
-            .map(|a| {
-                let s = socket(a, socket2::Type::STREAM)?;
-                s.listen(1024)?;
-                TcpListener::from_std(s.into())
-            })
+            .map(|a| rampart_telemetry::listen::tcp(a, 1024))
             .transpose()?;
         Ok(Self { udp, tcp })
     }

@@ -294,12 +294,8 @@ impl Config {
             )
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 443)));
         // The redirect listener and the admin listener are on unless set to "off".
-        let mut optional = |key: &str, v: Option<&str>, default: &str| match v.unwrap_or(default) {
-            "off" => None,
-            v => c.addr(key, v),
-        };
-        let http = optional("listen.http", f.listen.http.as_deref(), defaults::HTTP);
-        let admin = optional("listen.admin", f.listen.admin.as_deref(), defaults::ADMIN);
+        let http = c.optional_addr("listen.http", f.listen.http.as_deref(), defaults::HTTP);
+        let admin = c.optional_addr("listen.admin", f.listen.admin.as_deref(), defaults::ADMIN);
 
         if f.tls.certificates.is_empty() {
             c.err(
@@ -570,18 +566,7 @@ impl Config {
         };
         let _ = second;
 
-        let access_log = match f.log.access_log.as_deref() {
-            None | Some("stdout") => AccessLog::Stdout,
-            Some("off") => AccessLog::Off,
-            Some("") => {
-                c.err(
-                    "log.access_log",
-                    "empty; expected \"stdout\", \"off\" or a file path",
-                );
-                AccessLog::Off
-            }
-            Some(p) => AccessLog::File(resolve(Path::new(p))),
-        };
+        let access_log = c.log_target("log.access_log", f.log.access_log.as_deref());
 
         let worker_threads = c.range(
             "runtime.worker_threads",

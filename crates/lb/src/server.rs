@@ -35,18 +35,7 @@ pub struct Listeners {
 }
 
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let domain = if addr.is_ipv4() {
-        socket2::Domain::IPV4
-    } else {
-        socket2::Domain::IPV6
-    };
-    let s = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
-    s.set_reuse_address(true)?;
-    s.set_nonblocking(true)?;
-    s.bind(&addr.into())
-        .map_err(|e| std::io::Error::new(e.kind(), format!("bind {addr}: {e}")))?;
-    s.listen(4096)?;
-    TcpListener::from_std(s.into())
+    rampart_telemetry::listen::tcp(addr, 4096)
 }
 
 impl Listeners {

@@ -6,7 +6,7 @@
 //! slowing clients down. The last handle's drop flushes what is left.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -14,12 +14,7 @@ use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
 
 /// Where access log lines go.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LogTarget {
-    Off,
-    Stdout,
-    File(PathBuf),
-}
+pub use rampart_topology::config::LogTarget;
 
 /// One access log line, the same shape for every service. The query string is not
 /// logged: it often carries tokens.

@@ -53,6 +53,14 @@ impl ConfigErrors {
     }
 }
 
+/// Where a service's access log goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogTarget {
+    Off,
+    Stdout,
+    File(PathBuf),
+}
+
 /// Reads `path` and deserializes it as TOML into the raw `File*` layer.
 pub fn read_toml<T: DeserializeOwned>(path: &Path) -> Result<(T, String), ConfigErrors> {
     let text = std::fs::read_to_string(path)
@@ -135,6 +143,33 @@ impl<'a> Checker<'a> {
                 );
                 None
             }
+        }
+    }
+
+    /// A listener address that is on unless set to "off"; `default` when absent.
+    pub fn optional_addr(
+        &mut self,
+        key: &str,
+        v: Option<&str>,
+        default: &str,
+    ) -> Option<SocketAddr> {
+        match v.unwrap_or(default) {
+            "off" => None,
+            v => self.addr(key, v),
+        }
+    }
+
+    /// An access log target: "stdout" (the default), "off" or a file path resolved
+    /// against the config file's directory.
+    pub fn log_target(&mut self, key: &str, v: Option<&str>) -> LogTarget {
+        match v {
+            None | Some("stdout") => LogTarget::Stdout,
+            Some("off") => LogTarget::Off,
+            Some("") => {
+                self.err(key, "empty; expected \"stdout\", \"off\" or a file path");
+                LogTarget::Off
+            }
+            Some(p) => LogTarget::File(self.resolve(Path::new(p))),
         }
     }
 

@@ -262,10 +262,7 @@ impl Config {
                 f.listen.app.as_deref().unwrap_or(defaults::APP),
             )
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8443)));
-        let admin = match f.listen.admin.as_deref().unwrap_or(defaults::ADMIN) {
-            "off" => None,
-            v => c.addr("listen.admin", v),
-        };
+        let admin = c.optional_addr("listen.admin", f.listen.admin.as_deref(), defaults::ADMIN);
         let mut allow_from = Vec::new();
         for (i, s) in f.listen.allow_from.iter().flatten().enumerate() {
             match ipnet_lite::Net::parse(s) {
@@ -433,18 +430,7 @@ impl Config {
                 s(600),
             ),
         };
-        let access_log = match f.log.access_log.as_deref() {
-            None | Some("stdout") => LogTarget::Stdout,
-            Some("off") => LogTarget::Off,
-            Some("") => {
-                c.err(
-                    "log.access_log",
-                    "empty; expected \"stdout\", \"off\" or a file path",
-                );
-                LogTarget::Off
-            }
-            Some(p) => LogTarget::File(c.resolve(Path::new(p))),
-        };
+        let access_log = c.log_target("log.access_log", f.log.access_log.as_deref());
         let worker_threads = c.range(
             "runtime.worker_threads",
             f.runtime.worker_threads,

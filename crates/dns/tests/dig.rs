@@ -92,23 +92,9 @@ impl Drop for Server {
     }
 }
 
-fn find_on_path(cmd: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(cmd))
-        .find(|p| p.is_file())
-}
-
 /// The dig binary, or `None` (after saying so) where the test should be skipped.
 fn dig_or_skip() -> Option<PathBuf> {
-    let found = find_on_path("dig");
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "dig is not installed (Debian: apt-get install dnsutils) and CI is set"
-        );
-        println!("SKIPPED: dig is not installed");
-    }
-    found
+    rampart_test_support::client::tool("dig", None)
 }
 
 /// What dig printed, in parts.

@@ -9,20 +9,9 @@
 use std::process::Command;
 
 use rampart_infra::netns::Fabric;
+use rampart_test_support::client::tool;
+use rampart_test_support::require_root;
 use rampart_topology::{Mode, Topology};
-
-fn is_root() -> bool {
-    let out = Command::new("id").arg("-u").output().unwrap();
-    let root = String::from_utf8_lossy(&out.stdout).trim() == "0";
-    if !root {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI runs the tests as root"
-        );
-        eprintln!("SKIPPED: needs root for network namespaces");
-    }
-    root
-}
 
 /// Destroys the fabric when dropped, even if the test panics.
 struct Guard(Fabric);
@@ -53,7 +42,7 @@ fn attempt(f: &Fabric, host: &str, addr: &str, port: u16) -> String {
 
 #[test]
 fn hosts_reach_only_their_segments_and_destroy_leaves_nothing() {
-    if !is_root() {
+    if !require_root("network namespaces") {
         return;
     }
     let prefix = format!("rt{}", std::process::id() % 1_000_000);
@@ -114,7 +103,7 @@ fn hosts_reach_only_their_segments_and_destroy_leaves_nothing() {
 /// matrix.
 #[test]
 fn firewall_matrix_matches_the_policy() {
-    if !is_root() || rampart_test_support_nft().is_none() {
+    if !require_root("network namespaces") || tool("nft", None).is_none() {
         return;
     }
     let prefix = format!("rm{}", std::process::id() % 1_000_000);
@@ -190,19 +179,4 @@ fn firewall_matrix_matches_the_policy() {
     }
     println!("{matrix}");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-}
-
-fn rampart_test_support_nft() -> Option<std::path::PathBuf> {
-    let found = ["/usr/sbin/nft", "/sbin/nft"]
-        .iter()
-        .map(std::path::PathBuf::from)
-        .find(|p| p.is_file());
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "nftables is not installed; `./run test` installs it"
-        );
-        eprintln!("SKIPPED: nftables is not installed");
-    }
-    found
 }

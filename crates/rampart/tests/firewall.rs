@@ -8,24 +8,12 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use rampart_test_support::client::tool;
+use rampart_test_support::require_root;
 
 const RAMPART: &str = env!("CARGO_BIN_EXE_rampart");
 const HOSTS: [&str; 8] = [
     "client", "dns", "lb1", "web1", "web2", "db1", "db2", "monitor",
 ];
-
-fn is_root() -> bool {
-    let out = Command::new("id").arg("-u").output().unwrap();
-    let root = String::from_utf8_lossy(&out.stdout).trim() == "0";
-    if !root {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI runs the tests as root"
-        );
-        eprintln!("SKIPPED: needs root for nft and network namespaces");
-    }
-    root
-}
 
 fn ruleset(host: &str) -> String {
     let out = Command::new(RAMPART)
@@ -78,7 +66,7 @@ impl Drop for Netns {
 
 #[test]
 fn every_rendered_ruleset_passes_nft_check_and_loads_in_a_namespace() {
-    if !is_root() {
+    if !require_root("nft and network namespaces") {
         return;
     }
     let Some(nft) = tool("nft", None) else { return };

@@ -181,3 +181,19 @@ pub fn backend_process(name: &str, listen: &str, extra: &[&str]) -> (Proc, Socke
         addr,
     )
 }
+
+/// Whether the tests run as root (network namespaces, nftables). Outside CI a non-root
+/// run prints `SKIPPED` and the caller returns; in CI (`CI` set) it fails the test, since
+/// CI runs as root.
+pub fn require_root(why: &str) -> bool {
+    let out = std::process::Command::new("id").arg("-u").output();
+    let root = out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !root {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs the tests as root ({why})"
+        );
+        eprintln!("SKIPPED: needs root for {why}");
+    }
+    root
+}

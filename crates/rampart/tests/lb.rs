@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rampart_test_support::client::{tool, Https, Resp};
+use rampart_test_support::client::{tool, CurlOut, Https, Resp};
 use rampart_test_support::lbproc::LbProcess;
 use rampart_test_support::{backend_process, eventually, Pki, Proc};
 
@@ -103,43 +103,6 @@ impl Site {
 
     fn access_log(&self) -> String {
         std::fs::read_to_string(self.pki.path("access.log")).unwrap_or_default()
-    }
-}
-
-#[derive(Debug)]
-#[allow(dead_code)] // stderr is there for assertion messages
-struct CurlOut {
-    ok: bool,
-    status: u16,
-    headers: String,
-    body: String,
-    stderr: String,
-}
-
-impl CurlOut {
-    fn parse(out: &std::process::Output) -> Self {
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (headers, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = headers
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        CurlOut {
-            ok: out.status.success(),
-            status,
-            headers: headers.to_ascii_lowercase(),
-            body: body.to_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    fn header(&self, name: &str) -> Option<String> {
-        let prefix = format!("{}:", name.to_ascii_lowercase());
-        self.headers
-            .lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .map(|v| v.trim().to_owned())
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rampart_test_support::client::tool;
+use rampart_test_support::client::{tool, CurlOut};
 use rampart_test_support::eventually;
 
 const RAMPART: &str = env!("CARGO_BIN_EXE_rampart");
@@ -50,25 +50,6 @@ fn mariadb_installed() -> bool {
         eprintln!("SKIPPED: mariadb-server-core is not installed (`./run test` installs it)");
     }
     found
-}
-
-#[derive(Debug)]
-#[allow(dead_code)] // stderr is there for assertion messages
-struct Reply {
-    status: u16,
-    headers: String,
-    body: String,
-    stderr: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<String> {
-        let prefix = format!("{}:", name.to_ascii_lowercase());
-        self.headers
-            .lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .map(|v| v.trim().to_owned())
-    }
 }
 
 impl Stack {
@@ -113,7 +94,7 @@ impl Stack {
     }
 
     /// One curl request through the load balancer; `args` go before the URL.
-    fn curl(&self, path: &str, args: &[&str]) -> Reply {
+    fn curl(&self, path: &str, args: &[&str]) -> CurlOut {
         let out = Command::new(&self.curl)
             .args(["-sS", "--max-time", "10", "--path-as-is", "--cacert"])
             .arg(self.state().join("certs/ca.pem"))
@@ -127,21 +108,10 @@ impl Stack {
             .arg(format!("https://www.foobar.com:8443{path}"))
             .output()
             .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (headers, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        Reply {
-            status: headers
-                .split_whitespace()
-                .nth(1)
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0),
-            headers: headers.to_ascii_lowercase(),
-            body: body.to_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        CurlOut::parse(&out)
     }
 
-    fn post_json(&self, path: &str, body: &str, extra: &[&str]) -> Reply {
+    fn post_json(&self, path: &str, body: &str, extra: &[&str]) -> CurlOut {
         let mut args = vec![
             "-H",
             "content-type: application/json",

@@ -228,3 +228,42 @@ pub fn tool(name: &str, env: Option<&str>) -> Option<PathBuf> {
     }
     found
 }
+
+#[derive(Debug)]
+/// curl's output with `-D -`: status, lowercased headers, body, and stderr for
+/// assertion messages.
+pub struct CurlOut {
+    pub ok: bool,
+    pub status: u16,
+    pub headers: String,
+    pub body: String,
+    pub stderr: String,
+}
+
+impl CurlOut {
+    pub fn parse(out: &std::process::Output) -> Self {
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (headers, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = headers
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        CurlOut {
+            ok: out.status.success(),
+            status,
+            headers: headers.to_ascii_lowercase(),
+            body: body.to_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// A header's value by (case-insensitive) name.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let prefix = format!("{}:", name.to_ascii_lowercase());
+        self.headers
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map(|v| v.trim().to_owned())
+    }
+}

@@ -344,6 +344,12 @@ fn whole_path_through_the_load_balancer() {
         &["-c", jar],
     );
     assert_eq!(msg.status, 201, "{msg:?}");
+    let msg_id = json(&msg.body)["id"].as_u64().unwrap();
+    let got = stack.curl(&format!("/api/messages/{msg_id}"), &["-b", jar]);
+    assert_eq!(got.status, 200, "{got:?}");
+    assert_eq!(json(&got.body)["body"], "hello <b>world</b>");
+    assert_eq!(json(&got.body)["author"], "User 0");
+    assert_eq!(stack.curl("/api/messages/99999999", &[]).status, 404);
     let page = stack.curl("/", &["-b", jar]);
     assert!(
         page.body.contains("hello &lt;b&gt;world&lt;/b&gt;"),

@@ -334,8 +334,16 @@ fn message_json(r: &MessageRow) -> Value {
     json!({ "id": r.0, "user_id": r.1, "author": r.2, "body": r.3, "created_at": rfc3339(r.4) })
 }
 
-const MESSAGE_SELECT: &str = "SELECT m.id, m.user_id, u.name, m.body, m.created_at \
-     FROM messages m JOIN users u ON u.id = m.user_id";
+/// The columns of a message with its author, for `MessageRow`.
+macro_rules! message_select {
+    () => {
+        "SELECT m.id, m.user_id, u.name, m.body, m.created_at \
+         FROM messages m JOIN users u ON u.id = m.user_id"
+    };
+}
+const MESSAGE_BY_ID: &str = concat!(message_select!(), " WHERE m.id = ?");
+const MESSAGES_LATEST: &str = concat!(message_select!(), " ORDER BY m.id DESC LIMIT ?");
+const USER_BY_ID: &str = "SELECT id, name, email, created_at FROM users WHERE id = ?";
 
 /// The application's handlers.
 #[derive(Debug)]
@@ -385,6 +393,22 @@ impl App {
     }
 
     pub async fn get_user(&self, id: &str, after: Option<&GtidSet>) -> Reply {
+        self.get_by_id(id, after, USER_BY_ID, user_json, "no such user")
+            .await
+    }
+
+    /// One row by its path id: 400 for an id that is not one, 404 when absent.
+    async fn get_by_id<R>(
+        &self,
+        id: &str,
+        after: Option<&GtidSet>,
+        sql: &'static str,
+        to_json: fn(&R) -> Value,
+        missing: &str,
+    ) -> Reply
+    where
+        R: for<'r> sqlx::FromRow<'r, sqlx::mysql::MySqlRow> + Send + Unpin,
+    {
         let Some(id) = parse_id(id) else {
             return Reply::error(
                 StatusCode::BAD_REQUEST,
@@ -397,20 +421,17 @@ impl App {
             .db
             .read(after, move |conn| {
                 Box::pin(async move {
-                    sqlx::query_as::<_, UserRow>(
-                        "SELECT id, name, email, created_at FROM users WHERE id = ?",
-                    )
-                    .bind(id)
-                    .fetch_optional(conn)
-                    .await
+                    sqlx::query_as::<_, R>(sql)
+                        .bind(id)
+                        .fetch_optional(conn)
+                        .await
                 })
             })
             .await;
         match r {
-            Ok((Some(row), role)) => Reply::json(StatusCode::OK, &user_json(&row)).with_role(role),
+            Ok((Some(row), role)) => Reply::json(StatusCode::OK, &to_json(&row)).with_role(role),
             Ok((None, role)) => {
-                Reply::error(StatusCode::NOT_FOUND, "not_found", "id", "no such user")
-                    .with_role(role)
+                Reply::error(StatusCode::NOT_FOUND, "not_found", "id", missing).with_role(role)
             }
             Err(e) => db_error(&e),
         }
@@ -469,35 +490,8 @@ impl App {
     }
 
     pub async fn get_message(&self, id: &str, after: Option<&GtidSet>) -> Reply {
-        let Some(id) = parse_id(id) else {
-            return Reply::error(
-                StatusCode::BAD_REQUEST,
-                "invalid_id",
-                "id",
-                "must be a positive integer",
-            );
-        };
-        let r = self
-            .db
-            .read(after, move |conn| {
-                Box::pin(async move {
-                    sqlx::query_as::<_, MessageRow>(&format!("{MESSAGE_SELECT} WHERE m.id = ?"))
-                        .bind(id)
-                        .fetch_optional(conn)
-                        .await
-                })
-            })
-            .await;
-        match r {
-            Ok((Some(row), role)) => {
-                Reply::json(StatusCode::OK, &message_json(&row)).with_role(role)
-            }
-            Ok((None, role)) => {
-                Reply::error(StatusCode::NOT_FOUND, "not_found", "id", "no such message")
-                    .with_role(role)
-            }
-            Err(e) => db_error(&e),
-        }
+        self.get_by_id(id, after, MESSAGE_BY_ID, message_json, "no such message")
+            .await
     }
 
     async fn latest(
@@ -508,12 +502,10 @@ impl App {
         self.db
             .read(after, move |conn| {
                 Box::pin(async move {
-                    sqlx::query_as::<_, MessageRow>(&format!(
-                        "{MESSAGE_SELECT} ORDER BY m.id DESC LIMIT ?"
-                    ))
-                    .bind(limit)
-                    .fetch_all(conn)
-                    .await
+                    sqlx::query_as::<_, MessageRow>(MESSAGES_LATEST)
+                        .bind(limit)
+                        .fetch_all(conn)
+                        .await
                 })
             })
             .await

@@ -734,6 +734,49 @@ mod tests {
         );
     }
 
+    /// A made-up or just-written GTID (one the primary did not have at the last check)
+    /// goes to the primary without a wait; one the replica already had needs no wait;
+    /// otherwise a wait, at most a quarter of the replica pool at once.
+    #[test]
+    fn gtid_routing_never_waits_for_what_the_primary_has_not_got() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pw"), "x\n").unwrap();
+        let config = crate::Config::parse(
+            &dir.path().join("web.toml"),
+            "[database]\nprimary = \"127.0.0.1:1\"\nreplica = \"127.0.0.1:2\"\n\
+             password_file = \"pw\"\nreplica_pool_size = 8\n",
+        )
+        .unwrap();
+        let db = Db::new(&config.database.unwrap(), Arc::new(Metrics::new())).unwrap();
+        *db.health.primary_pos.lock().unwrap() = g("0-1-100");
+        *db.health.replica_pos.lock().unwrap() = g("0-1-90");
+        assert!(matches!(db.route_gtid(None), Ok(None)));
+        assert!(matches!(db.route_gtid(Some(&g("0-1-90"))), Ok(None)));
+        assert!(matches!(
+            db.route_gtid(Some(&g("0-1-101"))),
+            Err(Fallback::GtidFresh)
+        ));
+        assert!(matches!(
+            db.route_gtid(Some(&g("0-1-999999999"))),
+            Err(Fallback::GtidFresh)
+        ));
+        assert!(matches!(
+            db.route_gtid(Some(&g("7-7-7"))),
+            Err(Fallback::GtidFresh)
+        ));
+        let (g95, g96) = (g("0-1-95"), g("0-1-96"));
+        let a = db.route_gtid(Some(&g95));
+        let b = db.route_gtid(Some(&g96));
+        assert!(matches!(a, Ok(Some(_))) && matches!(b, Ok(Some(_))));
+        // 8 / 4 = 2 waits at once; the third goes to the primary.
+        assert!(matches!(
+            db.route_gtid(Some(&g("0-1-97"))),
+            Err(Fallback::GtidWait)
+        ));
+        drop(a);
+        assert!(matches!(db.route_gtid(Some(&g("0-1-97"))), Ok(Some(_))));
+    }
+
     #[test]
     fn gtid_coverage() {
         assert!(g("0-1-42").covers(&g("0-1-42")));

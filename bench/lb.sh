@@ -54,6 +54,9 @@ done
 
 # --- tools -------------------------------------------------------------------------------
 
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
 ensure_tools() {
     local missing=()
     command -v wrk >/dev/null || missing+=(wrk)
@@ -65,20 +68,7 @@ ensure_tools() {
     command -v ss >/dev/null || missing+=(iproute2)
     command -v getconf >/dev/null || missing+=(libc-bin)
     command -v timeout >/dev/null || missing+=(coreutils)
-    ((${#missing[@]} == 0)) && return
-    local sudo=()
-    if [[ $(id -u) -ne 0 ]]; then
-        command -v sudo >/dev/null || die "missing packages ${missing[*]} and no sudo to install them"
-        sudo=(sudo)
-    fi
-    log "installing missing packages: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    # Only refresh the package lists when the install cannot proceed without it.
-    if ! "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"; then
-        log "install failed; running apt-get update and retrying"
-        "${sudo[@]}" apt-get update
-        "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
-    fi
+    install_missing "${missing[@]}"
 }
 ensure_tools
 

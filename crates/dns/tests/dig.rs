@@ -1,5 +1,5 @@
 //! The DNS server in-process on 127.0.0.1:0 (UDP and TCP), queried by the real `dig`
-//! (Debian's dnsutils), plus raw sockets for what dig cannot do: garbage datagrams, idle
+//! (Debian's bind9-dnsutils), plus raw sockets for what dig cannot do: garbage datagrams, idle
 //! and surplus TCP connections, shutdown with a connection open.
 //!
 //! Without dig these tests print `SKIPPED: dig is not installed` and pass, unless `CI` is

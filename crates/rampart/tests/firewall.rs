@@ -79,31 +79,21 @@ fn every_rendered_ruleset_passes_nft_check_and_loads_in_a_namespace() {
             String::from_utf8_lossy(&out.stderr)
         );
         let ns = Netns::new(format!("rt-fw-{}-{host}", std::process::id()));
-        let out = run_with_stdin(
-            Command::new("ip")
-                .args(["netns", "exec", &ns.0])
-                .arg(&nft)
-                .args(["-f", "-"]),
-            &rules,
-        );
-        assert!(
-            out.status.success(),
-            "{host}: load: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
         // Loading twice replaces the table rather than failing or duplicating it.
-        let out = run_with_stdin(
-            Command::new("ip")
-                .args(["netns", "exec", &ns.0])
-                .arg(&nft)
-                .args(["-f", "-"]),
-            &rules,
-        );
-        assert!(
-            out.status.success(),
-            "{host}: reload: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        for attempt in ["load", "reload"] {
+            let out = run_with_stdin(
+                Command::new("ip")
+                    .args(["netns", "exec", &ns.0])
+                    .arg(&nft)
+                    .args(["-f", "-"]),
+                &rules,
+            );
+            assert!(
+                out.status.success(),
+                "{host}: {attempt}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         let listed = Command::new("ip")
             .args(["netns", "exec", &ns.0])
             .arg(&nft)

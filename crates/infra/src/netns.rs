@@ -47,6 +47,18 @@ pub fn ip_bin() -> Result<PathBuf, InfraError> {
         })
 }
 
+/// Finds `nft` (nftables), naming the package when it is missing.
+pub fn nft_bin() -> Result<PathBuf, InfraError> {
+    ["/usr/sbin/nft", "/sbin/nft"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .ok_or(InfraError::MissingBinary {
+            program: "nft".into(),
+            package: "nftables",
+        })
+}
+
 fn run(ip: &Path, args: &[&str]) -> Result<String, InfraError> {
     let out = Command::new(ip)
         .args(args)
@@ -180,14 +192,7 @@ impl Fabric {
     /// Loads each host's rendered ruleset into its namespace (`nft -f`, which replaces
     /// the `inet rampart` table atomically).
     pub fn load_firewalls(&self) -> Result<(), InfraError> {
-        let nft = ["/usr/sbin/nft", "/sbin/nft"]
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| p.is_file())
-            .ok_or(InfraError::MissingBinary {
-                program: "nft".into(),
-                package: "nftables",
-            })?;
+        let nft = nft_bin()?;
         for host in &self.topology.hosts {
             let rules = rampart_topology::nft::ruleset(&self.topology, host);
             let mut child = self

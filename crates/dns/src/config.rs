@@ -6,6 +6,9 @@
 //! are capped and closed when idle, and the zone's CAA record forbids every public CA from
 //! issuing certificates for it (the site's certificates come from rampart's local CA, so
 //! any publicly issued certificate for the zone would be a mis-issuance).
+//!
+//! `[listen] allow_from` is a source allow-list for both listeners (defence in depth
+//! beside the firewall); empty or absent, the default, lets anyone ask.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -14,6 +17,7 @@ use std::time::Duration;
 use hickory_proto::rr::rdata::caa::CAA;
 use hickory_proto::rr::{Name, RData, RecordType};
 use hickory_proto::serialize::binary::{BinDecoder, Restrict};
+use rampart_telemetry::listen::AllowList;
 use rampart_topology::config::{parse_toml, read_toml, Checker, ConfigErrors};
 use serde::Deserialize;
 
@@ -32,6 +36,8 @@ pub struct FileConfig {
 pub struct FileListen {
     pub udp: Option<String>,
     pub tcp: Option<String>,
+    /// Source addresses or networks whose queries are answered, over UDP and TCP.
+    pub allow_from: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -112,6 +118,8 @@ pub struct Config {
     pub file: PathBuf,
     pub udp: Option<SocketAddr>,
     pub tcp: Option<SocketAddr>,
+    /// Who may ask, over UDP and TCP; empty: anyone.
+    pub allow_from: AllowList,
     pub zone: Zone,
     pub limits: Limits,
 }
@@ -154,6 +162,8 @@ impl Config {
         let mut c = Checker::new(path);
         let udp = c.optional_addr("listen.udp", f.listen.udp.as_deref(), defaults::UDP);
         let tcp = c.optional_addr("listen.tcp", f.listen.tcp.as_deref(), defaults::TCP);
+        let allow_from =
+            AllowList::check(&mut c, "listen.allow_from", f.listen.allow_from.as_deref());
         if f.listen.udp.as_deref() == Some("off") && f.listen.tcp.as_deref() == Some("off") {
             c.err(
                 "listen",
@@ -195,6 +205,7 @@ impl Config {
                 file: path.to_owned(),
                 udp,
                 tcp,
+                allow_from,
                 zone,
                 limits,
             }),
@@ -579,6 +590,7 @@ ns_address = "203.0.113.53"
         let c = parse(MINIMAL).unwrap();
         assert_eq!(c.udp, Some("127.0.0.1:5353".parse().unwrap()));
         assert_eq!(c.tcp, Some("127.0.0.1:5353".parse().unwrap()));
+        assert!(c.allow_from.is_empty(), "anyone may ask");
         let z = &c.zone;
         assert_eq!(z.name.to_ascii(), "foobar.com.");
         assert_eq!(z.ns.to_ascii(), "ns1.foobar.com.");
@@ -611,6 +623,7 @@ ns_address = "203.0.113.53"
 [listen]
 udp = "0.0.0.0:53"
 tcp = "off"
+allow_from = ["203.0.113.0/24", "2001:db8::/32"]
 [zone]
 name = "Example.NET."
 ns = "dns"
@@ -634,6 +647,8 @@ tcp_idle_timeout = "500ms"
         .unwrap();
         assert_eq!(c.udp, Some("0.0.0.0:53".parse().unwrap()));
         assert_eq!(c.tcp, None);
+        assert!(c.allow_from.permits("203.0.113.100".parse().unwrap()));
+        assert!(!c.allow_from.permits("198.51.100.1".parse().unwrap()));
         assert_eq!(c.zone.name.to_ascii(), "example.net.");
         assert_eq!(c.zone.ns.to_ascii(), "dns.example.net.");
         assert_eq!(c.zone.ttl, 3600);
@@ -759,6 +774,16 @@ tcp_idle_timeout = "500ms"
             &with("", "[listen]\nudp = \"localhost:53\""),
             "listen.udp",
             "expected IP:PORT",
+        );
+        check_err(
+            &with("", "[listen]\nallow_from = [\"127.0.0.1\", \"resolver.example\"]"),
+            "listen.allow_from[1]",
+            "`resolver.example` is not an address or network; expected 198.18.1.10 or 198.18.1.0/24",
+        );
+        check_err(
+            &with("", "[listen]\nallow_from = [\"10.0.0.0/40\"]"),
+            "listen.allow_from[0]",
+            "`10.0.0.0/40` is not an address or network",
         );
         check_err(
             &with("", "[listen]\nudp = \"off\"\ntcp = \"off\""),

@@ -7,9 +7,14 @@
 //! whole query within the idle timeout or is closed, and may send several in turn
 //! (RFC 7766). On shutdown the listeners close at once and open TCP connections end after
 //! the response they are writing, within the idle timeout.
+//!
+//! `listen.allow_from` is checked before anything else: a datagram from outside it is
+//! dropped unanswered, a TCP connection closed right after accept; both are counted
+//! ([`Dns::not_allowed`]) and logged at debug level only.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +26,7 @@ use tokio::task::JoinSet;
 use crate::config::{Config, Limits};
 use crate::handler::{respond, Transport};
 use crate::zone::Zone;
+use rampart_telemetry::listen::AllowList;
 
 /// The bound sockets of a DNS server; `None` where the config says "off".
 pub struct Listeners {
@@ -67,21 +73,51 @@ impl Listeners {
 
 /// An authoritative DNS server for one zone.
 pub struct Dns {
-    zone: Arc<Zone>,
+    shared: Arc<Shared>,
     limits: Limits,
+}
+
+/// What the UDP loop and every TCP connection read.
+struct Shared {
+    zone: Zone,
+    allow_from: AllowList,
+    /// Datagrams dropped and TCP connections closed for a source outside `allow_from`.
+    not_allowed: AtomicU64,
+}
+
+impl Shared {
+    /// Whether `peer` may ask; counts and logs (at debug) a refusal.
+    fn permits(&self, peer: SocketAddr, transport: &'static str) -> bool {
+        if self.allow_from.permits(peer.ip()) {
+            return true;
+        }
+        self.not_allowed.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(%peer, transport, "query from outside the allow-list dropped");
+        false
+    }
 }
 
 impl Dns {
     pub fn new(config: Config) -> Dns {
         Dns {
-            zone: Arc::new(Zone::new(&config.zone)),
+            shared: Arc::new(Shared {
+                zone: Zone::new(&config.zone),
+                allow_from: config.allow_from,
+                not_allowed: AtomicU64::new(0),
+            }),
             limits: config.limits,
         }
     }
 
     /// The records being served.
     pub fn zone(&self) -> &Zone {
-        &self.zone
+        &self.shared.zone
+    }
+
+    /// How many UDP datagrams were dropped and TCP connections closed, since start,
+    /// because their source is outside `listen.allow_from`.
+    pub fn not_allowed(&self) -> u64 {
+        self.shared.not_allowed.load(Ordering::Relaxed)
     }
 
     /// Answers on `listeners` until `shutdown` resolves, calling `ready` once both are
@@ -96,19 +132,19 @@ impl Dns {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         if let Some(udp) = listeners.udp {
-            tasks.spawn(udp_loop(udp, Arc::clone(&self.zone), stop_rx.clone()));
+            tasks.spawn(udp_loop(udp, Arc::clone(&self.shared), stop_rx.clone()));
         }
         if let Some(tcp) = listeners.tcp {
             tasks.spawn(tcp_loop(
                 tcp,
-                Arc::clone(&self.zone),
+                Arc::clone(&self.shared),
                 self.limits.clone(),
                 stop_rx,
             ));
         }
         let show = |a: Option<SocketAddr>| a.map_or_else(|| "off".to_owned(), |a| a.to_string());
         tracing::info!(
-            zone = %self.zone.origin(),
+            zone = %self.shared.zone.origin(),
             udp = %show(udp_addr),
             tcp = %show(tcp_addr),
             "dns server ready udp={} tcp={}",
@@ -139,7 +175,7 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-async fn udp_loop(socket: UdpSocket, zone: Arc<Zone>, mut stop: watch::Receiver<bool>) {
+async fn udp_loop(socket: UdpSocket, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     // Queries are small; a datagram that does not fit is cut short and gets FORMERR.
     let mut buf = vec![0u8; 4096];
     loop {
@@ -155,7 +191,10 @@ async fn udp_loop(socket: UdpSocket, zone: Arc<Zone>, mut stop: watch::Receiver<
                 }
             },
         };
-        let Some(resp) = respond(&zone, &buf[..n], Transport::Udp) else {
+        if !shared.permits(peer, "udp") {
+            continue;
+        }
+        let Some(resp) = respond(&shared.zone, &buf[..n], Transport::Udp) else {
             tracing::debug!(%peer, bytes = n, "udp datagram ignored");
             continue;
         };
@@ -167,7 +206,7 @@ async fn udp_loop(socket: UdpSocket, zone: Arc<Zone>, mut stop: watch::Receiver<
 
 async fn tcp_loop(
     listener: TcpListener,
-    zone: Arc<Zone>,
+    shared: Arc<Shared>,
     limits: Limits,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -179,6 +218,10 @@ async fn tcp_loop(
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
+                    if !shared.permits(peer, "tcp") {
+                        drop(stream);
+                        continue;
+                    }
                     let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
                         tracing::debug!(%peer, max = limits.max_tcp_connections, "tcp connection cap reached; closing");
                         continue;
@@ -186,7 +229,7 @@ async fn tcp_loop(
                     conns.spawn(tcp_conn(
                         stream,
                         peer,
-                        Arc::clone(&zone),
+                        Arc::clone(&shared),
                         limits.tcp_idle_timeout,
                         stop.clone(),
                         permit,
@@ -215,7 +258,7 @@ async fn tcp_loop(
 async fn tcp_conn(
     mut stream: TcpStream,
     peer: SocketAddr,
-    zone: Arc<Zone>,
+    shared: Arc<Shared>,
     idle: Duration,
     mut stop: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
@@ -238,7 +281,7 @@ async fn tcp_conn(
                 }
             },
         };
-        let Some(resp) = respond(&zone, &request, Transport::Tcp) else {
+        let Some(resp) = respond(&shared.zone, &request, Transport::Tcp) else {
             return;
         };
         // Responses are at most 65535 bytes: `respond` limits TCP answers to that.

@@ -1,6 +1,7 @@
 //! The DNS server in-process on 127.0.0.1:0 (UDP and TCP), queried by the real `dig`
 //! (Debian's bind9-dnsutils), plus raw sockets for what dig cannot do: garbage datagrams, idle
-//! and surplus TCP connections, shutdown with a connection open.
+//! and surplus TCP connections, shutdown with a connection open. Every query leaves from
+//! 127.0.0.1, which the allow-list tests leave out or let in.
 //!
 //! Without dig these tests print `SKIPPED: dig is not installed` and pass, unless `CI` is
 //! set, where they fail.
@@ -11,6 +12,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
@@ -21,6 +23,7 @@ use rampart_dns::{Config, Dns, Listeners};
 struct Server {
     udp: SocketAddr,
     tcp: SocketAddr,
+    dns: Arc<Dns>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -28,11 +31,17 @@ struct Server {
 impl Server {
     /// Serves foobar.com with `extra` appended to the config (after `[zone]`).
     fn start(extra: &str) -> Server {
+        Server::start_listening("", extra)
+    }
+
+    /// As `start`, with `listen` added to the `[listen]` table.
+    fn start_listening(listen: &str, extra: &str) -> Server {
         let text = format!(
             r#"
 [listen]
 udp = "127.0.0.1:0"
 tcp = "127.0.0.1:0"
+{listen}
 [zone]
 name = "foobar.com"
 site = "203.0.113.10"
@@ -52,22 +61,24 @@ ns_address = "203.0.113.53"
             rt.block_on(async move {
                 let listeners = Listeners::bind(&config).unwrap();
                 let addrs = listeners.local_addrs().unwrap();
-                let dns = Dns::new(config);
+                let dns = Arc::new(Dns::new(config));
+                let shared = Arc::clone(&dns);
                 dns.serve(
                     listeners,
                     async {
                         let _ = stop_rx.await;
                     },
-                    move || addr_tx.send(addrs).unwrap(),
+                    move || addr_tx.send((addrs, shared)).unwrap(),
                 )
                 .await
                 .unwrap();
             });
         });
-        let (udp, tcp) = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        let ((udp, tcp), dns) = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
         Server {
             udp: udp.unwrap(),
             tcp: tcp.unwrap(),
+            dns,
             stop: Some(stop_tx),
             thread: Some(thread),
         }
@@ -388,4 +399,82 @@ fn shutdown_is_prompt_with_a_connection_open() {
     let took = s.stop();
     assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
     assert!(closed_by_server(&mut c));
+}
+
+/// Runs dig for `www.foobar.com A` (over TCP if `tcp`), waiting at most a second, and
+/// returns whether it succeeded and what it printed.
+fn dig_once(dig: &Path, port: u16, tcp: bool) -> (bool, String) {
+    let out = Command::new(dig)
+        .arg("@127.0.0.1")
+        .args(["-p", &port.to_string()])
+        .args(["www.foobar.com", "A", "+norecurse", "+time=1", "+tries=1"])
+        .args(tcp.then_some("+tcp"))
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn queries_from_outside_allow_from_get_no_answer() {
+    let Some(bin) = dig_or_skip() else { return };
+    let s = Server::start_listening("allow_from = [\"127.0.0.2\", \"198.18.0.0/15\"]", "");
+    for tcp in [false, true] {
+        let (ok, text) = dig_once(&bin, if tcp { s.tcp.port() } else { s.udp.port() }, tcp);
+        assert!(!ok, "tcp={tcp}: dig got an answer:\n{text}");
+        assert!(!text.contains("->>HEADER<<-"), "tcp={tcp}: {text}");
+        assert!(!text.contains("203.0.113.10"), "tcp={tcp}: {text}");
+    }
+    // A raw datagram is dropped too: no answer, not even FORMERR.
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    sock.send_to(
+        b"\x12\x34\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03www",
+        s.udp,
+    )
+    .unwrap();
+    assert!(
+        sock.recv_from(&mut [0u8; 512]).is_err(),
+        "a dropped datagram got an answer"
+    );
+    // A TCP connection is closed before it is read.
+    let mut c = connect(s.tcp);
+    assert!(closed_by_server(&mut c));
+    // dig over UDP, dig over TCP, the raw datagram, the raw connection (at least: a dig
+    // may try a refused TCP connection again).
+    let counted = Instant::now() + Duration::from_secs(5);
+    while s.dns.not_allowed() < 4 {
+        assert!(Instant::now() < counted, "counted {}", s.dns.not_allowed());
+        #[allow(clippy::disallowed_methods)] // polling with a deadline, in a test
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn queries_from_inside_allow_from_are_answered() {
+    let Some(bin) = dig_or_skip() else { return };
+    for allow in [
+        "[\"127.0.0.1\"]",
+        "[\"198.18.0.0/15\", \"127.0.0.0/8\"]",
+        "[]",
+    ] {
+        let s = Server::start_listening(&format!("allow_from = {allow}"), "");
+        for tcp in [false, true] {
+            let port = if tcp { s.tcp.port() } else { s.udp.port() };
+            let mut args = vec!["www.foobar.com", "A"];
+            if tcp {
+                args.push("+tcp");
+            }
+            let d = dig(&bin, port, &args);
+            assert_eq!(
+                d.answer,
+                ["www.foobar.com. 300 IN A 203.0.113.10"],
+                "allow_from = {allow} tcp={tcp}: {d:?}"
+            );
+        }
+        assert_eq!(s.dns.not_allowed(), 0, "allow_from = {allow}");
+    }
 }

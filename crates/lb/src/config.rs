@@ -2,6 +2,10 @@
 //! (unknown keys refused), and the validated [`Config`] the data plane runs on. Every
 //! problem is collected, not just the first, and names the file, the key and what would
 //! be valid. Relative paths are resolved against the config file's directory.
+//!
+//! `[listen] allow_from` and `admin_allow_from` are source allow-lists (defence in depth
+//! beside the firewall): the first for the public listeners (https and http), the second
+//! for the admin listener. Empty or absent: anyone may connect.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,6 +13,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use rampart_telemetry::listen::AllowList;
 use rampart_topology::config::Checker;
 pub use rampart_topology::config::{parse_duration, ConfigError, ConfigErrors};
 
@@ -45,6 +50,10 @@ pub struct FileListen {
     pub https: Option<String>,
     pub http: Option<String>,
     pub admin: Option<String>,
+    /// Source addresses or networks allowed to connect to `https` and `http`.
+    pub allow_from: Option<Vec<String>>,
+    /// Source addresses or networks allowed to connect to `admin`.
+    pub admin_allow_from: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -162,6 +171,10 @@ pub struct Listen {
     pub https: SocketAddr,
     pub http: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
+    /// Who may connect to `https` and `http`; empty: anyone.
+    pub allow_from: AllowList,
+    /// Who may connect to `admin`; empty: anyone.
+    pub admin_allow_from: AllowList,
 }
 
 #[derive(Clone, Debug)]
@@ -234,7 +247,9 @@ pub struct Config {
     pub shutdown_grace: Duration,
 }
 
-/// Defaults, documented here once (README and ARCHITECTURE.md point at this list):
+/// Defaults, documented here once (README and ARCHITECTURE.md point at this list).
+/// `listen.allow_from` and `listen.admin_allow_from` default to empty: anyone may connect
+/// (the firewall is the first line; the admin listener's default address is loopback).
 pub mod defaults {
     use std::time::Duration;
     pub const HTTPS: &str = "0.0.0.0:443";
@@ -296,6 +311,13 @@ impl Config {
         // The redirect listener and the admin listener are on unless set to "off".
         let http = c.optional_addr("listen.http", f.listen.http.as_deref(), defaults::HTTP);
         let admin = c.optional_addr("listen.admin", f.listen.admin.as_deref(), defaults::ADMIN);
+        let allow_from =
+            AllowList::check(&mut c, "listen.allow_from", f.listen.allow_from.as_deref());
+        let admin_allow_from = AllowList::check(
+            &mut c,
+            "listen.admin_allow_from",
+            f.listen.admin_allow_from.as_deref(),
+        );
 
         if f.tls.certificates.is_empty() {
             c.err(
@@ -588,7 +610,13 @@ impl Config {
         }
         Ok(Config {
             path: path.to_owned(),
-            listen: Listen { https, http, admin },
+            listen: Listen {
+                https,
+                http,
+                admin,
+                allow_from,
+                admin_allow_from,
+            },
             certificates,
             redirect,
             hsts,
@@ -649,6 +677,35 @@ address = "127.0.0.1:8081"
         assert_eq!(c.policy, Policy::RoundRobin);
         assert!(c.served_by_header.is_none());
         assert_eq!(c.redirect.status, 308);
+        assert!(c.listen.allow_from.is_empty(), "anyone may connect");
+        assert!(c.listen.admin_allow_from.is_empty(), "anyone may connect");
+    }
+
+    #[test]
+    fn allow_lists() {
+        let c = Config::parse(
+            Path::new("/etc/rampart/lb.toml"),
+            &format!("[listen]\nallow_from = [\"198.18.1.0/24\", \"2001:db8::1\"]\nadmin_allow_from = [\"127.0.0.1\"]\n{MINIMAL}"),
+        )
+        .unwrap();
+        let (a, admin) = (&c.listen.allow_from, &c.listen.admin_allow_from);
+        assert!(a.permits("198.18.1.77".parse().unwrap()));
+        assert!(a.permits("2001:db8::1".parse().unwrap()));
+        assert!(!a.permits("127.0.0.1".parse().unwrap()));
+        assert!(admin.permits("127.0.0.1".parse().unwrap()));
+        assert!(!admin.permits("198.18.1.77".parse().unwrap()));
+
+        check(
+            &format!("[listen]\nallow_from = [\"198.18.1.0/24\", \"lb1\"]\nadmin_allow_from = [\"127.0.0.1/33\", \"10.0.0.0/8\", \"\"]\n{MINIMAL}"),
+            r#"
+/etc/rampart/lb.toml: listen.allow_from[1]: `lb1` is not an address or network; expected 198.18.1.10 or 198.18.1.0/24
+/etc/rampart/lb.toml: listen.admin_allow_from[0]: `127.0.0.1/33` is not an address or network; expected 198.18.1.10 or 198.18.1.0/24
+/etc/rampart/lb.toml: listen.admin_allow_from[2]: `` is not an address or network; expected 198.18.1.10 or 198.18.1.0/24"#,
+        );
+        check(
+            &format!("[listen]\nallow_from = \"127.0.0.1\"\n{MINIMAL}"),
+            "/etc/rampart/lb.toml: line 2: invalid type: string \"127.0.0.1\", expected a sequence",
+        );
     }
 
     #[test]
@@ -656,7 +713,7 @@ address = "127.0.0.1:8081"
         check(MINIMAL, "ok");
         check(
             "[listen]\nhttps = \"0.0.0.0:443\"\nbogus = 1\n",
-            "/etc/rampart/lb.toml: line 3: unknown field `bogus`, expected one of `https`, `http`, `admin`",
+            "/etc/rampart/lb.toml: line 3: unknown field `bogus`, expected one of `https`, `http`, `admin`, `allow_from`, `admin_allow_from`",
         );
         check(
             "",

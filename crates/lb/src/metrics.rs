@@ -1,6 +1,6 @@
 //! The load balancer's Prometheus metrics, process-wide so they survive reloads. Labels
 //! come only from bounded sets: backend names from the config, status classes, TLS
-//! versions and listener kinds; never from request data or error text.
+//! versions, listener kinds and fixed reasons; never from request data or error text.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -37,6 +37,14 @@ pub struct ReasonLabels {
     pub reason: String,
 }
 
+/// A client connection closed right after accept: on which listener ("https", "http" or
+/// "admin") and why ("max_connections" or "not_allowed").
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    pub listener: String,
+    pub reason: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CertLabels {
     pub name: String,
@@ -60,7 +68,7 @@ pub struct Metrics {
     pub retries: Family<BackendLabels, Counter>,
     pub connections_active: Family<ListenerLabels, Gauge>,
     pub connections: Family<ListenerLabels, Counter>,
-    pub connections_rejected: Family<ReasonLabels, Counter>,
+    pub connections_rejected: Family<RefusedLabels, Counter>,
     pub tls_handshakes: Family<HandshakeLabels, Counter>,
     pub tls_handshake_failures: Counter,
     pub cert_expiry: Family<CertLabels, Gauge>,
@@ -139,7 +147,7 @@ impl Metrics {
         );
         registry.register(
             "connections_rejected",
-            "Client connections closed at once, by reason",
+            "Client connections closed right after accept, by listener and reason (max_connections, not_allowed)",
             m.connections_rejected.clone(),
         );
         registry.register(
@@ -185,6 +193,16 @@ impl Metrics {
         BackendLabels {
             backend: name.to_owned(),
         }
+    }
+
+    /// The counter of connections `listener` closed at accept for `reason`.
+    pub fn refused(&self, listener: &str, reason: &str) -> Counter {
+        self.connections_rejected
+            .get_or_create(&RefusedLabels {
+                listener: listener.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .clone()
     }
 
     pub fn reason(&self, reason: &str) -> ReasonLabels {

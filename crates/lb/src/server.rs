@@ -1,7 +1,12 @@
 //! Listeners, connection handling and the process lifecycle: accept loops with the
-//! connection cap, TLS handshakes with a deadline, ALPN dispatch to HTTP/2 (hyper) or
-//! HTTP/1.1 (`h1`), the internal admin listener (`/metrics`, `/-/reload`, `/-/healthy`),
-//! reloads that swap generations atomically, and a graceful drain on shutdown.
+//! source allow-lists and the connection cap, TLS handshakes with a deadline, ALPN
+//! dispatch to HTTP/2 (hyper) or HTTP/1.1 (`h1`), the internal admin listener
+//! (`/metrics`, `/-/reload`, `/-/healthy`), reloads that swap generations atomically, and
+//! a graceful drain on shutdown.
+//!
+//! A connection from outside its listener's allow-list is closed right after accept,
+//! before any TLS or HTTP work, and counted; the allow-lists belong to the generation, so
+//! a reload changes them for the next connection.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -238,6 +243,8 @@ impl Lb {
             .connections_active
             .get_or_create(&labels)
             .clone();
+        let not_allowed = self.shared.metrics.refused(kind, "not_allowed");
+        let over_cap = self.shared.metrics.refused(kind, "max_connections");
         loop {
             let (sock, peer) = match listener.accept().await {
                 Ok(x) => x,
@@ -250,13 +257,15 @@ impl Lb {
             };
             accepted.inc();
             let gen = self.current.load_full();
+            if !gen.config.listen.allow_from.permits(peer.ip()) {
+                not_allowed.inc();
+                tracing::debug!(%peer, listener = kind, "connection from outside the allow-list closed");
+                drop(sock);
+                continue;
+            }
             if self.active.fetch_add(1, Ordering::AcqRel) >= gen.config.limits.max_connections {
                 self.conn_done();
-                self.shared
-                    .metrics
-                    .connections_rejected
-                    .get_or_create(&self.shared.metrics.reason("max_connections"))
-                    .inc();
+                over_cap.inc();
                 drop(sock);
                 continue;
             }
@@ -403,11 +412,22 @@ impl Lb {
     }
 
     async fn admin_loop(self: Arc<Self>, listener: TcpListener) {
+        let not_allowed = self.shared.metrics.refused("admin", "not_allowed");
         loop {
-            let Ok((sock, _)) = listener.accept().await else {
+            let Ok((sock, peer)) = listener.accept().await else {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             };
+            let permitted = {
+                let gen = self.current.load();
+                gen.config.listen.admin_allow_from.permits(peer.ip())
+            };
+            if !permitted {
+                not_allowed.inc();
+                tracing::debug!(%peer, listener = "admin", "connection from outside the allow-list closed");
+                drop(sock);
+                continue;
+            }
             let this = Arc::clone(&self);
             tokio::spawn(async move {
                 let svc = service_fn(move |req: Request<Incoming>| {

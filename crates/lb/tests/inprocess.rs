@@ -1,9 +1,11 @@
 //! The load balancer in-process on 127.0.0.1:0 with in-process backends: balancing
-//! policies, retries, 503 and the connection cap, driven by a real TLS client.
+//! policies, retries, 503, the connection cap and the source allow-lists, driven by a
+//! real TLS client.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +17,8 @@ use rampart_test_support::{spawn_backend, BackendHandle, Pki};
 struct InProc {
     pki: Pki,
     https: SocketAddr,
+    http: Option<SocketAddr>,
+    admin: Option<SocketAddr>,
     lb: Arc<Lb>,
     _backends: Vec<BackendHandle>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -24,6 +28,15 @@ struct InProc {
 impl InProc {
     /// `backends` are names of live backends or `"dead"` for an address that refuses.
     fn start(backends: &[(&str, u32)], extra: &str) -> InProc {
+        InProc::start_listening(
+            "https = \"127.0.0.1:0\"\nhttp = \"off\"\nadmin = \"off\"\n",
+            backends,
+            extra,
+        )
+    }
+
+    /// As `start`, with `listen` as the body of the `[listen]` table.
+    fn start_listening(listen: &str, backends: &[(&str, u32)], extra: &str) -> InProc {
         let pki = Pki::new(&[]);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -31,8 +44,8 @@ impl InProc {
             .build()
             .unwrap();
         let mut handles = Vec::new();
-        let mut text = String::from(
-            "[listen]\nhttps = \"127.0.0.1:0\"\nhttp = \"off\"\nadmin = \"off\"\n[[tls.certificates]]\ncert = \"site.pem\"\nkey = \"site.key\"\n\
+        let mut text = format!(
+            "[listen]\n{listen}[[tls.certificates]]\ncert = \"site.pem\"\nkey = \"site.key\"\n\
              [balance]\nserved_by_header = \"X-Served-By\"\n[log]\naccess_log = \"off\"\n",
         );
         for (i, (name, weight)) in backends.iter().enumerate() {
@@ -58,6 +71,8 @@ impl InProc {
             (Lb::new(config).unwrap(), listeners)
         });
         let https = listeners.https.local_addr().unwrap();
+        let http = listeners.http.as_ref().map(|l| l.local_addr().unwrap());
+        let admin = listeners.admin.as_ref().map(|l| l.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         {
@@ -80,6 +95,8 @@ impl InProc {
         InProc {
             pki,
             https,
+            http,
+            admin,
             lb,
             _backends: handles,
             stop: Some(tx),
@@ -211,7 +228,11 @@ fn beyond_max_connections_new_connections_are_closed_at_once() {
     });
     let m = lb.lb.metrics().encode();
     assert!(
-        m.contains("rampart_lb_connections_rejected_total{reason=\"max_connections\"}"),
+        !m.contains(
+            "rampart_lb_connections_rejected_total{listener=\"https\",reason=\"max_connections\"} 0"
+        ) && m.contains(
+            "rampart_lb_connections_rejected_total{listener=\"https\",reason=\"max_connections\"}"
+        ),
         "{m}"
     );
 }
@@ -301,4 +322,99 @@ fn an_http2_connection_that_never_completes_a_request_is_closed_after_header_tim
         start.elapsed() >= Duration::from_millis(900),
         "closed before header_timeout"
     );
+}
+
+/// Sends a plain HTTP/1.1 GET to `addr` and returns what came back before the server
+/// closed the connection (empty when it closed without a word).
+fn plain_get(addr: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // The write may fail if the server has already closed: that is an answer too.
+    let _ = s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: www.foobar.com\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    );
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn metric_line(lb: &InProc, series: &str) -> String {
+    let m = lb.lb.metrics().encode();
+    m.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .unwrap_or_else(|| panic!("no {series} in:\n{m}"))
+        .to_owned()
+}
+
+#[test]
+fn a_client_outside_allow_from_is_closed_at_accept_until_a_reload_lets_it_in() {
+    // Every connection from this test leaves from 127.0.0.1.
+    let listen = "https = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\
+                  allow_from = [\"127.0.0.2\"]\nadmin_allow_from = [\"127.0.0.2/32\"]\n";
+    let lb = InProc::start_listening(listen, &[("a", 1)], NO_RATE_LIMIT);
+    let https = "rampart_lb_connections_rejected_total{listener=\"https\",reason=\"not_allowed\"}";
+    let http = "rampart_lb_connections_rejected_total{listener=\"http\",reason=\"not_allowed\"}";
+    let admin = "rampart_lb_connections_rejected_total{listener=\"admin\",reason=\"not_allowed\"}";
+
+    assert!(
+        Https::connect(
+            lb.https,
+            lb.pki.client_config(&[b"http/1.1"]),
+            "www.foobar.com"
+        )
+        .is_err(),
+        "a client outside allow_from got a TLS session"
+    );
+    assert_eq!(plain_get(lb.http.unwrap(), "/"), "", "http answered");
+    assert_eq!(
+        plain_get(lb.admin.unwrap(), "/-/healthy"),
+        "",
+        "admin answered"
+    );
+    assert_eq!(metric_line(&lb, https), format!("{https} 1"));
+    assert_eq!(metric_line(&lb, http), format!("{http} 1"));
+    assert_eq!(metric_line(&lb, admin), format!("{admin} 1"));
+    // Refused connections never became open ones.
+    assert_eq!(
+        metric_line(&lb, "rampart_lb_connections_active{listener=\"https\"}"),
+        "rampart_lb_connections_active{listener=\"https\"} 0"
+    );
+
+    // The allow-lists are part of the config generation: a reload applies them to the
+    // next connection.
+    let path = lb.pki.path("lb.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("[\"127.0.0.2\"]", "[\"127.0.0.1\"]")
+            .replace("[\"127.0.0.2/32\"]", "[\"198.18.0.0/15\", \"127.0.0.0/8\"]"),
+    )
+    .unwrap();
+    lb.rt.block_on(lb.lb.reload()).unwrap();
+    assert_eq!(lb.served_by(2), "a0 a0");
+    let redirect = plain_get(lb.http.unwrap(), "/");
+    assert!(redirect.starts_with("HTTP/1.1 308"), "{redirect}");
+    let healthy = plain_get(lb.admin.unwrap(), "/-/healthy");
+    assert!(healthy.starts_with("HTTP/1.1 200"), "{healthy}");
+    assert_eq!(metric_line(&lb, https), format!("{https} 1"));
+    assert_eq!(metric_line(&lb, admin), format!("{admin} 1"));
+
+    // And back: the next connection is refused again.
+    std::fs::write(&path, text).unwrap();
+    lb.rt.block_on(lb.lb.reload()).unwrap();
+    assert_eq!(plain_get(lb.http.unwrap(), "/"), "", "http answered");
+    assert_eq!(metric_line(&lb, http), format!("{http} 2"));
+}
+
+#[test]
+fn an_empty_allow_from_lets_anyone_in() {
+    let lb = InProc::start_listening(
+        "https = \"127.0.0.1:0\"\nhttp = \"off\"\nadmin = \"off\"\nallow_from = []\n",
+        &[("a", 1)],
+        NO_RATE_LIMIT,
+    );
+    assert_eq!(lb.served_by(2), "a0 a0");
+    let https = "rampart_lb_connections_rejected_total{listener=\"https\",reason=\"not_allowed\"}";
+    assert_eq!(metric_line(&lb, https), format!("{https} 0"));
 }

@@ -1,8 +1,13 @@
 //! Binding a service's TCP listener: one place for the socket options every rampart
 //! listener uses (address reuse for quick restarts, non-blocking for tokio, an explicit
-//! backlog) and for an error that names the address.
+//! backlog) and for an error that names the address. Also the source allow-list every
+//! listener checks right after accept ([`AllowList`], `[listen] allow_from` in each
+//! service's config): defence in depth beside the firewall policy.
 
-use std::net::SocketAddr;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+use rampart_topology::config::Checker;
 
 /// Binds `addr` and listens with `backlog`. Must be called inside a tokio runtime.
 pub fn tcp(addr: SocketAddr, backlog: i32) -> std::io::Result<tokio::net::TcpListener> {
@@ -18,4 +23,190 @@ pub fn tcp(addr: SocketAddr, backlog: i32) -> std::io::Result<tokio::net::TcpLis
         .map_err(|e| std::io::Error::new(e.kind(), format!("bind tcp {addr}: {e}")))?;
     s.listen(backlog)?;
     tokio::net::TcpListener::from_std(s.into())
+}
+
+/// An IPv4 or IPv6 network, written `addr` (one address) or `addr/prefix`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Net {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl Net {
+    /// Parses `198.18.1.10`, `198.18.1.0/24`, `2001:db8::/32`; `None` for anything else
+    /// (a prefix longer than the address included).
+    pub fn parse(s: &str) -> Option<Net> {
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a.trim().parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            Some(p) => p.trim().parse().ok().filter(|&p| p <= max)?,
+            None => max,
+        };
+        Some(Net { addr, prefix })
+    }
+
+    /// Whether `ip` is in this network. An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`,
+    /// what a dual-stack socket reports for an IPv4 peer) counts as its IPv4 address.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Net {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// The source addresses a listener accepts connections (or datagrams) from. Empty means
+/// anyone: the firewall is the first line, this the second.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AllowList(Vec<Net>);
+
+impl AllowList {
+    pub fn new(nets: Vec<Net>) -> AllowList {
+        AllowList(nets)
+    }
+
+    /// Whether a peer at `ip` may connect: the list is empty or a network in it holds
+    /// `ip` (IPv4-mapped IPv6 peers match as IPv4, see [`Net::contains`]).
+    pub fn permits(&self, ip: IpAddr) -> bool {
+        self.0.is_empty() || self.0.iter().any(|n| n.contains(ip))
+    }
+
+    /// True when anyone may connect.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn nets(&self) -> &[Net] {
+        &self.0
+    }
+
+    /// Validates the entries of config key `key` (absent: anyone), recording an error
+    /// named `key[i]` for each entry that is not an address or network.
+    pub fn check(c: &mut Checker<'_>, key: &str, entries: Option<&[String]>) -> AllowList {
+        let mut nets = Vec::new();
+        for (i, s) in entries.unwrap_or_default().iter().enumerate() {
+            match Net::parse(s) {
+                Some(n) => nets.push(n),
+                None => c.err(
+                    format!("{key}[{i}]"),
+                    format!(
+                        "`{s}` is not an address or network; expected 198.18.1.10 or 198.18.1.0/24"
+                    ),
+                ),
+            }
+        }
+        AllowList(nets)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::path::Path;
+
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn allow_list_networks() {
+        let n = Net::parse("198.18.1.0/24").unwrap();
+        assert!(n.contains(ip("198.18.1.10")));
+        assert!(!n.contains(ip("198.18.2.10")));
+        assert!(n.contains(ip("::ffff:198.18.1.7")));
+        let h = Net::parse("127.0.0.1").unwrap();
+        assert!(h.contains(ip("127.0.0.1")));
+        assert!(!h.contains(ip("127.0.0.2")));
+        assert!(Net::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
+        let v6 = Net::parse("2001:db8::/32").unwrap();
+        assert!(v6.contains(ip("2001:db8:1::5")));
+        assert!(!v6.contains(ip("2001:db9::5")));
+        assert!(!v6.contains(ip("198.18.1.10")));
+        assert!(Net::parse("::/0").unwrap().contains(ip("::1")));
+    }
+
+    #[test]
+    fn parse_forms() {
+        for (input, expected) in [
+            ("198.18.1.10", Some("198.18.1.10/32")),
+            (" 198.18.1.0 / 24 ", Some("198.18.1.0/24")),
+            ("0.0.0.0/0", Some("0.0.0.0/0")),
+            ("::1", Some("::1/128")),
+            ("2001:db8::/32", Some("2001:db8::/32")),
+            ("198.18.1.0/33", None),
+            ("2001:db8::/129", None),
+            ("198.18.1.0/", None),
+            ("198.18.1.0/-1", None),
+            ("198.18.1", None),
+            ("localhost", None),
+            ("", None),
+        ] {
+            let got = Net::parse(input).map(|n| n.to_string());
+            assert_eq!(got.as_deref(), expected, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn empty_permits_anyone_else_only_the_listed() {
+        let anyone = AllowList::default();
+        assert!(anyone.permits(ip("203.0.113.100")));
+        assert!(anyone.permits(ip("::1")));
+        let some = AllowList::new(vec![
+            Net::parse("127.0.0.2").unwrap(),
+            Net::parse("198.18.1.0/24").unwrap(),
+        ]);
+        assert!(some.permits(ip("127.0.0.2")));
+        assert!(some.permits(ip("198.18.1.200")));
+        assert!(some.permits(ip("::ffff:127.0.0.2")));
+        assert!(!some.permits(ip("127.0.0.1")));
+        assert!(!some.permits(ip("::1")));
+    }
+
+    #[test]
+    fn check_names_each_bad_entry() {
+        let file = Path::new("/etc/rampart/x.toml");
+        let mut c = Checker::new(file);
+        let entries = [
+            "127.0.0.1".to_owned(),
+            "web1".to_owned(),
+            "10.0.0.0/8".to_owned(),
+        ];
+        let list = AllowList::check(&mut c, "listen.allow_from", Some(&entries));
+        assert_eq!(list.nets().len(), 2);
+        let errors: Vec<String> = c.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            errors,
+            ["/etc/rampart/x.toml: listen.allow_from[1]: `web1` is not an address or network; expected 198.18.1.10 or 198.18.1.0/24"]
+        );
+        let mut c = Checker::new(file);
+        assert!(AllowList::check(&mut c, "listen.allow_from", None).is_empty());
+        assert!(c.errors.is_empty());
+    }
 }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rampart_telemetry::access_log::LogTarget;
+use rampart_telemetry::listen::AllowList;
 use rampart_topology::config::{parse_toml, read_toml, Checker, ConfigErrors};
 use serde::Deserialize;
 
@@ -149,7 +150,8 @@ pub struct Config {
     pub name: String,
     pub app: SocketAddr,
     pub admin: Option<SocketAddr>,
-    pub allow_from: Vec<ipnet_lite::Net>,
+    /// Who may connect to the app listener; empty: anyone.
+    pub allow_from: AllowList,
     pub tls: Option<Tls>,
     pub site_root: Option<PathBuf>,
     pub cache_control: String,
@@ -180,55 +182,6 @@ pub mod defaults {
     pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
     pub const MAX_CONNECTIONS: usize = 4096;
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-}
-
-/// IPv4/IPv6 networks for the allow-list, parsed from `addr` or `addr/prefix`.
-pub mod ipnet_lite {
-    use std::net::IpAddr;
-
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    pub struct Net {
-        pub addr: IpAddr,
-        pub prefix: u8,
-    }
-
-    impl Net {
-        pub fn parse(s: &str) -> Option<Net> {
-            let (a, p) = match s.split_once('/') {
-                Some((a, p)) => (a, Some(p)),
-                None => (s, None),
-            };
-            let addr: IpAddr = a.trim().parse().ok()?;
-            let max = if addr.is_ipv4() { 32 } else { 128 };
-            let prefix = match p {
-                Some(p) => p.trim().parse().ok().filter(|&p| p <= max)?,
-                None => max,
-            };
-            Some(Net { addr, prefix })
-        }
-
-        pub fn contains(&self, ip: IpAddr) -> bool {
-            let ip = match ip {
-                IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-                v4 => v4,
-            };
-            match (self.addr, ip) {
-                (IpAddr::V4(n), IpAddr::V4(a)) => {
-                    let mask = u32::MAX
-                        .checked_shl(32 - u32::from(self.prefix))
-                        .unwrap_or(0);
-                    u32::from(n) & mask == u32::from(a) & mask
-                }
-                (IpAddr::V6(n), IpAddr::V6(a)) => {
-                    let mask = u128::MAX
-                        .checked_shl(128 - u32::from(self.prefix))
-                        .unwrap_or(0);
-                    u128::from(n) & mask == u128::from(a) & mask
-                }
-                _ => false,
-            }
-        }
-    }
 }
 
 impl Config {
@@ -263,18 +216,8 @@ impl Config {
             )
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8443)));
         let admin = c.optional_addr("listen.admin", f.listen.admin.as_deref(), defaults::ADMIN);
-        let mut allow_from = Vec::new();
-        for (i, s) in f.listen.allow_from.iter().flatten().enumerate() {
-            match ipnet_lite::Net::parse(s) {
-                Some(n) => allow_from.push(n),
-                None => c.err(
-                    format!("listen.allow_from[{i}]"),
-                    format!(
-                        "`{s}` is not an address or network; expected 198.18.1.10 or 198.18.1.0/24"
-                    ),
-                ),
-            }
-        }
+        let allow_from =
+            AllowList::check(&mut c, "listen.allow_from", f.listen.allow_from.as_deref());
         let tls = f.tls.as_ref().map(|t| Tls {
             cert: c.resolve(&t.cert),
             key: c.resolve(&t.key),
@@ -523,19 +466,5 @@ mod tests {
             "name = \"web 1\"",
             "/etc/rampart/web.toml: name: expected 1-64 letters, digits, '-' or '_'",
         );
-    }
-
-    #[test]
-    fn allow_list_networks() {
-        let n = ipnet_lite::Net::parse("198.18.1.0/24").unwrap();
-        assert!(n.contains("198.18.1.10".parse().unwrap()));
-        assert!(!n.contains("198.18.2.10".parse().unwrap()));
-        assert!(n.contains("::ffff:198.18.1.7".parse().unwrap()));
-        let h = ipnet_lite::Net::parse("127.0.0.1").unwrap();
-        assert!(h.contains("127.0.0.1".parse().unwrap()));
-        assert!(!h.contains("127.0.0.2".parse().unwrap()));
-        assert!(ipnet_lite::Net::parse("0.0.0.0/0")
-            .unwrap()
-            .contains("8.8.8.8".parse().unwrap()));
     }
 }

@@ -259,11 +259,6 @@ impl Web {
         }
     }
 
-    fn allowed(&self, peer: SocketAddr) -> bool {
-        self.config.allow_from.is_empty()
-            || self.config.allow_from.iter().any(|n| n.contains(peer.ip()))
-    }
-
     async fn accept_loop(self: Arc<Self>, listener: TcpListener, graceful: Arc<GracefulShutdown>) {
         loop {
             let (stream, peer) = match listener.accept().await {
@@ -275,7 +270,7 @@ impl Web {
                     continue;
                 }
             };
-            if !self.allowed(peer) {
+            if !self.config.allow_from.permits(peer.ip()) {
                 self.metrics.rejected("not_allowed");
                 tracing::debug!(%peer, "connection from outside the allow-list closed");
                 continue;

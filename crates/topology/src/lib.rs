@@ -60,6 +60,8 @@ pub struct Ports {
     pub web: u16,
     pub web_admin: u16,
     pub db: u16,
+    /// The DNS server's port, UDP and TCP (53 needs root; local mode uses 5353).
+    pub dns: u16,
 }
 
 /// The whole site: its name and its hosts.
@@ -131,6 +133,7 @@ impl Topology {
                 web: 8443,
                 web_admin: 9181,
                 db: 3306,
+                dns: 5353,
             },
             Mode::Isolated => Ports {
                 lb_https: 443,
@@ -139,6 +142,7 @@ impl Topology {
                 web: 8443,
                 web_admin: 9181,
                 db: 3306,
+                dns: 53,
             },
         };
         Topology {

@@ -95,7 +95,7 @@ impl Topology {
             add(
                 &dns.name,
                 Proto::Udp,
-                53,
+                p.dns,
                 Segment::Public,
                 From::Anyone,
                 "dns",
@@ -103,7 +103,7 @@ impl Topology {
             add(
                 &dns.name,
                 Proto::Tcp,
-                53,
+                p.dns,
                 Segment::Public,
                 From::Anyone,
                 "dns",

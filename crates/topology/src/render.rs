@@ -63,15 +63,42 @@ fn p(path: &Path) -> String {
     q(&path.to_string_lossy())
 }
 
+/// The sources the policy lets open `port` on `host`, as listener allow-list entries
+/// (their addresses as `host` sees them), or `None` when anyone may.
+fn policy_sources(t: &Topology, host: &Host, port: u16) -> Option<Vec<String>> {
+    let flows: Vec<_> = t
+        .policy()
+        .flows
+        .into_iter()
+        .filter(|f| f.to == host.name && f.port == port)
+        .collect();
+    if flows.iter().any(|f| f.from == crate::policy::From::Anyone) {
+        return None;
+    }
+    let mut v: Vec<String> = flows
+        .iter()
+        .flat_map(|f| {
+            t.sources(f)
+                .into_iter()
+                .map(move |h| t.source_addr(h, f.segment).to_string())
+        })
+        .collect();
+    v.sort();
+    v.dedup();
+    Some(v)
+}
+
+fn list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|i| q(i)).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
 /// The `rampart web` config of `host`.
 pub fn web_config(t: &Topology, host: &Host, state: &StatePaths) -> String {
     let certs = state.certs();
     let dir = state.host(&host.name);
     let secrets = state.secrets();
-    let lb_sources: Vec<String> = t
-        .with_role(Role::Lb)
-        .map(|lb| q(&t.source_addr(lb, Segment::App).to_string()))
-        .collect();
+    let lb_sources = policy_sources(t, host, t.ports.web).unwrap_or_default();
     let primary = t
         .with_role(Role::DbPrimary)
         .next()
@@ -97,7 +124,7 @@ pub fn web_config(t: &Topology, host: &Host, state: &StatePaths) -> String {
         "admin = {}",
         q(&t.sock(host, Segment::Mgmt, t.ports.web_admin).to_string())
     );
-    let _ = writeln!(s, "allow_from = [{}]\n", lb_sources.join(", "));
+    let _ = writeln!(s, "allow_from = {}\n", list(&lb_sources));
     let _ = writeln!(s, "[tls]");
     let _ = writeln!(s, "cert = {}", p(&certs.join(format!("{}.pem", host.name))));
     let _ = writeln!(s, "key = {}", p(&certs.join(format!("{}.key", host.name))));
@@ -147,8 +174,18 @@ pub fn lb_config(t: &Topology, host: &Host, state: &StatePaths) -> String {
     );
     let _ = writeln!(
         s,
-        "admin = {}\n",
+        "admin = {}",
         q(&t.sock(host, Segment::Mgmt, t.ports.lb_admin).to_string())
+    );
+    // The public ports follow the policy (anyone, by default); the admin listener
+    // (metrics, reload) is for the host itself: the policy opens it to no one.
+    if let Some(public) = policy_sources(t, host, t.ports.lb_https) {
+        let _ = writeln!(s, "allow_from = {}", list(&public));
+    }
+    let _ = writeln!(
+        s,
+        "admin_allow_from = {}\n",
+        list(&[t.source_addr(host, Segment::Mgmt).to_string()])
     );
     let _ = writeln!(s, "[[tls.certificates]]");
     let _ = writeln!(s, "cert = {}", p(&certs.join("site.pem")));
@@ -196,6 +233,47 @@ pub fn lb_config(t: &Topology, host: &Host, state: &StatePaths) -> String {
     s
 }
 
+/// The zone's apex: the site name with the fewest labels (`foobar.com` for the
+/// built-in `www.foobar.com`, `foobar.com`).
+pub fn zone_apex(t: &Topology) -> &str {
+    t.site_names
+        .iter()
+        .min_by_key(|n| n.split('.').count())
+        .map_or("foobar.com", String::as_str)
+}
+
+/// The `rampart dns` config of `host`: the site's zone, with the load balancer's public
+/// address for the apex and `www`, served on the host's public address.
+pub fn dns_config(t: &Topology, host: &Host) -> String {
+    let site = t
+        .with_role(Role::Lb)
+        .next()
+        .map(|lb| t.addr(lb, Segment::Public).to_string())
+        .unwrap_or_default();
+    let listen = t.sock(host, Segment::Public, t.ports.dns).to_string();
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# Written by `rampart up` from the topology; rewritten on every start."
+    );
+    let _ = writeln!(s, "[listen]");
+    let _ = writeln!(s, "udp = {}", q(&listen));
+    let _ = writeln!(s, "tcp = {}", q(&listen));
+    if let Some(sources) = policy_sources(t, host, t.ports.dns) {
+        let _ = writeln!(s, "allow_from = {}", list(&sources));
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "[zone]");
+    let _ = writeln!(s, "name = {}", q(zone_apex(t)));
+    let _ = writeln!(s, "site = {}", q(&site));
+    let _ = writeln!(
+        s,
+        "ns_address = {}",
+        q(&t.addr(host, Segment::Public).to_string())
+    );
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,9 +317,37 @@ mod tests {
             "address = \"198.18.1.12:8443\"",
             "tls_server_name = \"web2\"",
             "client_cert = \"/st/certs/lb1.pem\"",
+            "admin_allow_from = [\"198.18.9.10\"]",
         ] {
             assert!(s.contains(needle), "{needle} missing in\n{s}");
         }
         assert!(!s.contains("rate_limit_per_second"));
+        // Anyone may reach the public ports.
+        assert!(!s.contains("\nallow_from"), "{s}");
+        let web = web_config(
+            &t,
+            t.host("web1").unwrap(),
+            &StatePaths::new(Path::new("/st")),
+        );
+        assert!(web.contains("allow_from = [\"198.18.1.10\"]"), "{web}");
+    }
+
+    #[test]
+    fn dns_config_serves_the_apex_with_the_lb_public_address() {
+        let t = Topology::default_for(Mode::Isolated, 0);
+        let s = dns_config(&t, t.host("dns").unwrap());
+        for needle in [
+            "udp = \"203.0.113.53:53\"",
+            "tcp = \"203.0.113.53:53\"",
+            "name = \"foobar.com\"",
+            "site = \"203.0.113.10\"",
+            "ns_address = \"203.0.113.53\"",
+        ] {
+            assert!(s.contains(needle), "{needle} missing in\n{s}");
+        }
+        let t = Topology::default_for(Mode::Local, 4);
+        let s = dns_config(&t, t.host("dns").unwrap());
+        assert!(s.contains("udp = \"127.4.3.53:5353\""), "{s}");
+        assert!(s.contains("site = \"127.4.1.10\""), "{s}");
     }
 }

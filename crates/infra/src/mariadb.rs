@@ -105,6 +105,9 @@ pub struct Instance {
     pub port: u16,
     /// The instance directory, e.g. `<state>/hosts/db1`.
     pub dir: PathBuf,
+    /// The network namespace mariadbd runs in (isolated mode), or `None` for this one.
+    /// Root's SQL goes over the unix socket, which works from any namespace.
+    pub netns: Option<String>,
 }
 
 impl Instance {
@@ -235,6 +238,10 @@ impl Instance {
             pid_file: self.pid_file(),
             log_file: self.log_file(),
             cwd: Some(self.dir.clone()),
+        };
+        let spec = match &self.netns {
+            Some(ns) => crate::netns::wrap(ns, spec)?,
+            None => spec,
         };
         let mut child = process::spawn(&spec)?;
         let what = format!(
@@ -1300,6 +1307,7 @@ mod tests {
             bind: "127.0.0.1".parse().unwrap(),
             port: 3306,
             dir: PathBuf::from(dir),
+            netns: None,
         }
     }
 

@@ -10,13 +10,51 @@
 //! find, and `destroy` touches nothing else. Deleting a namespace deletes its interfaces,
 //! and a veth pair dies with either end.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use rampart_topology::{Host, Segment, Topology};
 
-use crate::process::InfraError;
+use crate::process::{InfraError, Spec};
+
+/// Moves the calling thread into the named network namespace (`/run/netns/<ns>`, as `ip
+/// netns add` creates it). Only this thread moves; threads it spawns afterwards start in
+/// the new namespace, and sockets keep the namespace they were created in.
+pub fn enter(ns: &str) -> Result<(), InfraError> {
+    let path = Path::new("/run/netns").join(ns);
+    let file = std::fs::File::open(&path).map_err(|e| InfraError::io("open", &path, e))?;
+    rustix::thread::move_into_link_name_space(
+        std::os::fd::AsFd::as_fd(&file),
+        Some(rustix::thread::LinkNameSpaceType::Network),
+    )
+    .map_err(|e| InfraError::io("enter network namespace", &path, e.into()))
+}
+
+/// Runs `f` on a thread inside namespace `ns` and returns its result: how rampart probes
+/// a service on a topology address without sending anything from the root namespace.
+pub fn run_in<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> Result<T, InfraError> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                enter(ns)?;
+                Ok(f())
+            })
+            .join()
+            .unwrap_or_else(|_| Err(InfraError::Invalid(format!("probe in {ns} panicked"))))
+    })
+}
+
+/// `spec` run inside namespace `ns` through `ip netns exec`, which enters the namespace
+/// and then executes the program in place, so the recorded PID is the program's own.
+pub fn wrap(ns: &str, mut spec: Spec) -> Result<Spec, InfraError> {
+    let mut args: Vec<OsString> = vec!["netns".into(), "exec".into(), ns.into()];
+    args.push(spec.program.into_os_string());
+    args.append(&mut spec.args);
+    spec.program = ip_bin()?;
+    spec.args = args;
+    Ok(spec)
+}
 
 /// The namespaces of one topology, named from a short prefix (`rampart` by default;
 /// tests use their own so runs never collide).
@@ -116,6 +154,42 @@ impl Fabric {
         let mut v: Vec<String> = self.topology.hosts.iter().map(|h| self.ns(h)).collect();
         v.push(self.fabric_ns());
         v
+    }
+
+    /// `/etc/netns/<ns>`: files here replace their namesakes in `/etc` for commands run
+    /// with `ip netns exec <ns>` (rampart writes `resolv.conf` for the client host).
+    pub fn etc_dir(&self, host: &Host) -> PathBuf {
+        Path::new("/etc/netns").join(self.ns(host))
+    }
+
+    /// Points `host`'s resolver at `nameserver` (written to `/etc/netns/<ns>/resolv.conf`).
+    pub fn set_resolver(&self, host: &Host, nameserver: &str) -> Result<(), InfraError> {
+        let dir = self.etc_dir(host);
+        std::fs::create_dir_all(&dir).map_err(|e| InfraError::io("create directory", &dir, e))?;
+        let file = dir.join("resolv.conf");
+        let text = format!(
+            "# Written by rampart: {} resolves through the topology's DNS server.\n\
+             nameserver {nameserver}\noptions timeout:2 attempts:2\n",
+            host.name
+        );
+        std::fs::write(&file, text).map_err(|e| InfraError::io("write", &file, e))
+    }
+
+    /// Removes what [`Fabric::set_resolver`] wrote (and the directory, when that leaves
+    /// it empty); nothing else under `/etc/netns`.
+    pub fn clear_resolvers(&self) -> Result<(), InfraError> {
+        for host in &self.topology.hosts {
+            let dir = self.etc_dir(host);
+            let file = dir.join("resolv.conf");
+            match std::fs::remove_file(&file) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(InfraError::io("remove", &file, e)),
+            }
+            // Fails (and is left alone) when someone else put files there.
+            let _ = std::fs::remove_dir(&dir);
+        }
+        Ok(())
     }
 
     /// Which of this fabric's namespaces exist now.
@@ -248,6 +322,10 @@ mod tests {
         assert_eq!(f.fabric_ns(), "rampart-fabric");
         assert_eq!(f.ns(t.host("web1").unwrap()), "rampart-web1");
         assert_eq!(f.namespaces().len(), t.hosts.len() + 1);
+        assert_eq!(
+            f.etc_dir(t.host("client").unwrap()),
+            Path::new("/etc/netns/rampart-client")
+        );
         for bad in ["", "has-dash", "waytoolongprefix", "a b"] {
             assert!(Fabric::new(bad, t.clone()).is_err(), "{bad}");
         }

@@ -23,6 +23,12 @@ struct Cli {
 enum FirewallCommand {
     /// Print HOST's nftables ruleset, as `nft -f` loads it.
     Show { host: String },
+    /// Verify the rulesets loaded in a running isolated topology against the policy
+    /// (exit 1 when any host differs).
+    Check {
+        #[command(flatten)]
+        state: StateArg,
+    },
 }
 
 /// The state directory shared by up, down, status, stop and start.
@@ -60,8 +66,10 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Bring up the whole topology: certificates, db1 and db2 with replication, web1,
-    /// web2 and lb1. Stays attached (Ctrl-C stops everything) unless -d.
+    /// Bring up the whole topology: certificates, dns, db1 and db2 with replication, web1,
+    /// web2 and lb1. As root, each host is a network namespace with its own firewall
+    /// (isolated mode); otherwise, or with --local, processes on loopback addresses.
+    /// Stays attached (Ctrl-C stops everything) unless -d.
     Up {
         /// Run every host as processes on its own loopback address (no root needed).
         #[arg(long)]
@@ -72,8 +80,37 @@ enum Command {
         /// Local mode's address block: hosts get 127.NET.x.y.
         #[arg(long, default_value_t = 0)]
         net: u8,
+        /// Isolated mode: namespaces are named PREFIX-HOST (1-8 letters or digits).
+        #[arg(long, default_value = rampart_infra::stack::DEFAULT_PREFIX)]
+        prefix: String,
+        /// Isolated mode: forward 127.0.0.1:PORT to the load balancer's HTTPS port
+        /// through the client host (0: no forward).
+        #[arg(long, default_value_t = rampart_infra::stack::DEFAULT_PUBLISH)]
+        publish: u16,
         #[command(flatten)]
         state: StateArg,
+    },
+    /// Run a command inside a host of the isolated topology, e.g.
+    /// `rampart exec client -- curl https://www.foobar.com/`. The command trusts
+    /// rampart's CA (CURL_CA_BUNDLE, SSL_CERT_FILE).
+    Exec {
+        host: String,
+        /// The command and its arguments.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<std::ffi::OsString>,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// The forward `rampart up` runs in isolated mode: accepts on LISTEN (in this
+    /// namespace) and connects to TO from inside NETNS.
+    #[command(hide = true)]
+    Forward {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        #[arg(long)]
+        netns: String,
+        #[arg(long)]
+        to: std::net::SocketAddr,
     },
     /// Stop everything `up` started; --purge also deletes the state directory.
     Down {
@@ -150,14 +187,32 @@ pub fn main() -> ExitCode {
             local,
             detach,
             net,
+            prefix,
+            publish,
             state,
-        } => up(&state.dir, local, detach, net),
+        } => {
+            let mode = if local || !rustix::process::geteuid().is_root() {
+                UpMode::Local { net }
+            } else {
+                UpMode::Isolated { prefix, publish }
+            };
+            up(&state.dir, mode, detach)
+        }
+        Command::Exec {
+            host,
+            command,
+            state,
+        } => exec(&state.dir, &host, &command),
+        Command::Forward { listen, netns, to } => forward(listen, &netns, to),
         Command::Down { purge, state } => down(&state.dir, purge),
         Command::Status { json, state } => status(&state.dir, json),
         Command::Stop { host, state } => host_cmd(&state.dir, &host, false),
         Command::Firewall {
             command: FirewallCommand::Show { host },
         } => firewall_show(&host),
+        Command::Firewall {
+            command: FirewallCommand::Check { state },
+        } => firewall_check(&state.dir),
         Command::Start { host, state } => host_cmd(&state.dir, &host, true),
     }
 }
@@ -416,12 +471,13 @@ fn self_exe() -> anyhow::Result<PathBuf> {
     std::env::current_exe().context("finding the rampart binary")
 }
 
-fn up(state: &Path, local: bool, detach: bool, net: u8) -> ExitCode {
-    if !local {
-        eprintln!(
-            "rampart up: isolated mode (network namespaces) is not built yet; running in local mode"
-        );
-    }
+/// Which way `up` runs the topology.
+enum UpMode {
+    Local { net: u8 },
+    Isolated { prefix: String, publish: u16 },
+}
+
+fn up(state: &Path, mode: UpMode, detach: bool) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -432,7 +488,7 @@ fn up(state: &Path, local: bool, detach: bool, net: u8) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run_up(state, detach, net)) {
+    match runtime.block_on(run_up(state, mode, detach)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("rampart up: {e:#}");
@@ -441,16 +497,22 @@ fn up(state: &Path, local: bool, detach: bool, net: u8) -> ExitCode {
     }
 }
 
-async fn run_up(state: &Path, detach: bool, net: u8) -> anyhow::Result<ExitCode> {
-    use rampart_infra::local::Local;
+async fn run_up(state: &Path, mode: UpMode, detach: bool) -> anyhow::Result<ExitCode> {
+    use rampart_infra::stack::Stack;
     use std::sync::atomic::Ordering;
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let mut local = Local::new(state, net, self_exe()?)?;
+    let mut local = match mode {
+        UpMode::Local { net } => Stack::local(state, net, self_exe()?)?,
+        UpMode::Isolated { prefix, publish } => {
+            Stack::isolated(state, &prefix, publish, self_exe()?)?
+        }
+    };
     let cancel = std::sync::Arc::clone(&local.cancel);
     println!(
-        "rampart: bringing up the topology in local mode (state in {})",
+        "rampart: bringing up the topology in {} mode (state in {})",
+        local.mode(),
         local.paths.root.display()
     );
     let started = std::time::Instant::now();
@@ -488,10 +550,9 @@ async fn run_up(state: &Path, detach: bool, net: u8) -> anyhow::Result<ExitCode>
         return Err(e.into());
     }
     println!(
-        "rampart is up in {:.1}s: https://{}:{}/ through lb1\n\nTry:\n{}",
+        "rampart is up in {:.1}s: {} through lb1\n\nTry:\n{}",
         started.elapsed().as_secs_f64(),
-        local.topology.site_names[0],
-        local.topology.ports.lb_https,
+        local.status().url,
         local.next_steps()
     );
     if detach {
@@ -515,7 +576,7 @@ async fn run_up(state: &Path, detach: bool, net: u8) -> anyhow::Result<ExitCode>
 
 fn down(state: &Path, purge: bool) -> ExitCode {
     let result = (|| -> anyhow::Result<()> {
-        let mut local = rampart_infra::local::Local::open(state, self_exe()?)?;
+        let mut local = rampart_infra::stack::Stack::open(state, self_exe()?)?;
         let stopped = local.down()?;
         if stopped.is_empty() {
             println!("nothing was running");
@@ -540,7 +601,7 @@ fn down(state: &Path, purge: bool) -> ExitCode {
 }
 
 fn status(state: &Path, json: bool) -> ExitCode {
-    let local = match self_exe().and_then(|bin| Ok(rampart_infra::local::Local::open(state, bin)?))
+    let local = match self_exe().and_then(|bin| Ok(rampart_infra::stack::Stack::open(state, bin)?))
     {
         Ok(l) => l,
         Err(e) => {
@@ -565,26 +626,27 @@ fn status(state: &Path, json: bool) -> ExitCode {
         st.state_dir.display(),
         st.url
     );
+    let width = st
+        .hosts
+        .iter()
+        .map(|h| h.addresses.join(",").len())
+        .max()
+        .unwrap_or(7)
+        .max(7);
     println!(
-        "{:<9} {:<11} {:<14} {:<8} {:<6} {:<9} pid",
+        "{:<9} {:<11} {:<width$} {:<8} {:<6} {:<9} pid",
         "host", "role", "address", "service", "port", "state"
     );
     for h in &st.hosts {
+        let addresses = h.addresses.join(",");
         if h.services.is_empty() {
-            println!(
-                "{:<9} {:<11} {:<14} {:<8}",
-                h.name,
-                h.role,
-                h.addresses.join(","),
-                "-"
-            );
+            println!("{:<9} {:<11} {addresses:<width$} -", h.name, h.role);
         }
         for s in &h.services {
             println!(
-                "{:<9} {:<11} {:<14} {:<8} {:<6} {:<9} {}",
+                "{:<9} {:<11} {addresses:<width$} {:<8} {:<6} {:<9} {}",
                 h.name,
                 h.role,
-                h.addresses.join(","),
                 s.name,
                 s.port,
                 s.state,
@@ -597,7 +659,7 @@ fn status(state: &Path, json: bool) -> ExitCode {
 
 fn host_cmd(state: &Path, host: &str, start: bool) -> ExitCode {
     let result = (|| -> anyhow::Result<bool> {
-        let mut local = rampart_infra::local::Local::open(state, self_exe()?)?;
+        let mut local = rampart_infra::stack::Stack::open(state, self_exe()?)?;
         let t = std::time::Instant::now();
         let changed = if start {
             local.start_host(host)?
@@ -617,6 +679,122 @@ fn host_cmd(state: &Path, host: &str, start: bool) -> ExitCode {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("rampart {}: {e:#}", if start { "start" } else { "stop" });
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Replaces this process with `ip netns exec <ns> COMMAND` for a host of the isolated
+/// run in `state`, with rampart's CA as the trusted bundle for curl and OpenSSL.
+fn exec(state: &Path, host: &str, command: &[std::ffi::OsString]) -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    let result = (|| -> anyhow::Result<std::io::Error> {
+        let stack = rampart_infra::stack::Stack::open(state, self_exe()?)?;
+        let Some(fabric) = &stack.fabric else {
+            anyhow::bail!(
+                "the run in {} is in local mode, where hosts share this machine's network: run the command directly",
+                state.display()
+            );
+        };
+        let Some(h) = stack.topology.host(host) else {
+            let names: Vec<&str> = stack
+                .topology
+                .hosts
+                .iter()
+                .map(|h| h.name.as_str())
+                .collect();
+            anyhow::bail!("no host {host}; the topology has {}", names.join(", "));
+        };
+        let (program, args) = command
+            .split_first()
+            .context("no command given (rampart exec HOST -- COMMAND ...)")?;
+        let ca = stack.paths.ca();
+        let mut cmd = fabric.command(h, program)?;
+        cmd.args(args)
+            .env("CURL_CA_BUNDLE", &ca)
+            .env("SSL_CERT_FILE", &ca);
+        Ok(cmd.exec())
+    })();
+    match result {
+        Ok(e) => {
+            eprintln!("rampart exec: {e}");
+            ExitCode::from(127)
+        }
+        Err(e) => {
+            eprintln!("rampart exec: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The forward process of isolated mode: binds here, then moves into the client's
+/// namespace before any other thread exists, so every connection it opens starts there.
+fn forward(listen: std::net::SocketAddr, netns: &str, to: std::net::SocketAddr) -> ExitCode {
+    let result = (|| -> anyhow::Result<()> {
+        anyhow::ensure!(
+            listen.ip().is_loopback(),
+            "--listen {listen}: the forward listens on loopback only"
+        );
+        let listener =
+            std::net::TcpListener::bind(listen).with_context(|| format!("bind tcp {listen}"))?;
+        listener.set_nonblocking(true)?;
+        rampart_infra::netns::enter(netns)?;
+        let rt = runtime(1)?;
+        rt.block_on(async {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            tracing::info!(%listen, %to, netns, "forward ready");
+            rampart_infra::forward::serve(
+                listener,
+                to,
+                rampart_infra::forward::Limits::default(),
+                terminated()?,
+            )
+            .await;
+            anyhow::Ok(())
+        })
+    })();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rampart forward: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Compares the rulesets loaded in the run's namespaces with the rendered policy; exit 1
+/// when any host differs (each difference printed under its host).
+fn firewall_check(state: &Path) -> ExitCode {
+    let result = (|| -> anyhow::Result<bool> {
+        let stack = rampart_infra::stack::Stack::open(state, self_exe()?)?;
+        let Some(fabric) = &stack.fabric else {
+            anyhow::bail!(
+                "the run in {} is in local mode, which has no nftables rulesets; the services' allow-lists enforce the policy there",
+                state.display()
+            );
+        };
+        let checks = rampart_infra::firewall::check(fabric)?;
+        let mut ok = true;
+        for c in &checks {
+            if c.ok() {
+                println!("{:<9} {:<18} ok", c.host, c.namespace);
+            } else {
+                ok = false;
+                println!("{:<9} {:<18} DIFFERS", c.host, c.namespace);
+                for p in &c.problems {
+                    for line in p.lines() {
+                        println!("    {line}");
+                    }
+                }
+            }
+        }
+        Ok(ok)
+    })();
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("rampart firewall check: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -1,14 +1,19 @@
-//! The whole request path on one machine with the real binary: `rampart up --local`
-//! brings up real MariaDB (primary and replica), two `rampart web` servers and the load
-//! balancer; curl talks HTTPS to the load balancer, and the `mariadb` client checks the
-//! databases directly. Failure drills use `rampart stop`/`start` under bounded loops.
+//! The whole request path on one machine with the real binary, in both modes: `rampart
+//! up` brings up real MariaDB (primary and replica), two `rampart web` servers, the load
+//! balancer and the DNS server; curl talks HTTPS to the load balancer, and the `mariadb`
+//! client checks the databases directly. Failure drills use `rampart stop`/`start` under
+//! bounded loops. In local mode curl runs here against loopback addresses; in isolated
+//! mode (root) every request starts inside the client host's namespace (`rampart exec
+//! client -- curl`), resolving the site through the topology's DNS server, and the
+//! isolated test adds the connectivity matrix, nmap, dig, a headless browser and the
+//! teardown check.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use rampart_test_support::client::{tool, CurlOut};
@@ -16,11 +21,20 @@ use rampart_test_support::eventually;
 
 const RAMPART: &str = env!("CARGO_BIN_EXE_rampart");
 
-/// A detached local topology in a temporary state directory, on its own loopback block
-/// (`127.<net>.x.y`) so tests run side by side. Dropping it runs `rampart down --purge`.
+/// How a test's topology runs.
+#[derive(Clone, Debug)]
+enum Mode {
+    /// On its own loopback block `127.<net>.x.y`.
+    Local { net: u8 },
+    /// In namespaces `<prefix>-<host>`, the load balancer published on 127.0.0.1:<publish>.
+    Isolated { prefix: String, publish: u16 },
+}
+
+/// A detached topology in a temporary state directory, with names and addresses of its
+/// own so tests run side by side. Dropping it runs `rampart down --purge`.
 struct Stack {
     state: tempfile::TempDir,
-    net: u8,
+    mode: Mode,
     curl: PathBuf,
 }
 
@@ -30,7 +44,7 @@ fn net_for(seed: u32) -> u8 {
     u8::try_from(100 + n).unwrap()
 }
 
-fn rampart(state: &Path, args: &[&str]) -> std::process::Output {
+fn rampart(state: &Path, args: &[impl AsRef<std::ffi::OsStr>]) -> std::process::Output {
     Command::new(RAMPART)
         .args(args)
         .arg("--state")
@@ -53,18 +67,14 @@ fn mariadb_installed() -> bool {
 }
 
 impl Stack {
-    fn up(seed: u32) -> Option<Stack> {
+    fn up(mode: Mode) -> Option<Stack> {
         if !mariadb_installed() {
             return None;
         }
         let curl = tool("curl", None)?;
         let state = tempfile::Builder::new().prefix("rs").tempdir().unwrap();
-        let net = net_for(seed);
-        let out = rampart(
-            state.path(),
-            &["up", "--local", "-d", "--net", &net.to_string()],
-        );
-        let stack = Stack { state, net, curl };
+        let stack = Stack { state, mode, curl };
+        let out = rampart(stack.state(), &stack.up_args());
         assert!(
             out.status.success(),
             "rampart up failed:\n{}\n{}",
@@ -73,41 +83,93 @@ impl Stack {
         );
         let text = String::from_utf8_lossy(&out.stdout);
         // Progress step by step with timings, then what to run next.
-        for needle in [
+        let mut needles = vec![
+            "dns (dns) started",
             "db1 (mariadb) started",
             "db2 (mariadb) started",
             "lb1 (lb) started",
             "curl --cacert",
-            "--resolve www.foobar.com:8443:",
-        ] {
+        ];
+        let resolve;
+        match &stack.mode {
+            Mode::Local { .. } => needles.push("--resolve www.foobar.com:8443:"),
+            Mode::Isolated { publish, .. } => {
+                resolve = format!("--resolve www.foobar.com:{publish}:127.0.0.1");
+                needles.extend([
+                    "network: 9 namespaces",
+                    "firewalls: 8 rulesets loaded",
+                    "client (forward) started",
+                    "client -- curl -i https://www.foobar.com/",
+                    &resolve,
+                ]);
+            }
+        }
+        for needle in needles {
             assert!(text.contains(needle), "`{needle}` missing from:\n{text}");
         }
         Some(stack)
+    }
+
+    fn up_args(&self) -> Vec<String> {
+        let mut v: Vec<String> = vec!["up".into(), "-d".into()];
+        match &self.mode {
+            Mode::Local { net } => v.extend(["--local".into(), "--net".into(), net.to_string()]),
+            Mode::Isolated { prefix, publish } => v.extend([
+                "--prefix".into(),
+                prefix.clone(),
+                "--publish".into(),
+                publish.to_string(),
+            ]),
+        }
+        v
     }
 
     fn state(&self) -> &Path {
         self.state.path()
     }
 
-    fn lb(&self) -> String {
-        format!("127.{}.1.10", self.net)
+    /// A command that runs `program` where the site's clients are: here in local mode,
+    /// inside the client host (`rampart exec client --`) in isolated mode.
+    fn on(&self, host: &str, program: &Path) -> Command {
+        match self.mode {
+            Mode::Local { .. } => Command::new(program),
+            Mode::Isolated { .. } => {
+                let mut c = Command::new(RAMPART);
+                c.arg("exec")
+                    .arg("--state")
+                    .arg(self.state())
+                    .args([host, "--"])
+                    .arg(program);
+                c
+            }
+        }
+    }
+
+    /// curl through the load balancer for `path`, without the URL's extra arguments:
+    /// in local mode by `--resolve` to lb1's loopback address and port 8443; in isolated
+    /// mode from the client host, resolving the name through the topology's DNS.
+    fn curl_command(&self, path: &str, args: &[&str]) -> Command {
+        let mut c = self.on("client", &self.curl);
+        c.args(["-sS", "--max-time", "10", "--path-as-is", "-D", "-"]);
+        match self.mode {
+            Mode::Local { net } => {
+                c.arg("--cacert")
+                    .arg(self.state().join("certs/ca.pem"))
+                    .args(["--resolve", &format!("www.foobar.com:8443:127.{net}.1.10")])
+                    .args(args)
+                    .arg(format!("https://www.foobar.com:8443{path}"));
+            }
+            // `rampart exec` makes curl trust rampart's CA.
+            Mode::Isolated { .. } => {
+                c.args(args).arg(format!("https://www.foobar.com{path}"));
+            }
+        }
+        c
     }
 
     /// One curl request through the load balancer; `args` go before the URL.
     fn curl(&self, path: &str, args: &[&str]) -> CurlOut {
-        let out = Command::new(&self.curl)
-            .args(["-sS", "--max-time", "10", "--path-as-is", "--cacert"])
-            .arg(self.state().join("certs/ca.pem"))
-            .args([
-                "--resolve",
-                &format!("www.foobar.com:8443:{}", self.lb()),
-                "-D",
-                "-",
-            ])
-            .args(args)
-            .arg(format!("https://www.foobar.com:8443{path}"))
-            .output()
-            .unwrap();
+        let out = self.curl_command(path, args).output().unwrap();
         CurlOut::parse(&out)
     }
 
@@ -128,9 +190,10 @@ impl Stack {
             name: host.to_owned(),
             role: rampart_infra::mariadb::Role::Primary,
             server_id: 1,
-            bind: format!("127.{}.2.21", self.net).parse().unwrap(),
+            bind: "127.0.0.1".parse().unwrap(),
             port: 3306,
             dir: self.state().join("hosts").join(host),
+            netns: None,
         };
         inst.sql(sql).unwrap()
     }
@@ -139,7 +202,8 @@ impl Stack {
     fn app_sql(&self, host_addr: &str, sql: &str) -> (bool, String) {
         let password =
             std::fs::read_to_string(self.state().join("secrets/db-app.password")).unwrap();
-        let out = Command::new(tool("mariadb", None).unwrap())
+        let out = self
+            .on("web1", &tool("mariadb", None).unwrap())
             .args([
                 "--no-defaults",
                 "--protocol=TCP",
@@ -164,9 +228,33 @@ impl Stack {
     }
 
     fn db(&self, host: &str) -> String {
-        match host {
-            "db1" => format!("127.{}.2.21", self.net),
-            _ => format!("127.{}.2.22", self.net),
+        let last = if host == "db1" { 21 } else { 22 };
+        match self.mode {
+            Mode::Local { net } => format!("127.{net}.2.{last}"),
+            Mode::Isolated { .. } => format!("198.18.2.{last}"),
+        }
+    }
+
+    /// GET `path` on web1's admin listener (from inside web1 in isolated mode).
+    fn web1_admin(&self, path: &str) -> String {
+        match self.mode {
+            Mode::Local { net } => {
+                rampart_infra::stack::http_get(
+                    format!("127.{net}.1.11:9181").parse().unwrap(),
+                    path,
+                )
+                .unwrap()
+                .1
+            }
+            Mode::Isolated { .. } => {
+                let out = self
+                    .on("web1", &self.curl)
+                    .args(["-sS", "--max-time", "5"])
+                    .arg(format!("http://198.18.9.11:9181{path}"))
+                    .output()
+                    .unwrap();
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            }
         }
     }
 
@@ -189,26 +277,18 @@ impl Stack {
         during: impl FnOnce(),
         settle: usize,
     ) -> Vec<(u16, String, String)> {
-        let results = Arc::new(Mutex::new(Vec::new()));
-        let count = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let loader = {
-            let (results, count, stop) = (results.clone(), count.clone(), stop.clone());
-            let curl = self.curl.clone();
-            let ca = self.state().join("certs/ca.pem");
-            let resolve = format!("www.foobar.com:8443:{}", self.lb());
-            let url = format!("https://www.foobar.com:8443{path}");
-            std::thread::spawn(move || {
+        let results = Mutex::new(Vec::new());
+        let count = AtomicUsize::new(0);
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let loader = scope.spawn(|| {
                 let deadline = std::time::Instant::now() + Duration::from_secs(60);
                 for _ in 0..max {
                     if stop.load(Ordering::Relaxed) || std::time::Instant::now() > deadline {
                         break;
                     }
-                    let out = Command::new(&curl)
-                        .args(["-sS", "--max-time", "10", "-o", "/dev/null", "-D", "-"])
-                        .arg("--cacert")
-                        .arg(&ca)
-                        .args(["--resolve", &resolve, &url])
+                    let out = self
+                        .curl_command(path, &["-o", "/dev/null"])
                         .output()
                         .unwrap();
                     let h = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
@@ -229,20 +309,19 @@ impl Stack {
                         .push((status, get("x-served-by"), get("x-db-role")));
                     count.fetch_add(1, Ordering::Relaxed);
                 }
-            })
-        };
-        eventually("the loop to get going", Duration::from_secs(30), || {
-            (count.load(Ordering::Relaxed) >= 10).then_some(())
+            });
+            eventually("the loop to get going", Duration::from_secs(30), || {
+                (count.load(Ordering::Relaxed) >= 10).then_some(())
+            });
+            during();
+            let target = count.load(Ordering::Relaxed) + settle;
+            eventually("the loop to continue", Duration::from_secs(60), || {
+                (count.load(Ordering::Relaxed) >= target || loader.is_finished()).then_some(())
+            });
+            stop.store(true, Ordering::Relaxed);
+            loader.join().unwrap();
         });
-        during();
-        let target = count.load(Ordering::Relaxed) + settle;
-        eventually("the loop to continue", Duration::from_secs(60), || {
-            (count.load(Ordering::Relaxed) >= target || loader.is_finished()).then_some(())
-        });
-        stop.store(true, Ordering::Relaxed);
-        loader.join().unwrap();
-        let r = results.lock().unwrap().clone();
-        r
+        results.into_inner().unwrap()
     }
 }
 
@@ -261,8 +340,14 @@ fn json(s: &str) -> serde_json::Value {
 
 #[test]
 fn whole_path_through_the_load_balancer() {
-    let Some(stack) = Stack::up(1) else { return };
+    let Some(stack) = Stack::up(Mode::Local { net: net_for(1) }) else {
+        return;
+    };
+    whole_path(&stack);
+}
 
+/// The judged end-to-end checks of the request path, the same in both modes.
+fn whole_path(stack: &Stack) {
     // 1. Round robin: consecutive requests alternate between web1 and web2.
     let served: Vec<String> = (0..6)
         .map(|_| {
@@ -372,7 +457,10 @@ fn whole_path_through_the_load_balancer() {
             (out.trim() == last_email).then_some(())
         },
     );
-    let rows = stack.root_sql("db2", "SELECT COUNT(*) FROM foobar.users");
+    let rows = stack.root_sql(
+        "db2",
+        "SELECT COUNT(*) FROM foobar.users WHERE email LIKE 'user%@example.com'",
+    );
     assert_eq!(rows.trim(), "15");
 
     // 4. db2 stopped: reads keep working through the primary with no failure, and go
@@ -533,12 +621,7 @@ fn whole_path_through_the_load_balancer() {
     assert!(ok, "{out}");
 
     // Metrics: reads by role, including the fallbacks above.
-    let web1_metrics = rampart_infra::local::http_get(
-        format!("127.{}.1.11:9181", stack.net).parse().unwrap(),
-        "/metrics",
-    )
-    .unwrap()
-    .1;
+    let web1_metrics = stack.web1_admin("/metrics");
     assert!(
         web1_metrics.contains("rampart_web_db_reads_total{role=\"replica\"}"),
         "{web1_metrics}"
@@ -568,10 +651,7 @@ fn whole_path_through_the_load_balancer() {
         .iter()
         .flat_map(|h| h["services"].as_array().unwrap())
         .all(|s| s["state"] == "stopped"));
-    let up = rampart(
-        stack.state(),
-        &["up", "--local", "-d", "--net", &stack.net.to_string()],
-    );
+    let up = rampart(stack.state(), &stack.up_args());
     assert!(
         up.status.success(),
         "{}",
@@ -643,7 +723,7 @@ fn attached_up_stops_everything_on_ctrl_c() {
         panic!("never ready:\n{seen}");
     }
     assert!(status.success(), "{status:?}");
-    assert_eq!(pids.len(), 5, "{pids:?}");
+    assert_eq!(pids.len(), 6, "{pids:?}");
     for pid in pids {
         // A zombie still has a /proc entry; a reaped or re-parented-and-reaped one does not.
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -653,4 +733,294 @@ fn attached_up_stops_everything_on_ctrl_c() {
         );
     }
     let _ = rampart(state.path(), &["down", "--purge"]);
+}
+
+/// A free TCP port on 127.0.0.1 for the isolated run's forward.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Names of the root namespace's network interfaces.
+fn root_links() -> std::collections::BTreeSet<String> {
+    let out = Command::new("ip").args(["-o", "link"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_owned())
+        .collect()
+}
+
+/// Isolated mode, as root: the real namespaces, firewalls, DNS and forward; the
+/// connectivity matrix with every service up, nmap, dig, a headless browser on the client
+/// host, `firewall check`, the request-path checks of local mode, and a teardown that
+/// leaves nothing behind.
+#[test]
+fn isolated_topology_end_to_end() {
+    if !rampart_test_support::require_root("isolated mode (network namespaces)") {
+        return;
+    }
+    for t in ["nft", "dig", "nmap", "chromium", "certutil"] {
+        if tool(t, None).is_none() {
+            return;
+        }
+    }
+    let links_before = root_links();
+    let prefix = format!("ri{}", std::process::id() % 100_000);
+    let publish = free_port();
+    let Some(stack) = Stack::up(Mode::Isolated {
+        prefix: prefix.clone(),
+        publish,
+    }) else {
+        return;
+    };
+    let exec = |host: &str, args: &[&str]| -> std::process::Output {
+        Command::new(RAMPART)
+            .arg("exec")
+            .arg("--state")
+            .arg(stack.state())
+            .args([host, "--"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let stdout = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).into_owned();
+
+    // The root namespace has no route to the topology.
+    let routes = Command::new("ip").args(["route"]).output().unwrap();
+    let routes = stdout(&routes);
+    assert!(
+        !routes.contains("198.18.") && !routes.contains("203.0.113."),
+        "{routes}"
+    );
+
+    // DNS from the client: the site's names are the load balancer's public address,
+    // over UDP and TCP and through the client's resolver; other zones are refused.
+    for args in [
+        vec!["dig", "+short", "@203.0.113.53", "www.foobar.com", "A"],
+        vec!["dig", "+short", "+tcp", "@203.0.113.53", "foobar.com", "A"],
+        vec!["dig", "+short", "www.foobar.com"],
+    ] {
+        let out = exec("client", &args);
+        assert_eq!(stdout(&out).trim(), "203.0.113.10", "{args:?}: {out:?}");
+    }
+    let refused = stdout(&exec(
+        "client",
+        &["dig", "@203.0.113.53", "example.org", "A"],
+    ));
+    assert!(refused.contains("status: REFUSED"), "{refused}");
+    println!("dig from client: www.foobar.com A 203.0.113.10; example.org REFUSED");
+
+    // The operator's forward on 127.0.0.1 reaches the site through the client host.
+    let fwd = Command::new(&stack.curl)
+        .args(["-sS", "--max-time", "10", "-D", "-", "--cacert"])
+        .arg(stack.state().join("certs/ca.pem"))
+        .args([
+            "--resolve",
+            &format!("www.foobar.com:{publish}:127.0.0.1"),
+            &format!("https://www.foobar.com:{publish}/"),
+        ])
+        .output()
+        .unwrap();
+    let fwd = CurlOut::parse(&fwd);
+    assert_eq!(fwd.status, 200, "{fwd:?}");
+
+    // 1. The connectivity matrix with every service up: each allowed flow connects
+    // (the monitor's ingest has no listener until the monitoring issue: refused, which
+    // still proves the SYN arrived), every other flow is dropped.
+    let t = rampart_topology::Topology::default_for(rampart_topology::Mode::Isolated, 0);
+    let policy = t.policy();
+    let ports: [u16; 8] = [80, 443, 53, 8443, 9180, 9181, 3306, 9090];
+    let mut matrix = String::from("from     to      address        :port  result    expected\n");
+    let mut failures = Vec::new();
+    let (mut open, mut dropped) = (0, 0);
+    for src in &t.hosts {
+        let mut script = String::new();
+        let mut cases = Vec::new();
+        for dst in t.hosts.iter().filter(|d| d.name != src.name) {
+            for (_, addr) in &dst.segments {
+                for port in ports {
+                    let i = cases.len();
+                    cases.push((dst.name.clone(), addr.to_string(), port));
+                    script.push_str(&format!(
+                        "( e=$(timeout 2 bash -c 'exec 3<>/dev/tcp/{addr}/{port}' 2>&1); echo \"{i} $? $e\" ) &\n"
+                    ));
+                }
+            }
+        }
+        script.push_str("wait\n");
+        let out = exec(&src.name, &["bash", "-c", &script]);
+        let text = stdout(&out);
+        let mut seen = 0;
+        for line in text.lines() {
+            let mut it = line.splitn(3, ' ');
+            let (Some(i), Some(code)) = (it.next(), it.next()) else {
+                continue;
+            };
+            let Ok(i) = i.parse::<usize>() else { continue };
+            seen += 1;
+            let err = it.next().unwrap_or("");
+            let (dst, addr, port) = &cases[i];
+            let result = if code == "0" {
+                "connected"
+            } else if err.contains("refused") {
+                "refused"
+            } else {
+                "dropped"
+            };
+            let allowed = policy.flows.iter().any(|f| {
+                f.to == *dst
+                    && f.port == *port
+                    && f.proto == rampart_topology::policy::Proto::Tcp
+                    && t.host(dst).and_then(|d| t.segment_addr(d, f.segment)) == addr.parse().ok()
+                    && t.sources(f).iter().any(|h| h.name == src.name)
+            });
+            let expected = match (allowed, *port) {
+                (false, _) => "dropped",
+                (true, rampart_topology::policy::MONITOR_INGEST_PORT) => "refused",
+                (true, _) => "connected",
+            };
+            if allowed {
+                open += 1;
+                matrix.push_str(&format!(
+                    "{:<8} {:<7} {:<15}:{:<5} {:<9} {}\n",
+                    src.name, dst, addr, port, result, expected
+                ));
+            } else {
+                dropped += 1;
+            }
+            if result != expected {
+                failures.push(format!(
+                    "{} -> {dst} {addr}:{port}: {result}, expected {expected} ({err})",
+                    src.name
+                ));
+            }
+        }
+        assert_eq!(seen, cases.len(), "{}: {text}", src.name);
+    }
+    println!("{matrix}({open} allowed flows shown; {dropped} other flows, all dropped)");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(open, 18);
+
+    // 2. nmap from the client: only 80 and 443 on the load balancer; nothing at all on
+    // the hosts behind it. From lb1 the primary's 3306 is unreachable; from web1 open.
+    let prefix_of = |host: &str| -> Vec<std::ffi::OsString> {
+        vec![
+            RAMPART.into(),
+            "exec".into(),
+            "--state".into(),
+            stack.state().into(),
+            host.into(),
+            "--".into(),
+        ]
+    };
+    use rampart_test_support::scan::open_tcp_ports;
+    let started = std::time::Instant::now();
+    let (lb_open, raw) = open_tcp_ports(&prefix_of("client"), "203.0.113.10", "-").unwrap();
+    assert_eq!(lb_open, [80, 443], "{raw}");
+    println!(
+        "nmap -sS -p- 203.0.113.10 from client: open {lb_open:?} ({:.1}s)",
+        started.elapsed().as_secs_f64()
+    );
+    // No route from the public segment: nmap cannot even send (`failed to determine
+    // route`), which is the strongest form of "nothing open".
+    let unreachable = |host: &str, target: &str, ports: &str| match open_tcp_ports(
+        &prefix_of(host),
+        target,
+        ports,
+    ) {
+        Ok((found, raw)) => assert!(found.is_empty(), "{host} -> {target}: {raw}"),
+        Err(e) => assert!(
+            e.contains("failed to determine route"),
+            "{host} -> {target}: {e}"
+        ),
+    };
+    for target in ["198.18.1.11", "198.18.2.21", "198.18.9.2"] {
+        unreachable("client", target, "-");
+        println!("nmap -sS -p- {target} from client: unreachable, nothing open");
+    }
+    unreachable("lb1", "198.18.2.21", "3306");
+    let (found, raw) = open_tcp_ports(&prefix_of("web1"), "198.18.2.21", "3306").unwrap();
+    assert_eq!(found, [3306], "web1 -> db1:3306: {raw}");
+    println!("nmap -p3306 198.18.2.21: closed to lb1, open to web1");
+
+    // `firewall check` finds every loaded ruleset as rendered.
+    let check = rampart(stack.state(), &["firewall", "check"]);
+    assert!(check.status.success(), "{check:?}");
+
+    // 4. A real browser on the client host: DNS, then HTTPS to the load balancer,
+    // trusting rampart's CA, and the home page with its messages.
+    let msg = stack.post_json(
+        "/api/users",
+        r#"{"name":"Browser","email":"browser@example.com"}"#,
+        &[],
+    );
+    assert_eq!(msg.status, 201, "{msg:?}");
+    let uid = json(&msg.body)["id"].as_u64().unwrap();
+    let posted = stack.post_json(
+        "/api/messages",
+        &format!(r#"{{"user_id":{uid},"body":"seen from a real browser"}}"#),
+        &[],
+    );
+    assert_eq!(posted.status, 201, "{posted:?}");
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("isolated-browser");
+    let _ = std::fs::remove_dir_all(&shots);
+    std::fs::create_dir_all(&shots).unwrap();
+    let page = rampart_test_support::browser::open(
+        &prefix_of("client"),
+        "https://www.foobar.com/",
+        &stack.state().join("certs/ca.pem"),
+        &shots,
+    )
+    .unwrap();
+    assert!(page.dom.contains("Recent messages"), "{}", page.dom);
+    assert!(
+        page.dom.contains("seen from a real browser"),
+        "{}",
+        page.dom
+    );
+    println!(
+        "browser: home page with messages; screenshot {}",
+        page.screenshot.display()
+    );
+
+    // 6. The request-path checks of local mode, from the client host.
+    whole_path(&stack);
+
+    // 5. Teardown: no namespace, link, resolver file or process left.
+    let st = json(&stdout(&rampart(stack.state(), &["status", "--json"])));
+    let pids: Vec<u64> = st["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|h| h["services"].as_array().unwrap().clone())
+        .filter_map(|s| s["pid"].as_u64())
+        .collect();
+    assert_eq!(pids.len(), 7, "{st}");
+    let down = rampart(stack.state(), &["down"]);
+    assert!(down.status.success(), "{down:?}");
+    let ns = stdout(&Command::new("ip").args(["netns", "list"]).output().unwrap());
+    assert!(!ns.contains(&format!("{prefix}-")), "{ns}");
+    // Other tests may add links of their own meanwhile; none may be one of ours.
+    let ours: Vec<String> = root_links()
+        .difference(&links_before)
+        .filter(|l| ["p-", "br-", "eth-"].iter().any(|p| l.starts_with(p)) || l.contains(&prefix))
+        .cloned()
+        .collect();
+    assert!(
+        ours.is_empty(),
+        "links left in the root namespace: {ours:?}"
+    );
+    assert!(!Path::new(&format!("/etc/netns/{prefix}-client")).exists());
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        assert!(
+            stat.is_empty() || stat.contains(") Z "),
+            "pid {pid} still running: {stat}"
+        );
+    }
+    println!("teardown: no {prefix}-* namespace, no new link, no process left");
 }

@@ -1,18 +1,32 @@
-//! Local mode: the whole topology as processes on this machine, each host on its own
-//! loopback address, all state in one directory.
+//! The orchestrator of a run of the whole topology, in either mode, with all state in
+//! one directory.
+//!
+//! - **Local mode** (`rampart up --local`, no root needed): each host is a set of processes
+//!   on its own loopback address `127.<net>.<segment>.<host>`.
+//! - **Isolated mode** (`rampart up` as root): each host is a network namespace of the
+//!   [`Fabric`] with its own nftables ruleset; services run inside their host's namespace
+//!   (`ip netns exec`), the client host resolves names through the topology's DNS server,
+//!   and a forward on 127.0.0.1 (see [`crate::forward`]) lets the operator reach the load
+//!   balancer through the client host. Readiness and status probes run on a thread inside
+//!   the probed host's namespace ([`netns::run_in`]), so nothing is ever sent from the root
+//!   namespace to a topology address.
 //!
 //! `up` creates what is missing (CA and certificates, database passwords, data
-//! directories), writes every host's config from the topology, and starts the services in
-//! dependency order, waiting on each one's readiness (never a sleep): db1, then db2 with
-//! replication and semi-sync, then web1 and web2 (`/readyz`: schema migrated, primary
-//! reachable), then lb1 (every backend in rotation). Services are child processes in
-//! their own process groups, recorded in pid files under `hosts/<host>/`, so `down`,
-//! `stop`, `start` and `status` work from any later invocation, and a stale pid file
-//! (crash, reboot) is recognised by the process start time and ignored.
+//! directories; in isolated mode the namespaces, bridges, links and firewalls), writes every
+//! host's config from the topology, and starts the services in dependency order, waiting
+//! on each one's readiness (never a sleep): dns, db1, then db2 with replication and
+//! semi-sync, then web1 and web2 (`/readyz`: schema migrated, primary reachable), then lb1
+//! (every backend in rotation), then the forward. Services are child processes in their
+//! own process groups, recorded in pid files under `hosts/<host>/`, so `down`, `stop`,
+//! `start` and `status` work from any later invocation, and a stale pid file (crash,
+//! reboot) is recognised by the process start time and ignored. `down` stops every
+//! service and, in isolated mode, deletes the namespaces by name (and with them every
+//! interface) and the client's resolver file.
 //!
-//! State directory layout (see [`StatePaths`]): `run.json` (mode and address block of
-//! the run), `certs/` (CA, site and host certificates; keys 0600), `secrets/` (database
-//! passwords, 0600), `hosts/<host>/` (configs, logs, pid files, data).
+//! State directory layout (see [`StatePaths`]): `run.json` (mode, address block, namespace
+//! prefix and forward port of the run), `certs/` (CA, site and host certificates; keys
+//! 0600), `secrets/` (database passwords, 0600), `hosts/<host>/` (configs, logs, pid files,
+//! data).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -22,11 +36,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rampart_topology::render::{lb_config, web_config, StatePaths};
+use rampart_topology::render::{dns_config, lb_config, web_config, StatePaths};
 use rampart_topology::{Host, Mode, Role, Segment, Topology};
 use serde::{Deserialize, Serialize};
 
 use crate::mariadb::{self, Grants, Instance};
+use crate::netns::{self, Fabric};
 use crate::process::{self, InfraError, Spec};
 
 /// How long a service may take to come ready before `up` gives up on it.
@@ -34,11 +49,21 @@ const READY_DEADLINE: Duration = Duration::from_secs(60);
 /// How long a service may take to stop on SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(15);
 
+/// The namespace prefix of isolated mode unless told otherwise.
+pub const DEFAULT_PREFIX: &str = "rampart";
+/// The port on 127.0.0.1 that isolated mode forwards to the load balancer's HTTPS port.
+pub const DEFAULT_PUBLISH: u16 = 8443;
+
 /// What `up` recorded about the run, so later commands address the same hosts.
 #[derive(Debug, Serialize, Deserialize)]
 struct RunFile {
     mode: String,
+    #[serde(default)]
     net: u8,
+    #[serde(default)]
+    prefix: Option<String>,
+    #[serde(default)]
+    publish: Option<u16>,
 }
 
 /// One service of a host.
@@ -47,6 +72,9 @@ pub enum Service {
     Mariadb,
     Web,
     Lb,
+    Dns,
+    /// Isolated mode's forward from 127.0.0.1 into the client host.
+    Forward,
 }
 
 impl Service {
@@ -55,6 +83,8 @@ impl Service {
             Service::Mariadb => "mariadb",
             Service::Web => "web",
             Service::Lb => "lb",
+            Service::Dns => "dns",
+            Service::Forward => "forward",
         }
     }
 }
@@ -85,6 +115,10 @@ pub struct HostStatus {
 #[derive(Clone, Debug, Serialize)]
 pub struct Status {
     pub mode: &'static str,
+    /// Isolated mode: the namespace of each host is `<prefix>-<host>`.
+    pub prefix: Option<String>,
+    /// Isolated mode: the port on 127.0.0.1 forwarded to the load balancer.
+    pub publish: Option<u16>,
     pub state_dir: PathBuf,
     pub ca_cert: PathBuf,
     pub url: String,
@@ -105,34 +139,68 @@ fn role_name(r: Role) -> &'static str {
 
 /// A local run of the topology, rooted at a state directory.
 #[derive(Debug)]
-pub struct Local {
+pub struct Stack {
     pub topology: Topology,
     pub paths: StatePaths,
     /// The `rampart` binary that runs the services.
     pub bin: PathBuf,
     /// Set from a signal handler to abandon `up` between steps and during waits.
     pub cancel: Arc<AtomicBool>,
+    /// Isolated mode's network; `None` in local mode.
+    pub fabric: Option<Fabric>,
+    /// Isolated mode: the port on 127.0.0.1 forwarded to the load balancer (0: none).
+    pub publish: u16,
     children: Vec<Child>,
     started: Vec<String>,
 }
 
-impl Local {
-    /// A run at `state` (made absolute) with loopback block `127.<net>.x.y`.
-    pub fn new(state: &Path, net: u8, bin: PathBuf) -> Result<Local, InfraError> {
-        let root = std::path::absolute(state)
-            .map_err(|e| InfraError::io("resolve state directory", state, e))?;
-        Ok(Local {
+impl Stack {
+    /// A local-mode run at `state` (made absolute) with loopback block `127.<net>.x.y`.
+    pub fn local(state: &Path, net: u8, bin: PathBuf) -> Result<Stack, InfraError> {
+        Ok(Stack {
             topology: Topology::default_for(Mode::Local, net),
-            paths: StatePaths::new(&root),
+            paths: StatePaths::new(&absolute(state)?),
             bin,
             cancel: Arc::new(AtomicBool::new(false)),
+            fabric: None,
+            publish: 0,
             children: Vec::new(),
             started: Vec::new(),
         })
     }
 
+    /// An isolated-mode run at `state` whose namespaces are `<prefix>-<host>`, with the
+    /// load balancer published on `127.0.0.1:<publish>` (0: not published).
+    pub fn isolated(
+        state: &Path,
+        prefix: &str,
+        publish: u16,
+        bin: PathBuf,
+    ) -> Result<Stack, InfraError> {
+        let topology = Topology::default_for(Mode::Isolated, 0);
+        Ok(Stack {
+            fabric: Some(Fabric::new(prefix, topology.clone())?),
+            topology,
+            paths: StatePaths::new(&absolute(state)?),
+            bin,
+            cancel: Arc::new(AtomicBool::new(false)),
+            publish,
+            children: Vec::new(),
+            started: Vec::new(),
+        })
+    }
+
+    /// The mode's name as `run.json` and `status` show it.
+    pub fn mode(&self) -> &'static str {
+        if self.fabric.is_some() {
+            "isolated"
+        } else {
+            "local"
+        }
+    }
+
     /// The run recorded in `state` by an earlier `up`.
-    pub fn open(state: &Path, bin: PathBuf) -> Result<Local, InfraError> {
+    pub fn open(state: &Path, bin: PathBuf) -> Result<Stack, InfraError> {
         let file = state.join("run.json");
         let text = std::fs::read_to_string(&file).map_err(|e| {
             InfraError::Invalid(format!(
@@ -142,14 +210,33 @@ impl Local {
         })?;
         let run: RunFile = serde_json::from_str(&text)
             .map_err(|e| InfraError::Invalid(format!("{}: {e}", file.display())))?;
-        if run.mode != "local" {
-            return Err(InfraError::Invalid(format!(
-                "{}: mode {} is not supported by this command yet",
-                file.display(),
-                run.mode
-            )));
+        match run.mode.as_str() {
+            "local" => Stack::local(state, run.net, bin),
+            "isolated" => Stack::isolated(
+                state,
+                run.prefix.as_deref().unwrap_or(DEFAULT_PREFIX),
+                run.publish.unwrap_or(0),
+                bin,
+            ),
+            other => Err(InfraError::Invalid(format!(
+                "{}: unknown mode {other}; expected local or isolated",
+                file.display()
+            ))),
         }
-        Local::new(state, run.net, bin)
+    }
+
+    /// The namespace `host` runs in (isolated mode).
+    pub fn namespace(&self, host: &Host) -> Option<String> {
+        self.fabric.as_ref().map(|f| f.ns(host))
+    }
+
+    /// Runs `f` where `host`'s addresses are reachable: on a thread inside its namespace
+    /// in isolated mode, here in local mode.
+    fn probe<T: Send>(&self, host: &Host, f: impl FnOnce() -> T + Send) -> Result<T, InfraError> {
+        match self.namespace(host) {
+            Some(ns) => netns::run_in(&ns, f),
+            None => Ok(f()),
+        }
     }
 
     fn host(&self, name: &str) -> Result<&Host, InfraError> {
@@ -167,12 +254,14 @@ impl Local {
         })
     }
 
-    fn services(host: &Host) -> &'static [Service] {
+    fn services(&self, host: &Host) -> &'static [Service] {
         match host.role {
             Role::DbPrimary | Role::DbReplica => &[Service::Mariadb],
             Role::Web => &[Service::Web],
             Role::Lb => &[Service::Lb],
-            Role::Client | Role::Dns | Role::Monitor => &[],
+            Role::Dns => &[Service::Dns],
+            Role::Client if self.fabric.is_some() && self.publish != 0 => &[Service::Forward],
+            Role::Client | Role::Monitor => &[],
         }
     }
 
@@ -189,6 +278,7 @@ impl Local {
             bind: t.addr(host, Segment::Data),
             port: t.ports.db,
             dir: self.paths.host(&host.name),
+            netns: self.namespace(host),
         }
     }
 
@@ -269,9 +359,11 @@ impl Local {
                 ("http", p.lb_http),
                 ("admin", p.lb_admin),
             ],
+            Service::Dns => vec![("dns", p.dns)],
+            Service::Forward => vec![("forward", self.publish)],
         }
         .into_iter()
-        .filter(|_| Self::services(host).contains(&svc))
+        .filter(|_| self.services(host).contains(&svc))
         .collect()
     }
 
@@ -304,12 +396,14 @@ impl Local {
 
     fn write_run_file(&self) -> Result<(), InfraError> {
         let run = RunFile {
-            mode: "local".into(),
+            mode: self.mode().into(),
             net: self
                 .topology
                 .hosts
                 .first()
                 .map_or(0, |h| h.local.octets()[1]),
+            prefix: self.fabric.as_ref().map(|f| f.prefix.clone()),
+            publish: self.fabric.as_ref().map(|_| self.publish),
         };
         let file = self.paths.root.join("run.json");
         let text =
@@ -327,6 +421,9 @@ impl Local {
         self.ensure_certs()?;
         mariadb::Secrets::load_or_create(&self.paths.secrets())?;
         progress("certificates and secrets", t0.elapsed());
+        if self.fabric.is_some() {
+            self.up_network(progress)?;
+        }
         let order: Vec<String> = self.start_order();
         for name in order {
             self.check_cancel()?;
@@ -338,10 +435,71 @@ impl Local {
                 "already running"
             };
             let host = self.host(&name)?;
-            let svc: Vec<&str> = Self::services(host).iter().map(|s| s.name()).collect();
+            let svc: Vec<&str> = self.services(host).iter().map(|s| s.name()).collect();
             progress(&format!("{name} ({}) {what}", svc.join(", ")), t.elapsed());
         }
         Ok(())
+    }
+
+    /// Isolated mode: the namespaces, bridges and links (kept when services of this run
+    /// are running in them, else rebuilt from scratch after removing leftovers by name),
+    /// the client's resolver, and every host's firewall (replaced atomically each time).
+    fn up_network(&mut self, progress: &mut dyn FnMut(&str, Duration)) -> Result<(), InfraError> {
+        let Some(fabric) = self.fabric.clone() else {
+            return Ok(());
+        };
+        if !rustix::process::geteuid().is_root() {
+            return Err(InfraError::Invalid(
+                "isolated mode needs root (it creates network namespaces and firewalls); \
+                 run as root, or use `rampart up --local`"
+                    .into(),
+            ));
+        }
+        netns::nft_bin()?;
+        let t = Instant::now();
+        let complete = fabric.existing()?.len() == fabric.namespaces().len();
+        let running = self.any_running();
+        if !(complete && running) {
+            if running {
+                // Services of this run without their network (a crashed or partial
+                // teardown): they cannot be reached, so stop them and start over.
+                self.down_services()?;
+            }
+            fabric.create()?;
+            progress(
+                &format!(
+                    "network: {} namespaces, 4 bridges",
+                    fabric.namespaces().len()
+                ),
+                t.elapsed(),
+            );
+        } else {
+            progress("network: kept (services are running)", t.elapsed());
+        }
+        if let (Some(client), Some(dns)) = (
+            self.topology.with_role(Role::Client).next(),
+            self.topology.with_role(Role::Dns).next(),
+        ) {
+            fabric.set_resolver(
+                client,
+                &self.topology.addr(dns, Segment::Public).to_string(),
+            )?;
+        }
+        let t = Instant::now();
+        fabric.load_firewalls()?;
+        progress(
+            &format!("firewalls: {} rulesets loaded", self.topology.hosts.len()),
+            t.elapsed(),
+        );
+        Ok(())
+    }
+
+    fn any_running(&self) -> bool {
+        self.topology.hosts.iter().any(|h| {
+            self.services(h)
+                .iter()
+                .any(|&svc| process::running(&self.pid_file(h, svc)).is_some())
+        })
     }
 
     fn check_cancel(&self) -> Result<(), InfraError> {
@@ -355,8 +513,20 @@ impl Local {
     /// Hosts with services, in the order they must start.
     fn start_order(&self) -> Vec<String> {
         let mut order = Vec::new();
-        for role in [Role::DbPrimary, Role::DbReplica, Role::Web, Role::Lb] {
-            order.extend(self.topology.with_role(role).map(|h| h.name.clone()));
+        for role in [
+            Role::Dns,
+            Role::DbPrimary,
+            Role::DbReplica,
+            Role::Web,
+            Role::Lb,
+            Role::Client,
+        ] {
+            order.extend(
+                self.topology
+                    .with_role(role)
+                    .filter(|h| !self.services(h).is_empty())
+                    .map(|h| h.name.clone()),
+            );
         }
         order
     }
@@ -366,7 +536,7 @@ impl Local {
     pub fn start_host(&mut self, name: &str) -> Result<bool, InfraError> {
         let host = self.host(name)?.clone();
         let mut started = false;
-        for &svc in Self::services(&host) {
+        for &svc in self.services(&host) {
             // Already running: the idempotent setup and the readiness wait still run, so a
             // run interrupted half-way (db2 up but replication not configured) is finished
             // by the next `up` or `start`.
@@ -374,8 +544,8 @@ impl Local {
             started |= !running;
             match svc {
                 Service::Mariadb => self.start_db(&host, running)?,
-                Service::Web | Service::Lb if running => self.wait_ready(&host, svc, None)?,
-                Service::Web | Service::Lb => self.start_rampart(&host, svc)?,
+                _ if running => self.wait_ready(&host, svc, None)?,
+                _ => self.start_rampart(&host, svc)?,
             }
         }
         if started {
@@ -384,12 +554,12 @@ impl Local {
         Ok(started)
     }
 
-    /// Hosts this `Local` started, in start order.
+    /// Hosts this `Stack` started, in start order.
     pub fn started(&self) -> &[String] {
         &self.started
     }
 
-    /// Stops what this `Local` started (after a failed or interrupted `up`), leaving
+    /// Stops what this `Stack` started (after a failed or interrupted `up`), leaving
     /// anything that was already running alone.
     pub fn stop_started(&mut self) -> Result<Vec<String>, InfraError> {
         let mut hosts = std::mem::take(&mut self.started);
@@ -439,24 +609,54 @@ impl Local {
     fn start_rampart(&mut self, host: &Host, svc: Service) -> Result<(), InfraError> {
         let dir = self.paths.host(&host.name);
         std::fs::create_dir_all(&dir).map_err(|e| InfraError::io("create directory", &dir, e))?;
-        let config = self.config_file(host, svc);
-        let text = match svc {
-            Service::Web => web_config(&self.topology, host, &self.paths),
-            _ => lb_config(&self.topology, host, &self.paths),
-        };
-        std::fs::write(&config, text).map_err(|e| InfraError::io("write", &config, e))?;
-        let spec = Spec {
-            name: format!("{}/{}", host.name, svc.name()),
-            program: self.bin.clone(),
-            args: vec![
+        let args = if svc == Service::Forward {
+            let ns = self.namespace(host).unwrap_or_default();
+            let lb = self
+                .topology
+                .with_role(Role::Lb)
+                .next()
+                .map(|lb| {
+                    self.topology
+                        .sock(lb, Segment::Public, self.topology.ports.lb_https)
+                })
+                .ok_or_else(|| InfraError::Invalid("the topology has no load balancer".into()))?;
+            vec![
+                "forward".into(),
+                "--listen".into(),
+                format!("127.0.0.1:{}", self.publish).into(),
+                "--netns".into(),
+                ns.into(),
+                "--to".into(),
+                lb.to_string().into(),
+            ]
+        } else {
+            let config = self.config_file(host, svc);
+            let text = match svc {
+                Service::Web => web_config(&self.topology, host, &self.paths),
+                Service::Dns => dns_config(&self.topology, host),
+                _ => lb_config(&self.topology, host, &self.paths),
+            };
+            std::fs::write(&config, text).map_err(|e| InfraError::io("write", &config, e))?;
+            vec![
                 svc.name().into(),
                 "--config".into(),
                 config.into_os_string(),
-            ],
+            ]
+        };
+        let spec = Spec {
+            name: format!("{}/{}", host.name, svc.name()),
+            program: self.bin.clone(),
+            args,
             env: Vec::new(),
             pid_file: self.pid_file(host, svc),
             log_file: self.log_file(host, svc),
             cwd: Some(dir),
+        };
+        // The forward starts in the root namespace (its listener is on the operator's
+        // loopback) and enters the client's itself.
+        let spec = match self.namespace(host) {
+            Some(ns) if svc != Service::Forward => netns::wrap(&ns, spec)?,
+            _ => spec,
         };
         let mut child = process::spawn(&spec)?;
         let ready = self.wait_ready(host, svc, Some(&mut child));
@@ -485,10 +685,22 @@ impl Local {
                 )));
             }
             let ready = match svc {
-                Service::Web => http_get(t.sock(host, Segment::Mgmt, t.ports.web_admin), "/readyz")
-                    .is_some_and(|(code, _)| code == 200),
-                Service::Lb => http_get(t.sock(host, Segment::Mgmt, t.ports.lb_admin), "/metrics")
-                    .is_some_and(|(code, body)| code == 200 && self.backends_up(&body)),
+                Service::Web => {
+                    let admin = t.sock(host, Segment::Mgmt, t.ports.web_admin);
+                    self.probe(host, || http_get(admin, "/readyz"))?
+                        .is_some_and(|(code, _)| code == 200)
+                }
+                Service::Lb => {
+                    let admin = t.sock(host, Segment::Mgmt, t.ports.lb_admin);
+                    self.probe(host, || http_get(admin, "/metrics"))?
+                        .is_some_and(|(code, body)| code == 200 && self.backends_up(&body))
+                }
+                Service::Dns => {
+                    let addr = t.sock(host, Segment::Public, t.ports.dns);
+                    self.probe(host, || accepting(addr))?
+                }
+                // Its listener is on this namespace's loopback.
+                Service::Forward => accepting(SocketAddr::from(([127, 0, 0, 1], self.publish))),
                 Service::Mariadb => true,
             };
             if ready {
@@ -517,15 +729,26 @@ impl Local {
     pub fn stop_host(&mut self, name: &str) -> Result<bool, InfraError> {
         let host = self.host(name)?.clone();
         let mut stopped = false;
-        for &svc in Self::services(&host).iter().rev() {
+        for &svc in self.services(&host).iter().rev() {
             stopped |= process::stop(&self.pid_file(&host, svc), STOP_GRACE)?;
         }
         self.reap();
         Ok(stopped)
     }
 
-    /// Stops every service, in reverse start order. Returns the hosts it stopped.
+    /// Stops every service, in reverse start order, and in isolated mode removes the
+    /// network (namespaces, bridges, links) and the client's resolver file. Returns the
+    /// hosts it stopped.
     pub fn down(&mut self) -> Result<Vec<String>, InfraError> {
+        let stopped = self.down_services()?;
+        if let Some(fabric) = &self.fabric {
+            fabric.destroy()?;
+            fabric.clear_resolvers()?;
+        }
+        Ok(stopped)
+    }
+
+    fn down_services(&mut self) -> Result<Vec<String>, InfraError> {
         let mut order = self.start_order();
         order.reverse();
         let mut stopped = Vec::new();
@@ -552,22 +775,32 @@ impl Local {
             .map(|h| HostStatus {
                 name: h.name.clone(),
                 role: role_name(h.role),
-                addresses: vec![h.local.to_string()],
-                services: Self::services(h)
+                addresses: match t.mode {
+                    Mode::Local => vec![h.local.to_string()],
+                    Mode::Isolated => h.segments.iter().map(|(_, a)| a.to_string()).collect(),
+                },
+                services: self
+                    .services(h)
                     .iter()
                     .map(|&svc| {
                         let ports = self.ports(h, svc);
-                        let port = match svc {
-                            Service::Mariadb => self.topology.ports.db,
-                            Service::Web => self.topology.ports.web,
-                            Service::Lb => self.topology.ports.lb_https,
+                        let (port, seg) = match svc {
+                            Service::Mariadb => (t.ports.db, Segment::Data),
+                            Service::Web => (t.ports.web, Segment::App),
+                            Service::Lb => (t.ports.lb_https, Segment::Public),
+                            Service::Dns => (t.ports.dns, Segment::Public),
+                            Service::Forward => (self.publish, Segment::Public),
                         };
                         let pid = process::running(&self.pid_file(h, svc));
-                        let accepting = TcpStream::connect_timeout(
-                            &SocketAddr::new(h.local.into(), port),
-                            Duration::from_millis(300),
-                        )
-                        .is_ok();
+                        let accepting = match svc {
+                            Service::Forward => {
+                                accepting(SocketAddr::from(([127, 0, 0, 1], self.publish)))
+                            }
+                            _ => {
+                                let addr = t.sock(h, seg, port);
+                                pid.is_some() && self.probe(h, || accepting(addr)).unwrap_or(false)
+                            }
+                        };
                         let state = match (pid, accepting) {
                             (Some(_), true) => "running",
                             (Some(_), false) => "starting",
@@ -586,32 +819,60 @@ impl Local {
             })
             .collect();
         Status {
-            mode: "local",
+            mode: self.mode(),
+            prefix: self.fabric.as_ref().map(|f| f.prefix.clone()),
+            publish: self.fabric.as_ref().map(|_| self.publish),
             state_dir: self.paths.root.clone(),
             ca_cert: self.paths.ca(),
-            url: format!("https://{}:{}/", t.site_names[0], t.ports.lb_https),
+            url: match (&self.fabric, self.publish) {
+                (Some(_), 0) => format!("https://{}/ (from the client host)", t.site_names[0]),
+                (Some(_), p) => format!("https://{}:{p}/ via 127.0.0.1", t.site_names[0]),
+                (None, _) => format!("https://{}:{}/", t.site_names[0], t.ports.lb_https),
+            },
             hosts,
         }
     }
 
-    /// The curl command lines that reach the site through the load balancer.
+    /// The commands that reach the site through the load balancer.
     pub fn next_steps(&self) -> String {
         let t = &self.topology;
-        let lb = t
-            .with_role(Role::Lb)
-            .next()
-            .map_or_else(|| "127.0.0.1".to_owned(), |h| h.local.to_string());
         let site = &t.site_names[0];
-        let port = t.ports.lb_https;
         let ca = self.paths.ca();
-        let curl = format!(
-            "curl --cacert {} --resolve {site}:{port}:{lb}",
-            ca.display()
-        );
-        format!(
-            "  {curl} -i https://{site}:{port}/\n  {curl} -H 'content-type: application/json' -d '{{\"name\":\"Ada\",\"email\":\"ada@example.com\"}}' https://{site}:{port}/api/users\n  {curl} https://{site}:{port}/api/users/1 -i\n"
-        )
+        let (addr, port) = match &self.fabric {
+            Some(_) if self.publish == 0 => (None, t.ports.lb_https),
+            Some(_) => (Some("127.0.0.1".to_owned()), self.publish),
+            None => (
+                t.with_role(Role::Lb).next().map(|h| h.local.to_string()),
+                t.ports.lb_https,
+            ),
+        };
+        let mut out = String::new();
+        if let Some(addr) = addr {
+            let curl = format!(
+                "curl --cacert {} --resolve {site}:{port}:{addr}",
+                ca.display()
+            );
+            out.push_str(&format!(
+                "  {curl} -i https://{site}:{port}/\n  {curl} -H 'content-type: application/json' -d '{{\"name\":\"Ada\",\"email\":\"ada@example.com\"}}' https://{site}:{port}/api/users\n  {curl} https://{site}:{port}/api/users/1 -i\n"
+            ));
+        }
+        if self.fabric.is_some() {
+            let state = self.paths.root.display();
+            out.push_str(&format!(
+                "  rampart exec --state {state} client -- curl -i https://{site}/\n  rampart exec --state {state} client -- dig {site}\n  rampart firewall check --state {state}\n"
+            ));
+        }
+        out
     }
+}
+
+fn absolute(state: &Path) -> Result<PathBuf, InfraError> {
+    std::path::absolute(state).map_err(|e| InfraError::io("resolve state directory", state, e))
+}
+
+/// Whether something accepts TCP connections at `addr` within 300 ms.
+fn accepting(addr: SocketAddr) -> bool {
+    TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok()
 }
 
 /// The last `n` lines of a log file, for error messages.

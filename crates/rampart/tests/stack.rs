@@ -990,15 +990,41 @@ fn isolated_topology_end_to_end() {
     // 6. The request-path checks of local mode, from the client host.
     whole_path(&stack);
 
+    // A crashed run (every service killed, the namespaces left behind) is cleaned up by
+    // name and brought up again by the next `up`.
+    let pids_of = |st: &serde_json::Value| -> Vec<u64> {
+        st["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|h| h["services"].as_array().unwrap().clone())
+            .filter_map(|s| s["pid"].as_u64())
+            .collect()
+    };
+    let crashed = pids_of(&json(&stdout(&rampart(
+        stack.state(),
+        &["status", "--json"],
+    ))));
+    assert_eq!(crashed.len(), 7, "{crashed:?}");
+    for pid in &crashed {
+        Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap();
+    }
+    let again = rampart(stack.state(), &stack.up_args());
+    assert!(again.status.success(), "up after a crash: {again:?}");
+    assert!(
+        stdout(&again).contains("network: 9 namespaces"),
+        "{again:?}"
+    );
+    let r = stack.curl("/", &[]);
+    assert_eq!(r.status, 200, "after a crash and up: {r:?}");
+    println!("crash: 7 services killed, the next up rebuilt the network and served 200");
+
     // 5. Teardown: no namespace, link, resolver file or process left.
     let st = json(&stdout(&rampart(stack.state(), &["status", "--json"])));
-    let pids: Vec<u64> = st["hosts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|h| h["services"].as_array().unwrap().clone())
-        .filter_map(|s| s["pid"].as_u64())
-        .collect();
+    let pids = pids_of(&st);
     assert_eq!(pids.len(), 7, "{st}");
     let down = rampart(stack.state(), &["down"]);
     assert!(down.status.success(), "{down:?}");

@@ -124,7 +124,13 @@ pub fn web_config(t: &Topology, host: &Host, state: &StatePaths) -> String {
         "admin = {}",
         q(&t.sock(host, Segment::Mgmt, t.ports.web_admin).to_string())
     );
-    let _ = writeln!(s, "allow_from = {}\n", list(&lb_sources));
+    let _ = writeln!(s, "allow_from = {}", list(&lb_sources));
+    // Metrics and health are for the host itself (the agent, rampart's probes).
+    let _ = writeln!(
+        s,
+        "admin_allow_from = {}\n",
+        list(&[t.source_addr(host, Segment::Mgmt).to_string()])
+    );
     let _ = writeln!(s, "[tls]");
     let _ = writeln!(s, "cert = {}", p(&certs.join(format!("{}.pem", host.name))));
     let _ = writeln!(s, "key = {}", p(&certs.join(format!("{}.key", host.name))));
@@ -293,6 +299,7 @@ mod tests {
             "app = \"127.0.1.11:8443\"",
             "admin = \"127.0.1.11:9181\"",
             "allow_from = [\"127.0.0.1\"]",
+            "admin_allow_from = [\"127.0.0.1\"]",
             "cert = \"/st/certs/web1.pem\"",
             "client_ca = \"/st/certs/ca.pem\"",
             "primary = \"127.0.2.21:3306\"",

@@ -51,6 +51,8 @@ pub struct FileListen {
     /// Source addresses allowed to connect to the app listener (defence in depth: the
     /// firewall says the same). Empty or absent: anyone.
     pub allow_from: Option<Vec<String>>,
+    /// Source addresses allowed to connect to the admin listener. Empty or absent: anyone.
+    pub admin_allow_from: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -152,6 +154,8 @@ pub struct Config {
     pub admin: Option<SocketAddr>,
     /// Who may connect to the app listener; empty: anyone.
     pub allow_from: AllowList,
+    /// Who may connect to the admin listener; empty: anyone.
+    pub admin_allow_from: AllowList,
     pub tls: Option<Tls>,
     pub site_root: Option<PathBuf>,
     pub cache_control: String,
@@ -218,6 +222,11 @@ impl Config {
         let admin = c.optional_addr("listen.admin", f.listen.admin.as_deref(), defaults::ADMIN);
         let allow_from =
             AllowList::check(&mut c, "listen.allow_from", f.listen.allow_from.as_deref());
+        let admin_allow_from = AllowList::check(
+            &mut c,
+            "listen.admin_allow_from",
+            f.listen.admin_allow_from.as_deref(),
+        );
         let tls = f.tls.as_ref().map(|t| Tls {
             cert: c.resolve(&t.cert),
             key: c.resolve(&t.key),
@@ -388,6 +397,7 @@ impl Config {
             app,
             admin,
             allow_from,
+            admin_allow_from,
             tls,
             site_root,
             cache_control,

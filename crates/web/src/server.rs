@@ -47,6 +47,9 @@ pub enum WebError {
 }
 
 /// The bound listeners, bound before the server is built so a test can use port 0.
+/// Connections the admin listener serves at once; more are closed at accept.
+const ADMIN_MAX_CONNECTIONS: usize = 64;
+
 #[derive(Debug)]
 pub struct Listeners {
     pub app: TcpListener,
@@ -583,15 +586,28 @@ impl Web {
         }
     }
 
+    /// The admin listener: its own allow-list, at most [`ADMIN_MAX_CONNECTIONS`] at
+    /// once, and a header timeout.
     async fn admin_loop(self: Arc<Self>, listener: TcpListener, graceful: Arc<GracefulShutdown>) {
+        let slots = Arc::new(tokio::sync::Semaphore::new(ADMIN_MAX_CONNECTIONS));
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
+            let Ok((stream, peer)) = listener.accept().await else {
                 tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            if !self.config.admin_allow_from.permits(peer.ip()) {
+                self.metrics.rejected("admin_not_allowed");
+                tracing::debug!(%peer, "admin connection from outside the allow-list closed");
+                continue;
+            }
+            let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                self.metrics.rejected("admin_max_connections");
                 continue;
             };
             let web = Arc::clone(&self);
             let watcher = graceful.watcher();
             tokio::spawn(async move {
+                let _slot = slot;
                 let svc = service_fn(move |req: Request<Incoming>| {
                     let web = Arc::clone(&web);
                     async move { Ok::<_, Infallible>(web.admin(req.uri().path())) }

@@ -184,6 +184,20 @@ fn allow_list_refuses_other_sources() {
 }
 
 #[test]
+fn admin_allow_list_refuses_other_sources_and_admits_listed_ones() {
+    let s = start("admin_allow_from = [\"192.0.2.1\"]");
+    let mut c = TcpStream::connect(s.admin).unwrap();
+    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert!(closed_within(&mut c, Duration::from_secs(5)));
+    // The app listener is not affected.
+    assert_eq!(status(&get(s.app, "/site.css")), 200);
+    let s = start("admin_allow_from = [\"127.0.0.0/8\"]");
+    let metrics = get(s.admin, "/metrics");
+    assert_eq!(status(&metrics), 200, "{metrics}");
+}
+
+#[test]
 fn connections_over_the_cap_are_closed_at_once() {
     let s = start("[limits]\nmax_connections = 1");
     let mut first = TcpStream::connect(s.app).unwrap();

@@ -1,0 +1,34 @@
+//! The monitoring agent (`rampart agent`, issue 5), built in steps. Today: the metric
+//! model every collector fills ([`Family`], [`Sample`]) and its Prometheus text
+//! exposition ([`expo`]); host metrics under node_exporter's names ([`host`]); and the
+//! remote-write 1.0 encoder and client ([`remote_write`]).
+
+pub mod expo;
+pub mod host;
+pub mod remote_write;
+
+/// What kind of metric a family is, as the text format's `# TYPE` line names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Untyped,
+}
+
+/// One sample of a family: its labels (without the metric name) and value. Label names
+/// are unique within a sample; values are never empty (an empty label is the same as no
+/// label in Prometheus, so collectors omit it).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+}
+
+/// A metric family: name, help text, kind and samples.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Family {
+    pub name: String,
+    pub help: String,
+    pub kind: Kind,
+    pub samples: Vec<Sample>,
+}

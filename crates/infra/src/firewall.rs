@@ -19,12 +19,11 @@
 //! every base chain whose policy is not `drop`. Two checks of the same fabric must not run
 //! at once: they share the scratch namespace.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use crate::netns::{ip_bin, nft_bin, Fabric};
-use crate::process::{describe_status, InfraError};
+use crate::netns::{check_prefix, exec_in, ip_bin, netns_list, nft_bin, output, run, Fabric};
+use crate::process::InfraError;
 
 /// The one table rampart's rulesets define (`table inet rampart`).
 pub const TABLE: &str = "inet rampart";
@@ -50,14 +49,10 @@ impl HostCheck {
 /// refuses; each names the host or namespace and the command.
 pub fn check(fabric: &Fabric) -> Result<Vec<HostCheck>, InfraError> {
     let p = &fabric.prefix;
-    if p.is_empty() || p.len() > 8 || !p.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(InfraError::Invalid(format!(
-            "fabric prefix `{p}`: expected 1-8 letters or digits"
-        )));
-    }
+    check_prefix(p)?;
     let ip = ip_bin()?;
     let nft = nft_bin()?;
-    let present = netns_list(&ip)?;
+    let present = netns_list()?;
     let scratch = Scratch::create(&ip, format!("{p}-fwchk"), &present)?;
     let checks = check_hosts(fabric, &nft, &scratch, &present);
     let removed = scratch.remove();
@@ -415,9 +410,9 @@ impl Scratch {
     /// Creates `name`, deleting a leftover of that name (from a crashed check) first.
     fn create(ip: &Path, name: String, present: &[String]) -> Result<Scratch, InfraError> {
         if present.contains(&name) {
-            ip_run(ip, &["netns", "del", &name], &name)?;
+            run(ip, &["netns", "del", &name])?;
         }
-        ip_run(ip, &["netns", "add", &name], &name)?;
+        run(ip, &["netns", "add", &name])?;
         Ok(Scratch {
             ip: ip.to_owned(),
             name,
@@ -428,14 +423,19 @@ impl Scratch {
     /// Loads `rules` (which replace the table loaded before them) and returns the
     /// policy's table as the kernel lists it.
     fn canonical(&self, nft: &Path, host: &str, rules: &str) -> Result<Table, InfraError> {
-        let exec = || {
-            let mut c = Command::new(&self.ip);
-            c.args(["netns", "exec", &self.name]).arg(nft);
-            c
-        };
         let what = format!("{host} (scratch namespace {})", self.name);
-        nft_output(exec().args(["-f", "-"]), Some(rules), &what, &self.name)?;
-        let listing = nft_output(exec().args(LIST), None, &what, &self.name)?;
+        nft_output(
+            exec_in(&self.name, nft)?.args(["-f", "-"]),
+            Some(rules),
+            &what,
+            &self.name,
+        )?;
+        let listing = nft_output(
+            exec_in(&self.name, nft)?.args(LIST),
+            None,
+            &what,
+            &self.name,
+        )?;
         tables(&listing)
             .into_iter()
             .find(|t| t.name == TABLE)
@@ -448,32 +448,16 @@ impl Scratch {
 
     fn remove(mut self) -> Result<(), InfraError> {
         self.live = false;
-        ip_run(&self.ip, &["netns", "del", &self.name], &self.name).map(drop)
+        run(&self.ip, &["netns", "del", &self.name]).map(drop)
     }
 }
 
 impl Drop for Scratch {
     fn drop(&mut self) {
         if self.live {
-            let _ = ip_run(&self.ip, &["netns", "del", &self.name], &self.name);
+            let _ = run(&self.ip, &["netns", "del", &self.name]);
         }
     }
-}
-
-/// The names in `ip netns list`.
-fn netns_list(ip: &Path) -> Result<Vec<String>, InfraError> {
-    let list = ip_run(ip, &["netns", "list"], "firewall check")?;
-    Ok(list
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .map(str::to_owned)
-        .collect())
-}
-
-fn ip_run(ip: &Path, args: &[&str], name: &str) -> Result<String, InfraError> {
-    let mut c = Command::new(ip);
-    c.args(args);
-    output(&mut c, None, name, "ip", &format!("ip {}", args.join(" ")))
 }
 
 /// Runs `cmd` (`ip netns exec <namespace> nft ...`) for `name`.
@@ -490,50 +474,6 @@ fn nft_output(
         .collect();
     let shown = format!("ip netns exec {namespace} nft {}", shown.join(" "));
     output(cmd, input, name, "nft", &shown)
-}
-
-/// Runs `cmd` with `input` on its stdin; its stdout, or an error naming `name` and
-/// `shown` (the command line) with its stderr.
-fn output(
-    cmd: &mut Command,
-    input: Option<&str>,
-    name: &str,
-    command: &'static str,
-    shown: &str,
-) -> Result<String, InfraError> {
-    let program = PathBuf::from(cmd.get_program());
-    let mut child = cmd
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| InfraError::Spawn {
-            name: name.to_owned(),
-            program: program.clone(),
-            source,
-        })?;
-    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
-        // nft reads the whole file before answering, so this cannot deadlock on stdout;
-        // a write error means nft exited early, and its status says why.
-        let _ = stdin.write_all(text.as_bytes());
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| InfraError::io("wait for", &program, e))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(InfraError::Command {
-            name: name.to_owned(),
-            command,
-            status: describe_status(out.status),
-            detail: format!("{shown}: {}", String::from_utf8_lossy(&out.stderr).trim()),
-        })
-    }
 }
 
 #[cfg(test)]

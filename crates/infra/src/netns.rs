@@ -11,12 +11,13 @@
 //! and a veth pair dies with either end.
 
 use std::ffi::{OsStr, OsString};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use rampart_topology::{Host, Segment, Topology};
 
-use crate::process::{InfraError, Spec};
+use crate::process::{describe_status, InfraError, Spec};
 
 /// Moves the calling thread into the named network namespace (`/run/netns/<ns>`, as `ip
 /// netns add` creates it). Only this thread moves; threads it spawns afterwards start in
@@ -97,44 +98,94 @@ pub fn nft_bin() -> Result<PathBuf, InfraError> {
         })
 }
 
-fn run(ip: &Path, args: &[&str]) -> Result<String, InfraError> {
-    let out = Command::new(ip)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| InfraError::Spawn {
-            name: "fabric".into(),
-            program: ip.to_owned(),
-            source: e,
+pub(crate) fn run(ip: &Path, args: &[&str]) -> Result<String, InfraError> {
+    let mut c = Command::new(ip);
+    c.args(args);
+    output(
+        &mut c,
+        None,
+        "fabric",
+        "ip",
+        &format!("ip {}", args.join(" ")),
+    )
+}
+
+/// Runs `cmd` with `input` on its stdin; its stdout, or an error naming `name` and
+/// `shown` (the command line) with its stderr.
+pub(crate) fn output(
+    cmd: &mut Command,
+    input: Option<&str>,
+    name: &str,
+    command: &'static str,
+    shown: &str,
+) -> Result<String, InfraError> {
+    let program = PathBuf::from(cmd.get_program());
+    let mut child = cmd
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| InfraError::Spawn {
+            name: name.to_owned(),
+            program: program.clone(),
+            source,
         })?;
+    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+        // nft reads the whole file before answering, so this cannot deadlock on stdout;
+        // a write error means the program exited early, and its status says why.
+        let _ = stdin.write_all(text.as_bytes());
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| InfraError::io("wait for", &program, e))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
         Err(InfraError::Command {
-            name: "fabric".into(),
-            command: "ip",
-            status: format!("{}", out.status),
-            detail: format!(
-                "ip {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
+            name: name.to_owned(),
+            command,
+            status: describe_status(out.status),
+            detail: format!("{shown}: {}", String::from_utf8_lossy(&out.stderr).trim()),
         })
     }
+}
+
+/// The names `ip netns list` shows.
+pub(crate) fn netns_list() -> Result<Vec<String>, InfraError> {
+    let list = run(&ip_bin()?, &["netns", "list"])?;
+    Ok(list
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect())
+}
+
+/// A command that runs `program` inside namespace `ns`.
+pub(crate) fn exec_in(ns: &str, program: impl AsRef<OsStr>) -> Result<Command, InfraError> {
+    let mut c = Command::new(ip_bin()?);
+    c.args(["netns", "exec", ns]).arg(program);
+    Ok(c)
+}
+
+/// Namespace and interface names derive from the prefix: 1-8 letters or digits.
+pub(crate) fn check_prefix(prefix: &str) -> Result<(), InfraError> {
+    if prefix.is_empty() || prefix.len() > 8 || !prefix.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(InfraError::Invalid(format!(
+            "fabric prefix `{prefix}`: expected 1-8 letters or digits"
+        )));
+    }
+    Ok(())
 }
 
 impl Fabric {
     /// `prefix` must be short (interface and namespace names derive from it) and made of
     /// letters and digits.
     pub fn new(prefix: &str, topology: Topology) -> Result<Fabric, InfraError> {
-        if prefix.is_empty()
-            || prefix.len() > 8
-            || !prefix.bytes().all(|b| b.is_ascii_alphanumeric())
-        {
-            return Err(InfraError::Invalid(format!(
-                "fabric prefix `{prefix}`: expected 1-8 letters or digits"
-            )));
-        }
+        check_prefix(prefix)?;
         Ok(Fabric {
             prefix: prefix.to_owned(),
             topology,
@@ -194,16 +245,11 @@ impl Fabric {
 
     /// Which of this fabric's namespaces exist now.
     pub fn existing(&self) -> Result<Vec<String>, InfraError> {
-        let ip = ip_bin()?;
-        let list = run(&ip, &["netns", "list"])?;
-        let present: Vec<&str> = list
-            .lines()
-            .filter_map(|l| l.split_whitespace().next())
-            .collect();
+        let present = netns_list()?;
         Ok(self
             .namespaces()
             .into_iter()
-            .filter(|n| present.contains(&n.as_str()))
+            .filter(|n| present.contains(n))
             .collect())
     }
 
@@ -269,44 +315,21 @@ impl Fabric {
         let nft = nft_bin()?;
         for host in &self.topology.hosts {
             let rules = rampart_topology::nft::ruleset(&self.topology, host);
-            let mut child = self
-                .command(host, &nft)?
-                .args(["-f", "-"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .map_err(|e| InfraError::Spawn {
-                    name: host.name.clone(),
-                    program: nft.clone(),
-                    source: e,
-                })?;
-            if let Some(mut stdin) = child.stdin.take() {
-                use std::io::Write;
-                stdin
-                    .write_all(rules.as_bytes())
-                    .map_err(|e| InfraError::io("write ruleset to nft", &nft, e))?;
-            }
-            let out = child
-                .wait_with_output()
-                .map_err(|e| InfraError::io("wait for nft", &nft, e))?;
-            if !out.status.success() {
-                return Err(InfraError::Command {
-                    name: host.name.clone(),
-                    command: "nft",
-                    status: format!("{}", out.status),
-                    detail: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-                });
-            }
+            let shown = format!("ip netns exec {} nft -f -", self.ns(host));
+            output(
+                self.command(host, &nft)?.args(["-f", "-"]),
+                Some(&rules),
+                &host.name,
+                "nft",
+                &shown,
+            )?;
         }
         Ok(())
     }
 
     /// A command that runs `program` inside `host`'s namespace.
     pub fn command(&self, host: &Host, program: impl AsRef<OsStr>) -> Result<Command, InfraError> {
-        let mut c = Command::new(ip_bin()?);
-        c.args(["netns", "exec", &self.ns(host)]).arg(program);
-        Ok(c)
+        exec_in(&self.ns(host), program)
     }
 }
 

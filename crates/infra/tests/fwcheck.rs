@@ -7,8 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 use rampart_infra::firewall::{check, HostCheck};
@@ -43,22 +42,7 @@ fn netns_list() -> Vec<String> {
 /// Runs `nft args` inside `host`'s namespace with `input` on stdin; panics on failure.
 fn nft(f: &Fabric, host: &str, args: &[&str], input: &str) -> String {
     let h = f.topology.host(host).unwrap();
-    let mut child = f
-        .command(h, "nft")
-        .unwrap()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = rampart_test_support::run_with_stdin(f.command(h, "nft").unwrap().args(args), input);
     assert!(
         out.status.success(),
         "{host}: nft {args:?}: {}",

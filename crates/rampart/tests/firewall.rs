@@ -4,11 +4,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use rampart_test_support::client::tool;
-use rampart_test_support::require_root;
+use rampart_test_support::{require_root, run_with_stdin};
 
 const RAMPART: &str = env!("CARGO_BIN_EXE_rampart");
 const HOSTS: [&str; 8] = [
@@ -26,22 +25,6 @@ fn ruleset(host: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
-}
-
-fn run_with_stdin(cmd: &mut Command, input: &str) -> std::process::Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
 }
 
 /// A network namespace deleted (by name) when dropped.

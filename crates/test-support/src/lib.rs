@@ -200,3 +200,22 @@ pub fn require_root(why: &str) -> bool {
     }
     root
 }
+
+/// Runs `cmd` with `input` on its stdin and returns its output (stdout and stderr
+/// captured); panics if it cannot be started (test support: a test cannot go on).
+#[allow(clippy::expect_used)]
+pub fn run_with_stdin(cmd: &mut std::process::Command, input: &str) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    if let Some(mut stdin) = child.stdin.take() {
+        // A write error means the program exited early; its output says why.
+        let _ = stdin.write_all(input.as_bytes());
+    }
+    child.wait_with_output().expect("wait")
+}

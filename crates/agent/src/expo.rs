@@ -21,12 +21,14 @@ pub fn text(families: &[Family]) -> String {
         let kind = match f.kind {
             Kind::Counter => "counter",
             Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
             Kind::Untyped => "untyped",
         };
         // Writing to a String cannot fail.
         let _ = writeln!(out, "# TYPE {} {kind}", f.name);
         for s in &f.samples {
             out.push_str(&f.name);
+            out.push_str(s.suffix);
             if !s.labels.is_empty() {
                 out.push('{');
                 for (i, (k, v)) in s.labels.iter().enumerate() {
@@ -104,6 +106,7 @@ mod tests {
                         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                         .collect(),
                     value: *value,
+                    suffix: "",
                 })
                 .collect(),
         }

@@ -189,6 +189,7 @@ fn plain(value: f64) -> Sample {
     Sample {
         labels: Vec::new(),
         value,
+        suffix: "",
     }
 }
 
@@ -199,6 +200,7 @@ fn labelled(labels: &[(&str, &str)], value: f64) -> Sample {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
         value,
+        suffix: "",
     }
 }
 

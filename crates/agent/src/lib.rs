@@ -12,6 +12,8 @@ pub mod remote_write;
 pub enum Kind {
     Counter,
     Gauge,
+    /// Samples carry the suffixes `_bucket` (with an `le` label), `_sum` and `_count`.
+    Histogram,
     Untyped,
 }
 
@@ -22,6 +24,10 @@ pub enum Kind {
 pub struct Sample {
     pub labels: Vec<(String, String)>,
     pub value: f64,
+    /// Appended to the family's name to make the sample's metric name: empty for most,
+    /// `_bucket`/`_sum`/`_count` in a histogram, `_total` for a counter whose family is
+    /// named without it (as OpenMetrics names them).
+    pub suffix: &'static str,
 }
 
 /// A metric family: name, help text, kind and samples.

@@ -171,7 +171,14 @@ pub fn series(
                 }
                 labels.push(label(name, value));
             }
-            labels.push(label(NAME_LABEL, &family.name));
+            if sample.suffix.is_empty() {
+                labels.push(label(NAME_LABEL, &family.name));
+            } else {
+                labels.push(label(
+                    NAME_LABEL,
+                    &format!("{}{}", family.name, sample.suffix),
+                ));
+            }
             labels.sort();
             out.push(TimeSeries {
                 labels,
@@ -492,6 +499,7 @@ mod tests {
                         .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
                         .collect(),
                     value: *value,
+                    suffix: "",
                 })
                 .collect(),
         }

@@ -181,6 +181,7 @@ fn family(name: &str, kind: Kind, samples: &[(&[(&str, &str)], f64)]) -> Family 
                     .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
                     .collect(),
                 value: *value,
+                suffix: "",
             })
             .collect(),
     }

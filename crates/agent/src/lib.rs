@@ -3,9 +3,12 @@
 //! exposition ([`expo`]); host metrics under node_exporter's names ([`host`]); and the
 //! remote-write 1.0 encoder and client ([`remote_write`]).
 
+pub mod config;
 pub mod expo;
 pub mod host;
+pub mod mysql;
 pub mod remote_write;
+pub mod scrape;
 
 /// What kind of metric a family is, as the text format's `# TYPE` line names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,0 +1,584 @@
+//! The agent's config file (`rampart agent --config agent.toml`): raw `File*` structs
+//! with unknown keys refused, validated into [`Config`] with every problem named by file
+//! and key. Every default lives in [`defaults`].
+//!
+//! Choices: the agent pushes every `interval` (15 s, node_exporter's usual scrape
+//! interval); everything it collects goes through the on-disk buffer first, so a push
+//! that fails loses nothing. The buffer holds at most 256 MiB or 2 h of batches; the
+//! monitor's Prometheus accepts samples up to 3 h old (its out-of-order window), so a
+//! drained buffer is never refused for age.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::Uri;
+use rampart_telemetry::listen::AllowList;
+use rampart_topology::config::{parse_toml, read_toml, Checker, ConfigErrors};
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub agent: FileAgent,
+    #[serde(default)]
+    pub push: FilePush,
+    #[serde(default)]
+    pub host: FileHost,
+    #[serde(default)]
+    pub scrape: Vec<FileScrape>,
+    #[serde(default)]
+    pub access_log: Vec<FileAccessLog>,
+    pub mysql: Option<FileMysql>,
+    #[serde(default)]
+    pub buffer: FileBuffer,
+    #[serde(default)]
+    pub listen: FileListen,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAgent {
+    /// The `instance` label of every series: the host's name.
+    pub instance: Option<String>,
+    pub interval: Option<String>,
+    /// Where the buffer and the log offsets live.
+    pub state_dir: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilePush {
+    /// The remote-write URL, such as `http://198.18.9.2:9090/api/v1/write`.
+    pub url: Option<String>,
+    pub timeout: Option<String>,
+    /// At most this many buffered batches go in one request when catching up.
+    pub max_batches_per_request: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileHost {
+    pub enabled: Option<bool>,
+    /// Where `proc/` and `sys/` are found; `/` on a real host.
+    pub root: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileScrape {
+    /// The `job` label of the scraped series, such as `lb` or `web`.
+    pub job: Option<String>,
+    /// `http://ADDR/metrics`.
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAccessLog {
+    /// The `service` label, such as `web` or `lb`.
+    pub service: Option<String>,
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileMysql {
+    /// The server's unix socket (the agent runs on the database host).
+    pub socket: Option<String>,
+    pub user: Option<String>,
+    pub password_file: Option<String>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileBuffer {
+    pub max_bytes: Option<u64>,
+    pub max_age: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileListen {
+    /// The agent's own `/metrics` (what it would push, for a look by hand and for
+    /// `promtool check metrics`): an address, or "off" (the default).
+    pub metrics: Option<String>,
+    pub allow_from: Option<Vec<String>>,
+}
+
+/// A service's `/metrics` to scrape each interval.
+#[derive(Clone, Debug)]
+pub struct Scrape {
+    pub job: String,
+    pub url: Uri,
+}
+
+/// An access log to derive request metrics from.
+#[derive(Clone, Debug)]
+pub struct AccessLog {
+    pub service: String,
+    pub path: PathBuf,
+}
+
+/// The database to report health for, as the monitoring user.
+#[derive(Clone, Debug)]
+pub struct Mysql {
+    pub socket: PathBuf,
+    pub user: String,
+    pub password_file: PathBuf,
+    pub timeout: Duration,
+}
+
+/// A validated agent config.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub file: PathBuf,
+    pub instance: String,
+    pub interval: Duration,
+    pub state_dir: PathBuf,
+    pub push_url: Uri,
+    pub push_timeout: Duration,
+    pub max_batches_per_request: usize,
+    /// Host metrics from this root, or none.
+    pub host_root: Option<PathBuf>,
+    pub scrapes: Vec<Scrape>,
+    pub access_logs: Vec<AccessLog>,
+    pub mysql: Option<Mysql>,
+    pub buffer_max_bytes: u64,
+    pub buffer_max_age: Duration,
+    pub metrics_listen: Option<SocketAddr>,
+    pub metrics_allow_from: AllowList,
+}
+
+/// Every default in one place.
+pub mod defaults {
+    use std::time::Duration;
+    pub const INTERVAL: Duration = Duration::from_secs(15);
+    pub const PUSH_TIMEOUT: Duration = Duration::from_secs(10);
+    /// 30 batches: a 2-minute outage at a 2 s interval drains in 2 requests.
+    pub const MAX_BATCHES_PER_REQUEST: usize = 30;
+    pub const HOST_ROOT: &str = "/";
+    pub const MYSQL_USER: &str = "rampart_monitor";
+    pub const MYSQL_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const BUFFER_MAX_BYTES: u64 = 256 << 20;
+    pub const BUFFER_MAX_AGE: Duration = Duration::from_secs(2 * 3600);
+    pub const METRICS_LISTEN: &str = "off";
+}
+
+/// Label values: what Prometheus accepts as a label value and keeps readable.
+fn name_like(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let (file, _) = read_toml::<FileConfig>(path)?;
+        Self::validate(path, &file)
+    }
+
+    /// Validates `text` as if read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+        let file: FileConfig = parse_toml(path, text)?;
+        Self::validate(path, &file)
+    }
+
+    /// Turns the raw file into a validated config, collecting every problem.
+    pub fn validate(path: &Path, f: &FileConfig) -> Result<Config, ConfigErrors> {
+        let mut c = Checker::new(path);
+        let ms = Duration::from_millis;
+        let s = Duration::from_secs;
+
+        let instance = match f.agent.instance.as_deref() {
+            Some(i) if name_like(i) => i.to_owned(),
+            Some(i) => {
+                c.err(
+                    "agent.instance",
+                    format!(
+                        "`{i}` is not a host name; expected 1-64 letters, digits, `-`, `_` or `.`"
+                    ),
+                );
+                String::new()
+            }
+            None => {
+                c.err(
+                    "agent.instance",
+                    "missing; expected the host's name, such as \"web1\"",
+                );
+                String::new()
+            }
+        };
+        let interval = c.duration(
+            "agent.interval",
+            f.agent.interval.as_ref(),
+            defaults::INTERVAL,
+            ms(200),
+            s(300),
+        );
+        let state_dir = match f.agent.state_dir.as_deref() {
+            Some(d) if !d.is_empty() => c.resolve(Path::new(d)),
+            _ => {
+                c.err(
+                    "agent.state_dir",
+                    "missing; expected a directory for the buffer and log offsets",
+                );
+                PathBuf::new()
+            }
+        };
+
+        let push_url = match f.push.url.as_deref() {
+            Some(u) => match u.parse::<Uri>() {
+                Ok(uri)
+                    if uri.scheme_str() == Some("http")
+                        && uri.authority().is_some_and(|a| a.port_u16().is_some()) =>
+                {
+                    uri
+                }
+                _ => {
+                    c.err(
+                        "push.url",
+                        format!("`{u}` is not usable; expected http://ADDR:PORT/api/v1/write"),
+                    );
+                    Uri::default()
+                }
+            },
+            None => {
+                c.err(
+                    "push.url",
+                    "missing; expected the monitor's remote-write URL, such as http://198.18.9.2:9090/api/v1/write",
+                );
+                Uri::default()
+            }
+        };
+        let push_timeout = c.duration(
+            "push.timeout",
+            f.push.timeout.as_ref(),
+            defaults::PUSH_TIMEOUT,
+            ms(100),
+            s(120),
+        );
+        let max_batches_per_request = c.range(
+            "push.max_batches_per_request",
+            f.push.max_batches_per_request,
+            defaults::MAX_BATCHES_PER_REQUEST,
+            1,
+            1000,
+        );
+
+        let host_root = if f.host.enabled.unwrap_or(true) {
+            Some(c.resolve(Path::new(
+                f.host.root.as_deref().unwrap_or(defaults::HOST_ROOT),
+            )))
+        } else {
+            None
+        };
+
+        let mut scrapes = Vec::new();
+        for (i, sc) in f.scrape.iter().enumerate() {
+            let key = |k: &str| format!("scrape[{i}].{k}");
+            let job = match sc.job.as_deref() {
+                Some(j) if name_like(j) => j.to_owned(),
+                _ => {
+                    c.err(
+                        key("job"),
+                        "missing or not a name; expected such as \"web\"",
+                    );
+                    continue;
+                }
+            };
+            match sc.url.as_deref().map(str::parse::<Uri>) {
+                Some(Ok(url))
+                    if url.scheme_str() == Some("http")
+                        && url.authority().is_some_and(|a| a.port_u16().is_some()) =>
+                {
+                    scrapes.push(Scrape { job, url });
+                }
+                _ => c.err(
+                    key("url"),
+                    "missing or unusable; expected http://ADDR:PORT/metrics",
+                ),
+            }
+        }
+
+        let mut access_logs = Vec::new();
+        for (i, l) in f.access_log.iter().enumerate() {
+            let key = |k: &str| format!("access_log[{i}].{k}");
+            let service = match l.service.as_deref() {
+                Some(s) if name_like(s) => s.to_owned(),
+                _ => {
+                    c.err(
+                        key("service"),
+                        "missing or not a name; expected \"web\" or \"lb\"",
+                    );
+                    continue;
+                }
+            };
+            match l.path.as_deref() {
+                Some(p) if !p.is_empty() => access_logs.push(AccessLog {
+                    service,
+                    path: c.resolve(Path::new(p)),
+                }),
+                _ => c.err(key("path"), "missing; expected the access log's file path"),
+            }
+        }
+        let mut services: Vec<&str> = access_logs.iter().map(|l| l.service.as_str()).collect();
+        services.sort_unstable();
+        if services.windows(2).any(|w| w[0] == w[1]) {
+            c.err(
+                "access_log",
+                "two logs with the same service; each service's counters come from one log",
+            );
+        }
+
+        let mysql = f.mysql.as_ref().map(|m| Mysql {
+            socket: match m.socket.as_deref() {
+                Some(p) if !p.is_empty() => c.resolve(Path::new(p)),
+                _ => {
+                    c.err(
+                        "mysql.socket",
+                        "missing; expected the server's unix socket path",
+                    );
+                    PathBuf::new()
+                }
+            },
+            user: m
+                .user
+                .clone()
+                .unwrap_or_else(|| defaults::MYSQL_USER.to_owned()),
+            password_file: match m.password_file.as_deref() {
+                Some(p) if !p.is_empty() => c.resolve(Path::new(p)),
+                _ => {
+                    c.err(
+                        "mysql.password_file",
+                        "missing; expected the monitoring user's password file",
+                    );
+                    PathBuf::new()
+                }
+            },
+            timeout: c.duration(
+                "mysql.timeout",
+                m.timeout.as_ref(),
+                defaults::MYSQL_TIMEOUT,
+                ms(100),
+                s(60),
+            ),
+        });
+
+        let buffer_max_bytes = c.range(
+            "buffer.max_bytes",
+            f.buffer.max_bytes,
+            defaults::BUFFER_MAX_BYTES,
+            1 << 20,
+            64 << 30,
+        );
+        let buffer_max_age = c.duration(
+            "buffer.max_age",
+            f.buffer.max_age.as_ref(),
+            defaults::BUFFER_MAX_AGE,
+            s(60),
+            s(7 * 86_400),
+        );
+        let metrics_listen = c.optional_addr(
+            "listen.metrics",
+            f.listen.metrics.as_deref(),
+            defaults::METRICS_LISTEN,
+        );
+        let metrics_allow_from =
+            AllowList::check(&mut c, "listen.allow_from", f.listen.allow_from.as_deref());
+
+        c.finish(Config {
+            file: path.to_owned(),
+            instance,
+            interval,
+            state_dir,
+            push_url,
+            push_timeout,
+            max_batches_per_request,
+            host_root,
+            scrapes,
+            access_logs,
+            mysql,
+            buffer_max_bytes,
+            buffer_max_age,
+            metrics_listen,
+            metrics_allow_from,
+        })
+    }
+}
+
+/// Validates the config at `path` without starting anything (`rampart check`).
+pub fn check(path: &Path) -> Result<Config, ConfigErrors> {
+    Config::load(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigErrors> {
+        Config::parse(Path::new("/etc/rampart/agent.toml"), text)
+    }
+
+    const MINIMAL: &str = r#"
+[agent]
+instance = "web1"
+state_dir = "/var/lib/rampart/agent"
+[push]
+url = "http://198.18.9.2:9090/api/v1/write"
+"#;
+
+    fn check_err(text: &str, key: &str, needle: &str) {
+        let Err(errors) = parse(text) else {
+            panic!("expected an error for {key}")
+        };
+        assert!(
+            errors
+                .0
+                .iter()
+                .any(|e| e.key == key && e.message.contains(needle)),
+            "no error for {key} containing {needle:?} in:\n{errors}"
+        );
+        assert!(errors.to_string().contains("/etc/rampart/agent.toml"));
+    }
+
+    #[test]
+    fn minimal_config_takes_every_default() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.instance, "web1");
+        assert_eq!(c.interval, defaults::INTERVAL);
+        assert_eq!(
+            c.push_url.to_string(),
+            "http://198.18.9.2:9090/api/v1/write"
+        );
+        assert_eq!(c.host_root.as_deref(), Some(Path::new("/")));
+        assert!(c.scrapes.is_empty() && c.access_logs.is_empty() && c.mysql.is_none());
+        assert_eq!(c.buffer_max_bytes, defaults::BUFFER_MAX_BYTES);
+        assert_eq!(c.buffer_max_age, defaults::BUFFER_MAX_AGE);
+        assert_eq!(c.metrics_listen, None);
+    }
+
+    #[test]
+    fn every_key_can_be_set() {
+        let c = parse(
+            r#"
+[agent]
+instance = "db1"
+interval = "2s"
+state_dir = "state"
+[push]
+url = "http://127.0.0.1:9090/api/v1/write"
+timeout = "3s"
+max_batches_per_request = 5
+[host]
+enabled = true
+root = "/"
+[[scrape]]
+job = "web"
+url = "http://127.0.0.1:9181/metrics"
+[[access_log]]
+service = "web"
+path = "access.log"
+[mysql]
+socket = "/run/db1.sock"
+user = "mon"
+password_file = "mon.password"
+timeout = "2s"
+[buffer]
+max_bytes = 1048576
+max_age = "30m"
+[listen]
+metrics = "127.0.0.1:9100"
+allow_from = ["127.0.0.1/32"]
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.interval, Duration::from_secs(2));
+        assert_eq!(c.state_dir, Path::new("/etc/rampart/state"));
+        assert_eq!(c.max_batches_per_request, 5);
+        assert_eq!(c.scrapes[0].job, "web");
+        assert_eq!(c.access_logs[0].path, Path::new("/etc/rampart/access.log"));
+        let m = c.mysql.unwrap();
+        assert_eq!(
+            (m.user.as_str(), m.timeout),
+            ("mon", Duration::from_secs(2))
+        );
+        assert_eq!(m.password_file, Path::new("/etc/rampart/mon.password"));
+        assert_eq!(c.buffer_max_age, Duration::from_secs(1800));
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9100".parse().unwrap()));
+    }
+
+    #[test]
+    fn each_error_names_its_key() {
+        check_err(
+            "[push]\nurl = \"http://a:1/\"\n[agent]\nstate_dir=\"x\"",
+            "agent.instance",
+            "missing",
+        );
+        check_err(
+            &MINIMAL.replace("web1", "web 1"),
+            "agent.instance",
+            "not a host name",
+        );
+        check_err(
+            &MINIMAL.replace("[push]", "[push]\ntimeout = \"9\""),
+            "push.timeout",
+            "not a duration",
+        );
+        check_err(
+            &MINIMAL.replace("http://198.18.9.2:9090", "https://x"),
+            "push.url",
+            "expected http://",
+        );
+        check_err(&format!("{MINIMAL}[agent2]"), "line 7", "unknown field");
+        check_err(
+            &format!("{MINIMAL}[[scrape]]\njob = \"web\"\nurl = \"ftp://x\"\n"),
+            "scrape[0].url",
+            "http://ADDR:PORT/metrics",
+        );
+        check_err(
+            &format!("{MINIMAL}[[access_log]]\nservice = \"web\"\n"),
+            "access_log[0].path",
+            "missing",
+        );
+        check_err(
+            &format!("{MINIMAL}[[access_log]]\nservice = \"web\"\npath=\"a\"\n[[access_log]]\nservice = \"web\"\npath=\"b\"\n"),
+            "access_log",
+            "same service",
+        );
+        check_err(
+            &format!("{MINIMAL}[mysql]\nuser = \"x\"\n"),
+            "mysql.socket",
+            "missing",
+        );
+        check_err(
+            &format!("{MINIMAL}[buffer]\nmax_bytes = 5\n"),
+            "buffer.max_bytes",
+            "out of range",
+        );
+        check_err(
+            &format!("{MINIMAL}[listen]\nmetrics = \"nowhere\"\n"),
+            "listen.metrics",
+            "not an address",
+        );
+    }
+
+    #[test]
+    fn every_error_is_reported_not_just_the_first() {
+        let e = parse("[agent]\ninterval = \"0s\"\n").unwrap_err();
+        let keys: Vec<_> = e.0.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "agent.instance",
+                "agent.interval",
+                "agent.state_dir",
+                "push.url"
+            ]
+        );
+    }
+}

@@ -4,11 +4,19 @@
 //! thread wake-up per request. When the writer falls behind and 4 MiB are waiting, lines
 //! are dropped and counted (the service's `*_access_log_dropped_total`) rather than
 //! slowing clients down. The last handle's drop flushes what is left.
+//!
+//! A log file survives rotation: before a write, at most once a second (and at the final
+//! flush), the writer compares the file the path names with the one it holds open (device
+//! and inode); when the path was renamed away (logrotate's `create`) or removed, it opens
+//! the path again, creating it, and writes there from then on. Only the writer thread
+//! looks at the disk; request paths still only append to the buffer.
 
+use std::fs::File;
 use std::io::Write;
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
@@ -49,6 +57,8 @@ const FLUSH_EVERY: Duration = Duration::from_millis(50);
 const EAGER: usize = 64 * 1024;
 /// Drop lines beyond this much waiting.
 const MAX_PENDING: usize = 4 << 20;
+/// Check at most this often whether the log file was rotated away.
+const REOPEN_CHECK: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Default)]
 struct Pending {
@@ -85,15 +95,25 @@ impl AccessLog {
     /// Starts the writer thread for `target`. `dropped` counts lines lost because the
     /// writer fell behind.
     pub fn start(target: &LogTarget, dropped: Counter) -> std::io::Result<Self> {
-        let out: Box<dyn Write + Send> = match target {
+        Self::start_with(target, dropped, REOPEN_CHECK)
+    }
+
+    /// [`AccessLog::start`] with the interval between rotation checks as a parameter, so
+    /// tests can check before every write.
+    fn start_with(
+        target: &LogTarget,
+        dropped: Counter,
+        reopen_check: Duration,
+    ) -> std::io::Result<Self> {
+        let out = match target {
             LogTarget::Off => {
                 return Ok(Self {
                     writer: None,
                     dropped,
                 })
             }
-            LogTarget::Stdout => Box::new(std::io::stdout()),
-            LogTarget::File(path) => Box::new(open_log(path)?),
+            LogTarget::Stdout => Out::Stdout(std::io::stdout()),
+            LogTarget::File(path) => Out::File(LogFile::open(path, reopen_check)?),
         };
         let queue = Arc::new(Queue::default());
         let thread = {
@@ -147,7 +167,88 @@ impl AccessLog {
     }
 }
 
-fn write_loop(queue: &Queue, mut out: Box<dyn Write + Send>) {
+/// Where the writer thread writes.
+enum Out {
+    Stdout(std::io::Stdout),
+    File(LogFile),
+}
+
+impl Out {
+    /// Writes and flushes `buf`; a file first follows a rotation (forced at the last flush).
+    fn write_batch(&mut self, buf: &[u8], last: bool) -> std::io::Result<()> {
+        match self {
+            Out::Stdout(out) => out.write_all(buf).and_then(|()| out.flush()),
+            Out::File(log) => {
+                log.follow_rotation(last);
+                log.file.write_all(buf)
+            }
+        }
+    }
+}
+
+/// The log file and what identifies it, so that a rotation can be noticed.
+struct LogFile {
+    path: PathBuf,
+    file: File,
+    /// Device and inode of `file`.
+    id: (u64, u64),
+    every: Duration,
+    checked: Instant,
+    /// Whether the last reopen failed (warned once until one succeeds).
+    failing: bool,
+}
+
+impl LogFile {
+    fn open(path: &Path, every: Duration) -> std::io::Result<Self> {
+        let file = open_log(path)?;
+        let meta = file.metadata()?;
+        Ok(Self {
+            path: path.to_owned(),
+            file,
+            id: (meta.dev(), meta.ino()),
+            every,
+            checked: Instant::now(),
+            failing: false,
+        })
+    }
+
+    /// Reopens the path when it no longer names the open file (renamed or removed by log
+    /// rotation). Checks at most once per `every` unless `force`. A failed reopen keeps
+    /// writing to the file already open.
+    fn follow_rotation(&mut self, force: bool) {
+        let now = Instant::now();
+        if !force && now.duration_since(self.checked) < self.every {
+            return;
+        }
+        self.checked = now;
+        let named = std::fs::metadata(&self.path)
+            .ok()
+            .map(|m| (m.dev(), m.ino()));
+        if named == Some(self.id) {
+            return;
+        }
+        let reopened = open_log(&self.path).and_then(|file| {
+            let meta = file.metadata()?;
+            Ok((file, (meta.dev(), meta.ino())))
+        });
+        match reopened {
+            Ok((file, id)) => {
+                self.file = file;
+                self.id = id;
+                self.failing = false;
+                tracing::info!(path = %self.path.display(), "access log rotated; reopened");
+            }
+            Err(error) => {
+                if !self.failing {
+                    tracing::warn!(%error, "access log rotated but cannot be reopened; writing to the old file");
+                }
+                self.failing = true;
+            }
+        }
+    }
+}
+
+fn write_loop(queue: &Queue, mut out: Out) {
     let mut spare = Vec::with_capacity(EAGER);
     loop {
         let closed = {
@@ -164,7 +265,7 @@ fn write_loop(queue: &Queue, mut out: Box<dyn Write + Send>) {
             p.closed
         };
         if !spare.is_empty() {
-            if out.write_all(&spare).and_then(|()| out.flush()).is_err() {
+            if out.write_batch(&spare, closed).is_err() {
                 tracing::warn!("access log write failed; lines lost");
             }
             spare.clear();
@@ -232,6 +333,82 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(lines[999]).unwrap();
         assert_eq!(v["path"], "/999");
         assert_eq!(v["db"], "replica");
+    }
+
+    /// The paths logged in `path`, in order (empty when the file does not exist).
+    fn paths(path: &Path) -> Vec<String> {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        text.lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["path"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_log_renamed_by_rotation_is_reopened_and_later_lines_land_in_the_new_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let rotated = dir.path().join("access.log.1");
+        // Check before every write, so that the lines logged after the rename cannot race
+        // a check a second away.
+        let target = LogTarget::File(path.clone());
+        let log = AccessLog::start_with(&target, Counter::default(), Duration::ZERO).unwrap();
+        for i in 0..100 {
+            log.log(&entry(&format!("/before/{i}")));
+        }
+        std::fs::rename(&path, &rotated).unwrap();
+        for i in 0..100 {
+            log.log(&entry(&format!("/after/{i}")));
+        }
+        drop(log);
+        let old = paths(&rotated);
+        let new = paths(&path);
+        // Lines logged before the rename may have been flushed after it; every line logged
+        // after it is in the new file, and every line is in exactly one file, once.
+        let after: Vec<String> = (0..100).map(|i| format!("/after/{i}")).collect();
+        assert!(old.iter().all(|p| p.starts_with("/before/")), "{old:?}");
+        assert_eq!(new[new.len() - 100..], after[..]);
+        let mut all: Vec<String> = old.into_iter().chain(new).collect();
+        all.sort();
+        let mut want: Vec<String> = (0..100)
+            .map(|i| format!("/before/{i}"))
+            .chain(after)
+            .collect();
+        want.sort();
+        assert_eq!(all, want);
+    }
+
+    #[test]
+    fn a_removed_log_is_created_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let target = LogTarget::File(path.clone());
+        let log = AccessLog::start_with(&target, Counter::default(), Duration::ZERO).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        log.log(&entry("/gone"));
+        drop(log);
+        assert_eq!(paths(&path), ["/gone"]);
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&path).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o137, 0, "{mode:o}");
+    }
+
+    #[test]
+    fn without_rotation_the_writer_keeps_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let target = LogTarget::File(path.clone());
+        let log = AccessLog::start_with(&target, Counter::default(), Duration::ZERO).unwrap();
+        let ino = std::fs::metadata(&path).unwrap().ino();
+        for i in 0..10 {
+            log.log(&entry(&format!("/{i}")));
+        }
+        drop(log);
+        assert_eq!(std::fs::metadata(&path).unwrap().ino(), ino);
+        assert_eq!(paths(&path).len(), 10);
     }
 
     #[test]

@@ -3,11 +3,14 @@
 //! exposition ([`expo`]); host metrics under node_exporter's names ([`host`]); and the
 //! remote-write 1.0 encoder and client ([`remote_write`]).
 
+pub mod buffer;
 pub mod config;
 pub mod expo;
 pub mod host;
+pub mod logtail;
 pub mod mysql;
 pub mod remote_write;
+pub mod run;
 pub mod scrape;
 
 /// What kind of metric a family is, as the text format's `# TYPE` line names it.

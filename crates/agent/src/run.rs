@@ -1,0 +1,652 @@
+//! The agent's main loop (`rampart agent --config agent.toml`): every interval it
+//! collects host metrics, the local services' `/metrics`, the access-log counters,
+//! database health and its own footprint, stamps them with one timestamp, and appends
+//! the batch to the on-disk [`Buffer`]; a sender task drains the buffer oldest first
+//! with remote write. Nothing is pushed that was not first on disk, so a monitor outage
+//! or an agent restart loses no samples (within the buffer's bounds).
+//!
+//! Labels: every series gets `instance` (the host) and `job` (`node`, the scrape's job,
+//! `accesslog`, `mysql` or `agent`).
+//!
+//! The clock: the monitor's `Date` header of each successful push bounds its clock from
+//! below (`Date` is whole seconds, so the server's time is in `[date, date + 1 s)`). When
+//! this host's clock is ahead of `date + 1 s`, samples are stamped that much earlier, so
+//! none is from the monitor's future; the measured skew is exported as
+//! `rampart_agent_clock_ahead_seconds`.
+//!
+//! Shutdown: collection stops; a push in flight finishes (bounded by the push timeout);
+//! everything not yet acknowledged stays in the buffer for the next start.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::sync::{watch, Notify};
+
+use crate::buffer::{self, Buffer};
+use crate::config::Config;
+use crate::logtail::LogTail;
+use crate::remote_write::{self, WriteRequest};
+use crate::{expo, host, mysql, scrape, Family, Kind, Sample};
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("state directory {path}: {source}")]
+    StateDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("buffer: {0}")]
+    Buffer(String),
+    #[error("access log {path}: {reason}")]
+    Log { path: String, reason: String },
+    #[error("metrics listener {addr}: {source}")]
+    Listen {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What the sender and the collector share.
+#[derive(Debug, Default)]
+struct Stats {
+    pushes_ok: u64,
+    pushes_failed_retryable: u64,
+    pushes_failed_permanent: u64,
+    samples_sent: u64,
+    samples_dropped_permanent: u64,
+    /// How far this host's clock is ahead of the monitor's, in ms (0 when behind).
+    clock_ahead_ms: i64,
+    last_push_ok_unix: f64,
+    collect_errors: std::collections::BTreeMap<&'static str, u64>,
+    collect_seconds: std::collections::BTreeMap<&'static str, f64>,
+}
+
+/// The agent: its config and the state its collectors keep between intervals.
+pub struct Agent {
+    config: Config,
+    buffer: Arc<Mutex<Buffer>>,
+    tails: Vec<LogTail>,
+    mysql: Option<mysql::Collector>,
+    stats: Arc<Mutex<Stats>>,
+    started: SystemTime,
+    /// The text exposition of the last collection, for the own `/metrics`.
+    last: watch::Sender<Arc<String>>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("instance", &self.config.instance)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the lock leaves plain data that is still usable.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Agent {
+    /// Opens the state directory (0700), the buffer and the log tails.
+    pub fn new(config: Config) -> Result<Agent, AgentError> {
+        let dir = &config.state_dir;
+        let state_err = |source| AgentError::StateDir {
+            path: dir.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(state_err)?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(state_err)?;
+        }
+        let buffer = Buffer::open(
+            dir.join("buffer"),
+            buffer::Limits {
+                max_bytes: config.buffer_max_bytes,
+                max_age: config.buffer_max_age,
+                ..buffer::Limits::default()
+            },
+        )
+        .map_err(|e| AgentError::Buffer(e.to_string()))?;
+        let mut tails = Vec::new();
+        for l in &config.access_logs {
+            let state = dir.join(format!("logtail-{}.json", l.service));
+            let tail = LogTail::open(&l.path, &l.service, &state).map_err(|e| AgentError::Log {
+                path: l.path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            tails.push(tail);
+        }
+        let mysql = config.mysql.clone().map(mysql::Collector::new);
+        let (last, _) = watch::channel(Arc::new(String::new()));
+        Ok(Agent {
+            config,
+            buffer: Arc::new(Mutex::new(buffer)),
+            tails,
+            mysql,
+            stats: Arc::default(),
+            started: SystemTime::now(),
+            last,
+        })
+    }
+
+    /// Runs until `shutdown` resolves; `ready` is called once the first batch is on disk.
+    pub async fn run(
+        mut self,
+        shutdown: impl Future<Output = ()>,
+        ready: impl FnOnce(),
+    ) -> anyhow::Result<()> {
+        let notify = Arc::new(Notify::new());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let sender = tokio::spawn(send_loop(
+            self.config.clone(),
+            self.buffer.clone(),
+            self.stats.clone(),
+            notify.clone(),
+            stop_rx.clone(),
+        ));
+        let server = match self.config.metrics_listen {
+            Some(addr) => {
+                let listener = rampart_telemetry::listen::tcp(addr, 64).map_err(|source| {
+                    AgentError::Listen {
+                        addr: addr.to_string(),
+                        source,
+                    }
+                })?;
+                Some(tokio::spawn(serve_metrics(
+                    listener,
+                    self.config.metrics_allow_from.clone(),
+                    self.last.subscribe(),
+                    stop_rx.clone(),
+                )))
+            }
+            None => None,
+        };
+
+        let mut ticker = tokio::time::interval(self.config.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        let mut ready = Some(ready);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                _ = ticker.tick() => {}
+            }
+            self.collect_once().await;
+            notify.notify_one();
+            if let Some(r) = ready.take() {
+                r();
+            }
+        }
+        let _ = stop_tx.send(true);
+        notify.notify_one();
+        let _ = sender.await;
+        if let Some(s) = server {
+            let _ = s.await;
+        }
+        Ok(())
+    }
+
+    /// One collection: every source, one timestamp, one batch appended to the buffer.
+    pub async fn collect_once(&mut self) {
+        let ahead = lock(&self.stats).clock_ahead_ms;
+        let now_ms = unix_ms(SystemTime::now()) - ahead.max(0);
+        let mut groups: Vec<(String, Vec<Family>)> = Vec::new();
+
+        if let Some(root) = self.config.host_root.clone() {
+            let t = Instant::now();
+            let r = tokio::task::spawn_blocking(move || host::collect(&root)).await;
+            self.timed("node", t);
+            match r {
+                Ok(Ok(f)) => groups.push(("node".into(), f)),
+                Ok(Err(e)) => self.failed("node", &e.to_string()),
+                Err(e) => self.failed("node", &e.to_string()),
+            }
+        }
+
+        let timeout = self.config.interval.min(Duration::from_secs(10));
+        let t = Instant::now();
+        let scrapes: Vec<_> = self
+            .config
+            .scrapes
+            .iter()
+            .map(|s| {
+                let url = s.url.clone();
+                let job = s.job.clone();
+                (
+                    job,
+                    tokio::spawn(async move { scrape::fetch(&url, timeout).await }),
+                )
+            })
+            .collect();
+        for (job, handle) in scrapes {
+            let result = match handle.await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let up = match result {
+                Ok(body) => {
+                    let (families, _bad) = scrape::parse(&String::from_utf8_lossy(&body));
+                    groups.push((job.clone(), families));
+                    1.0
+                }
+                Err(e) => {
+                    self.failed("scrape", &e);
+                    0.0
+                }
+            };
+            groups.push((
+                job,
+                vec![gauge(
+                    "up",
+                    "Whether the agent's last scrape of this service succeeded.",
+                    up,
+                )],
+            ));
+        }
+        self.timed("scrape", t);
+
+        let t = Instant::now();
+        let mut log_families = Vec::new();
+        let mut log_errors = Vec::new();
+        for tail in &mut self.tails {
+            // A poll reads at most `POLL_BUDGET` bytes; a backlog (first start on a big
+            // log) takes a few more, bounded.
+            for _ in 0..8 {
+                match tail.poll() {
+                    Ok(stats) => {
+                        if stats.lost_position {
+                            tracing::warn!("access log rotated while the agent was stopped and the old file is gone; counting from the new file's start");
+                        }
+                        if !stats.more {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        log_errors.push(e.to_string());
+                        break;
+                    }
+                }
+            }
+            log_families.extend(tail.families());
+        }
+        for e in log_errors {
+            self.failed("accesslog", &e);
+        }
+        self.timed("accesslog", t);
+        if !log_families.is_empty() {
+            groups.push(("accesslog".into(), merge_families(log_families)));
+        }
+
+        if let Some(m) = self.mysql.as_mut() {
+            let t = Instant::now();
+            let f = m.collect().await;
+            self.timed("mysql", t);
+            groups.push(("mysql".into(), f));
+        }
+
+        groups.push(("agent".into(), self.own_families(now_ms)));
+
+        let mut timeseries = Vec::new();
+        let mut text = String::new();
+        for (job, families) in &groups {
+            let labels = [
+                ("instance".to_owned(), self.config.instance.clone()),
+                ("job".to_owned(), job.clone()),
+            ];
+            timeseries.extend(remote_write::series(families, &labels, now_ms));
+            text.push_str(&expo::text(families));
+        }
+        timeseries.sort_by(|a, b| a.labels.cmp(&b.labels));
+        timeseries.dedup_by(|later, earlier| later.labels == earlier.labels);
+        let batch = WriteRequest {
+            timeseries,
+            metadata: Vec::new(),
+        };
+        let buffer = self.buffer.clone();
+        let appended = tokio::task::spawn_blocking(move || lock(&buffer).append(&batch)).await;
+        match appended {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => self.failed("buffer", &e.to_string()),
+            Err(e) => self.failed("buffer", &e.to_string()),
+        }
+        self.last.send_replace(Arc::new(text));
+    }
+
+    fn timed(&self, collector: &'static str, t: Instant) {
+        lock(&self.stats)
+            .collect_seconds
+            .insert(collector, t.elapsed().as_secs_f64());
+    }
+
+    fn failed(&self, collector: &'static str, error: &str) {
+        tracing::warn!(collector, error, "collection failed");
+        *lock(&self.stats)
+            .collect_errors
+            .entry(collector)
+            .or_default() += 1;
+    }
+
+    /// The heartbeat and the agent's own footprint.
+    fn own_families(&self, now_ms: i64) -> Vec<Family> {
+        let mut out = vec![gauge(
+            "rampart_agent_heartbeat_timestamp_seconds",
+            "When this collection was made; one sample per interval, so gaps show lost data.",
+            now_ms as f64 / 1000.0,
+        )];
+        out.extend(process_families(self.started));
+        let stats = lock(&self.stats);
+        let counter = |name: &str, help: &str, samples: Vec<Sample>| Family {
+            name: name.to_owned(),
+            help: help.to_owned(),
+            kind: Kind::Counter,
+            samples,
+        };
+        let labelled = |k: &str, v: &str, value: f64| Sample {
+            labels: vec![(k.to_owned(), v.to_owned())],
+            value,
+            suffix: "",
+        };
+        out.push(counter(
+            "rampart_agent_pushes_total",
+            "Remote-write requests by result.",
+            vec![
+                labelled("result", "ok", stats.pushes_ok as f64),
+                labelled(
+                    "result",
+                    "retryable_error",
+                    stats.pushes_failed_retryable as f64,
+                ),
+                labelled(
+                    "result",
+                    "permanent_error",
+                    stats.pushes_failed_permanent as f64,
+                ),
+            ],
+        ));
+        out.push(counter(
+            "rampart_agent_samples_sent_total",
+            "Samples the monitor accepted.",
+            vec![labelled("result", "accepted", stats.samples_sent as f64)],
+        ));
+        out.push(counter(
+            "rampart_agent_samples_rejected_total",
+            "Samples dropped because the monitor refused them permanently (4xx other than 429).",
+            vec![labelled(
+                "reason",
+                "permanent_4xx",
+                stats.samples_dropped_permanent as f64,
+            )],
+        ));
+        out.push(gauge(
+            "rampart_agent_clock_ahead_seconds",
+            "How far this host's clock is ahead of the monitor's (from its Date header); samples are stamped back by this much.",
+            stats.clock_ahead_ms as f64 / 1000.0,
+        ));
+        out.push(gauge(
+            "rampart_agent_last_push_success_timestamp_seconds",
+            "When a push last succeeded.",
+            stats.last_push_ok_unix,
+        ));
+        out.push(counter(
+            "rampart_agent_collect_errors_total",
+            "Failed collections by collector.",
+            stats
+                .collect_errors
+                .iter()
+                .map(|(c, n)| labelled("collector", c, *n as f64))
+                .collect(),
+        ));
+        out.push(Family {
+            name: "rampart_agent_collect_duration_seconds".into(),
+            help: "How long each collector took in the last collection.".into(),
+            kind: Kind::Gauge,
+            samples: stats
+                .collect_seconds
+                .iter()
+                .map(|(c, s)| labelled("collector", c, *s))
+                .collect(),
+        });
+        drop(stats);
+        out.extend(lock(&self.buffer).families());
+        out
+    }
+}
+
+/// Families with the same name from several logs become one family.
+fn merge_families(families: Vec<Family>) -> Vec<Family> {
+    let mut out: Vec<Family> = Vec::new();
+    for f in families {
+        match out.iter_mut().find(|o| o.name == f.name) {
+            Some(o) => o.samples.extend(f.samples),
+            None => out.push(f),
+        }
+    }
+    out
+}
+
+fn gauge(name: &str, help: &str, value: f64) -> Family {
+    Family {
+        name: name.to_owned(),
+        help: help.to_owned(),
+        kind: Kind::Gauge,
+        samples: vec![Sample {
+            labels: Vec::new(),
+            value,
+            suffix: "",
+        }],
+    }
+}
+
+fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// `process_*` under the Go and Rust clients' names: resident memory, CPU seconds, open
+/// file descriptors, start time.
+fn process_families(started: SystemTime) -> Vec<Family> {
+    let mut out = Vec::new();
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+        if let Some(kb) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<f64>().ok())
+        {
+            out.push(gauge(
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes.",
+                kb * 1024.0,
+            ));
+        }
+    }
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+        // Fields after the command (which may contain spaces) start after the last ')'.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |x| x.1)
+            .split_whitespace()
+            .collect();
+        // utime and stime are fields 14 and 15 (1-based), so 11 and 12 after ')'.
+        if let (Some(u), Some(s)) = (
+            fields.get(11).and_then(|v| v.parse::<f64>().ok()),
+            fields.get(12).and_then(|v| v.parse::<f64>().ok()),
+        ) {
+            // /proc reports USER_HZ ticks, 100 per second on every Linux ABI.
+            let hz = 100.0;
+            out.push(Family {
+                name: "process_cpu_seconds_total".into(),
+                help: "Total user and system CPU time spent in seconds.".into(),
+                kind: Kind::Counter,
+                samples: vec![Sample {
+                    labels: Vec::new(),
+                    value: (u + s) / hz,
+                    suffix: "",
+                }],
+            });
+        }
+    }
+    if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+        out.push(gauge(
+            "process_open_fds",
+            "Number of open file descriptors.",
+            dir.count() as f64,
+        ));
+    }
+    out.push(gauge(
+        "process_start_time_seconds",
+        "Start time of the process since unix epoch in seconds.",
+        unix_ms(started) as f64 / 1000.0,
+    ));
+    out
+}
+
+/// Drains the buffer oldest first until told to stop.
+async fn send_loop(
+    config: Config,
+    buffer: Arc<Mutex<Buffer>>,
+    stats: Arc<Mutex<Stats>>,
+    notify: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let client = remote_write::Client {
+        timeout: config.push_timeout,
+    };
+    let mut attempt: u32 = 0;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let max = config.max_batches_per_request;
+        let b = buffer.clone();
+        let pending = tokio::task::spawn_blocking(move || lock(&b).peek(max, 16 << 20)).await;
+        let batches = match pending {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "reading the buffer");
+                Vec::new()
+            }
+            Err(_) => Vec::new(),
+        };
+        let Some(through) = batches.last().map(|(c, _)| *c) else {
+            tokio::select! {
+                () = notify.notified() => {}
+                _ = stop.changed() => {}
+            }
+            continue;
+        };
+        let request = buffer::merge(batches.into_iter().map(|(_, r)| r));
+        let samples: u64 = request
+            .timeseries
+            .iter()
+            .map(|t| t.samples.len() as u64)
+            .sum();
+        let body = match remote_write::encode(&request) {
+            Ok(b) => Bytes::from(b),
+            Err(e) => {
+                tracing::error!(error = %e, "encoding a batch; dropping it");
+                let b = buffer.clone();
+                let _ = tokio::task::spawn_blocking(move || lock(&b).ack(through)).await;
+                continue;
+            }
+        };
+        let sent_at = SystemTime::now();
+        match remote_write::push(&client, &config.push_url, body).await {
+            Ok(pushed) => {
+                attempt = 0;
+                let b = buffer.clone();
+                let acked = tokio::task::spawn_blocking(move || lock(&b).ack(through)).await;
+                if let Ok(Err(e)) = acked {
+                    tracing::warn!(error = %e, "acknowledging pushed batches");
+                }
+                let mut s = lock(&stats);
+                s.pushes_ok += 1;
+                s.samples_sent += samples;
+                s.last_push_ok_unix = unix_ms(SystemTime::now()) as f64 / 1000.0;
+                if let Some(date) = pushed.date {
+                    // The server's clock is below date + 1 s; ours was at least `sent_at`.
+                    let server_max = unix_ms(date) + 1000;
+                    s.clock_ahead_ms = (unix_ms(sent_at) - server_max).max(0);
+                }
+            }
+            Err(e) if e.retryable() => {
+                lock(&stats).pushes_failed_retryable += 1;
+                let wait = remote_write::backoff(attempt);
+                attempt = attempt.saturating_add(1);
+                tracing::warn!(error = %e, retry_in = ?wait, "push failed; will retry");
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+            Err(e) => {
+                attempt = 0;
+                tracing::error!(error = %e, samples, "push refused; dropping these samples");
+                let b = buffer.clone();
+                let _ = tokio::task::spawn_blocking(move || lock(&b).reject(through)).await;
+                let mut s = lock(&stats);
+                s.pushes_failed_permanent += 1;
+                s.samples_dropped_permanent += samples;
+            }
+        }
+    }
+}
+
+/// The agent's own `/metrics`: the last collection in the text format, to the
+/// allow-listed sources only.
+async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    allow: rampart_telemetry::listen::AllowList,
+    last: watch::Receiver<Arc<String>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    use http_body_util::Full;
+    use hyper::service::service_fn;
+    let open = Arc::new(tokio::sync::Semaphore::new(16));
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(_) => continue,
+            },
+            _ = stop.changed() => return,
+        };
+        if !allow.permits(peer.ip()) {
+            continue;
+        }
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            continue;
+        };
+        let last = last.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let body = last.borrow().clone();
+                async move {
+                    let resp = if req.uri().path() == "/metrics" {
+                        hyper::Response::builder()
+                            .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
+                            .body(Full::new(Bytes::from(body.as_bytes().to_vec())))
+                    } else {
+                        hyper::Response::builder()
+                            .status(404)
+                            .body(Full::new(Bytes::from_static(b"not found\n")))
+                    };
+                    resp.map_err(|e| std::io::Error::other(e.to_string()))
+                }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .header_read_timeout(Duration::from_secs(5))
+                .timer(hyper_util::rt::TokioTimer::new())
+                .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc);
+            let _ = tokio::time::timeout(Duration::from_secs(30), conn).await;
+        });
+    }
+}

@@ -1,0 +1,675 @@
+//! The HTML: the dashboard (charts, tables, alerts) built from a [`Snapshot`] and the
+//! recorded alerts, the login page, HTML escaping, and the one stylesheet, inlined and
+//! allowed by its SHA-256 in the Content-Security-Policy (no `'unsafe-inline'`, no
+//! external source, no JavaScript: the page refreshes itself with `<meta refresh>`).
+//! Everything that came from Prometheus or Alertmanager is escaped.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use base64::Engine;
+
+use crate::alerts::{Alert, Status};
+use crate::data::Snapshot;
+use crate::prom::Series;
+use crate::svg::{self, Chart, Line, Unit};
+
+/// Escapes text for HTML and XML content and quoted attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The page's stylesheet (inlined; allowed by hash in the CSP).
+pub const CSS: &str = "\
+:root{color-scheme:dark}\
+*{box-sizing:border-box}\
+body{margin:0;font:14px/1.4 system-ui,\"DejaVu Sans\",sans-serif;background:#0f1419;color:#d8dee4}\
+header{display:flex;align-items:center;gap:16px;padding:10px 20px;background:#161c23;border-bottom:1px solid #28313b}\
+header h1{font-size:18px;margin:0;font-weight:600}\
+header .meta{color:#8b97a3;font-size:12px;flex:1}\
+header form{margin:0}\
+button{background:#2a3440;color:#d8dee4;border:1px solid #3a4653;border-radius:4px;padding:5px 12px;font:inherit;cursor:pointer}\
+button:hover{background:#34404d}\
+main{display:grid;grid-template-columns:repeat(auto-fit,minmax(520px,1fr));gap:14px;padding:14px 20px}\
+.panel{background:#161c23;border:1px solid #28313b;border-radius:6px;padding:10px 14px;min-width:0}\
+.panel.wide{grid-column:1/-1}\
+.panel h2{font-size:13px;font-weight:600;margin:0 0 6px;color:#aeb9c4}\
+.chart{width:100%;height:auto;display:block}\
+.chart .plot{fill:#11161c;stroke:#28313b}\
+.chart .grid line{stroke:#232c35;stroke-width:1}\
+.chart text{fill:#8b97a3;font-size:11px}\
+.chart text.nodata{fill:#d29922;font-size:16px;font-weight:600}\
+.legend{list-style:none;margin:6px 0 0;padding:0;display:flex;flex-wrap:wrap;gap:4px 16px;font-size:12px}\
+.legend li{display:flex;align-items:center;gap:6px}\
+.swatch{width:10px;height:10px}\
+table{width:100%;border-collapse:collapse;font-size:13px}\
+th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #232c35;vertical-align:top}\
+th{color:#8b97a3;font-weight:500}\
+.ok{color:#3fb950}.bad{color:#f85149}.muted{color:#8b97a3}\
+.badge{display:inline-block;padding:0 8px;border-radius:9px;font-size:12px;font-weight:600}\
+.badge.firing{background:#5c1a1a;color:#ffb3ad}.badge.resolved{background:#1a3d24;color:#9be9a8}\
+.banner{margin:14px 20px 0;padding:10px 14px;border-radius:6px}\
+.banner.error{background:#3d1418;border:1px solid #8e1519;color:#ffb3ad}\
+.login{max-width:340px;margin:12vh auto;background:#161c23;border:1px solid #28313b;border-radius:8px;padding:24px}\
+.login h1{font-size:20px;margin:0 0 8px}\
+.login label{display:block;margin:10px 0 4px;color:#aeb9c4}\
+.login input{width:100%;padding:7px 9px;background:#0f1419;color:#d8dee4;border:1px solid #3a4653;border-radius:4px;font:inherit}\
+.login button{margin-top:16px;width:100%}\
+.login .error{color:#ffb3ad}\
+.note{color:#8b97a3;font-style:italic;padding:6px 0;margin:0}\
+";
+
+/// The Content-Security-Policy of every response: nothing may load, only the inline
+/// stylesheet above (by hash) applies, forms post only here, no framing.
+pub fn csp() -> &'static str {
+    static CSP: OnceLock<String> = OnceLock::new();
+    CSP.get_or_init(|| {
+        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, CSS.as_bytes());
+        let hash = base64::engine::general_purpose::STANDARD.encode(d.as_ref());
+        format!(
+            "default-src 'none'; style-src 'sha256-{hash}'; form-action 'self'; \
+             frame-ancestors 'none'; base-uri 'none'"
+        )
+    })
+}
+
+fn head(out: &mut String, title: &str, refresh: Option<Duration>) {
+    let _ = write!(
+        out,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
+    );
+    if let Some(r) = refresh {
+        let _ = write!(
+            out,
+            "<meta http-equiv=\"refresh\" content=\"{}\">",
+            r.as_secs().max(1)
+        );
+    }
+    let _ = write!(
+        out,
+        "<title>{}</title><style>{CSS}</style></head>",
+        escape(title)
+    );
+}
+
+/// The login page; `message` explains a refused attempt.
+pub fn login(title: &str, message: Option<&str>, user: &str) -> String {
+    let mut out = String::with_capacity(4096);
+    head(&mut out, &format!("{title} · log in"), None);
+    let _ = write!(
+        out,
+        "<body><form class=\"login\" method=\"post\" action=\"/login\">\
+         <h1>{}</h1><p class=\"muted\">Monitoring dashboard</p>",
+        escape(title)
+    );
+    if let Some(m) = message {
+        let _ = write!(
+            out,
+            "<p class=\"error\" id=\"login-error\">{}</p>",
+            escape(m)
+        );
+    }
+    let _ = write!(
+        out,
+        "<label for=\"user\">User</label>\
+         <input id=\"user\" name=\"user\" autocomplete=\"username\" required value=\"{}\">\
+         <label for=\"password\">Password</label>\
+         <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
+         <button type=\"submit\">Log in</button></form></body></html>",
+        escape(user)
+    );
+    out
+}
+
+/// A line's legend name: the `instance` label, else the other labels (but `job`, which
+/// every recording rule keeps), else `fallback`.
+fn line_name(labels: &BTreeMap<String, String>, fallback: &str) -> String {
+    if let Some(i) = labels.get("instance") {
+        return i.clone();
+    }
+    let rest: Vec<String> = labels
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "__name__" | "job"))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if rest.is_empty() {
+        fallback.to_owned()
+    } else {
+        format!("{fallback} {{{}}}", rest.join(", "))
+    }
+}
+
+fn lines(series: &[Series], fallback: &str) -> Vec<Line> {
+    let mut out: Vec<Line> = series
+        .iter()
+        .map(|s| Line {
+            name: line_name(&s.labels, fallback),
+            points: s.points.clone(),
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// One chart panel from the queries `ids` (with the legend name used when a series has
+/// no distinguishing label).
+fn chart_panel(
+    out: &mut String,
+    snap: &Snapshot,
+    id: &str,
+    title: &str,
+    unit: Unit,
+    queries: &[(&str, &str)],
+) {
+    let mut all = Vec::new();
+    let mut reason = None;
+    for (q, name) in queries {
+        all.extend(lines(snap.series(q), name));
+        if let Some(e) = snap.error(q) {
+            reason.get_or_insert_with(|| e.to_string());
+        }
+    }
+    let chart = Chart {
+        title: title.to_owned(),
+        unit,
+        start: snap.start,
+        end: snap.end,
+        step: snap.step,
+        lines: all,
+        no_data_reason: reason,
+    };
+    let _ = write!(
+        out,
+        "<section class=\"panel\" id=\"panel-{id}\"><h2>{}</h2>{}</section>",
+        escape(title),
+        svg::render(&chart)
+    );
+}
+
+/// The latest value of each instance in query `id`.
+fn latest_by_instance(snap: &Snapshot, id: &str) -> BTreeMap<String, f64> {
+    snap.series(id)
+        .iter()
+        .filter_map(|s| {
+            let v = svg::last_value(&s.points)?;
+            Some((s.labels.get("instance").cloned().unwrap_or_default(), v))
+        })
+        .collect()
+}
+
+fn note(out: &mut String, snap: &Snapshot, ids: &[&str], what: &str) {
+    let why = ids
+        .iter()
+        .find_map(|id| snap.error(id))
+        .map(|e| format!(" ({e})"))
+        .unwrap_or_default();
+    let _ = write!(
+        out,
+        "<p class=\"note\">no data: {}{}</p>",
+        escape(what),
+        escape(&why)
+    );
+}
+
+fn backends_panel(out: &mut String, snap: &Snapshot) {
+    out.push_str("<section class=\"panel\" id=\"panel-backends\"><h2>Load balancer backends</h2>");
+    let mut rows: Vec<(String, String, f64)> = snap
+        .series("backend_up")
+        .iter()
+        .filter_map(|s| {
+            Some((
+                s.labels.get("instance").cloned().unwrap_or_default(),
+                s.labels.get("backend").cloned().unwrap_or_default(),
+                svg::last_value(&s.points)?,
+            ))
+        })
+        .collect();
+    rows.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    if rows.is_empty() {
+        note(out, snap, &["backend_up"], "no backend health reported");
+    } else {
+        out.push_str("<table><tr><th>Load balancer</th><th>Backend</th><th>State</th></tr>");
+        for (lb, backend, v) in rows {
+            let (class, word) = if v >= 1.0 {
+                ("ok", "up")
+            } else {
+                ("bad", "down")
+            };
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td class=\"{class}\">{word}</td></tr>",
+                escape(&lb),
+                escape(&backend)
+            );
+        }
+        out.push_str("</table>");
+    }
+    out.push_str("</section>");
+}
+
+fn hosts_panel(out: &mut String, snap: &Snapshot) {
+    out.push_str("<section class=\"panel\" id=\"panel-hosts\"><h2>Hosts now</h2>");
+    let cpu = latest_by_instance(snap, "cpu");
+    let mem = latest_by_instance(snap, "memory");
+    let disk = latest_by_instance(snap, "disk");
+    let hosts: BTreeSet<&String> = cpu.keys().chain(mem.keys()).chain(disk.keys()).collect();
+    if hosts.is_empty() {
+        note(out, snap, &["cpu", "memory", "disk"], "no host metrics");
+    } else {
+        out.push_str("<table><tr><th>Host</th><th>CPU busy</th><th>Memory used</th><th>Disk used (/)</th></tr>");
+        for h in hosts {
+            let cell = |m: &BTreeMap<String, f64>| {
+                m.get(h).map_or_else(
+                    || "<td class=\"muted\">–</td>".to_owned(),
+                    |v| {
+                        let class = if *v >= 0.9 { " class=\"bad\"" } else { "" };
+                        format!("<td{class}>{}</td>", svg::format_value(*v, Unit::Ratio))
+                    },
+                )
+            };
+            let _ = write!(
+                out,
+                "<tr><td>{}</td>{}{}{}</tr>",
+                escape(h),
+                cell(&cpu),
+                cell(&mem),
+                cell(&disk)
+            );
+        }
+        out.push_str("</table>");
+    }
+    out.push_str("</section>");
+}
+
+fn replication_panel(out: &mut String, snap: &Snapshot) {
+    out.push_str("<section class=\"panel\" id=\"panel-replication\"><h2>Database replication</h2>");
+    let up = latest_by_instance(snap, "mysql_up");
+    let io = latest_by_instance(snap, "io_running");
+    let sql = latest_by_instance(snap, "sql_running");
+    let lag = latest_by_instance(snap, "lag_now");
+    let hosts: BTreeSet<&String> = up
+        .keys()
+        .chain(io.keys())
+        .chain(sql.keys())
+        .chain(lag.keys())
+        .collect();
+    if hosts.is_empty() {
+        note(
+            out,
+            snap,
+            &["mysql_up", "io_running", "sql_running", "lag_now"],
+            "no database health reported",
+        );
+    } else {
+        out.push_str("<table><tr><th>Host</th><th>Server</th><th>IO thread</th><th>SQL thread</th><th>Lag</th></tr>");
+        for h in hosts {
+            let yes_no = |m: &BTreeMap<String, f64>, yes: &str, no: &str| match m.get(h) {
+                Some(v) if *v >= 1.0 => format!("<td class=\"ok\">{yes}</td>"),
+                Some(_) => format!("<td class=\"bad\">{no}</td>"),
+                None => "<td class=\"muted\">–</td>".to_owned(),
+            };
+            let lag_cell = match lag.get(h) {
+                Some(v) => format!("<td>{}</td>", svg::format_value(*v, Unit::Seconds)),
+                None => "<td class=\"muted\">–</td>".to_owned(),
+            };
+            let _ = write!(
+                out,
+                "<tr><td>{}</td>{}{}{}{lag_cell}</tr>",
+                escape(h),
+                yes_no(&up, "up", "down"),
+                yes_no(&io, "running", "stopped"),
+                yes_no(&sql, "running", "stopped"),
+            );
+        }
+        out.push_str("</table>");
+    }
+    out.push_str("</section>");
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC` of Unix seconds.
+pub fn datetime(t: i64) -> String {
+    let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| d.format(&fmt).ok())
+        .map_or_else(|| "–".to_owned(), |s| format!("{s} UTC"))
+}
+
+/// Resolved alerts listed on the page (the store may hold more).
+const RESOLVED_SHOWN: usize = 50;
+
+fn alerts_panel(out: &mut String, alerts: &[Alert]) {
+    let firing = alerts.iter().filter(|a| a.status == Status::Firing).count();
+    let _ = write!(
+        out,
+        "<section class=\"panel wide\" id=\"panel-alerts\"><h2>Alerts: {firing} firing</h2>"
+    );
+    if alerts.is_empty() {
+        out.push_str("<p class=\"note\">no alerts received</p></section>");
+        return;
+    }
+    out.push_str(
+        "<table id=\"alerts\"><tr><th>State</th><th>Alert</th><th>Severity</th><th>Instance</th>\
+         <th>Summary</th><th>Started</th><th>Ended</th></tr>",
+    );
+    let mut resolved = 0;
+    for a in alerts {
+        if a.status == Status::Resolved {
+            resolved += 1;
+            if resolved > RESOLVED_SHOWN {
+                break;
+            }
+        }
+        let get =
+            |m: &BTreeMap<String, String>, k: &str| m.get(k).map(|v| escape(v)).unwrap_or_default();
+        let summary = a
+            .annotations
+            .get("summary")
+            .or_else(|| a.annotations.get("description"))
+            .map(|v| escape(v))
+            .unwrap_or_default();
+        let _ = write!(
+            out,
+            "<tr class=\"alert {status}\" data-fingerprint=\"{fp}\"><td><span class=\"badge {status}\">{status}</span></td>\
+             <td>{name}</td><td>{sev}</td><td>{inst}</td><td>{summary}</td><td>{start}</td><td>{end}</td></tr>",
+            status = a.status.as_str(),
+            fp = escape(&a.fingerprint),
+            name = escape(a.name()),
+            sev = get(&a.labels, "severity"),
+            inst = get(&a.labels, "instance"),
+            start = datetime(a.starts_at),
+            end = match (a.status, a.ends_at) {
+                (Status::Resolved, Some(t)) => datetime(t),
+                _ => String::new(),
+            },
+        );
+    }
+    out.push_str("</table></section>");
+}
+
+/// Everything the dashboard page is drawn from.
+#[derive(Debug)]
+pub struct View<'a> {
+    pub title: &'a str,
+    pub prometheus: &'a str,
+    pub refresh: Duration,
+    pub range: Duration,
+    pub snapshot: &'a Snapshot,
+    pub alerts: &'a [Alert],
+}
+
+/// The dashboard page.
+pub fn dashboard(v: &View<'_>) -> String {
+    let snap = v.snapshot;
+    let mut out = String::with_capacity(64 * 1024);
+    head(&mut out, v.title, Some(v.refresh));
+    let _ = write!(
+        out,
+        "<body><header><h1>{}</h1><span class=\"meta\" id=\"updated\">updated {} · refreshes every {} s · last {} min</span>\
+         <form method=\"post\" action=\"/logout\"><button type=\"submit\">Log out</button></form></header>",
+        escape(v.title),
+        datetime(snap.at as i64),
+        v.refresh.as_secs(),
+        v.range.as_secs() / 60
+    );
+    if let Some(e) = snap.unreachable() {
+        let _ = write!(
+            out,
+            "<p class=\"banner error\" id=\"prometheus-error\">Prometheus at {} is unreachable: {}. \
+             The charts fill in when it answers; alerts below are the dashboard's own record.</p>",
+            escape(v.prometheus),
+            escape(&e.to_string())
+        );
+    }
+    out.push_str("<main>");
+    alerts_panel(&mut out, v.alerts);
+    chart_panel(
+        &mut out,
+        snap,
+        "qps",
+        "Requests per second, total",
+        Unit::PerSecond,
+        &[("web_qps", "web, all servers"), ("lb_qps", "load balancer")],
+    );
+    chart_panel(
+        &mut out,
+        snap,
+        "qps-by-server",
+        "Requests per second by web server",
+        Unit::PerSecond,
+        &[("web_qps_by_server", "web")],
+    );
+    chart_panel(
+        &mut out,
+        snap,
+        "errors",
+        "Error ratio (5xx)",
+        Unit::Ratio,
+        &[("error_ratio", "errors")],
+    );
+    chart_panel(
+        &mut out,
+        snap,
+        "latency",
+        "Latency",
+        Unit::Seconds,
+        &[("latency_p50", "p50"), ("latency_p99", "p99")],
+    );
+    backends_panel(&mut out, snap);
+    hosts_panel(&mut out, snap);
+    chart_panel(
+        &mut out,
+        snap,
+        "cpu",
+        "CPU busy",
+        Unit::Ratio,
+        &[("cpu", "cpu")],
+    );
+    chart_panel(
+        &mut out,
+        snap,
+        "memory",
+        "Memory used",
+        Unit::Ratio,
+        &[("memory", "memory")],
+    );
+    chart_panel(
+        &mut out,
+        snap,
+        "disk",
+        "Disk used (/)",
+        Unit::Ratio,
+        &[("disk", "disk")],
+    );
+    chart_panel(
+        &mut out,
+        snap,
+        "db-qps",
+        "Database queries per second",
+        Unit::PerSecond,
+        &[("db_qps", "db")],
+    );
+    replication_panel(&mut out, snap);
+    chart_panel(
+        &mut out,
+        snap,
+        "replication-lag",
+        "Replication lag",
+        Unit::Seconds,
+        &[("replication_lag", "lag")],
+    );
+    out.push_str("</main></body></html>");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::data::QUERIES;
+    use crate::prom::PromError;
+
+    fn series(labels: &[(&str, &str)], points: &[(f64, f64)]) -> Series {
+        Series {
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            points: points.to_vec(),
+        }
+    }
+
+    fn snapshot(results: Vec<(&'static str, Result<Vec<Series>, PromError>)>) -> Snapshot {
+        let mut map: HashMap<_, _> = QUERIES.iter().map(|q| (q.id, Ok(vec![]))).collect();
+        map.extend(results);
+        Snapshot {
+            at: 1_700_001_800.0,
+            start: 1_700_000_000.0,
+            end: 1_700_001_800.0,
+            step: 15.0,
+            results: map,
+        }
+    }
+
+    fn view<'a>(snap: &'a Snapshot, alerts: &'a [Alert]) -> View<'a> {
+        View {
+            title: "rampart",
+            prometheus: "http://127.0.0.1:9090",
+            refresh: Duration::from_secs(15),
+            range: Duration::from_secs(1800),
+            snapshot: snap,
+            alerts,
+        }
+    }
+
+    #[test]
+    fn escaping() {
+        assert_eq!(
+            escape("<script>alert('x')</script> & \"q\""),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;"
+        );
+    }
+
+    #[test]
+    fn csp_allows_only_the_inline_stylesheet() {
+        let csp = csp();
+        assert!(
+            csp.starts_with("default-src 'none'; style-src 'sha256-"),
+            "{csp}"
+        );
+        assert!(!csp.contains("unsafe"), "{csp}");
+        assert!(!csp.contains("http"), "{csp}");
+    }
+
+    #[test]
+    fn page_with_data_tables_and_hostile_labels() {
+        let t = 1_700_001_785.0;
+        let snap = snapshot(vec![
+            (
+                "web_qps_by_server",
+                Ok(vec![
+                    series(&[("instance", "web1")], &[(t - 15.0, 10.0), (t, 12.0)]),
+                    series(
+                        &[("instance", "<b>web2</b>")],
+                        &[(t - 15.0, 11.0), (t, 13.0)],
+                    ),
+                ]),
+            ),
+            (
+                "backend_up",
+                Ok(vec![
+                    series(&[("instance", "lb1"), ("backend", "web1")], &[(t, 1.0)]),
+                    series(&[("instance", "lb1"), ("backend", "web2")], &[(t, 0.0)]),
+                ]),
+            ),
+            (
+                "io_running",
+                Ok(vec![series(&[("instance", "db2")], &[(t, 0.0)])]),
+            ),
+            (
+                "lag_now",
+                Ok(vec![series(&[("instance", "db2")], &[(t, 3.0)])]),
+            ),
+            (
+                "error_ratio",
+                Err(PromError::Api {
+                    status: 400,
+                    error_type: "bad_data".into(),
+                    message: "parse error".into(),
+                }),
+            ),
+        ]);
+        let alerts = [Alert {
+            fingerprint: "abc".into(),
+            status: Status::Firing,
+            labels: BTreeMap::from([
+                ("alertname".into(), "BackendDown".into()),
+                ("severity".into(), "critical".into()),
+                ("instance".into(), "lb1".into()),
+            ]),
+            annotations: BTreeMap::from([("summary".into(), "<i>web2</i> down".into())]),
+            starts_at: 1_700_000_000,
+            ends_at: None,
+            updated_at: 1_700_000_000,
+        }];
+        let html = dashboard(&view(&snap, &alerts));
+        assert!(html.contains("<meta http-equiv=\"refresh\" content=\"15\">"));
+        assert!(!html.contains("<b>web2</b>") && html.contains("&lt;b&gt;web2&lt;/b&gt;"));
+        assert!(!html.contains("<i>web2</i>"));
+        assert!(html.contains("id=\"panel-qps-by-server\"><h2>Requests per second by web server</h2><svg class=\"chart\""));
+        assert!(
+            html.contains("<td>web2</td><td class=\"bad\">down</td>"),
+            "{html}"
+        );
+        assert!(html.contains("<td>db2</td><td class=\"muted\">–</td><td class=\"bad\">stopped</td><td class=\"muted\">–</td><td>3 s</td>"), "{html}");
+        assert!(html
+            .contains("id=\"panel-errors\"><h2>Error ratio (5xx)</h2><svg class=\"chart empty\""));
+        assert!(
+            html.contains(">answered 400: bad_data: parse error</text>"),
+            "{html}"
+        );
+        assert!(html.contains("<span class=\"badge firing\">firing</span></td><td>BackendDown</td><td>critical</td><td>lb1</td>"), "{html}");
+        assert!(html.contains("2023-11-14 22:13:20 UTC"));
+        assert!(html.contains("Alerts: 1 firing"));
+        assert!(!html.contains("prometheus-error"));
+        assert!(!html.contains("style=\""), "no inline style attributes");
+        assert!(!html.contains("<script"), "no scripts");
+    }
+
+    #[test]
+    fn page_when_prometheus_is_down() {
+        let err = PromError::Connect {
+            addr: "127.0.0.1:9".into(),
+            message: "Connection refused (os error 111)".into(),
+        };
+        let snap = snapshot(QUERIES.iter().map(|q| (q.id, Err(err.clone()))).collect());
+        let html = dashboard(&view(&snap, &[]));
+        assert!(html.contains("<p class=\"banner error\" id=\"prometheus-error\">Prometheus at http://127.0.0.1:9090 is unreachable: connect to 127.0.0.1:9: Connection refused (os error 111)."), "{html}");
+        assert_eq!(html.matches("<svg class=\"chart empty\"").count(), 9);
+        assert!(html.contains("no alerts received"));
+    }
+
+    #[test]
+    fn login_page() {
+        let html = login("rampart", Some("wrong user or password"), "ad\"min");
+        assert!(html.contains("<form class=\"login\" method=\"post\" action=\"/login\">"));
+        assert!(html.contains("value=\"ad&quot;min\""));
+        assert!(html.contains("id=\"login-error\">wrong user or password<"));
+        assert!(!html.contains("http-equiv=\"refresh\""));
+    }
+}

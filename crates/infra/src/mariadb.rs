@@ -509,7 +509,7 @@ pub fn os_user() -> Result<String, InfraError> {
 
 /// Finds `name` in `PATH` or the usual system directories (`mariadbd` lives in `/usr/sbin`,
 /// which a normal user's `PATH` often lacks).
-fn find_program(name: &str, package: &'static str) -> Result<PathBuf, InfraError> {
+pub(crate) fn find_program(name: &str, package: &'static str) -> Result<PathBuf, InfraError> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(

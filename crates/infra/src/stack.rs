@@ -36,13 +36,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rampart_topology::render::{dns_config, lb_config, web_config, StatePaths};
+use rampart_topology::policy::MONITOR_INGEST_PORT;
+use rampart_topology::render::{
+    agent_config, alertmanager_addr, dashboard_config, dns_config, lb_config, web_config, Pace,
+    StatePaths, AGENT_METRICS_PORT, DASHBOARD_PORT,
+};
 use rampart_topology::{Host, Mode, Role, Segment, Topology};
 use serde::{Deserialize, Serialize};
 
 use crate::mariadb::{self, Grants, Instance};
 use crate::netns::{self, Fabric};
 use crate::process::{self, InfraError, Spec};
+use rampart_topology::monitor;
 
 /// How long a service may take to come ready before `up` gives up on it.
 const READY_DEADLINE: Duration = Duration::from_secs(60);
@@ -53,6 +58,8 @@ const STOP_GRACE: Duration = Duration::from_secs(15);
 pub const DEFAULT_PREFIX: &str = "rampart";
 /// The port on 127.0.0.1 that isolated mode forwards to the load balancer's HTTPS port.
 pub const DEFAULT_PUBLISH: u16 = 8443;
+/// The port on 127.0.0.1 that isolated mode forwards to the monitor's dashboard.
+pub const DEFAULT_DASHBOARD_PUBLISH: u16 = 9443;
 
 /// What `up` recorded about the run, so later commands address the same hosts.
 #[derive(Debug, Serialize, Deserialize)]
@@ -64,6 +71,11 @@ struct RunFile {
     prefix: Option<String>,
     #[serde(default)]
     publish: Option<u16>,
+    #[serde(default)]
+    dashboard_publish: Option<u16>,
+    /// "fast" for `up --fast-monitor`.
+    #[serde(default)]
+    pace: Option<String>,
 }
 
 /// One service of a host.
@@ -75,6 +87,13 @@ pub enum Service {
     Dns,
     /// Isolated mode's forward from 127.0.0.1 into the client host.
     Forward,
+    /// The monitoring agent, on every host with a management address.
+    Agent,
+    Prometheus,
+    Alertmanager,
+    Dashboard,
+    /// Isolated mode's forward from 127.0.0.1 to the dashboard, through the monitor host.
+    DashboardForward,
 }
 
 impl Service {
@@ -85,6 +104,11 @@ impl Service {
             Service::Lb => "lb",
             Service::Dns => "dns",
             Service::Forward => "forward",
+            Service::Agent => "agent",
+            Service::Prometheus => "prometheus",
+            Service::Alertmanager => "alertmanager",
+            Service::Dashboard => "dashboard",
+            Service::DashboardForward => "dashboard-forward",
         }
     }
 }
@@ -150,6 +174,10 @@ pub struct Stack {
     pub fabric: Option<Fabric>,
     /// Isolated mode: the port on 127.0.0.1 forwarded to the load balancer (0: none).
     pub publish: u16,
+    /// Isolated mode: the port on 127.0.0.1 forwarded to the dashboard (0: none).
+    pub dashboard_publish: u16,
+    /// How fast agents push and rules react.
+    pub pace: Pace,
     children: Vec<Child>,
     started: Vec<String>,
 }
@@ -164,6 +192,8 @@ impl Stack {
             cancel: Arc::new(AtomicBool::new(false)),
             fabric: None,
             publish: 0,
+            dashboard_publish: 0,
+            pace: Pace::Production,
             children: Vec::new(),
             started: Vec::new(),
         })
@@ -185,6 +215,8 @@ impl Stack {
             bin,
             cancel: Arc::new(AtomicBool::new(false)),
             publish,
+            dashboard_publish: DEFAULT_DASHBOARD_PUBLISH,
+            pace: Pace::Production,
             children: Vec::new(),
             started: Vec::new(),
         })
@@ -210,7 +242,7 @@ impl Stack {
         })?;
         let run: RunFile = serde_json::from_str(&text)
             .map_err(|e| InfraError::Invalid(format!("{}: {e}", file.display())))?;
-        match run.mode.as_str() {
+        let mut stack = match run.mode.as_str() {
             "local" => Stack::local(state, run.net, bin),
             "isolated" => Stack::isolated(
                 state,
@@ -222,7 +254,14 @@ impl Stack {
                 "{}: unknown mode {other}; expected local or isolated",
                 file.display()
             ))),
+        }?;
+        if stack.fabric.is_some() {
+            stack.dashboard_publish = run.dashboard_publish.unwrap_or(0);
         }
+        if run.pace.as_deref() == Some("fast") {
+            stack.pace = Pace::Fast;
+        }
+        Ok(stack)
     }
 
     /// The namespace `host` runs in (isolated mode).
@@ -254,15 +293,33 @@ impl Stack {
         })
     }
 
+    /// A host's services in start order. Every host with a management address runs an
+    /// agent, after its own service so the agent's first collection finds it.
     fn services(&self, host: &Host) -> &'static [Service] {
+        use Service::*;
         match host.role {
-            Role::DbPrimary | Role::DbReplica => &[Service::Mariadb],
-            Role::Web => &[Service::Web],
-            Role::Lb => &[Service::Lb],
-            Role::Dns => &[Service::Dns],
-            Role::Client if self.fabric.is_some() && self.publish != 0 => &[Service::Forward],
-            Role::Client | Role::Monitor => &[],
+            Role::DbPrimary | Role::DbReplica => &[Mariadb, Agent],
+            Role::Web => &[Web, Agent],
+            Role::Lb => &[Lb, Agent],
+            Role::Dns if self.has_mgmt(host) => &[Dns, Agent],
+            Role::Dns => &[Dns],
+            // The dashboard first: it creates the webhook token Alertmanager sends.
+            Role::Monitor if self.fabric.is_some() && self.dashboard_publish != 0 => {
+                &[Dashboard, Alertmanager, Prometheus, Agent, DashboardForward]
+            }
+            Role::Monitor => &[Dashboard, Alertmanager, Prometheus, Agent],
+            Role::Client if self.fabric.is_some() && self.publish != 0 => &[Forward],
+            Role::Client => &[],
         }
+    }
+
+    fn has_mgmt(&self, host: &Host) -> bool {
+        host.segments.iter().any(|(s, _)| *s == Segment::Mgmt)
+    }
+
+    /// The monitor host, whose Prometheus every agent pushes to.
+    fn monitor(&self) -> Option<&Host> {
+        self.topology.with_role(Role::Monitor).next()
     }
 
     fn instance(&self, host: &Host) -> Instance {
@@ -344,9 +401,13 @@ impl Stack {
     }
 
     fn config_file(&self, host: &Host, svc: Service) -> PathBuf {
+        let ext = match svc {
+            Service::Prometheus | Service::Alertmanager => "yml",
+            _ => "toml",
+        };
         self.paths
             .host(&host.name)
-            .join(format!("{}.toml", svc.name()))
+            .join(format!("{}.{ext}", svc.name()))
     }
 
     fn ports(&self, host: &Host, svc: Service) -> std::collections::BTreeMap<&'static str, u16> {
@@ -361,6 +422,11 @@ impl Stack {
             ],
             Service::Dns => vec![("dns", p.dns)],
             Service::Forward => vec![("forward", self.publish)],
+            Service::Agent => vec![("metrics", AGENT_METRICS_PORT)],
+            Service::Prometheus => vec![("ingest", MONITOR_INGEST_PORT)],
+            Service::Alertmanager => vec![("api", rampart_topology::render::ALERTMANAGER_PORT)],
+            Service::Dashboard => vec![("https", DASHBOARD_PORT)],
+            Service::DashboardForward => vec![("forward", self.dashboard_publish)],
         }
         .into_iter()
         .filter(|_| self.services(host).contains(&svc))
@@ -391,6 +457,20 @@ impl Stack {
         {
             issue(&h.name, std::slice::from_ref(&h.name), true)?;
         }
+        // The dashboard's: reached at its management address (Alertmanager's webhook)
+        // and through the operator's forward on 127.0.0.1.
+        if let Some(m) = self.monitor() {
+            let mut names = vec![
+                m.name.clone(),
+                "localhost".to_owned(),
+                "127.0.0.1".to_owned(),
+            ];
+            let mgmt = self.topology.addr(m, Segment::Mgmt).to_string();
+            if !names.contains(&mgmt) {
+                names.push(mgmt);
+            }
+            issue(&m.name, &names, false)?;
+        }
         Ok(())
     }
 
@@ -404,6 +484,11 @@ impl Stack {
                 .map_or(0, |h| h.local.octets()[1]),
             prefix: self.fabric.as_ref().map(|f| f.prefix.clone()),
             publish: self.fabric.as_ref().map(|_| self.publish),
+            dashboard_publish: self.fabric.as_ref().map(|_| self.dashboard_publish),
+            pace: match self.pace {
+                Pace::Fast => Some("fast".into()),
+                Pace::Production => None,
+            },
         };
         let file = self.paths.root.join("run.json");
         let text =
@@ -513,7 +598,9 @@ impl Stack {
     /// Hosts with services, in the order they must start.
     fn start_order(&self) -> Vec<String> {
         let mut order = Vec::new();
+        // The monitor first, so agents find their Prometheus from their first push.
         for role in [
+            Role::Monitor,
             Role::Dns,
             Role::DbPrimary,
             Role::DbReplica,
@@ -606,56 +693,160 @@ impl Stack {
         Ok(())
     }
 
+    /// The forward's arguments: listen on 127.0.0.1:`port`, connect to `to` from inside
+    /// `host`'s namespace.
+    fn forward_args(&self, host: &Host, port: u16, to: SocketAddr) -> Vec<std::ffi::OsString> {
+        let ns = self.namespace(host).unwrap_or_default();
+        vec![
+            "forward".into(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}").into(),
+            "--netns".into(),
+            ns.into(),
+            "--to".into(),
+            to.to_string().into(),
+        ]
+    }
+
+    /// Writes `text` to `svc`'s config file and returns its path.
+    fn write_config(&self, host: &Host, svc: Service, text: &str) -> Result<PathBuf, InfraError> {
+        let config = self.config_file(host, svc);
+        std::fs::write(&config, text).map_err(|e| InfraError::io("write", &config, e))?;
+        Ok(config)
+    }
+
+    /// The program and arguments of a service other than mariadbd.
+    fn command(
+        &self,
+        host: &Host,
+        svc: Service,
+    ) -> Result<(PathBuf, Vec<std::ffi::OsString>), InfraError> {
+        let t = &self.topology;
+        let dir = self.paths.host(&host.name);
+        let rampart = |svc: Service, text: String| -> Result<_, InfraError> {
+            let config = self.write_config(host, svc, &text)?;
+            Ok((
+                self.bin.clone(),
+                vec![
+                    svc.name().into(),
+                    "--config".into(),
+                    config.into_os_string(),
+                ],
+            ))
+        };
+        match svc {
+            Service::Forward => {
+                let lb = t
+                    .with_role(Role::Lb)
+                    .next()
+                    .map(|lb| t.sock(lb, Segment::Public, t.ports.lb_https))
+                    .ok_or_else(|| {
+                        InfraError::Invalid("the topology has no load balancer".into())
+                    })?;
+                Ok((self.bin.clone(), self.forward_args(host, self.publish, lb)))
+            }
+            Service::DashboardForward => {
+                let to = t.sock(host, Segment::Mgmt, DASHBOARD_PORT);
+                Ok((
+                    self.bin.clone(),
+                    self.forward_args(host, self.dashboard_publish, to),
+                ))
+            }
+            Service::Web => rampart(svc, web_config(t, host, &self.paths)),
+            Service::Dns => rampart(svc, dns_config(t, host)),
+            Service::Lb => rampart(svc, lb_config(t, host, &self.paths)),
+            Service::Dashboard => rampart(svc, dashboard_config(t, host, &self.paths)),
+            Service::Agent => {
+                let socket = matches!(host.role, Role::DbPrimary | Role::DbReplica)
+                    .then(|| self.instance(host).socket());
+                rampart(
+                    svc,
+                    agent_config(t, host, &self.paths, socket.as_deref(), self.pace),
+                )
+            }
+            Service::Prometheus => {
+                let program = mariadb::find_program("prometheus", "prometheus")?;
+                let rules = dir.join("rules.yml");
+                let settings = self.monitor_settings();
+                std::fs::write(&rules, monitor::rules(&settings))
+                    .map_err(|e| InfraError::io("write", &rules, e))?;
+                let am = alertmanager_addr(t, host);
+                let config = self.write_config(
+                    host,
+                    svc,
+                    &monitor::prometheus_config(&settings, &rules, &am.to_string()),
+                )?;
+                let listen = t.sock(host, Segment::Mgmt, MONITOR_INGEST_PORT);
+                let data = dir.join("prometheus-data");
+                Ok((
+                    program,
+                    vec![
+                        format!("--config.file={}", config.display()).into(),
+                        format!("--storage.tsdb.path={}", data.display()).into(),
+                        format!("--web.listen-address={listen}").into(),
+                        "--web.enable-remote-write-receiver".into(),
+                        "--storage.tsdb.retention.time=15d".into(),
+                    ],
+                ))
+            }
+            Service::Alertmanager => {
+                let program =
+                    mariadb::find_program("prometheus-alertmanager", "prometheus-alertmanager")?;
+                let (url, token) = rampart_topology::render::alert_webhook(t, host, &self.paths);
+                let config = self.write_config(
+                    host,
+                    svc,
+                    &monitor::alertmanager_config(
+                        &self.monitor_settings(),
+                        &url,
+                        &token,
+                        &self.paths.ca(),
+                    ),
+                )?;
+                let data = dir.join("alertmanager-data");
+                Ok((
+                    program,
+                    vec![
+                        format!("--config.file={}", config.display()).into(),
+                        format!("--storage.path={}", data.display()).into(),
+                        format!("--web.listen-address={}", alertmanager_addr(t, host)).into(),
+                        // No gossip port: one Alertmanager, nothing listening on 0.0.0.0.
+                        "--cluster.listen-address=".into(),
+                    ],
+                ))
+            }
+            Service::Mariadb => Err(InfraError::Invalid(
+                "mariadbd is started by the database setup".into(),
+            )),
+        }
+    }
+
+    fn monitor_settings(&self) -> monitor::MonitorSettings {
+        match self.pace {
+            Pace::Production => monitor::MonitorSettings::default(),
+            Pace::Fast => monitor::MonitorSettings::fast(),
+        }
+    }
+
     fn start_rampart(&mut self, host: &Host, svc: Service) -> Result<(), InfraError> {
         let dir = self.paths.host(&host.name);
         std::fs::create_dir_all(&dir).map_err(|e| InfraError::io("create directory", &dir, e))?;
-        let args = if svc == Service::Forward {
-            let ns = self.namespace(host).unwrap_or_default();
-            let lb = self
-                .topology
-                .with_role(Role::Lb)
-                .next()
-                .map(|lb| {
-                    self.topology
-                        .sock(lb, Segment::Public, self.topology.ports.lb_https)
-                })
-                .ok_or_else(|| InfraError::Invalid("the topology has no load balancer".into()))?;
-            vec![
-                "forward".into(),
-                "--listen".into(),
-                format!("127.0.0.1:{}", self.publish).into(),
-                "--netns".into(),
-                ns.into(),
-                "--to".into(),
-                lb.to_string().into(),
-            ]
-        } else {
-            let config = self.config_file(host, svc);
-            let text = match svc {
-                Service::Web => web_config(&self.topology, host, &self.paths),
-                Service::Dns => dns_config(&self.topology, host),
-                _ => lb_config(&self.topology, host, &self.paths),
-            };
-            std::fs::write(&config, text).map_err(|e| InfraError::io("write", &config, e))?;
-            vec![
-                svc.name().into(),
-                "--config".into(),
-                config.into_os_string(),
-            ]
-        };
+        let (program, args) = self.command(host, svc)?;
         let spec = Spec {
             name: format!("{}/{}", host.name, svc.name()),
-            program: self.bin.clone(),
+            program,
             args,
             env: Vec::new(),
             pid_file: self.pid_file(host, svc),
             log_file: self.log_file(host, svc),
             cwd: Some(dir),
         };
-        // The forward starts in the root namespace (its listener is on the operator's
-        // loopback) and enters the client's itself.
+        // The forwards start in the root namespace (their listeners are on the
+        // operator's loopback) and enter their host's themselves.
         let spec = match self.namespace(host) {
-            Some(ns) if svc != Service::Forward => netns::wrap(&ns, spec)?,
+            Some(ns) if !matches!(svc, Service::Forward | Service::DashboardForward) => {
+                netns::wrap(&ns, spec)?
+            }
             _ => spec,
         };
         let mut child = process::spawn(&spec)?;
@@ -701,6 +892,28 @@ impl Stack {
                 }
                 // Its listener is on this namespace's loopback.
                 Service::Forward => accepting(SocketAddr::from(([127, 0, 0, 1], self.publish))),
+                Service::DashboardForward => {
+                    accepting(SocketAddr::from(([127, 0, 0, 1], self.dashboard_publish)))
+                }
+                Service::Agent => {
+                    let addr = t.sock(host, Segment::Mgmt, AGENT_METRICS_PORT);
+                    self.probe(host, || http_get(addr, "/metrics"))?
+                        .is_some_and(|(code, body)| code == 200 && !body.is_empty())
+                }
+                Service::Prometheus => {
+                    let addr = t.sock(host, Segment::Mgmt, MONITOR_INGEST_PORT);
+                    self.probe(host, || http_get(addr, "/-/ready"))?
+                        .is_some_and(|(code, _)| code == 200)
+                }
+                Service::Alertmanager => {
+                    let addr = alertmanager_addr(t, host);
+                    self.probe(host, || http_get(addr, "/-/ready"))?
+                        .is_some_and(|(code, _)| code == 200)
+                }
+                Service::Dashboard => {
+                    let addr = t.sock(host, Segment::Mgmt, DASHBOARD_PORT);
+                    self.probe(host, || accepting(addr))?
+                }
                 Service::Mariadb => true,
             };
             if ready {
@@ -790,11 +1003,22 @@ impl Stack {
                             Service::Lb => (t.ports.lb_https, Segment::Public),
                             Service::Dns => (t.ports.dns, Segment::Public),
                             Service::Forward => (self.publish, Segment::Public),
+                            Service::DashboardForward => (self.dashboard_publish, Segment::Mgmt),
+                            Service::Agent => (AGENT_METRICS_PORT, Segment::Mgmt),
+                            Service::Prometheus => (MONITOR_INGEST_PORT, Segment::Mgmt),
+                            Service::Alertmanager => {
+                                (rampart_topology::render::ALERTMANAGER_PORT, Segment::Mgmt)
+                            }
+                            Service::Dashboard => (DASHBOARD_PORT, Segment::Mgmt),
                         };
                         let pid = process::running(&self.pid_file(h, svc));
                         let accepting = match svc {
-                            Service::Forward => {
-                                accepting(SocketAddr::from(([127, 0, 0, 1], self.publish)))
+                            Service::Forward | Service::DashboardForward => {
+                                accepting(SocketAddr::from(([127, 0, 0, 1], port)))
+                            }
+                            Service::Alertmanager => {
+                                let addr = alertmanager_addr(t, h);
+                                pid.is_some() && self.probe(h, || accepting(addr)).unwrap_or(false)
                             }
                             _ => {
                                 let addr = t.sock(h, seg, port);

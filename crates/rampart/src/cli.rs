@@ -44,6 +44,8 @@ enum Kind {
     Lb,
     Web,
     Dns,
+    Agent,
+    Dashboard,
 }
 
 #[derive(Subcommand, Debug)]
@@ -63,6 +65,20 @@ enum Command {
     /// Run the authoritative DNS server for the site's zone (UDP and TCP).
     Dns {
         /// Path to the DNS server config (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the monitoring agent: host metrics, the local services' metrics and access
+    /// logs, database health, pushed to the monitor with Prometheus remote write.
+    Agent {
+        /// Path to the agent config (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the monitoring dashboard: QPS, errors, latency, backends, hosts, databases
+    /// and alerts, drawn from Prometheus, behind a login.
+    Dashboard {
+        /// Path to the dashboard config (TOML).
         #[arg(long, short)]
         config: PathBuf,
     },
@@ -87,6 +103,13 @@ enum Command {
         /// through the client host (0: no forward).
         #[arg(long, default_value_t = rampart_infra::stack::DEFAULT_PUBLISH)]
         publish: u16,
+        /// Isolated mode: forward 127.0.0.1:PORT to the monitor's dashboard (0: none).
+        #[arg(long, default_value_t = rampart_infra::stack::DEFAULT_DASHBOARD_PUBLISH)]
+        publish_dashboard: u16,
+        /// Agents push every 2 s and alert rules use windows of minutes instead of
+        /// hours: for demos and tests, not production.
+        #[arg(long)]
+        fast_monitor: bool,
         #[command(flatten)]
         state: StateArg,
     },
@@ -183,20 +206,28 @@ pub fn main() -> ExitCode {
         Command::Lb { config } => lb(&config),
         Command::Web { config } => web(&config),
         Command::Dns { config } => dns(&config),
+        Command::Agent { config } => agent(&config),
+        Command::Dashboard { config } => dashboard(&config),
         Command::Up {
             local,
             detach,
             net,
             prefix,
             publish,
+            publish_dashboard,
+            fast_monitor,
             state,
         } => {
             let mode = if local || !rustix::process::geteuid().is_root() {
                 UpMode::Local { net }
             } else {
-                UpMode::Isolated { prefix, publish }
+                UpMode::Isolated {
+                    prefix,
+                    publish,
+                    publish_dashboard,
+                }
             };
-            up(&state.dir, mode, detach)
+            up(&state.dir, mode, detach, fast_monitor)
         }
         Command::Exec {
             host,
@@ -240,6 +271,15 @@ fn detect_kind(path: &Path) -> Kind {
     if table.get("zone").is_some_and(toml::Value::is_table) {
         return Kind::Dns;
     }
+    if table.get("agent").is_some_and(toml::Value::is_table) {
+        return Kind::Agent;
+    }
+    if ["auth", "prometheus", "alerts", "page"]
+        .iter()
+        .any(|k| table.get(*k).is_some_and(toml::Value::is_table))
+    {
+        return Kind::Dashboard;
+    }
     let web_listen = table
         .get("listen")
         .and_then(|l| l.as_table())
@@ -260,6 +300,8 @@ fn check(path: &Path, kind: Option<Kind>) -> ExitCode {
         Kind::Lb => rampart_lb::check(path).map(|_| ()),
         Kind::Web => rampart_web::check(path).map(|_| ()),
         Kind::Dns => rampart_dns::check(path).map(|_| ()),
+        Kind::Agent => rampart_agent::config::check(path).map(|_| ()),
+        Kind::Dashboard => rampart_dashboard::check(path).map(|_| ()),
     };
     match result {
         Ok(()) => {
@@ -396,6 +438,82 @@ fn terminated() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
+fn agent(path: &Path) -> ExitCode {
+    let config = match rampart_agent::config::Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    // One thread: the agent's work is a few reads and one push per interval, and a
+    // small footprint is part of its job (blocking reads go to tokio's blocking pool).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(2)
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("rampart agent: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let agent = rampart_agent::run::Agent::new(config)?;
+        let instance = path.display().to_string();
+        agent
+            .run(
+                terminated()?,
+                || tracing::info!(config = %instance, "agent ready"),
+            )
+            .await
+    });
+    match result {
+        Ok(()) => {
+            tracing::info!("agent stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("rampart agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dashboard(path: &Path) -> ExitCode {
+    let config = match rampart_dashboard::Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match runtime(2) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("rampart dashboard: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let listeners = rampart_dashboard::Listeners::bind(&config).context("binding listeners")?;
+        let dashboard = rampart_dashboard::Dashboard::new(config)?;
+        dashboard.serve(listeners, terminated()?, || {}).await?;
+        anyhow::Ok(())
+    });
+    match result {
+        Ok(()) => {
+            tracing::info!("dashboard stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("rampart dashboard: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn web(path: &Path) -> ExitCode {
     let config = match rampart_web::Config::load(path) {
         Ok(c) => c,
@@ -473,11 +591,17 @@ fn self_exe() -> anyhow::Result<PathBuf> {
 
 /// Which way `up` runs the topology.
 enum UpMode {
-    Local { net: u8 },
-    Isolated { prefix: String, publish: u16 },
+    Local {
+        net: u8,
+    },
+    Isolated {
+        prefix: String,
+        publish: u16,
+        publish_dashboard: u16,
+    },
 }
 
-fn up(state: &Path, mode: UpMode, detach: bool) -> ExitCode {
+fn up(state: &Path, mode: UpMode, detach: bool, fast_monitor: bool) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -488,7 +612,7 @@ fn up(state: &Path, mode: UpMode, detach: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run_up(state, mode, detach)) {
+    match runtime.block_on(run_up(state, mode, detach, fast_monitor)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("rampart up: {e:#}");
@@ -497,7 +621,12 @@ fn up(state: &Path, mode: UpMode, detach: bool) -> ExitCode {
     }
 }
 
-async fn run_up(state: &Path, mode: UpMode, detach: bool) -> anyhow::Result<ExitCode> {
+async fn run_up(
+    state: &Path,
+    mode: UpMode,
+    detach: bool,
+    fast_monitor: bool,
+) -> anyhow::Result<ExitCode> {
     use rampart_infra::stack::Stack;
     use std::sync::atomic::Ordering;
     use tokio::signal::unix::{signal, SignalKind};
@@ -505,10 +634,19 @@ async fn run_up(state: &Path, mode: UpMode, detach: bool) -> anyhow::Result<Exit
     let mut int = signal(SignalKind::interrupt())?;
     let mut local = match mode {
         UpMode::Local { net } => Stack::local(state, net, self_exe()?)?,
-        UpMode::Isolated { prefix, publish } => {
-            Stack::isolated(state, &prefix, publish, self_exe()?)?
+        UpMode::Isolated {
+            prefix,
+            publish,
+            publish_dashboard,
+        } => {
+            let mut s = Stack::isolated(state, &prefix, publish, self_exe()?)?;
+            s.dashboard_publish = publish_dashboard;
+            s
         }
     };
+    if fast_monitor {
+        local.pace = rampart_topology::render::Pace::Fast;
+    }
     let cancel = std::sync::Arc::clone(&local.cancel);
     println!(
         "rampart: bringing up the topology in {} mode (state in {})",

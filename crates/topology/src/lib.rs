@@ -3,6 +3,7 @@
 //! no I/O beyond reading a config file in [`config`], and never touches the host.
 
 pub mod config;
+pub mod monitor;
 pub mod nft;
 pub mod policy;
 pub mod render;
@@ -92,7 +93,12 @@ impl Topology {
         };
         let hosts = vec![
             host("client", Client, vec![(Public, p(100))], l(3, 100)),
-            host("dns", Dns, vec![(Public, p(53))], l(3, 53)),
+            host(
+                "dns",
+                Dns,
+                vec![(Public, p(53)), (Mgmt, s(9, 53))],
+                l(3, 53),
+            ),
             host(
                 "lb1",
                 Lb,

@@ -239,6 +239,173 @@ pub fn lb_config(t: &Topology, host: &Host, state: &StatePaths) -> String {
     s
 }
 
+/// How often agents collect and push, and how fast the rules react: production values,
+/// or short ones for demos and tests (`rampart up --fast-monitor`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pace {
+    /// 15 s agent interval (node_exporter's usual scrape interval).
+    Production,
+    /// 2 s agent interval, so a test sees a change within seconds.
+    Fast,
+}
+
+/// The port of each agent's own `/metrics` (node_exporter's), on the host's management
+/// address and open only to the host itself.
+pub const AGENT_METRICS_PORT: u16 = 9100;
+
+/// The `rampart agent` config of `host`: host metrics; the local services' `/metrics`
+/// and access logs; on a database host its health over `mysql_socket` as the monitoring
+/// user; pushed to the monitor host's Prometheus.
+pub fn agent_config(
+    t: &Topology,
+    host: &Host,
+    state: &StatePaths,
+    mysql_socket: Option<&Path>,
+    pace: Pace,
+) -> String {
+    let dir = state.host(&host.name);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# Written by `rampart up` from the topology; rewritten on every start."
+    );
+    let _ = writeln!(s, "[agent]");
+    let _ = writeln!(s, "instance = {}", q(&host.name));
+    let interval = match pace {
+        Pace::Production => "15s",
+        Pace::Fast => "2s",
+    };
+    let _ = writeln!(s, "interval = {}", q(interval));
+    let _ = writeln!(s, "state_dir = {}\n", p(&dir.join("agent")));
+    if let Some(monitor) = t.with_role(Role::Monitor).next() {
+        let _ = writeln!(s, "[push]");
+        let _ = writeln!(
+            s,
+            "url = {}\n",
+            q(&format!(
+                "http://{}/api/v1/write",
+                t.sock(monitor, Segment::Mgmt, crate::policy::MONITOR_INGEST_PORT)
+            ))
+        );
+    }
+    let _ = writeln!(s, "[listen]");
+    let _ = writeln!(
+        s,
+        "metrics = {}",
+        q(&t.sock(host, Segment::Mgmt, AGENT_METRICS_PORT).to_string())
+    );
+    let _ = writeln!(
+        s,
+        "allow_from = {}\n",
+        list(&[t.source_addr(host, Segment::Mgmt).to_string()])
+    );
+    let service = match host.role {
+        Role::Web => Some(("web", t.ports.web_admin)),
+        Role::Lb => Some(("lb", t.ports.lb_admin)),
+        _ => None,
+    };
+    if let Some((job, admin)) = service {
+        let _ = writeln!(s, "[[scrape]]");
+        let _ = writeln!(s, "job = {}", q(job));
+        let _ = writeln!(
+            s,
+            "url = {}\n",
+            q(&format!(
+                "http://{}/metrics",
+                t.sock(host, Segment::Mgmt, admin)
+            ))
+        );
+        let _ = writeln!(s, "[[access_log]]");
+        let _ = writeln!(s, "service = {}", q(job));
+        let _ = writeln!(s, "path = {}\n", p(&dir.join("access.log")));
+    }
+    if let (Role::DbPrimary | Role::DbReplica, Some(socket)) = (host.role, mysql_socket) {
+        let _ = writeln!(s, "[mysql]");
+        let _ = writeln!(s, "socket = {}", p(socket));
+        let _ = writeln!(s, "user = \"rampart_monitor\"");
+        let _ = writeln!(
+            s,
+            "password_file = {}\n",
+            p(&state.secrets().join("db-monitor.password"))
+        );
+    }
+    s
+}
+
+pub use crate::monitor::{ALERTMANAGER_PORT, DASHBOARD_PORT};
+
+/// The address Alertmanager listens on: the monitor host's loopback in isolated mode
+/// (only Prometheus, on the same host, talks to it), its own loopback address in local
+/// mode.
+pub fn alertmanager_addr(t: &Topology, monitor: &Host) -> std::net::SocketAddr {
+    match t.mode {
+        Mode::Isolated => std::net::SocketAddr::from(([127, 0, 0, 1], ALERTMANAGER_PORT)),
+        Mode::Local => std::net::SocketAddr::new(monitor.local.into(), ALERTMANAGER_PORT),
+    }
+}
+
+/// The dashboard's webhook for Alertmanager and the token file it checks.
+pub fn alert_webhook(t: &Topology, monitor: &Host, state: &StatePaths) -> (String, PathBuf) {
+    (
+        format!(
+            "https://{}/api/alerts",
+            t.sock(monitor, Segment::Mgmt, DASHBOARD_PORT)
+        ),
+        state.host(&monitor.name).join("alert-webhook.token"),
+    )
+}
+
+/// The `rampart dashboard` config of the monitor host: HTTPS on its management address,
+/// open only to the host itself (the operator arrives through the forward, which
+/// connects from inside the host), reading the host's Prometheus.
+pub fn dashboard_config(t: &Topology, host: &Host, state: &StatePaths) -> String {
+    let certs = state.certs();
+    let dir = state.host(&host.name);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# Written by `rampart up` from the topology; rewritten on every start."
+    );
+    let _ = writeln!(s, "[listen]");
+    let _ = writeln!(
+        s,
+        "addr = {}",
+        q(&t.sock(host, Segment::Mgmt, DASHBOARD_PORT).to_string())
+    );
+    let _ = writeln!(
+        s,
+        "allow_from = {}\n",
+        list(&[t.source_addr(host, Segment::Mgmt).to_string()])
+    );
+    let _ = writeln!(s, "[tls]");
+    let _ = writeln!(s, "cert = {}", p(&certs.join(format!("{}.pem", host.name))));
+    let _ = writeln!(
+        s,
+        "key = {}\n",
+        p(&certs.join(format!("{}.key", host.name)))
+    );
+    let _ = writeln!(s, "[auth]");
+    let _ = writeln!(
+        s,
+        "password_file = {}\n",
+        p(&dir.join("dashboard.password"))
+    );
+    let _ = writeln!(s, "[prometheus]");
+    let _ = writeln!(
+        s,
+        "url = {}\n",
+        q(&format!(
+            "http://{}",
+            t.sock(host, Segment::Mgmt, crate::policy::MONITOR_INGEST_PORT)
+        ))
+    );
+    let (_, token) = alert_webhook(t, host, state);
+    let _ = writeln!(s, "[alerts]");
+    let _ = writeln!(s, "webhook_token_file = {}", p(&token));
+    let _ = writeln!(s, "state_file = {}", p(&dir.join("alerts.json")));
+    s
+}
+
 /// The zone's apex: the site name with the fewest labels (`foobar.com` for the
 /// built-in `www.foobar.com`, `foobar.com`).
 pub fn zone_apex(t: &Topology) -> &str {

@@ -36,6 +36,10 @@ struct Stack {
     state: tempfile::TempDir,
     mode: Mode,
     curl: PathBuf,
+    /// More arguments for `rampart up`.
+    extra: Vec<String>,
+    /// Isolated mode: the dashboard's forward on 127.0.0.1.
+    dash_port: u16,
 }
 
 fn net_for(seed: u32) -> u8 {
@@ -68,12 +72,22 @@ fn mariadb_installed() -> bool {
 
 impl Stack {
     fn up(mode: Mode) -> Option<Stack> {
+        Self::up_with(mode, &[])
+    }
+
+    fn up_with(mode: Mode, extra: &[&str]) -> Option<Stack> {
         if !mariadb_installed() {
             return None;
         }
         let curl = tool("curl", None)?;
         let state = tempfile::Builder::new().prefix("rs").tempdir().unwrap();
-        let stack = Stack { state, mode, curl };
+        let stack = Stack {
+            state,
+            mode,
+            curl,
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            dash_port: free_port(),
+        };
         let out = rampart(stack.state(), &stack.up_args());
         assert!(
             out.status.success(),
@@ -84,10 +98,11 @@ impl Stack {
         let text = String::from_utf8_lossy(&out.stdout);
         // Progress step by step with timings, then what to run next.
         let mut needles = vec![
-            "dns (dns) started",
-            "db1 (mariadb) started",
-            "db2 (mariadb) started",
-            "lb1 (lb) started",
+            "monitor (dashboard, alertmanager, prometheus, agent",
+            "dns (dns, agent) started",
+            "db1 (mariadb, agent) started",
+            "db2 (mariadb, agent) started",
+            "lb1 (lb, agent) started",
             "curl --cacert",
         ];
         let resolve;
@@ -119,8 +134,11 @@ impl Stack {
                 prefix.clone(),
                 "--publish".into(),
                 publish.to_string(),
+                "--publish-dashboard".into(),
+                self.dash_port.to_string(),
             ]),
         }
+        v.extend(self.extra.iter().cloned());
         v
     }
 
@@ -723,7 +741,8 @@ fn attached_up_stops_everything_on_ctrl_c() {
         panic!("never ready:\n{seen}");
     }
     assert!(status.success(), "{status:?}");
-    assert_eq!(pids.len(), 6, "{pids:?}");
+    // dns, db1, db2, web1, web2, lb1, the monitor's three, and an agent on each of 7.
+    assert_eq!(pids.len(), 16, "{pids:?}");
     for pid in pids {
         // A zombie still has a /proc entry; a reaped or re-parented-and-reaped one does not.
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -829,11 +848,11 @@ fn isolated_topology_end_to_end() {
     assert_eq!(fwd.status, 200, "{fwd:?}");
 
     // 1. The connectivity matrix with every service up: each allowed flow connects
-    // (the monitor's ingest has no listener until the monitoring issue: refused, which
-    // still proves the SYN arrived), every other flow is dropped.
+    // (the agents' pushes to the monitor's Prometheus among them), every other flow is
+    // dropped, the dashboard (3000) and the agents' own metrics (9100) included.
     let t = rampart_topology::Topology::default_for(rampart_topology::Mode::Isolated, 0);
     let policy = t.policy();
-    let ports: [u16; 8] = [80, 443, 53, 8443, 9180, 9181, 3306, 9090];
+    let ports: [u16; 10] = [80, 443, 53, 8443, 9180, 9181, 3306, 9090, 9100, 3000];
     let mut matrix = String::from("from     to      address        :port  result    expected\n");
     let mut failures = Vec::new();
     let (mut open, mut dropped) = (0, 0);
@@ -878,11 +897,7 @@ fn isolated_topology_end_to_end() {
                     && t.host(dst).and_then(|d| t.segment_addr(d, f.segment)) == addr.parse().ok()
                     && t.sources(f).iter().any(|h| h.name == src.name)
             });
-            let expected = match (allowed, *port) {
-                (false, _) => "dropped",
-                (true, rampart_topology::policy::MONITOR_INGEST_PORT) => "refused",
-                (true, _) => "connected",
-            };
+            let expected = if allowed { "connected" } else { "dropped" };
             if allowed {
                 open += 1;
                 matrix.push_str(&format!(
@@ -903,7 +918,8 @@ fn isolated_topology_end_to_end() {
     }
     println!("{matrix}({open} allowed flows shown; {dropped} other flows, all dropped)");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert_eq!(open, 18);
+    // 13 service flows and every agent's push (6 hosts with a management address).
+    assert_eq!(open, 19);
 
     // 2. nmap from the client: only 80 and 443 on the load balancer; nothing at all on
     // the hosts behind it. From lb1 the primary's 3306 is unreachable; from web1 open.
@@ -1005,7 +1021,8 @@ fn isolated_topology_end_to_end() {
         stack.state(),
         &["status", "--json"],
     ))));
-    assert_eq!(crashed.len(), 7, "{crashed:?}");
+    // 16 as in local mode, plus the forwards to lb1 and to the dashboard.
+    assert_eq!(crashed.len(), 18, "{crashed:?}");
     for pid in &crashed {
         Command::new("kill")
             .args(["-KILL", &pid.to_string()])
@@ -1020,12 +1037,12 @@ fn isolated_topology_end_to_end() {
     );
     let r = stack.curl("/", &[]);
     assert_eq!(r.status, 200, "after a crash and up: {r:?}");
-    println!("crash: 7 services killed, the next up rebuilt the network and served 200");
+    println!("crash: 18 services killed, the next up rebuilt the network and served 200");
 
     // 5. Teardown: no namespace, link, resolver file or process left.
     let st = json(&stdout(&rampart(stack.state(), &["status", "--json"])));
     let pids = pids_of(&st);
-    assert_eq!(pids.len(), 7, "{st}");
+    assert_eq!(pids.len(), 18, "{st}");
     let down = rampart(stack.state(), &["down"]);
     assert!(down.status.success(), "{down:?}");
     let ns = stdout(&Command::new("ip").args(["netns", "list"]).output().unwrap());
@@ -1049,4 +1066,530 @@ fn isolated_topology_end_to_end() {
         );
     }
     println!("teardown: no {prefix}-* namespace, no new link, no process left");
+}
+
+/// A bounded load from inside the client host: curls with `--rate` (serial, so one
+/// per 10 req/s keeps each well within its time budget), each request's status on a
+/// line of its output file. Killed by their PIDs when dropped.
+struct Load {
+    children: Vec<std::process::Child>,
+    outs: Vec<PathBuf>,
+    started: std::time::Instant,
+}
+
+impl Load {
+    fn start(stack: &Stack, rate: u32, seconds: u32, out: &Path) -> Load {
+        let k = rate.div_ceil(10);
+        let per = rate / k;
+        let mut children = Vec::new();
+        let mut outs = Vec::new();
+        for i in 0..k {
+            let path = out.with_extension(format!("{i}.txt"));
+            let file = std::fs::File::create(&path).unwrap();
+            let child = stack
+                .on("client", &stack.curl)
+                .args(["-s", "-o", "/dev/null", "--max-time", "5"])
+                .args(["-w", "%{http_code}\\n", "--rate", &format!("{per}/s")])
+                .arg(format!("https://www.foobar.com/?n=[1-{}]", per * seconds))
+                .stdout(file)
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            children.push(child);
+            outs.push(path);
+        }
+        Load {
+            children,
+            outs,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Every answered request's status so far.
+    fn statuses(&self) -> Vec<String> {
+        self.outs
+            .iter()
+            .flat_map(|p| {
+                std::fs::read_to_string(p)
+                    .unwrap_or_default()
+                    .lines()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Answered requests per second since the start.
+    fn rate(&self) -> f64 {
+        self.statuses().len() as f64 / self.started.elapsed().as_secs_f64()
+    }
+
+    fn finished(&mut self) -> bool {
+        self.children
+            .iter_mut()
+            .all(|c| c.try_wait().unwrap().is_some())
+    }
+
+    fn stop(&mut self) {
+        for c in &mut self.children {
+            if c.try_wait().unwrap().is_none() {
+                let _ = Command::new("kill").arg(c.id().to_string()).status();
+            }
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Issue 5's judged points in isolated mode with real Prometheus and Alertmanager, the
+/// agents on every host and the dashboard, with `--fast-monitor` (2 s pushes, rule
+/// windows of minutes): no data loss across a 2-minute Prometheus outage and an agent
+/// restart inside it, the measured QPS of a known load, TrafficAnomaly firing on a burst
+/// and resolving after it, ReplicationStopped, `mysql_global_status_questions` following
+/// traffic, `promtool check metrics` on every `/metrics`, and the dashboard in Chromium.
+#[test]
+fn monitoring_end_to_end() {
+    if !rampart_test_support::require_root("isolated mode (network namespaces)") {
+        return;
+    }
+    for t in [
+        "prometheus",
+        "prometheus-alertmanager",
+        "promtool",
+        "chromium",
+        "certutil",
+    ] {
+        if tool(t, None).is_none() {
+            return;
+        }
+    }
+    let prefix = format!("rm{}", std::process::id() % 100_000);
+    let Some(stack) = Stack::up_with(
+        Mode::Isolated {
+            prefix,
+            publish: free_port(),
+        },
+        &["--fast-monitor"],
+    ) else {
+        return;
+    };
+    let dash_port = stack.dash_port;
+    let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("monitoring");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let exec = |host: &str, args: &[&str]| -> String {
+        let out = Command::new(RAMPART)
+            .arg("exec")
+            .arg("--state")
+            .arg(stack.state())
+            .args([host, "--"])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // PromQL through Prometheus's HTTP API, from inside the monitor host.
+    let query_at = |q: &str, at: Option<f64>| -> Vec<serde_json::Value> {
+        let mut args = vec![
+            "curl".to_owned(),
+            "-sS".into(),
+            "--max-time".into(),
+            "10".into(),
+            "http://198.18.9.2:9090/api/v1/query".into(),
+            "--data-urlencode".into(),
+            format!("query={q}"),
+        ];
+        if let Some(t) = at {
+            args.extend(["--data-urlencode".into(), format!("time={t:.3}")]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let text = exec("monitor", &args);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        v["data"]["result"].as_array().cloned().unwrap_or_default()
+    };
+    let query = |q: &str| query_at(q, None);
+    let scalar = |q: &str| -> Option<f64> {
+        query(q)
+            .first()
+            .and_then(|r| r["value"][1].as_str())
+            .and_then(|v| v.parse().ok())
+    };
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    let status = json(&String::from_utf8_lossy(
+        &rampart(stack.state(), &["status", "--json"]).stdout,
+    ));
+    let pid_of = |st: &serde_json::Value, host: &str, svc: &str| -> u64 {
+        st["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["name"] == host)
+            .and_then(|h| {
+                h["services"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|s| s["name"] == svc)
+                    .and_then(|s| s["pid"].as_u64())
+            })
+            .unwrap_or_else(|| panic!("no pid for {host}/{svc}: {st}"))
+    };
+    let kill = |pid: u64| {
+        Command::new("kill").arg(pid.to_string()).status().unwrap();
+        eventually(
+            &format!("pid {pid} to exit"),
+            Duration::from_secs(30),
+            || {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                (stat.is_empty() || stat.contains(") Z ")).then_some(())
+            },
+        );
+    };
+    let agents = ["dns", "lb1", "web1", "web2", "db1", "db2", "monitor"];
+    eventually("every agent's heartbeat", Duration::from_secs(60), || {
+        (query("rampart_agent_heartbeat_timestamp_seconds").len() == agents.len()).then_some(())
+    });
+
+    // Steady background traffic for the whole test: 10 req/s.
+    let mut steady = Load::start(&stack, 10, 900, &work.join("steady"));
+
+    // 3. No data loss: Prometheus stopped for two minutes under steady traffic, and
+    // web1's agent restarted in the middle of the outage.
+    std::thread::sleep(Duration::from_secs(6));
+    let outage_start = now();
+    kill(pid_of(&status, "monitor", "prometheus"));
+    std::thread::sleep(Duration::from_secs(50));
+    let agent_stop = now();
+    kill(pid_of(&status, "web1", "agent"));
+    std::thread::sleep(Duration::from_secs(10));
+    stack.host("start", "web1");
+    let agent_start = now();
+    std::thread::sleep(Duration::from_secs(60));
+    let outage_end = now();
+    stack.host("start", "monitor");
+    println!(
+        "prometheus stopped for {:.0} s; web1's agent stopped for {:.0} s inside that",
+        outage_end - outage_start,
+        agent_start - agent_stop
+    );
+    // Drained: every agent's buffer empty and its heartbeat current.
+    eventually(
+        "the agents' buffers to drain",
+        Duration::from_secs(90),
+        || {
+            let fresh = query(&format!(
+                "rampart_agent_heartbeat_timestamp_seconds > {}",
+                now() - 10.0
+            ))
+            .len();
+            let pending = query("rampart_agent_buffer_batches > 1").len();
+            (fresh == agents.len() && pending == 0).then_some(())
+        },
+    );
+    let from = outage_start - 10.0;
+    let to = outage_end + 10.0;
+    let span = (to - from).round() as u64;
+    let mut counts = Vec::new();
+    for a in agents {
+        let r = query_at(
+            &format!("rampart_agent_heartbeat_timestamp_seconds{{instance=\"{a}\"}}[{span}s]"),
+            Some(to),
+        );
+        let ts: Vec<f64> = r[0]["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v[0].as_f64().unwrap())
+            .collect();
+        // One sample per 2 s interval: no gap longer than an interval and a bit, except
+        // where web1's agent was not running.
+        let mut gaps: Vec<f64> = ts
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .filter(|g| *g > 3.5)
+            .collect();
+        if a == "web1" {
+            assert_eq!(
+                gaps.len(),
+                1,
+                "web1: one gap while its agent was stopped: {gaps:?}"
+            );
+            let down = agent_start - agent_stop;
+            assert!(
+                gaps[0] < down + 6.0,
+                "web1's gap {gaps:?} vs downtime {down}"
+            );
+            gaps.clear();
+        }
+        assert!(gaps.is_empty(), "{a}: heartbeat gaps {gaps:?} in {ts:?}");
+        assert!(
+            ts[0] < outage_start && *ts.last().unwrap() > outage_end,
+            "{a}: {ts:?}"
+        );
+        counts.push(format!("{a} {}", ts.len()));
+    }
+    println!(
+        "heartbeat samples in the {span} s around the outage: {}",
+        counts.join(", ")
+    );
+    assert_eq!(
+        scalar("sum(rampart_agent_buffer_dropped_samples_total) or vector(0)"),
+        Some(0.0)
+    );
+    assert_eq!(
+        scalar("sum(rampart_agent_pushes_total{result=\"permanent_error\"}) or vector(0)"),
+        Some(0.0)
+    );
+    // The log-derived counters never reset across the agent's restart.
+    assert_eq!(
+        scalar("sum(resets(rampart_log_requests_total[10m]))"),
+        Some(0.0)
+    );
+
+    // Baselines: wait for the recordings of steady traffic and for no anomaly.
+    eventually("a quiet baseline", Duration::from_secs(300), || {
+        let baseline = scalar("job:web_requests:baseline_mean_rate1m").is_some();
+        let quiet = query("ALERTS{alertname=\"TrafficAnomaly\"}").is_empty();
+        (baseline && quiet).then_some(())
+    });
+    let questions_before = scalar("sum(instance:mysql_questions:rate1m)").unwrap();
+
+    // 1 and 2. A burst of a known rate: 50 req/s for 90 s instead of 10.
+    steady.stop();
+    let steady_rate = steady.rate();
+    let mut burst = Load::start(&stack, 50, 90, &work.join("burst"));
+    let t0 = std::time::Instant::now();
+    // Each second: (elapsed, requests answered so far, the QPS query's answer).
+    let mut seen: Vec<(f64, usize, f64)> = Vec::new();
+    let mut fired = None;
+    while t0.elapsed() < Duration::from_secs(80) {
+        let qps = scalar("job:web_requests:rate1m").unwrap_or(0.0);
+        seen.push((t0.elapsed().as_secs_f64(), burst.statuses().len(), qps));
+        if fired.is_none()
+            && !query("ALERTS{alertname=\"TrafficAnomaly\",alertstate=\"firing\"}").is_empty()
+        {
+            fired = Some(t0.elapsed());
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    // The true rate over the last 60 s, the window the QPS query covers.
+    let (t_end, n_end, _) = *seen.last().unwrap();
+    let (t_start, n_start, _) = *seen.iter().find(|(t, _, _)| *t >= t_end - 60.0).unwrap();
+    let true_rate = (n_end - n_start) as f64 / (t_end - t_start);
+    let delay = seen
+        .iter()
+        .find(|(_, _, q)| *q >= 0.9 * true_rate)
+        .map(|(t, _, _)| *t);
+    let total = scalar("job:web_requests:rate1m").unwrap();
+    let per: Vec<(String, f64)> = query("instance:web_requests:rate1m")
+        .iter()
+        .map(|r| {
+            (
+                r["metric"]["instance"].as_str().unwrap().to_owned(),
+                r["value"][1].as_str().unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
+    let questions_during = scalar("sum(instance:mysql_questions:rate1m)").unwrap();
+    let statuses = burst.statuses();
+    let ok = statuses.iter().filter(|s| *s == "200").count();
+    println!(
+        "load: {} requests in {:.1} s, {true_rate:.2} req/s over the last 60 s ({ok} 200); steady before {steady_rate:.2} req/s; generator average {:.2} req/s",
+        statuses.len(),
+        t0.elapsed().as_secs_f64(),
+        burst.rate()
+    );
+    println!(
+        "job:web_requests:rate1m = {total:.2} ({:+.1}% of the true rate); per server {per:?}",
+        (total / true_rate - 1.0) * 100.0
+    );
+    println!(
+        "delay from the load change until the QPS query reached 90% of the new rate: {delay:?} s; TrafficAnomaly firing after {fired:?}"
+    );
+    println!(
+        "database queries/s: {questions_before:.1} before, {questions_during:.1} during the burst"
+    );
+    assert_eq!(ok, statuses.len(), "every request of the load answered 200");
+    assert!(
+        (total / true_rate - 1.0).abs() <= 0.10,
+        "QPS {total} vs true {true_rate}"
+    );
+    assert_eq!(per.len(), 2, "{per:?}");
+    for (host, qps) in &per {
+        assert!((qps / total - 0.5).abs() < 0.1, "{host}: {qps} of {total}");
+    }
+    assert!(
+        fired.is_some(),
+        "TrafficAnomaly did not fire during the burst"
+    );
+    assert!(
+        questions_during > questions_before * 2.0,
+        "questions/s {questions_before} → {questions_during}"
+    );
+
+    // The dashboard lists it: a session by the login form, then its alert list.
+    let ca = stack.state().join("certs/ca.pem");
+    let password =
+        std::fs::read_to_string(stack.state().join("hosts/monitor/dashboard.password")).unwrap();
+    let dash = format!("https://127.0.0.1:{dash_port}");
+    let jar = work.join("cookies.txt");
+    let login = Command::new(&stack.curl)
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(&ca)
+        .arg("-c")
+        .arg(&jar)
+        .args(["-H", &format!("Origin: {dash}")])
+        .args(["--data-urlencode", "user=admin"])
+        .args(["--data-urlencode", &format!("password={}", password.trim())])
+        .arg(format!("{dash}/login"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&login.stdout), "303", "{login:?}");
+    let dash_get = |path: &str, post: bool| -> String {
+        let mut c = Command::new(&stack.curl);
+        c.args(["-sS", "--cacert"]).arg(&ca).arg("-b").arg(&jar);
+        if post {
+            c.args(["-X", "POST", "-H", &format!("Origin: {dash}")]);
+        }
+        String::from_utf8_lossy(&c.arg(format!("{dash}{path}")).output().unwrap().stdout)
+            .into_owned()
+    };
+    let alert_state = |name: &str| -> Option<String> {
+        let v: serde_json::Value = serde_json::from_str(&dash_get("/api/alerts", false)).ok()?;
+        let list = v
+            .as_array()
+            .cloned()
+            .or_else(|| v["alerts"].as_array().cloned())?;
+        list.iter()
+            .filter(|a| a["labels"]["alertname"] == name)
+            .map(|a| a["status"].as_str().unwrap_or("").to_owned())
+            .find(|s| s == "firing")
+            .or_else(|| {
+                list.iter()
+                    .find(|a| a["labels"]["alertname"] == name)
+                    .map(|a| a["status"].as_str().unwrap_or("").to_owned())
+            })
+    };
+    eventually(
+        "the dashboard to list TrafficAnomaly firing",
+        Duration::from_secs(60),
+        || (alert_state("TrafficAnomaly").as_deref() == Some("firing")).then_some(()),
+    );
+    eventually("the burst to end", Duration::from_secs(60), || {
+        burst.finished().then_some(())
+    });
+    let mut steady = Load::start(&stack, 10, 900, &work.join("steady2"));
+    let t1 = std::time::Instant::now();
+    eventually(
+        "TrafficAnomaly to resolve",
+        Duration::from_secs(300),
+        || {
+            query("ALERTS{alertname=\"TrafficAnomaly\"}")
+                .is_empty()
+                .then_some(())
+        },
+    );
+    eventually(
+        "the dashboard to show it resolved",
+        Duration::from_secs(60),
+        || (alert_state("TrafficAnomaly").as_deref() == Some("resolved")).then_some(()),
+    );
+    println!(
+        "TrafficAnomaly resolved {:.0} s after traffic returned to 10 req/s",
+        t1.elapsed().as_secs_f64()
+    );
+
+    // 4. Replication stopped on db2.
+    let t2 = std::time::Instant::now();
+    stack.root_sql("db2", "STOP SLAVE");
+    eventually(
+        "ReplicationStopped to fire",
+        Duration::from_secs(90),
+        || {
+            (!query("ALERTS{alertname=\"ReplicationStopped\",alertstate=\"firing\"}").is_empty())
+                .then_some(())
+        },
+    );
+    println!(
+        "ReplicationStopped firing {:.0} s after STOP SLAVE",
+        t2.elapsed().as_secs_f64()
+    );
+    eventually(
+        "the dashboard to list ReplicationStopped",
+        Duration::from_secs(60),
+        || (alert_state("ReplicationStopped").as_deref() == Some("firing")).then_some(()),
+    );
+    stack.root_sql("db2", "START SLAVE");
+
+    // 5. promtool check metrics on every /metrics endpoint, from inside its host.
+    let promtool = tool("promtool", None).unwrap();
+    let mut endpoints = vec![
+        ("lb1", "http://198.18.9.10:9180/metrics".to_owned()),
+        ("web1", "http://198.18.9.11:9181/metrics".to_owned()),
+        ("web2", "http://198.18.9.12:9181/metrics".to_owned()),
+    ];
+    let t = rampart_topology::Topology::default_for(rampart_topology::Mode::Isolated, 0);
+    for a in agents {
+        let h = t.host(a).unwrap();
+        let addr = t.addr(h, rampart_topology::Segment::Mgmt);
+        endpoints.push((a, format!("http://{addr}:9100/metrics")));
+    }
+    for (host, url) in &endpoints {
+        let body = exec(host, &["curl", "-sS", "--max-time", "5", url]);
+        assert!(body.contains("# TYPE"), "{host} {url}: {body}");
+        let out = rampart_test_support::run_with_stdin(
+            Command::new(&promtool).args(["check", "metrics"]),
+            &body,
+        );
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // node_exporter's own names (node_memory_MemTotal_bytes...) fail promtool's
+        // camelCase lint exactly as node_exporter's do; nothing else may be reported.
+        let other: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .filter(|l| {
+                !(l.starts_with("node_")
+                    && l.contains("metric names should be written in 'snake_case' not 'camelCase'"))
+            })
+            .collect();
+        assert!(other.is_empty(), "promtool on {host} {url}:\n{text}");
+    }
+    println!(
+        "promtool check metrics: {} endpoints clean",
+        endpoints.len()
+    );
+
+    // 6. The dashboard in Chromium, logged in through a one-time link.
+    let link: serde_json::Value = serde_json::from_str(&dash_get("/api/login-link", true)).unwrap();
+    let path = link["path"].as_str().unwrap();
+    let page =
+        rampart_test_support::browser::open(&[], &format!("{dash}{path}"), &ca, &work).unwrap();
+    for needle in [
+        "Requests per second",
+        "<svg",
+        "<path",
+        "TrafficAnomaly",
+        "ReplicationStopped",
+    ] {
+        assert!(
+            page.dom.contains(needle),
+            "`{needle}` missing from the dashboard's DOM"
+        );
+    }
+    println!("dashboard screenshot: {}", page.screenshot.display());
+    steady.stop();
 }

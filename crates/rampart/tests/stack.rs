@@ -1086,8 +1086,11 @@ impl Load {
         for i in 0..k {
             let path = out.with_extension(format!("{i}.txt"));
             let file = std::fs::File::create(&path).unwrap();
+            // Line-buffered, so the count is current while curl runs.
             let child = stack
-                .on("client", &stack.curl)
+                .on("client", Path::new("stdbuf"))
+                .arg("-oL")
+                .arg(&stack.curl)
                 .args(["-s", "-o", "/dev/null", "--max-time", "5"])
                 .args(["-w", "%{http_code}\\n", "--rate", &format!("{per}/s")])
                 .arg(format!("https://www.foobar.com/?n=[1-{}]", per * seconds))

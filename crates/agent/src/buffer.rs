@@ -297,14 +297,25 @@ impl Buffer {
             .mode(0o600)
             .open(&lock_path)
             .map_err(io_err(&lock_path))?;
-        match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => {}
-            Err(rustix::io::Errno::WOULDBLOCK) => {
-                return Err(BufferError::Locked {
-                    dir: dir.to_path_buf(),
-                })
+        // A lock that is busy is retried for up to a second: a process that forks (to
+        // run a child) holds a copy of every open descriptor, this buffer's lock among
+        // them, until the child's exec closes it, so a buffer closed and reopened in the
+        // same process can find its own old lock held for that moment.
+        let mut attempts = 0;
+        loop {
+            match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => break,
+                Err(rustix::io::Errno::WOULDBLOCK) if attempts < 20 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(rustix::io::Errno::WOULDBLOCK) => {
+                    return Err(BufferError::Locked {
+                        dir: dir.to_path_buf(),
+                    })
+                }
+                Err(e) => return Err(io_err(&lock_path)(e.into())),
             }
-            Err(e) => return Err(io_err(&lock_path)(e.into())),
         }
 
         let tmp = dir.join(ACK_TMP);

@@ -307,7 +307,8 @@ impl Buffer {
                 Ok(()) => break,
                 Err(rustix::io::Errno::WOULDBLOCK) if attempts < 20 => {
                     attempts += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    // Only at open, before the agent serves anything.
+                    std::thread::park_timeout(std::time::Duration::from_millis(50));
                 }
                 Err(rustix::io::Errno::WOULDBLOCK) => {
                     return Err(BufferError::Locked {

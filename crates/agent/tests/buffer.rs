@@ -21,7 +21,6 @@ use rampart_agent::buffer::{
 use rampart_agent::remote_write::{self, Client, WriteRequest};
 use rampart_agent::{expo, Family, Kind, Sample};
 use rampart_test_support::client::tool;
-use rampart_test_support::{eventually, Proc};
 use serde_json::Value;
 
 fn now_ms() -> i64 {
@@ -608,56 +607,21 @@ fn append_cost() {
 
 // --- End to end with the real Prometheus ---
 
-/// A Prometheus with the remote-write receiver on 127.0.0.1, killed (by its PID) on drop.
+/// The shared real Prometheus ([`rampart_test_support::prometheus`]) with this file's
+/// queries.
 struct Prometheus {
-    // Declared first so the process dies before its directory is removed.
-    proc: Proc,
+    inner: rampart_test_support::prometheus::Prometheus,
     addr: SocketAddr,
-    dir: tempfile::TempDir,
 }
 
 impl Prometheus {
-    /// Starts Prometheus as the monitor runs it (a 3 h out-of-order window) and waits for
-    /// `/-/ready`. `None` when it is not installed (outside CI).
+    /// Prometheus with a 3 h out-of-order window; `None` when not installed.
     fn start() -> Option<Self> {
-        let bin = tool("prometheus", Some("RAMPART_PROMETHEUS"))?;
-        let dir = tempfile::tempdir().unwrap();
-        let config = "global:\n  evaluation_interval: 1m\n\
-                      storage:\n  tsdb:\n    out_of_order_time_window: 3h\n";
-        let config_path = dir.path().join("prometheus.yml");
-        fs::write(&config_path, config).unwrap();
-        let addr = free_addr();
-        let log = fs::File::create(dir.path().join("prometheus.log")).unwrap();
-        let child = Command::new(&bin)
-            .arg("--web.enable-remote-write-receiver")
-            .arg(format!("--web.listen-address={addr}"))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--config.file={}", config_path.display()))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut prom = Self {
-            proc: Proc {
-                child,
-                name: "prometheus".into(),
-            },
-            addr,
-            dir,
-        };
-        eventually("prometheus /-/ready", Duration::from_secs(60), || {
-            if let Ok(Some(status)) = prom.proc.child.try_wait() {
-                panic!("prometheus exited with {status}:\n{}", prom.log());
-            }
-            get(prom.addr, "/-/ready")
-                .filter(|(status, _)| *status == 200)
-                .map(|_| ())
-        });
-        Some(prom)
+        let inner = rampart_test_support::prometheus::Prometheus::start(Some("3h"))?;
+        Some(Self {
+            addr: inner.addr,
+            inner,
+        })
     }
 
     fn write_url(&self) -> http::Uri {
@@ -667,7 +631,7 @@ impl Prometheus {
     }
 
     fn log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
+        self.inner.log()
     }
 
     /// An instant query's vector result: (labels, value) per series.

@@ -7,71 +7,28 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use rampart_agent::remote_write::{self, Client, PushError, WriteRequest};
 use rampart_agent::{Family, Kind, Sample};
-use rampart_test_support::client::tool;
-use rampart_test_support::{eventually, Proc};
 use serde_json::Value;
 
-/// A Prometheus with the remote-write receiver on 127.0.0.1, killed (by its PID) on drop.
+/// The shared real Prometheus ([`rampart_test_support::prometheus`]) with this file's
+/// queries.
 struct Prometheus {
-    // Declared first so the process dies before its directory is removed.
-    proc: Proc,
+    inner: rampart_test_support::prometheus::Prometheus,
     addr: SocketAddr,
-    dir: tempfile::TempDir,
 }
 
 impl Prometheus {
-    /// Starts Prometheus with no scrape jobs, optionally with an out-of-order window
-    /// (`storage.tsdb.out_of_order_time_window`, Prometheus >= 2.39), and waits for
-    /// `/-/ready`. `None` when it is not installed (outside CI).
+    /// Prometheus with the given out-of-order window; `None` when not installed.
     fn start(out_of_order_window: Option<&str>) -> Option<Self> {
-        let bin = tool("prometheus", Some("RAMPART_PROMETHEUS"))?;
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = String::from("global:\n  evaluation_interval: 1m\n");
-        if let Some(window) = out_of_order_window {
-            config.push_str(&format!(
-                "storage:\n  tsdb:\n    out_of_order_time_window: {window}\n"
-            ));
-        }
-        let config_path = dir.path().join("prometheus.yml");
-        std::fs::write(&config_path, config).unwrap();
-        let addr = free_addr();
-        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-        let child = Command::new(&bin)
-            .arg("--web.enable-remote-write-receiver")
-            .arg(format!("--web.listen-address={addr}"))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--config.file={}", config_path.display()))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut prom = Self {
-            proc: Proc {
-                child,
-                name: "prometheus".into(),
-            },
-            addr,
-            dir,
-        };
-        eventually("prometheus /-/ready", Duration::from_secs(60), || {
-            if let Ok(Some(status)) = prom.proc.child.try_wait() {
-                panic!("prometheus exited with {status}:\n{}", prom.log());
-            }
-            get(prom.addr, "/-/ready")
-                .filter(|(status, _)| *status == 200)
-                .map(|_| ())
-        });
-        Some(prom)
+        let inner = rampart_test_support::prometheus::Prometheus::start(out_of_order_window)?;
+        Some(Self {
+            addr: inner.addr,
+            inner,
+        })
     }
 
     fn write_url(&self) -> http::Uri {
@@ -81,7 +38,7 @@ impl Prometheus {
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
+        self.inner.log()
     }
 
     /// The raw samples of `selector` over the last hour: (labels, [(timestamp ms, value)])

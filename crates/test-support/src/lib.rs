@@ -9,6 +9,7 @@ pub mod backend;
 pub mod browser;
 pub mod client;
 pub mod lbproc;
+pub mod prometheus;
 pub mod scan;
 
 use std::io::{BufRead, BufReader};

@@ -7,7 +7,7 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,8 +16,8 @@ use rampart_agent::remote_write::{self, Client, WriteRequest};
 use rampart_agent::{Family, Kind, Sample};
 use rampart_dashboard::server::Stats;
 use rampart_dashboard::{Config, Dashboard, Listeners};
-use rampart_test_support::client::{tool, Https, Resp};
-use rampart_test_support::{eventually, Pki, Proc};
+use rampart_test_support::client::{Https, Resp};
+use rampart_test_support::Pki;
 
 /// An address on 127.0.0.1 that nothing listens on (just released by the kernel).
 pub fn free_addr() -> SocketAddr {
@@ -48,59 +48,22 @@ pub fn plain_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     Some((status, body.to_owned()))
 }
 
-/// A Prometheus with the remote-write receiver on 127.0.0.1, killed (by its PID) on drop.
+/// The shared real Prometheus ([`rampart_test_support::prometheus`]) with this file's
+/// queries.
 pub struct Prometheus {
-    // Declared first so the process dies before its directory is removed.
-    proc: Proc,
+    inner: rampart_test_support::prometheus::Prometheus,
     pub addr: SocketAddr,
-    dir: tempfile::TempDir,
 }
 
 impl Prometheus {
-    /// Starts Prometheus with no scrape jobs and a 30-minute out-of-order window (the
-    /// seeded samples are up to ten minutes old), and waits for `/-/ready`. `None` when
-    /// it is not installed (outside CI).
+    /// Prometheus with a 30-minute out-of-order window (the seeded samples are up to ten
+    /// minutes old); `None` when it is not installed (outside CI).
     pub fn start() -> Option<Self> {
-        let bin = tool("prometheus", Some("RAMPART_PROMETHEUS"))?;
-        let dir = tempfile::tempdir().unwrap();
-        let config_path = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &config_path,
-            "global:\n  evaluation_interval: 1m\nstorage:\n  tsdb:\n    out_of_order_time_window: 30m\n",
-        )
-        .unwrap();
-        let addr = free_addr();
-        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-        let child = Command::new(&bin)
-            .arg("--web.enable-remote-write-receiver")
-            .arg(format!("--web.listen-address={addr}"))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--config.file={}", config_path.display()))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut prom = Self {
-            proc: Proc {
-                child,
-                name: "prometheus".into(),
-            },
-            addr,
-            dir,
-        };
-        eventually("prometheus /-/ready", Duration::from_secs(60), || {
-            if let Ok(Some(status)) = prom.proc.child.try_wait() {
-                panic!("prometheus exited with {status}:\n{}", prom.log());
-            }
-            plain_get(prom.addr, "/-/ready")
-                .filter(|(status, _)| *status == 200)
-                .map(|_| ())
-        });
-        Some(prom)
+        let inner = rampart_test_support::prometheus::Prometheus::start(Some("30m"))?;
+        Some(Self {
+            addr: inner.addr,
+            inner,
+        })
     }
 
     pub fn url(&self) -> String {
@@ -108,7 +71,7 @@ impl Prometheus {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
+        self.inner.log()
     }
 
     /// Pushes `families` as one sample each at `ts` (ms).

@@ -1,0 +1,34 @@
+//! The shape every rampart service has ([`Service`]): its listeners are bound from its
+//! config first (so a test binds port 0, and the binary fails before building anything
+//! when an address is taken), the service is built from the validated config, and it
+//! serves on the bound listeners until a shutdown future resolves, calling a readiness
+//! callback once it serves. The binary runs any service through this trait.
+
+use std::future::Future;
+use std::sync::Arc;
+
+/// A service (load balancer, web server, DNS server, agent, dashboard), as the binary
+/// and the tests run it: `bind`, `build`, `serve`.
+pub trait Service: Send + Sync + Sized + 'static {
+    /// The validated configuration.
+    type Config: Send + 'static;
+    /// The bound sockets the service serves on.
+    type Listeners: Send + 'static;
+    /// Why the service could not be built from a valid config.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Binds the addresses `config` names. Must be called inside a tokio runtime.
+    fn bind(config: &Self::Config) -> std::io::Result<Self::Listeners>;
+
+    /// Builds the service from its config. Must be called inside a tokio runtime.
+    fn build(config: Self::Config) -> Result<Arc<Self>, Self::Error>;
+
+    /// Serves on `listeners` until `shutdown` resolves, then drains within the
+    /// service's deadline. `ready` is called once, when the service serves.
+    fn serve(
+        self: Arc<Self>,
+        listeners: Self::Listeners,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        ready: impl FnOnce() + Send + 'static,
+    ) -> impl Future<Output = std::io::Result<()>> + Send;
+}

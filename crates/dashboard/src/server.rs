@@ -1,4 +1,5 @@
-//! The dashboard server: the listener with its allow-list and connection cap, TLS with
+//! The dashboard server: the listener behind [`rampart_telemetry::accept::Gate`] (its
+//! allow-list and connection cap), TLS with
 //! a handshake deadline, hyper HTTP/1.1 with a header deadline (which also ends idle
 //! keep-alive), routing, the login and sessions, the alert webhook, the security headers
 //! of every response, bounded body reading, and the drain on shutdown. The only file in
@@ -9,12 +10,13 @@
 //! `POST /api/login-link`, `POST /logout`): without one a GET is redirected to `/login`
 //! and anything else gets 401. Browser POSTs from another origin are refused (403), on
 //! top of the `SameSite=Strict` cookie.
+//!
+//! [`Dashboard`] is a [`rampart_telemetry::service::Service`].
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -26,8 +28,8 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use rampart_telemetry::accept::{Counter, Counters, Fixed, Gate, Slots};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use crate::alerts::{self, AlertStore, StateError};
 use crate::auth::{self, LoginLinks, Origin, Secret, Sessions};
@@ -88,15 +90,15 @@ const SECURITY_HEADERS: [(&str, &str); 7] = [
     ("cache-control", "no-store"),
 ];
 
-/// Counters a test or an operator may read.
+/// Counters a test or an operator may read (`get()`).
 #[derive(Debug, Default)]
 pub struct Stats {
     /// Connections closed at accept because the source is not in `listen.allow_from`.
-    pub not_allowed: AtomicU64,
+    pub not_allowed: Counter,
     /// Connections closed at accept because `listen.max_connections` were open.
-    pub over_limit: AtomicU64,
+    pub over_limit: Counter,
     /// Failed TLS handshakes (including those past the deadline).
-    pub tls_failed: AtomicU64,
+    pub tls_failed: Counter,
 }
 
 struct Shared {
@@ -112,7 +114,6 @@ struct Shared {
     /// The last snapshot and when it was taken; the lock also makes concurrent page
     /// loads share one round of queries.
     snapshot: tokio::sync::Mutex<Option<(Instant, Arc<Snapshot>)>>,
-    conns: Arc<Semaphore>,
     stats: Arc<Stats>,
 }
 
@@ -187,7 +188,6 @@ impl Dashboard {
                 sessions: Sessions::new(config.auth.session_lifetime, config.auth.session_idle),
                 links: LoginLinks::default(),
                 limiter: auth::Limiter::new(config.auth.max_failures, config.auth.failure_window),
-                conns: Arc::new(Semaphore::new(config.max_connections)),
                 tls: tokio_rustls::TlsAcceptor::from(Arc::new(tls)),
                 password,
                 token,
@@ -209,7 +209,7 @@ impl Dashboard {
     /// finish for up to `listen.shutdown_grace`. `ready` is called once the listener
     /// serves.
     pub async fn serve(
-        self,
+        &self,
         listeners: Listeners,
         shutdown: impl Future<Output = ()>,
         ready: impl FnOnce(),
@@ -239,6 +239,29 @@ impl Dashboard {
     }
 }
 
+impl rampart_telemetry::service::Service for Dashboard {
+    type Config = Config;
+    type Listeners = Listeners;
+    type Error = DashboardError;
+
+    fn bind(config: &Config) -> std::io::Result<Listeners> {
+        Listeners::bind(config)
+    }
+
+    fn build(config: Config) -> Result<Arc<Dashboard>, DashboardError> {
+        Dashboard::new(config).map(Arc::new)
+    }
+
+    async fn serve(
+        self: Arc<Self>,
+        listeners: Listeners,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        ready: impl FnOnce() + Send + 'static,
+    ) -> std::io::Result<()> {
+        Dashboard::serve(&self, listeners, shutdown, ready).await
+    }
+}
+
 fn now_unix() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -247,35 +270,28 @@ fn now_unix() -> f64 {
 
 impl Shared {
     async fn accept_loop(self: Arc<Self>, listener: TcpListener, graceful: Arc<GracefulShutdown>) {
+        let rules = Fixed {
+            allow_from: self.config.allow_from.clone(),
+            max_connections: self.config.max_connections,
+        };
+        let counters = Counters {
+            not_allowed: self.stats.not_allowed.clone(),
+            over_cap: self.stats.over_limit.clone(),
+            ..Counters::default()
+        };
+        let mut gate = Gate::new(listener, "https", Slots::new(), counters);
         loop {
-            let (stream, peer) = match listener.accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            if !self.config.allow_from.permits(peer.ip()) {
-                self.stats.not_allowed.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%peer, "connection from outside the allow-list closed");
-                continue;
-            }
-            let Ok(permit) = Arc::clone(&self.conns).try_acquire_owned() else {
-                self.stats.over_limit.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%peer, "connection cap reached; connection closed");
-                continue;
-            };
+            let conn = gate.accept(&rules).await;
+            let (stream, peer) = (conn.stream, conn.peer);
             let _ = stream.set_nodelay(true);
             let shared = Arc::clone(&self);
             let watcher = graceful.watcher();
             tokio::spawn(async move {
-                let _permit = permit;
+                let _permit = conn.permit;
                 let deadline = shared.config.header_timeout;
                 let Ok(Ok(tls)) = tokio::time::timeout(deadline, shared.tls.accept(stream)).await
                 else {
-                    shared.stats.tls_failed.fetch_add(1, Ordering::Relaxed);
+                    shared.stats.tls_failed.inc();
                     return;
                 };
                 let mut http = hyper::server::conn::http1::Builder::new();

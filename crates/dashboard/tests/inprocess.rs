@@ -458,14 +458,13 @@ fn allow_list_connection_cap_and_header_deadline() {
         "[listen]\naddr = \"127.0.0.1:0\"\nallow_from = [\"127.0.0.2/32\"]\nmax_connections = 2\nheader_timeout = \"1s\"\n",
     );
     let server = Server::start(&config);
-    use std::sync::atomic::Ordering::Relaxed;
 
     // From 127.0.0.1: closed at accept, before TLS; a TLS client fails.
     let mut s = connect_from("127.0.0.1", server.addr);
     assert!(closed_within(&mut s, Duration::from_secs(5)));
     assert!(Https::connect(server.addr, certs.client(), "127.0.0.1").is_err());
     eventually("not_allowed counted", Duration::from_secs(5), || {
-        (server.stats.not_allowed.load(Relaxed) == 2).then_some(())
+        (server.stats.not_allowed.get() == 2).then_some(())
     });
 
     // From 127.0.0.2: accepted (the TLS handshake waits for us), two at once.
@@ -475,7 +474,7 @@ fn allow_list_connection_cap_and_header_deadline() {
     // A third while two are open: over the cap, closed at once.
     let mut c = connect_from("127.0.0.2", server.addr);
     assert!(closed_within(&mut c, Duration::from_secs(5)));
-    assert_eq!(server.stats.over_limit.load(Relaxed), 1);
+    assert_eq!(server.stats.over_limit.get(), 1);
     // The silent ones are closed at the handshake deadline (1 s).
     let start = std::time::Instant::now();
     assert!(closed_within(&mut a, Duration::from_secs(5)));
@@ -487,6 +486,6 @@ fn allow_list_connection_cap_and_header_deadline() {
     );
     // Counted just after the connection is dropped.
     eventually("tls_failed counted", Duration::from_secs(5), || {
-        (server.stats.tls_failed.load(Relaxed) == 2).then_some(())
+        (server.stats.tls_failed.get() == 2).then_some(())
     });
 }

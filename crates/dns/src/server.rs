@@ -3,29 +3,31 @@
 //! [`crate::handler::respond`]; this file only moves bytes.
 //!
 //! UDP is one task answering datagram by datagram (an answer is a lookup in a handful of
-//! records, so there is nothing to wait on). TCP connections are capped; each must send a
+//! records, so there is nothing to wait on). TCP connections come through
+//! [`rampart_telemetry::accept::Gate`] and are capped; each must send a
 //! whole query within the idle timeout or is closed, and may send several in turn
 //! (RFC 7766). On shutdown the listeners close at once and open TCP connections end after
 //! the response they are writing, within the idle timeout.
 //!
 //! `listen.allow_from` is checked before anything else: a datagram from outside it is
 //! dropped unanswered, a TCP connection closed right after accept; both are counted
-//! ([`Dns::not_allowed`]) and logged at debug level only.
+//! ([`Dns::not_allowed`]) and logged at debug level only. [`Dns`] is a
+//! [`rampart_telemetry::service::Service`].
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::{Config, Limits};
 use crate::handler::{respond, Transport};
 use crate::zone::Zone;
+use rampart_telemetry::accept::{Counter, Counters, Fixed, Gate, Permit, Slots};
 use rampart_telemetry::listen::AllowList;
 
 /// The bound sockets of a DNS server; `None` where the config says "off".
@@ -81,8 +83,9 @@ pub struct Dns {
 struct Shared {
     zone: Zone,
     allow_from: AllowList,
-    /// Datagrams dropped and TCP connections closed for a source outside `allow_from`.
-    not_allowed: AtomicU64,
+    /// Datagrams dropped and TCP connections closed for a source outside `allow_from`
+    /// (the TCP gate counts into it too).
+    not_allowed: Counter,
 }
 
 impl Shared {
@@ -91,7 +94,7 @@ impl Shared {
         if self.allow_from.permits(peer.ip()) {
             return true;
         }
-        self.not_allowed.fetch_add(1, Ordering::Relaxed);
+        self.not_allowed.inc();
         tracing::debug!(%peer, transport, "query from outside the allow-list dropped");
         false
     }
@@ -103,7 +106,7 @@ impl Dns {
             shared: Arc::new(Shared {
                 zone: Zone::new(&config.zone),
                 allow_from: config.allow_from,
-                not_allowed: AtomicU64::new(0),
+                not_allowed: Counter::default(),
             }),
             limits: config.limits,
         }
@@ -117,7 +120,7 @@ impl Dns {
     /// How many UDP datagrams were dropped and TCP connections closed, since start,
     /// because their source is outside `listen.allow_from`.
     pub fn not_allowed(&self) -> u64 {
-        self.shared.not_allowed.load(Ordering::Relaxed)
+        self.shared.not_allowed.get()
     }
 
     /// Answers on `listeners` until `shutdown` resolves, calling `ready` once both are
@@ -170,6 +173,29 @@ impl Dns {
     }
 }
 
+impl rampart_telemetry::service::Service for Dns {
+    type Config = Config;
+    type Listeners = Listeners;
+    type Error = std::convert::Infallible;
+
+    fn bind(config: &Config) -> std::io::Result<Listeners> {
+        Listeners::bind(config)
+    }
+
+    fn build(config: Config) -> Result<Arc<Dns>, std::convert::Infallible> {
+        Ok(Arc::new(Dns::new(config)))
+    }
+
+    async fn serve(
+        self: Arc<Self>,
+        listeners: Listeners,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        ready: impl FnOnce() + Send + 'static,
+    ) -> std::io::Result<()> {
+        Dns::serve(&self, listeners, shutdown, ready).await
+    }
+}
+
 /// Resolves once `stop` says so (or its sender is gone).
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
@@ -210,40 +236,33 @@ async fn tcp_loop(
     limits: Limits,
     mut stop: watch::Receiver<bool>,
 ) {
-    let permits = Arc::new(Semaphore::new(limits.max_tcp_connections));
+    let rules = Fixed {
+        allow_from: shared.allow_from.clone(),
+        max_connections: limits.max_tcp_connections,
+    };
+    let counters = Counters {
+        not_allowed: shared.not_allowed.clone(),
+        ..Counters::default()
+    };
+    let mut gate = Gate::new(listener, "tcp", Slots::new(), counters);
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
             () = stopped(&mut stop) => break,
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            r = listener.accept() => match r {
-                Ok((stream, peer)) => {
-                    if !shared.permits(peer, "tcp") {
-                        drop(stream);
-                        continue;
-                    }
-                    let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-                        tracing::debug!(%peer, max = limits.max_tcp_connections, "tcp connection cap reached; closing");
-                        continue;
-                    };
-                    conns.spawn(tcp_conn(
-                        stream,
-                        peer,
-                        Arc::clone(&shared),
-                        limits.tcp_idle_timeout,
-                        stop.clone(),
-                        permit,
-                    ));
-                }
-                Err(error) => {
-                    // Out of file descriptors and the like: back off rather than spin.
-                    tracing::warn!(%error, "tcp accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
+            conn = gate.accept(&rules) => {
+                conns.spawn(tcp_conn(
+                    conn.stream,
+                    conn.peer,
+                    Arc::clone(&shared),
+                    limits.tcp_idle_timeout,
+                    stop.clone(),
+                    conn.permit,
+                ));
+            }
         }
     }
-    drop(listener);
+    drop(gate);
     let drained = tokio::time::timeout(limits.tcp_idle_timeout, async {
         while conns.join_next().await.is_some() {}
     })
@@ -261,7 +280,7 @@ async fn tcp_conn(
     shared: Arc<Shared>,
     idle: Duration,
     mut stop: watch::Receiver<bool>,
-    _permit: OwnedSemaphorePermit,
+    _permit: Permit,
 ) {
     loop {
         let read = async {

@@ -1,12 +1,14 @@
-//! Listeners, connection handling and the process lifecycle: accept loops with the
-//! source allow-lists and the connection cap, TLS handshakes with a deadline, ALPN
+//! Listeners, connection handling and the process lifecycle: accept loops behind
+//! [`rampart_telemetry::accept::Gate`] (the source allow-lists, the connection cap shared
+//! by the HTTPS and HTTP listeners, back-off on accept errors), TLS handshakes with a deadline, ALPN
 //! dispatch to HTTP/2 (hyper) or HTTP/1.1 (`h1`), the internal admin listener
 //! (`/metrics`, `/-/reload`, `/-/healthy`), reloads that swap generations atomically, and
-//! a graceful drain on shutdown.
+//! a graceful drain on shutdown. [`Lb`] is a [`rampart_telemetry::service::Service`].
 //!
 //! A connection from outside its listener's allow-list is closed right after accept,
-//! before any TLS or HTTP work, and counted; the allow-lists belong to the generation, so
-//! a reload changes them for the next connection.
+//! before any TLS or HTTP work, and counted; the allow-lists and the cap belong to the
+//! generation, which the gate reads after each accept, so a reload changes them for the
+//! next connection.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -23,13 +25,15 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 use crate::config::{Config, ConfigError, ConfigErrors};
 use crate::h1::{self, Reject};
 use crate::metrics::{ListenerLabels, Metrics, ResultLabels};
 use crate::proxy::{ConnInfo, Generation, RespBody, Shared};
+use rampart_telemetry::accept::{self, Counters, Gate, Slots};
 use rampart_telemetry::access_log::AccessLog;
+use rampart_telemetry::listen::AllowList;
 
 /// The bound listeners a load balancer serves on.
 #[derive(Debug)]
@@ -58,8 +62,8 @@ impl Listeners {
 pub struct Lb {
     current: ArcSwap<Generation>,
     shared: Arc<Shared>,
-    active: AtomicUsize,
-    idle: Notify,
+    /// Open client connections (HTTPS and HTTP): the cap and the drain count them.
+    slots: Slots,
     shutdown: watch::Sender<bool>,
     reload_lock: tokio::sync::Mutex<()>,
 }
@@ -93,8 +97,7 @@ impl Lb {
         Ok(Arc::new(Self {
             current: ArcSwap::new(gen),
             shared,
-            active: AtomicUsize::new(0),
-            idle: Notify::new(),
+            slots: Slots::new(),
             shutdown: watch::channel(false).0,
             reload_lock: tokio::sync::Mutex::new(()),
         }))
@@ -180,16 +183,19 @@ impl Lb {
     }
 
     /// Serves until `shutdown` resolves, then stops accepting and drains open connections
-    /// for up to `runtime.shutdown_grace`. `ready` is called once every listener serves.
+    /// for up to `runtime.shutdown_grace`. Once every listener serves it logs `load
+    /// balancer ready` with their addresses (`https=… http=… admin=…`, which the test
+    /// harness reads) and calls `ready`.
     pub async fn serve(
         self: &Arc<Self>,
         listeners: Listeners,
         shutdown: impl Future<Output = ()>,
         ready: impl FnOnce(),
     ) -> std::io::Result<()> {
-        self.shared
-            .https_port
-            .store(listeners.https.local_addr()?.port(), Ordering::Relaxed);
+        let https = listeners.https.local_addr()?;
+        let http = listeners.http.as_ref().map(TcpListener::local_addr).transpose()?;
+        let admin = listeners.admin.as_ref().map(TcpListener::local_addr).transpose()?;
+        self.shared.https_port.store(https.port(), Ordering::Relaxed);
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(Arc::clone(self).accept_loop(listeners.https, true));
         if let Some(l) = listeners.http {
@@ -198,29 +204,23 @@ impl Lb {
         if let Some(l) = listeners.admin {
             tasks.spawn(Arc::clone(self).admin_loop(l));
         }
+        let show = |a: Option<SocketAddr>| a.map_or_else(|| "none".to_owned(), |a| a.to_string());
+        tracing::info!(https = %https, http = %show(http), admin = %show(admin), "load balancer ready");
         ready();
         shutdown.await;
         let grace = self.current.load().config.shutdown_grace;
         tracing::info!(
-            open = self.active.load(Ordering::Relaxed),
+            open = self.slots.open(),
             ?grace,
             "shutting down: draining connections"
         );
         let _ = self.shutdown.send(true);
         tasks.abort_all();
-        let deadline = tokio::time::Instant::now() + grace;
-        loop {
-            let notified = self.idle.notified();
-            if self.active.load(Ordering::Acquire) == 0 {
-                break;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                tracing::warn!(
-                    open = self.active.load(Ordering::Relaxed),
-                    "drain deadline passed; closing the rest"
-                );
-                break;
-            }
+        if tokio::time::timeout(grace, self.slots.idle()).await.is_err() {
+            tracing::warn!(
+                open = self.slots.open(),
+                "drain deadline passed; closing the rest"
+            );
         }
         self.current.load().stop_health();
         Ok(())
@@ -231,64 +231,36 @@ impl Lb {
         let labels = ListenerLabels {
             listener: kind.into(),
         };
-        let accepted = self
-            .shared
-            .metrics
-            .connections
-            .get_or_create(&labels)
-            .clone();
-        let open = self
-            .shared
-            .metrics
-            .connections_active
-            .get_or_create(&labels)
-            .clone();
-        let not_allowed = self.shared.metrics.refused(kind, "not_allowed");
-        let over_cap = self.shared.metrics.refused(kind, "max_connections");
+        let m = &self.shared.metrics;
+        let counters = Counters {
+            accepted: m.connections.get_or_create(&labels).clone(),
+            not_allowed: m.refused(kind, "not_allowed"),
+            over_cap: m.refused(kind, "max_connections"),
+            errors: accept::Counter::default(),
+        };
+        let open = m.connections_active.get_or_create(&labels).clone();
+        let mut gate = Gate::new(listener, kind, self.slots.clone(), counters);
         loop {
-            let (sock, peer) = match listener.accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    // Out of descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, listener = kind, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            accepted.inc();
-            let gen = self.current.load_full();
-            if !gen.config.listen.allow_from.permits(peer.ip()) {
-                not_allowed.inc();
-                tracing::debug!(%peer, listener = kind, "connection from outside the allow-list closed");
-                drop(sock);
-                continue;
-            }
-            if self.active.fetch_add(1, Ordering::AcqRel) >= gen.config.limits.max_connections {
-                self.conn_done();
-                over_cap.inc();
-                drop(sock);
-                continue;
-            }
-            let _ = sock.set_nodelay(true);
+            let (conn, Admission { gen, .. }) = gate
+                .accept_with(|| Admission {
+                    gen: self.current.load_full(),
+                    admin: false,
+                })
+                .await;
+            let _ = conn.stream.set_nodelay(true);
             open.inc();
             let this = Arc::clone(&self);
             let open = open.clone();
             tokio::spawn(async move {
-                let info = ConnInfo::new(peer, https, Instant::now());
+                let info = ConnInfo::new(conn.peer, https, Instant::now());
                 if https {
-                    this.serve_tls(sock, info, gen).await;
+                    this.serve_tls(conn.stream, info, gen).await;
                 } else {
-                    h1::serve(sock, gen, Arc::new(info), this.shutdown.subscribe()).await;
+                    h1::serve(conn.stream, gen, Arc::new(info), this.shutdown.subscribe()).await;
                 }
                 open.dec();
-                this.conn_done();
+                drop(conn.permit);
             });
-        }
-    }
-
-    fn conn_done(&self) {
-        if self.active.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.idle.notify_waiters();
         }
     }
 
@@ -411,25 +383,24 @@ impl Lb {
         }
     }
 
+    /// The admin listener: its own allow-list, no cap, outside the drain count.
     async fn admin_loop(self: Arc<Self>, listener: TcpListener) {
-        let not_allowed = self.shared.metrics.refused("admin", "not_allowed");
+        let counters = Counters {
+            not_allowed: self.shared.metrics.refused("admin", "not_allowed"),
+            ..Counters::default()
+        };
+        let mut gate = Gate::new(listener, "admin", Slots::new(), counters);
         loop {
-            let Ok((sock, peer)) = listener.accept().await else {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            };
-            let permitted = {
-                let gen = self.current.load();
-                gen.config.listen.admin_allow_from.permits(peer.ip())
-            };
-            if !permitted {
-                not_allowed.inc();
-                tracing::debug!(%peer, listener = "admin", "connection from outside the allow-list closed");
-                drop(sock);
-                continue;
-            }
+            let (conn, _) = gate
+                .accept_with(|| Admission {
+                    gen: self.current.load_full(),
+                    admin: true,
+                })
+                .await;
+            let sock = conn.stream;
             let this = Arc::clone(&self);
             tokio::spawn(async move {
+                let _permit = conn.permit;
                 let svc = service_fn(move |req: Request<Incoming>| {
                     let this = Arc::clone(&this);
                     async move { Ok::<_, Infallible>(this.admin(req).await) }
@@ -467,6 +438,55 @@ impl Lb {
             },
             _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
         }
+    }
+}
+
+/// What the gates check a connection against: the generation in force when it arrived
+/// (which then serves it).
+struct Admission {
+    gen: Arc<Generation>,
+    admin: bool,
+}
+
+impl accept::Rules for Admission {
+    fn allow_from(&self) -> &AllowList {
+        let listen = &self.gen.config.listen;
+        if self.admin {
+            &listen.admin_allow_from
+        } else {
+            &listen.allow_from
+        }
+    }
+
+    fn max_connections(&self) -> usize {
+        if self.admin {
+            usize::MAX
+        } else {
+            self.gen.config.limits.max_connections
+        }
+    }
+}
+
+impl rampart_telemetry::service::Service for Lb {
+    type Config = Config;
+    type Listeners = Listeners;
+    type Error = ConfigErrors;
+
+    fn bind(config: &Config) -> std::io::Result<Listeners> {
+        Listeners::bind(config)
+    }
+
+    fn build(config: Config) -> Result<Arc<Lb>, ConfigErrors> {
+        Lb::new(config)
+    }
+
+    async fn serve(
+        self: Arc<Self>,
+        listeners: Listeners,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        ready: impl FnOnce() + Send + 'static,
+    ) -> std::io::Result<()> {
+        Lb::serve(&self, listeners, shutdown, ready).await
     }
 }
 

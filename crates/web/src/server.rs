@@ -1,7 +1,8 @@
-//! The web server: listeners, the connection cap and allow-list, optional (mutual) TLS,
-//! HTTP/1.1 serving with hyper, routing, the common response headers, metrics, the
-//! access log, `/healthz`/`/readyz`, the internal `/metrics` listener and the drain on
-//! shutdown.
+//! The web server: listeners behind [`rampart_telemetry::accept::Gate`] (the
+//! connection cap and allow-list), optional (mutual) TLS, HTTP/1.1 serving with hyper,
+//! routing, the common response headers, metrics, the access log, `/healthz`/`/readyz`,
+//! the internal `/metrics` listener and the drain on shutdown. [`Web`] is a
+//! [`rampart_telemetry::service::Service`].
 //!
 //! The app listener speaks HTTP/1.1 only (ALPN `http/1.1`): the load balancer talks
 //! HTTP/1.1 to its backends, and hyper's HTTP/1 server enforces the header deadline and
@@ -23,14 +24,14 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use rampart_telemetry::accept::{Counters, Fixed, Gate, Slots};
 use rampart_telemetry::access_log::{self, AccessLog, Entry};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 
 use crate::app::{App, Reply, GTID_COOKIE, GTID_HEADER};
 use crate::config::Config;
 use crate::db::{Db, GtidSet};
-use crate::metrics::{code_class, method_label, Metrics, RouteLabels};
+use crate::metrics::{code_class, method_label, Metrics, ReasonLabels, RouteLabels};
 use crate::static_files::StaticFiles;
 
 /// Why the server could not be built from a valid config.
@@ -92,7 +93,6 @@ pub struct Web {
     db: Option<Arc<Db>>,
     app: Option<App>,
     schema_ready: AtomicBool,
-    conns: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Web {
@@ -157,7 +157,6 @@ impl Web {
         });
         let access_log = AccessLog::start(&config.access_log, metrics.access_log_dropped.clone())
             .map_err(WebError::AccessLog)?;
-        let conns = Arc::new(Semaphore::new(config.limits.max_connections));
         Ok(Arc::new(Web {
             config,
             metrics,
@@ -167,7 +166,6 @@ impl Web {
             db,
             app,
             schema_ready: AtomicBool::new(false),
-            conns,
         }))
     }
 
@@ -262,34 +260,38 @@ impl Web {
         }
     }
 
+    /// `connections_rejected_total{reason}` as the gate's counters.
+    fn gate_counters(&self, not_allowed: &'static str, over_cap: &'static str) -> Counters {
+        let rejected = |reason| {
+            self.metrics
+                .connections_rejected
+                .get_or_create(&ReasonLabels { reason })
+                .clone()
+        };
+        Counters {
+            not_allowed: rejected(not_allowed),
+            over_cap: rejected(over_cap),
+            ..Counters::default()
+        }
+    }
+
     async fn accept_loop(self: Arc<Self>, listener: TcpListener, graceful: Arc<GracefulShutdown>) {
+        let rules = Fixed {
+            allow_from: self.config.allow_from.clone(),
+            max_connections: self.config.limits.max_connections,
+        };
+        let counters = self.gate_counters("not_allowed", "limit");
+        let mut gate = Gate::new(listener, "app", Slots::new(), counters);
         loop {
-            let (stream, peer) = match listener.accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            if !self.config.allow_from.permits(peer.ip()) {
-                self.metrics.rejected("not_allowed");
-                tracing::debug!(%peer, "connection from outside the allow-list closed");
-                continue;
-            }
-            let Ok(permit) = Arc::clone(&self.conns).try_acquire_owned() else {
-                self.metrics.rejected("limit");
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
+            let conn = gate.accept(&rules).await;
+            let _ = conn.stream.set_nodelay(true);
             let web = Arc::clone(&self);
             let watcher = graceful.watcher();
             tokio::spawn(async move {
                 web.metrics.connections_open.inc();
-                web.connection(stream, peer, watcher).await;
+                web.connection(conn.stream, conn.peer, watcher).await;
                 web.metrics.connections_open.dec();
-                drop(permit);
+                drop(conn.permit);
             });
         }
     }
@@ -589,25 +591,19 @@ impl Web {
     /// The admin listener: its own allow-list, at most [`ADMIN_MAX_CONNECTIONS`] at
     /// once, and a header timeout.
     async fn admin_loop(self: Arc<Self>, listener: TcpListener, graceful: Arc<GracefulShutdown>) {
-        let slots = Arc::new(tokio::sync::Semaphore::new(ADMIN_MAX_CONNECTIONS));
+        let rules = Fixed {
+            allow_from: self.config.admin_allow_from.clone(),
+            max_connections: ADMIN_MAX_CONNECTIONS,
+        };
+        let counters = self.gate_counters("admin_not_allowed", "admin_max_connections");
+        let mut gate = Gate::new(listener, "admin", Slots::new(), counters);
         loop {
-            let Ok((stream, peer)) = listener.accept().await else {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            };
-            if !self.config.admin_allow_from.permits(peer.ip()) {
-                self.metrics.rejected("admin_not_allowed");
-                tracing::debug!(%peer, "admin connection from outside the allow-list closed");
-                continue;
-            }
-            let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-                self.metrics.rejected("admin_max_connections");
-                continue;
-            };
+            let conn = gate.accept(&rules).await;
+            let stream = conn.stream;
             let web = Arc::clone(&self);
             let watcher = graceful.watcher();
             tokio::spawn(async move {
-                let _slot = slot;
+                let _slot = conn.permit;
                 let svc = service_fn(move |req: Request<Incoming>| {
                     let web = Arc::clone(&web);
                     async move { Ok::<_, Infallible>(web.admin(req.uri().path())) }
@@ -642,6 +638,29 @@ impl Web {
             "/readyz" => self.finish(text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")),
             _ => self.finish(text(StatusCode::NOT_FOUND, "not found\n")),
         }
+    }
+}
+
+impl rampart_telemetry::service::Service for Web {
+    type Config = Config;
+    type Listeners = Listeners;
+    type Error = WebError;
+
+    fn bind(config: &Config) -> std::io::Result<Listeners> {
+        Listeners::bind(config)
+    }
+
+    fn build(config: Config) -> Result<Arc<Web>, WebError> {
+        Web::new(config)
+    }
+
+    async fn serve(
+        self: Arc<Self>,
+        listeners: Listeners,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        ready: impl FnOnce() + Send + 'static,
+    ) -> std::io::Result<()> {
+        Web::serve(&self, listeners, shutdown, ready).await
     }
 }
 

@@ -1,7 +1,14 @@
-//! The monitoring agent (`rampart agent`, issue 5), built in steps. Today: the metric
-//! model every collector fills ([`Family`], [`Sample`]) and its Prometheus text
-//! exposition ([`expo`]); host metrics under node_exporter's names ([`host`]); and the
-//! remote-write 1.0 encoder and client ([`remote_write`]).
+//! The monitoring agent (`rampart agent`, issue 5): the metric model every collector
+//! fills ([`Family`], [`Sample`]) and its Prometheus text exposition ([`expo`]); host
+//! metrics under node_exporter's names ([`host`]); the services' `/metrics`
+//! ([`scrape`]), access-log counters ([`logtail`]) and database health ([`mysql`]); the
+//! on-disk [`buffer`]; the remote-write 1.0 encoder and client ([`remote_write`]); and
+//! the main loop ([`run`]).
+//!
+//! Entry points, the shape every service has: [`config::Config::load`] validates a
+//! config file, [`run::Listeners::bind`] binds the own `/metrics` listener,
+//! [`run::Agent::new`] opens the state and [`run::Agent::serve`] runs until a shutdown
+//! future resolves. Errors are typed ([`run::AgentError`]).
 
 pub mod buffer;
 pub mod config;

@@ -14,14 +14,26 @@
 //! none is from the monitor's future; the measured skew is exported as
 //! `rampart_agent_clock_ahead_seconds`.
 //!
+//! Shape: [`Listeners::bind`] binds the own `/metrics` listener (if configured),
+//! [`Agent::new`] opens the state, [`Agent::serve`] runs until a shutdown future
+//! resolves; [`Agent`] is a [`rampart_telemetry::service::Service`]. The `/metrics`
+//! listener accepts through [`rampart_telemetry::accept::Gate`] (allow-list, 16
+//! connections, back-off on accept errors).
+//!
+//! Readiness: `ready` is called (and `agent ready` logged) once the first batch is on
+//! disk.
+//!
 //! Shutdown: collection stops; a push in flight finishes (bounded by the push timeout);
 //! everything not yet acknowledged stays in the buffer for the next start.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use rampart_telemetry::accept::{Counters, Fixed, Gate, Slots};
+use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 
 use crate::buffer::{self, Buffer};
@@ -43,12 +55,35 @@ pub enum AgentError {
     Buffer(String),
     #[error("access log {path}: {reason}")]
     Log { path: String, reason: String },
-    #[error("metrics listener {addr}: {source}")]
-    Listen {
-        addr: String,
-        #[source]
-        source: std::io::Error,
-    },
+}
+
+/// Connections the own `/metrics` listener serves at once; more are closed at accept.
+const METRICS_MAX_CONNECTIONS: usize = 16;
+
+/// The agent's bound listener: its own `/metrics`, when `metrics_listen` is set.
+#[derive(Debug)]
+pub struct Listeners {
+    pub metrics: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds the addresses of `config`. Must be called inside a tokio runtime.
+    pub fn bind(config: &Config) -> std::io::Result<Listeners> {
+        Ok(Listeners {
+            metrics: config
+                .metrics_listen
+                .map(|addr| rampart_telemetry::listen::tcp(addr, 64))
+                .transpose()?,
+        })
+    }
+
+    /// The bound `/metrics` address.
+    pub fn local_addr(&self) -> std::io::Result<Option<SocketAddr>> {
+        self.metrics
+            .as_ref()
+            .map(TcpListener::local_addr)
+            .transpose()
+    }
 }
 
 /// What the sender and the collector share.
@@ -70,8 +105,8 @@ struct Stats {
 pub struct Agent {
     config: Config,
     buffer: Arc<Mutex<Buffer>>,
-    tails: Vec<LogTail>,
-    mysql: Option<mysql::Collector>,
+    /// Held by the one collection running (serve collects one interval at a time).
+    collectors: tokio::sync::Mutex<Collectors>,
     stats: Arc<Mutex<Stats>>,
     started: SystemTime,
     /// The text exposition of the last collection, for the own `/metrics`.
@@ -84,6 +119,12 @@ impl std::fmt::Debug for Agent {
             .field("instance", &self.config.instance)
             .finish_non_exhaustive()
     }
+}
+
+/// What the collectors keep from one interval to the next.
+struct Collectors {
+    tails: Vec<LogTail>,
+    mysql: Option<mysql::Collector>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -128,20 +169,22 @@ impl Agent {
         Ok(Agent {
             config,
             buffer: Arc::new(Mutex::new(buffer)),
-            tails,
-            mysql,
+            collectors: tokio::sync::Mutex::new(Collectors { tails, mysql }),
             stats: Arc::default(),
             started: SystemTime::now(),
             last,
         })
     }
 
-    /// Runs until `shutdown` resolves; `ready` is called once the first batch is on disk.
-    pub async fn run(
-        mut self,
+    /// Runs until `shutdown` resolves, serving `/metrics` on `listeners`; `ready` is
+    /// called once the first batch is on disk. Collection stops at shutdown, a push in
+    /// flight finishes.
+    pub async fn serve(
+        &self,
+        listeners: Listeners,
         shutdown: impl Future<Output = ()>,
         ready: impl FnOnce(),
-    ) -> anyhow::Result<()> {
+    ) -> std::io::Result<()> {
         let notify = Arc::new(Notify::new());
         let (stop_tx, stop_rx) = watch::channel(false);
         let sender = tokio::spawn(send_loop(
@@ -151,23 +194,14 @@ impl Agent {
             notify.clone(),
             stop_rx.clone(),
         ));
-        let server = match self.config.metrics_listen {
-            Some(addr) => {
-                let listener = rampart_telemetry::listen::tcp(addr, 64).map_err(|source| {
-                    AgentError::Listen {
-                        addr: addr.to_string(),
-                        source,
-                    }
-                })?;
-                Some(tokio::spawn(serve_metrics(
-                    listener,
-                    self.config.metrics_allow_from.clone(),
-                    self.last.subscribe(),
-                    stop_rx.clone(),
-                )))
-            }
-            None => None,
-        };
+        let server = listeners.metrics.map(|listener| {
+            tokio::spawn(serve_metrics(
+                listener,
+                self.config.metrics_allow_from.clone(),
+                self.last.subscribe(),
+                stop_rx.clone(),
+            ))
+        });
 
         let mut ticker = tokio::time::interval(self.config.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -181,6 +215,7 @@ impl Agent {
             self.collect_once().await;
             notify.notify_one();
             if let Some(r) = ready.take() {
+                tracing::info!(config = %self.config.file.display(), "agent ready");
                 r();
             }
         }
@@ -194,7 +229,9 @@ impl Agent {
     }
 
     /// One collection: every source, one timestamp, one batch appended to the buffer.
-    pub async fn collect_once(&mut self) {
+    pub async fn collect_once(&self) {
+        let mut collectors = self.collectors.lock().await;
+        let Collectors { tails, mysql } = &mut *collectors;
         let ahead = lock(&self.stats).clock_ahead_ms;
         let now_ms = unix_ms(SystemTime::now()) - ahead.max(0);
         let mut groups: Vec<(String, Vec<Family>)> = Vec::new();
@@ -255,7 +292,7 @@ impl Agent {
         let t = Instant::now();
         let mut log_families = Vec::new();
         let mut log_errors = Vec::new();
-        for tail in &mut self.tails {
+        for tail in tails.iter_mut() {
             // A poll reads at most `POLL_BUDGET` bytes; a backlog (first start on a big
             // log) takes a few more, bounded.
             for _ in 0..8 {
@@ -284,7 +321,7 @@ impl Agent {
             groups.push(("accesslog".into(), merge_families(log_families)));
         }
 
-        if let Some(m) = self.mysql.as_mut() {
+        if let Some(m) = mysql.as_mut() {
             let t = Instant::now();
             let f = m.collect().await;
             self.timed("mysql", t);
@@ -602,31 +639,27 @@ async fn send_loop(
 /// The agent's own `/metrics`: the last collection in the text format, to the
 /// allow-listed sources only.
 async fn serve_metrics(
-    listener: tokio::net::TcpListener,
+    listener: TcpListener,
     allow: rampart_telemetry::listen::AllowList,
     last: watch::Receiver<Arc<String>>,
     mut stop: watch::Receiver<bool>,
 ) {
     use http_body_util::Full;
     use hyper::service::service_fn;
-    let open = Arc::new(tokio::sync::Semaphore::new(16));
+    let rules = Fixed {
+        allow_from: allow,
+        max_connections: METRICS_MAX_CONNECTIONS,
+    };
+    let mut gate = Gate::new(listener, "metrics", Slots::new(), Counters::default());
     loop {
-        let (tcp, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(_) => continue,
-            },
+        let conn = tokio::select! {
+            conn = gate.accept(&rules) => conn,
             _ = stop.changed() => return,
         };
-        if !allow.permits(peer.ip()) {
-            continue;
-        }
-        let Ok(permit) = open.clone().try_acquire_owned() else {
-            continue;
-        };
+        let tcp = conn.stream;
         let last = last.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let _permit = conn.permit;
             let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let body = last.borrow().clone();
                 async move {
@@ -648,5 +681,28 @@ async fn serve_metrics(
                 .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc);
             let _ = tokio::time::timeout(Duration::from_secs(30), conn).await;
         });
+    }
+}
+
+impl rampart_telemetry::service::Service for Agent {
+    type Config = Config;
+    type Listeners = Listeners;
+    type Error = AgentError;
+
+    fn bind(config: &Config) -> std::io::Result<Listeners> {
+        Listeners::bind(config)
+    }
+
+    fn build(config: Config) -> Result<Arc<Agent>, AgentError> {
+        Agent::new(config).map(Arc::new)
+    }
+
+    async fn serve(
+        self: Arc<Self>,
+        listeners: Listeners,
+        shutdown: impl Future<Output = ()>,
+        ready: impl FnOnce(),
+    ) -> std::io::Result<()> {
+        Agent::serve(&self, listeners, shutdown, ready).await
     }
 }

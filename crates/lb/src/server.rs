@@ -483,8 +483,8 @@ impl rampart_telemetry::service::Service for Lb {
     async fn serve(
         self: Arc<Self>,
         listeners: Listeners,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-        ready: impl FnOnce() + Send + 'static,
+        shutdown: impl Future<Output = ()>,
+        ready: impl FnOnce(),
     ) -> std::io::Result<()> {
         Lb::serve(&self, listeners, shutdown, ready).await
     }

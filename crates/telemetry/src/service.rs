@@ -24,11 +24,13 @@ pub trait Service: Send + Sync + Sized + 'static {
     fn build(config: Self::Config) -> Result<Arc<Self>, Self::Error>;
 
     /// Serves on `listeners` until `shutdown` resolves, then drains within the
-    /// service's deadline. `ready` is called once, when the service serves.
+    /// service's deadline. `ready` is called once, when the service serves. The future
+    /// is not required to be `Send` (the agent's database client's is not provably so):
+    /// the binary runs it with `block_on`.
     fn serve(
         self: Arc<Self>,
         listeners: Self::Listeners,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-        ready: impl FnOnce() + Send + 'static,
-    ) -> impl Future<Output = std::io::Result<()>> + Send;
+        shutdown: impl Future<Output = ()>,
+        ready: impl FnOnce(),
+    ) -> impl Future<Output = std::io::Result<()>>;
 }

@@ -8,18 +8,18 @@
 //! host, through the client's firewall, as a user's would. Nothing is sent from the root
 //! namespace to a topology address.
 //!
-//! Limits: at most [`Limits::max_connections`] at once (more are closed at accept), a
+//! Limits: at most [`Limits::max_connections`] at once (more are closed at accept by
+//! [`rampart_telemetry::accept::Gate`], which also backs off when accept fails), a
 //! connect timeout, and an idle timeout over both directions together.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rampart_telemetry::accept::{Counters, Fixed, Gate, Slots};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 
 /// The forward's limits; the defaults suit an operator's browser and curl.
 #[derive(Clone, Copy, Debug)]
@@ -47,30 +47,22 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    // Anyone on the loopback it is bound to: the operator's own machine.
+    let rules = Fixed {
+        max_connections: limits.max_connections,
+        ..Fixed::default()
+    };
+    let mut gate = Gate::new(listener, "forward", Slots::new(), Counters::default());
     tokio::pin!(shutdown);
     loop {
-        let accepted = tokio::select! {
+        let conn = tokio::select! {
             () = &mut shutdown => return,
-            r = listener.accept() => r,
-        };
-        let (client, peer) = match accepted {
-            Ok(c) => c,
-            Err(error) => {
-                // Out of descriptors and the like: back off instead of spinning.
-                tracing::warn!(%error, "forward accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            tracing::warn!(%peer, "forward connection limit reached; closing");
-            continue;
+            conn = gate.accept(&rules) => conn,
         };
         tokio::spawn(async move {
-            let _slot = slot;
+            let _slot = conn.permit;
             match tokio::time::timeout(limits.connect_timeout, TcpStream::connect(to)).await {
-                Ok(Ok(upstream)) => pipe(client, upstream, limits.idle_timeout).await,
+                Ok(Ok(upstream)) => pipe(conn.stream, upstream, limits.idle_timeout).await,
                 Ok(Err(error)) => tracing::warn!(%to, %error, "forward connect failed"),
                 Err(_) => tracing::warn!(%to, "forward connect timed out"),
             }

@@ -1,5 +1,6 @@
-//! `rampart`: one binary for every role. `main` only parses arguments, sets up logging,
-//! builds the runtime and hands over to a role crate; it returns the exit code.
+//! `rampart`: one binary for every role. `main` hands over to `cli`, which parses the
+//! arguments, sets up logging, and runs a service through the one generic runner
+//! (`cli::serve`) or an operator command; it returns the exit code.
 
 mod cli;
 

@@ -1,0 +1,267 @@
+//! Command-line interface: the arguments (clap) and the dispatch from a subcommand to
+//! the code that runs it. The services (`lb`, `web`, `dns`, `agent`, `dashboard`) all go
+//! through one generic runner (`serve`); the operator commands that run the topology
+//! (`up`, `down`, `status`, `stop`, `start`, `exec`) are in `stack`, `firewall show|check`
+//! in `firewall`, and `check`, `cert` and the hidden `forward` in `tools`.
+//!
+//! Exit codes: 0 success, 1 runtime failure, 2 invalid config or usage.
+
+mod firewall;
+mod serve;
+mod stack;
+mod tools;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rampart",
+    version,
+    about = "The secured and monitored web infrastructure, as one binary"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum FirewallCommand {
+    /// Print HOST's nftables ruleset, as `nft -f` loads it.
+    Show { host: String },
+    /// Verify the rulesets loaded in a running isolated topology against the policy
+    /// (exit 1 when any host differs).
+    Check {
+        #[command(flatten)]
+        state: StateArg,
+    },
+}
+
+/// The state directory shared by up, down, status, stop and start.
+#[derive(clap::Args, Debug)]
+struct StateArg {
+    /// Where certificates, database data, configs, logs and pid files live.
+    #[arg(long = "state", env = "RAMPART_STATE", default_value = ".rampart")]
+    dir: PathBuf,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Lb,
+    Web,
+    Dns,
+    Agent,
+    Dashboard,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the load balancer (TLS termination, balancing, health checks).
+    Lb {
+        /// Path to the load balancer config (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run a web/application server (static site, the foobar API, read/write split).
+    Web {
+        /// Path to the web server config (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the authoritative DNS server for the site's zone (UDP and TCP).
+    Dns {
+        /// Path to the DNS server config (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the monitoring agent: host metrics, the local services' metrics and access
+    /// logs, database health, pushed to the monitor with Prometheus remote write.
+    Agent {
+        /// Path to the agent config (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the monitoring dashboard: QPS, errors, latency, backends, hosts, databases
+    /// and alerts, drawn from Prometheus, behind a login.
+    Dashboard {
+        /// Path to the dashboard config (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Bring up the whole topology: certificates, dns, db1 and db2 with replication, web1,
+    /// web2 and lb1. As root, each host is a network namespace with its own firewall
+    /// (isolated mode); otherwise, or with --local, processes on loopback addresses.
+    /// Stays attached (Ctrl-C stops everything) unless -d.
+    Up {
+        /// Run every host as processes on its own loopback address (no root needed).
+        #[arg(long)]
+        local: bool,
+        /// Detach once everything is ready; `rampart down` stops it.
+        #[arg(short, long)]
+        detach: bool,
+        /// Local mode's address block: hosts get 127.NET.x.y.
+        #[arg(long, default_value_t = 0)]
+        net: u8,
+        /// Isolated mode: namespaces are named PREFIX-HOST (1-8 letters or digits).
+        #[arg(long, default_value = rampart_infra::stack::DEFAULT_PREFIX)]
+        prefix: String,
+        /// Isolated mode: forward 127.0.0.1:PORT to the load balancer's HTTPS port
+        /// through the client host (0: no forward).
+        #[arg(long, default_value_t = rampart_infra::stack::DEFAULT_PUBLISH)]
+        publish: u16,
+        /// Isolated mode: forward 127.0.0.1:PORT to the monitor's dashboard (0: none).
+        #[arg(long, default_value_t = rampart_infra::stack::DEFAULT_DASHBOARD_PUBLISH)]
+        publish_dashboard: u16,
+        /// Agents push every 2 s and alert rules use windows of minutes instead of
+        /// hours: for demos and tests, not production.
+        #[arg(long)]
+        fast_monitor: bool,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Run a command inside a host of the isolated topology, e.g.
+    /// `rampart exec client -- curl https://www.foobar.com/`. The command trusts
+    /// rampart's CA (CURL_CA_BUNDLE, SSL_CERT_FILE).
+    Exec {
+        host: String,
+        /// The command and its arguments.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<std::ffi::OsString>,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// The forward `rampart up` runs in isolated mode: accepts on LISTEN (in this
+    /// namespace) and connects to TO from inside NETNS.
+    #[command(hide = true)]
+    Forward {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        #[arg(long)]
+        netns: String,
+        #[arg(long)]
+        to: std::net::SocketAddr,
+    },
+    /// Stop everything `up` started; --purge also deletes the state directory.
+    Down {
+        /// Remove the state directory (certificates, database data, logs) too.
+        #[arg(long)]
+        purge: bool,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Show every host and service with its state.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Stop one host's services (for failure drills).
+    Stop {
+        host: String,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Start one host's services again and wait until they are ready.
+    Start {
+        host: String,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// The per-host firewall (nftables) of the isolated topology.
+    Firewall {
+        #[command(subcommand)]
+        command: FirewallCommand,
+    },
+    /// Validate a config file and the files it names, without starting anything.
+    Check {
+        /// The config file to check.
+        config: PathBuf,
+        /// What kind of config it is; by default told from its keys (a DNS config has a
+        /// `[zone]` table; a web config has `name`, `site`, `database` or `listen.app`).
+        #[arg(long, value_enum)]
+        kind: Option<Kind>,
+    },
+    /// Create a local CA (if absent) and certificates signed by it.
+    Cert {
+        /// Directory for ca.pem/ca.key and the issued certificates.
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+        /// DNS names of the site certificate (written as site.pem/site.key).
+        #[arg(long = "name", default_values_t = ["www.foobar.com".to_string(), "foobar.com".to_string()])]
+        names: Vec<String>,
+        /// Also issue a host certificate NAME.pem/NAME.key for internal mutual TLS.
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+    },
+}
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match cli.command {
+        Command::Check { config, kind } => tools::check(&config, kind),
+        Command::Cert { dir, names, hosts } => match tools::cert(&dir, &names, &hosts) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rampart cert: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Lb { config } => serve::run::<rampart_lb::Lb>(&config),
+        Command::Web { config } => serve::run::<rampart_web::Web>(&config),
+        Command::Dns { config } => serve::run::<rampart_dns::Dns>(&config),
+        Command::Agent { config } => serve::run::<rampart_agent::run::Agent>(&config),
+        Command::Dashboard { config } => serve::run::<rampart_dashboard::Dashboard>(&config),
+        Command::Up {
+            local,
+            detach,
+            net,
+            prefix,
+            publish,
+            publish_dashboard,
+            fast_monitor,
+            state,
+        } => {
+            let mode = if local || !rustix::process::geteuid().is_root() {
+                stack::UpMode::Local { net }
+            } else {
+                stack::UpMode::Isolated {
+                    prefix,
+                    publish,
+                    publish_dashboard,
+                }
+            };
+            stack::up(&state.dir, mode, detach, fast_monitor)
+        }
+        Command::Exec {
+            host,
+            command,
+            state,
+        } => stack::exec(&state.dir, &host, &command),
+        Command::Forward { listen, netns, to } => tools::forward(listen, &netns, to),
+        Command::Down { purge, state } => stack::down(&state.dir, purge),
+        Command::Status { json, state } => stack::status(&state.dir, json),
+        Command::Stop { host, state } => stack::host_cmd(&state.dir, &host, false),
+        Command::Firewall {
+            command: FirewallCommand::Show { host },
+        } => firewall::show(&host),
+        Command::Firewall {
+            command: FirewallCommand::Check { state },
+        } => firewall::check(&state.dir),
+        Command::Start { host, state } => stack::host_cmd(&state.dir, &host, true),
+    }
+}
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("RAMPART_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,hyper=warn,rustls=warn,h2=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}

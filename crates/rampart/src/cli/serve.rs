@@ -1,0 +1,228 @@
+//! The one runner of every service subcommand (`rampart lb|web|dns|agent|dashboard
+//! --config FILE`): load the config (exit 2 when it is invalid, the errors printed),
+//! build the runtime with the service's threads, bind the listeners, build the service,
+//! and serve until SIGTERM or SIGINT, then let it drain. What differs per service is a
+//! [`Role`]: its name, its config loader, its threads, how a failed build is reported,
+//! and what runs beside it (the load balancer's reload on SIGHUP).
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use rampart_telemetry::service::Service;
+use tokio::task::JoinHandle;
+
+/// What every service's `Config::load` returns when the file is invalid.
+type ConfigErrors = rampart_topology::config::ConfigErrors;
+
+/// How many runtime threads a service gets.
+pub(super) enum Threads {
+    /// Everything on the calling thread, with at most `max_blocking` threads for
+    /// blocking work (tokio's default when `None`).
+    Current { max_blocking: Option<usize> },
+    /// A multi-threaded runtime with this many workers (0: one per CPU).
+    Workers(usize),
+}
+
+pub(super) fn runtime(threads: Threads) -> std::io::Result<tokio::runtime::Runtime> {
+    match threads {
+        Threads::Current { max_blocking } => {
+            let mut b = tokio::runtime::Builder::new_current_thread();
+            if let Some(n) = max_blocking {
+                b.max_blocking_threads(n);
+            }
+            b.enable_all().build()
+        }
+        Threads::Workers(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            if n > 0 {
+                b.worker_threads(n);
+            }
+            b.enable_all().build()
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub(super) fn terminated() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+    })
+}
+
+/// What the binary knows about a service beyond its [`Service`] shape.
+pub(super) trait Role: Service {
+    /// The subcommand, which prefixes its error messages (`rampart NAME: ...`).
+    const NAME: &'static str;
+    /// What it is called in the `... stopped` log line.
+    const TITLE: &'static str;
+    type LoadError: std::fmt::Display;
+
+    /// Reads and validates the config file.
+    fn load(path: &Path) -> Result<Self::Config, Self::LoadError>;
+
+    fn threads(config: &Self::Config) -> Threads;
+
+    /// Reports a failed build and says how to exit: by default the error with its
+    /// causes, exit 1.
+    fn build_failed(error: Self::Error) -> ExitCode {
+        eprintln!("rampart {}: {:#}", Self::NAME, anyhow::Error::from(error));
+        ExitCode::FAILURE
+    }
+
+    /// Starts what runs beside the service while it serves; aborted when it stops.
+    fn beside(_service: &Arc<Self>) -> std::io::Result<Option<JoinHandle<()>>> {
+        Ok(None)
+    }
+}
+
+/// Runs service `S` from the config file at `path`; returns the exit code.
+pub(super) fn run<S: Role>(path: &Path) -> ExitCode {
+    let config = match S::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match runtime(S::threads(&config)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("rampart {}: cannot start the runtime: {e}", S::NAME);
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve::<S>(config)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rampart {}: {e:#}", S::NAME);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve<S: Role>(config: S::Config) -> anyhow::Result<ExitCode> {
+    let listeners = S::bind(&config).context("binding listeners")?;
+    let service = match S::build(config) {
+        Ok(s) => s,
+        Err(e) => return Ok(S::build_failed(e)),
+    };
+    let shutdown = terminated()?;
+    let beside = S::beside(&service)?;
+    service.serve(listeners, shutdown, || {}).await?;
+    if let Some(task) = beside {
+        task.abort();
+    }
+    tracing::info!("{} stopped", S::TITLE);
+    Ok(ExitCode::SUCCESS)
+}
+
+impl Role for rampart_lb::Lb {
+    const NAME: &'static str = "lb";
+    const TITLE: &'static str = "load balancer";
+    type LoadError = ConfigErrors;
+
+    fn load(path: &Path) -> Result<Self::Config, Self::LoadError> {
+        rampart_lb::Config::load(path)
+    }
+
+    /// One worker thread means no multi-threaded runtime at all.
+    fn threads(config: &Self::Config) -> Threads {
+        match config.worker_threads {
+            1 => Threads::Current { max_blocking: None },
+            n => Threads::Workers(n),
+        }
+    }
+
+    /// The build fails on the config (the access log), so it is reported as one.
+    fn build_failed(error: Self::Error) -> ExitCode {
+        eprintln!("{error}");
+        ExitCode::from(2)
+    }
+
+    /// SIGHUP reloads the config; a refused one is logged by `reload` and the old stays.
+    fn beside(lb: &Arc<Self>) -> std::io::Result<Option<JoinHandle<()>>> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = signal(SignalKind::hangup())?;
+        let lb = Arc::clone(lb);
+        Ok(Some(tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                let _ = lb.reload().await;
+            }
+        })))
+    }
+}
+
+impl Role for rampart_web::Web {
+    const NAME: &'static str = "web";
+    const TITLE: &'static str = "web server";
+    type LoadError = ConfigErrors;
+
+    fn load(path: &Path) -> Result<Self::Config, Self::LoadError> {
+        rampart_web::Config::load(path)
+    }
+
+    fn threads(config: &Self::Config) -> Threads {
+        Threads::Workers(config.worker_threads)
+    }
+
+    /// The files the config names (certificates, site) are part of the config.
+    fn build_failed(error: Self::Error) -> ExitCode {
+        eprintln!("rampart web: {error}");
+        ExitCode::from(2)
+    }
+}
+
+impl Role for rampart_dns::Dns {
+    const NAME: &'static str = "dns";
+    const TITLE: &'static str = "dns server";
+    type LoadError = ConfigErrors;
+
+    fn load(path: &Path) -> Result<Self::Config, Self::LoadError> {
+        rampart_dns::Config::load(path)
+    }
+
+    /// One UDP loop and a few TCP connections: two workers are plenty.
+    fn threads(_: &Self::Config) -> Threads {
+        Threads::Workers(2)
+    }
+}
+
+impl Role for rampart_agent::run::Agent {
+    const NAME: &'static str = "agent";
+    const TITLE: &'static str = "agent";
+    type LoadError = ConfigErrors;
+
+    fn load(path: &Path) -> Result<Self::Config, Self::LoadError> {
+        rampart_agent::config::Config::load(path)
+    }
+
+    /// One thread: the agent's work is a few reads and one push per interval, and a
+    /// small footprint is part of its job (blocking reads go to tokio's blocking pool).
+    fn threads(_: &Self::Config) -> Threads {
+        Threads::Current {
+            max_blocking: Some(2),
+        }
+    }
+}
+
+impl Role for rampart_dashboard::Dashboard {
+    const NAME: &'static str = "dashboard";
+    const TITLE: &'static str = "dashboard";
+    type LoadError = ConfigErrors;
+
+    fn load(path: &Path) -> Result<Self::Config, Self::LoadError> {
+        rampart_dashboard::Config::load(path)
+    }
+
+    fn threads(_: &Self::Config) -> Threads {
+        Threads::Workers(2)
+    }
+}

@@ -1,0 +1,288 @@
+//! The operator commands that run the whole topology through
+//! `rampart_infra::stack::Stack`: `up` (attached or detached), `down`, `status`,
+//! `stop`/`start` of one host, and `exec` inside a host of the isolated topology.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+pub(super) fn self_exe() -> anyhow::Result<PathBuf> {
+    std::env::current_exe().context("finding the rampart binary")
+}
+
+/// Which way `up` runs the topology.
+pub(super) enum UpMode {
+    Local {
+        net: u8,
+    },
+    Isolated {
+        prefix: String,
+        publish: u16,
+        publish_dashboard: u16,
+    },
+}
+
+pub(super) fn up(state: &Path, mode: UpMode, detach: bool, fast_monitor: bool) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("rampart up: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run_up(state, mode, detach, fast_monitor)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rampart up: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_up(
+    state: &Path,
+    mode: UpMode,
+    detach: bool,
+    fast_monitor: bool,
+) -> anyhow::Result<ExitCode> {
+    use rampart_infra::stack::Stack;
+    use std::sync::atomic::Ordering;
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut local = match mode {
+        UpMode::Local { net } => Stack::local(state, net, self_exe()?)?,
+        UpMode::Isolated {
+            prefix,
+            publish,
+            publish_dashboard,
+        } => {
+            let mut s = Stack::isolated(state, &prefix, publish, self_exe()?)?;
+            s.dashboard_publish = publish_dashboard;
+            s
+        }
+    };
+    if fast_monitor {
+        local.pace = rampart_topology::render::Pace::Fast;
+    }
+    let cancel = std::sync::Arc::clone(&local.cancel);
+    println!(
+        "rampart: bringing up the topology in {} mode (state in {})",
+        local.mode(),
+        local.paths.root.display()
+    );
+    let started = std::time::Instant::now();
+    let work = tokio::task::spawn_blocking(move || {
+        let mut step = 0;
+        let r = local.up(&mut |what, took| {
+            step += 1;
+            println!("  [{step}] {what:<40} {:>6.2}s", took.as_secs_f64());
+        });
+        (local, r)
+    });
+    tokio::pin!(work);
+    let mut interrupted = false;
+    let (mut local, result) = loop {
+        tokio::select! {
+            r = &mut work => break r?,
+            _ = int.recv(), if !interrupted => { interrupted = true; cancel.store(true, Ordering::Relaxed); eprintln!("rampart: interrupted; stopping what was started"); }
+            _ = term.recv(), if !interrupted => { interrupted = true; cancel.store(true, Ordering::Relaxed); }
+        }
+    };
+    if let Err(e) = result {
+        match local.stop_started() {
+            Ok(stopped) if !stopped.is_empty() => {
+                eprintln!(
+                    "rampart: stopped what this run started: {}",
+                    stopped.join(", ")
+                );
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("rampart: could not stop what this run started: {e}"),
+        }
+        if interrupted {
+            return Ok(ExitCode::FAILURE);
+        }
+        return Err(e.into());
+    }
+    println!(
+        "rampart is up in {:.1}s: {} through lb1\n\nTry:\n{}",
+        started.elapsed().as_secs_f64(),
+        local.status().url,
+        local.next_steps()
+    );
+    if detach {
+        println!("Detached. `rampart status` shows it; `rampart down` stops it.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("Ctrl-C stops everything.");
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = int.recv() => break,
+            _ = term.recv() => break,
+            _ = tick.tick() => local.reap(),
+        }
+    }
+    println!("rampart: stopping");
+    let stopped = local.down()?;
+    println!("rampart: stopped {}", stopped.join(", "));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn down(state: &Path, purge: bool) -> ExitCode {
+    let result = (|| -> anyhow::Result<()> {
+        let mut local = rampart_infra::stack::Stack::open(state, self_exe()?)?;
+        let stopped = local.down()?;
+        if stopped.is_empty() {
+            println!("nothing was running");
+        } else {
+            println!("stopped {}", stopped.join(", "));
+        }
+        if purge {
+            let root = local.paths.root.clone();
+            std::fs::remove_dir_all(&root)
+                .with_context(|| format!("removing {}", root.display()))?;
+            println!("removed {}", root.display());
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rampart down: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub(super) fn status(state: &Path, json: bool) -> ExitCode {
+    let local = match self_exe().and_then(|bin| Ok(rampart_infra::stack::Stack::open(state, bin)?))
+    {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("rampart status: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let st = local.status();
+    if json {
+        match serde_json::to_string_pretty(&st) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("rampart status: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+    println!(
+        "mode {}  state {}  site {}",
+        st.mode,
+        st.state_dir.display(),
+        st.url
+    );
+    let width = st
+        .hosts
+        .iter()
+        .map(|h| h.addresses.join(",").len())
+        .max()
+        .unwrap_or(7)
+        .max(7);
+    println!(
+        "{:<9} {:<11} {:<width$} {:<8} {:<6} {:<9} pid",
+        "host", "role", "address", "service", "port", "state"
+    );
+    for h in &st.hosts {
+        let addresses = h.addresses.join(",");
+        if h.services.is_empty() {
+            println!("{:<9} {:<11} {addresses:<width$} -", h.name, h.role);
+        }
+        for s in &h.services {
+            println!(
+                "{:<9} {:<11} {addresses:<width$} {:<8} {:<6} {:<9} {}",
+                h.name,
+                h.role,
+                s.name,
+                s.port,
+                s.state,
+                s.pid.map_or_else(|| "-".to_owned(), |p| p.to_string())
+            );
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+pub(super) fn host_cmd(state: &Path, host: &str, start: bool) -> ExitCode {
+    let result = (|| -> anyhow::Result<bool> {
+        let mut local = rampart_infra::stack::Stack::open(state, self_exe()?)?;
+        let t = std::time::Instant::now();
+        let changed = if start {
+            local.start_host(host)?
+        } else {
+            local.stop_host(host)?
+        };
+        let verb = match (start, changed) {
+            (true, true) => "started and ready",
+            (true, false) => "already running",
+            (false, true) => "stopped",
+            (false, false) => "was not running",
+        };
+        println!("{host}: {verb} ({:.2}s)", t.elapsed().as_secs_f64());
+        Ok(changed)
+    })();
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rampart {}: {e:#}", if start { "start" } else { "stop" });
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Replaces this process with `ip netns exec <ns> COMMAND` for a host of the isolated
+/// run in `state`, with rampart's CA as the trusted bundle for curl and OpenSSL.
+pub(super) fn exec(state: &Path, host: &str, command: &[std::ffi::OsString]) -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    let result = (|| -> anyhow::Result<std::io::Error> {
+        let stack = rampart_infra::stack::Stack::open(state, self_exe()?)?;
+        let Some(fabric) = &stack.fabric else {
+            anyhow::bail!(
+                "the run in {} is in local mode, where hosts share this machine's network: run the command directly",
+                state.display()
+            );
+        };
+        let Some(h) = stack.topology.host(host) else {
+            let names: Vec<&str> = stack
+                .topology
+                .hosts
+                .iter()
+                .map(|h| h.name.as_str())
+                .collect();
+            anyhow::bail!("no host {host}; the topology has {}", names.join(", "));
+        };
+        let (program, args) = command
+            .split_first()
+            .context("no command given (rampart exec HOST -- COMMAND ...)")?;
+        let ca = stack.paths.ca();
+        let mut cmd = fabric.command(h, program)?;
+        cmd.args(args)
+            .env("CURL_CA_BUNDLE", &ca)
+            .env("SSL_CERT_FILE", &ca);
+        Ok(cmd.exec())
+    })();
+    match result {
+        Ok(e) => {
+            eprintln!("rampart exec: {e}");
+            ExitCode::from(127)
+        }
+        Err(e) => {
+            eprintln!("rampart exec: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

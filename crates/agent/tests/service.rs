@@ -1,0 +1,83 @@
+//! The agent in-process, in the shape every service has: listeners bound outside
+//! (`Listeners::bind`, port 0), built from its config (`Agent::new`), served with a
+//! shutdown future and a readiness callback (`Agent::serve`). Its own `/metrics` answers
+//! the allow-listed source only.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::Duration;
+
+use rampart_agent::config::Config;
+use rampart_agent::run::{Agent, Listeners};
+
+/// Sends a bare GET from source `from` and returns everything read until the agent
+/// closes (or 5 s pass).
+fn get_from(from: &str, to: SocketAddr, path: &str) -> String {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let src: SocketAddr = format!("{from}:0").parse().unwrap();
+    s.bind(&src.into()).unwrap();
+    s.connect(&to.into()).unwrap();
+    let mut s: TcpStream = s.into();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = write!(s, "GET {path} HTTP/1.1\r\nhost: agent\r\nconnection: close\r\n\r\n");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An address nothing listens on: pushes fail at connect, which the agent retries.
+fn nowhere() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+#[test]
+fn agent_binds_outside_serve_answers_metrics_to_the_allow_list_and_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[agent]\ninstance = \"t1\"\ninterval = \"200ms\"\nstate_dir = \"state\"\n\
+         [push]\nurl = \"http://{}/api/v1/write\"\n[host]\nenabled = false\n\
+         [listen]\nmetrics = \"127.0.0.1:0\"\nallow_from = [\"127.0.0.1/32\"]\n",
+        nowhere()
+    );
+    let config = Config::parse(&dir.path().join("agent.toml"), &text).unwrap();
+    assert_eq!(config.state_dir, Path::new(dir.path()).join("state"));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listeners = Listeners::bind(&config).unwrap();
+            let addr = listeners.local_addr().unwrap().unwrap();
+            let agent = Agent::new(config).unwrap();
+            agent
+                .serve(
+                    listeners,
+                    async {
+                        let _ = stop_rx.await;
+                    },
+                    move || ready_tx.send(addr).unwrap(),
+                )
+                .await
+        })
+    });
+    let addr = ready_rx.recv_timeout(Duration::from_secs(20)).unwrap();
+
+    let answer = get_from("127.0.0.1", addr, "/metrics");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.contains("rampart_agent_heartbeat_timestamp_seconds"),
+        "{answer}"
+    );
+    // Outside the allow-list: closed at accept, nothing answered.
+    assert_eq!(get_from("127.0.0.2", addr, "/metrics"), "");
+
+    let _ = stop_tx.send(());
+    thread.join().unwrap().unwrap();
+    // The listener went with the agent.
+    assert!(TcpStream::connect(addr).is_err());
+}

@@ -2,6 +2,7 @@
 //! (`Listeners::bind`, port 0), built from its config (`Agent::new`), served with a
 //! shutdown future and a readiness callback (`Agent::serve`). Its own `/metrics` answers
 //! the allow-listed source only.
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed test
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -20,7 +21,10 @@ fn get_from(from: &str, to: SocketAddr, path: &str) -> String {
     s.connect(&to.into()).unwrap();
     let mut s: TcpStream = s.into();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let _ = write!(s, "GET {path} HTTP/1.1\r\nhost: agent\r\nconnection: close\r\n\r\n");
+    let _ = write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: agent\r\nconnection: close\r\n\r\n"
+    );
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
     String::from_utf8_lossy(&out).into_owned()

@@ -193,9 +193,19 @@ impl Lb {
         ready: impl FnOnce(),
     ) -> std::io::Result<()> {
         let https = listeners.https.local_addr()?;
-        let http = listeners.http.as_ref().map(TcpListener::local_addr).transpose()?;
-        let admin = listeners.admin.as_ref().map(TcpListener::local_addr).transpose()?;
-        self.shared.https_port.store(https.port(), Ordering::Relaxed);
+        let http = listeners
+            .http
+            .as_ref()
+            .map(TcpListener::local_addr)
+            .transpose()?;
+        let admin = listeners
+            .admin
+            .as_ref()
+            .map(TcpListener::local_addr)
+            .transpose()?;
+        self.shared
+            .https_port
+            .store(https.port(), Ordering::Relaxed);
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(Arc::clone(self).accept_loop(listeners.https, true));
         if let Some(l) = listeners.http {
@@ -216,7 +226,10 @@ impl Lb {
         );
         let _ = self.shutdown.send(true);
         tasks.abort_all();
-        if tokio::time::timeout(grace, self.slots.idle()).await.is_err() {
+        if tokio::time::timeout(grace, self.slots.idle())
+            .await
+            .is_err()
+        {
             tracing::warn!(
                 open = self.slots.open(),
                 "drain deadline passed; closing the rest"

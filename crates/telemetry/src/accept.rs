@@ -277,9 +277,7 @@ impl<S: Accept> Gate<S> {
             tracing::debug!(listener = self.listener, %error, "accept failed for one connection");
             return;
         }
-        let wait = self
-            .wait
-            .map_or(BACKOFF_MIN, |w| (w * 2).min(BACKOFF_MAX));
+        let wait = self.wait.map_or(BACKOFF_MIN, |w| (w * 2).min(BACKOFF_MAX));
         self.wait = Some(wait);
         let now = Instant::now();
         if self
@@ -392,7 +390,10 @@ mod tests {
             let third = gate.accept(&rules).await;
             (gate, third)
         });
-        assert!(closed(&mut second).await, "connection over the cap left open");
+        assert!(
+            closed(&mut second).await,
+            "connection over the cap left open"
+        );
         drop(first.permit);
         let _third = connect_from("127.0.0.1", addr).await;
         let (gate, third) = accepting.await.unwrap();
@@ -477,13 +478,15 @@ mod tests {
         for errno in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM] {
             let mut gate = failing(errno, 10_000, false);
             let waited =
-                tokio::time::timeout(Duration::from_secs(10), gate.accept(&Fixed::default()))
-                    .await;
+                tokio::time::timeout(Duration::from_secs(10), gate.accept(&Fixed::default())).await;
             assert!(waited.is_err(), "nothing was admitted");
             let calls = gate.source().calls.load(Ordering::Relaxed);
             // 10, 20, ... 320 ms, then every 500 ms: 6 + 19 tries, and the first one.
             assert!(calls <= 30, "errno {errno}: {calls} accept calls in 10 s");
-            assert!(calls >= 20, "errno {errno}: only {calls} accept calls in 10 s");
+            assert!(
+                calls >= 20,
+                "errno {errno}: only {calls} accept calls in 10 s"
+            );
             assert_eq!(gate.counters().errors.get(), calls);
         }
     }
@@ -514,7 +517,10 @@ mod tests {
         let start = Instant::now();
         let admitted = gate.accept(&rules).await;
         assert_eq!(admitted.peer.port(), 1);
-        assert_eq!(Instant::now() - start, Duration::from_millis(10 + 20 + 40 + 80 + 160));
+        assert_eq!(
+            Instant::now() - start,
+            Duration::from_millis(10 + 20 + 40 + 80 + 160)
+        );
         assert_eq!(gate.wait, None);
     }
 }

@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 type ConfigErrors = rampart_topology::config::ConfigErrors;
 
 /// How many runtime threads a service gets.
+#[derive(Clone, Copy, Debug)]
 pub(super) enum Threads {
     /// Everything on the calling thread, with at most `max_blocking` threads for
     /// blocking work (tokio's default when `None`).

@@ -81,7 +81,11 @@ pub(super) fn cert(dir: &Path, names: &[String], hosts: &[String]) -> anyhow::Re
 }
 /// The forward process of isolated mode: binds here, then moves into the client's
 /// namespace before any other thread exists, so every connection it opens starts there.
-pub(super) fn forward(listen: std::net::SocketAddr, netns: &str, to: std::net::SocketAddr) -> ExitCode {
+pub(super) fn forward(
+    listen: std::net::SocketAddr,
+    netns: &str,
+    to: std::net::SocketAddr,
+) -> ExitCode {
     let result = (|| -> anyhow::Result<()> {
         anyhow::ensure!(
             listen.ip().is_loopback(),

@@ -481,13 +481,19 @@ mod tests {
                 tokio::time::timeout(Duration::from_secs(10), gate.accept(&Fixed::default())).await;
             assert!(waited.is_err(), "nothing was admitted");
             let calls = gate.source().calls.load(Ordering::Relaxed);
-            // 10, 20, ... 320 ms, then every 500 ms: 6 + 19 tries, and the first one.
+            // Tries at 0, 10, 30, 70, 150 and 310 ms, then every 500 ms: 25 in all.
             assert!(calls <= 30, "errno {errno}: {calls} accept calls in 10 s");
             assert!(
                 calls >= 20,
                 "errno {errno}: only {calls} accept calls in 10 s"
             );
             assert_eq!(gate.counters().errors.get(), calls);
+            // One warning at the start, the rest kept quiet until WARN_EVERY passes.
+            assert!(
+                gate.quiet + 2 >= calls,
+                "errno {errno}: {} warnings",
+                calls - gate.quiet
+            );
         }
     }
 

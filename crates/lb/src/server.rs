@@ -1,7 +1,7 @@
 //! Listeners, connection handling and the process lifecycle: accept loops behind
 //! [`rampart_telemetry::accept::Gate`] (the source allow-lists, the connection cap shared
-//! by the HTTPS and HTTP listeners, back-off on accept errors), TLS handshakes with a deadline, ALPN
-//! dispatch to HTTP/2 (hyper) or HTTP/1.1 (`h1`), the internal admin listener
+//! by the HTTPS and HTTP listeners, back-off on accept errors), TLS handshakes with a
+//! deadline, ALPN dispatch to HTTP/2 (hyper) or HTTP/1.1 (`h1`), the internal admin listener
 //! (`/metrics`, `/-/reload`, `/-/healthy`), reloads that swap generations atomically, and
 //! a graceful drain on shutdown. [`Lb`] is a [`rampart_telemetry::service::Service`].
 //!

@@ -25,7 +25,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 
-use crate::config::{Config, ConfigError, ConfigErrors};
+use crate::config::{Config, ConfigError, ConfigErrors, ConfigFile};
 use crate::h1::{self, Reject};
 use crate::metrics::{ListenerLabels, Metrics, ResultLabels};
 use crate::proxy::{ConnInfo, Generation, RespBody, Shared};

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use rampart_telemetry::config::ConfigFile;
 
 #[derive(Parser, Debug)]
 #[command(

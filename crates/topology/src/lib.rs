@@ -1,8 +1,8 @@
 //! The topology model: the hosts of the site, their roles, addresses and service ports,
 //! in both ways of running it (DESIGN.md section 2). Pure data and logic: this crate does
-//! no I/O beyond reading a config file in [`config`], and never touches the host.
+//! no I/O and never touches the host. The services never import it: the config toolkit
+//! they share lives in `rampart-telemetry`.
 
-pub mod config;
 pub mod monitor;
 pub mod nft;
 pub mod policy;

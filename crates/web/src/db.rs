@@ -741,6 +741,7 @@ mod tests {
     fn gtid_routing_never_waits_for_what_the_primary_has_not_got() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("pw"), "x\n").unwrap();
+        use rampart_telemetry::config::ConfigFile;
         let config = crate::Config::parse(
             &dir.path().join("web.toml"),
             "[database]\nprimary = \"127.0.0.1:1\"\nreplica = \"127.0.0.1:2\"\n\

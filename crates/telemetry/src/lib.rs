@@ -11,6 +11,6 @@
 
 pub mod access_log;
 pub mod config;
-
+pub mod http_client;
 pub mod listen;
 pub mod metrics;

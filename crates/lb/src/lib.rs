@@ -8,8 +8,14 @@
 //! addresses; [`Lb::new`] builds the first generation and [`Lb::serve`] runs until a
 //! shutdown future resolves. `rampart lb` and `rampart check` in the binary are thin
 //! wrappers around these.
+//!
+//! Layers, each file using only those below it: `server` (listeners, TLS, HTTP/2) →
+//! `h1` (the client-facing HTTP/1.1 reader) → `proxy` (the request path, `Reject`) →
+//! `backend` (pools, health, balancing) → `upstream` (the backend client, `Stream`) →
+//! `chunked` (chunk-size lines); `config`, `metrics` and `ratelimit` are leaves.
 
 pub mod backend;
+pub mod chunked;
 pub mod config;
 pub mod h1;
 pub mod metrics;

@@ -1,6 +1,7 @@
 //! One configuration generation and the request path through it: rate limit, backend
 //! choice, forwarding headers, the retry on another backend, response headers (HSTS,
-//! served-by), metrics and the access log. Shared by the HTTP/1.1 and HTTP/2 front ends.
+//! served-by), metrics and the access log. Shared by the HTTP/1.1 and HTTP/2 front ends,
+//! which both report a request they could not read as a [`Reject`].
 //!
 //! Failure classes decide what happens next: a connection failure means the request never
 //! reached the backend, so any method is retried; a failure after sending but before any
@@ -23,10 +24,54 @@ use prometheus_client::metrics::counter::Counter;
 
 use crate::backend::{Backend, BackendState, Balancer};
 use crate::config::{Config, ConfigError, ConfigErrors};
-use crate::h1::Reject;
 use crate::metrics::{Metrics, RequestLabels};
 use crate::ratelimit::RateLimiter;
 use crate::upstream::{UpBody, UpError};
+
+/// Why a request could not be read (by `h1.rs`, or the HTTP/2 body reader in
+/// `server.rs`); each maps to the status the client gets from [`Generation::reject`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reject {
+    /// Malformed or ambiguous: 400.
+    BadRequest(&'static str),
+    /// Head too large: 431.
+    HeadTooLarge,
+    /// Body too large: 413.
+    BodyTooLarge,
+    /// Too slow: 408.
+    Timeout,
+    /// Understood but not supported: 501.
+    NotImplemented(&'static str),
+    /// `Expect` other than 100-continue: 417.
+    Expectation,
+    /// The client went away; nothing to answer.
+    Closed,
+}
+
+impl Reject {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Reject::BadRequest(_) | Reject::Closed => StatusCode::BAD_REQUEST,
+            Reject::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Reject::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Reject::Timeout => StatusCode::REQUEST_TIMEOUT,
+            Reject::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            Reject::Expectation => StatusCode::EXPECTATION_FAILED,
+        }
+    }
+
+    /// The bounded reason label for metrics.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Reject::BadRequest(r) | Reject::NotImplemented(r) => r,
+            Reject::HeadTooLarge => "head_too_large",
+            Reject::BodyTooLarge => "body_too_large",
+            Reject::Timeout => "timeout",
+            Reject::Expectation => "expectation",
+            Reject::Closed => "closed",
+        }
+    }
+}
 use rampart_telemetry::access_log::{self, AccessLog, Entry};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -26,9 +26,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 
 use crate::config::{Config, ConfigError, ConfigErrors, ConfigFile};
-use crate::h1::{self, Reject};
+use crate::h1;
 use crate::metrics::{ListenerLabels, Metrics, ResultLabels};
-use crate::proxy::{ConnInfo, Generation, RespBody, Shared};
+use crate::proxy::{ConnInfo, Generation, Reject, RespBody, Shared};
 use rampart_telemetry::access_log::AccessLog;
 
 /// The bound listeners a load balancer serves on.

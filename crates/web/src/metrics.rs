@@ -1,6 +1,7 @@
 //! The web server's Prometheus metrics (`rampart_web_*`). Labels come only from bounded
 //! sets: route names fixed in code, methods folded to a known list, status classes,
-//! database roles and fallback reasons.
+//! database roles and fallback reasons ([`Role`] and [`Fallback`] are defined here, the
+//! lowest module that names them; `db.rs` decides them).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -10,7 +11,47 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
-use crate::db::{Fallback, Role};
+/// Which database served a query: a metric label, and the `X-Db-Role` header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Primary,
+    Replica,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Replica => "replica",
+        }
+    }
+}
+
+/// Why a read did not go to the replica: a metric label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fallback {
+    NoReplica,
+    ReplicaDown,
+    ReplicaLagging,
+    ReplicaError,
+    ReplicaBusy,
+    GtidWait,
+    GtidFresh,
+}
+
+impl Fallback {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fallback::NoReplica => "no_replica",
+            Fallback::ReplicaDown => "replica_down",
+            Fallback::ReplicaLagging => "replica_lagging",
+            Fallback::ReplicaError => "replica_error",
+            Fallback::ReplicaBusy => "replica_busy",
+            Fallback::GtidWait => "gtid_wait_timeout",
+            Fallback::GtidFresh => "gtid_newer_than_check",
+        }
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {

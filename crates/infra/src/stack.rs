@@ -501,7 +501,7 @@ impl Stack {
         std::fs::create_dir_all(&host.dir)
             .map_err(|e| InfraError::io("create directory", &host.dir, e))?;
         write_files(svc)?;
-        check_needs(host, svc)?;
+        check_needs(host, svc, READY_DEADLINE)?;
         let program = match program {
             Program::Rampart(bin) => bin.clone(),
             Program::Packaged { program, package } => mariadb::find_program(program, package)?,
@@ -777,8 +777,15 @@ fn write_files(svc: &ServicePlan) -> Result<(), InfraError> {
 
 /// Checks that the files a service needs exist and are no wider than the plan allows,
 /// naming what should have created a missing one.
-fn check_needs(host: &HostPlan, svc: &ServicePlan) -> Result<(), InfraError> {
+/// A file made by another service is waited for (bounded): that service may still be
+/// writing it after its port accepts.
+fn check_needs(host: &HostPlan, svc: &ServicePlan, wait: Duration) -> Result<(), InfraError> {
     for need in &svc.needs {
+        if let Source::Service(_) = need.from {
+            let what = format!("{} for {}/{}", need.path.display(), host.name, svc.name);
+            // A timeout falls through to the error below, which names the maker.
+            let _ = process::wait_until(&what, wait, || need.path.exists().then_some(()));
+        }
         let meta = std::fs::metadata(&need.path).map_err(|e| {
             let from = match need.from {
                 Source::Certificate => "the run's certificates".to_owned(),
@@ -840,4 +847,121 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let code = text.split(' ').nth(1)?.parse().ok()?;
     let body = text.split_once("\r\n\r\n").map_or("", |x| x.1).to_owned();
     Some((code, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rampart_topology::plan::{FileSpec, Needed};
+
+    fn service(dir: &Path) -> (HostPlan, ServicePlan) {
+        let svc = ServicePlan {
+            name: "web",
+            launch: Launch::Process {
+                program: Program::Rampart(PathBuf::from("/bin/true")),
+                args: Vec::new(),
+            },
+            files: vec![FileSpec {
+                path: dir.join("web.toml"),
+                contents: "name = \"web1\"\n".into(),
+                mode: 0o640,
+            }],
+            needs: vec![
+                Needed {
+                    path: dir.join("web1.key"),
+                    max_mode: 0o600,
+                    from: Source::Certificate,
+                },
+                Needed {
+                    path: dir.join("token"),
+                    max_mode: 0o600,
+                    from: Source::Service("dashboard"),
+                },
+            ],
+            ports: Vec::new(),
+            in_namespace: true,
+            ready: Probe::Database,
+            pid_file: dir.join("web.pid"),
+            log_file: dir.join("web.log"),
+        };
+        let host = HostPlan {
+            name: "web1".into(),
+            role: Role::Web,
+            addresses: Vec::new(),
+            namespace: None,
+            dir: dir.to_owned(),
+            services: vec![svc.clone()],
+            firewall: None,
+        };
+        (host, svc)
+    }
+
+    fn write(path: &Path, mode: u32) {
+        std::fs::write(path, "x").unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn planned_files_are_written_with_their_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, svc) = service(dir.path());
+        write(&dir.path().join("web.toml"), 0o666);
+        write_files(&svc).unwrap();
+        let path = dir.path().join("web.toml");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "name = \"web1\"\n");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640);
+    }
+
+    /// (files present with their modes, expected error fragment or none).
+    #[test]
+    fn needed_files_must_exist_and_be_private_enough() {
+        let check = |present: &[(&str, u32)], expected: Option<&str>| {
+            let dir = tempfile::tempdir().unwrap();
+            let (host, svc) = service(dir.path());
+            for (name, mode) in present {
+                write(&dir.path().join(name), *mode);
+            }
+            match (check_needs(&host, &svc, Duration::ZERO), expected) {
+                (Ok(()), None) => {}
+                (Err(e), Some(fragment)) => {
+                    let e = e.to_string();
+                    assert!(e.contains(fragment), "{e} lacks {fragment}");
+                    assert!(e.starts_with("web1/web"), "{e}");
+                }
+                (got, expected) => panic!("{present:?}: got {got:?}, expected {expected:?}"),
+            }
+        };
+        check(&[("web1.key", 0o600), ("token", 0o400)], None);
+        check(&[("token", 0o600)], Some("made by the run's certificates"));
+        check(&[("web1.key", 0o600)], Some("made by web1/dashboard"));
+        check(
+            &[("web1.key", 0o644), ("token", 0o600)],
+            Some("has mode 644; it must be at most 600"),
+        );
+    }
+
+    #[test]
+    fn a_stopped_service_reports_stopped_with_its_ports() {
+        let dir = tempfile::tempdir().unwrap();
+        let (host, mut svc) = service(dir.path());
+        svc.ports = vec![
+            rampart_topology::plan::Listen {
+                purpose: "https",
+                addr: "127.0.0.1:8443".parse().unwrap(),
+            },
+            rampart_topology::plan::Listen {
+                purpose: "admin",
+                addr: "127.0.0.1:9181".parse().unwrap(),
+            },
+        ];
+        let s = service_status(&host, &svc);
+        assert_eq!(s.state, "stopped");
+        assert_eq!(s.port, 8443);
+        assert_eq!(
+            s.ports.into_iter().collect::<Vec<_>>(),
+            [("admin", 9181), ("https", 8443)]
+        );
+        assert_eq!(s.pid, None);
+    }
 }

@@ -765,7 +765,7 @@ impl Stack {
                 )
             }
             Service::Prometheus => {
-                let program = mariadb::find_program("prometheus", "prometheus")?;
+                let program = process::find_program("prometheus", "prometheus")?;
                 let rules = dir.join("rules.yml");
                 let settings = self.monitor_settings();
                 std::fs::write(&rules, monitor::rules(&settings))
@@ -791,7 +791,7 @@ impl Stack {
             }
             Service::Alertmanager => {
                 let program =
-                    mariadb::find_program("prometheus-alertmanager", "prometheus-alertmanager")?;
+                    process::find_program("prometheus-alertmanager", "prometheus-alertmanager")?;
                 let (url, token) = rampart_topology::render::alert_webhook(t, host, &self.paths);
                 let config = self.write_config(
                     host,

@@ -6,6 +6,9 @@
 //! final mode (a key is 0600 from its first byte, never wider), fsyncs it, renames it over
 //! the target and fsyncs the directory: without that last step the rename itself may be
 //! lost on a crash, leaving the old file (or none) after a write that returned `Ok`.
+//! [`write_new`] is the same for a file that is created once and never replaced (a
+//! generated password): the temporary file is linked into place instead of renamed, so
+//! when two processes race, the first one's file wins whole.
 
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
@@ -34,6 +37,29 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         return Err(e);
     }
     sync_dir(parent_dir(path))
+}
+
+/// Creates `path` with `bytes` unless something already has that name; `Ok(false)` then,
+/// and the existing file is left as it is.
+///
+/// Like [`write_atomic`], but the synced temporary file is hard-linked to `path` (which
+/// fails if `path` exists) rather than renamed over it, and then removed; the directory
+/// is fsynced. A reader never sees a partial file, and of two concurrent creators exactly
+/// one wins.
+pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> io::Result<bool> {
+    let (tmp, mut file) = create_temp(path, mode)?;
+    let linked = (|| {
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::hard_link(&tmp, path)
+    })();
+    drop(file);
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => sync_dir(parent_dir(path)).map(|()| true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Fsyncs a directory, which makes the creations, renames and removals of its entries
@@ -205,6 +231,22 @@ mod tests {
             io::ErrorKind::NotFound
         );
         assert!(write_atomic(Path::new("/"), b"x", 0o600).is_err());
+    }
+
+    #[test]
+    fn write_new_creates_once_and_never_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db-app.password");
+        assert!(write_new(&path, b"first\n", 0o600).unwrap());
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+        assert!(!write_new(&path, b"second\n", 0o600).unwrap());
+        assert_eq!(fs::read(&path).unwrap(), b"first\n");
+        // Even a dangling symlink holds the name.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), &link).unwrap();
+        assert!(!write_new(&link, b"x", 0o600).unwrap());
+        assert_eq!(names(dir.path()), ["db-app.password", "link"]);
+        assert!(write_new(&dir.path().join("missing/file"), b"x", 0o600).is_err());
     }
 
     #[test]

@@ -1,10 +1,9 @@
 //! The database passwords: one file each in a private directory, created once with random
 //! letters and digits and read back on every start.
 
-use std::ffi::OsString;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use crate::process::{create_private_dir, InfraError};
@@ -84,32 +83,11 @@ fn load_or_create_secret(path: &Path) -> Result<String, InfraError> {
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let password = random_password()?;
-            let mut tmp_name = OsString::from(".");
-            tmp_name.push(path.file_name().unwrap_or_default());
-            tmp_name.push(format!(".{}.tmp", std::process::id()));
-            let tmp = path.with_file_name(tmp_name);
-            let _ = fs::remove_file(&tmp);
-            let write = || -> io::Result<()> {
-                let mut file = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&tmp)?;
-                file.write_all(password.as_bytes())?;
-                file.write_all(b"\n")?;
-                file.sync_all()
-            };
-            // Linked, not renamed: a file another caller created meanwhile is never
-            // replaced (rampart_telemetry::fs::write_atomic would replace it).
-            let linked = write().and_then(|()| fs::hard_link(&tmp, path));
-            let _ = fs::remove_file(&tmp);
-            let linked = linked.and_then(|()| {
-                rampart_telemetry::fs::sync_dir(path.parent().unwrap_or(Path::new(".")))
-            });
-            match linked {
-                Ok(()) => Ok(password),
+            match rampart_telemetry::fs::write_new(path, format!("{password}\n").as_bytes(), 0o600)
+            {
+                Ok(true) => Ok(password),
                 // Someone else created it meanwhile: theirs wins.
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => load_or_create_secret(path),
+                Ok(false) => load_or_create_secret(path),
                 Err(e) => Err(InfraError::io("write password file", path, e)),
             }
         }

@@ -287,7 +287,10 @@ impl Buffer {
     /// [`Limits::max_bytes`]) and truncates torn ones, which must leave the runtime thread
     /// just as much; once the open is on a blocking thread, a plain pause is the honest
     /// way for it to wait for the lock.
-    pub async fn open_async(dir: impl Into<PathBuf>, limits: Limits) -> Result<Buffer, BufferError> {
+    pub async fn open_async(
+        dir: impl Into<PathBuf>,
+        limits: Limits,
+    ) -> Result<Buffer, BufferError> {
         let dir = dir.into();
         let path = dir.clone();
         tokio::task::spawn_blocking(move || Buffer::open(dir, limits))

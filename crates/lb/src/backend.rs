@@ -17,8 +17,8 @@ use tokio::net::TcpStream;
 
 use crate::config::{BackendConfig, Health, Policy};
 use crate::metrics::Metrics;
-use rampart_telemetry::metrics::STATUS_CLASSES;
 use crate::upstream::Pool;
+use rampart_telemetry::metrics::STATUS_CLASSES;
 
 /// A connection to a backend.
 pub enum Stream {

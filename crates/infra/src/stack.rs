@@ -40,13 +40,12 @@ use std::time::{Duration, Instant};
 
 use rampart_topology::plan::{
     self, DbServer, HostPlan, Launch, Plan, Probe, Program, ServicePlan, Settings, Source,
-    APP_USER, MONITOR_USER, REPL_USER,
 };
 use rampart_topology::render::{Pace, StatePaths};
 use rampart_topology::{Mode, Role, Segment, Topology};
 use serde::{Deserialize, Serialize};
 
-use crate::mariadb::{self, Grants, Instance};
+use crate::mariadb::{self, Instance};
 use crate::netns::{self, Fabric};
 use crate::process::{self, InfraError, Spec};
 
@@ -292,25 +291,6 @@ impl Stack {
         }
     }
 
-    /// The plan's database accounts as the primary's bootstrap takes them.
-    fn grants(plan: &Plan) -> Grants {
-        let hosts = |user: &str| -> Vec<String> {
-            plan.db_users
-                .iter()
-                .find(|u| u.name == user)
-                .map(|u| u.hosts.clone())
-                .unwrap_or_default()
-        };
-        Grants {
-            app_hosts: hosts(APP_USER),
-            replica_hosts: hosts(REPL_USER),
-            monitor_hosts: hosts(MONITOR_USER)
-                .into_iter()
-                .filter(|h| h != "localhost")
-                .collect(),
-        }
-    }
-
     /// The run's CA and every certificate of the plan, created when missing.
     pub fn ensure_certs(&self) -> Result<(), InfraError> {
         let dir = self.paths.certs();
@@ -504,7 +484,7 @@ impl Stack {
         check_needs(host, svc, READY_DEADLINE)?;
         let program = match program {
             Program::Rampart(bin) => bin.clone(),
-            Program::Packaged { program, package } => mariadb::find_program(program, package)?,
+            Program::Packaged { program, package } => process::find_program(program, package)?,
         };
         let spec = Spec {
             name: format!("{}/{}", host.name, svc.name),
@@ -583,7 +563,7 @@ impl Stack {
             .map(|(h, d)| Self::instance(h, d))
             .collect();
         if db.primary {
-            mariadb::bootstrap_primary(&inst, &secrets, &Self::grants(plan))?;
+            mariadb::bootstrap_primary(&inst, &secrets, &plan.db_users)?;
             // The primary restarted under a connected replica: semi-sync is a runtime
             // setting, so turn it back on (only once a replica is there; see
             // `enable_semi_sync`).

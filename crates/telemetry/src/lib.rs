@@ -4,5 +4,6 @@
 //! exposition of a `prometheus-client` registry.
 
 pub mod access_log;
+pub mod fs;
 pub mod listen;
 pub mod metrics;

@@ -802,14 +802,29 @@ fn sources(t: &Topology, roles: &[Role], seg: Segment) -> Vec<String> {
     v
 }
 
-/// The database accounts, least privilege each: the application reads and writes rows;
-/// migrations change the schema but cannot drop; replicas replicate; the agents see
-/// status, from their own host's management address or the socket.
+/// The database accounts of `t`'s hosts (see [`db_users_from`]).
 fn db_users(t: &Topology) -> Vec<DbUser> {
+    db_users_from(
+        sources(t, &[Role::Web], Segment::Data),
+        sources(t, &[Role::DbReplica], Segment::Data),
+        sources(t, &[Role::DbPrimary, Role::DbReplica], Segment::Mgmt),
+    )
+}
+
+/// The database accounts, least privilege each, by where they connect from: the
+/// application (`app_hosts`) reads and writes rows; migrations change the schema but can
+/// neither drop nor delete; the replicas (`replica_hosts`) replicate; the agents
+/// (`monitor_hosts`, and always `localhost` for the socket) see status, never
+/// application data, with at most three connections.
+pub fn db_users_from(
+    app_hosts: Vec<String>,
+    replica_hosts: Vec<String>,
+    mut monitor_hosts: Vec<String>,
+) -> Vec<DbUser> {
     let on_db = |privileges: &str| format!("{privileges} ON `{DATABASE}`.*");
-    let app_hosts = sources(t, &[Role::Web], Segment::Data);
-    let mut monitor_hosts = sources(t, &[Role::DbPrimary, Role::DbReplica], Segment::Mgmt);
-    monitor_hosts.push("localhost".into());
+    if !monitor_hosts.iter().any(|h| h == "localhost") {
+        monitor_hosts.push("localhost".into());
+    }
     vec![
         DbUser {
             name: APP_USER,
@@ -830,7 +845,7 @@ fn db_users(t: &Topology) -> Vec<DbUser> {
         DbUser {
             name: REPL_USER,
             secret: secret_file(REPL_USER),
-            hosts: sources(t, &[Role::DbReplica], Segment::Data),
+            hosts: replica_hosts,
             grants: vec!["REPLICATION SLAVE ON *.*".into()],
             max_connections: None,
         },
@@ -1343,16 +1358,31 @@ mod tests {
     }
 
     #[test]
-    fn long_state_paths_get_a_short_socket() {
-        let short = Path::new("/st/hosts/db1");
-        assert_eq!(db_socket(short, 0), short.join("mysqld.sock"));
-        let long = PathBuf::from(format!("/{}/hosts/db1", "x".repeat(100)));
-        let s = db_socket(&long, 1000);
-        assert!(s.starts_with("/tmp/rampart-1000/"), "{}", s.display());
-        assert_eq!(
-            s.to_string_lossy().len(),
-            "/tmp/rampart-1000/".len() + 16 + 5
-        );
-        assert_eq!(s, db_socket(&long, 1000));
+    fn socket_paths() {
+        let check = |dir: &str, uid: u32, expected: &str| {
+            assert_eq!(
+                db_socket(Path::new(dir), uid),
+                PathBuf::from(expected),
+                "{dir}"
+            );
+        };
+        check("/state/hosts/db1", 1000, "/state/hosts/db1/mysqld.sock");
+        // 107 bytes exactly is still fine: 95 + "/mysqld.sock" (12).
+        let dir95 = format!("/{}", "d".repeat(94));
+        check(&dir95, 0, &format!("{dir95}/mysqld.sock"));
+        let dir96 = format!("/{}", "d".repeat(95));
+        let long = db_socket(Path::new(&dir96), 1000);
+        let long = long.to_str().unwrap();
+        assert!(long.starts_with("/tmp/rampart-1000/"), "{long}");
+        assert!(long.ends_with(".sock"));
+        let hash = &long["/tmp/rampart-1000/".len()..long.len() - ".sock".len()];
+        assert_eq!(hash.len(), 16);
+        assert!(hash.bytes().all(|b| b.is_ascii_hexdigit()));
+        // Stable, and different for different directories.
+        assert_eq!(db_socket(Path::new(&dir96), 1000).to_str().unwrap(), long);
+        let other = format!("/{}", "e".repeat(95));
+        assert_ne!(db_socket(Path::new(&other), 1000).to_str().unwrap(), long);
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
     }
 }

@@ -223,7 +223,8 @@ impl Fabric {
              nameserver {nameserver}\noptions timeout:2 attempts:2\n",
             host.name
         );
-        std::fs::write(&file, text).map_err(|e| InfraError::io("write", &file, e))
+        rampart_telemetry::fs::write_atomic(&file, text.as_bytes(), 0o644)
+            .map_err(|e| InfraError::io("write", &file, e))
     }
 
     /// Removes what [`Fabric::set_resolver`] wrote (and the directory, when that leaves

@@ -327,7 +327,8 @@ impl Stack {
         let file = self.paths.root.join("run.json");
         let text =
             serde_json::to_string_pretty(&run).map_err(|e| InfraError::Invalid(e.to_string()))?;
-        std::fs::write(&file, text + "\n").map_err(|e| InfraError::io("write", &file, e))
+        rampart_telemetry::fs::write_atomic(&file, (text + "\n").as_bytes(), 0o644)
+            .map_err(|e| InfraError::io("write", &file, e))
     }
 
     /// Brings up every host, reporting each step with its duration through `progress`.
@@ -748,9 +749,8 @@ fn service_status(host: &HostPlan, svc: &ServicePlan) -> ServiceStatus {
 /// Writes a service's planned files (rewritten on every start).
 fn write_files(svc: &ServicePlan) -> Result<(), InfraError> {
     for f in &svc.files {
-        std::fs::write(&f.path, &f.contents).map_err(|e| InfraError::io("write", &f.path, e))?;
-        std::fs::set_permissions(&f.path, std::fs::Permissions::from_mode(f.mode))
-            .map_err(|e| InfraError::io("set mode of", &f.path, e))?;
+        rampart_telemetry::fs::write_atomic(&f.path, f.contents.as_bytes(), f.mode)
+            .map_err(|e| InfraError::io("write", &f.path, e))?;
     }
     Ok(())
 }

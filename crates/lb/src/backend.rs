@@ -16,6 +16,7 @@ use tokio::net::TcpStream;
 use crate::config::{BackendConfig, Health, Policy};
 use crate::metrics::Metrics;
 use crate::upstream::{Pool, Stream};
+use rampart_telemetry::metrics::STATUS_CLASSES;
 
 /// Health of one backend, shared across reloads.
 #[derive(Debug)]
@@ -50,8 +51,9 @@ pub struct Backend {
     connect_timeout: Duration,
     pub state: Arc<BackendState>,
     pub active: AtomicUsize,
-    /// Request counters by status class (1xx..5xx), resolved once rather than per request.
-    pub requests: [prometheus_client::metrics::counter::Counter; 5],
+    /// Request counters by status class (`STATUS_CLASSES`), resolved once rather than per
+    /// request.
+    pub requests: [prometheus_client::metrics::counter::Counter; STATUS_CLASSES.len()],
     pub active_gauge: prometheus_client::metrics::gauge::Gauge,
     /// The served-by header value: the backend's name.
     pub name_value: Option<http::HeaderValue>,
@@ -87,7 +89,7 @@ impl Backend {
             _ => None,
         };
         let labels = metrics.backend(&cfg.name);
-        let requests = ["1xx", "2xx", "3xx", "4xx", "5xx"].map(|class| {
+        let requests = STATUS_CLASSES.map(|class| {
             metrics
                 .requests
                 .get_or_create(&crate::metrics::RequestLabels {

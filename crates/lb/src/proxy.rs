@@ -73,6 +73,7 @@ impl Reject {
     }
 }
 use rampart_telemetry::access_log::{self, AccessLog, Entry};
+use rampart_telemetry::metrics::{status_class_index, STATUS_CLASSES};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type RespBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
@@ -180,7 +181,7 @@ pub struct Generation {
     limiter: Option<RateLimiter>,
     pub shared: Arc<Shared>,
     health_tasks: Mutex<Vec<tokio::task::AbortHandle>>,
-    none_counters: [Counter; 5],
+    none_counters: [Counter; STATUS_CLASSES.len()],
     hsts: Option<HeaderValue>,
 }
 
@@ -190,10 +191,6 @@ impl std::fmt::Debug for Generation {
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
-}
-
-fn class_index(status: u16) -> usize {
-    usize::from(status.clamp(100, 599) / 100 - 1)
 }
 
 fn err(config: &Config, key: String, message: String) -> ConfigError {
@@ -275,7 +272,7 @@ impl Generation {
         }
         let server = rampart_tls::server_config(Arc::new(site), &[b"h2", b"http/1.1"])
             .map_err(|e| ConfigErrors(vec![err(&config, "tls".into(), e.to_string())]))?;
-        let none_counters = ["1xx", "2xx", "3xx", "4xx", "5xx"].map(|c| {
+        let none_counters = STATUS_CLASSES.map(|c| {
             metrics
                 .requests
                 .get_or_create(&RequestLabels {
@@ -366,7 +363,7 @@ impl Generation {
             h.insert(k.clone(), v.clone());
         }
         self.finish_headers(h, conn);
-        self.none_counters[class_index(status.as_u16())].inc();
+        self.none_counters[status_class_index(status.as_u16())].inc();
         self.shared.record(meta, status.as_u16(), len, None);
         resp
     }
@@ -553,7 +550,7 @@ impl Generation {
             }
         }
         let status = parts.status.as_u16();
-        backend.requests[class_index(status)].inc();
+        backend.requests[status_class_index(status)].inc();
         let metered = Metered {
             inner: body,
             bytes: 0,

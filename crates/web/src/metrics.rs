@@ -255,16 +255,8 @@ impl Metrics {
     }
 }
 
-/// Status code → class label.
-pub fn code_class(status: u16) -> &'static str {
-    match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
-    }
-}
+/// Status code → class label: the one classification every request counter uses.
+pub use rampart_telemetry::metrics::status_class as code_class;
 
 /// Method → bounded label.
 pub fn method_label(m: &http::Method) -> &'static str {
@@ -277,5 +269,25 @@ pub fn method_label(m: &http::Method) -> &'static str {
         http::Method::PATCH => "PATCH",
         http::Method::OPTIONS => "OPTIONS",
         _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod status_class_tests {
+    use super::code_class;
+
+    /// The web servers' `rampart_web_requests_total` said `5xx` for a 600 while the agent's
+    /// counts from the same access log (`rampart_log_requests_total`, which the alert
+    /// rules read) said `other`.
+    #[test]
+    fn status_600_is_other_in_web_metrics_and_access_log_metrics() {
+        assert_eq!(code_class(600), "other");
+        for status in 0..=u16::MAX {
+            assert_eq!(
+                code_class(status),
+                rampart_telemetry::metrics::status_class(status),
+                "{status}"
+            );
+        }
     }
 }

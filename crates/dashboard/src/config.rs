@@ -486,7 +486,7 @@ mod tests {
 
     #[test]
     fn the_example_config_parses() {
-        let text = include_str!("../examples/dashboard.toml");
+        let text = include_str!("../../../examples/dashboard.toml");
         let c = Config::parse(Path::new("/etc/rampart/dashboard.toml"), text)
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.addr.to_string(), "198.18.9.2:3000");

@@ -144,6 +144,7 @@ impl Client {
             }),
             Err(http_client::Error::Timeout { after, .. }) => Err(PromError::Timeout(after)),
             Err(http_client::Error::TooLarge { limit, .. }) => Err(PromError::TooLarge(limit)),
+            Err(e @ http_client::Error::Request { .. }) => Err(PromError::Invalid(e.to_string())),
         }
     }
 }

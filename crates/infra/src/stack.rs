@@ -29,7 +29,6 @@
 //! data).
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -809,24 +808,28 @@ pub fn tail(path: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// A minimal plain-HTTP GET on loopback for readiness checks: status and body, or `None`
-/// when nothing answered within a second.
+/// A plain-HTTP GET for readiness checks, through the one HTTP client
+/// (`rampart_telemetry::http_client`) on a runtime of this thread (probes run on a thread
+/// inside the probed host's namespace): status and body (at most 4 MiB), or `None` when
+/// nothing answered within a second.
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let timeout = Duration::from_secs(1);
-    let mut s = TcpStream::connect_timeout(&addr, timeout).ok()?;
-    s.set_read_timeout(Some(timeout)).ok()?;
-    s.set_write_timeout(Some(timeout)).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut buf = Vec::new();
-    s.take(4 << 20).read_to_end(&mut buf).ok()?;
-    let text = String::from_utf8_lossy(&buf);
-    let code = text.split(' ').nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map_or("", |x| x.1).to_owned();
-    Some((code, body))
+    use rampart_telemetry::http_client::{self, Limits, Overflow};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    let limits = Limits {
+        timeout: Duration::from_secs(1),
+        max_body: 4 << 20,
+        overflow: Overflow::Truncate,
+    };
+    let response = runtime
+        .block_on(http_client::get(addr, path, limits))
+        .ok()?;
+    Some((
+        response.status.as_u16(),
+        String::from_utf8_lossy(&response.body).into_owned(),
+    ))
 }
 
 #[cfg(test)]
@@ -943,5 +946,29 @@ mod tests {
             [("admin", 9181), ("https", 8443)]
         );
         assert_eq!(s.pid, None);
+    }
+
+    #[test]
+    fn readiness_get_reads_status_and_body_and_gives_none_when_nothing_answers() {
+        use std::io::{Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let n = s.read(&mut buf).unwrap();
+            let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+            s.write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 9\r\nconnection: close\r\n\r\nnot ready")
+                .unwrap();
+            head
+        });
+        assert_eq!(
+            http_get(addr, "/readyz"),
+            Some((503, "not ready".to_owned()))
+        );
+        let head = server.join().unwrap();
+        assert!(head.starts_with("GET /readyz HTTP/1.1\r\n"), "{head}");
+        // The listener is gone: refused.
+        assert_eq!(http_get(addr, "/readyz"), None);
     }
 }

@@ -97,6 +97,10 @@ pub enum Error {
     /// The body was longer than [`Limits::max_body`] ([`Overflow::Fail`]).
     #[error("{addr}: response body larger than {limit} bytes")]
     TooLarge { addr: String, limit: usize },
+    /// The request itself is unusable (a path that is no request target); nothing was
+    /// sent.
+    #[error("{addr}: invalid request target {path:?}")]
+    Request { addr: String, path: String },
     /// The HTTP exchange failed after connecting: reset, closed early, malformed.
     #[error("{addr}: {source}")]
     Protocol {
@@ -120,6 +124,27 @@ pub async fn send(
             after: limits.timeout,
         }),
     }
+}
+
+/// A `GET path` to `addr` with `Host: addr`, as [`send`] sends it: what readiness probes
+/// and other plain checks of a local listener need.
+pub async fn get(
+    addr: std::net::SocketAddr,
+    path: &str,
+    limits: Limits,
+) -> Result<Response, Error> {
+    let invalid = || Error::Request {
+        addr: addr.to_string(),
+        path: path.to_owned(),
+    };
+    let origin = Origin {
+        addr: addr.to_string(),
+        host: HeaderValue::from_str(&addr.to_string()).map_err(|_| invalid())?,
+    };
+    let request = Request::get(path)
+        .body(Bytes::new())
+        .map_err(|_| invalid())?;
+    send(&origin, request, limits).await
 }
 
 async fn exchange(

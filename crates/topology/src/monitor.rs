@@ -344,7 +344,8 @@ fn secs_text(v: f64) -> String {
     Duration::try_from_secs_f64(v).map_or_else(|_| format!("{}s", num(v)), prom_duration)
 }
 
-/// Quotes a string as a YAML double-quoted scalar.
+/// Quotes a string as a YAML double-quoted scalar, which is also a TOML basic string
+/// (`render.rs` quotes the services' configs with it).
 pub fn yaml_str(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');

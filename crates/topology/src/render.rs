@@ -40,24 +40,9 @@ impl StatePaths {
     }
 }
 
-/// Quotes a string as a TOML basic string.
-fn q(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04X}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+/// Quotes a string as a TOML basic string: the YAML double-quoted scalar of the monitor
+/// configs is one too (the same escapes), so both file kinds share one quoting.
+use crate::monitor::yaml_str as q;
 
 fn p(path: &Path) -> String {
     q(&path.to_string_lossy())

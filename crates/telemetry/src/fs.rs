@@ -47,9 +47,32 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
 /// is fsynced. A reader never sees a partial file, and of two concurrent creators exactly
 /// one wins.
 pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> io::Result<bool> {
+    create_once(path, bytes, mode, None)
+}
+
+/// [`write_new`] with the file's modification time set to `modified` before it appears
+/// (the web server's default site: every server computes the same validators).
+pub fn write_new_dated(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    modified: std::time::SystemTime,
+) -> io::Result<bool> {
+    create_once(path, bytes, mode, Some(modified))
+}
+
+fn create_once(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    modified: Option<std::time::SystemTime>,
+) -> io::Result<bool> {
     let (tmp, mut file) = create_temp(path, mode)?;
     let linked = (|| {
         file.write_all(bytes)?;
+        if let Some(t) = modified {
+            file.set_modified(t)?;
+        }
         file.sync_all()?;
         fs::hard_link(&tmp, path)
     })();
@@ -259,5 +282,17 @@ mod tests {
         );
         assert_eq!(parent_dir(Path::new("state.json")), Path::new("."));
         assert_eq!(parent_dir(Path::new("/a/b")), Path::new("/a"));
+    }
+
+    #[test]
+    fn write_new_dated_sets_the_time_before_the_file_appears_and_never_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("site.css");
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        assert!(write_new_dated(&path, b"a", 0o644, t).unwrap());
+        let meta = fs::metadata(&path).unwrap();
+        assert_eq!(meta.modified().unwrap(), t);
+        assert!(!write_new_dated(&path, b"b", 0o644, t).unwrap());
+        assert_eq!(fs::read(&path).unwrap(), b"a");
     }
 }

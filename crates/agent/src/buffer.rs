@@ -6,7 +6,8 @@
 //! [`Buffer::peek`] → [`merge`] → `remote_write::encode` → `push`, then
 //! [`Buffer::ack`] on success, nothing on a retryable failure (it backs off and peeks the
 //! same batches again) and [`Buffer::reject`] on a permanent one. Plain std file I/O,
-//! blocking: call it from `spawn_blocking` or a thread of its own. [`Buffer`] is `Send`.
+//! blocking: call it from `spawn_blocking` or a thread of its own, and open it from async
+//! code with [`Buffer::open_async`]. [`Buffer`] is `Send`.
 //! Delivery is at least once: a crash between a push and its ack sends those batches
 //! again, which is harmless (Prometheus accepts an identical sample again and silently
 //! drops duplicate out-of-order ones).
@@ -17,7 +18,8 @@
 //!   past [`Limits::segment_bytes`].
 //! - `ack`, the position of the first unacknowledged record: the magic `RAMPACK1`,
 //!   segment (u64 LE), offset (u64 LE) and the CRC-32 of those 24 bytes. Replaced
-//!   atomically: `ack.tmp` is written and fsynced, renamed, and the directory fsynced.
+//!   atomically with `rampart_telemetry::fs::write_atomic`: a temporary `.ack.*.tmp` is
+//!   written and fsynced, renamed, and the directory fsynced.
 //! - `lock`, held with `flock` while a [`Buffer`] is open, so two agents (or two buffers in
 //!   one process) never share a directory.
 //!
@@ -97,7 +99,11 @@ const FRAME_HEADER: usize = 8;
 const BODY_HEADER: usize = 12;
 const ACK_LEN: usize = 28;
 const ACK_FILE: &str = "ack";
+/// The ack file's temporary name before `write_atomic`; removed at open.
 const ACK_TMP: &str = "ack.tmp";
+/// How often [`Buffer::open`] tries a busy lock again, and how many times.
+const LOCK_RETRY: Duration = Duration::from_millis(50);
+const LOCK_ATTEMPTS: u32 = 20;
 const LOCK_FILE: &str = "lock";
 const SEGMENT_SUFFIX: &str = ".seg";
 
@@ -266,8 +272,33 @@ impl Buffer {
     /// Opens (creating it 0700 if needed) the buffer in `dir` and recovers what it holds:
     /// torn or corrupt records are truncated or skipped and counted, records before the
     /// ack point are skipped, and the bounds are applied.
+    ///
+    /// Blocking: it reads every segment, and a busy lock is tried again for up to a
+    /// second (see below). From async code use [`Buffer::open_async`].
     pub fn open(dir: impl AsRef<Path>, limits: Limits) -> Result<Buffer, BufferError> {
         Self::open_at(dir.as_ref(), limits, now_ms())
+    }
+
+    /// [`Buffer::open`] for async callers (the agent): the whole open runs on tokio's
+    /// blocking pool, so no runtime thread waits.
+    ///
+    /// Why the blocking pool rather than an async retry around a non-blocking `flock`
+    /// with `tokio::time::sleep`: the open also reads every segment (up to
+    /// [`Limits::max_bytes`]) and truncates torn ones, which must leave the runtime thread
+    /// just as much; once the open is on a blocking thread, a plain pause is the honest
+    /// way for it to wait for the lock.
+    pub async fn open_async(
+        dir: impl Into<PathBuf>,
+        limits: Limits,
+    ) -> Result<Buffer, BufferError> {
+        let dir = dir.into();
+        let path = dir.clone();
+        tokio::task::spawn_blocking(move || Buffer::open(dir, limits))
+            .await
+            .map_err(|e| BufferError::Io {
+                path,
+                source: io::Error::other(e),
+            })?
     }
 
     fn open_at(dir: &Path, limits: Limits, now: i64) -> Result<Buffer, BufferError> {
@@ -305,10 +336,9 @@ impl Buffer {
         loop {
             match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
                 Ok(()) => break,
-                Err(rustix::io::Errno::WOULDBLOCK) if attempts < 20 => {
+                Err(rustix::io::Errno::WOULDBLOCK) if attempts < LOCK_ATTEMPTS => {
                     attempts += 1;
-                    // Only at open, before the agent serves anything.
-                    std::thread::park_timeout(std::time::Duration::from_millis(50));
+                    pause_blocking(LOCK_RETRY);
                 }
                 Err(rustix::io::Errno::WOULDBLOCK) => {
                     return Err(BufferError::Locked {
@@ -319,12 +349,16 @@ impl Buffer {
             }
         }
 
+        // What a crash in the middle of writing the ack file leaves (we hold the lock, so
+        // no other writer's temporary file is removed).
         let tmp = dir.join(ACK_TMP);
         match fs::remove_file(&tmp) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(&tmp)(e)),
             _ => {}
         }
-        let ack = read_ack(&dir.join(ACK_FILE))?;
+        let ack_path = dir.join(ACK_FILE);
+        rampart_telemetry::fs::remove_leftovers(&ack_path).map_err(io_err(dir))?;
+        let ack = read_ack(&ack_path)?;
 
         let mut ids = Vec::new();
         for item in fs::read_dir(dir).map_err(io_err(dir))? {
@@ -692,19 +726,8 @@ impl Buffer {
         bytes[16..24].copy_from_slice(&at.offset.to_le_bytes());
         let crc = crc32(&[&bytes[..24]]);
         bytes[24..].copy_from_slice(&crc.to_le_bytes());
-        let tmp = self.dir.join(ACK_TMP);
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io_err(&tmp))?;
-        file.write_all(&bytes).map_err(io_err(&tmp))?;
-        file.sync_all().map_err(io_err(&tmp))?;
         let path = self.dir.join(ACK_FILE);
-        fs::rename(&tmp, &path).map_err(io_err(&path))?;
-        self.dir_file.sync_all().map_err(io_err(&self.dir))
+        rampart_telemetry::fs::write_atomic(&path, &bytes, 0o600).map_err(io_err(&path))
     }
 
     /// Seals the active segment and starts the next.
@@ -848,6 +871,17 @@ pub fn merge(batches: impl IntoIterator<Item = WriteRequest>) -> WriteRequest {
         timeseries,
         metadata: metadata.into_values().collect(),
     }
+}
+
+/// Blocks this thread for `d`: only [`Buffer::open`]'s wait for a busy lock, which is
+/// blocking by contract and runs on a thread of its own or tokio's blocking pool
+/// ([`Buffer::open_async`]), never on a runtime thread.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "Buffer::open is blocking by contract; async callers use Buffer::open_async, which runs it on the blocking pool"
+)]
+fn pause_blocking(d: Duration) {
+    std::thread::sleep(d);
 }
 
 fn now_ms() -> i64 {
@@ -1140,6 +1174,25 @@ mod tests {
             segment_path(Path::new("/b"), 7),
             Path::new("/b/000000000007.seg")
         );
+    }
+
+    /// The agent opened its buffer inside `block_on`, so the wait for a busy lock (up to
+    /// a second) stalled the runtime's only thread.
+    #[tokio::test]
+    async fn buffer_lock_wait_does_not_block_the_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let holder = Buffer::open(dir.path(), Limits::default()).unwrap();
+        // Released by a task on this single-threaded runtime: it runs only if the waiting
+        // open leaves the runtime thread free.
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            drop(holder);
+        });
+        let buffer = Buffer::open_async(dir.path(), Limits::default())
+            .await
+            .unwrap();
+        release.await.unwrap();
+        assert_eq!(buffer.dir(), dir.path());
     }
 
     #[test]

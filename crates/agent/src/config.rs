@@ -1,6 +1,7 @@
 //! The agent's config file (`rampart agent --config agent.toml`): raw `File*` structs
 //! with unknown keys refused, validated into [`Config`] with every problem named by file
-//! and key. Every default lives in [`defaults`].
+//! and key. Every default lives in [`defaults`]. Reading and parsing are
+//! `rampart_telemetry::config::ConfigFile`'s, as for every service.
 //!
 //! Choices: the agent pushes every `interval` (15 s, node_exporter's usual scrape
 //! interval); everything it collects goes through the on-disk buffer first, so a push
@@ -13,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use http::Uri;
-use rampart_telemetry::listen::AllowList;
-use rampart_topology::config::{parse_toml, read_toml, Checker, ConfigErrors};
+use rampart_telemetry::config::{Checker, ConfigErrors, ConfigFile};
+use rampart_telemetry::listen::{self, AllowList};
 use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
@@ -175,21 +176,11 @@ fn name_like(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
 }
 
-impl Config {
-    /// Reads and validates `path`.
-    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let (file, _) = read_toml::<FileConfig>(path)?;
-        Self::validate(path, &file)
-    }
-
-    /// Validates `text` as if read from `path`.
-    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
-        let file: FileConfig = parse_toml(path, text)?;
-        Self::validate(path, &file)
-    }
+impl ConfigFile for Config {
+    type File = FileConfig;
 
     /// Turns the raw file into a validated config, collecting every problem.
-    pub fn validate(path: &Path, f: &FileConfig) -> Result<Config, ConfigErrors> {
+    fn validate(path: &Path, f: &FileConfig) -> Result<Config, ConfigErrors> {
         let mut c = Checker::new(path);
         let ms = Duration::from_millis;
         let s = Duration::from_secs;
@@ -383,13 +374,14 @@ impl Config {
             s(60),
             s(7 * 86_400),
         );
-        let metrics_listen = c.optional_addr(
-            "listen.metrics",
-            f.listen.metrics.as_deref(),
+        let l = &f.listen;
+        let metrics_listen = listen::optional_addr(
+            &mut c,
+            "metrics",
+            l.metrics.as_deref(),
             defaults::METRICS_LISTEN,
         );
-        let metrics_allow_from =
-            AllowList::check(&mut c, "listen.allow_from", f.listen.allow_from.as_deref());
+        let metrics_allow_from = listen::allow_list(&mut c, "allow_from", l.allow_from.as_deref());
 
         c.finish(Config {
             file: path.to_owned(),

@@ -36,11 +36,12 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs::{File, Metadata};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use rampart_telemetry::metrics::{status_class, STATUS_CLASSES};
 use serde::{Deserialize, Serialize};
 
 use crate::{Family, Kind, Sample};
@@ -77,7 +78,6 @@ const LE: [&str; 14] = [
     "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5",
     "10", "+Inf",
 ];
-const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
 /// How many of a file's first bytes identify it.
 const HEAD: u64 = 1024;
 /// Read this much at a time.
@@ -139,12 +139,10 @@ pub fn method_label(method: &str) -> &'static str {
         .unwrap_or("other")
 }
 
-/// The status class as a label value: `1xx` to `5xx`, or `other` outside 100–599.
+/// The status class as a label value: `1xx` to `5xx`, or `other` outside 100–599, as
+/// every request counter classifies ([`status_class`]; a status past `u16` is `other`).
 pub fn code_class(status: u64) -> &'static str {
-    match status {
-        100..=599 => CLASSES[(status / 100 - 1) as usize],
-        _ => "other",
-    }
+    status_class(u16::try_from(status).unwrap_or(u16::MAX))
 }
 
 /// The index of the histogram bucket a duration falls in: the first bound at or above it
@@ -640,7 +638,7 @@ impl LogTail {
             source,
         };
         let bytes = serde_json::to_vec_pretty(&state).map_err(|e| save_err(e.into()))?;
-        write_atomic(&self.state_file, &bytes).map_err(save_err)?;
+        rampart_telemetry::fs::write_atomic(&self.state_file, &bytes, 0o600).map_err(save_err)?;
         self.dirty = false;
         Ok(())
     }
@@ -757,34 +755,6 @@ fn recover_from_copy(
     read
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file name"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(".tmp");
-    let tmp = path.with_file_name(tmp_name);
-    match std::fs::remove_file(&tmp) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    File::open(dir)?.sync_all()
-}
-
 /// The state file: `{"version": 1, "path": …, "position": {…} | null, "counts": {…}}`.
 #[derive(Serialize, Deserialize)]
 struct StateFile {
@@ -875,7 +845,7 @@ impl StoredCounts {
         })?;
         let mut requests = BTreeMap::new();
         for r in &self.requests {
-            let class = CLASSES
+            let class = STATUS_CLASSES
                 .iter()
                 .find(|c| **c == r.code_class)
                 .copied()
@@ -947,6 +917,10 @@ mod tests {
         ];
         for (status, want) in cases {
             assert_eq!(code_class(status), want, "{status}");
+        }
+        // The same classes as the load balancer's and the web servers' own counters.
+        for status in 0..=u16::MAX {
+            assert_eq!(code_class(u64::from(status)), status_class(status));
         }
     }
 

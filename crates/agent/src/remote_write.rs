@@ -22,20 +22,20 @@
 //! 0.1.0`. A 2xx answer is success; 5xx and 429 are worth retrying after [`backoff`];
 //! any other status is permanent for that body (see [`PushError::retryable`]).
 //!
-//! **Connections.** [`push`] opens one plain HTTP/1.1 connection per push and closes it
-//! after the response: the agent pushes every few seconds over the management segment,
-//! where a connect costs less than keeping and health-checking an idle connection. The
-//! whole exchange (connect, send, response body) is bounded by [`Client::timeout`].
+//! **Connections.** [`push`] sends with `rampart_telemetry::http_client`: one plain
+//! HTTP/1.1 connection per push, closed after the response (the agent pushes every few
+//! seconds over the management segment, where a connect costs less than keeping and
+//! health-checking an idle connection). The whole exchange (connect, send, response
+//! body) is bounded by [`Client::timeout`]; of an error answer only the start is read.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::header::{CONTENT_ENCODING, CONTENT_TYPE, DATE, HOST, USER_AGENT};
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE, DATE, USER_AGENT};
 use http::{HeaderValue, Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
+use rampart_telemetry::http_client::{self, Limits, Origin, Overflow};
 
 use crate::Family;
 
@@ -255,23 +255,11 @@ pub enum PushError {
     /// The URL is not `http://host:port/path` (permanent).
     #[error("push url {url}: {reason}")]
     Url { url: String, reason: &'static str },
-    /// The TCP connection could not be made (retryable).
-    #[error("push to {addr}: connect: {source}")]
-    Connect {
-        addr: String,
-        #[source]
-        source: std::io::Error,
-    },
-    /// The HTTP exchange failed after connecting: reset, closed, malformed (retryable).
-    #[error("push to {addr}: {source}")]
-    Http {
-        addr: String,
-        #[source]
-        source: hyper::Error,
-    },
-    /// The whole exchange took longer than [`Client::timeout`] (retryable).
-    #[error("push to {addr}: no response within {after:?}")]
-    Timeout { addr: String, after: Duration },
+    /// No answer (retryable): the TCP connection could not be made, the whole exchange
+    /// took longer than [`Client::timeout`], or it failed after connecting (reset,
+    /// closed, malformed).
+    #[error("push: {0}")]
+    Exchange(#[from] http_client::Error),
     /// The server answered with a status other than 2xx: retryable for 5xx and 429,
     /// permanent otherwise. `message` is the first line of the response body.
     #[error("push to {addr}: {status}: {message}")]
@@ -289,7 +277,7 @@ impl PushError {
     pub fn retryable(&self) -> bool {
         match self {
             PushError::Url { .. } => false,
-            PushError::Connect { .. } | PushError::Http { .. } | PushError::Timeout { .. } => true,
+            PushError::Exchange(_) => true,
             PushError::Status { status, .. } => status_retryable(*status),
         }
     }
@@ -307,72 +295,17 @@ fn status_retryable(status: StatusCode) -> bool {
     status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS
 }
 
-/// Where a push goes: `host:port` to connect to and the request's target and `Host`.
-struct Target {
-    addr: String,
-    host: HeaderValue,
-    path: Uri,
-}
-
-fn target(url: &Uri) -> Result<Target, PushError> {
-    let bad = |reason| PushError::Url {
-        url: url.to_string(),
-        reason,
-    };
-    if url.scheme_str() != Some("http") {
-        return Err(bad("only plain http is supported"));
-    }
-    let authority = url.authority().ok_or_else(|| bad("no host"))?;
-    if authority.as_str().contains('@') {
-        return Err(bad("credentials in the url are not supported"));
-    }
-    let port = authority.port_u16().unwrap_or(80);
-    let addr = format!("{}:{port}", authority.host());
-    let host = HeaderValue::from_str(authority.as_str()).map_err(|_| bad("invalid host"))?;
-    let path = url
-        .path_and_query()
-        .map_or("/", http::uri::PathAndQuery::as_str)
-        .parse::<Uri>()
-        .map_err(|_| bad("invalid path"))?;
-    Ok(Target { addr, host, path })
-}
-
 /// Pushes `body` (from [`encode`]) to `url` (`http://198.18.9.2:9090/api/v1/write`) with
 /// the remote-write headers, over a fresh HTTP/1.1 connection, within `client.timeout`.
 pub async fn push(client: &Client, url: &Uri, body: Bytes) -> Result<Pushed, PushError> {
-    let target = target(url)?;
-    let addr = target.addr.clone();
-    match tokio::time::timeout(client.timeout, exchange(target, body)).await {
-        Ok(result) => result,
-        Err(_) => Err(PushError::Timeout {
-            addr,
-            after: client.timeout,
-        }),
-    }
-}
-
-async fn exchange(target: Target, body: Bytes) -> Result<Pushed, PushError> {
-    let Target { addr, host, path } = target;
-    let http_err = |source| PushError::Http {
-        addr: addr.clone(),
-        source,
-    };
-    let tcp = tokio::net::TcpStream::connect(&addr)
-        .await
-        .map_err(|source| PushError::Connect {
-            addr: addr.clone(),
-            source,
-        })?;
-    let _ = tcp.set_nodelay(true);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .map_err(http_err)?;
-
-    let mut req = Request::new(Full::new(body));
+    let (origin, target) = Origin::from_url(url).map_err(|reason| PushError::Url {
+        url: url.to_string(),
+        reason,
+    })?;
+    let mut req = Request::new(body);
     *req.method_mut() = Method::POST;
-    *req.uri_mut() = path;
+    *req.uri_mut() = target;
     let headers = req.headers_mut();
-    headers.insert(HOST, host);
     headers.insert(CONTENT_ENCODING, HeaderValue::from_static("snappy"));
     headers.insert(
         CONTENT_TYPE,
@@ -380,43 +313,18 @@ async fn exchange(target: Target, body: Bytes) -> Result<Pushed, PushError> {
     );
     headers.insert(VERSION_HEADER, HeaderValue::from_static(VERSION));
     headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
-
-    // The connection is driven here, beside the request, and dropped (closed) with it:
-    // no task outlives the push.
-    let request = async {
-        let resp = sender.send_request(req).await?;
-        let status = resp.status();
-        let date = resp
-            .headers()
-            .get(DATE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| httpdate::parse_http_date(v).ok());
-        let mut body = resp.into_body();
-        let mut head = Vec::new();
-        while head.len() < ERROR_BODY_LIMIT {
-            match body.frame().await {
-                None => break,
-                Some(frame) => {
-                    if let Ok(data) = frame?.into_data() {
-                        head.extend_from_slice(&data);
-                    }
-                }
-            }
-        }
-        Ok::<_, hyper::Error>((status, date, head))
+    let limits = Limits {
+        timeout: client.timeout,
+        max_body: ERROR_BODY_LIMIT,
+        overflow: Overflow::Truncate,
     };
-    tokio::pin!(request);
-    tokio::pin!(conn);
-    let (status, date, head) = tokio::select! {
-        r = &mut request => r,
-        c = &mut conn => match c {
-            // The server closed after answering: the response is already buffered.
-            Ok(()) => request.await,
-            Err(e) => Err(e),
-        },
-    }
-    .map_err(http_err)?;
-    outcome(&addr, status, date, &head)
+    let resp = http_client::send(&origin, req, limits).await?;
+    let date = resp
+        .headers
+        .get(DATE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok());
+    outcome(&origin.addr, resp.status, date, &resp.body)
 }
 
 /// Success for 2xx, else the classified [`PushError::Status`].
@@ -739,21 +647,14 @@ mod tests {
         assert!(delays.len() > 1);
     }
 
-    #[test]
-    fn urls() {
-        let ok = |u: &str| target(&u.parse().unwrap()).map(|t| (t.addr, t.host, t.path));
-        let (addr, host, path) = ok("http://198.18.9.2:9090/api/v1/write").unwrap();
-        assert_eq!(addr, "198.18.9.2:9090");
-        assert_eq!(host, "198.18.9.2:9090");
-        assert_eq!(path, "/api/v1/write");
-        let (addr, host, path) = ok("http://monitor/w?x=1").unwrap();
-        assert_eq!(
-            (addr.as_str(), path.to_string().as_str()),
-            ("monitor:80", "/w?x=1")
-        );
-        assert_eq!(host, "monitor");
+    #[tokio::test]
+    async fn unusable_urls_are_permanent() {
+        // How URLs split is `http_client::Origin::from_url`'s (tested there); here, that a
+        // bad one is never retried.
         for bad in ["https://a:1/w", "http://u:p@a:1/w", "/api/v1/write"] {
-            let err = ok(bad).unwrap_err();
+            let err = push(&Client::default(), &bad.parse().unwrap(), Bytes::new())
+                .await
+                .unwrap_err();
             assert!(!err.retryable(), "{bad}");
             assert!(err.to_string().starts_with("push url "), "{err}");
         }

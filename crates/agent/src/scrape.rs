@@ -1,5 +1,5 @@
 //! Scraping a local service's `/metrics` (the load balancer's and web server's admin
-//! listeners): one bounded HTTP/1.1 GET, and a parser of the Prometheus text format and
+//! listeners): one bounded HTTP/1.1 GET (`rampart_telemetry::http_client`), and a parser of the Prometheus text format and
 //! OpenMetrics text (which `prometheus-client` writes) into [`Family`]s.
 //!
 //! Parsing choices: a sample belongs to the family its `# TYPE` line named when its name
@@ -13,10 +13,9 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, HOST, USER_AGENT};
-use http::{HeaderValue, Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
+use http::header::{ACCEPT, USER_AGENT};
+use http::{HeaderValue, Request, StatusCode, Uri};
+use rampart_telemetry::http_client::{self, Limits, Origin, Overflow};
 
 use crate::{Family, Kind, Sample};
 
@@ -28,77 +27,26 @@ pub const MAX_BODY: usize = 8 << 20;
 pub enum ScrapeError {
     #[error("scrape {url}: {reason}")]
     Url { url: String, reason: &'static str },
-    #[error("scrape {url}: connect: {source}")]
-    Connect {
-        url: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// No response: connect, timeout, a body over [`MAX_BODY`], a broken exchange.
     #[error("scrape {url}: {source}")]
-    Http {
+    Exchange {
         url: String,
         #[source]
-        source: hyper::Error,
+        source: http_client::Error,
     },
-    #[error("scrape {url}: no complete response within {after:?}")]
-    Timeout { url: String, after: Duration },
     #[error("scrape {url}: status {status}")]
     Status { url: String, status: StatusCode },
-    #[error("scrape {url}: body larger than {MAX_BODY} bytes")]
-    TooLarge { url: String },
 }
 
 /// GETs `url` within `timeout` and returns the body.
 pub async fn fetch(url: &Uri, timeout: Duration) -> Result<Bytes, ScrapeError> {
-    match tokio::time::timeout(timeout, fetch_inner(url)).await {
-        Ok(r) => r,
-        Err(_) => Err(ScrapeError::Timeout {
-            url: url.to_string(),
-            after: timeout,
-        }),
-    }
-}
-
-async fn fetch_inner(url: &Uri) -> Result<Bytes, ScrapeError> {
-    let u = url.to_string();
-    let bad = |reason| ScrapeError::Url {
-        url: u.clone(),
+    let (origin, target) = Origin::from_url(url).map_err(|reason| ScrapeError::Url {
+        url: url.to_string(),
         reason,
-    };
-    if url.scheme_str() != Some("http") {
-        return Err(bad("only plain http is supported"));
-    }
-    let authority = url.authority().ok_or_else(|| bad("no host"))?;
-    let addr = format!(
-        "{}:{}",
-        authority.host(),
-        authority.port_u16().unwrap_or(80)
-    );
-    let host = HeaderValue::from_str(authority.as_str()).map_err(|_| bad("invalid host"))?;
-    let path: Uri = url
-        .path_and_query()
-        .map_or("/", http::uri::PathAndQuery::as_str)
-        .parse()
-        .map_err(|_| bad("invalid path"))?;
-    let http_err = |source| ScrapeError::Http {
-        url: u.clone(),
-        source,
-    };
-    let tcp = tokio::net::TcpStream::connect(&addr)
-        .await
-        .map_err(|source| ScrapeError::Connect {
-            url: u.clone(),
-            source,
-        })?;
-    let _ = tcp.set_nodelay(true);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .map_err(http_err)?;
-    let mut req = Request::new(Empty::<Bytes>::new());
-    *req.method_mut() = Method::GET;
-    *req.uri_mut() = path;
+    })?;
+    let mut req = Request::new(Bytes::new());
+    *req.uri_mut() = target;
     let h = req.headers_mut();
-    h.insert(HOST, host);
     h.insert(
         ACCEPT,
         HeaderValue::from_static(
@@ -106,40 +54,24 @@ async fn fetch_inner(url: &Uri) -> Result<Bytes, ScrapeError> {
         ),
     );
     h.insert(USER_AGENT, HeaderValue::from_static("rampart-agent"));
-    let request = async {
-        let resp = sender.send_request(req).await?;
-        let status = resp.status();
-        let mut body = resp.into_body();
-        let mut out = Vec::new();
-        let mut too_large = false;
-        while let Some(frame) = body.frame().await {
-            if let Ok(data) = frame?.into_data() {
-                if out.len() + data.len() > MAX_BODY {
-                    too_large = true;
-                    break;
-                }
-                out.extend_from_slice(&data);
-            }
-        }
-        Ok::<_, hyper::Error>((status, out, too_large))
+    let limits = Limits {
+        timeout,
+        max_body: MAX_BODY,
+        overflow: Overflow::Fail,
     };
-    tokio::pin!(request);
-    tokio::pin!(conn);
-    let (status, body, too_large) = tokio::select! {
-        r = &mut request => r,
-        c = &mut conn => match c {
-            Ok(()) => request.await,
-            Err(e) => Err(e),
-        },
+    let resp = http_client::send(&origin, req, limits)
+        .await
+        .map_err(|source| ScrapeError::Exchange {
+            url: url.to_string(),
+            source,
+        })?;
+    if !resp.status.is_success() {
+        return Err(ScrapeError::Status {
+            url: url.to_string(),
+            status: resp.status,
+        });
     }
-    .map_err(http_err)?;
-    if !status.is_success() {
-        return Err(ScrapeError::Status { url: u, status });
-    }
-    if too_large {
-        return Err(ScrapeError::TooLarge { url: u });
-    }
-    Ok(Bytes::from(body))
+    Ok(resp.body)
 }
 
 /// The families of a text-format body, in the order their first line appeared, and the

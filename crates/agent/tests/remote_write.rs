@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use rampart_agent::remote_write::{self, Client, PushError, WriteRequest};
 use rampart_agent::{Family, Kind, Sample};
+use rampart_telemetry::http_client;
 use serde_json::Value;
 
 /// The shared real Prometheus ([`rampart_test_support::prometheus`]) with this file's
@@ -294,7 +295,10 @@ async fn connect_refused_and_silent_server_are_retryable() {
     let err = remote_write::push(&Client::default(), &refused, body.clone())
         .await
         .unwrap_err();
-    assert!(matches!(err, PushError::Connect { .. }), "{err}");
+    assert!(
+        matches!(err, PushError::Exchange(http_client::Error::Connect { .. })),
+        "{err}"
+    );
     assert!(err.retryable());
     eprintln!("refused: {err}");
 
@@ -307,7 +311,10 @@ async fn connect_refused_and_silent_server_are_retryable() {
         timeout: Duration::from_millis(300),
     };
     let err = remote_write::push(&client, &url, body).await.unwrap_err();
-    assert!(matches!(err, PushError::Timeout { .. }), "{err}");
+    assert!(
+        matches!(err, PushError::Exchange(http_client::Error::Timeout { .. })),
+        "{err}"
+    );
     assert!(err.retryable());
     eprintln!("silent: {err}");
 }

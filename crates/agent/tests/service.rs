@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use rampart_agent::config::Config;
+use rampart_telemetry::config::ConfigFile;
 use rampart_agent::run::{Agent, Listeners};
 
 /// Sends a bare GET from source `from` and returns everything read until the agent

@@ -9,8 +9,6 @@
 //! shows what happened, not only what is happening.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -310,12 +308,16 @@ impl AlertStore {
             (inner.version, encode_state(inner.alerts.values()))
         };
         let path = self.path.clone();
-        tokio::task::spawn_blocking(move || write_atomic(&path, text.as_bytes()))
-            .await
-            .map_err(|e| StateError::Io {
-                path: self.path.clone(),
-                source: std::io::Error::other(e),
-            })??;
+        tokio::task::spawn_blocking(move || {
+            rampart_telemetry::fs::write_atomic(&path, text.as_bytes(), 0o600)
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|written| written)
+        .map_err(|source| StateError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
         *saved = version;
         Ok(())
     }
@@ -417,28 +419,6 @@ fn decode_state(path: &Path, bytes: &[u8]) -> Result<Vec<Alert>, StateError> {
             })
         })
         .collect()
-}
-
-/// Writes `bytes` to `path` through a 0600 temporary file in the same directory, synced
-/// and renamed over `path`.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
-    let io = |p: &Path| {
-        let p = p.to_owned();
-        move |source| StateError::Io { path: p, source }
-    };
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    f.write_all(bytes).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
 }
 
 /// Validates a state file without loading it into a store (`rampart check`).

@@ -13,9 +13,8 @@
 //! is single-use and short-lived, and only its hash is stored.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::net::IpAddr;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -113,21 +112,12 @@ pub fn load_or_create_secret(path: &Path, bytes: usize) -> std::io::Result<(Secr
     let mut raw = vec![0u8; bytes];
     random(&mut raw)?;
     let text = url_safe(&raw);
-    let created = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path);
-    let mut f = match created {
-        Ok(f) => f,
-        // Someone else created it between the read and here: theirs wins.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return read_secret(path).map(|s| (s, Origin::Read))
-        }
-        Err(e) => return Err(ctx(e)),
-    };
-    f.write_all(format!("{text}\n").as_bytes()).map_err(ctx)?;
-    f.sync_all().map_err(ctx)?;
+    // Someone else created it between the read and here: theirs wins.
+    if !rampart_telemetry::fs::write_new(path, format!("{text}\n").as_bytes(), 0o600)
+        .map_err(ctx)?
+    {
+        return read_secret(path).map(|s| (s, Origin::Read));
+    }
     Ok((Secret(text), Origin::Generated))
 }
 

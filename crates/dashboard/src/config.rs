@@ -2,6 +2,8 @@
 //! (unknown keys refused) and the validated [`Config`] the server runs on. Every problem
 //! is collected and names the file, the key and what would be valid. Relative paths are
 //! resolved against the config file's directory; every default is in [`defaults`].
+//! Reading and parsing are `rampart_telemetry::config::ConfigFile`'s, as for every
+//! service.
 //!
 //! Secure defaults: HTTPS only (`[tls]` is required: the session cookie is `Secure`),
 //! loopback unless told otherwise, a connection cap, a header deadline that also bounds
@@ -12,8 +14,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rampart_telemetry::listen::AllowList;
-use rampart_topology::config::{parse_toml, read_toml, Checker, ConfigErrors};
+use rampart_telemetry::config::{Checker, ConfigErrors, ConfigFile};
+use rampart_telemetry::listen::{self, AllowList};
 use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
@@ -202,29 +204,17 @@ pub mod defaults {
     pub const RANGE: Duration = Duration::from_secs(30 * 60);
 }
 
-impl Config {
-    /// Reads and validates `path`.
-    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let (file, _) = read_toml::<FileConfig>(path)?;
-        Self::validate(path, &file)
-    }
-
-    /// Validates `text` as if read from `path`.
-    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
-        let file: FileConfig = parse_toml(path, text)?;
-        Self::validate(path, &file)
-    }
+impl ConfigFile for Config {
+    type File = FileConfig;
 
     /// Turns the raw file into a validated config, collecting every problem.
-    pub fn validate(path: &Path, f: &FileConfig) -> Result<Config, ConfigErrors> {
+    fn validate(path: &Path, f: &FileConfig) -> Result<Config, ConfigErrors> {
         let mut c = Checker::new(path);
         let ms = Duration::from_millis;
         let s = Duration::from_secs;
         let l = &f.listen;
-        let addr = c
-            .addr("listen.addr", l.addr.as_deref().unwrap_or(defaults::ADDR))
-            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000)));
-        let allow_from = AllowList::check(&mut c, "listen.allow_from", l.allow_from.as_deref());
+        let addr = listen::addr(&mut c, "addr", l.addr.as_deref(), defaults::ADDR);
+        let allow_from = listen::allow_list(&mut c, "allow_from", l.allow_from.as_deref());
         let max_connections = c.range(
             "listen.max_connections",
             l.max_connections,
@@ -496,7 +486,7 @@ mod tests {
 
     #[test]
     fn the_example_config_parses() {
-        let text = include_str!("../examples/dashboard.toml");
+        let text = include_str!("../../../examples/dashboard.toml");
         let c = Config::parse(Path::new("/etc/rampart/dashboard.toml"), text)
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.addr.to_string(), "198.18.9.2:3000");

@@ -139,8 +139,12 @@ pub async fn fetch(client: &Client, range: Duration, timeout: Duration, now: f64
         let client = client.clone();
         tasks.spawn(async move {
             let r = match q.kind {
-                Kind::Range => client.query_range(q.promql, start, end, step).await,
-                Kind::Instant => client.query(q.promql, now).await,
+                Kind::Range => {
+                    client
+                        .query_range(q.promql, start, end, step, timeout)
+                        .await
+                }
+                Kind::Instant => client.query(q.promql, now, timeout).await,
             };
             (q.id, r)
         });

@@ -3,7 +3,8 @@
 //! resources and database replication from Prometheus's HTTP API as server-side SVG,
 //! and lists the alerts Alertmanager sends to its webhook.
 //!
-//! Entry points: [`Config::load`] (or [`check`]) validates a config file;
+//! Entry points: [`Config::load`] (from `rampart_telemetry::config::ConfigFile`; or
+//! [`check`]) validates a config file;
 //! [`Listeners::bind`] binds its address; [`Dashboard::new`] builds the server and
 //! [`Dashboard::serve`] runs it until a shutdown future resolves.
 //!
@@ -24,16 +25,16 @@ pub mod svg;
 pub use config::Config;
 pub use server::{Dashboard, DashboardError, Listeners};
 
-use rampart_topology::config::{ConfigError, ConfigErrors};
+use rampart_telemetry::config::{Checker, ConfigErrors, ConfigFile};
 
 /// Validates a config file and what it points at (certificate and key, the secret files
 /// when they exist, the alert state file when it exists) without binding, creating or
 /// starting anything. This is `rampart check` for a dashboard config.
 pub fn check(path: &std::path::Path) -> Result<Config, ConfigErrors> {
     let config = Config::load(path)?;
-    let mut errors = Vec::new();
+    let mut c = Checker::new(path);
     if let Err(e) = rampart_tls::load_certified_key(&config.tls.cert, &config.tls.key) {
-        errors.push(("tls.cert", e.to_string()));
+        c.err("tls.cert", e.to_string());
     }
     for (key, file) in [
         ("auth.password_file", &config.auth.password_file),
@@ -46,26 +47,13 @@ pub fn check(path: &std::path::Path) -> Result<Config, ConfigErrors> {
             Ok(_) => {}
             // Created on start.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => errors.push((key, e.to_string())),
+            Err(e) => c.err(key, e.to_string()),
         }
     }
     if let Err(e) = alerts::check_state_file(&config.alerts.state_file) {
-        errors.push(("alerts.state_file", e.to_string()));
+        c.err("alerts.state_file", e.to_string());
     }
-    if errors.is_empty() {
-        Ok(config)
-    } else {
-        Err(ConfigErrors(
-            errors
-                .into_iter()
-                .map(|(k, m)| ConfigError {
-                    file: path.to_owned(),
-                    key: k.to_owned(),
-                    message: m,
-                })
-                .collect(),
-        ))
-    }
+    c.finish(config)
 }
 
 #[cfg(test)]

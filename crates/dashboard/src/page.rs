@@ -1,5 +1,5 @@
 //! The HTML: the dashboard (charts, tables, alerts) built from a [`Snapshot`] and the
-//! recorded alerts, the login page, HTML escaping, and the one stylesheet, inlined and
+//! recorded alerts, the login page (escaped with `svg::escape`), and the one stylesheet, inlined and
 //! allowed by its SHA-256 in the Content-Security-Policy (no `'unsafe-inline'`, no
 //! external source, no JavaScript: the page refreshes itself with `<meta refresh>`).
 //! Everything that came from Prometheus or Alertmanager is escaped.
@@ -14,23 +14,7 @@ use base64::Engine;
 use crate::alerts::{Alert, Status};
 use crate::data::Snapshot;
 use crate::prom::Series;
-use crate::svg::{self, Chart, Line, Unit};
-
-/// Escapes text for HTML and XML content and quoted attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use crate::svg::{self, escape, Chart, Line, Unit};
 
 /// The page's stylesheet (inlined; allowed by hash in the CSP).
 pub const CSS: &str = "\

@@ -1,16 +1,16 @@
 //! The client of Prometheus's HTTP API: `/api/v1/query_range` and `/api/v1/query` over
-//! plain HTTP/1.1 (one connection per query, as the agent pushes), each answer bounded in
-//! size, and the JSON results turned into [`Series`]. Errors are classified so the page
+//! plain HTTP/1.1 with `rampart_telemetry::http_client` (one connection per query, as the
+//! agent pushes), each answer bounded in size and time, and the JSON results turned into
+//! [`Series`]. Errors are classified so the page
 //! can say "Prometheus is unreachable" rather than "no data".
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, HOST, USER_AGENT};
-use http::{HeaderValue, Method, Request, StatusCode};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
+use http::header::{ACCEPT, USER_AGENT};
+use http::{HeaderValue, Request, StatusCode};
+use rampart_telemetry::http_client::{self, Limits, Origin, Overflow};
 use serde::Deserialize;
 
 use crate::config::PromUrl;
@@ -79,88 +79,72 @@ pub fn encode(s: &str) -> String {
 }
 
 impl Client {
-    /// `query` over `[start, end]` every `step` seconds (a matrix).
+    /// `query` over `[start, end]` every `step` seconds (a matrix), answered within
+    /// `timeout`.
     pub async fn query_range(
         &self,
         query: &str,
         start: f64,
         end: f64,
         step: f64,
+        timeout: Duration,
     ) -> Result<Vec<Series>, PromError> {
         let path = format!(
             "{}/api/v1/query_range?query={}&start={start:.3}&end={end:.3}&step={step}",
             self.url.prefix,
             encode(query)
         );
-        parse_response(&self.get(&path).await?)
+        parse_response(&self.get(&path, timeout).await?)
     }
 
-    /// `query` at `time` (a vector; a scalar becomes one series without labels).
-    pub async fn query(&self, query: &str, time: f64) -> Result<Vec<Series>, PromError> {
+    /// `query` at `time` (a vector; a scalar becomes one series without labels),
+    /// answered within `timeout`.
+    pub async fn query(
+        &self,
+        query: &str,
+        time: f64,
+        timeout: Duration,
+    ) -> Result<Vec<Series>, PromError> {
         let path = format!(
             "{}/api/v1/query?query={}&time={time:.3}",
             self.url.prefix,
             encode(query)
         );
-        parse_response(&self.get(&path).await?)
+        parse_response(&self.get(&path, timeout).await?)
     }
 
-    /// GETs `path`: the status and the body (at most `max_bytes`). The caller bounds the
-    /// time.
-    async fn get(&self, path: &str) -> Result<(StatusCode, Bytes), PromError> {
-        let addr = self.url.addr.clone();
-        let http_err = |e: hyper::Error| PromError::Http {
-            addr: addr.clone(),
-            message: e.to_string(),
+    /// GETs `path` within `timeout`: the status and the body (at most `max_bytes`).
+    async fn get(&self, path: &str, timeout: Duration) -> Result<(StatusCode, Bytes), PromError> {
+        let origin = Origin {
+            addr: self.url.addr.clone(),
+            host: HeaderValue::from_str(&self.url.host)
+                .map_err(|_| PromError::Invalid("bad host".into()))?,
         };
-        let tcp = tokio::net::TcpStream::connect(&addr)
-            .await
-            .map_err(|e| PromError::Connect {
-                addr: addr.clone(),
-                message: e.to_string(),
-            })?;
-        let _ = tcp.set_nodelay(true);
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-            .await
-            .map_err(http_err)?;
-        let mut req = Request::new(Empty::<Bytes>::new());
-        *req.method_mut() = Method::GET;
+        let mut req = Request::new(Bytes::new());
         *req.uri_mut() = path
             .parse()
             .map_err(|_| PromError::Invalid(format!("bad path {path}")))?;
         let h = req.headers_mut();
-        h.insert(
-            HOST,
-            HeaderValue::from_str(&self.url.host)
-                .map_err(|_| PromError::Invalid("bad host".into()))?,
-        );
         h.insert(ACCEPT, HeaderValue::from_static("application/json"));
         h.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
-        let max = self.max_bytes;
-        let exchange = async {
-            let resp = sender.send_request(req).await.map_err(http_err)?;
-            let status = resp.status();
-            let mut body = resp.into_body();
-            let mut buf = Vec::new();
-            while let Some(frame) = body.frame().await {
-                if let Ok(data) = frame.map_err(http_err)?.into_data() {
-                    if buf.len() + data.len() > max {
-                        return Err(PromError::TooLarge(max));
-                    }
-                    buf.extend_from_slice(&data);
-                }
-            }
-            Ok((status, Bytes::from(buf)))
+        let limits = Limits {
+            timeout,
+            max_body: self.max_bytes,
+            overflow: Overflow::Fail,
         };
-        // The connection is driven beside the exchange and closed with it.
-        tokio::pin!(exchange);
-        tokio::pin!(conn);
-        tokio::select! {
-            r = &mut exchange => r,
-            c = &mut conn => match c {
-                Ok(()) => exchange.await,
-                Err(e) => Err(http_err(e)),
-            },
+        match http_client::send(&origin, req, limits).await {
+            Ok(resp) => Ok((resp.status, resp.body)),
+            Err(http_client::Error::Connect { addr, source }) => Err(PromError::Connect {
+                addr,
+                message: source.to_string(),
+            }),
+            Err(http_client::Error::Protocol { addr, source }) => Err(PromError::Http {
+                addr,
+                message: source.to_string(),
+            }),
+            Err(http_client::Error::Timeout { after, .. }) => Err(PromError::Timeout(after)),
+            Err(http_client::Error::TooLarge { limit, .. }) => Err(PromError::TooLarge(limit)),
+            Err(e @ http_client::Error::Request { .. }) => Err(PromError::Invalid(e.to_string())),
         }
     }
 }

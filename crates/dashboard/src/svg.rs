@@ -3,11 +3,26 @@
 //! latest value, and a visible "no data" message instead of an empty frame. Pure
 //! functions of their input; no JavaScript, no style attributes (the page's CSP has no
 //! `'unsafe-inline'`): colours are SVG presentation attributes, sizes come from the
-//! page's stylesheet through classes.
+//! page's stylesheet through classes. Also [`escape`], for the text of SVG and of the
+//! HTML page around it (`page.rs` builds on this module, never the other way).
 
 use std::fmt::Write;
 
-use crate::page::escape;
+/// Escapes text for HTML and XML content and quoted attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
 
 /// The chart's drawing size in user units (it scales to the panel's width).
 pub const WIDTH: f64 = 600.0;

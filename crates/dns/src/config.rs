@@ -1,6 +1,7 @@
 //! The DNS server's configuration in two layers: `File*` structs that mirror the TOML
 //! (unknown keys refused) and the validated [`Config`] the server runs on. Every problem
-//! is collected and names the file, the key and what would be valid.
+//! is collected and names the file, the key and what would be valid. Reading and parsing
+//! are `rampart_telemetry::config::ConfigFile`'s, as for every service.
 //!
 //! Secure defaults: both listeners bind loopback unless told otherwise, TCP connections
 //! are capped and closed when idle, and the zone's CAA record forbids every public CA from
@@ -17,8 +18,8 @@ use std::time::Duration;
 use hickory_proto::rr::rdata::caa::CAA;
 use hickory_proto::rr::{Name, RData, RecordType};
 use hickory_proto::serialize::binary::{BinDecoder, Restrict};
-use rampart_telemetry::listen::AllowList;
-use rampart_topology::config::{parse_toml, read_toml, Checker, ConfigErrors};
+use rampart_telemetry::config::{Checker, ConfigErrors, ConfigFile};
+use rampart_telemetry::listen::{self, AllowList};
 use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
@@ -144,26 +145,16 @@ pub mod defaults {
     pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 }
 
-impl Config {
-    /// Reads and validates `path`.
-    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let (file, _) = read_toml::<FileConfig>(path)?;
-        Self::validate(path, &file)
-    }
-
-    /// Validates `text` as if read from `path`.
-    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
-        let file: FileConfig = parse_toml(path, text)?;
-        Self::validate(path, &file)
-    }
+impl ConfigFile for Config {
+    type File = FileConfig;
 
     /// Turns the raw file into a validated config, collecting every problem.
-    pub fn validate(path: &Path, f: &FileConfig) -> Result<Config, ConfigErrors> {
+    fn validate(path: &Path, f: &FileConfig) -> Result<Config, ConfigErrors> {
         let mut c = Checker::new(path);
-        let udp = c.optional_addr("listen.udp", f.listen.udp.as_deref(), defaults::UDP);
-        let tcp = c.optional_addr("listen.tcp", f.listen.tcp.as_deref(), defaults::TCP);
-        let allow_from =
-            AllowList::check(&mut c, "listen.allow_from", f.listen.allow_from.as_deref());
+        let l = &f.listen;
+        let udp = listen::optional_addr(&mut c, "udp", l.udp.as_deref(), defaults::UDP);
+        let tcp = listen::optional_addr(&mut c, "tcp", l.tcp.as_deref(), defaults::TCP);
+        let allow_from = listen::allow_list(&mut c, "allow_from", l.allow_from.as_deref());
         if f.listen.udp.as_deref() == Some("off") && f.listen.tcp.as_deref() == Some("off") {
             c.err(
                 "listen",

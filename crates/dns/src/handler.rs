@@ -124,6 +124,7 @@ mod tests {
     use crate::config::Config;
     use hickory_proto::op::Query;
     use hickory_proto::rr::{Name, RecordType};
+    use rampart_telemetry::config::ConfigFile;
     use std::path::Path;
 
     fn zone(extra: &str) -> Zone {

@@ -2,7 +2,8 @@
 //! the load balancer's address for the apex and `www`, the name server's own address;
 //! REFUSED for every name outside the zone (it never recurses).
 //!
-//! Entry points: [`Config::load`] validates a config file; [`Listeners::bind`] binds its
+//! Entry points: [`Config::load`] (from `rampart_telemetry::config::ConfigFile`) validates
+//! a config file; [`Listeners::bind`] binds its
 //! UDP and TCP addresses; [`Dns::new`] builds the server and [`Dns::serve`] runs it until
 //! a shutdown future resolves. `rampart dns` in the binary is a thin wrapper around these.
 //!
@@ -17,8 +18,10 @@ pub mod zone;
 pub use config::Config;
 pub use server::{Dns, Listeners};
 
+use rampart_telemetry::config::{ConfigErrors, ConfigFile};
+
 /// Validates a config file without binding or starting anything. This is `rampart check`
 /// for a DNS config; a DNS config names no other files, so this is [`Config::load`].
-pub fn check(path: &std::path::Path) -> Result<Config, rampart_topology::config::ConfigErrors> {
+pub fn check(path: &std::path::Path) -> Result<Config, ConfigErrors> {
     Config::load(path)
 }

@@ -201,6 +201,7 @@ impl Zone {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rampart_telemetry::config::ConfigFile;
     use std::path::Path;
 
     fn zone(extra: &str) -> Zone {

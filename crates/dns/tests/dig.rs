@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 use rampart_dns::{Config, Dns, Listeners};
+use rampart_telemetry::config::ConfigFile;
 
 /// A server running on its own runtime thread; stopped (and checked to stop) on drop.
 struct Server {

@@ -1,5 +1,8 @@
-//! Touches the host: child processes (mariadbd and rampart's own services), pid files and
-//! the state directory. Only this crate starts, signals or stops processes.
+//! Touches the host: child processes and pid files (`process`), MariaDB servers
+//! (`mariadb`), network namespaces and nftables (`netns`, `firewall`), the operator's
+//! forward into a namespace (`forward`) and the executor of a run's plan (`stack`). Only
+//! this crate spawns, signals or stops processes, or runs `ip` and `nft`; it decides
+//! nothing about what runs where (that is `rampart_topology::plan`).
 
 pub mod firewall;
 pub mod forward;

@@ -223,7 +223,8 @@ impl Fabric {
              nameserver {nameserver}\noptions timeout:2 attempts:2\n",
             host.name
         );
-        std::fs::write(&file, text).map_err(|e| InfraError::io("write", &file, e))
+        rampart_telemetry::fs::write_atomic(&file, text.as_bytes(), 0o644)
+            .map_err(|e| InfraError::io("write", &file, e))
     }
 
     /// Removes what [`Fabric::set_resolver`] wrote (and the directory, when that leaves
@@ -309,21 +310,33 @@ impl Fabric {
         Ok(())
     }
 
-    /// Loads each host's rendered ruleset into its namespace (`nft -f`, which replaces
-    /// the `inet rampart` table atomically).
+    /// Loads each host's ruleset rendered from this fabric's topology into its
+    /// namespace (what `rampart up` does with its plan's rulesets).
     pub fn load_firewalls(&self) -> Result<(), InfraError> {
-        let nft = nft_bin()?;
         for host in &self.topology.hosts {
-            let rules = rampart_topology::nft::ruleset(&self.topology, host);
-            let shown = format!("ip netns exec {} nft -f -", self.ns(host));
-            output(
-                self.command(host, &nft)?.args(["-f", "-"]),
-                Some(&rules),
+            self.load_firewall(
                 &host.name,
-                "nft",
-                &shown,
+                &rampart_topology::nft::ruleset(&self.topology, host),
             )?;
         }
+        Ok(())
+    }
+
+    /// Loads `rules` into host `name`'s namespace (`nft -f`, which replaces the
+    /// `inet rampart` table atomically).
+    pub fn load_firewall(&self, name: &str, rules: &str) -> Result<(), InfraError> {
+        let nft = nft_bin()?;
+        let host = self.topology.host(name).ok_or_else(|| {
+            InfraError::Invalid(format!("no host {name} in the fabric's topology"))
+        })?;
+        let shown = format!("ip netns exec {} nft -f -", self.ns(host));
+        output(
+            self.command(host, &nft)?.args(["-f", "-"]),
+            Some(rules),
+            &host.name,
+            "nft",
+            &shown,
+        )?;
         Ok(())
     }
 

@@ -7,12 +7,14 @@
 //! go through a pidfd opened before that check, which closes the remaining window between
 //! "verified" and "signalled" on kernels that have pidfds (5.3+).
 //!
-//! This module also holds [`InfraError`], the error type of the whole crate.
+//! This module also holds [`InfraError`], the error type of the whole crate, the lookup of
+//! the programs rampart runs ([`find_program`]) and the crate's one polling primitive
+//! ([`wait_until`]).
 
 use std::ffi::OsString;
 use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -141,6 +143,27 @@ pub(crate) fn describe_status(status: ExitStatus) -> String {
     }
 }
 
+/// Finds `program` in `PATH` or the usual system directories (`mariadbd` and `prometheus`
+/// live in `/usr/sbin` or `/usr/bin`, and a normal user's `PATH` often lacks `/usr/sbin`).
+/// The error names the Debian `package` that provides it.
+pub fn find_program(program: &str, package: &'static str) -> Result<PathBuf, InfraError> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(
+            ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"]
+                .into_iter()
+                .map(PathBuf::from),
+        )
+        .map(|dir| dir.join(program))
+        .find(|candidate| {
+            fs::metadata(candidate).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0)
+        })
+        .ok_or_else(|| InfraError::MissingBinary {
+            program: program.to_owned(),
+            package,
+        })
+}
+
 /// How to start one long-running child process that rampart owns through a pid file.
 #[derive(Debug, Clone)]
 pub struct Spec {
@@ -267,15 +290,20 @@ pub fn stop(pid_file: &Path, grace: Duration) -> Result<bool, InfraError> {
 /// How long [`stop`] waits after `SIGKILL` before giving up.
 pub const KILL_WAIT: Duration = Duration::from_secs(5);
 
-/// Polls `f` every 10 to 50 ms until it returns `Some`, for at most `deadline`; the error
-/// names `what` ("db1 to accept connections"). `f` runs at least once.
+/// Polls `f` until it returns `Some`, for at most `deadline`; the error names `what`
+/// ("db1 to accept connections"). `f` runs at least once, then again after pauses that
+/// double from 1 ms up to 50 ms (a quick answer is seen quickly, a slow one costs little).
+///
+/// The one way this crate waits for something: synchronous code of the `rampart` CLI,
+/// never a runtime thread. To stop early with an error, return `Some(Err(..))` and
+/// flatten the result.
 pub fn wait_until<T>(
     what: &str,
     deadline: Duration,
     mut f: impl FnMut() -> Option<T>,
 ) -> Result<T, InfraError> {
     let start = Instant::now();
-    let mut step = Duration::from_millis(10);
+    let mut step = Duration::from_millis(1);
     loop {
         if let Some(value) = f() {
             return Ok(value);
@@ -292,17 +320,13 @@ pub fn wait_until<T>(
     }
 }
 
-/// Blocks the current thread for `d` (parking, which clippy allows; spurious wake-ups are
-/// absorbed by the loop).
-pub(crate) fn pause(d: Duration) {
-    let until = Instant::now() + d;
-    loop {
-        let now = Instant::now();
-        if now >= until {
-            return;
-        }
-        std::thread::park_timeout(until - now);
-    }
+/// Blocks the current thread for `d`: [`wait_until`]'s pause and nothing else's.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "wait_until runs in the synchronous CLI (rampart up/down/status), never on a runtime thread"
+)]
+fn pause(d: Duration) {
+    std::thread::sleep(d);
 }
 
 /// The fields of `/proc/<pid>/stat` rampart uses.
@@ -395,6 +419,38 @@ fn signal(pid: u32, starttime: u64, sig: Signal, sig_name: &'static str) -> Resu
     }
 }
 
+/// Creates `dir` with mode 0700 (missing parents 0755) and checks that it is a real directory
+/// owned by us and not accessible to others (it may hold sockets and passwords); a looser
+/// mode is tightened.
+pub(crate) fn create_private_dir(dir: &Path) -> Result<(), InfraError> {
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(parent)
+            .map_err(|e| InfraError::io("create directory", parent, e))?;
+    }
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+            return Err(InfraError::io("create directory", dir, e));
+        }
+        _ => {}
+    }
+    let meta = fs::symlink_metadata(dir).map_err(|e| InfraError::io("inspect", dir, e))?;
+    let uid = rustix::process::geteuid().as_raw();
+    if !meta.is_dir() || meta.uid() != uid {
+        return Err(InfraError::Invalid(format!(
+            "{} must be a directory owned by uid {uid}",
+            dir.display()
+        )));
+    }
+    if meta.mode() & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(|e| InfraError::io("set permissions of", dir, e))?;
+    }
+    Ok(())
+}
+
 fn create_parent(path: &Path) -> Result<(), InfraError> {
     match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => fs::DirBuilder::new()
@@ -406,28 +462,10 @@ fn create_parent(path: &Path) -> Result<(), InfraError> {
     }
 }
 
-/// Writes `"<pid> <starttime>\n"` to a temporary file next to `pid_file` and renames it over
-/// `pid_file`.
+/// Replaces `pid_file` with `"<pid> <starttime>\n"` (0644), atomically.
 fn write_pid_file(pid_file: &Path, pid: u32, starttime: u64) -> Result<(), InfraError> {
-    let mut tmp_name = OsString::from(".");
-    tmp_name.push(pid_file.file_name().unwrap_or_default());
-    tmp_name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = pid_file.with_file_name(tmp_name);
-    let write = || -> io::Result<()> {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&tmp)?;
-        file.write_all(format!("{pid} {starttime}\n").as_bytes())?;
-        file.sync_all()?;
-        fs::rename(&tmp, pid_file)
-    };
-    write().map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        InfraError::io("write pid file", pid_file, e)
-    })
+    rampart_telemetry::fs::write_atomic(pid_file, format!("{pid} {starttime}\n").as_bytes(), 0o644)
+        .map_err(|e| InfraError::io("write pid file", pid_file, e))
 }
 
 fn remove_pid_file(pid_file: &Path) -> Result<(), InfraError> {
@@ -631,5 +669,31 @@ mod tests {
         );
         assert!(calls >= 2);
         assert_eq!(wait_until("x", Duration::ZERO, || Some(7)).unwrap(), 7);
+    }
+
+    #[test]
+    fn programs_are_found_or_named_with_their_package() {
+        let sh = find_program("sh", "dash").unwrap();
+        assert!(sh.is_absolute() && sh.ends_with("sh"), "{}", sh.display());
+        let err = find_program("rampart-no-such-program", "rampart-pkg").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "rampart-no-such-program not found; install the debian package rampart-pkg"
+        );
+    }
+
+    #[test]
+    fn private_dirs_are_created_and_tightened() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a/b/private");
+        create_private_dir(&dir).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        create_private_dir(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        let file = tmp.path().join("file");
+        fs::write(&file, "").unwrap();
+        assert!(create_private_dir(&file).is_err());
     }
 }

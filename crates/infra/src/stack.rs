@@ -28,26 +28,25 @@
 //! 0600), `secrets/` (database passwords, 0600), `hosts/<host>/` (configs, logs, pid files,
 //! data).
 
-use std::io::{Read, Write};
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rampart_topology::policy::MONITOR_INGEST_PORT;
-use rampart_topology::render::{
-    agent_config, alertmanager_addr, dashboard_config, dns_config, lb_config, web_config, Pace,
-    StatePaths, AGENT_METRICS_PORT, DASHBOARD_PORT,
+use rampart_topology::plan::{
+    self, DbServer, HostPlan, Launch, Plan, Probe, Program, ServicePlan, Settings, Source,
 };
-use rampart_topology::{Host, Mode, Role, Segment, Topology};
+use rampart_topology::render::{Pace, StatePaths};
+use rampart_topology::{Mode, Role, Segment, Topology};
 use serde::{Deserialize, Serialize};
 
-use crate::mariadb::{self, Grants, Instance};
+use crate::mariadb::{self, Instance};
 use crate::netns::{self, Fabric};
 use crate::process::{self, InfraError, Spec};
-use rampart_topology::monitor;
 
 /// How long a service may take to come ready before `up` gives up on it.
 const READY_DEADLINE: Duration = Duration::from_secs(60);
@@ -78,41 +77,6 @@ struct RunFile {
     pace: Option<String>,
 }
 
-/// One service of a host.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Service {
-    Mariadb,
-    Web,
-    Lb,
-    Dns,
-    /// Isolated mode's forward from 127.0.0.1 into the client host.
-    Forward,
-    /// The monitoring agent, on every host with a management address.
-    Agent,
-    Prometheus,
-    Alertmanager,
-    Dashboard,
-    /// Isolated mode's forward from 127.0.0.1 to the dashboard, through the monitor host.
-    DashboardForward,
-}
-
-impl Service {
-    pub fn name(self) -> &'static str {
-        match self {
-            Service::Mariadb => "mariadb",
-            Service::Web => "web",
-            Service::Lb => "lb",
-            Service::Dns => "dns",
-            Service::Forward => "forward",
-            Service::Agent => "agent",
-            Service::Prometheus => "prometheus",
-            Service::Alertmanager => "alertmanager",
-            Service::Dashboard => "dashboard",
-            Service::DashboardForward => "dashboard-forward",
-        }
-    }
-}
-
 /// The state of one service as `status` reports it.
 #[derive(Clone, Debug, Serialize)]
 pub struct ServiceStatus {
@@ -120,7 +84,7 @@ pub struct ServiceStatus {
     /// The service's main port.
     pub port: u16,
     /// Every port it listens on, by purpose.
-    pub ports: std::collections::BTreeMap<&'static str, u16>,
+    pub ports: BTreeMap<&'static str, u16>,
     /// `running` (process alive and main port accepting), `starting` (alive, port not
     /// yet accepting) or `stopped`.
     pub state: &'static str,
@@ -149,19 +113,7 @@ pub struct Status {
     pub hosts: Vec<HostStatus>,
 }
 
-fn role_name(r: Role) -> &'static str {
-    match r {
-        Role::Client => "client",
-        Role::Dns => "dns",
-        Role::Lb => "lb",
-        Role::Web => "web",
-        Role::DbPrimary => "db-primary",
-        Role::DbReplica => "db-replica",
-        Role::Monitor => "monitor",
-    }
-}
-
-/// A local run of the topology, rooted at a state directory.
+/// A run of the topology, rooted at a state directory.
 #[derive(Debug)]
 pub struct Stack {
     pub topology: Topology,
@@ -264,28 +216,56 @@ impl Stack {
         Ok(stack)
     }
 
+    /// The plan this run executes: what runs on which host, with which files, ports and
+    /// readiness probes.
+    pub fn plan(&self) -> Plan {
+        plan::plan(
+            &self.topology,
+            &Settings {
+                state: self.paths.clone(),
+                bin: self.bin.clone(),
+                pace: self.pace,
+                prefix: self.fabric.as_ref().map(|f| f.prefix.clone()),
+                publish: self.publish,
+                dashboard_publish: self.dashboard_publish,
+                uid: rustix::process::geteuid().as_raw(),
+            },
+        )
+    }
+
     /// The namespace `host` runs in (isolated mode).
-    pub fn namespace(&self, host: &Host) -> Option<String> {
+    pub fn namespace(&self, host: &rampart_topology::Host) -> Option<String> {
         self.fabric.as_ref().map(|f| f.ns(host))
     }
 
-    /// Runs `f` where `host`'s addresses are reachable: on a thread inside its namespace
-    /// in isolated mode, here in local mode.
-    fn probe<T: Send>(&self, host: &Host, f: impl FnOnce() -> T + Send) -> Result<T, InfraError> {
-        match self.namespace(host) {
-            Some(ns) => netns::run_in(&ns, f),
+    /// Runs `f` where `svc` listens: on a thread inside its host's namespace in isolated
+    /// mode (unless it listens on the operator's loopback), here otherwise.
+    fn probe<T: Send>(
+        host: &HostPlan,
+        svc: &ServicePlan,
+        f: impl FnOnce() -> T + Send,
+    ) -> Result<T, InfraError> {
+        match host.namespace.as_deref().filter(|_| svc.in_namespace) {
+            Some(ns) => netns::run_in(ns, f),
             None => Ok(f()),
         }
     }
 
-    fn host(&self, name: &str) -> Result<&Host, InfraError> {
-        self.topology.host(name).ok_or_else(|| {
-            let names: Vec<&str> = self
-                .topology
-                .hosts
-                .iter()
-                .map(|h| h.name.as_str())
-                .collect();
+    /// Whether `svc` passes its readiness probe now.
+    fn is_ready(host: &HostPlan, svc: &ServicePlan) -> Result<bool, InfraError> {
+        match &svc.ready {
+            Probe::Accepting(addr) => Self::probe(host, svc, || accepting(*addr)),
+            Probe::Http { addr, path, body } => Self::probe(host, svc, || {
+                http_get(*addr, path).is_some_and(|(code, text)| code == 200 && body.passes(&text))
+            }),
+            // Started and set up by `start_database`, which waits on it itself.
+            Probe::Database => Ok(true),
+        }
+    }
+
+    fn host_plan<'p>(&self, plan: &'p Plan, name: &str) -> Result<&'p HostPlan, InfraError> {
+        plan.host(name).ok_or_else(|| {
+            let names: Vec<&str> = plan.hosts.iter().map(|h| h.name.as_str()).collect();
             InfraError::Invalid(format!(
                 "no host {name}; the topology has {}",
                 names.join(", ")
@@ -293,183 +273,36 @@ impl Stack {
         })
     }
 
-    /// A host's services in start order. Every host with a management address runs an
-    /// agent, after its own service so the agent's first collection finds it.
-    fn services(&self, host: &Host) -> &'static [Service] {
-        use Service::*;
-        match host.role {
-            Role::DbPrimary | Role::DbReplica => &[Mariadb, Agent],
-            Role::Web => &[Web, Agent],
-            Role::Lb => &[Lb, Agent],
-            Role::Dns if self.has_mgmt(host) => &[Dns, Agent],
-            Role::Dns => &[Dns],
-            // The dashboard first: it creates the webhook token Alertmanager sends.
-            Role::Monitor if self.fabric.is_some() && self.dashboard_publish != 0 => {
-                &[Dashboard, Alertmanager, Prometheus, Agent, DashboardForward]
-            }
-            Role::Monitor => &[Dashboard, Alertmanager, Prometheus, Agent],
-            Role::Client if self.fabric.is_some() && self.publish != 0 => &[Forward],
-            Role::Client => &[],
-        }
-    }
-
-    fn has_mgmt(&self, host: &Host) -> bool {
-        host.segments.iter().any(|(s, _)| *s == Segment::Mgmt)
-    }
-
-    /// The monitor host, whose Prometheus every agent pushes to.
-    fn monitor(&self) -> Option<&Host> {
-        self.topology.with_role(Role::Monitor).next()
-    }
-
-    fn instance(&self, host: &Host) -> Instance {
-        let t = &self.topology;
-        let (role, server_id) = match host.role {
-            Role::DbReplica => (mariadb::Role::Replica, 2 + self.replica_index(host)),
-            _ => (mariadb::Role::Primary, 1),
-        };
+    /// The `mariadb` instance of a planned database server.
+    fn instance(host: &HostPlan, db: &DbServer) -> Instance {
         Instance {
             name: host.name.clone(),
-            role,
-            server_id,
-            bind: t.addr(host, Segment::Data),
-            port: t.ports.db,
-            dir: self.paths.host(&host.name),
-            netns: self.namespace(host),
-        }
-    }
-
-    fn replica_index(&self, host: &Host) -> u32 {
-        let i = self
-            .topology
-            .with_role(Role::DbReplica)
-            .position(|h| h.name == host.name)
-            .unwrap_or(0);
-        u32::try_from(i).unwrap_or(0)
-    }
-
-    fn primary(&self) -> Result<Instance, InfraError> {
-        self.topology
-            .with_role(Role::DbPrimary)
-            .next()
-            .map(|h| self.instance(h))
-            .ok_or_else(|| InfraError::Invalid("the topology has no database primary".into()))
-    }
-
-    fn grants(&self) -> Grants {
-        let t = &self.topology;
-        let src = |role: Role, seg: Segment| -> Vec<String> {
-            let mut v: Vec<String> = t
-                .with_role(role)
-                .map(|h| t.source_addr(h, seg).to_string())
-                .collect();
-            v.sort();
-            v.dedup();
-            v
-        };
-        Grants {
-            app_hosts: src(Role::Web, Segment::Data),
-            replica_hosts: src(Role::DbReplica, Segment::Data),
-            monitor_hosts: {
-                let mut v = src(Role::DbPrimary, Segment::Mgmt);
-                v.extend(src(Role::DbReplica, Segment::Mgmt));
-                v.sort();
-                v.dedup();
-                v
+            role: if db.primary {
+                mariadb::Role::Primary
+            } else {
+                mariadb::Role::Replica
             },
+            server_id: db.server_id,
+            bind: db.bind,
+            port: db.port,
+            dir: db.dir.clone(),
+            netns: host.namespace.clone(),
         }
     }
 
-    fn pid_file(&self, host: &Host, svc: Service) -> PathBuf {
-        match svc {
-            Service::Mariadb => self.instance(host).pid_file(),
-            _ => self
-                .paths
-                .host(&host.name)
-                .join(format!("{}.pid", svc.name())),
-        }
-    }
-
-    fn log_file(&self, host: &Host, svc: Service) -> PathBuf {
-        match svc {
-            Service::Mariadb => self.instance(host).log_file(),
-            _ => self
-                .paths
-                .host(&host.name)
-                .join(format!("{}.log", svc.name())),
-        }
-    }
-
-    fn config_file(&self, host: &Host, svc: Service) -> PathBuf {
-        let ext = match svc {
-            Service::Prometheus | Service::Alertmanager => "yml",
-            _ => "toml",
-        };
-        self.paths
-            .host(&host.name)
-            .join(format!("{}.{ext}", svc.name()))
-    }
-
-    fn ports(&self, host: &Host, svc: Service) -> std::collections::BTreeMap<&'static str, u16> {
-        let p = &self.topology.ports;
-        match svc {
-            Service::Mariadb => vec![("mysql", p.db)],
-            Service::Web => vec![("https", p.web), ("admin", p.web_admin)],
-            Service::Lb => vec![
-                ("https", p.lb_https),
-                ("http", p.lb_http),
-                ("admin", p.lb_admin),
-            ],
-            Service::Dns => vec![("dns", p.dns)],
-            Service::Forward => vec![("forward", self.publish)],
-            Service::Agent => vec![("metrics", AGENT_METRICS_PORT)],
-            Service::Prometheus => vec![("ingest", MONITOR_INGEST_PORT)],
-            Service::Alertmanager => vec![("api", rampart_topology::render::ALERTMANAGER_PORT)],
-            Service::Dashboard => vec![("https", DASHBOARD_PORT)],
-            Service::DashboardForward => vec![("forward", self.dashboard_publish)],
-        }
-        .into_iter()
-        .filter(|_| self.services(host).contains(&svc))
-        .collect()
-    }
-
-    /// The local CA, the site certificate and a certificate per web and lb host, created
-    /// when missing.
+    /// The run's CA and every certificate of the plan, created when missing.
     pub fn ensure_certs(&self) -> Result<(), InfraError> {
         let dir = self.paths.certs();
         let ca = rampart_tls::pki::Ca::load_or_create(&dir, "rampart local CA")
             .map_err(|e| InfraError::Invalid(format!("local CA in {}: {e}", dir.display())))?;
-        let issue = |stem: &str, names: &[String], client: bool| -> Result<(), InfraError> {
+        for cert in &self.plan().certificates {
+            let stem = &cert.stem;
             if dir.join(format!("{stem}.pem")).exists() && dir.join(format!("{stem}.key")).exists()
             {
-                return Ok(());
+                continue;
             }
-            ca.issue(&dir, stem, names, client)
-                .map(|_| ())
-                .map_err(|e| InfraError::Invalid(format!("certificate {stem}: {e}")))
-        };
-        issue("site", &self.topology.site_names, false)?;
-        for h in self
-            .topology
-            .hosts
-            .iter()
-            .filter(|h| matches!(h.role, Role::Web | Role::Lb))
-        {
-            issue(&h.name, std::slice::from_ref(&h.name), true)?;
-        }
-        // The dashboard's: reached at its management address (Alertmanager's webhook)
-        // and through the operator's forward on 127.0.0.1.
-        if let Some(m) = self.monitor() {
-            let mut names = vec![
-                m.name.clone(),
-                "localhost".to_owned(),
-                "127.0.0.1".to_owned(),
-            ];
-            let mgmt = self.topology.addr(m, Segment::Mgmt).to_string();
-            if !names.contains(&mgmt) {
-                names.push(mgmt);
-            }
-            issue(&m.name, &names, false)?;
+            ca.issue(&dir, stem, &cert.names, cert.client)
+                .map_err(|e| InfraError::Invalid(format!("certificate {stem}: {e}")))?;
         }
         Ok(())
     }
@@ -493,7 +326,8 @@ impl Stack {
         let file = self.paths.root.join("run.json");
         let text =
             serde_json::to_string_pretty(&run).map_err(|e| InfraError::Invalid(e.to_string()))?;
-        std::fs::write(&file, text + "\n").map_err(|e| InfraError::io("write", &file, e))
+        rampart_telemetry::fs::write_atomic(&file, (text + "\n").as_bytes(), 0o644)
+            .map_err(|e| InfraError::io("write", &file, e))
     }
 
     /// Brings up every host, reporting each step with its duration through `progress`.
@@ -506,22 +340,23 @@ impl Stack {
         self.ensure_certs()?;
         mariadb::Secrets::load_or_create(&self.paths.secrets())?;
         progress("certificates and secrets", t0.elapsed());
+        let plan = self.plan();
         if self.fabric.is_some() {
-            self.up_network(progress)?;
+            self.up_network(&plan, progress)?;
         }
-        let order: Vec<String> = self.start_order();
-        for name in order {
+        for host in plan.start_order() {
             self.check_cancel()?;
             let t = Instant::now();
-            let started = self.start_host(&name)?;
-            let what = if started {
+            let what = if self.start_planned(&plan, host)? {
                 "started"
             } else {
                 "already running"
             };
-            let host = self.host(&name)?;
-            let svc: Vec<&str> = self.services(host).iter().map(|s| s.name()).collect();
-            progress(&format!("{name} ({}) {what}", svc.join(", ")), t.elapsed());
+            let svc: Vec<&str> = host.services.iter().map(|s| s.name).collect();
+            progress(
+                &format!("{} ({}) {what}", host.name, svc.join(", ")),
+                t.elapsed(),
+            );
         }
         Ok(())
     }
@@ -529,7 +364,11 @@ impl Stack {
     /// Isolated mode: the namespaces, bridges and links (kept when services of this run
     /// are running in them, else rebuilt from scratch after removing leftovers by name),
     /// the client's resolver, and every host's firewall (replaced atomically each time).
-    fn up_network(&mut self, progress: &mut dyn FnMut(&str, Duration)) -> Result<(), InfraError> {
+    fn up_network(
+        &mut self,
+        plan: &Plan,
+        progress: &mut dyn FnMut(&str, Duration),
+    ) -> Result<(), InfraError> {
         let Some(fabric) = self.fabric.clone() else {
             return Ok(());
         };
@@ -543,12 +382,14 @@ impl Stack {
         netns::nft_bin()?;
         let t = Instant::now();
         let complete = fabric.existing()?.len() == fabric.namespaces().len();
-        let running = self.any_running();
-        if !(complete && running) {
+        let running = Self::any_running(plan);
+        if complete && running {
+            progress("network: kept (services are running)", t.elapsed());
+        } else {
             if running {
                 // Services of this run without their network (a crashed or partial
                 // teardown): they cannot be reached, so stop them and start over.
-                self.down_services()?;
+                self.down_services(plan)?;
             }
             fabric.create()?;
             progress(
@@ -558,8 +399,6 @@ impl Stack {
                 ),
                 t.elapsed(),
             );
-        } else {
-            progress("network: kept (services are running)", t.elapsed());
         }
         if let (Some(client), Some(dns)) = (
             self.topology.with_role(Role::Client).next(),
@@ -571,19 +410,23 @@ impl Stack {
             )?;
         }
         let t = Instant::now();
-        fabric.load_firewalls()?;
+        for host in &plan.hosts {
+            if let Some(rules) = &host.firewall {
+                fabric.load_firewall(&host.name, rules)?;
+            }
+        }
         progress(
-            &format!("firewalls: {} rulesets loaded", self.topology.hosts.len()),
+            &format!("firewalls: {} rulesets loaded", plan.hosts.len()),
             t.elapsed(),
         );
         Ok(())
     }
 
-    fn any_running(&self) -> bool {
-        self.topology.hosts.iter().any(|h| {
-            self.services(h)
+    fn any_running(plan: &Plan) -> bool {
+        plan.hosts.iter().any(|h| {
+            h.services
                 .iter()
-                .any(|&svc| process::running(&self.pid_file(h, svc)).is_some())
+                .any(|s| process::running(&s.pid_file).is_some())
         })
     }
 
@@ -595,50 +438,194 @@ impl Stack {
         }
     }
 
-    /// Hosts with services, in the order they must start.
-    fn start_order(&self) -> Vec<String> {
-        let mut order = Vec::new();
-        // The monitor first, so agents find their Prometheus from their first push.
-        for role in [
-            Role::Monitor,
-            Role::Dns,
-            Role::DbPrimary,
-            Role::DbReplica,
-            Role::Web,
-            Role::Lb,
-            Role::Client,
-        ] {
-            order.extend(
-                self.topology
-                    .with_role(role)
-                    .filter(|h| !self.services(h).is_empty())
-                    .map(|h| h.name.clone()),
-            );
-        }
-        order
-    }
-
     /// Starts one host's services (if not running) and waits until they are ready.
     /// Returns whether anything was started.
     pub fn start_host(&mut self, name: &str) -> Result<bool, InfraError> {
-        let host = self.host(name)?.clone();
+        let plan = self.plan();
+        let host = self.host_plan(&plan, name)?;
+        self.start_planned(&plan, host)
+    }
+
+    fn start_planned(&mut self, plan: &Plan, host: &HostPlan) -> Result<bool, InfraError> {
         let mut started = false;
-        for &svc in self.services(&host) {
+        for svc in &host.services {
             // Already running: the idempotent setup and the readiness wait still run, so a
             // run interrupted half-way (db2 up but replication not configured) is finished
             // by the next `up` or `start`.
-            let running = process::running(&self.pid_file(&host, svc)).is_some();
+            let running = process::running(&svc.pid_file).is_some();
             started |= !running;
-            match svc {
-                Service::Mariadb => self.start_db(&host, running)?,
-                _ if running => self.wait_ready(&host, svc, None)?,
-                _ => self.start_rampart(&host, svc)?,
+            match &svc.launch {
+                Launch::Database(db) => self.start_database(plan, host, db, running)?,
+                Launch::Process { .. } if running => self.wait_ready(host, svc, None)?,
+                Launch::Process { program, args } => {
+                    self.start_process(host, svc, program, args)?;
+                }
             }
         }
         if started {
-            self.started.push(name.to_owned());
+            self.started.push(host.name.clone());
         }
         Ok(started)
+    }
+
+    /// Writes a service's files, checks the ones it needs, spawns it (inside its host's
+    /// namespace unless it listens on the operator's loopback) and waits until it is
+    /// ready.
+    fn start_process(
+        &mut self,
+        host: &HostPlan,
+        svc: &ServicePlan,
+        program: &Program,
+        args: &[String],
+    ) -> Result<(), InfraError> {
+        std::fs::create_dir_all(&host.dir)
+            .map_err(|e| InfraError::io("create directory", &host.dir, e))?;
+        write_files(svc)?;
+        check_needs(host, svc, READY_DEADLINE)?;
+        let program = match program {
+            Program::Rampart(bin) => bin.clone(),
+            Program::Packaged { program, package } => process::find_program(program, package)?,
+        };
+        let spec = Spec {
+            name: format!("{}/{}", host.name, svc.name),
+            program,
+            args: args.iter().map(Into::into).collect(),
+            env: Vec::new(),
+            pid_file: svc.pid_file.clone(),
+            log_file: svc.log_file.clone(),
+            cwd: Some(host.dir.clone()),
+        };
+        let spec = match host.namespace.as_deref().filter(|_| svc.in_namespace) {
+            Some(ns) => netns::wrap(ns, spec)?,
+            None => spec,
+        };
+        let mut child = process::spawn(&spec)?;
+        let ready = self.wait_ready(host, svc, Some(&mut child));
+        self.children.push(child);
+        ready
+    }
+
+    /// Waits until `svc` passes its readiness probe; fails early if the process exits,
+    /// quoting the end of its log.
+    fn wait_ready(
+        &self,
+        host: &HostPlan,
+        svc: &ServicePlan,
+        mut child: Option<&mut Child>,
+    ) -> Result<(), InfraError> {
+        let what = format!("{}/{} ready", host.name, svc.name);
+        let outcome = process::wait_until(&what, READY_DEADLINE, || {
+            if let Some(Ok(Some(status))) = child.as_mut().map(|c| c.try_wait()) {
+                return Some(Err(InfraError::Invalid(format!(
+                    "{}/{} exited during start ({status}); last log lines:\n{}",
+                    host.name,
+                    svc.name,
+                    tail(&svc.log_file, 12)
+                ))));
+            }
+            if let Err(e) = self.check_cancel() {
+                return Some(Err(e));
+            }
+            match Self::is_ready(host, svc) {
+                Ok(true) => Some(Ok(())),
+                Ok(false) => None,
+                Err(e) => Some(Err(e)),
+            }
+        });
+        match outcome {
+            Ok(done) => done,
+            Err(InfraError::Timeout { .. }) => Err(InfraError::Invalid(format!(
+                "timed out waiting for {what}; see {}",
+                svc.log_file.display()
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Starts a database server (unless running) and gives it its place in replication:
+    /// the primary gets the plan's users and turns semi-sync back on for connected
+    /// replicas; a replica follows the primary once the primary runs.
+    fn start_database(
+        &mut self,
+        plan: &Plan,
+        host: &HostPlan,
+        db: &DbServer,
+        running: bool,
+    ) -> Result<(), InfraError> {
+        let inst = Self::instance(host, db);
+        let secrets = mariadb::Secrets::load_or_create(&self.paths.secrets())?;
+        if !running {
+            let child = inst.start()?;
+            self.children.push(child);
+        }
+        let instances: Vec<Instance> = plan
+            .databases()
+            .map(|(h, d)| Self::instance(h, d))
+            .collect();
+        if db.primary {
+            mariadb::bootstrap_primary(&inst, &secrets, &plan.db_users)?;
+            // The primary restarted under a connected replica: semi-sync is a runtime
+            // setting, so turn it back on (only once a replica is there; see
+            // `enable_semi_sync`).
+            for replica in instances
+                .iter()
+                .filter(|i| i.role == mariadb::Role::Replica)
+            {
+                if replica.is_running() {
+                    mariadb::wait_replica_connected(replica, READY_DEADLINE)?;
+                    mariadb::enable_semi_sync(&inst, Duration::from_secs(10))?;
+                }
+            }
+        } else if let Some(primary) = db
+            .replicates_from
+            .as_deref()
+            .and_then(|p| instances.iter().find(|i| i.name == p))
+        {
+            if primary.is_running() {
+                mariadb::setup_replica(&inst, primary, &secrets)?;
+                mariadb::wait_replica_connected(&inst, READY_DEADLINE)?;
+                mariadb::enable_semi_sync(primary, Duration::from_secs(10))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops one host's services (SIGTERM, then SIGKILL after a grace period).
+    pub fn stop_host(&mut self, name: &str) -> Result<bool, InfraError> {
+        let plan = self.plan();
+        let host = self.host_plan(&plan, name)?;
+        let stopped = stop_planned(host)?;
+        self.reap();
+        Ok(stopped)
+    }
+
+    /// Stops every service, in reverse start order, and in isolated mode removes the
+    /// network (namespaces, bridges, links) and the client's resolver file. Returns the
+    /// hosts it stopped.
+    pub fn down(&mut self) -> Result<Vec<String>, InfraError> {
+        let stopped = self.down_services(&self.plan())?;
+        if let Some(fabric) = &self.fabric {
+            fabric.destroy()?;
+            fabric.clear_resolvers()?;
+        }
+        Ok(stopped)
+    }
+
+    fn down_services(&mut self, plan: &Plan) -> Result<Vec<String>, InfraError> {
+        let mut stopped = Vec::new();
+        for host in plan.start_order().into_iter().rev() {
+            if stop_planned(host)? {
+                stopped.push(host.name.clone());
+            }
+        }
+        self.reap();
+        Ok(stopped)
+    }
+
+    /// Collects exit statuses of children that have ended (so none stays a zombie).
+    pub fn reap(&mut self) {
+        self.children
+            .retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_))));
     }
 
     /// Hosts this `Stack` started, in start order.
@@ -660,386 +647,18 @@ impl Stack {
         Ok(stopped)
     }
 
-    fn start_db(&mut self, host: &Host, running: bool) -> Result<(), InfraError> {
-        let inst = self.instance(host);
-        let secrets = mariadb::Secrets::load_or_create(&self.paths.secrets())?;
-        if !running {
-            let child = inst.start()?;
-            self.children.push(child);
-        }
-        let primary = self.primary()?;
-        match inst.role {
-            mariadb::Role::Primary => {
-                mariadb::bootstrap_primary(&inst, &secrets, &self.grants())?;
-                // The primary restarted under a connected replica: semi-sync is a runtime
-                // setting, so turn it back on (only once a replica is there; see
-                // `enable_semi_sync`).
-                for r in self.topology.with_role(Role::DbReplica) {
-                    let replica = self.instance(r);
-                    if replica.is_running() {
-                        mariadb::wait_replica_connected(&replica, READY_DEADLINE)?;
-                        mariadb::enable_semi_sync(&inst, Duration::from_secs(10))?;
-                    }
-                }
-            }
-            mariadb::Role::Replica => {
-                if primary.is_running() {
-                    mariadb::setup_replica(&inst, &primary, &secrets)?;
-                    mariadb::wait_replica_connected(&inst, READY_DEADLINE)?;
-                    mariadb::enable_semi_sync(&primary, Duration::from_secs(10))?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The forward's arguments: listen on 127.0.0.1:`port`, connect to `to` from inside
-    /// `host`'s namespace.
-    fn forward_args(&self, host: &Host, port: u16, to: SocketAddr) -> Vec<std::ffi::OsString> {
-        let ns = self.namespace(host).unwrap_or_default();
-        vec![
-            "forward".into(),
-            "--listen".into(),
-            format!("127.0.0.1:{port}").into(),
-            "--netns".into(),
-            ns.into(),
-            "--to".into(),
-            to.to_string().into(),
-        ]
-    }
-
-    /// Writes `text` to `svc`'s config file and returns its path.
-    fn write_config(&self, host: &Host, svc: Service, text: &str) -> Result<PathBuf, InfraError> {
-        let config = self.config_file(host, svc);
-        std::fs::write(&config, text).map_err(|e| InfraError::io("write", &config, e))?;
-        Ok(config)
-    }
-
-    /// The program and arguments of a service other than mariadbd.
-    fn command(
-        &self,
-        host: &Host,
-        svc: Service,
-    ) -> Result<(PathBuf, Vec<std::ffi::OsString>), InfraError> {
-        let t = &self.topology;
-        let dir = self.paths.host(&host.name);
-        let rampart = |svc: Service, text: String| -> Result<_, InfraError> {
-            let config = self.write_config(host, svc, &text)?;
-            Ok((
-                self.bin.clone(),
-                vec![
-                    svc.name().into(),
-                    "--config".into(),
-                    config.into_os_string(),
-                ],
-            ))
-        };
-        match svc {
-            Service::Forward => {
-                let lb = t
-                    .with_role(Role::Lb)
-                    .next()
-                    .map(|lb| t.sock(lb, Segment::Public, t.ports.lb_https))
-                    .ok_or_else(|| {
-                        InfraError::Invalid("the topology has no load balancer".into())
-                    })?;
-                Ok((self.bin.clone(), self.forward_args(host, self.publish, lb)))
-            }
-            Service::DashboardForward => {
-                let to = t.sock(host, Segment::Mgmt, DASHBOARD_PORT);
-                Ok((
-                    self.bin.clone(),
-                    self.forward_args(host, self.dashboard_publish, to),
-                ))
-            }
-            Service::Web => rampart(svc, web_config(t, host, &self.paths)),
-            Service::Dns => rampart(svc, dns_config(t, host)),
-            Service::Lb => rampart(svc, lb_config(t, host, &self.paths)),
-            Service::Dashboard => rampart(svc, dashboard_config(t, host, &self.paths)),
-            Service::Agent => {
-                let socket = matches!(host.role, Role::DbPrimary | Role::DbReplica)
-                    .then(|| self.instance(host).socket());
-                rampart(
-                    svc,
-                    agent_config(t, host, &self.paths, socket.as_deref(), self.pace),
-                )
-            }
-            Service::Prometheus => {
-                let program = mariadb::find_program("prometheus", "prometheus")?;
-                let rules = dir.join("rules.yml");
-                let settings = self.monitor_settings();
-                std::fs::write(&rules, monitor::rules(&settings))
-                    .map_err(|e| InfraError::io("write", &rules, e))?;
-                let am = alertmanager_addr(t, host);
-                let config = self.write_config(
-                    host,
-                    svc,
-                    &monitor::prometheus_config(&settings, &rules, &am.to_string()),
-                )?;
-                let listen = t.sock(host, Segment::Mgmt, MONITOR_INGEST_PORT);
-                let data = dir.join("prometheus-data");
-                Ok((
-                    program,
-                    vec![
-                        format!("--config.file={}", config.display()).into(),
-                        format!("--storage.tsdb.path={}", data.display()).into(),
-                        format!("--web.listen-address={listen}").into(),
-                        "--web.enable-remote-write-receiver".into(),
-                        "--storage.tsdb.retention.time=15d".into(),
-                    ],
-                ))
-            }
-            Service::Alertmanager => {
-                let program =
-                    mariadb::find_program("prometheus-alertmanager", "prometheus-alertmanager")?;
-                let (url, token) = rampart_topology::render::alert_webhook(t, host, &self.paths);
-                let config = self.write_config(
-                    host,
-                    svc,
-                    &monitor::alertmanager_config(
-                        &self.monitor_settings(),
-                        &url,
-                        &token,
-                        &self.paths.ca(),
-                    ),
-                )?;
-                let data = dir.join("alertmanager-data");
-                Ok((
-                    program,
-                    vec![
-                        format!("--config.file={}", config.display()).into(),
-                        format!("--storage.path={}", data.display()).into(),
-                        format!("--web.listen-address={}", alertmanager_addr(t, host)).into(),
-                        // No gossip port: one Alertmanager, nothing listening on 0.0.0.0.
-                        "--cluster.listen-address=".into(),
-                    ],
-                ))
-            }
-            Service::Mariadb => Err(InfraError::Invalid(
-                "mariadbd is started by the database setup".into(),
-            )),
-        }
-    }
-
-    fn monitor_settings(&self) -> monitor::MonitorSettings {
-        match self.pace {
-            Pace::Production => monitor::MonitorSettings::default(),
-            Pace::Fast => monitor::MonitorSettings::fast(),
-        }
-    }
-
-    fn start_rampart(&mut self, host: &Host, svc: Service) -> Result<(), InfraError> {
-        let dir = self.paths.host(&host.name);
-        std::fs::create_dir_all(&dir).map_err(|e| InfraError::io("create directory", &dir, e))?;
-        let (program, args) = self.command(host, svc)?;
-        let spec = Spec {
-            name: format!("{}/{}", host.name, svc.name()),
-            program,
-            args,
-            env: Vec::new(),
-            pid_file: self.pid_file(host, svc),
-            log_file: self.log_file(host, svc),
-            cwd: Some(dir),
-        };
-        // The forwards start in the root namespace (their listeners are on the
-        // operator's loopback) and enter their host's themselves.
-        let spec = match self.namespace(host) {
-            Some(ns) if !matches!(svc, Service::Forward | Service::DashboardForward) => {
-                netns::wrap(&ns, spec)?
-            }
-            _ => spec,
-        };
-        let mut child = process::spawn(&spec)?;
-        let ready = self.wait_ready(host, svc, Some(&mut child));
-        self.children.push(child);
-        ready
-    }
-
-    /// Waits until `svc` answers its readiness check; fails early if the process exits,
-    /// quoting the end of its log.
-    fn wait_ready(
-        &self,
-        host: &Host,
-        svc: Service,
-        mut child: Option<&mut Child>,
-    ) -> Result<(), InfraError> {
-        let t = &self.topology;
-        let deadline = Instant::now() + READY_DEADLINE;
-        let what = format!("{}/{} ready", host.name, svc.name());
-        loop {
-            if let Some(Ok(Some(status))) = child.as_mut().map(|c| c.try_wait()) {
-                return Err(InfraError::Invalid(format!(
-                    "{}/{} exited during start ({status}); last log lines:\n{}",
-                    host.name,
-                    svc.name(),
-                    tail(&self.log_file(host, svc), 12)
-                )));
-            }
-            let ready = match svc {
-                Service::Web => {
-                    let admin = t.sock(host, Segment::Mgmt, t.ports.web_admin);
-                    self.probe(host, || http_get(admin, "/readyz"))?
-                        .is_some_and(|(code, _)| code == 200)
-                }
-                Service::Lb => {
-                    let admin = t.sock(host, Segment::Mgmt, t.ports.lb_admin);
-                    self.probe(host, || http_get(admin, "/metrics"))?
-                        .is_some_and(|(code, body)| code == 200 && self.backends_up(&body))
-                }
-                Service::Dns => {
-                    let addr = t.sock(host, Segment::Public, t.ports.dns);
-                    self.probe(host, || accepting(addr))?
-                }
-                // Its listener is on this namespace's loopback.
-                Service::Forward => accepting(SocketAddr::from(([127, 0, 0, 1], self.publish))),
-                Service::DashboardForward => {
-                    accepting(SocketAddr::from(([127, 0, 0, 1], self.dashboard_publish)))
-                }
-                Service::Agent => {
-                    let addr = t.sock(host, Segment::Mgmt, AGENT_METRICS_PORT);
-                    self.probe(host, || http_get(addr, "/metrics"))?
-                        .is_some_and(|(code, body)| code == 200 && !body.is_empty())
-                }
-                Service::Prometheus => {
-                    let addr = t.sock(host, Segment::Mgmt, MONITOR_INGEST_PORT);
-                    self.probe(host, || http_get(addr, "/-/ready"))?
-                        .is_some_and(|(code, _)| code == 200)
-                }
-                Service::Alertmanager => {
-                    let addr = alertmanager_addr(t, host);
-                    self.probe(host, || http_get(addr, "/-/ready"))?
-                        .is_some_and(|(code, _)| code == 200)
-                }
-                Service::Dashboard => {
-                    let addr = t.sock(host, Segment::Mgmt, DASHBOARD_PORT);
-                    self.probe(host, || accepting(addr))?
-                }
-                Service::Mariadb => true,
-            };
-            if ready {
-                return Ok(());
-            }
-            self.check_cancel()?;
-            if Instant::now() > deadline {
-                return Err(InfraError::Invalid(format!(
-                    "timed out waiting for {what}; see {}",
-                    self.log_file(host, svc).display()
-                )));
-            }
-            std::thread::park_timeout(Duration::from_millis(50));
-        }
-    }
-
-    /// Whether the load balancer's metrics show every web server in rotation.
-    fn backends_up(&self, metrics: &str) -> bool {
-        self.topology.with_role(Role::Web).all(|w| {
-            let needle = format!("rampart_lb_backend_up{{backend=\"{}\"}} 1", w.name);
-            metrics.lines().any(|l| l == needle)
-        })
-    }
-
-    /// Stops one host's services (SIGTERM, then SIGKILL after a grace period).
-    pub fn stop_host(&mut self, name: &str) -> Result<bool, InfraError> {
-        let host = self.host(name)?.clone();
-        let mut stopped = false;
-        for &svc in self.services(&host).iter().rev() {
-            stopped |= process::stop(&self.pid_file(&host, svc), STOP_GRACE)?;
-        }
-        self.reap();
-        Ok(stopped)
-    }
-
-    /// Stops every service, in reverse start order, and in isolated mode removes the
-    /// network (namespaces, bridges, links) and the client's resolver file. Returns the
-    /// hosts it stopped.
-    pub fn down(&mut self) -> Result<Vec<String>, InfraError> {
-        let stopped = self.down_services()?;
-        if let Some(fabric) = &self.fabric {
-            fabric.destroy()?;
-            fabric.clear_resolvers()?;
-        }
-        Ok(stopped)
-    }
-
-    fn down_services(&mut self) -> Result<Vec<String>, InfraError> {
-        let mut order = self.start_order();
-        order.reverse();
-        let mut stopped = Vec::new();
-        for name in order {
-            if self.stop_host(&name)? {
-                stopped.push(name);
-            }
-        }
-        Ok(stopped)
-    }
-
-    /// Collects exit statuses of children that have ended (so none stays a zombie).
-    pub fn reap(&mut self) {
-        self.children
-            .retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_))));
-    }
-
     /// Every host and service with its state.
     pub fn status(&self) -> Status {
         let t = &self.topology;
-        let hosts = t
+        let plan = self.plan();
+        let hosts = plan
             .hosts
             .iter()
             .map(|h| HostStatus {
                 name: h.name.clone(),
-                role: role_name(h.role),
-                addresses: match t.mode {
-                    Mode::Local => vec![h.local.to_string()],
-                    Mode::Isolated => h.segments.iter().map(|(_, a)| a.to_string()).collect(),
-                },
-                services: self
-                    .services(h)
-                    .iter()
-                    .map(|&svc| {
-                        let ports = self.ports(h, svc);
-                        let (port, seg) = match svc {
-                            Service::Mariadb => (t.ports.db, Segment::Data),
-                            Service::Web => (t.ports.web, Segment::App),
-                            Service::Lb => (t.ports.lb_https, Segment::Public),
-                            Service::Dns => (t.ports.dns, Segment::Public),
-                            Service::Forward => (self.publish, Segment::Public),
-                            Service::DashboardForward => (self.dashboard_publish, Segment::Mgmt),
-                            Service::Agent => (AGENT_METRICS_PORT, Segment::Mgmt),
-                            Service::Prometheus => (MONITOR_INGEST_PORT, Segment::Mgmt),
-                            Service::Alertmanager => {
-                                (rampart_topology::render::ALERTMANAGER_PORT, Segment::Mgmt)
-                            }
-                            Service::Dashboard => (DASHBOARD_PORT, Segment::Mgmt),
-                        };
-                        let pid = process::running(&self.pid_file(h, svc));
-                        let accepting = match svc {
-                            Service::Forward | Service::DashboardForward => {
-                                accepting(SocketAddr::from(([127, 0, 0, 1], port)))
-                            }
-                            Service::Alertmanager => {
-                                let addr = alertmanager_addr(t, h);
-                                pid.is_some() && self.probe(h, || accepting(addr)).unwrap_or(false)
-                            }
-                            _ => {
-                                let addr = t.sock(h, seg, port);
-                                pid.is_some() && self.probe(h, || accepting(addr)).unwrap_or(false)
-                            }
-                        };
-                        let state = match (pid, accepting) {
-                            (Some(_), true) => "running",
-                            (Some(_), false) => "starting",
-                            (None, _) => "stopped",
-                        };
-                        ServiceStatus {
-                            name: svc.name(),
-                            port,
-                            ports,
-                            state,
-                            pid,
-                            log: self.log_file(h, svc),
-                        }
-                    })
-                    .collect(),
+                role: h.role.name(),
+                addresses: h.addresses.iter().map(ToString::to_string).collect(),
+                services: h.services.iter().map(|s| service_status(h, s)).collect(),
             })
             .collect();
         Status {
@@ -1090,6 +709,89 @@ impl Stack {
     }
 }
 
+/// Stops a host's services in reverse start order; whether any was running.
+fn stop_planned(host: &HostPlan) -> Result<bool, InfraError> {
+    let mut stopped = false;
+    for svc in host.services.iter().rev() {
+        stopped |= process::stop(&svc.pid_file, STOP_GRACE)?;
+    }
+    Ok(stopped)
+}
+
+/// One service's line of `status`: running when its process is alive and its main
+/// listener accepts.
+fn service_status(host: &HostPlan, svc: &ServicePlan) -> ServiceStatus {
+    let main = svc.ports.first().map(|l| l.addr);
+    let pid = process::running(&svc.pid_file);
+    let accepting = match main {
+        Some(addr) if pid.is_some() => Stack::probe(host, svc, || accepting(addr)).unwrap_or(false),
+        _ => false,
+    };
+    ServiceStatus {
+        name: svc.name,
+        port: main.map_or(0, |a| a.port()),
+        ports: svc
+            .ports
+            .iter()
+            .map(|l| (l.purpose, l.addr.port()))
+            .collect(),
+        state: match (pid, accepting) {
+            (Some(_), true) => "running",
+            (Some(_), false) => "starting",
+            (None, _) => "stopped",
+        },
+        pid,
+        log: svc.log_file.clone(),
+    }
+}
+
+/// Writes a service's planned files (rewritten on every start).
+fn write_files(svc: &ServicePlan) -> Result<(), InfraError> {
+    for f in &svc.files {
+        rampart_telemetry::fs::write_atomic(&f.path, f.contents.as_bytes(), f.mode)
+            .map_err(|e| InfraError::io("write", &f.path, e))?;
+    }
+    Ok(())
+}
+
+/// Checks that the files a service needs exist and are no wider than the plan allows,
+/// naming what should have created a missing one.
+/// A file made by another service is waited for (bounded): that service may still be
+/// writing it after its port accepts.
+fn check_needs(host: &HostPlan, svc: &ServicePlan, wait: Duration) -> Result<(), InfraError> {
+    for need in &svc.needs {
+        if let Source::Service(_) = need.from {
+            let what = format!("{} for {}/{}", need.path.display(), host.name, svc.name);
+            // A timeout falls through to the error below, which names the maker.
+            let _ = process::wait_until(&what, wait, || need.path.exists().then_some(()));
+        }
+        let meta = std::fs::metadata(&need.path).map_err(|e| {
+            let from = match need.from {
+                Source::Certificate => "the run's certificates".to_owned(),
+                Source::Secret => "the database secrets".to_owned(),
+                Source::Service(s) => format!("{}/{s}", host.name),
+            };
+            InfraError::Invalid(format!(
+                "{}/{} needs {} (made by {from}): {e}",
+                host.name,
+                svc.name,
+                need.path.display()
+            ))
+        })?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & !need.max_mode != 0 {
+            return Err(InfraError::Invalid(format!(
+                "{}/{}: {} has mode {mode:o}; it must be at most {:o}",
+                host.name,
+                svc.name,
+                need.path.display(),
+                need.max_mode
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn absolute(state: &Path) -> Result<PathBuf, InfraError> {
     std::path::absolute(state).map_err(|e| InfraError::io("resolve state directory", state, e))
 }
@@ -1106,22 +808,167 @@ pub fn tail(path: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// A minimal plain-HTTP GET on loopback for readiness checks: status and body, or `None`
-/// when nothing answered within a second.
+/// A plain-HTTP GET for readiness checks, through the one HTTP client
+/// (`rampart_telemetry::http_client`) on a runtime of this thread (probes run on a thread
+/// inside the probed host's namespace): status and body (at most 4 MiB), or `None` when
+/// nothing answered within a second.
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let timeout = Duration::from_secs(1);
-    let mut s = TcpStream::connect_timeout(&addr, timeout).ok()?;
-    s.set_read_timeout(Some(timeout)).ok()?;
-    s.set_write_timeout(Some(timeout)).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut buf = Vec::new();
-    s.take(4 << 20).read_to_end(&mut buf).ok()?;
-    let text = String::from_utf8_lossy(&buf);
-    let code = text.split(' ').nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map_or("", |x| x.1).to_owned();
-    Some((code, body))
+    use rampart_telemetry::http_client::{self, Limits, Overflow};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    let limits = Limits {
+        timeout: Duration::from_secs(1),
+        max_body: 4 << 20,
+        overflow: Overflow::Truncate,
+    };
+    let response = runtime
+        .block_on(http_client::get(addr, path, limits))
+        .ok()?;
+    Some((
+        response.status.as_u16(),
+        String::from_utf8_lossy(&response.body).into_owned(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rampart_topology::plan::{FileSpec, Needed};
+
+    fn service(dir: &Path) -> (HostPlan, ServicePlan) {
+        let svc = ServicePlan {
+            name: "web",
+            launch: Launch::Process {
+                program: Program::Rampart(PathBuf::from("/bin/true")),
+                args: Vec::new(),
+            },
+            files: vec![FileSpec {
+                path: dir.join("web.toml"),
+                contents: "name = \"web1\"\n".into(),
+                mode: 0o640,
+            }],
+            needs: vec![
+                Needed {
+                    path: dir.join("web1.key"),
+                    max_mode: 0o600,
+                    from: Source::Certificate,
+                },
+                Needed {
+                    path: dir.join("token"),
+                    max_mode: 0o600,
+                    from: Source::Service("dashboard"),
+                },
+            ],
+            ports: Vec::new(),
+            in_namespace: true,
+            ready: Probe::Database,
+            pid_file: dir.join("web.pid"),
+            log_file: dir.join("web.log"),
+        };
+        let host = HostPlan {
+            name: "web1".into(),
+            role: Role::Web,
+            addresses: Vec::new(),
+            namespace: None,
+            dir: dir.to_owned(),
+            services: vec![svc.clone()],
+            firewall: None,
+        };
+        (host, svc)
+    }
+
+    fn write(path: &Path, mode: u32) {
+        std::fs::write(path, "x").unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn planned_files_are_written_with_their_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, svc) = service(dir.path());
+        write(&dir.path().join("web.toml"), 0o666);
+        write_files(&svc).unwrap();
+        let path = dir.path().join("web.toml");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "name = \"web1\"\n");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640);
+    }
+
+    /// (files present with their modes, expected error fragment or none).
+    #[test]
+    fn needed_files_must_exist_and_be_private_enough() {
+        let check = |present: &[(&str, u32)], expected: Option<&str>| {
+            let dir = tempfile::tempdir().unwrap();
+            let (host, svc) = service(dir.path());
+            for (name, mode) in present {
+                write(&dir.path().join(name), *mode);
+            }
+            match (check_needs(&host, &svc, Duration::ZERO), expected) {
+                (Ok(()), None) => {}
+                (Err(e), Some(fragment)) => {
+                    let e = e.to_string();
+                    assert!(e.contains(fragment), "{e} lacks {fragment}");
+                    assert!(e.starts_with("web1/web"), "{e}");
+                }
+                (got, expected) => panic!("{present:?}: got {got:?}, expected {expected:?}"),
+            }
+        };
+        check(&[("web1.key", 0o600), ("token", 0o400)], None);
+        check(&[("token", 0o600)], Some("made by the run's certificates"));
+        check(&[("web1.key", 0o600)], Some("made by web1/dashboard"));
+        check(
+            &[("web1.key", 0o644), ("token", 0o600)],
+            Some("has mode 644; it must be at most 600"),
+        );
+    }
+
+    #[test]
+    fn a_stopped_service_reports_stopped_with_its_ports() {
+        let dir = tempfile::tempdir().unwrap();
+        let (host, mut svc) = service(dir.path());
+        svc.ports = vec![
+            rampart_topology::plan::Listen {
+                purpose: "https",
+                addr: "127.0.0.1:8443".parse().unwrap(),
+            },
+            rampart_topology::plan::Listen {
+                purpose: "admin",
+                addr: "127.0.0.1:9181".parse().unwrap(),
+            },
+        ];
+        let s = service_status(&host, &svc);
+        assert_eq!(s.state, "stopped");
+        assert_eq!(s.port, 8443);
+        assert_eq!(
+            s.ports.into_iter().collect::<Vec<_>>(),
+            [("admin", 9181), ("https", 8443)]
+        );
+        assert_eq!(s.pid, None);
+    }
+
+    #[test]
+    fn readiness_get_reads_status_and_body_and_gives_none_when_nothing_answers() {
+        use std::io::{Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let n = s.read(&mut buf).unwrap();
+            let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+            s.write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 9\r\nconnection: close\r\n\r\nnot ready")
+                .unwrap();
+            head
+        });
+        assert_eq!(
+            http_get(addr, "/readyz"),
+            Some((503, "not ready".to_owned()))
+        );
+        let head = server.join().unwrap();
+        assert!(head.starts_with("GET /readyz HTTP/1.1\r\n"), "{head}");
+        // The listener is gone: refused.
+        assert_eq!(http_get(addr, "/readyz"), None);
+    }
 }

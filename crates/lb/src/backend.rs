@@ -1,67 +1,22 @@
-//! Backends: their connection pools (plain HTTP/1.1 or TLS, optionally mutual), their
-//! health state, and the balancing policies that choose among the healthy ones.
+//! Backends: their connection pools (plain HTTP/1.1 or TLS, optionally mutual, over
+//! `upstream::Stream`), their health state, and the balancing policies that choose among
+//! the healthy ones.
 //!
 //! Health state lives in [`BackendState`], which a reload hands over to the new
 //! generation for a backend with the same name and address, so a reload neither resets
 //! an ejected backend nor forgets a healthy one.
 
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::config::{BackendConfig, Health, Policy};
 use crate::metrics::Metrics;
-use crate::upstream::Pool;
-
-/// A connection to a backend.
-pub enum Stream {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
+use crate::upstream::{Pool, Stream};
+use rampart_telemetry::metrics::STATUS_CLASSES;
 
 /// Health of one backend, shared across reloads.
 #[derive(Debug)]
@@ -96,8 +51,9 @@ pub struct Backend {
     connect_timeout: Duration,
     pub state: Arc<BackendState>,
     pub active: AtomicUsize,
-    /// Request counters by status class (1xx..5xx), resolved once rather than per request.
-    pub requests: [prometheus_client::metrics::counter::Counter; 5],
+    /// Request counters by status class (`STATUS_CLASSES`), resolved once rather than per
+    /// request.
+    pub requests: [prometheus_client::metrics::counter::Counter; STATUS_CLASSES.len()],
     pub active_gauge: prometheus_client::metrics::gauge::Gauge,
     /// The served-by header value: the backend's name.
     pub name_value: Option<http::HeaderValue>,
@@ -133,7 +89,7 @@ impl Backend {
             _ => None,
         };
         let labels = metrics.backend(&cfg.name);
-        let requests = ["1xx", "2xx", "3xx", "4xx", "5xx"].map(|class| {
+        let requests = STATUS_CLASSES.map(|class| {
             metrics
                 .requests
                 .get_or_create(&crate::metrics::RequestLabels {

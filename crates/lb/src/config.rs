@@ -1,7 +1,8 @@
 //! The load balancer's configuration in two layers: `File*` structs that mirror the TOML
 //! (unknown keys refused), and the validated [`Config`] the data plane runs on. Every
 //! problem is collected, not just the first, and names the file, the key and what would
-//! be valid. Relative paths are resolved against the config file's directory.
+//! be valid. Relative paths are resolved against the config file's directory. Reading
+//! and parsing are `rampart_telemetry::config::ConfigFile`'s, as for every service.
 //!
 //! `[listen] allow_from` and `admin_allow_from` are source allow-lists (defence in depth
 //! beside the firewall): the first for the public listeners (https and http), the second
@@ -13,9 +14,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use rampart_telemetry::listen::AllowList;
-use rampart_topology::config::Checker;
-pub use rampart_topology::config::{parse_duration, ConfigError, ConfigErrors};
+use rampart_telemetry::config::Checker;
+pub use rampart_telemetry::config::{ConfigError, ConfigErrors, ConfigFile};
+use rampart_telemetry::listen::{self, AllowList};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -277,47 +278,20 @@ pub mod defaults {
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 }
 
-impl Config {
-    /// Reads and validates `path`.
-    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let (file, _) = rampart_topology::config::read_toml::<FileConfig>(path)?;
-        Self::validate(path, &file)
-    }
-
-    /// Validates `text` as if read from `path`.
-    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
-        let file: FileConfig = rampart_topology::config::parse_toml(path, text)?;
-        Self::validate(path, &file)
-    }
+impl ConfigFile for Config {
+    type File = FileConfig;
 
     /// Turns the raw file into a validated config, collecting every problem.
-    pub fn validate(path: &Path, f: &FileConfig) -> Result<Config, ConfigErrors> {
+    fn validate(path: &Path, f: &FileConfig) -> Result<Config, ConfigErrors> {
         let mut c = Checker::new(path);
-        let base = path.parent().unwrap_or(Path::new(".")).to_owned();
-        let resolve = |p: &Path| {
-            if p.is_absolute() {
-                p.to_owned()
-            } else {
-                base.join(p)
-            }
-        };
-
-        let https = c
-            .addr(
-                "listen.https",
-                f.listen.https.as_deref().unwrap_or(defaults::HTTPS),
-            )
-            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 443)));
+        let l = &f.listen;
+        let https = listen::addr(&mut c, "https", l.https.as_deref(), defaults::HTTPS);
         // The redirect listener and the admin listener are on unless set to "off".
-        let http = c.optional_addr("listen.http", f.listen.http.as_deref(), defaults::HTTP);
-        let admin = c.optional_addr("listen.admin", f.listen.admin.as_deref(), defaults::ADMIN);
-        let allow_from =
-            AllowList::check(&mut c, "listen.allow_from", f.listen.allow_from.as_deref());
-        let admin_allow_from = AllowList::check(
-            &mut c,
-            "listen.admin_allow_from",
-            f.listen.admin_allow_from.as_deref(),
-        );
+        let http = listen::optional_addr(&mut c, "http", l.http.as_deref(), defaults::HTTP);
+        let admin = listen::optional_addr(&mut c, "admin", l.admin.as_deref(), defaults::ADMIN);
+        let allow_from = listen::allow_list(&mut c, "allow_from", l.allow_from.as_deref());
+        let admin_allow_from =
+            listen::allow_list(&mut c, "admin_allow_from", l.admin_allow_from.as_deref());
 
         if f.tls.certificates.is_empty() {
             c.err(
@@ -329,7 +303,7 @@ impl Config {
             .tls
             .certificates
             .iter()
-            .map(|x| (resolve(&x.cert), resolve(&x.key)))
+            .map(|x| (c.resolve(&x.cert), c.resolve(&x.key)))
             .collect();
 
         let redirect_status = f.redirect.status.unwrap_or(308);
@@ -439,7 +413,7 @@ impl Config {
         }
         let backend_tls = f.backend_tls.as_ref().and_then(|t| {
             let client_cert = match (&t.client_cert, &t.client_key) {
-                (Some(cert), Some(key)) => Some((resolve(cert), resolve(key))),
+                (Some(cert), Some(key)) => Some((c.resolve(cert), c.resolve(key))),
                 (None, None) => None,
                 _ => {
                     c.err(
@@ -450,7 +424,7 @@ impl Config {
                 }
             };
             Some(rampart_tls::ClientTls {
-                ca: resolve(&t.ca),
+                ca: c.resolve(&t.ca),
                 client_cert,
             })
         });
@@ -497,7 +471,6 @@ impl Config {
         };
 
         let l = &f.limits;
-        let second = Duration::from_secs(1);
         let hour = Duration::from_secs(3600);
         let rate = c.range(
             "limits.rate_limit_per_second",
@@ -586,7 +559,6 @@ impl Config {
                 10_000,
             ),
         };
-        let _ = second;
 
         let access_log = c.log_target("log.access_log", f.log.access_log.as_deref());
 
@@ -605,10 +577,7 @@ impl Config {
             hour,
         );
 
-        if !c.errors.is_empty() {
-            return Err(ConfigErrors(c.errors));
-        }
-        Ok(Config {
+        c.finish(Config {
             path: path.to_owned(),
             listen: Listen {
                 https,
@@ -745,19 +714,5 @@ address = "127.0.0.1:8081"
             &format!("{MINIMAL}[[backends]]\nname = \"127.0.0.1:8081\"\naddress = \"127.0.0.1:8082\"\n"),
             "/etc/rampart/lb.toml: backends[1].name: `127.0.0.1:8081` is used by another backend; names must be unique",
         );
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("10s"), Some(Duration::from_secs(10)));
-        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
-        assert_eq!(
-            parse_duration("730d"),
-            Some(Duration::from_secs(730 * 86400))
-        );
-        assert_eq!(parse_duration("10"), None);
-        assert_eq!(parse_duration("s"), None);
-        assert_eq!(parse_duration("-1s"), None);
     }
 }

@@ -7,14 +7,16 @@
 //! - at most `max_header_bytes` of head and 100 headers, else 431;
 //! - `Transfer-Encoding` together with `Content-Length`, differing `Content-Length`s, a
 //!   transfer coding other than `chunked`, HTTP/1.0 with `Transfer-Encoding`, an invalid
-//!   chunk size or a missing/duplicate `Host` get 400, and the connection is closed;
+//!   chunk size (`chunked.rs`) or a missing/duplicate `Host` get 400, and the connection
+//!   is closed;
 //! - a body over `max_body_bytes` gets 413 (before reading it when the length is declared);
 //!   the whole body within `body_timeout`, else 408.
 //!
 //! Request bodies are read completely (they are bounded) before the request is forwarded,
 //! as nginx does by default: a slow client never ties up a backend connection, and an
 //! idempotent request can be replayed on another backend. Responses are streamed.
-//! Upgrades (WebSocket) and CONNECT are not supported and get 501.
+//! Upgrades (WebSocket) and CONNECT are not supported and get 501. What could not be read
+//! is a `proxy::Reject`, answered by `Generation::reject`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,54 +30,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::{timeout_at, Instant};
 
-use crate::proxy::{ConnInfo, Generation, RespBody};
+use crate::chunked::parse_chunk_size;
+use crate::proxy::{ConnInfo, Generation, Reject, RespBody};
 
 const MAX_HEADERS: usize = 100;
 const MAX_CHUNK_LINE: usize = 4096;
-
-/// Why a request could not be read; each maps to the status the client gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reject {
-    /// Malformed or ambiguous: 400.
-    BadRequest(&'static str),
-    /// Head too large: 431.
-    HeadTooLarge,
-    /// Body too large: 413.
-    BodyTooLarge,
-    /// Too slow: 408.
-    Timeout,
-    /// Understood but not supported: 501.
-    NotImplemented(&'static str),
-    /// `Expect` other than 100-continue: 417.
-    Expectation,
-    /// The client went away; nothing to answer.
-    Closed,
-}
-
-impl Reject {
-    pub fn status(self) -> StatusCode {
-        match self {
-            Reject::BadRequest(_) | Reject::Closed => StatusCode::BAD_REQUEST,
-            Reject::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            Reject::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Reject::Timeout => StatusCode::REQUEST_TIMEOUT,
-            Reject::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
-            Reject::Expectation => StatusCode::EXPECTATION_FAILED,
-        }
-    }
-
-    /// The bounded reason label for metrics.
-    pub fn reason(self) -> &'static str {
-        match self {
-            Reject::BadRequest(r) | Reject::NotImplemented(r) => r,
-            Reject::HeadTooLarge => "head_too_large",
-            Reject::BodyTooLarge => "body_too_large",
-            Reject::Timeout => "timeout",
-            Reject::Expectation => "expectation",
-            Reject::Closed => "closed",
-        }
-    }
-}
 
 /// How the request body is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -242,23 +201,6 @@ fn framing(map: &HeaderMap, version: Version) -> Result<BodyKind, Reject> {
     })
 }
 
-/// Parses a chunk-size line (without its CRLF): 1-16 hex digits, optionally followed by
-/// `;extensions`. Anything else, including whitespace and signs, is invalid.
-pub fn parse_chunk_size(line: &[u8]) -> Result<u64, Reject> {
-    let digits = match line.iter().position(|&b| b == b';') {
-        Some(i) => &line[..i],
-        None => line,
-    };
-    if digits.is_empty() || digits.len() > 15 || !digits.iter().all(u8::is_ascii_hexdigit) {
-        return Err(Reject::BadRequest("chunk_size"));
-    }
-    if line.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
-        return Err(Reject::BadRequest("chunk_size"));
-    }
-    let s = std::str::from_utf8(digits).map_err(|_| Reject::BadRequest("chunk_size"))?;
-    u64::from_str_radix(s, 16).map_err(|_| Reject::BadRequest("chunk_size"))
-}
-
 /// Reads more bytes into `buf` before `deadline`.
 async fn fill<S: AsyncRead + Unpin>(
     io: &mut S,
@@ -312,7 +254,8 @@ pub async fn read_body<S: AsyncRead + Unpin>(
                     }
                     fill(io, buf, deadline).await?;
                 };
-                let size = parse_chunk_size(&buf[..line_end])?;
+                let size =
+                    parse_chunk_size(&buf[..line_end]).ok_or(Reject::BadRequest("chunk_size"))?;
                 buf.advance(line_end + 2);
                 if size == 0 {
                     // Trailers are read and dropped; they are bounded like a head.
@@ -731,30 +674,6 @@ mod tests {
             &format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n"),
             "431 head_too_large",
         );
-    }
-
-    #[test]
-    fn chunk_sizes() {
-        assert_eq!(parse_chunk_size(b"0"), Ok(0));
-        assert_eq!(parse_chunk_size(b"1a"), Ok(26));
-        assert_eq!(parse_chunk_size(b"A;name=value"), Ok(10));
-        for bad in [
-            &b""[..],
-            b" 1",
-            b"1 ",
-            b"+1",
-            b"-1",
-            b"0x1",
-            b"g",
-            b"1111111111111111",
-            b";x",
-        ] {
-            assert_eq!(
-                parse_chunk_size(bad),
-                Err(Reject::BadRequest("chunk_size")),
-                "{bad:?}"
-            );
-        }
     }
 
     /// A small deterministic generator, so a failure reproduces.

@@ -3,12 +3,19 @@
 //! checks, retries on another backend, limits against slow and oversized requests,
 //! smuggling rejection, reloads without dropped connections, and a graceful drain.
 //!
-//! Entry points: [`Config::load`] validates a config file; [`Listeners::bind`] binds its
+//! Entry points: [`Config::load`] (from `rampart_telemetry::config::ConfigFile`) validates
+//! a config file; [`Listeners::bind`] binds its
 //! addresses; [`Lb::new`] builds the first generation and [`Lb::serve`] runs until a
 //! shutdown future resolves. `rampart lb` and `rampart check` in the binary are thin
 //! wrappers around these.
+//!
+//! Layers, each file using only those below it: `server` (listeners, TLS, HTTP/2) →
+//! `h1` (the client-facing HTTP/1.1 reader) → `proxy` (the request path, `Reject`) →
+//! `backend` (pools, health, balancing) → `upstream` (the backend client, `Stream`) →
+//! `chunked` (chunk-size lines); `config`, `metrics` and `ratelimit` are leaves.
 
 pub mod backend;
+pub mod chunked;
 pub mod config;
 pub mod h1;
 pub mod metrics;
@@ -18,6 +25,8 @@ pub mod server;
 pub mod upstream;
 
 pub use config::{Config, ConfigError, ConfigErrors};
+
+use rampart_telemetry::config::ConfigFile;
 pub use server::{Lb, Listeners};
 
 /// Validates a config file and everything it points at (certificates, keys, CA files)

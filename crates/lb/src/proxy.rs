@@ -1,6 +1,7 @@
 //! One configuration generation and the request path through it: rate limit, backend
 //! choice, forwarding headers, the retry on another backend, response headers (HSTS,
-//! served-by), metrics and the access log. Shared by the HTTP/1.1 and HTTP/2 front ends.
+//! served-by), metrics and the access log. Shared by the HTTP/1.1 and HTTP/2 front ends,
+//! which both report a request they could not read as a [`Reject`].
 //!
 //! Failure classes decide what happens next: a connection failure means the request never
 //! reached the backend, so any method is retried; a failure after sending but before any
@@ -23,11 +24,56 @@ use prometheus_client::metrics::counter::Counter;
 
 use crate::backend::{Backend, BackendState, Balancer};
 use crate::config::{Config, ConfigError, ConfigErrors};
-use crate::h1::Reject;
 use crate::metrics::{Metrics, RequestLabels};
 use crate::ratelimit::RateLimiter;
 use crate::upstream::{UpBody, UpError};
+
+/// Why a request could not be read (by `h1.rs`, or the HTTP/2 body reader in
+/// `server.rs`); each maps to the status the client gets from [`Generation::reject`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reject {
+    /// Malformed or ambiguous: 400.
+    BadRequest(&'static str),
+    /// Head too large: 431.
+    HeadTooLarge,
+    /// Body too large: 413.
+    BodyTooLarge,
+    /// Too slow: 408.
+    Timeout,
+    /// Understood but not supported: 501.
+    NotImplemented(&'static str),
+    /// `Expect` other than 100-continue: 417.
+    Expectation,
+    /// The client went away; nothing to answer.
+    Closed,
+}
+
+impl Reject {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Reject::BadRequest(_) | Reject::Closed => StatusCode::BAD_REQUEST,
+            Reject::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Reject::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Reject::Timeout => StatusCode::REQUEST_TIMEOUT,
+            Reject::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            Reject::Expectation => StatusCode::EXPECTATION_FAILED,
+        }
+    }
+
+    /// The bounded reason label for metrics.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Reject::BadRequest(r) | Reject::NotImplemented(r) => r,
+            Reject::HeadTooLarge => "head_too_large",
+            Reject::BodyTooLarge => "body_too_large",
+            Reject::Timeout => "timeout",
+            Reject::Expectation => "expectation",
+            Reject::Closed => "closed",
+        }
+    }
+}
 use rampart_telemetry::access_log::{self, AccessLog, Entry};
+use rampart_telemetry::metrics::{status_class_index, STATUS_CLASSES};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type RespBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
@@ -135,7 +181,7 @@ pub struct Generation {
     limiter: Option<RateLimiter>,
     pub shared: Arc<Shared>,
     health_tasks: Mutex<Vec<tokio::task::AbortHandle>>,
-    none_counters: [Counter; 5],
+    none_counters: [Counter; STATUS_CLASSES.len()],
     hsts: Option<HeaderValue>,
 }
 
@@ -145,10 +191,6 @@ impl std::fmt::Debug for Generation {
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
-}
-
-fn class_index(status: u16) -> usize {
-    usize::from(status.clamp(100, 599) / 100 - 1)
 }
 
 fn err(config: &Config, key: String, message: String) -> ConfigError {
@@ -230,7 +272,7 @@ impl Generation {
         }
         let server = rampart_tls::server_config(Arc::new(site), &[b"h2", b"http/1.1"])
             .map_err(|e| ConfigErrors(vec![err(&config, "tls".into(), e.to_string())]))?;
-        let none_counters = ["1xx", "2xx", "3xx", "4xx", "5xx"].map(|c| {
+        let none_counters = STATUS_CLASSES.map(|c| {
             metrics
                 .requests
                 .get_or_create(&RequestLabels {
@@ -321,7 +363,7 @@ impl Generation {
             h.insert(k.clone(), v.clone());
         }
         self.finish_headers(h, conn);
-        self.none_counters[class_index(status.as_u16())].inc();
+        self.none_counters[status_class_index(status.as_u16())].inc();
         self.shared.record(meta, status.as_u16(), len, None);
         resp
     }
@@ -508,7 +550,7 @@ impl Generation {
             }
         }
         let status = parts.status.as_u16();
-        backend.requests[class_index(status)].inc();
+        backend.requests[status_class_index(status)].inc();
         let metered = Metered {
             inner: body,
             bytes: 0,

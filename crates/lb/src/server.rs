@@ -27,10 +27,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::config::{Config, ConfigError, ConfigErrors};
-use crate::h1::{self, Reject};
+use crate::config::{Config, ConfigError, ConfigErrors, ConfigFile};
+use crate::h1;
 use crate::metrics::{ListenerLabels, Metrics, ResultLabels};
-use crate::proxy::{ConnInfo, Generation, RespBody, Shared};
+use crate::proxy::{ConnInfo, Generation, Reject, RespBody, Shared};
 use rampart_telemetry::accept::{self, Counters, Gate, Slots};
 use rampart_telemetry::access_log::AccessLog;
 use rampart_telemetry::listen::AllowList;

@@ -2,7 +2,8 @@
 //! connection: the request is written and the response read on a pooled backend
 //! connection without handing anything to another task, which is what makes a proxied
 //! request cost about as much CPU as in HAProxy or nginx (hyper's pooled client costs two
-//! task hand-offs and a channel per request).
+//! task hand-offs and a channel per request). [`Stream`] is a backend connection, plain
+//! or TLS; `backend.rs` opens them and keeps them in a [`Pool`].
 //!
 //! Failure classes, which decide retries (see `proxy.rs`):
 //! - [`UpError::Connect`]: the connection could not be opened; the request never left.
@@ -26,11 +27,11 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
-use crate::backend::Stream;
-use crate::h1::parse_chunk_size;
+use crate::chunked::parse_chunk_size;
 
 /// Largest response head accepted from a backend.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -52,6 +53,50 @@ pub enum UpError {
     Timeout,
     #[error("malformed response: {0}")]
     BadResponse(&'static str),
+}
+
+/// A connection to a backend.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
 }
 
 /// An open connection to a backend and the bytes read from it but not yet used.
@@ -483,7 +528,7 @@ impl Body for UpBody {
                                     }
                                     continue;
                                 }
-                                let Ok(size) = parse_chunk_size(&buf[..i]) else {
+                                let Some(size) = parse_chunk_size(&buf[..i]) else {
                                     return this.fail("invalid chunk size from backend");
                                 };
                                 buf.advance(i + 2);

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rampart_lb::{Config, Lb, Listeners};
+use rampart_telemetry::config::ConfigFile;
 use rampart_test_support::client::Https;
 use rampart_test_support::{spawn_backend, BackendHandle, Pki};
 

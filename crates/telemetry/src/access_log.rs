@@ -22,7 +22,7 @@ use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
 
 /// Where access log lines go.
-pub use rampart_topology::config::LogTarget;
+pub use crate::config::LogTarget;
 
 /// One access log line, the same shape for every service. The query string is not
 /// logged: it often carries tokens.

@@ -3,11 +3,59 @@
 //! backlog) and for an error that names the address. Also the source allow-list every
 //! listener checks right after accept ([`AllowList`], `[listen] allow_from` in each
 //! service's config): defence in depth beside the firewall policy.
+//!
+//! Every service's `[listen]` table is validated here, key by key ([`addr`],
+//! [`optional_addr`], [`allow_list`]): each service keeps its own key names (lb
+//! `https`/`http`/`admin`, web `app`/`admin`, dns `udp`/`tcp`, agent `metrics`, dashboard
+//! `addr`, and `allow_from`/`admin_allow_from`), and the values and errors read the same
+//! everywhere.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use rampart_topology::config::Checker;
+use crate::config::Checker;
+
+/// The table every service's listener keys live in; errors name `listen.<key>`.
+const TABLE: &str = "listen";
+
+/// `[listen] <key>`: a listener's address (`IP:PORT`), `default` when absent. After an
+/// error (recorded) the unspecified address stands in: the config is refused anyway.
+pub fn addr(c: &mut Checker<'_>, key: &str, value: Option<&str>, default: &str) -> SocketAddr {
+    c.addr(&format!("{TABLE}.{key}"), value.unwrap_or(default))
+        .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))
+}
+
+/// `[listen] <key>`: a listener that is on unless set to "off": its address, `default`
+/// (which may itself be "off") when absent.
+pub fn optional_addr(
+    c: &mut Checker<'_>,
+    key: &str,
+    value: Option<&str>,
+    default: &str,
+) -> Option<SocketAddr> {
+    match value.unwrap_or(default) {
+        "off" => None,
+        v => c.addr(&format!("{TABLE}.{key}"), v),
+    }
+}
+
+/// `[listen] <key>`: who may connect (absent: anyone), recording an error named
+/// `listen.<key>[i]` for each entry that is not an address or network.
+pub fn allow_list(c: &mut Checker<'_>, key: &str, entries: Option<&[String]>) -> AllowList {
+    let mut nets = Vec::new();
+    for (i, s) in entries.unwrap_or_default().iter().enumerate() {
+        match Net::parse(s) {
+            Some(n) => nets.push(n),
+            None => c.err(
+                format!("{TABLE}.{key}[{i}]"),
+                format!(
+                    "`{s}` is not an address or network; expected 198.18.1.10 or 198.18.1.0/24"
+                ),
+            ),
+        }
+    }
+    AllowList(nets)
+}
 
 /// Binds `addr` and listens with `backlog`. Must be called inside a tokio runtime.
 pub fn tcp(addr: SocketAddr, backlog: i32) -> std::io::Result<tokio::net::TcpListener> {
@@ -104,24 +152,6 @@ impl AllowList {
     pub fn nets(&self) -> &[Net] {
         &self.0
     }
-
-    /// Validates the entries of config key `key` (absent: anyone), recording an error
-    /// named `key[i]` for each entry that is not an address or network.
-    pub fn check(c: &mut Checker<'_>, key: &str, entries: Option<&[String]>) -> AllowList {
-        let mut nets = Vec::new();
-        for (i, s) in entries.unwrap_or_default().iter().enumerate() {
-            match Net::parse(s) {
-                Some(n) => nets.push(n),
-                None => c.err(
-                    format!("{key}[{i}]"),
-                    format!(
-                        "`{s}` is not an address or network; expected 198.18.1.10 or 198.18.1.0/24"
-                    ),
-                ),
-            }
-        }
-        AllowList(nets)
-    }
 }
 
 #[cfg(test)]
@@ -190,7 +220,7 @@ mod tests {
     }
 
     #[test]
-    fn check_names_each_bad_entry() {
+    fn allow_list_names_each_bad_entry() {
         let file = Path::new("/etc/rampart/x.toml");
         let mut c = Checker::new(file);
         let entries = [
@@ -198,7 +228,7 @@ mod tests {
             "web1".to_owned(),
             "10.0.0.0/8".to_owned(),
         ];
-        let list = AllowList::check(&mut c, "listen.allow_from", Some(&entries));
+        let list = allow_list(&mut c, "allow_from", Some(&entries));
         assert_eq!(list.nets().len(), 2);
         let errors: Vec<String> = c.errors.iter().map(ToString::to_string).collect();
         assert_eq!(
@@ -206,7 +236,48 @@ mod tests {
             ["/etc/rampart/x.toml: listen.allow_from[1]: `web1` is not an address or network; expected 198.18.1.10 or 198.18.1.0/24"]
         );
         let mut c = Checker::new(file);
-        assert!(AllowList::check(&mut c, "listen.allow_from", None).is_empty());
+        assert!(allow_list(&mut c, "admin_allow_from", None).is_empty());
         assert!(c.errors.is_empty());
+    }
+
+    /// Validates one listener key as (`addr`, or `optional_addr` when `off_allowed`) and
+    /// compares the address (or "off") and the errors with `expected`.
+    fn check_addr(value: Option<&str>, default: &str, off_allowed: bool, expected: &str) {
+        let mut c = Checker::new(Path::new("/etc/rampart/x.toml"));
+        let got = if off_allowed {
+            optional_addr(&mut c, "admin", value, default).map_or("off".into(), |a| a.to_string())
+        } else {
+            addr(&mut c, "admin", value, default).to_string()
+        };
+        let errors: Vec<String> = c.errors.iter().map(ToString::to_string).collect();
+        let got = std::iter::once(got)
+            .chain(errors)
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(got, expected, "{value:?} (default {default})");
+    }
+
+    #[test]
+    fn listener_addresses() {
+        let bad = "/etc/rampart/x.toml: listen.admin: `localhost:80` is not an address; expected IP:PORT such as 0.0.0.0:443";
+        for (value, default, off_allowed, expected) in [
+            (None, "127.0.0.1:9180", false, "127.0.0.1:9180".to_owned()),
+            (Some("0.0.0.0:443"), "127.0.0.1:9180", false, "0.0.0.0:443".to_owned()),
+            (Some("[::1]:8443"), "127.0.0.1:9180", true, "[::1]:8443".to_owned()),
+            (None, "127.0.0.1:9180", true, "127.0.0.1:9180".to_owned()),
+            (Some("off"), "127.0.0.1:9180", true, "off".to_owned()),
+            (None, "off", true, "off".to_owned()),
+            (Some("localhost:80"), "127.0.0.1:9180", false, format!("0.0.0.0:0\n{bad}")),
+            (Some("localhost:80"), "127.0.0.1:9180", true, format!("off\n{bad}")),
+            // "off" only where a listener may be off.
+            (
+                Some("off"),
+                "127.0.0.1:9180",
+                false,
+                "0.0.0.0:0\n/etc/rampart/x.toml: listen.admin: `off` is not an address; expected IP:PORT such as 0.0.0.0:443".to_owned(),
+            ),
+        ] {
+            check_addr(value, default, off_allowed, &expected);
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! Prometheus text exposition (format 0.0.4) of a `prometheus-client` registry, the
-//! format `promtool check metrics` and every Prometheus version accept.
+//! format `promtool check metrics` and every Prometheus version accept, and the status
+//! class label that every request counter (lb, web, the agent's access-log counts) uses.
 
 use prometheus_client::registry::Registry;
 
@@ -13,6 +14,25 @@ pub fn encode(registry: &Registry) -> String {
 
 /// Content type of the Prometheus text format that [`encode`] produces.
 pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The values of the `code_class` label, in index order: `1xx` to `5xx`, then `other`.
+pub const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
+
+/// The index in [`STATUS_CLASSES`] of `status`'s class.
+pub fn status_class_index(status: u16) -> usize {
+    match status {
+        100..=599 => usize::from(status / 100 - 1),
+        _ => STATUS_CLASSES.len() - 1,
+    }
+}
+
+/// The status class as a label value: `1xx` to `5xx` for 100–599, `other` outside (HTTP
+/// allows codes up to 999; the alert rules count `5xx` as errors, and a 600 is not one).
+/// The one classification of every request counter, so the load balancer's and the web
+/// servers' own metrics agree with the counts the agent derives from their access logs.
+pub fn status_class(status: u16) -> &'static str {
+    STATUS_CLASSES[status_class_index(status)]
+}
 
 /// OpenMetrics → Prometheus text: counters are described under their `_total` sample
 /// name, and the `# UNIT` and `# EOF` lines go.
@@ -52,6 +72,31 @@ pub fn openmetrics_to_text(om: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_classes() {
+        let check = |status: u16, expected: &str| {
+            assert_eq!(status_class(status), expected, "{status}");
+            assert_eq!(STATUS_CLASSES[status_class_index(status)], expected);
+        };
+        for (status, expected) in [
+            (0, "other"),
+            (99, "other"),
+            (100, "1xx"),
+            (199, "1xx"),
+            (200, "2xx"),
+            (304, "3xx"),
+            (404, "4xx"),
+            (499, "4xx"),
+            (500, "5xx"),
+            (599, "5xx"),
+            (600, "other"),
+            (999, "other"),
+            (u16::MAX, "other"),
+        ] {
+            check(status, expected);
+        }
+    }
 
     #[test]
     fn counters_are_described_under_their_total_name() {

@@ -4,9 +4,6 @@
 //! Validity follows what browsers and Mozilla's "intermediate" profile accept: leaf
 //! certificates live 365 days (the profile allows at most 366), the CA ten years.
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
@@ -49,23 +46,15 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
     }
 }
 
-/// Writes a private key with mode 0600, created that way (never widened afterwards).
+/// Writes a private key with mode 0600, created that way (never widened afterwards), and
+/// replaced atomically (`rampart_telemetry::fs::write_atomic`).
 pub fn write_private(path: &Path, pem: &str) -> Result<(), TlsError> {
-    let tmp = path.with_extension("tmp");
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    f.write_all(pem.as_bytes()).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+    rampart_telemetry::fs::write_atomic(path, pem.as_bytes(), 0o600).map_err(io(path))
 }
 
+/// Writes a certificate (0644), replaced atomically like a key.
 fn write_public(path: &Path, pem: &str) -> Result<(), TlsError> {
-    std::fs::write(path, pem).map_err(io(path))
+    rampart_telemetry::fs::write_atomic(path, pem.as_bytes(), 0o644).map_err(io(path))
 }
 
 /// A random positive 127-bit serial number (RFC 5280: positive, at most 20 octets).

@@ -1,10 +1,11 @@
 //! The topology model: the hosts of the site, their roles, addresses and service ports,
 //! in both ways of running it (DESIGN.md section 2). Pure data and logic: this crate does
-//! no I/O beyond reading a config file in [`config`], and never touches the host.
+//! no I/O and never touches the host. The services never import it: the config toolkit
+//! they share lives in `rampart-telemetry`.
 
-pub mod config;
 pub mod monitor;
 pub mod nft;
+pub mod plan;
 pub mod policy;
 pub mod render;
 
@@ -20,6 +21,21 @@ pub enum Role {
     DbPrimary,
     DbReplica,
     Monitor,
+}
+
+impl Role {
+    /// The role's name as `status` shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Client => "client",
+            Role::Dns => "dns",
+            Role::Lb => "lb",
+            Role::Web => "web",
+            Role::DbPrimary => "db-primary",
+            Role::DbReplica => "db-replica",
+            Role::Monitor => "monitor",
+        }
+    }
 }
 
 /// How the topology runs on this machine.
@@ -63,6 +79,32 @@ pub struct Ports {
     pub db: u16,
     /// The DNS server's port, UDP and TCP (53 needs root; local mode uses 5353).
     pub dns: u16,
+    /// Each agent's own `/metrics` (node_exporter's port), open only to its host.
+    pub agent_metrics: u16,
+    /// Prometheus on the monitor host: the agents' remote-write ingest and the query API
+    /// the dashboard reads.
+    pub prometheus: u16,
+    /// Alertmanager on the monitor host (only Prometheus talks to it).
+    pub alertmanager: u16,
+    /// The dashboard on the monitor host.
+    pub dashboard: u16,
+}
+
+impl Ports {
+    /// The monitoring ports, the same in both modes (all above 1024).
+    const MONITORING: Ports = Ports {
+        lb_https: 0,
+        lb_http: 0,
+        lb_admin: 0,
+        web: 0,
+        web_admin: 0,
+        db: 0,
+        dns: 0,
+        agent_metrics: 9100,
+        prometheus: 9090,
+        alertmanager: 9093,
+        dashboard: 3000,
+    };
 }
 
 /// The whole site: its name and its hosts.
@@ -140,6 +182,7 @@ impl Topology {
                 web_admin: 9181,
                 db: 3306,
                 dns: 5353,
+                ..Ports::MONITORING
             },
             Mode::Isolated => Ports {
                 lb_https: 443,
@@ -149,6 +192,7 @@ impl Topology {
                 web_admin: 9181,
                 db: 3306,
                 dns: 53,
+                ..Ports::MONITORING
             },
         };
         Topology {

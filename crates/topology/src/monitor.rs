@@ -99,14 +99,6 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-/// Prometheus's port on the monitor host: the agents' remote-write ingest and the query
-/// API the dashboard reads.
-pub const PROMETHEUS_PORT: u16 = crate::policy::MONITOR_INGEST_PORT;
-/// Alertmanager's port on the monitor host (only Prometheus talks to it).
-pub const ALERTMANAGER_PORT: u16 = 9093;
-/// The dashboard's port on the monitor host.
-pub const DASHBOARD_PORT: u16 = 3000;
-
 /// The window of every rate in the recording rules (the `1m` of their names).
 pub const RATE_WINDOW: Duration = Duration::from_secs(60);
 /// How far ahead `DiskWillFillIn24h` looks (the `24h` of its name).
@@ -352,7 +344,8 @@ fn secs_text(v: f64) -> String {
     Duration::try_from_secs_f64(v).map_or_else(|_| format!("{}s", num(v)), prom_duration)
 }
 
-/// Quotes a string as a YAML double-quoted scalar.
+/// Quotes a string as a YAML double-quoted scalar, which is also a TOML basic string
+/// (`render.rs` quotes the services' configs with it).
 pub fn yaml_str(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');

@@ -51,9 +51,6 @@ pub struct Policy {
     pub flows: Vec<Flow>,
 }
 
-/// Ports of the monitor host (issue 5 builds what listens there).
-pub const MONITOR_INGEST_PORT: u16 = 9090;
-
 fn names<'a>(hosts: impl Iterator<Item = &'a Host>) -> Vec<String> {
     hosts.map(|h| h.name.clone()).collect()
 }
@@ -156,7 +153,7 @@ impl Topology {
             add(
                 &mon.name,
                 Proto::Tcp,
-                MONITOR_INGEST_PORT,
+                p.prometheus,
                 Segment::Mgmt,
                 From::Hosts(agents),
                 "metrics ingest",
@@ -230,9 +227,9 @@ mod tests {
         check("db1", "db2", Proto::Tcp, 3306, false);
         check("web1", "web2", Proto::Tcp, 8443, false);
         check("web1", "lb1", Proto::Tcp, 443, false);
-        check("db1", "monitor", Proto::Tcp, MONITOR_INGEST_PORT, true);
-        check("lb1", "monitor", Proto::Tcp, MONITOR_INGEST_PORT, true);
-        check("client", "monitor", Proto::Tcp, MONITOR_INGEST_PORT, false);
+        check("db1", "monitor", Proto::Tcp, 9090, true);
+        check("lb1", "monitor", Proto::Tcp, 9090, true);
+        check("client", "monitor", Proto::Tcp, 9090, false);
         check("monitor", "db1", Proto::Tcp, 3306, false);
     }
 }

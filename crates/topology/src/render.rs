@@ -40,24 +40,9 @@ impl StatePaths {
     }
 }
 
-/// Quotes a string as a TOML basic string.
-fn q(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04X}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+/// Quotes a string as a TOML basic string: the YAML double-quoted scalar of the monitor
+/// configs is one too (the same escapes), so both file kinds share one quoting.
+use crate::monitor::yaml_str as q;
 
 fn p(path: &Path) -> String {
     q(&path.to_string_lossy())
@@ -249,10 +234,6 @@ pub enum Pace {
     Fast,
 }
 
-/// The port of each agent's own `/metrics` (node_exporter's), on the host's management
-/// address and open only to the host itself.
-pub const AGENT_METRICS_PORT: u16 = 9100;
-
 /// The `rampart agent` config of `host`: host metrics; the local services' `/metrics`
 /// and access logs; on a database host its health over `mysql_socket` as the monitoring
 /// user; pushed to the monitor host's Prometheus.
@@ -284,7 +265,7 @@ pub fn agent_config(
             "url = {}\n",
             q(&format!(
                 "http://{}/api/v1/write",
-                t.sock(monitor, Segment::Mgmt, crate::policy::MONITOR_INGEST_PORT)
+                t.sock(monitor, Segment::Mgmt, t.ports.prometheus)
             ))
         );
     }
@@ -292,7 +273,8 @@ pub fn agent_config(
     let _ = writeln!(
         s,
         "metrics = {}",
-        q(&t.sock(host, Segment::Mgmt, AGENT_METRICS_PORT).to_string())
+        q(&t.sock(host, Segment::Mgmt, t.ports.agent_metrics)
+            .to_string())
     );
     let _ = writeln!(
         s,
@@ -332,15 +314,13 @@ pub fn agent_config(
     s
 }
 
-pub use crate::monitor::{ALERTMANAGER_PORT, DASHBOARD_PORT};
-
 /// The address Alertmanager listens on: the monitor host's loopback in isolated mode
 /// (only Prometheus, on the same host, talks to it), its own loopback address in local
 /// mode.
 pub fn alertmanager_addr(t: &Topology, monitor: &Host) -> std::net::SocketAddr {
     match t.mode {
-        Mode::Isolated => std::net::SocketAddr::from(([127, 0, 0, 1], ALERTMANAGER_PORT)),
-        Mode::Local => std::net::SocketAddr::new(monitor.local.into(), ALERTMANAGER_PORT),
+        Mode::Isolated => std::net::SocketAddr::from(([127, 0, 0, 1], t.ports.alertmanager)),
+        Mode::Local => std::net::SocketAddr::new(monitor.local.into(), t.ports.alertmanager),
     }
 }
 
@@ -349,7 +329,7 @@ pub fn alert_webhook(t: &Topology, monitor: &Host, state: &StatePaths) -> (Strin
     (
         format!(
             "https://{}/api/alerts",
-            t.sock(monitor, Segment::Mgmt, DASHBOARD_PORT)
+            t.sock(monitor, Segment::Mgmt, t.ports.dashboard)
         ),
         state.host(&monitor.name).join("alert-webhook.token"),
     )
@@ -370,7 +350,7 @@ pub fn dashboard_config(t: &Topology, host: &Host, state: &StatePaths) -> String
     let _ = writeln!(
         s,
         "addr = {}",
-        q(&t.sock(host, Segment::Mgmt, DASHBOARD_PORT).to_string())
+        q(&t.sock(host, Segment::Mgmt, t.ports.dashboard).to_string())
     );
     let _ = writeln!(
         s,
@@ -396,7 +376,7 @@ pub fn dashboard_config(t: &Topology, host: &Host, state: &StatePaths) -> String
         "url = {}\n",
         q(&format!(
             "http://{}",
-            t.sock(host, Segment::Mgmt, crate::policy::MONITOR_INGEST_PORT)
+            t.sock(host, Segment::Mgmt, t.ports.prometheus)
         ))
     );
     let (_, token) = alert_webhook(t, host, state);

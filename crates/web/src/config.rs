@@ -1,7 +1,8 @@
 //! The web server's configuration in two layers: `File*` structs that mirror the TOML
 //! (unknown keys refused) and the validated [`Config`] the server runs on. Every problem
 //! is collected and names the file, the key and what would be valid. Relative paths are
-//! resolved against the config file's directory.
+//! resolved against the config file's directory. Reading and parsing are
+//! `rampart_telemetry::config::ConfigFile`'s, as for every service.
 //!
 //! Secure defaults: the app listener binds loopback unless told otherwise, the metrics
 //! listener is loopback-only, bodies are capped at 16 KiB, every connection has a header
@@ -13,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rampart_telemetry::access_log::LogTarget;
-use rampart_telemetry::listen::AllowList;
-use rampart_topology::config::{parse_toml, read_toml, Checker, ConfigErrors};
+use rampart_telemetry::config::{Checker, ConfigErrors, ConfigFile};
+use rampart_telemetry::listen::{self, AllowList};
 use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
@@ -188,21 +189,11 @@ pub mod defaults {
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 }
 
-impl Config {
-    /// Reads and validates `path`.
-    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let (file, _) = read_toml::<FileConfig>(path)?;
-        Self::validate(path, &file)
-    }
-
-    /// Validates `text` as if read from `path`.
-    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
-        let file: FileConfig = parse_toml(path, text)?;
-        Self::validate(path, &file)
-    }
+impl ConfigFile for Config {
+    type File = FileConfig;
 
     /// Turns the raw file into a validated config, collecting every problem.
-    pub fn validate(path: &Path, f: &FileConfig) -> Result<Config, ConfigErrors> {
+    fn validate(path: &Path, f: &FileConfig) -> Result<Config, ConfigErrors> {
         let mut c = Checker::new(path);
         let name = f.name.clone().unwrap_or_else(|| "web".to_owned());
         if name.is_empty()
@@ -213,20 +204,12 @@ impl Config {
         {
             c.err("name", "expected 1-64 letters, digits, '-' or '_'");
         }
-        let app = c
-            .addr(
-                "listen.app",
-                f.listen.app.as_deref().unwrap_or(defaults::APP),
-            )
-            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8443)));
-        let admin = c.optional_addr("listen.admin", f.listen.admin.as_deref(), defaults::ADMIN);
-        let allow_from =
-            AllowList::check(&mut c, "listen.allow_from", f.listen.allow_from.as_deref());
-        let admin_allow_from = AllowList::check(
-            &mut c,
-            "listen.admin_allow_from",
-            f.listen.admin_allow_from.as_deref(),
-        );
+        let l = &f.listen;
+        let app = listen::addr(&mut c, "app", l.app.as_deref(), defaults::APP);
+        let admin = listen::optional_addr(&mut c, "admin", l.admin.as_deref(), defaults::ADMIN);
+        let allow_from = listen::allow_list(&mut c, "allow_from", l.allow_from.as_deref());
+        let admin_allow_from =
+            listen::allow_list(&mut c, "admin_allow_from", l.admin_allow_from.as_deref());
         let tls = f.tls.as_ref().map(|t| Tls {
             cert: c.resolve(&t.cert),
             key: c.resolve(&t.key),

@@ -1,5 +1,7 @@
 //! The database layer: one pool to the primary and one to the replica, the read/write
-//! split, replica health and lag, and read-your-writes through GTIDs.
+//! split, replica health and lag, and read-your-writes through GTIDs. It builds on
+//! `pool.rs`, `schema.rs` (the migrations' SQL) and `metrics.rs` (which defines the
+//! [`Role`] and [`Fallback`] labels), never the other way.
 //!
 //! Routing rules:
 //! - Writes, and every read inside a write (they run on the write's connection), go to
@@ -36,23 +38,9 @@ use sqlx::{ConnectOptions, Connection};
 
 use crate::config::Database;
 use crate::metrics::Metrics;
+pub use crate::metrics::{Fallback, Role};
 use crate::pool::Pool;
-
-/// Which database served a query.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    Primary,
-    Replica,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Primary => "primary",
-            Role::Replica => "replica",
-        }
-    }
-}
+use crate::schema::MigrateError;
 
 /// What went wrong with a database call, classified for the HTTP answer.
 #[derive(Debug, thiserror::Error)]
@@ -159,32 +147,6 @@ impl fmt::Display for GtidSet {
             write!(f, "{d}-{s}-{n}")?;
         }
         Ok(())
-    }
-}
-
-/// Why a read did not go to the replica.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Fallback {
-    NoReplica,
-    ReplicaDown,
-    ReplicaLagging,
-    ReplicaError,
-    ReplicaBusy,
-    GtidWait,
-    GtidFresh,
-}
-
-impl Fallback {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Fallback::NoReplica => "no_replica",
-            Fallback::ReplicaDown => "replica_down",
-            Fallback::ReplicaLagging => "replica_lagging",
-            Fallback::ReplicaError => "replica_error",
-            Fallback::ReplicaBusy => "replica_busy",
-            Fallback::GtidWait => "gtid_wait_timeout",
-            Fallback::GtidFresh => "gtid_newer_than_check",
-        }
     }
 }
 
@@ -349,7 +311,10 @@ impl Db {
             .map_err(|_| DbError::Unavailable("connect timed out".into()))??;
         let applied = crate::schema::migrate(&mut conn).await;
         let _ = conn.close().await;
-        applied
+        applied.map_err(|e| match e {
+            MigrateError::Locked => DbError::Unavailable(e.to_string()),
+            MigrateError::Sql(e) => e.into(),
+        })
     }
 
     /// Checks both servers once and updates health, lag and the metrics. Called every
@@ -741,6 +706,7 @@ mod tests {
     fn gtid_routing_never_waits_for_what_the_primary_has_not_got() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("pw"), "x\n").unwrap();
+        use rampart_telemetry::config::ConfigFile;
         let config = crate::Config::parse(
             &dir.path().join("web.toml"),
             "[database]\nprimary = \"127.0.0.1:1\"\nreplica = \"127.0.0.1:2\"\n\

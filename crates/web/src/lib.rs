@@ -1,9 +1,10 @@
 //! The rampart web/application server: static files, the foobar application over MariaDB
 //! with a read/write split, health endpoints, metrics and an access log.
 //!
-//! Entry points: [`Config::load`] validates a config file; [`Listeners::bind`] binds its
-//! addresses; [`Web::new`] builds the server and [`Web::serve`] runs it until a shutdown
-//! future resolves. `rampart web` in the binary is a thin wrapper around these.
+//! Entry points: [`Config::load`] (from `rampart_telemetry::config::ConfigFile`)
+//! validates a config file and [`check`] also what it points at; [`Listeners::bind`] binds
+//! its addresses; [`Web::new`] builds the server and [`Web::serve`] runs it until a
+//! shutdown future resolves. `rampart web` in the binary is a thin wrapper around these.
 
 pub mod app;
 pub mod config;
@@ -18,50 +19,38 @@ pub mod static_files;
 pub use config::Config;
 pub use server::{Listeners, Web};
 
+use rampart_telemetry::config::{Checker, ConfigErrors, ConfigFile};
+
 /// Validates a config file and what it points at (certificates, CA, password files,
 /// site root) without binding or starting anything. This is `rampart check` for a web
 /// config.
-pub fn check(path: &std::path::Path) -> Result<Config, rampart_topology::config::ConfigErrors> {
-    use rampart_topology::config::ConfigErrors;
+pub fn check(path: &std::path::Path) -> Result<Config, ConfigErrors> {
     let config = Config::load(path)?;
-    let mut errors = Vec::new();
+    let mut c = Checker::new(path);
     if let Some(t) = &config.tls {
         if let Err(e) = rampart_tls::load_certified_key(&t.cert, &t.key) {
-            errors.push(("tls.cert", e.to_string()));
+            c.err("tls.cert", e.to_string());
         }
         if let Some(ca) = &t.client_ca {
             if let Err(e) = rampart_tls::server_certs(ca) {
-                errors.push(("tls.client_ca", e.to_string()));
+                c.err("tls.client_ca", e.to_string());
             }
         }
     }
     if let Some(d) = &config.database {
         if let Err(e) = db::read_password(&d.password_file) {
-            errors.push(("database.password_file", e.to_string()));
+            c.err("database.password_file", e.to_string());
         }
         if let Some((_, f)) = &d.migrate_user {
             if let Err(e) = db::read_password(f) {
-                errors.push(("database.migrate_password_file", e.to_string()));
+                c.err("database.migrate_password_file", e.to_string());
             }
         }
     }
     if let Some(root) = &config.site_root {
         if !config.install_default_site && !root.is_dir() {
-            errors.push(("site.root", format!("{}: not a directory", root.display())));
+            c.err("site.root", format!("{}: not a directory", root.display()));
         }
     }
-    if errors.is_empty() {
-        Ok(config)
-    } else {
-        Err(ConfigErrors(
-            errors
-                .into_iter()
-                .map(|(k, m)| rampart_topology::config::ConfigError {
-                    file: path.to_owned(),
-                    key: k.to_owned(),
-                    message: m,
-                })
-                .collect(),
-        ))
-    }
+    c.finish(config)
 }

@@ -1,6 +1,7 @@
 //! The web server's Prometheus metrics (`rampart_web_*`). Labels come only from bounded
 //! sets: route names fixed in code, methods folded to a known list, status classes,
-//! database roles and fallback reasons.
+//! database roles and fallback reasons ([`Role`] and [`Fallback`] are defined here, the
+//! lowest module that names them; `db.rs` decides them).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -10,7 +11,47 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
-use crate::db::{Fallback, Role};
+/// Which database served a query: a metric label, and the `X-Db-Role` header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Primary,
+    Replica,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Replica => "replica",
+        }
+    }
+}
+
+/// Why a read did not go to the replica: a metric label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fallback {
+    NoReplica,
+    ReplicaDown,
+    ReplicaLagging,
+    ReplicaError,
+    ReplicaBusy,
+    GtidWait,
+    GtidFresh,
+}
+
+impl Fallback {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fallback::NoReplica => "no_replica",
+            Fallback::ReplicaDown => "replica_down",
+            Fallback::ReplicaLagging => "replica_lagging",
+            Fallback::ReplicaError => "replica_error",
+            Fallback::ReplicaBusy => "replica_busy",
+            Fallback::GtidWait => "gtid_wait_timeout",
+            Fallback::GtidFresh => "gtid_newer_than_check",
+        }
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -214,16 +255,8 @@ impl Metrics {
     }
 }
 
-/// Status code → class label.
-pub fn code_class(status: u16) -> &'static str {
-    match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
-    }
-}
+/// Status code → class label: the one classification every request counter uses.
+pub use rampart_telemetry::metrics::status_class as code_class;
 
 /// Method → bounded label.
 pub fn method_label(m: &http::Method) -> &'static str {
@@ -236,5 +269,25 @@ pub fn method_label(m: &http::Method) -> &'static str {
         http::Method::PATCH => "PATCH",
         http::Method::OPTIONS => "OPTIONS",
         _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod status_class_tests {
+    use super::code_class;
+
+    /// The web servers' `rampart_web_requests_total` said `5xx` for a 600 while the agent's
+    /// counts from the same access log (`rampart_log_requests_total`, which the alert
+    /// rules read) said `other`.
+    #[test]
+    fn status_600_is_other_in_web_metrics_and_access_log_metrics() {
+        assert_eq!(code_class(600), "other");
+        for status in 0..=u16::MAX {
+            assert_eq!(
+                code_class(status),
+                rampart_telemetry::metrics::status_class(status),
+                "{status}"
+            );
+        }
     }
 }

@@ -2,10 +2,18 @@
 //! to run from several web servers at once: a named lock (`GET_LOCK`, which needs no
 //! privilege) serializes them, `schema_migrations` records what ran, and every statement
 //! is itself re-runnable. New migrations are appended to [`MIGRATIONS`], never edited.
+//! Only SQL lives here: `db.rs` connects, runs [`migrate`] and classifies its errors.
 
 use sqlx::mysql::MySqlConnection;
 
-use crate::db::DbError;
+/// Why the migrations did not run; `db.rs` classifies it for the caller.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error("another web server holds the schema lock")]
+    Locked,
+    #[error(transparent)]
+    Sql(#[from] sqlx::Error),
+}
 
 /// (version, statement). Each statement is sent as a prepared statement.
 pub const MIGRATIONS: &[(u32, &str)] = &[
@@ -33,14 +41,12 @@ pub const MIGRATIONS: &[(u32, &str)] = &[
 ];
 
 /// Applies every migration not yet recorded; returns how many ran.
-pub async fn migrate(conn: &mut MySqlConnection) -> Result<usize, DbError> {
+pub async fn migrate(conn: &mut MySqlConnection) -> Result<usize, MigrateError> {
     let locked: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK('rampart_schema', 30)")
         .fetch_one(&mut *conn)
         .await?;
     if locked != Some(1) {
-        return Err(DbError::Unavailable(
-            "another web server holds the schema lock".into(),
-        ));
+        return Err(MigrateError::Locked);
     }
     let result = apply(conn).await;
     let _ = sqlx::query("SELECT RELEASE_LOCK('rampart_schema')")
@@ -49,7 +55,7 @@ pub async fn migrate(conn: &mut MySqlConnection) -> Result<usize, DbError> {
     result
 }
 
-async fn apply(conn: &mut MySqlConnection) -> Result<usize, DbError> {
+async fn apply(conn: &mut MySqlConnection) -> Result<usize, MigrateError> {
     sqlx::query(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
             version INT UNSIGNED NOT NULL PRIMARY KEY,

@@ -7,7 +7,6 @@
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// One embedded file of the default site.
 #[derive(Debug, Clone, Copy)]
@@ -42,9 +41,6 @@ pub const ASSETS: &[Asset] = &[
         compress: true,
     },
 ];
-
-/// Numbers the temporary files of this process.
-static TEMPORARY: AtomicU64 = AtomicU64::new(0);
 
 /// A compressor for one precompressed variant.
 type Compressor = fn(&[u8]) -> io::Result<Vec<u8>>;
@@ -103,41 +99,9 @@ fn write_new(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<bool> {
     if fs::symlink_metadata(&path).is_ok() {
         return Ok(false);
     }
-    // Unique per process and call, so concurrent installers never share a temporary.
-    let unique = TEMPORARY.fetch_add(1, Ordering::Relaxed);
-    let temporary = dir.join(format!(".{name}.{}-{unique}.tmp", std::process::id()));
-    let result = write_then_link(&temporary, &path, bytes);
-    // The temporary name is ours (created with create_new); it is removed whatever happened.
-    let _ = fs::remove_file(&temporary);
-    result
-}
-
-fn write_then_link(temporary: &Path, path: &Path, bytes: &[u8]) -> io::Result<bool> {
-    // A temporary left by a crashed process that had this id is ours to replace.
-    match fs::remove_file(temporary) {
-        Ok(()) => {}
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-        Err(error) => return Err(context(temporary, &error)),
-    }
-    let mut file = fs::File::options()
-        .write(true)
-        .create_new(true)
-        .open(temporary)
-        .map_err(|error| context(temporary, &error))?;
-    file.write_all(bytes)
-        .and_then(|()| {
-            file.set_modified(
-                std::time::UNIX_EPOCH + std::time::Duration::from_secs(SITE_EPOCH_SECS),
-            )
-        })
-        .and_then(|()| file.sync_all())
-        .map_err(|error| context(temporary, &error))?;
-    drop(file);
-    match fs::hard_link(temporary, path) {
-        Ok(()) => Ok(true),
-        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-        Err(error) => Err(context(path, &error)),
-    }
+    let modified = std::time::UNIX_EPOCH + std::time::Duration::from_secs(SITE_EPOCH_SECS);
+    rampart_telemetry::fs::write_new_dated(&path, bytes, 0o644, modified)
+        .map_err(|error| context(&path, &error))
 }
 
 /// Whether the file at `path` holds exactly `bytes` (without reading a file of another size).

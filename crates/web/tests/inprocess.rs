@@ -9,6 +9,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use rampart_telemetry::config::ConfigFile;
 use rampart_web::{Config, Listeners, Web};
 
 struct Server {

@@ -2,7 +2,7 @@
 //! --config FILE`): load the config (exit 2 when it is invalid, the errors printed),
 //! build the runtime with the service's threads, bind the listeners, build the service,
 //! and serve until SIGTERM or SIGINT, then let it drain. What differs per service is a
-//! [`Role`]: its name, its config loader, its threads, how a failed build is reported,
+//! [`Role`]: its name, its threads, how a failed build is reported,
 //! and what runs beside it (the load balancer's reload on SIGHUP).
 
 use std::path::Path;
@@ -10,11 +10,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use rampart_telemetry::config::ConfigFile;
 use rampart_telemetry::service::Service;
 use tokio::task::JoinHandle;
-
-/// What every service's `Config::load` returns when the file is invalid.
-type ConfigErrors = rampart_topology::config::ConfigErrors;
 
 /// How many runtime threads a service gets.
 #[derive(Clone, Copy, Debug)]
@@ -59,16 +57,12 @@ pub(super) fn terminated() -> anyhow::Result<impl std::future::Future<Output = (
 }
 
 /// What the binary knows about a service beyond its [`Service`] shape.
-pub(super) trait Role: Service {
+/// Its config is loaded through the one `ConfigFile` loader.
+pub(super) trait Role: Service<Config: ConfigFile> {
     /// The subcommand, which prefixes its error messages (`rampart NAME: ...`).
     const NAME: &'static str;
     /// What it is called in the `... stopped` log line.
     const TITLE: &'static str;
-    type LoadError: std::fmt::Display;
-
-    /// Reads and validates the config file.
-    fn load(path: &Path) -> Result<Self::Config, Self::LoadError>;
-
     fn threads(config: &Self::Config) -> Threads;
 
     /// Reports a failed build and says how to exit: by default the error with its
@@ -86,7 +80,7 @@ pub(super) trait Role: Service {
 
 /// Runs service `S` from the config file at `path`; returns the exit code.
 pub(super) fn run<S: Role>(path: &Path) -> ExitCode {
-    let config = match S::load(path) {
+    let config = match S::Config::load(path) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -100,7 +94,24 @@ pub(super) fn run<S: Role>(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve::<S>(config)) {
+    // Bind and build on this thread inside the runtime's context but outside
+    // `block_on`: a build reads files and may wait on a lock (the agent's buffer), which
+    // must not happen on a thread that runs tasks.
+    let built = {
+        let _context = runtime.enter();
+        S::bind(&config)
+            .context("binding listeners")
+            .map(|listeners| (listeners, S::build(config)))
+    };
+    let (listeners, service) = match built {
+        Ok((listeners, Ok(service))) => (listeners, service),
+        Ok((_, Err(e))) => return S::build_failed(e),
+        Err(e) => {
+            eprintln!("rampart {}: {e:#}", S::NAME);
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve::<S>(listeners, service)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("rampart {}: {e:#}", S::NAME);
@@ -109,12 +120,7 @@ pub(super) fn run<S: Role>(path: &Path) -> ExitCode {
     }
 }
 
-async fn serve<S: Role>(config: S::Config) -> anyhow::Result<ExitCode> {
-    let listeners = S::bind(&config).context("binding listeners")?;
-    let service = match S::build(config) {
-        Ok(s) => s,
-        Err(e) => return Ok(S::build_failed(e)),
-    };
+async fn serve<S: Role>(listeners: S::Listeners, service: Arc<S>) -> anyhow::Result<ExitCode> {
     let shutdown = terminated()?;
     let beside = S::beside(&service)?;
     service.serve(listeners, shutdown, || {}).await?;
@@ -128,12 +134,6 @@ async fn serve<S: Role>(config: S::Config) -> anyhow::Result<ExitCode> {
 impl Role for rampart_lb::Lb {
     const NAME: &'static str = "lb";
     const TITLE: &'static str = "load balancer";
-    type LoadError = ConfigErrors;
-
-    fn load(path: &Path) -> Result<Self::Config, Self::LoadError> {
-        rampart_lb::Config::load(path)
-    }
-
     /// One worker thread means no multi-threaded runtime at all.
     fn threads(config: &Self::Config) -> Threads {
         match config.worker_threads {
@@ -164,12 +164,6 @@ impl Role for rampart_lb::Lb {
 impl Role for rampart_web::Web {
     const NAME: &'static str = "web";
     const TITLE: &'static str = "web server";
-    type LoadError = ConfigErrors;
-
-    fn load(path: &Path) -> Result<Self::Config, Self::LoadError> {
-        rampart_web::Config::load(path)
-    }
-
     fn threads(config: &Self::Config) -> Threads {
         Threads::Workers(config.worker_threads)
     }
@@ -184,12 +178,6 @@ impl Role for rampart_web::Web {
 impl Role for rampart_dns::Dns {
     const NAME: &'static str = "dns";
     const TITLE: &'static str = "dns server";
-    type LoadError = ConfigErrors;
-
-    fn load(path: &Path) -> Result<Self::Config, Self::LoadError> {
-        rampart_dns::Config::load(path)
-    }
-
     /// One UDP loop and a few TCP connections: two workers are plenty.
     fn threads(_: &Self::Config) -> Threads {
         Threads::Workers(2)
@@ -199,12 +187,6 @@ impl Role for rampart_dns::Dns {
 impl Role for rampart_agent::run::Agent {
     const NAME: &'static str = "agent";
     const TITLE: &'static str = "agent";
-    type LoadError = ConfigErrors;
-
-    fn load(path: &Path) -> Result<Self::Config, Self::LoadError> {
-        rampart_agent::config::Config::load(path)
-    }
-
     /// One thread: the agent's work is a few reads and one push per interval, and a
     /// small footprint is part of its job (blocking reads go to tokio's blocking pool).
     fn threads(_: &Self::Config) -> Threads {
@@ -217,12 +199,6 @@ impl Role for rampart_agent::run::Agent {
 impl Role for rampart_dashboard::Dashboard {
     const NAME: &'static str = "dashboard";
     const TITLE: &'static str = "dashboard";
-    type LoadError = ConfigErrors;
-
-    fn load(path: &Path) -> Result<Self::Config, Self::LoadError> {
-        rampart_dashboard::Config::load(path)
-    }
-
     fn threads(_: &Self::Config) -> Threads {
         Threads::Workers(2)
     }

@@ -1,7 +1,9 @@
-//! The shared shape of config errors and the checker every config file goes through:
-//! each problem names the file, the key and what would be valid, and all of them are
-//! collected rather than stopping at the first. Used by every service's `Config` and by
-//! the topology file.
+//! The config toolkit every service's config file goes through: [`ConfigFile`] (read,
+//! parse and validate once for all of them), the [`Checker`] that validates a raw
+//! `File*` struct into a domain `Config`, and the shared shape of errors: each problem
+//! names the file, the key and what would be valid, and all of them are collected rather
+//! than stopping at the first. The `[listen]` section's keys are validated by
+//! [`crate::listen`] on top of this.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -59,6 +61,30 @@ pub enum LogTarget {
     Off,
     Stdout,
     File(PathBuf),
+}
+
+/// A service's validated config and the raw `File*` layer it is read from. Implement
+/// [`ConfigFile::validate`]; reading and parsing come with it, the same for every service,
+/// so a syntax error or an unknown key reads the same everywhere.
+pub trait ConfigFile: Sized {
+    /// The raw layer: serde structs that mirror the TOML, unknown keys refused.
+    type File: DeserializeOwned;
+
+    /// Turns the raw file read from `path` into a validated config, collecting every
+    /// problem.
+    fn validate(path: &Path, file: &Self::File) -> Result<Self, ConfigErrors>;
+
+    /// Reads and validates `path`.
+    fn load(path: &Path) -> Result<Self, ConfigErrors> {
+        let (file, _) = read_toml::<Self::File>(path)?;
+        Self::validate(path, &file)
+    }
+
+    /// Validates `text` as if read from `path`.
+    fn parse(path: &Path, text: &str) -> Result<Self, ConfigErrors> {
+        let file = parse_toml::<Self::File>(path, text)?;
+        Self::validate(path, &file)
+    }
 }
 
 /// Reads `path` and deserializes it as TOML into the raw `File*` layer.
@@ -146,19 +172,6 @@ impl<'a> Checker<'a> {
         }
     }
 
-    /// A listener address that is on unless set to "off"; `default` when absent.
-    pub fn optional_addr(
-        &mut self,
-        key: &str,
-        v: Option<&str>,
-        default: &str,
-    ) -> Option<SocketAddr> {
-        match v.unwrap_or(default) {
-            "off" => None,
-            v => self.addr(key, v),
-        }
-    }
-
     /// An access log target: "stdout" (the default), "off" or a file path resolved
     /// against the config file's directory.
     pub fn log_target(&mut self, key: &str, v: Option<&str>) -> LogTarget {
@@ -228,6 +241,131 @@ impl<'a> Checker<'a> {
             Ok(value)
         } else {
             Err(ConfigErrors(self.errors))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct FileExample {
+        timeout: Option<String>,
+        workers: Option<u32>,
+        log: Option<String>,
+    }
+
+    #[derive(Debug)]
+    struct Example {
+        timeout: Duration,
+        workers: u32,
+        log: LogTarget,
+    }
+
+    impl ConfigFile for Example {
+        type File = FileExample;
+
+        fn validate(path: &Path, f: &FileExample) -> Result<Example, ConfigErrors> {
+            let mut c = Checker::new(path);
+            let s = Duration::from_secs;
+            let config = Example {
+                timeout: c.duration("timeout", f.timeout.as_ref(), s(10), s(1), s(60)),
+                workers: c.range("workers", f.workers, 4, 1, 64),
+                log: c.log_target("log", f.log.as_deref()),
+            };
+            c.finish(config)
+        }
+    }
+
+    /// Parses `text` as `/etc/rampart/x.toml` and compares the rendered errors (or "ok").
+    fn check(text: &str, expected: &str) {
+        let got = match Example::parse(Path::new("/etc/rampart/x.toml"), text) {
+            Ok(_) => "ok".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        assert_eq!(got, expected.trim(), "for config:\n{text}");
+    }
+
+    #[test]
+    fn every_error_names_file_key_and_what_would_be_valid() {
+        check("", "ok");
+        check("timeout = \"5s\"\nworkers = 8\nlog = \"off\"\n", "ok");
+        check(
+            "timeout = \"5s\"\n\nbogus = 1\n",
+            "/etc/rampart/x.toml: line 3: unknown field `bogus`, expected one of `timeout`, `workers`, `log`",
+        );
+        check(
+            "workers = \"many\"\n",
+            "/etc/rampart/x.toml: line 1: invalid type: string \"many\", expected u32",
+        );
+        check(
+            "timeout = [\n",
+            "/etc/rampart/x.toml: line 2: invalid array expected `]`",
+        );
+        // Every problem is collected, in the order they were checked.
+        check(
+            "timeout = \"2h\"\nworkers = 0\nlog = \"\"\n",
+            r#"
+/etc/rampart/x.toml: timeout: `2h` is out of range; expected between 1s and 60s
+/etc/rampart/x.toml: workers: 0 is out of range; expected between 1 and 64
+/etc/rampart/x.toml: log: empty; expected "stdout", "off" or a file path"#,
+        );
+        check(
+            "timeout = \"soon\"\n",
+            "/etc/rampart/x.toml: timeout: `soon` is not a duration; expected a number with ms, s, m, h or d, such as \"10s\"",
+        );
+    }
+
+    #[test]
+    fn load_reads_the_file_and_resolves_paths_next_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.toml");
+        std::fs::write(&path, "log = \"logs/access.log\"\nworkers = 2\n").unwrap();
+        let c = Example::load(&path).unwrap();
+        assert_eq!(c.log, LogTarget::File(dir.path().join("logs/access.log")));
+        assert_eq!((c.workers, c.timeout), (2, Duration::from_secs(10)));
+        assert_eq!(
+            Example::parse(&path, "log = \"/var/log/a.log\"")
+                .unwrap()
+                .log,
+            LogTarget::File("/var/log/a.log".into())
+        );
+        assert_eq!(Example::parse(&path, "").unwrap().log, LogTarget::Stdout);
+
+        let missing = dir.path().join("missing.toml");
+        let err = Example::load(&missing).unwrap_err();
+        assert_eq!(err.0.len(), 1);
+        assert_eq!(err.0[0].key, "(file)");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("{}: (file): cannot read: ", missing.display())),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn durations() {
+        for (input, expected) in [
+            ("250ms", Some(Duration::from_millis(250))),
+            ("10s", Some(Duration::from_secs(10))),
+            (" 2m ", Some(Duration::from_secs(120))),
+            ("1h", Some(Duration::from_secs(3600))),
+            ("730d", Some(Duration::from_secs(730 * 86400))),
+            ("0s", Some(Duration::ZERO)),
+            ("10", None),
+            ("s", None),
+            ("-1s", None),
+            ("1.5s", None),
+            ("10 s", None),
+            ("99999999999999999999d", None),
+            ("", None),
+        ] {
+            assert_eq!(parse_duration(input), expected, "{input:?}");
         }
     }
 }

@@ -1,0 +1,1388 @@
+//! The plan of a run: a pure function from a [`Topology`] and the [`Settings`] of a run
+//! to what runs where. For every host, its services in start order; for every service,
+//! its argv, the config files it reads (rendered here), the files it needs to exist
+//! (certificates, keys and secrets, with their modes), its listening ports, its readiness
+//! probe as data, and where its pid file and log go. The plan also holds the certificates
+//! to issue, the database users and their grants, and each host's firewall ruleset.
+//!
+//! `rampart up` (in `rampart-infra`) executes a plan: it writes the files, spawns, probes,
+//! stops and records PIDs, and never decides per service what to do. Everything that
+//! differs between services is data here, so it is tested without root or processes.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use crate::render::{
+    agent_config, alert_webhook, alertmanager_addr, dashboard_config, dns_config, lb_config,
+    web_config, Pace, StatePaths,
+};
+use crate::{monitor, nft, Host, Mode, Role, Segment, Topology};
+
+/// The run-specific inputs of a plan; the topology gives the rest.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The state directory (absolute).
+    pub state: StatePaths,
+    /// The `rampart` binary that runs rampart's own services.
+    pub bin: PathBuf,
+    /// How fast agents push and rules react.
+    pub pace: Pace,
+    /// Isolated mode: the namespace prefix (host `h` runs in `<prefix>-h`).
+    pub prefix: Option<String>,
+    /// Isolated mode: the port on 127.0.0.1 forwarded to the load balancer (0: none).
+    pub publish: u16,
+    /// Isolated mode: the port on 127.0.0.1 forwarded to the dashboard (0: none).
+    pub dashboard_publish: u16,
+    /// The user id the run's processes run as: the database's fallback socket path
+    /// depends on it (see [`db_socket`]).
+    pub uid: u32,
+}
+
+/// What `rampart up` runs, host by host.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// Every host, in the topology's order ([`Plan::start_order`] gives the start order).
+    pub hosts: Vec<HostPlan>,
+    /// Certificates to issue from the run's CA when missing.
+    pub certificates: Vec<Certificate>,
+    /// The database accounts the primary creates (and the replicas receive through
+    /// replication).
+    pub db_users: Vec<DbUser>,
+}
+
+/// One host: where it runs and what.
+#[derive(Clone, Debug)]
+pub struct HostPlan {
+    pub name: String,
+    pub role: Role,
+    /// Its addresses as `status` shows them.
+    pub addresses: Vec<IpAddr>,
+    /// Isolated mode: its network namespace.
+    pub namespace: Option<String>,
+    /// Its directory in the state directory (configs, logs, pid files, data).
+    pub dir: PathBuf,
+    /// Its services in start order; stopped in reverse.
+    pub services: Vec<ServicePlan>,
+    /// Isolated mode: its nftables ruleset.
+    pub firewall: Option<String>,
+}
+
+/// One service of a host.
+#[derive(Clone, Debug)]
+pub struct ServicePlan {
+    /// The service's name (`web`, `mariadb`, `prometheus`, ...), as `status` shows it.
+    pub name: &'static str,
+    /// How it is started.
+    pub launch: Launch,
+    /// Files written before every start (configs, rules): rewritten each time.
+    pub files: Vec<FileSpec>,
+    /// Files that must exist before it starts, created by someone else.
+    pub needs: Vec<Needed>,
+    /// What it listens on, the main listener first.
+    pub ports: Vec<Listen>,
+    /// Whether it runs inside its host's namespace (isolated mode). The forwards do not:
+    /// they listen on the operator's loopback and enter the host's namespace to connect.
+    pub in_namespace: bool,
+    /// When it counts as ready.
+    pub ready: Probe,
+    /// rampart's pid file for it.
+    pub pid_file: PathBuf,
+    /// Where its stdout and stderr go.
+    pub log_file: PathBuf,
+}
+
+/// How a service is started.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Launch {
+    /// A program and its arguments.
+    Process { program: Program, args: Vec<String> },
+    /// mariadbd, whose server flags and data directory belong to the database code of
+    /// `rampart-infra`, followed by its place in replication.
+    Database(DbServer),
+}
+
+/// A program to run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Program {
+    /// The `rampart` binary of the run.
+    Rampart(PathBuf),
+    /// A program from a Debian package, looked up on the host.
+    Packaged {
+        program: &'static str,
+        package: &'static str,
+    },
+}
+
+/// One database server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DbServer {
+    pub primary: bool,
+    /// Unique per server: GTIDs carry it.
+    pub server_id: u32,
+    pub bind: IpAddr,
+    pub port: u16,
+    /// The server's directory (`data/`, its logs and pid files).
+    pub dir: PathBuf,
+    /// Its unix socket, over which root and the local agent talk to it.
+    pub socket: PathBuf,
+    /// A replica: the host name of the primary it replicates from.
+    pub replicates_from: Option<String>,
+}
+
+/// A file written by the executor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileSpec {
+    pub path: PathBuf,
+    pub contents: String,
+    /// Unix mode bits of the file.
+    pub mode: u32,
+}
+
+/// A file a service reads but does not get from the executor's [`FileSpec`]s.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Needed {
+    pub path: PathBuf,
+    /// The widest mode it may have (0o600 for keys and secrets).
+    pub max_mode: u32,
+    /// What creates it, for the error when it is missing.
+    pub from: Source,
+}
+
+/// Who creates a [`Needed`] file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// Issued from the run's CA ([`Plan::certificates`]).
+    Certificate,
+    /// A database password, created with the secrets.
+    Secret,
+    /// Another service of the run, started earlier.
+    Service(&'static str),
+}
+
+/// A listening socket of a service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listen {
+    /// What it is for (`https`, `admin`, `metrics`, ...).
+    pub purpose: &'static str,
+    pub addr: SocketAddr,
+}
+
+/// How the executor tells that a service is ready. Probes run where the service
+/// listens: inside its host's namespace, or on the operator's loopback for the forwards.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// Something accepts TCP connections at the address.
+    Accepting(SocketAddr),
+    /// A plain-HTTP GET answers 200 and the body passes the check.
+    Http {
+        addr: SocketAddr,
+        path: &'static str,
+        body: BodyCheck,
+    },
+    /// The database answers over its socket and has its place in replication.
+    Database,
+}
+
+/// What an HTTP readiness answer's body must hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BodyCheck {
+    Any,
+    NonEmpty,
+    /// Every one of these lines (the load balancer's metrics showing each backend up).
+    Lines(Vec<String>),
+}
+
+impl BodyCheck {
+    /// Whether `body` passes.
+    pub fn passes(&self, body: &str) -> bool {
+        match self {
+            BodyCheck::Any => true,
+            BodyCheck::NonEmpty => !body.is_empty(),
+            BodyCheck::Lines(lines) => lines.iter().all(|l| body.lines().any(|b| b == l)),
+        }
+    }
+}
+
+/// A certificate the run's CA issues: `certs/<stem>.pem` and `certs/<stem>.key` (0600).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Certificate {
+    pub stem: String,
+    /// Its DNS names or IP addresses.
+    pub names: Vec<String>,
+    /// Also valid as a TLS client certificate (mutual TLS to the web servers).
+    pub client: bool,
+}
+
+/// A database account and its privileges, one account per source address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DbUser {
+    pub name: &'static str,
+    /// Its password file in the secrets directory.
+    pub secret: &'static str,
+    /// The hosts it may connect from: IP literals (the servers skip name resolution), or
+    /// `localhost` for the unix socket.
+    pub hosts: Vec<String>,
+    /// `GRANT` clauses, e.g. ``SELECT ON `foobar`.*``.
+    pub grants: Vec<String>,
+    /// `MAX_USER_CONNECTIONS`, if limited.
+    pub max_connections: Option<u32>,
+}
+
+/// The application's database.
+pub const DATABASE: &str = "foobar";
+/// The web servers' account for queries.
+pub const APP_USER: &str = "foobar_app";
+/// The web servers' account for schema migrations.
+pub const MIGRATE_USER: &str = "foobar_migrate";
+/// The replicas' replication account.
+pub const REPL_USER: &str = "rampart_repl";
+/// The agents' read-only monitoring account.
+pub const MONITOR_USER: &str = "rampart_monitor";
+
+/// The longest unix socket path mariadbd accepts (`sun_path` less its terminator).
+pub const MAX_SOCKET_PATH: usize = 107;
+
+/// A database's unix socket: `<dir>/mysqld.sock`, or, when that path is longer than
+/// [`MAX_SOCKET_PATH`] bytes (mariadbd aborts on those),
+/// `/tmp/rampart-<uid>/<16 hex digits of a hash of dir>.sock`.
+pub fn db_socket(dir: &Path, uid: u32) -> PathBuf {
+    let local = dir.join("mysqld.sock");
+    if local.as_os_str().len() <= MAX_SOCKET_PATH {
+        return local;
+    }
+    PathBuf::from(format!(
+        "/tmp/rampart-{uid}/{:016x}.sock",
+        fnv1a64(dir.as_os_str().as_encoded_bytes())
+    ))
+}
+
+/// FNV-1a: a stable hash (unlike std's `DefaultHasher`, which may change between
+/// releases), so the fallback socket path of a directory never changes.
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// The roles in start order: the monitor first, so agents find their Prometheus from
+/// their first push; the databases before the web servers, the web servers before the
+/// load balancer that checks them, the client's forward last.
+const START_ORDER: [Role; 7] = [
+    Role::Monitor,
+    Role::Dns,
+    Role::DbPrimary,
+    Role::DbReplica,
+    Role::Web,
+    Role::Lb,
+    Role::Client,
+];
+
+const CONFIG_MODE: u32 = 0o644;
+const SECRET_MODE: u32 = 0o600;
+
+/// The plan of `t` run with `s`.
+pub fn plan(t: &Topology, s: &Settings) -> Plan {
+    Plan {
+        hosts: t.hosts.iter().map(|h| host_plan(t, s, h)).collect(),
+        certificates: certificates(t),
+        db_users: db_users(t),
+    }
+}
+
+impl Plan {
+    pub fn host(&self, name: &str) -> Option<&HostPlan> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+
+    /// The hosts with services, in start order.
+    pub fn start_order(&self) -> Vec<&HostPlan> {
+        START_ORDER
+            .iter()
+            .flat_map(|&r| self.hosts.iter().filter(move |h| h.role == r))
+            .filter(|h| !h.services.is_empty())
+            .collect()
+    }
+
+    /// The database server of `host`, if it runs one.
+    pub fn database(&self, host: &str) -> Option<&DbServer> {
+        self.host(host)?
+            .services
+            .iter()
+            .find_map(|s| match &s.launch {
+                Launch::Database(db) => Some(db),
+                Launch::Process { .. } => None,
+            })
+    }
+
+    /// Every database server with its host, primary first.
+    pub fn databases(&self) -> impl Iterator<Item = (&HostPlan, &DbServer)> {
+        self.hosts.iter().flat_map(|h| {
+            h.services.iter().filter_map(move |s| match &s.launch {
+                Launch::Database(db) => Some((h, db)),
+                Launch::Process { .. } => None,
+            })
+        })
+    }
+}
+
+impl HostPlan {
+    pub fn service(&self, name: &str) -> Option<&ServicePlan> {
+        self.services.iter().find(|s| s.name == name)
+    }
+}
+
+fn has_mgmt(h: &Host) -> bool {
+    h.segments.iter().any(|(s, _)| *s == Segment::Mgmt)
+}
+
+fn host_plan(t: &Topology, s: &Settings, h: &Host) -> HostPlan {
+    let namespace = match (t.mode, &s.prefix) {
+        (Mode::Isolated, Some(prefix)) => Some(format!("{prefix}-{}", h.name)),
+        _ => None,
+    };
+    let b = Builder {
+        t,
+        s,
+        h,
+        dir: s.state.host(&h.name),
+    };
+    let mut services = Vec::new();
+    match h.role {
+        Role::DbPrimary | Role::DbReplica => services.push(b.database()),
+        Role::Web => services.push(b.web()),
+        Role::Lb => services.push(b.lb()),
+        Role::Dns => services.push(b.dns()),
+        Role::Monitor => {
+            // The dashboard first: it creates the webhook token Alertmanager sends.
+            services.push(b.dashboard());
+            services.push(b.alertmanager());
+            services.push(b.prometheus());
+        }
+        Role::Client => {}
+    }
+    // Every host with a management address runs an agent, after its own services so
+    // the agent's first collection finds them.
+    if has_mgmt(h) {
+        services.push(b.agent());
+    }
+    let isolated = namespace.is_some();
+    if isolated && h.role == Role::Monitor && s.dashboard_publish != 0 {
+        services.push(b.forward(
+            "dashboard-forward",
+            s.dashboard_publish,
+            t.sock(h, Segment::Mgmt, t.ports.dashboard),
+        ));
+    }
+    if isolated && h.role == Role::Client && s.publish != 0 {
+        if let Some(lb) = t.with_role(Role::Lb).next() {
+            services.push(b.forward(
+                "forward",
+                s.publish,
+                t.sock(lb, Segment::Public, t.ports.lb_https),
+            ));
+        }
+    }
+    HostPlan {
+        name: h.name.clone(),
+        role: h.role,
+        addresses: match t.mode {
+            Mode::Local => vec![h.local.into()],
+            Mode::Isolated => h.segments.iter().map(|(_, a)| IpAddr::V4(*a)).collect(),
+        },
+        firewall: isolated.then(|| nft::ruleset(t, h)),
+        namespace,
+        dir: b.dir,
+        services,
+    }
+}
+
+/// Builds one host's services.
+struct Builder<'a> {
+    t: &'a Topology,
+    s: &'a Settings,
+    h: &'a Host,
+    dir: PathBuf,
+}
+
+impl Builder<'_> {
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// A service with its pid and log files named after `stem` in the host's directory.
+    fn service(&self, name: &'static str, stem: &str, launch: Launch, ready: Probe) -> ServicePlan {
+        ServicePlan {
+            name,
+            launch,
+            files: Vec::new(),
+            needs: Vec::new(),
+            ports: Vec::new(),
+            in_namespace: true,
+            ready,
+            pid_file: self.file(&format!("{stem}.pid")),
+            log_file: self.file(&format!("{stem}.log")),
+        }
+    }
+
+    /// One of rampart's own services: `rampart <name> --config <dir>/<name>.toml`.
+    fn rampart(&self, name: &'static str, config: String, ready: Probe) -> ServicePlan {
+        let path = self.file(&format!("{name}.toml"));
+        let launch = Launch::Process {
+            program: Program::Rampart(self.s.bin.clone()),
+            args: vec![name.into(), "--config".into(), display(&path)],
+        };
+        let mut svc = self.service(name, name, launch, ready);
+        svc.files.push(FileSpec {
+            path,
+            contents: config,
+            mode: CONFIG_MODE,
+        });
+        svc
+    }
+
+    fn sock(&self, seg: Segment, port: u16) -> SocketAddr {
+        self.t.sock(self.h, seg, port)
+    }
+
+    fn cert(&self, stem: &str) -> [Needed; 2] {
+        let certs = self.s.state.certs();
+        [
+            Needed {
+                path: certs.join(format!("{stem}.pem")),
+                max_mode: CONFIG_MODE,
+                from: Source::Certificate,
+            },
+            Needed {
+                path: certs.join(format!("{stem}.key")),
+                max_mode: SECRET_MODE,
+                from: Source::Certificate,
+            },
+        ]
+    }
+
+    fn ca(&self) -> Needed {
+        Needed {
+            path: self.s.state.ca(),
+            max_mode: CONFIG_MODE,
+            from: Source::Certificate,
+        }
+    }
+
+    fn secret(&self, file: &str) -> Needed {
+        Needed {
+            path: self.s.state.secrets().join(file),
+            max_mode: SECRET_MODE,
+            from: Source::Secret,
+        }
+    }
+
+    fn web(&self) -> ServicePlan {
+        let p = &self.t.ports;
+        let admin = self.sock(Segment::Mgmt, p.web_admin);
+        let mut svc = self.rampart(
+            "web",
+            web_config(self.t, self.h, &self.s.state),
+            Probe::Http {
+                addr: admin,
+                path: "/readyz",
+                body: BodyCheck::Any,
+            },
+        );
+        svc.ports = vec![
+            listen("https", self.sock(Segment::App, p.web)),
+            listen("admin", admin),
+        ];
+        svc.needs.extend(self.cert(&self.h.name));
+        svc.needs.push(self.ca());
+        if self.t.with_role(Role::DbPrimary).next().is_some() {
+            svc.needs.push(self.secret(secret_file(APP_USER)));
+            svc.needs.push(self.secret(secret_file(MIGRATE_USER)));
+        }
+        svc
+    }
+
+    fn lb(&self) -> ServicePlan {
+        let p = &self.t.ports;
+        let admin = self.sock(Segment::Mgmt, p.lb_admin);
+        let backends_up = self
+            .t
+            .with_role(Role::Web)
+            .map(|w| format!("rampart_lb_backend_up{{backend=\"{}\"}} 1", w.name))
+            .collect();
+        let mut svc = self.rampart(
+            "lb",
+            lb_config(self.t, self.h, &self.s.state),
+            Probe::Http {
+                addr: admin,
+                path: "/metrics",
+                body: BodyCheck::Lines(backends_up),
+            },
+        );
+        svc.ports = vec![
+            listen("https", self.sock(Segment::Public, p.lb_https)),
+            listen("http", self.sock(Segment::Public, p.lb_http)),
+            listen("admin", admin),
+        ];
+        svc.needs.extend(self.cert("site"));
+        svc.needs.extend(self.cert(&self.h.name));
+        svc.needs.push(self.ca());
+        svc
+    }
+
+    fn dns(&self) -> ServicePlan {
+        let addr = self.sock(Segment::Public, self.t.ports.dns);
+        let mut svc = self.rampart("dns", dns_config(self.t, self.h), Probe::Accepting(addr));
+        svc.ports = vec![listen("dns", addr)];
+        svc
+    }
+
+    fn agent(&self) -> ServicePlan {
+        let addr = self.sock(Segment::Mgmt, self.t.ports.agent_metrics);
+        let db = matches!(self.h.role, Role::DbPrimary | Role::DbReplica);
+        let socket = db.then(|| db_socket(&self.dir, self.s.uid));
+        let mut svc = self.rampart(
+            "agent",
+            agent_config(
+                self.t,
+                self.h,
+                &self.s.state,
+                socket.as_deref(),
+                self.s.pace,
+            ),
+            Probe::Http {
+                addr,
+                path: "/metrics",
+                body: BodyCheck::NonEmpty,
+            },
+        );
+        svc.ports = vec![listen("metrics", addr)];
+        if db {
+            svc.needs.push(self.secret(secret_file(MONITOR_USER)));
+        }
+        svc
+    }
+
+    fn dashboard(&self) -> ServicePlan {
+        let addr = self.sock(Segment::Mgmt, self.t.ports.dashboard);
+        let mut svc = self.rampart(
+            "dashboard",
+            dashboard_config(self.t, self.h, &self.s.state),
+            Probe::Accepting(addr),
+        );
+        svc.ports = vec![listen("https", addr)];
+        svc.needs.extend(self.cert(&self.h.name));
+        svc
+    }
+
+    fn settings(&self) -> monitor::MonitorSettings {
+        match self.s.pace {
+            Pace::Production => monitor::MonitorSettings::default(),
+            Pace::Fast => monitor::MonitorSettings::fast(),
+        }
+    }
+
+    fn prometheus(&self) -> ServicePlan {
+        let listen_on = self.sock(Segment::Mgmt, self.t.ports.prometheus);
+        let rules = self.file("rules.yml");
+        let config = self.file("prometheus.yml");
+        let settings = self.settings();
+        let am = alertmanager_addr(self.t, self.h).to_string();
+        let launch = Launch::Process {
+            program: Program::Packaged {
+                program: "prometheus",
+                package: "prometheus",
+            },
+            args: vec![
+                format!("--config.file={}", config.display()),
+                format!(
+                    "--storage.tsdb.path={}",
+                    self.file("prometheus-data").display()
+                ),
+                format!("--web.listen-address={listen_on}"),
+                "--web.enable-remote-write-receiver".into(),
+                "--storage.tsdb.retention.time=15d".into(),
+            ],
+        };
+        let ready = Probe::Http {
+            addr: listen_on,
+            path: "/-/ready",
+            body: BodyCheck::Any,
+        };
+        let mut svc = self.service("prometheus", "prometheus", launch, ready);
+        svc.files = vec![
+            FileSpec {
+                contents: monitor::rules(&settings),
+                path: rules.clone(),
+                mode: CONFIG_MODE,
+            },
+            FileSpec {
+                contents: monitor::prometheus_config(&settings, &rules, &am),
+                path: config,
+                mode: CONFIG_MODE,
+            },
+        ];
+        svc.ports = vec![listen("ingest", listen_on)];
+        svc
+    }
+
+    fn alertmanager(&self) -> ServicePlan {
+        let addr = alertmanager_addr(self.t, self.h);
+        let config = self.file("alertmanager.yml");
+        let (url, token) = alert_webhook(self.t, self.h, &self.s.state);
+        let launch = Launch::Process {
+            program: Program::Packaged {
+                program: "prometheus-alertmanager",
+                package: "prometheus-alertmanager",
+            },
+            args: vec![
+                format!("--config.file={}", config.display()),
+                format!(
+                    "--storage.path={}",
+                    self.file("alertmanager-data").display()
+                ),
+                format!("--web.listen-address={addr}"),
+                // No gossip port: one Alertmanager, nothing listening on 0.0.0.0.
+                "--cluster.listen-address=".into(),
+            ],
+        };
+        let ready = Probe::Http {
+            addr,
+            path: "/-/ready",
+            body: BodyCheck::Any,
+        };
+        let mut svc = self.service("alertmanager", "alertmanager", launch, ready);
+        svc.files = vec![FileSpec {
+            contents: monitor::alertmanager_config(
+                &self.settings(),
+                &url,
+                &token,
+                &self.s.state.ca(),
+            ),
+            path: config,
+            mode: CONFIG_MODE,
+        }];
+        svc.needs = vec![
+            self.ca(),
+            Needed {
+                path: token,
+                max_mode: SECRET_MODE,
+                from: Source::Service("dashboard"),
+            },
+        ];
+        svc.ports = vec![listen("api", addr)];
+        svc
+    }
+
+    fn database(&self) -> ServicePlan {
+        let t = self.t;
+        let primary = self.h.role == Role::DbPrimary;
+        let server_id = if primary {
+            1
+        } else {
+            let i = t
+                .with_role(Role::DbReplica)
+                .position(|r| r.name == self.h.name)
+                .unwrap_or(0);
+            2 + u32::try_from(i).unwrap_or(0)
+        };
+        let addr = self.sock(Segment::Data, t.ports.db);
+        let db = DbServer {
+            primary,
+            server_id,
+            bind: addr.ip(),
+            port: addr.port(),
+            socket: db_socket(&self.dir, self.s.uid),
+            dir: self.dir.clone(),
+            replicates_from: if primary {
+                None
+            } else {
+                t.with_role(Role::DbPrimary).next().map(|p| p.name.clone())
+            },
+        };
+        let mut svc = self.service("mariadb", "mariadbd", Launch::Database(db), Probe::Database);
+        svc.ports = vec![listen("mysql", addr)];
+        svc.needs = [APP_USER, MIGRATE_USER, REPL_USER, MONITOR_USER]
+            .into_iter()
+            .map(|u| self.secret(secret_file(u)))
+            .collect();
+        svc
+    }
+
+    /// Isolated mode's forward from 127.0.0.1:`port` (the operator's loopback) to `to`,
+    /// connecting from inside this host's namespace.
+    fn forward(&self, name: &'static str, port: u16, to: SocketAddr) -> ServicePlan {
+        let local = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let ns = self
+            .s
+            .prefix
+            .as_ref()
+            .map(|p| format!("{p}-{}", self.h.name))
+            .unwrap_or_default();
+        let launch = Launch::Process {
+            program: Program::Rampart(self.s.bin.clone()),
+            args: vec![
+                "forward".into(),
+                "--listen".into(),
+                local.to_string(),
+                "--netns".into(),
+                ns,
+                "--to".into(),
+                to.to_string(),
+            ],
+        };
+        let mut svc = self.service(name, name, launch, Probe::Accepting(local));
+        svc.ports = vec![listen("forward", local)];
+        svc.in_namespace = false;
+        svc
+    }
+}
+
+fn listen(purpose: &'static str, addr: SocketAddr) -> Listen {
+    Listen { purpose, addr }
+}
+
+fn display(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// The password file of a database user in the secrets directory.
+pub fn secret_file(user: &str) -> &'static str {
+    match user {
+        APP_USER => "db-app.password",
+        MIGRATE_USER => "db-migrate.password",
+        REPL_USER => "db-repl.password",
+        _ => "db-monitor.password",
+    }
+}
+
+/// The site certificate, one for each web server and load balancer (also their client
+/// certificate for mutual TLS), and the dashboard's: reached at its management address
+/// (Alertmanager's webhook) and through the operator's forward on 127.0.0.1.
+fn certificates(t: &Topology) -> Vec<Certificate> {
+    let mut v = vec![Certificate {
+        stem: "site".into(),
+        names: t.site_names.clone(),
+        client: false,
+    }];
+    for h in t
+        .hosts
+        .iter()
+        .filter(|h| matches!(h.role, Role::Web | Role::Lb))
+    {
+        v.push(Certificate {
+            stem: h.name.clone(),
+            names: vec![h.name.clone()],
+            client: true,
+        });
+    }
+    if let Some(m) = t.with_role(Role::Monitor).next() {
+        let mut names = vec![m.name.clone(), "localhost".into(), "127.0.0.1".into()];
+        let mgmt = t.addr(m, Segment::Mgmt).to_string();
+        if !names.contains(&mgmt) {
+            names.push(mgmt);
+        }
+        v.push(Certificate {
+            stem: m.name.clone(),
+            names,
+            client: false,
+        });
+    }
+    v
+}
+
+/// Where each role's connections to the database come from, as the server sees them.
+fn sources(t: &Topology, roles: &[Role], seg: Segment) -> Vec<String> {
+    let mut v: Vec<String> = roles
+        .iter()
+        .flat_map(|&r| t.with_role(r))
+        .map(|h| t.source_addr(h, seg).to_string())
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// The database accounts of `t`'s hosts (see [`db_users_from`]).
+fn db_users(t: &Topology) -> Vec<DbUser> {
+    db_users_from(
+        sources(t, &[Role::Web], Segment::Data),
+        sources(t, &[Role::DbReplica], Segment::Data),
+        sources(t, &[Role::DbPrimary, Role::DbReplica], Segment::Mgmt),
+    )
+}
+
+/// The database accounts, least privilege each, by where they connect from: the
+/// application (`app_hosts`) reads and writes rows; migrations change the schema but can
+/// neither drop nor delete; the replicas (`replica_hosts`) replicate; the agents
+/// (`monitor_hosts`, and always `localhost` for the socket) see status, never
+/// application data, with at most three connections.
+pub fn db_users_from(
+    app_hosts: Vec<String>,
+    replica_hosts: Vec<String>,
+    mut monitor_hosts: Vec<String>,
+) -> Vec<DbUser> {
+    let on_db = |privileges: &str| format!("{privileges} ON `{DATABASE}`.*");
+    if !monitor_hosts.iter().any(|h| h == "localhost") {
+        monitor_hosts.push("localhost".into());
+    }
+    vec![
+        DbUser {
+            name: APP_USER,
+            secret: secret_file(APP_USER),
+            hosts: app_hosts.clone(),
+            grants: vec![on_db("SELECT, INSERT, UPDATE, DELETE")],
+            max_connections: None,
+        },
+        DbUser {
+            name: MIGRATE_USER,
+            secret: secret_file(MIGRATE_USER),
+            hosts: app_hosts,
+            grants: vec![on_db(
+                "CREATE, ALTER, INDEX, REFERENCES, SELECT, INSERT, UPDATE",
+            )],
+            max_connections: None,
+        },
+        DbUser {
+            name: REPL_USER,
+            secret: secret_file(REPL_USER),
+            hosts: replica_hosts,
+            grants: vec!["REPLICATION SLAVE ON *.*".into()],
+            max_connections: None,
+        },
+        DbUser {
+            name: MONITOR_USER,
+            secret: secret_file(MONITOR_USER),
+            hosts: monitor_hosts,
+            grants: vec![
+                "PROCESS, BINLOG MONITOR, REPLICA MONITOR ON *.*".into(),
+                "SELECT ON `performance_schema`.*".into(),
+            ],
+            max_connections: Some(3),
+        },
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(prefix: Option<&str>) -> Settings {
+        Settings {
+            state: StatePaths::new(Path::new("/st")),
+            bin: PathBuf::from("/bin/rampart"),
+            pace: Pace::Production,
+            prefix: prefix.map(str::to_owned),
+            publish: 8443,
+            dashboard_publish: 9443,
+            uid: 1000,
+        }
+    }
+
+    fn local() -> Plan {
+        plan(&Topology::default_for(Mode::Local, 0), &settings(None))
+    }
+
+    fn isolated() -> Plan {
+        plan(
+            &Topology::default_for(Mode::Isolated, 0),
+            &settings(Some("rp")),
+        )
+    }
+
+    fn services(p: &Plan, host: &str) -> Vec<&'static str> {
+        p.host(host)
+            .map(|h| h.services.iter().map(|s| s.name).collect())
+            .unwrap_or_default()
+    }
+
+    /// (host, services in start order) in each mode.
+    #[test]
+    fn services_per_host() {
+        let check = |p: &Plan, host: &str, expected: &[&str]| {
+            assert_eq!(services(p, host), expected, "{host}");
+        };
+        for p in [local(), isolated()] {
+            check(&p, "db1", &["mariadb", "agent"]);
+            check(&p, "db2", &["mariadb", "agent"]);
+            check(&p, "web1", &["web", "agent"]);
+            check(&p, "lb1", &["lb", "agent"]);
+            check(&p, "dns", &["dns", "agent"]);
+        }
+        check(&local(), "client", &[]);
+        check(&isolated(), "client", &["forward"]);
+        check(
+            &local(),
+            "monitor",
+            &["dashboard", "alertmanager", "prometheus", "agent"],
+        );
+        check(
+            &isolated(),
+            "monitor",
+            &[
+                "dashboard",
+                "alertmanager",
+                "prometheus",
+                "agent",
+                "dashboard-forward",
+            ],
+        );
+        // Publishing nothing starts no forward.
+        let mut s = settings(Some("rp"));
+        s.publish = 0;
+        s.dashboard_publish = 0;
+        let p = plan(&Topology::default_for(Mode::Isolated, 0), &s);
+        check(&p, "client", &[]);
+        assert_eq!(services(&p, "monitor").last(), Some(&"agent"));
+    }
+
+    #[test]
+    fn start_order_puts_the_monitor_first_and_the_client_last() {
+        let names =
+            |p: &Plan| -> Vec<String> { p.start_order().iter().map(|h| h.name.clone()).collect() };
+        assert_eq!(
+            names(&isolated()),
+            ["monitor", "dns", "db1", "db2", "web1", "web2", "lb1", "client"]
+        );
+        assert_eq!(
+            names(&local()),
+            ["monitor", "dns", "db1", "db2", "web1", "web2", "lb1"]
+        );
+    }
+
+    /// (host, service, argv) for the services whose argv is not just `rampart NAME
+    /// --config FILE`.
+    #[test]
+    fn argv() {
+        let p = isolated();
+        let check = |host: &str, svc: &str, program: Program, args: &[&str]| {
+            let s = p.host(host).and_then(|h| h.service(svc)).unwrap();
+            assert_eq!(
+                s.launch,
+                Launch::Process {
+                    program,
+                    args: args.iter().map(|a| (*a).to_owned()).collect()
+                },
+                "{host}/{svc}"
+            );
+        };
+        let rampart = || Program::Rampart(PathBuf::from("/bin/rampart"));
+        check(
+            "web1",
+            "web",
+            rampart(),
+            &["web", "--config", "/st/hosts/web1/web.toml"],
+        );
+        check(
+            "client",
+            "forward",
+            rampart(),
+            &[
+                "forward",
+                "--listen",
+                "127.0.0.1:8443",
+                "--netns",
+                "rp-client",
+                "--to",
+                "203.0.113.10:443",
+            ],
+        );
+        check(
+            "monitor",
+            "dashboard-forward",
+            rampart(),
+            &[
+                "forward",
+                "--listen",
+                "127.0.0.1:9443",
+                "--netns",
+                "rp-monitor",
+                "--to",
+                "198.18.9.2:3000",
+            ],
+        );
+        check(
+            "monitor",
+            "prometheus",
+            Program::Packaged {
+                program: "prometheus",
+                package: "prometheus",
+            },
+            &[
+                "--config.file=/st/hosts/monitor/prometheus.yml",
+                "--storage.tsdb.path=/st/hosts/monitor/prometheus-data",
+                "--web.listen-address=198.18.9.2:9090",
+                "--web.enable-remote-write-receiver",
+                "--storage.tsdb.retention.time=15d",
+            ],
+        );
+        check(
+            "monitor",
+            "alertmanager",
+            Program::Packaged {
+                program: "prometheus-alertmanager",
+                package: "prometheus-alertmanager",
+            },
+            &[
+                "--config.file=/st/hosts/monitor/alertmanager.yml",
+                "--storage.path=/st/hosts/monitor/alertmanager-data",
+                "--web.listen-address=127.0.0.1:9093",
+                "--cluster.listen-address=",
+            ],
+        );
+    }
+
+    /// (host, service, purpose:address of every listener), main listener first.
+    #[test]
+    fn ports() {
+        let check = |p: &Plan, host: &str, svc: &str, expected: &[&str]| {
+            let s = p.host(host).and_then(|h| h.service(svc)).unwrap();
+            let got: Vec<String> = s
+                .ports
+                .iter()
+                .map(|l| format!("{}:{}", l.purpose, l.addr))
+                .collect();
+            assert_eq!(got, expected, "{host}/{svc}");
+        };
+        let i = isolated();
+        check(
+            &i,
+            "lb1",
+            "lb",
+            &[
+                "https:203.0.113.10:443",
+                "http:203.0.113.10:80",
+                "admin:198.18.9.10:9180",
+            ],
+        );
+        check(
+            &i,
+            "web2",
+            "web",
+            &["https:198.18.1.12:8443", "admin:198.18.9.12:9181"],
+        );
+        check(&i, "db1", "mariadb", &["mysql:198.18.2.21:3306"]);
+        check(&i, "dns", "dns", &["dns:203.0.113.53:53"]);
+        check(&i, "dns", "agent", &["metrics:198.18.9.53:9100"]);
+        check(&i, "monitor", "prometheus", &["ingest:198.18.9.2:9090"]);
+        check(&i, "monitor", "alertmanager", &["api:127.0.0.1:9093"]);
+        check(&i, "monitor", "dashboard", &["https:198.18.9.2:3000"]);
+        check(&i, "client", "forward", &["forward:127.0.0.1:8443"]);
+        let l = local();
+        check(
+            &l,
+            "lb1",
+            "lb",
+            &[
+                "https:127.0.1.10:8443",
+                "http:127.0.1.10:8080",
+                "admin:127.0.1.10:9180",
+            ],
+        );
+        check(&l, "dns", "dns", &["dns:127.0.3.53:5353"]);
+        check(&l, "monitor", "alertmanager", &["api:127.0.9.2:9093"]);
+    }
+
+    #[test]
+    fn readiness_probes() {
+        let p = isolated();
+        let ready = |host: &str, svc: &str| {
+            p.host(host)
+                .and_then(|h| h.service(svc))
+                .map(|s| s.ready.clone())
+                .unwrap()
+        };
+        let http = |addr: &str, path, body| Probe::Http {
+            addr: addr.parse().unwrap(),
+            path,
+            body,
+        };
+        assert_eq!(
+            ready("web1", "web"),
+            http("198.18.9.11:9181", "/readyz", BodyCheck::Any)
+        );
+        assert_eq!(
+            ready("lb1", "lb"),
+            http(
+                "198.18.9.10:9180",
+                "/metrics",
+                BodyCheck::Lines(vec![
+                    "rampart_lb_backend_up{backend=\"web1\"} 1".into(),
+                    "rampart_lb_backend_up{backend=\"web2\"} 1".into(),
+                ])
+            )
+        );
+        assert_eq!(
+            ready("db1", "agent"),
+            http("198.18.9.21:9100", "/metrics", BodyCheck::NonEmpty)
+        );
+        assert_eq!(ready("db2", "mariadb"), Probe::Database);
+        assert_eq!(
+            ready("dns", "dns"),
+            Probe::Accepting("203.0.113.53:53".parse().unwrap())
+        );
+        assert_eq!(
+            ready("client", "forward"),
+            Probe::Accepting("127.0.0.1:8443".parse().unwrap())
+        );
+        let client = p.host("client").unwrap();
+        assert!(!client.services[0].in_namespace);
+        assert!(p
+            .host("web1")
+            .unwrap()
+            .services
+            .iter()
+            .all(|s| s.in_namespace));
+    }
+
+    #[test]
+    fn body_checks() {
+        let lines = BodyCheck::Lines(vec!["a 1".into(), "b 1".into()]);
+        for (check, body, expected) in [
+            (&BodyCheck::Any, "", true),
+            (&BodyCheck::NonEmpty, "", false),
+            (&BodyCheck::NonEmpty, "x", true),
+            (&lines, "a 1\nb 1\n", true),
+            (&lines, "b 1\nc\na 1", true),
+            (&lines, "a 1\nb 0\n", false),
+            (&lines, "a 11\nb 1\n", false),
+        ] {
+            assert_eq!(check.passes(body), expected, "{check:?} on {body:?}");
+        }
+    }
+
+    #[test]
+    fn pid_and_log_files() {
+        let p = local();
+        let db1 = p.host("db1").unwrap();
+        assert_eq!(
+            db1.services[0].pid_file,
+            PathBuf::from("/st/hosts/db1/mariadbd.pid")
+        );
+        assert_eq!(
+            db1.services[0].log_file,
+            PathBuf::from("/st/hosts/db1/mariadbd.log")
+        );
+        assert_eq!(
+            db1.services[1].pid_file,
+            PathBuf::from("/st/hosts/db1/agent.pid")
+        );
+        let mon = p.host("monitor").unwrap();
+        assert_eq!(
+            mon.service("alertmanager").unwrap().log_file,
+            PathBuf::from("/st/hosts/monitor/alertmanager.log")
+        );
+    }
+
+    #[test]
+    fn files_and_needs() {
+        let p = isolated();
+        let files = |host: &str, svc: &str| -> Vec<String> {
+            let s = p.host(host).and_then(|h| h.service(svc)).unwrap();
+            s.files
+                .iter()
+                .map(|f| format!("{} {:o}", f.path.display(), f.mode))
+                .collect()
+        };
+        assert_eq!(
+            files("monitor", "prometheus"),
+            [
+                "/st/hosts/monitor/rules.yml 644",
+                "/st/hosts/monitor/prometheus.yml 644"
+            ]
+        );
+        assert_eq!(files("web1", "web"), ["/st/hosts/web1/web.toml 644"]);
+        let needs = |host: &str, svc: &str| -> Vec<String> {
+            let s = p.host(host).and_then(|h| h.service(svc)).unwrap();
+            s.needs
+                .iter()
+                .map(|n| format!("{} {:o}", n.path.display(), n.max_mode))
+                .collect()
+        };
+        assert_eq!(
+            needs("web1", "web"),
+            [
+                "/st/certs/web1.pem 644",
+                "/st/certs/web1.key 600",
+                "/st/certs/ca.pem 644",
+                "/st/secrets/db-app.password 600",
+                "/st/secrets/db-migrate.password 600",
+            ]
+        );
+        assert_eq!(
+            needs("lb1", "lb"),
+            [
+                "/st/certs/site.pem 644",
+                "/st/certs/site.key 600",
+                "/st/certs/lb1.pem 644",
+                "/st/certs/lb1.key 600",
+                "/st/certs/ca.pem 644",
+            ]
+        );
+        assert_eq!(
+            needs("db2", "agent"),
+            ["/st/secrets/db-monitor.password 600"]
+        );
+        assert_eq!(needs("web2", "agent"), Vec::<String>::new());
+        assert_eq!(
+            needs("monitor", "alertmanager"),
+            [
+                "/st/certs/ca.pem 644",
+                "/st/hosts/monitor/alert-webhook.token 600"
+            ]
+        );
+        // Every file a service needs is issued, a secret, or made by a service that
+        // starts before it on the same host.
+        let issued: Vec<PathBuf> = p
+            .certificates
+            .iter()
+            .flat_map(|c| {
+                ["pem", "key"].map(|e| PathBuf::from(format!("/st/certs/{}.{e}", c.stem)))
+            })
+            .chain([PathBuf::from("/st/certs/ca.pem")])
+            .collect();
+        for h in &p.hosts {
+            for (i, s) in h.services.iter().enumerate() {
+                for n in &s.needs {
+                    match n.from {
+                        Source::Certificate => assert!(issued.contains(&n.path), "{n:?}"),
+                        Source::Secret => assert!(n.path.starts_with("/st/secrets")),
+                        Source::Service(by) => assert!(
+                            h.services[..i].iter().any(|e| e.name == by),
+                            "{}/{} needs {by} first",
+                            h.name,
+                            s.name
+                        ),
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn databases_and_replication() {
+        let p = isolated();
+        let dbs: Vec<(String, u32, bool, Option<String>)> = p
+            .databases()
+            .map(|(h, d)| {
+                (
+                    h.name.clone(),
+                    d.server_id,
+                    d.primary,
+                    d.replicates_from.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            dbs,
+            [
+                ("db1".into(), 1, true, None),
+                ("db2".into(), 2, false, Some("db1".into()))
+            ]
+        );
+        let db2 = p.database("db2").unwrap();
+        assert_eq!(db2.bind.to_string(), "198.18.2.22");
+        assert_eq!(db2.socket, PathBuf::from("/st/hosts/db2/mysqld.sock"));
+        assert!(p.database("web1").is_none());
+    }
+
+    /// (user, hosts, grants) in each mode: least privilege, and the addresses the
+    /// database sees.
+    #[test]
+    fn database_users_and_grants() {
+        let rows = |p: &Plan| -> Vec<String> {
+            p.db_users
+                .iter()
+                .map(|u| {
+                    format!(
+                        "{} from {} ({}): {}{}",
+                        u.name,
+                        u.hosts.join(" "),
+                        u.secret,
+                        u.grants.join("; "),
+                        u.max_connections
+                            .map_or(String::new(), |n| format!(" max {n}"))
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(
+            rows(&isolated()),
+            [
+                "foobar_app from 198.18.2.11 198.18.2.12 (db-app.password): SELECT, INSERT, UPDATE, DELETE ON `foobar`.*",
+                "foobar_migrate from 198.18.2.11 198.18.2.12 (db-migrate.password): CREATE, ALTER, INDEX, REFERENCES, SELECT, INSERT, UPDATE ON `foobar`.*",
+                "rampart_repl from 198.18.2.22 (db-repl.password): REPLICATION SLAVE ON *.*",
+                "rampart_monitor from 198.18.9.21 198.18.9.22 localhost (db-monitor.password): PROCESS, BINLOG MONITOR, REPLICA MONITOR ON *.*; SELECT ON `performance_schema`.* max 3",
+            ]
+        );
+        let local = rows(&local());
+        assert!(
+            local[0].starts_with("foobar_app from 127.0.0.1 ("),
+            "{local:?}"
+        );
+        assert!(
+            local[3].starts_with("rampart_monitor from 127.0.0.1 localhost ("),
+            "{local:?}"
+        );
+    }
+
+    #[test]
+    fn certificates_per_host() {
+        let p = isolated();
+        let certs: Vec<String> = p
+            .certificates
+            .iter()
+            .map(|c| format!("{} {} {}", c.stem, c.names.join(","), c.client))
+            .collect();
+        assert_eq!(
+            certs,
+            [
+                "site www.foobar.com,foobar.com false",
+                "lb1 lb1 true",
+                "web1 web1 true",
+                "web2 web2 true",
+                "monitor monitor,localhost,127.0.0.1,198.18.9.2 false",
+            ]
+        );
+    }
+
+    #[test]
+    fn firewalls_only_in_isolated_mode() {
+        assert!(local().hosts.iter().all(|h| h.firewall.is_none()));
+        let p = isolated();
+        assert!(p.hosts.iter().all(|h| h.firewall.is_some()));
+        assert_eq!(
+            p.host("web1").unwrap().namespace.as_deref(),
+            Some("rp-web1")
+        );
+        assert!(local().hosts.iter().all(|h| h.namespace.is_none()));
+    }
+
+    #[test]
+    fn socket_paths() {
+        let check = |dir: &str, uid: u32, expected: &str| {
+            assert_eq!(
+                db_socket(Path::new(dir), uid),
+                PathBuf::from(expected),
+                "{dir}"
+            );
+        };
+        check("/state/hosts/db1", 1000, "/state/hosts/db1/mysqld.sock");
+        // 107 bytes exactly is still fine: 95 + "/mysqld.sock" (12).
+        let dir95 = format!("/{}", "d".repeat(94));
+        check(&dir95, 0, &format!("{dir95}/mysqld.sock"));
+        let dir96 = format!("/{}", "d".repeat(95));
+        let long = db_socket(Path::new(&dir96), 1000);
+        let long = long.to_str().unwrap();
+        assert!(long.starts_with("/tmp/rampart-1000/"), "{long}");
+        assert!(long.ends_with(".sock"));
+        let hash = &long["/tmp/rampart-1000/".len()..long.len() - ".sock".len()];
+        assert_eq!(hash.len(), 16);
+        assert!(hash.bytes().all(|b| b.is_ascii_hexdigit()));
+        // Stable, and different for different directories.
+        assert_eq!(db_socket(Path::new(&dir96), 1000).to_str().unwrap(), long);
+        let other = format!("/{}", "e".repeat(95));
+        assert_ne!(db_socket(Path::new(&other), 1000).to_str().unwrap(), long);
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+}

@@ -10,8 +10,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use rampart_agent::config::Config;
-use rampart_telemetry::config::ConfigFile;
 use rampart_agent::run::{Agent, Listeners};
+use rampart_telemetry::config::ConfigFile;
 
 /// Sends a bare GET from source `from` and returns everything read until the agent
 /// closes (or 5 s pass).

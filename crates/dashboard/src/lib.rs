@@ -7,6 +7,8 @@
 //! [`check`]) validates a config file;
 //! [`Listeners::bind`] binds its address; [`Dashboard::new`] builds the server and
 //! [`Dashboard::serve`] runs it until a shutdown future resolves.
+//! [`Dashboard`] is a `rampart_telemetry::service::Service`: the binary runs it through its one
+//! runner, like every other service.
 //!
 //! Modules: `config` (the TOML), `auth` (secrets, sessions, login links, the failed-login
 //! limit), `alerts` (the webhook body and the persisted alert store), `prom` (the

@@ -6,6 +6,8 @@
 //! a config file; [`Listeners::bind`] binds its
 //! UDP and TCP addresses; [`Dns::new`] builds the server and [`Dns::serve`] runs it until
 //! a shutdown future resolves. `rampart dns` in the binary is a thin wrapper around these.
+//! [`Dns`] is a `rampart_telemetry::service::Service`: the binary runs it through its one
+//! runner, like every other service.
 //!
 //! Layers: `zone` (pure: zone data → the answer to a question) ← `handler` (pure: request
 //! bytes → response bytes) ← `server` (sockets). Only `server` does I/O.

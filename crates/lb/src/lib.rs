@@ -8,6 +8,8 @@
 //! addresses; [`Lb::new`] builds the first generation and [`Lb::serve`] runs until a
 //! shutdown future resolves. `rampart lb` and `rampart check` in the binary are thin
 //! wrappers around these.
+//! [`Lb`] is a `rampart_telemetry::service::Service`: the binary runs it through its one
+//! runner, like every other service.
 //!
 //! Layers, each file using only those below it: `server` (listeners, TLS, HTTP/2) →
 //! `h1` (the client-facing HTTP/1.1 reader) → `proxy` (the request path, `Reject`) →

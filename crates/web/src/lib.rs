@@ -5,6 +5,8 @@
 //! validates a config file and [`check`] also what it points at; [`Listeners::bind`] binds
 //! its addresses; [`Web::new`] builds the server and [`Web::serve`] runs it until a
 //! shutdown future resolves. `rampart web` in the binary is a thin wrapper around these.
+//! [`Web`] is a `rampart_telemetry::service::Service`: the binary runs it through its one
+//! runner, like every other service.
 
 pub mod app;
 pub mod config;

@@ -16,6 +16,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use tools::Kind;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "rampart",
@@ -45,15 +47,6 @@ struct StateArg {
     /// Where certificates, database data, configs, logs and pid files live.
     #[arg(long = "state", env = "RAMPART_STATE", default_value = ".rampart")]
     dir: PathBuf,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Lb,
-    Web,
-    Dns,
-    Agent,
-    Dashboard,
 }
 
 #[derive(Subcommand, Debug)]

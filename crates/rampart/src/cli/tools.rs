@@ -7,7 +7,16 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use super::serve::{runtime, terminated, Threads};
-use super::Kind;
+
+/// Which service's config a file is, for `rampart check --kind`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Kind {
+    Lb,
+    Web,
+    Dns,
+    Agent,
+    Dashboard,
+}
 
 /// Tells a DNS, web or load balancer config apart by its keys.
 fn detect_kind(path: &Path) -> Kind {

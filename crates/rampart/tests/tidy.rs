@@ -1,7 +1,8 @@
 //! House rules checked as code: every Rust file says what it is for, the binary has one
 //! crypto stack (rustls on aws-lc-rs; no ring, no OpenSSL), no service crate depends on
-//! the topology model, and no two files of a crate import each other (directly or
-//! around a longer cycle).
+//! the topology model, no library depends on anyhow, nothing sleeps through
+//! `park_timeout`, and no two files of a crate import each other (directly or around a
+//! longer cycle).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -65,44 +66,98 @@ fn one_crypto_stack() {
 /// The service crates: what runs on a host. None of them may know the topology model.
 const SERVICE_CRATES: [&str; 7] = ["lb", "web", "dns", "agent", "dashboard", "telemetry", "tls"];
 
-#[test]
-fn no_service_crate_depends_on_the_topology_model() {
-    let mut found = Vec::new();
-    for krate in SERVICE_CRATES {
-        let path = workspace().join("crates").join(krate).join("Cargo.toml");
-        let text = std::fs::read_to_string(&path).unwrap();
-        let manifest: toml::Table = text.parse().unwrap();
-        let mut tables = vec![("", &manifest)];
-        if let Some(targets) = manifest.get("target").and_then(toml::Value::as_table) {
-            for t in targets.values().filter_map(toml::Value::as_table) {
-                tables.push(("target.", t));
-            }
+/// Every dependency of crate `krate` in `sections` (also under `[target.*]`), as
+/// `(where, package)`.
+fn dependencies(krate: &str, sections: &[&str]) -> Vec<(String, String)> {
+    let path = workspace().join("crates").join(krate).join("Cargo.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let manifest: toml::Table = text.parse().unwrap();
+    let mut tables = vec![("", &manifest)];
+    if let Some(targets) = manifest.get("target").and_then(toml::Value::as_table) {
+        for t in targets.values().filter_map(toml::Value::as_table) {
+            tables.push(("target.", t));
         }
-        for (prefix, table) in tables {
-            for section in ["dependencies", "dev-dependencies", "build-dependencies"] {
-                let Some(deps) = table.get(section).and_then(toml::Value::as_table) else {
-                    continue;
-                };
-                for (name, spec) in deps {
-                    let package = spec
-                        .get("package")
-                        .and_then(toml::Value::as_str)
-                        .unwrap_or(name);
-                    if package == "rampart-topology" {
-                        found.push(format!(
-                            "crates/{krate}/Cargo.toml [{prefix}{section}] {name}"
-                        ));
-                    }
-                }
+    }
+    let mut found = Vec::new();
+    for (prefix, table) in tables {
+        for section in sections {
+            let Some(deps) = table.get(*section).and_then(toml::Value::as_table) else {
+                continue;
+            };
+            for (name, spec) in deps {
+                let package = spec
+                    .get("package")
+                    .and_then(toml::Value::as_str)
+                    .unwrap_or(name);
+                found.push((
+                    format!("crates/{krate}/Cargo.toml [{prefix}{section}] {name}"),
+                    package.to_owned(),
+                ));
             }
         }
     }
+    found
+}
+
+#[test]
+fn no_service_crate_depends_on_the_topology_model() {
+    let found: Vec<String> = SERVICE_CRATES
+        .iter()
+        .flat_map(|k| {
+            dependencies(
+                k,
+                &["dependencies", "dev-dependencies", "build-dependencies"],
+            )
+        })
+        .filter(|(_, package)| package == "rampart-topology")
+        .map(|(at, _)| at)
+        .collect();
     assert!(
         found.is_empty(),
         "service crates must not depend on rampart-topology (the model of the whole site); \
          shared config and listener code lives in rampart-telemetry:\n{}",
         found.join("\n")
     );
+}
+
+/// Regression: `Agent::run` returned `anyhow::Result` inside a library. Libraries return
+/// typed errors; only the binary (`crates/rampart`) uses anyhow.
+#[test]
+fn no_library_depends_on_anyhow() {
+    let mut libraries = Vec::new();
+    for entry in std::fs::read_dir(workspace().join("crates")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if name != "rampart" {
+            libraries.push(name);
+        }
+    }
+    assert!(libraries.len() >= 9, "{libraries:?}");
+    let found: Vec<String> = libraries
+        .iter()
+        .flat_map(|k| dependencies(k, &["dependencies", "build-dependencies"]))
+        .filter(|(_, package)| package == "anyhow")
+        .map(|(at, _)| at)
+        .collect();
+    assert!(
+        found.is_empty(),
+        "libraries return typed errors (thiserror); anyhow belongs to the binary:\n{}",
+        found.join("\n")
+    );
+}
+
+/// Regression: `park_timeout` was used in three places to sleep past the house lint
+/// against `std::thread::sleep` (one inside `block_on`). A wait is either async, or the
+/// one `process::wait_until` with its reasoned `#[expect]`.
+#[test]
+fn nothing_parks_to_get_around_the_sleep_lint() {
+    let mut files = Vec::new();
+    rust_files(&workspace().join("crates"), &mut files);
+    let found: Vec<String> = files
+        .iter()
+        .filter(|f| code_only(&std::fs::read_to_string(f).unwrap()).contains("park_timeout"))
+        .map(|f| f.display().to_string())
+        .collect();
+    assert!(found.is_empty(), "park_timeout in {found:?}");
 }
 
 /// `text` with comments, string and char literals replaced by spaces (newlines kept), so

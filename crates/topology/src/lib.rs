@@ -3,6 +3,7 @@
 //! no I/O and never touches the host. The services never import it: the config toolkit
 //! they share lives in `rampart-telemetry`.
 
+pub mod accounts;
 pub mod monitor;
 pub mod nft;
 pub mod plan;

@@ -228,16 +228,7 @@ pub struct DbUser {
     pub max_connections: Option<u32>,
 }
 
-/// The application's database.
-pub const DATABASE: &str = "foobar";
-/// The web servers' account for queries.
-pub const APP_USER: &str = "foobar_app";
-/// The web servers' account for schema migrations.
-pub const MIGRATE_USER: &str = "foobar_migrate";
-/// The replicas' replication account.
-pub const REPL_USER: &str = "rampart_repl";
-/// The agents' read-only monitoring account.
-pub const MONITOR_USER: &str = "rampart_monitor";
+pub use crate::accounts::{secret_file, APP_USER, DATABASE, MIGRATE_USER, MONITOR_USER, REPL_USER};
 
 /// The longest unix socket path mariadbd accepts (`sun_path` less its terminator).
 pub const MAX_SOCKET_PATH: usize = 107;
@@ -743,16 +734,6 @@ fn listen(purpose: &'static str, addr: SocketAddr) -> Listen {
 
 fn display(p: &Path) -> String {
     p.to_string_lossy().into_owned()
-}
-
-/// The password file of a database user in the secrets directory.
-pub fn secret_file(user: &str) -> &'static str {
-    match user {
-        APP_USER => "db-app.password",
-        MIGRATE_USER => "db-migrate.password",
-        REPL_USER => "db-repl.password",
-        _ => "db-monitor.password",
-    }
 }
 
 /// The site certificate, one for each web server and load balancer (also their client

@@ -11,6 +11,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use crate::accounts::{secret_file, APP_USER, MIGRATE_USER, MONITOR_USER};
 use crate::{Host, Mode, Role, Segment, Topology};
 
 /// Where things live in the state directory. Every path `rampart up` uses comes from
@@ -44,8 +45,63 @@ impl StatePaths {
 /// configs is one too (the same escapes), so both file kinds share one quoting.
 use crate::monitor::yaml_str as q;
 
-fn p(path: &Path) -> String {
-    q(&path.to_string_lossy())
+/// A service's config file, written key by key so that every value is quoted, every
+/// path and list is written the same way, and tables are separated alike.
+struct Toml(String);
+
+impl Toml {
+    fn new() -> Toml {
+        Toml("# Written by `rampart up` from the topology; rewritten on every start.\n".into())
+    }
+
+    fn line(&mut self, text: std::fmt::Arguments<'_>) -> &mut Toml {
+        let _ = self.0.write_fmt(text);
+        self.0.push('\n');
+        self
+    }
+
+    /// Starts `[name]` (or `[[name]]` for an array of tables, `name` given with its
+    /// brackets) after a blank line.
+    fn table(&mut self, name: &str) -> &mut Toml {
+        let header = if name.starts_with('[') {
+            name.to_owned()
+        } else {
+            format!("[{name}]")
+        };
+        self.line(format_args!("\n{header}"))
+    }
+
+    /// `key = "value"`.
+    fn str(&mut self, key: &str, value: impl std::fmt::Display) -> &mut Toml {
+        self.line(format_args!("{key} = {}", q(&value.to_string())))
+    }
+
+    /// `key = "path"`.
+    fn path(&mut self, key: &str, value: &Path) -> &mut Toml {
+        self.str(key, value.display())
+    }
+
+    /// `key = ["a", "b"]`.
+    fn list(&mut self, key: &str, items: &[String]) -> &mut Toml {
+        let quoted: Vec<String> = items.iter().map(|i| q(i)).collect();
+        self.line(format_args!("{key} = [{}]", quoted.join(", ")))
+    }
+
+    /// `key = value` for numbers and booleans.
+    fn raw(&mut self, key: &str, value: impl std::fmt::Display) -> &mut Toml {
+        self.line(format_args!("{key} = {value}"))
+    }
+
+    fn comment(&mut self, text: &str) -> &mut Toml {
+        for l in text.lines() {
+            self.line(format_args!("# {l}"));
+        }
+        self
+    }
+
+    fn finish(&mut self) -> String {
+        std::mem::take(&mut self.0)
+    }
 }
 
 /// The sources the policy lets open `port` on `host`, as listener allow-list entries
@@ -73,155 +129,113 @@ fn policy_sources(t: &Topology, host: &Host, port: u16) -> Option<Vec<String>> {
     Some(v)
 }
 
-fn list(items: &[String]) -> String {
-    let quoted: Vec<String> = items.iter().map(|i| q(i)).collect();
-    format!("[{}]", quoted.join(", "))
+/// The host itself, as its own listeners see it: metrics, health and admin listeners are
+/// for the host (its agent, rampart's probes, the operator's forward).
+fn itself(t: &Topology, host: &Host) -> Vec<String> {
+    vec![t.source_addr(host, Segment::Mgmt).to_string()]
+}
+
+/// A host's certificate and key in the state directory.
+fn cert_and_key(state: &StatePaths, stem: &str) -> (PathBuf, PathBuf) {
+    let certs = state.certs();
+    (
+        certs.join(format!("{stem}.pem")),
+        certs.join(format!("{stem}.key")),
+    )
 }
 
 /// The `rampart web` config of `host`.
 pub fn web_config(t: &Topology, host: &Host, state: &StatePaths) -> String {
-    let certs = state.certs();
     let dir = state.host(&host.name);
     let secrets = state.secrets();
-    let lb_sources = policy_sources(t, host, t.ports.web).unwrap_or_default();
-    let primary = t
-        .with_role(Role::DbPrimary)
-        .next()
-        .map(|h| t.sock(h, Segment::Data, t.ports.db).to_string());
-    let replica = t
-        .with_role(Role::DbReplica)
-        .next()
-        .map(|h| t.sock(h, Segment::Data, t.ports.db).to_string());
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "# Written by `rampart up` from the topology; rewritten on every start."
-    );
-    let _ = writeln!(s, "name = {}\n", q(&host.name));
-    let _ = writeln!(s, "[listen]");
-    let _ = writeln!(
-        s,
-        "app = {}",
-        q(&t.sock(host, Segment::App, t.ports.web).to_string())
-    );
-    let _ = writeln!(
-        s,
-        "admin = {}",
-        q(&t.sock(host, Segment::Mgmt, t.ports.web_admin).to_string())
-    );
-    let _ = writeln!(s, "allow_from = {}", list(&lb_sources));
-    // Metrics and health are for the host itself (the agent, rampart's probes).
-    let _ = writeln!(
-        s,
-        "admin_allow_from = {}\n",
-        list(&[t.source_addr(host, Segment::Mgmt).to_string()])
-    );
-    let _ = writeln!(s, "[tls]");
-    let _ = writeln!(s, "cert = {}", p(&certs.join(format!("{}.pem", host.name))));
-    let _ = writeln!(s, "key = {}", p(&certs.join(format!("{}.key", host.name))));
-    let _ = writeln!(s, "client_ca = {}\n", p(&state.ca()));
-    let _ = writeln!(s, "[site]");
-    let _ = writeln!(s, "root = {}", p(&dir.join("site")));
-    let _ = writeln!(s, "install_default = true\n");
-    if let Some(primary) = primary {
-        let _ = writeln!(s, "[database]");
-        let _ = writeln!(s, "primary = {}", q(&primary));
-        if let Some(r) = replica {
-            let _ = writeln!(s, "replica = {}", q(&r));
+    let (cert, key) = cert_and_key(state, &host.name);
+    let db = |role| {
+        t.with_role(role)
+            .next()
+            .map(|h| t.sock(h, Segment::Data, t.ports.db))
+    };
+    let mut s = Toml::new();
+    s.str("name", &host.name)
+        .table("listen")
+        .str("app", t.sock(host, Segment::App, t.ports.web))
+        .str("admin", t.sock(host, Segment::Mgmt, t.ports.web_admin))
+        .list(
+            "allow_from",
+            &policy_sources(t, host, t.ports.web).unwrap_or_default(),
+        )
+        .list("admin_allow_from", &itself(t, host))
+        .table("tls")
+        .path("cert", &cert)
+        .path("key", &key)
+        .path("client_ca", &state.ca())
+        .table("site")
+        .path("root", &dir.join("site"))
+        .raw("install_default", true);
+    if let Some(primary) = db(Role::DbPrimary) {
+        s.table("database").str("primary", primary);
+        if let Some(replica) = db(Role::DbReplica) {
+            s.str("replica", replica);
         }
-        let _ = writeln!(s, "password_file = {}", p(&secrets.join("db-app.password")));
-        let _ = writeln!(s, "migrate_user = \"foobar_migrate\"");
-        let _ = writeln!(
-            s,
-            "migrate_password_file = {}",
-            p(&secrets.join("db-migrate.password"))
-        );
-        let _ = writeln!(s, "role_header = true\n");
+        s.path("password_file", &secrets.join(secret_file(APP_USER)))
+            .str("migrate_user", MIGRATE_USER)
+            .path(
+                "migrate_password_file",
+                &secrets.join(secret_file(MIGRATE_USER)),
+            )
+            .raw("role_header", true);
     }
-    let _ = writeln!(s, "[log]");
-    let _ = writeln!(s, "access_log = {}", p(&dir.join("access.log")));
-    s
+    s.table("log")
+        .path("access_log", &dir.join("access.log"))
+        .finish()
 }
 
 /// The `rampart lb` config of `host`.
 pub fn lb_config(t: &Topology, host: &Host, state: &StatePaths) -> String {
-    let certs = state.certs();
     let dir = state.host(&host.name);
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "# Written by `rampart up` from the topology; rewritten on every start."
-    );
-    let _ = writeln!(s, "[listen]");
-    let _ = writeln!(
-        s,
-        "https = {}",
-        q(&t.sock(host, Segment::Public, t.ports.lb_https).to_string())
-    );
-    let _ = writeln!(
-        s,
-        "http = {}",
-        q(&t.sock(host, Segment::Public, t.ports.lb_http).to_string())
-    );
-    let _ = writeln!(
-        s,
-        "admin = {}",
-        q(&t.sock(host, Segment::Mgmt, t.ports.lb_admin).to_string())
-    );
+    let (site_cert, site_key) = cert_and_key(state, "site");
+    let (cert, key) = cert_and_key(state, &host.name);
+    let mut s = Toml::new();
+    s.table("listen")
+        .str("https", t.sock(host, Segment::Public, t.ports.lb_https))
+        .str("http", t.sock(host, Segment::Public, t.ports.lb_http))
+        .str("admin", t.sock(host, Segment::Mgmt, t.ports.lb_admin));
     // The public ports follow the policy (anyone, by default); the admin listener
     // (metrics, reload) is for the host itself: the policy opens it to no one.
     if let Some(public) = policy_sources(t, host, t.ports.lb_https) {
-        let _ = writeln!(s, "allow_from = {}", list(&public));
+        s.list("allow_from", &public);
     }
-    let _ = writeln!(
-        s,
-        "admin_allow_from = {}\n",
-        list(&[t.source_addr(host, Segment::Mgmt).to_string()])
-    );
-    let _ = writeln!(s, "[[tls.certificates]]");
-    let _ = writeln!(s, "cert = {}", p(&certs.join("site.pem")));
-    let _ = writeln!(s, "key = {}\n", p(&certs.join("site.key")));
-    let _ = writeln!(s, "[balance]");
-    let _ = writeln!(s, "served_by_header = \"X-Served-By\"\n");
+    s.list("admin_allow_from", &itself(t, host))
+        .table("[[tls.certificates]]")
+        .path("cert", &site_cert)
+        .path("key", &site_key)
+        .table("balance")
+        .str("served_by_header", "X-Served-By");
     for web in t.with_role(Role::Web) {
-        let _ = writeln!(s, "[[backends]]");
-        let _ = writeln!(s, "name = {}", q(&web.name));
-        let _ = writeln!(
-            s,
-            "address = {}",
-            q(&t.sock(web, Segment::App, t.ports.web).to_string())
-        );
-        let _ = writeln!(s, "tls = true");
-        let _ = writeln!(s, "tls_server_name = {}\n", q(&web.name));
+        s.table("[[backends]]")
+            .str("name", &web.name)
+            .str("address", t.sock(web, Segment::App, t.ports.web))
+            .raw("tls", true)
+            .str("tls_server_name", &web.name);
     }
-    let _ = writeln!(s, "[backend_tls]");
-    let _ = writeln!(s, "ca = {}", p(&state.ca()));
-    let _ = writeln!(
-        s,
-        "client_cert = {}",
-        p(&certs.join(format!("{}.pem", host.name)))
-    );
-    let _ = writeln!(
-        s,
-        "client_key = {}\n",
-        p(&certs.join(format!("{}.key", host.name)))
-    );
-    let _ = writeln!(s, "[health]");
-    let _ = writeln!(s, "path = \"/healthz\"");
-    let _ = writeln!(s, "interval = \"1s\"");
-    let _ = writeln!(s, "fall = 2\n");
+    s.table("backend_tls")
+        .path("ca", &state.ca())
+        .path("client_cert", &cert)
+        .path("client_key", &key)
+        .table("health")
+        .str("path", "/healthz")
+        .str("interval", "1s")
+        .raw("fall", 2);
     if t.mode == Mode::Local {
-        let _ = writeln!(
-            s,
-            "# Local mode: every client arrives from 127.0.0.1, so a per-client rate limit\n\
-             # would be one bucket for everyone; it is off here and on in isolated mode."
-        );
-        let _ = writeln!(s, "[limits]");
-        let _ = writeln!(s, "rate_limit_per_second = 0.0\n");
+        s.table("limits")
+            .comment(
+                "Local mode: every client arrives from 127.0.0.1, so a per-client rate limit\n\
+                 would be one bucket for everyone; it is off here and on in isolated mode.",
+            )
+            .raw("rate_limit_per_second", "0.0");
     }
-    let _ = writeln!(s, "[log]");
-    let _ = writeln!(s, "access_log = {}", p(&dir.join("access.log")));
-    s
+    s.table("log")
+        .path("access_log", &dir.join("access.log"))
+        .finish()
 }
 
 /// How often agents collect and push, and how fast the rules react: production values,
@@ -245,73 +259,52 @@ pub fn agent_config(
     pace: Pace,
 ) -> String {
     let dir = state.host(&host.name);
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "# Written by `rampart up` from the topology; rewritten on every start."
-    );
-    let _ = writeln!(s, "[agent]");
-    let _ = writeln!(s, "instance = {}", q(&host.name));
-    let interval = match pace {
-        Pace::Production => "15s",
-        Pace::Fast => "2s",
-    };
-    let _ = writeln!(s, "interval = {}", q(interval));
-    let _ = writeln!(s, "state_dir = {}\n", p(&dir.join("agent")));
+    let mut s = Toml::new();
+    s.table("agent")
+        .str("instance", &host.name)
+        .str(
+            "interval",
+            match pace {
+                Pace::Production => "15s",
+                Pace::Fast => "2s",
+            },
+        )
+        .path("state_dir", &dir.join("agent"));
     if let Some(monitor) = t.with_role(Role::Monitor).next() {
-        let _ = writeln!(s, "[push]");
-        let _ = writeln!(
-            s,
-            "url = {}\n",
-            q(&format!(
-                "http://{}/api/v1/write",
-                t.sock(monitor, Segment::Mgmt, t.ports.prometheus)
-            ))
-        );
+        let ingest = t.sock(monitor, Segment::Mgmt, t.ports.prometheus);
+        s.table("push")
+            .str("url", format_args!("http://{ingest}/api/v1/write"));
     }
-    let _ = writeln!(s, "[listen]");
-    let _ = writeln!(
-        s,
-        "metrics = {}",
-        q(&t.sock(host, Segment::Mgmt, t.ports.agent_metrics)
-            .to_string())
-    );
-    let _ = writeln!(
-        s,
-        "allow_from = {}\n",
-        list(&[t.source_addr(host, Segment::Mgmt).to_string()])
-    );
+    s.table("listen")
+        .str(
+            "metrics",
+            t.sock(host, Segment::Mgmt, t.ports.agent_metrics),
+        )
+        .list("allow_from", &itself(t, host));
     let service = match host.role {
         Role::Web => Some(("web", t.ports.web_admin)),
         Role::Lb => Some(("lb", t.ports.lb_admin)),
         _ => None,
     };
     if let Some((job, admin)) = service {
-        let _ = writeln!(s, "[[scrape]]");
-        let _ = writeln!(s, "job = {}", q(job));
-        let _ = writeln!(
-            s,
-            "url = {}\n",
-            q(&format!(
-                "http://{}/metrics",
-                t.sock(host, Segment::Mgmt, admin)
-            ))
-        );
-        let _ = writeln!(s, "[[access_log]]");
-        let _ = writeln!(s, "service = {}", q(job));
-        let _ = writeln!(s, "path = {}\n", p(&dir.join("access.log")));
+        let admin = t.sock(host, Segment::Mgmt, admin);
+        s.table("[[scrape]]")
+            .str("job", job)
+            .str("url", format_args!("http://{admin}/metrics"))
+            .table("[[access_log]]")
+            .str("service", job)
+            .path("path", &dir.join("access.log"));
     }
     if let (Role::DbPrimary | Role::DbReplica, Some(socket)) = (host.role, mysql_socket) {
-        let _ = writeln!(s, "[mysql]");
-        let _ = writeln!(s, "socket = {}", p(socket));
-        let _ = writeln!(s, "user = \"rampart_monitor\"");
-        let _ = writeln!(
-            s,
-            "password_file = {}\n",
-            p(&state.secrets().join("db-monitor.password"))
-        );
+        s.table("mysql")
+            .path("socket", socket)
+            .str("user", MONITOR_USER)
+            .path(
+                "password_file",
+                &state.secrets().join(secret_file(MONITOR_USER)),
+            );
     }
-    s
+    s.finish()
 }
 
 /// The address Alertmanager listens on: the monitor host's loopback in isolated mode
@@ -339,51 +332,25 @@ pub fn alert_webhook(t: &Topology, monitor: &Host, state: &StatePaths) -> (Strin
 /// open only to the host itself (the operator arrives through the forward, which
 /// connects from inside the host), reading the host's Prometheus.
 pub fn dashboard_config(t: &Topology, host: &Host, state: &StatePaths) -> String {
-    let certs = state.certs();
     let dir = state.host(&host.name);
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "# Written by `rampart up` from the topology; rewritten on every start."
-    );
-    let _ = writeln!(s, "[listen]");
-    let _ = writeln!(
-        s,
-        "addr = {}",
-        q(&t.sock(host, Segment::Mgmt, t.ports.dashboard).to_string())
-    );
-    let _ = writeln!(
-        s,
-        "allow_from = {}\n",
-        list(&[t.source_addr(host, Segment::Mgmt).to_string()])
-    );
-    let _ = writeln!(s, "[tls]");
-    let _ = writeln!(s, "cert = {}", p(&certs.join(format!("{}.pem", host.name))));
-    let _ = writeln!(
-        s,
-        "key = {}\n",
-        p(&certs.join(format!("{}.key", host.name)))
-    );
-    let _ = writeln!(s, "[auth]");
-    let _ = writeln!(
-        s,
-        "password_file = {}\n",
-        p(&dir.join("dashboard.password"))
-    );
-    let _ = writeln!(s, "[prometheus]");
-    let _ = writeln!(
-        s,
-        "url = {}\n",
-        q(&format!(
-            "http://{}",
-            t.sock(host, Segment::Mgmt, t.ports.prometheus)
-        ))
-    );
+    let (cert, key) = cert_and_key(state, &host.name);
     let (_, token) = alert_webhook(t, host, state);
-    let _ = writeln!(s, "[alerts]");
-    let _ = writeln!(s, "webhook_token_file = {}", p(&token));
-    let _ = writeln!(s, "state_file = {}", p(&dir.join("alerts.json")));
-    s
+    let prometheus = t.sock(host, Segment::Mgmt, t.ports.prometheus);
+    Toml::new()
+        .table("listen")
+        .str("addr", t.sock(host, Segment::Mgmt, t.ports.dashboard))
+        .list("allow_from", &itself(t, host))
+        .table("tls")
+        .path("cert", &cert)
+        .path("key", &key)
+        .table("auth")
+        .path("password_file", &dir.join("dashboard.password"))
+        .table("prometheus")
+        .str("url", format_args!("http://{prometheus}"))
+        .table("alerts")
+        .path("webhook_token_file", &token)
+        .path("state_file", &dir.join("alerts.json"))
+        .finish()
 }
 
 /// The zone's apex: the site name with the fewest labels (`foobar.com` for the
@@ -403,28 +370,17 @@ pub fn dns_config(t: &Topology, host: &Host) -> String {
         .next()
         .map(|lb| t.addr(lb, Segment::Public).to_string())
         .unwrap_or_default();
-    let listen = t.sock(host, Segment::Public, t.ports.dns).to_string();
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "# Written by `rampart up` from the topology; rewritten on every start."
-    );
-    let _ = writeln!(s, "[listen]");
-    let _ = writeln!(s, "udp = {}", q(&listen));
-    let _ = writeln!(s, "tcp = {}", q(&listen));
+    let listen = t.sock(host, Segment::Public, t.ports.dns);
+    let mut s = Toml::new();
+    s.table("listen").str("udp", listen).str("tcp", listen);
     if let Some(sources) = policy_sources(t, host, t.ports.dns) {
-        let _ = writeln!(s, "allow_from = {}", list(&sources));
+        s.list("allow_from", &sources);
     }
-    let _ = writeln!(s);
-    let _ = writeln!(s, "[zone]");
-    let _ = writeln!(s, "name = {}", q(zone_apex(t)));
-    let _ = writeln!(s, "site = {}", q(&site));
-    let _ = writeln!(
-        s,
-        "ns_address = {}",
-        q(&t.addr(host, Segment::Public).to_string())
-    );
-    s
+    s.table("zone")
+        .str("name", zone_apex(t))
+        .str("site", site)
+        .str("ns_address", t.addr(host, Segment::Public))
+        .finish()
 }
 
 #[cfg(test)]

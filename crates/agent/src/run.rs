@@ -684,25 +684,8 @@ async fn serve_metrics(
     }
 }
 
-impl rampart_telemetry::service::Service for Agent {
-    type Config = Config;
-    type Listeners = Listeners;
-    type Error = AgentError;
-
-    fn bind(config: &Config) -> std::io::Result<Listeners> {
-        Listeners::bind(config)
-    }
-
-    fn build(config: Config) -> Result<Arc<Agent>, AgentError> {
-        Agent::new(config).map(Arc::new)
-    }
-
-    async fn serve(
-        self: Arc<Self>,
-        listeners: Listeners,
-        shutdown: impl Future<Output = ()>,
-        ready: impl FnOnce(),
-    ) -> std::io::Result<()> {
-        Agent::serve(&self, listeners, shutdown, ready).await
-    }
-}
+rampart_telemetry::service!(
+    Agent,
+    error = AgentError,
+    build = |c| Agent::new(c).map(Arc::new)
+);

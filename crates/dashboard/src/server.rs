@@ -239,28 +239,11 @@ impl Dashboard {
     }
 }
 
-impl rampart_telemetry::service::Service for Dashboard {
-    type Config = Config;
-    type Listeners = Listeners;
-    type Error = DashboardError;
-
-    fn bind(config: &Config) -> std::io::Result<Listeners> {
-        Listeners::bind(config)
-    }
-
-    fn build(config: Config) -> Result<Arc<Dashboard>, DashboardError> {
-        Dashboard::new(config).map(Arc::new)
-    }
-
-    async fn serve(
-        self: Arc<Self>,
-        listeners: Listeners,
-        shutdown: impl Future<Output = ()>,
-        ready: impl FnOnce(),
-    ) -> std::io::Result<()> {
-        Dashboard::serve(&self, listeners, shutdown, ready).await
-    }
-}
+rampart_telemetry::service!(
+    Dashboard,
+    error = DashboardError,
+    build = |c| Dashboard::new(c).map(Arc::new)
+);
 
 fn now_unix() -> f64 {
     SystemTime::now()

@@ -173,28 +173,11 @@ impl Dns {
     }
 }
 
-impl rampart_telemetry::service::Service for Dns {
-    type Config = Config;
-    type Listeners = Listeners;
-    type Error = std::convert::Infallible;
-
-    fn bind(config: &Config) -> std::io::Result<Listeners> {
-        Listeners::bind(config)
-    }
-
-    fn build(config: Config) -> Result<Arc<Dns>, std::convert::Infallible> {
-        Ok(Arc::new(Dns::new(config)))
-    }
-
-    async fn serve(
-        self: Arc<Self>,
-        listeners: Listeners,
-        shutdown: impl Future<Output = ()>,
-        ready: impl FnOnce(),
-    ) -> std::io::Result<()> {
-        Dns::serve(&self, listeners, shutdown, ready).await
-    }
-}
+rampart_telemetry::service!(
+    Dns,
+    error = std::convert::Infallible,
+    build = |c| Ok(Arc::new(Dns::new(c)))
+);
 
 /// Resolves once `stop` says so (or its sender is gone).
 async fn stopped(stop: &mut watch::Receiver<bool>) {

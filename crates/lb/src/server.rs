@@ -480,28 +480,7 @@ impl accept::Rules for Admission {
     }
 }
 
-impl rampart_telemetry::service::Service for Lb {
-    type Config = Config;
-    type Listeners = Listeners;
-    type Error = ConfigErrors;
-
-    fn bind(config: &Config) -> std::io::Result<Listeners> {
-        Listeners::bind(config)
-    }
-
-    fn build(config: Config) -> Result<Arc<Lb>, ConfigErrors> {
-        Lb::new(config)
-    }
-
-    async fn serve(
-        self: Arc<Self>,
-        listeners: Listeners,
-        shutdown: impl Future<Output = ()>,
-        ready: impl FnOnce(),
-    ) -> std::io::Result<()> {
-        Lb::serve(&self, listeners, shutdown, ready).await
-    }
-}
+rampart_telemetry::service!(Lb, error = ConfigErrors, build = Lb::new);
 
 /// Reads an HTTP/2 request body within the limits, then serves the request.
 async fn h2_request(

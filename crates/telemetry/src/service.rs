@@ -34,3 +34,42 @@ pub trait Service: Send + Sync + Sized + 'static {
         ready: impl FnOnce(),
     ) -> impl Future<Output = std::io::Result<()>>;
 }
+
+/// Implements [`Service`] for a service type whose crate has the usual shape: a
+/// `Config`, a `Listeners` with `Listeners::bind(&Config)`, and an inherent
+/// `serve(&self, listeners, shutdown, ready)`; `build` turns a `Config` into
+/// `Result<Arc<Self>, Error>`. Every service is that shape, so each impl is one line
+/// instead of the same twenty.
+///
+/// ```ignore
+/// rampart_telemetry::service!(Dns, error = Infallible, build = |c| Ok(Arc::new(Dns::new(c))));
+/// ```
+#[macro_export]
+macro_rules! service {
+    ($ty:ident, error = $error:ty, build = $build:expr) => {
+        impl $crate::service::Service for $ty {
+            type Config = Config;
+            type Listeners = Listeners;
+            type Error = $error;
+
+            fn bind(config: &Config) -> ::std::io::Result<Listeners> {
+                Listeners::bind(config)
+            }
+
+            fn build(config: Config) -> ::std::result::Result<::std::sync::Arc<$ty>, $error> {
+                let build: fn(Config) -> ::std::result::Result<::std::sync::Arc<$ty>, $error> =
+                    $build;
+                build(config)
+            }
+
+            async fn serve(
+                self: ::std::sync::Arc<Self>,
+                listeners: Listeners,
+                shutdown: impl ::std::future::Future<Output = ()>,
+                ready: impl FnOnce(),
+            ) -> ::std::io::Result<()> {
+                $ty::serve(&self, listeners, shutdown, ready).await
+            }
+        }
+    };
+}

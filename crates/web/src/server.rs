@@ -641,28 +641,7 @@ impl Web {
     }
 }
 
-impl rampart_telemetry::service::Service for Web {
-    type Config = Config;
-    type Listeners = Listeners;
-    type Error = WebError;
-
-    fn bind(config: &Config) -> std::io::Result<Listeners> {
-        Listeners::bind(config)
-    }
-
-    fn build(config: Config) -> Result<Arc<Web>, WebError> {
-        Web::new(config)
-    }
-
-    async fn serve(
-        self: Arc<Self>,
-        listeners: Listeners,
-        shutdown: impl Future<Output = ()>,
-        ready: impl FnOnce(),
-    ) -> std::io::Result<()> {
-        Web::serve(&self, listeners, shutdown, ready).await
-    }
-}
+rampart_telemetry::service!(Web, error = WebError, build = Web::new);
 
 enum Routed {
     Reply(Reply),

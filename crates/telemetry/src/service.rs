@@ -41,7 +41,7 @@ pub trait Service: Send + Sync + Sized + 'static {
 /// `Result<Arc<Self>, Error>`. Every service is that shape, so each impl is one line
 /// instead of the same twenty.
 ///
-/// ```ignore
+/// ```text
 /// rampart_telemetry::service!(Dns, error = Infallible, build = |c| Ok(Arc::new(Dns::new(c))));
 /// ```
 #[macro_export]

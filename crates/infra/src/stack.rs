@@ -453,6 +453,11 @@ impl Stack {
             // run interrupted half-way (db2 up but replication not configured) is finished
             // by the next `up` or `start`.
             let running = process::running(&svc.pid_file).is_some();
+            if !running && !started {
+                // Recorded before the first spawn, so a failure later on this host still
+                // lets `stop_started` stop what did start here.
+                self.started.push(host.name.clone());
+            }
             started |= !running;
             match &svc.launch {
                 Launch::Database(db) => self.start_database(plan, host, db, running)?,
@@ -461,9 +466,6 @@ impl Stack {
                     self.start_process(host, svc, program, args)?;
                 }
             }
-        }
-        if started {
-            self.started.push(host.name.clone());
         }
         Ok(started)
     }
@@ -481,7 +483,7 @@ impl Stack {
         std::fs::create_dir_all(&host.dir)
             .map_err(|e| InfraError::io("create directory", &host.dir, e))?;
         write_files(svc)?;
-        check_needs(host, svc, READY_DEADLINE)?;
+        check_needs(host, svc, READY_DEADLINE, &self.cancel)?;
         let program = match program {
             Program::Rampart(bin) => bin.clone(),
             Program::Packaged { program, package } => process::find_program(program, package)?,
@@ -758,12 +760,26 @@ fn write_files(svc: &ServicePlan) -> Result<(), InfraError> {
 /// naming what should have created a missing one.
 /// A file made by another service is waited for (bounded): that service may still be
 /// writing it after its port accepts.
-fn check_needs(host: &HostPlan, svc: &ServicePlan, wait: Duration) -> Result<(), InfraError> {
+///
+/// A file wider than the plan allows is ours (made by an earlier run, perhaps under a
+/// looser umask), so it is tightened rather than refused, as the secrets are.
+fn check_needs(
+    host: &HostPlan,
+    svc: &ServicePlan,
+    wait: Duration,
+    cancel: &AtomicBool,
+) -> Result<(), InfraError> {
     for need in &svc.needs {
         if let Source::Service(_) = need.from {
             let what = format!("{} for {}/{}", need.path.display(), host.name, svc.name);
+            let waited = process::wait_until(&what, wait, || {
+                (need.path.exists() || cancel.load(Ordering::Relaxed)).then_some(())
+            });
+            if cancel.load(Ordering::Relaxed) {
+                return Err(InfraError::Invalid("interrupted".into()));
+            }
             // A timeout falls through to the error below, which names the maker.
-            let _ = process::wait_until(&what, wait, || need.path.exists().then_some(()));
+            drop(waited);
         }
         let meta = std::fs::metadata(&need.path).map_err(|e| {
             let from = match need.from {
@@ -780,13 +796,20 @@ fn check_needs(host: &HostPlan, svc: &ServicePlan, wait: Duration) -> Result<(),
         })?;
         let mode = meta.permissions().mode() & 0o777;
         if mode & !need.max_mode != 0 {
-            return Err(InfraError::Invalid(format!(
-                "{}/{}: {} has mode {mode:o}; it must be at most {:o}",
-                host.name,
-                svc.name,
-                need.path.display(),
-                need.max_mode
-            )));
+            let tightened = mode & need.max_mode;
+            std::fs::set_permissions(&need.path, std::fs::Permissions::from_mode(tightened))
+                .map_err(|e| {
+                    InfraError::Invalid(format!(
+                        "{}/{}: {} has mode {mode:o}, wider than {:o}, and cannot be \
+                         tightened: {e}",
+                        host.name,
+                        svc.name,
+                        need.path.display(),
+                        need.max_mode
+                    ))
+                })?;
+            tracing::info!(file = %need.path.display(), from = %format!("{mode:o}"),
+                to = %format!("{tightened:o}"), "tightened the mode of a needed file");
         }
     }
     Ok(())
@@ -905,7 +928,10 @@ mod tests {
             for (name, mode) in present {
                 write(&dir.path().join(name), *mode);
             }
-            match (check_needs(&host, &svc, Duration::ZERO), expected) {
+            match (
+                check_needs(&host, &svc, Duration::ZERO, &AtomicBool::new(false)),
+                expected,
+            ) {
                 (Ok(()), None) => {}
                 (Err(e), Some(fragment)) => {
                     let e = e.to_string();
@@ -918,10 +944,25 @@ mod tests {
         check(&[("web1.key", 0o600), ("token", 0o400)], None);
         check(&[("token", 0o600)], Some("made by the run's certificates"));
         check(&[("web1.key", 0o600)], Some("made by web1/dashboard"));
-        check(
-            &[("web1.key", 0o644), ("token", 0o600)],
-            Some("has mode 644; it must be at most 600"),
-        );
+    }
+
+    /// Regression: a state directory from an earlier build (certificates written under
+    /// umask 0002, 0664) made `up` refuse to start; such files are ours and tightened.
+    #[test]
+    fn needed_files_wider_than_planned_are_tightened_not_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (host, svc) = service(dir.path());
+        write(&dir.path().join("web1.key"), 0o664);
+        write(&dir.path().join("token"), 0o640);
+        check_needs(&host, &svc, Duration::ZERO, &AtomicBool::new(false)).unwrap();
+        for (name, mode) in [("web1.key", 0o600), ("token", 0o600)] {
+            let got = std::fs::metadata(dir.path().join(name))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777;
+            assert_eq!(got, mode, "{name}");
+        }
     }
 
     #[test]

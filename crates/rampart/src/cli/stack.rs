@@ -94,7 +94,13 @@ async fn run_up(
         }
     };
     if let Err(e) = result {
-        match local.stop_started() {
+        // Stopping waits for processes to exit: off the runtime's threads, like `up`.
+        let (_local, stopped) = tokio::task::spawn_blocking(move || {
+            let stopped = local.stop_started();
+            (local, stopped)
+        })
+        .await?;
+        match stopped {
             Ok(stopped) if !stopped.is_empty() => {
                 eprintln!(
                     "rampart: stopped what this run started: {}",
@@ -129,7 +135,7 @@ async fn run_up(
         }
     }
     println!("rampart: stopping");
-    let stopped = local.down()?;
+    let stopped = tokio::task::spawn_blocking(move || local.down()).await??;
     println!("rampart: stopped {}", stopped.join(", "));
     Ok(ExitCode::SUCCESS)
 }

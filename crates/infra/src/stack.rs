@@ -286,6 +286,7 @@ impl Stack {
             bind: db.bind,
             port: db.port,
             dir: db.dir.clone(),
+            tls: Some(db.tls.clone()),
             netns: host.namespace.clone(),
         }
     }

@@ -68,6 +68,7 @@ impl Pair {
             bind,
             port: 3306,
             dir: tmp.path().join("hosts").join(name),
+            tls: None,
             netns: None,
         };
         // On loopback every connection comes from 127.0.0.1 (see the mariadb module docs).

@@ -204,20 +204,32 @@ impl Stack {
 
     /// SQL as root over the instance's local socket.
     fn root_sql(&self, host: &str, sql: &str) -> String {
-        let inst = rampart_infra::mariadb::Instance {
+        self.instance(host).sql(sql).unwrap()
+    }
+
+    /// The database instance of `host`, for root's SQL over its local socket.
+    fn instance(&self, host: &str) -> rampart_infra::mariadb::Instance {
+        rampart_infra::mariadb::Instance {
             name: host.to_owned(),
             role: rampart_infra::mariadb::Role::Primary,
             server_id: 1,
             bind: "127.0.0.1".parse().unwrap(),
             port: 3306,
             dir: self.state().join("hosts").join(host),
+            tls: None,
             netns: None,
-        };
-        inst.sql(sql).unwrap()
+        }
     }
 
-    /// SQL as the application user over TCP; returns (success, stdout + stderr).
+    /// SQL as the application user over TCP with TLS that verifies the server against
+    /// the run's CA; returns (success, stdout + stderr).
     fn app_sql(&self, host_addr: &str, sql: &str) -> (bool, String) {
+        let ca = format!("--ssl-ca={}", self.state().join("certs/ca.pem").display());
+        self.app_sql_with(host_addr, sql, &["--ssl", &ca, "--ssl-verify-server-cert"])
+    }
+
+    /// SQL as the application user over TCP with the client's TLS flags `tls`.
+    fn app_sql_with(&self, host_addr: &str, sql: &str, tls: &[&str]) -> (bool, String) {
         let password =
             std::fs::read_to_string(self.state().join("secrets/db-app.password")).unwrap();
         let out = self
@@ -230,6 +242,7 @@ impl Stack {
                 "-P",
                 "3306",
             ])
+            .args(tls)
             .args(["-u", "foobar_app", "foobar", "--batch", "-e", sql])
             .env("MYSQL_PWD", password.trim())
             .stdin(Stdio::null())
@@ -637,6 +650,16 @@ fn whole_path(stack: &Stack) {
     assert!(!ok && out.contains("read-only"), "{out}");
     let (ok, out) = stack.app_sql(&stack.db("db1"), "SELECT COUNT(*) FROM users");
     assert!(ok, "{out}");
+    // The databases take TLS only: the same login without TLS is refused, on both.
+    for db in ["db1", "db2"] {
+        let (ok, out) = stack.app_sql_with(&stack.db(db), "SELECT 1", &["--skip-ssl"]);
+        assert!(!ok, "{db} accepted a plaintext login: {out}");
+    }
+    // Replication verifies the primary's certificate.
+    let replica = rampart_infra::mariadb::replica_status(&stack.instance("db2"))
+        .unwrap()
+        .unwrap();
+    assert!(replica.verified_tls, "{replica:?}");
 
     // Metrics: reads by role, including the fallbacks above.
     let web1_metrics = stack.web1_admin("/metrics");

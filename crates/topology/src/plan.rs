@@ -127,6 +127,17 @@ pub struct DbServer {
     pub socket: PathBuf,
     /// A replica: the host name of the primary it replicates from.
     pub replicates_from: Option<String>,
+    /// Its TLS: every TCP client (the web servers, the replicas) must use TLS and
+    /// verifies this certificate against the run's CA; replication verifies the primary's.
+    pub tls: DbTls,
+}
+
+/// A database server's certificate, key and the CA its peers are verified with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DbTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
 }
 
 /// A file written by the executor.
@@ -226,6 +237,8 @@ pub struct DbUser {
     pub grants: Vec<String>,
     /// `MAX_USER_CONNECTIONS`, if limited.
     pub max_connections: Option<u32>,
+    /// `REQUIRE SSL` on its TCP accounts (every host but `localhost`, the socket).
+    pub require_tls: bool,
 }
 
 pub use crate::accounts::{secret_file, APP_USER, DATABASE, MIGRATE_USER, MONITOR_USER, REPL_USER};
@@ -689,6 +702,14 @@ impl Builder<'_> {
             } else {
                 t.with_role(Role::DbPrimary).next().map(|p| p.name.clone())
             },
+            tls: {
+                let [cert, key] = self.cert(&self.h.name).map(|n| n.path);
+                DbTls {
+                    cert,
+                    key,
+                    ca: self.s.state.ca(),
+                }
+            },
         };
         let mut svc = self.service("mariadb", "mariadbd", Launch::Database(db), Probe::Database);
         svc.ports = vec![listen("mysql", addr)];
@@ -696,6 +717,8 @@ impl Builder<'_> {
             .into_iter()
             .map(|u| self.secret(secret_file(u)))
             .collect();
+        svc.needs.extend(self.cert(&self.h.name));
+        svc.needs.push(self.ca());
         svc
     }
 
@@ -756,6 +779,18 @@ fn certificates(t: &Topology) -> Vec<Certificate> {
             client: true,
         });
     }
+    // The database servers': verified by address (clients connect to the data address).
+    for h in t
+        .hosts
+        .iter()
+        .filter(|h| matches!(h.role, Role::DbPrimary | Role::DbReplica))
+    {
+        v.push(Certificate {
+            stem: h.name.clone(),
+            names: vec![h.name.clone(), t.addr(h, Segment::Data).to_string()],
+            client: false,
+        });
+    }
     if let Some(m) = t.with_role(Role::Monitor).next() {
         let mut names = vec![m.name.clone(), "localhost".into(), "127.0.0.1".into()];
         let mgmt = t.addr(m, Segment::Mgmt).to_string();
@@ -789,6 +824,7 @@ fn db_users(t: &Topology) -> Vec<DbUser> {
         sources(t, &[Role::Web], Segment::Data),
         sources(t, &[Role::DbReplica], Segment::Data),
         sources(t, &[Role::DbPrimary, Role::DbReplica], Segment::Mgmt),
+        true,
     )
 }
 
@@ -796,11 +832,13 @@ fn db_users(t: &Topology) -> Vec<DbUser> {
 /// application (`app_hosts`) reads and writes rows; migrations change the schema but can
 /// neither drop nor delete; the replicas (`replica_hosts`) replicate; the agents
 /// (`monitor_hosts`, and always `localhost` for the socket) see status, never
-/// application data, with at most three connections.
+/// application data, with at most three connections. With `require_tls`, every account
+/// but the socket's must connect over TLS.
 pub fn db_users_from(
     app_hosts: Vec<String>,
     replica_hosts: Vec<String>,
     mut monitor_hosts: Vec<String>,
+    require_tls: bool,
 ) -> Vec<DbUser> {
     let on_db = |privileges: &str| format!("{privileges} ON `{DATABASE}`.*");
     if !monitor_hosts.iter().any(|h| h == "localhost") {
@@ -813,6 +851,7 @@ pub fn db_users_from(
             hosts: app_hosts.clone(),
             grants: vec![on_db("SELECT, INSERT, UPDATE, DELETE")],
             max_connections: None,
+            require_tls,
         },
         DbUser {
             name: MIGRATE_USER,
@@ -822,6 +861,7 @@ pub fn db_users_from(
                 "CREATE, ALTER, INDEX, REFERENCES, SELECT, INSERT, UPDATE",
             )],
             max_connections: None,
+            require_tls,
         },
         DbUser {
             name: REPL_USER,
@@ -829,6 +869,7 @@ pub fn db_users_from(
             hosts: replica_hosts,
             grants: vec!["REPLICATION SLAVE ON *.*".into()],
             max_connections: None,
+            require_tls,
         },
         DbUser {
             name: MONITOR_USER,
@@ -839,6 +880,7 @@ pub fn db_users_from(
                 "SELECT ON `performance_schema`.*".into(),
             ],
             max_connections: Some(3),
+            require_tls,
         },
     ]
 }
@@ -1295,6 +1337,8 @@ mod tests {
                 "rampart_monitor from 198.18.9.21 198.18.9.22 localhost (db-monitor.password): PROCESS, BINLOG MONITOR, REPLICA MONITOR ON *.*; SELECT ON `performance_schema`.* max 3",
             ]
         );
+        // Every account of a run takes TLS only (but the socket's, see infra's users).
+        assert!(isolated().db_users.iter().all(|u| u.require_tls));
         let local = rows(&local());
         assert!(
             local[0].starts_with("foobar_app from 127.0.0.1 ("),
@@ -1321,6 +1365,8 @@ mod tests {
                 "lb1 lb1 true",
                 "web1 web1 true",
                 "web2 web2 true",
+                "db1 db1,198.18.2.21 false",
+                "db2 db2,198.18.2.22 false",
                 "monitor monitor,localhost,127.0.0.1,198.18.9.2 false",
             ]
         );

@@ -182,7 +182,8 @@ pub fn web_config(t: &Topology, host: &Host, state: &StatePaths) -> String {
                 "migrate_password_file",
                 &secrets.join(secret_file(MIGRATE_USER)),
             )
-            .raw("role_header", true);
+            .raw("role_header", true)
+            .path("ca", &state.ca());
     }
     s.table("log")
         .path("access_log", &dir.join("access.log"))

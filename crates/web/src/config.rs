@@ -92,6 +92,9 @@ pub struct FileDatabase {
     pub query_timeout: Option<String>,
     pub check_interval: Option<String>,
     pub role_header: Option<bool>,
+    /// The CA that signed the database servers' certificates: with it every connection
+    /// uses TLS and verifies the server's certificate and address; without it, plain TCP.
+    pub ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -135,6 +138,8 @@ pub struct Database {
     pub query_timeout: Duration,
     pub check_interval: Duration,
     pub role_header: bool,
+    /// Verified TLS to the databases with this CA (`database.ca`); `None`: plain TCP.
+    pub ca: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug)]
@@ -305,6 +310,7 @@ impl ConfigFile for Config {
                     s(60),
                 ),
                 role_header: d.role_header.unwrap_or(false),
+                ca: d.ca.as_deref().map(|p| c.resolve(p)),
             }
         });
         if let Some(d) = &database {

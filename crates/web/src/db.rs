@@ -213,22 +213,28 @@ pub fn read_password(path: &Path) -> std::io::Result<String> {
     Ok(password)
 }
 
+/// How the web server connects to a database server: with `database.ca`, over TLS that
+/// verifies the server's certificate (chain to that CA and the address connected to);
+/// without, plain TCP.
 fn connect_options(
+    config: &Database,
     addr: std::net::SocketAddr,
     user: &str,
     password: &str,
-    database: &str,
 ) -> MySqlConnectOptions {
-    MySqlConnectOptions::new()
+    let options = MySqlConnectOptions::new()
         .host(&addr.ip().to_string())
         .port(addr.port())
         .username(user)
         .password(password)
-        .database(database)
-        .ssl_mode(MySqlSslMode::Disabled)
+        .database(&config.name)
         .charset("utf8mb4")
         .statement_cache_capacity(64)
-        .disable_statement_logging()
+        .disable_statement_logging();
+    match &config.ca {
+        Some(ca) => options.ssl_mode(MySqlSslMode::VerifyIdentity).ssl_ca(ca),
+        None => options.ssl_mode(MySqlSslMode::Disabled),
+    }
 }
 
 fn pool(config: &Database, size: u32, options: MySqlConnectOptions) -> Pool {
@@ -244,11 +250,10 @@ impl Db {
             // Found now rather than at the first migration attempt.
             read_password(file)?;
         }
-        let primary_options =
-            connect_options(config.primary, &config.user, &password, &config.name);
+        let primary_options = connect_options(config, config.primary, &config.user, &password);
         let replica_options = config
             .replica
-            .map(|addr| connect_options(addr, &config.user, &password, &config.name));
+            .map(|addr| connect_options(config, addr, &config.user, &password));
         let primary = pool(config, config.pool_size, primary_options.clone());
         let replica = replica_options
             .clone()
@@ -305,7 +310,7 @@ impl Db {
                     .map_err(|e| DbError::Unavailable(e.to_string()))?,
             ),
         };
-        let options = connect_options(self.config.primary, &user, &password, &self.config.name);
+        let options = connect_options(&self.config, self.config.primary, &user, &password);
         let mut conn = tokio::time::timeout(self.config.connect_timeout, options.connect())
             .await
             .map_err(|_| DbError::Unavailable("connect timed out".into()))??;

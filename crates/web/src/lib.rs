@@ -48,6 +48,11 @@ pub fn check(path: &std::path::Path) -> Result<Config, ConfigErrors> {
                 c.err("database.migrate_password_file", e.to_string());
             }
         }
+        if let Some(ca) = &d.ca {
+            if let Err(e) = rampart_tls::server_certs(ca) {
+                c.err("database.ca", e.to_string());
+            }
+        }
     }
     if let Some(root) = &config.site_root {
         if !config.install_default_site && !root.is_dir() {

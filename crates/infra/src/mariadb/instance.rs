@@ -60,6 +60,9 @@ pub struct Instance {
     pub port: u16,
     /// The instance directory, e.g. `<state>/hosts/db1`.
     pub dir: PathBuf,
+    /// Its TLS (`--ssl-*` and `--require-secure-transport`; replication verifies the
+    /// primary with its CA), or `None` for plain TCP.
+    pub tls: Option<rampart_topology::plan::DbTls>,
     /// The network namespace mariadbd runs in (isolated mode), or `None` for this one.
     /// Root's SQL goes over the unix socket, which works from any namespace.
     pub netns: Option<String>,
@@ -157,6 +160,13 @@ impl Instance {
             "--collation-server=utf8mb4_unicode_ci".into(),
             "--local-infile=OFF".into(),
         ];
+        if let Some(tls) = &self.tls {
+            // Every TCP connection must use TLS; root's unix socket is local.
+            args.push(format!("--ssl-cert={}", path(&tls.cert)));
+            args.push(format!("--ssl-key={}", path(&tls.key)));
+            args.push(format!("--ssl-ca={}", path(&tls.ca)));
+            args.push("--require-secure-transport=ON".into());
+        }
         if self.role == Role::Replica {
             args.push("--read-only=ON".into());
             args.push("--rpl-semi-sync-slave-enabled=ON".into());
@@ -405,6 +415,7 @@ mod tests {
             bind: "127.0.0.1".parse().unwrap(),
             port: 3306,
             dir: PathBuf::from(dir),
+            tls: None,
             netns: None,
         }
     }

@@ -19,6 +19,10 @@
 //!   replica, starting from an empty GTID position, replays exactly rampart's bootstrap.
 //!   Nothing is ever written on the replica (root ignores `read_only`), which keeps
 //!   `gtid_strict_mode` happy and the replica promotable.
+//! - With [`Instance::tls`], every TCP connection must use TLS (`--require-secure-transport`,
+//!   and `REQUIRE SSL` on every account but the socket's), the web servers and the
+//!   replicas verify the server's certificate against the run's CA and the address they
+//!   connect to (`MASTER_SSL_VERIFY_SERVER_CERT`), and root's unix socket stays local.
 //! - Grants are by IP (`--skip-name-resolve`). On loopback (`rampart up --local`) the kernel
 //!   picks source address 127.0.0.1 for any 127/8 destination, and MariaDB's `CHANGE MASTER`
 //!   has no `MASTER_BIND`, so local-mode grants must name 127.0.0.1 for the app, the replica

@@ -41,6 +41,9 @@ pub struct ReplicaStatus {
     pub last_sql_errno: u32,
     /// `Last_SQL_Error`.
     pub last_sql_error: String,
+    /// `Master_SSL_Allowed` and `Master_SSL_Verify_Server_Cert` are both `Yes`:
+    /// replication runs over TLS that verifies the primary.
+    pub verified_tls: bool,
 }
 
 /// The replica's status, or `None` if it is not configured as a replica.
@@ -71,6 +74,8 @@ pub fn replica_status(replica: &Instance) -> Result<Option<ReplicaStatus>, Infra
         last_io_error: get("Last_IO_Error"),
         last_sql_errno: number(&row, "Last_SQL_Errno").unwrap_or(0),
         last_sql_error: get("Last_SQL_Error"),
+        verified_tls: get("Master_SSL_Allowed") == "Yes"
+            && get("Master_SSL_Verify_Server_Cert") == "Yes",
     }))
 }
 
@@ -126,6 +131,7 @@ pub fn setup_replica(
             && s.master_user == REPL_USER
             && s.using_gtid.eq_ignore_ascii_case("Slave_Pos")
             && s.last_io_errno != ER_ACCESS_DENIED
+            && s.verified_tls == replica.tls.is_some()
     });
     match configured {
         Some(s) => {
@@ -141,10 +147,19 @@ pub fn setup_replica(
             } else {
                 ""
             };
+            // With TLS the replica verifies the primary's certificate against the CA
+            // and the address it connects to; without, the flags are reset.
+            let tls = match &replica.tls {
+                Some(tls) => format!(
+                    "MASTER_SSL=1, MASTER_SSL_CA={}, MASTER_SSL_VERIFY_SERVER_CERT=1",
+                    sql_string(&tls.ca.display().to_string())
+                ),
+                None => "MASTER_SSL=0, MASTER_SSL_VERIFY_SERVER_CERT=0".to_owned(),
+            };
             let sql = format!(
                 "{stop}CHANGE MASTER TO MASTER_HOST={}, MASTER_PORT={}, MASTER_USER={}, \
                  MASTER_PASSWORD={}, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, \
-                 MASTER_HEARTBEAT_PERIOD=1;\nSTART SLAVE;\n",
+                 MASTER_HEARTBEAT_PERIOD=1, {tls};\nSTART SLAVE;\n",
                 sql_string(&host),
                 primary.port,
                 sql_string(REPL_USER),

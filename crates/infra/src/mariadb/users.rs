@@ -32,6 +32,7 @@ impl Grants {
             self.app_hosts.clone(),
             self.replica_hosts.clone(),
             self.monitor_hosts.clone(),
+            false,
         )
     }
 }
@@ -144,7 +145,16 @@ fn user_sql(user: &DbUser, hash: &str) -> String {
     let mut sql = String::new();
     for host in &user.hosts {
         let acct = account(user.name, host);
-        let ident = format!("IDENTIFIED BY PASSWORD {}{limits}", sql_string(hash));
+        // The socket (`localhost`) is local and cannot use TLS.
+        let require = if user.require_tls && host != "localhost" {
+            " REQUIRE SSL"
+        } else {
+            " REQUIRE NONE"
+        };
+        let ident = format!(
+            "IDENTIFIED BY PASSWORD {}{require}{limits}",
+            sql_string(hash)
+        );
         sql.push_str(&format!("CREATE USER IF NOT EXISTS {acct} {ident};\n"));
         sql.push_str(&format!("ALTER USER {acct} {ident};\n"));
         for grant in &user.grants {

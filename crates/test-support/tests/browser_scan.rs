@@ -26,6 +26,23 @@ struct Net {
     procs: Vec<Proc>,
 }
 
+/// Turns IPv6 off for `confs` (`all`, `default` or a device) in namespace `ns`, through
+/// that namespace's own `/proc/sys/net`. The test uses IPv4 only, and a link coming up
+/// otherwise gets an IPv6 link-local address a moment later (after duplicate address
+/// detection): Chromium, started right after, saw that change during its page load and
+/// failed it with `net::ERR_NETWORK_CHANGED` (seen once in CI-like runs).
+fn no_ipv6(ns: &str, confs: &[&str]) {
+    let script: Vec<String> = confs
+        .iter()
+        .map(|c| format!("echo 1 > /proc/sys/net/ipv6/conf/{c}/disable_ipv6"))
+        .collect();
+    let status = Command::new("ip")
+        .args(["netns", "exec", ns, "sh", "-c", &script.join("; ")])
+        .status()
+        .unwrap();
+    assert!(status.success(), "disabling ipv6 in {ns}: {status}");
+}
+
 impl Net {
     fn new() -> Net {
         let pid = std::process::id();
@@ -36,6 +53,7 @@ impl Net {
         };
         for ns in [&net.a, &net.b] {
             ip(&["netns", "add", ns]);
+            no_ipv6(ns, &["all", "default"]);
         }
         // The veth pair is created inside the namespaces: the root namespace never gets
         // an interface, address or route into 198.18.200.0/24.
@@ -62,6 +80,7 @@ impl Net {
             "bt-vb",
         ]);
         for (ns, dev) in [(&net.a, "bt-va"), (&net.b, "bt-vb")] {
+            no_ipv6(ns, &[dev]);
             ip(&["-n", ns, "link", "set", "lo", "up"]);
             ip(&["-n", ns, "link", "set", dev, "up"]);
         }

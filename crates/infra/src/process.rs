@@ -134,6 +134,19 @@ impl InfraError {
     }
 }
 
+/// The last `lines` lines of a log file, each on its own line after a leading newline, or
+/// empty when there is nothing to show.
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    let Ok(text) = std::fs::read(path) else {
+        return String::new();
+    };
+    let start = text.len().saturating_sub(8192);
+    let text = String::from_utf8_lossy(&text[start..]);
+    let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let tail = &all[all.len().saturating_sub(lines)..];
+    tail.iter().map(|l| format!("\n  {l}")).collect()
+}
+
 /// `status 1` or `signal 9`: an exit status as error messages show it.
 pub(crate) fn describe_status(status: ExitStatus) -> String {
     match (status.code(), status.signal()) {

@@ -519,12 +519,13 @@ impl Stack {
         let what = format!("{}/{} ready", host.name, svc.name);
         let outcome = process::wait_until(&what, READY_DEADLINE, || {
             if let Some(Ok(Some(status))) = child.as_mut().map(|c| c.try_wait()) {
-                return Some(Err(InfraError::Invalid(format!(
-                    "{}/{} exited during start ({status}); last log lines:\n{}",
-                    host.name,
-                    svc.name,
-                    tail(&svc.log_file, 12)
-                ))));
+                return Some(Err(InfraError::Exited {
+                    name: host.name.clone(),
+                    program: svc.name.to_owned(),
+                    status: process::describe_status(status),
+                    log: svc.log_file.clone(),
+                    tail: process::log_tail(&svc.log_file, 12),
+                }));
             }
             if let Err(e) = self.check_cancel() {
                 return Some(Err(e));
@@ -825,13 +826,6 @@ fn accepting(addr: SocketAddr) -> bool {
     TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok()
 }
 
-/// The last `n` lines of a log file, for error messages.
-pub fn tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
 /// A plain-HTTP GET for readiness checks, through the one HTTP client
 /// (`rampart_telemetry::http_client`) on a runtime of this thread (probes run on a thread
 /// inside the probed host's namespace): status and body (at most 4 MiB), or `None` when
@@ -1012,5 +1006,29 @@ mod tests {
         assert!(head.starts_with("GET /readyz HTTP/1.1\r\n"), "{head}");
         // The listener is gone: refused.
         assert_eq!(http_get(addr, "/readyz"), None);
+    }
+
+    #[test]
+    fn a_service_that_exits_during_start_is_reported_with_its_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let (host, mut svc) = service(dir.path());
+        // Never ready: nothing listens there (port 1 on loopback refuses).
+        svc.ready = Probe::Accepting("127.0.0.1:1".parse().unwrap());
+        let log = std::fs::File::create(&svc.log_file).unwrap();
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "echo 'bad config: no such key' >&2; exit 3"])
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let stack = Stack::local(dir.path(), 250, PathBuf::from("/bin/true")).unwrap();
+        let err = stack
+            .wait_ready(&host, &svc, Some(&mut child))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("web1: web exited during start (status 3)"),
+            "{err}"
+        );
+        assert!(err.contains("bad config: no such key"), "{err}");
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::client::{self, client_program, os_user, parse_batch};
 use crate::process::{
-    self, create_private_dir, describe_status, find_program, wait_until, InfraError, Spec,
+    self, create_private_dir, describe_status, find_program, log_tail, wait_until, InfraError, Spec,
 };
 
 /// Debian package that provides `mariadbd` and `mariadb-install-db`.
@@ -370,19 +370,6 @@ pub fn check_installed() -> Result<(), InfraError> {
     find_program("mariadb-install-db", SERVER_PACKAGE)?;
     client_program()?;
     Ok(())
-}
-
-/// The last `lines` lines of a log file, each on its own line after a leading newline, or
-/// empty when there is nothing to show.
-fn log_tail(path: &Path, lines: usize) -> String {
-    let Ok(text) = fs::read(path) else {
-        return String::new();
-    };
-    let start = text.len().saturating_sub(8192);
-    let text = String::from_utf8_lossy(&text[start..]);
-    let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let tail = &all[all.len().saturating_sub(lines)..];
-    tail.iter().map(|l| format!("\n  {l}")).collect()
 }
 
 /// The error lines of a log (`ERROR` anywhere in the line), or its tail if there are none.

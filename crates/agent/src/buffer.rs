@@ -6,8 +6,8 @@
 //! [`Buffer::peek`] → [`merge`] → `remote_write::encode` → `push`, then
 //! [`Buffer::ack`] on success, nothing on a retryable failure (it backs off and peeks the
 //! same batches again) and [`Buffer::reject`] on a permanent one. Plain std file I/O,
-//! blocking: call it from `spawn_blocking` or a thread of its own, and open it from async
-//! code with [`Buffer::open_async`]. [`Buffer`] is `Send`.
+//! blocking: call it from `spawn_blocking` or a thread of its own (the agent is built
+//! outside its runtime's `block_on`). [`Buffer`] is `Send`.
 //! Delivery is at least once: a crash between a push and its ack sends those batches
 //! again, which is harmless (Prometheus accepts an identical sample again and silently
 //! drops duplicate out-of-order ones).
@@ -274,31 +274,9 @@ impl Buffer {
     /// ack point are skipped, and the bounds are applied.
     ///
     /// Blocking: it reads every segment, and a busy lock is tried again for up to a
-    /// second (see below). From async code use [`Buffer::open_async`].
+    /// second (see below). Never call it on a runtime thread.
     pub fn open(dir: impl AsRef<Path>, limits: Limits) -> Result<Buffer, BufferError> {
         Self::open_at(dir.as_ref(), limits, now_ms())
-    }
-
-    /// [`Buffer::open`] for async callers (the agent): the whole open runs on tokio's
-    /// blocking pool, so no runtime thread waits.
-    ///
-    /// Why the blocking pool rather than an async retry around a non-blocking `flock`
-    /// with `tokio::time::sleep`: the open also reads every segment (up to
-    /// [`Limits::max_bytes`]) and truncates torn ones, which must leave the runtime thread
-    /// just as much; once the open is on a blocking thread, a plain pause is the honest
-    /// way for it to wait for the lock.
-    pub async fn open_async(
-        dir: impl Into<PathBuf>,
-        limits: Limits,
-    ) -> Result<Buffer, BufferError> {
-        let dir = dir.into();
-        let path = dir.clone();
-        tokio::task::spawn_blocking(move || Buffer::open(dir, limits))
-            .await
-            .map_err(|e| BufferError::Io {
-                path,
-                source: io::Error::other(e),
-            })?
     }
 
     fn open_at(dir: &Path, limits: Limits, now: i64) -> Result<Buffer, BufferError> {
@@ -874,11 +852,11 @@ pub fn merge(batches: impl IntoIterator<Item = WriteRequest>) -> WriteRequest {
 }
 
 /// Blocks this thread for `d`: only [`Buffer::open`]'s wait for a busy lock, which is
-/// blocking by contract and runs on a thread of its own or tokio's blocking pool
-/// ([`Buffer::open_async`]), never on a runtime thread.
+/// blocking by contract and never runs on a runtime thread (the binary builds the agent
+/// outside `block_on`).
 #[expect(
     clippy::disallowed_methods,
-    reason = "Buffer::open is blocking by contract; async callers use Buffer::open_async, which runs it on the blocking pool"
+    reason = "Buffer::open is blocking by contract; the agent is built outside block_on"
 )]
 fn pause_blocking(d: Duration) {
     std::thread::sleep(d);
@@ -1174,25 +1152,6 @@ mod tests {
             segment_path(Path::new("/b"), 7),
             Path::new("/b/000000000007.seg")
         );
-    }
-
-    /// The agent opened its buffer inside `block_on`, so the wait for a busy lock (up to
-    /// a second) stalled the runtime's only thread.
-    #[tokio::test]
-    async fn buffer_lock_wait_does_not_block_the_runtime() {
-        let dir = tempfile::tempdir().unwrap();
-        let holder = Buffer::open(dir.path(), Limits::default()).unwrap();
-        // Released by a task on this single-threaded runtime: it runs only if the waiting
-        // open leaves the runtime thread free.
-        let release = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            drop(holder);
-        });
-        let buffer = Buffer::open_async(dir.path(), Limits::default())
-            .await
-            .unwrap();
-        release.await.unwrap();
-        assert_eq!(buffer.dir(), dir.path());
     }
 
     #[test]

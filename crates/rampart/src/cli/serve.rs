@@ -203,3 +203,66 @@ impl Role for rampart_dashboard::Dashboard {
         Threads::Workers(2)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rampart_telemetry::config::ConfigErrors;
+
+    /// A service whose build does what a real one may: block its thread (the agent's
+    /// buffer waits for its lock). `Handle::block_on` panics inside an async context, so
+    /// it passes only when the build runs outside `block_on`.
+    struct Blocking;
+
+    struct Empty;
+
+    impl ConfigFile for Empty {
+        type File = toml::Table;
+        fn validate(_: &Path, _: &toml::Table) -> Result<Empty, ConfigErrors> {
+            Ok(Empty)
+        }
+    }
+
+    impl Service for Blocking {
+        type Config = Empty;
+        type Listeners = ();
+        type Error = std::io::Error;
+
+        fn bind(_: &Empty) -> std::io::Result<()> {
+            Ok(())
+        }
+
+        fn build(_: Empty) -> Result<Arc<Blocking>, std::io::Error> {
+            tokio::runtime::Handle::current().block_on(tokio::task::yield_now());
+            Ok(Arc::new(Blocking))
+        }
+
+        async fn serve(
+            self: Arc<Self>,
+            (): (),
+            _shutdown: impl std::future::Future<Output = ()>,
+            ready: impl FnOnce(),
+        ) -> std::io::Result<()> {
+            ready();
+            Ok(())
+        }
+    }
+
+    impl Role for Blocking {
+        const NAME: &'static str = "blocking";
+        const TITLE: &'static str = "blocking";
+        fn threads(_: &Empty) -> Threads {
+            Threads::Current { max_blocking: None }
+        }
+    }
+
+    /// Regression: the agent opened its buffer (which may wait a second for its lock)
+    /// inside `block_on`, on the runtime's only thread.
+    #[test]
+    fn services_are_built_outside_block_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blocking.toml");
+        std::fs::write(&path, "").unwrap();
+        assert_eq!(run::<Blocking>(&path), ExitCode::SUCCESS);
+    }
+}

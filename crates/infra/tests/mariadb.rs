@@ -79,7 +79,8 @@ impl Pair {
             grants: Grants {
                 app_hosts: local.clone(),
                 replica_hosts: local.clone(),
-                monitor_hosts: local,
+                monitor_hosts: local.clone(),
+                keeper_hosts: local,
             },
             children: Vec::new(),
             tmp,
@@ -445,4 +446,45 @@ fn replica_catches_up_after_being_down() {
             .ok()
             .filter(|s| s.active && s.clients == 1)
     });
+}
+
+/// A keeper-run server's new data directory gets the users from a bootstrap outside the
+/// binlog (no GTID of its own, so every server of the cluster starts with the same empty
+/// history), and the keeper's account can do its job and nothing more.
+#[test]
+fn fresh_bootstrap_is_outside_the_binlog_and_the_keeper_has_least_privilege() {
+    if !installed() {
+        return;
+    }
+    let mut pair = Pair::new();
+    let secrets = Secrets::load_or_create(&pair.secrets_dir()).unwrap();
+    let inst = pair.primary.clone();
+    assert!(inst.prepare().unwrap(), "a new data directory");
+    mariadb::bootstrap_fresh(&inst, &secrets, &pair.grants.users()).unwrap();
+    assert!(!inst.prepare().unwrap(), "prepared once");
+    pair.children.push(inst.start_with(&[]).unwrap());
+    assert_eq!(
+        gtid_binlog_pos(&inst).unwrap(),
+        "",
+        "no GTID from the bootstrap"
+    );
+    assert_eq!(inst.sql("SELECT @@log_bin").unwrap().trim(), "1");
+    let keeper = |sql: &str| tcp(&inst, "rampart_keeper", &secrets.keeper, sql);
+    keeper(
+        "SET GLOBAL read_only = ON; SET GLOBAL rpl_semi_sync_master_enabled = ON; \
+         SET GLOBAL rpl_semi_sync_master_timeout = 31536000000; \
+         SET GLOBAL rpl_semi_sync_master_enabled = OFF; SET GLOBAL rpl_semi_sync_slave_enabled = OFF; \
+         SHOW SLAVE STATUS; SHOW GLOBAL STATUS LIKE 'Rpl%'; \
+         SELECT COUNT(*) FROM information_schema.PROCESSLIST; SET GLOBAL read_only = OFF",
+    )
+    .unwrap();
+    denied(keeper("SELECT * FROM mysql.user"), "denied");
+    denied(keeper("CREATE DATABASE nope"), "denied");
+    // CONNECTION ADMIN also sets the connection limits; durability settings are out of reach.
+    denied(
+        keeper("SET GLOBAL innodb_flush_log_at_trx_commit = 0"),
+        "denied",
+    );
+    denied(keeper("SET GLOBAL sync_binlog = 0"), "denied");
+    pair.stop_all();
 }

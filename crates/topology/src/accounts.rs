@@ -11,6 +11,8 @@ pub const MIGRATE_USER: &str = "foobar_migrate";
 pub const REPL_USER: &str = "rampart_repl";
 /// The agents' read-only monitoring account.
 pub const MONITOR_USER: &str = "rampart_monitor";
+/// The keepers' account: read-only switching, replication control, closing sessions.
+pub const KEEPER_USER: &str = "rampart_keeper";
 
 /// The password file of a database user in the secrets directory.
 pub fn secret_file(user: &str) -> &'static str {
@@ -18,6 +20,7 @@ pub fn secret_file(user: &str) -> &'static str {
         APP_USER => "db-app.password",
         MIGRATE_USER => "db-migrate.password",
         REPL_USER => "db-repl.password",
+        KEEPER_USER => "db-keeper.password",
         _ => "db-monitor.password",
     }
 }

@@ -241,7 +241,9 @@ pub struct DbUser {
     pub require_tls: bool,
 }
 
-pub use crate::accounts::{secret_file, APP_USER, DATABASE, MIGRATE_USER, MONITOR_USER, REPL_USER};
+pub use crate::accounts::{
+    secret_file, APP_USER, DATABASE, KEEPER_USER, MIGRATE_USER, MONITOR_USER, REPL_USER,
+};
 
 /// The longest unix socket path mariadbd accepts (`sun_path` less its terminator).
 pub const MAX_SOCKET_PATH: usize = 107;
@@ -713,7 +715,7 @@ impl Builder<'_> {
         };
         let mut svc = self.service("mariadb", "mariadbd", Launch::Database(db), Probe::Database);
         svc.ports = vec![listen("mysql", addr)];
-        svc.needs = [APP_USER, MIGRATE_USER, REPL_USER, MONITOR_USER]
+        svc.needs = [APP_USER, MIGRATE_USER, REPL_USER, MONITOR_USER, KEEPER_USER]
             .into_iter()
             .map(|u| self.secret(secret_file(u)))
             .collect();
@@ -822,8 +824,11 @@ fn sources(t: &Topology, roles: &[Role], seg: Segment) -> Vec<String> {
 fn db_users(t: &Topology) -> Vec<DbUser> {
     db_users_from(
         sources(t, &[Role::Web], Segment::Data),
-        sources(t, &[Role::DbReplica], Segment::Data),
+        // Any database host replicates after a failover.
+        sources(t, &[Role::DbPrimary, Role::DbReplica], Segment::Data),
         sources(t, &[Role::DbPrimary, Role::DbReplica], Segment::Mgmt),
+        // Each keeper talks to its own server on the server's data address.
+        sources(t, &[Role::DbPrimary, Role::DbReplica], Segment::Data),
         true,
     )
 }
@@ -838,6 +843,7 @@ pub fn db_users_from(
     app_hosts: Vec<String>,
     replica_hosts: Vec<String>,
     mut monitor_hosts: Vec<String>,
+    keeper_hosts: Vec<String>,
     require_tls: bool,
 ) -> Vec<DbUser> {
     let on_db = |privileges: &str| format!("{privileges} ON `{DATABASE}`.*");
@@ -880,6 +886,21 @@ pub fn db_users_from(
                 "SELECT ON `performance_schema`.*".into(),
             ],
             max_connections: Some(3),
+            require_tls,
+        },
+        DbUser {
+            name: KEEPER_USER,
+            secret: secret_file(KEEPER_USER),
+            hosts: keeper_hosts,
+            // Least privilege for what a keeper does: switch read_only, run and point
+            // replication, turn semi-sync on and off, read the process list and close
+            // the application's sessions. No SUPER, no data privileges.
+            grants: vec![
+                "READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN, \
+                 REPLICA MONITOR, BINLOG MONITOR, CONNECTION ADMIN, PROCESS ON *.*"
+                    .into(),
+            ],
+            max_connections: Some(4),
             require_tls,
         },
     ]
@@ -1333,8 +1354,9 @@ mod tests {
             [
                 "foobar_app from 198.18.2.11 198.18.2.12 (db-app.password): SELECT, INSERT, UPDATE, DELETE ON `foobar`.*",
                 "foobar_migrate from 198.18.2.11 198.18.2.12 (db-migrate.password): CREATE, ALTER, INDEX, REFERENCES, SELECT, INSERT, UPDATE ON `foobar`.*",
-                "rampart_repl from 198.18.2.22 (db-repl.password): REPLICATION SLAVE ON *.*",
+                "rampart_repl from 198.18.2.21 198.18.2.22 (db-repl.password): REPLICATION SLAVE ON *.*",
                 "rampart_monitor from 198.18.9.21 198.18.9.22 localhost (db-monitor.password): PROCESS, BINLOG MONITOR, REPLICA MONITOR ON *.*; SELECT ON `performance_schema`.* max 3",
+                "rampart_keeper from 198.18.2.21 198.18.2.22 (db-keeper.password): READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN, REPLICA MONITOR, BINLOG MONITOR, CONNECTION ADMIN, PROCESS ON *.* max 4",
             ]
         );
         // Every account of a run takes TLS only (but the socket's, see infra's users).

@@ -183,7 +183,15 @@ impl Instance {
     /// [`InfraError::Timeout`] after [`START_TIMEOUT`], in which case the process is left
     /// running (it may be in crash recovery) and [`Instance::stop`] stops it.
     pub fn start(&self) -> Result<Child, InfraError> {
-        let server = find_program("mariadbd", SERVER_PACKAGE)?;
+        self.prepare()?;
+        self.start_with(&[])
+    }
+
+    /// Creates the instance's directories (0700) and, when `data/mysql` is missing, its
+    /// data directory (see [`Instance::start`]). Returns whether the data directory is
+    /// new.
+    pub fn prepare(&self) -> Result<bool, InfraError> {
+        find_program("mariadbd", SERVER_PACKAGE)?;
         client_program()?;
         let user = os_user()?;
         create_private_dir(&self.dir)?;
@@ -192,8 +200,56 @@ impl Instance {
         if let Some(parent) = socket.parent().filter(|p| *p != self.dir) {
             create_private_dir(parent)?;
         }
-        self.init_datadir(&user)?;
+        self.init_datadir(&user)
+    }
+
+    /// The command line of a server run by its keeper (`rampart keeper -- ...`): the
+    /// server's flags, then what the keeper relies on. It always starts read-only (only
+    /// the lease holder's keeper allows writes), with replication stopped (the keeper
+    /// points it at the current leader), semi-sync off on both sides (the keeper turns
+    /// it on for the named standby only), `--init-rpl-role=SLAVE` (a former primary
+    /// truncates transactions no replica acknowledged), and a relay log synced at every
+    /// event, so what a replica acknowledges is on its disk. `setpriv --pdeathsig KILL`
+    /// ties the server's life to the keeper's.
+    pub fn keeper_command(&self) -> Result<Vec<OsString>, InfraError> {
+        let setpriv = find_program("setpriv", "util-linux")?;
+        let server = find_program("mariadbd", SERVER_PACKAGE)?;
+        let user = os_user()?;
+        let mut argv: Vec<OsString> = vec![
+            setpriv.into(),
+            "--pdeathsig".into(),
+            "KILL".into(),
+            "--".into(),
+            server.into(),
+        ];
+        argv.extend(self.args().into_iter().filter(|a| {
+            let a = a.to_string_lossy();
+            !(a.starts_with("--rpl-semi-sync-master-timeout")
+                || a.starts_with("--read-only")
+                || a.starts_with("--rpl-semi-sync-slave-enabled"))
+        }));
+        for flag in [
+            "--read-only=ON",
+            "--skip-slave-start",
+            "--init-rpl-role=SLAVE",
+            "--sync-relay-log=1",
+            "--rpl-semi-sync-master-enabled=OFF",
+            "--rpl-semi-sync-slave-enabled=OFF",
+        ] {
+            argv.push(flag.into());
+        }
+        argv.push(format!("--user={user}").into());
+        Ok(argv)
+    }
+
+    /// Starts this instance's server with `extra` flags after its own and waits until it
+    /// answers on its socket (the directories must exist: [`Instance::prepare`]).
+    pub fn start_with(&self, extra: &[&str]) -> Result<Child, InfraError> {
+        let server = find_program("mariadbd", SERVER_PACKAGE)?;
+        let user = os_user()?;
+        let socket = self.socket();
         let mut args = self.args();
+        args.extend(extra.iter().map(OsString::from));
         args.push(format!("--user={user}").into());
         let spec = Spec {
             name: format!("{}/mariadbd", self.name),

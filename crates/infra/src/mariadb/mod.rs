@@ -56,5 +56,6 @@ pub use replication::{
 };
 pub use secrets::Secrets;
 pub use users::{
-    bootstrap_primary, Grants, APP_USER, DATABASE, MIGRATE_USER, MONITOR_USER, REPL_USER,
+    bootstrap_fresh, bootstrap_primary, Grants, APP_USER, DATABASE, MIGRATE_USER, MONITOR_USER,
+    REPL_USER,
 };

@@ -1,7 +1,9 @@
 //! The database passwords: one file each in a private directory, created once with random
 //! letters and digits and read back on every start.
 
-use rampart_topology::plan::{secret_file, APP_USER, MIGRATE_USER, MONITOR_USER, REPL_USER};
+use rampart_topology::plan::{
+    secret_file, APP_USER, KEEPER_USER, MIGRATE_USER, MONITOR_USER, REPL_USER,
+};
 use std::fs;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -23,6 +25,8 @@ pub struct Secrets {
     pub repl: String,
     /// The monitoring user's password (`db-monitor.password`).
     pub monitor: String,
+    /// The keepers' password (`db-keeper.password`).
+    pub keeper: String,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -32,6 +36,7 @@ impl std::fmt::Debug for Secrets {
             .field("migrate", &"<redacted>")
             .field("repl", &"<redacted>")
             .field("monitor", &"<redacted>")
+            .field("keeper", &"<redacted>")
             .finish()
     }
 }
@@ -40,7 +45,7 @@ impl std::fmt::Debug for Secrets {
 const PASSWORD_LEN: usize = 32;
 
 impl Secrets {
-    /// Reads the four password files in `dir`, creating any that is missing.
+    /// Reads the five password files in `dir`, creating any that is missing.
     ///
     /// `dir` is created 0700 (and tightened to 0700 if looser); existing files are tightened
     /// to 0600. A new file is written under a temporary name and linked into place, so a
@@ -53,6 +58,7 @@ impl Secrets {
             migrate: load_or_create_secret(&dir.join(secret_file(MIGRATE_USER)))?,
             repl: load_or_create_secret(&dir.join(secret_file(REPL_USER)))?,
             monitor: load_or_create_secret(&dir.join(secret_file(MONITOR_USER)))?,
+            keeper: load_or_create_secret(&dir.join(secret_file(KEEPER_USER)))?,
         })
     }
 
@@ -63,14 +69,21 @@ impl Secrets {
             (MIGRATE_USER, &self.migrate),
             (REPL_USER, &self.repl),
             (MONITOR_USER, &self.monitor),
+            (KEEPER_USER, &self.keeper),
         ]
         .into_iter()
         .find(|(user, _)| secret_file(user) == file)
         .map(|(_, password)| password.as_str())
     }
 
-    pub(super) fn all(&self) -> [&str; 4] {
-        [&self.app, &self.migrate, &self.repl, &self.monitor]
+    pub(super) fn all(&self) -> [&str; 5] {
+        [
+            &self.app,
+            &self.migrate,
+            &self.repl,
+            &self.monitor,
+            &self.keeper,
+        ]
     }
 }
 
@@ -149,6 +162,7 @@ mod tests {
             "db-migrate.password",
             "db-repl.password",
             "db-monitor.password",
+            "db-keeper.password",
         ] {
             assert_eq!(
                 fs::metadata(dir.join(file)).unwrap().mode() & 0o777,
@@ -160,7 +174,7 @@ mod tests {
         assert_eq!(again.all(), first.all());
         assert_eq!(
             fs::read_dir(&dir).unwrap().count(),
-            4,
+            5,
             "no temporary files left"
         );
 

@@ -23,6 +23,8 @@ pub struct Grants {
     pub replica_hosts: Vec<String>,
     /// The monitoring agents: get [`MONITOR_USER`] (also always from `localhost`).
     pub monitor_hosts: Vec<String>,
+    /// The keepers: get `rampart_keeper`.
+    pub keeper_hosts: Vec<String>,
 }
 
 impl Grants {
@@ -32,6 +34,7 @@ impl Grants {
             self.app_hosts.clone(),
             self.replica_hosts.clone(),
             self.monitor_hosts.clone(),
+            self.keeper_hosts.clone(),
             false,
         )
     }
@@ -98,6 +101,43 @@ pub fn bootstrap_primary(
             primary.name
         )));
     }
+    apply_users(primary, secrets, users, &passwords)
+}
+
+/// Creates the database and the users on a server whose data directory is new, before
+/// it joins replication: a temporary server without networking and without a binlog
+/// (so these statements belong to no GTID history, and every server of a keeper-run
+/// cluster gets the same accounts without replicating passwords), stopped afterwards.
+pub fn bootstrap_fresh(
+    inst: &Instance,
+    secrets: &Secrets,
+    users: &[DbUser],
+) -> Result<(), InfraError> {
+    for host in users.iter().flat_map(|u| &u.hosts) {
+        check_host(host)?;
+    }
+    let passwords = users
+        .iter()
+        .map(|u| {
+            secrets.by_file(u.secret).ok_or_else(|| {
+                InfraError::Invalid(format!("database user {}: no secret {}", u.name, u.secret))
+            })
+        })
+        .collect::<Result<Vec<&str>, _>>()?;
+    let mut child = inst.start_with(&["--skip-networking", "--skip-log-bin", "--read-only=OFF"])?;
+    let applied = apply_users(inst, secrets, users, &passwords);
+    let stopped = inst.stop(std::time::Duration::from_secs(60));
+    let _ = child.wait();
+    applied?;
+    stopped.map(|_| ())
+}
+
+fn apply_users(
+    primary: &Instance,
+    secrets: &Secrets,
+    users: &[DbUser],
+    passwords: &[&str],
+) -> Result<(), InfraError> {
     let redact = secrets.all();
     let hashes_sql = format!(
         "SELECT {};",

@@ -91,6 +91,16 @@
 //!   (node-mixin's choice) and an hour of agreement, so a short burst of writes does not
 //!   predict a full disk. Filesystems in memory ([`DISK_EXCLUDED_FSTYPES`]) are ignored;
 //!   the horizon is [`DISK_FILL_HORIZON`], the alert's name.
+//! - `failover_window` 15 m (2 m): DatabaseFailover fires while the leader's epoch
+//!   changed within it: a failover or switchover happened, so someone looks at why.
+//! - `no_sync_standby_for` 1 m (10 s): the primary has named no synchronous standby, so
+//!   writes are asynchronous and no automatic failover is possible; the minute covers a
+//!   replica's restart.
+//! - `semi_sync_off_for` 30 s (10 s): a standby is named but the primary's semi-sync is
+//!   not active: acknowledged writes could be lost. Only the negative control (a
+//!   semi-sync timeout) or a manual change does this.
+//! - `keeper_etcd_for` 30 s (10 s): a keeper that cannot reach etcd cannot lead or
+//!   fail over (a leader demotes itself within its 6 s lease).
 //! - `group_wait` 10 s (1 s), `group_interval` 1 m (5 s), `repeat_interval` 4 h (1 h):
 //!   Alertmanager groups nothing (`group_by: ['...']`): its only receiver is the
 //!   dashboard, which records each alert, so each alert is sent on its own and quickly.
@@ -144,6 +154,10 @@ pub mod alert {
     pub const REPLICATION_LAG_HIGH: &str = "ReplicationLagHigh";
     pub const CERTIFICATE_EXPIRING_SOON: &str = "CertificateExpiringSoon";
     pub const DISK_WILL_FILL_IN_24H: &str = "DiskWillFillIn24h";
+    pub const DATABASE_FAILOVER: &str = "DatabaseFailover";
+    pub const NO_SYNC_STANDBY: &str = "NoSyncStandby";
+    pub const SEMI_SYNC_OFF: &str = "SemiSyncOff";
+    pub const KEEPER_ETCD_DOWN: &str = "KeeperCannotReachEtcd";
     /// Every alert, in the order of the rules file.
     pub const ALL: &[&str] = &[
         TRAFFIC_ANOMALY,
@@ -155,6 +169,10 @@ pub mod alert {
         REPLICATION_LAG_HIGH,
         CERTIFICATE_EXPIRING_SOON,
         DISK_WILL_FILL_IN_24H,
+        DATABASE_FAILOVER,
+        NO_SYNC_STANDBY,
+        SEMI_SYNC_OFF,
+        KEEPER_ETCD_DOWN,
     ];
 }
 
@@ -209,6 +227,11 @@ pub struct MonitorSettings {
     /// DiskWillFillIn24h: the history `predict_linear` extrapolates.
     pub disk_prediction_window: Duration,
     pub disk_for: Duration,
+    /// DatabaseFailover: fires while the leader's epoch changed within this window.
+    pub failover_window: Duration,
+    pub no_sync_standby_for: Duration,
+    pub semi_sync_off_for: Duration,
+    pub keeper_etcd_for: Duration,
 
     /// Alertmanager: wait before the first notification of a new alert.
     pub group_wait: Duration,
@@ -256,6 +279,10 @@ impl Default for MonitorSettings {
             certificate_for: secs(10 * MINUTE),
             disk_prediction_window: secs(6 * HOUR),
             disk_for: secs(HOUR),
+            failover_window: secs(15 * MINUTE),
+            no_sync_standby_for: secs(MINUTE),
+            semi_sync_off_for: secs(30),
+            keeper_etcd_for: secs(30),
             group_wait: secs(10),
             group_interval: secs(MINUTE),
             repeat_interval: secs(4 * HOUR),
@@ -287,6 +314,10 @@ impl MonitorSettings {
             certificate_for: Duration::ZERO,
             disk_prediction_window: secs(5 * MINUTE),
             disk_for: secs(10),
+            failover_window: secs(2 * MINUTE),
+            no_sync_standby_for: secs(10),
+            semi_sync_off_for: secs(10),
+            keeper_etcd_for: secs(10),
             group_wait: secs(1),
             group_interval: secs(5),
             repeat_interval: secs(HOUR),
@@ -690,6 +721,61 @@ fn alert_rules(s: &MonitorSettings) -> Vec<Alert> {
                  will be full within {horizon}.",
                 prom_duration(s.disk_prediction_window)
             ),
+        },
+        Alert {
+            name: alert::DATABASE_FAILOVER,
+            expr: format!(
+                "max by (job) (changes(rampart_keeper_epoch[{}])) > 0",
+                prom_duration(s.failover_window)
+            ),
+            for_: Duration::ZERO,
+            severity: Warning,
+            summary: "The primary database changed".to_owned(),
+            description: format!(
+                "The leader's epoch changed within the last {}: a failover or a switchover \
+                 moved the primary. See `rampart status` for the new primary and why.",
+                prom_duration(s.failover_window)
+            ),
+        },
+        Alert {
+            name: alert::NO_SYNC_STANDBY,
+            expr: "rampart_keeper_is_leader == 1\n\
+                   and on (instance)\n\
+                   rampart_keeper_sync_standby_named == 0"
+                .to_owned(),
+            for_: s.no_sync_standby_for,
+            severity: Warning,
+            summary: "The primary {{ $labels.instance }} has no sync standby".to_owned(),
+            description: "No replica is named synchronous standby: writes on \
+                          {{ $labels.instance }} are replicated asynchronously and an \
+                          automatic failover is impossible until a replica catches up."
+                .to_owned(),
+        },
+        Alert {
+            name: alert::SEMI_SYNC_OFF,
+            expr: "rampart_keeper_is_leader == 1\n\
+                   and on (instance)\n\
+                   rampart_keeper_sync_standby_named == 1\n\
+                   and on (instance)\n\
+                   rampart_keeper_semi_sync_active == 0"
+                .to_owned(),
+            for_: s.semi_sync_off_for,
+            severity: Critical,
+            summary: "Semi-sync is off on the primary {{ $labels.instance }}".to_owned(),
+            description: "A sync standby is named, but {{ $labels.instance }} does not wait \
+                          for its acknowledgements: an acknowledged write could be lost in \
+                          a failover."
+                .to_owned(),
+        },
+        Alert {
+            name: alert::KEEPER_ETCD_DOWN,
+            expr: "rampart_keeper_etcd_up == 0".to_owned(),
+            for_: s.keeper_etcd_for,
+            severity: Critical,
+            summary: "The keeper on {{ $labels.instance }} cannot reach etcd".to_owned(),
+            description: "The database keeper on {{ $labels.instance }} cannot read etcd: \
+                          it can neither lead nor take over, and a primary demotes itself."
+                .to_owned(),
         },
     ]
 }

@@ -71,7 +71,7 @@ fn rendered_configs_pass_promtool_and_amtool() {
                 .args(["check", "rules"])
                 .arg(&rules_file));
             assert!(ok, "promtool check rules ({name}):\n{out}");
-            assert!(out.contains("SUCCESS: 20 rules found"), "{out}");
+            assert!(out.contains("SUCCESS: 24 rules found"), "{out}");
             let (ok, out) = run(Command::new(&promtool)
                 .args(["check", "config"])
                 .arg(&config));
@@ -929,5 +929,119 @@ fn disk_will_fill_in_24h_predicts_from_the_last_six_hours() {
                  be full within 1d.",
             )],
         );
+    promtool_test(&MonitorSettings::default(), &[case]);
+}
+
+fn keeper(instance: &'static str) -> [(&'static str, &'static str); 2] {
+    [("instance", instance), ("job", "keeper")]
+}
+
+#[test]
+fn database_failover_fires_while_the_epoch_changed_recently() {
+    let st = s(15);
+    let name = "DatabaseFailover";
+    let changed = Case::new(st)
+        .series("rampart_keeper_epoch", &keeper("db1"), "5x20 9x100")
+        .series("rampart_keeper_epoch", &keeper("db2"), "5x20 9x100")
+        .quiet(s(4 * MIN), name)
+        .alerts(
+            s(6 * MIN),
+            name,
+            vec![alert(
+                &[("job", "keeper"), ("severity", "warning")],
+                "The primary database changed",
+                "The leader's epoch changed within the last 15m: a failover or a switchover \
+                 moved the primary. See `rampart status` for the new primary and why.",
+            )],
+        )
+        .quiet(s(25 * MIN), name);
+    let steady = Case::new(st)
+        .series("rampart_keeper_epoch", &keeper("db1"), "5x100")
+        .quiet(s(20 * MIN), name);
+    promtool_test(&MonitorSettings::default(), &[changed, steady]);
+}
+
+#[test]
+fn no_sync_standby_and_semi_sync_off_fire_only_on_the_leader() {
+    let st = s(15);
+    let leader = |i| ("rampart_keeper_is_leader", keeper(i));
+    let named = |i| ("rampart_keeper_sync_standby_named", keeper(i));
+    let active = |i| ("rampart_keeper_semi_sync_active", keeper(i));
+    let series =
+        |c: Case, (n, l): (&str, [(&'static str, &'static str); 2]), v: &str| c.series(n, &l, v);
+    // db1 leads; its standby goes away at 5 minutes; db2 (a replica) never has one.
+    let mut gone = Case::new(st);
+    gone = series(gone, leader("db1"), "1x60");
+    gone = series(gone, named("db1"), "1x20 0x40");
+    gone = series(gone, active("db1"), "1x20 0x40");
+    gone = series(gone, leader("db2"), "0x60");
+    gone = series(gone, named("db2"), "0x60");
+    gone = series(gone, active("db2"), "0x60");
+    let gone = gone
+        .quiet(s(5 * MIN), "NoSyncStandby")
+        .alerts(
+            s(7 * MIN),
+            "NoSyncStandby",
+            vec![alert(
+                &[
+                    ("instance", "db1"),
+                    ("job", "keeper"),
+                    ("severity", "warning"),
+                ],
+                "The primary db1 has no sync standby",
+                "No replica is named synchronous standby: writes on db1 are replicated \
+                 asynchronously and an automatic failover is impossible until a replica \
+                 catches up.",
+            )],
+        )
+        .quiet(s(7 * MIN), "SemiSyncOff");
+    // A standby is named, but semi-sync falls back (the negative control's timeout).
+    let mut off = Case::new(st);
+    off = series(off, leader("db1"), "1x60");
+    off = series(off, named("db1"), "1x60");
+    off = series(off, active("db1"), "1x20 0x40");
+    let off = off
+        .quiet(s(5 * MIN), "SemiSyncOff")
+        .alerts(
+            s(7 * MIN),
+            "SemiSyncOff",
+            vec![alert(
+                &[
+                    ("instance", "db1"),
+                    ("job", "keeper"),
+                    ("severity", "critical"),
+                ],
+                "Semi-sync is off on the primary db1",
+                "A sync standby is named, but db1 does not wait for its acknowledgements: an \
+                 acknowledged write could be lost in a failover.",
+            )],
+        )
+        .quiet(s(7 * MIN), "NoSyncStandby");
+    promtool_test(&MonitorSettings::default(), &[gone, off]);
+}
+
+#[test]
+fn a_keeper_that_cannot_reach_etcd_pages() {
+    let st = s(15);
+    let name = "KeeperCannotReachEtcd";
+    let case = Case::new(st)
+        .series("rampart_keeper_etcd_up", &keeper("db2"), "1x20 0x20 1x20")
+        .series("rampart_keeper_etcd_up", &keeper("db1"), "1x60")
+        .quiet(s(5 * MIN), name)
+        .alerts(
+            s(6 * MIN),
+            name,
+            vec![alert(
+                &[
+                    ("instance", "db2"),
+                    ("job", "keeper"),
+                    ("severity", "critical"),
+                ],
+                "The keeper on db2 cannot reach etcd",
+                "The database keeper on db2 cannot read etcd: it can neither lead nor take \
+                 over, and a primary demotes itself.",
+            )],
+        )
+        .quiet(s(11 * MIN), name);
     promtool_test(&MonitorSettings::default(), &[case]);
 }

@@ -894,10 +894,11 @@ pub fn db_users_from(
             hosts: keeper_hosts,
             // Least privilege for what a keeper does: switch read_only, run and point
             // replication, turn semi-sync on and off, read the process list and close
-            // the application's sessions. No SUPER, no data privileges.
+            // the application's sessions (RESET SLAVE ALL also needs RELOAD). No SUPER,
+            // no data privileges.
             grants: vec![
                 "READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN, \
-                 REPLICA MONITOR, BINLOG MONITOR, CONNECTION ADMIN, PROCESS ON *.*"
+                 REPLICA MONITOR, BINLOG MONITOR, CONNECTION ADMIN, PROCESS, RELOAD ON *.*"
                     .into(),
             ],
             max_connections: Some(4),
@@ -1356,7 +1357,7 @@ mod tests {
                 "foobar_migrate from 198.18.2.11 198.18.2.12 (db-migrate.password): CREATE, ALTER, INDEX, REFERENCES, SELECT, INSERT, UPDATE ON `foobar`.*",
                 "rampart_repl from 198.18.2.21 198.18.2.22 (db-repl.password): REPLICATION SLAVE ON *.*",
                 "rampart_monitor from 198.18.9.21 198.18.9.22 localhost (db-monitor.password): PROCESS, BINLOG MONITOR, REPLICA MONITOR ON *.*; SELECT ON `performance_schema`.* max 3",
-                "rampart_keeper from 198.18.2.21 198.18.2.22 (db-keeper.password): READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN, REPLICA MONITOR, BINLOG MONITOR, CONNECTION ADMIN, PROCESS ON *.* max 4",
+                "rampart_keeper from 198.18.2.21 198.18.2.22 (db-keeper.password): READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN, REPLICA MONITOR, BINLOG MONITOR, CONNECTION ADMIN, PROCESS, RELOAD ON *.* max 4",
             ]
         );
         // Every account of a run takes TLS only (but the socket's, see infra's users).

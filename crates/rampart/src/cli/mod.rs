@@ -1,6 +1,6 @@
 //! Command-line interface: the arguments (clap) and the dispatch from a subcommand to
 //! the code that runs it. The services (`lb`, `web`, `dns`, `agent`, `dashboard`) all go
-//! through one generic runner (`serve`); the operator commands that run the topology
+//! through one generic runner (`serve`), as does `keeper` with its own entry there; the operator commands that run the topology
 //! (`up`, `down`, `status`, `stop`, `start`, `exec`) are in `stack`, `firewall show|check`
 //! in `firewall`, and `check`, `cert` and the hidden `forward` in `tools`.
 //!
@@ -75,6 +75,16 @@ enum Command {
         /// Path to the agent config (TOML).
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Run a database keeper: starts the database server (the command after `--`) as
+    /// its child, and holds or follows the primary's leadership in etcd.
+    Keeper {
+        /// Path to the keeper config (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The database server's command line.
+        #[arg(last = true, required = true)]
+        server: Vec<std::ffi::OsString>,
     },
     /// Run the monitoring dashboard: QPS, errors, latency, backends, hosts, databases
     /// and alerts, drawn from Prometheus, behind a login.
@@ -208,6 +218,7 @@ pub fn main() -> ExitCode {
         Command::Dns { config } => serve::run::<rampart_dns::Dns>(&config),
         Command::Agent { config } => serve::run::<rampart_agent::run::Agent>(&config),
         Command::Dashboard { config } => serve::run::<rampart_dashboard::Dashboard>(&config),
+        Command::Keeper { config, server } => serve::keeper(&config, server),
         Command::Up {
             local,
             detach,

@@ -204,6 +204,41 @@ impl Role for rampart_dashboard::Dashboard {
     }
 }
 
+/// Runs `rampart keeper`: on a current-thread runtime, so the database server is forked
+/// from the main thread and its parent-death signal follows the keeper's life (not a
+/// worker thread's).
+pub(super) fn keeper(path: &Path, server: Vec<std::ffi::OsString>) -> ExitCode {
+    let config = match rampart_keeper::config::Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match runtime(Threads::Current {
+        max_blocking: Some(2),
+    }) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("rampart keeper: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        let stop = terminated()?;
+        rampart_keeper::run(config, server, stop)
+            .await
+            .map_err(anyhow::Error::from)
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rampart keeper: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,371 @@
+//! `rampart keeper` with real etcd and real MariaDB on loopback: two keepers, each the
+//! parent of its mariadbd, elect db1 (the bootstrap host), name db2 the sync standby,
+//! fail over to db2 when db1's server is SIGKILLed (no row lost), let db1 rejoin as a
+//! replica by itself (same GTID position, same table checksum), and switch back with a
+//! planned switchover. Needs `etcd-server` and `mariadb-server-core`: in CI their absence
+//! fails the test, elsewhere it is skipped visibly.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rampart_infra::mariadb::{self, Grants, Instance, Role, Secrets};
+use rampart_test_support::{eventually, Proc};
+use rampart_topology::plan::DbTls;
+
+const RAMPART: &str = env!("CARGO_BIN_EXE_rampart");
+/// This test's own loopback block.
+const NET: &str = "127.203.0";
+
+fn have(program: &str, package: &str) -> bool {
+    let found = ["/usr/bin", "/usr/sbin"]
+        .iter()
+        .any(|d| Path::new(d).join(program).exists());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{program} is missing: install the Debian package {package}"
+        );
+        eprintln!("SKIPPED: {program} is missing (Debian package {package})");
+    }
+    found
+}
+
+fn addr(last: u8, port: u16) -> SocketAddr {
+    format!("{NET}.{last}:{port}").parse().unwrap()
+}
+
+/// GET `path` on `addr`: (status, body).
+fn http(method: &str, addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: k\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.get(9..12)?.parse().ok()?;
+    let body = out.split_once("\r\n\r\n")?.1.to_owned();
+    Some((status, body))
+}
+
+fn status(addr: SocketAddr) -> Option<serde_json::Value> {
+    let (code, body) = http("GET", addr, "/status")?;
+    (code == 200).then(|| serde_json::from_str(&body).ok())?
+}
+
+struct Site {
+    dir: tempfile::TempDir,
+    etcd: Option<Proc>,
+    keepers: Vec<Option<Proc>>,
+    dbs: Vec<Instance>,
+}
+
+impl Site {
+    fn pki(&self) -> PathBuf {
+        self.dir.path().join("pki")
+    }
+
+    fn keeper_status(i: usize) -> SocketAddr {
+        addr(11 + i as u8, 9104)
+    }
+
+    fn start_etcd(&mut self) {
+        let pki = self.pki();
+        let data = self.dir.path().join("etcd");
+        std::fs::create_dir_all(&data).unwrap();
+        let log = std::fs::File::create(self.dir.path().join("etcd.log")).unwrap();
+        let url = |port| format!("https://{NET}.2:{port}");
+        let mut cmd = Command::new("/usr/bin/etcd");
+        cmd.env_clear()
+            .args(["--name", "m1", "--data-dir"])
+            .arg(&data)
+            .args(["--logger", "zap", "--log-outputs", "stderr"])
+            .args(["--listen-peer-urls", &url(2380)])
+            .args(["--initial-advertise-peer-urls", &url(2380)])
+            .args(["--listen-client-urls", &url(2379)])
+            .args(["--advertise-client-urls", &url(2379)])
+            .args(["--initial-cluster", &format!("m1={}", url(2380))])
+            .args(["--initial-cluster-state", "new"])
+            .arg("--cert-file")
+            .arg(pki.join("etcd.pem"))
+            .arg("--key-file")
+            .arg(pki.join("etcd.key"))
+            .arg("--trusted-ca-file")
+            .arg(pki.join("ca.pem"))
+            .arg("--client-cert-auth")
+            .arg("--peer-cert-file")
+            .arg(pki.join("etcd.pem"))
+            .arg("--peer-key-file")
+            .arg(pki.join("etcd.key"))
+            .arg("--peer-trusted-ca-file")
+            .arg(pki.join("ca.pem"))
+            .arg("--peer-client-cert-auth")
+            .stdout(Stdio::null())
+            .stderr(log);
+        self.etcd = Some(Proc {
+            child: cmd.spawn().unwrap(),
+            name: "etcd".into(),
+        });
+    }
+
+    fn start_keeper(&mut self, i: usize) {
+        let inst = &self.dbs[i];
+        let log = std::fs::File::create(inst.dir.join("keeper.log")).unwrap();
+        let argv: Vec<OsString> = inst.keeper_command().unwrap();
+        let child = Command::new(RAMPART)
+            .arg("keeper")
+            .arg("--config")
+            .arg(inst.dir.join("keeper.toml"))
+            .arg("--")
+            .args(argv)
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.keepers[i] = Some(Proc {
+            child,
+            name: format!("keeper {}", inst.name),
+        });
+    }
+
+    fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.dbs[i].dir.join("keeper.log")).unwrap_or_default()
+    }
+
+    fn wait_role(&self, i: usize, role: &str, what: &str) -> serde_json::Value {
+        let end = Instant::now() + Duration::from_secs(60);
+        loop {
+            let s = status(Self::keeper_status(i));
+            if let Some(s) = s.as_ref().filter(|s| s["role"] == role) {
+                return s.clone();
+            }
+            assert!(
+                Instant::now() < end,
+                "{what}: {} not {role} after 60 s; last status {s:?}\n--- keeper log ---\n{}",
+                self.dbs[i].name,
+                self.log(i)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn setup() -> Site {
+    let mut dir = tempfile::tempdir().unwrap();
+    // RAMPART_KEEP_TEST_DIRS=1 keeps the logs and data of a failed run.
+    dir.disable_cleanup(std::env::var_os("RAMPART_KEEP_TEST_DIRS").is_some());
+    let pki = dir.path().join("pki");
+    let ca = rampart_tls::pki::Ca::create(&pki, "keeper test CA").unwrap();
+    ca.issue(&pki, "etcd", &[format!("{NET}.2")], true).unwrap();
+    ca.issue(&pki, "etcd-client", &["keeper".into()], true)
+        .unwrap();
+    let secrets = Secrets::load_or_create(&dir.path().join("secrets")).unwrap();
+    let mut dbs = Vec::new();
+    for (i, name) in ["db1", "db2"].iter().enumerate() {
+        let ip = format!("{NET}.{}", 11 + i);
+        let stem = format!("{name}-db");
+        ca.issue(&pki, &stem, std::slice::from_ref(&ip), false)
+            .unwrap();
+        dbs.push(Instance {
+            name: (*name).into(),
+            role: if i == 0 { Role::Primary } else { Role::Replica },
+            server_id: 1 + i as u32,
+            bind: ip.parse().unwrap(),
+            port: 3306,
+            dir: dir.path().join(name),
+            tls: Some(DbTls {
+                cert: pki.join(format!("{stem}.pem")),
+                key: pki.join(format!("{stem}.key")),
+                ca: pki.join("ca.pem"),
+            }),
+            netns: None,
+        });
+    }
+    // On loopback a connection to 127.203.0.x comes from 127.0.0.1.
+    let local = vec!["127.0.0.1".to_owned()];
+    let grants = Grants {
+        app_hosts: local.clone(),
+        replica_hosts: local.clone(),
+        monitor_hosts: local.clone(),
+        keeper_hosts: local,
+    };
+    let users = grants.users();
+    for (i, inst) in dbs.iter().enumerate() {
+        assert!(inst.prepare().unwrap(), "a new data directory");
+        mariadb::bootstrap_fresh(inst, &secrets, &users).unwrap();
+        let peer = &dbs[1 - i];
+        let toml = format!(
+            r#"
+host = "{name}"
+server_id = {id}
+bootstrap = {boot}
+[listen]
+status = "{status}"
+[mariadb]
+addr = "{addr}:3306"
+user = "rampart_keeper"
+password_file = "{secrets}/db-keeper.password"
+repl_user = "rampart_repl"
+repl_password_file = "{secrets}/db-repl.password"
+ca = "{pki}/ca.pem"
+app_users = ["foobar_app", "foobar_migrate"]
+[[peers]]
+host = "{peer}"
+server_id = {peer_id}
+addr = "{peer_addr}:3306"
+[etcd]
+endpoints = ["https://{NET}.2:2379"]
+ca = "{pki}/ca.pem"
+cert = "{pki}/etcd-client.pem"
+key = "{pki}/etcd-client.key"
+prefix = "/rampart/test/"
+[failover]
+quiet_period = "0s"
+"#,
+            name = inst.name,
+            id = inst.server_id,
+            boot = i == 0,
+            status = Site::keeper_status(i),
+            addr = inst.bind,
+            secrets = dir.path().join("secrets").display(),
+            pki = pki.display(),
+            peer = peer.name,
+            peer_id = peer.server_id,
+            peer_addr = peer.bind,
+        );
+        std::fs::write(inst.dir.join("keeper.toml"), toml).unwrap();
+    }
+    let _ = secrets;
+    Site {
+        dir,
+        etcd: None,
+        keepers: vec![None, None],
+        dbs,
+    }
+}
+
+fn sql(inst: &Instance, q: &str) -> String {
+    inst.sql(q).unwrap().trim().to_owned()
+}
+
+#[test]
+fn keepers_fail_over_without_loss_and_the_old_primary_rejoins() {
+    if !have("etcd", "etcd-server") || !have("mariadbd", "mariadb-server-core") {
+        return;
+    }
+    let mut site = setup();
+    site.start_etcd();
+    site.start_keeper(0);
+    site.start_keeper(1);
+
+    let s1 = site.wait_role(0, "leader", "bootstrap");
+    site.wait_role(1, "replica", "bootstrap");
+    let epoch1 = s1["epoch"].as_i64().expect("an epoch");
+    // The leader names db2 and runs semi-sync with it.
+    eventually("db2 named sync standby", Duration::from_secs(30), || {
+        let s = status(Site::keeper_status(0))?;
+        (s["sync_standby"] == "db2" && s["semi_sync_active"] == true).then_some(())
+    });
+    let (db1, db2) = (&site.dbs[0], &site.dbs[1]);
+    assert_eq!(sql(db1, "SELECT @@read_only"), "0");
+    assert_eq!(sql(db2, "SELECT @@read_only"), "1");
+    sql(
+        db1,
+        "CREATE TABLE IF NOT EXISTS foobar.k (id INT PRIMARY KEY) ENGINE=InnoDB",
+    );
+    for id in 1..=20 {
+        sql(db1, &format!("INSERT INTO foobar.k VALUES ({id})"));
+    }
+    let semi = sql(db1, "SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_master_yes_tx'");
+    assert!(
+        !semi.ends_with("\t0"),
+        "writes were acknowledged by db2: {semi}"
+    );
+
+    // Kill db1's server: db2 takes over, with every row.
+    let pid = status(Site::keeper_status(0)).unwrap()["server_pid"]
+        .as_u64()
+        .unwrap();
+    let t = Instant::now();
+    Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    let s2 = site.wait_role(1, "leader", "failover");
+    eventually("db2 writable", Duration::from_secs(30), || {
+        (db2.sql("SELECT @@read_only").ok()?.trim() == "0").then_some(())
+    });
+    eprintln!(
+        "failover: db2 writable {:?} after SIGKILL of db1's server",
+        t.elapsed()
+    );
+    assert!(s2["epoch"].as_i64().unwrap() > epoch1, "a new epoch: {s2}");
+    assert_eq!(sql(db2, "SELECT COUNT(*) FROM foobar.k"), "20");
+    for id in 21..=30 {
+        sql(db2, &format!("INSERT INTO foobar.k VALUES ({id})"));
+    }
+
+    // db1's keeper restarts its server as a replica of db2, by itself.
+    site.wait_role(0, "replica", "rejoin");
+    eventually("db1 the new sync standby", Duration::from_secs(30), || {
+        let s = status(Site::keeper_status(1))?;
+        (s["sync_standby"] == "db1").then_some(())
+    });
+    eventually("same position on both", Duration::from_secs(30), || {
+        let (a, b) = (
+            db1.sql("SELECT @@gtid_current_pos").ok()?,
+            db2.sql("SELECT @@gtid_current_pos").ok()?,
+        );
+        (a == b).then_some(())
+    });
+    let rows = |db| {
+        sql(
+            db,
+            "SELECT COUNT(*), GROUP_CONCAT(id ORDER BY id) FROM foobar.k",
+        )
+    };
+    assert_eq!(rows(db1), rows(db2));
+    assert_eq!(
+        sql(db1, "CHECKSUM TABLE foobar.k"),
+        sql(db2, "CHECKSUM TABLE foobar.k")
+    );
+    assert_eq!(sql(db1, "SELECT @@read_only"), "1");
+
+    // A planned switchover back to db1.
+    eventually("db1 promotable", Duration::from_secs(30), || {
+        let s = status(Site::keeper_status(0))?;
+        (s["promotable"] == true).then_some(())
+    });
+    let (code, body) = http("POST", Site::keeper_status(1), "/switchover?to=db1").unwrap();
+    assert_eq!(code, 200, "{body}");
+    site.wait_role(0, "leader", "switchover");
+    eventually("db1 writable again", Duration::from_secs(30), || {
+        (db1.sql("SELECT @@read_only").ok()?.trim() == "0").then_some(())
+    });
+    site.wait_role(1, "replica", "switchover");
+    assert_eq!(sql(db1, "SELECT COUNT(*) FROM foobar.k"), "30");
+
+    // Stopping a keeper stops its server.
+    for i in 0..2 {
+        let mut k = site.keepers[i].take().unwrap();
+        k.signal("TERM");
+        assert!(
+            k.wait_exit(Duration::from_secs(60)).is_some(),
+            "keeper {i} exits"
+        );
+        assert!(!site.dbs[i].is_running() || db_gone(&site.dbs[i]));
+    }
+}
+
+fn db_gone(inst: &Instance) -> bool {
+    inst.sql("SELECT 1").is_err()
+}

@@ -98,11 +98,13 @@ impl Stack {
         let text = String::from_utf8_lossy(&out.stdout);
         // Progress step by step with timings, then what to run next.
         let mut needles = vec![
-            "monitor (dashboard, alertmanager, prometheus, agent",
-            "dns (dns, agent) started",
+            "monitor/etcd, dns/etcd, lb1/etcd spawned",
+            "monitor/etcd, dns/etcd, lb1/etcd ready (quorum)",
+            "monitor (etcd, dashboard, alertmanager, prometheus, agent",
+            "dns (etcd, dns, agent) started",
             "db1 (mariadb, agent) started",
             "db2 (mariadb, agent) started",
-            "lb1 (lb, agent) started",
+            "lb1 (etcd, lb, agent) started",
             "curl --cacert",
         ];
         let resolve;
@@ -764,8 +766,9 @@ fn attached_up_stops_everything_on_ctrl_c() {
         panic!("never ready:\n{seen}");
     }
     assert!(status.success(), "{status:?}");
-    // dns, db1, db2, web1, web2, lb1, the monitor's three, and an agent on each of 7.
-    assert_eq!(pids.len(), 16, "{pids:?}");
+    // dns, db1, db2, web1, web2, lb1, the monitor's three, an agent on each of 7, and
+    // the three etcd members.
+    assert_eq!(pids.len(), 19, "{pids:?}");
     for pid in pids {
         // A zombie still has a /proc entry; a reaped or re-parented-and-reaped one does not.
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -1044,8 +1047,8 @@ fn isolated_topology_end_to_end() {
         stack.state(),
         &["status", "--json"],
     ))));
-    // 16 as in local mode, plus the forwards to lb1 and to the dashboard.
-    assert_eq!(crashed.len(), 18, "{crashed:?}");
+    // 19 as in local mode, plus the forwards to lb1 and to the dashboard.
+    assert_eq!(crashed.len(), 21, "{crashed:?}");
     for pid in &crashed {
         Command::new("kill")
             .args(["-KILL", &pid.to_string()])
@@ -1060,12 +1063,12 @@ fn isolated_topology_end_to_end() {
     );
     let r = stack.curl("/", &[]);
     assert_eq!(r.status, 200, "after a crash and up: {r:?}");
-    println!("crash: 18 services killed, the next up rebuilt the network and served 200");
+    println!("crash: 21 services killed, the next up rebuilt the network and served 200");
 
     // 5. Teardown: no namespace, link, resolver file or process left.
     let st = json(&stdout(&rampart(stack.state(), &["status", "--json"])));
     let pids = pids_of(&st);
-    assert_eq!(pids.len(), 18, "{st}");
+    assert_eq!(pids.len(), 21, "{st}");
     let down = rampart(stack.state(), &["down"]);
     assert!(down.status.success(), "{down:?}");
     let ns = stdout(&Command::new("ip").args(["netns", "list"]).output().unwrap());

@@ -1466,6 +1466,13 @@ fn monitoring_end_to_end() {
     eventually("every agent's heartbeat", Duration::from_secs(60), || {
         (query("rampart_agent_heartbeat_timestamp_seconds").len() == agents.len()).then_some(())
     });
+    // Prometheus scrapes the three etcd members' metrics (through the firewall's one
+    // flow to their port 2381).
+    eventually("every etcd member scraped", Duration::from_secs(60), || {
+        (query("up{job=\"etcd\"} == 1").len() == 3
+            && query("etcd_server_has_leader == 1").len() == 3)
+            .then_some(())
+    });
 
     // Steady background traffic for the whole test: 10 req/s.
     let mut steady = Load::start(&stack, 10, 900, &work.join("steady"));

@@ -686,6 +686,16 @@ impl Builder<'_> {
         let config = self.file("prometheus.yml");
         let settings = self.settings();
         let am = alertmanager_addr(self.t, self.h).to_string();
+        let etcd: Vec<String> = self
+            .t
+            .etcd_members()
+            .iter()
+            .map(|m| {
+                self.t
+                    .sock(m, Segment::Mgmt, self.t.ports.etcd_metrics)
+                    .to_string()
+            })
+            .collect();
         let launch = Launch::Process {
             program: Program::Packaged {
                 program: "prometheus",
@@ -715,7 +725,7 @@ impl Builder<'_> {
                 mode: CONFIG_MODE,
             },
             FileSpec {
-                contents: monitor::prometheus_config(&settings, &rules, &am),
+                contents: monitor::prometheus_config(&settings, &rules, &am, &etcd),
                 path: config,
                 mode: CONFIG_MODE,
             },
@@ -1356,6 +1366,22 @@ mod tests {
             }
             // Nothing else waits on a quorum.
             assert_eq!(p.quorum_services().len(), 3);
+            // The monitor's Prometheus scrapes every member's metrics listener.
+            let prometheus = p
+                .host("monitor")
+                .and_then(|h| h.service("prometheus"))
+                .unwrap();
+            let config = &prometheus.files[1].contents;
+            let metrics: Vec<String> = p
+                .hosts
+                .iter()
+                .filter_map(|h| h.service("etcd"))
+                .map(|s| format!("\"{}\"", s.ports[2].addr))
+                .collect();
+            assert!(config.contains("job_name: etcd"), "{config}");
+            for m in metrics {
+                assert!(config.contains(&m), "{m} missing from\n{config}");
+            }
         }
     }
 

@@ -18,10 +18,11 @@
 //! (each spawned and waited on until its peer port accepts, then all waited on until
 //! healthy, since none is before a quorum runs), then the monitor, dns, db1, then db2
 //! with replication and semi-sync, then web1 and web2 (`/readyz`: schema migrated,
-//! primary reachable), then lb1 (every backend in rotation), then the forward. Services are child processes in their
-//! own process groups, recorded in pid files under `hosts/<host>/`, so `down`, `stop`,
-//! `start` and `status` work from any later invocation, and a stale pid file (crash,
-//! reboot) is recognised by the process start time and ignored. `down` stops every
+//! primary reachable), then lb1 (every backend in rotation), then the forward. Services
+//! are child processes in their own process groups, recorded in pid files under
+//! `hosts/<host>/`, so `down`, `stop`, `start` and `status` work from any later
+//! invocation, and a stale pid file (crash, reboot) is recognised by the process start
+//! time and ignored. `down` stops every
 //! service and, in isolated mode, deletes the namespaces by name (and with them every
 //! interface) and the client's resolver file.
 //!
@@ -399,44 +400,53 @@ impl Stack {
         if members.is_empty() {
             return Ok(());
         }
-        let names = |f: &dyn Fn(&ServicePlan) -> bool| -> String {
-            members
-                .iter()
-                .filter(|(_, s)| f(s))
-                .map(|(h, s)| format!("{}/{}", h.name, s.name))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        // The children spawned here, by member, so a member that exits while it is
+        // awaited is reported at once with its log; kept to be reaped, whatever happens.
+        let mut children = Vec::new();
+        let outcome = self.spawn_and_await(&members, &mut children, progress);
+        self.children.extend(children.into_iter().flatten());
+        outcome
+    }
+
+    /// [`Stack::start_quorums`]'s work, recording each member's child (if it spawned
+    /// one) in `children`, in member order.
+    fn spawn_and_await(
+        &mut self,
+        members: &[(&HostPlan, &ServicePlan)],
+        children: &mut Vec<Option<Child>>,
+        progress: &mut dyn FnMut(&str, Duration),
+    ) -> Result<(), InfraError> {
         let t = Instant::now();
         let mut spawned = Vec::new();
-        for (host, svc) in &members {
+        for (host, svc) in members {
             self.check_cancel()?;
-            if process::running(&svc.pid_file).is_some() {
-                continue;
-            }
-            let Launch::Process { program, args } = &svc.launch else {
+            let (Launch::Process { program, args }, None) =
+                (&svc.launch, process::running(&svc.pid_file))
+            else {
+                children.push(None);
                 continue;
             };
             if !self.started.contains(&host.name) {
                 self.started.push(host.name.clone());
             }
-            let mut child = self.spawn_service(host, svc, program, args)?;
-            let started = match &svc.quorum {
-                Some(probe) => self.wait_probe(host, svc, probe, Some(&mut child), "started"),
-                None => Ok(()),
-            };
-            self.children.push(child);
-            started?;
+            children.push(Some(self.spawn_service(host, svc, program, args)?));
+            if let (Some(Some(child)), Some(probe)) = (children.last_mut(), &svc.quorum) {
+                self.wait_probe(host, svc, probe, Some(child), "started")?;
+            }
             spawned.push(format!("{}/{}", host.name, svc.name));
         }
         if !spawned.is_empty() {
             progress(&format!("{} spawned", spawned.join(", ")), t.elapsed());
         }
         let t = Instant::now();
-        for (host, svc) in &members {
-            self.wait_ready(host, svc, None)?;
+        for ((host, svc), child) in members.iter().zip(children.iter_mut()) {
+            self.wait_ready(host, svc, child.as_mut())?;
         }
-        progress(&format!("{} ready (quorum)", names(&|_| true)), t.elapsed());
+        let all: Vec<String> = members
+            .iter()
+            .map(|(h, s)| format!("{}/{}", h.name, s.name))
+            .collect();
+        progress(&format!("{} ready (quorum)", all.join(", ")), t.elapsed());
         Ok(())
     }
 
@@ -1114,6 +1124,58 @@ mod tests {
         assert!(head.starts_with("GET /readyz HTTP/1.1\r\n"), "{head}");
         // The listener is gone: refused.
         assert_eq!(http_get(addr, "/readyz"), None);
+    }
+
+    /// A quorum member that exits before its peer port accepts fails `start_quorums` at
+    /// once with its log, and its host counts as started (so a failed `up` stops it).
+    #[test]
+    fn a_quorum_member_that_exits_is_reported_with_its_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut host, mut svc) = service(dir.path());
+        host.name = "monitor".into();
+        host.role = Role::Monitor;
+        svc.name = "etcd";
+        svc.launch = Launch::Process {
+            program: Program::Rampart(PathBuf::from("/bin/sh")),
+            args: vec![
+                "-c".into(),
+                "echo 'no such flag: --bogus' >&2; exit 2".into(),
+            ],
+        };
+        svc.files = Vec::new();
+        svc.needs = Vec::new();
+        svc.quorum = Some(Probe::Accepting("127.0.0.1:1".parse().unwrap()));
+        svc.private_dirs = vec![dir.path().join("etcd")];
+        host.services = vec![svc];
+        let plan = Plan {
+            hosts: vec![host],
+            certificates: Vec::new(),
+            db_users: Vec::new(),
+            etcd: rampart_topology::plan::Etcd {
+                endpoints: Vec::new(),
+                ca: dir.path().join("ca.pem"),
+                clients: Vec::new(),
+            },
+        };
+        let mut stack = Stack::local(dir.path(), 250, PathBuf::from("/bin/true")).unwrap();
+        let mut steps = Vec::new();
+        let err = stack
+            .start_quorums(&plan, &mut |what, _| steps.push(what.to_owned()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("monitor: etcd exited during start (status 2)"),
+            "{err}"
+        );
+        assert!(err.contains("no such flag: --bogus"), "{err}");
+        assert!(steps.is_empty(), "{steps:?}");
+        assert_eq!(stack.started(), ["monitor"]);
+        let mode = std::fs::metadata(dir.path().join("etcd"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o700);
     }
 
     #[test]

@@ -11,9 +11,23 @@ install_missing() {
     fi
     log "installing missing packages: $*"
     export DEBIAN_FRONTEND=noninteractive
+    # No service may start while packages install (Debian's etcd-server would start a
+    # system etcd on localhost:2379): a refusing policy-rc.d unless the machine has one.
+    local policy=/usr/sbin/policy-rc.d made=0
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+        "${sudo[@]}" chmod 0755 "$policy"
+        made=1
+    fi
+    local status=0
     if ! "${sudo[@]}" apt-get install -y --no-install-recommends "$@"; then
         log "install failed; running apt-get update and retrying"
-        "${sudo[@]}" apt-get update
-        "${sudo[@]}" apt-get install -y --no-install-recommends "$@"
+        "${sudo[@]}" apt-get update || true
+        "${sudo[@]}" apt-get install -y --no-install-recommends "$@" || status=$?
     fi
+    ((made)) && "${sudo[@]}" rm -f "$policy"
+    if [[ " $* " == *" etcd-server "* && -d /run/systemd/system ]]; then
+        "${sudo[@]}" systemctl disable --now etcd.service >/dev/null 2>&1 || true
+    fi
+    return "$status"
 }

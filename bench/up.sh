@@ -20,7 +20,7 @@ source bench/lib.sh
 
 [[ $(id -u) -eq 0 ]] || die "isolated mode needs root"
 missing=()
-for p in mariadb-server-core mariadb-client-core nftables iproute2; do
+for p in mariadb-server-core mariadb-client-core nftables iproute2 prometheus prometheus-alertmanager etcd-server; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 install_missing "${missing[@]}"

@@ -70,6 +70,10 @@ ensure_tools() {
     command -v wrk >/dev/null || missing+=(wrk)
     command -v sysbench >/dev/null || missing+=(sysbench)
     command -v mariadb >/dev/null || missing+=(mariadb-client-core)
+    # What `rampart up` runs besides its own binary and MariaDB.
+    command -v prometheus >/dev/null || missing+=(prometheus)
+    command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
+    command -v etcd >/dev/null || missing+=(etcd-server)
     command -v curl >/dev/null || missing+=(curl)
     command -v jq >/dev/null || missing+=(jq)
     command -v timeout >/dev/null || missing+=(coreutils)

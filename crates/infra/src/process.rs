@@ -209,6 +209,13 @@ pub struct Spec {
 /// Two concurrent `spawn`s of the same spec are not serialized; callers start each process
 /// from one place.
 pub fn spawn(spec: &Spec) -> Result<Child, InfraError> {
+    spawn_without_env(spec, &[])
+}
+
+/// [`spawn`], with every variable of rampart's environment whose name starts with one of
+/// `prefixes` removed from the child's (before `spec.env` is added): etcd takes `ETCD_*`
+/// variables as flags and refuses to start when one duplicates a flag it was given.
+pub fn spawn_without_env(spec: &Spec, prefixes: &[&str]) -> Result<Child, InfraError> {
     if let Some(pid) = running(&spec.pid_file) {
         return Err(InfraError::AlreadyRunning {
             name: spec.name.clone(),
@@ -228,6 +235,12 @@ pub fn spawn(spec: &Spec) -> Result<Child, InfraError> {
         .try_clone()
         .map_err(|e| InfraError::io("open log file", &spec.log_file, e))?;
     let mut command = Command::new(&spec.program);
+    for (name, _) in std::env::vars_os() {
+        let text = name.to_string_lossy();
+        if prefixes.iter().any(|p| text.starts_with(p)) {
+            command.env_remove(&name);
+        }
+    }
     command
         .args(&spec.args)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
@@ -552,6 +565,37 @@ mod tests {
             log_file: dir.join("log/sleep.log"),
             cwd: Some(dir.to_path_buf()),
         }
+    }
+
+    /// The child sees none of the removed prefix's variables (`PATH`, which every test
+    /// process has), and still its own.
+    #[test]
+    fn spawn_without_env_removes_variables_by_prefix() {
+        assert!(std::env::var_os("PATH").is_some());
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("env.txt");
+        let spec = Spec {
+            name: "test/env".to_owned(),
+            program: PathBuf::from("/bin/sh"),
+            args: vec![
+                "-c".into(),
+                format!("/usr/bin/env > {}", out.display()).into(),
+            ],
+            env: vec![("RAMPART_TEST_OWN".into(), "1".into())],
+            pid_file: dir.path().join("env.pid"),
+            log_file: dir.path().join("env.log"),
+            cwd: None,
+        };
+        let mut child = spawn_without_env(&spec, &["PAT"]).unwrap();
+        child.wait().unwrap();
+        let env = fs::read_to_string(&out).unwrap();
+        assert!(!env.lines().any(|l| l.starts_with("PATH=")), "{env}");
+        assert!(env.lines().any(|l| l == "RAMPART_TEST_OWN=1"), "{env}");
+        // Without prefixes, the environment is inherited whole.
+        let mut child = spawn(&spec).unwrap();
+        child.wait().unwrap();
+        let env = fs::read_to_string(&out).unwrap();
+        assert!(env.lines().any(|l| l.starts_with("PATH=")), "{env}");
     }
 
     #[test]

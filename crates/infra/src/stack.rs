@@ -14,12 +14,15 @@
 //! `up` creates what is missing (CA and certificates, database passwords, data
 //! directories; in isolated mode the namespaces, bridges, links and firewalls), writes every
 //! host's config from the topology, and starts the services in dependency order, waiting
-//! on each one's readiness (never a sleep): dns, db1, then db2 with replication and
-//! semi-sync, then web1 and web2 (`/readyz`: schema migrated, primary reachable), then lb1
-//! (every backend in rotation), then the forward. Services are child processes in their
-//! own process groups, recorded in pid files under `hosts/<host>/`, so `down`, `stop`,
-//! `start` and `status` work from any later invocation, and a stale pid file (crash,
-//! reboot) is recognised by the process start time and ignored. `down` stops every
+//! on each one's readiness (never a sleep): first the etcd members of every host together
+//! (each spawned and waited on until its peer port accepts, then all waited on until
+//! healthy, since none is before a quorum runs), then the monitor, dns, db1, then db2
+//! with replication and semi-sync, then web1 and web2 (`/readyz`: schema migrated,
+//! primary reachable), then lb1 (every backend in rotation), then the forward. Services
+//! are child processes in their own process groups, recorded in pid files under
+//! `hosts/<host>/`, so `down`, `stop`, `start` and `status` work from any later
+//! invocation, and a stale pid file (crash, reboot) is recognised by the process start
+//! time and ignored. `down` stops every
 //! service and, in isolated mode, deletes the namespaces by name (and with them every
 //! interface) and the client's resolver file.
 //!
@@ -251,9 +254,9 @@ impl Stack {
         }
     }
 
-    /// Whether `svc` passes its readiness probe now.
-    fn is_ready(host: &HostPlan, svc: &ServicePlan) -> Result<bool, InfraError> {
-        match &svc.ready {
+    /// Whether `probe` of `svc` passes now.
+    fn passes(host: &HostPlan, svc: &ServicePlan, probe: &Probe) -> Result<bool, InfraError> {
+        match probe {
             Probe::Accepting(addr) => Self::probe(host, svc, || accepting(*addr)),
             Probe::Http { addr, path, body } => Self::probe(host, svc, || {
                 http_get(*addr, path).is_some_and(|(code, text)| code == 200 && body.passes(&text))
@@ -297,13 +300,32 @@ impl Stack {
         let ca = rampart_tls::pki::Ca::load_or_create(&dir, "rampart local CA")
             .map_err(|e| InfraError::Invalid(format!("local CA in {}: {e}", dir.display())))?;
         for cert in &self.plan().certificates {
-            let stem = &cert.stem;
-            if dir.join(format!("{stem}.pem")).exists() && dir.join(format!("{stem}.key")).exists()
-            {
+            let (pem, key) = cert.files();
+            if pem.exists() && key.exists() {
                 continue;
             }
-            ca.issue(&dir, stem, &cert.names, cert.client)
-                .map_err(|e| InfraError::Invalid(format!("certificate {stem}: {e}")))?;
+            let issued = if cert.server {
+                ca.issue(&cert.dir, &cert.stem, &cert.names, cert.client)
+            } else {
+                ca.issue_client(&cert.dir, &cert.stem, &cert.names)
+            };
+            issued
+                .map_err(|e| InfraError::Invalid(format!("certificate {}: {e}", pem.display())))?;
+        }
+        Ok(())
+    }
+
+    /// Every packaged program the plan runs is installed: a missing one is named with
+    /// its Debian package before anything starts.
+    fn check_programs(plan: &Plan) -> Result<(), InfraError> {
+        for svc in plan.hosts.iter().flat_map(|h| &h.services) {
+            if let Launch::Process {
+                program: Program::Packaged { program, package },
+                ..
+            } = &svc.launch
+            {
+                process::find_program(program, package)?;
+            }
         }
         Ok(())
     }
@@ -342,9 +364,11 @@ impl Stack {
         mariadb::Secrets::load_or_create(&self.paths.secrets())?;
         progress("certificates and secrets", t0.elapsed());
         let plan = self.plan();
+        Self::check_programs(&plan)?;
         if self.fabric.is_some() {
             self.up_network(&plan, progress)?;
         }
+        self.start_quorums(&plan, progress)?;
         for host in plan.start_order() {
             self.check_cancel()?;
             let t = Instant::now();
@@ -359,6 +383,70 @@ impl Stack {
                 t.elapsed(),
             );
         }
+        Ok(())
+    }
+
+    /// Starts the services that wait on a quorum of each other (etcd's members) before
+    /// the hosts' start order: spawns every one that is not running, waiting only until
+    /// it has started (its `quorum` probe), then waits until each one is ready. One at a
+    /// time would never finish: a member of a new cluster is not ready before a majority
+    /// of its peers runs. The hosts' start then finds them running.
+    fn start_quorums(
+        &mut self,
+        plan: &Plan,
+        progress: &mut dyn FnMut(&str, Duration),
+    ) -> Result<(), InfraError> {
+        let members = plan.quorum_services();
+        if members.is_empty() {
+            return Ok(());
+        }
+        // The children spawned here, by member, so a member that exits while it is
+        // awaited is reported at once with its log; kept to be reaped, whatever happens.
+        let mut children = Vec::new();
+        let outcome = self.spawn_and_await(&members, &mut children, progress);
+        self.children.extend(children.into_iter().flatten());
+        outcome
+    }
+
+    /// [`Stack::start_quorums`]'s work, recording each member's child (if it spawned
+    /// one) in `children`, in member order.
+    fn spawn_and_await(
+        &mut self,
+        members: &[(&HostPlan, &ServicePlan)],
+        children: &mut Vec<Option<Child>>,
+        progress: &mut dyn FnMut(&str, Duration),
+    ) -> Result<(), InfraError> {
+        let t = Instant::now();
+        let mut spawned = Vec::new();
+        for (host, svc) in members {
+            self.check_cancel()?;
+            let (Launch::Process { program, args }, None) =
+                (&svc.launch, process::running(&svc.pid_file))
+            else {
+                children.push(None);
+                continue;
+            };
+            if !self.started.contains(&host.name) {
+                self.started.push(host.name.clone());
+            }
+            children.push(Some(self.spawn_service(host, svc, program, args)?));
+            if let (Some(Some(child)), Some(probe)) = (children.last_mut(), &svc.quorum) {
+                self.wait_probe(host, svc, probe, Some(child), "started")?;
+            }
+            spawned.push(format!("{}/{}", host.name, svc.name));
+        }
+        if !spawned.is_empty() {
+            progress(&format!("{} spawned", spawned.join(", ")), t.elapsed());
+        }
+        let t = Instant::now();
+        for ((host, svc), child) in members.iter().zip(children.iter_mut()) {
+            self.wait_ready(host, svc, child.as_mut())?;
+        }
+        let all: Vec<String> = members
+            .iter()
+            .map(|(h, s)| format!("{}/{}", h.name, s.name))
+            .collect();
+        progress(&format!("{} ready (quorum)", all.join(", ")), t.elapsed());
         Ok(())
     }
 
@@ -471,9 +559,7 @@ impl Stack {
         Ok(started)
     }
 
-    /// Writes a service's files, checks the ones it needs, spawns it (inside its host's
-    /// namespace unless it listens on the operator's loopback) and waits until it is
-    /// ready.
+    /// Spawns a service and waits until it is ready.
     fn start_process(
         &mut self,
         host: &HostPlan,
@@ -481,9 +567,28 @@ impl Stack {
         program: &Program,
         args: &[String],
     ) -> Result<(), InfraError> {
+        let mut child = self.spawn_service(host, svc, program, args)?;
+        let ready = self.wait_ready(host, svc, Some(&mut child));
+        self.children.push(child);
+        ready
+    }
+
+    /// Writes a service's files, creates its private directories, checks the files it
+    /// needs and spawns it (inside its host's namespace unless it listens on the
+    /// operator's loopback), without the environment variables the plan removes.
+    fn spawn_service(
+        &self,
+        host: &HostPlan,
+        svc: &ServicePlan,
+        program: &Program,
+        args: &[String],
+    ) -> Result<Child, InfraError> {
         std::fs::create_dir_all(&host.dir)
             .map_err(|e| InfraError::io("create directory", &host.dir, e))?;
         write_files(svc)?;
+        for dir in &svc.private_dirs {
+            process::create_private_dir(dir)?;
+        }
         check_needs(host, svc, READY_DEADLINE, &self.cancel)?;
         let program = match program {
             Program::Rampart(bin) => bin.clone(),
@@ -502,10 +607,7 @@ impl Stack {
             Some(ns) => netns::wrap(ns, spec)?,
             None => spec,
         };
-        let mut child = process::spawn(&spec)?;
-        let ready = self.wait_ready(host, svc, Some(&mut child));
-        self.children.push(child);
-        ready
+        process::spawn_without_env(&spec, &svc.env_remove_prefixes)
     }
 
     /// Waits until `svc` passes its readiness probe; fails early if the process exits,
@@ -514,9 +616,22 @@ impl Stack {
         &self,
         host: &HostPlan,
         svc: &ServicePlan,
-        mut child: Option<&mut Child>,
+        child: Option<&mut Child>,
     ) -> Result<(), InfraError> {
-        let what = format!("{}/{} ready", host.name, svc.name);
+        self.wait_probe(host, svc, &svc.ready, child, "ready")
+    }
+
+    /// Waits until `probe` of `svc` passes (`state` names it in errors: `ready`,
+    /// `started`); fails early if the process exits, quoting the end of its log.
+    fn wait_probe(
+        &self,
+        host: &HostPlan,
+        svc: &ServicePlan,
+        probe: &Probe,
+        mut child: Option<&mut Child>,
+        state: &str,
+    ) -> Result<(), InfraError> {
+        let what = format!("{}/{} {state}", host.name, svc.name);
         let outcome = process::wait_until(&what, READY_DEADLINE, || {
             if let Some(Ok(Some(status))) = child.as_mut().map(|c| c.try_wait()) {
                 return Some(Err(InfraError::Exited {
@@ -530,7 +645,7 @@ impl Stack {
             if let Err(e) = self.check_cancel() {
                 return Some(Err(e));
             }
-            match Self::is_ready(host, svc) {
+            match Self::passes(host, svc, probe) {
                 Ok(true) => Some(Ok(())),
                 Ok(false) => None,
                 Err(e) => Some(Err(e)),
@@ -882,6 +997,9 @@ mod tests {
             ports: Vec::new(),
             in_namespace: true,
             ready: Probe::Database,
+            quorum: None,
+            private_dirs: Vec::new(),
+            env_remove_prefixes: Vec::new(),
             pid_file: dir.join("web.pid"),
             log_file: dir.join("web.log"),
         };
@@ -1006,6 +1124,58 @@ mod tests {
         assert!(head.starts_with("GET /readyz HTTP/1.1\r\n"), "{head}");
         // The listener is gone: refused.
         assert_eq!(http_get(addr, "/readyz"), None);
+    }
+
+    /// A quorum member that exits before its peer port accepts fails `start_quorums` at
+    /// once with its log, and its host counts as started (so a failed `up` stops it).
+    #[test]
+    fn a_quorum_member_that_exits_is_reported_with_its_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut host, mut svc) = service(dir.path());
+        host.name = "monitor".into();
+        host.role = Role::Monitor;
+        svc.name = "etcd";
+        svc.launch = Launch::Process {
+            program: Program::Rampart(PathBuf::from("/bin/sh")),
+            args: vec![
+                "-c".into(),
+                "echo 'no such flag: --bogus' >&2; exit 2".into(),
+            ],
+        };
+        svc.files = Vec::new();
+        svc.needs = Vec::new();
+        svc.quorum = Some(Probe::Accepting("127.0.0.1:1".parse().unwrap()));
+        svc.private_dirs = vec![dir.path().join("etcd")];
+        host.services = vec![svc];
+        let plan = Plan {
+            hosts: vec![host],
+            certificates: Vec::new(),
+            db_users: Vec::new(),
+            etcd: rampart_topology::plan::Etcd {
+                endpoints: Vec::new(),
+                ca: dir.path().join("ca.pem"),
+                clients: Vec::new(),
+            },
+        };
+        let mut stack = Stack::local(dir.path(), 250, PathBuf::from("/bin/true")).unwrap();
+        let mut steps = Vec::new();
+        let err = stack
+            .start_quorums(&plan, &mut |what, _| steps.push(what.to_owned()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("monitor: etcd exited during start (status 2)"),
+            "{err}"
+        );
+        assert!(err.contains("no such flag: --bogus"), "{err}");
+        assert!(steps.is_empty(), "{steps:?}");
+        assert_eq!(stack.started(), ["monitor"]);
+        let mode = std::fs::metadata(dir.path().join("etcd"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o700);
     }
 
     #[test]

@@ -112,7 +112,8 @@ fn firewall_matrix_matches_the_policy() {
     let _g = Guard(fabric.clone());
     fabric.create().unwrap();
     fabric.load_firewalls().unwrap();
-    let ports: [u16; 8] = [80, 443, 53, 8443, 9180, 9181, 3306, 9090];
+    // The services' ports, and etcd's client, peer and metrics ports.
+    let ports: [u16; 11] = [80, 443, 53, 8443, 9180, 9181, 3306, 9090, 2379, 2380, 2381];
     let mut failures = Vec::new();
     let mut matrix = String::from("from \\ to:port      result   expected\n");
     for src in &t.hosts {

@@ -1,10 +1,12 @@
 //! Every config the plan renders, for every host in both modes, parses with that
 //! service's own config parser: `rampart up` never writes a file its service refuses.
+//! And the etcd members' command lines agree on one cluster, name only files the plan
+//! issues, and advertise what the plan gives the clients.
 
 use std::path::{Path, PathBuf};
 
 use rampart_telemetry::config::ConfigFile;
-use rampart_topology::plan::{plan, Launch, Program, Settings};
+use rampart_topology::plan::{plan, Launch, Plan, Program, Settings};
 use rampart_topology::render::{Pace, StatePaths};
 use rampart_topology::{Mode, Topology};
 
@@ -30,21 +32,26 @@ fn parse(service: &str, path: &Path, text: &str) -> Result<(), String> {
     }
 }
 
+fn settings(prefix: Option<&str>, pace: Pace) -> Settings {
+    Settings {
+        state: StatePaths::new(Path::new("/var/lib/rampart")),
+        bin: PathBuf::from("/usr/bin/rampart"),
+        pace,
+        prefix: prefix.map(str::to_owned),
+        publish: 8443,
+        dashboard_publish: 9443,
+        uid: 0,
+    }
+}
+
+const MODES: [(Mode, Option<&str>); 2] = [(Mode::Local, None), (Mode::Isolated, Some("rp"))];
+
 #[test]
 fn every_planned_config_parses_with_its_services_parser() {
     let mut parsed = Vec::new();
-    for (mode, prefix) in [(Mode::Local, None), (Mode::Isolated, Some("rp"))] {
+    for (mode, prefix) in MODES {
         for pace in [Pace::Production, Pace::Fast] {
-            let settings = Settings {
-                state: StatePaths::new(Path::new("/var/lib/rampart")),
-                bin: PathBuf::from("/usr/bin/rampart"),
-                pace,
-                prefix: prefix.map(str::to_owned),
-                publish: 8443,
-                dashboard_publish: 9443,
-                uid: 0,
-            };
-            let p = plan(&Topology::default_for(mode, 0), &settings);
+            let p = plan(&Topology::default_for(mode, 0), &settings(prefix, pace));
             for host in &p.hosts {
                 for svc in &host.services {
                     let Launch::Process {
@@ -79,4 +86,120 @@ fn every_planned_config_parses_with_its_services_parser() {
     // 7 hosts with an agent, plus web, web, lb, dns and the dashboard, in each mode and
     // pace.
     assert_eq!(parsed.len(), 4 * 12, "{parsed:#?}");
+}
+
+/// The value of `--flag=` in `args`.
+fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    let prefix = format!("--{name}=");
+    args.iter().find_map(|a| a.strip_prefix(prefix.as_str()))
+}
+
+/// Each etcd member's argv, by host.
+fn etcd_args(p: &Plan) -> Vec<(String, Vec<String>)> {
+    p.hosts
+        .iter()
+        .filter_map(|h| {
+            let svc = h.service("etcd")?;
+            match &svc.launch {
+                Launch::Process {
+                    program:
+                        Program::Packaged {
+                            program: "etcd",
+                            package: "etcd-server",
+                        },
+                    args,
+                } => Some((h.name.clone(), args.clone())),
+                other => panic!("{}: etcd launched as {other:?}", h.name),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn etcd_members_agree_on_one_cluster_and_name_only_issued_files() {
+    for (mode, prefix) in MODES {
+        let t = Topology::default_for(mode, 0);
+        let p = plan(&t, &settings(prefix, Pace::Production));
+        let members = etcd_args(&p);
+        let names: Vec<&str> = members.iter().map(|(h, _)| h.as_str()).collect();
+        assert_eq!(names, ["dns", "lb1", "monitor"], "{mode:?}");
+        // One --initial-cluster and token for all, listing every member by its peer URL.
+        let cluster = flag(&members[0].1, "initial-cluster").unwrap();
+        let token = flag(&members[0].1, "initial-cluster-token").unwrap();
+        let mut advertised = Vec::new();
+        for (host, args) in &members {
+            assert_eq!(flag(args, "name"), Some(host.as_str()));
+            assert_eq!(flag(args, "initial-cluster"), Some(cluster), "{host}");
+            assert_eq!(flag(args, "initial-cluster-token"), Some(token), "{host}");
+            let peer = flag(args, "initial-advertise-peer-urls").unwrap();
+            assert!(
+                cluster.split(',').any(|m| m == format!("{host}={peer}")),
+                "{host}: {peer} not in {cluster}"
+            );
+            assert_eq!(flag(args, "listen-peer-urls"), Some(peer));
+            let client = flag(args, "advertise-client-urls").unwrap();
+            assert_eq!(flag(args, "listen-client-urls"), Some(client));
+            advertised.push(client.to_owned());
+            // TLS on both ports, with client certificates required on both.
+            for required in ["--client-cert-auth", "--peer-client-cert-auth"] {
+                assert!(args.iter().any(|a| a == required), "{host}: {required}");
+            }
+            assert!(peer.starts_with("https://") && client.starts_with("https://"));
+            assert!(flag(args, "listen-metrics-urls")
+                .unwrap()
+                .starts_with("http://"));
+            // Every file it names is one the plan issues (or the CA) and one it needs.
+            let svc = p.host(host).and_then(|h| h.service("etcd")).unwrap();
+            for key in [
+                "cert-file",
+                "key-file",
+                "trusted-ca-file",
+                "peer-cert-file",
+                "peer-key-file",
+                "peer-trusted-ca-file",
+            ] {
+                let file = PathBuf::from(flag(args, key).unwrap());
+                assert!(
+                    svc.needs.iter().any(|n| n.path == file),
+                    "{host}: --{key} {} is not among its needs",
+                    file.display()
+                );
+                let issued = p.certificates.iter().any(|c| {
+                    let (cert, key) = c.files();
+                    file == cert || file == key
+                }) || file == p.etcd.ca;
+                assert!(issued, "{host}: --{key} {} is never issued", file.display());
+            }
+            // Its certificate is a server and client one, valid for its address.
+            let cert = PathBuf::from(flag(args, "cert-file").unwrap());
+            let c = p.certificates.iter().find(|c| c.files().0 == cert).unwrap();
+            assert!(c.server && c.client, "{host}: {c:?}");
+            let ip = client
+                .trim_start_matches("https://")
+                .rsplit_once(':')
+                .unwrap()
+                .0;
+            assert!(c.names.iter().any(|n| n == ip), "{host}: {c:?}");
+            assert_eq!(
+                svc.private_dirs,
+                [PathBuf::from(flag(args, "data-dir").unwrap())]
+            );
+        }
+        // The clients get exactly what the members advertise.
+        let mut endpoints = p.etcd_endpoints();
+        endpoints.sort();
+        advertised.sort();
+        assert_eq!(advertised, endpoints, "{mode:?}");
+        // Every database and web host has a client-only certificate; no other host does.
+        let clients: Vec<&str> = p.etcd.clients.iter().map(|c| c.host.as_str()).collect();
+        assert_eq!(clients, ["web1", "web2", "db1", "db2"]);
+        for client in &p.etcd.clients {
+            let c = p
+                .certificates
+                .iter()
+                .find(|c| c.files() == (client.cert.clone(), client.key.clone()))
+                .unwrap_or_else(|| panic!("{}: client certificate not issued", client.host));
+            assert!(c.client && !c.server, "{c:?}");
+        }
+    }
 }

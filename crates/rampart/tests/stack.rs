@@ -36,6 +36,8 @@ struct Stack {
     state: tempfile::TempDir,
     mode: Mode,
     curl: PathBuf,
+    /// etcd's client, to check the cluster from its client hosts.
+    etcdctl: PathBuf,
     /// More arguments for `rampart up`.
     extra: Vec<String>,
     /// Isolated mode: the dashboard's forward on 127.0.0.1.
@@ -80,11 +82,14 @@ impl Stack {
             return None;
         }
         let curl = tool("curl", None)?;
+        tool("etcd", None)?;
+        let etcdctl = tool("etcdctl", None)?;
         let state = tempfile::Builder::new().prefix("rs").tempdir().unwrap();
         let stack = Stack {
             state,
             mode,
             curl,
+            etcdctl,
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
             dash_port: free_port(),
         };
@@ -98,11 +103,13 @@ impl Stack {
         let text = String::from_utf8_lossy(&out.stdout);
         // Progress step by step with timings, then what to run next.
         let mut needles = vec![
-            "monitor (dashboard, alertmanager, prometheus, agent",
-            "dns (dns, agent) started",
+            "monitor/etcd, dns/etcd, lb1/etcd spawned",
+            "monitor/etcd, dns/etcd, lb1/etcd ready (quorum)",
+            "monitor (etcd, dashboard, alertmanager, prometheus, agent",
+            "dns (etcd, dns, agent) started",
             "db1 (mariadb, agent) started",
             "db2 (mariadb, agent) started",
-            "lb1 (lb, agent) started",
+            "lb1 (etcd, lb, agent) started",
             "curl --cacert",
         ];
         let resolve;
@@ -258,6 +265,72 @@ impl Stack {
         )
     }
 
+    /// The topology this run brought up (its addresses).
+    fn topology(&self) -> rampart_topology::Topology {
+        match self.mode {
+            Mode::Local { net } => {
+                rampart_topology::Topology::default_for(rampart_topology::Mode::Local, net)
+            }
+            Mode::Isolated { .. } => {
+                rampart_topology::Topology::default_for(rampart_topology::Mode::Isolated, 0)
+            }
+        }
+    }
+
+    /// etcdctl on `host` (inside it in isolated mode) against every member, with the
+    /// host's etcd client certificate when `cert`; (success, stdout and stderr).
+    fn etcdctl(&self, host: &str, cert: bool, args: &[&str]) -> (bool, String) {
+        let dir = self.state().join("hosts").join(host);
+        let mut c = self.on(host, &self.etcdctl);
+        c.arg(format!(
+            "--endpoints={}",
+            self.topology().etcd_endpoints().join(",")
+        ))
+        .arg(format!(
+            "--cacert={}",
+            self.state().join("certs/ca.pem").display()
+        ))
+        .args(["--dial-timeout=2s", "--command-timeout=5s"]);
+        if cert {
+            c.arg(format!("--cert={}", dir.join("etcd-client.pem").display()))
+                .arg(format!("--key={}", dir.join("etcd-client.key").display()));
+        }
+        let out = c.args(args).stdin(Stdio::null()).output().unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
+    /// curl on `host` for `https://<first member>:2379/version`, with the host's etcd
+    /// client certificate when `cert`; (success, stdout and stderr).
+    fn etcd_version(&self, host: &str, cert: bool) -> (bool, String) {
+        let dir = self.state().join("hosts").join(host);
+        let endpoint = self.topology().etcd_endpoints()[0].clone();
+        let mut c = self.on(host, &self.curl);
+        c.args(["-sS", "--max-time", "5", "--cacert"])
+            .arg(self.state().join("certs/ca.pem"));
+        if cert {
+            c.arg("--cert")
+                .arg(dir.join("etcd-client.pem"))
+                .arg("--key")
+                .arg(dir.join("etcd-client.key"));
+        }
+        let out = c.arg(format!("{endpoint}/version")).output().unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
     fn db(&self, host: &str) -> String {
         let last = if host == "db1" { 21 } else { 22 };
         match self.mode {
@@ -377,8 +450,78 @@ fn whole_path_through_the_load_balancer() {
     whole_path(&stack);
 }
 
+/// The etcd cluster, from its client hosts with their certificates: every member
+/// healthy, one cluster of monitor, dns and lb1 advertising the planned endpoints, a
+/// write from one client host read back on another, and no answer without a client
+/// certificate. Returns the member IDs (sorted), which survive `down` and `up`.
+fn etcd_cluster(stack: &Stack) -> Vec<String> {
+    let (ok, health) = stack.etcdctl("db1", true, &["endpoint", "health", "--cluster"]);
+    assert!(ok, "{health}");
+    assert_eq!(health.matches(" is healthy").count(), 3, "{health}");
+    let (ok, list) = stack.etcdctl("db1", true, &["member", "list", "-w", "simple"]);
+    assert!(ok, "{list}");
+    // "<id>, started, <name>, <peer url>, <client url>, false"
+    let rows: Vec<Vec<&str>> = list
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split(", ").collect())
+        .collect();
+    let mut names: Vec<&str> = rows.iter().map(|r| r[2]).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["dns", "lb1", "monitor"], "{list}");
+    assert!(rows.iter().all(|r| r[1] == "started"), "{list}");
+    let mut clients: Vec<String> = rows.iter().map(|r| r[4].to_owned()).collect();
+    clients.sort();
+    let mut endpoints = stack.topology().etcd_endpoints();
+    endpoints.sort();
+    assert_eq!(clients, endpoints, "{list}");
+    // Every client host reaches the cluster: a write from web2 is read on db2.
+    let value = format!("v{}", std::process::id());
+    let (ok, out) = stack.etcdctl("web2", true, &["put", "/rampart/test/e2e", &value]);
+    assert!(ok, "{out}");
+    let (ok, out) = stack.etcdctl(
+        "db2",
+        true,
+        &["get", "--print-value-only", "/rampart/test/e2e"],
+    );
+    assert!(ok && out.trim() == value, "{out}");
+    // With a client certificate the client port answers; without one, the handshake
+    // is refused (and etcdctl gets nothing).
+    let (ok, out) = stack.etcd_version("db1", true);
+    assert!(ok && out.contains("\"etcdserver\""), "{out}");
+    let (ok, out) = stack.etcd_version("db1", false);
+    assert!(!ok, "answered without a client certificate: {out}");
+    let (ok, out) = stack.etcdctl("db1", false, &["get", "/rampart/test/e2e"]);
+    assert!(!ok, "etcdctl without a certificate: {out}");
+    println!(
+        "etcd: 3 members healthy in one cluster ({}); refused without a client certificate",
+        names.join(", ")
+    );
+    let mut ids: Vec<String> = rows.iter().map(|r| r[0].to_owned()).collect();
+    ids.sort();
+    ids
+}
+
 /// The judged end-to-end checks of the request path, the same in both modes.
 fn whole_path(stack: &Stack) {
+    // 0. etcd: one healthy cluster, and a member that stops (its host stopped) comes back
+    // alone with `rampart start`, rejoining the other two.
+    let members = etcd_cluster(stack);
+    stack.host("stop", "lb1");
+    // The other two keep a quorum (a new leader within an election, should lb1's member
+    // have led): two healthy, lb1's not.
+    eventually(
+        "two healthy members with lb1 stopped",
+        Duration::from_secs(20),
+        || {
+            let (ok, health) = stack.etcdctl("db1", true, &["endpoint", "health", "--cluster"]);
+            (!ok && health.matches(" is healthy").count() == 2).then_some(())
+        },
+    );
+    stack.host("start", "lb1");
+    let (ok, health) = stack.etcdctl("db1", true, &["endpoint", "health", "--cluster"]);
+    assert!(ok, "lb1's member after `rampart start lb1`: {health}");
+
     // 1. Round robin: consecutive requests alternate between web1 and web2.
     let served: Vec<String> = (0..6)
         .map(|_| {
@@ -681,6 +824,18 @@ fn whole_path(stack: &Stack) {
     assert_eq!(db1["services"][0]["state"], "running");
     assert_eq!(db1["services"][0]["port"], 3306);
     assert_eq!(db1["addresses"][0], stack.db("db1").as_str());
+    // Each member's etcd shows first on its host, its client port the main one.
+    for member in ["monitor", "dns", "lb1"] {
+        let h = hosts.iter().find(|h| h["name"] == member).unwrap();
+        let etcd = &h["services"][0];
+        assert_eq!(
+            (&etcd["name"], &etcd["state"], &etcd["port"]),
+            (&"etcd".into(), &"running".into(), &2379.into()),
+            "{member}: {etcd}"
+        );
+        assert_eq!(etcd["ports"]["peer"], 2380);
+        assert_eq!(etcd["ports"]["metrics"], 2381);
+    }
     let down = rampart(stack.state(), &["down"]);
     assert!(down.status.success());
     let st = json(&String::from_utf8_lossy(
@@ -700,6 +855,12 @@ fn whole_path(stack: &Stack) {
     );
     let r = stack.curl(&format!("/api/users/{last_id}"), &[]);
     assert_eq!(r.status, 200, "data lost across down/up: {r:?}");
+    // The same etcd cluster (its data directories kept), healthy again.
+    assert_eq!(
+        etcd_cluster(stack),
+        members,
+        "etcd members changed across down/up"
+    );
 }
 
 #[test]
@@ -764,8 +925,9 @@ fn attached_up_stops_everything_on_ctrl_c() {
         panic!("never ready:\n{seen}");
     }
     assert!(status.success(), "{status:?}");
-    // dns, db1, db2, web1, web2, lb1, the monitor's three, and an agent on each of 7.
-    assert_eq!(pids.len(), 16, "{pids:?}");
+    // dns, db1, db2, web1, web2, lb1, the monitor's three, an agent on each of 7, and
+    // the three etcd members.
+    assert_eq!(pids.len(), 19, "{pids:?}");
     for pid in pids {
         // A zombie still has a /proc entry; a reaped or re-parented-and-reaped one does not.
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -875,7 +1037,9 @@ fn isolated_topology_end_to_end() {
     // dropped, the dashboard (3000) and the agents' own metrics (9100) included.
     let t = rampart_topology::Topology::default_for(rampart_topology::Mode::Isolated, 0);
     let policy = t.policy();
-    let ports: [u16; 10] = [80, 443, 53, 8443, 9180, 9181, 3306, 9090, 9100, 3000];
+    let ports: [u16; 13] = [
+        80, 443, 53, 8443, 9180, 9181, 3306, 9090, 9100, 3000, 2379, 2380, 2381,
+    ];
     let mut matrix = String::from("from     to      address        :port  result    expected\n");
     let mut failures = Vec::new();
     let (mut open, mut dropped) = (0, 0);
@@ -941,8 +1105,23 @@ fn isolated_topology_end_to_end() {
     }
     println!("{matrix}({open} allowed flows shown; {dropped} other flows, all dropped)");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    // 13 service flows and every agent's push (6 hosts with a management address).
-    assert_eq!(open, 19);
+    // 13 service flows, every agent's push (6 hosts with a management address), and
+    // etcd's: 6 peer flows between the 3 members, 12 client flows (db1, db2, web1, web2
+    // to each member) and the monitor to the other 2 members' metrics.
+    assert_eq!(open, 39);
+    // Named here for the record: the etcd ports are dropped for every other host.
+    for (from, to, port) in [
+        ("web1", "lb1", 2380),
+        ("db1", "dns", 2381),
+        ("lb1", "dns", 2379),
+        ("client", "dns", 2379),
+    ] {
+        assert!(
+            !t.allows(from, to, rampart_topology::policy::Proto::Tcp, port),
+            "{from} -> {to}:{port}"
+        );
+    }
+    println!("etcd ports 2379/2380/2381: only the policy's flows connect (web1 -> lb1:2380, db1 -> dns:2381, lb1 -> dns:2379, client -> dns:2379 dropped above)");
 
     // 2. nmap from the client: only 80 and 443 on the load balancer; nothing at all on
     // the hosts behind it. From lb1 the primary's 3306 is unreachable; from web1 open.
@@ -1044,8 +1223,8 @@ fn isolated_topology_end_to_end() {
         stack.state(),
         &["status", "--json"],
     ))));
-    // 16 as in local mode, plus the forwards to lb1 and to the dashboard.
-    assert_eq!(crashed.len(), 18, "{crashed:?}");
+    // 19 as in local mode, plus the forwards to lb1 and to the dashboard.
+    assert_eq!(crashed.len(), 21, "{crashed:?}");
     for pid in &crashed {
         Command::new("kill")
             .args(["-KILL", &pid.to_string()])
@@ -1060,12 +1239,14 @@ fn isolated_topology_end_to_end() {
     );
     let r = stack.curl("/", &[]);
     assert_eq!(r.status, 200, "after a crash and up: {r:?}");
-    println!("crash: 18 services killed, the next up rebuilt the network and served 200");
+    // etcd's members killed with SIGKILL rejoin as the same cluster.
+    etcd_cluster(&stack);
+    println!("crash: 21 services killed, the next up rebuilt the network and served 200");
 
     // 5. Teardown: no namespace, link, resolver file or process left.
     let st = json(&stdout(&rampart(stack.state(), &["status", "--json"])));
     let pids = pids_of(&st);
-    assert_eq!(pids.len(), 18, "{st}");
+    assert_eq!(pids.len(), 21, "{st}");
     let down = rampart(stack.state(), &["down"]);
     assert!(down.status.success(), "{down:?}");
     let ns = stdout(&Command::new("ip").args(["netns", "list"]).output().unwrap());
@@ -1284,6 +1465,13 @@ fn monitoring_end_to_end() {
     let agents = ["dns", "lb1", "web1", "web2", "db1", "db2", "monitor"];
     eventually("every agent's heartbeat", Duration::from_secs(60), || {
         (query("rampart_agent_heartbeat_timestamp_seconds").len() == agents.len()).then_some(())
+    });
+    // Prometheus scrapes the three etcd members' metrics (through the firewall's one
+    // flow to their port 2381).
+    eventually("every etcd member scraped", Duration::from_secs(60), || {
+        (query("up{job=\"etcd\"} == 1").len() == 3
+            && query("etcd_server_has_leader == 1").len() == 3)
+            .then_some(())
     });
 
     // Steady background traffic for the whole test: 10 req/s.

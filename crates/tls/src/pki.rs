@@ -168,6 +168,32 @@ impl Ca {
         names: &[String],
         client: bool,
     ) -> Result<Issued, TlsError> {
+        let mut usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        if client {
+            usages.push(ExtendedKeyUsagePurpose::ClientAuth);
+        }
+        self.issue_with(dir, stem, names, usages)
+    }
+
+    /// Issues a client-only leaf (clientAuth, no serverAuth) for `names`, written like
+    /// [`Ca::issue`]'s: a certificate that identifies a client (an etcd client host) and
+    /// that no TLS client accepts as a server's.
+    pub fn issue_client(
+        &self,
+        dir: &Path,
+        stem: &str,
+        names: &[String],
+    ) -> Result<Issued, TlsError> {
+        self.issue_with(dir, stem, names, vec![ExtendedKeyUsagePurpose::ClientAuth])
+    }
+
+    fn issue_with(
+        &self,
+        dir: &Path,
+        stem: &str,
+        names: &[String],
+        usages: Vec<ExtendedKeyUsagePurpose>,
+    ) -> Result<Issued, TlsError> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
         let mut params = CertificateParams::new(names.to_vec())?;
         let mut dn = DistinguishedName::new();
@@ -179,12 +205,7 @@ impl Ca {
         // strict parsers (Python's cryptography, hence sslyze) reject.
         params.is_ca = IsCa::NoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        if client {
-            params
-                .extended_key_usages
-                .push(ExtendedKeyUsagePurpose::ClientAuth);
-        }
+        params.extended_key_usages = usages;
         params.use_authority_key_identifier_extension = true;
         validity(&mut params, LEAF_DAYS)?;
         let cert = params.signed_by(&key, &self.cert, &self.key)?;
@@ -260,6 +281,43 @@ mod tests {
                 )
                 .unwrap();
         }
+    }
+
+    /// (usages asked for, extended key usages in the certificate).
+    #[test]
+    fn extended_key_usages() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::create(dir.path(), "test CA").unwrap();
+        let names = ["h1".to_owned()];
+        let check = |issued: Issued, server: bool, client: bool| {
+            let pem = std::fs::read(&issued.cert).unwrap();
+            let der = rustls_pki_types::CertificateDer::from_pem_slice(&pem).unwrap();
+            let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+            let eku = cert.extended_key_usage().unwrap().unwrap().value;
+            assert_eq!(
+                (eku.server_auth, eku.client_auth),
+                (server, client),
+                "{}",
+                issued.cert.display()
+            );
+            let mode = std::fs::metadata(&issued.key).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        };
+        check(
+            ca.issue(dir.path(), "s", &names, false).unwrap(),
+            true,
+            false,
+        );
+        check(
+            ca.issue(dir.path(), "sc", &names, true).unwrap(),
+            true,
+            true,
+        );
+        check(
+            ca.issue_client(dir.path(), "c", &names).unwrap(),
+            false,
+            true,
+        );
     }
 
     #[test]

@@ -89,11 +89,19 @@ pub struct Ports {
     pub alertmanager: u16,
     /// The dashboard on the monitor host.
     pub dashboard: u16,
+    /// etcd's client port (gRPC over mutual TLS) on each member's management address:
+    /// the keepers and web servers connect here.
+    pub etcd_client: u16,
+    /// etcd's peer port (raft over mutual TLS) between the members.
+    pub etcd_peer: u16,
+    /// etcd's plain-HTTP `/health` and `/metrics` (`--listen-metrics-urls`), open only to
+    /// the monitor host and the member itself.
+    pub etcd_metrics: u16,
 }
 
 impl Ports {
-    /// The monitoring ports, the same in both modes (all above 1024).
-    const MONITORING: Ports = Ports {
+    /// The ports that are the same in both modes (all above 1024): monitoring and etcd.
+    const COMMON: Ports = Ports {
         lb_https: 0,
         lb_http: 0,
         lb_admin: 0,
@@ -105,8 +113,15 @@ impl Ports {
         prometheus: 9090,
         alertmanager: 9093,
         dashboard: 3000,
+        etcd_client: 2379,
+        etcd_peer: 2380,
+        etcd_metrics: 2381,
     };
 }
+
+/// The hosts that run an etcd member by default (DESIGN.md section 2): on management
+/// addresses, never on a database host. Member names are these host names.
+pub const DEFAULT_ETCD_HOSTS: [&str; 3] = ["monitor", "dns", "lb1"];
 
 /// The whole site: its name and its hosts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,6 +131,10 @@ pub struct Topology {
     pub site_names: Vec<String>,
     pub hosts: Vec<Host>,
     pub ports: Ports,
+    /// The hosts that run an etcd member, by name, in `--initial-cluster` order (see
+    /// [`Topology::etcd_members`]). The one place the list lives, so a topology file can
+    /// set it.
+    pub etcd: Vec<String>,
 }
 
 impl Topology {
@@ -183,7 +202,7 @@ impl Topology {
                 web_admin: 9181,
                 db: 3306,
                 dns: 5353,
-                ..Ports::MONITORING
+                ..Ports::COMMON
             },
             Mode::Isolated => Ports {
                 lb_https: 443,
@@ -193,7 +212,7 @@ impl Topology {
                 web_admin: 9181,
                 db: 3306,
                 dns: 53,
-                ..Ports::MONITORING
+                ..Ports::COMMON
             },
         };
         Topology {
@@ -201,6 +220,7 @@ impl Topology {
             site_names: vec!["www.foobar.com".into(), "foobar.com".into()],
             hosts,
             ports,
+            etcd: DEFAULT_ETCD_HOSTS.map(str::to_owned).to_vec(),
         }
     }
 
@@ -210,6 +230,40 @@ impl Topology {
 
     pub fn with_role(&self, role: Role) -> impl Iterator<Item = &Host> {
         self.hosts.iter().filter(move |h| h.role == role)
+    }
+
+    /// The hosts that run an etcd member, in [`Topology::etcd`]'s order: only hosts with
+    /// a management address that are not databases (the consensus store must not share a
+    /// host with what it arbitrates), whatever the list says.
+    pub fn etcd_members(&self) -> Vec<&Host> {
+        self.etcd
+            .iter()
+            .filter_map(|name| self.host(name))
+            .filter(|h| !matches!(h.role, Role::DbPrimary | Role::DbReplica))
+            .filter(|h| h.segments.iter().any(|(s, _)| *s == Segment::Mgmt))
+            .collect()
+    }
+
+    /// The hosts that talk to etcd as clients: each database host (its keeper) and each
+    /// web server (following the leader key). Each gets an etcd client certificate.
+    pub fn etcd_clients(&self) -> impl Iterator<Item = &Host> {
+        self.hosts
+            .iter()
+            .filter(|h| matches!(h.role, Role::DbPrimary | Role::DbReplica | Role::Web))
+    }
+
+    /// The etcd client endpoints, `https://<member's management address>:2379`, in
+    /// member order: what a keeper or web server passes to its etcd client.
+    pub fn etcd_endpoints(&self) -> Vec<String> {
+        self.etcd_members()
+            .into_iter()
+            .map(|h| {
+                format!(
+                    "https://{}",
+                    self.sock(h, Segment::Mgmt, self.ports.etcd_client)
+                )
+            })
+            .collect()
     }
 
     /// The address a host is reached at on `segment` (isolated) or its loopback (local).
@@ -274,5 +328,44 @@ mod tests {
         let mon = t.host("monitor").unwrap();
         assert_eq!(t.addr(mon, Segment::Mgmt).to_string(), "198.18.9.2");
         assert_eq!(t.with_role(Role::Web).count(), 2);
+    }
+
+    /// (mode, endpoints): the members' management addresses, loopback in local mode.
+    #[test]
+    fn etcd_members_and_endpoints() {
+        for (mode, expected) in [
+            (
+                Mode::Isolated,
+                [
+                    "https://198.18.9.2:2379",
+                    "https://198.18.9.53:2379",
+                    "https://198.18.9.10:2379",
+                ],
+            ),
+            (
+                Mode::Local,
+                [
+                    "https://127.5.9.2:2379",
+                    "https://127.5.3.53:2379",
+                    "https://127.5.1.10:2379",
+                ],
+            ),
+        ] {
+            let t = Topology::default_for(mode, 5);
+            assert_eq!(t.etcd_endpoints(), expected, "{mode:?}");
+        }
+        let mut t = Topology::default_for(Mode::Isolated, 0);
+        let names = |t: &Topology| -> Vec<String> {
+            t.etcd_members().iter().map(|h| h.name.clone()).collect()
+        };
+        assert_eq!(names(&t), ["monitor", "dns", "lb1"]);
+        // Never a database host, never a host without a management address, never an
+        // unknown name.
+        t.etcd = ["db1", "client", "web9", "web1"]
+            .map(str::to_owned)
+            .to_vec();
+        assert_eq!(names(&t), ["web1"]);
+        let clients: Vec<&str> = t.etcd_clients().map(|h| h.name.as_str()).collect();
+        assert_eq!(clients, ["web1", "web2", "db1", "db2"]);
     }
 }

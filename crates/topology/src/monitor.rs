@@ -401,10 +401,17 @@ fn path_str(p: &Path) -> String {
 }
 
 /// prometheus.yml: rule evaluation, the rules file, Alertmanager at `alertmanager`
-/// (`host:port`, also scraped for its own metrics), and the out-of-order window for the
-/// agents' buffered samples. The agents push (remote write), so nothing else is scraped;
-/// Prometheus must run with `--web.enable-remote-write-receiver`.
-pub fn prometheus_config(s: &MonitorSettings, rules_file: &Path, alertmanager: &str) -> String {
+/// (`host:port`, also scraped for its own metrics), the etcd members' metrics listeners
+/// (`etcd`, `host:port` each, job `etcd`: the one flow to their port 2381 the firewall
+/// allows), and the out-of-order window for the agents' buffered samples. The agents
+/// push (remote write), so nothing else is scraped; Prometheus must run with
+/// `--web.enable-remote-write-receiver`.
+pub fn prometheus_config(
+    s: &MonitorSettings,
+    rules_file: &Path,
+    alertmanager: &str,
+    etcd: &[String],
+) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
@@ -431,6 +438,15 @@ pub fn prometheus_config(s: &MonitorSettings, rules_file: &Path, alertmanager: &
     let _ = writeln!(o, "scrape_configs:");
     let _ = writeln!(o, "  - job_name: alertmanager");
     let _ = writeln!(o, "    static_configs:\n      - targets: [{am}]");
+    if !etcd.is_empty() {
+        let targets: Vec<String> = etcd.iter().map(|t| yaml_str(t)).collect();
+        let _ = writeln!(o, "  - job_name: etcd");
+        let _ = writeln!(
+            o,
+            "    static_configs:\n      - targets: [{}]",
+            targets.join(", ")
+        );
+    }
     o
 }
 
@@ -937,14 +953,23 @@ mod tests {
             &MonitorSettings::default(),
             Path::new("/state/hosts/monitor/rules.yml"),
             "127.0.0.1:9093",
+            &["198.18.9.2:2381".into(), "198.18.9.53:2381".into()],
         );
         for needle in [
             "evaluation_interval: 15s",
             "  - \"/state/hosts/monitor/rules.yml\"",
             "targets: [\"127.0.0.1:9093\"]",
             "out_of_order_time_window: 3h",
+            "  - job_name: etcd\n    static_configs:\n      - targets: [\"198.18.9.2:2381\", \"198.18.9.53:2381\"]\n",
         ] {
             assert!(text.contains(needle), "{needle} missing from:\n{text}");
         }
+        let without = prometheus_config(
+            &MonitorSettings::default(),
+            Path::new("/r.yml"),
+            "127.0.0.1:9093",
+            &[],
+        );
+        assert!(!without.contains("etcd"), "{without}");
     }
 }

@@ -268,8 +268,37 @@ mod tests {
         );
         check(
             "monitor",
-            &["ip daddr 198.18.9.2 tcp dport 9090 ct state new accept"],
-            &["ip saddr 198.18.9.2 ip daddr"],
+            &[
+                "ip daddr 198.18.9.2 tcp dport 9090 ct state new accept",
+                "ip saddr { 198.18.9.53, 198.18.9.10 } ip daddr 198.18.9.2 tcp dport 2380 ct state new accept",
+                "ip saddr { 198.18.9.11, 198.18.9.12, 198.18.9.21, 198.18.9.22 } ip daddr 198.18.9.2 tcp dport 2379 ct state new accept",
+                "ip saddr 198.18.9.2 ip daddr 198.18.9.53 tcp dport 2380 ct state new accept",
+                "ip saddr 198.18.9.2 ip daddr 198.18.9.10 tcp dport 2381 ct state new accept",
+            ],
+            &[
+                "ip saddr 198.18.9.2 ip daddr 198.18.9.2",
+                "dport 2381 ct state new accept comment \"etcd metrics\"",
+            ],
         );
+        // etcd on a member that is not the monitor: metrics from the monitor only.
+        check(
+            "dns",
+            &[
+                "ip saddr 198.18.9.2 ip daddr 198.18.9.53 tcp dport 2381 ct state new accept",
+                "ip saddr 198.18.9.53 ip daddr 198.18.9.10 tcp dport 2380 ct state new accept",
+            ],
+            &["ip saddr 198.18.9.53 ip daddr 198.18.9.2 tcp dport 2381"],
+        );
+        // The etcd clients send to every member's client port and nowhere else of etcd.
+        check(
+            "db1",
+            &[
+                "ip saddr 198.18.9.21 ip daddr 198.18.9.2 tcp dport 2379 ct state new accept",
+                "ip saddr 198.18.9.21 ip daddr 198.18.9.53 tcp dport 2379 ct state new accept",
+                "ip saddr 198.18.9.21 ip daddr 198.18.9.10 tcp dport 2379 ct state new accept",
+            ],
+            &["dport 2380", "dport 2381"],
+        );
+        check("client", &[], &["dport 2379", "dport 2380", "dport 2381"]);
     }
 }

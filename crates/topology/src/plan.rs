@@ -3,7 +3,8 @@
 //! its argv, the config files it reads (rendered here), the files it needs to exist
 //! (certificates, keys and secrets, with their modes), its listening ports, its readiness
 //! probe as data, and where its pid file and log go. The plan also holds the certificates
-//! to issue, the database users and their grants, and each host's firewall ruleset.
+//! to issue, the database users and their grants, each host's firewall ruleset, and the
+//! etcd cluster's endpoints and client certificates ([`Plan::etcd`]).
 //!
 //! `rampart up` (in `rampart-infra`) executes a plan: it writes the files, spawns, probes,
 //! stops and records PIDs, and never decides per service what to do. Everything that
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use crate::render::{
     agent_config, alert_webhook, alertmanager_addr, dashboard_config, dns_config, lb_config,
-    web_config, Pace, StatePaths,
+    web_config, Pace, StatePaths, ETCD_CLIENT_STEM, ETCD_SERVER_STEM,
 };
 use crate::{monitor, nft, Host, Mode, Role, Segment, Topology};
 
@@ -48,6 +49,30 @@ pub struct Plan {
     /// The database accounts the primary creates (and the replicas receive through
     /// replication).
     pub db_users: Vec<DbUser>,
+    /// The etcd cluster as its clients see it.
+    pub etcd: Etcd,
+}
+
+/// The run's etcd cluster for its clients (the keepers, the web servers): where to
+/// connect and with which certificate. Every member requires a client certificate
+/// signed by the run's CA.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Etcd {
+    /// `https://<member address>:2379` of every member.
+    pub endpoints: Vec<String>,
+    /// The CA the members' certificates chain to (the run's CA).
+    pub ca: PathBuf,
+    /// Every client host's certificate, in topology order.
+    pub clients: Vec<EtcdClient>,
+}
+
+/// One etcd client host's certificate and key (clientAuth; the key 0600), from
+/// [`StatePaths::etcd_client_cert`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EtcdClient {
+    pub host: String,
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// One host: where it runs and what.
@@ -85,6 +110,16 @@ pub struct ServicePlan {
     pub in_namespace: bool,
     /// When it counts as ready.
     pub ready: Probe,
+    /// A member of a quorum (etcd): none is ready until a majority runs, so `up` spawns
+    /// every such service of every host first, waiting only on this probe (the process
+    /// started: its peer port accepts), then waits on each one's `ready`, before the
+    /// hosts' start order. `None` for everything else.
+    pub quorum: Option<Probe>,
+    /// Directories created private (0700) before it starts (its data directory).
+    pub private_dirs: Vec<PathBuf>,
+    /// Prefixes of environment variables removed from its environment: etcd reads
+    /// `ETCD_*` as flags and exits when one duplicates a flag on its command line.
+    pub env_remove_prefixes: Vec<&'static str>,
     /// rampart's pid file for it.
     pub pid_file: PathBuf,
     /// Where its stdout and stderr go.
@@ -201,6 +236,9 @@ pub enum BodyCheck {
     NonEmpty,
     /// Every one of these lines (the load balancer's metrics showing each backend up).
     Lines(Vec<String>),
+    /// This text somewhere in the body (etcd's `/health` JSON, whose other fields
+    /// differ between versions).
+    Contains(String),
 }
 
 impl BodyCheck {
@@ -210,18 +248,34 @@ impl BodyCheck {
             BodyCheck::Any => true,
             BodyCheck::NonEmpty => !body.is_empty(),
             BodyCheck::Lines(lines) => lines.iter().all(|l| body.lines().any(|b| b == l)),
+            BodyCheck::Contains(text) => body.contains(text.as_str()),
         }
     }
 }
 
-/// A certificate the run's CA issues: `certs/<stem>.pem` and `certs/<stem>.key` (0600).
+/// A certificate the run's CA issues: `<dir>/<stem>.pem` and `<dir>/<stem>.key` (0600),
+/// `dir` being `certs/` or, for a host's etcd certificates, the host's directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Certificate {
+    pub dir: PathBuf,
     pub stem: String,
-    /// Its DNS names or IP addresses.
+    /// Its DNS names or IP addresses; the first is also its common name.
     pub names: Vec<String>,
-    /// Also valid as a TLS client certificate (mutual TLS to the web servers).
+    /// Valid as a TLS server certificate (serverAuth).
+    pub server: bool,
+    /// Valid as a TLS client certificate (clientAuth): mutual TLS to the web servers,
+    /// etcd's peers and clients.
     pub client: bool,
+}
+
+impl Certificate {
+    /// Its certificate and key files.
+    pub fn files(&self) -> (PathBuf, PathBuf) {
+        (
+            self.dir.join(format!("{}.pem", self.stem)),
+            self.dir.join(format!("{}.key", self.stem)),
+        )
+    }
 }
 
 /// A database account and its privileges, one account per source address.
@@ -290,14 +344,54 @@ const SECRET_MODE: u32 = 0o600;
 pub fn plan(t: &Topology, s: &Settings) -> Plan {
     Plan {
         hosts: t.hosts.iter().map(|h| host_plan(t, s, h)).collect(),
-        certificates: certificates(t),
+        certificates: certificates(t, &s.state),
         db_users: db_users(t),
+        etcd: Etcd {
+            endpoints: t.etcd_endpoints(),
+            ca: s.state.ca(),
+            clients: t
+                .etcd_clients()
+                .map(|h| {
+                    let (cert, key) = s.state.etcd_client_cert(&h.name);
+                    EtcdClient {
+                        host: h.name.clone(),
+                        cert,
+                        key,
+                    }
+                })
+                .collect(),
+        },
     }
 }
 
 impl Plan {
     pub fn host(&self, name: &str) -> Option<&HostPlan> {
         self.hosts.iter().find(|h| h.name == name)
+    }
+
+    /// The etcd client endpoints, `https://<member address>:2379` for each member.
+    pub fn etcd_endpoints(&self) -> Vec<String> {
+        self.etcd.endpoints.clone()
+    }
+
+    /// The etcd client certificate of `host`, if it is an etcd client (a database or web
+    /// host); the CA is [`Etcd::ca`].
+    pub fn etcd_client(&self, host: &str) -> Option<&EtcdClient> {
+        self.etcd.clients.iter().find(|c| c.host == host)
+    }
+
+    /// The services started before every host's start order because each waits on a
+    /// quorum of the others (etcd's members), with their hosts, in start order.
+    pub fn quorum_services(&self) -> Vec<(&HostPlan, &ServicePlan)> {
+        self.start_order()
+            .into_iter()
+            .flat_map(|h| {
+                h.services
+                    .iter()
+                    .filter(|s| s.quorum.is_some())
+                    .map(move |s| (h, s))
+            })
+            .collect()
     }
 
     /// The hosts with services, in start order.
@@ -353,6 +447,11 @@ fn host_plan(t: &Topology, s: &Settings, h: &Host) -> HostPlan {
         dir: s.state.host(&h.name),
     };
     let mut services = Vec::new();
+    // An etcd member first on its host: the whole cluster starts before the hosts'
+    // start order anyway (see `ServicePlan::quorum`), and stops last.
+    if t.etcd_members().iter().any(|m| m.name == h.name) {
+        services.push(b.etcd());
+    }
     match h.role {
         Role::DbPrimary | Role::DbReplica => services.push(b.database()),
         Role::Web => services.push(b.web()),
@@ -425,6 +524,9 @@ impl Builder<'_> {
             ports: Vec::new(),
             in_namespace: true,
             ready,
+            quorum: None,
+            private_dirs: Vec::new(),
+            env_remove_prefixes: Vec::new(),
             pid_file: self.file(&format!("{stem}.pid")),
             log_file: self.file(&format!("{stem}.log")),
         }
@@ -450,20 +552,13 @@ impl Builder<'_> {
         self.t.sock(self.h, seg, port)
     }
 
+    /// `certs/<stem>.pem` and its key.
     fn cert(&self, stem: &str) -> [Needed; 2] {
         let certs = self.s.state.certs();
-        [
-            Needed {
-                path: certs.join(format!("{stem}.pem")),
-                max_mode: CONFIG_MODE,
-                from: Source::Certificate,
-            },
-            Needed {
-                path: certs.join(format!("{stem}.key")),
-                max_mode: SECRET_MODE,
-                from: Source::Certificate,
-            },
-        ]
+        issued((
+            certs.join(format!("{stem}.pem")),
+            certs.join(format!("{stem}.key")),
+        ))
     }
 
     fn ca(&self) -> Needed {
@@ -593,6 +688,16 @@ impl Builder<'_> {
         let config = self.file("prometheus.yml");
         let settings = self.settings();
         let am = alertmanager_addr(self.t, self.h).to_string();
+        let etcd: Vec<String> = self
+            .t
+            .etcd_members()
+            .iter()
+            .map(|m| {
+                self.t
+                    .sock(m, Segment::Mgmt, self.t.ports.etcd_metrics)
+                    .to_string()
+            })
+            .collect();
         let launch = Launch::Process {
             program: Program::Packaged {
                 program: "prometheus",
@@ -622,7 +727,7 @@ impl Builder<'_> {
                 mode: CONFIG_MODE,
             },
             FileSpec {
-                contents: monitor::prometheus_config(&settings, &rules, &am),
+                contents: monitor::prometheus_config(&settings, &rules, &am, &etcd),
                 path: config,
                 mode: CONFIG_MODE,
             },
@@ -676,6 +781,94 @@ impl Builder<'_> {
             },
         ];
         svc.ports = vec![listen("api", addr)];
+        svc
+    }
+
+    /// An etcd member named after its host, on the host's management address: mutual
+    /// TLS on the client and peer ports, plain HTTP only for `/health` and `/metrics`.
+    /// With an existing data directory etcd ignores the `--initial-cluster*` flags, so
+    /// every later start rejoins the same cluster.
+    ///
+    /// Limits: a request at most 256 KiB (`--max-request-bytes`; the failover keys are
+    /// well under a KiB, the default is 1.5 MiB) and a backend of at most 128 MiB
+    /// (`--quota-backend-bytes`, default 2 GiB): past it etcd raises its NOSPACE alarm and
+    /// takes only reads and deletes until compacted, defragmented and disarmed. Revision
+    /// compaction keeps the last 1000 revisions, so the store holds the keys' recent
+    /// history only.
+    fn etcd(&self) -> ServicePlan {
+        let t = self.t;
+        let name = &self.h.name;
+        let client = self.sock(Segment::Mgmt, t.ports.etcd_client);
+        let peer = self.sock(Segment::Mgmt, t.ports.etcd_peer);
+        let metrics = self.sock(Segment::Mgmt, t.ports.etcd_metrics);
+        let cluster: Vec<String> = t
+            .etcd_members()
+            .iter()
+            .map(|m| {
+                let peer = t.sock(m, Segment::Mgmt, t.ports.etcd_peer);
+                format!("{}=https://{peer}", m.name)
+            })
+            .collect();
+        let token = match &self.s.prefix {
+            Some(prefix) if t.mode == Mode::Isolated => format!("rampart-{prefix}"),
+            _ => format!("rampart-local-{}", self.h.local.octets()[1]),
+        };
+        let (cert, key) = self.s.state.etcd_server_cert(name);
+        let ca = self.s.state.ca();
+        let data = self.s.state.etcd_data(name);
+        let flag = |k: &str, v: &dyn std::fmt::Display| format!("--{k}={v}");
+        let args = vec![
+            flag("name", name),
+            flag("data-dir", &data.display()),
+            flag("logger", &"zap"),
+            flag("log-outputs", &"stderr"),
+            flag("listen-peer-urls", &format!("https://{peer}")),
+            flag("initial-advertise-peer-urls", &format!("https://{peer}")),
+            flag("listen-client-urls", &format!("https://{client}")),
+            flag("advertise-client-urls", &format!("https://{client}")),
+            flag("listen-metrics-urls", &format!("http://{metrics}")),
+            flag("initial-cluster", &cluster.join(",")),
+            flag("initial-cluster-state", &"new"),
+            flag("initial-cluster-token", &token),
+            flag("cert-file", &cert.display()),
+            flag("key-file", &key.display()),
+            flag("trusted-ca-file", &ca.display()),
+            "--client-cert-auth".into(),
+            flag("peer-cert-file", &cert.display()),
+            flag("peer-key-file", &key.display()),
+            flag("peer-trusted-ca-file", &ca.display()),
+            "--peer-client-cert-auth".into(),
+            flag("auto-compaction-mode", &"revision"),
+            flag("auto-compaction-retention", &"1000"),
+            flag("max-request-bytes", &ETCD_MAX_REQUEST_BYTES),
+            flag("quota-backend-bytes", &ETCD_QUOTA_BACKEND_BYTES),
+            flag("experimental-watch-progress-notify-interval", &"5s"),
+        ];
+        let launch = Launch::Process {
+            program: Program::Packaged {
+                program: "etcd",
+                package: "etcd-server",
+            },
+            args,
+        };
+        // Healthy only with a leader and a quorum read done: etcd's own `/health`.
+        let ready = Probe::Http {
+            addr: metrics,
+            path: "/health",
+            body: BodyCheck::Contains("\"health\":\"true\"".into()),
+        };
+        let mut svc = self.service("etcd", "etcd", launch, ready);
+        svc.quorum = Some(Probe::Accepting(peer));
+        svc.private_dirs = vec![data];
+        svc.env_remove_prefixes = vec!["ETCD_"];
+        svc.ports = vec![
+            listen("client", client),
+            listen("peer", peer),
+            listen("metrics", metrics),
+        ];
+        svc.needs
+            .extend(issued(self.s.state.etcd_server_cert(name)));
+        svc.needs.push(self.ca());
         svc
     }
 
@@ -753,6 +946,27 @@ impl Builder<'_> {
     }
 }
 
+/// `--max-request-bytes` of every etcd member: 256 KiB (see `Builder::etcd`).
+pub const ETCD_MAX_REQUEST_BYTES: u64 = 256 * 1024;
+/// `--quota-backend-bytes` of every etcd member: 128 MiB (see `Builder::etcd`).
+pub const ETCD_QUOTA_BACKEND_BYTES: u64 = 128 * 1024 * 1024;
+
+/// An issued certificate and its key as a service's needs.
+fn issued((cert, key): (PathBuf, PathBuf)) -> [Needed; 2] {
+    [
+        Needed {
+            path: cert,
+            max_mode: CONFIG_MODE,
+            from: Source::Certificate,
+        },
+        Needed {
+            path: key,
+            max_mode: SECRET_MODE,
+            from: Source::Certificate,
+        },
+    ]
+}
+
 fn listen(purpose: &'static str, addr: SocketAddr) -> Listen {
     Listen { purpose, addr }
 }
@@ -762,24 +976,26 @@ fn display(p: &Path) -> String {
 }
 
 /// The site certificate, one for each web server and load balancer (also their client
-/// certificate for mutual TLS), and the dashboard's: reached at its management address
-/// (Alertmanager's webhook) and through the operator's forward on 127.0.0.1.
-fn certificates(t: &Topology) -> Vec<Certificate> {
-    let mut v = vec![Certificate {
-        stem: "site".into(),
-        names: t.site_names.clone(),
-        client: false,
-    }];
+/// certificate for mutual TLS), the databases', and the dashboard's: reached at its
+/// management address (Alertmanager's webhook) and through the operator's forward on
+/// 127.0.0.1. Then etcd's, in each host's directory: each member's (server and client,
+/// for its peers), and a client certificate for each etcd client host.
+fn certificates(t: &Topology, state: &StatePaths) -> Vec<Certificate> {
+    let certs = state.certs();
+    let cert = |stem: &str, names: Vec<String>, client| Certificate {
+        dir: certs.clone(),
+        stem: stem.to_owned(),
+        names,
+        server: true,
+        client,
+    };
+    let mut v = vec![cert("site", t.site_names.clone(), false)];
     for h in t
         .hosts
         .iter()
         .filter(|h| matches!(h.role, Role::Web | Role::Lb))
     {
-        v.push(Certificate {
-            stem: h.name.clone(),
-            names: vec![h.name.clone()],
-            client: true,
-        });
+        v.push(cert(&h.name, vec![h.name.clone()], true));
     }
     // The database servers': verified by address (clients connect to the data address).
     for h in t
@@ -787,11 +1003,11 @@ fn certificates(t: &Topology) -> Vec<Certificate> {
         .iter()
         .filter(|h| matches!(h.role, Role::DbPrimary | Role::DbReplica))
     {
-        v.push(Certificate {
-            stem: h.name.clone(),
-            names: vec![h.name.clone(), t.addr(h, Segment::Data).to_string()],
-            client: false,
-        });
+        v.push(cert(
+            &h.name,
+            vec![h.name.clone(), t.addr(h, Segment::Data).to_string()],
+            false,
+        ));
     }
     if let Some(m) = t.with_role(Role::Monitor).next() {
         let mut names = vec![m.name.clone(), "localhost".into(), "127.0.0.1".into()];
@@ -799,10 +1015,32 @@ fn certificates(t: &Topology) -> Vec<Certificate> {
         if !names.contains(&mgmt) {
             names.push(mgmt);
         }
+        v.push(cert(&m.name, names, false));
+    }
+    // etcd's members: their peers check that a peer certificate's IP SAN is the
+    // connection's source address, which is the management address in isolated mode
+    // and 127.0.0.1 for every loopback address in local mode.
+    for m in t.etcd_members() {
+        let mut names = vec![m.name.clone(), t.addr(m, Segment::Mgmt).to_string()];
+        let source = t.source_addr(m, Segment::Mgmt).to_string();
+        if !names.contains(&source) {
+            names.push(source);
+        }
         v.push(Certificate {
-            stem: m.name.clone(),
+            dir: state.host(&m.name),
+            stem: ETCD_SERVER_STEM.into(),
             names,
-            client: false,
+            server: true,
+            client: true,
+        });
+    }
+    for c in t.etcd_clients() {
+        v.push(Certificate {
+            dir: state.host(&c.name),
+            stem: ETCD_CLIENT_STEM.into(),
+            names: vec![c.name.clone()],
+            server: false,
+            client: true,
         });
     }
     v
@@ -950,20 +1188,21 @@ mod tests {
             check(&p, "db1", &["mariadb", "agent"]);
             check(&p, "db2", &["mariadb", "agent"]);
             check(&p, "web1", &["web", "agent"]);
-            check(&p, "lb1", &["lb", "agent"]);
-            check(&p, "dns", &["dns", "agent"]);
+            check(&p, "lb1", &["etcd", "lb", "agent"]);
+            check(&p, "dns", &["etcd", "dns", "agent"]);
         }
         check(&local(), "client", &[]);
         check(&isolated(), "client", &["forward"]);
         check(
             &local(),
             "monitor",
-            &["dashboard", "alertmanager", "prometheus", "agent"],
+            &["etcd", "dashboard", "alertmanager", "prometheus", "agent"],
         );
         check(
             &isolated(),
             "monitor",
             &[
+                "etcd",
                 "dashboard",
                 "alertmanager",
                 "prometheus",
@@ -992,6 +1231,13 @@ mod tests {
             names(&local()),
             ["monitor", "dns", "db1", "db2", "web1", "web2", "lb1"]
         );
+        // The etcd members start before all of them, together.
+        let quorum: Vec<String> = isolated()
+            .quorum_services()
+            .iter()
+            .map(|(h, s)| format!("{}/{}", h.name, s.name))
+            .collect();
+        assert_eq!(quorum, ["monitor/etcd", "dns/etcd", "lb1/etcd"]);
     }
 
     /// (host, service, argv) for the services whose argv is not just `rampart NAME
@@ -1074,6 +1320,143 @@ mod tests {
                 "--cluster.listen-address=",
             ],
         );
+        let etcd = Program::Packaged {
+            program: "etcd",
+            package: "etcd-server",
+        };
+        check(
+            "dns",
+            "etcd",
+            etcd,
+            &[
+                "--name=dns",
+                "--data-dir=/st/hosts/dns/etcd",
+                "--logger=zap",
+                "--log-outputs=stderr",
+                "--listen-peer-urls=https://198.18.9.53:2380",
+                "--initial-advertise-peer-urls=https://198.18.9.53:2380",
+                "--listen-client-urls=https://198.18.9.53:2379",
+                "--advertise-client-urls=https://198.18.9.53:2379",
+                "--listen-metrics-urls=http://198.18.9.53:2381",
+                "--initial-cluster=monitor=https://198.18.9.2:2380,dns=https://198.18.9.53:2380,lb1=https://198.18.9.10:2380",
+                "--initial-cluster-state=new",
+                "--initial-cluster-token=rampart-rp",
+                "--cert-file=/st/hosts/dns/etcd-server.pem",
+                "--key-file=/st/hosts/dns/etcd-server.key",
+                "--trusted-ca-file=/st/certs/ca.pem",
+                "--client-cert-auth",
+                "--peer-cert-file=/st/hosts/dns/etcd-server.pem",
+                "--peer-key-file=/st/hosts/dns/etcd-server.key",
+                "--peer-trusted-ca-file=/st/certs/ca.pem",
+                "--peer-client-cert-auth",
+                "--auto-compaction-mode=revision",
+                "--auto-compaction-retention=1000",
+                "--max-request-bytes=262144",
+                "--quota-backend-bytes=134217728",
+                "--experimental-watch-progress-notify-interval=5s",
+            ],
+        );
+    }
+
+    /// etcd in local mode: loopback addresses, a token per address block, and the same
+    /// service data in both modes (quorum probe, private data directory, no `ETCD_*`).
+    #[test]
+    fn etcd_members_in_local_mode() {
+        let p = local();
+        let etcd = p.host("lb1").and_then(|h| h.service("etcd")).unwrap();
+        let Launch::Process { args, .. } = &etcd.launch else {
+            panic!("{:?}", etcd.launch)
+        };
+        for arg in [
+            "--listen-client-urls=https://127.0.1.10:2379",
+            "--initial-cluster=monitor=https://127.0.9.2:2380,dns=https://127.0.3.53:2380,lb1=https://127.0.1.10:2380",
+            "--initial-cluster-token=rampart-local-0",
+        ] {
+            assert!(args.iter().any(|a| a == arg), "{arg} missing: {args:?}");
+        }
+        for p in [local(), isolated()] {
+            for h in p.hosts.iter().filter(|h| h.service("etcd").is_some()) {
+                let s = h.service("etcd").unwrap();
+                let peer = s.ports.iter().find(|l| l.purpose == "peer").unwrap();
+                assert_eq!(s.quorum, Some(Probe::Accepting(peer.addr)), "{}", h.name);
+                assert_eq!(
+                    s.private_dirs,
+                    [PathBuf::from(format!("/st/hosts/{}/etcd", h.name))]
+                );
+                assert_eq!(s.env_remove_prefixes, ["ETCD_"]);
+                assert!(!matches!(h.role, Role::DbPrimary | Role::DbReplica));
+            }
+            // Nothing else waits on a quorum.
+            assert_eq!(p.quorum_services().len(), 3);
+            // The monitor's Prometheus scrapes every member's metrics listener.
+            let prometheus = p
+                .host("monitor")
+                .and_then(|h| h.service("prometheus"))
+                .unwrap();
+            let config = &prometheus.files[1].contents;
+            let metrics: Vec<String> = p
+                .hosts
+                .iter()
+                .filter_map(|h| h.service("etcd"))
+                .map(|s| format!("\"{}\"", s.ports[2].addr))
+                .collect();
+            assert!(config.contains("job_name: etcd"), "{config}");
+            for m in metrics {
+                assert!(config.contains(&m), "{m} missing from\n{config}");
+            }
+        }
+    }
+
+    /// What the database failover work reads: the endpoints and each client host's
+    /// certificate, the same in the plan and the topology.
+    #[test]
+    fn etcd_endpoints_and_client_certificates() {
+        let p = isolated();
+        assert_eq!(
+            p.etcd_endpoints(),
+            [
+                "https://198.18.9.2:2379",
+                "https://198.18.9.53:2379",
+                "https://198.18.9.10:2379"
+            ]
+        );
+        assert_eq!(
+            p.etcd_endpoints(),
+            Topology::default_for(Mode::Isolated, 0).etcd_endpoints()
+        );
+        // The endpoints are the members' planned client listeners.
+        let mut listeners: Vec<String> = p
+            .hosts
+            .iter()
+            .filter_map(|h| h.service("etcd"))
+            .map(|s| format!("https://{}", s.ports[0].addr))
+            .collect();
+        let mut endpoints = p.etcd_endpoints();
+        endpoints.sort();
+        listeners.sort();
+        assert_eq!(listeners, endpoints);
+        assert_eq!(p.etcd.ca, PathBuf::from("/st/certs/ca.pem"));
+        let clients: Vec<String> = p
+            .etcd
+            .clients
+            .iter()
+            .map(|c| format!("{} {} {}", c.host, c.cert.display(), c.key.display()))
+            .collect();
+        assert_eq!(
+            clients,
+            [
+                "web1 /st/hosts/web1/etcd-client.pem /st/hosts/web1/etcd-client.key",
+                "web2 /st/hosts/web2/etcd-client.pem /st/hosts/web2/etcd-client.key",
+                "db1 /st/hosts/db1/etcd-client.pem /st/hosts/db1/etcd-client.key",
+                "db2 /st/hosts/db2/etcd-client.pem /st/hosts/db2/etcd-client.key",
+            ]
+        );
+        assert_eq!(
+            p.etcd_client("db2").map(|c| c.cert.clone()),
+            Some(StatePaths::new(Path::new("/st")).etcd_client_cert("db2").0)
+        );
+        assert!(p.etcd_client("lb1").is_none());
+        assert!(p.etcd_client("monitor").is_none());
     }
 
     /// (host, service, purpose:address of every listener), main listener first.
@@ -1112,6 +1495,16 @@ mod tests {
         check(&i, "monitor", "alertmanager", &["api:127.0.0.1:9093"]);
         check(&i, "monitor", "dashboard", &["https:198.18.9.2:3000"]);
         check(&i, "client", "forward", &["forward:127.0.0.1:8443"]);
+        check(
+            &i,
+            "monitor",
+            "etcd",
+            &[
+                "client:198.18.9.2:2379",
+                "peer:198.18.9.2:2380",
+                "metrics:198.18.9.2:2381",
+            ],
+        );
         let l = local();
         check(
             &l,
@@ -1125,6 +1518,16 @@ mod tests {
         );
         check(&l, "dns", "dns", &["dns:127.0.3.53:5353"]);
         check(&l, "monitor", "alertmanager", &["api:127.0.9.2:9093"]);
+        check(
+            &l,
+            "dns",
+            "etcd",
+            &[
+                "client:127.0.3.53:2379",
+                "peer:127.0.3.53:2380",
+                "metrics:127.0.3.53:2381",
+            ],
+        );
     }
 
     #[test]
@@ -1162,6 +1565,14 @@ mod tests {
         );
         assert_eq!(ready("db2", "mariadb"), Probe::Database);
         assert_eq!(
+            ready("lb1", "etcd"),
+            http(
+                "198.18.9.10:2381",
+                "/health",
+                BodyCheck::Contains("\"health\":\"true\"".into())
+            )
+        );
+        assert_eq!(
             ready("dns", "dns"),
             Probe::Accepting("203.0.113.53:53".parse().unwrap())
         );
@@ -1182,6 +1593,7 @@ mod tests {
     #[test]
     fn body_checks() {
         let lines = BodyCheck::Lines(vec!["a 1".into(), "b 1".into()]);
+        let healthy = BodyCheck::Contains("\"health\":\"true\"".into());
         for (check, body, expected) in [
             (&BodyCheck::Any, "", true),
             (&BodyCheck::NonEmpty, "", false),
@@ -1190,6 +1602,10 @@ mod tests {
             (&lines, "b 1\nc\na 1", true),
             (&lines, "a 1\nb 0\n", false),
             (&lines, "a 11\nb 1\n", false),
+            (&healthy, "{\"health\":\"true\"}", true),
+            (&healthy, "{\"health\":\"true\",\"reason\":\"\"}", true),
+            (&healthy, "{\"health\":\"false\"}", false),
+            (&healthy, "", false),
         ] {
             assert_eq!(check.passes(body), expected, "{check:?} on {body:?}");
         }
@@ -1269,6 +1685,14 @@ mod tests {
         );
         assert_eq!(needs("web2", "agent"), Vec::<String>::new());
         assert_eq!(
+            needs("dns", "etcd"),
+            [
+                "/st/hosts/dns/etcd-server.pem 644",
+                "/st/hosts/dns/etcd-server.key 600",
+                "/st/certs/ca.pem 644",
+            ]
+        );
+        assert_eq!(
             needs("monitor", "alertmanager"),
             [
                 "/st/certs/ca.pem 644",
@@ -1281,7 +1705,8 @@ mod tests {
             .certificates
             .iter()
             .flat_map(|c| {
-                ["pem", "key"].map(|e| PathBuf::from(format!("/st/certs/{}.{e}", c.stem)))
+                let (cert, key) = c.files();
+                [cert, key]
             })
             .chain([PathBuf::from("/st/certs/ca.pem")])
             .collect();
@@ -1373,25 +1798,49 @@ mod tests {
         );
     }
 
+    /// (file, names, usages) of every certificate the run issues.
     #[test]
     fn certificates_per_host() {
-        let p = isolated();
-        let certs: Vec<String> = p
-            .certificates
-            .iter()
-            .map(|c| format!("{} {} {}", c.stem, c.names.join(","), c.client))
-            .collect();
+        let rows = |p: &Plan| -> Vec<String> {
+            p.certificates
+                .iter()
+                .map(|c| {
+                    let usage = match (c.server, c.client) {
+                        (true, true) => "server+client",
+                        (true, false) => "server",
+                        (false, true) => "client",
+                        (false, false) => "none",
+                    };
+                    format!("{} {} {usage}", c.files().0.display(), c.names.join(","))
+                })
+                .collect()
+        };
         assert_eq!(
-            certs,
+            rows(&isolated()),
             [
-                "site www.foobar.com,foobar.com false",
-                "lb1 lb1 true",
-                "web1 web1 true",
-                "web2 web2 true",
-                "db1 db1,198.18.2.21 false",
-                "db2 db2,198.18.2.22 false",
-                "monitor monitor,localhost,127.0.0.1,198.18.9.2 false",
+                "/st/certs/site.pem www.foobar.com,foobar.com server",
+                "/st/certs/lb1.pem lb1 server+client",
+                "/st/certs/web1.pem web1 server+client",
+                "/st/certs/web2.pem web2 server+client",
+                "/st/certs/db1.pem db1,198.18.2.21 server",
+                "/st/certs/db2.pem db2,198.18.2.22 server",
+                "/st/certs/monitor.pem monitor,localhost,127.0.0.1,198.18.9.2 server",
+                "/st/hosts/monitor/etcd-server.pem monitor,198.18.9.2 server+client",
+                "/st/hosts/dns/etcd-server.pem dns,198.18.9.53 server+client",
+                "/st/hosts/lb1/etcd-server.pem lb1,198.18.9.10 server+client",
+                "/st/hosts/web1/etcd-client.pem web1 client",
+                "/st/hosts/web2/etcd-client.pem web2 client",
+                "/st/hosts/db1/etcd-client.pem db1 client",
+                "/st/hosts/db2/etcd-client.pem db2 client",
             ]
+        );
+        // Local mode: a member's peers see its connections come from 127.0.0.1.
+        let local = rows(&local());
+        assert!(
+            local.contains(
+                &"/st/hosts/dns/etcd-server.pem dns,127.0.3.53,127.0.0.1 server+client".to_owned()
+            ),
+            "{local:#?}"
         );
     }
 

@@ -159,6 +159,39 @@ impl Topology {
                 "metrics ingest",
             );
         }
+        // etcd: raft between the members, the client port for the keepers (database
+        // hosts) and the web servers, the metrics listener for the monitor's Prometheus.
+        // A member's own connections to itself stay on loopback.
+        let members = names(self.etcd_members().into_iter());
+        let clients = names(self.etcd_clients());
+        let monitors = names(self.with_role(Role::Monitor));
+        for m in self.etcd_members() {
+            let peers: Vec<String> = members.iter().filter(|n| **n != m.name).cloned().collect();
+            add(
+                &m.name,
+                Proto::Tcp,
+                p.etcd_peer,
+                Segment::Mgmt,
+                From::Hosts(peers),
+                "etcd peer",
+            );
+            add(
+                &m.name,
+                Proto::Tcp,
+                p.etcd_client,
+                Segment::Mgmt,
+                From::Hosts(clients.clone()),
+                "etcd client",
+            );
+            add(
+                &m.name,
+                Proto::Tcp,
+                p.etcd_metrics,
+                Segment::Mgmt,
+                From::Hosts(monitors.clone()),
+                "etcd metrics",
+            );
+        }
         Policy { flows }
     }
 
@@ -231,5 +264,23 @@ mod tests {
         check("lb1", "monitor", Proto::Tcp, 9090, true);
         check("client", "monitor", Proto::Tcp, 9090, false);
         check("monitor", "db1", Proto::Tcp, 3306, false);
+        // etcd: peers among the members only; the client port for database and web
+        // hosts; metrics for the monitor only.
+        check("dns", "lb1", Proto::Tcp, 2380, true);
+        check("lb1", "monitor", Proto::Tcp, 2380, true);
+        check("monitor", "dns", Proto::Tcp, 2380, true);
+        check("web1", "lb1", Proto::Tcp, 2380, false);
+        check("db1", "monitor", Proto::Tcp, 2380, false);
+        check("db1", "monitor", Proto::Tcp, 2379, true);
+        check("db2", "dns", Proto::Tcp, 2379, true);
+        check("web2", "lb1", Proto::Tcp, 2379, true);
+        check("client", "dns", Proto::Tcp, 2379, false);
+        check("lb1", "dns", Proto::Tcp, 2379, false);
+        check("monitor", "lb1", Proto::Tcp, 2379, false);
+        check("web1", "db1", Proto::Tcp, 2379, false);
+        check("monitor", "lb1", Proto::Tcp, 2381, true);
+        check("monitor", "dns", Proto::Tcp, 2381, true);
+        check("dns", "lb1", Proto::Tcp, 2381, false);
+        check("db1", "monitor", Proto::Tcp, 2381, false);
     }
 }

@@ -39,7 +39,36 @@ impl StatePaths {
     pub fn host(&self, name: &str) -> PathBuf {
         self.root.join("hosts").join(name)
     }
+    /// An etcd member's data directory (0700): `hosts/<host>/etcd`.
+    pub fn etcd_data(&self, host: &str) -> PathBuf {
+        self.host(host).join("etcd")
+    }
+    /// An etcd member's certificate and key, `hosts/<host>/etcd-server.pem` and `.key`
+    /// (0600): serverAuth and clientAuth (its peers verify it both ways, and its own
+    /// gateway dials its client port with it), the member's address as IP SAN.
+    pub fn etcd_server_cert(&self, host: &str) -> (PathBuf, PathBuf) {
+        self.host_cert(host, ETCD_SERVER_STEM)
+    }
+    /// A host's etcd client certificate and key, `hosts/<host>/etcd-client.pem` and
+    /// `.key` (0600), clientAuth only, for every host of
+    /// [`Topology::etcd_clients`](crate::Topology::etcd_clients). An etcd client
+    /// verifies the members against [`StatePaths::ca`].
+    pub fn etcd_client_cert(&self, host: &str) -> (PathBuf, PathBuf) {
+        self.host_cert(host, ETCD_CLIENT_STEM)
+    }
+    fn host_cert(&self, host: &str, stem: &str) -> (PathBuf, PathBuf) {
+        let dir = self.host(host);
+        (
+            dir.join(format!("{stem}.pem")),
+            dir.join(format!("{stem}.key")),
+        )
+    }
 }
+
+/// The stem of an etcd member's certificate in its host's directory.
+pub const ETCD_SERVER_STEM: &str = "etcd-server";
+/// The stem of an etcd client host's certificate in its host's directory.
+pub const ETCD_CLIENT_STEM: &str = "etcd-client";
 
 /// Quotes a string as a TOML basic string: the YAML double-quoted scalar of the monitor
 /// configs is one too (the same escapes), so both file kinds share one quoting.

@@ -64,7 +64,12 @@ fn rendered_configs_pass_promtool_and_amtool() {
             let config = d.join("prometheus.yml");
             std::fs::write(
                 &config,
-                prometheus_config(&settings, &rules_file, alertmanager),
+                prometheus_config(
+                    &settings,
+                    &rules_file,
+                    alertmanager,
+                    &["127.0.9.2:2381".into(), "127.0.3.53:2381".into()],
+                ),
             )
             .unwrap();
             let (ok, out) = run(Command::new(&promtool)
@@ -104,7 +109,7 @@ fn promtool_rejects_an_unknown_storage_key() {
     let settings = MonitorSettings::default();
     let rules_file = dir.path().join("rules.yml");
     std::fs::write(&rules_file, rules(&settings)).unwrap();
-    let text = prometheus_config(&settings, &rules_file, "127.0.0.1:9093")
+    let text = prometheus_config(&settings, &rules_file, "127.0.0.1:9093", &[])
         .replace("out_of_order_time_window", "out_of_order_window");
     let config = dir.path().join("prometheus.yml");
     std::fs::write(&config, text).unwrap();

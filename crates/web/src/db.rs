@@ -20,14 +20,16 @@
 //!   `read_only` on, so a web server still following it writes nothing there. A statement
 //!   refused with `ER_OPTION_PREVENTS_STATEMENT` (read_only turned on between the fence and
 //!   the statement) is `not_writable` too.
-//! - Every write is one explicit transaction: [`Db::write`] sends `BEGIN`, runs the
-//!   caller's statements, and sends `COMMIT` itself. A failure before `COMMIT` was sent
+//! - Every write is one explicit transaction: [`Db::write`] sends `START TRANSACTION`
+//!   with the fence (one exchange), runs the caller's statements, and sends `COMMIT` with
+//!   the `@@last_gtid` read (one exchange) itself. A failure before `COMMIT` was sent
 //!   (no connection, the connection died, the deadline passed) is `no_primary`: the server
 //!   rolls the open transaction back, nothing was written and a retry is safe. A failure
 //!   after `COMMIT` was sent and before its answer (connection died, `query_timeout`
 //!   passed) is `outcome_unknown`: the write may or may not have happened, and only an
 //!   `Idempotency-Key` makes the retry safe. Once `COMMIT` answered OK nothing turns the
-//!   write into an error (a failed `@@last_gtid` read only drops the GTID).
+//!   write into an error (a failed `@@last_gtid` read only drops the GTID). The fence and
+//!   the two transaction statements cost one round trip over a bare autocommit statement.
 //!
 //! Read rules:
 //! - Reads inside a write run on the write's connection, in its transaction.
@@ -64,7 +66,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwapOption;
 use futures_core::future::BoxFuture;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlSslMode};
-use sqlx::{ConnectOptions, Connection};
+use sqlx::{ConnectOptions, Connection, Row};
 
 use crate::config::{Database, Server};
 use crate::leader::Leader;
@@ -345,10 +347,6 @@ fn connect_options(
         None => options.ssl_mode(MySqlSslMode::Disabled),
     }
 }
-
-/// How long the `@@last_gtid` read after a `COMMIT` may take; past it the answer goes
-/// without a GTID (the write itself is done).
-const GTID_READ_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl Db {
     /// Builds the pools without connecting; connections open on first use, so the web
@@ -827,16 +825,10 @@ impl Db {
                 ),
             ));
         }
-        let committing = AtomicBool::new(false);
-        let run = transaction(&primary, f, &committing);
-        let (v, mut conn) = match tokio::time::timeout(self.config.query_timeout, run).await {
+        let deadline = tokio::time::Instant::now() + self.config.query_timeout;
+        let run = transaction(&primary, f);
+        let (v, mut conn) = match tokio::time::timeout_at(deadline, run).await {
             Ok(r) => r?,
-            Err(_) if committing.load(Ordering::Relaxed) => {
-                return Err(refused(
-                    Refusal::OutcomeUnknown,
-                    format!("{}: no answer to COMMIT within query_timeout", leader.addr),
-                ))
-            }
             Err(_) => {
                 return Err(refused(
                     Refusal::NoPrimary,
@@ -847,15 +839,34 @@ impl Db {
                 ))
             }
         };
-        // Committed: from here on nothing turns the write into an error.
-        let read = sqlx::query_scalar::<_, Option<String>>("SELECT CAST(@@last_gtid AS CHAR)")
-            .fetch_one(&mut *conn);
-        let gtid = match tokio::time::timeout(GTID_READ_TIMEOUT, read).await {
-            Ok(Ok(g)) => {
+        let committed = AtomicBool::new(false);
+        let gtid = match tokio::time::timeout_at(deadline, commit(&mut conn, &committed)).await {
+            Ok(Ok(gtid)) => {
                 conn.reusable();
-                g.as_deref().and_then(GtidSet::parse)
+                gtid
             }
-            _ => None,
+            // Once COMMIT answered OK nothing turns the write into an error; only the GTID
+            // is missing.
+            _ if committed.load(Ordering::Relaxed) => None,
+            Ok(Err(e)) if !is_connection_error(&e) => {
+                // The server answered: the transaction did not commit.
+                return Err(DbError::Query(e));
+            }
+            Ok(Err(e)) => {
+                return Err(refused(
+                    Refusal::OutcomeUnknown,
+                    format!(
+                        "{}: connection lost after COMMIT was sent: {e}",
+                        leader.addr
+                    ),
+                ))
+            }
+            Err(_) => {
+                return Err(refused(
+                    Refusal::OutcomeUnknown,
+                    format!("{}: no answer to COMMIT within query_timeout", leader.addr),
+                ))
+            }
         };
         Ok((v, gtid.filter(|g| !g.is_empty())))
     }
@@ -871,15 +882,10 @@ impl Db {
     }
 }
 
-/// The fence, `BEGIN`, the caller's statements and `COMMIT` on a connection to the
-/// leader. `committing` is set just before `COMMIT` is sent, so a caller whose deadline
-/// passes knows whether the outcome is unknown. Returns the connection so the GTID can be
-/// read outside the deadline.
-async fn transaction<'p, T, F>(
-    primary: &'p Primary,
-    f: F,
-    committing: &'p AtomicBool,
-) -> Result<(T, Conn<'p>), DbError>
+/// The fence with `START TRANSACTION` and the caller's statements on a connection to the
+/// leader, everything but `COMMIT` ([`commit`]). On an error the transaction is rolled
+/// back (or the connection closed, which rolls it back).
+async fn transaction<'p, T, F>(primary: &'p Primary, f: F) -> Result<(T, Conn<'p>), DbError>
 where
     F: for<'c> FnOnce(&'c mut MySqlConnection) -> BoxFuture<'c, Result<T, DbError>>,
 {
@@ -894,18 +900,27 @@ where
         }
     };
     let mut conn = primary.pool.acquire().await.map_err(before_commit)?;
-    match fence(&mut conn, leader).await {
-        Ok(()) => {}
-        Err(Fence::Sql(e)) => return Err(before_commit(e)),
-        Err(Fence::Refused(e)) => {
-            // The exchange completed: the connection may serve the next write.
+    // One exchange: the transaction begins and the fence's answer comes from inside it.
+    let rows = sqlx::Executor::fetch_all(
+        &mut *conn,
+        "START TRANSACTION; SELECT CAST(@@server_id AS UNSIGNED), CAST(@@read_only AS UNSIGNED)",
+    )
+    .await
+    .map_err(before_commit)?;
+    let answer = rows
+        .first()
+        .ok_or_else(|| sqlx::Error::Protocol("the fence returned no row".into()))
+        .and_then(|row| Ok((row.try_get::<u64, _>(0)?, row.try_get::<u64, _>(1)?)))
+        .map_err(before_commit)?;
+    if let Err(e) = fenced(answer, leader) {
+        // Nothing was done in the transaction; ending it keeps the connection usable.
+        if simple(&mut conn, "ROLLBACK").await.is_ok() {
             conn.reusable();
-            return Err(e);
         }
+        return Err(e);
     }
-    simple(&mut conn, "BEGIN").await.map_err(before_commit)?;
-    let v = match f(&mut conn).await {
-        Ok(v) => v,
+    match f(&mut conn).await {
+        Ok(v) => Ok((v, conn)),
         Err(e) => {
             let e = match e {
                 DbError::Query(e) => before_commit(e),
@@ -919,22 +934,31 @@ where
             {
                 conn.reusable();
             }
-            return Err(e);
+            Err(e)
         }
-    };
-    committing.store(true, Ordering::Relaxed);
-    match simple(&mut conn, "COMMIT").await {
-        Ok(_) => Ok((v, conn)),
-        Err(e) if is_connection_error(&e) => Err(refused(
-            Refusal::OutcomeUnknown,
-            format!(
-                "{}: connection lost after COMMIT was sent: {e}",
-                leader.addr
-            ),
-        )),
-        // The server answered: the transaction did not commit.
-        Err(e) => Err(before_commit(e)),
     }
+}
+
+/// `COMMIT` and the GTID it wrote, in one exchange; `committed` is set as soon as the
+/// server has answered the `COMMIT` with OK, so a caller whose deadline passes during the
+/// GTID read knows the write is done.
+async fn commit(
+    conn: &mut MySqlConnection,
+    committed: &AtomicBool,
+) -> Result<Option<GtidSet>, sqlx::Error> {
+    use futures_util::StreamExt;
+    let mut results = sqlx::Executor::fetch_many(conn, "COMMIT; SELECT CAST(@@last_gtid AS CHAR)");
+    let mut gtid = None;
+    while let Some(item) = results.next().await {
+        match item? {
+            sqlx::Either::Left(_) => committed.store(true, Ordering::Relaxed),
+            sqlx::Either::Right(row) => {
+                let text: Option<String> = row.try_get(0)?;
+                gtid = text.as_deref().and_then(GtidSet::parse);
+            }
+        }
+    }
+    Ok(gtid)
 }
 
 /// Sends a statement without arguments as plain text (`COM_QUERY`), never prepared:
@@ -949,30 +973,35 @@ enum Fence {
     Refused(DbError),
 }
 
-/// The write fence: the connection must reach the server the leader key names, with
-/// `read_only` off.
+/// The write fence on its own (the migrations' connection): the connection must reach
+/// the server the leader key names, with `read_only` off.
 async fn fence(conn: &mut MySqlConnection, leader: &Leader) -> Result<(), Fence> {
-    let (server_id, read_only): (u64, u64) =
+    let answer: (u64, u64) =
         sqlx::query_as("SELECT CAST(@@server_id AS UNSIGNED), CAST(@@read_only AS UNSIGNED)")
             .fetch_one(conn)
             .await
             .map_err(Fence::Sql)?;
+    fenced(answer, leader).map_err(Fence::Refused)
+}
+
+/// Judges the fence's answer `(@@server_id, @@read_only)` against `leader`.
+fn fenced((server_id, read_only): (u64, u64), leader: &Leader) -> Result<(), DbError> {
     if let Some(expected) = leader.server_id {
         if server_id != u64::from(expected) {
-            return Err(Fence::Refused(refused(
+            return Err(refused(
                 Refusal::ServerMismatch,
                 format!(
                     "{} answers as server_id {server_id}, but the leader key names {} (server_id {expected})",
                     leader.addr, leader.host
                 ),
-            )));
+            ));
         }
     }
     if read_only != 0 {
-        return Err(Fence::Refused(refused(
+        return Err(refused(
             Refusal::NotWritable,
             format!("{} ({}) is read_only", leader.host, leader.addr),
-        )));
+        ));
     }
     Ok(())
 }

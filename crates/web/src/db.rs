@@ -796,8 +796,14 @@ impl Db {
             Ok(_) => {
                 self.metrics.db_writes.inc();
             }
+            // Counted always; logged at warn only when the client cannot know what
+            // happened (a failover refuses every write for a while: that is the metric's).
             Err(DbError::Refused { why, detail }) => {
-                tracing::warn!(reason = why.as_str(), %detail, "write answered 503");
+                if *why == Refusal::OutcomeUnknown {
+                    tracing::warn!(reason = why.as_str(), %detail, "write outcome unknown");
+                } else {
+                    tracing::debug!(reason = why.as_str(), %detail, "write refused");
+                }
                 self.metrics.refused(*why);
             }
             Err(DbError::Duplicate { .. } | DbError::Invalid { .. }) => {}

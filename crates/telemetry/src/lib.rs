@@ -4,7 +4,8 @@
 //! named; the `[listen]` keys in [`listen`]), binding its TCP listeners and the source
 //! allow-list they check ([`listen`]), the accept gate every TCP listener goes through
 //! ([`accept::Gate`]: allow-list, connection cap, back-off on accept errors, counters),
-//! the one-shot HTTP/1 client for Prometheus, scrapes and probes ([`http_client`]), the
+//! the outbound HTTP/1 client, one-shot for Prometheus, scrapes and probes and streaming
+//! for etcd's watch, plain or TLS ([`http_client`]), the
 //! JSON access log (one shape for the load balancer and the web servers, so one parser
 //! reads both), atomic file writes ([`fs`]) and the Prometheus text exposition of a
 //! `prometheus-client` registry and the one status class ([`metrics`]).

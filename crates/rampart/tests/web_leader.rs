@@ -3,8 +3,9 @@
 //! users and grants): writes only where the leader key points and only on a writable
 //! server with the named server id, 503 with `Retry-After` otherwise, `outcome_unknown`
 //! when `COMMIT` gets no answer, `Idempotency-Key` replays, reads from the replica while
-//! there is no leader. The leader key lives in a `leader::MemStore` here; the etcd test
-//! drives the same follower through a real cluster.
+//! there is no leader. The leader key lives in a `leader::MemStore` in the first test; the
+//! second follows it in a real three-member etcd cluster with mutual TLS, through a
+//! member's death.
 //!
 //! It lives in this crate rather than `crates/web/tests` because `rampart-web` may not
 //! depend on `rampart-infra` (which knows the topology model; see `tidy.rs`).
@@ -135,7 +136,9 @@ impl Drop for Server {
     }
 }
 
-fn start_web(dir: &Path, database: &str, store: &MemStore) -> Server {
+/// Starts the web server with `database` (a `[database]` table); with `store` the leader
+/// key is read from it instead of `[database.etcd]`'s cluster.
+fn start_web(dir: &Path, database: &str, store: Option<&MemStore>) -> Server {
     let text = format!(
         "name = \"w1\"\n[listen]\napp = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\
          [log]\naccess_log = \"off\"\n{database}"
@@ -143,7 +146,7 @@ fn start_web(dir: &Path, database: &str, store: &MemStore) -> Server {
     let path = dir.join("web.toml");
     std::fs::write(&path, text).unwrap();
     let config = Config::load(&path).unwrap();
-    let store = Arc::new(store.clone());
+    let store = store.map(|s| Arc::new(s.clone()));
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
@@ -158,7 +161,11 @@ fn start_web(dir: &Path, database: &str, store: &MemStore) -> Server {
                 listeners.app.local_addr().unwrap(),
                 listeners.admin.as_ref().unwrap().local_addr().unwrap(),
             );
-            let web = Web::with_leader_store(config, store).unwrap();
+            let web = match store {
+                Some(store) => Web::with_leader_store(config, store),
+                None => Web::new(config),
+            }
+            .unwrap();
             web.serve(
                 listeners,
                 async {
@@ -299,6 +306,20 @@ fn users_with(name: &str) -> String {
     format!("SELECT COUNT(*) FROM foobar.users WHERE email = '{name}@example.com'")
 }
 
+/// The `[database]` table for `pair` (short timeouts, the role header on), with `etcd`
+/// appended (a `[database.etcd]` table).
+fn database(pair: &Pair, etcd: &str) -> String {
+    let (a1, a2) = (Pair::addr(&pair.db1), Pair::addr(&pair.db2));
+    format!(
+        "[database]\npassword_file = \"{s}/db-app.password\"\nmigrate_user = \"foobar_migrate\"\n\
+         migrate_password_file = \"{s}/db-migrate.password\"\nrole_header = true\n\
+         query_timeout = \"1s\"\nconnect_timeout = \"1s\"\ncheck_interval = \"100ms\"\n\
+         [[database.servers]]\nhost = \"db1\"\naddr = \"{a1}\"\nserver_id = 1\n\
+         [[database.servers]]\nhost = \"db2\"\naddr = \"{a2}\"\nserver_id = 2\n{etcd}",
+        s = pair.tmp.path().join("secrets").display()
+    )
+}
+
 fn count(i: &Instance, sql: &str) -> String {
     i.sql(sql).unwrap().trim().to_owned()
 }
@@ -310,19 +331,15 @@ fn writes_follow_the_leader_key_and_are_fenced_by_server_id_and_read_only() {
     }
     let pair = Pair::up();
     let (a1, a2) = (Pair::addr(&pair.db1), Pair::addr(&pair.db2));
-    let secrets = pair.tmp.path().join("secrets");
-    let database = format!(
-        "[database]\npassword_file = \"{s}/db-app.password\"\nmigrate_user = \"foobar_migrate\"\n\
-         migrate_password_file = \"{s}/db-migrate.password\"\nrole_header = true\n\
-         query_timeout = \"1s\"\nconnect_timeout = \"1s\"\ncheck_interval = \"100ms\"\n\
-         [[database.servers]]\nhost = \"db1\"\naddr = \"{a1}\"\nserver_id = 1\n\
-         [[database.servers]]\nhost = \"db2\"\naddr = \"{a2}\"\nserver_id = 2\n\
-         [database.etcd]\nendpoints = [\"https://127.0.0.1:9\"]\nca = \"unused\"\n\
-         cert = \"unused\"\nkey = \"unused\"\nleader_key = \"{KEY}\"\n",
-        s = secrets.display()
+    let database = database(
+        &pair,
+        &format!(
+            "[database.etcd]\nendpoints = [\"https://127.0.0.1:9\"]\nca = \"unused\"\n\
+             cert = \"unused\"\nkey = \"unused\"\nleader_key = \"{KEY}\"\n"
+        ),
     );
     let store = MemStore::new();
-    let web = start_web(pair.tmp.path(), &database, &store);
+    let web = start_web(pair.tmp.path(), &database, Some(&store));
     let user = |n: &str| format!(r#"{{"name":"u{n}","email":"u{n}@example.com"}}"#);
 
     // No leader: refused, not ready.
@@ -527,6 +544,116 @@ fn writes_follow_the_leader_key_and_are_fenced_by_server_id_and_read_only() {
     );
     assert!(
         metric(&m, "rampart_web_idempotent_replays_total").is_some_and(|n| n >= 3.0),
+        "{m}"
+    );
+}
+
+/// The same follower over a real etcd cluster (mutual TLS, three members): a put, a
+/// delete and a new epoch of the leader key are each followed within a bounded time, also
+/// after the member the watch was most likely on is killed.
+#[test]
+fn the_web_server_follows_the_leader_key_in_a_real_etcd_cluster() {
+    if !installed() {
+        return;
+    }
+    let Some(mut cluster) = rampart_test_support::etcd::EtcdCluster::start(3) else {
+        return;
+    };
+    let pair = Pair::up();
+    let (a1, a2) = (Pair::addr(&pair.db1), Pair::addr(&pair.db2));
+    let web_tls = cluster.client_tls("web1");
+    let (cert, key) = web_tls.client_cert.clone().unwrap();
+    let endpoints: Vec<String> = cluster.urls().iter().map(|u| format!("\"{u}\"")).collect();
+    let etcd = format!(
+        "[database.etcd]\nendpoints = [{}]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\
+         leader_key = \"{KEY}\"\n",
+        endpoints.join(", "),
+        web_tls.ca.display(),
+        cert.display(),
+        key.display()
+    );
+    let web = start_web(pair.tmp.path(), &database(&pair, &etcd), None);
+    let keeper = rampart_etcd::Client::new(rampart_etcd::ClientConfig::new(
+        cluster.urls(),
+        cluster.client_tls("keeper"),
+    ))
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // The keeper's calls are retried: right after a member dies the cluster may be
+    // electing a new raft leader. `put` returns the epoch (the key's create revision).
+    let put = |v: Vec<u8>| {
+        eventually("the put", Duration::from_secs(30), || {
+            rt.block_on(keeper.put(KEY, &v, None)).ok()
+        });
+        let range = rt.block_on(keeper.get(KEY)).unwrap();
+        range.kvs[0].create_revision
+    };
+    let delete = || {
+        eventually("the delete", Duration::from_secs(30), || {
+            rt.block_on(keeper.delete(KEY)).ok()
+        })
+    };
+    let epoch = |web: &Server| metric(&metrics(web), "rampart_web_db_leader_epoch");
+
+    refused(
+        &post(
+            &web,
+            "/api/users",
+            r#"{"name":"a","email":"a@example.com"}"#,
+            None,
+        ),
+        "no_primary",
+    );
+
+    // A put: followed, migrations run, writes land on db1.
+    let e1 = put(leader_value("db1", 1, a1, true));
+    eventually("ready", Duration::from_secs(30), || {
+        (get(&web, "/readyz").status == 200).then_some(())
+    });
+    assert_eq!(epoch(&web), Some(e1 as f64));
+    let r = post(
+        &web,
+        "/api/users",
+        r#"{"name":"a","email":"a@example.com"}"#,
+        None,
+    );
+    assert_eq!(r.status, 201, "{r:?}");
+
+    // A delete (the lease expired): no leader.
+    delete();
+    wait_for(&web, "no_primary");
+    assert_eq!(epoch(&web), Some(0.0));
+
+    // A new epoch naming db2, still a read_only replica.
+    let e2 = put(leader_value("db2", 2, a2, true));
+    wait_for(&web, "not_writable");
+    assert_eq!(epoch(&web), Some(e2 as f64));
+
+    // The first member dies (the web server's client starts there, so its watch was
+    // there): the follower watches on another member and sees the next epoch.
+    cluster.kill(0);
+    delete();
+    let e3 = put(leader_value("db1", 1, a1, true));
+    wait_for(&web, "invalid_field");
+    assert_eq!(epoch(&web), Some(e3 as f64));
+    let r = post(
+        &web,
+        "/api/users",
+        r#"{"name":"b","email":"b@example.com"}"#,
+        None,
+    );
+    assert_eq!(r.status, 201, "{r:?}");
+    let m = metrics(&web);
+    // The client starts on the first endpoint, so the watch was on the killed member.
+    assert!(
+        metric(&m, "rampart_web_db_leader_watch_restarts_total").is_some_and(|n| n >= 1.0),
+        "{m}"
+    );
+    assert!(
+        metric(&m, "rampart_web_db_leader_changes_total").is_some_and(|n| n >= 4.0),
         "{m}"
     );
 }

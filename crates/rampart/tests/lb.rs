@@ -729,8 +729,8 @@ fn every_example_config_is_valid() {
         );
         checked += 1;
     }
-    // agent, dashboard, dns, lb and web.
-    assert_eq!(checked, 5);
+    // agent, dashboard, dns, lb, web and web-etcd.
+    assert_eq!(checked, 6);
 }
 
 #[test]

@@ -1,13 +1,15 @@
 //! Test harness shared by rampart's integration tests: real backend servers (in-process or
 //! as a child process), a local CA with site certificates, a TLS client, process guards
-//! that kill only what they started, `eventually`-style polling with a deadline, and for
-//! end-to-end tests a headless browser (`browser`) and nmap SYN scans (`scan`).
+//! that kill only what they started, `eventually`-style polling with a deadline, a real
+//! etcd cluster with mutual TLS (`etcd`), and for end-to-end tests a headless browser
+//! (`browser`) and nmap SYN scans (`scan`).
 
 #![allow(clippy::disallowed_methods)] // test support polls with std::thread::sleep
 
 pub mod backend;
 pub mod browser;
 pub mod client;
+pub mod etcd;
 pub mod lbproc;
 pub mod prometheus;
 pub mod scan;

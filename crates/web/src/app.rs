@@ -19,6 +19,14 @@
 //! Writes answer with the GTID they committed, as the `X-Db-Gtid` header and the
 //! `rampart_gtid` cookie; a read that presents either is read-your-writes consistent
 //! (see `db.rs`).
+//!
+//! A write the database could not take answers 503 with `Retry-After: 1` and the reason
+//! as the JSON `error`: `no_primary`, `not_writable` or `server_mismatch` (nothing was
+//! written; retry), or `outcome_unknown` (the connection died after `COMMIT` was sent:
+//! it may have been written; retry with the same `Idempotency-Key` to find out). The POST
+//! endpoints take an `Idempotency-Key` (see `idempotency.rs`): a repeat of the same
+//! request gets the first answer with `Idempotent-Replayed: true`; the same key with
+//! another request gets 422 `idempotency_key_reused`.
 
 use std::sync::Arc;
 
@@ -28,7 +36,9 @@ use serde_json::{json, Map, Value};
 use sqlx::mysql::MySqlConnection;
 use time::PrimitiveDateTime;
 
-use crate::db::{error_number, Db, DbError, GtidSet, Role};
+use crate::db::{error_number, Db, DbError, GtidSet, Refusal, Role};
+use crate::idempotency::{self, Claim, Idem};
+use crate::metrics::Metrics;
 
 pub const GTID_HEADER: &str = "x-db-gtid";
 pub const GTID_COOKIE: &str = "rampart_gtid";
@@ -85,16 +95,47 @@ impl Reply {
     }
 }
 
+/// What a client gets for a 503: retry after a second.
+fn retry_later(mut r: Reply) -> Reply {
+    r.headers
+        .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
 fn db_error(e: &DbError) -> Reply {
     match e {
         DbError::Unavailable(why) => {
             tracing::warn!(error = %why, "database unavailable");
-            Reply::error(
+            retry_later(Reply::error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "database_unavailable",
                 "",
                 "the database is unavailable; try again shortly",
-            )
+            ))
+        }
+        // Logged (and counted) by `Db::write`.
+        DbError::Refused { why, .. } => {
+            let message = match why {
+                Refusal::NoPrimary => {
+                    "no primary database is available; nothing was written; retry shortly"
+                }
+                Refusal::NotWritable => {
+                    "the primary database is not writable yet; nothing was written; retry shortly"
+                }
+                Refusal::ServerMismatch => {
+                    "the primary database is changing; nothing was written; retry shortly"
+                }
+                Refusal::OutcomeUnknown => {
+                    "the write may or may not have been stored; retry with the same \
+                     Idempotency-Key to find out"
+                }
+            };
+            retry_later(Reply::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                why.as_str(),
+                "",
+                message,
+            ))
         }
         DbError::Duplicate { field } => Reply::error(
             StatusCode::CONFLICT,
@@ -118,6 +159,16 @@ fn db_error(e: &DbError) -> Reply {
             )
         }
     }
+}
+
+/// What a write's transaction produced.
+enum Written {
+    /// Written now: the answer's body.
+    Fresh(String),
+    /// Written before under the same key: the stored answer and the leader's position.
+    Replay(idempotency::Stored, Option<GtidSet>),
+    /// The key came with another request.
+    Mismatch,
 }
 
 /// A validated field problem.
@@ -349,11 +400,81 @@ const USER_BY_ID: &str = "SELECT id, name, email, created_at FROM users WHERE id
 #[derive(Debug)]
 pub struct App {
     pub db: Arc<Db>,
+    pub metrics: Arc<Metrics>,
     pub server_name: String,
 }
 
+/// A write's statements: run inside its transaction, they return the answer's JSON.
+type Work = Box<
+    dyn for<'c> FnOnce(
+            &'c mut MySqlConnection,
+        ) -> futures_core::future::BoxFuture<'c, Result<Value, DbError>>
+        + Send,
+>;
+
 impl App {
-    pub async fn create_user(&self, body: &[u8]) -> Reply {
+    /// Runs `work` as one write answered with `status` and its JSON, under `idem` if the
+    /// request had a key: claimed before `work`, the answer recorded after it, all in the
+    /// write's transaction (see `idempotency.rs`).
+    async fn write_json(&self, idem: Option<Idem>, status: StatusCode, work: Work) -> Reply {
+        let result = self
+            .db
+            .write(move |conn: &mut MySqlConnection| {
+                Box::pin(async move {
+                    if let Some(idem) = &idem {
+                        match idempotency::claim(&mut *conn, idem).await? {
+                            Claim::New => {}
+                            Claim::Replay(stored) => {
+                                let pos = idempotency::position(&mut *conn).await?;
+                                return Ok(Written::Replay(stored, pos));
+                            }
+                            Claim::Mismatch => return Ok(Written::Mismatch),
+                        }
+                    }
+                    let body = work(&mut *conn).await?.to_string();
+                    if let Some(idem) = &idem {
+                        idempotency::record(&mut *conn, idem, status.as_u16(), body.as_bytes())
+                            .await?;
+                    }
+                    Ok(Written::Fresh(body))
+                })
+            })
+            .await;
+        match result {
+            Ok((Written::Fresh(body), gtid)) => Reply {
+                status,
+                content_type: "application/json",
+                body: Bytes::from(body),
+                headers: HeaderMap::new(),
+                db_role: None,
+            }
+            .with_role(Role::Primary)
+            .with_gtid(gtid.as_ref()),
+            Ok((Written::Replay(stored, pos), _)) => {
+                self.metrics.idempotent_replays.inc();
+                let mut r = Reply {
+                    status: StatusCode::from_u16(stored.status)
+                        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                    content_type: "application/json",
+                    body: Bytes::from(stored.body),
+                    headers: HeaderMap::new(),
+                    db_role: None,
+                };
+                r.headers
+                    .insert(idempotency::REPLAYED, HeaderValue::from_static("true"));
+                r.with_role(Role::Primary).with_gtid(pos.as_ref())
+            }
+            Ok((Written::Mismatch, _)) => Reply::error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                idempotency::HEADER,
+                "this Idempotency-Key was used with a different request",
+            ),
+            Err(e) => db_error(&e),
+        }
+    }
+
+    pub async fn create_user(&self, body: &[u8], idem: Option<Idem>) -> Reply {
         let map = match parse_object(body, &["name", "email"]) {
             Ok(m) => m,
             Err(r) => return r,
@@ -363,33 +484,27 @@ impl App {
             Err(e) => return invalid(&e),
         };
         let created = now_utc();
-        let result = self
-            .db
-            .write(move |conn: &mut MySqlConnection| {
-                Box::pin(async move {
-                    let r =
-                        sqlx::query("INSERT INTO users (name, email, created_at) VALUES (?, ?, ?)")
-                            .bind(&user.name)
-                            .bind(&user.email)
-                            .bind(created)
-                            .execute(&mut *conn)
-                            .await
-                            .map_err(|e| match error_number(&e) {
-                                Some(1062) => DbError::Duplicate { field: "email" },
-                                _ => DbError::from(e),
-                            })?;
-                    Ok((r.last_insert_id(), user.name, user.email))
-                })
+        let work: Work = Box::new(move |conn: &mut MySqlConnection| {
+            Box::pin(async move {
+                let r = sqlx::query("INSERT INTO users (name, email, created_at) VALUES (?, ?, ?)")
+                    .bind(&user.name)
+                    .bind(&user.email)
+                    .bind(created)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(|e| match error_number(&e) {
+                        Some(1062) => DbError::Duplicate { field: "email" },
+                        _ => DbError::from(e),
+                    })?;
+                Ok(user_json(&(
+                    r.last_insert_id(),
+                    user.name,
+                    user.email,
+                    created,
+                )))
             })
-            .await;
-        match result {
-            Ok(((id, name, email), gtid)) => {
-                Reply::json(StatusCode::CREATED, &user_json(&(id, name, email, created)))
-                    .with_role(Role::Primary)
-                    .with_gtid(gtid.as_ref())
-            }
-            Err(e) => db_error(&e),
-        }
+        });
+        self.write_json(idem, StatusCode::CREATED, work).await
     }
 
     pub async fn get_user(&self, id: &str, after: Option<&GtidSet>) -> Reply {
@@ -437,7 +552,7 @@ impl App {
         }
     }
 
-    pub async fn create_message(&self, body: &[u8]) -> Reply {
+    pub async fn create_message(&self, body: &[u8], idem: Option<Idem>) -> Reply {
         let map = match parse_object(body, &["user_id", "body"]) {
             Ok(m) => m,
             Err(r) => return r,
@@ -447,46 +562,39 @@ impl App {
             Err(e) => return invalid(&e),
         };
         let created = now_utc();
-        let result = self
-            .db
-            .write(move |conn: &mut MySqlConnection| {
-                Box::pin(async move {
-                    // The author check is a read inside the write: it runs in the write's
-                    // transaction on the primary, and locks the user row until commit.
-                    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-                    let author: Option<String> =
-                        sqlx::query_scalar("SELECT name FROM users WHERE id = ? FOR UPDATE")
-                            .bind(msg.user_id)
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                    let Some(author) = author else {
-                        return Err(DbError::Invalid {
-                            field: "user_id",
-                            message: "no such user",
-                        });
-                    };
-                    let r = sqlx::query(
-                        "INSERT INTO messages (user_id, body, created_at) VALUES (?, ?, ?)",
-                    )
-                    .bind(msg.user_id)
-                    .bind(&msg.body)
-                    .bind(created)
-                    .execute(&mut *tx)
-                    .await?;
-                    tx.commit().await?;
-                    Ok((r.last_insert_id(), msg.user_id, author, msg.body))
-                })
+        let work: Work = Box::new(move |conn: &mut MySqlConnection| {
+            Box::pin(async move {
+                // The author check is a read inside the write: it runs in the write's
+                // transaction on the leader, and locks the user row until commit.
+                let author: Option<String> =
+                    sqlx::query_scalar("SELECT name FROM users WHERE id = ? FOR UPDATE")
+                        .bind(msg.user_id)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                let Some(author) = author else {
+                    return Err(DbError::Invalid {
+                        field: "user_id",
+                        message: "no such user",
+                    });
+                };
+                let r = sqlx::query(
+                    "INSERT INTO messages (user_id, body, created_at) VALUES (?, ?, ?)",
+                )
+                .bind(msg.user_id)
+                .bind(&msg.body)
+                .bind(created)
+                .execute(&mut *conn)
+                .await?;
+                Ok(message_json(&(
+                    r.last_insert_id(),
+                    msg.user_id,
+                    author,
+                    msg.body,
+                    created,
+                )))
             })
-            .await;
-        match result {
-            Ok(((id, user_id, author, body), gtid)) => Reply::json(
-                StatusCode::CREATED,
-                &message_json(&(id, user_id, author, body, created)),
-            )
-            .with_role(Role::Primary)
-            .with_gtid(gtid.as_ref()),
-            Err(e) => db_error(&e),
-        }
+        });
+        self.write_json(idem, StatusCode::CREATED, work).await
     }
 
     pub async fn get_message(&self, id: &str, after: Option<&GtidSet>) -> Reply {

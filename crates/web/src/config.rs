@@ -4,6 +4,10 @@
 //! resolved against the config file's directory. Reading and parsing are
 //! `rampart_telemetry::config::ConfigFile`'s, as for every service.
 //!
+//! The database's servers come one of two ways: the static `database.primary` (and
+//! `database.replica`), or every server as `[[database.servers]]` (`host`, `addr`,
+//! `server_id`) with `[database.etcd]`, whose leader key names the primary among them.
+//!
 //! Secure defaults: the app listener binds loopback unless told otherwise, the metrics
 //! listener is loopback-only, bodies are capped at 16 KiB, every connection has a header
 //! timeout (which also bounds idle keep-alive) and there is a connection cap. Database passwords are read from
@@ -77,8 +81,15 @@ pub struct FileSite {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileDatabase {
-    pub primary: String,
+    /// Without `etcd`: the one primary, fixed.
+    pub primary: Option<String>,
+    /// Without `etcd`: the one replica, fixed.
     pub replica: Option<String>,
+    /// With `etcd`: every database server; the leader key names the primary among them
+    /// and the others serve reads.
+    pub servers: Option<Vec<FileServer>>,
+    /// Where the leader key lives: with it, writes follow the key's holder.
+    pub etcd: Option<FileEtcd>,
     pub name: Option<String>,
     pub user: Option<String>,
     pub password_file: PathBuf,
@@ -95,6 +106,35 @@ pub struct FileDatabase {
     /// The CA that signed the database servers' certificates: with it every connection
     /// uses TLS and verifies the server's certificate and address; without it, plain TCP.
     pub ca: Option<PathBuf>,
+}
+
+/// One database server of `[[database.servers]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileServer {
+    /// Its name: the `host` of the leader key's value, and a metric label.
+    pub host: String,
+    /// Where the web servers connect to it, IP:PORT.
+    pub addr: String,
+    /// Its `@@server_id`, which a write connection checks before it is used.
+    pub server_id: u32,
+}
+
+/// `[database.etcd]`: the etcd cluster holding the leader key, over mutual TLS.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEtcd {
+    /// Client URLs of the members, `https://IP:PORT`.
+    pub endpoints: Vec<String>,
+    /// The CA that signed the members' certificates.
+    pub ca: PathBuf,
+    /// This web server's client certificate and key.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The key the primary's keeper holds; default `/rampart/leader`.
+    pub leader_key: Option<String>,
+    /// How long one request to a member may take before the next is tried.
+    pub request_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -121,10 +161,36 @@ pub struct Tls {
     pub client_ca: Option<PathBuf>,
 }
 
+/// A database server the web servers may use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Server {
+    /// Its name in logs, metrics and the leader key (`primary`/`replica` for the static
+    /// `database.primary`/`database.replica`).
+    pub host: String,
+    pub addr: SocketAddr,
+    /// Its `@@server_id`; unknown (`None`) for the static primary and replica, whose
+    /// write connections then check `@@read_only` only.
+    pub server_id: Option<u32>,
+}
+
+/// Where the leader key lives (`[database.etcd]`).
+#[derive(Clone, Debug)]
+pub struct Etcd {
+    /// `https://IP:PORT` of each member.
+    pub endpoints: Vec<String>,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub leader_key: String,
+    pub request_timeout: Duration,
+}
+
 #[derive(Clone, Debug)]
 pub struct Database {
-    pub primary: SocketAddr,
-    pub replica: Option<SocketAddr>,
+    /// Every server. Without `etcd`: the static primary first, then the replica if any.
+    pub servers: Vec<Server>,
+    /// With it the primary is whoever holds the leader key; without it, `servers[0]`.
+    pub etcd: Option<Etcd>,
     pub name: String,
     pub user: String,
     pub password_file: PathBuf,
@@ -187,6 +253,8 @@ pub mod defaults {
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
     pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
     pub const CHECK_INTERVAL: Duration = Duration::from_millis(500);
+    pub const LEADER_KEY: &str = "/rampart/leader";
+    pub const ETCD_REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
     pub const MAX_BODY: usize = 16 * 1024;
     pub const MAX_HEADER: usize = 16 * 1024;
     pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -235,11 +303,7 @@ impl ConfigFile for Config {
         }
 
         let database = f.database.as_ref().map(|d| {
-            let primary = c.addr("database.primary", &d.primary);
-            let replica = d
-                .replica
-                .as_deref()
-                .and_then(|r| c.addr("database.replica", r));
+            let (servers, etcd) = servers_and_etcd(&mut c, d);
             let migrate_user = match (&d.migrate_user, &d.migrate_password_file) {
                 (Some(u), Some(p)) => Some((u.clone(), c.resolve(p))),
                 (None, None) => None,
@@ -254,8 +318,8 @@ impl ConfigFile for Config {
             let ms = Duration::from_millis;
             let s = Duration::from_secs;
             Database {
-                primary: primary.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3306))),
-                replica,
+                servers,
+                etcd,
                 name: d
                     .name
                     .clone()
@@ -399,6 +463,166 @@ impl ConfigFile for Config {
     }
 }
 
+/// The database servers and where the primary comes from: `database.primary` (and
+/// `database.replica`) fixed, or `[[database.servers]]` with `[database.etcd]`, whose
+/// leader key names the primary among them. One or the other, never a mix.
+fn servers_and_etcd(c: &mut Checker, d: &FileDatabase) -> (Vec<Server>, Option<Etcd>) {
+    let Some(e) = &d.etcd else {
+        if d.servers.is_some() {
+            c.err(
+                "database.servers",
+                "needs [database.etcd], whose leader key says which server is the primary; \
+                 without etcd use database.primary and database.replica",
+            );
+        }
+        let mut servers = Vec::new();
+        match &d.primary {
+            None => c.err(
+                "database.primary",
+                "required: the primary's IP:PORT (or set [database.etcd] and list every \
+                 server as [[database.servers]])",
+            ),
+            Some(p) => {
+                if let Some(addr) = c.addr("database.primary", p) {
+                    servers.push(Server {
+                        host: "primary".to_owned(),
+                        addr,
+                        server_id: None,
+                    });
+                }
+            }
+        }
+        if let Some(r) = &d.replica {
+            if let Some(addr) = c.addr("database.replica", r) {
+                if servers.iter().any(|p| p.addr == addr) {
+                    c.err(
+                        "database.replica",
+                        format!("`{r}` is also database.primary; expected another server"),
+                    );
+                }
+                servers.push(Server {
+                    host: "replica".to_owned(),
+                    addr,
+                    server_id: None,
+                });
+            }
+        }
+        return (servers, None);
+    };
+    for (key, given) in [
+        ("database.primary", d.primary.is_some()),
+        ("database.replica", d.replica.is_some()),
+    ] {
+        if given {
+            c.err(
+                key,
+                "not with [database.etcd], whose leader key names the primary; list every \
+                 server as [[database.servers]] instead",
+            );
+        }
+    }
+    let listed = d.servers.as_deref().unwrap_or_default();
+    if listed.is_empty() {
+        c.err(
+            "database.servers",
+            "required with [database.etcd]: every database server as [[database.servers]] \
+             with host, addr and server_id",
+        );
+    }
+    let mut servers: Vec<Server> = Vec::new();
+    for (i, s) in listed.iter().enumerate() {
+        let key = |k: &str| format!("database.servers[{i}].{k}");
+        let mut ok = true;
+        if !valid_host(&s.host) {
+            c.err(
+                key("host"),
+                "expected 1-64 letters, digits, '.', '-' or '_'",
+            );
+            ok = false;
+        } else if servers.iter().any(|x| x.host == s.host) {
+            c.err(key("host"), format!("`{}` is listed twice", s.host));
+            ok = false;
+        }
+        let addr = c.addr(&key("addr"), &s.addr);
+        if let Some(a) = addr.filter(|a| servers.iter().any(|x| x.addr == *a)) {
+            c.err(key("addr"), format!("`{a}` is listed twice"));
+            ok = false;
+        }
+        if s.server_id == 0 {
+            c.err(
+                key("server_id"),
+                "0 is not a server id; expected the server's @@server_id, 1 to 4294967295",
+            );
+            ok = false;
+        } else if servers.iter().any(|x| x.server_id == Some(s.server_id)) {
+            c.err(key("server_id"), format!("{} is listed twice", s.server_id));
+            ok = false;
+        }
+        if let (Some(addr), true) = (addr, ok) {
+            servers.push(Server {
+                host: s.host.clone(),
+                addr,
+                server_id: Some(s.server_id),
+            });
+        }
+    }
+    if e.endpoints.is_empty() {
+        c.err(
+            "database.etcd.endpoints",
+            "empty; expected the members' client URLs such as \"https://198.18.9.11:2379\"",
+        );
+    }
+    for (i, url) in e.endpoints.iter().enumerate() {
+        let valid = url
+            .strip_prefix("https://")
+            .is_some_and(|a| a.parse::<SocketAddr>().is_ok());
+        if !valid {
+            c.err(
+                format!("database.etcd.endpoints[{i}]"),
+                format!("`{url}` is not a member URL; expected https://IP:PORT such as https://198.18.9.11:2379"),
+            );
+        }
+    }
+    let leader_key = e
+        .leader_key
+        .clone()
+        .unwrap_or_else(|| defaults::LEADER_KEY.to_owned());
+    if leader_key.is_empty()
+        || leader_key.len() > 256
+        || !leader_key.bytes().all(|b| b.is_ascii_graphic())
+    {
+        c.err(
+            "database.etcd.leader_key",
+            "expected 1-256 visible ASCII characters such as \"/rampart/leader\"",
+        );
+    }
+    let request_timeout = c.duration(
+        "database.etcd.request_timeout",
+        e.request_timeout.as_ref(),
+        defaults::ETCD_REQUEST_TIMEOUT,
+        Duration::from_millis(100),
+        Duration::from_secs(60),
+    );
+    let etcd = Etcd {
+        endpoints: e.endpoints.clone(),
+        ca: c.resolve(&e.ca),
+        cert: c.resolve(&e.cert),
+        key: c.resolve(&e.key),
+        leader_key,
+        request_timeout,
+    };
+    (servers, Some(etcd))
+}
+
+/// A database server's name: it becomes a metric label and is compared with the leader
+/// key's `host`.
+fn valid_host(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 64
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -436,6 +660,114 @@ mod tests {
         assert_eq!(d.user, "foobar_app");
         assert_eq!(d.password_file, Path::new("/x/app.pw"));
         assert_eq!(d.max_replica_lag, Duration::from_secs(2));
+    }
+
+    const ETCD: &str = "[database.etcd]\nendpoints = [\"https://127.0.0.1:2379\"]\n\
+                        ca = \"ca.pem\"\ncert = \"web1.pem\"\nkey = \"web1.key\"\n";
+
+    fn server(host: &str, addr: &str, id: u32) -> String {
+        format!("[[database.servers]]\nhost = \"{host}\"\naddr = \"{addr}\"\nserver_id = {id}\n")
+    }
+
+    #[test]
+    fn static_primary_and_replica_are_the_servers_in_order() {
+        let c = Config::parse(
+            Path::new("/x/web.toml"),
+            "[database]\nprimary = \"127.0.0.1:3306\"\nreplica = \"127.0.0.1:3307\"\n\
+             password_file = \"app.pw\"\n",
+        )
+        .unwrap();
+        let d = c.database.unwrap();
+        assert!(d.etcd.is_none());
+        let servers: Vec<_> = d
+            .servers
+            .iter()
+            .map(|s| (s.host.as_str(), s.addr.to_string(), s.server_id))
+            .collect();
+        assert_eq!(
+            servers,
+            [
+                ("primary", "127.0.0.1:3306".to_owned(), None),
+                ("replica", "127.0.0.1:3307".to_owned(), None)
+            ]
+        );
+    }
+
+    #[test]
+    fn etcd_mode_lists_every_server_and_names_the_leader_key() {
+        let text = format!(
+            "[database]\npassword_file = \"app.pw\"\n{}{}{ETCD}",
+            server("db1", "198.18.8.11:3306", 1),
+            server("db2", "198.18.8.12:3306", 2)
+        );
+        let c = Config::parse(Path::new("/x/web.toml"), &text).unwrap();
+        let d = c.database.unwrap();
+        let e = d.etcd.unwrap();
+        assert_eq!(e.leader_key, "/rampart/leader");
+        assert_eq!(e.request_timeout, Duration::from_secs(1));
+        assert_eq!(e.ca, Path::new("/x/ca.pem"));
+        assert_eq!(e.cert, Path::new("/x/web1.pem"));
+        assert_eq!(d.servers.len(), 2);
+        assert_eq!(d.servers[1].server_id, Some(2));
+        assert_eq!(d.servers[1].host, "db2");
+    }
+
+    #[test]
+    fn database_config_errors() {
+        let f = "/etc/rampart/web.toml";
+        let db = "[database]\npassword_file = \"p\"\n";
+        check(
+            db,
+            &format!("{f}: database.primary: required: the primary's IP:PORT (or set [database.etcd] and list every server as [[database.servers]])"),
+        );
+        check(
+            &format!("{db}primary = \"127.0.0.1:1\"\nreplica = \"127.0.0.1:1\"\n"),
+            &format!("{f}: database.replica: `127.0.0.1:1` is also database.primary; expected another server"),
+        );
+        check(
+            &format!("{db}primary = \"127.0.0.1:1\"\n{}", server("db1", "127.0.0.1:1", 1)),
+            &format!("{f}: database.servers: needs [database.etcd], whose leader key says which server is the primary; without etcd use database.primary and database.replica"),
+        );
+        check(
+            &format!("{db}primary = \"127.0.0.1:1\"\n{ETCD}"),
+            &format!("{f}: database.primary: not with [database.etcd], whose leader key names the primary; list every server as [[database.servers]] instead\n\
+                      {f}: database.servers: required with [database.etcd]: every database server as [[database.servers]] with host, addr and server_id"),
+        );
+        check(
+            &format!(
+                "{db}{}{}{}{}{}{ETCD}",
+                server("db 1", "127.0.0.1:1", 1),
+                server("db2", "127.0.0.1:2", 0),
+                server("db3", "somewhere", 3),
+                server("db4", "127.0.0.1:4", 4),
+                server("db4", "127.0.0.1:4", 4),
+            ),
+            &format!("{f}: database.servers[0].host: expected 1-64 letters, digits, '.', '-' or '_'\n\
+                      {f}: database.servers[1].server_id: 0 is not a server id; expected the server's @@server_id, 1 to 4294967295\n\
+                      {f}: database.servers[2].addr: `somewhere` is not an address; expected IP:PORT such as 0.0.0.0:443\n\
+                      {f}: database.servers[4].host: `db4` is listed twice\n\
+                      {f}: database.servers[4].addr: `127.0.0.1:4` is listed twice\n\
+                      {f}: database.servers[4].server_id: 4 is listed twice"),
+        );
+        check(
+            &format!(
+                "{db}{}[database.etcd]\nendpoints = [\"http://127.0.0.1:2379\", \"https://etcd1:2379\"]\n\
+                 ca = \"a\"\ncert = \"b\"\nkey = \"c\"\nleader_key = \"a key\"\nrequest_timeout = \"1ms\"\n",
+                server("db1", "127.0.0.1:1", 1)
+            ),
+            &format!("{f}: database.etcd.endpoints[0]: `http://127.0.0.1:2379` is not a member URL; expected https://IP:PORT such as https://198.18.9.11:2379\n\
+                      {f}: database.etcd.endpoints[1]: `https://etcd1:2379` is not a member URL; expected https://IP:PORT such as https://198.18.9.11:2379\n\
+                      {f}: database.etcd.leader_key: expected 1-256 visible ASCII characters such as \"/rampart/leader\"\n\
+                      {f}: database.etcd.request_timeout: `1ms` is out of range; expected between 100ms and 60s"),
+        );
+        check(
+            &format!("{db}{}[database.etcd]\nendpoints = []\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n", server("db1", "127.0.0.1:1", 1)),
+            &format!("{f}: database.etcd.endpoints: empty; expected the members' client URLs such as \"https://198.18.9.11:2379\""),
+        );
+        check(
+            &format!("{db}{ETCD}[[database.servers]]\nhost = \"db1\"\naddr = \"127.0.0.1:1\"\n"),
+            &format!("{f}: line 8: missing field `server_id`"),
+        );
     }
 
     #[test]

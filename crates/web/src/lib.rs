@@ -11,6 +11,9 @@
 pub mod app;
 pub mod config;
 pub mod db;
+mod etcd;
+pub mod idempotency;
+pub mod leader;
 pub mod metrics;
 pub mod pool;
 pub mod schema;
@@ -23,9 +26,9 @@ pub use server::{Listeners, Web};
 
 use rampart_telemetry::config::{Checker, ConfigErrors, ConfigFile};
 
-/// Validates a config file and what it points at (certificates, CA, password files,
-/// site root) without binding or starting anything. This is `rampart check` for a web
-/// config.
+/// Validates a config file and what it points at (certificates, CAs, the etcd client
+/// certificate, password files, site root) without binding or starting anything. This is
+/// `rampart check` for a web config.
 pub fn check(path: &std::path::Path) -> Result<Config, ConfigErrors> {
     let config = Config::load(path)?;
     let mut c = Checker::new(path);
@@ -51,6 +54,15 @@ pub fn check(path: &std::path::Path) -> Result<Config, ConfigErrors> {
         if let Some(ca) = &d.ca {
             if let Err(e) = rampart_tls::server_certs(ca) {
                 c.err("database.ca", e.to_string());
+            }
+        }
+        if let Some(e) = &d.etcd {
+            let tls = rampart_tls::ClientTls {
+                ca: e.ca.clone(),
+                client_cert: Some((e.cert.clone(), e.key.clone())),
+            };
+            if let Err(err) = rampart_tls::client_config(&tls) {
+                c.err("database.etcd", err.to_string());
             }
         }
     }

@@ -1,7 +1,8 @@
 //! The web server's Prometheus metrics (`rampart_web_*`). Labels come only from bounded
 //! sets: route names fixed in code, methods folded to a known list, status classes,
-//! database roles and fallback reasons ([`Role`] and [`Fallback`] are defined here, the
-//! lowest module that names them; `db.rs` decides them).
+//! database roles, fallback and refusal reasons, and the database servers' names from the
+//! config ([`Role`], [`Fallback`] and [`Refusal`] are defined here, the lowest module
+//! that names them; `db.rs` decides them).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -53,6 +54,38 @@ impl Fallback {
     }
 }
 
+/// Why a write got a 503: refused before anything was sent to the database
+/// (`NoPrimary`, `NotWritable`, `ServerMismatch`: nothing was written), or sent but with no
+/// answer to its `COMMIT` (`OutcomeUnknown`: it may or may not have been written). A
+/// metric label and the JSON `error` code of the answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// No leader, or the leader could not be reached or did not answer in time.
+    NoPrimary,
+    /// The leader key says `writable:false`, or the server says `@@read_only` is on.
+    NotWritable,
+    /// The server reached is not the one the leader key names (`@@server_id`).
+    ServerMismatch,
+    /// The connection died (or the deadline passed) after `COMMIT` was sent.
+    OutcomeUnknown,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::NoPrimary => "no_primary",
+            Refusal::NotWritable => "not_writable",
+            Refusal::ServerMismatch => "server_mismatch",
+            Refusal::OutcomeUnknown => "outcome_unknown",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServerLabels {
+    pub server: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub route: &'static str,
@@ -93,6 +126,15 @@ pub struct Metrics {
     pub db_primary_up: Gauge,
     pub db_replica_usable: Gauge,
     pub db_replica_lag_seconds: Gauge<f64, AtomicU64>,
+    pub db_server_usable: Family<ServerLabels, Gauge>,
+    pub db_server_lag_seconds: Family<ServerLabels, Gauge<f64, AtomicU64>>,
+    pub db_leader_epoch: Gauge,
+    pub db_leader_writable: Gauge,
+    pub db_leader_changes: Counter,
+    pub db_leader_watch_restarts: Counter,
+    pub db_writes_refused: Family<ReasonLabels, Counter>,
+    pub idempotent_replays: Counter,
+    pub idempotency_keys_pruned: Counter,
     pub connections_open: Gauge,
     pub connections_rejected: Family<ReasonLabels, Counter>,
     pub access_log_dropped: Counter,
@@ -131,6 +173,15 @@ impl Metrics {
             db_primary_up: Gauge::default(),
             db_replica_usable: Gauge::default(),
             db_replica_lag_seconds: Gauge::default(),
+            db_server_usable: Family::default(),
+            db_server_lag_seconds: Family::default(),
+            db_leader_epoch: Gauge::default(),
+            db_leader_writable: Gauge::default(),
+            db_leader_changes: Counter::default(),
+            db_leader_watch_restarts: Counter::default(),
+            db_writes_refused: Family::default(),
+            idempotent_replays: Counter::default(),
+            idempotency_keys_pruned: Counter::default(),
             connections_open: Gauge::default(),
             connections_rejected: Family::default(),
             access_log_dropped: Counter::default(),
@@ -172,18 +223,63 @@ impl Metrics {
         );
         registry.register(
             "db_primary_up",
-            "Whether the last check reached the primary",
+            "Whether the last check reached the primary (the leader)",
             m.db_primary_up.clone(),
         );
         registry.register(
             "db_replica_usable",
-            "Whether reads currently go to the replica",
+            "Whether reads currently go to a replica (at least one is usable)",
             m.db_replica_usable.clone(),
         );
         registry.register(
             "db_replica_lag_seconds",
-            "The replica's lag behind the primary as last measured",
+            "The least lag behind the primary among the reachable replicas, as last measured",
             m.db_replica_lag_seconds.clone(),
+        );
+        registry.register(
+            "db_server_usable",
+            "Whether reads go to this database server (0 for the leader itself)",
+            m.db_server_usable.clone(),
+        );
+        registry.register(
+            "db_server_lag_seconds",
+            "This replica's lag behind the leader as last measured",
+            m.db_server_lag_seconds.clone(),
+        );
+        registry.register(
+            "db_leader_epoch",
+            "The epoch (the leader key's create revision) of the leader followed now; 0 without one",
+            m.db_leader_epoch.clone(),
+        );
+        registry.register(
+            "db_leader_writable",
+            "Whether the leader followed now says it is writable",
+            m.db_leader_writable.clone(),
+        );
+        registry.register(
+            "db_leader_changes",
+            "Changes of the leader followed (a new epoch or address, or none)",
+            m.db_leader_changes.clone(),
+        );
+        registry.register(
+            "db_leader_watch_restarts",
+            "Times the leader key's watch failed or ended and was set up again",
+            m.db_leader_watch_restarts.clone(),
+        );
+        registry.register(
+            "db_writes_refused",
+            "Writes answered 503, by reason (no_primary, not_writable, server_mismatch, outcome_unknown)",
+            m.db_writes_refused.clone(),
+        );
+        registry.register(
+            "idempotent_replays",
+            "Requests answered from a stored Idempotency-Key response without writing again",
+            m.idempotent_replays.clone(),
+        );
+        registry.register(
+            "idempotency_keys_pruned",
+            "Idempotency keys older than their retention deleted",
+            m.idempotency_keys_pruned.clone(),
         );
         registry.register(
             "connections_open",
@@ -229,6 +325,27 @@ impl Metrics {
                 role: role.as_str(),
             })
             .inc();
+    }
+
+    pub fn refused(&self, why: Refusal) {
+        self.db_writes_refused
+            .get_or_create(&ReasonLabels {
+                reason: why.as_str(),
+            })
+            .inc();
+    }
+
+    /// One database server's read state, as the checker last saw it.
+    pub fn server(&self, server: &str, usable: bool, lag: Option<f64>) {
+        let labels = ServerLabels {
+            server: server.to_owned(),
+        };
+        self.db_server_usable
+            .get_or_create(&labels)
+            .set(i64::from(usable));
+        if let Some(lag) = lag {
+            self.db_server_lag_seconds.get_or_create(&labels).set(lag);
+        }
     }
 
     pub fn rejected(&self, reason: &'static str) {

@@ -38,6 +38,19 @@ pub const MIGRATIONS: &[(u32, &str)] = &[
             CONSTRAINT messages_user_fk FOREIGN KEY (user_id) REFERENCES users (id)
         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
     ),
+    // `Idempotency-Key`s and the answers they got (`idempotency.rs`), written in the
+    // same transaction as the write they belong to. Keys compare byte for byte.
+    (
+        3,
+        "CREATE TABLE IF NOT EXISTS idempotency_keys (
+            idem_key VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY,
+            request_hash BINARY(32) NOT NULL,
+            status SMALLINT UNSIGNED NOT NULL,
+            body MEDIUMBLOB NOT NULL,
+            created_at DATETIME(6) NOT NULL,
+            KEY idempotency_keys_created (created_at)
+        ) ENGINE=InnoDB",
+    ),
 ];
 
 /// Applies every migration not yet recorded; returns how many ran.

@@ -31,6 +31,8 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::app::{App, Reply, GTID_COOKIE, GTID_HEADER};
 use crate::config::Config;
 use crate::db::{Db, GtidSet};
+use crate::idempotency::{self, Idem};
+use crate::leader::LeaderStore;
 use crate::metrics::{code_class, method_label, Metrics, ReasonLabels, RouteLabels};
 use crate::static_files::StaticFiles;
 
@@ -45,6 +47,8 @@ pub enum WebError {
     Database(std::io::Error),
     #[error("access log: {0}")]
     AccessLog(std::io::Error),
+    #[error("etcd: {0}")]
+    Etcd(String),
 }
 
 /// The bound listeners, bound before the server is built so a test can use port 0.
@@ -91,6 +95,8 @@ pub struct Web {
     tls: Option<tokio_rustls::TlsAcceptor>,
     statics: Option<StaticFiles>,
     db: Option<Arc<Db>>,
+    /// Where the leader key lives, with `[database.etcd]`.
+    leader_store: Option<(Arc<dyn LeaderStore>, String)>,
     app: Option<App>,
     schema_ready: AtomicBool,
 }
@@ -123,6 +129,24 @@ impl Web {
     /// database pools (lazily connected) and the access log. Must be called inside a
     /// tokio runtime (the access log writer is a task).
     pub fn new(config: Config) -> Result<Arc<Web>, WebError> {
+        let store = match config.database.as_ref().and_then(|d| d.etcd.as_ref()) {
+            Some(etcd) => Some(crate::etcd::store(etcd).map_err(WebError::Etcd)?),
+            None => None,
+        };
+        Self::build(config, store)
+    }
+
+    /// [`Web::new`] with the leader key read from `store` instead of the etcd cluster of
+    /// `[database.etcd]` (whose `leader_key` is still the key followed): the in-process
+    /// tests drive leadership through a `leader::MemStore`.
+    pub fn with_leader_store(
+        config: Config,
+        store: Arc<dyn LeaderStore>,
+    ) -> Result<Arc<Web>, WebError> {
+        Self::build(config, Some(store))
+    }
+
+    fn build(config: Config, store: Option<Arc<dyn LeaderStore>>) -> Result<Arc<Web>, WebError> {
         let metrics = Arc::new(Metrics::new());
         let tls = match &config.tls {
             None => None,
@@ -153,8 +177,15 @@ impl Web {
         };
         let app = db.as_ref().map(|db| App {
             db: Arc::clone(db),
+            metrics: Arc::clone(&metrics),
             server_name: config.name.clone(),
         });
+        let leader_store = config
+            .database
+            .as_ref()
+            .and_then(|d| d.etcd.as_ref())
+            .zip(store)
+            .map(|(etcd, store)| (store, etcd.leader_key.clone()));
         let access_log = AccessLog::start(&config.access_log, metrics.access_log_dropped.clone())
             .map_err(WebError::AccessLog)?;
         Ok(Arc::new(Web {
@@ -164,6 +195,7 @@ impl Web {
             tls,
             statics,
             db,
+            leader_store,
             app,
             schema_ready: AtomicBool::new(false),
         }))
@@ -201,7 +233,25 @@ impl Web {
         let graceful = Arc::new(GracefulShutdown::new());
         let mut tasks = tokio::task::JoinSet::new();
         if let Some(db) = &self.db {
+            if let Some((store, key)) = &self.leader_store {
+                let follower = Arc::clone(db);
+                let metrics = Arc::clone(&self.metrics);
+                tokio::spawn(crate::leader::follow(
+                    Arc::clone(store),
+                    key.clone(),
+                    move |leader| follower.set_leader(leader),
+                    move || {
+                        metrics.db_leader_watch_restarts.inc();
+                    },
+                    stop_rx.clone(),
+                ));
+            }
             tokio::spawn(Arc::clone(db).run_checks(stop_rx.clone()));
+            tokio::spawn(idempotency::run_pruning(
+                Arc::clone(db),
+                Arc::clone(&self.metrics),
+                stop_rx.clone(),
+            ));
             tasks.spawn(Arc::clone(self).migrate_until_done(stop_rx.clone()));
         }
         tasks.spawn(Arc::clone(self).accept_loop(listeners.app, Arc::clone(&graceful)));
@@ -480,12 +530,12 @@ impl Web {
             _ => "api",
         };
         let reply = match (method, segs.as_slice()) {
-            (&Method::POST, ["users"]) => match self.json_body(parts, body).await {
-                Ok(b) => app.create_user(&b).await,
+            (&Method::POST, ["users"]) => match self.post_body(parts, body).await {
+                Ok((b, idem)) => app.create_user(&b, idem).await,
                 Err(r) => r,
             },
-            (&Method::POST, ["messages"]) => match self.json_body(parts, body).await {
-                Ok(b) => app.create_message(&b).await,
+            (&Method::POST, ["messages"]) => match self.post_body(parts, body).await {
+                Ok((b, idem)) => app.create_message(&b, idem).await,
                 Err(r) => r,
             },
             (m, ["users", id]) if m == Method::GET || m == Method::HEAD => {
@@ -517,6 +567,29 @@ impl Web {
                 "no such page",
             )),
         }
+    }
+
+    /// A POST's JSON body and its `Idempotency-Key` (400 when malformed) with the
+    /// request's hash.
+    async fn post_body(
+        &self,
+        parts: &http::request::Parts,
+        body: Incoming,
+    ) -> Result<(Bytes, Option<Idem>), Reply> {
+        let key = idempotency::parse_key(&parts.headers).map_err(|e| {
+            Reply::error(
+                StatusCode::BAD_REQUEST,
+                "invalid_idempotency_key",
+                idempotency::HEADER,
+                &e.to_string(),
+            )
+        })?;
+        let body = self.json_body(parts, body).await?;
+        let idem = key.map(|key| Idem {
+            hash: idempotency::request_hash(parts.method.as_str(), parts.uri.path(), &body),
+            key,
+        });
+        Ok((body, idem))
     }
 
     /// Reads a JSON request body within the size limit and the header deadline.

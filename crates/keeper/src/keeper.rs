@@ -45,6 +45,9 @@ const SEMI_SYNC_FOREVER_MS: u64 = 365 * 24 * 3600 * 1000;
 /// waits up to a second for locks, and the kill that follows when it cannot must land
 /// before etcd can expire the lease and a standby can promote.
 const FENCE_MARGIN: Duration = Duration::from_secs(2);
+/// How long a switchover lets writes already past the web servers' check finish after
+/// marking the leader unwritable, before it turns `read_only` on.
+const SWITCHOVER_DRAIN: Duration = Duration::from_millis(200);
 /// The longest the promotion waits for the relay log to be applied.
 const APPLY_WAIT: Duration = Duration::from_secs(60);
 
@@ -628,8 +631,13 @@ impl Keeper {
                     return Err(format!("the relay log is not applied up to {received} yet"));
                 }
             }
+            // A new primary waits for no one until it names a standby (the take-over
+            // wrote the sync key without one).
             self.server
-                .exec("STOP SLAVE; RESET SLAVE ALL")
+                .exec(
+                    "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL rpl_semi_sync_slave_enabled = OFF; \
+                     SET GLOBAL rpl_semi_sync_master_enabled = OFF",
+                )
                 .await
                 .map_err(|e| format!("RESET SLAVE ALL: {e}"))?;
             tracing::warn!(
@@ -637,12 +645,10 @@ impl Keeper {
                 "promoted: replication stopped after applying everything received"
             );
         }
+        // Semi-sync stays as it is: on for a leader that resumes writes after a
+        // switchover it called off, off for a new one.
         self.server
-            .exec(
-                "SET GLOBAL rpl_semi_sync_slave_enabled = OFF; \
-                 SET GLOBAL rpl_semi_sync_master_enabled = OFF; \
-                 SET GLOBAL read_only = OFF",
-            )
+            .exec("SET GLOBAL read_only = OFF")
             .await
             .map_err(|e| format!("allowing writes: {e}"))
     }
@@ -708,8 +714,24 @@ impl Keeper {
         if !view.members.get(&target).is_some_and(|m| m.promotable) {
             return Err(format!("{target} is not promotable yet (not caught up)"));
         }
+        // First tell the web servers (they watch the key) to hold new writes, and let
+        // the writes already on their way finish: a switchover pauses writes, it does
+        // not fail them.
+        let lease = self.lease.as_ref().map(|l| l.id);
+        let hold = self.guarded(epoch).then(Op::Put {
+            key: self.keys.leader(),
+            value: self.leader_value(false),
+            lease,
+        });
+        match self.txn(&hold).await {
+            Ok(r) if r.succeeded => {}
+            Ok(_) => return Err("the epoch changed during the switchover".into()),
+            Err(e) => return Err(format!("etcd: {e}")),
+        }
+        self.writable_published = false;
+        tokio::time::sleep(SWITCHOVER_DRAIN).await;
         if !self.server.make_read_only().await {
-            let _ = self.server.exec("SET GLOBAL read_only = OFF").await;
+            self.resume_writes(epoch).await;
             return Err("writes are in flight and did not finish within 1 s; try again".into());
         }
         // Wait (bounded) until the target has received everything written here.
@@ -760,9 +782,18 @@ impl Keeper {
             }
             Ok(_) => Err("the epoch changed during the switchover".into()),
             Err(e) => {
-                let _ = self.server.exec("SET GLOBAL read_only = OFF").await;
+                self.resume_writes(epoch).await;
                 Err(format!("etcd: {e}"))
             }
+        }
+    }
+
+    /// A switchover that did not happen: writable again (the next tick republishes the
+    /// key as writable).
+    async fn resume_writes(&mut self, epoch: i64) {
+        if self.epoch == Some(epoch) {
+            let _ = self.server.exec("SET GLOBAL read_only = OFF").await;
+            self.writable_published = false;
         }
     }
 

@@ -91,7 +91,8 @@ impl Pair {
         let grants = Grants {
             app_hosts: local.clone(),
             replica_hosts: local.clone(),
-            monitor_hosts: local,
+            monitor_hosts: local.clone(),
+            keeper_hosts: local,
         };
         let (c1, c2, _) = bring_up_pair(&db1, &db2, &tmp.path().join("secrets"), &grants).unwrap();
         Pair {
@@ -313,9 +314,9 @@ fn database(pair: &Pair, etcd: &str) -> String {
     format!(
         "[database]\npassword_file = \"{s}/db-app.password\"\nmigrate_user = \"foobar_migrate\"\n\
          migrate_password_file = \"{s}/db-migrate.password\"\nrole_header = true\n\
-         query_timeout = \"1s\"\nconnect_timeout = \"1s\"\ncheck_interval = \"100ms\"\n\
-         [[database.servers]]\nhost = \"db1\"\naddr = \"{a1}\"\nserver_id = 1\n\
-         [[database.servers]]\nhost = \"db2\"\naddr = \"{a2}\"\nserver_id = 2\n{etcd}",
+         query_timeout = \"1s\"\nwrite_wait = \"0s\"\nconnect_timeout = \"1s\"\ncheck_interval = \"100ms\"\n\
+         [[database.servers]]\nhost = \"db1\"\naddr = \"{a1}\"\n\
+         [[database.servers]]\nhost = \"db2\"\naddr = \"{a2}\"\n{etcd}",
         s = pair.tmp.path().join("secrets").display()
     )
 }

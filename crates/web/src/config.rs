@@ -101,6 +101,7 @@ pub struct FileDatabase {
     pub gtid_wait: Option<String>,
     pub connect_timeout: Option<String>,
     pub query_timeout: Option<String>,
+    pub write_wait: Option<String>,
     pub check_interval: Option<String>,
     pub role_header: Option<bool>,
     /// The CA that signed the database servers' certificates: with it every connection
@@ -114,10 +115,10 @@ pub struct FileDatabase {
 pub struct FileServer {
     /// Its name: the `host` of the leader key's value, and a metric label.
     pub host: String,
-    /// Where the web servers connect to it, IP:PORT.
+    /// Where the web servers connect to it, IP:PORT. (No server id: a keeper gives its
+    /// server a new one at each start; the write fence compares `@@server_id` with the
+    /// one the leader key carries.)
     pub addr: String,
-    /// Its `@@server_id`, which a write connection checks before it is used.
-    pub server_id: u32,
 }
 
 /// `[database.etcd]`: the etcd cluster holding the leader key, over mutual TLS.
@@ -202,6 +203,9 @@ pub struct Database {
     pub gtid_wait: Duration,
     pub connect_timeout: Duration,
     pub query_timeout: Duration,
+    /// How long a write waits for a writable leader (a switchover or failover in
+    /// progress) before it is refused with 503.
+    pub write_wait: Duration,
     pub check_interval: Duration,
     pub role_header: bool,
     /// Verified TLS to the databases with this CA (`database.ca`); `None`: plain TCP.
@@ -252,6 +256,10 @@ pub mod defaults {
     pub const GTID_WAIT: Duration = Duration::from_millis(250);
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
     pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+    /// A planned switchover makes the leader unwritable for well under a second; a
+    /// failover after a crash takes a few. Writes wait this long for a writable leader
+    /// before they are refused, so a switchover pauses writes instead of failing them.
+    pub const WRITE_WAIT: Duration = Duration::from_secs(3);
     pub const CHECK_INTERVAL: Duration = Duration::from_millis(500);
     pub const LEADER_KEY: &str = "/rampart/leader";
     pub const ETCD_REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
@@ -365,6 +373,13 @@ impl ConfigFile for Config {
                     defaults::QUERY_TIMEOUT,
                     ms(100),
                     s(300),
+                ),
+                write_wait: c.duration(
+                    "database.write_wait",
+                    d.write_wait.as_ref(),
+                    defaults::WRITE_WAIT,
+                    Duration::ZERO,
+                    s(30),
                 ),
                 check_interval: c.duration(
                     "database.check_interval",
@@ -526,7 +541,7 @@ fn servers_and_etcd(c: &mut Checker, d: &FileDatabase) -> (Vec<Server>, Option<E
         c.err(
             "database.servers",
             "required with [database.etcd]: every database server as [[database.servers]] \
-             with host, addr and server_id",
+             with host and addr",
         );
     }
     let mut servers: Vec<Server> = Vec::new();
@@ -548,21 +563,11 @@ fn servers_and_etcd(c: &mut Checker, d: &FileDatabase) -> (Vec<Server>, Option<E
             c.err(key("addr"), format!("`{a}` is listed twice"));
             ok = false;
         }
-        if s.server_id == 0 {
-            c.err(
-                key("server_id"),
-                "0 is not a server id; expected the server's @@server_id, 1 to 4294967295",
-            );
-            ok = false;
-        } else if servers.iter().any(|x| x.server_id == Some(s.server_id)) {
-            c.err(key("server_id"), format!("{} is listed twice", s.server_id));
-            ok = false;
-        }
         if let (Some(addr), true) = (addr, ok) {
             servers.push(Server {
                 host: s.host.clone(),
                 addr,
-                server_id: Some(s.server_id),
+                server_id: None,
             });
         }
     }
@@ -665,8 +670,8 @@ mod tests {
     const ETCD: &str = "[database.etcd]\nendpoints = [\"https://127.0.0.1:2379\"]\n\
                         ca = \"ca.pem\"\ncert = \"web1.pem\"\nkey = \"web1.key\"\n";
 
-    fn server(host: &str, addr: &str, id: u32) -> String {
-        format!("[[database.servers]]\nhost = \"{host}\"\naddr = \"{addr}\"\nserver_id = {id}\n")
+    fn server(host: &str, addr: &str, _id: u32) -> String {
+        format!("[[database.servers]]\nhost = \"{host}\"\naddr = \"{addr}\"\n")
     }
 
     #[test]
@@ -708,7 +713,7 @@ mod tests {
         assert_eq!(e.ca, Path::new("/x/ca.pem"));
         assert_eq!(e.cert, Path::new("/x/web1.pem"));
         assert_eq!(d.servers.len(), 2);
-        assert_eq!(d.servers[1].server_id, Some(2));
+        assert_eq!(d.servers[1].server_id, None);
         assert_eq!(d.servers[1].host, "db2");
     }
 
@@ -731,7 +736,7 @@ mod tests {
         check(
             &format!("{db}primary = \"127.0.0.1:1\"\n{ETCD}"),
             &format!("{f}: database.primary: not with [database.etcd], whose leader key names the primary; list every server as [[database.servers]] instead\n\
-                      {f}: database.servers: required with [database.etcd]: every database server as [[database.servers]] with host, addr and server_id"),
+                      {f}: database.servers: required with [database.etcd]: every database server as [[database.servers]] with host and addr"),
         );
         check(
             &format!(
@@ -743,11 +748,9 @@ mod tests {
                 server("db4", "127.0.0.1:4", 4),
             ),
             &format!("{f}: database.servers[0].host: expected 1-64 letters, digits, '.', '-' or '_'\n\
-                      {f}: database.servers[1].server_id: 0 is not a server id; expected the server's @@server_id, 1 to 4294967295\n\
                       {f}: database.servers[2].addr: `somewhere` is not an address; expected IP:PORT such as 0.0.0.0:443\n\
                       {f}: database.servers[4].host: `db4` is listed twice\n\
-                      {f}: database.servers[4].addr: `127.0.0.1:4` is listed twice\n\
-                      {f}: database.servers[4].server_id: 4 is listed twice"),
+                      {f}: database.servers[4].addr: `127.0.0.1:4` is listed twice"),
         );
         check(
             &format!(
@@ -765,8 +768,8 @@ mod tests {
             &format!("{f}: database.etcd.endpoints: empty; expected the members' client URLs such as \"https://198.18.9.11:2379\""),
         );
         check(
-            &format!("{db}{ETCD}[[database.servers]]\nhost = \"db1\"\naddr = \"127.0.0.1:1\"\n"),
-            &format!("{f}: line 8: missing field `server_id`"),
+            &format!("{db}{ETCD}[[database.servers]]\nhost = \"db1\"\naddr = \"127.0.0.1:1\"\nserver_id = 1\n"),
+            &format!("{f}: line 11: unknown field `server_id`, expected `host` or `addr`"),
         );
     }
 

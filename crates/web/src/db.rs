@@ -287,6 +287,8 @@ pub struct Db {
     primary: ArcSwapOption<Primary>,
     /// Serializes [`Db::set_leader`], so two changes never build pools at once.
     leader_change: Mutex<()>,
+    /// Wakes writes waiting for a writable leader ([`Db::write`]).
+    leader_changed: tokio::sync::Notify,
     password: String,
     /// Bounds concurrent `MASTER_GTID_WAIT`s so waiting reads never hold every replica
     /// connection; a read that finds none free goes to the leader.
@@ -380,6 +382,7 @@ impl Db {
             servers,
             primary: ArcSwapOption::empty(),
             leader_change: Mutex::new(()),
+            leader_changed: tokio::sync::Notify::new(),
             password,
             gtid_waits: tokio::sync::Semaphore::new((config.replica_pool_size as usize / 4).max(1)),
             next_replica: AtomicUsize::new(0),
@@ -414,6 +417,11 @@ impl Db {
     /// one is closed: its idle connections now, those in use when they come back); a
     /// change of `writable` alone keeps the pool. The same leader again changes nothing.
     pub fn set_leader(&self, leader: Option<Leader>) {
+        self.change_leader(leader);
+        self.leader_changed.notify_waiters();
+    }
+
+    fn change_leader(&self, leader: Option<Leader>) {
         let _serial = self
             .leader_change
             .lock()
@@ -791,6 +799,7 @@ impl Db {
         T: Send,
         F: for<'c> FnOnce(&'c mut MySqlConnection) -> BoxFuture<'c, Result<T, DbError>> + Send,
     {
+        self.wait_for_writable_leader().await;
         let r = self.write_quiet(f).await;
         match &r {
             Ok(_) => {
@@ -810,6 +819,28 @@ impl Db {
             Err(_) => self.metrics.db_error(Role::Primary),
         }
         r
+    }
+
+    /// Waits, at most `database.write_wait`, until the leader is known and writable: a
+    /// switchover (the leader marks itself unwritable, then hands over) or a failover in
+    /// progress pauses writes rather than failing them. Returns at once in the common
+    /// case; after the wait, `write_quiet` refuses if there is still none.
+    async fn wait_for_writable_leader(&self) {
+        let deadline = tokio::time::Instant::now() + self.config.write_wait;
+        loop {
+            let changed = self.leader_changed.notified();
+            if self
+                .primary
+                .load()
+                .as_ref()
+                .is_some_and(|p| p.leader.writable)
+            {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return;
+            }
+        }
     }
 
     /// [`Db::write`] without the metrics, for the server's own housekeeping.
@@ -1182,13 +1213,13 @@ mod tests {
         std::fs::write(dir.path().join("pw"), "x\n").unwrap();
         use rampart_telemetry::config::ConfigFile;
         let mut text = String::from(
-            "[database]\npassword_file = \"pw\"\nreplica_pool_size = 8\n\
+            "[database]\npassword_file = \"pw\"\nreplica_pool_size = 8\nwrite_wait = \"0s\"\n\
              [database.etcd]\nendpoints = [\"https://127.0.0.1:2379\"]\n\
              ca = \"ca\"\ncert = \"c\"\nkey = \"k\"\n",
         );
         for i in 1..=3 {
             text.push_str(&format!(
-                "[[database.servers]]\nhost = \"db{i}\"\naddr = \"127.0.0.1:{i}\"\nserver_id = {i}\n"
+                "[[database.servers]]\nhost = \"db{i}\"\naddr = \"127.0.0.1:{i}\"\n"
             ));
         }
         let config = crate::Config::parse(&dir.path().join("web.toml"), &text).unwrap();

@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 use rampart_topology::plan::{
     self, DbServer, HostPlan, Launch, Plan, Probe, Program, ServicePlan, Settings, Source,
 };
-use rampart_topology::render::{Pace, StatePaths};
+use rampart_topology::render::{Failover, Pace, StatePaths};
 use rampart_topology::{Mode, Role, Segment, Topology};
 use serde::{Deserialize, Serialize};
 
@@ -78,6 +78,12 @@ struct RunFile {
     /// "fast" for `up --fast-monitor`.
     #[serde(default)]
     pace: Option<String>,
+    /// `up --failover-quiet-period`, in seconds.
+    #[serde(default)]
+    failover_quiet_secs: Option<u64>,
+    /// The failover test's negative control (`up --unsafe-semi-sync-fallback`), in ms.
+    #[serde(default)]
+    unsafe_semi_sync_fallback_ms: Option<u64>,
 }
 
 /// The state of one service as `status` reports it.
@@ -133,6 +139,8 @@ pub struct Stack {
     pub dashboard_publish: u16,
     /// How fast agents push and rules react.
     pub pace: Pace,
+    /// How the keepers fail over (recorded in `run.json` like the pace).
+    pub failover: Failover,
     children: Vec<Child>,
     started: Vec<String>,
 }
@@ -149,6 +157,7 @@ impl Stack {
             publish: 0,
             dashboard_publish: 0,
             pace: Pace::Production,
+            failover: Failover::default(),
             children: Vec::new(),
             started: Vec::new(),
         })
@@ -172,6 +181,7 @@ impl Stack {
             publish,
             dashboard_publish: DEFAULT_DASHBOARD_PUBLISH,
             pace: Pace::Production,
+            failover: Failover::default(),
             children: Vec::new(),
             started: Vec::new(),
         })
@@ -216,6 +226,11 @@ impl Stack {
         if run.pace.as_deref() == Some("fast") {
             stack.pace = Pace::Fast;
         }
+        if let Some(secs) = run.failover_quiet_secs {
+            stack.failover.quiet_period = Duration::from_secs(secs);
+        }
+        stack.failover.semi_sync_fallback =
+            run.unsafe_semi_sync_fallback_ms.map(Duration::from_millis);
         Ok(stack)
     }
 
@@ -232,6 +247,7 @@ impl Stack {
                 publish: self.publish,
                 dashboard_publish: self.dashboard_publish,
                 uid: rustix::process::geteuid().as_raw(),
+                failover: self.failover,
             },
         )
     }
@@ -345,6 +361,11 @@ impl Stack {
                 Pace::Fast => Some("fast".into()),
                 Pace::Production => None,
             },
+            failover_quiet_secs: Some(self.failover.quiet_period.as_secs()),
+            unsafe_semi_sync_fallback_ms: self
+                .failover
+                .semi_sync_fallback
+                .map(|d| d.as_millis() as u64),
         };
         let file = self.paths.root.join("run.json");
         let text =
@@ -549,7 +570,7 @@ impl Stack {
             }
             started |= !running;
             match &svc.launch {
-                Launch::Database(db) => self.start_database(plan, host, db, running)?,
+                Launch::Database(db) => self.start_database(plan, host, svc, db, running)?,
                 Launch::Process { .. } if running => self.wait_ready(host, svc, None)?,
                 Launch::Process { program, args } => {
                     self.start_process(host, svc, program, args)?;
@@ -661,52 +682,42 @@ impl Stack {
         }
     }
 
-    /// Starts a database server (unless running) and gives it its place in replication:
-    /// the primary gets the plan's users and turns semi-sync back on for connected
-    /// replicas; a replica follows the primary once the primary runs.
+    /// Starts a database host's keeper (unless running), which runs the server as its
+    /// child and gives it its place: a new data directory first gets the plan's users
+    /// (outside the binlog, see `bootstrap_fresh`); which server leads, and who
+    /// replicates from whom, the keepers decide through etcd.
     fn start_database(
         &mut self,
         plan: &Plan,
         host: &HostPlan,
+        svc: &ServicePlan,
         db: &DbServer,
         running: bool,
     ) -> Result<(), InfraError> {
+        if running {
+            return self.wait_ready(host, svc, None);
+        }
+        std::fs::create_dir_all(&host.dir)
+            .map_err(|e| InfraError::io("create directory", &host.dir, e))?;
+        write_files(svc)?;
+        check_needs(host, svc, READY_DEADLINE, &self.cancel)?;
         let inst = Self::instance(host, db);
-        let secrets = mariadb::Secrets::load_or_create(&self.paths.secrets())?;
-        if !running {
-            let child = inst.start()?;
-            self.children.push(child);
+        if inst.prepare()? {
+            let secrets = mariadb::Secrets::load_or_create(&self.paths.secrets())?;
+            mariadb::bootstrap_fresh(&inst, &secrets, &plan.db_users)?;
         }
-        let instances: Vec<Instance> = plan
-            .databases()
-            .map(|(h, d)| Self::instance(h, d))
-            .collect();
-        if db.primary {
-            mariadb::bootstrap_primary(&inst, &secrets, &plan.db_users)?;
-            // The primary restarted under a connected replica: semi-sync is a runtime
-            // setting, so turn it back on (only once a replica is there; see
-            // `enable_semi_sync`).
-            for replica in instances
+        let config = svc.files.first().map(|f| f.path.clone()).ok_or_else(|| {
+            InfraError::Invalid(format!("{}: the plan has no keeper config", host.name))
+        })?;
+        let mut args = vec!["keeper".to_owned(), "--config".to_owned()];
+        args.push(config.display().to_string());
+        args.push("--".to_owned());
+        args.extend(
+            inst.keeper_command()?
                 .iter()
-                .filter(|i| i.role == mariadb::Role::Replica)
-            {
-                if replica.is_running() {
-                    mariadb::wait_replica_connected(replica, READY_DEADLINE)?;
-                    mariadb::enable_semi_sync(&inst, Duration::from_secs(10))?;
-                }
-            }
-        } else if let Some(primary) = db
-            .replicates_from
-            .as_deref()
-            .and_then(|p| instances.iter().find(|i| i.name == p))
-        {
-            if primary.is_running() {
-                mariadb::setup_replica(&inst, primary, &secrets)?;
-                mariadb::wait_replica_connected(&inst, READY_DEADLINE)?;
-                mariadb::enable_semi_sync(primary, Duration::from_secs(10))?;
-            }
-        }
-        Ok(())
+                .map(|a| a.to_string_lossy().into_owned()),
+        );
+        self.start_process(host, svc, &Program::Rampart(self.bin.clone()), &args)
     }
 
     /// Stops one host's services (SIGTERM, then SIGKILL after a grace period).

@@ -41,6 +41,7 @@ fn settings(prefix: Option<&str>, pace: Pace) -> Settings {
         publish: 8443,
         dashboard_publish: 9443,
         uid: 0,
+        failover: Default::default(),
     }
 }
 
@@ -49,11 +50,28 @@ const MODES: [(Mode, Option<&str>); 2] = [(Mode::Local, None), (Mode::Isolated, 
 #[test]
 fn every_planned_config_parses_with_its_services_parser() {
     let mut parsed = Vec::new();
+    let mut keeper_leader_keys = Vec::new();
+    let mut web_leader_keys = Vec::new();
     for (mode, prefix) in MODES {
         for pace in [Pace::Production, Pace::Fast] {
             let p = plan(&Topology::default_for(mode, 0), &settings(prefix, pace));
             for host in &p.hosts {
                 for svc in &host.services {
+                    if let Launch::Database(_) = &svc.launch {
+                        // The keeper's config; its leader key is the one the web
+                        // servers watch.
+                        let [config] = &svc.files[..] else {
+                            panic!("{}/{}: expected the keeper config", host.name, svc.name);
+                        };
+                        let k =
+                            rampart_keeper::config::Config::parse(&config.path, &config.contents)
+                                .unwrap_or_else(|e| {
+                                    panic!("{mode:?} {}: {e}\n{}", host.name, config.contents)
+                                });
+                        keeper_leader_keys.push(format!("{}leader", k.prefix));
+                        parsed.push(format!("{mode:?} {}/keeper", host.name));
+                        continue;
+                    }
                     let Launch::Process {
                         program: Program::Rampart(_),
                         args,
@@ -72,6 +90,12 @@ fn every_planned_config_parses_with_its_services_parser() {
                         args.last(),
                         Some(&config.path.to_string_lossy().into_owned())
                     );
+                    if args[0] == "web" {
+                        let w = rampart_web::Config::parse(&config.path, &config.contents)
+                            .unwrap_or_else(|e| panic!("{e}"));
+                        let etcd = w.database.and_then(|d| d.etcd).expect("web follows etcd");
+                        web_leader_keys.push(etcd.leader_key);
+                    }
                     if let Err(e) = parse(&args[0], &config.path, &config.contents) {
                         panic!(
                             "{mode:?} {}/{}: {e}\n{}",
@@ -83,9 +107,13 @@ fn every_planned_config_parses_with_its_services_parser() {
             }
         }
     }
-    // 7 hosts with an agent, plus web, web, lb, dns and the dashboard, in each mode and
-    // pace.
-    assert_eq!(parsed.len(), 4 * 12, "{parsed:#?}");
+    // 7 hosts with an agent, plus web, web, lb, dns, the dashboard and two keepers, in
+    // each mode and pace; every keeper and web server agree on the leader key.
+    assert_eq!(parsed.len(), 4 * 14, "{parsed:#?}");
+    let mut keys = keeper_leader_keys.clone();
+    keys.extend(web_leader_keys);
+    keys.dedup();
+    assert_eq!(keys, ["/rampart/db/leader"], "{keeper_leader_keys:?}");
 }
 
 /// The value of `--flag=` in `args`.

@@ -64,7 +64,17 @@ fn one_crypto_stack() {
 }
 
 /// The service crates: what runs on a host. None of them may know the topology model.
-const SERVICE_CRATES: [&str; 7] = ["lb", "web", "dns", "agent", "dashboard", "telemetry", "tls"];
+const SERVICE_CRATES: [&str; 9] = [
+    "lb",
+    "web",
+    "dns",
+    "agent",
+    "dashboard",
+    "keeper",
+    "etcd",
+    "telemetry",
+    "tls",
+];
 
 /// Every dependency of crate `krate` in `sections` (also under `[target.*]`), as
 /// `(where, package)`.

@@ -97,6 +97,9 @@ pub struct Ports {
     /// etcd's plain-HTTP `/health` and `/metrics` (`--listen-metrics-urls`), open only to
     /// the monitor host and the member itself.
     pub etcd_metrics: u16,
+    /// Each database keeper's status, metrics and switchover listener, open only to its
+    /// host (the agent scrapes it, `rampart status` and `switchover` run there).
+    pub keeper: u16,
 }
 
 impl Ports {
@@ -116,6 +119,7 @@ impl Ports {
         etcd_client: 2379,
         etcd_peer: 2380,
         etcd_metrics: 2381,
+        keeper: 9104,
     };
 }
 

@@ -14,8 +14,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use crate::render::{
-    agent_config, alert_webhook, alertmanager_addr, dashboard_config, dns_config, lb_config,
-    web_config, Pace, StatePaths, ETCD_CLIENT_STEM, ETCD_SERVER_STEM,
+    agent_config, alert_webhook, alertmanager_addr, dashboard_config, dns_config, keeper_config,
+    lb_config, web_config, Failover, Pace, StatePaths, ETCD_CLIENT_STEM, ETCD_SERVER_STEM,
 };
 use crate::{monitor, nft, Host, Mode, Role, Segment, Topology};
 
@@ -37,6 +37,8 @@ pub struct Settings {
     /// The user id the run's processes run as: the database's fallback socket path
     /// depends on it (see [`db_socket`]).
     pub uid: u32,
+    /// How the keepers fail over.
+    pub failover: Failover,
 }
 
 /// What `rampart up` runs, host by host.
@@ -906,14 +908,33 @@ impl Builder<'_> {
                 }
             },
         };
-        let mut svc = self.service("mariadb", "mariadbd", Launch::Database(db), Probe::Database);
-        svc.ports = vec![listen("mysql", addr)];
+        // The keeper runs the server as its child and is what `up` starts, stops and
+        // probes: ready once its server answers and it has reached etcd (leading or not).
+        let status = self.sock(Segment::Mgmt, t.ports.keeper);
+        let mut svc = self.service(
+            "mariadb",
+            "keeper",
+            Launch::Database(db),
+            Probe::Http {
+                addr: status,
+                path: "/status",
+                body: BodyCheck::Contains("\"ready\":true".into()),
+            },
+        );
+        svc.files.push(FileSpec {
+            path: self.file("keeper.toml"),
+            contents: keeper_config(t, self.h, &self.s.state, server_id, &self.s.failover),
+            mode: CONFIG_MODE,
+        });
+        svc.ports = vec![listen("mysql", addr), listen("keeper", status)];
         svc.needs = [APP_USER, MIGRATE_USER, REPL_USER, MONITOR_USER, KEEPER_USER]
             .into_iter()
             .map(|u| self.secret(secret_file(u)))
             .collect();
         svc.needs.extend(self.cert(&self.h.name));
         svc.needs.push(self.ca());
+        svc.needs
+            .extend(issued(self.s.state.etcd_client_cert(&self.h.name)));
         svc
     }
 
@@ -1158,6 +1179,7 @@ mod tests {
             publish: 8443,
             dashboard_publish: 9443,
             uid: 1000,
+            failover: Failover::default(),
         }
     }
 
@@ -1488,7 +1510,12 @@ mod tests {
             "web",
             &["https:198.18.1.12:8443", "admin:198.18.9.12:9181"],
         );
-        check(&i, "db1", "mariadb", &["mysql:198.18.2.21:3306"]);
+        check(
+            &i,
+            "db1",
+            "mariadb",
+            &["mysql:198.18.2.21:3306", "keeper:198.18.9.21:9104"],
+        );
         check(&i, "dns", "dns", &["dns:203.0.113.53:53"]);
         check(&i, "dns", "agent", &["metrics:198.18.9.53:9100"]);
         check(&i, "monitor", "prometheus", &["ingest:198.18.9.2:9090"]);
@@ -1563,7 +1590,14 @@ mod tests {
             ready("db1", "agent"),
             http("198.18.9.21:9100", "/metrics", BodyCheck::NonEmpty)
         );
-        assert_eq!(ready("db2", "mariadb"), Probe::Database);
+        assert_eq!(
+            ready("db2", "mariadb"),
+            http(
+                "198.18.9.22:9104",
+                "/status",
+                BodyCheck::Contains("\"ready\":true".into())
+            )
+        );
         assert_eq!(
             ready("lb1", "etcd"),
             http(
@@ -1617,11 +1651,11 @@ mod tests {
         let db1 = p.host("db1").unwrap();
         assert_eq!(
             db1.services[0].pid_file,
-            PathBuf::from("/st/hosts/db1/mariadbd.pid")
+            PathBuf::from("/st/hosts/db1/keeper.pid")
         );
         assert_eq!(
             db1.services[0].log_file,
-            PathBuf::from("/st/hosts/db1/mariadbd.log")
+            PathBuf::from("/st/hosts/db1/keeper.log")
         );
         assert_eq!(
             db1.services[1].pid_file,

@@ -11,7 +11,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::accounts::{secret_file, APP_USER, MIGRATE_USER, MONITOR_USER};
+use crate::accounts::{secret_file, APP_USER, KEEPER_USER, MIGRATE_USER, MONITOR_USER, REPL_USER};
 use crate::{Host, Mode, Role, Segment, Topology};
 
 /// Where things live in the state directory. Every path `rampart up` uses comes from
@@ -200,12 +200,10 @@ pub fn web_config(t: &Topology, host: &Host, state: &StatePaths) -> String {
         .table("site")
         .path("root", &dir.join("site"))
         .raw("install_default", true);
-    if let Some(primary) = db(Role::DbPrimary) {
-        s.table("database").str("primary", primary);
-        if let Some(replica) = db(Role::DbReplica) {
-            s.str("replica", replica);
-        }
-        s.path("password_file", &secrets.join(secret_file(APP_USER)))
+    if db(Role::DbPrimary).is_some() {
+        // The primary is whoever the keepers' leader key names (see keeper_config).
+        s.table("database")
+            .path("password_file", &secrets.join(secret_file(APP_USER)))
             .str("migrate_user", MIGRATE_USER)
             .path(
                 "migrate_password_file",
@@ -213,10 +211,107 @@ pub fn web_config(t: &Topology, host: &Host, state: &StatePaths) -> String {
             )
             .raw("role_header", true)
             .path("ca", &state.ca());
+        for server in database_hosts(t) {
+            s.table("[[database.servers]]")
+                .str("host", &server.name)
+                .str("addr", t.sock(server, Segment::Data, t.ports.db));
+        }
+        let (cert, key) = state.etcd_client_cert(&host.name);
+        s.table("database.etcd")
+            .list("endpoints", &t.etcd_endpoints())
+            .path("ca", &state.ca())
+            .path("cert", &cert)
+            .path("key", &key)
+            .str("leader_key", format_args!("{DB_PREFIX}leader"));
     }
     s.table("log")
         .path("access_log", &dir.join("access.log"))
         .finish()
+}
+
+/// Where the keepers keep the database tier's keys in etcd (`leader`, `sync`,
+/// `members/<host>`).
+pub const DB_PREFIX: &str = "/rampart/db/";
+
+/// The database hosts, the initial primary first.
+fn database_hosts(t: &Topology) -> impl Iterator<Item = &Host> {
+    t.with_role(Role::DbPrimary)
+        .chain(t.with_role(Role::DbReplica))
+}
+
+/// How the keepers fail over (`rampart up --failover-quiet-period`, and the failover
+/// test's negative control).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Failover {
+    /// After an automatic failover, another one is refused for this long.
+    pub quiet_period: std::time::Duration,
+    /// Test only: restores semi-sync's timeout fallback (which can lose acknowledged
+    /// writes). `None`: the primary waits for its sync standby forever.
+    pub semi_sync_fallback: Option<std::time::Duration>,
+}
+
+impl Default for Failover {
+    fn default() -> Self {
+        Failover {
+            quiet_period: std::time::Duration::from_secs(300),
+            semi_sync_fallback: None,
+        }
+    }
+}
+
+/// The `rampart keeper` config of database host `host`, whose server's base id is
+/// `server_id`: its status listener (its own host only), its server and accounts, the
+/// other database servers, the etcd cluster and its client certificate. The initial
+/// primary is the bootstrap host.
+pub fn keeper_config(
+    t: &Topology,
+    host: &Host,
+    state: &StatePaths,
+    server_id: u32,
+    failover: &Failover,
+) -> String {
+    let secrets = state.secrets();
+    let (cert, key) = state.etcd_client_cert(&host.name);
+    let mut s = Toml::new();
+    s.str("host", &host.name)
+        .raw("server_id", server_id)
+        .raw("bootstrap", host.role == Role::DbPrimary)
+        .table("listen")
+        .str("status", t.sock(host, Segment::Mgmt, t.ports.keeper))
+        .list("allow_from", &itself(t, host))
+        .table("mariadb")
+        .str("addr", t.sock(host, Segment::Data, t.ports.db))
+        .str("user", KEEPER_USER)
+        .path("password_file", &secrets.join(secret_file(KEEPER_USER)))
+        .str("repl_user", REPL_USER)
+        .path("repl_password_file", &secrets.join(secret_file(REPL_USER)))
+        .path("ca", &state.ca())
+        .list("app_users", &[APP_USER.to_owned(), MIGRATE_USER.to_owned()]);
+    for (i, peer) in database_hosts(t).enumerate() {
+        if peer.name != host.name {
+            s.table("[[peers]]")
+                .str("host", &peer.name)
+                .raw("server_id", i + 1)
+                .str("addr", t.sock(peer, Segment::Data, t.ports.db));
+        }
+    }
+    s.table("etcd")
+        .list("endpoints", &t.etcd_endpoints())
+        .path("ca", &state.ca())
+        .path("cert", &cert)
+        .path("key", &key)
+        .str("prefix", DB_PREFIX);
+    s.table("failover").str(
+        "quiet_period",
+        format_args!("{}s", failover.quiet_period.as_secs()),
+    );
+    if let Some(fallback) = failover.semi_sync_fallback {
+        s.str(
+            "semi_sync_fallback",
+            format_args!("{}ms", fallback.as_millis()),
+        );
+    }
+    s.finish()
 }
 
 /// The `rampart lb` config of `host`.
@@ -324,6 +419,13 @@ pub fn agent_config(
             .table("[[access_log]]")
             .str("service", job)
             .path("path", &dir.join("access.log"));
+    }
+    if matches!(host.role, Role::DbPrimary | Role::DbReplica) {
+        // The keeper's role, epoch, sync standby and semi-sync state.
+        let status = t.sock(host, Segment::Mgmt, t.ports.keeper);
+        s.table("[[scrape]]")
+            .str("job", "keeper")
+            .str("url", format_args!("http://{status}/metrics"));
     }
     if let (Role::DbPrimary | Role::DbReplica, Some(socket)) = (host.role, mysql_socket) {
         s.table("mysql")
@@ -435,8 +537,10 @@ mod tests {
             "admin_allow_from = [\"127.0.0.1\"]",
             "cert = \"/st/certs/web1.pem\"",
             "client_ca = \"/st/certs/ca.pem\"",
-            "primary = \"127.0.2.21:3306\"",
-            "replica = \"127.0.2.22:3306\"",
+            "[[database.servers]]\nhost = \"db1\"\naddr = \"127.0.2.21:3306\"",
+            "[[database.servers]]\nhost = \"db2\"\naddr = \"127.0.2.22:3306\"",
+            "leader_key = \"/rampart/db/leader\"",
+            "cert = \"/st/hosts/web1/etcd-client.pem\"",
             "role_header = true",
             "access_log = \"/st/hosts/web1/access.log\"",
         ] {

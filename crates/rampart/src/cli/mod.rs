@@ -121,6 +121,15 @@ enum Command {
         /// hours: for demos and tests, not production.
         #[arg(long)]
         fast_monitor: bool,
+        /// After an automatic failover of the primary database, refuse another one for
+        /// this long (no flapping back and forth): 5m by default.
+        #[arg(long, value_parser = duration, default_value = "5m")]
+        failover_quiet_period: std::time::Duration,
+        /// Test only: let the primary fall back to asynchronous replication when its
+        /// standby does not acknowledge within this time. It CAN LOSE ACKNOWLEDGED
+        /// WRITES; the failover test uses it to prove its checker can fail.
+        #[arg(long, value_parser = duration, hide = true)]
+        unsafe_semi_sync_fallback: Option<std::time::Duration>,
         #[command(flatten)]
         state: StateArg,
     },
@@ -201,6 +210,13 @@ enum Command {
         hosts: Vec<String>,
     },
 }
+/// A duration argument: `250ms`, `10s`, `5m`, `1h`.
+fn duration(s: &str) -> Result<std::time::Duration, String> {
+    rampart_telemetry::config::parse_duration(s).ok_or_else(|| {
+        format!("`{s}` is not a duration; expected a number with ms, s, m or h, such as 30s")
+    })
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
@@ -227,6 +243,8 @@ pub fn main() -> ExitCode {
             publish,
             publish_dashboard,
             fast_monitor,
+            failover_quiet_period,
+            unsafe_semi_sync_fallback,
             state,
         } => {
             let mode = if local || !rustix::process::geteuid().is_root() {
@@ -238,7 +256,14 @@ pub fn main() -> ExitCode {
                     publish_dashboard,
                 }
             };
-            stack::up(&state.dir, mode, detach, fast_monitor)
+            let options = stack::UpOptions {
+                fast_monitor,
+                failover: rampart_topology::render::Failover {
+                    quiet_period: failover_quiet_period,
+                    semi_sync_fallback: unsafe_semi_sync_fallback,
+                },
+            };
+            stack::up(&state.dir, mode, detach, options)
         }
         Command::Exec {
             host,

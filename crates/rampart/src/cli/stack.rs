@@ -23,7 +23,14 @@ pub(super) enum UpMode {
     },
 }
 
-pub(super) fn up(state: &Path, mode: UpMode, detach: bool, fast_monitor: bool) -> ExitCode {
+/// What `up` runs with beyond the mode.
+#[derive(Debug)]
+pub(super) struct UpOptions {
+    pub fast_monitor: bool,
+    pub failover: rampart_topology::render::Failover,
+}
+
+pub(super) fn up(state: &Path, mode: UpMode, detach: bool, options: UpOptions) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -34,7 +41,7 @@ pub(super) fn up(state: &Path, mode: UpMode, detach: bool, fast_monitor: bool) -
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run_up(state, mode, detach, fast_monitor)) {
+    match runtime.block_on(run_up(state, mode, detach, options)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("rampart up: {e:#}");
@@ -47,7 +54,7 @@ async fn run_up(
     state: &Path,
     mode: UpMode,
     detach: bool,
-    fast_monitor: bool,
+    options: UpOptions,
 ) -> anyhow::Result<ExitCode> {
     use rampart_infra::stack::Stack;
     use std::sync::atomic::Ordering;
@@ -66,9 +73,10 @@ async fn run_up(
             s
         }
     };
-    if fast_monitor {
+    if options.fast_monitor {
         local.pace = rampart_topology::render::Pace::Fast;
     }
+    local.failover = options.failover;
     let cancel = std::sync::Arc::clone(&local.cancel);
     println!(
         "rampart: bringing up the topology in {} mode (state in {})",

@@ -78,6 +78,14 @@ pub const QUERIES: &[Query] = &[
         "lag_now",
         "max by (instance) (mysql_slave_status_seconds_behind_master)",
     ),
+    // The keepers: who leads, the epoch, whether the primary waits for a standby.
+    instant("keeper_leader", "max by (instance) (rampart_keeper_is_leader)"),
+    instant("keeper_epoch", "max by (instance) (rampart_keeper_epoch)"),
+    instant(
+        "keeper_semi_sync",
+        "max by (instance) (rampart_keeper_semi_sync_active)",
+    ),
+    instant("keeper_etcd", "max by (instance) (rampart_keeper_etcd_up)"),
 ];
 
 /// The answers to [`QUERIES`] at one moment.

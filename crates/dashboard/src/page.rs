@@ -285,11 +285,16 @@ fn replication_panel(out: &mut String, snap: &Snapshot) {
     let io = latest_by_instance(snap, "io_running");
     let sql = latest_by_instance(snap, "sql_running");
     let lag = latest_by_instance(snap, "lag_now");
+    let leader = latest_by_instance(snap, "keeper_leader");
+    let epoch = latest_by_instance(snap, "keeper_epoch");
+    let semi = latest_by_instance(snap, "keeper_semi_sync");
+    let etcd = latest_by_instance(snap, "keeper_etcd");
     let hosts: BTreeSet<&String> = up
         .keys()
         .chain(io.keys())
         .chain(sql.keys())
         .chain(lag.keys())
+        .chain(leader.keys())
         .collect();
     if hosts.is_empty() {
         note(
@@ -299,7 +304,7 @@ fn replication_panel(out: &mut String, snap: &Snapshot) {
             "no database health reported",
         );
     } else {
-        out.push_str("<table><tr><th>Host</th><th>Server</th><th>IO thread</th><th>SQL thread</th><th>Lag</th></tr>");
+        out.push_str("<table><tr><th>Host</th><th>Role</th><th>Epoch</th><th>Server</th><th>IO thread</th><th>SQL thread</th><th>Lag</th><th>Semi-sync</th><th>etcd</th></tr>");
         for h in hosts {
             let yes_no = |m: &BTreeMap<String, f64>, yes: &str, no: &str| match m.get(h) {
                 Some(v) if *v >= 1.0 => format!("<td class=\"ok\">{yes}</td>"),
@@ -310,13 +315,31 @@ fn replication_panel(out: &mut String, snap: &Snapshot) {
                 Some(v) => format!("<td>{}</td>", svg::format_value(*v, Unit::Seconds)),
                 None => "<td class=\"muted\">–</td>".to_owned(),
             };
+            let role = match leader.get(h) {
+                Some(v) if *v >= 1.0 => "<td class=\"ok\">primary</td>",
+                Some(_) => "<td>replica</td>",
+                None => "<td class=\"muted\">–</td>",
+            };
+            let epoch_cell = match epoch.get(h) {
+                Some(v) => format!("<td>{v:.0}</td>"),
+                None => "<td class=\"muted\">–</td>".to_owned(),
+            };
+            // Semi-sync matters on the primary only.
+            let semi_cell = match (leader.get(h), semi.get(h)) {
+                (Some(l), Some(v)) if *l >= 1.0 && *v >= 1.0 => {
+                    "<td class=\"ok\">waits for standby</td>"
+                }
+                (Some(l), Some(_)) if *l >= 1.0 => "<td class=\"bad\">off</td>",
+                _ => "<td class=\"muted\">–</td>",
+            };
             let _ = write!(
                 out,
-                "<tr><td>{}</td>{}{}{}{lag_cell}</tr>",
+                "<tr><td>{}</td>{role}{epoch_cell}{}{}{}{lag_cell}{semi_cell}{}</tr>",
                 escape(h),
                 yes_no(&up, "up", "down"),
                 yes_no(&io, "running", "stopped"),
                 yes_no(&sql, "running", "stopped"),
+                yes_no(&etcd, "reached", "unreachable"),
             );
         }
         out.push_str("</table>");
@@ -590,6 +613,21 @@ mod tests {
                 Ok(vec![series(&[("instance", "db2")], &[(t, 3.0)])]),
             ),
             (
+                "keeper_leader",
+                Ok(vec![
+                    series(&[("instance", "db1")], &[(t, 1.0)]),
+                    series(&[("instance", "db2")], &[(t, 0.0)]),
+                ]),
+            ),
+            (
+                "keeper_epoch",
+                Ok(vec![series(&[("instance", "db1")], &[(t, 42.0)])]),
+            ),
+            (
+                "keeper_semi_sync",
+                Ok(vec![series(&[("instance", "db1")], &[(t, 0.0)])]),
+            ),
+            (
                 "error_ratio",
                 Err(PromError::Api {
                     status: 400,
@@ -620,7 +658,13 @@ mod tests {
             html.contains("<td>web2</td><td class=\"bad\">down</td>"),
             "{html}"
         );
-        assert!(html.contains("<td>db2</td><td class=\"muted\">–</td><td class=\"bad\">stopped</td><td class=\"muted\">–</td><td>3 s</td>"), "{html}");
+        assert!(html.contains("<td>db2</td><td>replica</td><td class=\"muted\">–</td><td class=\"muted\">–</td><td class=\"bad\">stopped</td><td class=\"muted\">–</td><td>3 s</td>"), "{html}");
+        // A primary that does not wait for its standby shows it.
+        assert!(
+            html.contains("<td>db1</td><td class=\"ok\">primary</td><td>42</td>"),
+            "{html}"
+        );
+        assert!(html.contains("<td class=\"bad\">off</td>"), "{html}");
         assert!(html
             .contains("id=\"panel-errors\"><h2>Error ratio (5xx)</h2><svg class=\"chart empty\""));
         assert!(

@@ -107,6 +107,10 @@ pub struct HostStatus {
     pub role: &'static str,
     pub addresses: Vec<String>,
     pub services: Vec<ServiceStatus>,
+    /// A database host's keeper's own view (its `/status`: role, epoch, leader, sync
+    /// standby, semi-sync, positions, lag), when it answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<serde_json::Value>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -789,6 +793,12 @@ impl Stack {
                 role: h.role.name(),
                 addresses: h.addresses.iter().map(ToString::to_string).collect(),
                 services: h.services.iter().map(|s| service_status(h, s)).collect(),
+                database: keeper(h).and_then(|(svc, addr)| {
+                    let (code, body) = Self::probe(h, svc, || http_get(addr, "/status"))
+                        .ok()
+                        .flatten()?;
+                    (code == 200).then(|| serde_json::from_str(&body).ok())?
+                }),
             })
             .collect();
         Status {
@@ -803,6 +813,48 @@ impl Stack {
                 (None, _) => format!("https://{}:{}/", t.site_names[0], t.ports.lb_https),
             },
             hosts,
+        }
+    }
+
+    /// A planned change of primary: asks the leading keeper to hand over to `to` (by
+    /// default its sync standby), inside its host's namespace. The keeper's answer.
+    pub fn switchover(&self, to: Option<&str>) -> Result<String, InfraError> {
+        let plan = self.plan();
+        let mut leaders = Vec::new();
+        for h in &plan.hosts {
+            let Some((svc, addr)) = keeper(h) else {
+                continue;
+            };
+            let status = Self::probe(h, svc, || http_get(addr, "/status"))?;
+            if let Some((200, body)) = status {
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                if v["role"] == "leader" {
+                    leaders.push((h, svc, addr));
+                }
+            }
+        }
+        let [(host, svc, addr)] = leaders[..] else {
+            return Err(InfraError::Invalid(format!(
+                "switchover needs exactly one leading database keeper; found {}",
+                leaders.len()
+            )));
+        };
+        let path = match to {
+            Some(t) => format!("/switchover?to={t}"),
+            None => "/switchover".to_owned(),
+        };
+        let answer = Self::probe(host, svc, || http_post(addr, &path))?;
+        match answer {
+            Some((200, body)) => Ok(body.trim().to_owned()),
+            Some((code, body)) => Err(InfraError::Invalid(format!(
+                "{}: switchover refused ({code}): {}",
+                host.name,
+                body.trim()
+            ))),
+            None => Err(InfraError::Invalid(format!(
+                "{}: the keeper did not answer the switchover",
+                host.name
+            ))),
         }
     }
 
@@ -956,6 +1008,44 @@ fn accepting(addr: SocketAddr) -> bool {
 /// (`rampart_telemetry::http_client`) on a runtime of this thread (probes run on a thread
 /// inside the probed host's namespace): status and body (at most 4 MiB), or `None` when
 /// nothing answered within a second.
+/// A database host's keeper (the service that runs the server) and its status address.
+fn keeper(host: &HostPlan) -> Option<(&ServicePlan, SocketAddr)> {
+    host.services.iter().find_map(|s| match s.launch {
+        Launch::Database(_) => s
+            .ports
+            .iter()
+            .find(|l| l.purpose == "keeper")
+            .map(|l| (s, l.addr)),
+        Launch::Process { .. } => None,
+    })
+}
+
+/// `POST path` to `addr` (a keeper's switchover, which answers within 15 s).
+fn http_post(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    use rampart_telemetry::http_client::{self, Limits, Origin, Overflow};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    let origin = Origin {
+        addr: addr.to_string(),
+        host: http::HeaderValue::from_str(&addr.to_string()).ok()?,
+    };
+    let request = http::Request::post(path).body(bytes::Bytes::new()).ok()?;
+    let limits = Limits {
+        timeout: Duration::from_secs(20),
+        max_body: 64 << 10,
+        overflow: Overflow::Truncate,
+    };
+    let response = runtime
+        .block_on(http_client::send(&origin, request, limits))
+        .ok()?;
+    Some((
+        response.status.as_u16(),
+        String::from_utf8_lossy(&response.body).into_owned(),
+    ))
+}
+
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     use rampart_telemetry::http_client::{self, Limits, Overflow};
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -134,28 +134,39 @@ fn target_dir() -> PathBuf {
 }
 
 /// The path of the `rampart-test-backend` binary, building it once if needed.
-#[allow(clippy::expect_used)]
 pub fn backend_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let bin = target_dir().join("rampart-test-backend");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "rampart-test-support",
-                "--bin",
-                "rampart-test-backend",
-            ])
-            .status()
-            .expect("run cargo build for rampart-test-backend");
-        assert!(status.success(), "building rampart-test-backend failed");
-        assert!(bin.exists(), "{} missing after build", bin.display());
-        bin
-    })
-    .clone()
+    BIN.get_or_init(|| support_bin("rampart-test-backend"))
+        .clone()
+}
+
+/// The path of the `rampart-test-writer` binary (the failover test's writers), building
+/// it once if needed.
+pub fn writer_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| support_bin("rampart-test-writer"))
+        .clone()
+}
+
+/// Builds this crate's binary `name` and returns its path.
+#[allow(clippy::expect_used)]
+fn support_bin(name: &str) -> PathBuf {
+    let bin = target_dir().join(name);
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "rampart-test-support",
+            "--bin",
+            name,
+        ])
+        .status()
+        .unwrap_or_else(|e| panic!("run cargo build for {name}: {e}"));
+    assert!(status.success(), "building {name} failed");
+    assert!(bin.exists(), "{} missing after build", bin.display());
+    bin
 }
 
 /// Starts `rampart-test-backend` as a child process on `listen` (port 0 picks one) and

@@ -1,7 +1,7 @@
 //! Command-line interface: the arguments (clap) and the dispatch from a subcommand to
 //! the code that runs it. The services (`lb`, `web`, `dns`, `agent`, `dashboard`) all go
 //! through one generic runner (`serve`), as does `keeper` with its own entry there; the operator commands that run the topology
-//! (`up`, `down`, `status`, `stop`, `start`, `exec`) are in `stack`, `firewall show|check`
+//! (`up`, `down`, `status`, `stop`, `start`, `exec`, `switchover`) are in `stack`, `firewall show|check`
 //! in `firewall`, and `check`, `cert` and the hidden `forward` in `tools`.
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 invalid config or usage.
@@ -130,6 +130,17 @@ enum Command {
         /// WRITES; the failover test uses it to prove its checker can fail.
         #[arg(long, value_parser = duration, hide = true)]
         unsafe_semi_sync_fallback: Option<std::time::Duration>,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// A planned change of the primary database: the primary stops taking writes (the
+    /// web servers hold them), its sync standby catches up and takes over. Writes pause
+    /// for well under a second; none fails.
+    Switchover {
+        /// The database host to hand over to (default: the sync standby, the only one
+        /// that can take over without losing writes).
+        #[arg(long)]
+        to: Option<String>,
         #[command(flatten)]
         state: StateArg,
     },
@@ -273,6 +284,7 @@ pub fn main() -> ExitCode {
         Command::Forward { listen, netns, to } => tools::forward(listen, &netns, to),
         Command::Down { purge, state } => stack::down(&state.dir, purge),
         Command::Status { json, state } => stack::status(&state.dir, json),
+        Command::Switchover { to, state } => stack::switchover(&state.dir, to.as_deref()),
         Command::Stop { host, state } => stack::host_cmd(&state.dir, &host, false),
         Command::Firewall {
             command: FirewallCommand::Show { host },

@@ -228,7 +228,64 @@ pub(super) fn status(state: &Path, json: bool) -> ExitCode {
             );
         }
     }
+    let dbs: Vec<_> = st
+        .hosts
+        .iter()
+        .filter_map(|h| h.database.as_ref().map(|d| (h, d)))
+        .collect();
+    if !dbs.is_empty() {
+        println!();
+        println!(
+            "{:<9} {:<10} {:<6} {:<9} {:<13} {:<10} {:<6} note",
+            "database", "role", "epoch", "writable", "sync standby", "semi-sync", "lag"
+        );
+        for (h, d) in dbs {
+            let text = |v: &serde_json::Value| match v {
+                serde_json::Value::Null => "-".to_owned(),
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let writable = match d["read_only"].as_bool() {
+                Some(ro) => (!ro).to_string(),
+                None => "-".into(),
+            };
+            let semi = if d["semi_sync_active"] == true {
+                "active"
+            } else if d["semi_sync_enabled"] == true {
+                "waiting"
+            } else {
+                "off"
+            };
+            println!(
+                "{:<9} {:<10} {:<6} {:<9} {:<13} {:<10} {:<6} {}",
+                h.name,
+                text(&d["role"]),
+                text(&d["epoch"]),
+                writable,
+                text(&d["sync_standby"]),
+                semi,
+                text(&d["lag_seconds"]),
+                text(&d["note"]),
+            );
+        }
+    }
     ExitCode::SUCCESS
+}
+
+pub(super) fn switchover(state: &Path, to: Option<&str>) -> ExitCode {
+    let result = self_exe()
+        .and_then(|bin| Ok(rampart_infra::stack::Stack::open(state, bin)?))
+        .and_then(|stack| Ok(stack.switchover(to)?));
+    match result {
+        Ok(answer) => {
+            println!("{answer}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("rampart switchover: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 pub(super) fn host_cmd(state: &Path, host: &str, start: bool) -> ExitCode {

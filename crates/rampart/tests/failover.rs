@@ -1,0 +1,744 @@
+//! The primary database fails over by itself and no acknowledged write is lost: a set
+//! test in the style of Jepsen, in isolated mode, with real etcd, real MariaDB, real
+//! nftables and the real binary.
+//!
+//! Four writers (`rampart-test-writer`, inside the client's namespace) insert unique
+//! users through the load balancer and record every attempt as ok, fail or unknown. Each
+//! fault has its round: (a) SIGKILL of the primary's mariadbd, (b) SIGSTOP of it for
+//! three lease lengths, (c) a partition cutting the primary off from etcd and its
+//! standby while the web servers still reach it, (d) SIGKILL of the primary's keeper,
+//! (e) SIGKILL of one etcd member (no failover, no failed write), (f) both databases
+//! stopped (nothing promoted, writes refused with 503). A planned switchover under load
+//! fails no write. Between rounds the site heals and a switchover brings the primary
+//! back to db1. A sampler asks both servers for `@@read_only` ten times a second: never
+//! two writable at once. The final read finds every acknowledged write and nothing that
+//! was never attempted. The negative control restores semi-sync's timeout fallback: the
+//! same checker must then find lost writes in the partition round.
+//!
+//! Needs root and the packages `./run test` installs; skipped visibly elsewhere.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rampart_test_support::client::tool;
+
+const RAMPART: &str = env!("CARGO_BIN_EXE_rampart");
+/// The keepers' lease (keeper.rs `LEASE_TTL`).
+const LEASE: Duration = Duration::from_secs(6);
+/// How long the writers write in each round.
+const ROUND: Duration = Duration::from_secs(30);
+/// When the fault comes, after the writers start.
+const BEFORE_FAULT: Duration = Duration::from_secs(5);
+
+fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+}
+
+/// An isolated site of its own; dropping it runs `rampart down --purge`.
+struct Site {
+    state: tempfile::TempDir,
+    prefix: String,
+}
+
+impl Site {
+    fn state(&self) -> &Path {
+        self.state.path()
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new(RAMPART)
+            .args(args)
+            .arg("--state")
+            .arg(self.state())
+            .env("RAMPART_LOG", "warn")
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "rampart {args:?}:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn up(&self, extra: &[&str]) {
+        let mut args = vec![
+            "up",
+            "-d",
+            "--prefix",
+            &self.prefix,
+            "--publish",
+            "0",
+            "--publish-dashboard",
+            "0",
+            "--failover-quiet-period",
+            "1s",
+        ];
+        args.extend_from_slice(extra);
+        self.ok(&args);
+    }
+
+    fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["status", "--json"])).unwrap()
+    }
+
+    /// Each database host's keeper view, by host.
+    fn databases(&self) -> BTreeMap<String, serde_json::Value> {
+        let st = self.status();
+        st["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| h["name"] == "db1" || h["name"] == "db2")
+            .map(|h| {
+                (
+                    h["name"].as_str().unwrap().to_owned(),
+                    h["database"].clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// The pid of `service` on `host`.
+    fn pid(&self, host: &str, service: &str) -> u32 {
+        let st = self.status();
+        let h = st["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["name"] == host)
+            .unwrap()
+            .clone();
+        let s = h["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == service)
+            .unwrap()
+            .clone();
+        u32::try_from(
+            s["pid"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{host}/{service} not running")),
+        )
+        .unwrap()
+    }
+
+    /// The leader every keeper agrees on, writable, with a sync standby running
+    /// semi-sync; within `limit`.
+    fn steady(&self, limit: Duration) -> (String, i64) {
+        let end = Instant::now() + limit;
+        loop {
+            let dbs = self.databases();
+            let leader = dbs.iter().find(|(_, d)| d["role"] == "leader");
+            if let Some((name, d)) = leader {
+                let others_follow = dbs
+                    .iter()
+                    .filter(|(n, _)| *n != name)
+                    .all(|(_, o)| o["role"] == "replica" && o["leader"] == d["leader"]);
+                if d["read_only"] == false
+                    && d["semi_sync_active"] == true
+                    && !d["sync_standby"].is_null()
+                    && others_follow
+                {
+                    return (name.clone(), d["epoch"].as_i64().unwrap());
+                }
+            }
+            assert!(Instant::now() < end, "the site did not settle: {dbs:#?}");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Settles, then makes db1 the primary again with a switchover if it is not.
+    fn db1_leads(&self) {
+        let (leader, _) = self.steady(Duration::from_secs(120));
+        if leader != "db1" {
+            let end = Instant::now() + Duration::from_secs(60);
+            while self.databases()["db1"]["promotable"] != true {
+                assert!(Instant::now() < end, "db1 never became promotable");
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            self.ok(&["switchover", "--to", "db1"]);
+            let (leader, _) = self.steady(Duration::from_secs(60));
+            assert_eq!(leader, "db1");
+        }
+    }
+
+    fn socket(&self, host: &str) -> PathBuf {
+        let dir = self.state().join("hosts").join(host);
+        rampart_topology::plan::db_socket(&dir, 0)
+    }
+
+    /// `sql` as root over `host`'s socket, within `limit`: `None` when the server does
+    /// not answer in time (stopped, killed, restarting).
+    fn sql(&self, host: &str, sql: &str, limit: Duration) -> Option<String> {
+        let mut child = Command::new("mariadb")
+            .args(["--no-defaults", "-N", "-B", "--connect-timeout=1"])
+            .arg(format!("--socket={}", self.socket(host).display()))
+            .args(["-e", sql])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let end = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                if !status.success() {
+                    return None;
+                }
+                let mut out = String::new();
+                use std::io::Read;
+                child.stdout.take()?.read_to_string(&mut out).ok()?;
+                return Some(out.trim().to_owned());
+            }
+            if Instant::now() >= end {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        let out = self.run(&["down", "--purge"]);
+        if !out.status.success() {
+            eprintln!("rampart down: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+}
+
+/// One write attempt as the writer recorded it.
+#[derive(Clone, Debug)]
+struct Attempt {
+    id: String,
+    outcome: String,
+    status: u64,
+    end_ms: u128,
+}
+
+/// The writers of one round, inside the client's namespace.
+struct Writers {
+    child: Child,
+    out: PathBuf,
+}
+
+impl Writers {
+    fn start(site: &Site, tag: &str, seconds: u64) -> Writers {
+        let out = site.state().join(format!("writes-{tag}.jsonl"));
+        let ca = site.state().join("certs/ca.pem");
+        let child = Command::new(RAMPART)
+            .args(["exec", "--state"])
+            .arg(site.state())
+            .args(["client", "--"])
+            .arg(rampart_test_support::writer_bin())
+            .args(["--addr", "203.0.113.10:443", "--ca"])
+            .arg(&ca)
+            .args(["--writers", "4", "--rate", "10", "--max", "100000"])
+            .args(["--seconds", &seconds.to_string(), "--tag", tag, "--out"])
+            .arg(&out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        Writers { child, out }
+    }
+
+    fn finish(mut self) -> Vec<Attempt> {
+        let end = Instant::now() + ROUND + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                assert!(status.success(), "the writers failed: {status}");
+                break;
+            }
+            assert!(Instant::now() < end, "the writers did not finish");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let text = std::fs::read_to_string(&self.out).unwrap();
+        text.lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                Attempt {
+                    id: v["id"].as_str().unwrap().to_owned(),
+                    outcome: v["outcome"].as_str().unwrap().to_owned(),
+                    status: v["status"].as_u64().unwrap(),
+                    end_ms: u128::from(v["end_ms"].as_u64().unwrap()),
+                }
+            })
+            .collect()
+    }
+}
+
+impl Drop for Writers {
+    fn drop(&mut self) {
+        // Only when a round panics: the writers end by themselves otherwise.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Samples both servers' `@@read_only` ten times a second; records every instant both
+/// answered writable with overlapping query windows.
+struct Sampler {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<(usize, Vec<String>)>>,
+}
+
+impl Sampler {
+    fn start(site: &Arc<Site>) -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, st) = (Arc::clone(site), Arc::clone(&stop));
+        let thread = std::thread::spawn(move || {
+            let mut samples = 0;
+            let mut both = Vec::new();
+            while !st.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                let reads: Vec<_> = ["db1", "db2"]
+                    .map(|h| {
+                        let s = Arc::clone(&s);
+                        std::thread::spawn(move || {
+                            let start = now_ms();
+                            let ro = s.sql(h, "SELECT @@read_only", Duration::from_secs(1));
+                            (ro, start, now_ms())
+                        })
+                    })
+                    .into_iter()
+                    .map(|j| j.join().unwrap())
+                    .collect();
+                samples += 1;
+                let writable: Vec<_> = reads
+                    .iter()
+                    .filter(|(ro, _, _)| ro.as_deref() == Some("0"))
+                    .collect();
+                if let [a, b] = writable[..] {
+                    if a.1 <= b.2 && b.1 <= a.2 {
+                        both.push(format!("at {} ms: {reads:?}", a.1));
+                    }
+                }
+                if let Some(rest) = Duration::from_millis(100).checked_sub(t.elapsed()) {
+                    std::thread::sleep(rest);
+                }
+            }
+            (samples, both)
+        });
+        Sampler {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> (usize, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// What one round measured.
+#[derive(Debug, Default)]
+struct Round {
+    name: String,
+    ok: usize,
+    failed: usize,
+    unknown: usize,
+    /// From the last acknowledged write before the fault to the first after it.
+    outage: Option<Duration>,
+    /// Statuses of the failed attempts, with counts.
+    failures: BTreeMap<u64, usize>,
+    epoch_before: i64,
+    epoch_after: i64,
+    leader_after: String,
+    attempts: Vec<Attempt>,
+}
+
+impl std::fmt::Display for Round {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:<34} ok {:>4}  failed {:>3}  unknown {:>2}  outage {:>8}  epoch {} -> {} ({})  failures {:?}",
+            self.name,
+            self.ok,
+            self.failed,
+            self.unknown,
+            self.outage
+                .map_or("-".to_owned(), |d| format!("{:.2} s", d.as_secs_f64())),
+            self.epoch_before,
+            self.epoch_after,
+            self.leader_after,
+            self.failures
+        )
+    }
+}
+
+/// Runs one round: writers for [`ROUND`], the fault after [`BEFORE_FAULT`], `heal`
+/// once `fault` returns, then settles.
+fn round(site: &Site, name: &str, fault: impl FnOnce(&Site), heal: impl FnOnce(&Site)) -> Round {
+    let (_, epoch_before) = site.steady(Duration::from_secs(120));
+    let tag: String = name
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    let writers = Writers::start(site, &tag, ROUND.as_secs());
+    std::thread::sleep(BEFORE_FAULT);
+    let fault_ms = now_ms();
+    fault(site);
+    heal(site);
+    let attempts = writers.finish();
+    let (leader_after, epoch_after) = site.steady(Duration::from_secs(120));
+    let ok_times: Vec<u128> = attempts
+        .iter()
+        .filter(|a| a.outcome == "ok")
+        .map(|a| a.end_ms)
+        .collect();
+    let last_before = ok_times.iter().filter(|t| **t <= fault_ms).max();
+    let first_after = ok_times.iter().filter(|t| **t > fault_ms).min();
+    let outage = match (last_before, first_after) {
+        (Some(a), Some(b)) => Some(Duration::from_millis(u64::try_from(b - a).unwrap())),
+        _ => None,
+    };
+    let mut failures = BTreeMap::new();
+    for a in attempts.iter().filter(|a| a.outcome == "fail") {
+        *failures.entry(a.status).or_insert(0) += 1;
+    }
+    let r = Round {
+        name: name.to_owned(),
+        ok: attempts.iter().filter(|a| a.outcome == "ok").count(),
+        failed: attempts.iter().filter(|a| a.outcome == "fail").count(),
+        unknown: attempts.iter().filter(|a| a.outcome == "unknown").count(),
+        outage,
+        failures,
+        epoch_before,
+        epoch_after,
+        leader_after,
+        attempts,
+    };
+    println!("{r}");
+    r
+}
+
+/// The users the final read finds, by id (`<tag>-w<writer>-<n>`), from the leader.
+fn written(site: &Site) -> BTreeSet<String> {
+    let (leader, _) = site.steady(Duration::from_secs(120));
+    let out = site
+        .sql(
+            &leader,
+            "SELECT name FROM foobar.users WHERE email LIKE '%@jepsen.test'",
+            Duration::from_secs(30),
+        )
+        .expect("the final read");
+    out.lines().map(str::to_owned).collect()
+}
+
+/// (lost, unexpected, failed-but-present) against the final read.
+fn check(
+    attempts: &[Attempt],
+    present: &BTreeSet<String>,
+) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let attempted: BTreeSet<&str> = attempts.iter().map(|a| a.id.as_str()).collect();
+    let lost = attempts
+        .iter()
+        .filter(|a| a.outcome == "ok" && !present.contains(&a.id))
+        .map(|a| a.id.clone())
+        .collect();
+    let unexpected = present
+        .iter()
+        .filter(|id| !attempted.contains(id.as_str()))
+        .cloned()
+        .collect();
+    let failed_present = attempts
+        .iter()
+        .filter(|a| a.outcome == "fail" && present.contains(&a.id))
+        .map(|a| a.id.clone())
+        .collect();
+    (lost, unexpected, failed_present)
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status();
+}
+
+/// nftables inside db1's namespace: drop everything between db1 and the etcd members and
+/// db2, in both directions; the web servers still reach db1.
+fn partition(site: &Site, on: bool) {
+    let ns = format!("{}-db1", site.prefix);
+    let rules = if on {
+        let t = rampart_topology::Topology::default_for(rampart_topology::Mode::Isolated, 0);
+        let mut peers: Vec<String> = t
+            .etcd_members()
+            .iter()
+            .flat_map(|h| h.segments.iter().map(|(_, a)| a.to_string()))
+            .collect();
+        let db2 = t.host("db2").unwrap();
+        peers.extend(db2.segments.iter().map(|(_, a)| a.to_string()));
+        let set = peers.join(", ");
+        format!(
+            "table inet jepsen {{\n\
+             \x20 chain in {{ type filter hook input priority -10; ip saddr {{ {set} }} drop; }}\n\
+             \x20 chain out {{ type filter hook output priority -10; ip daddr {{ {set} }} drop; }}\n\
+             }}\n"
+        )
+    } else {
+        "delete table inet jepsen\n".to_owned()
+    };
+    let out = rampart_test_support::run_with_stdin(
+        Command::new("ip").args(["netns", "exec", &ns, "nft", "-f", "-"]),
+        &rules,
+    );
+    assert!(out.status.success(), "nft: {out:?}");
+}
+
+#[test]
+fn failover_loses_no_acknowledged_write() {
+    if !rampart_test_support::require_root("isolated mode (network namespaces)") {
+        return;
+    }
+    for t in ["nft", "etcd", "mariadb"] {
+        if tool(t, None).is_none() {
+            return;
+        }
+    }
+    let site = Arc::new(Site {
+        state: tempfile::Builder::new().prefix("rf").tempdir().unwrap(),
+        prefix: format!("fo{}", std::process::id() % 100_000),
+    });
+    site.up(&[]);
+    site.db1_leads();
+    let sampler = Sampler::start(&site);
+    let mut rounds = Vec::new();
+
+    // (a) SIGKILL of the primary's mariadbd.
+    rounds.push(round(
+        &site,
+        "(a) kill -9 db1's mariadbd",
+        |s| {
+            signal(
+                s.databases()["db1"]["server_pid"].as_u64().unwrap() as u32,
+                "KILL",
+            );
+        },
+        |_| {},
+    ));
+    site.db1_leads();
+
+    // (b) SIGSTOP of the primary's mariadbd for three lease lengths.
+    rounds.push(round(
+        &site,
+        "(b) SIGSTOP db1's mariadbd 18 s",
+        |s| {
+            let pid = s.databases()["db1"]["server_pid"].as_u64().unwrap() as u32;
+            signal(pid, "STOP");
+            std::thread::sleep(LEASE * 3);
+            signal(pid, "CONT");
+        },
+        |_| {},
+    ));
+    site.db1_leads();
+
+    // (c) A partition: db1 cut off from etcd and db2; the web servers still reach it.
+    rounds.push(round(
+        &site,
+        "(c) partition db1 from etcd and db2",
+        |s| {
+            partition(s, true);
+            std::thread::sleep(Duration::from_secs(15));
+        },
+        |s| partition(s, false),
+    ));
+    site.db1_leads();
+
+    // (d) SIGKILL of the primary's keeper (its server dies with it); restarted after.
+    rounds.push(round(
+        &site,
+        "(d) kill -9 db1's keeper",
+        |s| {
+            signal(s.pid("db1", "mariadb"), "KILL");
+            std::thread::sleep(Duration::from_secs(10));
+        },
+        |s| {
+            s.ok(&["start", "db1"]);
+        },
+    ));
+    site.db1_leads();
+
+    // (e) SIGKILL of one etcd member: no failover, no failed write.
+    let e = round(
+        &site,
+        "(e) kill -9 the etcd member on dns",
+        |s| {
+            signal(s.pid("dns", "etcd"), "KILL");
+            std::thread::sleep(Duration::from_secs(10));
+        },
+        |s| {
+            s.ok(&["start", "dns"]);
+        },
+    );
+    assert_eq!(
+        e.epoch_before, e.epoch_after,
+        "no failover when one etcd member dies"
+    );
+    assert_eq!(
+        (e.failed, e.unknown),
+        (0, 0),
+        "no failed write when one etcd member dies"
+    );
+    rounds.push(e);
+    site.db1_leads();
+
+    // (f) Both databases stopped: nothing is promoted, writes get 503.
+    let during = Arc::new(Mutex::new(Vec::new()));
+    let f = round(
+        &site,
+        "(f) stop db2 and db1",
+        |s| {
+            s.ok(&["stop", "db2"]);
+            s.ok(&["stop", "db1"]);
+            std::thread::sleep(Duration::from_secs(8));
+            during.lock().unwrap().push(s.databases());
+        },
+        |s| {
+            s.ok(&["start", "db1"]);
+            s.ok(&["start", "db2"]);
+        },
+    );
+    for dbs in during.lock().unwrap().iter() {
+        assert!(
+            dbs.values().all(|d| d.is_null() || d["role"] != "leader"),
+            "nothing is promoted while both are stopped: {dbs:#?}"
+        );
+    }
+    assert!(
+        f.failures.keys().all(|s| *s == 503),
+        "writes without a database get 503: {:?}",
+        f.failures
+    );
+    assert!(f.failed > 0, "writes were refused while both were down");
+    rounds.push(f);
+    site.db1_leads();
+
+    // A planned switchover under steady writes fails none.
+    let sw = round(
+        &site,
+        "switchover db1 -> db2 under load",
+        |s| {
+            s.ok(&["switchover", "--to", "db2"]);
+        },
+        |_| {},
+    );
+    let longest_pause = sw
+        .attempts
+        .iter()
+        .filter(|a| a.outcome == "ok")
+        .map(|a| a.end_ms)
+        .collect::<Vec<_>>()
+        .windows(2)
+        .map(|w| w[1].saturating_sub(w[0]))
+        .max()
+        .unwrap_or(0);
+    println!("switchover: longest gap between acknowledged writes {longest_pause} ms");
+    assert_eq!(
+        (sw.failed, sw.unknown),
+        (0, 0),
+        "a switchover fails no write"
+    );
+    assert_eq!(sw.leader_after, "db2");
+    rounds.push(sw);
+    site.db1_leads();
+
+    let (samples, both) = sampler.finish();
+    let present = written(&site);
+    let all: Vec<Attempt> = rounds.iter().flat_map(|r| r.attempts.clone()).collect();
+    let (lost, unexpected, failed_present) = check(&all, &present);
+    let secs = rounds.len() as f64 * ROUND.as_secs_f64();
+    let ok: usize = rounds.iter().map(|r| r.ok).sum();
+    println!(
+        "attempts {}, acknowledged {ok} ({:.1}/s over {secs:.0} s of rounds), present {}, \
+         lost {}, unexpected {}, failed but present {}; {samples} read_only samples, {} with two writable",
+        all.len(),
+        ok as f64 / secs,
+        present.len(),
+        lost.len(),
+        unexpected.len(),
+        failed_present.len(),
+        both.len()
+    );
+    for r in &rounds {
+        println!("{r}");
+    }
+    assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
+    assert!(
+        unexpected.is_empty(),
+        "present but never attempted: {unexpected:?}"
+    );
+    assert!(
+        failed_present.is_empty(),
+        "refused but written: {failed_present:?}"
+    );
+    assert!(both.is_empty(), "two writable servers: {both:?}");
+    for r in &rounds[..4] {
+        assert!(
+            r.epoch_after > r.epoch_before,
+            "{}: a failover happened",
+            r.name
+        );
+    }
+
+    // The negative control: semi-sync's timeout fallback, the same partition, the same
+    // checker. It must find acknowledged writes that were lost.
+    site.ok(&["stop", "db2"]);
+    site.ok(&["stop", "db1"]);
+    site.up(&["--unsafe-semi-sync-fallback", "500ms"]);
+    site.db1_leads();
+    let control = round(
+        &site,
+        "control: fallback 500 ms, partition",
+        |s| {
+            partition(s, true);
+            std::thread::sleep(Duration::from_secs(15));
+        },
+        |s| partition(s, false),
+    );
+    let present = written(&site);
+    let (lost, unexpected, _) = check(&control.attempts, &present);
+    println!(
+        "negative control: acknowledged {}, lost {} ({:?}...), unexpected {}",
+        control.ok,
+        lost.len(),
+        lost.iter().take(3).collect::<Vec<_>>(),
+        unexpected.len()
+    );
+    assert!(
+        !lost.is_empty(),
+        "with the timeout fallback the checker must find lost writes"
+    );
+}

@@ -1105,10 +1105,11 @@ fn isolated_topology_end_to_end() {
     }
     println!("{matrix}({open} allowed flows shown; {dropped} other flows, all dropped)");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    // 13 service flows, every agent's push (6 hosts with a management address), and
-    // etcd's: 6 peer flows between the 3 members, 12 client flows (db1, db2, web1, web2
-    // to each member) and the monitor to the other 2 members' metrics.
-    assert_eq!(open, 39);
+    // 14 service flows (replication both ways: either database may be the primary),
+    // every agent's push (6 hosts with a management address), and etcd's: 6 peer flows
+    // between the 3 members, 12 client flows (db1, db2, web1, web2 to each member) and
+    // the monitor to the other 2 members' metrics.
+    assert_eq!(open, 40);
     // Named here for the record: the etcd ports are dropped for every other host.
     for (from, to, port) in [
         ("web1", "lb1", 2380),

@@ -245,15 +245,20 @@ mod tests {
             ],
             &["public_flood", "dport 443 "],
         );
+        // Either database server may be the primary: each accepts the web servers and
+        // the other one, and may connect to the other.
         check(
             "db1",
-            &["ip saddr { 198.18.2.11, 198.18.2.12, 198.18.2.22 } ip daddr 198.18.2.21 tcp dport 3306 ct state new accept"],
+            &[
+                "ip saddr { 198.18.2.11, 198.18.2.12, 198.18.2.22 } ip daddr 198.18.2.21 tcp dport 3306 ct state new accept",
+                "ip saddr 198.18.2.21 ip daddr 198.18.2.22 tcp dport 3306 ct state new accept",
+            ],
             &["dport 8443"],
         );
         check(
             "db2",
             &[
-                "ip saddr { 198.18.2.11, 198.18.2.12 } ip daddr 198.18.2.22 tcp dport 3306 ct state new accept",
+                "ip saddr { 198.18.2.11, 198.18.2.12, 198.18.2.21 } ip daddr 198.18.2.22 tcp dport 3306 ct state new accept",
                 "ip saddr 198.18.2.22 ip daddr 198.18.2.21 tcp dport 3306 ct state new accept",
             ],
             &[],

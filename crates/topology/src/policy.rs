@@ -117,27 +117,26 @@ impl Topology {
                 "web",
             );
         }
+        // Any database host may be the primary after a failover, so each replicates
+        // from (connects to) every other one; the web servers reach them all.
         let webs = names(self.with_role(Role::Web));
-        let replicas = names(self.with_role(Role::DbReplica));
-        for db in self.with_role(Role::DbPrimary) {
+        let dbs: Vec<&Host> = self
+            .with_role(Role::DbPrimary)
+            .chain(self.with_role(Role::DbReplica))
+            .collect();
+        for db in &dbs {
             let mut from = webs.clone();
-            from.extend(replicas.iter().cloned());
+            from.extend(
+                dbs.iter()
+                    .filter(|o| o.name != db.name)
+                    .map(|o| o.name.clone()),
+            );
             add(
                 &db.name,
                 Proto::Tcp,
                 p.db,
                 Segment::Data,
                 From::Hosts(from),
-                "mysql",
-            );
-        }
-        for db in self.with_role(Role::DbReplica) {
-            add(
-                &db.name,
-                Proto::Tcp,
-                p.db,
-                Segment::Data,
-                From::Hosts(webs.clone()),
                 "mysql",
             );
         }
@@ -257,7 +256,8 @@ mod tests {
         check("web1", "db1", Proto::Tcp, 3306, true);
         check("web2", "db2", Proto::Tcp, 3306, true);
         check("db2", "db1", Proto::Tcp, 3306, true);
-        check("db1", "db2", Proto::Tcp, 3306, false);
+        // Either may be the primary after a failover: each replicates from the other.
+        check("db1", "db2", Proto::Tcp, 3306, true);
         check("web1", "web2", Proto::Tcp, 8443, false);
         check("web1", "lb1", Proto::Tcp, 443, false);
         check("db1", "monitor", Proto::Tcp, 9090, true);

@@ -88,6 +88,9 @@ pub struct FileAccessLog {
 pub struct FileMysql {
     /// The server's unix socket (the agent runs on the database host).
     pub socket: Option<String>,
+    /// Or the server's TCP address, reached over TLS verified against `ca`.
+    pub addr: Option<String>,
+    pub ca: Option<String>,
     pub user: Option<String>,
     pub password_file: Option<String>,
     pub timeout: Option<String>,
@@ -126,7 +129,11 @@ pub struct AccessLog {
 /// The database to report health for, as the monitoring user.
 #[derive(Clone, Debug)]
 pub struct Mysql {
+    /// The unix socket, when the agent connects there (empty with `tcp`).
     pub socket: PathBuf,
+    /// The server's address and the CA its certificate must chain to: TCP with
+    /// verified TLS (what a server requiring secure transport accepts).
+    pub tcp: Option<(std::net::SocketAddr, PathBuf)>,
     pub user: String,
     pub password_file: PathBuf,
     pub timeout: Duration,
@@ -327,12 +334,37 @@ impl ConfigFile for Config {
         }
 
         let mysql = f.mysql.as_ref().map(|m| Mysql {
-            socket: match m.socket.as_deref() {
-                Some(p) if !p.is_empty() => c.resolve(Path::new(p)),
+            tcp: match (m.addr.as_deref(), m.ca.as_deref()) {
+                (None, None) => None,
+                (Some(a), Some(ca)) if !ca.is_empty() => c
+                    .addr("mysql.addr", a)
+                    .map(|a| (a, c.resolve(Path::new(ca)))),
+                (Some(_), _) => {
+                    c.err(
+                        "mysql.ca",
+                        "missing; with mysql.addr the connection is TLS verified against this CA file",
+                    );
+                    None
+                }
+                (None, Some(_)) => {
+                    c.err("mysql.ca", "only with mysql.addr");
+                    None
+                }
+            },
+            socket: match (m.socket.as_deref(), m.addr.as_deref()) {
+                (Some(p), None) if !p.is_empty() => c.resolve(Path::new(p)),
+                (None, Some(_)) => PathBuf::new(),
+                (Some(_), Some(_)) => {
+                    c.err(
+                        "mysql.socket",
+                        "give either mysql.socket or mysql.addr, not both",
+                    );
+                    PathBuf::new()
+                }
                 _ => {
                     c.err(
                         "mysql.socket",
-                        "missing; expected the server's unix socket path",
+                        "missing; expected the server's unix socket path, or mysql.addr and mysql.ca",
                     );
                     PathBuf::new()
                 }
@@ -541,6 +573,30 @@ allow_from = ["127.0.0.1/32"]
             &format!("{MINIMAL}[[access_log]]\nservice = \"web\"\npath=\"a\"\n[[access_log]]\nservice = \"web\"\npath=\"b\"\n"),
             "access_log",
             "same service",
+        );
+        check_err(
+            &format!("{MINIMAL}[mysql]\naddr = \"127.0.0.1:3306\"\npassword_file = \"p\"\n"),
+            "mysql.ca",
+            "verified against this CA file",
+        );
+        check_err(
+            &format!("{MINIMAL}[mysql]\nsocket = \"s\"\naddr = \"127.0.0.1:3306\"\nca = \"c\"\npassword_file = \"p\"\n"),
+            "mysql.socket",
+            "not both",
+        );
+        let tcp = Config::parse(
+            Path::new("/etc/agent.toml"),
+            &format!("{MINIMAL}[mysql]\naddr = \"127.0.0.1:3306\"\nca = \"ca.pem\"\npassword_file = \"p\"\n"),
+        )
+        .unwrap()
+        .mysql
+        .unwrap();
+        assert_eq!(
+            tcp.tcp,
+            Some((
+                "127.0.0.1:3306".parse().unwrap(),
+                PathBuf::from("/etc/ca.pem")
+            ))
         );
         check_err(
             &format!("{MINIMAL}[mysql]\nuser = \"x\"\n"),

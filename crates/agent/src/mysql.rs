@@ -1,6 +1,8 @@
 //! Database health under mysqld_exporter's names, read as the monitoring user over the
-//! server's unix socket (the agent runs on the database host; the user has `PROCESS,
-//! BINLOG MONITOR, REPLICA MONITOR` and nothing else).
+//! server's unix socket, or over TCP with TLS verified against the run's CA (`mysql.addr`
+//! and `mysql.ca`; what `rampart up` configures, so every monitoring session is TLS) (the
+//! agent runs on the database host; the user has `PROCESS, BINLOG MONITOR, REPLICA
+//! MONITOR` and nothing else).
 //!
 //! Exported: `mysql_up`; `mysql_global_status_*` for a curated set of status variables
 //! (mysqld_exporter exports every one; these are what dashboards and rules use, and the
@@ -54,6 +56,7 @@ impl std::fmt::Debug for Collector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Collector")
             .field("socket", &self.config.socket)
+            .field("tcp", &self.config.tcp)
             .field("connected", &self.conn.is_some())
             .finish()
     }
@@ -89,12 +92,19 @@ impl Collector {
     async fn try_collect(&mut self) -> Result<Vec<Family>, sqlx::Error> {
         if self.conn.is_none() {
             let password = read_password(&self.config.password_file)?;
-            let options = MySqlConnectOptions::new()
-                .socket(&self.config.socket)
-                .username(&self.config.user)
-                .password(&password)
-                .ssl_mode(MySqlSslMode::Disabled)
-                .disable_statement_logging();
+            let options = match &self.config.tcp {
+                Some((addr, ca)) => MySqlConnectOptions::new()
+                    .host(&addr.ip().to_string())
+                    .port(addr.port())
+                    .ssl_mode(MySqlSslMode::VerifyIdentity)
+                    .ssl_ca(ca),
+                None => MySqlConnectOptions::new()
+                    .socket(&self.config.socket)
+                    .ssl_mode(MySqlSslMode::Disabled),
+            }
+            .username(&self.config.user)
+            .password(&password)
+            .disable_statement_logging();
             self.conn = Some(options.connect().await?);
         }
         let Some(conn) = self.conn.as_mut() else {

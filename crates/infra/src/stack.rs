@@ -794,9 +794,10 @@ impl Stack {
                 addresses: h.addresses.iter().map(ToString::to_string).collect(),
                 services: h.services.iter().map(|s| service_status(h, s)).collect(),
                 database: keeper(h).and_then(|(svc, addr)| {
-                    let (code, body) = Self::probe(h, svc, || http_get(addr, "/status"))
-                        .ok()
-                        .flatten()?;
+                    let (code, body) =
+                        off_runtime(|| Self::probe(h, svc, || http_get(addr, "/status")))
+                            .ok()
+                            .flatten()?;
                     (code == 200).then(|| serde_json::from_str(&body).ok())?
                 }),
             })
@@ -825,7 +826,7 @@ impl Stack {
             let Some((svc, addr)) = keeper(h) else {
                 continue;
             };
-            let status = Self::probe(h, svc, || http_get(addr, "/status"))?;
+            let status = off_runtime(|| Self::probe(h, svc, || http_get(addr, "/status")))?;
             if let Some((200, body)) = status {
                 let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
                 if v["role"] == "leader" {
@@ -843,7 +844,7 @@ impl Stack {
             Some(t) => format!("/switchover?to={t}"),
             None => "/switchover".to_owned(),
         };
-        let answer = Self::probe(host, svc, || http_post(addr, &path))?;
+        let answer = off_runtime(|| Self::probe(host, svc, || http_post(addr, &path)))?;
         match answer {
             Some((200, body)) => Ok(body.trim().to_owned()),
             Some((code, body)) => Err(InfraError::Invalid(format!(
@@ -1008,6 +1009,17 @@ fn accepting(addr: SocketAddr) -> bool {
 /// (`rampart_telemetry::http_client`) on a runtime of this thread (probes run on a thread
 /// inside the probed host's namespace): status and body (at most 4 MiB), or `None` when
 /// nothing answered within a second.
+/// Runs `f` on a thread of its own: the HTTP helpers build a runtime of their own, which
+/// must not happen on a thread that drives one (`up` shows the status from inside its
+/// runtime; in local mode a probe runs on the calling thread).
+fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(f)
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
 /// A database host's keeper (the service that runs the server) and its status address.
 fn keeper(host: &HostPlan) -> Option<(&ServicePlan, SocketAddr)> {
     host.services.iter().find_map(|s| match s.launch {

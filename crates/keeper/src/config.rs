@@ -484,7 +484,7 @@ key = "etcd.key"
         let bad = GOOD
             .replace("server_id = 2", "server_id = 1")
             .replace("https://127.0.0.1:2379", "http://127.0.0.1:2379")
-            .replace("[etcd]", "[failover]\nlease_ttl = \"3s\"\n[etcd]");
+            .replace("[etcd]", "[failover]\nlease_ttl = \"2s\"\n[etcd]");
         let e = Config::parse(Path::new("/x/keeper.toml"), &bad)
             .unwrap_err()
             .to_string();

@@ -50,6 +50,13 @@ pub struct SyncValue {
     /// A planned switchover's target, allowed to take the key at once.
     #[serde(default)]
     pub handover: Option<String>,
+    /// The replica about to become the standby: it connects as a semi-sync replica
+    /// first; the primary then waits for it, and only then names it `standby`
+    /// (promotable). Enabling semi-sync on the primary before the replica's semi-sync
+    /// connection exists leaves commits waiting for acknowledgements of events the
+    /// replica already received, forever.
+    #[serde(default)]
+    pub candidate: Option<String>,
 }
 
 /// What a keeper's server is doing, from its own view.
@@ -356,6 +363,7 @@ mod tests {
             standby: standby.map(Into::into),
             failover_at,
             handover: None,
+            candidate: None,
         })
     }
 

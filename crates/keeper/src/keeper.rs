@@ -106,6 +106,8 @@ pub struct Keeper {
     promotable_generation: Option<u64>,
     replication_started: Option<u64>,
     standby_gone_since: Option<Instant>,
+    /// The primary's acknowledgement count and when it last moved (or nothing waited).
+    last_acks: (u64, Instant),
     diverged: Option<String>,
     last_published: Option<(MemberValue, Instant)>,
     last_seen_epoch: Option<i64>,
@@ -146,6 +148,7 @@ impl Keeper {
             promotable_generation: None,
             replication_started: None,
             standby_gone_since: None,
+            last_acks: (0, Instant::now()),
             diverged: None,
             last_published: None,
             last_seen_epoch: None,
@@ -446,6 +449,7 @@ impl Keeper {
                 old.failover_at
             },
             handover: None,
+            candidate: None,
         };
         let txn = Txn::new()
             .when(Compare::CreateRevision(self.keys.leader(), 0))
@@ -504,31 +508,73 @@ impl Keeper {
         }
         let sync = view.sync.clone().unwrap_or_default();
         if sync.leader != self.config.host || sync.handover.is_some() {
-            self.put_sync(epoch, None, &sync).await;
+            self.put_sync(epoch, None, None, &sync).await;
             return;
         }
-        match sync.standby.clone() {
-            None => {
-                let binlog = Gtid::parse(&local.binlog).unwrap_or_default();
-                if let Some(standby) = choose_standby(&self.config.host, view, &binlog) {
-                    if self.put_sync(epoch, Some(standby.clone()), &sync).await {
-                        tracing::warn!(standby, "named the sync standby");
-                        self.enable_semi_sync().await;
-                    }
-                } else if local.semi_master_enabled {
+        match (sync.standby.clone(), sync.candidate.clone()) {
+            (None, None) => {
+                if local.semi_master_enabled {
                     let _ = self
                         .server
                         .exec("SET GLOBAL rpl_semi_sync_master_enabled = OFF")
                         .await;
                 }
+                let binlog = Gtid::parse(&local.binlog).unwrap_or_default();
+                if let Some(candidate) = choose_standby(&self.config.host, view, &binlog) {
+                    if self
+                        .put_sync(epoch, None, Some(candidate.clone()), &sync)
+                        .await
+                    {
+                        tracing::info!(
+                            candidate,
+                            "asked a replica to connect as semi-sync standby"
+                        );
+                    }
+                }
             }
-            Some(standby) => {
+            (None, Some(candidate)) => {
+                // The candidate's semi-sync connection exists: wait for it from now on,
+                // then name it (promotable).
+                if standby_connected(&self.config.host, &candidate, view)
+                    && local.semi_master_clients >= 1
+                {
+                    self.enable_semi_sync().await;
+                    if self
+                        .put_sync(epoch, Some(candidate.clone()), None, &sync)
+                        .await
+                    {
+                        tracing::warn!(standby = candidate, "named the sync standby");
+                        self.standby_gone_since = None;
+                    }
+                } else {
+                    let since = *self.standby_gone_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= self.config.degrade_after
+                        && self.put_sync(epoch, None, None, &sync).await
+                    {
+                        tracing::warn!(
+                            candidate,
+                            "the standby candidate did not connect; trying again"
+                        );
+                        self.standby_gone_since = None;
+                    }
+                }
+            }
+            (Some(standby), _) => {
                 let want = self.semi_sync_timeout_ms();
                 if !local.semi_master_enabled || local.semi_master_timeout_ms != want {
                     self.enable_semi_sync().await;
                 }
+                // Gone: not connected, or connected but not acknowledging while commits
+                // wait (an acknowledgement the replica will never send, such as for
+                // events it received before its semi-sync connection).
+                let acked =
+                    local.semi_master_acks != self.last_acks.0 || local.semi_master_waiting == 0;
+                if acked {
+                    self.last_acks = (local.semi_master_acks, Instant::now());
+                }
                 let there = standby_connected(&self.config.host, &standby, view)
-                    && local.semi_master_clients >= 1;
+                    && local.semi_master_clients >= 1
+                    && self.last_acks.1.elapsed() < self.config.degrade_after;
                 if there {
                     self.standby_gone_since = None;
                 } else {
@@ -536,14 +582,14 @@ impl Keeper {
                     if since.elapsed() >= self.config.degrade_after {
                         // The order matters: first make the standby unpromotable, then
                         // stop waiting for it.
-                        if self.put_sync(epoch, None, &sync).await {
+                        if self.put_sync(epoch, None, None, &sync).await {
                             let _ = self
                                 .server
                                 .exec("SET GLOBAL rpl_semi_sync_master_enabled = OFF")
                                 .await;
                             tracing::warn!(
                                 standby,
-                                "the sync standby is gone: cleared it, replication is asynchronous"
+                                "the sync standby is gone or does not acknowledge: cleared it, replication is asynchronous"
                             );
                             self.standby_gone_since = None;
                         }
@@ -574,12 +620,19 @@ impl Keeper {
 
     /// Writes the sync key (guarded by the epoch): this host leads, `standby` may be
     /// promoted. `true` when written.
-    async fn put_sync(&mut self, epoch: i64, standby: Option<String>, old: &SyncValue) -> bool {
+    async fn put_sync(
+        &mut self,
+        epoch: i64,
+        standby: Option<String>,
+        candidate: Option<String>,
+        old: &SyncValue,
+    ) -> bool {
         let value = SyncValue {
             leader: self.config.host.clone(),
             standby,
             failover_at: old.failover_at,
             handover: None,
+            candidate,
         };
         let txn = self.guarded(epoch).then(Op::Put {
             key: self.keys.sync(),
@@ -730,9 +783,18 @@ impl Keeper {
         }
         self.writable_published = false;
         tokio::time::sleep(SWITCHOVER_DRAIN).await;
-        if !self.server.make_read_only().await {
+        // Commits in flight may wait for the standby's acknowledgement; read_only waits
+        // for them (a second per try, new writes are held meanwhile).
+        let mut read_only = false;
+        for _ in 0..5 {
+            if self.server.make_read_only().await {
+                read_only = true;
+                break;
+            }
+        }
+        if !read_only {
             self.resume_writes(epoch).await;
-            return Err("writes are in flight and did not finish within 1 s; try again".into());
+            return Err("writes in flight did not finish within 5 s; still primary".into());
         }
         // Wait (bounded) until the target has received everything written here.
         let local = self.server.status().await.map_err(|e| e.to_string())?;
@@ -763,6 +825,7 @@ impl Keeper {
             standby: Some(target.clone()),
             failover_at: sync.failover_at,
             handover: Some(target.clone()),
+            candidate: None,
         };
         let txn = self
             .guarded(epoch)
@@ -818,10 +881,11 @@ impl Keeper {
             self.note(format!("the leader key names a bad address `{addr}`"));
             return;
         };
+        let me = Some(self.config.host.as_str());
         let standby = view
             .sync
             .as_ref()
-            .is_some_and(|s| s.standby.as_deref() == Some(self.config.host.as_str()));
+            .is_some_and(|s| s.standby.as_deref() == me || s.candidate.as_deref() == me);
         let pointed = local
             .replica
             .as_ref()

@@ -31,6 +31,10 @@ pub struct Local {
     pub semi_master_enabled: bool,
     pub semi_master_active: bool,
     pub semi_master_clients: u32,
+    /// `Rpl_semi_sync_master_wait_sessions`: commits waiting for an acknowledgement.
+    pub semi_master_waiting: u64,
+    /// `Rpl_semi_sync_master_get_ack`: acknowledgements received so far.
+    pub semi_master_acks: u64,
     pub semi_master_timeout_ms: u64,
     pub semi_slave_enabled: bool,
     pub replica: Option<Replica>,
@@ -358,6 +362,12 @@ impl Server {
                 "Rpl_semi_sync_master_status" => local.semi_master_active = value == "ON",
                 "Rpl_semi_sync_master_clients" => {
                     local.semi_master_clients = value.parse().unwrap_or(0);
+                }
+                "Rpl_semi_sync_master_wait_sessions" => {
+                    local.semi_master_waiting = value.parse().unwrap_or(0);
+                }
+                "Rpl_semi_sync_master_get_ack" => {
+                    local.semi_master_acks = value.parse().unwrap_or(0);
                 }
                 _ => {}
             }

@@ -152,6 +152,7 @@ impl Site {
                     .all(|(_, o)| o["role"] == "replica" && o["leader"] == d["leader"]);
                 if d["read_only"] == false
                     && d["semi_sync_active"] == true
+                    && d["semi_sync_clients"].as_u64() >= Some(1)
                     && !d["sync_standby"].is_null()
                     && others_follow
                 {
@@ -230,6 +231,7 @@ struct Attempt {
     id: String,
     outcome: String,
     status: u64,
+    start_ms: u128,
     end_ms: u128,
 }
 
@@ -278,6 +280,7 @@ impl Writers {
                     id: v["id"].as_str().unwrap().to_owned(),
                     outcome: v["outcome"].as_str().unwrap().to_owned(),
                     status: v["status"].as_u64().unwrap(),
+                    start_ms: u128::from(v["start_ms"].as_u64().unwrap()),
                     end_ms: u128::from(v["end_ms"].as_u64().unwrap()),
                 }
             })
@@ -397,8 +400,13 @@ impl std::fmt::Display for Round {
 }
 
 /// Runs one round: writers for [`ROUND`], the fault after [`BEFORE_FAULT`], `heal`
-/// once `fault` returns, then settles.
-fn round(site: &Site, name: &str, fault: impl FnOnce(&Site), heal: impl FnOnce(&Site)) -> Round {
+/// once `fault` returns, then settles. `fault` returns when (Unix ms) it struck.
+fn round(
+    site: &Site,
+    name: &str,
+    fault: impl FnOnce(&Site) -> u128,
+    heal: impl FnOnce(&Site),
+) -> Round {
     let (_, epoch_before) = site.steady(Duration::from_secs(120));
     let tag: String = name
         .split_whitespace()
@@ -409,18 +417,19 @@ fn round(site: &Site, name: &str, fault: impl FnOnce(&Site), heal: impl FnOnce(&
         .collect();
     let writers = Writers::start(site, &tag, ROUND.as_secs());
     std::thread::sleep(BEFORE_FAULT);
-    let fault_ms = now_ms();
-    fault(site);
+    let fault_ms = fault(site);
     heal(site);
     let attempts = writers.finish();
     let (leader_after, epoch_after) = site.steady(Duration::from_secs(120));
-    let ok_times: Vec<u128> = attempts
+    let ok: Vec<&Attempt> = attempts.iter().filter(|a| a.outcome == "ok").collect();
+    let last_before = ok.iter().map(|a| a.end_ms).filter(|t| *t <= fault_ms).max();
+    // The first acknowledged write sent after the fault (one sent before it may still
+    // be acknowledged by the old primary just after).
+    let first_after = ok
         .iter()
-        .filter(|a| a.outcome == "ok")
+        .filter(|a| a.start_ms > fault_ms)
         .map(|a| a.end_ms)
-        .collect();
-    let last_before = ok_times.iter().filter(|t| **t <= fault_ms).max();
-    let first_after = ok_times.iter().filter(|t| **t > fault_ms).min();
+        .min();
     let outage = match (last_before, first_after) {
         (Some(a), Some(b)) => Some(Duration::from_millis(u64::try_from(b - a).unwrap())),
         _ => None,
@@ -542,10 +551,10 @@ fn failover_loses_no_acknowledged_write() {
         &site,
         "(a) kill -9 db1's mariadbd",
         |s| {
-            signal(
-                s.databases()["db1"]["server_pid"].as_u64().unwrap() as u32,
-                "KILL",
-            );
+            let pid = s.databases()["db1"]["server_pid"].as_u64().unwrap() as u32;
+            let at = now_ms();
+            signal(pid, "KILL");
+            at
         },
         |_| {},
     ));
@@ -557,9 +566,11 @@ fn failover_loses_no_acknowledged_write() {
         "(b) SIGSTOP db1's mariadbd 18 s",
         |s| {
             let pid = s.databases()["db1"]["server_pid"].as_u64().unwrap() as u32;
+            let at = now_ms();
             signal(pid, "STOP");
             std::thread::sleep(LEASE * 3);
             signal(pid, "CONT");
+            at
         },
         |_| {},
     ));
@@ -570,8 +581,10 @@ fn failover_loses_no_acknowledged_write() {
         &site,
         "(c) partition db1 from etcd and db2",
         |s| {
+            let at = now_ms();
             partition(s, true);
             std::thread::sleep(Duration::from_secs(15));
+            at
         },
         |s| partition(s, false),
     ));
@@ -582,8 +595,11 @@ fn failover_loses_no_acknowledged_write() {
         &site,
         "(d) kill -9 db1's keeper",
         |s| {
-            signal(s.pid("db1", "mariadb"), "KILL");
+            let pid = s.pid("db1", "mariadb");
+            let at = now_ms();
+            signal(pid, "KILL");
             std::thread::sleep(Duration::from_secs(10));
+            at
         },
         |s| {
             s.ok(&["start", "db1"]);
@@ -596,8 +612,11 @@ fn failover_loses_no_acknowledged_write() {
         &site,
         "(e) kill -9 the etcd member on dns",
         |s| {
-            signal(s.pid("dns", "etcd"), "KILL");
+            let pid = s.pid("dns", "etcd");
+            let at = now_ms();
+            signal(pid, "KILL");
             std::thread::sleep(Duration::from_secs(10));
+            at
         },
         |s| {
             s.ok(&["start", "dns"]);
@@ -621,10 +640,12 @@ fn failover_loses_no_acknowledged_write() {
         &site,
         "(f) stop db2 and db1",
         |s| {
+            let at = now_ms();
             s.ok(&["stop", "db2"]);
             s.ok(&["stop", "db1"]);
             std::thread::sleep(Duration::from_secs(8));
             during.lock().unwrap().push(s.databases());
+            at
         },
         |s| {
             s.ok(&["start", "db1"]);
@@ -651,7 +672,9 @@ fn failover_loses_no_acknowledged_write() {
         &site,
         "switchover db1 -> db2 under load",
         |s| {
+            let at = now_ms();
             s.ok(&["switchover", "--to", "db2"]);
+            at
         },
         |_| {},
     );
@@ -713,6 +736,8 @@ fn failover_loses_no_acknowledged_write() {
         );
     }
 
+    tls_everywhere(&site);
+
     // The negative control: semi-sync's timeout fallback, the same partition, the same
     // checker. It must find acknowledged writes that were lost.
     site.ok(&["stop", "db2"]);
@@ -723,8 +748,10 @@ fn failover_loses_no_acknowledged_write() {
         &site,
         "control: fallback 500 ms, partition",
         |s| {
+            let at = now_ms();
             partition(s, true);
             std::thread::sleep(Duration::from_secs(15));
+            at
         },
         |s| partition(s, false),
     );
@@ -741,4 +768,160 @@ fn failover_loses_no_acknowledged_write() {
         !lost.is_empty(),
         "with the timeout fallback the checker must find lost writes"
     );
+}
+
+/// TLS to MariaDB: every TCP session of the application, the keepers, the monitoring
+/// agents and replication reports a TLS cipher (performance_schema's per-thread
+/// `Ssl_cipher`); a plaintext client is refused by both servers; `openssl s_client
+/// -starttls mysql` verifies each server against the run's CA over TLS 1.2 or newer,
+/// and TLS 1.1 is refused.
+fn tls_everywhere(site: &Site) {
+    let (leader, _) = site.steady(Duration::from_secs(60));
+    let sessions = |host: &str| -> Vec<(String, String, String)> {
+        site.sql(
+            host,
+            "SELECT t.PROCESSLIST_USER, t.PROCESSLIST_HOST, s.VARIABLE_VALUE \
+             FROM performance_schema.threads t JOIN performance_schema.status_by_thread s \
+             ON s.THREAD_ID = t.THREAD_ID AND s.VARIABLE_NAME = 'Ssl_cipher' \
+             WHERE t.PROCESSLIST_USER IS NOT NULL",
+            Duration::from_secs(10),
+        )
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut f = l.split('\t').map(str::to_owned);
+            (
+                f.next().unwrap_or_default(),
+                f.next().unwrap_or_default(),
+                f.next().unwrap_or_default(),
+            )
+        })
+        .collect()
+    };
+    for host in ["db1", "db2"] {
+        let rows = sessions(host);
+        let tcp: Vec<_> = rows.iter().filter(|(_, h, _)| h != "localhost").collect();
+        for (user, from, cipher) in &tcp {
+            assert!(
+                !cipher.is_empty(),
+                "{host}: {user}@{from} without TLS: {rows:?}"
+            );
+        }
+        let users: BTreeSet<&str> = tcp.iter().map(|(u, _, _)| u.as_str()).collect();
+        let mut expected = vec!["rampart_keeper", "rampart_monitor", "foobar_app"];
+        if host == leader {
+            // The replica's replication connection, seen on its primary.
+            expected.push("rampart_repl");
+        }
+        for u in expected {
+            assert!(users.contains(u), "{host}: no TLS session of {u}: {rows:?}");
+        }
+        println!(
+            "{host}: {} TCP sessions, all TLS ({:?}): {users:?}",
+            tcp.len(),
+            tcp.iter()
+                .map(|(_, _, c)| c.as_str())
+                .collect::<BTreeSet<_>>()
+        );
+    }
+    let replica = if leader == "db1" { "db2" } else { "db1" };
+    let slave = site
+        .sql(replica, "SHOW SLAVE STATUS\\G", Duration::from_secs(10))
+        .unwrap();
+    for line in [
+        "Master_SSL_Allowed: Yes",
+        "Master_SSL_Verify_Server_Cert: Yes",
+    ] {
+        assert!(slave.contains(line), "{replica}: {line} missing:\n{slave}");
+    }
+
+    let password = std::fs::read_to_string(site.state().join("secrets/db-app.password")).unwrap();
+    let web1 = format!("{}-web1", site.prefix);
+    let ca = site.state().join("certs/ca.pem");
+    for addr in ["198.18.2.21", "198.18.2.22"] {
+        let plain = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &web1,
+                "mariadb",
+                "--no-defaults",
+                "--skip-ssl",
+            ])
+            .args([
+                "--connect-timeout=5",
+                "-h",
+                addr,
+                "-u",
+                "foobar_app",
+                "-e",
+                "SELECT 1",
+            ])
+            .env("MYSQL_PWD", password.trim())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&plain.stderr);
+        assert!(
+            !plain.status.success() && err.contains("1045"),
+            "{addr}: a plaintext login must be refused: {plain:?}"
+        );
+        let tls = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &web1,
+                "openssl",
+                "s_client",
+                "-starttls",
+                "mysql",
+            ])
+            .args([
+                "-connect",
+                &format!("{addr}:3306"),
+                "-verify_return_error",
+                "-CAfile",
+            ])
+            .arg(&ca)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&tls.stdout);
+        assert!(
+            out.contains("Verify return code: 0 (ok)")
+                && (out.contains("Protocol  : TLSv1.3")
+                    || out.contains("Protocol  : TLSv1.2")
+                    || out.contains("New, TLSv1.3")
+                    || out.contains("New, TLSv1.2")),
+            "{addr}: openssl s_client -starttls mysql:\n{out}\n{}",
+            String::from_utf8_lossy(&tls.stderr)
+        );
+        let old = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &web1,
+                "openssl",
+                "s_client",
+                "-starttls",
+                "mysql",
+            ])
+            .args([
+                "-connect",
+                &format!("{addr}:3306"),
+                "-tls1_1",
+                "-cipher",
+                "DEFAULT@SECLEVEL=0",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let old_out = String::from_utf8_lossy(&old.stdout);
+        assert!(
+            !old.status.success() && !old_out.contains("Protocol  : TLSv1.1"),
+            "{addr}: TLS 1.1 must be refused:\n{old_out}"
+        );
+        println!(
+            "{addr}: plaintext refused (1045), s_client verified against the CA, TLS 1.1 refused"
+        );
+    }
 }

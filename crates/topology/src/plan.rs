@@ -1085,7 +1085,8 @@ fn db_users(t: &Topology) -> Vec<DbUser> {
         sources(t, &[Role::Web], Segment::Data),
         // Any database host replicates after a failover.
         sources(t, &[Role::DbPrimary, Role::DbReplica], Segment::Data),
-        sources(t, &[Role::DbPrimary, Role::DbReplica], Segment::Mgmt),
+        // Each agent reads its own server over TLS, from the server's data address.
+        sources(t, &[Role::DbPrimary, Role::DbReplica], Segment::Data),
         // Each keeper talks to its own server on the server's data address.
         sources(t, &[Role::DbPrimary, Role::DbReplica], Segment::Data),
         true,

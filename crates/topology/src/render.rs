@@ -427,9 +427,12 @@ pub fn agent_config(
             .str("job", "keeper")
             .str("url", format_args!("http://{status}/metrics"));
     }
-    if let (Role::DbPrimary | Role::DbReplica, Some(socket)) = (host.role, mysql_socket) {
+    if let (Role::DbPrimary | Role::DbReplica, Some(_)) = (host.role, mysql_socket) {
+        // Over TLS to the server's own address: the server requires secure transport,
+        // and every monitoring session is encrypted and verified.
         s.table("mysql")
-            .path("socket", socket)
+            .str("addr", t.sock(host, Segment::Data, t.ports.db))
+            .path("ca", &state.ca())
             .str("user", MONITOR_USER)
             .path(
                 "password_file",

@@ -159,6 +159,9 @@ impl Instance {
             "--character-set-server=utf8mb4".into(),
             "--collation-server=utf8mb4_unicode_ci".into(),
             "--local-infile=OFF".into(),
+            // Per-session status (which sessions use TLS, with what cipher) and what the
+            // mysqld_exporter dashboards read.
+            "--performance-schema=ON".into(),
         ];
         if let Some(tls) = &self.tls {
             // Every TCP connection must use TLS; root's unix socket is local.
@@ -222,11 +225,16 @@ impl Instance {
             "--".into(),
             server.into(),
         ];
+        // One thread per connection, not the thread pool: a commit waiting for the
+        // standby's acknowledgement holds its worker, and under a write load the pool's
+        // few workers all wait, so neither the keeper's status queries nor new
+        // connections are served (the failover test saw a primary stall for seconds).
         argv.extend(self.args().into_iter().filter(|a| {
             let a = a.to_string_lossy();
             !(a.starts_with("--rpl-semi-sync-master-timeout")
                 || a.starts_with("--read-only")
-                || a.starts_with("--rpl-semi-sync-slave-enabled"))
+                || a.starts_with("--rpl-semi-sync-slave-enabled")
+                || a.starts_with("--thread-handling"))
         }));
         for flag in [
             "--read-only=ON",

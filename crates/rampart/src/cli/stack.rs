@@ -249,7 +249,9 @@ pub(super) fn status(state: &Path, json: bool) -> ExitCode {
                 Some(ro) => (!ro).to_string(),
                 None => "-".into(),
             };
-            let semi = if d["semi_sync_active"] == true {
+            let semi = if d["role"] != "leader" {
+                "-"
+            } else if d["semi_sync_active"] == true {
                 "active"
             } else if d["semi_sync_enabled"] == true {
                 "waiting"

@@ -35,7 +35,7 @@ use crate::coord::{
     SyncValue, View,
 };
 use crate::gtid::Gtid;
-use crate::server::{first_cell, sql_string, Local, Server};
+use crate::server::{sql_string, Local, Server};
 
 /// A replication error that means the histories diverged.
 const ER_MASTER_FATAL_ERROR_READING_BINLOG: u32 = 1236;
@@ -87,10 +87,89 @@ pub struct Switchover {
     pub reply: oneshot::Sender<Result<String, String>>,
 }
 
+#[derive(Clone, Copy, Debug)]
 struct Lease {
     id: i64,
     valid_until: Instant,
     renewed: Instant,
+}
+
+/// The lease as the renewal task keeps it, shared with the loop.
+type SharedLease = Arc<Mutex<Option<Lease>>>;
+
+/// While this keeper leads, the renewal task kills the server itself this long before
+/// the lease ends if the loop has not fenced it by then (the loop may be waiting on SQL
+/// that answers slowly).
+const LAST_RESORT: Duration = Duration::from_secs(1);
+
+/// Grants and renews the keeper's lease, on its own so that slow SQL in the loop never
+/// delays a renewal, and kills the server (`pid`) as a last resort when a leader's
+/// lease is about to end.
+async fn renew_loop(
+    etcd: Client,
+    lease: SharedLease,
+    ttl: Duration,
+    every: Duration,
+    leading: Arc<std::sync::atomic::AtomicBool>,
+    pid: Arc<std::sync::atomic::AtomicU32>,
+) {
+    use std::sync::atomic::Ordering;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        let current = lease.lock().ok().and_then(|l| *l);
+        match current {
+            None => match etcd.grant(ttl).await {
+                Ok(l) => {
+                    if let Ok(mut g) = lease.lock() {
+                        *g = Some(Lease {
+                            id: l.id,
+                            valid_until: now + l.ttl,
+                            renewed: now,
+                        });
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "cannot get a lease from etcd"),
+            },
+            Some(l) if now.duration_since(l.renewed) >= every => {
+                let answer = etcd.keepalive(l.id).await;
+                if let Ok(mut g) = lease.lock() {
+                    // Unless the loop dropped or replaced it meanwhile.
+                    if g.is_some_and(|cur| cur.id == l.id) {
+                        match answer {
+                            // Measured from the send: the server never ends it before.
+                            Ok(Some(ttl)) => {
+                                *g = Some(Lease {
+                                    id: l.id,
+                                    valid_until: now + ttl,
+                                    renewed: now,
+                                });
+                            }
+                            Ok(None) => *g = None,
+                            Err(e) => tracing::debug!(error = %e, "cannot renew the lease"),
+                        }
+                    }
+                }
+            }
+            Some(_) => {}
+        }
+        if leading.load(Ordering::Relaxed) {
+            let until = lease.lock().ok().and_then(|l| l.map(|l| l.valid_until));
+            if until.is_none_or(|u| Instant::now() + LAST_RESORT >= u) {
+                let raw = pid.load(Ordering::Relaxed);
+                if let Some(p) = rustix::process::Pid::from_raw(raw as i32) {
+                    tracing::error!(
+                        pid = raw,
+                        "the lease ends and the server still leads: killing it"
+                    );
+                    let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+                    leading.store(false, Ordering::Relaxed);
+                }
+            }
+        }
+    }
 }
 
 pub struct Keeper {
@@ -99,7 +178,9 @@ pub struct Keeper {
     keys: Keys,
     server: Server,
     repl_password: String,
-    lease: Option<Lease>,
+    lease: SharedLease,
+    leading: Arc<std::sync::atomic::AtomicBool>,
+    server_pid: Arc<std::sync::atomic::AtomicU32>,
     epoch: Option<i64>,
     writable_published: bool,
     following: Option<String>,
@@ -141,7 +222,9 @@ impl Keeper {
             keys,
             server,
             repl_password,
-            lease: None,
+            lease: Arc::new(Mutex::new(None)),
+            leading: Arc::default(),
+            server_pid: Arc::default(),
             epoch: None,
             writable_published: false,
             following: None,
@@ -178,6 +261,14 @@ impl Keeper {
         shutdown: impl std::future::Future<Output = ()>,
         mut switchovers: mpsc::Receiver<Switchover>,
     ) {
+        let renewal = tokio::spawn(renew_loop(
+            self.etcd.clone(),
+            Arc::clone(&self.lease),
+            self.config.lease_ttl,
+            self.config.renew_every,
+            Arc::clone(&self.leading),
+            Arc::clone(&self.server_pid),
+        ));
         let mut ticker = tokio::time::interval(self.config.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
@@ -194,7 +285,8 @@ impl Keeper {
         if self.epoch.is_some() {
             self.demote("shutting down").await;
         }
-        if let Some(l) = self.lease.take() {
+        renewal.abort();
+        if let Some(l) = self.take_lease() {
             let _ = self.etcd.revoke(l.id).await;
         }
         self.server.stop(Duration::from_secs(30)).await;
@@ -207,8 +299,7 @@ impl Keeper {
     fn fence(&self) -> Option<Instant> {
         self.epoch?;
         Some(
-            self.lease
-                .as_ref()
+            self.lease_now()
                 .map_or_else(Instant::now, |l| l.valid_until)
                 .checked_sub(FENCE_MARGIN)
                 .unwrap_or_else(Instant::now),
@@ -238,7 +329,17 @@ impl Keeper {
         }
     }
 
+    /// Tells the renewal task whether this keeper leads and which server to kill as a
+    /// last resort.
+    fn share_state(&self) {
+        use std::sync::atomic::Ordering;
+        self.leading.store(self.epoch.is_some(), Ordering::Relaxed);
+        self.server_pid
+            .store(self.server.pid().unwrap_or(0), Ordering::Relaxed);
+    }
+
     async fn tick(&mut self) {
+        self.share_state();
         // First of all: a leader that was stopped or starved past its fence demotes
         // before anything else (the monotonic clock counts the time it was stopped).
         self.check_fence().await;
@@ -277,7 +378,6 @@ impl Keeper {
             None
         };
 
-        self.renew_lease().await;
         self.check_fence().await;
         let range = self.bounded(self.etcd.get_prefix(&self.keys.prefix)).await;
         self.check_fence().await;
@@ -363,43 +463,16 @@ impl Keeper {
 
     // ---- lease --------------------------------------------------------------------
 
-    async fn renew_lease(&mut self) {
-        let now = Instant::now();
-        match &self.lease {
-            None => match self.etcd.grant(self.config.lease_ttl).await {
-                Ok(l) => {
-                    self.lease = Some(Lease {
-                        id: l.id,
-                        valid_until: now + l.ttl,
-                        renewed: now,
-                    });
-                }
-                Err(e) => self.note(format!("cannot get a lease from etcd: {e}")),
-            },
-            Some(l) if now.duration_since(l.renewed) >= self.config.renew_every => {
-                let id = l.id;
-                let Some(answer) = self.bounded(self.etcd.keepalive(id)).await else {
-                    return;
-                };
-                match answer {
-                    Ok(Some(ttl)) => {
-                        // Measured from the send: the server never ends the lease before.
-                        self.lease = Some(Lease {
-                            id,
-                            valid_until: now + ttl,
-                            renewed: now,
-                        });
-                    }
-                    Ok(None) => {
-                        self.note("the lease expired");
-                        self.lease = None;
-                        self.last_published = None;
-                    }
-                    Err(e) => self.note(format!("cannot renew the lease: {e}")),
-                }
-            }
-            Some(_) => {}
-        }
+    fn lease_now(&self) -> Option<Lease> {
+        self.lease.lock().ok().and_then(|l| *l)
+    }
+
+    fn lease_id(&self) -> Option<i64> {
+        self.lease_now().map(|l| l.id)
+    }
+
+    fn take_lease(&self) -> Option<Lease> {
+        self.lease.lock().ok().and_then(|mut l| l.take())
     }
 
     // ---- leader -------------------------------------------------------------------
@@ -420,7 +493,7 @@ impl Keeper {
     }
 
     async fn campaign(&mut self, view: &View, local: &Local) {
-        let Some(lease) = self.lease.as_ref().map(|l| l.id) else {
+        let Some(lease) = self.lease_id() else {
             return;
         };
         let me = self.member(Some(local));
@@ -467,6 +540,7 @@ impl Keeper {
         match self.txn(&txn).await {
             Ok(r) if r.succeeded => {
                 self.epoch = Some(r.revision);
+                self.share_state();
                 self.writable_published = false;
                 self.standby_gone_since = None;
                 if failover {
@@ -489,7 +563,7 @@ impl Keeper {
             let txn = self.guarded(epoch).then(Op::Put {
                 key: self.keys.leader(),
                 value: self.leader_value(true),
-                lease: self.lease.as_ref().map(|l| l.id),
+                lease: self.lease_id(),
             });
             match self.txn(&txn).await {
                 Ok(r) if r.succeeded => {
@@ -667,22 +741,30 @@ impl Keeper {
                 .replica
                 .as_ref()
                 .map_or(r.received.clone(), |r| r.received.clone());
-            if !received.is_empty() {
-                let rows = self
-                    .server
-                    .exec_for(
-                        &format!(
-                            "SELECT MASTER_GTID_WAIT({}, {})",
-                            sql_string(&received),
-                            APPLY_WAIT.as_secs()
-                        ),
-                        APPLY_WAIT + Duration::from_secs(5),
-                    )
-                    .await
-                    .map_err(|e| format!("MASTER_GTID_WAIT: {e}"))?;
-                if first_cell(&rows).as_deref() != Some("0") {
+            // Everything received is applied once the SQL thread has read the whole
+            // relay log. Not MASTER_GTID_WAIT(Gtid_IO_Pos): when the old primary died
+            // mid-transaction the last group is partial, never completes, and was never
+            // acknowledged (the acknowledgement follows a group's last event); RESET
+            // SLAVE ALL discards it.
+            let deadline = Instant::now() + APPLY_WAIT;
+            loop {
+                let s = self.server.status().await.map_err(|e| e.to_string())?;
+                let drained = s.replica.as_ref().is_none_or(|r| {
+                    !r.sql_running || r.sql_state.contains("has read all relay log")
+                });
+                if drained {
+                    if let Some(r) = s.replica.as_ref().filter(|r| r.sql_errno != 0) {
+                        return Err(format!(
+                            "the SQL thread stopped with error {}: {}",
+                            r.sql_errno, r.sql_error
+                        ));
+                    }
+                    break;
+                }
+                if Instant::now() >= deadline {
                     return Err(format!("the relay log is not applied up to {received} yet"));
                 }
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
             // A new primary waits for no one until it names a standby (the take-over
             // wrote the sync key without one).
@@ -726,13 +808,14 @@ impl Keeper {
             }
         }
         self.note(format!("demoted: {why}"));
+        self.share_state();
     }
 
     /// Gives up leadership because the server is gone: demote and end the lease, so a
     /// standby takes over without waiting for it to expire.
     async fn give_up(&mut self, why: &str) {
         self.demote(why).await;
-        if let Some(l) = self.lease.take() {
+        if let Some(l) = self.take_lease() {
             if let Err(e) = self.etcd.revoke(l.id).await {
                 tracing::warn!(error = %e, "revoking the lease");
             }
@@ -770,7 +853,7 @@ impl Keeper {
         // First tell the web servers (they watch the key) to hold new writes, and let
         // the writes already on their way finish: a switchover pauses writes, it does
         // not fail them.
-        let lease = self.lease.as_ref().map(|l| l.id);
+        let lease = self.lease_id();
         let hold = self.guarded(epoch).then(Op::Put {
             key: self.keys.leader(),
             value: self.leader_value(false),
@@ -1016,7 +1099,7 @@ impl Keeper {
     }
 
     async fn publish(&mut self, member: &MemberValue) {
-        let Some(lease) = self.lease.as_ref().map(|l| l.id) else {
+        let Some(lease) = self.lease_id() else {
             return;
         };
         let fresh = self
@@ -1034,7 +1117,7 @@ impl Keeper {
         {
             Ok(_) => self.last_published = Some((member.clone(), Instant::now())),
             Err(rampart_etcd::Error::LeaseNotFound) => {
-                self.lease = None;
+                let _ = self.take_lease();
                 self.last_published = None;
             }
             Err(e) => self.note(format!("publishing this member: {e}")),

@@ -52,8 +52,10 @@ pub struct Replica {
     pub io_error: String,
     pub sql_errno: u32,
     pub sql_error: String,
-    /// `Gtid_IO_Pos`: what the IO thread has received.
+    /// `Gtid_IO_Pos`: what the IO thread has received (an event group may be partial).
     pub received: String,
+    /// `Slave_SQL_Running_State`.
+    pub sql_state: String,
     pub lag: Option<u64>,
 }
 
@@ -314,15 +316,6 @@ impl Server {
             .map(|_| ())
     }
 
-    /// Runs statements with a longer bound (waits on replication).
-    pub async fn exec_for(
-        &mut self,
-        sql: &str,
-        timeout: Duration,
-    ) -> Result<Vec<MySqlRow>, SqlError> {
-        self.with_timeout(timeout, sql, true).await
-    }
-
     async fn rows(&mut self, sql: &str) -> Result<Vec<MySqlRow>, SqlError> {
         self.with_timeout(self.timeout, sql, true).await
     }
@@ -384,6 +377,7 @@ impl Server {
                 sql_errno: get("Last_SQL_Errno").parse().unwrap_or(0),
                 sql_error: get("Last_SQL_Error"),
                 received: get("Gtid_IO_Pos"),
+                sql_state: get("Slave_SQL_Running_State"),
                 lag: named(r, "Seconds_Behind_Master").and_then(|s| s.parse().ok()),
             });
         }
@@ -453,11 +447,6 @@ fn named(row: &MySqlRow, name: &str) -> Option<String> {
         .iter()
         .position(|c| c.name().eq_ignore_ascii_case(name))?;
     cell(row, i)
-}
-
-/// The first column of the first row, as text.
-pub fn first_cell(rows: &[MySqlRow]) -> Option<String> {
-    rows.first().and_then(|r| cell(r, 0))
 }
 
 #[cfg(test)]

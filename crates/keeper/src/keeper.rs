@@ -954,6 +954,18 @@ impl Keeper {
 
     async fn follow(&mut self, view: &View, local: &Local, leader: &str, addr: &str) {
         self.ensure_read_only(local).await;
+        if local.semi_master_enabled {
+            // A former primary's semi-sync would make its own SQL thread wait, forever,
+            // for an acknowledgement of each replicated commit (nobody replicates from
+            // it): the failover test's stuck promotions.
+            if let Err(e) = self
+                .server
+                .exec("SET GLOBAL rpl_semi_sync_master_enabled = OFF")
+                .await
+            {
+                tracing::warn!(error = %e, "turning semi-sync off on a replica");
+            }
+        }
         if let Some(err) = &self.diverged {
             self.note(format!(
                 "diverged from {leader}, staying out until rebuilt: {err}"

@@ -117,13 +117,19 @@ pub struct MemberValue {
 }
 
 impl MemberValue {
+    /// How far this server's history goes: what it binlogged (with log_slave_updates
+    /// that includes everything it applied) or received, whichever is further. Not
+    /// `gtid_current_pos`: it counts binlogged GTIDs only of the *current* server id,
+    /// and each start of a server has a new one, so after a restart it falls back to
+    /// the old slave position (the failover test's total-outage round elected the
+    /// server that was behind).
     fn position(&self) -> Gtid {
-        let current = Gtid::parse(&self.current).unwrap_or_default();
+        let binlog = Gtid::parse(&self.binlog).unwrap_or_default();
         let received = Gtid::parse(&self.received).unwrap_or_default();
-        if received.weight() > current.weight() {
+        if received.weight() > binlog.weight() {
             received
         } else {
-            current
+            binlog
         }
     }
 }
@@ -460,6 +466,18 @@ mod tests {
         // A tie goes to the last leader, and only to it.
         let db2 = member("db2", MemberRole::Candidate, "0-1-9", false);
         let v = view(s, &[db1.clone(), db2.clone()]);
+        assert!(takes(&elect(&db1, false, &v, 1000, 300)));
+        assert!(!takes(&elect(&db2, false, &v, 1000, 300)));
+    }
+
+    #[test]
+    fn positions_come_from_the_binlog_not_the_current_server_ids_view() {
+        // db1 restarted under a new server id: its gtid_current_pos fell back to an old
+        // slave position, but its binlog is further than db2's.
+        let mut db1 = member("db1", MemberRole::Candidate, "0-1-10", false);
+        db1.binlog = "0-7001-20".into();
+        let db2 = member("db2", MemberRole::Candidate, "0-7001-15", false);
+        let v = view(sync("db1", Some("db2"), 0), &[db1.clone(), db2.clone()]);
         assert!(takes(&elect(&db1, false, &v, 1000, 300)));
         assert!(!takes(&elect(&db2, false, &v, 1000, 300)));
     }

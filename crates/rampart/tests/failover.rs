@@ -832,9 +832,14 @@ fn tls_everywhere(site: &Site) {
         );
     }
     let replica = if leader == "db1" { "db2" } else { "db1" };
-    let slave = site
-        .sql(replica, "SHOW SLAVE STATUS\\G", Duration::from_secs(10))
+    // Vertical output with the column names (`sql` drops them).
+    let slave = Command::new("mariadb")
+        .args(["--no-defaults", "-E"])
+        .arg(format!("--socket={}", site.socket(replica).display()))
+        .args(["-e", "SHOW SLAVE STATUS"])
+        .output()
         .unwrap();
+    let slave = String::from_utf8_lossy(&slave.stdout).into_owned();
     for line in [
         "Master_SSL_Allowed: Yes",
         "Master_SSL_Verify_Server_Cert: Yes",

@@ -196,11 +196,12 @@ fn login_charts_webhook_and_restart() {
     );
     let repl = panel(&html, "replication");
     assert!(
-        repl.contains("<td>db2</td><td class=\"ok\">up</td><td class=\"ok\">running</td><td class=\"ok\">running</td><td>2 s</td>"),
+        // Role and epoch come from the keepers, which this Prometheus has no series of.
+        repl.contains("<td>db2</td><td class=\"muted\">–</td><td class=\"muted\">–</td><td class=\"ok\">up</td><td class=\"ok\">running</td><td class=\"ok\">running</td><td>2 s</td>"),
         "{repl}"
     );
     assert!(
-        repl.contains("<td>db1</td><td class=\"ok\">up</td><td class=\"muted\">–</td>"),
+        repl.contains("<td>db1</td><td class=\"muted\">–</td><td class=\"muted\">–</td><td class=\"ok\">up</td><td class=\"muted\">–</td>"),
         "{repl}"
     );
     assert!(html.contains("<meta http-equiv=\"refresh\" content=\"15\">"));

@@ -928,8 +928,11 @@ fn tls_everywhere(site: &Site) {
             .output()
             .unwrap();
         let old_out = String::from_utf8_lossy(&old.stdout);
+        // A refused handshake still prints the version it tried; no cipher and no
+        // certificate mean it was refused.
         assert!(
-            !old.status.success() && !old_out.contains("Protocol  : TLSv1.1"),
+            old_out.contains("Cipher is (NONE)")
+                && old_out.contains("no peer certificate available"),
             "{addr}: TLS 1.1 must be refused:\n{old_out}"
         );
         println!(

@@ -1232,6 +1232,26 @@ fn isolated_topology_end_to_end() {
             .status()
             .unwrap();
     }
+    // A SIGKILLed process can take a moment to exit (a loaded disk): the crash is
+    // complete once none of them is alive, not when the signals are sent.
+    rampart_test_support::eventually(
+        "the killed services to exit",
+        Duration::from_secs(30),
+        || {
+            // Gone, or a zombie waiting for its parent.
+            let alive = |pid: &u64| {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .ok()
+                    .and_then(|st| {
+                        st.rsplit(')')
+                            .next()
+                            .map(|r| r.trim_start().starts_with('Z'))
+                    })
+                    .is_some_and(|zombie| !zombie)
+            };
+            (!crashed.iter().any(alive)).then_some(())
+        },
+    );
     let again = rampart(stack.state(), &stack.up_args());
     assert!(again.status.success(), "up after a crash: {again:?}");
     assert!(

@@ -9,8 +9,8 @@
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rampart_infra::mariadb::{self, Grants, Instance, Role, Secrets};
@@ -62,58 +62,16 @@ fn status(addr: SocketAddr) -> Option<serde_json::Value> {
 }
 
 struct Site {
-    dir: tempfile::TempDir,
-    etcd: Option<Proc>,
+    /// Kept for its lifetime: the data, logs and certificates.
+    _dir: tempfile::TempDir,
+    etcd: Option<rampart_test_support::etcd::EtcdCluster>,
     keepers: Vec<Option<Proc>>,
     dbs: Vec<Instance>,
 }
 
 impl Site {
-    fn pki(&self) -> PathBuf {
-        self.dir.path().join("pki")
-    }
-
     fn keeper_status(i: usize) -> SocketAddr {
         addr(11 + i as u8, 9104)
-    }
-
-    fn start_etcd(&mut self) {
-        let pki = self.pki();
-        let data = self.dir.path().join("etcd");
-        std::fs::create_dir_all(&data).unwrap();
-        let log = std::fs::File::create(self.dir.path().join("etcd.log")).unwrap();
-        let url = |port| format!("https://{NET}.2:{port}");
-        let mut cmd = Command::new("/usr/bin/etcd");
-        cmd.env_clear()
-            .args(["--name", "m1", "--data-dir"])
-            .arg(&data)
-            .args(["--logger", "zap", "--log-outputs", "stderr"])
-            .args(["--listen-peer-urls", &url(2380)])
-            .args(["--initial-advertise-peer-urls", &url(2380)])
-            .args(["--listen-client-urls", &url(2379)])
-            .args(["--advertise-client-urls", &url(2379)])
-            .args(["--initial-cluster", &format!("m1={}", url(2380))])
-            .args(["--initial-cluster-state", "new"])
-            .arg("--cert-file")
-            .arg(pki.join("etcd.pem"))
-            .arg("--key-file")
-            .arg(pki.join("etcd.key"))
-            .arg("--trusted-ca-file")
-            .arg(pki.join("ca.pem"))
-            .arg("--client-cert-auth")
-            .arg("--peer-cert-file")
-            .arg(pki.join("etcd.pem"))
-            .arg("--peer-key-file")
-            .arg(pki.join("etcd.key"))
-            .arg("--peer-trusted-ca-file")
-            .arg(pki.join("ca.pem"))
-            .arg("--peer-client-cert-auth")
-            .stdout(Stdio::null())
-            .stderr(log);
-        self.etcd = Some(Proc {
-            child: cmd.spawn().unwrap(),
-            name: "etcd".into(),
-        });
     }
 
     fn start_keeper(&mut self, i: usize) {
@@ -159,15 +117,20 @@ impl Site {
     }
 }
 
-fn setup() -> Site {
+fn setup(etcd: &rampart_test_support::etcd::EtcdCluster) -> Site {
     let mut dir = tempfile::tempdir().unwrap();
     // RAMPART_KEEP_TEST_DIRS=1 keeps the logs and data of a failed run.
     dir.disable_cleanup(std::env::var_os("RAMPART_KEEP_TEST_DIRS").is_some());
     let pki = dir.path().join("pki");
     let ca = rampart_tls::pki::Ca::create(&pki, "keeper test CA").unwrap();
-    ca.issue(&pki, "etcd", &[format!("{NET}.2")], true).unwrap();
-    ca.issue(&pki, "etcd-client", &["keeper".into()], true)
-        .unwrap();
+    let etcd_tls = etcd.client_tls("keeper");
+    let (etcd_cert, etcd_key) = etcd_tls.client_cert.clone().unwrap();
+    let endpoints = etcd
+        .urls()
+        .iter()
+        .map(|u| format!("\"{u}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
     let secrets = Secrets::load_or_create(&dir.path().join("secrets")).unwrap();
     let mut dbs = Vec::new();
     for (i, name) in ["db1", "db2"].iter().enumerate() {
@@ -223,10 +186,10 @@ host = "{peer}"
 server_id = {peer_id}
 addr = "{peer_addr}:3306"
 [etcd]
-endpoints = ["https://{NET}.2:2379"]
-ca = "{pki}/ca.pem"
-cert = "{pki}/etcd-client.pem"
-key = "{pki}/etcd-client.key"
+endpoints = [{endpoints}]
+ca = "{etcd_ca}"
+cert = "{etcd_cert}"
+key = "{etcd_key}"
 prefix = "/rampart/test/"
 [failover]
 quiet_period = "0s"
@@ -241,12 +204,15 @@ quiet_period = "0s"
             peer = peer.name,
             peer_id = peer.server_id,
             peer_addr = peer.bind,
+            etcd_ca = etcd_tls.ca.display(),
+            etcd_cert = etcd_cert.display(),
+            etcd_key = etcd_key.display(),
         );
         std::fs::write(inst.dir.join("keeper.toml"), toml).unwrap();
     }
     let _ = secrets;
     Site {
-        dir,
+        _dir: dir,
         etcd: None,
         keepers: vec![None, None],
         dbs,
@@ -262,8 +228,12 @@ fn keepers_fail_over_without_loss_and_the_old_primary_rejoins() {
     if !have("etcd", "etcd-server") || !have("mariadbd", "mariadb-server-core") {
         return;
     }
-    let mut site = setup();
-    site.start_etcd();
+    // One etcd member is enough for two keepers (the cluster's own tests cover three).
+    let Some(etcd) = rampart_test_support::etcd::EtcdCluster::start(1) else {
+        return;
+    };
+    let mut site = setup(&etcd);
+    site.etcd = Some(etcd);
     site.start_keeper(0);
     site.start_keeper(1);
 

@@ -1816,7 +1816,7 @@ mod tests {
                 "foobar_app from 198.18.2.11 198.18.2.12 (db-app.password): SELECT, INSERT, UPDATE, DELETE ON `foobar`.*",
                 "foobar_migrate from 198.18.2.11 198.18.2.12 (db-migrate.password): CREATE, ALTER, INDEX, REFERENCES, SELECT, INSERT, UPDATE ON `foobar`.*",
                 "rampart_repl from 198.18.2.21 198.18.2.22 (db-repl.password): REPLICATION SLAVE ON *.*",
-                "rampart_monitor from 198.18.9.21 198.18.9.22 localhost (db-monitor.password): PROCESS, BINLOG MONITOR, REPLICA MONITOR ON *.*; SELECT ON `performance_schema`.* max 3",
+                "rampart_monitor from 198.18.2.21 198.18.2.22 localhost (db-monitor.password): PROCESS, BINLOG MONITOR, REPLICA MONITOR ON *.*; SELECT ON `performance_schema`.* max 3",
                 "rampart_keeper from 198.18.2.21 198.18.2.22 (db-keeper.password): READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN, REPLICA MONITOR, BINLOG MONITOR, CONNECTION ADMIN, PROCESS, RELOAD ON *.* max 4",
             ]
         );

@@ -55,6 +55,8 @@ use crate::process::{self, InfraError, Spec};
 const READY_DEADLINE: Duration = Duration::from_secs(60);
 /// How long a service may take to stop on SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(15);
+/// How long `rebuild` waits for a rebuilt server to replicate and catch up.
+const REBUILD_CATCH_UP: Duration = Duration::from_secs(120);
 
 /// The namespace prefix of isolated mode unless told otherwise.
 pub const DEFAULT_PREFIX: &str = "rampart";
@@ -821,25 +823,7 @@ impl Stack {
     /// default its sync standby), inside its host's namespace. The keeper's answer.
     pub fn switchover(&self, to: Option<&str>) -> Result<String, InfraError> {
         let plan = self.plan();
-        let mut leaders = Vec::new();
-        for h in &plan.hosts {
-            let Some((svc, addr)) = keeper(h) else {
-                continue;
-            };
-            let status = off_runtime(|| Self::probe(h, svc, || http_get(addr, "/status")))?;
-            if let Some((200, body)) = status {
-                let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-                if v["role"] == "leader" {
-                    leaders.push((h, svc, addr));
-                }
-            }
-        }
-        let [(host, svc, addr)] = leaders[..] else {
-            return Err(InfraError::Invalid(format!(
-                "switchover needs exactly one leading database keeper; found {}",
-                leaders.len()
-            )));
-        };
+        let (host, svc, addr) = Self::leading_keeper(&plan, "switchover")?;
         let path = match to {
             Some(t) => format!("/switchover?to={t}"),
             None => "/switchover".to_owned(),
@@ -857,6 +841,104 @@ impl Stack {
                 host.name
             ))),
         }
+    }
+
+    /// The keeper's status of a database host (`None` when it does not answer).
+    fn keeper_status(host: &HostPlan) -> Option<serde_json::Value> {
+        let (svc, addr) = keeper(host)?;
+        match off_runtime(|| Self::probe(host, svc, || http_get(addr, "/status"))) {
+            Ok(Some((200, body))) => serde_json::from_str(&body).ok(),
+            _ => None,
+        }
+    }
+
+    /// The one database host whose keeper leads, with its keeper and status address;
+    /// an error (naming `what` needs it) when none or several do.
+    fn leading_keeper<'p>(
+        plan: &'p Plan,
+        what: &str,
+    ) -> Result<(&'p HostPlan, &'p ServicePlan, SocketAddr), InfraError> {
+        let leaders: Vec<_> = plan
+            .hosts
+            .iter()
+            .filter_map(|h| {
+                let (svc, addr) = keeper(h)?;
+                let status = Self::keeper_status(h)?;
+                (status["role"] == "leader").then_some((h, svc, addr))
+            })
+            .collect();
+        match leaders[..] {
+            [one] => Ok(one),
+            _ => Err(InfraError::Invalid(format!(
+                "{what} needs exactly one leading database keeper; found {}",
+                leaders.len()
+            ))),
+        }
+    }
+
+    /// Rebuilds database host `name` from the current primary: stops the host, copies
+    /// the primary's live data with `mariadb-backup` (the primary keeps taking writes),
+    /// swaps it in for the host's data directory (the old one is kept beside it), starts
+    /// the host again and waits until its keeper replicates from the primary and has
+    /// caught up. For a server that diverged, lost its disk or fell behind the binlog's
+    /// retention. Refused for the primary itself.
+    pub fn rebuild(&mut self, name: &str) -> Result<String, InfraError> {
+        let plan = self.plan();
+        let host = self.host_plan(&plan, name)?;
+        let Some(db) = database(host) else {
+            return Err(InfraError::Invalid(format!(
+                "{name} is not a database host; the database hosts are {}",
+                plan.hosts
+                    .iter()
+                    .filter(|h| database(h).is_some())
+                    .map(|h| h.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        };
+        let (leader, _, _) = Self::leading_keeper(&plan, "a rebuild")?;
+        if leader.name == name {
+            return Err(InfraError::Invalid(format!(
+                "{name} is the primary: a rebuild copies the primary's data to another \
+                 server. Run `rampart switchover` first to rebuild this one"
+            )));
+        }
+        let source = database(leader)
+            .map(|d| Self::instance(leader, d))
+            .ok_or_else(|| {
+                InfraError::Invalid(format!("{}: the plan has no database server", leader.name))
+            })?;
+        let target = Self::instance(host, db);
+        let started = Instant::now();
+        stop_planned(host)?;
+        self.reap();
+        let rebuilt = mariadb::rebuild_from(&source, &target)?;
+        self.start_planned(&plan, host)?;
+        let caught_up = process::wait_until(
+            &format!("{name} to replicate from {} and catch up", leader.name),
+            REBUILD_CATCH_UP,
+            || {
+                let s = Self::keeper_status(host)?;
+                (s["role"] == "replica" && s["promotable"] == true).then_some(())
+            },
+        );
+        let kept = rebuilt.kept.as_ref().map_or(String::new(), |p| {
+            format!("; its previous data directory is kept in {}", p.display())
+        });
+        caught_up.map_err(|e| {
+            InfraError::Invalid(format!(
+                "{name}: rebuilt from {} at GTID {}, but {e}{kept}",
+                leader.name, rebuilt.gtid
+            ))
+        })?;
+        Ok(format!(
+            "{name}: rebuilt from {} at GTID {} ({:.1} MB copied), replicating and caught up \
+             ({:.1}s){kept}",
+            leader.name,
+            rebuilt.gtid,
+            rebuilt.bytes as f64 / 1e6,
+            started.elapsed().as_secs_f64()
+        ))
     }
 
     /// The commands that reach the site through the load balancer.
@@ -1028,6 +1110,14 @@ fn keeper(host: &HostPlan) -> Option<(&ServicePlan, SocketAddr)> {
             .iter()
             .find(|l| l.purpose == "keeper")
             .map(|l| (s, l.addr)),
+        Launch::Process { .. } => None,
+    })
+}
+
+/// A database host's server, as planned.
+fn database(host: &HostPlan) -> Option<&DbServer> {
+    host.services.iter().find_map(|s| match &s.launch {
+        Launch::Database(db) => Some(db),
         Launch::Process { .. } => None,
     })
 }

@@ -697,6 +697,75 @@ fn whole_path(stack: &Stack) {
         },
     );
 
+    // 4c. A diverged replica is rebuilt from the primary. A row written on db2 alone
+    // (as root, past read_only) gives it a transaction db1 never had, so the next
+    // write from db1 breaks replication (gtid_strict_mode). `rampart db rebuild db2`
+    // copies db1's live data with mariadb-backup: db2's own row is gone, db1's rows are
+    // all there, and it replicates the writes that follow. The primary and non-database
+    // hosts are refused.
+    stack.root_sql(
+        "db2",
+        "INSERT INTO foobar.users (name, email, created_at) \
+         VALUES ('Diverged', 'diverged@example.com', NOW())",
+    );
+    let before = stack.post_json(
+        "/api/users",
+        r#"{"name":"Before","email":"before-rebuild@example.com"}"#,
+        &[],
+    );
+    assert_eq!(before.status, 201, "{before:?}");
+    let out = rampart(stack.state(), &["db", "rebuild", "db2"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("db2: rebuilt from db1 at GTID "),
+        "rampart db rebuild db2: {said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("rebuild: {}", said.trim());
+    let kept = said
+        .split("kept in ")
+        .nth(1)
+        .map(|p| PathBuf::from(p.trim()))
+        .unwrap();
+    assert!(kept.join("foobar").is_dir(), "{}", kept.display());
+    assert_eq!(
+        stack
+            .root_sql(
+                "db2",
+                "SELECT COUNT(*) FROM foobar.users WHERE email = 'diverged@example.com'"
+            )
+            .trim(),
+        "0"
+    );
+    let after = stack.post_json(
+        "/api/users",
+        r#"{"name":"After","email":"after-rebuild@example.com"}"#,
+        &[],
+    );
+    assert_eq!(after.status, 201, "{after:?}");
+    let count = "SELECT COUNT(*) FROM foobar.users WHERE email LIKE '%rebuild@example.com'";
+    eventually(
+        "the write after the rebuild to reach db2",
+        Duration::from_secs(20),
+        || (stack.root_sql("db2", count).trim() == "2").then_some(()),
+    );
+    let checksum = "CHECKSUM TABLE foobar.users";
+    assert_eq!(
+        stack.root_sql("db1", checksum),
+        stack.root_sql("db2", checksum)
+    );
+    for (host, why) in [
+        ("db1", "is the primary"),
+        ("web1", "is not a database host"),
+    ] {
+        let out = rampart(stack.state(), &["db", "rebuild", host]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(why),
+            "rampart db rebuild {host}: {err}"
+        );
+    }
+
     // 5. web1 stopped under a bounded loop: zero failed requests, then it comes back.
     let results = stack.under_load("/", 400, || stack.host("stop", "web1"), 25);
     let failed: Vec<_> = results.iter().filter(|r| r.0 != 200).collect();

@@ -348,7 +348,7 @@ impl Instance {
         )
     }
 
-    fn ping(&self) -> bool {
+    pub(super) fn ping(&self) -> bool {
         self.client("SELECT 1", false, &[], PING_TIMEOUT)
             .is_ok_and(|out| out.trim() == "1")
     }

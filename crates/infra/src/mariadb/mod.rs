@@ -31,16 +31,18 @@
 //!   secrets and grants the listed privileges; it does not revoke privileges or drop users for
 //!   hosts no longer listed.
 //! - The binlog is kept for [`BINLOG_EXPIRE_SECONDS`] (7 days): a replica down longer than
-//!   that cannot catch up and must be rebuilt.
+//!   that cannot catch up and must be rebuilt ([`rebuild_from`], `rampart db rebuild`).
 //!
 //! One file per room, each depending only on the ones before it: `client.rs` (the `mariadb`
 //! client as transport), `instance.rs` (one server: directory, flags, start and stop),
-//! `secrets.rs` (the password files), `users.rs` (accounts and grants, the bootstrap) and
-//! `replication.rs` (replica setup and status, semi-sync, a whole pair). This file only
+//! `secrets.rs` (the password files), `users.rs` (accounts and grants, the bootstrap),
+//! `replication.rs` (replica setup and status, semi-sync, a whole pair) and `rebuild.rs`
+//! (a new data directory copied from another server with `mariadb-backup`). This file only
 //! re-exports them.
 
 mod client;
 mod instance;
+mod rebuild;
 mod replication;
 mod secrets;
 mod users;
@@ -50,6 +52,7 @@ pub use instance::{
     check_installed, Instance, Role, BINLOG_EXPIRE_SECONDS, MAX_SOCKET_PATH, SEMI_SYNC_TIMEOUT_MS,
     SERVER_PACKAGE, START_TIMEOUT,
 };
+pub use rebuild::{rebuild_from, Rebuilt, BACKUP_PACKAGE};
 pub use replication::{
     bring_up_pair, enable_semi_sync, gtid_binlog_pos, replica_status, semi_sync_status,
     setup_replica, wait_replica_connected, ReplicaStatus, SemiSyncStatus,

@@ -1,7 +1,7 @@
 //! Command-line interface: the arguments (clap) and the dispatch from a subcommand to
 //! the code that runs it. The services (`lb`, `web`, `dns`, `agent`, `dashboard`) all go
 //! through one generic runner (`serve`), as does `keeper` with its own entry there; the operator commands that run the topology
-//! (`up`, `down`, `status`, `stop`, `start`, `exec`, `switchover`) are in `stack`, `firewall show|check`
+//! (`up`, `down`, `status`, `stop`, `start`, `exec`, `switchover`, `db rebuild`) are in `stack`, `firewall show|check`
 //! in `firewall`, and `check`, `cert` and the hidden `forward` in `tools`.
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 invalid config or usage.
@@ -36,6 +36,20 @@ enum FirewallCommand {
     /// Verify the rulesets loaded in a running isolated topology against the policy
     /// (exit 1 when any host differs).
     Check {
+        #[command(flatten)]
+        state: StateArg,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DbCommand {
+    /// Give database HOST a new data directory copied from the current primary with
+    /// mariadb-backup, while the primary keeps taking writes; HOST then replicates from
+    /// there. For a server that diverged (its keeper shows `diverged`), lost its disk or
+    /// fell behind the binlog's retention. The old data directory is kept beside the new
+    /// one. Refused for the primary.
+    Rebuild {
+        host: String,
         #[command(flatten)]
         state: StateArg,
     },
@@ -143,6 +157,11 @@ enum Command {
         to: Option<String>,
         #[command(flatten)]
         state: StateArg,
+    },
+    /// Database operations on a running topology.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
     },
     /// Run a command inside a host of the isolated topology, e.g.
     /// `rampart exec client -- curl https://www.foobar.com/`. The command trusts
@@ -285,6 +304,9 @@ pub fn main() -> ExitCode {
         Command::Down { purge, state } => stack::down(&state.dir, purge),
         Command::Status { json, state } => stack::status(&state.dir, json),
         Command::Switchover { to, state } => stack::switchover(&state.dir, to.as_deref()),
+        Command::Db {
+            command: DbCommand::Rebuild { host, state },
+        } => stack::rebuild(&state.dir, &host),
         Command::Stop { host, state } => stack::host_cmd(&state.dir, &host, false),
         Command::Firewall {
             command: FirewallCommand::Show { host },

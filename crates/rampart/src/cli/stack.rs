@@ -290,6 +290,22 @@ pub(super) fn switchover(state: &Path, to: Option<&str>) -> ExitCode {
     }
 }
 
+pub(super) fn rebuild(state: &Path, host: &str) -> ExitCode {
+    let result = self_exe()
+        .and_then(|bin| Ok(rampart_infra::stack::Stack::open(state, bin)?))
+        .and_then(|mut stack| Ok(stack.rebuild(host)?));
+    match result {
+        Ok(answer) => {
+            println!("{answer}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("rampart db rebuild: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 pub(super) fn host_cmd(state: &Path, host: &str, start: bool) -> ExitCode {
     let result = (|| -> anyhow::Result<bool> {
         let mut local = rampart_infra::stack::Stack::open(state, self_exe()?)?;

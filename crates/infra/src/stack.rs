@@ -40,6 +40,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rampart_topology::file::Site;
 use rampart_topology::plan::{
     self, DbServer, HostPlan, Launch, Plan, Probe, Program, ServicePlan, Settings, Source,
 };
@@ -57,6 +58,9 @@ const READY_DEADLINE: Duration = Duration::from_secs(60);
 const STOP_GRACE: Duration = Duration::from_secs(15);
 /// How long `rebuild` waits for a rebuilt server to replicate and catch up.
 const REBUILD_CATCH_UP: Duration = Duration::from_secs(120);
+
+/// The topology file `up` keeps in the state directory.
+pub const TOPOLOGY_FILE: &str = "topology.toml";
 
 /// The namespace prefix of isolated mode unless told otherwise.
 pub const DEFAULT_PREFIX: &str = "rampart";
@@ -147,6 +151,9 @@ pub struct Stack {
     pub pace: Pace,
     /// How the keepers fail over (recorded in `run.json` like the pace).
     pub failover: Failover,
+    /// The site's topology file (the built-in one unless `up --topology`), kept in the
+    /// state directory as `topology.toml`.
+    spec: Site,
     children: Vec<Child>,
     started: Vec<String>,
 }
@@ -164,6 +171,7 @@ impl Stack {
             dashboard_publish: 0,
             pace: Pace::Production,
             failover: Failover::default(),
+            spec: Site::default(),
             children: Vec::new(),
             started: Vec::new(),
         })
@@ -188,9 +196,43 @@ impl Stack {
             dashboard_publish: DEFAULT_DASHBOARD_PUBLISH,
             pace: Pace::Production,
             failover: Failover::default(),
+            spec: Site::default(),
             children: Vec::new(),
             started: Vec::new(),
         })
+    }
+
+    /// Runs the site of topology file `spec` instead of the built-in one.
+    pub fn set_spec(&mut self, spec: Site) -> Result<(), InfraError> {
+        let mode = self.topology.mode;
+        let net = self
+            .topology
+            .hosts
+            .first()
+            .map_or(0, |h| h.local.octets()[1]);
+        let topology = spec
+            .topology(mode, net)
+            .map_err(|e| InfraError::Invalid(e.to_string()))?;
+        if let Some(f) = &self.fabric {
+            self.fabric = Some(Fabric::new(&f.prefix, topology.clone())?);
+        }
+        self.topology = topology;
+        self.spec = spec;
+        Ok(())
+    }
+
+    /// Runs the site of the topology file an earlier `up` kept in the state directory,
+    /// if there is one.
+    pub fn use_saved_spec(&mut self) -> Result<(), InfraError> {
+        let file = self.paths.root.join(TOPOLOGY_FILE);
+        let text = match std::fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(InfraError::io("read", &file, e)),
+        };
+        let spec = rampart_topology::file::parse(&file.display().to_string(), &text)
+            .map_err(|e| InfraError::Invalid(e.to_string()))?;
+        self.set_spec(spec)
     }
 
     /// The mode's name as `run.json` and `status` show it.
@@ -226,6 +268,7 @@ impl Stack {
                 file.display()
             ))),
         }?;
+        stack.use_saved_spec()?;
         if stack.fabric.is_some() {
             stack.dashboard_publish = run.dashboard_publish.unwrap_or(0);
         }
@@ -373,6 +416,9 @@ impl Stack {
                 .semi_sync_fallback
                 .map(|d| d.as_millis() as u64),
         };
+        let topology = self.paths.root.join(TOPOLOGY_FILE);
+        rampart_telemetry::fs::write_atomic(&topology, self.spec.to_file().as_bytes(), 0o644)
+            .map_err(|e| InfraError::io("write", &topology, e))?;
         let file = self.paths.root.join("run.json");
         let text =
             serde_json::to_string_pretty(&run).map_err(|e| InfraError::Invalid(e.to_string()))?;

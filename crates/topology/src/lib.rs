@@ -4,6 +4,7 @@
 //! they share lives in `rampart-telemetry`.
 
 pub mod accounts;
+pub mod file;
 pub mod monitor;
 pub mod nft;
 pub mod plan;
@@ -139,6 +140,9 @@ pub struct Topology {
     /// [`Topology::etcd_members`]). The one place the list lives, so a topology file can
     /// set it.
     pub etcd: Vec<String>,
+    /// The floating public address a pair of load balancers shares (keepalived);
+    /// `None` with one load balancer, whose own public address is the site's.
+    pub vip: Option<Ipv4Addr>,
 }
 
 impl Topology {
@@ -225,6 +229,7 @@ impl Topology {
             hosts,
             ports,
             etcd: DEFAULT_ETCD_HOSTS.map(str::to_owned).to_vec(),
+            vip: None,
         }
     }
 

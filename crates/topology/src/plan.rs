@@ -1381,6 +1381,45 @@ mod tests {
         );
     }
 
+    /// A larger site from a topology file follows the roles, not the names: the load
+    /// balancer balances over every web server, each web server knows every database
+    /// server, every database host runs a keeper and may replicate from every other,
+    /// every host with a management address is scraped, and the policy says so.
+    #[test]
+    fn a_larger_site_follows_the_roles() {
+        let site = crate::file::parse("site.toml", "[hosts]\nweb = 3\nreplicas = 2\n").unwrap();
+        let t = site.topology(Mode::Isolated, 0).unwrap();
+        let p = plan(&t, &settings(Some("rp")));
+        let config = |host: &str, svc: &str| {
+            p.host(host)
+                .and_then(|h| h.service(svc))
+                .and_then(|s| s.files.first())
+                .map(|f| f.contents.clone())
+                .unwrap_or_else(|| panic!("{host}/{svc}"))
+        };
+        let lb = config("lb1", "lb");
+        for web in ["web1", "web2", "web3"] {
+            assert!(lb.contains(&format!("name = \"{web}\"")), "{lb}");
+        }
+        let web3 = config("web3", "web");
+        for db in ["198.18.2.21:3306", "198.18.2.22:3306", "198.18.2.23:3306"] {
+            assert!(web3.contains(db), "{web3}");
+        }
+        for db in ["db1", "db2", "db3"] {
+            assert_eq!(services(&p, db), ["mariadb", "agent"], "{db}");
+            assert!(p.etcd_client(db).is_some(), "{db}");
+        }
+        assert!(p.etcd_client("web3").is_some());
+        use crate::policy::Proto;
+        assert!(t.allows("web3", "db3", Proto::Tcp, 3306));
+        assert!(t.allows("db3", "db2", Proto::Tcp, 3306));
+        assert!(t.allows("lb1", "web3", Proto::Tcp, 8443));
+        assert!(!t.allows("web3", "web1", Proto::Tcp, 8443));
+        // Agents push (remote write): every host with a management address may.
+        assert!(t.allows("db3", "monitor", Proto::Tcp, 9090));
+        assert!(t.allows("web3", "monitor", Proto::Tcp, 9090));
+    }
+
     /// etcd in local mode: loopback addresses, a token per address block, and the same
     /// service data in both modes (quorum probe, private data directory, no `ETCD_*`).
     #[test]

@@ -2,7 +2,7 @@
 //! the code that runs it. The services (`lb`, `web`, `dns`, `agent`, `dashboard`) all go
 //! through one generic runner (`serve`), as does `keeper` with its own entry there; the operator commands that run the topology
 //! (`up`, `down`, `status`, `stop`, `start`, `exec`, `switchover`, `db rebuild`) are in `stack`, `firewall show|check`
-//! in `firewall`, and `check`, `cert` and the hidden `forward` in `tools`.
+//! in `firewall`, and `check`, `topology show`, `cert` and the hidden `forward` in `tools`.
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 invalid config or usage.
 
@@ -39,6 +39,13 @@ enum FirewallCommand {
         #[command(flatten)]
         state: StateArg,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum TopologyCommand {
+    /// Print the built-in topology (the seeds' site), or FILE's, as a topology file with
+    /// every computed address: a file to start from.
+    Show { file: Option<PathBuf> },
 }
 
 #[derive(Subcommand, Debug)]
@@ -115,6 +122,11 @@ enum Command {
         /// Run every host as processes on its own loopback address (no root needed).
         #[arg(long)]
         local: bool,
+        /// The site to bring up (`rampart topology show` prints the built-in one to
+        /// start from). Kept in the state directory: later commands use it, and a later
+        /// `up` without --topology keeps it.
+        #[arg(long)]
+        topology: Option<PathBuf>,
         /// Detach once everything is ready; `rampart down` stops it.
         #[arg(short, long)]
         detach: bool,
@@ -157,6 +169,12 @@ enum Command {
         to: Option<String>,
         #[command(flatten)]
         state: StateArg,
+    },
+    /// The topology file: the site's names, hosts by role and count, segments, etcd
+    /// members and pinned addresses.
+    Topology {
+        #[command(subcommand)]
+        command: TopologyCommand,
     },
     /// Database operations on a running topology.
     Db {
@@ -267,6 +285,7 @@ pub fn main() -> ExitCode {
         Command::Keeper { config, server } => serve::keeper(&config, server),
         Command::Up {
             local,
+            topology,
             detach,
             net,
             prefix,
@@ -287,6 +306,7 @@ pub fn main() -> ExitCode {
                 }
             };
             let options = stack::UpOptions {
+                topology,
                 fast_monitor,
                 failover: rampart_topology::render::Failover {
                     quiet_period: failover_quiet_period,
@@ -304,6 +324,9 @@ pub fn main() -> ExitCode {
         Command::Down { purge, state } => stack::down(&state.dir, purge),
         Command::Status { json, state } => stack::status(&state.dir, json),
         Command::Switchover { to, state } => stack::switchover(&state.dir, to.as_deref()),
+        Command::Topology {
+            command: TopologyCommand::Show { file },
+        } => tools::topology_show(file.as_deref()),
         Command::Db {
             command: DbCommand::Rebuild { host, state },
         } => stack::rebuild(&state.dir, &host),

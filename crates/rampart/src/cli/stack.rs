@@ -26,6 +26,8 @@ pub(super) enum UpMode {
 /// What `up` runs with beyond the mode.
 #[derive(Debug)]
 pub(super) struct UpOptions {
+    /// `--topology FILE`.
+    pub topology: Option<PathBuf>,
     pub fast_monitor: bool,
     pub failover: rampart_topology::render::Failover,
 }
@@ -73,6 +75,13 @@ async fn run_up(
             s
         }
     };
+    match &options.topology {
+        Some(path) => {
+            let spec = super::tools::read_topology(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            local.set_spec(spec)?;
+        }
+        None => local.use_saved_spec()?,
+    }
     if options.fast_monitor {
         local.pace = rampart_topology::render::Pace::Fast;
     }

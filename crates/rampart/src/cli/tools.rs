@@ -16,9 +16,11 @@ pub(super) enum Kind {
     Dns,
     Agent,
     Dashboard,
+    /// A topology file (`rampart up --topology`).
+    Topology,
 }
 
-/// Tells a DNS, web or load balancer config apart by its keys.
+/// Tells a DNS, web or load balancer config, or a topology file, apart by its keys.
 fn detect_kind(path: &Path) -> Kind {
     let Ok(text) = std::fs::read_to_string(path) else {
         return Kind::Lb;
@@ -28,6 +30,12 @@ fn detect_kind(path: &Path) -> Kind {
     };
     if table.get("zone").is_some_and(toml::Value::is_table) {
         return Kind::Dns;
+    }
+    if ["hosts", "segments", "etcd", "host", "names"]
+        .iter()
+        .any(|k| table.contains_key(*k))
+    {
+        return Kind::Topology;
     }
     if table.get("agent").is_some_and(toml::Value::is_table) {
         return Kind::Agent;
@@ -54,12 +62,16 @@ fn detect_kind(path: &Path) -> Kind {
 }
 
 pub(super) fn check(path: &Path, kind: Option<Kind>) -> ExitCode {
+    fn text<T, E: std::fmt::Display>(r: Result<T, E>) -> Result<(), String> {
+        r.map(|_| ()).map_err(|e| e.to_string())
+    }
     let result = match kind.unwrap_or_else(|| detect_kind(path)) {
-        Kind::Lb => rampart_lb::check(path).map(|_| ()),
-        Kind::Web => rampart_web::check(path).map(|_| ()),
-        Kind::Dns => rampart_dns::check(path).map(|_| ()),
-        Kind::Agent => rampart_agent::config::check(path).map(|_| ()),
-        Kind::Dashboard => rampart_dashboard::check(path).map(|_| ()),
+        Kind::Lb => text(rampart_lb::check(path)),
+        Kind::Web => text(rampart_web::check(path)),
+        Kind::Dns => text(rampart_dns::check(path)),
+        Kind::Agent => text(rampart_agent::config::check(path)),
+        Kind::Dashboard => text(rampart_dashboard::check(path)),
+        Kind::Topology => text(read_topology(path)),
     };
     match result {
         Ok(()) => {
@@ -71,6 +83,37 @@ pub(super) fn check(path: &Path, kind: Option<Kind>) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Reads and validates a topology file; the errors name the file, line and key.
+pub(super) fn read_topology(
+    path: &Path,
+) -> Result<rampart_topology::file::Site, rampart_topology::file::FileErrors> {
+    use rampart_topology::file::{FileError, FileErrors};
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        FileErrors(vec![FileError {
+            file: path.display().to_string(),
+            line: None,
+            key: "(file)".into(),
+            message: format!("cannot read: {e}"),
+        }])
+    })?;
+    rampart_topology::file::parse(&path.display().to_string(), &text)
+}
+
+/// `rampart topology show [FILE]`: the built-in topology, or FILE's, as a file with
+/// every computed address.
+pub(super) fn topology_show(path: Option<&Path>) -> ExitCode {
+    let spec = match path.map(read_topology) {
+        None => rampart_topology::file::Site::default(),
+        Some(Ok(spec)) => spec,
+        Some(Err(e)) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    print!("{}", spec.to_file());
+    ExitCode::SUCCESS
 }
 
 pub(super) fn cert(dir: &Path, names: &[String], hosts: &[String]) -> anyhow::Result<()> {

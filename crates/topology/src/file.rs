@@ -1,0 +1,921 @@
+//! The topology file: the site an operator edits (`rampart up --topology site.toml`,
+//! `rampart check site.toml`, `rampart topology show`). It names the site, how many load
+//! balancers, web servers and replicas there are, the segments' networks, the etcd
+//! members and, optionally, pinned addresses; everything else (host names, addresses,
+//! the floating address of a load-balancer pair) is computed. [`parse`] validates it
+//! whole, collecting every problem with its line and key; [`Site::topology`] builds the
+//! [`Topology`] for a mode. Pure: the caller reads the file.
+//!
+//! Host names follow the roles: `lb1`, `lb2`, `web1`…`webN`, `db1` (the first
+//! primary) and `db2`… (its replicas), plus `client`, `dns` and `monitor`. On every
+//! segment a host's address ends in the same number (`lb1` is `.10` on each), taken
+//! from its role's range: load balancers 10 and 9, web servers 11–19 then 30–99,
+//! databases 21–29 then 101–250, the DNS server 53, the monitor 2, the client 100.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::{Host, Mode, Role, Segment, Topology, DEFAULT_ETCD_HOSTS};
+
+/// The most web servers, and replicas, a topology may have (what the address ranges
+/// hold).
+pub const MAX_WEB: usize = 78;
+pub const MAX_REPLICAS: usize = 158;
+
+/// Who owns the floating address, in errors.
+const VIP_OWNER: &str = "the floating address (lb.vip)";
+
+/// One problem in a topology file: where, which key, and what would be valid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileError {
+    pub file: String,
+    /// 1-based; `None` for a key the file does not have (a default that fails).
+    pub line: Option<usize>,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{l}: {}: {}", self.file, self.key, self.message),
+            None => write!(f, "{}: {}: {}", self.file, self.key, self.message),
+        }
+    }
+}
+
+/// Every problem found, in the order checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileErrors(pub Vec<FileError>);
+
+impl fmt::Display for FileErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for FileErrors {}
+
+/// An IPv4 network, `addr/prefix`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Net {
+    pub addr: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl Net {
+    fn mask(self) -> u32 {
+        u32::MAX
+            .checked_shl(32 - u32::from(self.prefix))
+            .unwrap_or(0)
+    }
+
+    fn network(self) -> u32 {
+        u32::from(self.addr) & self.mask()
+    }
+
+    /// Whether `a` is a usable host address of this network (not the network or
+    /// broadcast address).
+    pub fn holds(self, a: Ipv4Addr) -> bool {
+        let a = u32::from(a);
+        a & self.mask() == self.network()
+            && a != self.network()
+            && a != self.network() | !self.mask()
+    }
+
+    /// The `n`th address of the network, if it is a usable host address.
+    pub fn nth(self, n: u32) -> Option<Ipv4Addr> {
+        let a = Ipv4Addr::from(self.network().checked_add(n)?);
+        self.holds(a).then_some(a)
+    }
+
+    fn overlaps(self, other: Net) -> bool {
+        let mask = self.mask() & other.mask();
+        self.network() & mask == other.network() & mask
+    }
+}
+
+impl fmt::Display for Net {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", Ipv4Addr::from(self.network()), self.prefix)
+    }
+}
+
+impl std::str::FromStr for Net {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let (a, p) = s.split_once('/').ok_or(())?;
+        let addr: Ipv4Addr = a.parse().map_err(|_| ())?;
+        let prefix: u8 = p.parse().map_err(|_| ())?;
+        if !(8..=30).contains(&prefix) {
+            return Err(());
+        }
+        let net = Net { addr, prefix };
+        // The address must be the network's own (no host bits).
+        (u32::from(addr) == net.network()).then_some(net).ok_or(())
+    }
+}
+
+/// The validated contents of a topology file, independent of the mode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Site {
+    pub names: Vec<String>,
+    /// Public, app, data, mgmt.
+    pub segments: [(Segment, Net); 4],
+    pub lb: usize,
+    pub web: usize,
+    pub replicas: usize,
+    pub etcd: Vec<String>,
+    /// The floating public address of a load-balancer pair (`None` with one).
+    pub vip: Option<Ipv4Addr>,
+    /// Pinned addresses: (host, segment, address).
+    pub pinned: Vec<(String, Segment, Ipv4Addr)>,
+    /// The file and the line of `hosts.lb`, for errors that depend on the mode.
+    file: String,
+    lb_line: Option<usize>,
+}
+
+impl Default for Site {
+    /// The seeds' site: one load balancer, two web servers, a primary and one replica.
+    fn default() -> Self {
+        Site {
+            names: vec!["www.foobar.com".into(), "foobar.com".into()],
+            segments: [
+                (Segment::Public, net("203.0.113.0", 24)),
+                (Segment::App, net("198.18.1.0", 24)),
+                (Segment::Data, net("198.18.2.0", 24)),
+                (Segment::Mgmt, net("198.18.9.0", 24)),
+            ],
+            lb: 1,
+            web: 2,
+            replicas: 1,
+            etcd: DEFAULT_ETCD_HOSTS.map(str::to_owned).to_vec(),
+            vip: None,
+            pinned: Vec::new(),
+            file: "(built-in)".into(),
+            lb_line: None,
+        }
+    }
+}
+
+fn net(a: &str, prefix: u8) -> Net {
+    Net {
+        addr: a.parse().unwrap_or(Ipv4Addr::UNSPECIFIED),
+        prefix,
+    }
+}
+
+/// The segments a role's hosts join.
+pub fn role_segments(role: Role) -> &'static [Segment] {
+    use Segment::*;
+    match role {
+        Role::Client => &[Public],
+        Role::Dns => &[Public, Mgmt],
+        Role::Lb => &[Public, App, Mgmt],
+        Role::Web => &[App, Data, Mgmt],
+        Role::DbPrimary | Role::DbReplica => &[Data, Mgmt],
+        Role::Monitor => &[Mgmt],
+    }
+}
+
+fn segment_name(s: Segment) -> &'static str {
+    match s {
+        Segment::Public => "public",
+        Segment::App => "app",
+        Segment::Data => "data",
+        Segment::Mgmt => "mgmt",
+    }
+}
+
+/// The third octet of a role's loopback addresses in local mode (`127.<net>.<this>.x`).
+fn local_block(role: Role) -> u8 {
+    match role {
+        Role::Lb | Role::Web => 1,
+        Role::DbPrimary | Role::DbReplica => 2,
+        Role::Client | Role::Dns => 3,
+        Role::Monitor => 9,
+    }
+}
+
+impl Site {
+    /// The hosts of this site with their host numbers, in start-independent order:
+    /// client, dns, the load balancers, the web servers, the databases, the monitor.
+    pub fn hosts(&self) -> Vec<(String, Role, u8)> {
+        let mut hosts = vec![
+            ("client".to_owned(), Role::Client, 100),
+            ("dns".into(), Role::Dns, 53),
+        ];
+        for (i, n) in [10u8, 9].iter().take(self.lb).enumerate() {
+            hosts.push((format!("lb{}", i + 1), Role::Lb, *n));
+        }
+        let web_numbers = (11u8..=19).chain((30..=99).filter(|n| *n != 53));
+        for (i, n) in web_numbers.take(self.web).enumerate() {
+            hosts.push((format!("web{}", i + 1), Role::Web, n));
+        }
+        let db_numbers = (21u8..=29).chain(101..=250);
+        for (i, n) in db_numbers.take(self.replicas + 1).enumerate() {
+            let role = if i == 0 {
+                Role::DbPrimary
+            } else {
+                Role::DbReplica
+            };
+            hosts.push((format!("db{}", i + 1), role, n));
+        }
+        hosts.push(("monitor".into(), Role::Monitor, 2));
+        hosts
+    }
+
+    fn segment(&self, s: Segment) -> Net {
+        self.segments
+            .iter()
+            .find(|(x, _)| *x == s)
+            .map_or(net("0.0.0.0", 8), |(_, n)| *n)
+    }
+
+    /// The site as a [`Topology`] in `mode`, with loopback block `127.<net>.x.y` in
+    /// local mode.
+    pub fn topology(&self, mode: Mode, net: u8) -> Result<Topology, FileErrors> {
+        if mode == Mode::Local && self.lb > 1 {
+            return Err(FileErrors(vec![FileError {
+                file: self.file.clone(),
+                line: self.lb_line,
+                key: "hosts.lb".into(),
+                message: "a pair of load balancers needs isolated mode (the floating \
+                          address is VRRP between namespaces); use lb = 1 with --local"
+                    .into(),
+            }]));
+        }
+        let mut t = Topology::default_for(mode, net);
+        t.site_names = self.names.clone();
+        t.etcd = self.etcd.clone();
+        t.vip = self.vip;
+        t.hosts = self
+            .hosts()
+            .into_iter()
+            .map(|(name, role, n)| {
+                let segments = role_segments(role)
+                    .iter()
+                    .map(|s| {
+                        let pinned = self
+                            .pinned
+                            .iter()
+                            .find(|(h, ps, _)| *h == name && ps == s)
+                            .map(|(_, _, a)| *a);
+                        let a = pinned
+                            .or_else(|| self.segment(*s).nth(u32::from(n)))
+                            .unwrap_or(Ipv4Addr::UNSPECIFIED);
+                        (*s, a)
+                    })
+                    .collect();
+                Host {
+                    local: Ipv4Addr::new(127, net, local_block(role), n),
+                    name,
+                    role,
+                    segments,
+                }
+            })
+            .collect();
+        Ok(t)
+    }
+
+    /// This spec as a topology file, with the computed addresses as comments: what
+    /// `rampart topology show` prints.
+    pub fn to_file(&self) -> String {
+        let q = |s: &str| format!("{s:?}");
+        let list = |v: &[String]| v.iter().map(|s| q(s)).collect::<Vec<_>>().join(", ");
+        let mut out = String::new();
+        out.push_str(
+            "# A rampart topology. Edit it, check it with `rampart check FILE`, and bring the\n\
+             # site to it with `rampart up --topology FILE` (again on a running site to scale it).\n\n\
+             # The site's names; the first is the canonical one. DNS answers them with the\n\
+             # load balancer's public address (the floating one with two load balancers).\n",
+        );
+        out.push_str(&format!("names = [{}]\n\n", list(&self.names)));
+        out.push_str(
+            "[hosts]\n# Load balancers: 1, or 2 (a keepalived pair on one floating address).\n",
+        );
+        out.push_str(&format!(
+            "lb = {}\n# Web/application servers: 1 to {MAX_WEB}.\n",
+            self.lb
+        ));
+        out.push_str(&format!(
+            "web = {}\n# Database replicas beside the primary: 0 to {MAX_REPLICAS}.\nreplicas = {}\n\n",
+            self.web, self.replicas
+        ));
+        out.push_str("# Each segment's network (IPv4, /8 to /30); host addresses are computed in it.\n[segments]\n");
+        for (s, n) in &self.segments {
+            out.push_str(&format!("{} = \"{n}\"\n", segment_name(*s)));
+        }
+        out.push_str(&format!(
+            "\n# etcd members: an odd number, 3 or more, of hosts with a management address,\n\
+             # never a database host.\n[etcd]\nhosts = [{}]\n",
+            list(&self.etcd)
+        ));
+        match self.vip {
+            Some(v) => out.push_str(&format!(
+                "\n# The pair's floating public address (default: host 80 of the public segment).\n[lb]\nvip = \"{v}\"\n"
+            )),
+            None => out.push_str(
+                "\n# With lb = 2, the pair's floating public address (default: host 80 of the\n\
+                 # public segment):\n# [lb]\n# vip = \"203.0.113.80\"\n",
+            ),
+        }
+        for (h, s, a) in &self.pinned {
+            out.push_str(&format!(
+                "\n[[host]]\nname = {}\n{} = \"{a}\"\n",
+                q(h),
+                segment_name(*s)
+            ));
+        }
+        out.push_str(
+            "\n# Addresses are computed; pin one with a [[host]] table, for example\n\
+             # [[host]]\n# name = \"web1\"\n# app = \"198.18.1.11\"\n#\n# The hosts and their addresses:\n",
+        );
+        if let Ok(t) = self.topology(Mode::Isolated, 0) {
+            for h in &t.hosts {
+                let addrs: Vec<String> = h
+                    .segments
+                    .iter()
+                    .map(|(s, a)| format!("{} {a}", segment_name(*s)))
+                    .collect();
+                out.push_str(&format!(
+                    "#   {:<8} {:<10} {}\n",
+                    h.name,
+                    h.role.name(),
+                    addrs.join(", ")
+                ));
+            }
+        }
+        out
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    names: Option<Spanned<Vec<String>>>,
+    hosts: Option<RawHosts>,
+    segments: Option<RawSegments>,
+    etcd: Option<RawEtcd>,
+    lb: Option<RawLb>,
+    #[serde(default)]
+    host: Vec<RawHost>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHosts {
+    lb: Option<Spanned<i64>>,
+    web: Option<Spanned<i64>>,
+    replicas: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSegments {
+    public: Option<Spanned<String>>,
+    app: Option<Spanned<String>>,
+    data: Option<Spanned<String>>,
+    mgmt: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEtcd {
+    hosts: Option<Spanned<Vec<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLb {
+    vip: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    name: Spanned<String>,
+    public: Option<Spanned<String>>,
+    app: Option<Spanned<String>>,
+    data: Option<Spanned<String>>,
+    mgmt: Option<Spanned<String>>,
+}
+
+struct Errors<'a> {
+    file: &'a str,
+    text: &'a str,
+    list: Vec<FileError>,
+}
+
+impl Errors<'_> {
+    fn line(&self, span: std::ops::Range<usize>) -> usize {
+        self.text[..span.start.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1
+    }
+
+    fn at<T>(&mut self, v: &Spanned<T>, key: &str, message: impl Into<String>) {
+        let line = Some(self.line(v.span()));
+        self.push(line, key, message);
+    }
+
+    fn push(&mut self, line: Option<usize>, key: &str, message: impl Into<String>) {
+        self.list.push(FileError {
+            file: self.file.to_owned(),
+            line,
+            key: key.to_owned(),
+            message: message.into(),
+        });
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    name.len() <= 253
+        && name.contains('.')
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// Parses and validates the topology file `text` (read from `file`, which errors name).
+pub fn parse(file: &str, text: &str) -> Result<Site, FileErrors> {
+    let raw: RawFile = toml::from_str(text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        FileErrors(vec![FileError {
+            file: file.to_owned(),
+            line,
+            key: "(syntax)".into(),
+            message: e.message().replace('\n', " "),
+        }])
+    })?;
+    let mut errs = Errors {
+        file,
+        text,
+        list: Vec::new(),
+    };
+    let mut spec = Site {
+        file: file.to_owned(),
+        ..Site::default()
+    };
+
+    if let Some(names) = &raw.names {
+        if names.get_ref().is_empty() {
+            errs.at(
+                names,
+                "names",
+                "needs at least one name, such as \"www.example.com\"",
+            );
+        }
+        for n in names.get_ref() {
+            if !valid_name(n) {
+                errs.at(
+                    names,
+                    "names",
+                    format!(
+                        "{n:?} is not a DNS name (letters, digits and dashes, in dotted labels)"
+                    ),
+                );
+            }
+        }
+        spec.names = names.get_ref().clone();
+    }
+
+    if let Some(h) = &raw.hosts {
+        let mut count = |v: &Option<Spanned<i64>>, key: &str, min: i64, max: i64, what: &str| {
+            let v = v.as_ref()?;
+            let n = *v.get_ref();
+            if n < min || n > max {
+                errs.at(v, key, format!("{n} {what}; valid: {min} to {max}"));
+                None
+            } else {
+                usize::try_from(n).ok()
+            }
+        };
+        if let Some(n) = count(
+            &h.lb,
+            "hosts.lb",
+            1,
+            2,
+            "load balancers (1, or 2 for a pair on a floating address)",
+        ) {
+            spec.lb = n;
+        }
+        if let Some(n) = count(&h.web, "hosts.web", 1, MAX_WEB as i64, "web servers") {
+            spec.web = n;
+        }
+        if let Some(n) = count(
+            &h.replicas,
+            "hosts.replicas",
+            0,
+            MAX_REPLICAS as i64,
+            "replicas",
+        ) {
+            spec.replicas = n;
+        }
+        spec.lb_line = h.lb.as_ref().map(|v| errs.line(v.span()));
+    }
+
+    let mut segment_lines: Vec<(Segment, usize)> = Vec::new();
+    if let Some(s) = &raw.segments {
+        for (seg, v) in [
+            (Segment::Public, &s.public),
+            (Segment::App, &s.app),
+            (Segment::Data, &s.data),
+            (Segment::Mgmt, &s.mgmt),
+        ] {
+            let Some(v) = v else { continue };
+            segment_lines.push((seg, errs.line(v.span())));
+            let key = format!("segments.{}", segment_name(seg));
+            match v.get_ref().parse::<Net>() {
+                Ok(n) => {
+                    if let Some(slot) = spec.segments.iter_mut().find(|(x, _)| *x == seg) {
+                        slot.1 = n;
+                    }
+                }
+                Err(()) => errs.at(
+                    v,
+                    &key,
+                    format!(
+                        "{:?} is not an IPv4 network: write it as address/prefix with no host \
+                         bits, prefix 8 to 30, such as \"198.18.1.0/24\"",
+                        v.get_ref()
+                    ),
+                ),
+            }
+        }
+        for (i, (a, na)) in spec.segments.iter().enumerate() {
+            for (b, nb) in &spec.segments[i + 1..] {
+                if na.overlaps(*nb) {
+                    let key = format!("segments.{}", segment_name(*b));
+                    let v = match b {
+                        Segment::Public => &s.public,
+                        Segment::App => &s.app,
+                        Segment::Data => &s.data,
+                        Segment::Mgmt => &s.mgmt,
+                    };
+                    let msg = format!(
+                        "{nb} overlaps segments.{} ({na}); each segment needs a network of its own",
+                        segment_name(*a)
+                    );
+                    match v {
+                        Some(v) => errs.at(v, &key, msg),
+                        None => errs.push(None, &key, msg),
+                    }
+                }
+            }
+        }
+    }
+
+    if let Some(e) = &raw.etcd {
+        if let Some(hosts) = &e.hosts {
+            spec.etcd = hosts.get_ref().clone();
+        }
+    }
+    let etcd_at = raw.etcd.as_ref().and_then(|e| e.hosts.as_ref());
+    let etcd_line = etcd_at.map(|v| errs.line(v.span()));
+    let hosts = spec.hosts();
+    let n = spec.etcd.len();
+    if n < 3 || n % 2 == 0 {
+        errs.push(
+            etcd_line,
+            "etcd.hosts",
+            format!(
+                "{n} members; etcd needs an odd number, 3 or more (a quorum survives the loss \
+                 of (n-1)/2), such as [\"monitor\", \"dns\", \"lb1\"]"
+            ),
+        );
+    }
+    let mut seen = Vec::new();
+    for name in &spec.etcd {
+        if seen.contains(name) {
+            errs.push(etcd_line, "etcd.hosts", format!("{name} is listed twice"));
+        }
+        seen.push(name.clone());
+        match hosts.iter().find(|(h, _, _)| h == name) {
+            None => errs.push(
+                etcd_line,
+                "etcd.hosts",
+                format!(
+                    "no host {name}; the site's hosts are {}",
+                    hosts.iter().map(|h| h.0.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            ),
+            Some((_, Role::DbPrimary | Role::DbReplica, _)) => errs.push(
+                etcd_line,
+                "etcd.hosts",
+                format!("{name} is a database host; etcd must not share a host with what it arbitrates"),
+            ),
+            Some((_, Role::Client, _)) => errs.push(
+                etcd_line,
+                "etcd.hosts",
+                format!("{name} has no management address; choose monitor, dns, a load balancer or a web server"),
+            ),
+            Some(_) => {}
+        }
+    }
+
+    let public = spec.segment(Segment::Public);
+    let vip_at = raw.lb.as_ref().and_then(|l| l.vip.as_ref());
+    if let Some(v) = vip_at {
+        match v.get_ref().parse::<Ipv4Addr>() {
+            Ok(a) if !public.holds(a) => {
+                errs.at(
+                    v,
+                    "lb.vip",
+                    format!("{a} is outside the public segment {public}"),
+                );
+            }
+            Ok(a) => spec.vip = Some(a),
+            Err(_) => errs.at(
+                v,
+                "lb.vip",
+                format!("{:?} is not an IPv4 address", v.get_ref()),
+            ),
+        }
+        if spec.lb < 2 {
+            errs.at(
+                v,
+                "lb.vip",
+                "a floating address needs two load balancers (hosts.lb = 2)",
+            );
+        }
+    } else if spec.lb == 2 {
+        spec.vip = public.nth(80);
+    }
+
+    let mut pinned_lines = Vec::new();
+    for h in &raw.host {
+        let name = h.name.get_ref();
+        let Some((_, role, _)) = hosts.iter().find(|(n, _, _)| n == name) else {
+            errs.at(
+                &h.name,
+                "host.name",
+                format!(
+                    "no host {name} in this site; its hosts are {}",
+                    hosts
+                        .iter()
+                        .map(|h| h.0.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+            continue;
+        };
+        for (seg, v) in [
+            (Segment::Public, &h.public),
+            (Segment::App, &h.app),
+            (Segment::Data, &h.data),
+            (Segment::Mgmt, &h.mgmt),
+        ] {
+            let Some(v) = v else { continue };
+            let key = format!("host.{}", segment_name(seg));
+            if !role_segments(*role).contains(&seg) {
+                let on: Vec<&str> = role_segments(*role)
+                    .iter()
+                    .map(|s| segment_name(*s))
+                    .collect();
+                errs.at(
+                    v,
+                    &key,
+                    format!(
+                        "{name} is not on the {} segment; a {} host is on {}",
+                        segment_name(seg),
+                        role.name(),
+                        on.join(", ")
+                    ),
+                );
+                continue;
+            }
+            let n = spec.segment(seg);
+            match v.get_ref().parse::<Ipv4Addr>() {
+                Ok(a) if n.holds(a) => {
+                    spec.pinned.push((name.clone(), seg, a));
+                    pinned_lines.push(errs.line(v.span()));
+                }
+                Ok(a) => errs.at(
+                    v,
+                    &key,
+                    format!("{a} is outside the {} segment {n}", segment_name(seg)),
+                ),
+                Err(_) => errs.at(v, &key, format!("{:?} is not an IPv4 address", v.get_ref())),
+            }
+        }
+    }
+
+    // Every computed or pinned address must exist and be unique on its segment, the
+    // floating address too.
+    if errs.list.is_empty() {
+        if let Ok(t) = spec.topology(Mode::Isolated, 0) {
+            let mut taken: Vec<(Segment, Ipv4Addr, String)> = Vec::new();
+            if let Some(v) = spec.vip {
+                taken.push((Segment::Public, v, VIP_OWNER.into()));
+            }
+            for h in &t.hosts {
+                for (s, a) in &h.segments {
+                    if a.is_unspecified() {
+                        let line = segment_lines.iter().find(|(x, _)| x == s).map(|(_, l)| *l);
+                        errs.push(
+                            line,
+                            &format!("segments.{}", segment_name(*s)),
+                            format!("{} has no room for {} (host number out of range); use a larger network", spec.segment(*s), h.name),
+                        );
+                        continue;
+                    }
+                    if let Some((_, _, other)) = taken.iter().find(|(ts, ta, _)| ts == s && ta == a)
+                    {
+                        // The line of whichever of the two is pinned.
+                        let line = spec
+                            .pinned
+                            .iter()
+                            .position(|(ph, ps, _)| (ph == &h.name || ph == other) && ps == s)
+                            .map(|i| pinned_lines[i]);
+                        let message = format!(
+                            "{} {a} of {} is already {other}'s; every address must be unique",
+                            segment_name(*s),
+                            h.name
+                        );
+                        match vip_at.filter(|_| other == VIP_OWNER) {
+                            Some(v) => errs.at(v, "lb.vip", message),
+                            None => errs.push(line, &format!("host.{}", segment_name(*s)), message),
+                        }
+                    }
+                    taken.push((*s, *a, h.name.clone()));
+                }
+            }
+        }
+    }
+
+    if errs.list.is_empty() {
+        Ok(spec)
+    } else {
+        Err(FileErrors(errs.list))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn errors(text: &str) -> Vec<String> {
+        match parse("site.toml", text) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    /// The default spec is the seeds' topology, in both modes; an empty file is the
+    /// default; what `show` prints parses back to the same spec.
+    #[test]
+    fn the_default_is_the_seeds_topology() {
+        for mode in [Mode::Local, Mode::Isolated] {
+            assert_eq!(
+                Site::default().topology(mode, 3).unwrap(),
+                Topology::default_for(mode, 3),
+                "{mode:?}"
+            );
+        }
+        let empty = parse("site.toml", "").unwrap();
+        assert_eq!(
+            empty.topology(Mode::Isolated, 0),
+            Site::default().topology(Mode::Isolated, 0)
+        );
+        let shown = Site::default().to_file();
+        let back = parse("shown.toml", &shown).unwrap();
+        assert_eq!(
+            back.topology(Mode::Isolated, 0),
+            Site::default().topology(Mode::Isolated, 0)
+        );
+        assert!(
+            shown.contains(
+                "#   web2     web        app 198.18.1.12, data 198.18.2.12, mgmt 198.18.9.12"
+            ),
+            "{shown}"
+        );
+    }
+
+    /// A larger site: counts give hosts, names and addresses by role, and a pair of load
+    /// balancers gets the floating address.
+    #[test]
+    fn counts_make_hosts() {
+        let spec = parse(
+            "site.toml",
+            "[hosts]\nlb = 2\nweb = 3\nreplicas = 2\n[[host]]\nname = \"web3\"\napp = \"198.18.1.200\"\n",
+        )
+        .unwrap();
+        let t = spec.topology(Mode::Isolated, 0).unwrap();
+        let names: Vec<&str> = t.hosts.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "client", "dns", "lb1", "lb2", "web1", "web2", "web3", "db1", "db2", "db3",
+                "monitor"
+            ]
+        );
+        let addr = |h: &str, s| t.addr(t.host(h).unwrap(), s).to_string();
+        assert_eq!(addr("lb2", Segment::Public), "203.0.113.9");
+        assert_eq!(addr("web3", Segment::App), "198.18.1.200");
+        assert_eq!(addr("web3", Segment::Data), "198.18.2.13");
+        assert_eq!(addr("db3", Segment::Data), "198.18.2.23");
+        assert_eq!(t.with_role(Role::DbReplica).count(), 2);
+        assert_eq!(t.vip, Some(Ipv4Addr::new(203, 0, 113, 80)));
+        // Local mode has no floating address.
+        let err = spec.topology(Mode::Local, 0).unwrap_err().to_string();
+        assert_eq!(
+            err.lines().next().unwrap(),
+            "site.toml:2: hosts.lb: a pair of load balancers needs isolated mode (the floating address is VRRP between namespaces); use lb = 1 with --local"
+        );
+        // Many web servers and replicas still get distinct addresses.
+        let big = parse("big.toml", "[hosts]\nweb = 78\nreplicas = 158\n").unwrap();
+        let t = big.topology(Mode::Isolated, 0).unwrap();
+        assert_eq!(t.with_role(Role::Web).count(), 78);
+        assert_eq!(t.with_role(Role::DbReplica).count(), 158);
+    }
+
+    /// Each problem names the file, the line and the key, and says what would be valid;
+    /// all of them are reported at once.
+    #[test]
+    fn bad_files_get_named_errors() {
+        assert_eq!(
+            errors("[hosts]\nweb = 0\nlb = 3\n"),
+            [
+                "site.toml:3: hosts.lb: 3 load balancers (1, or 2 for a pair on a floating address); valid: 1 to 2",
+                "site.toml:2: hosts.web: 0 web servers; valid: 1 to 78",
+            ]
+        );
+        assert_eq!(
+            errors("[etcd]\nhosts = [\"monitor\", \"dns\"]\n"),
+            ["site.toml:2: etcd.hosts: 2 members; etcd needs an odd number, 3 or more (a quorum survives the loss of (n-1)/2), such as [\"monitor\", \"dns\", \"lb1\"]"]
+        );
+        assert_eq!(
+            errors("[etcd]\nhosts = [\"monitor\", \"db1\", \"web7\"]\n"),
+            [
+                "site.toml:2: etcd.hosts: db1 is a database host; etcd must not share a host with what it arbitrates",
+                "site.toml:2: etcd.hosts: no host web7; the site's hosts are client, dns, lb1, web1, web2, db1, db2, monitor",
+            ]
+        );
+        assert_eq!(
+            errors("[segments]\napp = \"198.18.1.0/24\"\ndata = \"198.18.0.0/23\"\n"),
+            ["site.toml:3: segments.data: 198.18.0.0/23 overlaps segments.app (198.18.1.0/24); each segment needs a network of its own"]
+        );
+        assert_eq!(
+            errors("[segments]\nmgmt = \"198.18.9.1/24\"\n"),
+            ["site.toml:2: segments.mgmt: \"198.18.9.1/24\" is not an IPv4 network: write it as address/prefix with no host bits, prefix 8 to 30, such as \"198.18.1.0/24\""]
+        );
+        assert_eq!(
+            errors("[[host]]\nname = \"web1\"\napp = \"198.18.2.11\"\npublic = \"203.0.113.7\"\n"),
+            [
+                "site.toml:4: host.public: web1 is not on the public segment; a web host is on app, data, mgmt",
+                "site.toml:3: host.app: 198.18.2.11 is outside the app segment 198.18.1.0/24",
+            ]
+        );
+        // Overlapping addresses: a pinned address that another host already has.
+        assert_eq!(
+            errors("[[host]]\nname = \"web2\"\ndata = \"198.18.2.21\"\n"),
+            ["site.toml:3: host.data: data 198.18.2.21 of db1 is already web2's; every address must be unique"]
+        );
+        assert_eq!(
+            errors("[hosts]\nlb = 2\n[lb]\nvip = \"203.0.113.10\"\n"),
+            ["site.toml:4: lb.vip: public 203.0.113.10 of lb1 is already the floating address (lb.vip)'s; every address must be unique"]
+        );
+        assert_eq!(
+            errors("[lb]\nvip = \"10.0.0.1\"\n"),
+            [
+                "site.toml:2: lb.vip: 10.0.0.1 is outside the public segment 203.0.113.0/24",
+                "site.toml:2: lb.vip: a floating address needs two load balancers (hosts.lb = 2)",
+            ]
+        );
+        assert_eq!(
+            errors("[hosts]\nwebs = 3\n"),
+            ["site.toml:2: (syntax): unknown field `webs`, expected one of `lb`, `web`, `replicas`"]
+        );
+        assert_eq!(
+            errors("names = [\"www.foobar.com\", \"bad name\"]\n"),
+            ["site.toml:1: names: \"bad name\" is not a DNS name (letters, digits and dashes, in dotted labels)"]
+        );
+        // A network too small for the hosts.
+        assert_eq!(
+            errors("[segments]\nmgmt = \"198.18.9.0/28\"\n"),
+            ["dns", "db1", "db2"].map(|h| format!(
+                "site.toml:2: segments.mgmt: 198.18.9.0/28 has no room for {h} (host number out of range); use a larger network"
+            ))
+        );
+    }
+}

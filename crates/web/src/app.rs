@@ -36,7 +36,7 @@ use serde_json::{json, Map, Value};
 use sqlx::mysql::MySqlConnection;
 use time::PrimitiveDateTime;
 
-use crate::db::{error_number, Db, DbError, GtidSet, Refusal, Role};
+use crate::db::{error_number, Db, DbError, GtidSet, Refusal, Role, Served};
 use crate::idempotency::{self, Claim, Idem};
 use crate::metrics::Metrics;
 
@@ -52,6 +52,8 @@ pub struct Reply {
     pub headers: HeaderMap,
     /// The database role that served the request's read, if any.
     pub db_role: Option<Role>,
+    /// The database host that served it.
+    pub db_server: Option<std::sync::Arc<str>>,
 }
 
 impl Reply {
@@ -62,6 +64,7 @@ impl Reply {
             body: Bytes::from(v.to_string()),
             headers: HeaderMap::new(),
             db_role: None,
+            db_server: None,
         }
     }
 
@@ -76,6 +79,12 @@ impl Reply {
 
     fn with_role(mut self, role: Role) -> Reply {
         self.db_role = Some(role);
+        self
+    }
+
+    fn with_served(mut self, served: Served) -> Reply {
+        self.db_role = Some(served.role);
+        self.db_server = Some(served.server);
         self
     }
 
@@ -447,6 +456,7 @@ impl App {
                 body: Bytes::from(body),
                 headers: HeaderMap::new(),
                 db_role: None,
+                db_server: None,
             }
             .with_role(Role::Primary)
             .with_gtid(gtid.as_ref()),
@@ -459,6 +469,7 @@ impl App {
                     body: Bytes::from(stored.body),
                     headers: HeaderMap::new(),
                     db_role: None,
+                    db_server: None,
                 };
                 r.headers
                     .insert(idempotency::REPLAYED, HeaderValue::from_static("true"));
@@ -544,9 +555,11 @@ impl App {
             })
             .await;
         match r {
-            Ok((Some(row), role)) => Reply::json(StatusCode::OK, &to_json(&row)).with_role(role),
-            Ok((None, role)) => {
-                Reply::error(StatusCode::NOT_FOUND, "not_found", "id", missing).with_role(role)
+            Ok((Some(row), served)) => {
+                Reply::json(StatusCode::OK, &to_json(&row)).with_served(served)
+            }
+            Ok((None, served)) => {
+                Reply::error(StatusCode::NOT_FOUND, "not_found", "id", missing).with_served(served)
             }
             Err(e) => db_error(&e),
         }
@@ -606,7 +619,7 @@ impl App {
         &self,
         limit: u32,
         after: Option<&GtidSet>,
-    ) -> Result<(Vec<MessageRow>, Role), DbError> {
+    ) -> Result<(Vec<MessageRow>, Served), DbError> {
         self.db
             .read(after, move |conn| {
                 Box::pin(async move {
@@ -632,9 +645,9 @@ impl App {
             }
         };
         match self.latest(limit, after).await {
-            Ok((rows, role)) => {
+            Ok((rows, served)) => {
                 let items: Vec<Value> = rows.iter().map(message_json).collect();
-                Reply::json(StatusCode::OK, &json!({ "messages": items })).with_role(role)
+                Reply::json(StatusCode::OK, &json!({ "messages": items })).with_served(served)
             }
             Err(e) => db_error(&e),
         }
@@ -642,8 +655,8 @@ impl App {
 
     /// The home page: the latest messages, rendered on the server (no script).
     pub async fn home(&self, after: Option<&GtidSet>) -> Reply {
-        let (rows, role, note) = match self.latest(20, after).await {
-            Ok((rows, role)) => (rows, Some(role), None),
+        let (rows, served, note) = match self.latest(20, after).await {
+            Ok((rows, served)) => (rows, Some(served), None),
             Err(e) => {
                 tracing::warn!(error = %e, "home page without messages");
                 (
@@ -690,7 +703,7 @@ impl App {
         html.push_str("</main>\n<footer class=\"served\">served by <strong>");
         escape(&mut html, &self.server_name);
         html.push_str("</strong>");
-        if let Some(role) = role {
+        if let Some(role) = served.as_ref().map(|s| s.role) {
             html.push_str(" · messages read from the <strong>");
             html.push_str(role.as_str());
             html.push_str("</strong>");
@@ -701,7 +714,8 @@ impl App {
             content_type: "text/html; charset=utf-8",
             body: Bytes::from(html),
             headers: HeaderMap::new(),
-            db_role: role,
+            db_role: served.as_ref().map(|s| s.role),
+            db_server: served.map(|s| s.server),
         }
     }
 }

@@ -226,6 +226,8 @@ impl Default for ServerHealth {
 /// A configured server: its read pool and health.
 struct Slot {
     server: Server,
+    /// `server.host`, shared with every read it serves (`Served`).
+    name: Arc<str>,
     pool: Pool,
     options: MySqlConnectOptions,
     health: ServerHealth,
@@ -246,6 +248,13 @@ impl Slot {
     }
 }
 
+/// Which server served a read: its role, and its host name (`X-Db-Server`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Served {
+    pub role: Role,
+    pub server: Arc<str>,
+}
+
 /// Where a read goes: a replica, and the GTID to wait for there with the permit that
 /// bounds concurrent waits.
 type Pick<'d, 'g> = (
@@ -256,6 +265,8 @@ type Pick<'d, 'g> = (
 /// The leader followed now and the write pool to its address.
 struct Primary {
     leader: Leader,
+    /// `leader.host`, shared with every read it serves (`Served`).
+    name: Arc<str>,
     pool: Arc<Pool>,
     options: MySqlConnectOptions,
 }
@@ -367,6 +378,7 @@ impl Db {
             .map(|s| {
                 let options = connect_options(config, s.addr, &config.user, &password);
                 Slot {
+                    name: Arc::from(s.host.as_str()),
                     server: s.clone(),
                     pool: Pool::new(
                         options.clone(),
@@ -445,6 +457,7 @@ impl Db {
                     new.writable
                 );
                 self.primary.store(Some(Arc::new(Primary {
+                    name: Arc::clone(&cur.name),
                     leader: new.clone(),
                     pool: Arc::clone(&cur.pool),
                     options: cur.options.clone(),
@@ -485,6 +498,7 @@ impl Db {
                     self.config.connect_timeout,
                 )),
                 options,
+                name: Arc::from(l.host.as_str()),
                 leader: l,
             })
         });
@@ -687,7 +701,7 @@ impl Db {
 
     /// Runs a read with the routing rules above. `f` is called once, or twice when the
     /// replica fails underneath it.
-    pub async fn read<T, F>(&self, after: Option<&GtidSet>, f: F) -> Result<(T, Role), DbError>
+    pub async fn read<T, F>(&self, after: Option<&GtidSet>, f: F) -> Result<(T, Served), DbError>
     where
         T: Send,
         F: for<'c> Fn(&'c mut MySqlConnection) -> BoxFuture<'c, Result<T, sqlx::Error>>
@@ -702,7 +716,11 @@ impl Db {
                 match on_replica(slot, wait, &f, timeout, self.config.gtid_wait).await {
                     Ok(Some(v)) => {
                         self.metrics.read(Role::Replica);
-                        return Ok((v, Role::Replica));
+                        let served = Served {
+                            role: Role::Replica,
+                            server: Arc::clone(&slot.name),
+                        };
+                        return Ok((v, served));
                     }
                     Ok(None) => self.fallback(Fallback::GtidWait),
                     // No free replica connection, or the query was slow: this request goes to
@@ -718,9 +736,13 @@ impl Db {
                 }
             }
         }
-        let v = self.on_primary(&f, timeout).await?;
+        let (v, server) = self.on_primary(&f, timeout).await?;
         self.metrics.read(Role::Primary);
-        Ok((v, Role::Primary))
+        let served = Served {
+            role: Role::Primary,
+            server,
+        };
+        Ok((v, served))
     }
 
     /// Chooses the replica a read that presents `after` goes to, and whether it must wait
@@ -764,7 +786,7 @@ impl Db {
         }
     }
 
-    async fn on_primary<T, F>(&self, f: &F, timeout: Duration) -> Result<T, DbError>
+    async fn on_primary<T, F>(&self, f: &F, timeout: Duration) -> Result<(T, Arc<str>), DbError>
     where
         F: for<'c> Fn(&'c mut MySqlConnection) -> BoxFuture<'c, Result<T, sqlx::Error>>,
     {
@@ -779,7 +801,7 @@ impl Db {
             Ok::<_, sqlx::Error>(v)
         };
         match tokio::time::timeout(timeout, run).await {
-            Ok(r) => r.map_err(|e| {
+            Ok(r) => r.map(|v| (v, Arc::clone(&primary.name))).map_err(|e| {
                 self.metrics.db_error(Role::Primary);
                 DbError::from(e)
             }),

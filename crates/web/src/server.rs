@@ -468,7 +468,8 @@ impl Web {
     }
 
     /// Turns an application reply into a response; the database role goes into
-    /// `X-Db-Role` (removed again after logging unless `role_header` is on).
+    /// `X-Db-Role` (removed again after logging unless `role_header` is on), and with
+    /// `role_header` the server's host name into `X-Db-Server`.
     fn finish(&self, r: Reply) -> Response<Full<Bytes>> {
         let mut resp = Response::new(Full::new(r.body));
         *resp.status_mut() = r.status;
@@ -482,6 +483,13 @@ impl Web {
         if let Some(role) = r.db_role {
             if self.role_header() || self.access_log.enabled() {
                 h.insert("x-db-role", HeaderValue::from_static(role.as_str()));
+            }
+        }
+        // Which server served the read, with the role header (debugging, and the tests
+        // that check reads spread over the replicas).
+        if let Some(server) = r.db_server.filter(|_| self.role_header()) {
+            if let Ok(v) = HeaderValue::from_str(&server) {
+                h.insert("x-db-server", v);
             }
         }
         resp
@@ -728,6 +736,7 @@ fn text(status: StatusCode, body: &'static str) -> Reply {
         body: Bytes::from_static(body.as_bytes()),
         headers: http::HeaderMap::new(),
         db_role: None,
+        db_server: None,
     }
 }
 

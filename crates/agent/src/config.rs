@@ -32,6 +32,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub access_log: Vec<FileAccessLog>,
     pub mysql: Option<FileMysql>,
+    /// keepalived's state on a load balancer of a pair.
+    pub vrrp: Option<FileVrrp>,
     #[serde(default)]
     pub buffer: FileBuffer,
     #[serde(default)]
@@ -98,6 +100,14 @@ pub struct FileMysql {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct FileVrrp {
+    /// The file `rampart vrrp-notify` writes keepalived's state to (`MASTER`, `BACKUP`,
+    /// `FAULT`).
+    pub state_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FileBuffer {
     pub max_bytes: Option<u64>,
     pub max_age: Option<String>,
@@ -154,6 +164,8 @@ pub struct Config {
     pub scrapes: Vec<Scrape>,
     pub access_logs: Vec<AccessLog>,
     pub mysql: Option<Mysql>,
+    /// keepalived's state file on a load balancer of a pair.
+    pub vrrp_state_file: Option<PathBuf>,
     pub buffer_max_bytes: u64,
     pub buffer_max_age: Duration,
     pub metrics_listen: Option<SocketAddr>,
@@ -333,6 +345,16 @@ impl ConfigFile for Config {
             );
         }
 
+        let vrrp_state_file = f.vrrp.as_ref().and_then(|v| match v.state_file.as_deref() {
+            Some(p) if !p.is_empty() => Some(c.resolve(Path::new(p))),
+            _ => {
+                c.err(
+                    "vrrp.state_file",
+                    "missing; expected the file `rampart vrrp-notify` writes keepalived's state to",
+                );
+                None
+            }
+        });
         let mysql = f.mysql.as_ref().map(|m| Mysql {
             tcp: match (m.addr.as_deref(), m.ca.as_deref()) {
                 (None, None) => None,
@@ -427,6 +449,7 @@ impl ConfigFile for Config {
             scrapes,
             access_logs,
             mysql,
+            vrrp_state_file,
             buffer_max_bytes,
             buffer_max_age,
             metrics_listen,

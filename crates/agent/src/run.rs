@@ -328,6 +328,11 @@ impl Agent {
             groups.push(("mysql".into(), f));
         }
 
+        if let Some(path) = &self.config.vrrp_state_file {
+            let state = std::fs::read_to_string(path).unwrap_or_default();
+            groups.push(("keepalived".into(), vrrp_families(state.trim())));
+        }
+
         groups.push(("agent".into(), self.own_families(now_ms)));
 
         let mut timeseries = Vec::new();
@@ -466,6 +471,33 @@ fn merge_families(families: Vec<Family>) -> Vec<Family> {
         }
     }
     out
+}
+
+/// keepalived's VRRP state as series: `rampart_vrrp_state{state}` is 1 for the current
+/// state and 0 for the others (all 0 before keepalived's first state), and
+/// `rampart_vrrp_master` is 1 while this load balancer holds the floating address.
+pub fn vrrp_families(state: &str) -> Vec<Family> {
+    let samples = ["MASTER", "BACKUP", "FAULT"]
+        .iter()
+        .map(|s| Sample {
+            labels: vec![("state".to_owned(), (*s).to_owned())],
+            value: if *s == state { 1.0 } else { 0.0 },
+            suffix: "",
+        })
+        .collect();
+    vec![
+        Family {
+            name: "rampart_vrrp_state".into(),
+            help: "keepalived's VRRP state on this load balancer (1 for the current one).".into(),
+            kind: Kind::Gauge,
+            samples,
+        },
+        gauge(
+            "rampart_vrrp_master",
+            "Whether this load balancer holds the pair's floating address.",
+            if state == "MASTER" { 1.0 } else { 0.0 },
+        ),
+    ]
 }
 
 fn gauge(name: &str, help: &str, value: f64) -> Family {

@@ -86,6 +86,8 @@ pub const QUERIES: &[Query] = &[
         "max by (instance) (rampart_keeper_semi_sync_active)",
     ),
     instant("keeper_etcd", "max by (instance) (rampart_keeper_etcd_up)"),
+    // A load-balancer pair: which one holds the floating address.
+    instant("vrrp_master", "max by (instance) (rampart_vrrp_master)"),
 ];
 
 /// The answers to [`QUERIES`] at one moment.

@@ -250,11 +250,19 @@ fn hosts_panel(out: &mut String, snap: &Snapshot) {
     let cpu = latest_by_instance(snap, "cpu");
     let mem = latest_by_instance(snap, "memory");
     let disk = latest_by_instance(snap, "disk");
+    // With a load-balancer pair: which of the two holds the site's floating address.
+    let vrrp = latest_by_instance(snap, "vrrp_master");
     let hosts: BTreeSet<&String> = cpu.keys().chain(mem.keys()).chain(disk.keys()).collect();
     if hosts.is_empty() {
         note(out, snap, &["cpu", "memory", "disk"], "no host metrics");
     } else {
-        out.push_str("<table><tr><th>Host</th><th>CPU busy</th><th>Memory used</th><th>Disk used (/)</th></tr>");
+        out.push_str(
+            "<table><tr><th>Host</th><th>CPU busy</th><th>Memory used</th><th>Disk used (/)</th>",
+        );
+        if !vrrp.is_empty() {
+            out.push_str("<th>Site address</th>");
+        }
+        out.push_str("</tr>");
         for h in hosts {
             let cell = |m: &BTreeMap<String, f64>| {
                 m.get(h).map_or_else(
@@ -265,9 +273,15 @@ fn hosts_panel(out: &mut String, snap: &Snapshot) {
                     },
                 )
             };
+            let holder = match vrrp.get(h) {
+                _ if vrrp.is_empty() => String::new(),
+                Some(v) if *v >= 1.0 => "<td class=\"ok\">holds it</td>".to_owned(),
+                Some(_) => "<td>standby</td>".to_owned(),
+                None => "<td class=\"muted\">–</td>".to_owned(),
+            };
             let _ = write!(
                 out,
-                "<tr><td>{}</td>{}{}{}</tr>",
+                "<tr><td>{}</td>{}{}{}{holder}</tr>",
                 escape(h),
                 cell(&cpu),
                 cell(&mem),
@@ -635,6 +649,21 @@ mod tests {
                     message: "parse error".into(),
                 }),
             ),
+            (
+                "cpu",
+                Ok(vec![
+                    series(&[("instance", "lb1")], &[(t, 0.25)]),
+                    series(&[("instance", "lb2")], &[(t, 0.5)]),
+                    series(&[("instance", "web1")], &[(t, 0.5)]),
+                ]),
+            ),
+            (
+                "vrrp_master",
+                Ok(vec![
+                    series(&[("instance", "lb1")], &[(t, 0.0)]),
+                    series(&[("instance", "lb2")], &[(t, 1.0)]),
+                ]),
+            ),
         ]);
         let alerts = [Alert {
             fingerprint: "abc".into(),
@@ -665,6 +694,11 @@ mod tests {
             "{html}"
         );
         assert!(html.contains("<td class=\"bad\">off</td>"), "{html}");
+        // A load-balancer pair: which one holds the site's address.
+        assert!(html.contains("<th>Site address</th>"), "{html}");
+        assert!(html.contains("<td>lb2</td><td>50%</td><td class=\"muted\">–</td><td class=\"muted\">–</td><td class=\"ok\">holds it</td>"), "{html}");
+        assert!(html.contains("<td>lb1</td><td>25%</td><td class=\"muted\">–</td><td class=\"muted\">–</td><td>standby</td>"), "{html}");
+        assert!(html.contains("<td>web1</td><td>50%</td><td class=\"muted\">–</td><td class=\"muted\">–</td><td class=\"muted\">–</td>"), "{html}");
         assert!(html
             .contains("id=\"panel-errors\"><h2>Error ratio (5xx)</h2><svg class=\"chart empty\""));
         assert!(

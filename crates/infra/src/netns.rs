@@ -66,12 +66,7 @@ pub struct Fabric {
 }
 
 fn seg_name(s: Segment) -> &'static str {
-    match s {
-        Segment::Public => "pub",
-        Segment::App => "app",
-        Segment::Data => "data",
-        Segment::Mgmt => "mgmt",
-    }
+    rampart_topology::render::segment_short(s)
 }
 
 /// Finds `ip` (iproute2), naming the package when it is missing.
@@ -272,7 +267,7 @@ impl Fabric {
             run(&ip, &["netns", "add", &ns])?;
             run(&ip, &["-n", &ns, "link", "set", "lo", "up"])?;
             for (seg, addr) in &host.segments {
-                let inside = format!("eth-{}", seg_name(*seg));
+                let inside = rampart_topology::render::segment_iface(*seg);
                 let outside = format!("p-{}-{}", host.name, seg_name(*seg));
                 if outside.len() > 15 {
                     return Err(InfraError::Invalid(format!(
@@ -292,7 +287,7 @@ impl Fabric {
                     &ip,
                     &["-n", &fab, "link", "set", &outside, "master", &br, "up"],
                 )?;
-                let cidr = format!("{addr}/24");
+                let cidr = format!("{addr}/{}", self.topology.prefix(*seg));
                 run(&ip, &["-n", &ns, "addr", "add", &cidr, "dev", &inside])?;
                 run(&ip, &["-n", &ns, "link", "set", &inside, "up"])?;
             }

@@ -328,6 +328,9 @@ impl Stack {
             }),
             // Started and set up by `start_database`, which waits on it itself.
             Probe::Database => Ok(true),
+            Probe::File { path, body } => {
+                Ok(std::fs::read_to_string(path).is_ok_and(|text| body.passes(&text)))
+            }
         }
     }
 

@@ -55,6 +55,9 @@ pub struct FileListen {
     pub allow_from: Option<Vec<String>>,
     /// Source addresses or networks allowed to connect to `admin`.
     pub admin_allow_from: Option<Vec<String>>,
+    /// Bind `https` and `http` even when their address is not (yet) on this host: a
+    /// floating address that keepalived moves here (IP_FREEBIND). Default false.
+    pub freebind: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -176,6 +179,8 @@ pub struct Listen {
     pub allow_from: AllowList,
     /// Who may connect to `admin`; empty: anyone.
     pub admin_allow_from: AllowList,
+    /// `https` and `http` bind with IP_FREEBIND (a floating address).
+    pub freebind: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -585,6 +590,7 @@ impl ConfigFile for Config {
                 admin,
                 allow_from,
                 admin_allow_from,
+                freebind: f.listen.freebind.unwrap_or(false),
             },
             certificates,
             redirect,
@@ -682,7 +688,7 @@ address = "127.0.0.1:8081"
         check(MINIMAL, "ok");
         check(
             "[listen]\nhttps = \"0.0.0.0:443\"\nbogus = 1\n",
-            "/etc/rampart/lb.toml: line 3: unknown field `bogus`, expected one of `https`, `http`, `admin`, `allow_from`, `admin_allow_from`",
+            "/etc/rampart/lb.toml: line 3: unknown field `bogus`, expected one of `https`, `http`, `admin`, `allow_from`, `admin_allow_from`, `freebind`",
         );
         check(
             "",

@@ -48,11 +48,19 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 impl Listeners {
-    /// Binds the addresses of `config`. Must be called inside a tokio runtime.
+    /// Binds the addresses of `config` (the public ones with IP_FREEBIND when
+    /// `listen.freebind`). Must be called inside a tokio runtime.
     pub fn bind(config: &Config) -> std::io::Result<Self> {
+        let public = |addr: SocketAddr| {
+            if config.listen.freebind {
+                rampart_telemetry::listen::tcp_freebind(addr, 4096)
+            } else {
+                bind(addr)
+            }
+        };
         Ok(Self {
-            https: bind(config.listen.https)?,
-            http: config.listen.http.map(bind).transpose()?,
+            https: public(config.listen.https)?,
+            http: config.listen.http.map(public).transpose()?,
             admin: config.listen.admin.map(bind).transpose()?,
         })
     }

@@ -59,6 +59,20 @@ pub fn allow_list(c: &mut Checker<'_>, key: &str, entries: Option<&[String]>) ->
 
 /// Binds `addr` and listens with `backlog`. Must be called inside a tokio runtime.
 pub fn tcp(addr: SocketAddr, backlog: i32) -> std::io::Result<tokio::net::TcpListener> {
+    tcp_with(addr, backlog, false)
+}
+
+/// Like [`tcp`], with IP_FREEBIND: `addr` need not be on this host yet (a floating
+/// address that keepalived assigns to whichever of two hosts is active).
+pub fn tcp_freebind(addr: SocketAddr, backlog: i32) -> std::io::Result<tokio::net::TcpListener> {
+    tcp_with(addr, backlog, true)
+}
+
+fn tcp_with(
+    addr: SocketAddr,
+    backlog: i32,
+    freebind: bool,
+) -> std::io::Result<tokio::net::TcpListener> {
     let domain = if addr.is_ipv4() {
         socket2::Domain::IPV4
     } else {
@@ -67,6 +81,9 @@ pub fn tcp(addr: SocketAddr, backlog: i32) -> std::io::Result<tokio::net::TcpLis
     let s = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
     s.set_reuse_address(true)?;
     s.set_nonblocking(true)?;
+    if freebind {
+        s.set_freebind(true)?;
+    }
     s.bind(&addr.into())
         .map_err(|e| std::io::Error::new(e.kind(), format!("bind tcp {addr}: {e}")))?;
     s.listen(backlog)?;
@@ -163,6 +180,18 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    /// An address this host does not have (TEST-NET-1, never routed) binds only with
+    /// freebind: what a load balancer of a pair does before keepalived gives it the
+    /// floating address. Nothing is sent.
+    #[tokio::test]
+    async fn freebind_binds_an_address_not_on_this_host() {
+        let addr: SocketAddr = "192.0.2.123:0".parse().unwrap();
+        let err = tcp(addr, 16).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrNotAvailable, "{err}");
+        let l = tcp_freebind(addr, 16).unwrap();
+        assert_eq!(l.local_addr().unwrap().ip(), addr.ip());
     }
 
     #[test]

@@ -258,6 +258,7 @@ impl Site {
         t.site_names = self.names.clone();
         t.etcd = self.etcd.clone();
         t.vip = self.vip;
+        t.prefixes = self.segments.iter().map(|(s, n)| (*s, n.prefix)).collect();
         t.hosts = self
             .hosts()
             .into_iter()

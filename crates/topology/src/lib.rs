@@ -143,6 +143,8 @@ pub struct Topology {
     /// The floating public address a pair of load balancers shares (keepalived);
     /// `None` with one load balancer, whose own public address is the site's.
     pub vip: Option<Ipv4Addr>,
+    /// Each segment's prefix length (24 in the built-in topology).
+    pub prefixes: Vec<(Segment, u8)>,
 }
 
 impl Topology {
@@ -230,6 +232,7 @@ impl Topology {
             ports,
             etcd: DEFAULT_ETCD_HOSTS.map(str::to_owned).to_vec(),
             vip: None,
+            prefixes: [Public, App, Data, Mgmt].map(|s| (s, 24)).to_vec(),
         }
     }
 
@@ -287,6 +290,32 @@ impl Topology {
                 .map_or(host.local, |(_, a)| *a)
                 .into(),
         }
+    }
+
+    /// `segment`'s prefix length.
+    pub fn prefix(&self, segment: Segment) -> u8 {
+        self.prefixes
+            .iter()
+            .find(|(s, _)| *s == segment)
+            .map_or(24, |(_, p)| *p)
+    }
+
+    /// The address the site's names resolve to: a load-balancer pair's floating address,
+    /// else the (first) load balancer's public address.
+    pub fn site_addr(&self) -> Option<IpAddr> {
+        match (self.mode, self.vip) {
+            (Mode::Isolated, Some(vip)) => Some(vip.into()),
+            _ => self
+                .with_role(Role::Lb)
+                .next()
+                .map(|lb| self.addr(lb, Segment::Public)),
+        }
+    }
+
+    /// The other load balancer of a pair (`None` without a floating address).
+    pub fn lb_peer(&self, host: &Host) -> Option<&Host> {
+        self.vip?;
+        self.with_role(Role::Lb).find(|h| h.name != host.name)
     }
 
     /// The source address a host's outgoing connections to `segment` carry, as a server

@@ -101,6 +101,10 @@
 //!   semi-sync timeout) or a manual change does this.
 //! - `keeper_etcd_for` 30 s (10 s): a keeper that cannot reach etcd cannot lead or
 //!   fail over (a leader demotes itself within its 6 s lease).
+//! - `lb_pair_lookback` 1 m (10 s) for 1 m (10 s): LoadBalancerPairDegraded fires when a
+//!   site with a load-balancer pair (keepalived state seen within a day) has fewer than
+//!   two load balancers in MASTER or BACKUP over the lookback: one is down, silent or in
+//!   FAULT (its lb process failed), and the next failure takes the site down.
 //! - `group_wait` 10 s (1 s), `group_interval` 1 m (5 s), `repeat_interval` 4 h (1 h):
 //!   Alertmanager groups nothing (`group_by: ['...']`): its only receiver is the
 //!   dashboard, which records each alert, so each alert is sent on its own and quickly.
@@ -158,6 +162,7 @@ pub mod alert {
     pub const NO_SYNC_STANDBY: &str = "NoSyncStandby";
     pub const SEMI_SYNC_OFF: &str = "SemiSyncOff";
     pub const KEEPER_ETCD_DOWN: &str = "KeeperCannotReachEtcd";
+    pub const LB_PAIR_DEGRADED: &str = "LoadBalancerPairDegraded";
     /// Every alert, in the order of the rules file.
     pub const ALL: &[&str] = &[
         TRAFFIC_ANOMALY,
@@ -173,6 +178,7 @@ pub mod alert {
         NO_SYNC_STANDBY,
         SEMI_SYNC_OFF,
         KEEPER_ETCD_DOWN,
+        LB_PAIR_DEGRADED,
     ];
 }
 
@@ -232,6 +238,10 @@ pub struct MonitorSettings {
     pub no_sync_standby_for: Duration,
     pub semi_sync_off_for: Duration,
     pub keeper_etcd_for: Duration,
+    /// LoadBalancerPairDegraded: a load balancer counts while it reported MASTER or
+    /// BACKUP within this lookback.
+    pub lb_pair_lookback: Duration,
+    pub lb_pair_for: Duration,
 
     /// Alertmanager: wait before the first notification of a new alert.
     pub group_wait: Duration,
@@ -283,6 +293,8 @@ impl Default for MonitorSettings {
             no_sync_standby_for: secs(MINUTE),
             semi_sync_off_for: secs(30),
             keeper_etcd_for: secs(30),
+            lb_pair_lookback: secs(MINUTE),
+            lb_pair_for: secs(MINUTE),
             group_wait: secs(10),
             group_interval: secs(MINUTE),
             repeat_interval: secs(4 * HOUR),
@@ -318,6 +330,8 @@ impl MonitorSettings {
             no_sync_standby_for: secs(10),
             semi_sync_off_for: secs(10),
             keeper_etcd_for: secs(10),
+            lb_pair_lookback: secs(10),
+            lb_pair_for: secs(10),
             group_wait: secs(1),
             group_interval: secs(5),
             repeat_interval: secs(HOUR),
@@ -791,6 +805,26 @@ fn alert_rules(s: &MonitorSettings) -> Vec<Alert> {
             summary: "The keeper on {{ $labels.instance }} cannot reach etcd".to_owned(),
             description: "The database keeper on {{ $labels.instance }} cannot read etcd: \
                           it can neither lead nor take over, and a primary demotes itself."
+                .to_owned(),
+        },
+        Alert {
+            name: alert::LB_PAIR_DEGRADED,
+            expr: format!(
+                "(\n\
+                 \x20 count(count by (instance) (max_over_time(rampart_vrrp_state{{state=~\"MASTER|BACKUP\"}}[{}]) == 1))\n\
+                 \x20 or vector(0)\n\
+                 ) < 2\n\
+                 and on ()\n\
+                 count(max_over_time(rampart_vrrp_master[1d])) > 0",
+                prom_duration(s.lb_pair_lookback)
+            ),
+            for_: s.lb_pair_for,
+            severity: Critical,
+            summary: "Only {{ $value }} load balancer of the pair can hold the site's address"
+                .to_owned(),
+            description: "Fewer than two load balancers report keepalived in MASTER or BACKUP: \
+                          one is down, silent, or in FAULT because its lb process failed. The \
+                          site is up on the other, and the next failure takes it down."
                 .to_owned(),
         },
     ]

@@ -6,14 +6,18 @@
 //! `established,related` accepted; loopback accepted and loopback addresses arriving on
 //! any other interface dropped; ICMP echo and the ICMP errors rate-limited; on the load
 //! balancer, a per-source limit on new connections to its public ports; new connections
-//! only for the flows of the policy, inbound to this host and outbound from it; drops
+//! only for the flows of the policy, inbound to this host and outbound from it (a
+//! load-balancer pair's floating address counts as each of the two's, and the pair
+//! exchanges VRRP with each other only); drops
 //! counted in named counters and logged, rate-limited, through `log group` (the kernel's
 //! plain `log` prints nothing from a non-default namespace).
 
 use std::fmt::Write as _;
 
+use std::net::IpAddr;
+
 use crate::policy::{From, Proto};
-use crate::{Host, Role, Topology};
+use crate::{Host, Role, Segment, Topology};
 
 /// The nflog group drop logs go to.
 pub const LOG_GROUP: u16 = 1;
@@ -92,7 +96,7 @@ pub fn ruleset(t: &Topology, host: &Host) -> String {
         );
     }
     for f in policy.flows.iter().filter(|f| f.to == host.name) {
-        let Some(daddr) = t.segment_addr(host, f.segment) else {
+        let Some(daddr) = daddrs(t, host, f.segment) else {
             continue;
         };
         let saddr = match &f.from {
@@ -116,6 +120,12 @@ pub fn ruleset(t: &Topology, host: &Host) -> String {
             f.proto.as_str(),
             f.port,
             f.what
+        );
+    }
+    if let Some((me, peer)) = vrrp_pair(t, host) {
+        let _ = writeln!(
+            s,
+            "\t\tip saddr {peer} ip daddr {me} ip protocol vrrp accept comment \"vrrp from the other load balancer\""
         );
     }
     drop_tail(&mut s, &host.name, "input");
@@ -145,7 +155,7 @@ pub fn ruleset(t: &Topology, host: &Host) -> String {
         }
         let (Some(saddr), Some(daddr)) = (
             t.segment_addr(host, f.segment),
-            t.host(&f.to).and_then(|to| t.segment_addr(to, f.segment)),
+            t.host(&f.to).and_then(|to| daddrs(t, to, f.segment)),
         ) else {
             continue;
         };
@@ -158,10 +168,39 @@ pub fn ruleset(t: &Topology, host: &Host) -> String {
             f.to
         );
     }
+    if let Some((me, peer)) = vrrp_pair(t, host) {
+        let _ = writeln!(
+            s,
+            "\t\tip saddr {me} ip daddr {peer} ip protocol vrrp accept comment \"vrrp to the other load balancer\""
+        );
+    }
     drop_tail(&mut s, &host.name, "output");
     let _ = writeln!(s, "\t}}");
     let _ = writeln!(s, "}}");
     s
+}
+
+/// The destination addresses of `host` on `segment`: its own, and on the public
+/// segment of a load balancer of a pair, the floating address too (whichever of the two
+/// holds it receives the site's traffic).
+fn daddrs(t: &Topology, host: &Host, segment: Segment) -> Option<String> {
+    let own = t.segment_addr(host, segment)?;
+    match t.vip {
+        Some(vip) if host.role == Role::Lb && segment == Segment::Public => {
+            Some(set(&[own.to_string(), vip.to_string()]))
+        }
+        _ => Some(own.to_string()),
+    }
+}
+
+/// A load balancer of a pair: its own and its peer's public addresses, between which
+/// keepalived sends VRRP (unicast).
+fn vrrp_pair(t: &Topology, host: &Host) -> Option<(IpAddr, IpAddr)> {
+    let peer = t.lb_peer(host)?;
+    Some((
+        t.segment_addr(host, Segment::Public)?,
+        t.segment_addr(peer, Segment::Public)?,
+    ))
 }
 
 fn drop_tail(s: &mut String, host: &str, chain: &str) {

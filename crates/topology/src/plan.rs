@@ -14,8 +14,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use crate::render::{
-    agent_config, alert_webhook, alertmanager_addr, dashboard_config, dns_config, keeper_config,
-    lb_config, web_config, Failover, Pace, StatePaths, ETCD_CLIENT_STEM, ETCD_SERVER_STEM,
+    agent_config, alert_webhook, alertmanager_addr, dashboard_config, dns_config,
+    keepalived_config, keeper_config, lb_config, web_config, Failover, Pace, StatePaths,
+    ETCD_CLIENT_STEM, ETCD_SERVER_STEM, VRRP_STATE_FILE,
 };
 use crate::{monitor, nft, Host, Mode, Role, Segment, Topology};
 
@@ -229,6 +230,9 @@ pub enum Probe {
     },
     /// The database answers over its socket and has its place in replication.
     Database,
+    /// A file the service writes (keepalived's VRRP state, through `rampart
+    /// vrrp-notify`) exists and its contents pass the check.
+    File { path: PathBuf, body: BodyCheck },
 }
 
 /// What an HTTP readiness answer's body must hold.
@@ -340,6 +344,7 @@ const START_ORDER: [Role; 7] = [
 ];
 
 const CONFIG_MODE: u32 = 0o644;
+
 const SECRET_MODE: u32 = 0o600;
 
 /// The plan of `t` run with `s`.
@@ -457,7 +462,13 @@ fn host_plan(t: &Topology, s: &Settings, h: &Host) -> HostPlan {
     match h.role {
         Role::DbPrimary | Role::DbReplica => services.push(b.database()),
         Role::Web => services.push(b.web()),
-        Role::Lb => services.push(b.lb()),
+        Role::Lb => {
+            services.push(b.lb());
+            // A pair: keepalived moves the floating address, tracking this lb.
+            if namespace.is_some() && t.lb_peer(h).is_some() {
+                services.push(b.keepalived());
+            }
+        }
         Role::Dns => services.push(b.dns()),
         Role::Monitor => {
             // The dashboard first: it creates the webhook token Alertmanager sends.
@@ -629,6 +640,54 @@ impl Builder<'_> {
         svc.needs.extend(self.cert("site"));
         svc.needs.extend(self.cert(&self.h.name));
         svc.needs.push(self.ca());
+        svc
+    }
+
+    /// keepalived of a load-balancer pair (isolated mode): VRRP with the other load
+    /// balancer over the public segment, the floating address on whichever is active.
+    /// Ready once it has entered its first state (`rampart vrrp-notify` writes it).
+    fn keepalived(&self) -> ServicePlan {
+        let conf = self.file("keepalived.conf");
+        let state = self.file(VRRP_STATE_FILE);
+        let notify = format!(
+            "{} vrrp-notify --state-file {}",
+            display(&self.s.bin),
+            display(&state)
+        );
+        let config = keepalived_config(self.t, self.h, &notify).unwrap_or_default();
+        let flag = |k: &str, f: &str| format!("--{k}={}", display(&self.file(f)));
+        let launch = Launch::Process {
+            program: Program::Packaged {
+                program: "keepalived",
+                package: "keepalived",
+            },
+            args: vec![
+                "--dont-fork".into(),
+                "--log-console".into(),
+                "--log-detail".into(),
+                "--vrrp".into(),
+                format!("--use-file={}", display(&conf)),
+                flag("pid", "keepalived.main.pid"),
+                flag("vrrp_pid", "keepalived.vrrp.pid"),
+                flag("checkers_pid", "keepalived.checkers.pid"),
+            ],
+        };
+        let ready = Probe::File {
+            path: state.clone(),
+            body: BodyCheck::NonEmpty,
+        };
+        let mut svc = self.service("keepalived", "keepalived", launch, ready);
+        svc.files.push(FileSpec {
+            path: conf,
+            contents: config,
+            mode: CONFIG_MODE,
+        });
+        // Emptied at each start: a state from before is no longer true.
+        svc.files.push(FileSpec {
+            path: state,
+            contents: String::new(),
+            mode: CONFIG_MODE,
+        });
         svc
     }
 
@@ -1418,6 +1477,69 @@ mod tests {
         // Agents push (remote write): every host with a management address may.
         assert!(t.allows("db3", "monitor", Proto::Tcp, 9090));
         assert!(t.allows("web3", "monitor", Proto::Tcp, 9090));
+    }
+
+    /// A pair of load balancers: keepalived on both (VRRP unicast to each other, the
+    /// floating address on the public interface, the local lb tracked), each lb bound to
+    /// the floating address with freebind, DNS answering it, and firewalls that admit the
+    /// site's traffic to it and VRRP between the two alone.
+    #[test]
+    fn a_load_balancer_pair_shares_a_floating_address() {
+        let site = crate::file::parse("site.toml", "[hosts]\nlb = 2\n").unwrap();
+        let t = site.topology(Mode::Isolated, 0).unwrap();
+        let p = plan(&t, &settings(Some("rp")));
+        let file = |host: &str, svc: &str, i: usize| {
+            p.host(host)
+                .and_then(|h| h.service(svc))
+                .and_then(|s| s.files.get(i))
+                .map(|f| f.contents.clone())
+                .unwrap_or_else(|| panic!("{host}/{svc}"))
+        };
+        assert_eq!(services(&p, "lb1"), ["etcd", "lb", "keepalived", "agent"]);
+        assert_eq!(services(&p, "lb2"), ["lb", "keepalived", "agent"]);
+        let k1 = file("lb1", "keepalived", 0);
+        let k2 = file("lb2", "keepalived", 0);
+        for needle in [
+            "unicast_src_ip 203.0.113.10",
+            "\t\t203.0.113.9\n",
+            "203.0.113.80/24 dev eth-pub",
+            "priority 150",
+            "http://198.18.9.10:9180/-/healthy",
+            "/bin/rampart vrrp-notify --state-file /st/hosts/lb1/vrrp.state",
+        ] {
+            assert!(k1.contains(needle), "{needle} not in {k1}");
+        }
+        assert!(
+            k2.contains("unicast_src_ip 203.0.113.9") && k2.contains("priority 100"),
+            "{k2}"
+        );
+        let lb2 = file("lb2", "lb", 0);
+        assert!(
+            lb2.contains("https = \"203.0.113.80:443\"") && lb2.contains("freebind = true"),
+            "{lb2}"
+        );
+        assert!(file("dns", "dns", 0).contains("site = \"203.0.113.80\""));
+        assert!(file("lb2", "agent", 0).contains("/st/hosts/lb2/vrrp.state"));
+        let nft1 = crate::nft::ruleset(&t, t.host("lb1").unwrap());
+        assert!(
+            nft1.contains("ip saddr 203.0.113.9 ip daddr 203.0.113.10 ip protocol vrrp accept"),
+            "{nft1}"
+        );
+        assert!(
+            nft1.contains(
+                "ip daddr { 203.0.113.10, 203.0.113.80 } tcp dport 443 ct state new accept"
+            ),
+            "{nft1}"
+        );
+        let client = crate::nft::ruleset(&t, t.host("client").unwrap());
+        assert!(
+            client.contains("ip daddr { 203.0.113.9, 203.0.113.80 } tcp dport 443"),
+            "{client}"
+        );
+        // No VRRP anywhere else, and one load balancer has no keepalived.
+        let web = crate::nft::ruleset(&t, t.host("web1").unwrap());
+        assert!(!web.contains("vrrp"));
+        assert!(!services(&isolated(), "lb1").contains(&"keepalived"));
     }
 
     /// etcd in local mode: loopback addresses, a token per address block, and the same

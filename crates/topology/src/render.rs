@@ -320,10 +320,19 @@ pub fn lb_config(t: &Topology, host: &Host, state: &StatePaths) -> String {
     let (site_cert, site_key) = cert_and_key(state, "site");
     let (cert, key) = cert_and_key(state, &host.name);
     let mut s = Toml::new();
+    // A pair serves the floating address, bound before keepalived gives it to this
+    // side (freebind): whichever holds it answers at once.
+    let public = match t.vip.filter(|_| t.lb_peer(host).is_some()) {
+        Some(vip) => std::net::IpAddr::from(vip),
+        None => t.addr(host, Segment::Public),
+    };
     s.table("listen")
-        .str("https", t.sock(host, Segment::Public, t.ports.lb_https))
-        .str("http", t.sock(host, Segment::Public, t.ports.lb_http))
+        .str("https", std::net::SocketAddr::new(public, t.ports.lb_https))
+        .str("http", std::net::SocketAddr::new(public, t.ports.lb_http))
         .str("admin", t.sock(host, Segment::Mgmt, t.ports.lb_admin));
+    if public != t.addr(host, Segment::Public) {
+        s.raw("freebind", true);
+    }
     // The public ports follow the policy (anyone, by default); the admin listener
     // (metrics, reload) is for the host itself: the policy opens it to no one.
     if let Some(public) = policy_sources(t, host, t.ports.lb_https) {
@@ -420,6 +429,11 @@ pub fn agent_config(
             .str("service", job)
             .path("path", &dir.join("access.log"));
     }
+    if host.role == Role::Lb && t.mode == crate::Mode::Isolated && t.lb_peer(host).is_some() {
+        // Which of the pair holds the floating address.
+        s.table("vrrp")
+            .path("state_file", &dir.join(VRRP_STATE_FILE));
+    }
     if matches!(host.role, Role::DbPrimary | Role::DbReplica) {
         // The keeper's role, epoch, sync standby and semi-sync state.
         let status = t.sock(host, Segment::Mgmt, t.ports.keeper);
@@ -497,14 +511,98 @@ pub fn zone_apex(t: &Topology) -> &str {
         .map_or("foobar.com", String::as_str)
 }
 
-/// The `rampart dns` config of `host`: the site's zone, with the load balancer's public
-/// address for the apex and `www`, served on the host's public address.
-pub fn dns_config(t: &Topology, host: &Host) -> String {
-    let site = t
+/// keepalived's current VRRP state on a load balancer of a pair (`MASTER`, `BACKUP` or
+/// `FAULT`), in the host's directory: written by `rampart vrrp-notify`, read by the
+/// readiness probe and the agent.
+pub const VRRP_STATE_FILE: &str = "vrrp.state";
+
+/// The VRRP instance keepalived runs on a load-balancer pair.
+pub const VRRP_INSTANCE: &str = "site";
+/// A segment's short name in interface names (`eth-pub` inside a namespace, and
+/// `p-<host>-pub` outside, which must fit in 15 bytes).
+pub fn segment_short(segment: Segment) -> &'static str {
+    match segment {
+        Segment::Public => "pub",
+        Segment::App => "app",
+        Segment::Data => "data",
+        Segment::Mgmt => "mgmt",
+    }
+}
+
+/// The interface a host's segment gets inside its namespace (isolated mode).
+pub fn segment_iface(segment: Segment) -> String {
+    format!("eth-{}", segment_short(segment))
+}
+
+/// The keepalived config of `host`, a load balancer of a pair: one VRRP instance sent
+/// unicast to the other load balancer (the firewall admits VRRP from it alone), the
+/// floating address on the public interface, and the local `rampart lb` tracked through
+/// its admin `/-/healthy` (two misses in a row and this side gives the address up).
+/// Both start as BACKUP with `nopreempt`: the higher priority (lb1) takes the address
+/// first, and a recovered load balancer does not take it back (one move per failure).
+/// `notify` runs `notify` with keepalived's arguments appended (type, name, state,
+/// priority); rampart's `vrrp-notify` writes the state where the agent and the
+/// readiness probe read it.
+///
+/// Scripts run as root without `enable_script_security`: that check refuses a script
+/// under a world-writable directory (a checkout in /tmp), and the script here is the
+/// same binary every other root service of the host already runs.
+pub fn keepalived_config(t: &Topology, host: &Host, notify: &str) -> Option<String> {
+    let vip = t.vip?;
+    let peer = t.lb_peer(host)?;
+    let me = t.addr(host, Segment::Public);
+    let peer_addr = t.addr(peer, Segment::Public);
+    let iface = segment_iface(Segment::Public);
+    let first = t
         .with_role(Role::Lb)
         .next()
-        .map(|lb| t.addr(lb, Segment::Public).to_string())
-        .unwrap_or_default();
+        .is_some_and(|h| h.name == host.name);
+    let priority = if first { 150 } else { 100 };
+    let admin = t.sock(host, Segment::Mgmt, t.ports.lb_admin);
+    Some(format!(
+        "# Rendered by rampart (topology::render); rewritten on every start.\n\
+         global_defs {{\n\
+         \trouter_id {name}\n\
+         \tscript_user root\n\
+         \tvrrp_garp_master_delay 1\n\
+         \tvrrp_garp_master_repeat 3\n\
+         }}\n\n\
+         vrrp_script lb_alive {{\n\
+         \tscript \"/usr/bin/curl -sf --max-time 1 -o /dev/null http://{admin}/-/healthy\"\n\
+         \tinterval 1\n\
+         \ttimeout 2\n\
+         \tfall 2\n\
+         \trise 2\n\
+         }}\n\n\
+         vrrp_instance {VRRP_INSTANCE} {{\n\
+         \tstate BACKUP\n\
+         \tnopreempt\n\
+         \tinterface {iface}\n\
+         \tvirtual_router_id 51\n\
+         \tpriority {priority}\n\
+         \tadvert_int 1\n\
+         \tunicast_src_ip {me}\n\
+         \tunicast_peer {{\n\
+         \t\t{peer_addr}\n\
+         \t}}\n\
+         \tvirtual_ipaddress {{\n\
+         \t\t{vip}/{prefix} dev {iface}\n\
+         \t}}\n\
+         \ttrack_script {{\n\
+         \t\tlb_alive\n\
+         \t}}\n\
+         \tnotify \"{notify}\"\n\
+         }}\n",
+        name = host.name,
+        prefix = t.prefix(Segment::Public),
+    ))
+}
+
+/// The `rampart dns` config of `host`: the site's zone, with the site's address (the
+/// load balancer's public one, or a pair's floating one) for the apex and `www`, served
+/// on the host's public address.
+pub fn dns_config(t: &Topology, host: &Host) -> String {
+    let site = t.site_addr().map(|a| a.to_string()).unwrap_or_default();
     let listen = t.sock(host, Segment::Public, t.ports.dns);
     let mut s = Toml::new();
     s.table("listen").str("udp", listen).str("tcp", listen);

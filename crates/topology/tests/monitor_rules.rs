@@ -76,7 +76,7 @@ fn rendered_configs_pass_promtool_and_amtool() {
                 .args(["check", "rules"])
                 .arg(&rules_file));
             assert!(ok, "promtool check rules ({name}):\n{out}");
-            assert!(out.contains("SUCCESS: 24 rules found"), "{out}");
+            assert!(out.contains("SUCCESS: 25 rules found"), "{out}");
             let (ok, out) = run(Command::new(&promtool)
                 .args(["check", "config"])
                 .arg(&config));
@@ -1049,4 +1049,58 @@ fn a_keeper_that_cannot_reach_etcd_pages() {
         )
         .quiet(s(11 * MIN), name);
     promtool_test(&MonitorSettings::default(), &[case]);
+}
+
+fn vrrp(instance: &'static str, state: &'static str) -> [(&'static str, &'static str); 3] {
+    [
+        ("instance", instance),
+        ("job", "keepalived"),
+        ("state", state),
+    ]
+}
+
+/// A pair whose BACKUP goes silent for ten minutes pages once the lookback has passed
+/// and stops when it is back; a site with one load balancer (no keepalived series) never
+/// does.
+#[test]
+fn a_load_balancer_pair_down_to_one_pages() {
+    let st = s(15);
+    let name = "LoadBalancerPairDegraded";
+    let job = |i: &'static str| [("instance", i), ("job", "keepalived")];
+    let pair = Case::new(st)
+        .series("rampart_vrrp_state", &vrrp("lb1", "MASTER"), "1x80")
+        .series("rampart_vrrp_state", &vrrp("lb1", "BACKUP"), "0x80")
+        .series("rampart_vrrp_master", &job("lb1"), "1x80")
+        .series(
+            "rampart_vrrp_state",
+            &vrrp("lb2", "MASTER"),
+            "0x20 _x40 0x20",
+        )
+        .series(
+            "rampart_vrrp_state",
+            &vrrp("lb2", "BACKUP"),
+            "1x20 _x40 1x20",
+        )
+        .series("rampart_vrrp_master", &job("lb2"), "0x20 _x40 0x20")
+        .quiet(s(5 * MIN), name)
+        .alerts(
+            s(10 * MIN),
+            name,
+            vec![alert(
+                &[("severity", "critical")],
+                "Only 1 load balancer of the pair can hold the site's address",
+                "Fewer than two load balancers report keepalived in MASTER or BACKUP: one is \
+                 down, silent, or in FAULT because its lb process failed. The site is up on \
+                 the other, and the next failure takes it down.",
+            )],
+        )
+        .quiet(s(18 * MIN), name);
+    let single = Case::new(st)
+        .series(
+            "rampart_agent_heartbeat_timestamp_seconds",
+            &job("lb1"),
+            "0+15x80",
+        )
+        .quiet(s(10 * MIN), name);
+    promtool_test(&MonitorSettings::default(), &[pair, single]);
 }

@@ -192,6 +192,15 @@ enum Command {
         #[command(flatten)]
         state: StateArg,
     },
+    /// keepalived's notify script on a load-balancer pair: writes the VRRP state
+    /// (keepalived appends: type, name, state, priority) to --state-file.
+    #[command(hide = true)]
+    VrrpNotify {
+        #[arg(long)]
+        state_file: PathBuf,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// The forward `rampart up` runs in isolated mode: accepts on LISTEN (in this
     /// namespace) and connects to TO from inside NETNS.
     #[command(hide = true)]
@@ -324,6 +333,7 @@ pub fn main() -> ExitCode {
         Command::Down { purge, state } => stack::down(&state.dir, purge),
         Command::Status { json, state } => stack::status(&state.dir, json),
         Command::Switchover { to, state } => stack::switchover(&state.dir, to.as_deref()),
+        Command::VrrpNotify { state_file, args } => tools::vrrp_notify(&state_file, &args),
         Command::Topology {
             command: TopologyCommand::Show { file },
         } => tools::topology_show(file.as_deref()),

@@ -116,6 +116,25 @@ pub(super) fn topology_show(path: Option<&Path>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// keepalived's notify: `TYPE NAME STATE PRIORITY` → `STATE` in `state_file`, replaced
+/// atomically. Only the three states keepalived has are written.
+pub(super) fn vrrp_notify(state_file: &Path, args: &[String]) -> ExitCode {
+    let Some(state) = args
+        .get(2)
+        .filter(|s| matches!(s.as_str(), "MASTER" | "BACKUP" | "FAULT" | "STOP"))
+    else {
+        eprintln!("rampart vrrp-notify: expected TYPE NAME STATE PRIORITY, got {args:?}");
+        return ExitCode::from(2);
+    };
+    match rampart_telemetry::fs::write_atomic(state_file, format!("{state}\n").as_bytes(), 0o644) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rampart vrrp-notify: {}: {e}", state_file.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
 pub(super) fn cert(dir: &Path, names: &[String], hosts: &[String]) -> anyhow::Result<()> {
     let ca = rampart_tls::pki::Ca::load_or_create(dir, "rampart local CA").context("local CA")?;
     let site = ca

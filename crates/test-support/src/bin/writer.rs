@@ -7,6 +7,11 @@
 //! the request was sent, or a 4xx/503 that says so) or `unknown` (the request was sent
 //! and no definite answer came back: a timeout, a broken connection, `outcome_unknown`,
 //! a 5xx from the load balancer).
+//!
+//! With `--get PATH` it reads instead: each attempt is `GET PATH` on a kept-alive
+//! connection (a new one after any failure), `ok` for a 2xx and `fail` otherwise, and
+//! the line also carries the `X-Served-By` and `X-Db-Server` headers (`served_by`,
+//! `db_server`), so a test sees which web server and which database answered.
 
 #![allow(clippy::disallowed_methods)] // pacing sleeps on a plain thread
 
@@ -27,6 +32,7 @@ struct Args {
     rate: u64,
     tag: String,
     out: PathBuf,
+    get: Option<String>,
 }
 
 fn args() -> Result<Args, String> {
@@ -40,6 +46,7 @@ fn args() -> Result<Args, String> {
         rate: 20,
         tag: "t".into(),
         out: PathBuf::from("writes.jsonl"),
+        get: None,
     };
     while let Some(k) = it.next() {
         let v = it.next().ok_or(format!("{k}: missing value"))?;
@@ -56,6 +63,7 @@ fn args() -> Result<Args, String> {
             "--rate" => a.rate = num(&v)?.clamp(1, 1000),
             "--tag" => a.tag = v,
             "--out" => a.out = v.into(),
+            "--get" if v.starts_with('/') => a.get = Some(v),
             _ => return Err(format!("unknown argument {k}")),
         }
     }
@@ -100,6 +108,7 @@ fn main() {
     let threads: Vec<_> = (0..a.writers)
         .map(|w| {
             let (cfg, out, tag, addr) = (cfg.clone(), out.clone(), a.tag.clone(), a.addr);
+            let get = a.get.clone();
             std::thread::spawn(move || {
                 let mut conn: Option<Https> = None;
                 for n in 0..per_writer {
@@ -109,9 +118,15 @@ fn main() {
                     let next = Instant::now() + gap;
                     let id = format!("{tag}-w{w}-{n}");
                     let start = now_ms();
-                    let (outcome, status) = attempt(&mut conn, addr, &cfg, &id);
+                    let (outcome, status, extra) = match &get {
+                        Some(path) => read(&mut conn, addr, &cfg, path),
+                        None => {
+                            let (o, s) = attempt(&mut conn, addr, &cfg, &id);
+                            (o, s, String::new())
+                        }
+                    };
                     let line = format!(
-                        "{{\"id\":\"{id}\",\"outcome\":\"{outcome}\",\"status\":{status},\"start_ms\":{start},\"end_ms\":{}}}\n",
+                        "{{\"id\":\"{id}\",\"outcome\":\"{outcome}\",\"status\":{status},\"start_ms\":{start},\"end_ms\":{}{extra}}}\n",
                         now_ms()
                     );
                     if let Ok(mut f) = out.lock() {
@@ -127,6 +142,61 @@ fn main() {
     for t in threads {
         let _ = t.join();
     }
+}
+
+/// One read: its outcome, HTTP status (0 without one) and `,"served_by":…,"db_server":…`.
+fn read(
+    conn: &mut Option<Https>,
+    addr: SocketAddr,
+    cfg: &Arc<rustls::ClientConfig>,
+    path: &str,
+) -> (&'static str, u16, String) {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: www.foobar.com\r\n\r\n");
+    for fresh in [false, true] {
+        if fresh || conn.is_none() {
+            match Https::connect(addr, cfg.clone(), "www.foobar.com") {
+                Ok(c) => *conn = Some(c),
+                Err(_) => {
+                    *conn = None;
+                    return ("fail", 0, String::new());
+                }
+            }
+        }
+        let Some(c) = conn.as_mut() else {
+            return ("fail", 0, String::new());
+        };
+        if c.send(req.as_bytes()).is_err() {
+            // Closed while idle: once more on a new connection.
+            *conn = None;
+            continue;
+        }
+        return match c.response() {
+            Ok(r) => {
+                let header = |n: &str| r.header(n).unwrap_or_default();
+                let extra = format!(
+                    ",\"served_by\":{:?},\"db_server\":{:?}",
+                    header("x-served-by"),
+                    header("x-db-server")
+                );
+                if r.header("connection")
+                    .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+                {
+                    *conn = None;
+                }
+                let outcome = if (200..300).contains(&r.status) {
+                    "ok"
+                } else {
+                    "fail"
+                };
+                (outcome, r.status, extra)
+            }
+            Err(_) => {
+                *conn = None;
+                ("fail", 0, String::new())
+            }
+        };
+    }
+    ("fail", 0, String::new())
 }
 
 /// One insert: its outcome and HTTP status (0 without one).

@@ -1,0 +1,590 @@
+//! A larger site from a topology file, in isolated mode with the real binary: two load
+//! balancers on a floating address (keepalived), three web servers and two replicas.
+//! Bad topology files are refused with named errors before anything starts. The site
+//! answers on the floating address (DNS says so), round robin reaches every web server,
+//! reads reach both replicas, and the firewalls are the policy's. SIGKILL of the active
+//! load balancer's services under a bounded read loop moves the address to the other
+//! (the move time and the failed requests are reported), and so does the lb process
+//! alone (keepalived tracks it). Stopping a replica fails no read and moves its reads to
+//! the other. The dashboard, in Chromium, shows every host and which load balancer
+//! holds the address.
+//!
+//! Needs root and the packages `./run test` installs; skipped visibly elsewhere.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rampart_test_support::client::tool;
+
+const RAMPART: &str = env!("CARGO_BIN_EXE_rampart");
+const VIP: &str = "203.0.113.80";
+
+fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+}
+
+/// An isolated site of its own; dropping it runs `rampart down --purge`.
+struct Site {
+    state: tempfile::TempDir,
+    prefix: String,
+}
+
+impl Site {
+    fn state(&self) -> &Path {
+        self.state.path()
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new(RAMPART)
+            .args(args)
+            .arg("--state")
+            .arg(self.state())
+            .env("RAMPART_LOG", "warn")
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "rampart {args:?}:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `command` inside `host`'s namespace: (success, stdout).
+    fn exec(&self, host: &str, command: &[&str]) -> (bool, String) {
+        let out = Command::new(RAMPART)
+            .args(["exec", "--state"])
+            .arg(self.state())
+            .arg(host)
+            .arg("--")
+            .args(command)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["status", "--json"])).unwrap()
+    }
+
+    /// The pids of every running service of `host`.
+    fn pids(&self, host: &str) -> Vec<u32> {
+        let st = self.status();
+        let h = st["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["name"] == host)
+            .unwrap()
+            .clone();
+        h["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["pid"].as_u64())
+            .map(|p| u32::try_from(p).unwrap())
+            .collect()
+    }
+
+    /// The pid of `host`'s `service`.
+    fn pid(&self, host: &str, service: &str) -> u32 {
+        let st = self.status();
+        let h = st["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["name"] == host)
+            .unwrap()
+            .clone();
+        let s = h["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == service)
+            .unwrap()
+            .clone();
+        u32::try_from(s["pid"].as_u64().unwrap()).unwrap()
+    }
+
+    /// keepalived's state on `lb` (what `rampart vrrp-notify` wrote).
+    fn vrrp(&self, lb: &str) -> String {
+        std::fs::read_to_string(self.state().join("hosts").join(lb).join("vrrp.state"))
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    }
+
+    /// Whether the floating address is on `lb`'s public interface.
+    fn holds_vip(&self, lb: &str) -> bool {
+        let out = Command::new("ip")
+            .args([
+                "-n",
+                &format!("{}-{lb}", self.prefix),
+                "-4",
+                "-o",
+                "addr",
+                "show",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).contains(&format!("inet {VIP}/"))
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        let out = self.run(&["down", "--purge"]);
+        if !out.status.success() {
+            eprintln!("rampart down: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+}
+
+/// One read as `rampart-test-writer --get` recorded it.
+#[derive(Clone, Debug)]
+struct Read {
+    ok: bool,
+    start_ms: u128,
+    served_by: String,
+    db_server: String,
+}
+
+/// A bounded read loop inside the client's namespace: `readers` connections, each at
+/// most `rate` requests a second, for `seconds`.
+struct Reads {
+    child: Child,
+    out: PathBuf,
+    seconds: u64,
+}
+
+impl Reads {
+    fn start(site: &Site, tag: &str, path: &str, seconds: u64) -> Reads {
+        let out = site.state().join(format!("reads-{tag}.jsonl"));
+        let child = Command::new(RAMPART)
+            .args(["exec", "--state"])
+            .arg(site.state())
+            .args(["client", "--"])
+            .arg(rampart_test_support::writer_bin())
+            .args(["--addr", &format!("{VIP}:443"), "--ca"])
+            .arg(site.state().join("certs/ca.pem"))
+            .args([
+                "--get",
+                path,
+                "--writers",
+                "2",
+                "--rate",
+                "20",
+                "--max",
+                "10000",
+            ])
+            .args(["--seconds", &seconds.to_string(), "--tag", tag, "--out"])
+            .arg(&out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        Reads {
+            child,
+            out,
+            seconds,
+        }
+    }
+
+    fn finish(mut self) -> Vec<Read> {
+        let end = Instant::now() + Duration::from_secs(self.seconds + 60);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                assert!(status.success(), "the readers failed: {status}");
+                break;
+            }
+            assert!(Instant::now() < end, "the readers did not finish");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let text = std::fs::read_to_string(&self.out).unwrap();
+        let mut reads: Vec<Read> = text
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                Read {
+                    ok: v["outcome"] == "ok",
+                    start_ms: u128::from(v["start_ms"].as_u64().unwrap()),
+                    served_by: v["served_by"].as_str().unwrap_or_default().to_owned(),
+                    db_server: v["db_server"].as_str().unwrap_or_default().to_owned(),
+                }
+            })
+            .collect();
+        reads.sort_by_key(|r| r.start_ms);
+        reads
+    }
+}
+
+impl Drop for Reads {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn set(reads: &[Read], f: impl Fn(&Read) -> &str) -> BTreeSet<String> {
+    reads
+        .iter()
+        .filter(|r| r.ok)
+        .map(|r| f(r).to_owned())
+        .collect()
+}
+
+#[test]
+fn a_larger_site_with_a_load_balancer_pair() {
+    if !rampart_test_support::require_root("isolated mode (network namespaces)") {
+        return;
+    }
+    for t in [
+        "nft",
+        "etcd",
+        "mariadb",
+        "keepalived",
+        "dig",
+        "chromium",
+        "certutil",
+    ] {
+        if tool(t, None).is_none() {
+            return;
+        }
+    }
+    let site = Site {
+        state: tempfile::Builder::new().prefix("rsc").tempdir().unwrap(),
+        prefix: format!("sc{}", std::process::id() % 100_000),
+    };
+    let dash_port = free_port();
+    let up = |file: &Path| {
+        site.run(&[
+            "up",
+            "-d",
+            "--fast-monitor",
+            "--prefix",
+            &site.prefix,
+            "--publish",
+            "0",
+            "--publish-dashboard",
+            &dash_port.to_string(),
+            "--topology",
+            file.to_str().unwrap(),
+        ])
+    };
+
+    // 5. A bad topology file: every problem named with its line, and nothing started.
+    let bad = site.state().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[hosts]\nweb = 0\nlb = 2\n[etcd]\nhosts = [\"monitor\", \"db1\"]\n",
+    )
+    .unwrap();
+    let out = up(&bad);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    for needle in [
+        "bad.toml:2: hosts.web: 0 web servers; valid: 1 to 78",
+        "bad.toml:5: etcd.hosts: 2 members; etcd needs an odd number, 3 or more",
+        "bad.toml:5: etcd.hosts: db1 is a database host",
+    ] {
+        assert!(err.contains(needle), "{needle} missing from {err}");
+    }
+    assert!(!site.state().join("run.json").exists());
+    let namespaces = String::from_utf8_lossy(
+        &Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    assert!(
+        !namespaces.contains(&format!("{}-", site.prefix)),
+        "a namespace was created: {namespaces}"
+    );
+
+    // The larger site.
+    let file = site.state().join("site.toml");
+    std::fs::write(&file, "[hosts]\nlb = 2\nweb = 3\nreplicas = 2\n").unwrap();
+    let t = Instant::now();
+    let out = up(&file);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!(
+        "up (2 lb, 3 web, 1 primary + 2 replicas): {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+
+    // 1. DNS answers the floating address; one load balancer holds it.
+    let (ok, dig) = site.exec(
+        "client",
+        &["dig", "+short", "+time=2", "+tries=2", "www.foobar.com"],
+    );
+    assert!(ok && dig.trim() == VIP, "dig: {dig}");
+    let end = Instant::now() + Duration::from_secs(30);
+    let active = loop {
+        let states = (site.vrrp("lb1"), site.vrrp("lb2"));
+        match (states.0.as_str(), states.1.as_str()) {
+            ("MASTER", "BACKUP") => break "lb1",
+            ("BACKUP", "MASTER") => break "lb2",
+            _ => {}
+        }
+        assert!(Instant::now() < end, "no single MASTER: {states:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let standby = if active == "lb1" { "lb2" } else { "lb1" };
+    assert!(site.holds_vip(active) && !site.holds_vip(standby));
+    println!("vrrp: {active} holds {VIP}, {standby} is BACKUP");
+
+    // Round robin over the three web servers, reads over both replicas.
+    let (ok, created) = site.exec(
+        "client",
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "5",
+            "-H",
+            "content-type: application/json",
+            "-d",
+            "{\"name\":\"Ada\",\"email\":\"ada@example.com\"}",
+            "https://www.foobar.com/api/users",
+        ],
+    );
+    assert!(ok && created.contains("\"id\""), "{created}");
+    let id = serde_json::from_str::<serde_json::Value>(&created).unwrap()["id"]
+        .as_u64()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let reads = Reads::start(&site, "spread", &format!("/api/users/{id}"), 4).finish();
+    assert!(reads.iter().all(|r| r.ok), "failed reads: {reads:?}");
+    let webs = set(&reads, |r| &r.served_by);
+    assert_eq!(webs, ["web1", "web2", "web3"].map(str::to_owned).into());
+    let dbs = set(&reads, |r| &r.db_server);
+    assert_eq!(dbs, ["db2", "db3"].map(str::to_owned).into(), "{reads:?}");
+    println!(
+        "{} reads: web servers {webs:?}, databases {dbs:?}",
+        reads.len()
+    );
+
+    // The firewalls are the policy's, and a few flows of the matrix from both sides.
+    site.ok(&["firewall", "check"]);
+    let probe = |from: &str, to: &str, port: u16| -> bool {
+        site.exec(
+            from,
+            &[
+                "timeout",
+                "3",
+                "bash",
+                "-c",
+                &format!("</dev/tcp/{to}/{port}"),
+            ],
+        )
+        .0
+    };
+    for (from, to, port, open) in [
+        ("client", VIP, 443, true),
+        ("lb2", "198.18.1.13", 8443, true),
+        ("web3", "198.18.2.23", 3306, true),
+        ("db3", "198.18.2.22", 3306, true),
+        ("web3", "198.18.1.11", 8443, false),
+        ("lb1", "198.18.2.23", 3306, false),
+        ("client", "203.0.113.9", 9180, false),
+    ] {
+        assert_eq!(probe(from, to, port), open, "{from} -> {to}:{port}");
+    }
+
+    // 2. The active load balancer's services SIGKILLed under a bounded read loop.
+    let reads = Reads::start(&site, "lbkill", "/", 30);
+    std::thread::sleep(Duration::from_secs(8));
+    let pids = site.pids(active);
+    let killed_at = now_ms();
+    for pid in &pids {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    let end = Instant::now() + Duration::from_secs(30);
+    while site.vrrp(standby) != "MASTER" || !site.holds_vip(standby) {
+        assert!(Instant::now() < end, "{standby} never took the address");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let moved_ms = now_ms() - killed_at;
+    let reads = reads.finish();
+    let failed: Vec<&Read> = reads.iter().filter(|r| !r.ok).collect();
+    let last_failed = failed.iter().map(|r| r.start_ms).max();
+    let first_ok_after = reads
+        .iter()
+        .filter(|r| r.ok && r.start_ms > killed_at)
+        .map(|r| r.start_ms)
+        .min();
+    println!(
+        "load balancer loss: {active} killed ({} services), {standby} held {VIP} after {:.2} s; \
+         {} of {} reads failed, the first success {:.2} s after the kill, the last failure {:.2} s after it",
+        pids.len(),
+        moved_ms as f64 / 1e3,
+        failed.len(),
+        reads.len(),
+        first_ok_after.map_or(f64::NAN, |t| (t - killed_at) as f64 / 1e3),
+        last_failed.map_or(0.0, |t| (t.saturating_sub(killed_at)) as f64 / 1e3),
+    );
+    // Only the kill's moment fails: nothing before it, nothing once the address moved
+    // (a request started then waits at most its connect), and reads go on to the end.
+    assert!(
+        failed
+            .iter()
+            .all(|r| r.start_ms >= killed_at.saturating_sub(1000)),
+        "{failed:?}"
+    );
+    assert!(
+        failed
+            .iter()
+            .all(|r| r.start_ms <= killed_at + moved_ms + 1000),
+        "reads failed after the move: {failed:?}"
+    );
+    assert!(
+        reads.iter().rev().take(20).all(|r| r.ok),
+        "the reads did not recover"
+    );
+
+    // keepalived tracks its lb: the lb process alone killed on the new holder moves the
+    // address back (lb1 came back as BACKUP: no preemption).
+    site.ok(&["start", active]);
+    assert_eq!(site.vrrp(active), "BACKUP");
+    let lb_pid = site.pid(standby, "lb");
+    let t = Instant::now();
+    let _ = Command::new("kill")
+        .args(["-KILL", &lb_pid.to_string()])
+        .status();
+    let end = Instant::now() + Duration::from_secs(30);
+    while !(site.holds_vip(active) && site.vrrp(standby) == "FAULT") {
+        assert!(Instant::now() < end, "{active} never took the address back");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!(
+        "{standby}'s lb process killed: {active} holds {VIP} again after {:.2} s, {standby} is FAULT",
+        t.elapsed().as_secs_f64()
+    );
+    site.ok(&["start", standby]);
+    let end = Instant::now() + Duration::from_secs(30);
+    while site.vrrp(standby) != "BACKUP" {
+        assert!(
+            Instant::now() < end,
+            "{standby} did not come back as BACKUP"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // 4. One replica stopped under reads: none fails, and they move to the other.
+    let reads = Reads::start(&site, "replica", &format!("/api/users/{id}"), 20);
+    std::thread::sleep(Duration::from_secs(5));
+    site.ok(&["stop", "db3"]);
+    let reads = reads.finish();
+    let failed: Vec<&Read> = reads.iter().filter(|r| !r.ok).collect();
+    assert!(
+        failed.is_empty(),
+        "{} reads failed: {failed:?}",
+        failed.len()
+    );
+    let tail: BTreeSet<String> = reads
+        .iter()
+        .rev()
+        .take(40)
+        .map(|r| r.db_server.clone())
+        .collect();
+    assert_eq!(tail, ["db2".to_owned()].into(), "reads after db3 stopped");
+    println!(
+        "replica loss: {} reads, none failed; after db3 stopped they went to {tail:?}",
+        reads.len()
+    );
+
+    // 6. The dashboard in Chromium shows every host, and which one holds the address.
+    let ca = site.state().join("certs/ca.pem");
+    let dash = format!("https://127.0.0.1:{dash_port}");
+    let jar = site.state().join("cookies.txt");
+    let password =
+        std::fs::read_to_string(site.state().join("hosts/monitor/dashboard.password")).unwrap();
+    let curl = |args: &[&str]| -> String {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "10", "--cacert"])
+            .arg(&ca)
+            .arg("-b")
+            .arg(&jar)
+            .arg("-c")
+            .arg(&jar)
+            .args(["-H", &format!("Origin: {dash}")])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    curl(&[
+        "--data-urlencode",
+        "user=admin",
+        "--data-urlencode",
+        &format!("password={}", password.trim()),
+        &format!("{dash}/login"),
+    ]);
+    let hosts = [
+        "dns", "lb1", "lb2", "web1", "web2", "web3", "db1", "db2", "db3", "monitor",
+    ];
+    let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("scale-dashboard");
+    std::fs::create_dir_all(&work).unwrap();
+    let end = Instant::now() + Duration::from_secs(60);
+    let page = loop {
+        let link: serde_json::Value =
+            serde_json::from_str(&curl(&["-X", "POST", &format!("{dash}/api/login-link")]))
+                .unwrap();
+        let path = link["path"].as_str().unwrap();
+        let page =
+            rampart_test_support::browser::open(&[], &format!("{dash}{path}"), &ca, &work).unwrap();
+        let missing: Vec<&str> = hosts
+            .iter()
+            .filter(|h| !page.dom.contains(&format!("<td>{h}</td>")))
+            .copied()
+            .collect();
+        if missing.is_empty() && page.dom.contains("holds it") {
+            break page;
+        }
+        assert!(
+            Instant::now() < end,
+            "the dashboard lacks {missing:?} (or the address holder): {}",
+            page.dom
+        );
+        std::thread::sleep(Duration::from_secs(3));
+    };
+    println!(
+        "dashboard: all {} hosts and the address holder; screenshot {}",
+        hosts.len(),
+        page.screenshot.display()
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -758,6 +758,31 @@ fn failover_loses_no_acknowledged_write() {
         );
     }
 
+    // Rejoin: each old primary came back as a replica by itself; once the site is
+    // steady both servers have the same GTID position and the same table checksum.
+    site.steady(Duration::from_secs(120));
+    let end = Instant::now() + Duration::from_secs(60);
+    let same = loop {
+        let limit = Duration::from_secs(5);
+        let state = |h: &str| {
+            (
+                site.sql(h, "SELECT @@gtid_current_pos", limit),
+                site.sql(h, "CHECKSUM TABLE foobar.users", limit),
+            )
+        };
+        let (a, b) = (state("db1"), state("db2"));
+        if a == b && a.0.is_some() && a.1.is_some() {
+            break a;
+        }
+        assert!(Instant::now() < end, "db1 {a:?} and db2 {b:?} never agreed");
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    println!(
+        "rejoin: both servers at {} with {}",
+        same.0.unwrap_or_default(),
+        same.1.unwrap_or_default().replace('\t', " checksum ")
+    );
+
     tls_everywhere(&site);
 
     // The negative control: semi-sync's timeout fallback, the same partition, the same

@@ -263,34 +263,53 @@ impl Fabric {
             run(&ip, &["-n", &fab, "link", "set", &br, "up"])?;
         }
         for host in &self.topology.hosts {
-            let ns = self.ns(host);
-            run(&ip, &["netns", "add", &ns])?;
-            run(&ip, &["-n", &ns, "link", "set", "lo", "up"])?;
-            for (seg, addr) in &host.segments {
-                let inside = rampart_topology::render::segment_iface(*seg);
-                let outside = format!("p-{}-{}", host.name, seg_name(*seg));
-                if outside.len() > 15 {
-                    return Err(InfraError::Invalid(format!(
-                        "host name {} is too long for an interface name",
-                        host.name
-                    )));
-                }
-                run(
-                    &ip,
-                    &[
-                        "-n", &fab, "link", "add", &outside, "type", "veth", "peer", "name",
-                        &inside, "netns", &ns,
-                    ],
-                )?;
-                let br = format!("br-{}", seg_name(*seg));
-                run(
-                    &ip,
-                    &["-n", &fab, "link", "set", &outside, "master", &br, "up"],
-                )?;
-                let cidr = format!("{addr}/{}", self.topology.prefix(*seg));
-                run(&ip, &["-n", &ns, "addr", "add", &cidr, "dev", &inside])?;
-                run(&ip, &["-n", &ns, "link", "set", &inside, "up"])?;
+            self.add_host(host)?;
+        }
+        Ok(())
+    }
+
+    /// Adds one host to a fabric that exists: its namespace, and a veth pair into each
+    /// segment's bridge with its address (scaling a running site out).
+    pub fn add_host(&self, host: &Host) -> Result<(), InfraError> {
+        let ip = ip_bin()?;
+        let fab = self.fabric_ns();
+        let ns = self.ns(host);
+        run(&ip, &["netns", "add", &ns])?;
+        run(&ip, &["-n", &ns, "link", "set", "lo", "up"])?;
+        for (seg, addr) in &host.segments {
+            let inside = rampart_topology::render::segment_iface(*seg);
+            let outside = format!("p-{}-{}", host.name, seg_name(*seg));
+            if outside.len() > 15 {
+                return Err(InfraError::Invalid(format!(
+                    "host name {} is too long for an interface name",
+                    host.name
+                )));
             }
+            run(
+                &ip,
+                &[
+                    "-n", &fab, "link", "add", &outside, "type", "veth", "peer", "name", &inside,
+                    "netns", &ns,
+                ],
+            )?;
+            let br = format!("br-{}", seg_name(*seg));
+            run(
+                &ip,
+                &["-n", &fab, "link", "set", &outside, "master", &br, "up"],
+            )?;
+            let cidr = format!("{addr}/{}", self.topology.prefix(*seg));
+            run(&ip, &["-n", &ns, "addr", "add", &cidr, "dev", &inside])?;
+            run(&ip, &["-n", &ns, "link", "set", &inside, "up"])?;
+        }
+        Ok(())
+    }
+
+    /// Removes one host: its namespace, and with it its links and the veth pairs'
+    /// other ends (scaling a running site in). Its processes must be stopped first.
+    pub fn remove_host(&self, name: &str) -> Result<(), InfraError> {
+        let ns = format!("{}-{name}", self.prefix);
+        if netns_list()?.contains(&ns) {
+            run(&ip_bin()?, &["netns", "del", &ns])?;
         }
         Ok(())
     }

@@ -286,8 +286,13 @@ impl Stack {
     /// The plan this run executes: what runs on which host, with which files, ports and
     /// readiness probes.
     pub fn plan(&self) -> Plan {
+        self.plan_for(&self.topology)
+    }
+
+    /// The plan of this run's settings for another topology (the site before a change).
+    fn plan_for(&self, topology: &Topology) -> Plan {
         plan::plan(
-            &self.topology,
+            topology,
             &Settings {
                 state: self.paths.clone(),
                 bin: self.bin.clone(),
@@ -435,18 +440,62 @@ impl Stack {
         let t0 = Instant::now();
         std::fs::create_dir_all(&self.paths.root)
             .map_err(|e| InfraError::io("create directory", &self.paths.root, e))?;
+        // The site as the last `up` left it: on a running site, hosts it had that this
+        // topology has not are drained and removed, and hosts it lacked are added.
+        let before = self.saved_topology()?;
+        if let Some(b) = &before {
+            check_change(b, &self.topology)?;
+        }
+        let removed: Vec<HostPlan> = before
+            .as_ref()
+            .map(|b| {
+                self.plan_for(b)
+                    .hosts
+                    .into_iter()
+                    .filter(|h| self.topology.host(&h.name).is_none())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let live = before
+            .as_ref()
+            .is_some_and(|b| Self::any_running(&self.plan_for(b)));
         self.write_run_file()?;
         self.ensure_certs()?;
         mariadb::Secrets::load_or_create(&self.paths.secrets())?;
         progress("certificates and secrets", t0.elapsed());
         let plan = self.plan();
         Self::check_programs(&plan)?;
+        let union = before.as_ref().map(|b| {
+            let mut u = self.topology.clone();
+            u.hosts.extend(
+                b.hosts
+                    .iter()
+                    .filter(|h| self.topology.host(&h.name).is_none())
+                    .cloned(),
+            );
+            u
+        });
         if self.fabric.is_some() {
-            self.up_network(&plan, progress)?;
+            self.up_network(&plan, live, union.as_ref(), &removed, progress)?;
         }
         self.start_quorums(&plan, progress)?;
+        // Accounts for new hosts before they start, on the running leader.
+        let gone = match &before {
+            Some(b) if live => {
+                // Accounts first: a new database host's copy must hold its own.
+                let gone = self.update_accounts(&plan, b, progress)?;
+                self.seed_new_databases(&plan, b, progress)?;
+                gone
+            }
+            _ => Vec::new(),
+        };
         for host in plan.start_order() {
             self.check_cancel()?;
+            if live {
+                // Before its readiness is judged by the new plan (a load balancer's
+                // lists the new backends, which started before it).
+                self.apply_changes(host, progress)?;
+            }
             let t = Instant::now();
             let what = if self.start_planned(&plan, host)? {
                 "started"
@@ -459,6 +508,200 @@ impl Stack {
                 t.elapsed(),
             );
         }
+        if live {
+            self.remove_hosts(&plan, &removed, progress)?;
+            if !gone.is_empty() {
+                let (leader, _, _) = Self::leading_keeper(&plan, "dropping accounts")?;
+                let inst = database(leader)
+                    .map(|d| Self::instance(leader, d))
+                    .ok_or_else(|| InfraError::Invalid(format!("{}: no database", leader.name)))?;
+                let secrets = mariadb::Secrets::load_or_create(&self.paths.secrets())?;
+                mariadb::apply_grants(&inst, &secrets, &[], &gone)?;
+                progress(
+                    &format!(
+                        "database accounts of removed hosts dropped ({})",
+                        gone.len()
+                    ),
+                    Duration::ZERO,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// New database hosts of a running site start from a copy of the leader's data
+    /// (`mariadb-backup`, as `db rebuild` does), not from an empty server that would
+    /// need the leader's whole binlog history.
+    fn seed_new_databases(
+        &self,
+        plan: &Plan,
+        before: &Topology,
+        progress: &mut dyn FnMut(&str, Duration),
+    ) -> Result<(), InfraError> {
+        let new: Vec<&HostPlan> = plan
+            .hosts
+            .iter()
+            .filter(|h| before.host(&h.name).is_none())
+            .filter(|h| database(h).is_some_and(|d| !d.dir.join("data").join("mysql").is_dir()))
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        let (leader, _, _) = Self::leading_keeper(plan, "seeding a new database host")?;
+        let source = database(leader)
+            .map(|d| Self::instance(leader, d))
+            .ok_or_else(|| InfraError::Invalid(format!("{}: no database", leader.name)))?;
+        for host in new {
+            let t = Instant::now();
+            if let Some(db) = database(host) {
+                let r = mariadb::rebuild_from(&source, &Self::instance(host, db))?;
+                progress(
+                    &format!(
+                        "{} seeded from {} at GTID {}",
+                        host.name, leader.name, r.gtid
+                    ),
+                    t.elapsed(),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// A running site's accounts for a new topology, on the leader: the new plan's
+    /// users from their hosts (new web servers and replicas get theirs before they
+    /// start). Returns the (user, host) accounts only the old topology had, dropped once
+    /// their hosts are gone.
+    fn update_accounts(
+        &self,
+        plan: &Plan,
+        before: &Topology,
+        progress: &mut dyn FnMut(&str, Duration),
+    ) -> Result<Vec<(String, String)>, InfraError> {
+        let pairs = |p: &Plan| -> Vec<(String, String)> {
+            p.db_users
+                .iter()
+                .flat_map(|u| u.hosts.iter().map(|h| (u.name.to_owned(), h.clone())))
+                .collect()
+        };
+        let (old, new) = (pairs(&self.plan_for(before)), pairs(plan));
+        let gone: Vec<(String, String)> =
+            old.iter().filter(|p| !new.contains(p)).cloned().collect();
+        if new.iter().all(|p| old.contains(p)) {
+            return Ok(gone);
+        }
+        let t = Instant::now();
+        let (leader, _, _) = Self::leading_keeper(plan, "a change of the database accounts")?;
+        let inst = database(leader)
+            .map(|d| Self::instance(leader, d))
+            .ok_or_else(|| InfraError::Invalid(format!("{}: no database", leader.name)))?;
+        let secrets = mariadb::Secrets::load_or_create(&self.paths.secrets())?;
+        mariadb::apply_grants(&inst, &secrets, &plan.db_users, &[])?;
+        progress(
+            &format!("database accounts updated on {}", leader.name),
+            t.elapsed(),
+        );
+        Ok(gone)
+    }
+
+    /// The topology the last `up` kept in the state directory, in this run's mode
+    /// (`None` before the first `up`).
+    fn saved_topology(&self) -> Result<Option<Topology>, InfraError> {
+        let file = self.paths.root.join(TOPOLOGY_FILE);
+        let text = match std::fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(InfraError::io("read", &file, e)),
+        };
+        let net = self
+            .topology
+            .hosts
+            .first()
+            .map_or(0, |h| h.local.octets()[1]);
+        rampart_topology::file::parse(&file.display().to_string(), &text)
+            .and_then(|site| site.topology(self.topology.mode, net))
+            .map(Some)
+            .map_err(|e| InfraError::Invalid(e.to_string()))
+    }
+
+    /// A running site brought to a new topology: each running service whose rendered
+    /// files changed gets them. A load balancer reloads (new backends, no connection
+    /// dropped; a change a reload refuses, such as its listening address, restarts it);
+    /// a keeper's new file waits for its next start (restarting a primary's keeper
+    /// would fail it over); any other service restarts, one host at a time, ready
+    /// before the next.
+    fn apply_changes(
+        &mut self,
+        host: &HostPlan,
+        progress: &mut dyn FnMut(&str, Duration),
+    ) -> Result<(), InfraError> {
+        for svc in &host.services {
+            let changed = svc
+                .files
+                .iter()
+                .any(|f| std::fs::read_to_string(&f.path).map_or(true, |old| old != f.contents));
+            if !changed || process::running(&svc.pid_file).is_none() {
+                continue;
+            }
+            let t = Instant::now();
+            write_files(svc)?;
+            let what = match &svc.launch {
+                Launch::Database(_) => "config written (applies at its next start)",
+                Launch::Process { .. } if svc.name == "lb" && self.reload(host, svc) => "reloaded",
+                Launch::Process { program, args } => {
+                    process::stop(&svc.pid_file, STOP_GRACE)?;
+                    self.reap();
+                    self.start_process(host, svc, program, args)?;
+                    "restarted"
+                }
+            };
+            progress(&format!("{}/{} {what}", host.name, svc.name), t.elapsed());
+        }
+        Ok(())
+    }
+
+    /// Asks a load balancer to reload its config (`POST /-/reload` on its admin
+    /// listener, inside its namespace); whether it did.
+    fn reload(&self, host: &HostPlan, svc: &ServicePlan) -> bool {
+        let Some(admin) = svc.ports.iter().find(|l| l.purpose == "admin") else {
+            return false;
+        };
+        let addr = admin.addr;
+        matches!(
+            off_runtime(|| Self::probe(host, svc, || http_post(addr, "/-/reload"))),
+            Ok(Some((200, _)))
+        )
+    }
+
+    /// Stops the hosts a new topology no longer has (the load balancers were already
+    /// reloaded without them, so a removed web server gets no new request and finishes
+    /// the ones it has while it drains on SIGTERM), deletes their namespaces, and loads
+    /// the new topology's firewalls.
+    fn remove_hosts(
+        &mut self,
+        plan: &Plan,
+        removed: &[HostPlan],
+        progress: &mut dyn FnMut(&str, Duration),
+    ) -> Result<(), InfraError> {
+        if removed.is_empty() {
+            return Ok(());
+        }
+        let t = Instant::now();
+        for host in removed {
+            stop_planned(host)?;
+        }
+        self.reap();
+        if let Some(fabric) = &self.fabric {
+            for host in removed {
+                fabric.remove_host(&host.name)?;
+            }
+            for host in &plan.hosts {
+                if let Some(rules) = &host.firewall {
+                    fabric.load_firewall(&host.name, rules)?;
+                }
+            }
+        }
+        let names: Vec<&str> = removed.iter().map(|h| h.name.as_str()).collect();
+        progress(&format!("removed {}", names.join(", ")), t.elapsed());
         Ok(())
     }
 
@@ -532,6 +775,9 @@ impl Stack {
     fn up_network(
         &mut self,
         plan: &Plan,
+        live: bool,
+        union: Option<&Topology>,
+        removed: &[HostPlan],
         progress: &mut dyn FnMut(&str, Duration),
     ) -> Result<(), InfraError> {
         let Some(fabric) = self.fabric.clone() else {
@@ -546,11 +792,33 @@ impl Stack {
         }
         netns::nft_bin()?;
         let t = Instant::now();
-        let complete = fabric.existing()?.len() == fabric.namespaces().len();
-        let running = Self::any_running(plan);
-        if complete && running {
-            progress("network: kept (services are running)", t.elapsed());
+        let existing = fabric.existing()?;
+        let missing: Vec<&rampart_topology::Host> = self
+            .topology
+            .hosts
+            .iter()
+            .filter(|h| !existing.contains(&fabric.ns(h)))
+            .collect();
+        let running = live || Self::any_running(plan);
+        if running && existing.contains(&fabric.fabric_ns()) && missing.len() < plan.hosts.len() {
+            // A running site: new hosts join its network; nothing else is touched.
+            for host in &missing {
+                fabric.add_host(host)?;
+            }
+            let added: Vec<&str> = missing.iter().map(|h| h.name.as_str()).collect();
+            progress(
+                &if added.is_empty() {
+                    "network: kept (services are running)".to_owned()
+                } else {
+                    format!("network: kept, added {}", added.join(", "))
+                },
+                t.elapsed(),
+            );
         } else {
+            // Hosts an earlier topology had: their namespaces go too.
+            for host in removed {
+                fabric.remove_host(&host.name)?;
+            }
             if running {
                 // Services of this run without their network (a crashed or partial
                 // teardown): they cannot be reached, so stop them and start over.
@@ -575,9 +843,21 @@ impl Stack {
             )?;
         }
         let t = Instant::now();
-        for host in &plan.hosts {
-            if let Some(rules) = &host.firewall {
-                fabric.load_firewall(&host.name, rules)?;
+        match union.filter(|_| live && !removed.is_empty()) {
+            // Hosts about to be removed still serve until they are drained: the
+            // firewalls allow both the old and the new hosts' flows meanwhile, and
+            // `remove_hosts` loads the new ones.
+            Some(u) => {
+                for host in &self.topology.hosts {
+                    fabric.load_firewall(&host.name, &rampart_topology::nft::ruleset(u, host))?;
+                }
+            }
+            None => {
+                for host in &plan.hosts {
+                    if let Some(rules) = &host.firewall {
+                        fabric.load_firewall(&host.name, rules)?;
+                    }
+                }
             }
         }
         progress(
@@ -662,6 +942,10 @@ impl Stack {
         std::fs::create_dir_all(&host.dir)
             .map_err(|e| InfraError::io("create directory", &host.dir, e))?;
         write_files(svc)?;
+        for f in &svc.reset_files {
+            rampart_telemetry::fs::write_atomic(f, b"", 0o644)
+                .map_err(|e| InfraError::io("write", f, e))?;
+        }
         for dir in &svc.private_dirs {
             process::create_private_dir(dir)?;
         }
@@ -1163,6 +1447,36 @@ fn keeper(host: &HostPlan) -> Option<(&ServicePlan, SocketAddr)> {
     })
 }
 
+/// What may change between two `up`s of one site: the counts of load balancers, web
+/// servers and replicas (and so the hosts). The rest (mode, names, segments, etcd
+/// members) is fixed for the site's life; changing it takes `rampart down` first.
+fn check_change(before: &Topology, after: &Topology) -> Result<(), InfraError> {
+    let fixed = |what: &str| {
+        Err(InfraError::Invalid(format!(
+            "the topology's {what} differs from the running site's; only the counts of \
+             load balancers, web servers and replicas change on a running site \
+             (`rampart down` first to change {what})"
+        )))
+    };
+    if before.site_names != after.site_names {
+        return fixed("names");
+    }
+    if before.etcd != after.etcd {
+        return fixed("etcd members");
+    }
+    if before.prefixes != after.prefixes {
+        return fixed("segments");
+    }
+    for h in &after.hosts {
+        if let Some(b) = before.host(&h.name) {
+            if b.segments != h.segments || b.role != h.role {
+                return fixed(&format!("addresses of {}", h.name));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A database host's server, as planned.
 fn database(host: &HostPlan) -> Option<&DbServer> {
     host.services.iter().find_map(|s| match &s.launch {
@@ -1252,6 +1566,7 @@ mod tests {
             quorum: None,
             private_dirs: Vec::new(),
             env_remove_prefixes: Vec::new(),
+            reset_files: Vec::new(),
             pid_file: dir.join("web.pid"),
             log_file: dir.join("web.log"),
         };

@@ -6,7 +6,8 @@
 //! load balancer's services under a bounded read loop moves the address to the other
 //! (the move time and the failed requests are reported), and so does the lb process
 //! alone (keepalived tracks it). Stopping a replica fails no read and moves its reads to
-//! the other. The dashboard, in Chromium, shows every host and which load balancer
+//! the other. Adding web4 (the file edited, `up` again) and removing it (`rampart scale
+//! web=3`) under reads fails none, and web4 serves while it is there. The dashboard, in Chromium, shows every host and which load balancer
 //! holds the address.
 //!
 //! Needs root and the packages `./run test` installs; skipped visibly elsewhere.
@@ -174,6 +175,12 @@ struct Reads {
 
 impl Reads {
     fn start(site: &Site, tag: &str, path: &str, seconds: u64) -> Reads {
+        Self::start_with(site, tag, path, seconds, false)
+    }
+
+    /// With `fresh`, a new connection per read: a kept-alive connection stays on the
+    /// load balancer's config of its time, so only new ones see a new backend.
+    fn start_with(site: &Site, tag: &str, path: &str, seconds: u64, fresh: bool) -> Reads {
         let out = site.state().join(format!("reads-{tag}.jsonl"));
         let child = Command::new(RAMPART)
             .args(["exec", "--state"])
@@ -192,6 +199,7 @@ impl Reads {
                 "--max",
                 "10000",
             ])
+            .args(["--fresh", if fresh { "1" } else { "0" }])
             .args(["--seconds", &seconds.to_string(), "--tag", tag, "--out"])
             .arg(&out)
             .stdout(Stdio::null())
@@ -496,6 +504,65 @@ fn a_larger_site_with_a_load_balancer_pair() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    // 3. Scaling out and in under a bounded read loop: web4 added by editing the file
+    // and running `up` again, then removed with `rampart scale web=3`; no read fails.
+    let reads = Reads::start_with(&site, "scale", "/", 30, true);
+    std::thread::sleep(Duration::from_secs(3));
+    std::fs::write(&file, "[hosts]\nlb = 2\nweb = 4\nreplicas = 2\n").unwrap();
+    let t = Instant::now();
+    let out = up(&file);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let grown = t.elapsed();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("network: kept, added web4"), "{said}");
+    assert!(
+        said.contains("lb1/lb reloaded") && said.contains("lb2/lb reloaded"),
+        "{said}"
+    );
+    std::thread::sleep(Duration::from_secs(8));
+    let t = Instant::now();
+    let said = site.ok(&["scale", "web=3"]);
+    let shrunk = t.elapsed();
+    let removed_at = now_ms();
+    assert!(said.contains("removed web4"), "{said}");
+    let reads = reads.finish();
+    let failed: Vec<&Read> = reads.iter().filter(|r| !r.ok).collect();
+    assert!(
+        failed.is_empty(),
+        "{} reads failed: {failed:?}",
+        failed.len()
+    );
+    let to_web4 = reads.iter().filter(|r| r.served_by == "web4").count();
+    assert!(to_web4 > 0, "web4 got no traffic");
+    assert!(
+        reads
+            .iter()
+            .filter(|r| r.start_ms > removed_at)
+            .all(|r| r.served_by != "web4"),
+        "web4 served after its removal"
+    );
+    let ns = String::from_utf8_lossy(
+        &Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    assert!(!ns.contains(&format!("{}-web4", site.prefix)), "{ns}");
+    println!(
+        "scaling: web4 added by up in {:.1} s and removed by scale in {:.1} s under {} reads: \
+         none failed, {to_web4} served by web4",
+        grown.as_secs_f64(),
+        shrunk.as_secs_f64(),
+        reads.len()
+    );
+
     // 4. One replica stopped under reads: none fails, and they move to the other.
     let reads = Reads::start(&site, "replica", &format!("/api/users/{id}"), 20);
     std::thread::sleep(Duration::from_secs(5));
@@ -516,6 +583,27 @@ fn a_larger_site_with_a_load_balancer_pair() {
     assert_eq!(tail, ["db2".to_owned()].into(), "reads after db3 stopped");
     println!(
         "replica loss: {} reads, none failed; after db3 stopped they went to {tail:?}",
+        reads.len()
+    );
+
+    // A replica added to the running site: seeded from the primary with mariadb-backup,
+    // the web servers restarted one at a time with the new list, and reads reach it.
+    site.ok(&["start", "db3"]);
+    let reads = Reads::start_with(&site, "replicas", &format!("/api/users/{id}"), 40, true);
+    std::thread::sleep(Duration::from_secs(3));
+    let t = Instant::now();
+    let said = site.ok(&["scale", "replicas=3"]);
+    let took = t.elapsed();
+    assert!(said.contains("db4 seeded from db1 at GTID"), "{said}");
+    assert!(said.contains("web1/web restarted"), "{said}");
+    let reads = reads.finish();
+    let failed = reads.iter().filter(|r| !r.ok).count();
+    let dbs = set(&reads, |r| &r.db_server);
+    assert!(dbs.contains("db4"), "no read reached db4: {dbs:?}");
+    println!(
+        "scaling replicas to 3: {:.1} s (db4 seeded, web servers restarted one by one); \
+         {failed} of {} reads failed; databases {dbs:?}",
+        took.as_secs_f64(),
         reads.len()
     );
 
@@ -547,7 +635,7 @@ fn a_larger_site_with_a_load_balancer_pair() {
         &format!("{dash}/login"),
     ]);
     let hosts = [
-        "dns", "lb1", "lb2", "web1", "web2", "web3", "db1", "db2", "db3", "monitor",
+        "dns", "lb1", "lb2", "web1", "web2", "web3", "db1", "db2", "db3", "db4", "monitor",
     ];
     let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("scale-dashboard");
     std::fs::create_dir_all(&work).unwrap();

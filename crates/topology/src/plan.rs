@@ -123,6 +123,10 @@ pub struct ServicePlan {
     /// Prefixes of environment variables removed from its environment: etcd reads
     /// `ETCD_*` as flags and exits when one duplicates a flag on its command line.
     pub env_remove_prefixes: Vec<&'static str>,
+    /// Files the service itself writes whose old contents are no longer true once it
+    /// restarts (keepalived's VRRP state): emptied before each start, and not configs
+    /// (a running site's change does not compare them).
+    pub reset_files: Vec<PathBuf>,
     /// rampart's pid file for it.
     pub pid_file: PathBuf,
     /// Where its stdout and stderr go.
@@ -540,6 +544,7 @@ impl Builder<'_> {
             quorum: None,
             private_dirs: Vec::new(),
             env_remove_prefixes: Vec::new(),
+            reset_files: Vec::new(),
             pid_file: self.file(&format!("{stem}.pid")),
             log_file: self.file(&format!("{stem}.log")),
         }
@@ -683,11 +688,7 @@ impl Builder<'_> {
             mode: CONFIG_MODE,
         });
         // Emptied at each start: a state from before is no longer true.
-        svc.files.push(FileSpec {
-            path: state,
-            contents: String::new(),
-            mode: CONFIG_MODE,
-        });
+        svc.reset_files.push(state);
         svc
     }
 

@@ -59,6 +59,6 @@ pub use replication::{
 };
 pub use secrets::Secrets;
 pub use users::{
-    bootstrap_fresh, bootstrap_primary, Grants, APP_USER, DATABASE, MIGRATE_USER, MONITOR_USER,
-    REPL_USER,
+    apply_grants, bootstrap_fresh, bootstrap_primary, Grants, APP_USER, DATABASE, MIGRATE_USER,
+    MONITOR_USER, REPL_USER,
 };

@@ -104,6 +104,51 @@ pub fn bootstrap_primary(
     apply_users(primary, secrets, users, &passwords)
 }
 
+/// Brings the accounts of a running cluster to a new topology, on its writable leader
+/// (binlogged, so every replica gets the same accounts): creates `users` from their
+/// hosts (additive, as [`bootstrap_primary`]), and drops the accounts of `gone`, the
+/// (user, host) pairs a removed host had, so no address keeps a grant it no longer
+/// needs.
+pub fn apply_grants(
+    leader: &Instance,
+    secrets: &Secrets,
+    users: &[DbUser],
+    gone: &[(String, String)],
+) -> Result<(), InfraError> {
+    for host in users
+        .iter()
+        .flat_map(|u| &u.hosts)
+        .chain(gone.iter().map(|g| &g.1))
+    {
+        check_host(host)?;
+    }
+    let passwords = users
+        .iter()
+        .map(|u| {
+            secrets.by_file(u.secret).ok_or_else(|| {
+                InfraError::Invalid(format!("database user {}: no secret {}", u.name, u.secret))
+            })
+        })
+        .collect::<Result<Vec<&str>, _>>()?;
+    if leader.sql("SELECT @@GLOBAL.read_only")?.trim() != "0" {
+        return Err(InfraError::Invalid(format!(
+            "{}: server is read-only; accounts change on the writable leader only",
+            leader.name
+        )));
+    }
+    if !users.is_empty() {
+        apply_users(leader, secrets, users, &passwords)?;
+    }
+    let drops: String = gone
+        .iter()
+        .map(|(user, host)| format!("DROP USER IF EXISTS {};\n", account(user, host)))
+        .collect();
+    if !drops.is_empty() {
+        leader.sql(&drops)?;
+    }
+    Ok(())
+}
+
 /// Creates the database and the users on a server whose data directory is new, before
 /// it joins replication: a temporary server without networking and without a binlog
 /// (so these statements belong to no GTID history, and every server of a keeper-run

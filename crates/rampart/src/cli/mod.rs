@@ -1,7 +1,7 @@
 //! Command-line interface: the arguments (clap) and the dispatch from a subcommand to
 //! the code that runs it. The services (`lb`, `web`, `dns`, `agent`, `dashboard`) all go
 //! through one generic runner (`serve`), as does `keeper` with its own entry there; the operator commands that run the topology
-//! (`up`, `down`, `status`, `stop`, `start`, `exec`, `switchover`, `db rebuild`) are in `stack`, `firewall show|check`
+//! (`up`, `down`, `status`, `stop`, `start`, `exec`, `switchover`, `scale`, `db rebuild`) are in `stack`, `firewall show|check`
 //! in `firewall`, and `check`, `topology show`, `cert` and the hidden `forward` in `tools`.
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 invalid config or usage.
@@ -176,6 +176,16 @@ enum Command {
         #[command(subcommand)]
         command: TopologyCommand,
     },
+    /// Change the number of web servers, replicas or load balancers of the running
+    /// site: edits its topology file (kept in the state directory) and applies it like
+    /// `up --topology` does. `rampart scale web=4 replicas=2 lb=2`.
+    Scale {
+        /// ROLE=N, for web (1 or more), replicas (0 or more) and lb (1 or 2).
+        #[arg(required = true)]
+        counts: Vec<String>,
+        #[command(flatten)]
+        state: StateArg,
+    },
     /// Database operations on a running topology.
     Db {
         #[command(subcommand)]
@@ -333,6 +343,7 @@ pub fn main() -> ExitCode {
         Command::Down { purge, state } => stack::down(&state.dir, purge),
         Command::Status { json, state } => stack::status(&state.dir, json),
         Command::Switchover { to, state } => stack::switchover(&state.dir, to.as_deref()),
+        Command::Scale { counts, state } => stack::scale(&state.dir, &counts),
         Command::VrrpNotify { state_file, args } => tools::vrrp_notify(&state_file, &args),
         Command::Topology {
             command: TopologyCommand::Show { file },

@@ -299,6 +299,53 @@ pub(super) fn switchover(state: &Path, to: Option<&str>) -> ExitCode {
     }
 }
 
+/// `rampart scale web=N replicas=N lb=N`: the saved topology with new counts, checked
+/// like a topology file, then applied to the running site.
+pub(super) fn scale(state: &Path, counts: &[String]) -> ExitCode {
+    let result = (|| -> anyhow::Result<String> {
+        let file = state.join(rampart_infra::stack::TOPOLOGY_FILE);
+        let site = super::tools::read_topology(&file).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut text = site.to_file();
+        for c in counts {
+            let (role, n) = c
+                .split_once('=')
+                .filter(|(r, _)| ["web", "replicas", "lb"].contains(r))
+                .ok_or_else(|| anyhow::anyhow!("{c:?}: expected web=N, replicas=N or lb=N"))?;
+            let n: u32 = n
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{c:?}: {n:?} is not a number"))?;
+            // The one place counts live in the file: `[hosts]`'s `role = n` lines.
+            let key = format!("\n{role} = ");
+            let at = text
+                .find(&key)
+                .ok_or_else(|| anyhow::anyhow!("{}: no {role} count", file.display()))?;
+            let end = text[at + 1..].find('\n').map_or(text.len(), |i| at + 1 + i);
+            text.replace_range(at..end, &format!("\n{role} = {n}"));
+        }
+        let site = rampart_topology::file::parse(&format!("{} (scaled)", file.display()), &text)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut stack = rampart_infra::stack::Stack::open(state, self_exe()?)?;
+        stack.set_spec(site)?;
+        let t = std::time::Instant::now();
+        let mut step = 0;
+        stack.up(&mut |what, took| {
+            step += 1;
+            println!("  [{step}] {what:<40} {:>6.2}s", took.as_secs_f64());
+        })?;
+        Ok(format!("scaled in {:.1}s", t.elapsed().as_secs_f64()))
+    })();
+    match result {
+        Ok(answer) => {
+            println!("{answer}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("rampart scale: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 pub(super) fn rebuild(state: &Path, host: &str) -> ExitCode {
     let result = self_exe()
         .and_then(|bin| Ok(rampart_infra::stack::Stack::open(state, bin)?))

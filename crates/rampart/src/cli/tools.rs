@@ -31,9 +31,12 @@ fn detect_kind(path: &Path) -> Kind {
     if table.get("zone").is_some_and(toml::Value::is_table) {
         return Kind::Dns;
     }
-    if ["hosts", "segments", "etcd", "host", "names"]
+    // A topology file: `[hosts]` counts, `[segments]`, `[[host]]` pins, `names` (an
+    // agent config has a `[host]` table, not an array of them).
+    if ["hosts", "segments", "etcd", "names"]
         .iter()
         .any(|k| table.contains_key(*k))
+        || table.get("host").is_some_and(toml::Value::is_array)
     {
         return Kind::Topology;
     }

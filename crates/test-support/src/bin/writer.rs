@@ -11,7 +11,9 @@
 //! With `--get PATH` it reads instead: each attempt is `GET PATH` on a kept-alive
 //! connection (a new one after any failure), `ok` for a 2xx and `fail` otherwise, and
 //! the line also carries the `X-Served-By` and `X-Db-Server` headers (`served_by`,
-//! `db_server`), so a test sees which web server and which database answered.
+//! `db_server`), so a test sees which web server and which database answered. With
+//! `--fresh 1` each read opens a new connection (a keep-alive connection stays on the
+//! load balancer's config of its time until it closes).
 
 #![allow(clippy::disallowed_methods)] // pacing sleeps on a plain thread
 
@@ -33,6 +35,7 @@ struct Args {
     tag: String,
     out: PathBuf,
     get: Option<String>,
+    fresh: bool,
 }
 
 fn args() -> Result<Args, String> {
@@ -47,6 +50,7 @@ fn args() -> Result<Args, String> {
         tag: "t".into(),
         out: PathBuf::from("writes.jsonl"),
         get: None,
+        fresh: false,
     };
     while let Some(k) = it.next() {
         let v = it.next().ok_or(format!("{k}: missing value"))?;
@@ -64,6 +68,7 @@ fn args() -> Result<Args, String> {
             "--tag" => a.tag = v,
             "--out" => a.out = v.into(),
             "--get" if v.starts_with('/') => a.get = Some(v),
+            "--fresh" => a.fresh = num(&v)? != 0,
             _ => return Err(format!("unknown argument {k}")),
         }
     }
@@ -109,6 +114,7 @@ fn main() {
         .map(|w| {
             let (cfg, out, tag, addr) = (cfg.clone(), out.clone(), a.tag.clone(), a.addr);
             let get = a.get.clone();
+            let fresh = a.fresh;
             std::thread::spawn(move || {
                 let mut conn: Option<Https> = None;
                 for n in 0..per_writer {
@@ -119,7 +125,12 @@ fn main() {
                     let id = format!("{tag}-w{w}-{n}");
                     let start = now_ms();
                     let (outcome, status, extra) = match &get {
-                        Some(path) => read(&mut conn, addr, &cfg, path),
+                        Some(path) => {
+                            if fresh {
+                                conn = None;
+                            }
+                            read(&mut conn, addr, &cfg, path)
+                        }
                         None => {
                             let (o, s) = attempt(&mut conn, addr, &cfg, &id);
                             (o, s, String::new())

@@ -489,6 +489,25 @@ impl Stack {
             }
             _ => Vec::new(),
         };
+        if let (true, Some(b)) = (live, &before) {
+            // Services a host no longer runs (keepalived when a pair becomes one load
+            // balancer) stop before the rest changes.
+            for old in self.plan_for(b).hosts {
+                let Some(new) = plan.host(&old.name) else {
+                    continue;
+                };
+                for svc in old.services.iter().rev() {
+                    if new.service(svc.name).is_none() && process::stop(&svc.pid_file, STOP_GRACE)?
+                    {
+                        progress(
+                            &format!("{}/{} stopped (no longer planned)", old.name, svc.name),
+                            Duration::ZERO,
+                        );
+                    }
+                }
+            }
+            self.reap();
+        }
         for host in plan.start_order() {
             self.check_cancel()?;
             if live {

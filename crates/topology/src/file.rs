@@ -321,7 +321,10 @@ impl Site {
              # never a database host.\n[etcd]\nhosts = [{}]\n",
             list(&self.etcd)
         ));
-        match self.vip {
+        // The default floating address stays implicit, so the file still holds with
+        // one load balancer (`rampart scale lb=1`).
+        let default_vip = self.segment(Segment::Public).nth(80);
+        match self.vip.filter(|v| Some(*v) != default_vip) {
             Some(v) => out.push_str(&format!(
                 "\n# The pair's floating public address (default: host 80 of the public segment).\n[lb]\nvip = \"{v}\"\n"
             )),
@@ -837,6 +840,17 @@ mod tests {
         assert_eq!(addr("db3", Segment::Data), "198.18.2.23");
         assert_eq!(t.with_role(Role::DbReplica).count(), 2);
         assert_eq!(t.vip, Some(Ipv4Addr::new(203, 0, 113, 80)));
+        // The default floating address is not written out: the file parses again,
+        // and with lb = 1 too.
+        let text = spec.to_file();
+        assert!(!text.contains("\nvip = "), "{text}");
+        assert_eq!(
+            parse("again.toml", &text)
+                .unwrap()
+                .topology(Mode::Isolated, 0),
+            spec.topology(Mode::Isolated, 0)
+        );
+        assert!(parse("one.toml", &text.replace("lb = 2", "lb = 1")).is_ok());
         // Local mode has no floating address.
         let err = spec.topology(Mode::Local, 0).unwrap_err().to_string();
         assert_eq!(

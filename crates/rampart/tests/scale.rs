@@ -7,7 +7,9 @@
 //! (the move time and the failed requests are reported), and so does the lb process
 //! alone (keepalived tracks it). Stopping a replica fails no read and moves its reads to
 //! the other. Adding web4 (the file edited, `up` again) and removing it (`rampart scale
-//! web=3`) under reads fails none, and web4 serves while it is there. The dashboard, in Chromium, shows every host and which load balancer
+//! web=3`) under reads fails none, and web4 serves while it is there. With three
+//! replicas a killed primary's sync standby takes over and the others follow it. The
+//! dashboard, in Chromium, shows every host and which load balancer
 //! holds the address.
 //!
 //! Needs root and the packages `./run test` installs; skipped visibly elsewhere.
@@ -613,6 +615,68 @@ fn a_larger_site_with_a_load_balancer_pair() {
          {failed} of {} reads failed; databases {dbs:?}",
         took.as_secs_f64(),
         reads.len()
+    );
+
+    // With three replicas, a failover: the primary's server SIGKILLed, its sync standby
+    // takes over, and the other replicas repoint to it by themselves.
+    let dbs = |site: &Site| -> Vec<(String, serde_json::Value)> {
+        site.status()["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| !h["database"].is_null())
+            .map(|h| {
+                (
+                    h["name"].as_str().unwrap().to_owned(),
+                    h["database"].clone(),
+                )
+            })
+            .collect()
+    };
+    let end = Instant::now() + Duration::from_secs(60);
+    let (primary, standby) = loop {
+        let d = dbs(&site);
+        let leader = d.iter().find(|(_, v)| v["role"] == "leader");
+        if let Some((name, v)) = leader {
+            if let Some(sb) = v["sync_standby"].as_str() {
+                break (name.clone(), sb.to_owned());
+            }
+        }
+        assert!(Instant::now() < end, "no leader with a sync standby: {d:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let pid = dbs(&site)
+        .iter()
+        .find(|(n, _)| *n == primary)
+        .and_then(|(_, v)| v["server_pid"].as_u64())
+        .unwrap();
+    let t = Instant::now();
+    let _ = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status();
+    let end = Instant::now() + Duration::from_secs(90);
+    loop {
+        let d = dbs(&site);
+        let others_follow = d
+            .iter()
+            .filter(|(n, _)| *n != standby)
+            .all(|(_, v)| v["role"] == "replica" && v["leader"] == standby.as_str());
+        let leads = d
+            .iter()
+            .any(|(n, v)| *n == standby && v["role"] == "leader");
+        if leads && others_follow {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "the replicas did not follow {standby}: {d:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    println!(
+        "failover with 3 replicas: {primary}'s server killed, {standby} leads and the other \
+         three follow it after {:.1} s",
+        t.elapsed().as_secs_f64()
     );
 
     // 6. The dashboard in Chromium shows every host, and which one holds the address.

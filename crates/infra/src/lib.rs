@@ -4,6 +4,7 @@
 //! this crate spawns, signals or stops processes, or runs `ip` and `nft`; it decides
 //! nothing about what runs where (that is `rampart_topology::plan`).
 
+pub mod bundle;
 pub mod firewall;
 pub mod forward;
 pub mod mariadb;

@@ -42,7 +42,8 @@ use std::time::{Duration, Instant};
 
 use rampart_topology::file::Site;
 use rampart_topology::plan::{
-    self, DbServer, HostPlan, Launch, Plan, Probe, Program, ServicePlan, Settings, Source,
+    self, Certificate, DbServer, HostPlan, Launch, Plan, Probe, Program, ServicePlan, Settings,
+    Source,
 };
 use rampart_topology::render::{Failover, Pace, StatePaths};
 use rampart_topology::{Mode, Role, Segment, Topology};
@@ -350,7 +351,7 @@ impl Stack {
     }
 
     /// The `mariadb` instance of a planned database server.
-    fn instance(host: &HostPlan, db: &DbServer) -> Instance {
+    pub fn instance(host: &HostPlan, db: &DbServer) -> Instance {
         Instance {
             name: host.name.clone(),
             role: if db.primary {
@@ -369,23 +370,7 @@ impl Stack {
 
     /// The run's CA and every certificate of the plan, created when missing.
     pub fn ensure_certs(&self) -> Result<(), InfraError> {
-        let dir = self.paths.certs();
-        let ca = rampart_tls::pki::Ca::load_or_create(&dir, "rampart local CA")
-            .map_err(|e| InfraError::Invalid(format!("local CA in {}: {e}", dir.display())))?;
-        for cert in &self.plan().certificates {
-            let (pem, key) = cert.files();
-            if pem.exists() && key.exists() {
-                continue;
-            }
-            let issued = if cert.server {
-                ca.issue(&cert.dir, &cert.stem, &cert.names, cert.client)
-            } else {
-                ca.issue_client(&cert.dir, &cert.stem, &cert.names)
-            };
-            issued
-                .map_err(|e| InfraError::Invalid(format!("certificate {}: {e}", pem.display())))?;
-        }
-        Ok(())
+        issue_certificates(&self.paths, &self.plan().certificates)
     }
 
     /// Every packaged program the plan runs is installed: a missing one is named with
@@ -1548,6 +1533,27 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
         response.status.as_u16(),
         String::from_utf8_lossy(&response.body).into_owned(),
     ))
+}
+
+/// The CA in `paths`' `certs/` (created when missing) and every certificate of `certs`
+/// that is not there yet: what `up` and `rampart render` issue.
+pub fn issue_certificates(paths: &StatePaths, certs: &[Certificate]) -> Result<(), InfraError> {
+    let dir = paths.certs();
+    let ca = rampart_tls::pki::Ca::load_or_create(&dir, "rampart local CA")
+        .map_err(|e| InfraError::Invalid(format!("local CA in {}: {e}", dir.display())))?;
+    for cert in certs {
+        let (pem, key) = cert.files();
+        if pem.exists() && key.exists() {
+            continue;
+        }
+        let issued = if cert.server {
+            ca.issue(&cert.dir, &cert.stem, &cert.names, cert.client)
+        } else {
+            ca.issue_client(&cert.dir, &cert.stem, &cert.names)
+        };
+        issued.map_err(|e| InfraError::Invalid(format!("certificate {}: {e}", pem.display())))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

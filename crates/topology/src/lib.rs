@@ -4,6 +4,8 @@
 //! they share lives in `rampart-telemetry`.
 
 pub mod accounts;
+pub mod ansible;
+pub mod deploy;
 pub mod file;
 pub mod monitor;
 pub mod nft;

@@ -218,6 +218,19 @@ impl Instance {
         let setpriv = find_program("setpriv", "util-linux")?;
         let server = find_program("mariadbd", SERVER_PACKAGE)?;
         let user = os_user()?;
+        Ok(self.server_command(&setpriv, &server, Some(&user)))
+    }
+
+    /// [`Instance::keeper_command`] with the programs' paths given, for a host other than
+    /// this one (`rampart render`: Debian's `/usr/bin/setpriv` and `/usr/sbin/mariadbd`).
+    /// `user` is `--user`, which only a server started as root needs; a systemd unit
+    /// that already runs as `mysql` passes `None`.
+    pub fn server_command(
+        &self,
+        setpriv: &Path,
+        server: &Path,
+        user: Option<&str>,
+    ) -> Vec<OsString> {
         let mut argv: Vec<OsString> = vec![
             setpriv.into(),
             "--pdeathsig".into(),
@@ -246,8 +259,10 @@ impl Instance {
         ] {
             argv.push(flag.into());
         }
-        argv.push(format!("--user={user}").into());
-        Ok(argv)
+        if let Some(user) = user {
+            argv.push(format!("--user={user}").into());
+        }
+        argv
     }
 
     /// Starts this instance's server with `extra` flags after its own and waits until it

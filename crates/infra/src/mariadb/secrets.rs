@@ -62,6 +62,31 @@ impl Secrets {
         })
     }
 
+    /// Reads the five password files in `dir` and changes nothing: on a deployed host
+    /// they are systemd credentials, read-only, in a directory that is not the reader's.
+    pub fn load(dir: &Path) -> Result<Secrets, InfraError> {
+        let read = |user: &str| -> Result<String, InfraError> {
+            let path = dir.join(secret_file(user));
+            let text = fs::read_to_string(&path)
+                .map_err(|e| InfraError::io("read password file", &path, e))?;
+            let password = text.trim_end_matches(['\n', '\r']);
+            if !valid_password(password) {
+                return Err(InfraError::Invalid(format!(
+                    "{}: a password must be 16 to 128 ascii letters and digits",
+                    path.display()
+                )));
+            }
+            Ok(password.to_owned())
+        };
+        Ok(Secrets {
+            app: read(APP_USER)?,
+            migrate: read(MIGRATE_USER)?,
+            repl: read(REPL_USER)?,
+            monitor: read(MONITOR_USER)?,
+            keeper: read(KEEPER_USER)?,
+        })
+    }
+
     /// The password kept in secret file `file` (`db-app.password`, ...).
     pub fn by_file(&self, file: &str) -> Option<&str> {
         [

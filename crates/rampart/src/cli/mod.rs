@@ -1,8 +1,8 @@
 //! Command-line interface: the arguments (clap) and the dispatch from a subcommand to
 //! the code that runs it. The services (`lb`, `web`, `dns`, `agent`, `dashboard`) all go
 //! through one generic runner (`serve`), as does `keeper` with its own entry there; the operator commands that run the topology
-//! (`up`, `down`, `status`, `stop`, `start`, `exec`, `switchover`, `scale`, `db rebuild`) are in `stack`, `firewall show|check`
-//! in `firewall`, and `check`, `topology show`, `cert` and the hidden `forward` in `tools`.
+//! (`up`, `down`, `status`, `stop`, `start`, `exec`, `switchover`, `scale`, `db rebuild`) are in `stack`, `db init` (on a deployed host) in `tools`, `firewall show|check`
+//! in `firewall`, and `check`, `topology show`, `render`, `cert` and the hidden `forward` in `tools`.
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 invalid config or usage.
 
@@ -50,6 +50,15 @@ enum TopologyCommand {
 
 #[derive(Subcommand, Debug)]
 enum DbCommand {
+    /// On a host deployed by `rampart render`'s playbook: give database HOST a new data
+    /// directory with the site's accounts, unless it has one (its
+    /// rampart-db-init.service runs this once, before the keeper's first start).
+    Init {
+        host: String,
+        /// The site's topology file on the host.
+        #[arg(long, default_value = "/var/lib/rampart/topology.toml")]
+        topology: PathBuf,
+    },
     /// Give database HOST a new data directory copied from the current primary with
     /// mariadb-backup, while the primary keeps taking writes; HOST then replicates from
     /// there. For a server that diverged (its keeper shows `diverged`), lost its disk or
@@ -169,6 +178,18 @@ enum Command {
         to: Option<String>,
         #[command(flatten)]
         state: StateArg,
+    },
+    /// Write the site for real hosts: a bundle per host (configs, certificates and keys,
+    /// its nftables ruleset, hardened systemd units and drop-ins for the packaged
+    /// services) and an Ansible inventory and playbook that deploy them. Certificates and
+    /// passwords are made once in OUT/state (0700) and reused by later renders.
+    Render {
+        /// The site (without it, the built-in one).
+        #[arg(long)]
+        topology: Option<PathBuf>,
+        /// The output directory (created 0700).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// The topology file: the site's names, hosts by role and count, segments, etcd
     /// members and pinned addresses.
@@ -345,12 +366,16 @@ pub fn main() -> ExitCode {
         Command::Switchover { to, state } => stack::switchover(&state.dir, to.as_deref()),
         Command::Scale { counts, state } => stack::scale(&state.dir, &counts),
         Command::VrrpNotify { state_file, args } => tools::vrrp_notify(&state_file, &args),
+        Command::Render { topology, out } => tools::render(topology.as_deref(), &out),
         Command::Topology {
             command: TopologyCommand::Show { file },
         } => tools::topology_show(file.as_deref()),
         Command::Db {
             command: DbCommand::Rebuild { host, state },
         } => stack::rebuild(&state.dir, &host),
+        Command::Db {
+            command: DbCommand::Init { host, topology },
+        } => tools::db_init(&host, &topology),
         Command::Stop { host, state } => stack::host_cmd(&state.dir, &host, false),
         Command::Firewall {
             command: FirewallCommand::Show { host },

@@ -191,3 +191,90 @@ pub(super) fn forward(
         }
     }
 }
+
+/// `rampart render [--topology FILE] --out DIR`: the site for real hosts (see
+/// `rampart_infra::bundle`), with this binary copied to `DIR/bin/rampart` for the
+/// playbook to install.
+pub(super) fn render(path: Option<&Path>, out: &Path) -> ExitCode {
+    let site = match path.map(read_topology) {
+        None => rampart_topology::file::Site::default(),
+        Some(Ok(site)) => site,
+        Some(Err(e)) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let topology = match site.topology(rampart_topology::Mode::Isolated, 0) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = (|| -> anyhow::Result<rampart_infra::bundle::Rendered> {
+        let rendered = rampart_infra::bundle::render(&topology, &site.to_file(), out)?;
+        let exe = std::env::current_exe()?;
+        let bin = out.join("bin");
+        std::fs::create_dir_all(&bin)?;
+        let bytes = std::fs::read(&exe)?;
+        rampart_telemetry::fs::write_atomic(&bin.join("rampart"), &bytes, 0o755)?;
+        Ok(rendered)
+    })();
+    match result {
+        Ok(r) => {
+            for b in &r.bundles {
+                let units: Vec<&str> = b.units.iter().map(|(u, _)| u.unit.as_str()).collect();
+                println!(
+                    "  {:<10} {:>3} files  {}",
+                    b.host,
+                    b.files.len(),
+                    units.join(" ")
+                );
+            }
+            println!(
+                "rendered {} hosts ({} files) into {}; deploy with: cd {} && ansible-playbook site.yml",
+                r.bundles.len(),
+                r.files,
+                out.display(),
+                out.join("ansible").display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("rampart render: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `rampart db init HOST --topology FILE`: see `rampart_infra::bundle::init_database`.
+pub(super) fn db_init(host: &str, file: &Path) -> ExitCode {
+    let site = match read_topology(file) {
+        Ok(site) => site,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let topology = match site.topology(rampart_topology::Mode::Isolated, 0) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rampart_infra::bundle::init_database(&topology, host) {
+        Ok(true) => {
+            println!("{host}: new data directory with the site's accounts");
+            ExitCode::SUCCESS
+        }
+        Ok(false) => {
+            println!("{host}: data directory exists, left alone");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("rampart db init: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,516 @@
+//! The Ansible side of `rampart render`: an inventory of the plan's hosts grouped by
+//! kind, each host's variables (its packages, directories, bundle files and units, from
+//! its [`Bundle`]), and a playbook with a role per kind of host. Only `ansible.builtin`
+//! modules: nothing comes from Galaxy. Pure text; `rampart_infra::bundle` writes it.
+//!
+//! The order of a deployment: every host is checked and installed first (role
+//! `common`: packages, users, the binary, the units staged and checked with
+//! `systemd-analyze verify` (any warning fails), the firewall checked with `nft -c`, then
+//! the bundle, then the units), and nothing starts or restarts until every host has
+//! passed; then the etcd members together, the databases, the web servers one at a time,
+//! the load balancers, DNS, the monitor, and the agents. A service restarts only when
+//! something of its host changed.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use crate::deploy::{Bundle, BundleFile, UnitKind, BIN, FIREWALL_FILE, STAGE_DIR};
+use crate::plan::Plan;
+use crate::Role;
+
+/// The inventory group of a kind of host.
+pub fn group(role: Role) -> &'static str {
+    match role {
+        Role::Client => "clients",
+        Role::Dns => "dns_servers",
+        Role::Lb => "load_balancers",
+        Role::Web => "web_servers",
+        Role::DbPrimary | Role::DbReplica => "databases",
+        Role::Monitor => "monitors",
+    }
+}
+
+/// JSON string literal (YAML and JSON both read it).
+fn q(s: &str) -> String {
+    serde_json::Value::String(s.to_owned()).to_string()
+}
+
+/// Every Ansible file, as paths relative to the output's `ansible/` directory.
+pub fn files(plan: &Plan, bundles: &[Bundle]) -> Vec<(PathBuf, String)> {
+    let mut out = vec![
+        (PathBuf::from("ansible.cfg"), ANSIBLE_CFG.to_owned()),
+        (PathBuf::from("inventory.yml"), inventory(plan, bundles)),
+        (PathBuf::from("site.yml"), PLAYBOOK.to_owned()),
+        (
+            PathBuf::from("group_vars/all.yml"),
+            format!(
+                "---\n# Where the bundles and the binary are, relative to this directory.\nrampart_bundles: \"{{{{ playbook_dir }}}}/../hosts\"\nrampart_binary_src: \"{{{{ playbook_dir }}}}/../bin/rampart\"\nrampart_bin: {}\n",
+                q(BIN)
+            ),
+        ),
+    ];
+    for b in bundles {
+        out.push((
+            PathBuf::from("host_vars").join(format!("{}.json", b.host)),
+            host_vars(b),
+        ));
+    }
+    for (role, tasks) in ROLES {
+        out.push((
+            PathBuf::from("roles").join(role).join("tasks/main.yml"),
+            (*tasks).to_owned(),
+        ));
+    }
+    out.push((
+        PathBuf::from("roles/common/handlers/main.yml"),
+        COMMON_HANDLERS.to_owned(),
+    ));
+    out
+}
+
+fn inventory(plan: &Plan, bundles: &[Bundle]) -> String {
+    let mut s = String::from(
+        "---\n# rampart's site, by kind of host. ansible_host is each host's management\n# address (its public one when it has none).\nsite:\n  children:\n",
+    );
+    for g in [
+        "etcd_members",
+        "databases",
+        "web_servers",
+        "load_balancers",
+        "dns_servers",
+        "monitors",
+        "clients",
+    ] {
+        let _ = writeln!(s, "    {g}:\n      hosts:");
+        let mut any = false;
+        for b in bundles {
+            let member = if g == "etcd_members" {
+                b.units.iter().any(|(u, _)| u.unit == "etcd.service")
+            } else {
+                group(b.role) == g
+            };
+            if !member {
+                continue;
+            }
+            any = true;
+            let addr = plan
+                .host(&b.host)
+                .and_then(|h| h.addresses.last())
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "        {}:\n          ansible_host: {}",
+                b.host,
+                q(&addr)
+            );
+        }
+        if !any {
+            // An empty group still parses.
+            s.truncate(s.len() - "      hosts:\n".len());
+            let _ = writeln!(s, "      hosts: {{}}");
+        }
+    }
+    s
+}
+
+fn file_json(f: &BundleFile) -> serde_json::Value {
+    serde_json::json!({
+        "path": f.path.display().to_string(),
+        "src": f.path.display().to_string().trim_start_matches('/'),
+        "mode": format!("{:04o}", f.mode),
+        "owner": f.owner,
+    })
+}
+
+fn host_vars(b: &Bundle) -> String {
+    let units: Vec<serde_json::Value> = b
+        .units
+        .iter()
+        .map(|(u, path)| {
+            serde_json::json!({
+                "unit": u.unit,
+                "own": u.kind == UnitKind::Own,
+                "path": path.display().to_string(),
+                "src": path.display().to_string().trim_start_matches('/'),
+                "staged": format!("{STAGE_DIR}/{}", path.strip_prefix(crate::deploy::UNIT_DIR).map(|p| p.display().to_string()).unwrap_or_default()),
+            })
+        })
+        .collect();
+    let is_unit = |f: &&BundleFile| b.units.iter().any(|(_, p)| *p == f.path);
+    let is_fw = |f: &&BundleFile| f.path == std::path::Path::new(FIREWALL_FILE);
+    let v = serde_json::json!({
+        "rampart_role": group(b.role),
+        "rampart_packages": b.packages,
+        "rampart_dirs": b.dirs.iter().map(|d| serde_json::json!({
+            "path": d.path.display().to_string(),
+            "mode": format!("{:04o}", d.mode),
+            "owner": d.owner,
+            "group": d.group,
+        })).collect::<Vec<_>>(),
+        "rampart_files": b.files.iter().filter(|f| !f.secret && !is_unit(f) && !is_fw(f)).map(file_json).collect::<Vec<_>>(),
+        "rampart_secrets": b.files.iter().filter(|f| f.secret).map(file_json).collect::<Vec<_>>(),
+        "rampart_firewall": b.files.iter().any(|f| is_fw(&f)),
+        "rampart_units": units,
+    });
+    let mut text = serde_json::to_string_pretty(&v).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+const ANSIBLE_CFG: &str = "# rampart render: Ansible settings for this site.
+[defaults]
+inventory = inventory.yml
+roles_path = roles
+forks = 16
+host_key_checking = True
+# Nothing in the output shows a diff of a secret; tasks with secrets set no_log.
+display_skipped_hosts = False
+interpreter_python = /usr/bin/python3
+
+[ssh_connection]
+pipelining = True
+";
+
+const PLAYBOOK: &str = r#"---
+# rampart's site, rendered by `rampart render`: ansible-playbook site.yml
+- name: Check and install every host
+  hosts: site
+  any_errors_fatal: true
+  roles:
+    - role: common
+
+- name: Start the etcd cluster, its members together
+  hosts: etcd_members
+  any_errors_fatal: true
+  roles:
+    - role: etcd
+
+- name: Start the databases
+  hosts: databases
+  any_errors_fatal: true
+  roles:
+    - role: database
+
+- name: Start or upgrade the web servers, one at a time
+  hosts: web_servers
+  serial: 1
+  any_errors_fatal: true
+  roles:
+    - role: web
+
+- name: Start the load balancers
+  hosts: load_balancers
+  serial: 1
+  any_errors_fatal: true
+  roles:
+    - role: lb
+
+- name: Start DNS
+  hosts: dns_servers
+  any_errors_fatal: true
+  roles:
+    - role: dns
+
+- name: Start the monitor
+  hosts: monitors
+  any_errors_fatal: true
+  roles:
+    - role: monitor
+
+- name: Start the agents
+  hosts: site
+  any_errors_fatal: true
+  roles:
+    - role: agent
+"#;
+
+const COMMON_TASKS: &str = r#"---
+- name: Install the host's packages
+  ansible.builtin.apt:
+    name: "{{ rampart_packages }}"
+    state: present
+
+- name: Create the rampart group
+  ansible.builtin.group:
+    name: rampart
+    system: true
+
+- name: Create the rampart user
+  ansible.builtin.user:
+    name: rampart
+    group: rampart
+    system: true
+    shell: /usr/sbin/nologin
+    create_home: false
+
+- name: Create the binary's directory
+  ansible.builtin.file:
+    path: /opt/rampart/bin
+    state: directory
+    owner: root
+    group: root
+    mode: "0755"
+
+- name: Install the rampart binary
+  ansible.builtin.copy:
+    src: "{{ rampart_binary_src }}"
+    dest: "{{ rampart_bin }}"
+    owner: root
+    group: root
+    mode: "0755"
+  register: common_binary
+
+- name: Create the unit staging directories
+  ansible.builtin.file:
+    path: "{{ item.staged | dirname }}"
+    state: directory
+    owner: root
+    group: root
+    mode: "0755"
+  loop: "{{ rampart_units }}"
+  loop_control:
+    label: "{{ item.unit }}"
+
+- name: Stage the units
+  ansible.builtin.copy:
+    src: "{{ rampart_bundles }}/{{ inventory_hostname }}/{{ item.src }}"
+    dest: "{{ item.staged }}"
+    owner: root
+    group: root
+    mode: "0644"
+  loop: "{{ rampart_units }}"
+  loop_control:
+    label: "{{ item.unit }}"
+
+- name: Check the staged units (any warning fails)
+  ansible.builtin.command:
+    cmd: "systemd-analyze verify {{ item.unit }}"
+  environment:
+    SYSTEMD_UNIT_PATH: "/etc/rampart/units:"
+  register: common_verify
+  changed_when: false
+  failed_when: common_verify.rc != 0 or (common_verify.stderr | length) > 0
+  loop: "{{ rampart_units }}"
+  loop_control:
+    label: "{{ item.unit }}"
+
+- name: Create the firewall's directory
+  ansible.builtin.file:
+    path: /etc/rampart
+    state: directory
+    owner: root
+    group: root
+    mode: "0755"
+
+- name: Install the firewall once nft -c accepts it
+  ansible.builtin.copy:
+    src: "{{ rampart_bundles }}/{{ inventory_hostname }}/etc/rampart/nftables.conf"
+    dest: /etc/rampart/nftables.conf
+    owner: root
+    group: root
+    mode: "0644"
+    validate: nft -c -f %s
+  when: rampart_firewall
+  notify: Load the firewall
+
+- name: Create the host's directories
+  ansible.builtin.file:
+    path: "{{ item.path }}"
+    state: directory
+    owner: "{{ item.owner }}"
+    group: "{{ item.group }}"
+    mode: "{{ item.mode }}"
+  loop: "{{ rampart_dirs }}"
+  loop_control:
+    label: "{{ item.path }}"
+
+- name: Install the configs and certificates
+  ansible.builtin.copy:
+    src: "{{ rampart_bundles }}/{{ inventory_hostname }}/{{ item.src }}"
+    dest: "{{ item.path }}"
+    owner: "{{ item.owner }}"
+    group: "{{ item.owner }}"
+    mode: "{{ item.mode }}"
+  loop: "{{ rampart_files }}"
+  loop_control:
+    label: "{{ item.path }}"
+  register: common_files
+
+- name: Install the keys and passwords
+  ansible.builtin.copy:
+    src: "{{ rampart_bundles }}/{{ inventory_hostname }}/{{ item.src }}"
+    dest: "{{ item.path }}"
+    owner: "{{ item.owner }}"
+    group: "{{ item.owner }}"
+    mode: "{{ item.mode }}"
+  loop: "{{ rampart_secrets }}"
+  no_log: true
+  diff: false
+  register: common_secrets
+
+- name: Install the units
+  ansible.builtin.copy:
+    src: "{{ item.staged }}"
+    dest: "{{ item.path }}"
+    remote_src: true
+    owner: root
+    group: root
+    mode: "0644"
+  loop: "{{ rampart_units }}"
+  loop_control:
+    label: "{{ item.unit }}"
+  register: common_units
+  notify: Reload systemd
+
+- name: Note whether the host's services must restart
+  ansible.builtin.set_fact:
+    common_restart: >-
+      {{ common_binary.changed or common_files.changed or common_secrets.changed
+         or common_units.changed }}
+"#;
+
+const COMMON_HANDLERS: &str = r#"---
+- name: Reload systemd
+  ansible.builtin.systemd_service:
+    daemon_reload: true
+
+- name: Load the firewall
+  ansible.builtin.command:
+    cmd: nft -f /etc/rampart/nftables.conf
+  changed_when: true
+"#;
+
+const ROLES: &[(&str, &str)] = &[
+    ("common", COMMON_TASKS),
+    ("etcd", ETCD_TASKS),
+    ("database", DATABASE_TASKS),
+    ("web", WEB_TASKS),
+    ("lb", LB_TASKS),
+    ("dns", DNS_TASKS),
+    ("monitor", MONITOR_TASKS),
+    ("agent", AGENT_TASKS),
+];
+
+const ETCD_TASKS: &str = r#"---
+- name: Start or restart etcd
+  ansible.builtin.systemd_service:
+    name: etcd.service
+    enabled: true
+    state: "{{ 'restarted' if common_restart | default(false) else 'started' }}"
+"#;
+
+const DATABASE_TASKS: &str = r#"---
+# rampart-db-init.service (required by mariadb.service) gives a new database host its
+# data directory and accounts first; the keepers then set up replication through etcd.
+- name: Start or restart the keeper and its server
+  ansible.builtin.systemd_service:
+    name: mariadb.service
+    enabled: true
+    state: "{{ 'restarted' if common_restart | default(false) else 'started' }}"
+"#;
+
+const WEB_TASKS: &str = r#"---
+- name: Start or restart the web server
+  ansible.builtin.systemd_service:
+    name: rampart-web.service
+    enabled: true
+    state: "{{ 'restarted' if common_restart | default(false) else 'started' }}"
+"#;
+
+const LB_TASKS: &str = r#"---
+- name: Start or restart the load balancer
+  ansible.builtin.systemd_service:
+    name: rampart-lb.service
+    enabled: true
+    state: "{{ 'restarted' if common_restart | default(false) else 'started' }}"
+
+- name: Start or restart keepalived (a load-balancer pair)
+  ansible.builtin.systemd_service:
+    name: keepalived.service
+    enabled: true
+    state: "{{ 'restarted' if common_restart | default(false) else 'started' }}"
+  when: rampart_units | selectattr('unit', 'equalto', 'keepalived.service') | list | length > 0
+"#;
+
+const DNS_TASKS: &str = r#"---
+- name: Start or restart the DNS server
+  ansible.builtin.systemd_service:
+    name: rampart-dns.service
+    enabled: true
+    state: "{{ 'restarted' if common_restart | default(false) else 'started' }}"
+"#;
+
+const MONITOR_TASKS: &str = r#"---
+- name: Start or restart the dashboard, Alertmanager and Prometheus
+  ansible.builtin.systemd_service:
+    name: "{{ item }}"
+    enabled: true
+    state: "{{ 'restarted' if common_restart | default(false) else 'started' }}"
+  loop:
+    - rampart-dashboard.service
+    - prometheus-alertmanager.service
+    - prometheus.service
+"#;
+
+const AGENT_TASKS: &str = r#"---
+- name: Start or restart the agent
+  ansible.builtin.systemd_service:
+    name: rampart-agent.service
+    enabled: true
+    state: "{{ 'restarted' if common_restart | default(false) else 'started' }}"
+  when: rampart_units | selectattr('unit', 'equalto', 'rampart-agent.service') | list | length > 0
+"#;
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::{deploy, Mode, Topology};
+
+    #[test]
+    fn inventory_groups_hosts_by_kind_and_etcd_membership() {
+        let p = deploy::plan(&Topology::default_for(Mode::Isolated, 0));
+        let bundles: Vec<Bundle> = p
+            .hosts
+            .iter()
+            .filter_map(|h| deploy::bundle(&p, &h.name, &[], ""))
+            .collect();
+        let files = files(&p, &bundles);
+        let inv = &files
+            .iter()
+            .find(|(p, _)| p.ends_with("inventory.yml"))
+            .unwrap()
+            .1;
+        let group_hosts = |g: &str| -> Vec<String> {
+            let start = inv.find(&format!("\n    {g}:\n")).unwrap();
+            inv[start..]
+                .lines()
+                .skip(3)
+                .take_while(|l| l.starts_with("        "))
+                .filter(|l| !l.trim_start().starts_with("ansible_host"))
+                .map(|l| l.trim().trim_end_matches(':').to_owned())
+                .collect()
+        };
+        assert_eq!(group_hosts("etcd_members"), ["dns", "lb1", "monitor"]);
+        assert_eq!(group_hosts("web_servers"), ["web1", "web2"]);
+        assert_eq!(group_hosts("databases"), ["db1", "db2"]);
+        let hv = &files
+            .iter()
+            .find(|(p, _)| p.ends_with("host_vars/db1.json"))
+            .unwrap()
+            .1;
+        let v: serde_json::Value = serde_json::from_str(hv).unwrap();
+        assert_eq!(v["rampart_role"], "databases");
+        // Secrets go only through the no_log task.
+        for f in v["rampart_files"].as_array().unwrap() {
+            let path = f["path"].as_str().unwrap();
+            assert!(
+                !path.ends_with(".key") && !path.contains("/secrets/"),
+                "{path}"
+            );
+        }
+        assert!(!v["rampart_secrets"].as_array().unwrap().is_empty());
+    }
+}

@@ -1,0 +1,776 @@
+//! The site on real hosts, as `rampart render` writes it: the same [`Plan`] that `rampart
+//! up` runs, planned for on-host paths ([`settings`]), plus what a host with systemd
+//! needs beside the plan's own files: a hardened unit per rampart service, a drop-in per
+//! Debian-packaged service (MariaDB, Prometheus, Alertmanager, etcd, keepalived), the
+//! firewall as a file, who owns each file, and the packages to install. Pure: the I/O
+//! (certificates, secrets, writing) is `rampart_infra::bundle`'s, the Ansible files are
+//! [`crate::ansible`]'s.
+//!
+//! On a host everything lives where the plan says, under [`ROOT`]; the binary is at
+//! [`BIN`]. Keys and secrets are files of mode 0600 that reach their service as systemd
+//! credentials (`LoadCredential=`), bind-mounted read-only over the path its config names,
+//! so a service's view is the same as under `rampart up` and the plan needs no second
+//! layout.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::plan::{Launch, Plan, Program, ServicePlan, Settings, Source};
+use crate::render::{Failover, Pace, StatePaths};
+use crate::{Mode, Role, Topology};
+
+/// Where a host keeps everything the plan names (configs, certificates, data).
+pub const ROOT: &str = "/var/lib/rampart";
+/// The `rampart` binary on a host: a path the playbook owns, outside `/usr`.
+pub const BIN: &str = "/opt/rampart/bin/rampart";
+/// The system user rampart's own services run as.
+pub const SERVICE_USER: &str = "rampart";
+/// The group of every service on a host that reads or writes its host directory.
+pub const SERVICE_GROUP: &str = "rampart";
+/// The host's firewall ruleset (`inet rampart` only: other tables are left alone).
+pub const FIREWALL_FILE: &str = "/etc/rampart/nftables.conf";
+/// The topology file on every host.
+pub const SITE_FILE: &str = "/var/lib/rampart/topology.toml";
+/// The user of the database server, its keeper and everything else on its host.
+pub const DB_USER: &str = "mysql";
+/// The one-shot unit that gives a new database host its data directory and accounts
+/// before the keeper's first start (`rampart db init`).
+pub const DB_INIT_UNIT: &str = "rampart-db-init.service";
+/// Where units and drop-ins go.
+pub const UNIT_DIR: &str = "/etc/systemd/system";
+/// Where units are staged and checked with `systemd-analyze verify` before install.
+pub const STAGE_DIR: &str = "/etc/rampart/units";
+
+/// How the plan is made for real hosts: on-host paths, production pace, no forwards.
+pub fn settings() -> Settings {
+    Settings {
+        state: StatePaths::new(Path::new(ROOT)),
+        bin: PathBuf::from(BIN),
+        pace: Pace::Production,
+        // Names the etcd cluster token (`rampart-site`); no namespaces are made.
+        prefix: Some("site".into()),
+        publish: 0,
+        dashboard_publish: 0,
+        uid: 0,
+        failover: Failover::default(),
+    }
+}
+
+/// The plan for real hosts. The topology must be the isolated one (real addresses).
+pub fn plan(t: &Topology) -> Plan {
+    debug_assert_eq!(t.mode, Mode::Isolated);
+    crate::plan::plan(t, &settings())
+}
+
+/// How systemd runs one planned service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnitSpec {
+    /// `rampart-web.service`, `etcd.service`, ...
+    pub unit: String,
+    /// The user it runs as.
+    pub user: &'static str,
+    /// Rampart's own unit, or a drop-in for a Debian package's unit.
+    pub kind: UnitKind,
+    /// The Debian package whose unit a drop-in extends.
+    pub package: Option<&'static str>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnitKind {
+    Own,
+    DropIn,
+}
+
+/// The Debian package that gives MariaDB's unit, `mariadb.service`.
+pub const MARIADB_PACKAGE: &str = "mariadb-server";
+
+/// How `svc` runs under systemd; `None` for what only `rampart up` runs (the forwards).
+pub fn unit_of(svc: &ServicePlan) -> Option<UnitSpec> {
+    if !svc.in_namespace {
+        return None;
+    }
+    let packaged = |unit: &str, user, package| UnitSpec {
+        unit: unit.into(),
+        user,
+        kind: UnitKind::DropIn,
+        package: Some(package),
+    };
+    Some(match &svc.launch {
+        Launch::Database(_) => packaged("mariadb.service", "mysql", MARIADB_PACKAGE),
+        Launch::Process {
+            program: Program::Rampart(_),
+            ..
+        } => UnitSpec {
+            unit: format!("rampart-{}.service", svc.name),
+            user: SERVICE_USER,
+            kind: UnitKind::Own,
+            package: None,
+        },
+        Launch::Process {
+            program: Program::Packaged { program, package },
+            ..
+        } => match *program {
+            "etcd" => packaged("etcd.service", "etcd", package),
+            "prometheus" => packaged("prometheus.service", "prometheus", package),
+            "prometheus-alertmanager" => {
+                packaged("prometheus-alertmanager.service", "prometheus", package)
+            }
+            "keepalived" => packaged("keepalived.service", "root", package),
+            _ => return None,
+        },
+    })
+}
+
+/// A packaged program's path on Debian 12.
+fn packaged_path(program: &str) -> String {
+    match program {
+        "keepalived" => "/usr/sbin/keepalived".into(),
+        other => format!("/usr/bin/{other}"),
+    }
+}
+
+/// A file of a host's bundle: where it goes, its mode and owner, and whether it is a
+/// secret (copied without logging or diffs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BundleFile {
+    pub path: PathBuf,
+    pub mode: u32,
+    pub owner: &'static str,
+    pub secret: bool,
+    pub contents: Contents,
+}
+
+/// Where a bundle file's bytes come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Contents {
+    /// Rendered text.
+    Text(String),
+    /// The operator's copy of a certificate, key or secret, at this on-host path
+    /// (render keeps them in its own state directory, [`ROOT`] mapped there).
+    Issued,
+}
+
+/// A directory a host needs before its services start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BundleDir {
+    pub path: PathBuf,
+    pub mode: u32,
+    pub owner: &'static str,
+    pub group: &'static str,
+}
+
+/// Everything one host gets.
+#[derive(Clone, Debug)]
+pub struct Bundle {
+    pub host: String,
+    pub role: Role,
+    /// Debian packages to install.
+    pub packages: Vec<&'static str>,
+    pub dirs: Vec<BundleDir>,
+    pub files: Vec<BundleFile>,
+    /// Units in start order, each with the unit file (or drop-in) path in the bundle.
+    pub units: Vec<(UnitSpec, PathBuf)>,
+}
+
+/// The host's bundle. `db_command` is the database server's command line under its
+/// keeper (from `rampart_infra`, which owns the server's flags), for a database host;
+/// `site_file` the topology file, kept at [`SITE_FILE`] (`rampart db init` reads it).
+///
+/// On a database host every service runs as `mysql` and the host's directory is
+/// mysql's (0700): the server's directory is the host's, and the agent reads the
+/// server's socket there.
+pub fn bundle(plan: &Plan, host: &str, db_command: &[String], site_file: &str) -> Option<Bundle> {
+    let h = plan.host(host)?;
+    let database = h
+        .services
+        .iter()
+        .any(|s| matches!(s.launch, Launch::Database(_)));
+    let services: Vec<(&ServicePlan, UnitSpec)> = h
+        .services
+        .iter()
+        .filter_map(|s| {
+            unit_of(s).map(|mut u| {
+                if database && u.kind == UnitKind::Own {
+                    u.user = DB_USER;
+                }
+                (s, u)
+            })
+        })
+        .collect();
+    let mut packages: Vec<&'static str> = vec!["nftables", "util-linux", "ca-certificates"];
+    for (_, u) in &services {
+        if let Some(p) = u.package {
+            packages.push(p);
+        }
+    }
+    if h.role == Role::DbPrimary || h.role == Role::DbReplica {
+        packages.extend(["mariadb-client", "mariadb-backup"]);
+    }
+    packages.sort_unstable();
+    packages.dedup();
+
+    let mut dirs = vec![
+        BundleDir {
+            path: PathBuf::from(ROOT),
+            mode: 0o755,
+            owner: "root",
+            group: "root",
+        },
+        BundleDir {
+            path: PathBuf::from(ROOT).join("certs"),
+            mode: 0o755,
+            owner: "root",
+            group: "root",
+        },
+        BundleDir {
+            path: PathBuf::from(ROOT).join("secrets"),
+            mode: 0o700,
+            owner: "root",
+            group: "root",
+        },
+        BundleDir {
+            path: PathBuf::from(ROOT).join("hosts"),
+            mode: 0o755,
+            owner: "root",
+            group: "root",
+        },
+        // Every service of the host writes here (logs, state, data): its group; on a
+        // database host, mysql's own.
+        if database {
+            BundleDir {
+                path: h.dir.clone(),
+                mode: 0o700,
+                owner: DB_USER,
+                group: DB_USER,
+            }
+        } else {
+            BundleDir {
+                path: h.dir.clone(),
+                mode: 0o770,
+                owner: "root",
+                group: SERVICE_GROUP,
+            }
+        },
+    ];
+    for (svc, u) in &services {
+        for d in &svc.private_dirs {
+            dirs.push(BundleDir {
+                path: d.clone(),
+                mode: 0o700,
+                owner: u.user,
+                group: u.user,
+            });
+        }
+    }
+
+    // Who needs each issued file: its owner when one user does, else root (it reaches
+    // every service as a credential anyway).
+    let mut issued: BTreeMap<PathBuf, (u32, Vec<&'static str>)> = BTreeMap::new();
+    for (svc, u) in &services {
+        for n in &svc.needs {
+            if matches!(n.from, Source::Service(_)) {
+                continue;
+            }
+            let e = issued
+                .entry(n.path.clone())
+                .or_insert((n.max_mode, Vec::new()));
+            e.0 = e.0.min(n.max_mode);
+            if !e.1.contains(&u.user) {
+                e.1.push(u.user);
+            }
+        }
+    }
+    let mut files: Vec<BundleFile> = issued
+        .into_iter()
+        .map(|(path, (mode, users))| {
+            let secret = mode & 0o077 == 0;
+            BundleFile {
+                path,
+                mode,
+                owner: match users.as_slice() {
+                    [one] if secret => one,
+                    _ => "root",
+                },
+                secret,
+                contents: Contents::Issued,
+            }
+        })
+        .collect();
+    for (svc, _) in &services {
+        for f in &svc.files {
+            files.push(BundleFile {
+                path: f.path.clone(),
+                mode: f.mode,
+                owner: "root",
+                secret: false,
+                contents: Contents::Text(f.contents.clone()),
+            });
+        }
+    }
+    files.push(BundleFile {
+        path: PathBuf::from(SITE_FILE),
+        mode: 0o644,
+        owner: "root",
+        secret: false,
+        contents: Contents::Text(site_file.to_owned()),
+    });
+    if let Some(fw) = &h.firewall {
+        files.push(BundleFile {
+            path: PathBuf::from(FIREWALL_FILE),
+            mode: 0o644,
+            owner: "root",
+            secret: false,
+            contents: Contents::Text(fw.clone()),
+        });
+    }
+    let mut units = Vec::new();
+    for (svc, u) in services {
+        if matches!(svc.launch, Launch::Database(_)) {
+            let init = UnitSpec {
+                unit: DB_INIT_UNIT.into(),
+                user: DB_USER,
+                kind: UnitKind::Own,
+                package: None,
+            };
+            let path = Path::new(UNIT_DIR).join(DB_INIT_UNIT);
+            files.push(BundleFile {
+                path: path.clone(),
+                mode: 0o644,
+                owner: "root",
+                secret: false,
+                contents: Contents::Text(db_init_unit(&h.name, svc, &init, &h.dir)),
+            });
+            units.push((init, path));
+        }
+        let (path, text) = match u.kind {
+            UnitKind::Own => (
+                Path::new(UNIT_DIR).join(&u.unit),
+                own_unit(h.name.as_str(), svc, &u, &h.dir),
+            ),
+            UnitKind::DropIn => (
+                Path::new(UNIT_DIR)
+                    .join(format!("{}.d", u.unit))
+                    .join("rampart.conf"),
+                drop_in(h.name.as_str(), svc, &u, &h.dir, db_command),
+            ),
+        };
+        files.push(BundleFile {
+            path: path.clone(),
+            mode: 0o644,
+            owner: "root",
+            secret: false,
+            contents: Contents::Text(text),
+        });
+        units.push((u, path));
+    }
+    Some(Bundle {
+        host: h.name.clone(),
+        role: h.role,
+        packages,
+        dirs,
+        files,
+        units,
+    })
+}
+
+/// A command line as `ExecStart=` takes it: each word quoted when it needs to be, `%`
+/// and `$` escaped so systemd expands nothing.
+fn exec_line(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            let a = a.replace('%', "%%").replace('$', "$$");
+            if a.is_empty() || a.contains([' ', '"', '\'', '\\', ';']) {
+                format!("\"{}\"", a.replace('\\', "\\\\").replace('"', "\\\""))
+            } else {
+                a
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn argv_of(svc: &ServicePlan, db_command: &[String]) -> Vec<String> {
+    match &svc.launch {
+        Launch::Process { program, args } => {
+            let mut v = vec![match program {
+                Program::Rampart(bin) => bin.display().to_string(),
+                Program::Packaged { program, .. } => packaged_path(program),
+            }];
+            v.extend(args.iter().cloned());
+            v
+        }
+        Launch::Database(_) => {
+            let config = svc
+                .files
+                .first()
+                .map(|f| f.path.display().to_string())
+                .unwrap_or_default();
+            let mut v = vec![BIN.to_owned(), "keeper".into(), "--config".into(), config];
+            v.push("--".into());
+            v.extend(db_command.iter().cloned());
+            v
+        }
+    }
+}
+
+/// The credential lines of a service: each secret it needs, loaded by systemd (as root)
+/// and bind-mounted read-only over the path its config names.
+fn credentials(svc: &ServicePlan, u: &UnitSpec) -> String {
+    let mut s = String::new();
+    for n in &svc.needs {
+        // Keys and passwords, issued or made by another service of the host (the
+        // dashboard's webhook token, which Alertmanager reads as another user).
+        if n.max_mode & 0o077 != 0 {
+            continue;
+        }
+        let Some(name) = n.path.file_name().map(|f| f.to_string_lossy().into_owned()) else {
+            continue;
+        };
+        let path = n.path.display();
+        let _ = writeln!(s, "LoadCredential={name}:{path}");
+        let _ = writeln!(
+            s,
+            "BindReadOnlyPaths=/run/credentials/{}/{name}:{path}",
+            u.unit
+        );
+    }
+    s
+}
+
+/// The sandbox every rampart service gets. `bind` services keep
+/// `CAP_NET_BIND_SERVICE` (the load balancer's 80/443, the DNS server's 53) and nothing
+/// else; the agent reads the whole of `/proc` (host metrics), the others only their own.
+fn sandbox(name: &str, rw: &Path) -> String {
+    let binds = matches!(name, "lb" | "dns");
+    let mut s = String::new();
+    let caps = if binds { "CAP_NET_BIND_SERVICE" } else { "" };
+    let _ = writeln!(s, "CapabilityBoundingSet={caps}");
+    let _ = writeln!(s, "AmbientCapabilities={caps}");
+    if !binds {
+        // A user namespace of its own: no capability means anything outside it.
+        s.push_str("PrivateUsers=yes\n");
+    }
+    if name != "agent" {
+        s.push_str("ProcSubset=pid\n");
+    }
+    let _ = writeln!(s, "ReadWritePaths={}", rw.display());
+    s.push_str(
+        "NoNewPrivileges=yes
+UMask=0077
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+PrivateDevices=yes
+PrivateIPC=yes
+DevicePolicy=closed
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectClock=yes
+ProtectHostname=yes
+ProtectProc=invisible
+RestrictNamespaces=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+MemoryDenyWriteExecute=yes
+RemoveIPC=yes
+KeyringMode=private
+RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX
+SystemCallArchitectures=native
+SystemCallFilter=@system-service
+SystemCallErrorNumber=EPERM
+",
+    );
+    // The database server (run once by `db init`) sets its own limits and priorities.
+    if name != "db-init" {
+        s.push_str("SystemCallFilter=~@privileged @resources\n");
+    } else {
+        s.push_str("SystemCallFilter=~@privileged\n");
+    }
+    s
+}
+
+fn own_unit(host: &str, svc: &ServicePlan, u: &UnitSpec, dir: &Path) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# rampart {} on {host}, rendered by `rampart render`.",
+        svc.name
+    );
+    let _ = writeln!(s, "[Unit]\nDescription=rampart {} ({host})", svc.name);
+    s.push_str("After=network-online.target\nWants=network-online.target\n");
+    s.push_str("StartLimitIntervalSec=60\nStartLimitBurst=10\n\n[Service]\nType=exec\n");
+    let _ = writeln!(s, "User={}\nGroup={SERVICE_GROUP}", u.user);
+    let _ = writeln!(s, "ExecStart={}", exec_line(&argv_of(svc, &[])));
+    if svc.name == "lb" {
+        // The load balancer reloads its config on SIGHUP without dropping a connection.
+        s.push_str("ExecReload=/bin/kill -HUP $MAINPID\n");
+    }
+    s.push_str("Restart=on-failure\nRestartSec=1s\nTimeoutStopSec=45s\nLimitNOFILE=65536\n");
+    s.push_str(&credentials(svc, u));
+    s.push_str(&sandbox(svc.name, dir));
+    s.push_str("\n[Install]\nWantedBy=multi-user.target\n");
+    s
+}
+
+/// `rampart db init` once, before the keeper's first start: skipped (a condition, which
+/// does not fail the keeper's unit) once the data directory has its system database.
+fn db_init_unit(host: &str, db: &ServicePlan, u: &UnitSpec, dir: &Path) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# rampart: a new data directory and the accounts for {host}'s database server."
+    );
+    let _ = writeln!(
+        s,
+        "[Unit]\nDescription=rampart database initialization ({host})"
+    );
+    let _ = writeln!(
+        s,
+        "ConditionPathExists=!{}",
+        dir.join("data/mysql").display()
+    );
+    s.push_str("\n[Service]\nType=oneshot\nRemainAfterExit=no\n");
+    let _ = writeln!(s, "User={}\nGroup={}", u.user, u.user);
+    let _ = writeln!(s, "ExecStart={BIN} db init {host} --topology {SITE_FILE}");
+    s.push_str("TimeoutStartSec=300s\n");
+    s.push_str(&credentials(db, u));
+    s.push_str(&sandbox("db-init", dir));
+    s
+}
+
+fn drop_in(
+    host: &str,
+    svc: &ServicePlan,
+    u: &UnitSpec,
+    dir: &Path,
+    db_command: &[String],
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# rampart's {} on {host}: runs the package's service as the plan says.",
+        svc.name
+    );
+    s.push_str("[Unit]\nAfter=network-online.target\nWants=network-online.target\n");
+    if matches!(svc.launch, Launch::Database(_)) {
+        let _ = writeln!(s, "Requires={DB_INIT_UNIT}\nAfter={DB_INIT_UNIT}");
+    }
+    s.push_str("\n[Service]\n");
+    if matches!(svc.launch, Launch::Database(_)) {
+        // The keeper is mariadbd's parent and decides its role: the package's own start
+        // and post-start steps (Galera recovery, debian-start) do not apply.
+        s.push_str("Type=exec\nExecStartPre=\nExecStartPost=\n");
+        s.push_str("TimeoutStopSec=120s\nRestart=on-failure\nRestartSec=2s\n");
+    }
+    s.push_str("EnvironmentFile=\nEnvironment=\n");
+    s.push_str("ExecStart=\n");
+    let _ = writeln!(s, "ExecStart={}", exec_line(&argv_of(svc, db_command)));
+    let _ = writeln!(s, "SupplementaryGroups={SERVICE_GROUP}");
+    let _ = writeln!(s, "ReadWritePaths={}", dir.display());
+    s.push_str(&credentials(svc, u));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn site() -> Plan {
+        plan(&Topology::default_for(Mode::Isolated, 0))
+    }
+
+    fn text<'a>(b: &'a Bundle, path: &str) -> &'a str {
+        let f = b
+            .files
+            .iter()
+            .find(|f| f.path == Path::new(path))
+            .unwrap_or_else(|| panic!("{path} not in {}'s bundle", b.host));
+        match &f.contents {
+            Contents::Text(t) => t,
+            Contents::Issued => panic!("{path} is issued"),
+        }
+    }
+
+    #[test]
+    fn every_host_gets_its_services_as_units() {
+        let p = site();
+        let units = |h: &str| -> Vec<String> {
+            bundle(&p, h, &[], "")
+                .unwrap()
+                .units
+                .iter()
+                .map(|(u, _)| u.unit.clone())
+                .collect()
+        };
+        let check = |h: &str, want: &[&str]| assert_eq!(units(h), want, "{h}");
+        check(
+            "lb1",
+            &[
+                "etcd.service",
+                "rampart-lb.service",
+                "rampart-agent.service",
+            ],
+        );
+        check("web1", &["rampart-web.service", "rampart-agent.service"]);
+        // A new database host's data directory and accounts come first (a one-shot).
+        check(
+            "db1",
+            &[
+                "rampart-db-init.service",
+                "mariadb.service",
+                "rampart-agent.service",
+            ],
+        );
+        check(
+            "dns",
+            &[
+                "etcd.service",
+                "rampart-dns.service",
+                "rampart-agent.service",
+            ],
+        );
+        check(
+            "monitor",
+            &[
+                "etcd.service",
+                "rampart-dashboard.service",
+                "prometheus-alertmanager.service",
+                "prometheus.service",
+                "rampart-agent.service",
+            ],
+        );
+        // The client runs nothing of the site (and no forward).
+        check("client", &[]);
+    }
+
+    #[test]
+    fn units_are_hardened_and_bind_only_what_they_must() {
+        let p = site();
+        let b = bundle(&p, "lb1", &[], "").unwrap();
+        let lb = text(&b, "/etc/systemd/system/rampart-lb.service");
+        for line in [
+            "User=rampart",
+            "ExecStart=/opt/rampart/bin/rampart lb --config /var/lib/rampart/hosts/lb1/lb.toml",
+            "ExecReload=/bin/kill -HUP $MAINPID",
+            "CapabilityBoundingSet=CAP_NET_BIND_SERVICE",
+            "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+            "ProtectSystem=strict",
+            "NoNewPrivileges=yes",
+            "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
+            "SystemCallFilter=@system-service",
+            "LoadCredential=site.key:/var/lib/rampart/certs/site.key",
+            "BindReadOnlyPaths=/run/credentials/rampart-lb.service/site.key:/var/lib/rampart/certs/site.key",
+        ] {
+            assert!(lb.lines().any(|l| l == line), "lb unit lacks {line}:\n{lb}");
+        }
+        assert!(!lb.contains("PrivateUsers"), "{lb}");
+        let agent = text(&b, "/etc/systemd/system/rampart-agent.service");
+        for line in ["CapabilityBoundingSet=", "PrivateUsers=yes"] {
+            assert!(agent.lines().any(|l| l == line), "{agent}");
+        }
+        assert!(!agent.contains("ProcSubset=pid"), "the agent reads /proc");
+        let web = bundle(&p, "web1", &[], "").unwrap();
+        let web = text(&web, "/etc/systemd/system/rampart-web.service");
+        assert!(web.contains("ProcSubset=pid\n") && !web.contains("CAP_NET_BIND"));
+    }
+
+    #[test]
+    fn packaged_services_get_drop_ins_with_the_plans_command_line() {
+        let p = site();
+        let db = bundle(&p, "db1", &["/usr/bin/setpriv".into(), "--x=%y".into()], "").unwrap();
+        let d = text(&db, "/etc/systemd/system/mariadb.service.d/rampart.conf");
+        assert!(
+            d.contains("ExecStart=\nExecStart=/opt/rampart/bin/rampart keeper --config /var/lib/rampart/hosts/db1/keeper.toml -- /usr/bin/setpriv --x=%%y\n"),
+            "{d}"
+        );
+        assert!(
+            d.contains("ExecStartPre=\n") && d.contains("Type=exec\n"),
+            "{d}"
+        );
+        assert!(db.packages.contains(&"mariadb-server"));
+        let m = bundle(&p, "monitor", &[], "").unwrap();
+        let prom = text(&m, "/etc/systemd/system/prometheus.service.d/rampart.conf");
+        assert!(prom.contains("ExecStart=\nExecStart=/usr/bin/prometheus --config.file=/var/lib/rampart/hosts/monitor/"), "{prom}");
+        let etcd = text(&m, "/etc/systemd/system/etcd.service.d/rampart.conf");
+        assert!(etcd.contains("LoadCredential=etcd-server.key:"), "{etcd}");
+        for pkg in [
+            "etcd-server",
+            "prometheus",
+            "prometheus-alertmanager",
+            "nftables",
+        ] {
+            assert!(m.packages.contains(&pkg), "{pkg}: {:?}", m.packages);
+        }
+    }
+
+    #[test]
+    fn keys_and_secrets_are_0600_and_owned_by_their_only_user() {
+        let p = site();
+        for h in ["lb1", "web1", "db1", "monitor", "dns"] {
+            let b = bundle(&p, h, &[], "").unwrap();
+            for f in &b.files {
+                let name = f.path.display().to_string();
+                if name.ends_with(".key") || name.contains("/secrets/") {
+                    assert!(f.secret && f.mode == 0o600, "{h}: {name} {:o}", f.mode);
+                }
+            }
+        }
+        let web = bundle(&p, "web1", &[], "").unwrap();
+        let key = web
+            .files
+            .iter()
+            .find(|f| f.path == Path::new("/var/lib/rampart/certs/web1.key"))
+            .unwrap();
+        assert_eq!(key.owner, "rampart");
+        // On a database host everything runs as mysql, which owns every key there.
+        let db = bundle(&p, "db1", &[], "").unwrap();
+        assert!(db
+            .files
+            .iter()
+            .filter(|f| f.secret)
+            .all(|f| f.owner == "mysql"));
+        assert!(
+            db.units.iter().all(|(u, _)| u.user == "mysql"),
+            "{:?}",
+            db.units
+        );
+        let lb = bundle(&p, "lb1", &[], "").unwrap();
+        let owner = |path: &str| {
+            lb.files
+                .iter()
+                .find(|f| f.path == Path::new(path))
+                .unwrap()
+                .owner
+        };
+        assert_eq!(owner("/var/lib/rampart/hosts/lb1/etcd-server.key"), "etcd");
+        assert_eq!(owner("/var/lib/rampart/certs/site.key"), "rampart");
+    }
+
+    #[test]
+    fn the_firewall_is_the_plans_ruleset() {
+        let p = site();
+        let b = bundle(&p, "web1", &[], "").unwrap();
+        assert_eq!(
+            text(&b, FIREWALL_FILE),
+            p.host("web1").unwrap().firewall.as_deref().unwrap()
+        );
+    }
+
+    #[test]
+    fn exec_lines_quote_and_escape() {
+        let check = |argv: &[&str], want: &str| {
+            let v: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+            assert_eq!(exec_line(&v), want);
+        };
+        check(&["/bin/a", "b"], "/bin/a b");
+        check(&["/bin/a", "x y"], "/bin/a \"x y\"");
+        check(&["/bin/a", "50%", "$HOME"], "/bin/a 50%% $$HOME");
+        check(&["/bin/a", ""], "/bin/a \"\"");
+    }
+}

@@ -2,11 +2,13 @@
 //! as a child process), a local CA with site certificates, a TLS client, process guards
 //! that kill only what they started, `eventually`-style polling with a deadline, a real
 //! etcd cluster with mutual TLS (`etcd`), and for end-to-end tests a headless browser
-//! (`browser`) and nmap SYN scans (`scan`).
+//! (`browser`), nmap SYN scans (`scan`) and booted systemd hosts with sshd for deployment
+//! tests (`booted`).
 
 #![allow(clippy::disallowed_methods)] // test support polls with std::thread::sleep
 
 pub mod backend;
+pub mod booted;
 pub mod browser;
 pub mod client;
 pub mod etcd;

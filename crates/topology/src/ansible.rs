@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use crate::deploy::{Bundle, BundleFile, UnitKind, BIN, FIREWALL_FILE, STAGE_DIR};
-use crate::plan::Plan;
+use crate::plan::{BodyCheck, Plan, Probe};
 use crate::Role;
 
 /// The inventory group of a kind of host.
@@ -64,6 +64,10 @@ pub fn files(plan: &Plan, bundles: &[Bundle]) -> Vec<(PathBuf, String)> {
     out.push((
         PathBuf::from("roles/common/handlers/main.yml"),
         COMMON_HANDLERS.to_owned(),
+    ));
+    out.push((
+        PathBuf::from("roles/common/tasks/ready.yml"),
+        COMMON_READY.to_owned(),
     ));
     out
 }
@@ -123,6 +127,36 @@ fn file_json(f: &BundleFile) -> serde_json::Value {
     })
 }
 
+/// A unit's readiness for the playbook's waits: `http` (a GET answers 200 and the body
+/// holds every one of `contains`), `tcp` (the port accepts), `file` (it exists), or
+/// `none`.
+fn ready_json(p: &Probe) -> serde_json::Value {
+    let contains = |b: &BodyCheck| -> Vec<String> {
+        match b {
+            BodyCheck::Any | BodyCheck::NonEmpty => Vec::new(),
+            BodyCheck::Lines(lines) => lines.clone(),
+            BodyCheck::Contains(s) => vec![s.clone()],
+        }
+    };
+    match p {
+        Probe::Http { addr, path, body } => serde_json::json!({
+            "kind": "http",
+            "url": format!("http://{addr}{path}"),
+            "contains": contains(body),
+        }),
+        Probe::Accepting(addr) => serde_json::json!({
+            "kind": "tcp",
+            "host": addr.ip().to_string(),
+            "port": addr.port(),
+        }),
+        Probe::File { path, .. } => serde_json::json!({
+            "kind": "file",
+            "path": path.display().to_string(),
+        }),
+        Probe::Database => serde_json::json!({"kind": "none"}),
+    }
+}
+
 fn host_vars(b: &Bundle) -> String {
     let units: Vec<serde_json::Value> = b
         .units
@@ -133,6 +167,7 @@ fn host_vars(b: &Bundle) -> String {
                 "own": u.kind == UnitKind::Own,
                 "path": path.display().to_string(),
                 "src": path.display().to_string().trim_start_matches('/'),
+                "ready": b.ready.get(&u.unit).map(ready_json).unwrap_or(serde_json::json!({"kind": "none"})),
                 "staged": format!("{STAGE_DIR}/{}", path.strip_prefix(crate::deploy::UNIT_DIR).map(|p| p.display().to_string()).unwrap_or_default()),
             })
         })
@@ -349,6 +384,17 @@ const COMMON_TASKS: &str = r#"---
   diff: false
   register: common_secrets
 
+- name: Create the units' directories
+  ansible.builtin.file:
+    path: "{{ item.path | dirname }}"
+    state: directory
+    owner: root
+    group: root
+    mode: "0755"
+  loop: "{{ rampart_units }}"
+  loop_control:
+    label: "{{ item.unit }}"
+
 - name: Install the units
   ansible.builtin.copy:
     src: "{{ item.staged }}"
@@ -368,6 +414,41 @@ const COMMON_TASKS: &str = r#"---
     common_restart: >-
       {{ common_binary.changed or common_files.changed or common_secrets.changed
          or common_units.changed }}
+"#;
+
+/// Waits until each of `common_units` answers as the plan's probe says (bounded: two
+/// minutes each).
+const COMMON_READY: &str = r#"---
+- name: Wait until the units answer over HTTP
+  ansible.builtin.uri:
+    url: "{{ item.ready.url }}"
+    return_content: true
+  register: common_ready_http
+  until: >-
+    common_ready_http.status | default(0) == 200 and
+    (item.ready.contains | reject('in', common_ready_http.content | default('')) | list | length) == 0
+  retries: 120
+  delay: 1
+  loop: "{{ rampart_units | selectattr('unit', 'in', common_units) | selectattr('ready.kind', 'equalto', 'http') | list }}"
+  loop_control:
+    label: "{{ item.unit }}"
+
+- name: Wait until the units accept connections
+  ansible.builtin.wait_for:
+    host: "{{ item.ready.host }}"
+    port: "{{ item.ready.port }}"
+    timeout: 120
+  loop: "{{ rampart_units | selectattr('unit', 'in', common_units) | selectattr('ready.kind', 'equalto', 'tcp') | list }}"
+  loop_control:
+    label: "{{ item.unit }}"
+
+- name: Wait until the units have written their state
+  ansible.builtin.wait_for:
+    path: "{{ item.ready.path }}"
+    timeout: 120
+  loop: "{{ rampart_units | selectattr('unit', 'in', common_units) | selectattr('ready.kind', 'equalto', 'file') | list }}"
+  loop_control:
+    label: "{{ item.unit }}"
 "#;
 
 const COMMON_HANDLERS: &str = r#"---
@@ -398,6 +479,13 @@ const ETCD_TASKS: &str = r#"---
     name: etcd.service
     enabled: true
     state: "{{ 'restarted' if common_restart | default(false) else 'started' }}"
+
+- name: Wait until they are ready
+  ansible.builtin.include_role:
+    name: common
+    tasks_from: ready
+  vars:
+    common_units: [etcd.service]
 "#;
 
 const DATABASE_TASKS: &str = r#"---
@@ -408,6 +496,13 @@ const DATABASE_TASKS: &str = r#"---
     name: mariadb.service
     enabled: true
     state: "{{ 'restarted' if common_restart | default(false) else 'started' }}"
+
+- name: Wait until they are ready
+  ansible.builtin.include_role:
+    name: common
+    tasks_from: ready
+  vars:
+    common_units: [mariadb.service]
 "#;
 
 const WEB_TASKS: &str = r#"---
@@ -416,6 +511,13 @@ const WEB_TASKS: &str = r#"---
     name: rampart-web.service
     enabled: true
     state: "{{ 'restarted' if common_restart | default(false) else 'started' }}"
+
+- name: Wait until they are ready
+  ansible.builtin.include_role:
+    name: common
+    tasks_from: ready
+  vars:
+    common_units: [rampart-web.service]
 "#;
 
 const LB_TASKS: &str = r#"---
@@ -431,6 +533,13 @@ const LB_TASKS: &str = r#"---
     enabled: true
     state: "{{ 'restarted' if common_restart | default(false) else 'started' }}"
   when: rampart_units | selectattr('unit', 'equalto', 'keepalived.service') | list | length > 0
+
+- name: Wait until they are ready
+  ansible.builtin.include_role:
+    name: common
+    tasks_from: ready
+  vars:
+    common_units: [rampart-lb.service, keepalived.service]
 "#;
 
 const DNS_TASKS: &str = r#"---
@@ -439,6 +548,13 @@ const DNS_TASKS: &str = r#"---
     name: rampart-dns.service
     enabled: true
     state: "{{ 'restarted' if common_restart | default(false) else 'started' }}"
+
+- name: Wait until they are ready
+  ansible.builtin.include_role:
+    name: common
+    tasks_from: ready
+  vars:
+    common_units: [rampart-dns.service]
 "#;
 
 const MONITOR_TASKS: &str = r#"---
@@ -451,6 +567,13 @@ const MONITOR_TASKS: &str = r#"---
     - rampart-dashboard.service
     - prometheus-alertmanager.service
     - prometheus.service
+
+- name: Wait until they are ready
+  ansible.builtin.include_role:
+    name: common
+    tasks_from: ready
+  vars:
+    common_units: [rampart-dashboard.service, prometheus-alertmanager.service, prometheus.service]
 "#;
 
 const AGENT_TASKS: &str = r#"---
@@ -460,6 +583,13 @@ const AGENT_TASKS: &str = r#"---
     enabled: true
     state: "{{ 'restarted' if common_restart | default(false) else 'started' }}"
   when: rampart_units | selectattr('unit', 'equalto', 'rampart-agent.service') | list | length > 0
+
+- name: Wait until they are ready
+  ansible.builtin.include_role:
+    name: common
+    tasks_from: ready
+  vars:
+    common_units: [rampart-agent.service]
 "#;
 
 #[cfg(test)]

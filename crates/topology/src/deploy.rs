@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::plan::{Launch, Plan, Program, ServicePlan, Settings, Source};
+use crate::plan::{Launch, Plan, Probe, Program, ServicePlan, Settings, Source};
 use crate::render::{Failover, Pace, StatePaths};
 use crate::{Mode, Role, Topology};
 
@@ -171,6 +171,9 @@ pub struct Bundle {
     pub files: Vec<BundleFile>,
     /// Units in start order, each with the unit file (or drop-in) path in the bundle.
     pub units: Vec<(UnitSpec, PathBuf)>,
+    /// When each unit counts as ready: its service's probe in the plan (what `up` waits
+    /// for), by unit name. The playbook waits for it after a start or restart.
+    pub ready: BTreeMap<String, Probe>,
 }
 
 /// The host's bundle. `db_command` is the database server's command line under its
@@ -223,9 +226,11 @@ pub fn bundle(plan: &Plan, host: &str, db_command: &[String], site_file: &str) -
             owner: "root",
             group: "root",
         },
+        // Traversable, not listable: each password reaches its service as a credential
+        // bind-mounted at its path here.
         BundleDir {
             path: PathBuf::from(ROOT).join("secrets"),
-            mode: 0o700,
+            mode: 0o711,
             owner: "root",
             group: "root",
         },
@@ -325,7 +330,9 @@ pub fn bundle(plan: &Plan, host: &str, db_command: &[String], site_file: &str) -
         });
     }
     let mut units = Vec::new();
+    let mut ready = BTreeMap::new();
     for (svc, u) in services {
+        ready.insert(u.unit.clone(), svc.ready.clone());
         if matches!(svc.launch, Launch::Database(_)) {
             let init = UnitSpec {
                 unit: DB_INIT_UNIT.into(),
@@ -371,6 +378,7 @@ pub fn bundle(plan: &Plan, host: &str, db_command: &[String], site_file: &str) -
         dirs,
         files,
         units,
+        ready,
     })
 }
 

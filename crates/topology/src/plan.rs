@@ -617,6 +617,11 @@ impl Builder<'_> {
             svc.needs.push(self.secret(secret_file(APP_USER)));
             svc.needs.push(self.secret(secret_file(MIGRATE_USER)));
         }
+        // It follows the leader key in etcd with its own client certificate.
+        if self.t.etcd_clients().any(|c| c.name == self.h.name) {
+            svc.needs
+                .extend(issued(self.s.state.etcd_client_cert(&self.h.name)));
+        }
         svc
     }
 
@@ -1864,6 +1869,8 @@ mod tests {
                 "/st/certs/ca.pem 644",
                 "/st/secrets/db-app.password 600",
                 "/st/secrets/db-migrate.password 600",
+                "/st/hosts/web1/etcd-client.pem 644",
+                "/st/hosts/web1/etcd-client.key 600",
             ]
         );
         assert_eq!(

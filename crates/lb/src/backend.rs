@@ -22,6 +22,9 @@ use rampart_telemetry::metrics::STATUS_CLASSES;
 #[derive(Debug)]
 pub struct BackendState {
     up: AtomicBool,
+    /// Taken out of rotation by the operator (`POST /-/drain`), whatever its health:
+    /// requests in flight finish, no new one is sent. Kept across reloads.
+    drained: AtomicBool,
     fails: AtomicU32,
     successes: AtomicU32,
     ejected_at: Mutex<Option<Instant>>,
@@ -33,6 +36,7 @@ impl Default for BackendState {
         // failure (active or passive) takes a dead backend out.
         Self {
             up: AtomicBool::new(true),
+            drained: AtomicBool::new(false),
             fails: AtomicU32::new(0),
             successes: AtomicU32::new(0),
             ejected_at: Mutex::new(None),
@@ -123,6 +127,25 @@ impl Backend {
             .backend_up
             .get_or_create(&self.metrics.backend(&self.cfg.name))
             .set(i64::from(up));
+    }
+
+    /// Drains the backend (`true`) or puts it back (`false`).
+    pub fn set_drained(&self, drained: bool) {
+        self.state.drained.store(drained, Ordering::Relaxed);
+        self.metrics
+            .backend_drained
+            .get_or_create(&self.metrics.backend(&self.cfg.name))
+            .set(i64::from(drained));
+        tracing::info!(backend = %self.cfg.name, drained, "backend drain changed by the operator");
+    }
+
+    pub fn is_drained(&self) -> bool {
+        self.state.drained.load(Ordering::Relaxed)
+    }
+
+    /// Requests this backend is serving now.
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
     }
 
     /// Whether the backend is in rotation. Without active checks, an ejected backend gets
@@ -276,7 +299,9 @@ impl Balancer {
         if n == 0 {
             return None;
         }
-        let usable = |b: &Arc<Backend>| b.is_up() && exclude.is_none_or(|e| !Arc::ptr_eq(e, b));
+        let usable = |b: &Arc<Backend>| {
+            !b.is_drained() && b.is_up() && exclude.is_none_or(|e| !Arc::ptr_eq(e, b))
+        };
         match self.policy {
             Policy::RoundRobin => {
                 let start = self.next.fetch_add(1, Ordering::Relaxed);
@@ -383,6 +408,30 @@ mod tests {
         );
         lc.backends[0].active.store(5, Ordering::Relaxed);
         assert_eq!(picks(&lc, 3), "b b b");
+    }
+
+    #[tokio::test]
+    async fn a_drained_backend_gets_nothing_under_any_policy_until_put_back() {
+        for policy in [
+            Policy::RoundRobin,
+            Policy::WeightedRoundRobin,
+            Policy::LeastConnections,
+        ] {
+            let b = Balancer::new(vec![backend("a", 1, true), backend("b", 1, true)], policy);
+            b.backends[0].set_drained(true);
+            assert_eq!(picks(&b, 3), "b b b", "{policy:?}");
+            // Draining is the operator's, not health's: a healthy drained backend stays out.
+            assert!(b.backends[0].is_up());
+            b.backends[1].set_drained(true);
+            assert_eq!(picks(&b, 1), "-", "{policy:?}");
+            b.backends[0].set_drained(false);
+            b.backends[1].set_drained(false);
+            let both = picks(&b, 4);
+            assert!(
+                both.contains('a') && both.contains('b'),
+                "{policy:?}: {both}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -63,6 +63,7 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     pub duration: Histogram,
     pub backend_up: Family<BackendLabels, Gauge>,
+    pub backend_drained: Family<BackendLabels, Gauge>,
     pub backend_active: Family<BackendLabels, Gauge>,
     pub backend_failures: Family<BackendLabels, Counter>,
     pub retries: Family<BackendLabels, Counter>,
@@ -92,6 +93,7 @@ impl Metrics {
             // 0.25 ms .. ~8 s
             duration: Histogram::new(exponential_buckets(0.00025, 2.0, 16)),
             backend_up: Family::default(),
+            backend_drained: Family::default(),
             backend_active: Family::default(),
             backend_failures: Family::default(),
             retries: Family::default(),
@@ -119,6 +121,11 @@ impl Metrics {
             "backend_up",
             "1 when the backend is in rotation, 0 when ejected",
             m.backend_up.clone(),
+        );
+        registry.register(
+            "backend_drained",
+            "1 while the operator has drained the backend (POST /-/drain), 0 otherwise",
+            m.backend_drained.clone(),
         );
         registry.register(
             "backend_active_requests",

@@ -436,6 +436,29 @@ impl Lb {
         }
     }
 
+    /// Every backend of the current generation: name, in rotation by health, drained,
+    /// requests in flight. What `rampart render`'s playbook polls while it drains a web
+    /// server.
+    fn backends_json(&self) -> String {
+        let gen = self.current.load();
+        let list: Vec<serde_json::Value> = gen
+            .balancer
+            .backends
+            .iter()
+            .map(|b| {
+                serde_json::json!({
+                    "name": b.cfg.name,
+                    "up": b.is_up(),
+                    "drained": b.is_drained(),
+                    "active": b.active(),
+                })
+            })
+            .collect();
+        let mut text = serde_json::json!({ "backends": list }).to_string();
+        text.push('\n');
+        text
+    }
+
     async fn admin(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         let reply = |status: StatusCode, ctype: &'static str, body: String| {
             let mut r = Response::new(Full::new(Bytes::from(body)));
@@ -453,6 +476,36 @@ impl Lb {
                 self.shared.metrics.encode(),
             ),
             ("GET", "/-/healthy") => reply(StatusCode::OK, "text/plain", "ok\n".into()),
+            ("GET", "/-/backends") => {
+                reply(StatusCode::OK, "application/json", self.backends_json())
+            }
+            ("POST", "/-/drain" | "/-/undrain") => {
+                let drain = req.uri().path() == "/-/drain";
+                let name = req.uri().query().and_then(|q| {
+                    q.split('&')
+                        .find_map(|kv| kv.strip_prefix("backend="))
+                        .map(str::to_owned)
+                });
+                let Some(name) = name else {
+                    return reply(
+                        StatusCode::BAD_REQUEST,
+                        "text/plain",
+                        "expected ?backend=NAME\n".into(),
+                    );
+                };
+                let gen = self.current.load();
+                match gen.balancer.backends.iter().find(|b| b.cfg.name == name) {
+                    Some(b) => {
+                        b.set_drained(drain);
+                        reply(StatusCode::OK, "application/json", self.backends_json())
+                    }
+                    None => reply(
+                        StatusCode::NOT_FOUND,
+                        "text/plain",
+                        format!("no backend {name:?}\n"),
+                    ),
+                }
+            }
             ("POST", "/-/reload") => match self.reload().await {
                 Ok(()) => reply(StatusCode::OK, "text/plain", "reloaded\n".into()),
                 Err(e) => reply(StatusCode::BAD_REQUEST, "text/plain", format!("{e}\n")),

@@ -340,6 +340,61 @@ fn plain_get(addr: SocketAddr, path: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+fn admin_request(addr: SocketAddr, method: &str, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = s.write_all(
+        format!("{method} {path} HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    );
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The operator drains a backend through the admin listener: it gets no new request
+/// until put back, the state survives a reload, and bad requests are refused.
+#[test]
+fn admin_drain_takes_a_backend_out_of_rotation_until_undrained() {
+    let listen = "https = \"127.0.0.1:0\"\nhttp = \"off\"\nadmin = \"127.0.0.1:0\"\n";
+    let lb = InProc::start_listening(listen, &[("a", 1), ("b", 1)], NO_RATE_LIMIT);
+    let admin = lb.admin.unwrap();
+    assert_eq!(lb.served_by(4), "a0 b1 a0 b1");
+    let r = admin_request(admin, "POST", "/-/drain?backend=a0");
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let body = r.split("\r\n\r\n").nth(1).unwrap();
+    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(v["backends"][0]["name"], "a0");
+    assert_eq!(v["backends"][0]["drained"], true);
+    assert_eq!(v["backends"][0]["up"], true);
+    assert_eq!(v["backends"][1]["drained"], false);
+    assert_eq!(lb.served_by(4), "b1 b1 b1 b1");
+    assert_eq!(
+        metric_line(&lb, "rampart_lb_backend_drained{backend=\"a0\"}"),
+        "rampart_lb_backend_drained{backend=\"a0\"} 1"
+    );
+    // A reload keeps the operator's drain.
+    lb.rt.block_on(lb.lb.reload()).unwrap();
+    assert_eq!(lb.served_by(2), "b1 b1");
+    let r = admin_request(admin, "GET", "/-/backends");
+    assert!(r.contains("\"drained\":true"), "{r}");
+    let r = admin_request(admin, "POST", "/-/undrain?backend=a0");
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let both = lb.served_by(4);
+    assert!(both.contains("a0") && both.contains("b1"), "{both}");
+    for (method, path, status) in [
+        ("POST", "/-/drain", "400"),
+        ("POST", "/-/drain?backend=nope", "404"),
+        ("GET", "/-/drain?backend=a0", "404"),
+    ] {
+        let r = admin_request(admin, method, path);
+        assert!(
+            r.starts_with(&format!("HTTP/1.1 {status}")),
+            "{method} {path}: {r}"
+        );
+    }
+}
+
 fn metric_line(lb: &InProc, series: &str) -> String {
     let m = lb.lb.metrics().encode();
     m.lines()

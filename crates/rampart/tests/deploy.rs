@@ -190,6 +190,7 @@ fn the_rendered_site_deploys_to_booted_hosts_and_serves() {
     let t0 = Instant::now();
     let (ok, text) = playbook(&ansible, &ansible_dir, &ssh, &home, &[]);
     let first = t0.elapsed();
+    let first_text = text.clone();
     // Kept after the test (the run's directory goes with the fabric).
     fs::write(
         std::env::temp_dir().join("rampart-deploy-first-run.log"),
@@ -306,9 +307,9 @@ fn the_rendered_site_deploys_to_booted_hosts_and_serves() {
     assert_eq!(seen, want, "hosts seen by the monitor");
     println!("monitoring: heartbeats from {seen:?}");
 
-    // A second run changes nothing.
+    // A second run changes nothing, with diffs shown.
     let t0 = Instant::now();
-    let (ok, text) = playbook(&ansible, &ansible_dir, &ssh, &home, &[]);
+    let (ok, text) = playbook(&ansible, &ansible_dir, &ssh, &home, &["--diff"]);
     let second = t0.elapsed();
     fs::write(
         std::env::temp_dir().join("rampart-deploy-second-run.log"),
@@ -324,6 +325,275 @@ fn the_rendered_site_deploys_to_booted_hosts_and_serves() {
     println!(
         "second run: {:.1} s, changed=0 on every host",
         second.as_secs_f64()
+    );
+
+    // No key, password or token in what the playbook printed.
+    let secrets = secret_values(&out.join("state"));
+    assert!(secrets.len() > 20, "{} secrets", secrets.len());
+    for (name, value) in &secrets {
+        assert!(
+            !first_text.contains(value.as_str()) && !text.contains(value.as_str()),
+            "the playbook's output shows {name}"
+        );
+    }
+    println!("no secret in the output: {} values checked", secrets.len());
+
+    guard_rails(&ansible, &ansible_dir, &ssh, &home, &out, &curl);
+    rolling_web_upgrade(&site, &ansible, &ansible_dir, &ssh, &home, &out, id);
+    failover_drill(&site, &ssh, &curl);
+}
+
+/// Every password and every line of every key the render made, by file name.
+fn secret_values(state: &Path) -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    let mut stack = vec![state.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for e in fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let name = p.display().to_string();
+            let text = fs::read_to_string(&p).unwrap_or_default();
+            if name.ends_with(".key") {
+                v.extend(
+                    text.lines()
+                        .filter(|l| !l.starts_with("-----") && l.len() > 16)
+                        .map(|l| (name.clone(), l.to_owned())),
+                );
+            } else if name.contains("/secrets/") {
+                v.push((name, text.trim().to_owned()));
+            }
+        }
+    }
+    v
+}
+
+/// `command` on `addr` over ssh: its stdout.
+fn ssh_run(ssh: &Ssh, addr: &str, command: &str) -> String {
+    let out = Command::new("timeout")
+        .arg("30")
+        .arg("ssh")
+        .arg("-F")
+        .arg(&ssh.config)
+        .arg(addr)
+        .arg(command)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `systemctl show` of `unit` on `addr`: its main PID and when it last became active.
+fn unit_state(ssh: &Ssh, addr: &str, unit: &str) -> String {
+    let out = Command::new("timeout")
+        .arg("30")
+        .arg("ssh")
+        .arg("-F")
+        .arg(&ssh.config)
+        .arg(addr)
+        .arg(format!(
+            "systemctl show -p MainPID -p ActiveEnterTimestampMonotonic {unit}"
+        ))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A unit that `systemd-analyze verify` only warns about, and a ruleset `nft -c` rejects,
+/// each stop the play before anything is restarted; the site keeps serving.
+fn guard_rails(
+    ansible: &Path,
+    dir: &Path,
+    ssh: &Ssh,
+    home: &Path,
+    out: &Path,
+    curl: &dyn Fn(&str) -> String,
+) {
+    let web1 = "198.18.9.11";
+    let lb1 = "198.18.9.10";
+    let cases = [
+        (
+            out.join("hosts/web1/etc/systemd/system/rampart-web.service"),
+            "[Service]\n",
+            "[Service]\nRestartSecs=1s\n",
+            "Check the staged units",
+        ),
+        (
+            out.join("hosts/lb1/etc/rampart/nftables.conf"),
+            "policy drop;",
+            "policy dorp;",
+            "Install the firewall once nft -c accepts it",
+        ),
+    ];
+    for (file, from, to, task) in cases {
+        let good = fs::read_to_string(&file).unwrap();
+        assert!(good.contains(from), "{}", file.display());
+        fs::write(&file, good.replacen(from, to, 1)).unwrap();
+        let before = (
+            unit_state(ssh, web1, "rampart-web.service"),
+            unit_state(ssh, lb1, "rampart-lb.service"),
+            // The ruleset file in force (the live table's counters move by themselves).
+            ssh_run(ssh, lb1, "sha256sum /etc/rampart/nftables.conf"),
+        );
+        let (ok, text) = playbook(ansible, dir, ssh, home, &[]);
+        fs::write(&file, good).unwrap();
+        assert!(!ok, "a broken {} passed the play", file.display());
+        let failed_at = text
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("TASK ["))
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            failed_at.contains(task),
+            "stopped at {failed_at}, expected {task}"
+        );
+        assert!(
+            !text.contains("RUNNING HANDLER"),
+            "a handler ran:\n{}",
+            tail(&text, 40)
+        );
+        let after = (
+            unit_state(ssh, web1, "rampart-web.service"),
+            unit_state(ssh, lb1, "rampart-lb.service"),
+            // The ruleset file in force (the live table's counters move by themselves).
+            ssh_run(ssh, lb1, "sha256sum /etc/rampart/nftables.conf"),
+        );
+        assert_eq!(before, after, "something restarted or reloaded");
+        let r = curl("https://www.foobar.com/healthz");
+        assert!(
+            r.starts_with("HTTP/2 200") || r.starts_with("HTTP/1.1 200"),
+            "{r}"
+        );
+        println!(
+            "guard rail: {} stopped the play at {failed_at}; nothing restarted, the site serves",
+            file.display()
+        );
+    }
+}
+
+/// A changed binary rolled out to the web servers (`--limit web_servers`), one at a time:
+/// each drained from the load balancer through its admin API, restarted, waited for and
+/// put back, under a bounded read loop from the client host. No request fails.
+fn rolling_web_upgrade(
+    site: &Site,
+    ansible: &Path,
+    dir: &Path,
+    ssh: &Ssh,
+    home: &Path,
+    out: &Path,
+    id: u64,
+) {
+    // The same program with bytes appended (the loader ignores them): a new binary.
+    let bin = out.join("bin/rampart");
+    let mut bytes = fs::read(&bin).unwrap();
+    bytes.extend_from_slice(b"\nrampart deploy test: upgraded\n");
+    fs::write(&bin, bytes).unwrap();
+    let webs = [("web1", "198.18.9.11"), ("web2", "198.18.9.12")];
+    let before: Vec<String> = webs
+        .iter()
+        .map(|(_, a)| unit_state(ssh, a, "rampart-web.service"))
+        .collect();
+    let stop = site.dir.join("stop-reads");
+    let script = format!(
+        "n=0; end=$((SECONDS+600)); \
+         while [ ! -e {stop} ] && [ $SECONDS -lt $end ] && [ $n -lt 20000 ]; do \
+           curl -s -o /dev/null -w '%{{http_code}}\\n' --max-time 5 --cacert {ca} \
+             --resolve www.foobar.com:443:203.0.113.10 https://www.foobar.com/api/users/{id}; \
+           n=$((n+1)); \
+         done",
+        stop = stop.display(),
+        ca = out.join("state/certs/ca.pem").display(),
+    );
+    let reads = Command::new("ip")
+        .args(["netns", "exec", &site.ns("client"), "bash", "-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let (ok, text) = playbook(ansible, dir, ssh, home, &["--limit", "web_servers"]);
+    let took = t0.elapsed();
+    fs::write(&stop, "").unwrap();
+    let codes = reads.wait_with_output().unwrap();
+    let codes = String::from_utf8_lossy(&codes.stdout).into_owned();
+    assert!(ok, "the upgrade failed:\n{}", tail(&text, 60));
+    let total = codes.lines().count();
+    let failed: Vec<&str> = codes.lines().filter(|c| *c != "200").collect();
+    let after: Vec<String> = webs
+        .iter()
+        .map(|(_, a)| unit_state(ssh, a, "rampart-web.service"))
+        .collect();
+    for (i, (name, _)) in webs.iter().enumerate() {
+        assert_ne!(before[i], after[i], "{name} was not restarted");
+    }
+    assert!(
+        text.matches("TASK [web : Drain the web server from every load balancer]")
+            .count()
+            == 2,
+        "each web server drained once:\n{}",
+        tail(&text, 60)
+    );
+    assert!(total > 20, "only {total} reads during the upgrade");
+    assert!(
+        failed.is_empty(),
+        "{} of {total} reads failed: {failed:?}",
+        failed.len()
+    );
+    println!(
+        "rolling upgrade of the web servers: {:.1} s, {total} reads during it, 0 failed",
+        took.as_secs_f64()
+    );
+}
+
+/// db1's keeper and server killed: db2 takes over and writes work again; db1 comes back
+/// as db2's replica (systemd restarts the keeper).
+fn failover_drill(site: &Site, ssh: &Ssh, curl: &dyn Fn(&str) -> String) {
+    let keeper = |host: &str, addr: &str| -> serde_json::Value {
+        let text = site.sh(
+            host,
+            &format!("curl -sS --max-time 3 http://{addr}:9104/status"),
+        );
+        serde_json::from_str(&text).unwrap_or_default()
+    };
+    assert_eq!(keeper("db1", "198.18.9.21")["role"], "leader");
+    let t0 = Instant::now();
+    let o = Command::new("timeout")
+        .arg("30")
+        .arg("ssh")
+        .arg("-F")
+        .arg(&ssh.config)
+        .arg("198.18.9.21")
+        .arg("systemctl kill --signal=SIGKILL mariadb.service")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let end = Instant::now() + Duration::from_secs(90);
+    let mut failed = 0;
+    let back = loop {
+        let r = curl(
+            "-H 'content-type: application/json' -d '{\"name\":\"Grace\",\"email\":\"grace@example.com\"}' https://www.foobar.com/api/users",
+        );
+        if r.starts_with("HTTP/2 201") || r.starts_with("HTTP/1.1 201") {
+            break t0.elapsed();
+        }
+        failed += 1;
+        assert!(Instant::now() < end, "no write accepted within 90 s: {r}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let end = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (d1, d2) = (keeper("db1", "198.18.9.21"), keeper("db2", "198.18.9.22"));
+        if d2["role"] == "leader" && d1["role"] == "replica" && d1["leader"] == "db2" {
+            break;
+        }
+        assert!(Instant::now() < end, "db1 {d1}\ndb2 {d2}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    println!(
+        "failover drill: db1's keeper and server killed; writes accepted again after {:.2} s ({failed} refused meanwhile), db2 leads, db1 follows it after {:.1} s",
+        back.as_secs_f64(),
+        t0.elapsed().as_secs_f64()
     );
 }
 

@@ -174,7 +174,7 @@ fn host_vars(b: &Bundle) -> String {
         .collect();
     let is_unit = |f: &&BundleFile| b.units.iter().any(|(_, p)| *p == f.path);
     let is_fw = |f: &&BundleFile| f.path == std::path::Path::new(FIREWALL_FILE);
-    let v = serde_json::json!({
+    let mut v = serde_json::json!({
         "rampart_role": group(b.role),
         "rampart_packages": b.packages,
         "rampart_dirs": b.dirs.iter().map(|d| serde_json::json!({
@@ -188,6 +188,9 @@ fn host_vars(b: &Bundle) -> String {
         "rampart_firewall": b.files.iter().any(|f| is_fw(&f)),
         "rampart_units": units,
     });
+    if let Some(admin) = b.lb_admin {
+        v["rampart_lb_admin"] = serde_json::Value::String(admin.to_string());
+    }
     let mut text = serde_json::to_string_pretty(&v).unwrap_or_default();
     text.push('\n');
     text
@@ -506,6 +509,38 @@ const DATABASE_TASKS: &str = r#"---
 "#;
 
 const WEB_TASKS: &str = r#"---
+# A web server that runs already is drained from every load balancer (their admin API)
+# before it restarts, and put back once ready: requests go to the others meanwhile.
+- name: Gather the services' states
+  ansible.builtin.service_facts:
+
+- name: Note whether the web server runs already
+  ansible.builtin.set_fact:
+    web_running: >-
+      {{ (ansible_facts.services['rampart-web.service'] | default({})).state | default('') == 'running' }}
+
+- name: Drain the web server from every load balancer
+  ansible.builtin.uri:
+    url: "http://{{ hostvars[item].rampart_lb_admin }}/-/drain?backend={{ inventory_hostname }}"
+    method: POST
+  delegate_to: "{{ item }}"
+  loop: "{{ groups['load_balancers'] | default([]) }}"
+  when: common_restart | default(false) and web_running | bool
+
+- name: Wait until no load balancer has a request in flight to it
+  ansible.builtin.uri:
+    url: "http://{{ hostvars[item].rampart_lb_admin }}/-/backends"
+    return_content: true
+  register: web_backends
+  until: >-
+    (web_backends.json.backends | selectattr('name', 'equalto', inventory_hostname)
+     | map(attribute='active') | sum) == 0
+  retries: 60
+  delay: 1
+  delegate_to: "{{ item }}"
+  loop: "{{ groups['load_balancers'] | default([]) }}"
+  when: common_restart | default(false) and web_running | bool
+
 - name: Start or restart the web server
   ansible.builtin.systemd_service:
     name: rampart-web.service
@@ -518,6 +553,14 @@ const WEB_TASKS: &str = r#"---
     tasks_from: ready
   vars:
     common_units: [rampart-web.service]
+
+- name: Put the web server back on every load balancer
+  ansible.builtin.uri:
+    url: "http://{{ hostvars[item].rampart_lb_admin }}/-/undrain?backend={{ inventory_hostname }}"
+    method: POST
+  delegate_to: "{{ item }}"
+  loop: "{{ groups['load_balancers'] | default([]) }}"
+  when: common_restart | default(false) and web_running | bool
 "#;
 
 const LB_TASKS: &str = r#"---

@@ -174,6 +174,8 @@ pub struct Bundle {
     /// When each unit counts as ready: its service's probe in the plan (what `up` waits
     /// for), by unit name. The playbook waits for it after a start or restart.
     pub ready: BTreeMap<String, Probe>,
+    /// A load balancer's admin listener (drain and undrain of web servers).
+    pub lb_admin: Option<std::net::SocketAddr>,
 }
 
 /// The host's bundle. `db_command` is the database server's command line under its
@@ -379,6 +381,10 @@ pub fn bundle(plan: &Plan, host: &str, db_command: &[String], site_file: &str) -
         files,
         units,
         ready,
+        lb_admin: h
+            .service("lb")
+            .and_then(|s| s.ports.iter().find(|p| p.purpose == "admin"))
+            .map(|p| p.addr),
     })
 }
 

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use rampart_infra::netns::Fabric;
 use rampart_test_support::booted::{Booted, Ssh};
-use rampart_test_support::client::tool;
+use rampart_test_support::client::{python_tool, tool};
 use rampart_test_support::require_root;
 use rampart_topology::{Mode, Topology};
 
@@ -30,16 +30,6 @@ use rampart_topology::{Mode, Topology};
 mod matrix;
 
 const RAMPART: &str = env!("CARGO_BIN_EXE_rampart");
-
-fn python_tool(name: &str) -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("RAMPART_PYTHON_TOOLS") {
-        let p = Path::new(&dir).join(name);
-        if p.is_file() {
-            return Some(p);
-        }
-    }
-    tool(name, None)
-}
 
 /// The fabric, destroyed (by name) when dropped, after the hosts are.
 struct Site {
@@ -386,18 +376,11 @@ fn ssh_run(ssh: &Ssh, addr: &str, command: &str) -> String {
 
 /// `systemctl show` of `unit` on `addr`: its main PID and when it last became active.
 fn unit_state(ssh: &Ssh, addr: &str, unit: &str) -> String {
-    let out = Command::new("timeout")
-        .arg("30")
-        .arg("ssh")
-        .arg("-F")
-        .arg(&ssh.config)
-        .arg(addr)
-        .arg(format!(
-            "systemctl show -p MainPID -p ActiveEnterTimestampMonotonic {unit}"
-        ))
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    ssh_run(
+        ssh,
+        addr,
+        &format!("systemctl show -p MainPID -p ActiveEnterTimestampMonotonic {unit}"),
+    )
 }
 
 /// A unit that `systemd-analyze verify` only warns about, and a ruleset `nft -c` rejects,

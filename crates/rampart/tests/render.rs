@@ -15,7 +15,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use rampart_test_support::client::tool;
+use rampart_test_support::client::{python_tool, tool};
 use rampart_test_support::require_root;
 
 const RAMPART: &str = env!("CARGO_BIN_EXE_rampart");
@@ -26,16 +26,6 @@ const MAX_EXPOSURE: f64 = 2.0;
 /// A larger site than the default: a load-balancer pair (keepalived), three web
 /// servers, two replicas.
 const LARGER: &str = "[hosts]\nlb = 2\nweb = 3\nreplicas = 2\n";
-
-fn python_tool(name: &str) -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("RAMPART_PYTHON_TOOLS") {
-        let p = Path::new(&dir).join(name);
-        if p.is_file() {
-            return Some(p);
-        }
-    }
-    tool(name, None)
-}
 
 fn render(out: &Path, topology: Option<&Path>) -> Output {
     let mut cmd = Command::new(RAMPART);

@@ -229,6 +229,18 @@ pub fn tool(name: &str, env: Option<&str>) -> Option<PathBuf> {
     found
 }
 
+/// A tool from `./run test`'s PyPI virtualenv (`RAMPART_PYTHON_TOOLS`, its `bin`), else
+/// from PATH, as [`tool`] finds it.
+pub fn python_tool(name: &str) -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("RAMPART_PYTHON_TOOLS") {
+        let p = std::path::Path::new(&dir).join(name);
+        if p.is_file() {
+            return Some(p);
+        }
+    }
+    tool(name, None)
+}
+
 #[derive(Debug)]
 /// curl's output with `-D -`: status, lowercased headers, body, and stderr for
 /// assertion messages.

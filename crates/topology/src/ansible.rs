@@ -55,10 +55,10 @@ pub fn files(plan: &Plan, bundles: &[Bundle]) -> Vec<(PathBuf, String)> {
             host_vars(b),
         ));
     }
-    for (role, tasks) in ROLES {
+    for (role, tasks) in roles() {
         out.push((
             PathBuf::from("roles").join(role).join("tasks/main.yml"),
-            (*tasks).to_owned(),
+            tasks,
         ));
     }
     out.push((
@@ -68,6 +68,10 @@ pub fn files(plan: &Plan, bundles: &[Bundle]) -> Vec<(PathBuf, String)> {
     out.push((
         PathBuf::from("roles/common/tasks/ready.yml"),
         COMMON_READY.to_owned(),
+    ));
+    out.push((
+        PathBuf::from("roles/common/tasks/start.yml"),
+        COMMON_START.to_owned(),
     ));
     out
 }
@@ -419,6 +423,22 @@ const COMMON_TASKS: &str = r#"---
          or common_units.changed }}
 "#;
 
+/// Starts (or, after a change of the host, restarts) each of `common_units` the host has,
+/// in the host's start order, then waits for them.
+const COMMON_START: &str = r#"---
+- name: Start or restart the units
+  ansible.builtin.systemd_service:
+    name: "{{ item.unit }}"
+    enabled: true
+    state: "{{ 'restarted' if common_restart | default(false) else 'started' }}"
+  loop: "{{ rampart_units | selectattr('unit', 'in', common_units) | list }}"
+  loop_control:
+    label: "{{ item.unit }}"
+
+- name: Wait until they are ready
+  ansible.builtin.include_tasks: ready.yml
+"#;
+
 /// Waits until each of `common_units` answers as the plan's probe says (bounded: two
 /// minutes each).
 const COMMON_READY: &str = r#"---
@@ -465,50 +485,8 @@ const COMMON_HANDLERS: &str = r#"---
   changed_when: true
 "#;
 
-const ROLES: &[(&str, &str)] = &[
-    ("common", COMMON_TASKS),
-    ("etcd", ETCD_TASKS),
-    ("database", DATABASE_TASKS),
-    ("web", WEB_TASKS),
-    ("lb", LB_TASKS),
-    ("dns", DNS_TASKS),
-    ("monitor", MONITOR_TASKS),
-    ("agent", AGENT_TASKS),
-];
-
-const ETCD_TASKS: &str = r#"---
-- name: Start or restart etcd
-  ansible.builtin.systemd_service:
-    name: etcd.service
-    enabled: true
-    state: "{{ 'restarted' if common_restart | default(false) else 'started' }}"
-
-- name: Wait until they are ready
-  ansible.builtin.include_role:
-    name: common
-    tasks_from: ready
-  vars:
-    common_units: [etcd.service]
-"#;
-
-const DATABASE_TASKS: &str = r#"---
-# rampart-db-init.service (required by mariadb.service) gives a new database host its
-# data directory and accounts first; the keepers then set up replication through etcd.
-- name: Start or restart the keeper and its server
-  ansible.builtin.systemd_service:
-    name: mariadb.service
-    enabled: true
-    state: "{{ 'restarted' if common_restart | default(false) else 'started' }}"
-
-- name: Wait until they are ready
-  ansible.builtin.include_role:
-    name: common
-    tasks_from: ready
-  vars:
-    common_units: [mariadb.service]
-"#;
-
-const WEB_TASKS: &str = r#"---
+/// The web role's steps before and after its start (the drain, then putting it back).
+const WEB_BEFORE: &str = r#"---
 # A web server that runs already is drained from every load balancer (their admin API)
 # before it restarts, and put back once ready: requests go to the others meanwhile.
 - name: Gather the services' states
@@ -541,19 +519,9 @@ const WEB_TASKS: &str = r#"---
   loop: "{{ groups['load_balancers'] | default([]) }}"
   when: common_restart | default(false) and web_running | bool
 
-- name: Start or restart the web server
-  ansible.builtin.systemd_service:
-    name: rampart-web.service
-    enabled: true
-    state: "{{ 'restarted' if common_restart | default(false) else 'started' }}"
+"#;
 
-- name: Wait until they are ready
-  ansible.builtin.include_role:
-    name: common
-    tasks_from: ready
-  vars:
-    common_units: [rampart-web.service]
-
+const WEB_AFTER: &str = r#"
 - name: Put the web server back on every load balancer
   ansible.builtin.uri:
     url: "http://{{ hostvars[item].rampart_lb_admin }}/-/undrain?backend={{ inventory_hostname }}"
@@ -563,77 +531,70 @@ const WEB_TASKS: &str = r#"---
   when: common_restart | default(false) and web_running | bool
 "#;
 
-const LB_TASKS: &str = r#"---
-- name: Start or restart the load balancer
-  ansible.builtin.systemd_service:
-    name: rampart-lb.service
-    enabled: true
-    state: "{{ 'restarted' if common_restart | default(false) else 'started' }}"
+/// A task that starts (or restarts) `units` and waits for them (`common/tasks/start.yml`).
+fn start(what: &str, units: &[&str]) -> String {
+    format!(
+        "- name: Start or restart {what} and wait\n  ansible.builtin.include_role:\n    name: common\n    tasks_from: start\n  vars:\n    common_units: [{}]\n",
+        units.join(", ")
+    )
+}
 
-- name: Start or restart keepalived (a load-balancer pair)
-  ansible.builtin.systemd_service:
-    name: keepalived.service
-    enabled: true
-    state: "{{ 'restarted' if common_restart | default(false) else 'started' }}"
-  when: rampart_units | selectattr('unit', 'equalto', 'keepalived.service') | list | length > 0
-
-- name: Wait until they are ready
-  ansible.builtin.include_role:
-    name: common
-    tasks_from: ready
-  vars:
-    common_units: [rampart-lb.service, keepalived.service]
-"#;
-
-const DNS_TASKS: &str = r#"---
-- name: Start or restart the DNS server
-  ansible.builtin.systemd_service:
-    name: rampart-dns.service
-    enabled: true
-    state: "{{ 'restarted' if common_restart | default(false) else 'started' }}"
-
-- name: Wait until they are ready
-  ansible.builtin.include_role:
-    name: common
-    tasks_from: ready
-  vars:
-    common_units: [rampart-dns.service]
-"#;
-
-const MONITOR_TASKS: &str = r#"---
-- name: Start or restart the dashboard, Alertmanager and Prometheus
-  ansible.builtin.systemd_service:
-    name: "{{ item }}"
-    enabled: true
-    state: "{{ 'restarted' if common_restart | default(false) else 'started' }}"
-  loop:
-    - rampart-dashboard.service
-    - prometheus-alertmanager.service
-    - prometheus.service
-
-- name: Wait until they are ready
-  ansible.builtin.include_role:
-    name: common
-    tasks_from: ready
-  vars:
-    common_units: [rampart-dashboard.service, prometheus-alertmanager.service, prometheus.service]
-"#;
-
-const AGENT_TASKS: &str = r#"---
-- name: Start or restart the agent
-  ansible.builtin.systemd_service:
-    name: rampart-agent.service
-    enabled: true
-    state: "{{ 'restarted' if common_restart | default(false) else 'started' }}"
-  when: rampart_units | selectattr('unit', 'equalto', 'rampart-agent.service') | list | length > 0
-
-- name: Wait until they are ready
-  ansible.builtin.include_role:
-    name: common
-    tasks_from: ready
-  vars:
-    common_units: [rampart-agent.service]
-"#;
+/// Each role's `tasks/main.yml`: `common` checks and installs, the others start their
+/// kind of host's units.
+fn roles() -> Vec<(&'static str, String)> {
+    let db_note = "# rampart-db-init.service (required by mariadb.service) gives a new database host its\n\
+                   # data directory and accounts first; the keepers then set up replication through etcd.\n";
+    vec![
+        ("common", COMMON_TASKS.to_owned()),
+        ("etcd", format!("---\n{}", start("etcd", &["etcd.service"]))),
+        (
+            "database",
+            format!(
+                "---\n{db_note}{}",
+                start("the keeper and its server", &["mariadb.service"])
+            ),
+        ),
+        (
+            "web",
+            format!(
+                "{WEB_BEFORE}{}{WEB_AFTER}",
+                start("the web server", &["rampart-web.service"])
+            ),
+        ),
+        (
+            "lb",
+            format!(
+                "---\n{}",
+                start(
+                    "the load balancer (and keepalived of a pair)",
+                    &["rampart-lb.service", "keepalived.service"]
+                )
+            ),
+        ),
+        (
+            "dns",
+            format!("---\n{}", start("the DNS server", &["rampart-dns.service"])),
+        ),
+        (
+            "monitor",
+            format!(
+                "---\n{}",
+                start(
+                    "the dashboard, Alertmanager and Prometheus",
+                    &[
+                        "rampart-dashboard.service",
+                        "prometheus-alertmanager.service",
+                        "prometheus.service"
+                    ]
+                )
+            ),
+        ),
+        (
+            "agent",
+            format!("---\n{}", start("the agent", &["rampart-agent.service"])),
+        ),
+    ]
+}
 
 #[cfg(test)]
 mod tests {

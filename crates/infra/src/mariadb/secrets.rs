@@ -69,14 +69,7 @@ impl Secrets {
             let path = dir.join(secret_file(user));
             let text = fs::read_to_string(&path)
                 .map_err(|e| InfraError::io("read password file", &path, e))?;
-            let password = text.trim_end_matches(['\n', '\r']);
-            if !valid_password(password) {
-                return Err(InfraError::Invalid(format!(
-                    "{}: a password must be 16 to 128 ascii letters and digits",
-                    path.display()
-                )));
-            }
-            Ok(password.to_owned())
+            password_in(&path, &text)
         };
         Ok(Secrets {
             app: read(APP_USER)?,
@@ -116,6 +109,18 @@ pub(super) fn valid_password(s: &str) -> bool {
     (16..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
+/// The password in a password file's text (one line), checked.
+fn password_in(path: &Path, text: &str) -> Result<String, InfraError> {
+    let password = text.trim_end_matches(['\n', '\r']);
+    if !valid_password(password) {
+        return Err(InfraError::Invalid(format!(
+            "{}: a password must be 16 to 128 ascii letters and digits",
+            path.display()
+        )));
+    }
+    Ok(password.to_owned())
+}
+
 fn load_or_create_secret(path: &Path) -> Result<String, InfraError> {
     match fs::read_to_string(path) {
         Ok(text) => {
@@ -124,14 +129,7 @@ fn load_or_create_secret(path: &Path) -> Result<String, InfraError> {
                 fs::set_permissions(path, fs::Permissions::from_mode(0o600))
                     .map_err(|e| InfraError::io("set permissions of", path, e))?;
             }
-            let password = text.trim_end_matches(['\n', '\r']);
-            if !valid_password(password) {
-                return Err(InfraError::Invalid(format!(
-                    "{}: a password must be 16 to 128 ascii letters and digits",
-                    path.display()
-                )));
-            }
-            Ok(password.to_owned())
+            password_in(path, &text)
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let password = random_password()?;

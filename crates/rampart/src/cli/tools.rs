@@ -192,24 +192,35 @@ pub(super) fn forward(
     }
 }
 
-/// `rampart render [--topology FILE] --out DIR`: the site for real hosts (see
-/// `rampart_infra::bundle`), with this binary copied to `DIR/bin/rampart` for the
-/// playbook to install.
-pub(super) fn render(path: Option<&Path>, out: &Path) -> ExitCode {
+/// The site of `path` (the built-in one without it) with real addresses, as `render`
+/// and `db init` plan it; errors are printed, with exit code 2.
+fn real_site(
+    path: Option<&Path>,
+) -> Result<(rampart_topology::file::Site, rampart_topology::Topology), ExitCode> {
     let site = match path.map(read_topology) {
         None => rampart_topology::file::Site::default(),
         Some(Ok(site)) => site,
         Some(Err(e)) => {
             eprintln!("{e}");
-            return ExitCode::from(2);
+            return Err(ExitCode::from(2));
         }
     };
-    let topology = match site.topology(rampart_topology::Mode::Isolated, 0) {
-        Ok(t) => t,
+    match site.topology(rampart_topology::Mode::Isolated, 0) {
+        Ok(t) => Ok((site, t)),
         Err(e) => {
             eprintln!("{e}");
-            return ExitCode::from(2);
+            Err(ExitCode::from(2))
         }
+    }
+}
+
+/// `rampart render [--topology FILE] --out DIR`: the site for real hosts (see
+/// `rampart_infra::bundle`), with this binary copied to `DIR/bin/rampart` for the
+/// playbook to install.
+pub(super) fn render(path: Option<&Path>, out: &Path) -> ExitCode {
+    let (site, topology) = match real_site(path) {
+        Ok(both) => both,
+        Err(code) => return code,
     };
     let result = (|| -> anyhow::Result<rampart_infra::bundle::Rendered> {
         let rendered = rampart_infra::bundle::render(&topology, &site.to_file(), out)?;
@@ -249,19 +260,9 @@ pub(super) fn render(path: Option<&Path>, out: &Path) -> ExitCode {
 
 /// `rampart db init HOST --topology FILE`: see `rampart_infra::bundle::init_database`.
 pub(super) fn db_init(host: &str, file: &Path) -> ExitCode {
-    let site = match read_topology(file) {
-        Ok(site) => site,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    let topology = match site.topology(rampart_topology::Mode::Isolated, 0) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
+    let topology = match real_site(Some(file)) {
+        Ok((_, t)) => t,
+        Err(code) => return code,
     };
     match rampart_infra::bundle::init_database(&topology, host) {
         Ok(true) => {

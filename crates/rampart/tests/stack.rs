@@ -19,6 +19,9 @@ use std::time::Duration;
 use rampart_test_support::client::{tool, CurlOut};
 use rampart_test_support::eventually;
 
+#[path = "common/matrix.rs"]
+mod matrix;
+
 const RAMPART: &str = env!("CARGO_BIN_EXE_rampart");
 
 /// How a test's topology runs.
@@ -1105,75 +1108,11 @@ fn isolated_topology_end_to_end() {
     // (the agents' pushes to the monitor's Prometheus among them), every other flow is
     // dropped, the dashboard (3000) and the agents' own metrics (9100) included.
     let t = rampart_topology::Topology::default_for(rampart_topology::Mode::Isolated, 0);
-    let policy = t.policy();
-    let ports: [u16; 13] = [
-        80, 443, 53, 8443, 9180, 9181, 3306, 9090, 9100, 3000, 2379, 2380, 2381,
-    ];
-    let mut matrix = String::from("from     to      address        :port  result    expected\n");
-    let mut failures = Vec::new();
-    let (mut open, mut dropped) = (0, 0);
-    for src in &t.hosts {
-        let mut script = String::new();
-        let mut cases = Vec::new();
-        for dst in t.hosts.iter().filter(|d| d.name != src.name) {
-            for (_, addr) in &dst.segments {
-                for port in ports {
-                    let i = cases.len();
-                    cases.push((dst.name.clone(), addr.to_string(), port));
-                    script.push_str(&format!(
-                        "( e=$(timeout 2 bash -c 'exec 3<>/dev/tcp/{addr}/{port}' 2>&1); echo \"{i} $? $e\" ) &\n"
-                    ));
-                }
-            }
-        }
-        script.push_str("wait\n");
-        let out = exec(&src.name, &["bash", "-c", &script]);
-        let text = stdout(&out);
-        let mut seen = 0;
-        for line in text.lines() {
-            let mut it = line.splitn(3, ' ');
-            let (Some(i), Some(code)) = (it.next(), it.next()) else {
-                continue;
-            };
-            let Ok(i) = i.parse::<usize>() else { continue };
-            seen += 1;
-            let err = it.next().unwrap_or("");
-            let (dst, addr, port) = &cases[i];
-            let result = if code == "0" {
-                "connected"
-            } else if err.contains("refused") {
-                "refused"
-            } else {
-                "dropped"
-            };
-            let allowed = policy.flows.iter().any(|f| {
-                f.to == *dst
-                    && f.port == *port
-                    && f.proto == rampart_topology::policy::Proto::Tcp
-                    && t.host(dst).and_then(|d| t.segment_addr(d, f.segment)) == addr.parse().ok()
-                    && t.sources(f).iter().any(|h| h.name == src.name)
-            });
-            let expected = if allowed { "connected" } else { "dropped" };
-            if allowed {
-                open += 1;
-                matrix.push_str(&format!(
-                    "{:<8} {:<7} {:<15}:{:<5} {:<9} {}\n",
-                    src.name, dst, addr, port, result, expected
-                ));
-            } else {
-                dropped += 1;
-            }
-            if result != expected {
-                failures.push(format!(
-                    "{} -> {dst} {addr}:{port}: {result}, expected {expected} ({err})",
-                    src.name
-                ));
-            }
-        }
-        assert_eq!(seen, cases.len(), "{}: {text}", src.name);
-    }
-    println!("{matrix}({open} allowed flows shown; {dropped} other flows, all dropped)");
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let (open, _) = matrix::matrix(
+        &|host, script| stdout(&exec(host, &["bash", "-c", script])),
+        &t,
+        "",
+    );
     // 14 service flows (replication both ways: either database may be the primary),
     // every agent's push (6 hosts with a management address), and etcd's: 6 peer flows
     // between the 3 members, 12 client flows (db1, db2, web1, web2 to each member) and

@@ -8,7 +8,12 @@
 /// pair listens on the floating address only, so its own public address answers its
 /// allowed ports with a refusal (the firewall let the SYN through). For `holder`, the
 /// floating address is its own (loopback traffic), so it is not probed from there.
-pub fn matrix(exec: &dyn Fn(&str, &str) -> String, t: &rampart_topology::Topology, holder: &str) {
+/// Returns how many flows were allowed and how many dropped.
+pub fn matrix(
+    exec: &dyn Fn(&str, &str) -> String,
+    t: &rampart_topology::Topology,
+    holder: &str,
+) -> (usize, usize) {
     use rampart_topology::policy::Proto;
     use rampart_topology::{Role, Segment};
     let policy = t.policy();
@@ -105,4 +110,5 @@ pub fn matrix(exec: &dyn Fn(&str, &str) -> String, t: &rampart_topology::Topolog
         "connectivity matrix: {allowed_n} allowed flows answered, {dropped_n} other flows dropped, \
          as the policy derived from the roles says"
     );
+    (allowed_n, dropped_n)
 }

@@ -331,6 +331,13 @@ fn the_rendered_site_deploys_to_booted_hosts_and_serves() {
     guard_rails(&ansible, &ansible_dir, &ssh, &home, &out, &curl);
     rolling_web_upgrade(&site, &ansible, &ansible_dir, &ssh, &home, &out, id);
     failover_drill(&site, &ssh, &curl);
+    // The runs' logs are kept only when something failed.
+    for log in [
+        "rampart-deploy-first-run.log",
+        "rampart-deploy-second-run.log",
+    ] {
+        let _ = fs::remove_file(std::env::temp_dir().join(log));
+    }
 }
 
 /// Every password and every line of every key the render made, by file name.

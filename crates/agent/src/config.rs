@@ -53,8 +53,14 @@ pub struct FileAgent {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilePush {
-    /// The remote-write URL, such as `http://198.18.9.2:9090/api/v1/write`.
+    /// The remote-write URL, such as `https://198.18.9.2:9090/api/v1/write`.
     pub url: Option<String>,
+    /// With an `https` URL: the CA the ingest gate's certificate must chain to.
+    pub ca: Option<String>,
+    /// With an `https` URL: this host's client certificate and key (0600), the
+    /// credentials the gate identifies the host by.
+    pub cert: Option<String>,
+    pub key: Option<String>,
     pub timeout: Option<String>,
     /// At most this many buffered batches go in one request when catching up.
     pub max_batches_per_request: Option<usize>,
@@ -157,6 +163,8 @@ pub struct Config {
     pub interval: Duration,
     pub state_dir: PathBuf,
     pub push_url: Uri,
+    /// How to reach an `https` push URL: the CA and the host's client certificate.
+    pub push_tls: Option<rampart_tls::ClientTls>,
     pub push_timeout: Duration,
     pub max_batches_per_request: usize,
     /// Host metrics from this root, or none.
@@ -244,7 +252,7 @@ impl ConfigFile for Config {
         let push_url = match f.push.url.as_deref() {
             Some(u) => match u.parse::<Uri>() {
                 Ok(uri)
-                    if uri.scheme_str() == Some("http")
+                    if matches!(uri.scheme_str(), Some("http" | "https"))
                         && uri.authority().is_some_and(|a| a.port_u16().is_some()) =>
                 {
                     uri
@@ -252,7 +260,7 @@ impl ConfigFile for Config {
                 _ => {
                     c.err(
                         "push.url",
-                        format!("`{u}` is not usable; expected http://ADDR:PORT/api/v1/write"),
+                        format!("`{u}` is not usable; expected https://ADDR:PORT/api/v1/write (or http://)"),
                     );
                     Uri::default()
                 }
@@ -260,11 +268,12 @@ impl ConfigFile for Config {
             None => {
                 c.err(
                     "push.url",
-                    "missing; expected the monitor's remote-write URL, such as http://198.18.9.2:9090/api/v1/write",
+                    "missing; expected the monitor's remote-write URL, such as https://198.18.9.2:9090/api/v1/write",
                 );
                 Uri::default()
             }
         };
+        let push_tls = push_tls(&mut c, &f.push, &push_url);
         let push_timeout = c.duration(
             "push.timeout",
             f.push.timeout.as_ref(),
@@ -443,6 +452,7 @@ impl ConfigFile for Config {
             interval,
             state_dir,
             push_url,
+            push_tls,
             push_timeout,
             max_batches_per_request,
             host_root,
@@ -455,6 +465,47 @@ impl ConfigFile for Config {
             metrics_listen,
             metrics_allow_from,
         })
+    }
+}
+
+/// `push.ca`, `push.cert` and `push.key`: all three with an `https` URL (the gate takes
+/// only clients with a certificate), none with `http`.
+fn push_tls(c: &mut Checker<'_>, p: &FilePush, url: &Uri) -> Option<rampart_tls::ClientTls> {
+    let given = [
+        ("push.ca", &p.ca),
+        ("push.cert", &p.cert),
+        ("push.key", &p.key),
+    ];
+    match url.scheme_str() {
+        Some("https") => {
+            let mut paths = Vec::new();
+            for (key, v) in given {
+                match v.as_deref() {
+                    Some(v) if !v.is_empty() => paths.push(c.resolve(Path::new(v))),
+                    _ => c.err(
+                        key,
+                        "missing; an https push.url needs push.ca, push.cert and push.key (the host's client certificate)",
+                    ),
+                }
+            }
+            let [ca, cert, key] = <[PathBuf; 3]>::try_from(paths).ok()?;
+            Some(rampart_tls::ClientTls {
+                ca,
+                client_cert: Some((cert, key)),
+            })
+        }
+        Some("http") => {
+            for (key, v) in given {
+                if v.is_some() {
+                    c.err(
+                        key,
+                        "set, but push.url is plain http; use an https url or remove it",
+                    );
+                }
+            }
+            None
+        }
+        _ => None,
     }
 }
 
@@ -560,6 +611,22 @@ allow_from = ["127.0.0.1/32"]
     }
 
     #[test]
+    fn an_https_push_takes_the_ca_and_the_hosts_certificate() {
+        let c = parse(&MINIMAL.replace("http://", "https://").replace(
+            "[push]",
+            "[push]\nca = \"ca.pem\"\ncert = \"/s/agent.pem\"\nkey = \"/s/agent.key\"",
+        ))
+        .unwrap();
+        let tls = c.push_tls.unwrap();
+        assert_eq!(tls.ca, Path::new("/etc/rampart/ca.pem"));
+        assert_eq!(
+            tls.client_cert,
+            Some((PathBuf::from("/s/agent.pem"), PathBuf::from("/s/agent.key")))
+        );
+        assert!(parse(MINIMAL).unwrap().push_tls.is_none());
+    }
+
+    #[test]
     fn each_error_names_its_key() {
         check_err(
             "[push]\nurl = \"http://a:1/\"\n[agent]\nstate_dir=\"x\"",
@@ -579,7 +646,17 @@ allow_from = ["127.0.0.1/32"]
         check_err(
             &MINIMAL.replace("http://198.18.9.2:9090", "https://x"),
             "push.url",
-            "expected http://",
+            "expected https://ADDR:PORT",
+        );
+        check_err(
+            &MINIMAL.replace("http://", "https://"),
+            "push.cert",
+            "the host's client certificate",
+        );
+        check_err(
+            &MINIMAL.replace("[push]", "[push]\nca = \"ca.pem\""),
+            "push.ca",
+            "plain http",
         );
         check_err(&format!("{MINIMAL}[agent2]"), "line 7", "unknown field");
         check_err(

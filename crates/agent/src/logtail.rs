@@ -293,6 +293,22 @@ impl Cursor {
     }
 }
 
+/// What the tailer makes of a log whose bytes arrive in `chunks` (as reads would return
+/// them) and then end: lines split across chunks joined, over-long ones skipped and
+/// counted, each judged a request or malformed. The framing and parsing of [`LogTail`]
+/// without files: the entry point of the access-log fuzz target.
+pub fn count_chunks<'a>(chunks: impl IntoIterator<Item = &'a [u8]>) -> PollStats {
+    let mut cursor = Cursor::default();
+    let mut counts = Counts::default();
+    let mut stats = PollStats::default();
+    for chunk in chunks {
+        stats.bytes += chunk.len() as u64;
+        cursor.feed(chunk, &mut counts, &mut stats);
+    }
+    cursor.finish(&mut counts, &mut stats);
+    stats
+}
+
 /// FNV-1a, 64 bit, continued from `hash` (start from [`FNV_OFFSET`]): stable across
 /// builds, unlike std's hasher, because it is saved.
 fn fnv(mut hash: u64, bytes: &[u8]) -> u64 {
@@ -971,6 +987,22 @@ mod tests {
             counts.line(l, &mut stats);
         }
         (counts, stats)
+    }
+
+    #[test]
+    fn count_chunks_joins_split_lines_and_skips_long_ones() {
+        let line = br#"{"method":"GET","status":200,"duration_ms":1.5}"#;
+        let (a, b) = line.split_at(10);
+        let long = vec![b'x'; MAX_LINE + 1];
+        let stats = count_chunks([
+            a,
+            b,
+            b"\n".as_slice(),
+            long.as_slice(),
+            b"\nnot json\n".as_slice(),
+            line.as_slice(),
+        ]);
+        assert_eq!((stats.ok, stats.malformed, stats.too_long), (2, 1, 1));
     }
 
     #[test]

@@ -30,12 +30,13 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE, DATE, USER_AGENT};
 use http::{HeaderValue, Method, Request, StatusCode, Uri};
-use rampart_telemetry::http_client::{self, Limits, Origin, Overflow};
+use rampart_telemetry::http_client::{self, Endpoint, Limits, Overflow};
 
 use crate::Family;
 
@@ -224,17 +225,47 @@ pub fn encode(req: &WriteRequest) -> Result<Vec<u8>, EncodeError> {
         })
 }
 
+/// Why a push body could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("snappy: {0}")]
+    Snappy(String),
+    #[error("the body decompresses to {len} bytes, more than the {max} allowed")]
+    TooLarge { len: usize, max: usize },
+    #[error("protobuf: {0}")]
+    Protobuf(String),
+}
+
+/// Reads a push body (snappy block format, then the protobuf `WriteRequest`), refusing
+/// one whose declared decompressed length exceeds `max` before allocating for it: the
+/// receiving side of [`encode`], for whatever reads agents' pushes.
+pub fn decode(body: &[u8], max: usize) -> Result<WriteRequest, DecodeError> {
+    let len = snap::raw::decompress_len(body).map_err(|e| DecodeError::Snappy(e.to_string()))?;
+    if len > max {
+        return Err(DecodeError::TooLarge { len, max });
+    }
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(body)
+        .map_err(|e| DecodeError::Snappy(e.to_string()))?;
+    <WriteRequest as prost::Message>::decode(raw.as_slice())
+        .map_err(|e| DecodeError::Protobuf(e.to_string()))
+}
+
 /// How pushes are made: the bound on one whole exchange and the `User-Agent`.
 #[derive(Clone, Debug)]
 pub struct Client {
     /// Connect, send and read the response, all within this.
     pub timeout: Duration,
+    /// For an `https` URL: the CA the server must chain to and the host's client
+    /// certificate (the ingest gate identifies the host by it).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for Client {
     fn default() -> Self {
         Self {
             timeout: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
@@ -295,13 +326,16 @@ fn status_retryable(status: StatusCode) -> bool {
     status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS
 }
 
-/// Pushes `body` (from [`encode`]) to `url` (`http://198.18.9.2:9090/api/v1/write`) with
-/// the remote-write headers, over a fresh HTTP/1.1 connection, within `client.timeout`.
+/// Pushes `body` (from [`encode`]) to `url` (`https://198.18.9.2:9090/api/v1/write`, or
+/// plain `http://`) with the remote-write headers, over a fresh HTTP/1.1 connection,
+/// within `client.timeout`.
 pub async fn push(client: &Client, url: &Uri, body: Bytes) -> Result<Pushed, PushError> {
-    let (origin, target) = Origin::from_url(url).map_err(|reason| PushError::Url {
-        url: url.to_string(),
-        reason,
-    })?;
+    let (endpoint, target) =
+        Endpoint::from_url(url, client.tls.clone()).map_err(|reason| PushError::Url {
+            url: url.to_string(),
+            reason,
+        })?;
+    let origin = &endpoint.origin;
     let mut req = Request::new(body);
     *req.method_mut() = Method::POST;
     *req.uri_mut() = target;
@@ -318,7 +352,7 @@ pub async fn push(client: &Client, url: &Uri, body: Bytes) -> Result<Pushed, Pus
         max_body: ERROR_BODY_LIMIT,
         overflow: Overflow::Truncate,
     };
-    let resp = http_client::send(&origin, req, limits).await?;
+    let resp = http_client::send_to(&endpoint, req, limits).await?;
     let date = resp
         .headers
         .get(DATE)
@@ -562,6 +596,39 @@ mod tests {
         let back = WriteRequest::decode(raw.as_slice()).unwrap();
         assert_eq!(back, req);
         assert_eq!(back.timeseries.len(), 4);
+        assert_eq!(super::decode(&body, 1 << 20), Ok(req));
+    }
+
+    #[test]
+    fn decode_refuses_bad_snappy_oversized_bodies_and_bad_protobuf() {
+        assert!(matches!(
+            super::decode(b"\xff\xff\xff\xff\xff", 1 << 20),
+            Err(DecodeError::Snappy(_))
+        ));
+        // A body that says it expands to 100 MB is refused before anything is allocated.
+        let mut big = Vec::new();
+        let mut n: u64 = 100 << 20;
+        while n >= 0x80 {
+            big.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        big.push(n as u8);
+        assert_eq!(
+            super::decode(&big, 1 << 20),
+            Err(DecodeError::TooLarge {
+                len: 100 << 20,
+                max: 1 << 20
+            })
+        );
+        // Valid snappy around bytes that are not a WriteRequest (field 1 with a length
+        // past the end).
+        let body = snap::raw::Encoder::new()
+            .compress_vec(&[0x0a, 0x7f, 0x01])
+            .unwrap();
+        assert!(matches!(
+            super::decode(&body, 1 << 20),
+            Err(DecodeError::Protobuf(_))
+        ));
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub enum AgentError {
     Buffer(String),
     #[error("access log {path}: {reason}")]
     Log { path: String, reason: String },
+    #[error("push TLS: {0}")]
+    Tls(#[from] rampart_tls::TlsError),
 }
 
 /// Connections the own `/metrics` listener serves at once; more are closed at accept.
@@ -104,6 +106,8 @@ struct Stats {
 /// The agent: its config and the state its collectors keep between intervals.
 pub struct Agent {
     config: Config,
+    /// How pushes are made (TLS and the host's client certificate for an https URL).
+    client: remote_write::Client,
     buffer: Arc<Mutex<Buffer>>,
     /// Held by the one collection running (serve collects one interval at a time).
     collectors: tokio::sync::Mutex<Collectors>,
@@ -166,7 +170,15 @@ impl Agent {
         }
         let mysql = config.mysql.clone().map(mysql::Collector::new);
         let (last, _) = watch::channel(Arc::new(String::new()));
+        let client = remote_write::Client {
+            timeout: config.push_timeout,
+            tls: match &config.push_tls {
+                Some(tls) => Some(Arc::new(rampart_tls::client_config(tls)?)),
+                None => None,
+            },
+        };
         Ok(Agent {
+            client,
             config,
             buffer: Arc::new(Mutex::new(buffer)),
             collectors: tokio::sync::Mutex::new(Collectors { tails, mysql }),
@@ -189,6 +201,7 @@ impl Agent {
         let (stop_tx, stop_rx) = watch::channel(false);
         let sender = tokio::spawn(send_loop(
             self.config.clone(),
+            self.client.clone(),
             self.buffer.clone(),
             self.stats.clone(),
             notify.clone(),
@@ -219,7 +232,7 @@ impl Agent {
                 r();
             }
         }
-        let _ = stop_tx.send(true);
+        stop_tx.send_replace(true);
         notify.notify_one();
         let _ = sender.await;
         if let Some(s) = server {
@@ -580,14 +593,12 @@ fn process_families(started: SystemTime) -> Vec<Family> {
 /// Drains the buffer oldest first until told to stop.
 async fn send_loop(
     config: Config,
+    client: remote_write::Client,
     buffer: Arc<Mutex<Buffer>>,
     stats: Arc<Mutex<Stats>>,
     notify: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let client = remote_write::Client {
-        timeout: config.push_timeout,
-    };
     let mut attempt: u32 = 0;
     loop {
         if *stop.borrow() {

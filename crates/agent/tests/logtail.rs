@@ -61,6 +61,8 @@ fn line(method: &str, status: u16, duration_ms: f64, path: &str) -> String {
         tls: Some("TLSv1.3"),
         proto: "HTTP/1.1",
         db: None,
+        request_id: None,
+        waf: None,
     };
     format!("{}\n", serde_json::to_string(&entry).unwrap())
 }
@@ -603,6 +605,8 @@ fn the_real_access_log_writer_rotated_by_rename_loses_no_line() {
             tls: None,
             proto: "HTTP/1.1",
             db: None,
+            request_id: None,
+            waf: None,
         }
     }
     // The writer creates the file at start; the tailer holds it from here on.

@@ -309,6 +309,7 @@ async fn connect_refused_and_silent_server_are_retryable() {
         .unwrap();
     let client = Client {
         timeout: Duration::from_millis(300),
+        tls: None,
     };
     let err = remote_write::push(&client, &url, body).await.unwrap_err();
     assert!(

@@ -43,6 +43,10 @@ pub struct FileListen {
     pub max_connections: Option<usize>,
     pub header_timeout: Option<String>,
     pub shutdown_grace: Option<String>,
+    /// The internal plain-HTTP listener of the dashboard's own `/metrics`, or `off`.
+    pub metrics: Option<String>,
+    /// Who may connect to the metrics listener. Empty or absent: anyone.
+    pub metrics_allow_from: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,6 +71,11 @@ pub struct FileAuth {
 #[serde(deny_unknown_fields)]
 pub struct FilePrometheus {
     pub url: Option<String>,
+    /// With an `https` URL: the CA Prometheus's certificate chains to, and the
+    /// dashboard's client certificate and key (Prometheus takes only its clients').
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
     pub timeout: Option<String>,
     pub max_response_bytes: Option<usize>,
 }
@@ -110,9 +119,11 @@ pub struct Auth {
     pub failure_window: Duration,
 }
 
-/// Where Prometheus's HTTP API is: plain HTTP on the monitor host.
+/// Where Prometheus's HTTP API is, on the monitor host.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PromUrl {
+    /// Over TLS (`https`), with [`Prometheus::tls`].
+    pub tls: bool,
     /// `host:port` to connect to.
     pub addr: String,
     /// The `Host` header.
@@ -123,13 +134,16 @@ pub struct PromUrl {
 
 impl std::fmt::Display for PromUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "http://{}{}", self.host, self.prefix)
+        let scheme = if self.tls { "https" } else { "http" };
+        write!(f, "{scheme}://{}{}", self.host, self.prefix)
     }
 }
 
 #[derive(Clone, Debug)]
 pub struct Prometheus {
     pub url: PromUrl,
+    /// For an `https` URL: the CA and the dashboard's client certificate.
+    pub tls: Option<rampart_tls::ClientTls>,
     /// Bounds every page's queries together (they run in parallel).
     pub timeout: Duration,
     /// The largest answer read from one query.
@@ -165,6 +179,9 @@ pub struct Config {
     /// Who may connect; empty: anyone.
     pub allow_from: AllowList,
     pub max_connections: usize,
+    /// The internal `/metrics` listener (plain HTTP, its own allow-list), if any.
+    pub metrics: Option<SocketAddr>,
+    pub metrics_allow_from: AllowList,
     /// Deadline for the TLS handshake, a request's head and body, and idle keep-alive.
     pub header_timeout: Duration,
     /// How long open requests may finish after shutdown begins.
@@ -181,6 +198,9 @@ pub mod defaults {
     use std::time::Duration;
     pub const ADDR: &str = "127.0.0.1:3000";
     pub const MAX_CONNECTIONS: usize = 256;
+    /// Off unless configured: the topology puts it on the monitor host's management
+    /// address, where its agent scrapes it.
+    pub const METRICS: &str = "off";
     pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
     pub const USER: &str = "admin";
@@ -215,6 +235,13 @@ impl ConfigFile for Config {
         let l = &f.listen;
         let addr = listen::addr(&mut c, "addr", l.addr.as_deref(), defaults::ADDR);
         let allow_from = listen::allow_list(&mut c, "allow_from", l.allow_from.as_deref());
+        let metrics =
+            listen::optional_addr(&mut c, "metrics", l.metrics.as_deref(), defaults::METRICS);
+        let metrics_allow_from = listen::allow_list(
+            &mut c,
+            "metrics_allow_from",
+            l.metrics_allow_from.as_deref(),
+        );
         let max_connections = c.range(
             "listen.max_connections",
             l.max_connections,
@@ -314,17 +341,52 @@ impl ConfigFile for Config {
             Err(why) => {
                 c.err(
                     "prometheus.url",
-                    format!("`{url_text}` {why}; expected http://HOST:PORT such as http://198.18.9.2:9090"),
+                    format!("`{url_text}` {why}; expected https://HOST:PORT such as https://127.0.0.1:9091 (or http://)"),
                 );
                 PromUrl {
+                    tls: false,
                     addr: String::new(),
                     host: String::new(),
                     prefix: String::new(),
                 }
             }
         };
+        let given = [
+            ("prometheus.ca", &p.ca),
+            ("prometheus.cert", &p.cert),
+            ("prometheus.key", &p.key),
+        ];
+        let prom_tls = if url.tls {
+            let mut paths = Vec::new();
+            for (key, v) in given {
+                match v {
+                    Some(v) => paths.push(c.resolve(v)),
+                    None => c.err(
+                        key,
+                        "missing; an https prometheus.url needs prometheus.ca, prometheus.cert and prometheus.key",
+                    ),
+                }
+            }
+            <[PathBuf; 3]>::try_from(paths)
+                .ok()
+                .map(|[ca, cert, key]| rampart_tls::ClientTls {
+                    ca,
+                    client_cert: Some((cert, key)),
+                })
+        } else {
+            for (key, v) in given {
+                if v.is_some() {
+                    c.err(
+                        key,
+                        "set, but prometheus.url is plain http; use an https url or remove it",
+                    );
+                }
+            }
+            None
+        };
         let prometheus = Prometheus {
             url,
+            tls: prom_tls,
             timeout: c.duration(
                 "prometheus.timeout",
                 p.timeout.as_ref(),
@@ -411,6 +473,8 @@ impl ConfigFile for Config {
             addr,
             allow_from,
             max_connections,
+            metrics,
+            metrics_allow_from,
             header_timeout,
             shutdown_grace,
             tls,
@@ -423,13 +487,15 @@ impl ConfigFile for Config {
     }
 }
 
-/// Parses `http://host:port[/prefix]`: plain HTTP (Prometheus on the monitor host has no
-/// TLS), no credentials, query or fragment; the port defaults to 80.
+/// Parses `https://host:port[/prefix]` or `http://...`: no credentials, query or
+/// fragment; the port defaults to 443 or 80.
 pub fn parse_prom_url(s: &str) -> Result<PromUrl, &'static str> {
     let uri: http::Uri = s.parse().map_err(|_| "is not a URL")?;
-    if uri.scheme_str() != Some("http") {
-        return Err("is not plain http");
-    }
+    let tls = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => return Err("is not http or https"),
+    };
     let authority = uri.authority().ok_or("has no host")?;
     if authority.as_str().contains('@') {
         return Err("must not carry credentials");
@@ -440,10 +506,11 @@ pub fn parse_prom_url(s: &str) -> Result<PromUrl, &'static str> {
     if uri.query().is_some() || s.contains('#') {
         return Err("must not have a query or fragment");
     }
-    let port = authority.port_u16().unwrap_or(80);
+    let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let host = authority.host();
     let addr = format!("{host}:{port}");
     Ok(PromUrl {
+        tls,
         addr,
         host: authority.as_str().to_owned(),
         prefix: uri.path().trim_end_matches('/').to_owned(),
@@ -490,7 +557,9 @@ mod tests {
         let c = Config::parse(Path::new("/etc/rampart/dashboard.toml"), text)
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.addr.to_string(), "198.18.9.2:3000");
-        assert_eq!(c.prometheus.url.to_string(), "http://198.18.9.2:9090");
+        assert_eq!(c.prometheus.url.to_string(), "https://127.0.0.1:9091");
+        let tls = c.prometheus.tls.unwrap();
+        assert_eq!(tls.ca, Path::new("/etc/rampart/ca.pem"));
         assert!(c.allow_from.permits("198.18.9.2".parse().unwrap()));
         assert!(!c.allow_from.permits("198.18.1.11".parse().unwrap()));
     }
@@ -501,7 +570,9 @@ mod tests {
             ("http://198.18.9.2:9090", Ok(("198.18.9.2:9090", ""))),
             ("http://127.0.0.1:9090/", Ok(("127.0.0.1:9090", ""))),
             ("http://prom/prometheus/", Ok(("prom:80", "/prometheus"))),
-            ("https://127.0.0.1:9090", Err("is not plain http")),
+            ("https://127.0.0.1:9091", Ok(("127.0.0.1:9091", ""))),
+            ("https://prom/prometheus", Ok(("prom:443", "/prometheus"))),
+            ("ftp://127.0.0.1:9090", Err("is not http or https")),
             (
                 "http://u:p@127.0.0.1:9090",
                 Err("must not carry credentials"),
@@ -510,7 +581,7 @@ mod tests {
                 "http://127.0.0.1:9090/?x=1",
                 Err("must not have a query or fragment"),
             ),
-            ("127.0.0.1:9090", Err("is not plain http")),
+            ("127.0.0.1:9090", Err("is not http or https")),
             ("not a url", Err("is not a URL")),
         ] {
             let got = parse_prom_url(input);
@@ -539,9 +610,14 @@ mod tests {
              /etc/rampart/dashboard.toml: listen.allow_from[0]: `198.18.9.0/40` is not an address or network; expected 198.18.1.10 or 198.18.1.0/24",
         );
         check(
-            &format!("{TLS}[prometheus]\nurl = \"https://198.18.9.2:9090\"\ntimeout = \"soon\"\n"),
-            "/etc/rampart/dashboard.toml: prometheus.url: `https://198.18.9.2:9090` is not plain http; expected http://HOST:PORT such as http://198.18.9.2:9090\n\
+            &format!("{TLS}[prometheus]\nurl = \"ftp://198.18.9.2:9090\"\ntimeout = \"soon\"\n"),
+            "/etc/rampart/dashboard.toml: prometheus.url: `ftp://198.18.9.2:9090` is not http or https; expected https://HOST:PORT such as https://127.0.0.1:9091 (or http://)\n\
              /etc/rampart/dashboard.toml: prometheus.timeout: `soon` is not a duration; expected a number with ms, s, m, h or d, such as \"10s\"",
+        );
+        check(
+            &format!("{TLS}[prometheus]\nurl = \"https://127.0.0.1:9091\"\nca = \"ca.pem\"\n"),
+            "/etc/rampart/dashboard.toml: prometheus.cert: missing; an https prometheus.url needs prometheus.ca, prometheus.cert and prometheus.key\n\
+             /etc/rampart/dashboard.toml: prometheus.key: missing; an https prometheus.url needs prometheus.ca, prometheus.cert and prometheus.key",
         );
         check(
             &format!("{TLS}[auth]\nuser = \"an admin\"\nsession_lifetime = \"1h\"\nsession_idle = \"2h\"\n"),

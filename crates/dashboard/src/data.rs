@@ -60,6 +60,15 @@ pub const QUERIES: &[Query] = &[
         "1 - sum by (instance) (node_filesystem_avail_bytes{mountpoint=\"/\"}) / sum by (instance) (node_filesystem_size_bytes{mountpoint=\"/\"})",
     ),
     range("db_qps", "instance:mysql_questions:rate1m"),
+    // The load balancers' WAF: requests it blocked, and which CRS rule families match.
+    range(
+        "waf_blocked",
+        "sum(rate(rampart_lb_waf_decisions_total{outcome=\"block\"}[1m]))",
+    ),
+    range(
+        "waf_families",
+        "topk(5, sum by (family) (rate(rampart_lb_waf_rule_matches_total{family!~\"blocking-evaluation|other\"}[5m])))",
+    ),
     range(
         "replication_lag",
         "max by (instance) (mysql_slave_status_seconds_behind_master)",
@@ -88,6 +97,36 @@ pub const QUERIES: &[Query] = &[
     instant("keeper_etcd", "max by (instance) (rampart_keeper_etcd_up)"),
     // A load-balancer pair: which one holds the floating address.
     instant("vrrp_master", "max by (instance) (rampart_vrrp_master)"),
+    // The backup host: the last good full backup's age, size and duration, the binlog
+    // archive's lag, the last verify, and where the restore window starts.
+    instant(
+        "backup_age",
+        "time() - max by (instance) (rampart_backup_last_success_timestamp_seconds{kind=\"full\"})",
+    ),
+    instant(
+        "backup_size",
+        "max by (instance) (rampart_backup_last_size_bytes{kind=\"full\"})",
+    ),
+    instant(
+        "backup_duration",
+        "max by (instance) (rampart_backup_last_duration_seconds{kind=\"full\"})",
+    ),
+    instant(
+        "archive_lag_now",
+        "max by (instance) (rampart_backup_binlog_archive_lag_seconds)",
+    ),
+    instant(
+        "verify_result",
+        "max by (instance) (rampart_backup_verify_last_result)",
+    ),
+    instant(
+        "restore_window_start",
+        "max by (instance) (rampart_backup_restore_window_start_timestamp_seconds)",
+    ),
+    range(
+        "archive_lag",
+        "max by (instance) (rampart_backup_binlog_archive_lag_seconds)",
+    ),
 ];
 
 /// The answers to [`QUERIES`] at one moment.
@@ -211,6 +250,7 @@ mod tests {
         let client = Client {
             url: crate::config::parse_prom_url(&format!("http://{addr}")).unwrap(),
             max_bytes: 1 << 20,
+            tls: None,
         };
         let snap = fetch(
             &client,

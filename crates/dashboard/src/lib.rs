@@ -12,13 +12,15 @@
 //!
 //! Modules: `config` (the TOML), `auth` (secrets, sessions, login links, the failed-login
 //! limit), `alerts` (the webhook body and the persisted alert store), `prom` (the
-//! Prometheus API client), `data` (the page's PromQL and the concurrent fetch), `svg`
+//! Prometheus API client), `data` (the page's PromQL and the concurrent fetch), `metrics` (its own
+//! `/metrics`), `svg`
 //! (charts), `page` (HTML and the CSP) and `server` (HTTP, TLS, routing).
 
 pub mod alerts;
 pub mod auth;
 pub mod config;
 pub mod data;
+pub mod metrics;
 pub mod page;
 pub mod prom;
 pub mod server;

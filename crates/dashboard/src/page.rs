@@ -361,6 +361,77 @@ fn replication_panel(out: &mut String, snap: &Snapshot) {
     out.push_str("</section>");
 }
 
+/// A duration in whole seconds, minutes, hours or days.
+fn ago(secs: f64) -> String {
+    match secs {
+        s if s < 120.0 => format!("{s:.0} s"),
+        s if s < 7200.0 => format!("{:.0} min", s / 60.0),
+        s if s < 172_800.0 => format!("{:.0} h", s / 3600.0),
+        s => format!("{:.0} d", s / 86400.0),
+    }
+}
+
+/// The backup host: its last full backup (age, size, duration), the binlog archive's
+/// lag, the last verify and the start of the restore window.
+fn backups_panel(out: &mut String, snap: &Snapshot) {
+    out.push_str("<section class=\"panel\" id=\"panel-backups\"><h2>Backups</h2>");
+    let age = latest_by_instance(snap, "backup_age");
+    let size = latest_by_instance(snap, "backup_size");
+    let took = latest_by_instance(snap, "backup_duration");
+    let lag = latest_by_instance(snap, "archive_lag_now");
+    let verify = latest_by_instance(snap, "verify_result");
+    let window = latest_by_instance(snap, "restore_window_start");
+    let hosts: BTreeSet<&String> = age.keys().chain(lag.keys()).chain(window.keys()).collect();
+    if hosts.is_empty() {
+        note(
+            out,
+            snap,
+            &["backup_age", "archive_lag_now"],
+            "no backup host reported",
+        );
+    } else {
+        out.push_str("<table><tr><th>Host</th><th>Last full backup</th><th>Size</th><th>Took</th><th>Binlog archive lag</th><th>Verify</th><th>Restore window from</th></tr>");
+        let muted = || "<td class=\"muted\">–</td>".to_owned();
+        for h in hosts {
+            let age_cell = age.get(h).map_or_else(muted, |v| {
+                // A day and an hour: the schedule's day plus slack, as BackupTooOld.
+                let class = if *v > 25.0 * 3600.0 {
+                    " class=\"bad\""
+                } else {
+                    ""
+                };
+                format!("<td{class}>{} ago</td>", ago(*v))
+            });
+            let size_cell = size
+                .get(h)
+                .map_or_else(muted, |v| format!("<td>{:.1} MB</td>", v / 1e6));
+            let took_cell = took.get(h).map_or_else(muted, |v| {
+                format!("<td>{}</td>", svg::format_value(*v, Unit::Seconds))
+            });
+            let lag_cell = lag.get(h).map_or_else(muted, |v| {
+                let class = if *v >= 60.0 { " class=\"bad\"" } else { "" };
+                format!("<td{class}>{}</td>", svg::format_value(*v, Unit::Seconds))
+            });
+            let verify_cell = match verify.get(h) {
+                Some(v) if *v >= 1.0 => "<td class=\"ok\">passed</td>".to_owned(),
+                Some(_) => "<td class=\"bad\">failed</td>".to_owned(),
+                None => muted(),
+            };
+            let window_cell = window
+                .get(h)
+                .filter(|v| **v > 0.0)
+                .map_or_else(muted, |v| format!("<td>{}</td>", datetime(*v as i64)));
+            let _ = write!(
+                out,
+                "<tr><td>{}</td>{age_cell}{size_cell}{took_cell}{lag_cell}{verify_cell}{window_cell}</tr>",
+                escape(h)
+            );
+        }
+        out.push_str("</table>");
+    }
+    out.push_str("</section>");
+}
+
 /// `YYYY-MM-DD HH:MM:SS UTC` of Unix seconds.
 pub fn datetime(t: i64) -> String {
     let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
@@ -490,6 +561,22 @@ pub fn dashboard(v: &View<'_>) -> String {
         Unit::Seconds,
         &[("latency_p50", "p50"), ("latency_p99", "p99")],
     );
+    chart_panel(
+        &mut out,
+        snap,
+        "waf-blocked",
+        "WAF: blocked requests per second",
+        Unit::PerSecond,
+        &[("waf_blocked", "blocked")],
+    );
+    chart_panel(
+        &mut out,
+        snap,
+        "waf-families",
+        "WAF: top rule families (matches per second)",
+        Unit::PerSecond,
+        &[("waf_families", "matches")],
+    );
     backends_panel(&mut out, snap);
     hosts_panel(&mut out, snap);
     chart_panel(
@@ -532,6 +619,15 @@ pub fn dashboard(v: &View<'_>) -> String {
         "Replication lag",
         Unit::Seconds,
         &[("replication_lag", "lag")],
+    );
+    backups_panel(&mut out, snap);
+    chart_panel(
+        &mut out,
+        snap,
+        "archive-lag",
+        "Binlog archive lag",
+        Unit::Seconds,
+        &[("archive_lag", "lag")],
     );
     out.push_str("</main></body></html>");
     out
@@ -664,6 +760,44 @@ mod tests {
                     series(&[("instance", "lb2")], &[(t, 1.0)]),
                 ]),
             ),
+            ("waf_blocked", Ok(vec![series(&[], &[(t, 2.5)])])),
+            (
+                "waf_families",
+                Ok(vec![
+                    series(&[("family", "sqli")], &[(t, 2.0)]),
+                    series(&[("family", "xss")], &[(t, 0.5)]),
+                ]),
+            ),
+            (
+                "backup_age",
+                Ok(vec![series(
+                    &[("instance", "backup")],
+                    &[(t, 26.0 * 3600.0)],
+                )]),
+            ),
+            (
+                "backup_size",
+                Ok(vec![series(&[("instance", "backup")], &[(t, 7_340_000.0)])]),
+            ),
+            (
+                "backup_duration",
+                Ok(vec![series(&[("instance", "backup")], &[(t, 4.5)])]),
+            ),
+            (
+                "archive_lag_now",
+                Ok(vec![series(&[("instance", "backup")], &[(t, 0.0)])]),
+            ),
+            (
+                "verify_result",
+                Ok(vec![series(&[("instance", "backup")], &[(t, 0.0)])]),
+            ),
+            (
+                "restore_window_start",
+                Ok(vec![series(
+                    &[("instance", "backup")],
+                    &[(t, 1_699_990_000.0)],
+                )]),
+            ),
         ]);
         let alerts = [Alert {
             fingerprint: "abc".into(),
@@ -683,6 +817,12 @@ mod tests {
         assert!(!html.contains("<b>web2</b>") && html.contains("&lt;b&gt;web2&lt;/b&gt;"));
         assert!(!html.contains("<i>web2</i>"));
         assert!(html.contains("id=\"panel-qps-by-server\"><h2>Requests per second by web server</h2><svg class=\"chart\""));
+        // The WAF: blocked requests per second and the top rule families, by name.
+        assert!(html.contains("id=\"panel-waf-blocked\"><h2>WAF: blocked requests per second</h2><svg class=\"chart\""));
+        assert!(
+            html.contains("matches {family=sqli}") && html.contains("matches {family=xss}"),
+            "{html}"
+        );
         assert!(
             html.contains("<td>web2</td><td class=\"bad\">down</td>"),
             "{html}"
@@ -694,6 +834,13 @@ mod tests {
             "{html}"
         );
         assert!(html.contains("<td class=\"bad\">off</td>"), "{html}");
+        // The backup host: a full backup older than a day and an hour, and a failed
+        // verify, stand out.
+        assert!(
+            html.contains("<tr><td>backup</td><td class=\"bad\">26 h ago</td><td>7.3 MB</td><td>4.5 s</td><td>0 s</td><td class=\"bad\">failed</td><td>2023-11-14 19:26:40 UTC</td></tr>"),
+            "{html}"
+        );
+        assert!(html.contains("id=\"panel-archive-lag\"><h2>Binlog archive lag</h2>"));
         // A load-balancer pair: which one holds the site's address.
         assert!(html.contains("<th>Site address</th>"), "{html}");
         assert!(html.contains("<td>lb2</td><td>50%</td><td class=\"muted\">–</td><td class=\"muted\">–</td><td class=\"ok\">holds it</td>"), "{html}");
@@ -722,7 +869,8 @@ mod tests {
         let snap = snapshot(QUERIES.iter().map(|q| (q.id, Err(err.clone()))).collect());
         let html = dashboard(&view(&snap, &[]));
         assert!(html.contains("<p class=\"banner error\" id=\"prometheus-error\">Prometheus at http://127.0.0.1:9090 is unreachable: connect to 127.0.0.1:9: Connection refused (os error 111)."), "{html}");
-        assert_eq!(html.matches("<svg class=\"chart empty\"").count(), 9);
+        assert_eq!(html.matches("<svg class=\"chart empty\"").count(), 12);
+        assert!(html.contains("id=\"panel-backups\"><h2>Backups</h2><p class=\"note\">no data: no backup host reported"), "{html}");
         assert!(html.contains("no alerts received"));
     }
 

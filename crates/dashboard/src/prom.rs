@@ -1,16 +1,17 @@
 //! The client of Prometheus's HTTP API: `/api/v1/query_range` and `/api/v1/query` over
-//! plain HTTP/1.1 with `rampart_telemetry::http_client` (one connection per query, as the
+//! HTTP/1.1 (over TLS with the dashboard's client certificate, or plain) with `rampart_telemetry::http_client` (one connection per query, as the
 //! agent pushes), each answer bounded in size and time, and the JSON results turned into
 //! [`Series`]. Errors are classified so the page
 //! can say "Prometheus is unreachable" rather than "no data".
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{ACCEPT, USER_AGENT};
 use http::{HeaderValue, Request, StatusCode};
-use rampart_telemetry::http_client::{self, Limits, Origin, Overflow};
+use rampart_telemetry::http_client::{self, Endpoint, Limits, Origin, Overflow};
 use serde::Deserialize;
 
 use crate::config::PromUrl;
@@ -63,6 +64,8 @@ impl PromError {
 pub struct Client {
     pub url: PromUrl,
     pub max_bytes: usize,
+    /// For an `https` URL: trusts the run's CA, presents the dashboard's certificate.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Percent-encodes `s` for a query string (RFC 3986 unreserved characters stay).
@@ -115,10 +118,19 @@ impl Client {
 
     /// GETs `path` within `timeout`: the status and the body (at most `max_bytes`).
     async fn get(&self, path: &str, timeout: Duration) -> Result<(StatusCode, Bytes), PromError> {
-        let origin = Origin {
-            addr: self.url.addr.clone(),
-            host: HeaderValue::from_str(&self.url.host)
-                .map_err(|_| PromError::Invalid("bad host".into()))?,
+        let endpoint = if self.url.tls {
+            let url: http::Uri = format!("https://{}{path}", self.url.host)
+                .parse()
+                .map_err(|_| PromError::Invalid(format!("bad path {path}")))?;
+            Endpoint::from_url(&url, self.tls.clone())
+                .map_err(|e| PromError::Invalid(e.into()))?
+                .0
+        } else {
+            Endpoint::plain(Origin {
+                addr: self.url.addr.clone(),
+                host: HeaderValue::from_str(&self.url.host)
+                    .map_err(|_| PromError::Invalid("bad host".into()))?,
+            })
         };
         let mut req = Request::new(Bytes::new());
         *req.uri_mut() = path
@@ -132,7 +144,7 @@ impl Client {
             max_body: self.max_bytes,
             overflow: Overflow::Fail,
         };
-        match http_client::send(&origin, req, limits).await {
+        match http_client::send_to(&endpoint, req, limits).await {
             Ok(resp) => Ok((resp.status, resp.body)),
             Err(http_client::Error::Connect { addr, source }) => Err(PromError::Connect {
                 addr,

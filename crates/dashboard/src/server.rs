@@ -35,6 +35,7 @@ use crate::alerts::{self, AlertStore, StateError};
 use crate::auth::{self, LoginLinks, Origin, Secret, Sessions};
 use crate::config::Config;
 use crate::data::{self, Snapshot};
+use crate::metrics::{self, Metrics};
 use crate::page;
 use crate::prom;
 
@@ -65,17 +66,28 @@ pub enum DashboardError {
     State(#[from] StateError),
 }
 
-/// The bound listener, bound before the server is built so a test can use port 0.
+/// Connections the internal metrics listener serves at once; more are closed at accept.
+const METRICS_MAX_CONNECTIONS: usize = 8;
+/// The metrics listener's deadline for a request head (and idle keep-alive).
+const METRICS_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The bound listeners, bound before the server is built so a test can use port 0.
 #[derive(Debug)]
 pub struct Listeners {
     pub https: TcpListener,
+    /// `listen.metrics`: plain HTTP, `GET /metrics` only.
+    pub metrics: Option<TcpListener>,
 }
 
 impl Listeners {
-    /// Binds `listen.addr`. Must be called inside a tokio runtime.
+    /// Binds `listen.addr` and `listen.metrics`. Must be called inside a tokio runtime.
     pub fn bind(config: &Config) -> std::io::Result<Self> {
         Ok(Self {
             https: rampart_telemetry::listen::tcp(config.addr, 1024)?,
+            metrics: config
+                .metrics
+                .map(|a| rampart_telemetry::listen::tcp(a, 64))
+                .transpose()?,
         })
     }
 }
@@ -90,7 +102,8 @@ const SECURITY_HEADERS: [(&str, &str); 7] = [
     ("cache-control", "no-store"),
 ];
 
-/// Counters a test or an operator may read (`get()`).
+/// Counters a test or an operator may read (`get()`); the same counters are exported as
+/// `rampart_dashboard_connections_refused_total`.
 #[derive(Debug, Default)]
 pub struct Stats {
     /// Connections closed at accept because the source is not in `listen.allow_from`.
@@ -115,6 +128,7 @@ struct Shared {
     /// loads share one round of queries.
     snapshot: tokio::sync::Mutex<Option<(Instant, Arc<Snapshot>)>>,
     stats: Arc<Stats>,
+    metrics: Metrics,
 }
 
 /// A dashboard ready to serve.
@@ -182,7 +196,17 @@ impl Dashboard {
         let prom = prom::Client {
             url: config.prometheus.url.clone(),
             max_bytes: config.prometheus.max_response_bytes,
+            tls: match &config.prometheus.tls {
+                Some(t) => Some(Arc::new(rampart_tls::client_config(t)?)),
+                None => None,
+            },
         };
+        let metrics = Metrics::new();
+        let stats = Arc::new(Stats {
+            not_allowed: metrics.refused("not_allowed"),
+            over_limit: metrics.refused("max_connections"),
+            tls_failed: metrics.refused("tls_handshake"),
+        });
         Ok(Dashboard {
             shared: Arc::new(Shared {
                 sessions: Sessions::new(config.auth.session_lifetime, config.auth.session_idle),
@@ -194,7 +218,8 @@ impl Dashboard {
                 alerts,
                 prom,
                 snapshot: tokio::sync::Mutex::new(None),
-                stats: Arc::new(Stats::default()),
+                stats,
+                metrics,
                 config,
             }),
         })
@@ -219,13 +244,25 @@ impl Dashboard {
         let accept = tokio::spawn(
             Arc::clone(&self.shared).accept_loop(listeners.https, Arc::clone(&graceful)),
         );
+        let metrics_addr = match &listeners.metrics {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        };
+        let scrape = listeners
+            .metrics
+            .map(|l| tokio::spawn(Arc::clone(&self.shared).metrics_loop(l)));
         tracing::info!(%addr, prometheus = %self.shared.config.prometheus.url,
+            metrics = %metrics_addr.map_or("off".to_owned(), |a| a.to_string()),
             "dashboard ready on https://{addr}/");
         ready();
         shutdown.await;
         tracing::info!("shutting down: draining connections");
         accept.abort();
         let _ = accept.await;
+        if let Some(scrape) = scrape {
+            scrape.abort();
+            let _ = scrape.await;
+        }
         if let Ok(graceful) = Arc::try_unwrap(graceful) {
             let grace = self.shared.config.shutdown_grace;
             if tokio::time::timeout(grace, graceful.shutdown())
@@ -299,6 +336,8 @@ impl Shared {
     ) -> Response<Full<Bytes>> {
         let (parts, body) = req.into_parts();
         let mut resp = self.route(&parts, body, peer).await;
+        self.metrics
+            .request(metrics::route(parts.uri.path()), resp.status().as_u16());
         let h = resp.headers_mut();
         h.insert(
             HeaderName::from_static("content-security-policy"),
@@ -384,10 +423,12 @@ impl Shared {
         };
         let now = Instant::now();
         if let Err(wait) = self.limiter.check(peer.ip(), now) {
+            Metrics::outcome(&self.metrics.logins, "limited");
             return too_many(title, wait);
         }
         if !self.links.redeem(&token, now) {
             self.limiter.failed(peer.ip(), now);
+            Metrics::outcome(&self.metrics.logins, "failure");
             tracing::warn!(%peer, "invalid or expired login link");
             return html(
                 StatusCode::UNAUTHORIZED,
@@ -400,6 +441,7 @@ impl Shared {
 
     fn start_session(&self, peer: SocketAddr) -> Response<Full<Bytes>> {
         self.limiter.succeeded(peer.ip());
+        Metrics::outcome(&self.metrics.logins, "success");
         match self.sessions.create(Instant::now()) {
             Ok(id) => {
                 let mut r = redirect("/");
@@ -442,6 +484,7 @@ impl Shared {
         let now = Instant::now();
         if let Err(wait) = self.limiter.check(peer.ip(), now) {
             tracing::warn!(%peer, "login refused: too many failed attempts");
+            Metrics::outcome(&self.metrics.logins, "limited");
             return too_many(title, wait);
         }
         let body = match self.read_body(parts, body, MAX_FORM_BYTES).await {
@@ -464,6 +507,7 @@ impl Shared {
             return self.start_session(peer);
         }
         self.limiter.failed(peer.ip(), now);
+        Metrics::outcome(&self.metrics.logins, "failure");
         tracing::warn!(%peer, "login failed: wrong user or password");
         html(
             StatusCode::UNAUTHORIZED,
@@ -516,9 +560,11 @@ impl Shared {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"rampart-dashboard\""),
             );
+            Metrics::outcome(&self.metrics.webhooks, "unauthorized");
             return r;
         }
         if !content_type_is(&parts.headers, "application/json") {
+            Metrics::outcome(&self.metrics.webhooks, "invalid");
             return json_error(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "content-type",
@@ -530,11 +576,15 @@ impl Shared {
             .await
         {
             Ok(b) => b,
-            Err(r) => return r,
+            Err(r) => {
+                Metrics::outcome(&self.metrics.webhooks, "invalid");
+                return r;
+            }
         };
         let alerts = match alerts::parse_webhook(&body, now_unix() as i64) {
             Ok(a) => a,
             Err(e) => {
+                Metrics::outcome(&self.metrics.webhooks, "invalid");
                 tracing::warn!(error = %e, "webhook body refused");
                 return json_error(StatusCode::BAD_REQUEST, &e.field, &e.message);
             }
@@ -546,10 +596,12 @@ impl Shared {
             .count();
         match self.alerts.record(alerts).await {
             Ok(()) => {
+                Metrics::outcome(&self.metrics.webhooks, "recorded");
                 tracing::info!(alerts = n, firing, "alerts recorded");
                 json(StatusCode::OK, &serde_json::json!({ "recorded": n }))
             }
             Err(e) => {
+                Metrics::outcome(&self.metrics.webhooks, "error");
                 tracing::error!(error = %e, "cannot save the alert state");
                 json_error(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -558,6 +610,64 @@ impl Shared {
                 )
             }
         }
+    }
+
+    /// The internal metrics listener: its own allow-list, at most
+    /// [`METRICS_MAX_CONNECTIONS`] at once, a header deadline, `GET /metrics` only.
+    async fn metrics_loop(self: Arc<Self>, listener: TcpListener) {
+        let rules = Fixed {
+            allow_from: self.config.metrics_allow_from.clone(),
+            max_connections: METRICS_MAX_CONNECTIONS,
+        };
+        let counters = Counters {
+            not_allowed: self.metrics.refused("metrics_not_allowed"),
+            over_cap: self.metrics.refused("metrics_max_connections"),
+            ..Counters::default()
+        };
+        let mut gate = Gate::new(listener, "metrics", Slots::new(), counters);
+        loop {
+            let conn = gate.accept(&rules).await;
+            let shared = Arc::clone(&self);
+            tokio::spawn(async move {
+                let _permit = conn.permit;
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let shared = Arc::clone(&shared);
+                    async move { Ok::<_, Infallible>(shared.scrape(&req)) }
+                });
+                let mut http = hyper::server::conn::http1::Builder::new();
+                http.timer(TokioTimer::new())
+                    .header_read_timeout(METRICS_HEADER_TIMEOUT)
+                    .max_buf_size(MAX_HEAD_BYTES);
+                let _ = http.serve_connection(TokioIo::new(conn.stream), svc).await;
+            });
+        }
+    }
+
+    /// `GET /metrics` on the internal listener; the gauges are read at scrape time.
+    fn scrape(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+        let get = req.method() == Method::GET || req.method() == Method::HEAD;
+        match req.uri().path() {
+            "/metrics" if get => {}
+            "/metrics" => return not_allowed("GET, HEAD"),
+            _ => return text(StatusCode::NOT_FOUND, "not found\n"),
+        }
+        let m = &self.metrics;
+        m.sessions
+            .set(i64::try_from(self.sessions.count(Instant::now())).unwrap_or(i64::MAX));
+        let firing = self
+            .alerts
+            .list()
+            .iter()
+            .filter(|a| a.status == alerts::Status::Firing)
+            .count();
+        m.alerts_firing
+            .set(i64::try_from(firing).unwrap_or(i64::MAX));
+        let mut r = Response::new(Full::new(Bytes::from(m.encode())));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(rampart_telemetry::metrics::TEXT_FORMAT),
+        );
+        r
     }
 
     /// `GET /api/alerts`: the recorded alerts as JSON.
@@ -591,10 +701,17 @@ impl Shared {
             }
         }
         let p = &self.config.prometheus;
+        let started = Instant::now();
         let snap =
             Arc::new(data::fetch(&self.prom, self.config.page.range, p.timeout, now_unix()).await);
+        self.metrics
+            .prometheus_fetch_seconds
+            .observe(started.elapsed().as_secs_f64());
         if let Some(e) = snap.unreachable() {
+            Metrics::outcome(&self.metrics.prometheus_fetches, "unreachable");
             tracing::warn!(prometheus = %p.url, error = %e, "prometheus unreachable");
+        } else {
+            Metrics::outcome(&self.metrics.prometheus_fetches, "ok");
         }
         *cached = Some((Instant::now(), Arc::clone(&snap)));
         snap

@@ -490,3 +490,135 @@ fn allow_list_connection_cap_and_header_deadline() {
         (server.stats.tls_failed.get() == 2).then_some(())
     });
 }
+
+/// The dashboard's own metrics, on its internal listener only: requests by route and
+/// class, logins by outcome, live sessions, webhook calls by outcome, Prometheus fetches,
+/// and refused connections; the allow-list holds there too, and the text passes
+/// `promtool check metrics`.
+#[test]
+fn its_own_metrics_count_requests_logins_sessions_and_webhooks() {
+    let certs = Certs::new();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &certs,
+        &format!("http://{}", free_addr()),
+        "[listen]\naddr = \"127.0.0.1:0\"\nmetrics = \"127.0.0.1:0\"\nmetrics_allow_from = [\"127.0.0.1\"]\n",
+    );
+    let server = Server::start(&config);
+    let scrape_addr = server.metrics.expect("a metrics listener");
+    let scrape = || {
+        let (status, body) = plain_get(scrape_addr, "/metrics").expect("a scrape answer");
+        assert_eq!(status, 200, "{body}");
+        body
+    };
+    let value = |text: &str, series: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    };
+
+    // A wrong password, a right one, the page, an unknown path, a webhook without its
+    // token and one with it.
+    let wrong = request(
+        server.addr,
+        &certs,
+        "POST",
+        "/login",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"user=admin&password=nope",
+    );
+    assert_eq!(wrong.status, 401);
+    let cookie = login(&server, &certs);
+    assert_eq!(get(&server, &certs, &cookie, "/").status, 200);
+    assert_eq!(get(&server, &certs, &cookie, "/wp-login.php").status, 404);
+    // The public listener does not serve the metrics, even to a session.
+    assert_eq!(get(&server, &certs, &cookie, "/metrics").status, 404);
+    let anonymous = request(
+        server.addr,
+        &certs,
+        "POST",
+        "/api/alerts",
+        &[("Content-Type", "application/json")],
+        b"{}",
+    );
+    assert_eq!(anonymous.status, 401);
+    let body = webhook_body("firing", "f1", "BackendDown", "0001-01-01T00:00:00Z");
+    assert_eq!(post_webhook(&server, &certs, &body).status, 200);
+
+    let text = scrape();
+    for (series, want) in [
+        ("rampart_dashboard_logins_total{outcome=\"failure\"}", 1.0),
+        ("rampart_dashboard_logins_total{outcome=\"success\"}", 1.0),
+        ("rampart_dashboard_sessions", 1.0),
+        (
+            "rampart_dashboard_requests_total{route=\"page\",code_class=\"2xx\"}",
+            1.0,
+        ),
+        (
+            "rampart_dashboard_requests_total{route=\"login\",code_class=\"4xx\"}",
+            1.0,
+        ),
+        (
+            "rampart_dashboard_requests_total{route=\"login\",code_class=\"3xx\"}",
+            1.0,
+        ),
+        (
+            "rampart_dashboard_requests_total{route=\"other\",code_class=\"4xx\"}",
+            2.0,
+        ),
+        (
+            "rampart_dashboard_alert_webhooks_total{outcome=\"unauthorized\"}",
+            1.0,
+        ),
+        (
+            "rampart_dashboard_alert_webhooks_total{outcome=\"recorded\"}",
+            1.0,
+        ),
+        ("rampart_dashboard_alerts_firing", 1.0),
+        (
+            "rampart_dashboard_prometheus_fetches_total{outcome=\"unreachable\"}",
+            1.0,
+        ),
+    ] {
+        assert_eq!(value(&text, series), Some(want), "{series} in:\n{text}");
+    }
+    if let Some(promtool) = rampart_test_support::client::tool("promtool", None) {
+        let out = rampart_test_support::run_with_stdin(
+            std::process::Command::new(promtool).args(["check", "metrics"]),
+            &text,
+        );
+        assert!(
+            out.status.success(),
+            "promtool: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // Only GET /metrics there; and from outside the allow-list, closed at accept.
+    assert_eq!(plain_get(scrape_addr, "/").map(|r| r.0), Some(404));
+    let mut s = connect_from("127.0.0.2", scrape_addr);
+    assert!(closed_within(&mut s, Duration::from_secs(5)));
+    eventually("the refusal counted", Duration::from_secs(5), || {
+        let text = scrape();
+        (value(
+            &text,
+            "rampart_dashboard_connections_refused_total{reason=\"metrics_not_allowed\"}",
+        ) == Some(1.0))
+        .then_some(())
+    });
+    // Logging out ends the session.
+    let out = request(
+        server.addr,
+        &certs,
+        "POST",
+        "/logout",
+        &[
+            ("Cookie", &cookie),
+            ("Origin", &format!("https://{}", server.addr)),
+        ],
+        b"",
+    );
+    assert_eq!(out.status, 303, "{}", out.text());
+    assert_eq!(value(&scrape(), "rampart_dashboard_sessions"), Some(0.0));
+}

@@ -157,7 +157,7 @@ impl Dns {
         ready();
         shutdown.await;
         tracing::info!("shutting down: closing listeners, finishing open TCP queries");
-        let _ = stop_tx.send(true);
+        stop_tx.send_replace(true);
         // Each loop drains its own connections within the idle timeout; this bound is
         // the backstop.
         let deadline = self.limits.tcp_idle_timeout + Duration::from_secs(1);

@@ -42,8 +42,8 @@ use std::time::{Duration, Instant};
 
 use rampart_topology::file::Site;
 use rampart_topology::plan::{
-    self, Certificate, DbServer, HostPlan, Launch, Plan, Probe, Program, ServicePlan, Settings,
-    Source,
+    self, Certificate, DbServer, HostPlan, Issuer, Launch, Plan, Probe, Program, ServicePlan,
+    Settings, Source,
 };
 use rampart_topology::render::{Failover, Pace, StatePaths};
 use rampart_topology::{Mode, Role, Segment, Topology};
@@ -118,6 +118,10 @@ pub struct HostStatus {
     /// standby, semi-sync, positions, lag), when it answers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database: Option<serde_json::Value>,
+    /// The backup host's service's own view (its `/status`: backups, the restore
+    /// window, the archive and its lag, verify), when it answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup: Option<serde_json::Value>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -303,6 +307,7 @@ impl Stack {
                 dashboard_publish: self.dashboard_publish,
                 uid: rustix::process::geteuid().as_raw(),
                 failover: self.failover,
+                runtime: plan::runtime_root(&self.paths.root, rustix::process::geteuid().as_raw()),
             },
         )
     }
@@ -332,6 +337,25 @@ impl Stack {
             Probe::Http { addr, path, body } => Self::probe(host, svc, || {
                 http_get(*addr, path).is_some_and(|(code, text)| code == 200 && body.passes(&text))
             }),
+            Probe::Https {
+                addr,
+                path,
+                body,
+                ca,
+                cert,
+                key,
+            } => {
+                let tls = rampart_tls::ClientTls {
+                    ca: ca.clone(),
+                    client_cert: Some((cert.clone(), key.clone())),
+                };
+                let config = rampart_tls::client_config(&tls)
+                    .map_err(|e| InfraError::Invalid(format!("probe of {}: {e}", svc.name)))?;
+                Self::probe(host, svc, || {
+                    https_get(*addr, path, config)
+                        .is_some_and(|(code, text)| code == 200 && body.passes(&text))
+                })
+            }
             // Started and set up by `start_database`, which waits on it itself.
             Probe::Database => Ok(true),
             Probe::File { path, body } => {
@@ -950,7 +974,7 @@ impl Stack {
             rampart_telemetry::fs::write_atomic(f, b"", 0o644)
                 .map_err(|e| InfraError::io("write", f, e))?;
         }
-        for dir in &svc.private_dirs {
+        for dir in svc.private_dirs.iter().chain(&svc.runtime_dirs) {
             process::create_private_dir(dir)?;
         }
         check_needs(host, svc, READY_DEADLINE, &self.cancel)?;
@@ -1139,6 +1163,18 @@ impl Stack {
                             .flatten()?;
                     (code == 200).then(|| serde_json::from_str(&body).ok())?
                 }),
+                backup: h
+                    .services
+                    .iter()
+                    .find(|s| s.name == "backup")
+                    .and_then(|svc| {
+                        let addr = svc.ports.first()?.addr;
+                        let (code, body) =
+                            off_runtime(|| Self::probe(h, svc, || http_get(addr, "/status")))
+                                .ok()
+                                .flatten()?;
+                        (code == 200).then(|| serde_json::from_str(&body).ok())?
+                    }),
             })
             .collect();
         Status {
@@ -1278,8 +1314,115 @@ impl Stack {
         ))
     }
 
-    /// The commands that reach the site through the load balancer.
-    pub fn next_steps(&self) -> String {
+    /// Stops every database host (its keeper, server and agent), for a restore in
+    /// place. Returns the hosts stopped.
+    pub fn stop_databases(&mut self) -> Result<Vec<String>, InfraError> {
+        let plan = self.plan();
+        let mut stopped = Vec::new();
+        for host in plan.start_order().into_iter().rev() {
+            if database(host).is_some() && stop_planned(host)? {
+                stopped.push(host.name.clone());
+            }
+        }
+        self.reap();
+        Ok(stopped)
+    }
+
+    /// `rampart restore --in-place`: rebuilds the site's database servers from
+    /// `datadir`, a stopped server's restored data at GTID position `gtid`. The first
+    /// database host of the plan takes `datadir` (its own data directory is kept
+    /// beside it), every other one is rebuilt from it with `mariadb-backup`, as `db
+    /// rebuild` does; then the hosts start in their order, and this waits until one
+    /// leads writable and every other replicates from it, caught up. The database hosts
+    /// must be stopped ([`Stack::stop_databases`]).
+    pub fn restore_databases(&mut self, datadir: &Path, gtid: &str) -> Result<String, InfraError> {
+        let plan = self.plan();
+        let started = Instant::now();
+        let hosts: Vec<&HostPlan> = plan
+            .start_order()
+            .into_iter()
+            .filter(|h| database(h).is_some())
+            .collect();
+        let Some((first, rest)) = hosts.split_first() else {
+            return Err(InfraError::Invalid("the site has no database host".into()));
+        };
+        for h in &hosts {
+            if let Some(pid) = h
+                .services
+                .iter()
+                .find_map(|s| process::running(&s.pid_file))
+            {
+                return Err(InfraError::Invalid(format!(
+                    "{}: still running (pid {pid}); stop the database hosts first",
+                    h.name
+                )));
+            }
+        }
+        let source = database(first)
+            .map(|d| Self::instance(first, d))
+            .ok_or_else(|| {
+                InfraError::Invalid(format!("{}: the plan has no database server", first.name))
+            })?;
+        let mut kept = Vec::new();
+        if let Some(k) = mariadb::adopt(&source, datadir, gtid)? {
+            kept.push(k);
+        }
+        if !rest.is_empty() {
+            // The others copy the first one's server, started alone on its socket.
+            let mut child = source.start_with(&["--skip-networking", "--skip-slave-start"])?;
+            let copied: Result<Vec<_>, InfraError> = rest
+                .iter()
+                .filter_map(|h| database(h).map(|d| Self::instance(h, d)))
+                .map(|target| mariadb::rebuild_from(&source, &target))
+                .collect();
+            let stopped = source.stop(Duration::from_secs(60));
+            let _ = child.wait();
+            stopped?;
+            kept.extend(copied?.into_iter().filter_map(|r| r.kept));
+        }
+        for h in &hosts {
+            self.start_planned(&plan, h)?;
+        }
+        let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
+        let leader = process::wait_until(
+            "a writable leader with every other database replicating, caught up",
+            REBUILD_CATCH_UP,
+            || {
+                let st: Vec<serde_json::Value> = hosts
+                    .iter()
+                    .map(|h| Self::keeper_status(h))
+                    .collect::<Option<_>>()?;
+                let leader = st
+                    .iter()
+                    .find(|s| s["role"] == "leader" && s["read_only"] == false)?;
+                let followed = st
+                    .iter()
+                    .filter(|s| s["role"] != "leader")
+                    .all(|s| s["role"] == "replica" && s["promotable"] == true);
+                followed.then(|| leader["host"].as_str().unwrap_or("?").to_owned())
+            },
+        )?;
+        let kept = if kept.is_empty() {
+            String::new()
+        } else {
+            let k: Vec<String> = kept.iter().map(|p| p.display().to_string()).collect();
+            format!(
+                "; the previous data directories are kept in {}",
+                k.join(", ")
+            )
+        };
+        Ok(format!(
+            "{} rebuilt from the restore at GTID {gtid}: {leader} leads ({:.1}s){kept}",
+            names.join(" and "),
+            started.elapsed().as_secs_f64()
+        ))
+    }
+
+    /// The commands that reach the site through the load balancer, each runnable as
+    /// printed from a fresh shell in any directory: `rampart` is how to invoke this
+    /// binary there (its name when the `PATH` finds this same binary, else its path),
+    /// and the state directory is absolute.
+    pub fn next_steps(&self, rampart: &str) -> String {
         let t = &self.topology;
         let site = &t.site_names[0];
         let ca = self.paths.ca();
@@ -1304,7 +1447,7 @@ impl Stack {
         if self.fabric.is_some() {
             let state = self.paths.root.display();
             out.push_str(&format!(
-                "  rampart exec --state {state} client -- curl -i https://{site}/\n  rampart exec --state {state} client -- dig {site}\n  rampart firewall check --state {state}\n"
+                "  {rampart} exec --state {state} client -- curl -i https://{site}/\n  {rampart} exec --state {state} client -- dig {site}\n  {rampart} firewall check --state {state}\n"
             ));
         }
         out
@@ -1316,6 +1459,27 @@ fn stop_planned(host: &HostPlan) -> Result<bool, InfraError> {
     let mut stopped = false;
     for svc in host.services.iter().rev() {
         stopped |= process::stop(&svc.pid_file, STOP_GRACE)?;
+        // What lived only in memory goes with the service, as systemd's
+        // `RuntimeDirectory=` does; the emptied parents too.
+        for dir in &svc.runtime_dirs {
+            match std::fs::remove_dir_all(dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(InfraError::io("remove", dir, e));
+                }
+                _ => {}
+            }
+            let mut up = dir.parent();
+            // Never /dev/shm or /run themselves: only what lies below them.
+            let ours = |p: &&Path| {
+                (p.starts_with("/dev/shm") || p.starts_with("/run")) && p.components().count() > 3
+            };
+            while let Some(p) = up.filter(ours) {
+                if std::fs::remove_dir(p).is_err() {
+                    break;
+                }
+                up = p.parent();
+            }
+        }
     }
     Ok(stopped)
 }
@@ -1515,6 +1679,35 @@ fn http_post(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     ))
 }
 
+/// [`http_get`] over TLS with `config` (its CA and client certificate), the server
+/// verified under `addr`'s IP.
+pub fn https_get(
+    addr: SocketAddr,
+    path: &str,
+    config: rustls::ClientConfig,
+) -> Option<(u16, String)> {
+    use rampart_telemetry::http_client::{self, Endpoint, Limits, Overflow};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    let url: http::Uri = format!("https://{addr}{path}").parse().ok()?;
+    let (endpoint, target) = Endpoint::from_url(&url, Some(std::sync::Arc::new(config))).ok()?;
+    let request = http::Request::get(target).body(bytes::Bytes::new()).ok()?;
+    let limits = Limits {
+        timeout: Duration::from_secs(1),
+        max_body: 4 << 20,
+        overflow: Overflow::Truncate,
+    };
+    let response = runtime
+        .block_on(http_client::send_to(&endpoint, request, limits))
+        .ok()?;
+    Some((
+        response.status.as_u16(),
+        String::from_utf8_lossy(&response.body).into_owned(),
+    ))
+}
+
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     use rampart_telemetry::http_client::{self, Limits, Overflow};
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -1539,13 +1732,34 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
 /// that is not there yet: what `up` and `rampart render` issue.
 pub fn issue_certificates(paths: &StatePaths, certs: &[Certificate]) -> Result<(), InfraError> {
     let dir = paths.certs();
-    let ca = rampart_tls::pki::Ca::load_or_create(&dir, "rampart local CA")
+    let site = rampart_tls::pki::Ca::load_or_create(&dir, "rampart local CA")
         .map_err(|e| InfraError::Invalid(format!("local CA in {}: {e}", dir.display())))?;
+    // The monitoring plane's CA, only when a certificate needs it; its certificate is
+    // copied next to the run's CA, where Prometheus and Alertmanager read it.
+    let plane = if certs.iter().any(|c| c.issuer == Issuer::Plane) {
+        let pdir = paths.plane_ca_dir();
+        let ca = rampart_tls::pki::Ca::load_or_create(&pdir, "rampart monitoring plane CA")
+            .map_err(|e| InfraError::Invalid(format!("plane CA in {}: {e}", pdir.display())))?;
+        let from = pdir.join("ca.pem");
+        let to = paths.plane_ca();
+        let pem = std::fs::read(&from).map_err(|e| InfraError::io("read", &from, e))?;
+        if std::fs::read(&to).ok().as_deref() != Some(pem.as_slice()) {
+            rampart_telemetry::fs::write_atomic(&to, &pem, 0o644)
+                .map_err(|e| InfraError::io("write", &to, e))?;
+        }
+        Some(ca)
+    } else {
+        None
+    };
     for cert in certs {
         let (pem, key) = cert.files();
         if pem.exists() && key.exists() {
             continue;
         }
+        let ca = match (cert.issuer, &plane) {
+            (Issuer::Plane, Some(plane)) => plane,
+            _ => &site,
+        };
         let issued = if cert.server {
             ca.issue(&cert.dir, &cert.stem, &cert.names, cert.client)
         } else {
@@ -1590,6 +1804,7 @@ mod tests {
             ready: Probe::Database,
             quorum: None,
             private_dirs: Vec::new(),
+            runtime_dirs: Vec::new(),
             env_remove_prefixes: Vec::new(),
             reset_files: Vec::new(),
             pid_file: dir.join("web.pid"),

@@ -81,6 +81,7 @@ impl Pair {
                 replica_hosts: local.clone(),
                 monitor_hosts: local.clone(),
                 keeper_hosts: local,
+                backup_hosts: Vec::new(),
             },
             children: Vec::new(),
             tmp,

@@ -82,6 +82,26 @@ pub struct Config {
     /// classic fallback after `t`, which can lose acknowledged writes: the negative
     /// control of the failover test.
     pub semi_sync_fallback: Option<Duration>,
+    /// The backup source this host serves the backup host, if the site has one.
+    pub backup: Option<BackupSource>,
+}
+
+/// `[backup]`: the listener the backup host pulls `mariadb-backup` streams from
+/// (mutual TLS; only the named client certificates), and where the server's files are.
+#[derive(Clone, Debug)]
+pub struct BackupSource {
+    pub listen: SocketAddr,
+    pub allow_from: AllowList,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The CA the backup host's client certificate must chain to.
+    pub ca: PathBuf,
+    /// The client certificate names allowed to pull (the backup host's).
+    pub clients: Vec<String>,
+    /// The local server's socket and data directory, and a private work directory.
+    pub socket: PathBuf,
+    pub datadir: PathBuf,
+    pub workdir: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -100,6 +120,21 @@ pub struct FileConfig {
     etcd: FileEtcd,
     #[serde(default)]
     failover: FileFailover,
+    backup: Option<FileBackup>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBackup {
+    listen: Option<String>,
+    allow_from: Option<Vec<String>>,
+    cert: Option<String>,
+    key: Option<String>,
+    ca: Option<String>,
+    clients: Option<Vec<String>>,
+    socket: Option<String>,
+    datadir: Option<String>,
+    workdir: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -399,7 +434,68 @@ impl ConfigFile for Config {
                 s(3600),
             )),
         };
+        let backup = f.backup.as_ref().map(|b| {
+            let listen = match b.listen.as_deref() {
+                Some(v) => c.addr("backup.listen", v),
+                None => {
+                    c.err(
+                        "backup.listen",
+                        "missing; expected the backup source's IP:PORT",
+                    );
+                    None
+                }
+            }
+            .unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
+            let clients = b.clients.clone().unwrap_or_default();
+            if clients.is_empty() || clients.iter().any(|n| !name_like(n)) {
+                c.err(
+                    "backup.clients",
+                    "expected the backup host's certificate names, such as [\"backup\"]",
+                );
+            }
+            BackupSource {
+                listen,
+                allow_from: listen::allow_list(
+                    &mut c,
+                    "backup.allow_from",
+                    b.allow_from.as_deref(),
+                ),
+                cert: path(
+                    &mut c,
+                    "backup.cert",
+                    b.cert.as_ref(),
+                    "this host's certificate",
+                ),
+                key: path(&mut c, "backup.key", b.key.as_ref(), "its private key"),
+                ca: path(
+                    &mut c,
+                    "backup.ca",
+                    b.ca.as_ref(),
+                    "the CA of the backup host's client certificate",
+                ),
+                clients,
+                socket: path(
+                    &mut c,
+                    "backup.socket",
+                    b.socket.as_ref(),
+                    "the local server's unix socket",
+                ),
+                datadir: path(
+                    &mut c,
+                    "backup.datadir",
+                    b.datadir.as_ref(),
+                    "the local server's data directory",
+                ),
+                workdir: path(
+                    &mut c,
+                    "backup.workdir",
+                    b.workdir.as_ref(),
+                    "a private directory for mariadb-backup's files",
+                ),
+            }
+        });
         c.finish(Config {
+            backup,
             file: file.to_owned(),
             host: host.to_owned(),
             server_id,
@@ -498,5 +594,31 @@ key = "etcd.key"
             .unwrap_err()
             .to_string();
         assert!(e.contains("k.toml: line 2"), "{e}");
+    }
+
+    #[test]
+    fn the_backup_source_is_optional_and_checked() {
+        assert!(Config::parse(Path::new("/x/keeper.toml"), GOOD)
+            .unwrap()
+            .backup
+            .is_none());
+        let with = format!(
+            "{GOOD}[backup]\nlisten = \"127.0.0.1:9108\"\nallow_from = [\"127.0.0.9\"]\ncert = \"db1.pem\"\n\
+             key = \"db1.key\"\nca = \"ca.pem\"\nclients = [\"backup\"]\nsocket = \"/run/m.sock\"\n\
+             datadir = \"data\"\nworkdir = \"backup-work\"\n"
+        );
+        let b = Config::parse(Path::new("/x/keeper.toml"), &with)
+            .unwrap()
+            .backup
+            .unwrap();
+        assert_eq!(b.clients, ["backup"]);
+        assert_eq!(b.datadir, Path::new("/x/data"));
+        let e = Config::parse(
+            Path::new("/x/keeper.toml"),
+            &with.replace("clients = [\"backup\"]", "clients = []"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("backup.clients"), "{e}");
     }
 }

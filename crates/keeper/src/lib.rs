@@ -65,10 +65,46 @@ pub async fn run(
         snapshot.clone(),
         tx,
     ));
+    let source = match &config.backup {
+        Some(b) => Some(tokio::spawn(backup_source(b.clone())?)),
+        None => None,
+    };
     tracing::info!(host = config.host, status = %config.status, "keeper starting");
     keeper::Keeper::new(config, etcd, srv, repl_password, snapshot)
         .run(shutdown, rx)
         .await;
     http.abort();
+    if let Some(s) = source {
+        s.abort();
+    }
     Ok(())
+}
+
+/// Binds the backup source's listener and returns the task that serves it.
+fn backup_source(
+    b: config::BackupSource,
+) -> Result<impl Future<Output = ()> + Send + 'static, KeeperError> {
+    let listener = rampart_telemetry::listen::tcp(b.listen, 16)?;
+    let cert = rampart_tls::load_certified_key(&b.cert, &b.key)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let tls = rampart_tls::server_config_mtls(
+        Arc::new(rampart_tls::SiteCerts::new(vec![cert])),
+        &[b"http/1.1"],
+        &b.ca,
+    )
+    .map_err(|e| std::io::Error::other(e.to_string()))?;
+    tracing::info!(listen = %b.listen, "backup source listening");
+    Ok(rampart_backup::source::serve(
+        listener,
+        b.allow_from,
+        Arc::new(tls),
+        rampart_backup::source::SourceConfig {
+            server: rampart_backup::backup::LocalServer {
+                socket: b.socket,
+                datadir: b.datadir,
+                workdir: b.workdir,
+            },
+            clients: b.clients,
+        },
+    ))
 }

@@ -43,6 +43,7 @@ pub struct FileConfig {
     pub log: FileLog,
     #[serde(default)]
     pub runtime: FileRuntime,
+    pub waf: Option<crate::waf::FileWaf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -251,6 +252,7 @@ pub struct Config {
     pub access_log: AccessLog,
     pub worker_threads: usize,
     pub shutdown_grace: Duration,
+    pub waf: crate::waf::WafConfig,
 }
 
 /// Defaults, documented here once (README and ARCHITECTURE.md point at this list).
@@ -581,6 +583,7 @@ impl ConfigFile for Config {
             Duration::ZERO,
             hour,
         );
+        let waf = crate::waf::WafConfig::validate(&mut c, f.waf.as_ref());
 
         c.finish(Config {
             path: path.to_owned(),
@@ -605,6 +608,7 @@ impl ConfigFile for Config {
             access_log,
             worker_threads,
             shutdown_grace,
+            waf,
         })
     }
 }
@@ -629,6 +633,41 @@ address = "127.0.0.1:8081"
             Err(e) => e.to_string(),
         };
         assert_eq!(got, expected.trim(), "for config:\n{text}");
+    }
+
+    #[test]
+    fn the_example_config_is_valid_and_its_waf_matches_the_defaults() {
+        let c = Config::parse(
+            Path::new("examples/lb.toml"),
+            include_str!("../../../examples/lb.toml"),
+        )
+        .unwrap();
+        let w = &c.waf;
+        let d = crate::waf::WafConfig::off();
+        assert_eq!(w.mode, crate::waf::WafMode::Block);
+        assert_eq!((&w.setup, &w.rules), (&d.setup, &d.rules));
+        assert_eq!(
+            (
+                w.paranoia_level,
+                w.detection_paranoia_level,
+                w.inbound_threshold
+            ),
+            (
+                d.paranoia_level,
+                d.detection_paranoia_level,
+                d.inbound_threshold
+            )
+        );
+        assert_eq!((w.body_limit, w.max_args), (d.body_limit, d.max_args));
+        assert!(w.reject_over_limit && w.reject_body_errors && !w.log_excerpt);
+        // Without [waf], the WAF is off.
+        assert_eq!(
+            Config::parse(Path::new("lb.toml"), MINIMAL)
+                .unwrap()
+                .waf
+                .mode,
+            crate::waf::WafMode::Off
+        );
     }
 
     #[test]

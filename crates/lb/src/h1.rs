@@ -195,8 +195,10 @@ fn framing(map: &HeaderMap, version: Version) -> Result<BodyKind, Reject> {
             len = Some(n);
         }
     }
+    // A declared `Content-Length: 0` stays `Length(0)`, so the header is forwarded (and
+    // inspected: CRS 920180 flags a POST without one) exactly as the client sent it.
     Ok(match len {
-        None | Some(0) => BodyKind::None,
+        None => BodyKind::None,
         Some(n) => BodyKind::Length(n),
     })
 }
@@ -417,8 +419,11 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let mut first = true;
     loop {
         // Wait for the first byte of the next request.
+        // A connection accepted before the drain began still gets its first request
+        // served (the client sent it, or is sending it, in good faith); only idle
+        // keep-alive connections close at once.
         if buf.is_empty() {
-            if *shutdown.borrow() {
+            if *shutdown.borrow() && !first {
                 return;
             }
             let wait = if first {
@@ -431,7 +436,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             let deadline = wait.unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
             let got = tokio::select! {
                 biased;
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed(), if !first => return,
                 r = fill(&mut io, &mut buf, deadline) => r,
             };
             match got {
@@ -481,8 +486,9 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 return;
             }
         }
-        let wants_continue =
-            expect_continue && body != BodyKind::None && request.version() == Version::HTTP_11;
+        let wants_continue = expect_continue
+            && !matches!(body, BodyKind::None | BodyKind::Length(0))
+            && request.version() == Version::HTTP_11;
         if wants_continue
             && (io
                 .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -569,6 +575,10 @@ mod tests {
         check(
             "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n",
             "ok Length(5) keep-alive=true",
+        );
+        check(
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+            "ok Length(0) keep-alive=true",
         );
         check(
             "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",

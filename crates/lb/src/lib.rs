@@ -14,7 +14,8 @@
 //! Layers, each file using only those below it: `server` (listeners, TLS, HTTP/2) →
 //! `h1` (the client-facing HTTP/1.1 reader) → `proxy` (the request path, `Reject`) →
 //! `backend` (pools, health, balancing) → `upstream` (the backend client, `Stream`) →
-//! `chunked` (chunk-size lines); `config`, `metrics` and `ratelimit` are leaves.
+//! `chunked` (chunk-size lines); `waf` (the CRS over a request, before `proxy` forwards
+//! it) sits beside `proxy`; `config`, `metrics` and `ratelimit` are leaves.
 
 pub mod backend;
 pub mod chunked;
@@ -25,6 +26,7 @@ pub mod proxy;
 pub mod ratelimit;
 pub mod server;
 pub mod upstream;
+pub mod waf;
 
 pub use config::{Config, ConfigError, ConfigErrors};
 

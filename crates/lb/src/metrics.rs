@@ -57,6 +57,16 @@ pub struct ResultLabels {
 }
 
 /// Every metric the load balancer exports.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FamilyLabels {
+    pub family: String,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
@@ -76,6 +86,9 @@ pub struct Metrics {
     pub rejected_requests: Family<ReasonLabels, Counter>,
     pub reloads: Family<ResultLabels, Counter>,
     pub access_log_dropped: Counter,
+    pub waf_decisions: Family<OutcomeLabels, Counter>,
+    pub waf_matches: Family<FamilyLabels, Counter>,
+    pub waf_inspection: Histogram,
 }
 
 impl Default for Metrics {
@@ -106,7 +119,26 @@ impl Metrics {
             rejected_requests: Family::default(),
             reloads: Family::default(),
             access_log_dropped: Counter::default(),
+            waf_decisions: Family::default(),
+            waf_matches: Family::default(),
+            // 10 us .. ~160 ms
+            waf_inspection: Histogram::new(exponential_buckets(0.00001, 2.0, 15)),
         };
+        registry.register(
+            "waf_decisions",
+            "Requests the WAF inspected, by outcome: allow, flag (rules matched under the threshold), would_block (detect mode) or block",
+            m.waf_decisions.clone(),
+        );
+        registry.register(
+            "waf_rule_matches",
+            "Logged CRS rule matches, by rule family (942: sqli, 941: xss, ...)",
+            m.waf_matches.clone(),
+        );
+        registry.register(
+            "waf_inspection_seconds",
+            "Time the WAF spent inspecting a request",
+            m.waf_inspection.clone(),
+        );
         registry.register(
             "requests",
             "HTTP requests answered, by status class and backend (\"none\" when the load balancer answered itself)",

@@ -159,6 +159,8 @@ impl Shared {
             tls: meta.tls,
             proto: meta.proto,
             db: None,
+            request_id: Some(&meta.request_id),
+            waf: meta.waf.as_ref(),
         });
     }
 }
@@ -183,6 +185,7 @@ pub struct Generation {
     health_tasks: Mutex<Vec<tokio::task::AbortHandle>>,
     none_counters: [Counter; STATUS_CLASSES.len()],
     hsts: Option<HeaderValue>,
+    waf: Option<Arc<crate::waf::Waf>>,
 }
 
 impl std::fmt::Debug for Generation {
@@ -258,6 +261,13 @@ impl Generation {
                 Err(e) => errors.push(err(&config, format!("backends[{i}].tls_server_name"), e)),
             }
         }
+        let waf = match crate::waf::Waf::build(&config.waf, &config.path, Arc::clone(metrics)) {
+            Ok(w) => w,
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        };
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
@@ -298,6 +308,7 @@ impl Generation {
             health_tasks: Mutex::new(Vec::new()),
             none_counters,
             hsts,
+            waf,
         })
     }
 
@@ -348,7 +359,12 @@ impl Generation {
             | StatusCode::MOVED_PERMANENTLY
             | StatusCode::FOUND
             | StatusCode::TEMPORARY_REDIRECT => String::new(),
-            s => format!("{} {}\n", s.as_u16(), s.canonical_reason().unwrap_or("")),
+            s => format!(
+                "{} {}\nrequest id: {}\n",
+                s.as_u16(),
+                s.canonical_reason().unwrap_or(""),
+                meta.request_id
+            ),
         };
         let len = body.len() as u64;
         let mut resp = Response::new(full(Bytes::from(body)));
@@ -361,6 +377,9 @@ impl Generation {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         for (k, v) in extra {
             h.insert(k.clone(), v.clone());
+        }
+        if let Ok(v) = HeaderValue::from_str(&meta.request_id) {
+            h.insert(X_REQUEST_ID, v);
         }
         self.finish_headers(h, conn);
         self.none_counters[status_class_index(status.as_u16())].inc();
@@ -403,7 +422,8 @@ impl Generation {
     /// Serves one complete request.
     pub async fn serve(&self, req: Request<Bytes>, conn: &ConnInfo) -> Response<RespBody> {
         let host = request_host(&req);
-        let meta = RequestMeta::new(conn, req.method().clone(), req.uri().clone(), host.clone());
+        let mut meta =
+            RequestMeta::new(conn, req.method().clone(), req.uri().clone(), host.clone());
         if let Some(rl) = &self.limiter {
             if !rl.allow(conn.client.ip()) {
                 self.shared
@@ -430,6 +450,15 @@ impl Generation {
         let Some(host) = host else {
             return self.local(conn, &meta, StatusCode::BAD_REQUEST, &[]);
         };
+        if let Some(waf) = &self.waf {
+            let name = host.to_str().ok().and_then(host_without_port).unwrap_or("");
+            let verdict = waf.inspect(&req, name, conn.client, &meta.request_id);
+            meta.waf = verdict.event;
+            if let Some(status) = verdict.status {
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
+                return self.local(conn, &meta, status, &[]);
+            }
+        }
         self.forward(req, conn, meta, &host).await
     }
 
@@ -478,7 +507,10 @@ impl Generation {
             .cloned()
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
         let idempotent = crate::upstream::is_idempotent(&parts.method);
-        let headers = upstream_headers(parts.headers, conn, host);
+        let mut headers = upstream_headers(parts.headers, conn, host);
+        if let Ok(v) = HeaderValue::from_str(&meta.request_id) {
+            headers.insert(X_REQUEST_ID, v);
+        }
         let metrics = &self.shared.metrics;
         let mut tried: Option<Arc<Backend>> = None;
         loop {
@@ -549,6 +581,9 @@ impl Generation {
                 parts.headers.insert(name.clone(), v.clone());
             }
         }
+        if let Ok(v) = HeaderValue::from_str(&meta.request_id) {
+            parts.headers.insert(X_REQUEST_ID, v);
+        }
         let status = parts.status.as_u16();
         backend.requests[status_class_index(status)].inc();
         let metered = Metered {
@@ -591,6 +626,8 @@ impl Drop for ActiveGuard {
 /// What the access log and the latency histogram need about one request.
 struct RequestMeta {
     start: Instant,
+    request_id: String,
+    waf: Option<rampart_telemetry::access_log::WafEvent>,
     method: Method,
     host: HeaderValue,
     uri: Uri,
@@ -603,6 +640,8 @@ impl RequestMeta {
     fn new(conn: &ConnInfo, method: Method, uri: Uri, host: Option<HeaderValue>) -> Self {
         Self {
             start: Instant::now(),
+            request_id: request_id(),
+            waf: None,
             method,
             host: host.unwrap_or_else(|| HeaderValue::from_static("")),
             uri,
@@ -683,6 +722,35 @@ impl Body for Metered {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// The header that carries the request id upstream and back to the client.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A new request id: 16 hex digits, unique in this process (a counter through a
+/// bijective mix, from a per-process random start) and unlikely to repeat across
+/// processes.
+fn request_id() -> String {
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seed = *SEED.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.finish()
+    });
+    // splitmix64's finaliser: a bijection, so distinct counters give distinct ids.
+    let mut z = seed.wrapping_add(
+        NEXT.fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    );
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    format!("{:016x}", z ^ (z >> 31))
 }
 
 pub fn full(b: Bytes) -> RespBody {

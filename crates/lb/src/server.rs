@@ -49,20 +49,31 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 impl Listeners {
     /// Binds the addresses of `config` (the public ones with IP_FREEBIND when
-    /// `listen.freebind`). Must be called inside a tokio runtime.
+    /// `listen.freebind`), or takes the public ones from the sockets systemd passed
+    /// (`rampart-lb.socket` on a deployed host). Must be called inside a tokio runtime.
     pub fn bind(config: &Config) -> std::io::Result<Self> {
         let public = |addr: SocketAddr| {
+            // Socket activation: the service manager keeps the public listeners open
+            // across restarts, so none of them refuses a connection during one.
+            if let Some(l) = rampart_telemetry::listen::passed(addr)? {
+                tracing::info!(%addr, "listening on the socket systemd passed");
+                return Ok(l);
+            }
             if config.listen.freebind {
                 rampart_telemetry::listen::tcp_freebind(addr, 4096)
             } else {
                 bind(addr)
             }
         };
-        Ok(Self {
+        let l = Self {
             https: public(config.listen.https)?,
             http: config.listen.http.map(public).transpose()?,
             admin: config.listen.admin.map(bind).transpose()?,
-        })
+        };
+        for addr in rampart_telemetry::listen::passed_unused() {
+            tracing::warn!(%addr, "systemd passed a socket the config does not name; not used");
+        }
+        Ok(l)
     }
 }
 
@@ -227,12 +238,17 @@ impl Lb {
         ready();
         shutdown.await;
         let grace = self.current.load().config.shutdown_grace;
+        // Every connection learns of the drain before the log line says it began, so a
+        // request sent after the line is always answered with `Connection: close`.
+        // `send_replace`, not `send`: with no connection subscribed at this instant (one
+        // still in its TLS handshake), `send` would drop the value and that connection
+        // would subscribe to `false` and answer keep-alive.
+        self.shutdown.send_replace(true);
         tracing::info!(
             open = self.slots.open(),
             ?grace,
             "shutting down: draining connections"
         );
-        let _ = self.shutdown.send(true);
         tasks.abort_all();
         if tokio::time::timeout(grace, self.slots.idle())
             .await

@@ -4,7 +4,8 @@
 //! (`rampart_infra::netns::Fabric`). Then the end-to-end checks that run against `rampart
 //! up`: DNS, HTTPS through the load balancer, round robin, read-your-writes,
 //! replication, the whole firewall matrix and monitoring that shows every host; a
-//! second run of the playbook changes nothing; a failover drill.
+//! second run of the playbook changes nothing; the guard rails; a new binary deployed
+//! to the whole site under reads without a failed one; a failover drill.
 //!
 //! Every request is sent from inside a namespace of this test's fabric (`ip netns exec`),
 //! ssh included (to each host's own loopback); the fabric, the hosts and their cgroups
@@ -24,7 +25,7 @@ use rampart_infra::netns::Fabric;
 use rampart_test_support::booted::{Booted, Ssh};
 use rampart_test_support::client::{python_tool, tool};
 use rampart_test_support::require_root;
-use rampart_topology::{Mode, Topology};
+use rampart_topology::{Mode, Segment, Topology};
 
 #[path = "common/matrix.rs"]
 mod matrix;
@@ -45,6 +46,7 @@ impl Drop for Site {
         }
         // Each host's Drop waits for its poweroff (bounded) and removes its cgroups.
         self.hosts.clear();
+        let _ = self.fabric.remove_host("bastion");
         let _ = self.fabric.destroy();
         let _ = fs::remove_dir_all(&self.dir);
     }
@@ -139,9 +141,13 @@ fn the_rendered_site_deploys_to_booted_hosts_and_serves() {
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
     let out = dir.join("out");
+    // Ansible connects from a bastion of the test's (on the management and public
+    // segments) through each host's firewall, which opens ssh to it alone.
+    let (bastion_mgmt, bastion_public) = ("198.18.9.5", "203.0.113.5");
     let o = Command::new(RAMPART)
         .args(["render", "--out"])
         .arg(&out)
+        .args(["--ssh-from", bastion_mgmt, "--ssh-from", bastion_public])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -150,6 +156,16 @@ fn the_rendered_site_deploys_to_booted_hosts_and_serves() {
     let prefix = format!("rd{}", std::process::id() % 1_000_000);
     let fabric = Fabric::new(&prefix, t.clone()).unwrap();
     fabric.create().unwrap();
+    let bastion = rampart_topology::Host {
+        name: "bastion".into(),
+        role: rampart_topology::Role::Client,
+        segments: vec![
+            (Segment::Public, bastion_public.parse().unwrap()),
+            (Segment::Mgmt, bastion_mgmt.parse().unwrap()),
+        ],
+        local: "127.0.3.5".parse().unwrap(),
+    };
+    fabric.add_host(&bastion).unwrap();
     let mut site = Site {
         fabric,
         hosts: Vec::new(),
@@ -166,7 +182,8 @@ fn the_rendered_site_deploys_to_booted_hosts_and_serves() {
         targets.push((addr, ns, host.host_key.clone()));
         site.hosts.push(host);
     }
-    ssh.write_config(&targets).unwrap();
+    ssh.write_config(&targets, Some(&site.ns("bastion")))
+        .unwrap();
     println!(
         "{} hosts booted with sshd in {:.1} s",
         site.hosts.len(),
@@ -276,9 +293,14 @@ fn the_rendered_site_deploys_to_booted_hosts_and_serves() {
         .collect();
     let end = Instant::now() + Duration::from_secs(90);
     let seen = loop {
-        let q = site.sh(
-            "monitor",
-            "curl -sS --max-time 5 'http://198.18.9.2:9090/api/v1/query?query=rampart_agent_heartbeat_timestamp_seconds'",
+        // Inside the monitor host (its files are the container's, not this machine's).
+        let q = ssh_run(
+            &ssh,
+            "198.18.9.2",
+            "curl -sS --max-time 5 --cacert /var/lib/rampart/certs/ca.pem \
+             --cert /var/lib/rampart/hosts/monitor/plane-dashboard.pem \
+             --key /var/lib/rampart/hosts/monitor/plane-dashboard.key \
+             'https://127.0.0.1:9091/api/v1/query?query=rampart_agent_heartbeat_timestamp_seconds'",
         );
         let v: serde_json::Value = serde_json::from_str(&q).unwrap_or_default();
         let seen: BTreeSet<String> = v["data"]["result"]
@@ -294,8 +316,52 @@ fn the_rendered_site_deploys_to_booted_hosts_and_serves() {
         }
         std::thread::sleep(Duration::from_secs(1));
     };
-    assert_eq!(seen, want, "hosts seen by the monitor");
+    if seen != want {
+        // What the monitor answered, and what the gate and two agents logged.
+        let diag = [
+            ("monitor", "curl -sS --max-time 5 --cacert /var/lib/rampart/certs/ca.pem --cert /var/lib/rampart/hosts/monitor/plane-dashboard.pem --key /var/lib/rampart/hosts/monitor/plane-dashboard.key 'https://127.0.0.1:9091/api/v1/query?query=up' 2>&1"),
+            ("monitor", "journalctl --no-pager -n 30 -u rampart-gate -u prometheus 2>&1"),
+            ("monitor", "journalctl --no-pager -n 15 -u rampart-agent 2>&1"),
+            ("web1", "journalctl --no-pager -n 15 -u rampart-agent 2>&1"),
+        ]
+        .iter()
+        .map(|(h, cmd)| {
+            let addr = if *h == "web1" { "198.18.9.11" } else { "198.18.9.2" };
+            format!("--- {h}: {cmd}\n{}", ssh_run(&ssh, addr, cmd))
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+        panic!("hosts seen by the monitor: {seen:?}, expected {want:?}\n{diag}");
+    }
     println!("monitoring: heartbeats from {seen:?}");
+
+    // ssh: each host's firewall lets the bastion's address in, and no other address of
+    // the same segment.
+    let iface = rampart_topology::render::segment_iface(Segment::Mgmt);
+    let o = site.exec(
+        "bastion",
+        &["ip", "addr", "add", "198.18.9.6/24", "dev", &iface],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let knock = |from: &str, to: &str| -> bool {
+        let probe = "import socket, sys\n\
+                     s = socket.socket(); s.settimeout(3); s.bind((sys.argv[1], 0))\n\
+                     try:\n    s.connect((sys.argv[2], 22)); print('open')\n\
+                     except OSError as e:\n    print(e)\n";
+        let o = site.exec("bastion", &["python3", "-c", probe, from, to]);
+        String::from_utf8_lossy(&o.stdout).trim() == "open"
+    };
+    for to in ["198.18.9.11", "198.18.9.21", "198.18.9.2"] {
+        assert!(
+            knock(bastion_mgmt, to),
+            "ssh to {to} from the bastion refused"
+        );
+        assert!(
+            !knock("198.18.9.6", to),
+            "ssh to {to} open to another address"
+        );
+    }
+    println!("ssh: open to the bastion (deploy.ssh_from), dropped from another address");
 
     // A second run changes nothing, with diffs shown.
     let t0 = Instant::now();
@@ -329,7 +395,7 @@ fn the_rendered_site_deploys_to_booted_hosts_and_serves() {
     println!("no secret in the output: {} values checked", secrets.len());
 
     guard_rails(&ansible, &ansible_dir, &ssh, &home, &out, &curl);
-    rolling_web_upgrade(&site, &ansible, &ansible_dir, &ssh, &home, &out, id);
+    site_upgrade(&site, &ansible, &ansible_dir, &ssh, &home, &out, id);
     failover_drill(&site, &ssh, &curl);
     // The runs' logs are kept only when something failed.
     for log in [
@@ -463,10 +529,12 @@ fn guard_rails(
     }
 }
 
-/// A changed binary rolled out to the web servers (`--limit web_servers`), one at a time:
-/// each drained from the load balancer through its admin API, restarted, waited for and
-/// put back, under a bounded read loop from the client host. No request fails.
-fn rolling_web_upgrade(
+/// A changed binary deployed to the whole site by the whole playbook, under a bounded
+/// read loop from the client host: every unit that runs `rampart` restarts (the web
+/// servers drained one at a time, the load balancer behind its socket unit, each
+/// database host after its keeper handed the leadership over), the Debian services whose
+/// files did not change do not, and no request fails.
+fn site_upgrade(
     site: &Site,
     ansible: &Path,
     dir: &Path,
@@ -480,15 +548,35 @@ fn rolling_web_upgrade(
     let mut bytes = fs::read(&bin).unwrap();
     bytes.extend_from_slice(b"\nrampart deploy test: upgraded\n");
     fs::write(&bin, bytes).unwrap();
-    let webs = [("web1", "198.18.9.11"), ("web2", "198.18.9.12")];
-    let before: Vec<String> = webs
-        .iter()
-        .map(|(_, a)| unit_state(ssh, a, "rampart-web.service"))
-        .collect();
+    // Every unit of every host, and whether the new binary must restart it.
+    let plan = &rampart_topology::deploy::plan(&Topology::default_for(Mode::Isolated, 0));
+    let mut units = Vec::new();
+    for h in &plan.hosts {
+        let Some(b) = rampart_topology::deploy::bundle(plan, &h.name, &[], "") else {
+            continue;
+        };
+        let addr = h.addresses.last().unwrap().to_string();
+        for (u, _) in &b.units {
+            if u.unit == rampart_topology::deploy::DB_INIT_UNIT
+                || u.unit == rampart_topology::deploy::LB_SOCKET_UNIT
+            {
+                continue;
+            }
+            let restarts = u.unit.starts_with("rampart-") || u.unit == "mariadb.service";
+            units.push((h.name.clone(), addr.clone(), u.unit.clone(), restarts));
+        }
+    }
+    let state = |units: &[(String, String, String, bool)]| -> Vec<String> {
+        units
+            .iter()
+            .map(|(_, a, u, _)| unit_state(ssh, a, u))
+            .collect()
+    };
+    let before = state(&units);
     let stop = site.dir.join("stop-reads");
     let script = format!(
-        "n=0; end=$((SECONDS+600)); \
-         while [ ! -e {stop} ] && [ $SECONDS -lt $end ] && [ $n -lt 20000 ]; do \
+        "n=0; end=$((SECONDS+900)); \
+         while [ ! -e {stop} ] && [ $SECONDS -lt $end ] && [ $n -lt 40000 ]; do \
            curl -s -o /dev/null -w '%{{http_code}}\\n' --max-time 5 --cacert {ca} \
              --resolve www.foobar.com:443:203.0.113.10 https://www.foobar.com/api/users/{id}; \
            n=$((n+1)); \
@@ -502,27 +590,45 @@ fn rolling_web_upgrade(
         .spawn()
         .unwrap();
     let t0 = Instant::now();
-    let (ok, text) = playbook(ansible, dir, ssh, home, &["--limit", "web_servers"]);
+    let (ok, text) = playbook(ansible, dir, ssh, home, &[]);
     let took = t0.elapsed();
     fs::write(&stop, "").unwrap();
     let codes = reads.wait_with_output().unwrap();
     let codes = String::from_utf8_lossy(&codes.stdout).into_owned();
+    if !ok {
+        fs::write(
+            std::env::temp_dir().join("rampart-deploy-upgrade-run.log"),
+            &text,
+        )
+        .unwrap();
+    }
     assert!(ok, "the upgrade failed:\n{}", tail(&text, 60));
     let total = codes.lines().count();
     let failed: Vec<&str> = codes.lines().filter(|c| *c != "200").collect();
-    let after: Vec<String> = webs
-        .iter()
-        .map(|(_, a)| unit_state(ssh, a, "rampart-web.service"))
-        .collect();
-    for (i, (name, _)) in webs.iter().enumerate() {
-        assert_ne!(before[i], after[i], "{name} was not restarted");
+    let after = state(&units);
+    for (i, (host, _, unit, restarts)) in units.iter().enumerate() {
+        if *restarts {
+            assert_ne!(before[i], after[i], "{host} {unit} was not restarted");
+        } else {
+            assert_eq!(
+                before[i], after[i],
+                "{host} {unit} restarted: its files did not change"
+            );
+        }
     }
-    assert!(
-        text.matches("TASK [web : Drain the web server from every load balancer]")
-            .count()
-            == 2,
+    let count = |task: &str| text.matches(&format!("TASK [{task}]")).count();
+    assert_eq!(
+        count("web : Drain the web server from every load balancer"),
+        2,
         "each web server drained once:\n{}",
         tail(&text, 60)
+    );
+    // db1 led: it hands over to db2, restarts, catches up; then db2 hands back.
+    assert_eq!(
+        count("database : Hand the leadership to the caught-up standby before the restart"),
+        2,
+        "two switchovers:\n{}",
+        tail(&text, 80)
     );
     assert!(total > 20, "only {total} reads during the upgrade");
     assert!(
@@ -530,9 +636,12 @@ fn rolling_web_upgrade(
         "{} of {total} reads failed: {failed:?}",
         failed.len()
     );
+    let restarted = units.iter().filter(|u| u.3).count();
     println!(
-        "rolling upgrade of the web servers: {:.1} s, {total} reads during it, 0 failed",
-        took.as_secs_f64()
+        "site upgrade (a new binary, the whole playbook): {:.1} s, {restarted} units restarted \
+         and {} left alone, {total} reads during it, 0 failed",
+        took.as_secs_f64(),
+        units.len() - restarted
     );
 }
 

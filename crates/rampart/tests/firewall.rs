@@ -11,8 +11,8 @@ use rampart_test_support::client::tool;
 use rampart_test_support::{require_root, run_with_stdin};
 
 const RAMPART: &str = env!("CARGO_BIN_EXE_rampart");
-const HOSTS: [&str; 8] = [
-    "client", "dns", "lb1", "web1", "web2", "db1", "db2", "monitor",
+const HOSTS: [&str; 9] = [
+    "client", "dns", "lb1", "web1", "web2", "db1", "db2", "monitor", "backup",
 ];
 
 fn ruleset(host: &str) -> String {

@@ -2,7 +2,10 @@
 //! parent of its mariadbd, elect db1 (the bootstrap host), name db2 the sync standby,
 //! fail over to db2 when db1's server is SIGKILLed (no row lost), let db1 rejoin as a
 //! replica by itself (same GTID position, same table checksum), and switch back with a
-//! planned switchover. Needs `etcd-server` and `mariadb-server-core`: in CI their absence
+//! planned switchover. Beside them runs the backup service (`rampart backup serve`): it
+//! takes its scheduled full backup from the replica through db2's keeper (mutual TLS),
+//! archives the binlog from whichever keeper leads, follows the failover without a gap,
+//! and `rampart backup verify` and `rampart restore` then agree with the servers. Needs `etcd-server` and `mariadb-server-core`: in CI their absence
 //! fails the test, elsewhere it is skipped visibly.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
@@ -67,6 +70,7 @@ struct Site {
     etcd: Option<rampart_test_support::etcd::EtcdCluster>,
     keepers: Vec<Option<Proc>>,
     dbs: Vec<Instance>,
+    backup: Option<Proc>,
 }
 
 impl Site {
@@ -132,6 +136,9 @@ fn setup(etcd: &rampart_test_support::etcd::EtcdCluster) -> Site {
         .collect::<Vec<_>>()
         .join(", ");
     let secrets = Secrets::load_or_create(&dir.path().join("secrets")).unwrap();
+    ca.issue_client(&pki, "backup", &["backup".to_owned()])
+        .unwrap();
+    std::fs::write(dir.path().join("secrets/db-backup.password"), "backup-pw\n").unwrap();
     let mut dbs = Vec::new();
     for (i, name) in ["db1", "db2"].iter().enumerate() {
         let ip = format!("{NET}.{}", 11 + i);
@@ -160,6 +167,7 @@ fn setup(etcd: &rampart_test_support::etcd::EtcdCluster) -> Site {
         replica_hosts: local.clone(),
         monitor_hosts: local.clone(),
         keeper_hosts: local,
+        backup_hosts: Vec::new(),
     };
     let users = grants.users();
     for (i, inst) in dbs.iter().enumerate() {
@@ -193,7 +201,20 @@ key = "{etcd_key}"
 prefix = "/rampart/test/"
 [failover]
 quiet_period = "0s"
+[backup]
+listen = "{addr}:9108"
+cert = "{pki}/{stem}.pem"
+key = "{pki}/{stem}.key"
+ca = "{pki}/ca.pem"
+clients = ["backup"]
+socket = "{socket}"
+datadir = "{datadir}"
+workdir = "{workdir}"
 "#,
+            stem = format!("{}-db", inst.name),
+            socket = inst.socket().display(),
+            datadir = inst.datadir().display(),
+            workdir = inst.dir.join("backup-work").display(),
             name = inst.name,
             id = inst.server_id,
             boot = i == 0,
@@ -210,13 +231,86 @@ quiet_period = "0s"
         );
         std::fs::write(inst.dir.join("keeper.toml"), toml).unwrap();
     }
+    let d = dir.path();
+    let backup_toml = format!(
+        r#"
+[listen]
+status = "{NET}.20:9107"
+[store]
+dir = "{d}/backup/store"
+key_file = "{d}/backup/keys/backup.key"
+staging = "{d}/backup/staging"
+scratch = "{d}/backup/scratch"
+[archive]
+password_file = "{d}/secrets/db-backup.password"
+ca = "{pki}/ca.pem"
+tick = "500ms"
+[tls]
+ca = "{pki}/ca.pem"
+cert = "{pki}/backup.pem"
+key = "{pki}/backup.key"
+[[servers]]
+host = "db1"
+mysql = "{NET}.11:3306"
+keeper = "{k1}"
+source = "{NET}.11:9108"
+[[servers]]
+host = "db2"
+mysql = "{NET}.12:3306"
+keeper = "{k2}"
+source = "{NET}.12:9108"
+"#,
+        d = d.display(),
+        pki = pki.display(),
+        k1 = Site::keeper_status(0),
+        k2 = Site::keeper_status(1),
+    );
+    std::fs::write(d.join("backup.toml"), backup_toml).unwrap();
     let _ = secrets;
     Site {
         _dir: dir,
         etcd: None,
         keepers: vec![None, None],
         dbs,
+        backup: None,
     }
+}
+
+/// `rampart ARGS...`: its stdout, or a panic with its stderr.
+fn rampart(args: &[&str], config: &Path) -> String {
+    let out = Command::new(RAMPART)
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "rampart {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The backup service's `/status`.
+fn backup_status() -> Option<serde_json::Value> {
+    let (code, body) = http("GET", addr(20, 9107), "/status")?;
+    (code == 200).then(|| serde_json::from_str(&body).ok())?
+}
+
+/// Waits until the archive follows `server` and holds everything `db` has written.
+fn archive_follows(server: &str, db: &Instance) {
+    eventually(
+        &format!("the archive following {server}"),
+        Duration::from_secs(60),
+        || {
+            let s = backup_status()?;
+            let pos = db.sql("SELECT @@gtid_binlog_pos").ok()?;
+            let at = s["archive"]["gtid"].as_str()?.to_owned();
+            let caught_up = rampart_backup::restore::gtid_le(pos.trim(), &at).ok()?;
+            (s["archive"]["server"] == server && caught_up).then_some(s)
+        },
+    );
 }
 
 fn sql(inst: &Instance, q: &str) -> String {
@@ -255,6 +349,33 @@ fn keepers_fail_over_without_loss_and_the_old_primary_rejoins() {
     for id in 1..=20 {
         sql(db1, &format!("INSERT INTO foobar.k VALUES ({id})"));
     }
+    // The backup service: its account (least privilege), then the service itself.
+    sql(
+        db1,
+        "CREATE USER rampart_backup@'127.0.0.1' IDENTIFIED BY 'backup-pw' REQUIRE SSL; \
+         GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO rampart_backup@'127.0.0.1'; \
+         GRANT SELECT ON foobar.* TO rampart_backup@'127.0.0.1'",
+    );
+    let backup_toml = site._dir.path().join("backup.toml");
+    let log = std::fs::File::create(site._dir.path().join("backup.log")).unwrap();
+    site.backup = Some(Proc {
+        child: Command::new(RAMPART)
+            .args(["backup", "serve", "--config"])
+            .arg(&backup_toml)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+        name: "backup".into(),
+    });
+    let first = eventually("the scheduled full backup", Duration::from_secs(90), || {
+        let s = backup_status()?;
+        let b = s["backups"].as_array()?.first()?.clone();
+        Some(b)
+    });
+    assert_eq!(first["kind"], "full");
+    assert_eq!(first["source"], "db2", "taken from the replica: {first}");
+    archive_follows("db1", db1);
     let semi = sql(db1, "SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_master_yes_tx'");
     assert!(
         !semi.ends_with("\t0"),
@@ -283,6 +404,8 @@ fn keepers_fail_over_without_loss_and_the_old_primary_rejoins() {
     for id in 21..=30 {
         sql(db2, &format!("INSERT INTO foobar.k VALUES ({id})"));
     }
+    // The archive follows the new primary from where it was: no gap.
+    archive_follows("db2", db2);
 
     // db1's keeper restarts its server as a replica of db2, by itself.
     site.wait_role(0, "replica", "rejoin");
@@ -309,6 +432,35 @@ fn keepers_fail_over_without_loss_and_the_old_primary_rejoins() {
         sql(db2, "CHECKSUM TABLE foobar.k")
     );
     assert_eq!(sql(db1, "SELECT @@read_only"), "1");
+
+    // Verify and restore through the command line agree with the servers.
+    let verified = rampart(&["backup", "verify"], &backup_toml);
+    println!("rampart backup verify: {}", verified.trim());
+    assert!(verified.contains("rows equal"), "{verified}");
+    let into = site._dir.path().join("restored");
+    let restored = Command::new(RAMPART)
+        .args(["restore", "--config"])
+        .arg(&backup_toml)
+        .arg("--into")
+        .arg(&into)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&restored.stdout);
+    println!("rampart restore: {}", text.trim());
+    assert!(
+        restored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    assert!(text.contains("foobar.k: 30 rows"), "{text}");
+    let metrics = http("GET", addr(20, 9107), "/metrics").unwrap().1;
+    for m in [
+        "rampart_backup_last_success_timestamp_seconds{kind=\"full\"}",
+        "rampart_backup_binlog_archive_lag_seconds 0",
+        "rampart_backup_verify_last_result 1",
+    ] {
+        assert!(metrics.contains(m), "{m} not in:\n{metrics}");
+    }
 
     // A planned switchover back to db1.
     eventually("db1 promotable", Duration::from_secs(30), || {

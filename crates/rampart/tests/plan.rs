@@ -28,6 +28,12 @@ fn parse(service: &str, path: &Path, text: &str) -> Result<(), String> {
         "dashboard" => rampart_dashboard::Config::parse(path, text)
             .map(drop)
             .map_err(|e| e.to_string()),
+        "backup" => rampart_backup::config::Config::parse(path, text)
+            .map(drop)
+            .map_err(|e| e.to_string()),
+        "gate" => rampart_gate::Config::parse(path, text)
+            .map(drop)
+            .map_err(|e| e.to_string()),
         other => Err(format!("no parser for service {other}")),
     }
 }
@@ -42,6 +48,7 @@ fn settings(prefix: Option<&str>, pace: Pace) -> Settings {
         dashboard_publish: 9443,
         uid: 0,
         failover: Default::default(),
+        runtime: PathBuf::from("/run/rampart"),
     }
 }
 
@@ -107,9 +114,10 @@ fn every_planned_config_parses_with_its_services_parser() {
             }
         }
     }
-    // 7 hosts with an agent, plus web, web, lb, dns, the dashboard and two keepers, in
-    // each mode and pace; every keeper and web server agree on the leader key.
-    assert_eq!(parsed.len(), 4 * 14, "{parsed:#?}");
+    // 8 hosts with an agent, plus web, web, lb, dns, the dashboard, two keepers and the
+    // backup service, in each mode and pace; every keeper and web server agree on the
+    // leader key.
+    assert_eq!(parsed.len(), 4 * 17, "{parsed:#?}");
     let mut keys = keeper_leader_keys.clone();
     keys.extend(web_leader_keys);
     keys.dedup();

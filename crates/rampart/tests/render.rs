@@ -29,7 +29,10 @@ const LARGER: &str = "[hosts]\nlb = 2\nweb = 3\nreplicas = 2\n";
 
 fn render(out: &Path, topology: Option<&Path>) -> Output {
     let mut cmd = Command::new(RAMPART);
-    cmd.arg("render").arg("--out").arg(out);
+    cmd.arg("render")
+        .arg("--out")
+        .arg(out)
+        .args(["--ssh-from", "192.0.2.10"]);
     if let Some(t) = topology {
         cmd.arg("--topology").arg(t);
     }
@@ -136,7 +139,8 @@ fn rendered_units_verify_without_warnings_and_rate_ok_or_better() {
             checked += 1;
         }
         for unit in units(&out, &host) {
-            if !unit.starts_with("rampart-") {
+            // Services only: a socket unit runs nothing (it has no exposure to rate).
+            if !unit.starts_with("rampart-") || !unit.ends_with(".service") {
                 continue;
             }
             let o = Command::new("systemd-analyze")
@@ -246,7 +250,7 @@ fn rendered_rulesets_pass_nft_check_in_a_scratch_namespace() {
     let rejected = !check(&bad).status.success();
     let _ = Command::new("ip").args(["netns", "del", &ns]).status();
     assert!(failures.is_empty(), "{failures:?}");
-    assert_eq!(checked, 8, "every host of the default site has a ruleset");
+    assert_eq!(checked, 9, "every host of the default site has a ruleset");
     assert!(rejected, "a broken ruleset passed nft -c");
 }
 
@@ -314,6 +318,33 @@ fn playbook_passes_syntax_check_and_ansible_lint_production() {
         &dir,
     );
     assert!(!o.status.success(), "ansible-lint passed a broken role");
+}
+
+/// Without a network to accept ssh from, the rendered firewalls would shut the playbook
+/// out after its first run: render refuses, names the key, and writes nothing; a bad
+/// `--ssh-from` is refused the same way.
+#[test]
+fn render_refuses_a_site_that_would_lock_ansible_out() {
+    let t = tmp("no-ssh");
+    for (extra, want) in [
+        (&[][..], "deploy.ssh_from: no network may reach ssh"),
+        (
+            &["--ssh-from", "192.0.2.10/24"][..],
+            "--ssh-from \"192.0.2.10/24\": not an IPv4 address or network",
+        ),
+    ] {
+        let o = Command::new(RAMPART)
+            .arg("render")
+            .arg("--out")
+            .arg(&t.0)
+            .args(extra)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains(want), "{want} not in {err}");
+        assert!(!t.0.exists(), "render wrote {}", t.0.display());
+    }
 }
 
 #[test]

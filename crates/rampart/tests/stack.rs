@@ -45,6 +45,8 @@ struct Stack {
     extra: Vec<String>,
     /// Isolated mode: the dashboard's forward on 127.0.0.1.
     dash_port: u16,
+    /// Request ids of the bad input the suite sends on purpose (the WAF may refuse it).
+    deliberate: std::sync::Mutex<Vec<String>>,
 }
 
 fn net_for(seed: u32) -> u8 {
@@ -95,6 +97,7 @@ impl Stack {
             etcdctl,
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
             dash_port: free_port(),
+            deliberate: std::sync::Mutex::default(),
         };
         let out = rampart(stack.state(), &stack.up_args());
         assert!(
@@ -108,11 +111,12 @@ impl Stack {
         let mut needles = vec![
             "monitor/etcd, dns/etcd, lb1/etcd spawned",
             "monitor/etcd, dns/etcd, lb1/etcd ready (quorum)",
-            "monitor (etcd, dashboard, alertmanager, prometheus, agent",
+            "monitor (etcd, dashboard, alertmanager, prometheus, gate, agent",
             "dns (etcd, dns, agent) started",
             "db1 (mariadb, agent) started",
             "db2 (mariadb, agent) started",
             "lb1 (etcd, lb, agent) started",
+            "backup (backup, agent) started",
             "curl --cacert",
         ];
         let resolve;
@@ -121,8 +125,8 @@ impl Stack {
             Mode::Isolated { publish, .. } => {
                 resolve = format!("--resolve www.foobar.com:{publish}:127.0.0.1");
                 needles.extend([
-                    "network: 9 namespaces",
-                    "firewalls: 8 rulesets loaded",
+                    "network: 10 namespaces",
+                    "firewalls: 9 rulesets loaded",
                     "client (forward) started",
                     "client -- curl -i https://www.foobar.com/",
                     &resolve,
@@ -131,6 +135,33 @@ impl Stack {
         }
         for needle in needles {
             assert!(text.contains(needle), "`{needle}` missing from:\n{text}");
+        }
+        if let Mode::Isolated { .. } = &stack.mode {
+            // The printed commands work pasted into a fresh shell elsewhere: no
+            // inherited PATH beyond the system's, another working directory.
+            let line = text
+                .lines()
+                .find(|l| l.contains("client -- dig"))
+                .unwrap_or_else(|| panic!("no dig line in:\n{text}"));
+            let out = Command::new("env")
+                .args([
+                    "-i",
+                    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                    "HOME=/root",
+                    "sh",
+                    "-c",
+                    line.trim(),
+                ])
+                .current_dir("/")
+                .output()
+                .unwrap();
+            let said = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && said.contains("ANSWER SECTION"),
+                "`{}` failed from a fresh shell: {said}{}",
+                line.trim(),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Some(stack)
     }
@@ -199,6 +230,14 @@ impl Stack {
     fn curl(&self, path: &str, args: &[&str]) -> CurlOut {
         let out = self.curl_command(path, args).output().unwrap();
         CurlOut::parse(&out)
+    }
+
+    /// Notes `r` as bad input sent on purpose, which the WAF may refuse; returns it.
+    fn deliberate(&self, r: CurlOut) -> CurlOut {
+        if let Some(id) = r.header("x-request-id") {
+            self.deliberate.lock().unwrap().push(id);
+        }
+        r
     }
 
     fn post_json(&self, path: &str, body: &str, extra: &[&str]) -> CurlOut {
@@ -441,6 +480,57 @@ impl Drop for Stack {
     }
 }
 
+/// Path traversal attempts the suite sends on purpose.
+const TRAVERSAL: [&str; 6] = [
+    "/../../../../etc/passwd",
+    "/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+    "/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+    "/..%5c..%5cetc%5cpasswd",
+    "/site.css%00.txt",
+    "/static/..%2f..%2f..%2fetc/passwd",
+];
+
+/// Issue 15's benign-traffic check: lb1 runs the CRS in block mode at paranoia level 1,
+/// and the suite's requests (the foobar API, the static site, the browser) went through
+/// it with zero blocks (the bad input it sends on purpose aside). lb1's access log
+/// is the evidence: every request has a line and
+/// a request id, and a flagged one carries the WAF's decision.
+fn passed_the_waf_unblocked(stack: &Stack) {
+    let host = stack.state().join("hosts/lb1");
+    let config = std::fs::read_to_string(host.join("lb.toml")).unwrap();
+    assert!(
+        config.contains("[waf]\n")
+            && config.contains("mode = \"block\"")
+            && config.contains("paranoia_level = 1"),
+        "{config}"
+    );
+    let log = std::fs::read_to_string(host.join("access.log")).unwrap();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(lines.len() > 20, "lb1 logged {} requests", lines.len());
+    assert!(lines
+        .iter()
+        .all(|l| l["request_id"].as_str().is_some_and(|r| r.len() == 16)));
+    // Every block but of the suite's deliberate bad input is a false positive.
+    let deliberate = stack.deliberate.lock().unwrap();
+    let blocked: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["waf"]["decision"] == "block")
+        .filter(|l| !deliberate.iter().any(|d| l["request_id"] == d.as_str()))
+        .collect();
+    assert!(
+        blocked.is_empty(),
+        "the WAF blocked the suite's own requests: {blocked:#?}"
+    );
+    let flagged = lines.iter().filter(|l| !l["waf"].is_null()).count();
+    println!(
+        "WAF: {} requests through lb1 in block mode, 0 blocked, {flagged} flagged under the threshold",
+        lines.len()
+    );
+}
+
 fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
 }
@@ -451,6 +541,7 @@ fn whole_path_through_the_load_balancer() {
         return;
     };
     whole_path(&stack);
+    passed_the_waf_unblocked(&stack);
 }
 
 /// The etcd cluster, from its client hosts with their certificates: every member
@@ -796,16 +887,13 @@ fn whole_path(stack: &Stack) {
     assert_eq!(again.status, 304, "{again:?}");
     let br = stack.curl("/site.css", &["-H", "Accept-Encoding: br"]);
     assert_eq!(br.header("content-encoding").as_deref(), Some("br"));
-    for evil in [
-        "/../../../../etc/passwd",
-        "/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
-        "/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
-        "/..%5c..%5cetc%5cpasswd",
-        "/site.css%00.txt",
-        "/static/..%2f..%2f..%2fetc/passwd",
-    ] {
-        let r = stack.curl(evil, &[]);
-        assert!(r.status == 400 || r.status == 404, "{evil}: {r:?}");
+    // The WAF (CRS, block mode) answers most of them first: 403 with a request id.
+    for evil in TRAVERSAL {
+        let r = stack.deliberate(stack.curl(evil, &[]));
+        let waf = r.status == 403
+            && r.header("x-request-id")
+                .is_some_and(|id| r.body.contains(&id));
+        assert!(r.status == 400 || r.status == 404 || waf, "{evil}: {r:?}");
         assert!(!r.body.contains("root:"), "{evil} leaked a file");
     }
 
@@ -833,11 +921,12 @@ fn whole_path(stack: &Stack) {
         &[],
     );
     assert_eq!(r.status, 409, "{r:?}");
-    let r = stack.curl(
+    // Not JSON: the WAF refuses the content type first (CRS 920420), or the API does.
+    let r = stack.deliberate(stack.curl(
         "/api/users",
         &["-H", "content-type: text/plain", "--data-binary", "x"],
-    );
-    assert_eq!(r.status, 415, "{r:?}");
+    ));
+    assert!(r.status == 415 || r.status == 403, "{r:?}");
     assert_eq!(stack.curl("/api/users/abc", &[]).status, 400);
     assert_eq!(stack.curl("/api/users/99999999", &[]).status, 404);
     assert_eq!(
@@ -997,9 +1086,9 @@ fn attached_up_stops_everything_on_ctrl_c() {
         panic!("never ready:\n{seen}");
     }
     assert!(status.success(), "{status:?}");
-    // dns, db1, db2, web1, web2, lb1, the monitor's three, an agent on each of 7, and
-    // the three etcd members.
-    assert_eq!(pids.len(), 19, "{pids:?}");
+    // dns, db1, db2, web1, web2, lb1, the monitor's four, the backup service, an agent
+    // on each of 8, and the three etcd members.
+    assert_eq!(pids.len(), 22, "{pids:?}");
     for pid in pids {
         // A zombie still has a /proc entry; a reaped or re-parented-and-reaped one does not.
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -1114,10 +1203,11 @@ fn isolated_topology_end_to_end() {
         "",
     );
     // 14 service flows (replication both ways: either database may be the primary),
-    // every agent's push (6 hosts with a management address), and etcd's: 6 peer flows
+    // every agent's push (7 hosts with a management address), etcd's: 6 peer flows
     // between the 3 members, 12 client flows (db1, db2, web1, web2 to each member) and
-    // the monitor to the other 2 members' metrics.
-    assert_eq!(open, 40);
+    // the monitor to the other 2 members' metrics; and the backup host's 6: MySQL, the
+    // backup source and the keeper's status on each database host.
+    assert_eq!(open, 47);
     // Named here for the record: the etcd ports are dropped for every other host.
     for (from, to, port) in [
         ("web1", "lb1", 2380),
@@ -1174,6 +1264,13 @@ fn isolated_topology_end_to_end() {
     assert_eq!(found, [3306], "web1 -> db1:3306: {raw}");
     println!("nmap -p3306 198.18.2.21: closed to lb1, open to web1");
 
+    // 3. The attack surface from the client host: port scans of every public address,
+    // a TLS scan, slow-client attacks.
+    attack_surface(&stack, &prefix_of("client"));
+
+    // 4. The monitoring plane: what an agent's credentials open, from a web server.
+    monitoring_plane(&stack, &prefix_of);
+
     // `firewall check` finds every loaded ruleset as rendered.
     let check = rampart(stack.state(), &["firewall", "check"]);
     assert!(check.status.success(), "{check:?}");
@@ -1216,6 +1313,7 @@ fn isolated_topology_end_to_end() {
 
     // 6. The request-path checks of local mode, from the client host.
     whole_path(&stack);
+    passed_the_waf_unblocked(&stack);
 
     // A crashed run (every service killed, the namespaces left behind) is cleaned up by
     // name and brought up again by the next `up`.
@@ -1232,8 +1330,8 @@ fn isolated_topology_end_to_end() {
         stack.state(),
         &["status", "--json"],
     ))));
-    // 19 as in local mode, plus the forwards to lb1 and to the dashboard.
-    assert_eq!(crashed.len(), 21, "{crashed:?}");
+    // 22 as in local mode, plus the forwards to lb1 and to the dashboard.
+    assert_eq!(crashed.len(), 24, "{crashed:?}");
     for pid in &crashed {
         Command::new("kill")
             .args(["-KILL", &pid.to_string()])
@@ -1263,19 +1361,19 @@ fn isolated_topology_end_to_end() {
     let again = rampart(stack.state(), &stack.up_args());
     assert!(again.status.success(), "up after a crash: {again:?}");
     assert!(
-        stdout(&again).contains("network: 9 namespaces"),
+        stdout(&again).contains("network: 10 namespaces"),
         "{again:?}"
     );
     let r = stack.curl("/", &[]);
     assert_eq!(r.status, 200, "after a crash and up: {r:?}");
     // etcd's members killed with SIGKILL rejoin as the same cluster.
     etcd_cluster(&stack);
-    println!("crash: 21 services killed, the next up rebuilt the network and served 200");
+    println!("crash: 24 services killed, the next up rebuilt the network and served 200");
 
     // 5. Teardown: no namespace, link, resolver file or process left.
     let st = json(&stdout(&rampart(stack.state(), &["status", "--json"])));
     let pids = pids_of(&st);
-    assert_eq!(pids.len(), 21, "{st}");
+    assert_eq!(pids.len(), 24, "{st}");
     let down = rampart(stack.state(), &["down"]);
     assert!(down.status.success(), "{down:?}");
     let ns = stdout(&Command::new("ip").args(["netns", "list"]).output().unwrap());
@@ -1299,6 +1397,308 @@ fn isolated_topology_end_to_end() {
         );
     }
     println!("teardown: no {prefix}-* namespace, no new link, no process left");
+}
+
+/// A remote-write body (snappy protobuf) of one sample of `name` for `instance`, now.
+fn write_body(instance: &str, name: &str) -> Vec<u8> {
+    use rampart_agent::remote_write::{encode, Label, Sample, TimeSeries, WriteRequest};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let label = |name: &str, value: &str| Label {
+        name: name.into(),
+        value: value.into(),
+    };
+    encode(&WriteRequest {
+        timeseries: vec![TimeSeries {
+            labels: vec![
+                label("__name__", name),
+                label("instance", instance),
+                label("job", "node"),
+            ],
+            samples: vec![Sample {
+                value: 1.0,
+                timestamp: i64::try_from(now).unwrap(),
+            }],
+        }],
+        metadata: Vec::new(),
+    })
+    .unwrap()
+}
+
+/// The monitoring plane as a compromised host sees it (issue 17 part 1), with curl and
+/// the credentials the host really has:
+/// - web1's agent certificate writes web1's series through the ingest gate (204), and is
+///   refused (403) a series for db1, a query, and the admin API;
+/// - Prometheus and Alertmanager are not reachable from web1 at all, and on the monitor
+///   host itself they refuse its agent's certificate in the TLS handshake, while the
+///   monitoring plane's certificates (the dashboard's, Prometheus's) get 200.
+fn monitoring_plane(stack: &Stack, prefix_of: &dyn Fn(&str) -> Vec<std::ffi::OsString>) {
+    let state = stack.state();
+    let ca = state.join("certs/ca.pem");
+    // (HTTP status or 000, curl's exit code) of a request from `host`.
+    let curl = |host: &str, cred: &Path, extra: &[&str], url: &str| -> (String, i32) {
+        let pem = cred.with_extension("pem");
+        let key = cred.with_extension("key");
+        let out = Command::new(&prefix_of(host)[0])
+            .args(&prefix_of(host)[1..])
+            .args(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}"])
+            .args(["--max-time", "5", "--cacert"])
+            .arg(&ca)
+            .arg("--cert")
+            .arg(&pem)
+            .arg("--key")
+            .arg(&key)
+            .args(extra)
+            .arg(url)
+            .output()
+            .unwrap();
+        (
+            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+            out.status.code().unwrap_or(-1),
+        )
+    };
+    let web1 = state.join("hosts/web1/agent.pem");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("monitoring-plane");
+    std::fs::create_dir_all(&dir).unwrap();
+    let push = |instance: &str| -> (String, i32) {
+        let file = dir.join(format!("{instance}.bin"));
+        std::fs::write(&file, write_body(instance, "rampart_plane_test")).unwrap();
+        let data = format!("@{}", file.display());
+        curl(
+            "web1",
+            &web1,
+            &[
+                "-H",
+                "Content-Encoding: snappy",
+                "-H",
+                "Content-Type: application/x-protobuf",
+                "-H",
+                "X-Prometheus-Remote-Write-Version: 0.1.0",
+                "--data-binary",
+                &data,
+            ],
+            "https://198.18.9.2:9090/api/v1/write",
+        )
+    };
+    let gate = "https://198.18.9.2:9090";
+    let checks = [
+        ("write of web1's own series", push("web1").0, "204"),
+        ("write of a series for db1", push("db1").0, "403"),
+        (
+            "query",
+            curl("web1", &web1, &[], &format!("{gate}/api/v1/query?query=up")).0,
+            "403",
+        ),
+        (
+            "admin API",
+            curl(
+                "web1",
+                &web1,
+                &["-X", "POST"],
+                &format!("{gate}/api/v1/admin/tsdb/snapshot"),
+            )
+            .0,
+            "403",
+        ),
+        (
+            "Prometheus on the monitor's management address",
+            curl("web1", &web1, &[], "https://198.18.9.2:9091/-/ready").0,
+            "000",
+        ),
+        (
+            "Alertmanager on the monitor's management address",
+            curl("web1", &web1, &[], "https://198.18.9.2:9093/-/ready").0,
+            "000",
+        ),
+    ];
+    for (what, got, want) in &checks {
+        assert_eq!(got, want, "web1's agent credentials: {what}");
+        println!("web1's agent credentials: {what}: {got}");
+    }
+    let monitor_agent = state.join("hosts/monitor/agent.pem");
+    let plane = |who: &str| state.join(format!("hosts/monitor/plane-{who}.pem"));
+    for (what, cred, url, want) in [
+        (
+            "the monitor's agent to Prometheus",
+            monitor_agent.clone(),
+            "https://127.0.0.1:9091/api/v1/query?query=up",
+            "000",
+        ),
+        (
+            "the monitor's agent to Alertmanager",
+            monitor_agent,
+            "https://127.0.0.1:9093/api/v2/alerts",
+            "000",
+        ),
+        (
+            "the dashboard's plane certificate to Prometheus",
+            plane("dashboard"),
+            "https://127.0.0.1:9091/api/v1/query?query=up",
+            "200",
+        ),
+        (
+            "Prometheus's plane certificate to Alertmanager",
+            plane("prometheus"),
+            "https://127.0.0.1:9093/api/v2/status",
+            "200",
+        ),
+    ] {
+        let (got, code) = curl("monitor", &cred, &[], url);
+        assert_eq!(got, want, "{what} (curl exit {code})");
+        println!("{what}: {got} (curl exit {code})");
+    }
+    // The forged series never reached Prometheus; web1's own did.
+    let out = Command::new(&prefix_of("monitor")[0])
+        .args(&prefix_of("monitor")[1..])
+        .args(["curl", "-sS", "--max-time", "5", "--cacert"])
+        .arg(&ca)
+        .arg("--cert")
+        .arg(plane("dashboard"))
+        .arg("--key")
+        .arg(plane("dashboard").with_extension("key"))
+        .arg("https://127.0.0.1:9091/api/v1/query?query=rampart_plane_test")
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let instances: Vec<&str> = v["data"]["result"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(|s| s["metric"]["instance"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(instances, ["web1"], "{v}");
+    println!("Prometheus holds rampart_plane_test for {instances:?} only");
+}
+
+/// The site as an attacker on the client host sees it (issue 17 part 5):
+/// - TCP and UDP nmap scans of every public address find only TCP 80 and 443 on the
+///   load balancer and TCP and UDP 53 on dns;
+/// - testssl.sh finds no vulnerability, no weak protocol or cipher (nothing rated
+///   MEDIUM or worse), its findings printed;
+/// - slowhttptest in slowloris, slow-body and slow-read modes leaves the site available
+///   for the whole run by the tool's own probe.
+fn attack_surface(stack: &Stack, client: &[std::ffi::OsString]) {
+    use rampart_test_support::attack::{self, Slow};
+    use rampart_test_support::scan::{open_ports, Proto};
+    for t in ["testssl", "slowhttptest"] {
+        if tool(t, None).is_none() {
+            return;
+        }
+    }
+    let public: [(&str, &[u16], &[u16]); 2] = [
+        ("203.0.113.10", &[80, 443], &[]),
+        ("203.0.113.53", &[53], &[53]),
+    ];
+    for (target, tcp, udp) in public {
+        let started = std::time::Instant::now();
+        // Past the client's own firewall (which only lets it reach 80/443 and 53): the
+        // target's firewall alone decides.
+        let (open, raw) = open_ports(client, target, "-", Proto::Tcp, true).unwrap();
+        assert_eq!(open, tcp, "tcp {target}: {raw}");
+        let (open, raw) = open_ports(client, target, "-", Proto::Udp, true).unwrap();
+        assert_eq!(open, udp, "udp {target}: {raw}");
+        println!(
+            "nmap --send-eth -sS -p- and -sU -p- {target} from client: tcp {tcp:?}, udp {udp:?} ({:.1}s)",
+            started.elapsed().as_secs_f64()
+        );
+    }
+
+    let started = std::time::Instant::now();
+    let scan = || {
+        attack::testssl(
+            client,
+            "https://www.foobar.com/",
+            "203.0.113.10",
+            &stack.state().join("certs/ca.pem"),
+            &stack.state().join("testssl.json"),
+        )
+        .unwrap()
+    };
+    // A WARN is a check testssl.sh could not run (under CI's load once:
+    // "sessionresumption_ticket: check failed because of connect problem"). One more
+    // whole scan; a WARN that stays fails below.
+    let unrun = |f: &Vec<attack::Finding>| {
+        f.iter()
+            .any(|f| f.severity == "WARN" && !attack::accepted(&f.id))
+    };
+    let mut findings = scan();
+    if unrun(&findings) {
+        println!("testssl.sh: a check could not run; scanning again");
+        findings = scan();
+    }
+    let mut by_severity = std::collections::BTreeMap::<&str, usize>::new();
+    for f in &findings {
+        *by_severity.entry(f.severity.as_str()).or_default() += 1;
+    }
+    println!(
+        "testssl.sh https://www.foobar.com/ from client: {} findings {by_severity:?} ({:.1}s)",
+        findings.len(),
+        started.elapsed().as_secs_f64()
+    );
+    for f in findings
+        .iter()
+        .filter(|f| !matches!(f.severity.as_str(), "OK" | "INFO" | "DEBUG"))
+    {
+        println!("  testssl {} {}: {}", f.severity, f.id, f.finding);
+    }
+    let serious: Vec<_> = findings
+        .iter()
+        .filter(|f| {
+            matches!(
+                f.severity.as_str(),
+                "MEDIUM" | "HIGH" | "CRITICAL" | "FATAL"
+            ) || f.severity == "WARN"
+        })
+        .filter(|f| !attack::accepted(&f.id))
+        .collect();
+    assert!(serious.is_empty(), "testssl.sh: {serious:#?}");
+    for (id, why) in attack::ACCEPTED {
+        println!("  testssl {id} accepted: {why}");
+    }
+    let finding = |id: &str| {
+        findings
+            .iter()
+            .find(|f| f.id == id)
+            .map(|f| f.finding.as_str())
+            .unwrap_or_else(|| panic!("testssl.sh reported no {id}"))
+    };
+    for weak in ["SSLv2", "SSLv3", "TLS1", "TLS1_1"] {
+        assert_eq!(finding(weak), "not offered", "{weak}");
+    }
+    for (id, offered) in [("TLS1_2", "offered"), ("TLS1_3", "offered with final")] {
+        assert!(finding(id).starts_with(offered), "{id}: {}", finding(id));
+    }
+
+    // 1000 slow connections opened at 50 per second (slowhttptest's default rate), held
+    // for 40 s. Faster openings measure TLS handshake throughput instead, which belongs
+    // to the benchmarks: at 200/s, this debug build's load balancer sharing two cores
+    // with the attacker fell 400 handshakes behind, and the probe waited in that queue.
+    let url = "https://www.foobar.com/";
+    for mode in [Slow::Headers, Slow::Body, Slow::Read] {
+        let out = stack.state().join(format!("slow{}", mode.flag()));
+        let (report, stdout) = attack::slowhttptest(client, mode, url, 1000, 50, 40, &out).unwrap();
+        // The run ends early with "No open connections left" when the server has
+        // closed every slow connection: the defence working, not a failure.
+        let ended = stdout
+            .lines()
+            .find_map(|l| l.split("Exit status:").nth(1))
+            .map_or("-", str::trim);
+        println!(
+            "slowhttptest {} -c 1000 -r 50 -l 40 {url}: service available {}/{} s, at most {} connections open at once, {} closed by the server; exit status: {ended}",
+            mode.flag(),
+            report.available,
+            report.seconds,
+            report.peak_connected,
+            report.closed
+        );
+        assert!(report.always_available(), "{mode:?}: {report:?}\n{stdout}");
+    }
+    // The site still answers afterwards.
+    assert_eq!(stack.curl("/", &[]).status, 200);
 }
 
 /// A bounded load from inside the client host: curls with `--rate` (serial, so one
@@ -1429,14 +1829,28 @@ fn monitoring_end_to_end() {
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    // PromQL through Prometheus's HTTP API, from inside the monitor host.
+    // PromQL through Prometheus's HTTP API, from inside the monitor host, with the
+    // dashboard's certificate of the monitoring plane (Prometheus takes no other).
+    let state = stack.state().to_owned();
+    let plane = |ext: &str| {
+        state
+            .join(format!("hosts/monitor/plane-dashboard.{ext}"))
+            .display()
+            .to_string()
+    };
     let query_at = |q: &str, at: Option<f64>| -> Vec<serde_json::Value> {
         let mut args = vec![
             "curl".to_owned(),
             "-sS".into(),
             "--max-time".into(),
             "10".into(),
-            "http://198.18.9.2:9090/api/v1/query".into(),
+            "--cacert".into(),
+            state.join("certs/ca.pem").display().to_string(),
+            "--cert".into(),
+            plane("pem"),
+            "--key".into(),
+            plane("key"),
+            "https://127.0.0.1:9091/api/v1/query".into(),
             "--data-urlencode".into(),
             format!("query={q}"),
         ];
@@ -1491,10 +1905,22 @@ fn monitoring_end_to_end() {
             },
         );
     };
-    let agents = ["dns", "lb1", "web1", "web2", "db1", "db2", "monitor"];
+    let agents = [
+        "dns", "lb1", "web1", "web2", "db1", "db2", "monitor", "backup",
+    ];
     eventually("every agent's heartbeat", Duration::from_secs(60), || {
         (query("rampart_agent_heartbeat_timestamp_seconds").len() == agents.len()).then_some(())
     });
+    // The dashboard's own metrics reach Prometheus through the monitor host's agent.
+    eventually(
+        "the dashboard's own metrics",
+        Duration::from_secs(60),
+        || {
+            (!query("rampart_dashboard_sessions{instance=\"monitor\",job=\"dashboard\"}")
+                .is_empty())
+            .then_some(())
+        },
+    );
     // Prometheus scrapes the three etcd members' metrics (through the firewall's one
     // flow to their port 2381).
     eventually("every etcd member scraped", Duration::from_secs(60), || {
@@ -1505,6 +1931,15 @@ fn monitoring_end_to_end() {
 
     // Steady background traffic for the whole test: 10 req/s.
     let mut steady = Load::start(&stack, 10, 900, &work.join("steady"));
+    // A few SQL injections through lb1 (blocked by the WAF) for the dashboard's WAF
+    // panels, sent now: a new series shows on a chart from its next step on.
+    for i in 0..5 {
+        let r = stack.deliberate(stack.curl(
+            &format!("/api/users/{i}?id=1%27%20OR%20%271%27%3D%271"),
+            &[],
+        ));
+        assert_eq!(r.status, 403, "{r:?}");
+    }
 
     // 3. No data loss: Prometheus stopped for two minutes under steady traffic, and
     // web1's agent restarted in the middle of the outage.
@@ -1819,17 +2254,53 @@ fn monitoring_end_to_end() {
         endpoints.len()
     );
 
-    // 6. The dashboard in Chromium, logged in through a one-time link.
+    // 6. The dashboard in Chromium, logged in through a one-time link, once its WAF
+    //    query has lb1's counters.
+    let families = rampart_dashboard::data::QUERIES
+        .iter()
+        .find(|q| q.id == "waf_families")
+        .unwrap()
+        .promql;
+    eventually(
+        "the dashboard's WAF query to have data",
+        Duration::from_secs(60),
+        || {
+            query(families)
+                .iter()
+                .any(|s| s["metric"]["family"] == "sqli")
+                .then_some(())
+        },
+    );
+    // The backup host took its first full backup and verified it at its start.
+    let verified = rampart_dashboard::data::QUERIES
+        .iter()
+        .find(|q| q.id == "verify_result")
+        .unwrap()
+        .promql;
+    eventually(
+        "the backup host's first verify on the dashboard",
+        Duration::from_secs(120),
+        || {
+            query(verified)
+                .iter()
+                .any(|s| s["metric"]["instance"] == "backup" && s["value"][1] == "1")
+                .then_some(())
+        },
+    );
     let link: serde_json::Value = serde_json::from_str(&dash_get("/api/login-link", true)).unwrap();
     let path = link["path"].as_str().unwrap();
     let page =
         rampart_test_support::browser::open(&[], &format!("{dash}{path}"), &ca, &work).unwrap();
     for needle in [
+        "<h2>Backups</h2><table>",
+        "<td class=\"ok\">passed</td>",
         "Requests per second",
         "<svg",
         "<path",
         "TrafficAnomaly",
         "ReplicationStopped",
+        "WAF: blocked requests per second",
+        "matches {family=sqli}",
     ] {
         assert!(
             page.dom.contains(needle),
@@ -1838,4 +2309,5 @@ fn monitoring_end_to_end() {
     }
     println!("dashboard screenshot: {}", page.screenshot.display());
     steady.stop();
+    passed_the_waf_unblocked(&stack);
 }

@@ -64,8 +64,10 @@ fn one_crypto_stack() {
 }
 
 /// The service crates: what runs on a host. None of them may know the topology model.
-const SERVICE_CRATES: [&str; 9] = [
+const SERVICE_CRATES: [&str; 11] = [
     "lb",
+    "gate",
+    "backup",
     "web",
     "dns",
     "agent",

@@ -93,6 +93,7 @@ impl Pair {
             replica_hosts: local.clone(),
             monitor_hosts: local.clone(),
             keeper_hosts: local,
+            backup_hosts: Vec::new(),
         };
         let (c1, c2, _) = bring_up_pair(&db1, &db2, &tmp.path().join("secrets"), &grants).unwrap();
         Pair {

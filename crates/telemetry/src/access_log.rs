@@ -42,6 +42,38 @@ pub struct Entry<'a> {
     /// The web server's database role for the request (`primary`/`replica`), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub db: Option<&'a str>,
+    /// The request id the load balancer gave the request (`X-Request-Id` upstream and
+    /// in every response), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<&'a str>,
+    /// The WAF's evidence, on requests it flagged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waf: Option<&'a WafEvent>,
+}
+
+/// What the WAF logs about a request it flagged: never the values that matched unless
+/// the operator asked for excerpts, and then with secrets redacted.
+#[derive(Clone, Debug, Serialize)]
+pub struct WafEvent {
+    /// `flag` (rules matched, under the threshold), `would_block` (detect mode) or `block`.
+    pub decision: &'static str,
+    /// `rules`, `over_limit` or `body_error`.
+    pub reason: &'static str,
+    /// The route's mode: `detect` or `block`.
+    pub mode: &'static str,
+    /// The inbound anomaly score.
+    pub score: i64,
+    pub matches: Vec<WafMatch>,
+}
+
+/// One rule that matched: its id, paranoia level and the name of the target.
+#[derive(Clone, Debug, Serialize)]
+pub struct WafMatch {
+    pub id: u64,
+    pub paranoia: u8,
+    pub target: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub excerpt: Option<String>,
 }
 
 /// A handle to the access log writer; cheap to clone.
@@ -313,6 +345,8 @@ mod tests {
             tls: None,
             proto: "HTTP/1.1",
             db: Some("replica"),
+            request_id: None,
+            waf: None,
         }
     }
 

@@ -1,6 +1,7 @@
 //! Binding a service's TCP listener: one place for the socket options every rampart
 //! listener uses (address reuse for quick restarts, non-blocking for tokio, an explicit
-//! backlog) and for an error that names the address. Also the source allow-list every
+//! backlog) and for an error that names the address, or the listener systemd passed
+//! for that address ([`passed`], socket activation). Also the source allow-list every
 //! listener checks right after accept ([`AllowList`], `[listen] allow_from` in each
 //! service's config): defence in depth beside the firewall policy.
 //!
@@ -88,6 +89,69 @@ fn tcp_with(
         .map_err(|e| std::io::Error::new(e.kind(), format!("bind tcp {addr}: {e}")))?;
     s.listen(backlog)?;
     tokio::net::TcpListener::from_std(s.into())
+}
+
+/// Listening TCP sockets a service manager passed at start (systemd socket activation:
+/// `LISTEN_FDS`, `LISTEN_PID`), by their bound address, read once per process.
+struct Passed(Vec<(SocketAddr, std::net::TcpListener)>);
+
+impl Passed {
+    fn from_env() -> Result<Self, String> {
+        let mut fds = listenfd::ListenFd::from_env();
+        let mut out = Vec::new();
+        for i in 0..fds.len() {
+            let fd = 3 + i;
+            let l = match fds.take_tcp_listener(i) {
+                Ok(Some(l)) => l,
+                Ok(None) => continue,
+                Err(e) => return Err(format!("passed socket fd {fd}: {e}")),
+            };
+            let addr = l
+                .local_addr()
+                .map_err(|e| format!("passed socket fd {fd}: {e}"))?;
+            out.push((addr, l));
+        }
+        Ok(Self(out))
+    }
+}
+
+static PASSED: std::sync::OnceLock<std::sync::Mutex<Result<Passed, String>>> =
+    std::sync::OnceLock::new();
+
+/// The listener bound to `addr` that the service manager passed (systemd socket
+/// activation), if it passed one, ready for tokio; each is taken once. A listener taken
+/// from here outlives the process: a restart of the service never closes it, and
+/// connections that arrive meanwhile wait in its queue for the next process. Must be
+/// called inside a tokio runtime.
+pub fn passed(addr: SocketAddr) -> std::io::Result<Option<tokio::net::TcpListener>> {
+    let cell = PASSED.get_or_init(|| std::sync::Mutex::new(Passed::from_env()));
+    let mut guard = cell
+        .lock()
+        .map_err(|_| std::io::Error::other("passed sockets: lock poisoned"))?;
+    let passed = guard
+        .as_mut()
+        .map_err(|e| std::io::Error::other(e.clone()))?;
+    let Some(i) = passed.0.iter().position(|(a, _)| *a == addr) else {
+        return Ok(None);
+    };
+    let (_, l) = passed.0.swap_remove(i);
+    l.set_nonblocking(true)?;
+    tokio::net::TcpListener::from_std(l).map(Some)
+}
+
+/// The passed listeners no service took (their addresses), for a warning: a unit that
+/// passes an address the config does not name.
+pub fn passed_unused() -> Vec<SocketAddr> {
+    PASSED
+        .get()
+        .and_then(|c| {
+            c.lock().ok().map(|g| {
+                g.as_ref()
+                    .map(|p| p.0.iter().map(|(a, _)| *a).collect())
+                    .unwrap_or_default()
+            })
+        })
+        .unwrap_or_default()
 }
 
 /// An IPv4 or IPv6 network, written `addr` (one address) or `addr/prefix`.

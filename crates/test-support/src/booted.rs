@@ -64,13 +64,25 @@ impl Ssh {
 
     /// Writes the ssh config for `hosts`: (the address Ansible names, the namespace, the
     /// host's public host key line).
-    pub fn write_config(&self, hosts: &[(String, String, String)]) -> Result<(), String> {
+    ///
+    /// With `via` (a namespace of the caller's, on the hosts' segments), ssh connects from
+    /// there to each host's address, through the host's firewall, as an operator's
+    /// machine would; without it, to the host's own loopback from inside its namespace.
+    pub fn write_config(
+        &self,
+        hosts: &[(String, String, String)],
+        via: Option<&str>,
+    ) -> Result<(), String> {
         let mut cfg = String::new();
         let mut known = String::new();
         for (addr, ns, hostkey) in hosts {
+            let (ns, to) = match via {
+                Some(v) => (v, addr.as_str()),
+                None => (ns.as_str(), "127.0.0.1"),
+            };
             let _ = writeln!(
                 cfg,
-                "Host {addr}\n  ProxyCommand ip netns exec {ns} /usr/bin/python3 {} 127.0.0.1 22",
+                "Host {addr}\n  ProxyCommand ip netns exec {ns} /usr/bin/python3 {} {to} 22",
                 self.connect.display()
             );
             let _ = writeln!(known, "{addr} {hostkey}");

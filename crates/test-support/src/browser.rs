@@ -9,7 +9,9 @@
 //! Chromium 156 (`--headless`, the new headless mode) honours it: with the CA imported the
 //! page loads; with the same fresh database minus the CA, Chromium logs `handshake failed
 //! ... net_error -202` and `Page load failed: net::ERR_CERT_AUTHORITY_INVALID` and dumps
-//! an empty DOM, which [`open`] returns as an error. No flag weakens verification (no
+//! an empty DOM, which [`open`] returns as an error. Other builds (Debian 12's 148) log
+//! nothing and dump the certificate interstitial; [`open`] recognises Chromium's error
+//! pages by their `errorCode` and returns that as the same error. No flag weakens verification (no
 //! `--ignore-certificate-errors`, no SPKI pinning): the imported CA is what makes a page
 //! load. `tests/browser_scan.rs` checks both cases.
 //!
@@ -159,6 +161,11 @@ pub fn open_with(
         return Err(format!("chromium {url}: {reason}; stderr:\n{tail}"));
     }
     let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    if let Some(code) = error_page_code(&dom) {
+        return Err(format!(
+            "chromium {url}: Page load failed: {code} (Chromium's error page); stderr:\n{tail}"
+        ));
+    }
     if dom.trim().is_empty() {
         return Err(format!("chromium {url}: empty DOM; stderr:\n{tail}"));
     }
@@ -176,6 +183,25 @@ pub fn open_with(
         ));
     }
     Ok(Page { dom, screenshot })
+}
+
+/// The error code when `dom` is one of Chromium's own error pages rather than the site's.
+///
+/// Older Chromium dumps an empty DOM for a failed load and logs `Page load failed`; newer
+/// builds (148 on Debian 12) log nothing and dump the certificate interstitial or the
+/// net-error page instead. Both pages are built from a `loadTimeDataRaw` object whose
+/// `errorCode` field carries the `net::ERR_...` (or `ERR_...`) code.
+fn error_page_code(dom: &str) -> Option<String> {
+    if !dom.contains("var loadTimeDataRaw") {
+        return None;
+    }
+    let start = dom.find("\"errorCode\":\"")? + "\"errorCode\":\"".len();
+    let code: String = dom[start..]
+        .chars()
+        .take_while(|&c| c != '"')
+        .take(80)
+        .collect();
+    (code.contains("ERR_")).then_some(code)
 }
 
 /// Creates `workdir/browser-N` for the first N not taken (bounded).
@@ -233,5 +259,18 @@ mod tests {
             "{tail}"
         );
         assert_eq!(stderr_tail(err, 5).lines().count(), 2);
+    }
+
+    #[test]
+    fn chromium_error_pages_are_recognised_and_site_pages_are_not() {
+        let interstitial = r#"<html><body id="body" class="ssl"><script>var loadTimeDataRaw = {"bad_clock":false,"errorCode":"net::ERR_CERT_AUTHORITY_INVALID","type":"SSL"};</script></body></html>"#;
+        assert_eq!(
+            error_page_code(interstitial).as_deref(),
+            Some("net::ERR_CERT_AUTHORITY_INVALID")
+        );
+        let site = r#"<html><body><pre>{"errorCode":"net::ERR_X"}</pre></body></html>"#;
+        assert_eq!(error_page_code(site), None);
+        let no_code = "<script>var loadTimeDataRaw = {\"errorCode\":\"\"};</script>";
+        assert_eq!(error_page_code(no_code), None);
     }
 }

@@ -45,6 +45,16 @@ impl Https {
         sni: &str,
     ) -> std::io::Result<Self> {
         let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        Self::over(tcp, cfg, sni)
+    }
+
+    /// Runs the TLS handshake over an already connected `tcp`; reads time out after 10 s.
+    /// Lets a test hold a connection the server accepted but has not yet shaken hands on.
+    pub fn over(
+        tcp: TcpStream,
+        cfg: Arc<rustls::ClientConfig>,
+        sni: &str,
+    ) -> std::io::Result<Self> {
         tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
         tcp.set_nodelay(true)?;
         let name = ServerName::try_from(sni.to_owned()).map_err(std::io::Error::other)?;

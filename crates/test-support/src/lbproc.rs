@@ -31,9 +31,16 @@ impl LbProcess {
     /// Starts `bin lb --config config` and waits (up to 20 s) for its ready line.
     #[allow(clippy::expect_used)]
     pub fn start(bin: &Path, config: &Path) -> Self {
-        let mut child = Command::new(bin)
-            .args(["lb", "--config"])
-            .arg(config)
+        let mut cmd = Command::new(bin);
+        cmd.args(["lb", "--config"]).arg(config);
+        Self::start_command(cmd, config)
+    }
+
+    /// Starts `cmd` (which runs `rampart lb --config config`, perhaps through a wrapper
+    /// such as `systemd-socket-activate`) and waits (up to 20 s) for its ready line.
+    #[allow(clippy::expect_used)]
+    pub fn start_command(mut cmd: Command, config: &Path) -> Self {
+        let mut child = cmd
             .env("RAMPART_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

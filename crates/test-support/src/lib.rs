@@ -7,6 +7,7 @@
 
 #![allow(clippy::disallowed_methods)] // test support polls with std::thread::sleep
 
+pub mod attack;
 pub mod backend;
 pub mod booted;
 pub mod browser;

@@ -19,6 +19,23 @@ impl Prometheus {
     /// (`storage.tsdb.out_of_order_time_window`, such as `"30m"`), and waits for
     /// `/-/ready`. `None` when it is not installed (outside CI; see [`tool`]).
     pub fn start(out_of_order_window: Option<&str>) -> Option<Self> {
+        Self::start_with(out_of_order_window, None, ready)
+    }
+
+    /// [`Prometheus::start`] with `--web.config.file=web_config` (TLS, client
+    /// certificates), ready when `is_ready(addr)` says so (the caller speaks TLS).
+    pub fn start_tls(
+        web_config: &std::path::Path,
+        is_ready: impl Fn(SocketAddr) -> bool,
+    ) -> Option<Self> {
+        Self::start_with(None, Some(web_config), is_ready)
+    }
+
+    fn start_with(
+        out_of_order_window: Option<&str>,
+        web_config: Option<&std::path::Path>,
+        is_ready: impl Fn(SocketAddr) -> bool,
+    ) -> Option<Self> {
         let bin = tool("prometheus", Some("RAMPART_PROMETHEUS"))?;
         let dir = tempfile::tempdir().ok()?;
         let mut config = String::from("global:\n  evaluation_interval: 1m\n");
@@ -33,7 +50,11 @@ impl Prometheus {
             .and_then(|l| l.local_addr())
             .ok()?;
         let log = std::fs::File::create(dir.path().join("prometheus.log")).ok()?;
-        let child = Command::new(&bin)
+        let mut cmd = Command::new(&bin);
+        if let Some(web) = web_config {
+            cmd.arg(format!("--web.config.file={}", web.display()));
+        }
+        let child = cmd
             .arg("--web.enable-remote-write-receiver")
             .arg(format!("--web.listen-address={addr}"))
             .arg(format!(
@@ -58,7 +79,7 @@ impl Prometheus {
             if let Ok(Some(status)) = prom.proc.child.try_wait() {
                 panic!("prometheus exited with {status}:\n{}", prom.log());
             }
-            ready(prom.addr).then_some(())
+            is_ready(prom.addr).then_some(())
         });
         Some(prom)
     }

@@ -1,4 +1,4 @@
-//! nmap TCP SYN scans for end-to-end tests, run under a command prefix such as
+//! nmap TCP SYN and UDP scans for end-to-end tests, run under a command prefix such as
 //! `ip netns exec client`, and the parsing of nmap's grepable output into open ports.
 //!
 //! **Speed.** A target whose firewall silently drops a port gives nmap nothing to wait
@@ -57,12 +57,64 @@ pub fn open_tcp_ports(
     target: &str,
     ports: &str,
 ) -> Result<(Vec<u16>, String), String> {
+    open_ports(prefix, target, ports, Proto::Tcp, false)
+}
+
+/// UDP-scans (`-sU`) `ports` of `target` like [`open_tcp_ports`]. A UDP port counts as
+/// open only when something answered it (nmap's `open`: a DNS server answers nmap's DNS
+/// probe); a port whose datagrams the firewall drops is `open|filtered` to nmap, which
+/// is not open.
+pub fn open_udp_ports(
+    prefix: &[OsString],
+    target: &str,
+    ports: &str,
+) -> Result<(Vec<u16>, String), String> {
+    open_ports(prefix, target, ports, Proto::Udp, false)
+}
+
+/// Which scan: SYN or UDP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    fn name(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+/// Scans `ports` of `target` over `proto`. With `send_eth`, nmap sends raw Ethernet
+/// frames (`--send-eth`) and reads answers by packet capture, so neither direction
+/// passes the scanning host's own netfilter: the result is what the *target's* firewall
+/// lets through, as an attacker's machine without rampart's client ruleset would see.
+pub fn open_ports(
+    prefix: &[OsString],
+    target: &str,
+    ports: &str,
+    proto: Proto,
+    send_eth: bool,
+) -> Result<(Vec<u16>, String), String> {
     let nmap = tool("nmap", None).ok_or("nmap is not installed")?;
+    let mut flags: Vec<&str> = FLAGS
+        .iter()
+        .map(|f| match (*f, proto) {
+            ("-sS", Proto::Udp) => "-sU",
+            (f, _) => f,
+        })
+        .collect();
+    if send_eth {
+        flags.push("--send-eth");
+    }
     let out = Command::new("timeout")
         .args(["-k", "5", &SCAN_LIMIT_SECS.to_string()])
         .args(prefix)
         .arg(&nmap)
-        .args(FLAGS)
+        .args(&flags)
         .arg(format!("-p{ports}"))
         .arg(target)
         .output()
@@ -78,14 +130,14 @@ pub fn open_tcp_ports(
         };
         return Err(format!("nmap {target} -p{ports}: {why}:\n{raw}"));
     }
-    let open =
-        parse_grepable(&stdout).map_err(|e| format!("nmap {target} -p{ports}: {e}:\n{raw}"))?;
+    let open = parse_grepable(&stdout, proto)
+        .map_err(|e| format!("nmap {target} -p{ports}: {e}:\n{raw}"))?;
     Ok((open, raw))
 }
 
-/// The open TCP ports in nmap's grepable output (`-oG -`) for a scan of one host that
-/// completed: `# Nmap done` present and the host `Status: Up`.
-pub fn parse_grepable(out: &str) -> Result<Vec<u16>, String> {
+/// The open `proto` ports in nmap's grepable output (`-oG -`) for a scan of one host
+/// that completed: `# Nmap done` present and the host `Status: Up`.
+pub fn parse_grepable(out: &str, proto: Proto) -> Result<Vec<u16>, String> {
     if !out.lines().any(|l| l.starts_with("# Nmap done")) {
         return Err("scan did not complete".into());
     }
@@ -105,16 +157,17 @@ pub fn parse_grepable(out: &str) -> Result<Vec<u16>, String> {
             continue;
         };
         // Each entry: port/state/protocol/owner/service/rpc info/version/
-        for entry in list.split(", ") {
+        for entry in list.split(", ").filter(|e| !e.trim().is_empty()) {
             let mut parts = entry.trim().split('/');
-            let (Some(port), Some(state), Some(proto)) = (parts.next(), parts.next(), parts.next())
+            let (Some(port), Some(state), Some(protocol)) =
+                (parts.next(), parts.next(), parts.next())
             else {
                 return Err(format!("unparsable port entry {entry:?}"));
             };
             let port: u16 = port
                 .parse()
                 .map_err(|_| format!("unparsable port entry {entry:?}"))?;
-            if state == "open" && proto == "tcp" {
+            if state == "open" && protocol == proto.name() {
                 open.push(port);
             }
         }
@@ -129,7 +182,7 @@ mod tests {
     use super::*;
 
     fn check(out: &str, expected: Result<Vec<u16>, &str>) {
-        let got = parse_grepable(out);
+        let got = parse_grepable(out, Proto::Tcp);
         match expected {
             Ok(ports) => assert_eq!(got, Ok(ports), "{out}"),
             Err(part) => assert!(got.as_ref().is_err_and(|e| e.contains(part)), "{got:?}"),
@@ -169,6 +222,13 @@ mod tests {
             &format!("{HEAD}# Nmap done at Mon Nov 23 08:54:47 2026 -- 0 IP addresses (0 hosts up) scanned in 0.02 seconds\n"),
             Err("not scanned"),
         );
+        // UDP: only a port that answered is open; open|filtered (dropped) is not.
+        let udp = format!("{HEAD}{up}Host: 203.0.113.53 ()\tPorts: 53/open/udp//domain///, 123/open|filtered/udp//ntp///\tIgnored State: open|filtered (65533)\n{DONE}");
+        assert_eq!(parse_grepable(&udp, Proto::Udp), Ok(vec![53]));
+        assert_eq!(parse_grepable(&udp, Proto::Tcp), Ok(vec![]));
+        // Every port ignored: an empty Ports field.
+        let none = format!("{HEAD}{up}Host: 203.0.113.10 ()\tPorts: \tIgnored State: open|filtered (65535)\n{DONE}");
+        assert_eq!(parse_grepable(&none, Proto::Udp), Ok(vec![]));
         // Killed before the end.
         check(&format!("{HEAD}{up}"), Err("did not complete"));
         check(

@@ -8,8 +8,8 @@ pub mod pki;
 mod server;
 
 pub use server::{
-    client_config, load_certified_key, load_certs as server_certs, provider, server_config,
-    server_config_mtls, CertInfo, ClientTls, LoadedCert, SiteCerts,
+    cert_info, client_config, load_certified_key, load_certs as server_certs, provider,
+    server_config, server_config_mtls, CertInfo, ClientTls, LoadedCert, SiteCerts,
 };
 
 use std::path::PathBuf;

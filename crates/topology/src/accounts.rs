@@ -13,6 +13,9 @@ pub const REPL_USER: &str = "rampart_repl";
 pub const MONITOR_USER: &str = "rampart_monitor";
 /// The keepers' account: read-only switching, replication control, closing sessions.
 pub const KEEPER_USER: &str = "rampart_keeper";
+/// The backup host's account: the binlog archive (replication), and verify's checksums
+/// of the application's tables.
+pub const BACKUP_USER: &str = "rampart_backup";
 
 /// The password file of a database user in the secrets directory.
 pub fn secret_file(user: &str) -> &'static str {
@@ -21,6 +24,7 @@ pub fn secret_file(user: &str) -> &'static str {
         MIGRATE_USER => "db-migrate.password",
         REPL_USER => "db-repl.password",
         KEEPER_USER => "db-keeper.password",
+        BACKUP_USER => "db-backup.password",
         _ => "db-monitor.password",
     }
 }

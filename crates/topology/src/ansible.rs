@@ -7,9 +7,16 @@
 //! `common`: packages, users, the binary, the units staged and checked with
 //! `systemd-analyze verify` (any warning fails), the firewall checked with `nft -c`, then
 //! the bundle, then the units), and nothing starts or restarts until every host has
-//! passed; then the etcd members together, the databases, the web servers one at a time,
-//! the load balancers, DNS, the monitor, and the agents. A service restarts only when
-//! something of its host changed.
+//! passed; then the etcd members together, the databases one at a time, the web servers
+//! one at a time, the load balancers, DNS, the monitor, the backup host, and the agents.
+//!
+//! A unit restarts, through the `Restart the changed units` handler flushed in its role's
+//! turn, only when it ran already and one of its own files changed (`restart_on`: its
+//! unit, configs, certificates, keys, and the binary for what runs `rampart`), one host
+//! at a time. Before the restart a web server is drained from every load balancer and a
+//! leading keeper hands the leadership to its caught-up standby; the load balancer's
+//! listeners stay open in its socket unit. A new binary therefore reaches the whole site
+//! without a failed request.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -27,6 +34,7 @@ pub fn group(role: Role) -> &'static str {
         Role::Web => "web_servers",
         Role::DbPrimary | Role::DbReplica => "databases",
         Role::Monitor => "monitors",
+        Role::Backup => "backups",
     }
 }
 
@@ -87,6 +95,7 @@ fn inventory(plan: &Plan, bundles: &[Bundle]) -> String {
         "load_balancers",
         "dns_servers",
         "monitors",
+        "backups",
         "clients",
     ] {
         let _ = writeln!(s, "    {g}:\n      hosts:");
@@ -132,7 +141,7 @@ fn file_json(f: &BundleFile) -> serde_json::Value {
 }
 
 /// A unit's readiness for the playbook's waits: `http` (a GET answers 200 and the body
-/// holds every one of `contains`), `tcp` (the port accepts), `file` (it exists), or
+/// holds every one of `contains`; over TLS with `ca`, `cert` and `key` when given), `tcp` (the port accepts), `file` (it exists), or
 /// `none`.
 fn ready_json(p: &Probe) -> serde_json::Value {
     let contains = |b: &BodyCheck| -> Vec<String> {
@@ -147,6 +156,21 @@ fn ready_json(p: &Probe) -> serde_json::Value {
             "kind": "http",
             "url": format!("http://{addr}{path}"),
             "contains": contains(body),
+        }),
+        Probe::Https {
+            addr,
+            path,
+            body,
+            ca,
+            cert,
+            key,
+        } => serde_json::json!({
+            "kind": "http",
+            "url": format!("https://{addr}{path}"),
+            "contains": contains(body),
+            "ca": ca.display().to_string(),
+            "cert": cert.display().to_string(),
+            "key": key.display().to_string(),
         }),
         Probe::Accepting(addr) => serde_json::json!({
             "kind": "tcp",
@@ -172,6 +196,7 @@ fn host_vars(b: &Bundle) -> String {
                 "path": path.display().to_string(),
                 "src": path.display().to_string().trim_start_matches('/'),
                 "ready": b.ready.get(&u.unit).map(ready_json).unwrap_or(serde_json::json!({"kind": "none"})),
+                "restart_on": b.restart_on.get(&u.unit).map(|v| v.iter().map(|p| p.display().to_string()).collect::<Vec<_>>()).unwrap_or_default(),
                 "staged": format!("{STAGE_DIR}/{}", path.strip_prefix(crate::deploy::UNIT_DIR).map(|p| p.display().to_string()).unwrap_or_default()),
             })
         })
@@ -194,6 +219,9 @@ fn host_vars(b: &Bundle) -> String {
     });
     if let Some(admin) = b.lb_admin {
         v["rampart_lb_admin"] = serde_json::Value::String(admin.to_string());
+    }
+    if let Some(keeper) = b.keeper {
+        v["rampart_keeper"] = serde_json::Value::String(keeper.to_string());
     }
     let mut text = serde_json::to_string_pretty(&v).unwrap_or_default();
     text.push('\n');
@@ -228,8 +256,9 @@ const PLAYBOOK: &str = r#"---
   roles:
     - role: etcd
 
-- name: Start the databases
+- name: Start or upgrade the databases, one at a time
   hosts: databases
+  serial: 1
   any_errors_fatal: true
   roles:
     - role: database
@@ -259,6 +288,12 @@ const PLAYBOOK: &str = r#"---
   any_errors_fatal: true
   roles:
     - role: monitor
+
+- name: Start the backup service
+  hosts: backups
+  any_errors_fatal: true
+  roles:
+    - role: backup
 
 - name: Start the agents
   hosts: site
@@ -416,24 +451,51 @@ const COMMON_TASKS: &str = r#"---
   register: common_units
   notify: Reload systemd
 
-- name: Note whether the host's services must restart
+# Each unit restarts (later, in its role's turn) only when one of its own files
+# (`restart_on` in the host's variables) is among these.
+- name: Note the files that changed
   ansible.builtin.set_fact:
-    common_restart: >-
-      {{ common_binary.changed or common_files.changed or common_secrets.changed
-         or common_units.changed }}
+    common_changed: >-
+      {{ ((common_files.results + common_secrets.results + common_units.results)
+          | selectattr('changed') | map(attribute='item.path') | list)
+         + ([rampart_bin] if common_binary.changed else []) }}
 "#;
 
-/// Starts (or, after a change of the host, restarts) each of `common_units` the host has,
-/// in the host's start order, then waits for them.
+/// Starts each of `common_units` the host has, in the host's start order; restarts,
+/// through the handler, those that ran already and one of whose own files changed; then
+/// waits for them.
 const COMMON_START: &str = r#"---
-- name: Start or restart the units
+- name: Start the units
   ansible.builtin.systemd_service:
     name: "{{ item.unit }}"
     enabled: true
-    state: "{{ 'restarted' if common_restart | default(false) else 'started' }}"
+    state: started
   loop: "{{ rampart_units | selectattr('unit', 'in', common_units) | list }}"
   loop_control:
     label: "{{ item.unit }}"
+  register: common_started
+
+- name: Start from no unit to restart
+  ansible.builtin.set_fact:
+    common_restart: []
+
+- name: Note each running unit one of whose files changed
+  ansible.builtin.set_fact:
+    common_restart: "{{ common_restart + [item.unit] }}"
+  loop: "{{ common_started.results | rejectattr('changed') | map(attribute='item') | list }}"
+  loop_control:
+    label: "{{ item.unit }}"
+  when: item.restart_on | intersect(common_changed | default([])) | length > 0
+
+- name: Ask for their restart
+  ansible.builtin.debug:
+    msg: "restarting {{ common_restart | join(', ') }}"
+  changed_when: true
+  when: common_restart | length > 0
+  notify: Restart the changed units
+
+- name: Restart them now
+  ansible.builtin.meta: flush_handlers
 
 - name: Wait until they are ready
   ansible.builtin.include_tasks: ready.yml
@@ -446,6 +508,9 @@ const COMMON_READY: &str = r#"---
   ansible.builtin.uri:
     url: "{{ item.ready.url }}"
     return_content: true
+    ca_path: "{{ item.ready.ca | default(omit) }}"
+    client_cert: "{{ item.ready.cert | default(omit) }}"
+    client_key: "{{ item.ready.key | default(omit) }}"
   register: common_ready_http
   until: >-
     common_ready_http.status | default(0) == 200 and
@@ -483,6 +548,65 @@ const COMMON_HANDLERS: &str = r#"---
   ansible.builtin.command:
     cmd: nft -f /etc/rampart/nftables.conf
   changed_when: true
+
+# One host at a time across the play: etcd's members (Type=notify: a restart returns
+# once the member is back in its cluster) never restart together.
+- name: Restart the changed units
+  ansible.builtin.systemd_service:
+    name: "{{ item }}"
+    state: restarted
+  loop: "{{ common_restart }}"
+  throttle: 1
+"#;
+
+/// The database role's steps before and after its start: a keeper that leads hands the
+/// leadership to its caught-up standby before it restarts, and the next database host
+/// waits until this one follows (or leads) again.
+const DATABASE_BEFORE: &str = r#"---
+# rampart-db-init.service (required by mariadb.service) gives a new database host its
+# data directory and accounts first; the keepers then set up replication through etcd.
+- name: Gather the services' states
+  ansible.builtin.service_facts:
+
+- name: Note whether the keeper runs already and restarts
+  ansible.builtin.set_fact:
+    database_restart: >-
+      {{ (ansible_facts.services['mariadb.service'] | default({})).state | default('') == 'running'
+         and ((rampart_units | selectattr('unit', 'equalto', 'mariadb.service') | first).restart_on
+              | intersect(common_changed | default([])) | length > 0) }}
+
+- name: Ask the keeper whether it leads
+  ansible.builtin.uri:
+    url: "http://{{ rampart_keeper }}/status"
+    return_content: true
+  register: database_status
+  when: database_restart | bool
+
+# Writes pause for well under a second; reads go on from the other servers.
+- name: Hand the leadership to the caught-up standby before the restart
+  ansible.builtin.uri:
+    url: "http://{{ rampart_keeper }}/switchover"
+    method: POST
+  register: database_switchover
+  until: database_switchover.status | default(0) == 200
+  retries: 30
+  delay: 2
+  when: database_restart | bool and database_status.json.role == 'leader'
+
+"#;
+
+const DATABASE_AFTER: &str = r#"
+- name: Wait until the server follows the leader again, caught up, or leads
+  ansible.builtin.uri:
+    url: "http://{{ rampart_keeper }}/status"
+    return_content: true
+  register: database_back
+  until: >-
+    database_back.status | default(0) == 200 and database_back.json.ready and
+    (database_back.json.role == 'leader' or database_back.json.promotable)
+  retries: 120
+  delay: 1
+  when: database_restart | bool
 "#;
 
 /// The web role's steps before and after its start (the drain, then putting it back).
@@ -492,10 +616,12 @@ const WEB_BEFORE: &str = r#"---
 - name: Gather the services' states
   ansible.builtin.service_facts:
 
-- name: Note whether the web server runs already
+- name: Note whether the web server runs already and restarts
   ansible.builtin.set_fact:
-    web_running: >-
-      {{ (ansible_facts.services['rampart-web.service'] | default({})).state | default('') == 'running' }}
+    web_restart: >-
+      {{ (ansible_facts.services['rampart-web.service'] | default({})).state | default('') == 'running'
+         and ((rampart_units | selectattr('unit', 'equalto', 'rampart-web.service') | first).restart_on
+              | intersect(common_changed | default([])) | length > 0) }}
 
 - name: Drain the web server from every load balancer
   ansible.builtin.uri:
@@ -503,7 +629,7 @@ const WEB_BEFORE: &str = r#"---
     method: POST
   delegate_to: "{{ item }}"
   loop: "{{ groups['load_balancers'] | default([]) }}"
-  when: common_restart | default(false) and web_running | bool
+  when: web_restart | bool
 
 - name: Wait until no load balancer has a request in flight to it
   ansible.builtin.uri:
@@ -517,7 +643,7 @@ const WEB_BEFORE: &str = r#"---
   delay: 1
   delegate_to: "{{ item }}"
   loop: "{{ groups['load_balancers'] | default([]) }}"
-  when: common_restart | default(false) and web_running | bool
+  when: web_restart | bool
 
 "#;
 
@@ -528,7 +654,8 @@ const WEB_AFTER: &str = r#"
     method: POST
   delegate_to: "{{ item }}"
   loop: "{{ groups['load_balancers'] | default([]) }}"
-  when: common_restart | default(false) and web_running | bool
+  when: web_restart | bool
+
 "#;
 
 /// A task that starts (or restarts) `units` and waits for them (`common/tasks/start.yml`).
@@ -542,15 +669,13 @@ fn start(what: &str, units: &[&str]) -> String {
 /// Each role's `tasks/main.yml`: `common` checks and installs, the others start their
 /// kind of host's units.
 fn roles() -> Vec<(&'static str, String)> {
-    let db_note = "# rampart-db-init.service (required by mariadb.service) gives a new database host its\n\
-                   # data directory and accounts first; the keepers then set up replication through etcd.\n";
     vec![
         ("common", COMMON_TASKS.to_owned()),
         ("etcd", format!("---\n{}", start("etcd", &["etcd.service"]))),
         (
             "database",
             format!(
-                "---\n{db_note}{}",
+                "{DATABASE_BEFORE}{}{DATABASE_AFTER}",
                 start("the keeper and its server", &["mariadb.service"])
             ),
         ),
@@ -567,7 +692,11 @@ fn roles() -> Vec<(&'static str, String)> {
                 "---\n{}",
                 start(
                     "the load balancer (and keepalived of a pair)",
-                    &["rampart-lb.service", "keepalived.service"]
+                    &[
+                        "rampart-lb.socket",
+                        "rampart-lb.service",
+                        "keepalived.service"
+                    ]
                 )
             ),
         ),
@@ -580,13 +709,21 @@ fn roles() -> Vec<(&'static str, String)> {
             format!(
                 "---\n{}",
                 start(
-                    "the dashboard, Alertmanager and Prometheus",
+                    "the dashboard, Alertmanager, Prometheus and the ingest gate",
                     &[
                         "rampart-dashboard.service",
                         "prometheus-alertmanager.service",
-                        "prometheus.service"
+                        "prometheus.service",
+                        "rampart-gate.service"
                     ]
                 )
+            ),
+        ),
+        (
+            "backup",
+            format!(
+                "---\n{}",
+                start("the backup service", &["rampart-backup.service"])
             ),
         ),
         (
@@ -646,5 +783,30 @@ mod tests {
             );
         }
         assert!(!v["rampart_secrets"].as_array().unwrap().is_empty());
+    }
+
+    /// Every unit a host's bundle installs is started by some role (the roles name their
+    /// units; a new service once deployed but never started), except the database's
+    /// one-shot init, which `mariadb.service` requires.
+    #[test]
+    fn every_unit_is_started_by_a_role() {
+        let p = deploy::plan(&Topology::default_for(Mode::Isolated, 0));
+        let started: String = roles().into_iter().map(|(_, text)| text).collect();
+        for h in &p.hosts {
+            let Some(b) = deploy::bundle(&p, &h.name, &[], "") else {
+                continue;
+            };
+            for (u, _) in &b.units {
+                if u.unit == "rampart-db-init.service" {
+                    continue;
+                }
+                assert!(
+                    started.contains(&u.unit),
+                    "{}: {} is installed but no role starts it",
+                    h.name,
+                    u.unit
+                );
+            }
+        }
     }
 }

@@ -54,8 +54,13 @@ pub fn settings() -> Settings {
         dashboard_publish: 0,
         uid: 0,
         failover: Failover::default(),
+        runtime: PathBuf::from(RUNTIME),
     }
 }
+
+/// [`Settings::runtime`] on a real host: systemd makes each unit's runtime directory
+/// under it (`RuntimeDirectory=`) and removes it when the unit stops.
+pub const RUNTIME: &str = "/run/rampart";
 
 /// The plan for real hosts. The topology must be the isolated one (real addresses).
 pub fn plan(t: &Topology) -> Plan {
@@ -176,6 +181,65 @@ pub struct Bundle {
     pub ready: BTreeMap<String, Probe>,
     /// A load balancer's admin listener (drain and undrain of web servers).
     pub lb_admin: Option<std::net::SocketAddr>,
+    /// A database host's keeper status listener (its role, and the switchover).
+    pub keeper: Option<std::net::SocketAddr>,
+    /// By unit, the on-host files whose change restarts it: its unit file (or drop-in),
+    /// its configs, certificates and keys, and the binary for what runs `rampart`.
+    /// Nothing else restarts it, so a change of one service's files restarts that one.
+    pub restart_on: BTreeMap<String, Vec<PathBuf>>,
+}
+
+/// The load balancer's socket unit: systemd holds its public listeners, so a restart of
+/// the load balancer (a new binary, a new config) refuses no connection.
+pub const LB_SOCKET_UNIT: &str = "rampart-lb.socket";
+
+/// The public listeners of a load balancer (`listen.https`, `listen.http`) and whether
+/// they bind with IP_FREEBIND, read from its rendered config: the socket unit binds
+/// exactly what the load balancer will look for.
+fn lb_public_listeners(svc: &ServicePlan) -> (Vec<String>, bool) {
+    let Some(listen) = svc
+        .files
+        .iter()
+        .filter_map(|f| f.contents.parse::<toml::Table>().ok())
+        .find_map(|t| t.get("listen").and_then(toml::Value::as_table).cloned())
+    else {
+        return (Vec::new(), false);
+    };
+    let addrs = ["https", "http"]
+        .iter()
+        .filter_map(|k| listen.get(*k).and_then(toml::Value::as_str))
+        .filter(|a| *a != "off")
+        .map(str::to_owned)
+        .collect();
+    let freebind = listen
+        .get("freebind")
+        .and_then(toml::Value::as_bool)
+        .unwrap_or(false);
+    (addrs, freebind)
+}
+
+fn lb_socket_unit(host: &str, svc: &ServicePlan) -> String {
+    let (addrs, freebind) = lb_public_listeners(svc);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# rampart lb's public listeners on {host}, rendered by `rampart render`. systemd\n\
+         # holds them: connections that arrive while the load balancer restarts wait in the\n\
+         # queue for the next process."
+    );
+    let _ = writeln!(
+        s,
+        "[Unit]\nDescription=rampart lb listeners ({host})\n\n[Socket]"
+    );
+    for a in addrs {
+        let _ = writeln!(s, "ListenStream={a}");
+    }
+    if freebind {
+        // The pair's floating address: bound before keepalived gives it to this side.
+        s.push_str("FreeBind=yes\n");
+    }
+    s.push_str("Backlog=4096\nNoDelay=yes\nReusePort=no\n\n[Install]\nWantedBy=sockets.target\n");
+    s
 }
 
 /// The host's bundle. `db_command` is the database server's command line under its
@@ -211,6 +275,15 @@ pub fn bundle(plan: &Plan, host: &str, db_command: &[String], site_file: &str) -
     }
     if h.role == Role::DbPrimary || h.role == Role::DbReplica {
         packages.extend(["mariadb-client", "mariadb-backup"]);
+    }
+    if h.role == Role::Backup {
+        // mariadb-backup to prepare, mariadb-binlog to replay, mariadbd for the scratch
+        // server that verify and restore start.
+        packages.extend(["mariadb-client", "mariadb-backup", "mariadb-server-core"]);
+    }
+    if h.role == Role::Lb {
+        // The WAF's rules: the OWASP CRS 3.3.4 as Debian packages it.
+        packages.push("modsecurity-crs");
     }
     packages.sort_unstable();
     packages.dedup();
@@ -333,8 +406,47 @@ pub fn bundle(plan: &Plan, host: &str, db_command: &[String], site_file: &str) -
     }
     let mut units = Vec::new();
     let mut ready = BTreeMap::new();
+    let mut restart_on: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
     for (svc, u) in services {
         ready.insert(u.unit.clone(), svc.ready.clone());
+        let mut deps: Vec<PathBuf> = svc.files.iter().map(|f| f.path.clone()).collect();
+        deps.extend(
+            svc.needs
+                .iter()
+                .filter(|n| !matches!(n.from, Source::Service(_)))
+                .map(|n| n.path.clone()),
+        );
+        let runs_rampart = matches!(
+            svc.launch,
+            Launch::Database(_)
+                | Launch::Process {
+                    program: Program::Rampart(_),
+                    ..
+                }
+        );
+        if runs_rampart {
+            deps.push(PathBuf::from(BIN));
+        }
+        if svc.name == "lb" {
+            let path = Path::new(UNIT_DIR).join(LB_SOCKET_UNIT);
+            files.push(BundleFile {
+                path: path.clone(),
+                mode: 0o644,
+                owner: "root",
+                secret: false,
+                contents: Contents::Text(lb_socket_unit(&h.name, svc)),
+            });
+            restart_on.insert(LB_SOCKET_UNIT.into(), vec![path.clone()]);
+            units.push((
+                UnitSpec {
+                    unit: LB_SOCKET_UNIT.into(),
+                    user: "root",
+                    kind: UnitKind::Own,
+                    package: None,
+                },
+                path,
+            ));
+        }
         if matches!(svc.launch, Launch::Database(_)) {
             let init = UnitSpec {
                 unit: DB_INIT_UNIT.into(),
@@ -343,6 +455,7 @@ pub fn bundle(plan: &Plan, host: &str, db_command: &[String], site_file: &str) -
                 package: None,
             };
             let path = Path::new(UNIT_DIR).join(DB_INIT_UNIT);
+            restart_on.insert(DB_INIT_UNIT.into(), vec![path.clone(), PathBuf::from(BIN)]);
             files.push(BundleFile {
                 path: path.clone(),
                 mode: 0o644,
@@ -371,6 +484,10 @@ pub fn bundle(plan: &Plan, host: &str, db_command: &[String], site_file: &str) -
             secret: false,
             contents: Contents::Text(text),
         });
+        deps.push(path.clone());
+        deps.sort();
+        deps.dedup();
+        restart_on.insert(u.unit.clone(), deps);
         units.push((u, path));
     }
     Some(Bundle {
@@ -385,6 +502,14 @@ pub fn bundle(plan: &Plan, host: &str, db_command: &[String], site_file: &str) -
             .service("lb")
             .and_then(|s| s.ports.iter().find(|p| p.purpose == "admin"))
             .map(|p| p.addr),
+        keeper: h
+            .services
+            .iter()
+            .filter(|s| matches!(s.launch, Launch::Database(_)))
+            .flat_map(|s| s.ports.iter())
+            .find(|p| p.purpose == "keeper")
+            .map(|p| p.addr),
+        restart_on,
     })
 }
 
@@ -452,11 +577,12 @@ fn credentials(svc: &ServicePlan, u: &UnitSpec) -> String {
     s
 }
 
-/// The sandbox every rampart service gets. `bind` services keep
-/// `CAP_NET_BIND_SERVICE` (the load balancer's 80/443, the DNS server's 53) and nothing
-/// else; the agent reads the whole of `/proc` (host metrics), the others only their own.
+/// The sandbox every rampart service gets. The DNS server keeps `CAP_NET_BIND_SERVICE`
+/// (port 53) and nothing else; the load balancer needs none (systemd binds its 80 and
+/// 443, [`LB_SOCKET_UNIT`]); the agent reads the whole of `/proc` (host metrics), the
+/// others only their own.
 fn sandbox(name: &str, rw: &Path) -> String {
-    let binds = matches!(name, "lb" | "dns");
+    let binds = name == "dns";
     let mut s = String::new();
     let caps = if binds { "CAP_NET_BIND_SERVICE" } else { "" };
     let _ = writeln!(s, "CapabilityBoundingSet={caps}");
@@ -498,8 +624,9 @@ SystemCallFilter=@system-service
 SystemCallErrorNumber=EPERM
 ",
     );
-    // The database server (run once by `db init`) sets its own limits and priorities.
-    if name != "db-init" {
+    // The database server (run once by `db init`, and as the backup host's scratch
+    // server) sets its own limits and priorities.
+    if name != "db-init" && name != "backup" {
         s.push_str("SystemCallFilter=~@privileged @resources\n");
     } else {
         s.push_str("SystemCallFilter=~@privileged\n");
@@ -516,16 +643,38 @@ fn own_unit(host: &str, svc: &ServicePlan, u: &UnitSpec, dir: &Path) -> String {
     );
     let _ = writeln!(s, "[Unit]\nDescription=rampart {} ({host})", svc.name);
     s.push_str("After=network-online.target\nWants=network-online.target\n");
+    if svc.name == "lb" {
+        let _ = writeln!(s, "Requires={LB_SOCKET_UNIT}\nAfter={LB_SOCKET_UNIT}");
+    }
     s.push_str("StartLimitIntervalSec=60\nStartLimitBurst=10\n\n[Service]\nType=exec\n");
     let _ = writeln!(s, "User={}\nGroup={SERVICE_GROUP}", u.user);
     let _ = writeln!(s, "ExecStart={}", exec_line(&argv_of(svc, &[])));
     if svc.name == "lb" {
-        // The load balancer reloads its config on SIGHUP without dropping a connection.
+        // The load balancer reloads its config on SIGHUP without dropping a connection,
+        // and takes its public listeners from its socket unit.
         s.push_str("ExecReload=/bin/kill -HUP $MAINPID\n");
     }
     s.push_str("Restart=on-failure\nRestartSec=1s\nTimeoutStopSec=45s\nLimitNOFILE=65536\n");
+    // Its tmpfs directories: made private for it at each start, gone when it stops.
+    let runtime: Vec<String> = svc
+        .runtime_dirs
+        .iter()
+        .filter_map(|d| d.strip_prefix("/run").ok())
+        .map(|d| d.display().to_string())
+        .collect();
+    if !runtime.is_empty() {
+        let _ = writeln!(
+            s,
+            "RuntimeDirectory={}\nRuntimeDirectoryMode=0700",
+            runtime.join(" ")
+        );
+    }
     s.push_str(&credentials(svc, u));
     s.push_str(&sandbox(svc.name, dir));
+    // A private directory elsewhere (the backup store on a disk of its own).
+    for d in svc.private_dirs.iter().filter(|d| !d.starts_with(dir)) {
+        let _ = writeln!(s, "ReadWritePaths={}", d.display());
+    }
     s.push_str("\n[Install]\nWantedBy=multi-user.target\n");
     s
 }
@@ -627,6 +776,7 @@ mod tests {
             "lb1",
             &[
                 "etcd.service",
+                "rampart-lb.socket",
                 "rampart-lb.service",
                 "rampart-agent.service",
             ],
@@ -656,11 +806,65 @@ mod tests {
                 "rampart-dashboard.service",
                 "prometheus-alertmanager.service",
                 "prometheus.service",
+                "rampart-gate.service",
                 "rampart-agent.service",
             ],
         );
+        check(
+            "backup",
+            &["rampart-backup.service", "rampart-agent.service"],
+        );
         // The client runs nothing of the site (and no forward).
         check("client", &[]);
+    }
+
+    /// The backup host's unit: the packages its tools come from, the binlog's plaintext
+    /// staged on its tmpfs runtime directory (in its config too), and the store, scratch
+    /// and key directories private on disk.
+    #[test]
+    fn the_backup_host_stages_in_memory() {
+        let p = site();
+        let b = bundle(&p, "backup", &[], "").unwrap();
+        for pkg in ["mariadb-backup", "mariadb-client", "mariadb-server-core"] {
+            assert!(b.packages.contains(&pkg), "{pkg}: {:?}", b.packages);
+        }
+        let unit = text(&b, "/etc/systemd/system/rampart-backup.service");
+        assert!(
+            unit.contains(
+                "RuntimeDirectory=rampart/backup/backup-staging\nRuntimeDirectoryMode=0700\n"
+            ),
+            "{unit}"
+        );
+        let config = text(&b, "/var/lib/rampart/hosts/backup/backup.toml");
+        assert!(
+            config.contains("staging = \"/run/rampart/backup/backup-staging\""),
+            "{config}"
+        );
+        for d in ["store", "scratch", "keys"] {
+            let path = Path::new("/var/lib/rampart/hosts/backup").join(d);
+            let dir = b.dirs.iter().find(|x| x.path == path);
+            assert_eq!(dir.map(|d| d.mode), Some(0o700), "{d}");
+        }
+        assert!(!b.dirs.iter().any(|d| d.path.starts_with("/run")));
+        assert!(!unit.contains("ReadWritePaths=/srv"), "{unit}");
+
+        // A store on a disk of its own: private, writable by the service, in its config.
+        let mut t = Topology::default_for(Mode::Isolated, 0);
+        t.backup_store = Some(PathBuf::from("/srv/rampart-backup"));
+        let p = plan(&t);
+        let b = bundle(&p, "backup", &[], "").unwrap();
+        let unit = text(&b, "/etc/systemd/system/rampart-backup.service");
+        assert!(
+            unit.contains("ReadWritePaths=/srv/rampart-backup\n"),
+            "{unit}"
+        );
+        let dir = b
+            .dirs
+            .iter()
+            .find(|d| d.path == Path::new("/srv/rampart-backup"));
+        assert_eq!(dir.map(|d| d.mode), Some(0o700));
+        let config = text(&b, "/var/lib/rampart/hosts/backup/backup.toml");
+        assert!(config.contains("dir = \"/srv/rampart-backup\""), "{config}");
     }
 
     #[test]
@@ -672,8 +876,9 @@ mod tests {
             "User=rampart",
             "ExecStart=/opt/rampart/bin/rampart lb --config /var/lib/rampart/hosts/lb1/lb.toml",
             "ExecReload=/bin/kill -HUP $MAINPID",
-            "CapabilityBoundingSet=CAP_NET_BIND_SERVICE",
-            "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+            "Requires=rampart-lb.socket",
+            "CapabilityBoundingSet=",
+            "PrivateUsers=yes",
             "ProtectSystem=strict",
             "NoNewPrivileges=yes",
             "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
@@ -683,7 +888,26 @@ mod tests {
         ] {
             assert!(lb.lines().any(|l| l == line), "lb unit lacks {line}:\n{lb}");
         }
-        assert!(!lb.contains("PrivateUsers"), "{lb}");
+        // systemd binds the public ports: the load balancer needs no capability.
+        assert!(!lb.contains("CAP_NET_BIND"), "{lb}");
+        let socket = text(&b, "/etc/systemd/system/rampart-lb.socket");
+        for line in [
+            "ListenStream=203.0.113.10:443",
+            "ListenStream=203.0.113.10:80",
+            "Backlog=4096",
+        ] {
+            assert!(socket.lines().any(|l| l == line), "{line}:\n{socket}");
+        }
+        assert!(
+            !socket.contains("FreeBind"),
+            "one load balancer binds its own address"
+        );
+        let dns = bundle(&p, "dns", &[], "").unwrap();
+        let dns = text(&dns, "/etc/systemd/system/rampart-dns.service");
+        assert!(
+            dns.contains("CapabilityBoundingSet=CAP_NET_BIND_SERVICE\n"),
+            "{dns}"
+        );
         let agent = text(&b, "/etc/systemd/system/rampart-agent.service");
         for line in ["CapabilityBoundingSet=", "PrivateUsers=yes"] {
             assert!(agent.lines().any(|l| l == line), "{agent}");
@@ -692,6 +916,56 @@ mod tests {
         let web = bundle(&p, "web1", &[], "").unwrap();
         let web = text(&web, "/etc/systemd/system/rampart-web.service");
         assert!(web.contains("ProcSubset=pid\n") && !web.contains("CAP_NET_BIND"));
+    }
+
+    #[test]
+    fn a_pairs_socket_binds_the_floating_address_with_freebind() {
+        let site = crate::file::parse("site.toml", "[hosts]\nlb = 2\n").unwrap();
+        let p = plan(&site.topology(Mode::Isolated, 0).unwrap());
+        for lb in ["lb1", "lb2"] {
+            let b = bundle(&p, lb, &[], "").unwrap();
+            let socket = text(&b, "/etc/systemd/system/rampart-lb.socket");
+            assert!(
+                socket.contains("ListenStream=203.0.113.80:443\n"),
+                "{socket}"
+            );
+            assert!(socket.contains("FreeBind=yes\n"), "{socket}");
+        }
+    }
+
+    #[test]
+    fn a_unit_restarts_only_for_its_own_files() {
+        let p = site();
+        let b = bundle(&p, "lb1", &[], "").unwrap();
+        let on = |u: &str| -> Vec<String> {
+            b.restart_on[u]
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect()
+        };
+        let lb = on("rampart-lb.service");
+        for f in [
+            BIN,
+            "/etc/systemd/system/rampart-lb.service",
+            "/var/lib/rampart/hosts/lb1/lb.toml",
+            "/var/lib/rampart/certs/site.key",
+        ] {
+            assert!(lb.iter().any(|p| p == f), "{f} not in {lb:?}");
+        }
+        assert!(!lb.iter().any(|p| p.contains("etcd")), "{lb:?}");
+        // etcd is Debian's: a new rampart binary does not restart it.
+        let etcd = on("etcd.service");
+        assert!(!etcd.iter().any(|p| p == BIN), "{etcd:?}");
+        assert!(etcd
+            .iter()
+            .any(|p| p.ends_with("etcd.service.d/rampart.conf")));
+        assert_eq!(
+            on("rampart-lb.socket"),
+            ["/etc/systemd/system/rampart-lb.socket"]
+        );
+        let db = bundle(&p, "db1", &[], "").unwrap();
+        assert!(db.restart_on["mariadb.service"].contains(&PathBuf::from(BIN)));
+        assert!(db.keeper.is_some() && b.keeper.is_none());
     }
 
     #[test]

@@ -7,10 +7,11 @@
 //! [`Topology`] for a mode. Pure: the caller reads the file.
 //!
 //! Host names follow the roles: `lb1`, `lb2`, `web1`…`webN`, `db1` (the first
-//! primary) and `db2`… (its replicas), plus `client`, `dns` and `monitor`. On every
+//! primary) and `db2`… (its replicas), plus `client`, `dns`, `monitor` and `backup`. On every
 //! segment a host's address ends in the same number (`lb1` is `.10` on each), taken
 //! from its role's range: load balancers 10 and 9, web servers 11–19 then 30–99,
-//! databases 21–29 then 101–250, the DNS server 53, the monitor 2, the client 100.
+//! databases 21–29 then 101–250, the DNS server 53, the monitor 2, the backup host 3,
+//! the client 100.
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -134,11 +135,19 @@ pub struct Site {
     pub lb: usize,
     pub web: usize,
     pub replicas: usize,
+    /// Whether the site has its backup host (`hosts.backup`, 1 by default, or 0).
+    pub backup: bool,
     pub etcd: Vec<String>,
     /// The floating public address of a load-balancer pair (`None` with one).
     pub vip: Option<Ipv4Addr>,
     /// Pinned addresses: (host, segment, address).
     pub pinned: Vec<(String, Segment, Ipv4Addr)>,
+    /// `[deploy] ssh_from`: where the operator's Ansible connects from (networks,
+    /// canonical `addr/prefix`), and `ssh_port`.
+    pub ssh_from: Vec<String>,
+    pub ssh_port: u16,
+    /// `[backup] store`: where the backup host keeps its store (absolute).
+    pub backup_store: Option<String>,
     /// The file and the line of `hosts.lb`, for errors that depend on the mode.
     file: String,
     lb_line: Option<usize>,
@@ -158,9 +167,13 @@ impl Default for Site {
             lb: 1,
             web: 2,
             replicas: 1,
+            backup: true,
             etcd: DEFAULT_ETCD_HOSTS.map(str::to_owned).to_vec(),
             vip: None,
             pinned: Vec::new(),
+            ssh_from: Vec::new(),
+            ssh_port: 22,
+            backup_store: None,
             file: "(built-in)".into(),
             lb_line: None,
         }
@@ -174,6 +187,21 @@ fn net(a: &str, prefix: u8) -> Net {
     }
 }
 
+/// An operator's network for `deploy.ssh_from`: `a.b.c.d` (a /32) or `a.b.c.d/p` with
+/// no host bits, as canonical `addr/prefix`.
+pub fn ssh_network(s: &str) -> Option<String> {
+    let (a, p) = match s.trim().split_once('/') {
+        Some((a, p)) => (a, p.parse::<u8>().ok()?),
+        None => (s.trim(), 32),
+    };
+    let addr: Ipv4Addr = a.parse().ok()?;
+    if p == 0 || p > 32 {
+        return None;
+    }
+    let mask = u32::MAX.checked_shl(32 - u32::from(p)).unwrap_or(0);
+    (u32::from(addr) & !mask == 0).then(|| format!("{addr}/{p}"))
+}
+
 /// The segments a role's hosts join.
 pub fn role_segments(role: Role) -> &'static [Segment] {
     use Segment::*;
@@ -184,6 +212,7 @@ pub fn role_segments(role: Role) -> &'static [Segment] {
         Role::Web => &[App, Data, Mgmt],
         Role::DbPrimary | Role::DbReplica => &[Data, Mgmt],
         Role::Monitor => &[Mgmt],
+        Role::Backup => &[Data, Mgmt],
     }
 }
 
@@ -200,7 +229,7 @@ fn segment_name(s: Segment) -> &'static str {
 fn local_block(role: Role) -> u8 {
     match role {
         Role::Lb | Role::Web => 1,
-        Role::DbPrimary | Role::DbReplica => 2,
+        Role::DbPrimary | Role::DbReplica | Role::Backup => 2,
         Role::Client | Role::Dns => 3,
         Role::Monitor => 9,
     }
@@ -208,7 +237,8 @@ fn local_block(role: Role) -> u8 {
 
 impl Site {
     /// The hosts of this site with their host numbers, in start-independent order:
-    /// client, dns, the load balancers, the web servers, the databases, the monitor.
+    /// client, dns, the load balancers, the web servers, the databases, the monitor,
+    /// the backup host.
     pub fn hosts(&self) -> Vec<(String, Role, u8)> {
         let mut hosts = vec![
             ("client".to_owned(), Role::Client, 100),
@@ -231,6 +261,9 @@ impl Site {
             hosts.push((format!("db{}", i + 1), role, n));
         }
         hosts.push(("monitor".into(), Role::Monitor, 2));
+        if self.backup {
+            hosts.push(("backup".into(), Role::Backup, 3));
+        }
         hosts
     }
 
@@ -259,6 +292,13 @@ impl Site {
         t.etcd = self.etcd.clone();
         t.vip = self.vip;
         t.prefixes = self.segments.iter().map(|(s, n)| (*s, n.prefix)).collect();
+        t.ssh_from = self.ssh_from.clone();
+        t.ssh_port = self.ssh_port;
+        t.backup_store = self
+            .backup_store
+            .as_ref()
+            .filter(|_| self.backup)
+            .map(std::path::PathBuf::from);
         t.hosts = self
             .hosts()
             .into_iter()
@@ -309,8 +349,11 @@ impl Site {
             self.lb
         ));
         out.push_str(&format!(
-            "web = {}\n# Database replicas beside the primary: 0 to {MAX_REPLICAS}.\nreplicas = {}\n\n",
-            self.web, self.replicas
+            "web = {}\n# Database replicas beside the primary: 0 to {MAX_REPLICAS}.\nreplicas = {}\n\
+             # The backup host (backups, the binlog archive, restore): 1, or 0 for none.\nbackup = {}\n\n",
+            self.web,
+            self.replicas,
+            u8::from(self.backup)
         ));
         out.push_str("# Each segment's network (IPv4, /8 to /30); host addresses are computed in it.\n[segments]\n");
         for (s, n) in &self.segments {
@@ -331,6 +374,32 @@ impl Site {
             None => out.push_str(
                 "\n# With lb = 2, the pair's floating public address (default: host 80 of the\n\
                  # public segment):\n# [lb]\n# vip = \"203.0.113.80\"\n",
+            ),
+        }
+        if self.ssh_from.is_empty() {
+            out.push_str(
+                "\n# On real hosts (`rampart render`): the networks Ansible connects from over ssh.\n\
+                 # Every host's firewall accepts them on ssh_port, and nothing else reaches ssh.\n\
+                 # [deploy]\n# ssh_from = [\"192.0.2.10/32\"]\n# ssh_port = 22\n",
+            );
+        } else {
+            out.push_str(&format!(
+                "\n# On real hosts (`rampart render`): the networks Ansible connects from over ssh.\n\
+                 [deploy]\nssh_from = [{}]\nssh_port = {}\n",
+                list(&self.ssh_from),
+                self.ssh_port
+            ));
+        }
+        match &self.backup_store {
+            Some(store) => out.push_str(&format!(
+                "\n# Where the backup host keeps its store (default: store/ in its directory).\n\
+                 [backup]\nstore = {}\n",
+                q(store)
+            )),
+            None => out.push_str(
+                "\n# Where the backup host keeps its store (default: store/ in its directory),\n\
+                 # for example a disk of its own. It outlives `rampart down --purge`.\n\
+                 # [backup]\n# store = \"/srv/rampart-backup\"\n",
             ),
         }
         for (h, s, a) in &self.pinned {
@@ -371,8 +440,23 @@ struct RawFile {
     segments: Option<RawSegments>,
     etcd: Option<RawEtcd>,
     lb: Option<RawLb>,
+    deploy: Option<RawDeploy>,
+    backup: Option<RawBackup>,
     #[serde(default)]
     host: Vec<RawHost>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackup {
+    store: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDeploy {
+    ssh_from: Option<Spanned<Vec<String>>>,
+    ssh_port: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -381,6 +465,7 @@ struct RawHosts {
     lb: Option<Spanned<i64>>,
     web: Option<Spanned<i64>>,
     replicas: Option<Spanned<i64>>,
+    backup: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -532,6 +617,15 @@ pub fn parse(file: &str, text: &str) -> Result<Site, FileErrors> {
         ) {
             spec.replicas = n;
         }
+        if let Some(n) = count(
+            &h.backup,
+            "hosts.backup",
+            0,
+            1,
+            "backup hosts (1, or 0 for none)",
+        ) {
+            spec.backup = n == 1;
+        }
         spec.lb_line = h.lb.as_ref().map(|v| errs.line(v.span()));
     }
 
@@ -661,6 +755,63 @@ pub fn parse(file: &str, text: &str) -> Result<Site, FileErrors> {
         }
     } else if spec.lb == 2 {
         spec.vip = public.nth(80);
+    }
+
+    if let Some(d) = &raw.deploy {
+        if let Some(list) = &d.ssh_from {
+            for (i, entry) in list.get_ref().iter().enumerate() {
+                match ssh_network(entry) {
+                    Some(n) => spec.ssh_from.push(n),
+                    None => errs.at(
+                        list,
+                        &format!("deploy.ssh_from[{i}]"),
+                        format!(
+                            "{entry:?} is not an IPv4 address or network; write \"192.0.2.10\" or \
+                             \"192.0.2.0/24\" (no host bits)"
+                        ),
+                    ),
+                }
+            }
+        }
+        if let Some(p) = &d.ssh_port {
+            match u16::try_from(*p.get_ref()) {
+                Ok(port) if port > 0 => spec.ssh_port = port,
+                _ => errs.at(
+                    p,
+                    "deploy.ssh_port",
+                    format!("{} is not a port; expected 1 to 65535", p.get_ref()),
+                ),
+            }
+        }
+    }
+
+    if let Some(store) = raw.backup.as_ref().and_then(|b| b.store.as_ref()) {
+        let p = store.get_ref();
+        let path = std::path::Path::new(p);
+        let plain = path.components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::RootDir | std::path::Component::Normal(_)
+            )
+        });
+        if !path.is_absolute() || !plain || path.components().count() < 2 || p.len() > 200 {
+            errs.at(
+                store,
+                "backup.store",
+                format!(
+                    "{p:?} is not a directory for the store; write an absolute path without \
+                     `.` or `..`, such as \"/srv/rampart-backup\""
+                ),
+            );
+        } else if !spec.backup {
+            errs.at(
+                store,
+                "backup.store",
+                "the site has no backup host (hosts.backup = 0)".to_owned(),
+            );
+        } else {
+            spec.backup_store = Some(p.trim_end_matches('/').to_owned());
+        }
     }
 
     let mut pinned_lines = Vec::new();
@@ -815,6 +966,79 @@ mod tests {
         );
     }
 
+    /// `[deploy]`: where Ansible connects from, kept through `topology show`, and each
+    /// bad entry named.
+    #[test]
+    fn deploy_names_the_operators_networks() {
+        let spec = parse(
+            "site.toml",
+            "[deploy]\nssh_from = [\"192.0.2.10\", \"198.51.100.0/24\"]\nssh_port = 2222\n",
+        )
+        .unwrap();
+        assert_eq!(spec.ssh_from, ["192.0.2.10/32", "198.51.100.0/24"]);
+        let t = spec.topology(Mode::Isolated, 0).unwrap();
+        assert_eq!((t.ssh_from.len(), t.ssh_port), (2, 2222));
+        let back = parse("shown.toml", &spec.to_file()).unwrap();
+        assert_eq!(back.ssh_from, spec.ssh_from);
+        assert_eq!(back.ssh_port, 2222);
+        assert!(Site::default().ssh_from.is_empty());
+        let errs = parse(
+            "site.toml",
+            "[deploy]\nssh_from = [\"192.0.2.10/24\", \"nowhere\"]\nssh_port = 70000\n",
+        )
+        .unwrap_err()
+        .to_string();
+        for want in [
+            "site.toml:2: deploy.ssh_from[0]: \"192.0.2.10/24\" is not an IPv4 address or network",
+            "site.toml:2: deploy.ssh_from[1]: \"nowhere\"",
+            "site.toml:3: deploy.ssh_port: 70000 is not a port; expected 1 to 65535",
+        ] {
+            assert!(errs.contains(want), "{want} not in\n{errs}");
+        }
+    }
+
+    /// `[backup] store`: kept through `topology show`, reaching the topology; a relative
+    /// path, `..`, or a store without a backup host is named.
+    #[test]
+    fn the_backup_store_can_live_elsewhere() {
+        let spec = parse("site.toml", "[backup]\nstore = \"/srv/rampart-backup/\"\n").unwrap();
+        assert_eq!(spec.backup_store.as_deref(), Some("/srv/rampart-backup"));
+        let t = spec.topology(Mode::Isolated, 0).unwrap();
+        assert_eq!(
+            t.backup_store,
+            Some(std::path::PathBuf::from("/srv/rampart-backup"))
+        );
+        let back = parse("shown.toml", &spec.to_file()).unwrap();
+        assert_eq!(back.backup_store, spec.backup_store);
+        assert_eq!(
+            Site::default()
+                .topology(Mode::Local, 0)
+                .unwrap()
+                .backup_store,
+            None
+        );
+        for (text, want) in [
+            (
+                "[backup]\nstore = \"backup\"\n",
+                "site.toml:2: backup.store: \"backup\" is not a directory for the store",
+            ),
+            (
+                "[backup]\nstore = \"/srv/../etc\"\n",
+                "site.toml:2: backup.store: \"/srv/../etc\" is not a directory for the store",
+            ),
+            (
+                "[hosts]\nbackup = 0\n[backup]\nstore = \"/srv/b\"\n",
+                "site.toml:4: backup.store: the site has no backup host (hosts.backup = 0)",
+            ),
+        ] {
+            let errs = errors(text);
+            assert!(
+                errs.iter().any(|e| e.starts_with(want)),
+                "{want} not in {errs:?}"
+            );
+        }
+    }
+
     /// A larger site: counts give hosts, names and addresses by role, and a pair of load
     /// balancers gets the floating address.
     #[test]
@@ -830,7 +1054,7 @@ mod tests {
             names,
             [
                 "client", "dns", "lb1", "lb2", "web1", "web2", "web3", "db1", "db2", "db3",
-                "monitor"
+                "monitor", "backup",
             ]
         );
         let addr = |h: &str, s| t.addr(t.host(h).unwrap(), s).to_string();
@@ -883,7 +1107,7 @@ mod tests {
             errors("[etcd]\nhosts = [\"monitor\", \"db1\", \"web7\"]\n"),
             [
                 "site.toml:2: etcd.hosts: db1 is a database host; etcd must not share a host with what it arbitrates",
-                "site.toml:2: etcd.hosts: no host web7; the site's hosts are client, dns, lb1, web1, web2, db1, db2, monitor",
+                "site.toml:2: etcd.hosts: no host web7; the site's hosts are client, dns, lb1, web1, web2, db1, db2, monitor, backup",
             ]
         );
         assert_eq!(
@@ -919,7 +1143,7 @@ mod tests {
         );
         assert_eq!(
             errors("[hosts]\nwebs = 3\n"),
-            ["site.toml:2: (syntax): unknown field `webs`, expected one of `lb`, `web`, `replicas`"]
+            ["site.toml:2: (syntax): unknown field `webs`, expected one of `lb`, `web`, `replicas`, `backup`"]
         );
         assert_eq!(
             errors("names = [\"www.foobar.com\", \"bad name\"]\n"),

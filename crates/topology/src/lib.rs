@@ -25,6 +25,9 @@ pub enum Role {
     DbPrimary,
     DbReplica,
     Monitor,
+    /// The backup host: full and incremental backups from a replica, the binlog archive
+    /// following the primary, verify and restore (issue 16).
+    Backup,
 }
 
 impl Role {
@@ -38,6 +41,7 @@ impl Role {
             Role::DbPrimary => "db-primary",
             Role::DbReplica => "db-replica",
             Role::Monitor => "monitor",
+            Role::Backup => "backup",
         }
     }
 }
@@ -85,13 +89,22 @@ pub struct Ports {
     pub dns: u16,
     /// Each agent's own `/metrics` (node_exporter's port), open only to its host.
     pub agent_metrics: u16,
-    /// Prometheus on the monitor host: the agents' remote-write ingest and the query API
-    /// the dashboard reads.
+    /// The agents' remote-write ingest on the monitor host's management address: the
+    /// ingest gate, in front of Prometheus.
     pub prometheus: u16,
+    /// Prometheus itself, where only the monitor host reaches it (loopback in isolated
+    /// mode): the gate writes and the dashboard queries here.
+    pub prometheus_internal: u16,
+    /// The ingest gate's own `/metrics` (plain HTTP) on the monitor host's management
+    /// address, open only to its host.
+    pub gate_metrics: u16,
     /// Alertmanager on the monitor host (only Prometheus talks to it).
     pub alertmanager: u16,
     /// The dashboard on the monitor host.
     pub dashboard: u16,
+    /// The dashboard's own `/metrics` (plain HTTP) on the monitor host's management
+    /// address, open only to its host (its agent scrapes it).
+    pub dashboard_metrics: u16,
     /// etcd's client port (gRPC over mutual TLS) on each member's management address:
     /// the keepers and web servers connect here.
     pub etcd_client: u16,
@@ -103,6 +116,12 @@ pub struct Ports {
     /// Each database keeper's status, metrics and switchover listener, open only to its
     /// host (the agent scrapes it, `rampart status` and `switchover` run there).
     pub keeper: u16,
+    /// The backup service's status, metrics and operator API on the backup host's
+    /// management address, open only to its host.
+    pub backup_status: u16,
+    /// Each database keeper's backup source (mutual TLS, the backup host's certificate
+    /// only) on the database host's data address: `mariadb-backup` streams.
+    pub backup_source: u16,
 }
 
 impl Ports {
@@ -117,12 +136,17 @@ impl Ports {
         dns: 0,
         agent_metrics: 9100,
         prometheus: 9090,
+        prometheus_internal: 9091,
+        gate_metrics: 9096,
         alertmanager: 9093,
         dashboard: 3000,
+        dashboard_metrics: 3001,
         etcd_client: 2379,
         etcd_peer: 2380,
         etcd_metrics: 2381,
         keeper: 9104,
+        backup_status: 9107,
+        backup_source: 9108,
     };
 }
 
@@ -147,6 +171,14 @@ pub struct Topology {
     pub vip: Option<Ipv4Addr>,
     /// Each segment's prefix length (24 in the built-in topology).
     pub prefixes: Vec<(Segment, u8)>,
+    /// Networks (`addr/prefix`) the operator's Ansible connects from over ssh, on real
+    /// hosts (`[deploy] ssh_from`): every host's firewall accepts them on `ssh_port` at
+    /// the address the inventory names. Empty in the built-in topology.
+    pub ssh_from: Vec<String>,
+    pub ssh_port: u16,
+    /// Where the backup host keeps its store (`[backup] store`, an absolute path);
+    /// `None`: `store/` in the backup host's directory.
+    pub backup_store: Option<std::path::PathBuf>,
 }
 
 impl Topology {
@@ -204,6 +236,12 @@ impl Topology {
                 l(2, 22),
             ),
             host("monitor", Monitor, vec![(Mgmt, s(9, 2))], l(9, 2)),
+            host(
+                "backup",
+                Backup,
+                vec![(Data, s(2, 3)), (Mgmt, s(9, 3))],
+                l(2, 3),
+            ),
         ];
         let ports = match mode {
             Mode::Local => Ports {
@@ -235,6 +273,9 @@ impl Topology {
             etcd: DEFAULT_ETCD_HOSTS.map(str::to_owned).to_vec(),
             vip: None,
             prefixes: [Public, App, Data, Mgmt].map(|s| (s, 24)).to_vec(),
+            ssh_from: Vec::new(),
+            ssh_port: 22,
+            backup_store: None,
         }
     }
 
@@ -346,7 +387,7 @@ mod tests {
         let names: Vec<_> = t.hosts.iter().map(|h| h.name.as_str()).collect();
         assert_eq!(
             names,
-            ["client", "dns", "lb1", "web1", "web2", "db1", "db2", "monitor"]
+            ["client", "dns", "lb1", "web1", "web2", "db1", "db2", "monitor", "backup"]
         );
         let mut addrs: Vec<_> = t.hosts.iter().map(|h| h.local).collect();
         addrs.sort();

@@ -105,6 +105,15 @@
 //!   site with a load-balancer pair (keepalived state seen within a day) has fewer than
 //!   two load balancers in MASTER or BACKUP over the lookback: one is down, silent or in
 //!   FAULT (its lb process failed), and the next failure takes the site down.
+//! - `backup_max_age` 3 h (5 m) for 10 m (10 s): BackupTooOld fires when the newest
+//!   backup of any kind finished longer ago than that: with hourly incrementals, three
+//!   missed in a row (the service is down, every database host unreachable, or each
+//!   backup failing). Quiet before the first backup: the first full is taken at start.
+//! - `archive_lag_max` 5 m (30 s) for 5 m (10 s): BinlogArchiveLagging fires when the
+//!   binlog archive has been behind the primary that long: restores cannot reach the
+//!   last minutes, and losing both database hosts would lose them.
+//! - BackupVerifyFailed fires at once when the last `rampart backup verify` failed: a
+//!   backup that does not restore to what the source held is no backup.
 //! - `group_wait` 10 s (1 s), `group_interval` 1 m (5 s), `repeat_interval` 4 h (1 h):
 //!   Alertmanager groups nothing (`group_by: ['...']`): its only receiver is the
 //!   dashboard, which records each alert, so each alert is sent on its own and quickly.
@@ -163,6 +172,9 @@ pub mod alert {
     pub const SEMI_SYNC_OFF: &str = "SemiSyncOff";
     pub const KEEPER_ETCD_DOWN: &str = "KeeperCannotReachEtcd";
     pub const LB_PAIR_DEGRADED: &str = "LoadBalancerPairDegraded";
+    pub const BACKUP_TOO_OLD: &str = "BackupTooOld";
+    pub const BINLOG_ARCHIVE_LAGGING: &str = "BinlogArchiveLagging";
+    pub const BACKUP_VERIFY_FAILED: &str = "BackupVerifyFailed";
     /// Every alert, in the order of the rules file.
     pub const ALL: &[&str] = &[
         TRAFFIC_ANOMALY,
@@ -179,6 +191,9 @@ pub mod alert {
         SEMI_SYNC_OFF,
         KEEPER_ETCD_DOWN,
         LB_PAIR_DEGRADED,
+        BACKUP_TOO_OLD,
+        BINLOG_ARCHIVE_LAGGING,
+        BACKUP_VERIFY_FAILED,
     ];
 }
 
@@ -242,6 +257,12 @@ pub struct MonitorSettings {
     /// BACKUP within this lookback.
     pub lb_pair_lookback: Duration,
     pub lb_pair_for: Duration,
+    /// BackupTooOld: the newest backup finished longer ago than this.
+    pub backup_max_age: Duration,
+    pub backup_for: Duration,
+    /// BinlogArchiveLagging: the archive behind the primary for longer than this.
+    pub archive_lag_max: Duration,
+    pub archive_lag_for: Duration,
 
     /// Alertmanager: wait before the first notification of a new alert.
     pub group_wait: Duration,
@@ -295,6 +316,10 @@ impl Default for MonitorSettings {
             keeper_etcd_for: secs(30),
             lb_pair_lookback: secs(MINUTE),
             lb_pair_for: secs(MINUTE),
+            backup_max_age: secs(3 * HOUR),
+            backup_for: secs(10 * MINUTE),
+            archive_lag_max: secs(5 * MINUTE),
+            archive_lag_for: secs(5 * MINUTE),
             group_wait: secs(10),
             group_interval: secs(MINUTE),
             repeat_interval: secs(4 * HOUR),
@@ -332,6 +357,10 @@ impl MonitorSettings {
             keeper_etcd_for: secs(10),
             lb_pair_lookback: secs(10),
             lb_pair_for: secs(10),
+            backup_max_age: secs(5 * MINUTE),
+            backup_for: secs(10),
+            archive_lag_max: secs(30),
+            archive_lag_for: secs(10),
             group_wait: secs(1),
             group_interval: secs(5),
             repeat_interval: secs(HOUR),
@@ -424,6 +453,7 @@ pub fn prometheus_config(
     s: &MonitorSettings,
     rules_file: &Path,
     alertmanager: &str,
+    am_tls: Option<&TlsClient<'_>>,
     etcd: &[String],
 ) -> String {
     let mut o = String::new();
@@ -440,10 +470,11 @@ pub fn prometheus_config(
     );
     let _ = writeln!(o, "rule_files:\n  - {}", path_str(rules_file));
     let am = yaml_str(alertmanager);
-    let _ = writeln!(
-        o,
-        "alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: [{am}]"
-    );
+    let _ = writeln!(o, "alerting:\n  alertmanagers:");
+    let _ = writeln!(o, "    - static_configs:\n        - targets: [{am}]");
+    if let Some(tls) = am_tls {
+        tls.write(&mut o, "      ");
+    }
     let _ = writeln!(
         o,
         "storage:\n  tsdb:\n    out_of_order_time_window: {}",
@@ -452,6 +483,9 @@ pub fn prometheus_config(
     let _ = writeln!(o, "scrape_configs:");
     let _ = writeln!(o, "  - job_name: alertmanager");
     let _ = writeln!(o, "    static_configs:\n      - targets: [{am}]");
+    if let Some(tls) = am_tls {
+        tls.write(&mut o, "    ");
+    }
     if !etcd.is_empty() {
         let targets: Vec<String> = etcd.iter().map(|t| yaml_str(t)).collect();
         let _ = writeln!(o, "  - job_name: etcd");
@@ -461,6 +495,45 @@ pub fn prometheus_config(
             targets.join(", ")
         );
     }
+    o
+}
+
+/// How Prometheus reaches Alertmanager over TLS: the CA its certificate chains to and
+/// Prometheus's client certificate of the monitoring plane.
+#[derive(Clone, Copy, Debug)]
+pub struct TlsClient<'a> {
+    pub ca: &'a Path,
+    pub cert: &'a Path,
+    pub key: &'a Path,
+}
+
+impl TlsClient<'_> {
+    /// `scheme: https` and the `tls_config` block, at `indent`.
+    fn write(&self, o: &mut String, indent: &str) {
+        let _ = writeln!(o, "{indent}scheme: https");
+        let _ = writeln!(o, "{indent}tls_config:");
+        let _ = writeln!(o, "{indent}  ca_file: {}", path_str(self.ca));
+        let _ = writeln!(o, "{indent}  cert_file: {}", path_str(self.cert));
+        let _ = writeln!(o, "{indent}  key_file: {}", path_str(self.key));
+    }
+}
+
+/// The `--web.config.file` of Prometheus and Alertmanager: TLS with `cert`/`key`, TLS 1.2
+/// at least, and every client must present a certificate signed by `client_ca` (the
+/// monitoring plane's CA, which signs only the gate's, the dashboard's and
+/// Prometheus's). That is their authentication: no password to hash or leak.
+pub fn web_config(cert: &Path, key: &Path, client_ca: &Path) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "# Rendered by rampart (topology::monitor); rewritten on every start."
+    );
+    let _ = writeln!(o, "tls_server_config:");
+    let _ = writeln!(o, "  cert_file: {}", path_str(cert));
+    let _ = writeln!(o, "  key_file: {}", path_str(key));
+    let _ = writeln!(o, "  client_auth_type: RequireAndVerifyClientCert");
+    let _ = writeln!(o, "  client_ca_file: {}", path_str(client_ca));
+    let _ = writeln!(o, "  min_version: TLS12");
     o
 }
 
@@ -827,6 +900,49 @@ fn alert_rules(s: &MonitorSettings) -> Vec<Alert> {
                           site is up on the other, and the next failure takes it down."
                 .to_owned(),
         },
+        Alert {
+            name: alert::BACKUP_TOO_OLD,
+            expr: format!(
+                "time() - max by (instance, job) (rampart_backup_last_success_timestamp_seconds) > {}",
+                seconds(s.backup_max_age)
+            ),
+            for_: s.backup_for,
+            severity: Critical,
+            summary: "The newest backup on {{ $labels.instance }} is {{ $value | humanizeDuration }} old"
+                .to_owned(),
+            description: format!(
+                "No backup finished in {}: the backup service is down, cannot reach a \
+                 database host, or every backup fails (rampart backup status says which). \
+                 Restores start from an ever older copy.",
+                prom_duration(s.backup_max_age)
+            ),
+        },
+        Alert {
+            name: alert::BINLOG_ARCHIVE_LAGGING,
+            expr: format!(
+                "rampart_backup_binlog_archive_lag_seconds > {}",
+                seconds(s.archive_lag_max)
+            ),
+            for_: s.archive_lag_for,
+            severity: Critical,
+            summary: "The binlog archive on {{ $labels.instance }} is {{ $value | humanizeDuration }} behind the primary"
+                .to_owned(),
+            description: "The archive does not hold the primary's latest transactions: a \
+                          restore cannot reach them, and losing both database hosts would \
+                          lose them."
+                .to_owned(),
+        },
+        Alert {
+            name: alert::BACKUP_VERIFY_FAILED,
+            expr: "rampart_backup_verify_last_result == 0".to_owned(),
+            for_: Duration::ZERO,
+            severity: Critical,
+            summary: "The last backup verify on {{ $labels.instance }} failed".to_owned(),
+            description: "Restoring the latest backup and the archive did not reproduce the \
+                          source's tables (or could not run): the backups cannot be trusted \
+                          until a verify passes."
+                .to_owned(),
+        },
     ]
 }
 
@@ -987,6 +1103,11 @@ mod tests {
             &MonitorSettings::default(),
             Path::new("/state/hosts/monitor/rules.yml"),
             "127.0.0.1:9093",
+            Some(&TlsClient {
+                ca: Path::new("/state/certs/ca.pem"),
+                cert: Path::new("/state/hosts/monitor/plane-prometheus.pem"),
+                key: Path::new("/state/hosts/monitor/plane-prometheus.key"),
+            }),
             &["198.18.9.2:2381".into(), "198.18.9.53:2381".into()],
         );
         for needle in [
@@ -994,6 +1115,8 @@ mod tests {
             "  - \"/state/hosts/monitor/rules.yml\"",
             "targets: [\"127.0.0.1:9093\"]",
             "out_of_order_time_window: 3h",
+            "targets: [\"127.0.0.1:9093\"]\n      scheme: https\n      tls_config:\n        ca_file: \"/state/certs/ca.pem\"\n        cert_file: \"/state/hosts/monitor/plane-prometheus.pem\"\n",
+            "  - job_name: alertmanager\n    static_configs:\n      - targets: [\"127.0.0.1:9093\"]\n    scheme: https\n",
             "  - job_name: etcd\n    static_configs:\n      - targets: [\"198.18.9.2:2381\", \"198.18.9.53:2381\"]\n",
         ] {
             assert!(text.contains(needle), "{needle} missing from:\n{text}");
@@ -1002,8 +1125,10 @@ mod tests {
             &MonitorSettings::default(),
             Path::new("/r.yml"),
             "127.0.0.1:9093",
+            None,
             &[],
         );
         assert!(!without.contains("etcd"), "{without}");
+        assert!(!without.contains("https"), "{without}");
     }
 }

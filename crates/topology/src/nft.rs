@@ -128,6 +128,16 @@ pub fn ruleset(t: &Topology, host: &Host) -> String {
             "\t\tip saddr {peer} ip daddr {me} ip protocol vrrp accept comment \"vrrp from the other load balancer\""
         );
     }
+    // The operator's Ansible, at the address the inventory names (the management one,
+    // else the only one), from `[deploy] ssh_from` alone.
+    if let (false, Some((_, addr))) = (t.ssh_from.is_empty(), host.segments.last()) {
+        let _ = writeln!(
+            s,
+            "\t\tip saddr {} ip daddr {addr} tcp dport {} ct state new accept comment \"ssh from the operator (deploy.ssh_from)\"",
+            set(&t.ssh_from),
+            t.ssh_port
+        );
+    }
     drop_tail(&mut s, &host.name, "input");
     let _ = writeln!(s, "\t}}");
 
@@ -172,6 +182,17 @@ pub fn ruleset(t: &Topology, host: &Host) -> String {
         let _ = writeln!(
             s,
             "\t\tip saddr {me} ip daddr {peer} ip protocol vrrp accept comment \"vrrp to the other load balancer\""
+        );
+    }
+    // sshd's side of the operator's sessions, also of the one that loads this ruleset:
+    // conntrack picks an older connection up mid-stream as new, and whichever side
+    // speaks first must pass (only sshd, privileged, sends from its port).
+    if let (false, Some((_, addr))) = (t.ssh_from.is_empty(), host.segments.last()) {
+        let _ = writeln!(
+            s,
+            "\t\tip saddr {addr} ip daddr {} tcp sport {} accept comment \"ssh to the operator (deploy.ssh_from)\"",
+            set(&t.ssh_from),
+            t.ssh_port
         );
     }
     drop_tail(&mut s, &host.name, "output");
@@ -236,6 +257,38 @@ mod tests {
         }
     }
 
+    /// `[deploy] ssh_from` opens ssh on every host at the inventory's address (the
+    /// management one, the client's public one) to those networks only; without it, no
+    /// host accepts ssh.
+    #[test]
+    fn ssh_is_open_only_to_the_operators_networks() {
+        let mut t = Topology::default_for(Mode::Isolated, 0);
+        for h in &t.hosts {
+            assert!(!ruleset(&t, h).contains("dport 22 "), "{}", h.name);
+        }
+        t.ssh_from = vec!["192.0.2.10/32".into(), "198.51.100.0/24".into()];
+        let rule = |host: &str| {
+            let h = t.host(host).unwrap();
+            ruleset(&t, h)
+                .lines()
+                .filter(|l| l.contains("ssh from the operator"))
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(
+            rule("web1"),
+            "ip saddr { 192.0.2.10/32, 198.51.100.0/24 } ip daddr 198.18.9.11 tcp dport 22 ct state new accept comment \"ssh from the operator (deploy.ssh_from)\""
+        );
+        assert!(rule("client").contains("ip daddr 203.0.113.100 tcp dport 22 "));
+        // sshd answers a session older than the ruleset (conntrack sees it as new).
+        let web1 = ruleset(&t, t.host("web1").unwrap());
+        assert!(
+            web1.contains("ip saddr 198.18.9.11 ip daddr { 192.0.2.10/32, 198.51.100.0/24 } tcp sport 22 accept"),
+            "{web1}"
+        );
+    }
+
     #[test]
     fn every_ruleset_has_the_common_frame() {
         for host in [
@@ -289,15 +342,30 @@ mod tests {
         check(
             "db1",
             &[
-                "ip saddr { 198.18.2.11, 198.18.2.12, 198.18.2.22 } ip daddr 198.18.2.21 tcp dport 3306 ct state new accept",
+                "ip saddr { 198.18.2.11, 198.18.2.12, 198.18.2.22, 198.18.2.3 } ip daddr 198.18.2.21 tcp dport 3306 ct state new accept",
                 "ip saddr 198.18.2.21 ip daddr 198.18.2.22 tcp dport 3306 ct state new accept",
+                // The backup host: its source and its keeper's status, nobody else.
+                "ip saddr 198.18.2.3 ip daddr 198.18.2.21 tcp dport 9108 ct state new accept",
+                "ip saddr 198.18.9.3 ip daddr 198.18.9.21 tcp dport 9104 ct state new accept",
             ],
-            &["dport 8443"],
+            &["dport 8443", "198.18.2.11 ip daddr 198.18.2.21 tcp dport 9108"],
+        );
+        // The backup host opens connections to the databases only, and takes none but
+        // its own host's.
+        check(
+            "backup",
+            &[
+                "ip saddr 198.18.2.3 ip daddr 198.18.2.21 tcp dport 3306 ct state new accept",
+                "ip saddr 198.18.2.3 ip daddr 198.18.2.22 tcp dport 9108 ct state new accept",
+                "ip saddr 198.18.9.3 ip daddr 198.18.9.22 tcp dport 9104 ct state new accept",
+                "ip saddr 198.18.9.3 ip daddr 198.18.9.2 tcp dport 9090 ct state new accept",
+            ],
+            &["dport 9107", "dport 8443 "],
         );
         check(
             "db2",
             &[
-                "ip saddr { 198.18.2.11, 198.18.2.12, 198.18.2.21 } ip daddr 198.18.2.22 tcp dport 3306 ct state new accept",
+                "ip saddr { 198.18.2.11, 198.18.2.12, 198.18.2.21, 198.18.2.3 } ip daddr 198.18.2.22 tcp dport 3306 ct state new accept",
                 "ip saddr 198.18.2.22 ip daddr 198.18.2.21 tcp dport 3306 ct state new accept",
             ],
             &[],

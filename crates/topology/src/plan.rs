@@ -14,9 +14,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use crate::render::{
-    agent_config, alert_webhook, alertmanager_addr, dashboard_config, dns_config,
-    keepalived_config, keeper_config, lb_config, web_config, Failover, Pace, StatePaths,
-    ETCD_CLIENT_STEM, ETCD_SERVER_STEM, VRRP_STATE_FILE,
+    agent_config, alert_webhook, alertmanager_addr, backup_config, backup_store, dashboard_config,
+    dns_config, gate_config, keepalived_config, keeper_config, lb_config, plane_stem,
+    prometheus_addr, web_config, Failover, Pace, StatePaths, AGENT_CERT_STEM, ETCD_CLIENT_STEM,
+    ETCD_SERVER_STEM, PLANE_CLIENTS, VRRP_STATE_FILE,
 };
 use crate::{monitor, nft, Host, Mode, Role, Segment, Topology};
 
@@ -40,6 +41,18 @@ pub struct Settings {
     pub uid: u32,
     /// How the keepers fail over.
     pub failover: Failover,
+    /// A tmpfs directory for what must never reach a disk (the backup host's plaintext
+    /// binlog staging): `/run/rampart` on real hosts, [`runtime_root`] under `rampart up`.
+    pub runtime: PathBuf,
+}
+
+/// `rampart up`'s [`Settings::runtime`] for state directory `state`:
+/// `/dev/shm/rampart-<uid>/<16 hex digits of a hash of state>`, one per run.
+pub fn runtime_root(state: &Path, uid: u32) -> PathBuf {
+    PathBuf::from(format!(
+        "/dev/shm/rampart-{uid}/{:016x}",
+        fnv1a64(state.as_os_str().as_encoded_bytes())
+    ))
 }
 
 /// What `rampart up` runs, host by host.
@@ -120,6 +133,9 @@ pub struct ServicePlan {
     pub quorum: Option<Probe>,
     /// Directories created private (0700) before it starts (its data directory).
     pub private_dirs: Vec<PathBuf>,
+    /// Private directories under [`Settings::runtime`] (a tmpfs): created before it
+    /// starts and removed once it stopped (`RuntimeDirectory=` on real hosts).
+    pub runtime_dirs: Vec<PathBuf>,
     /// Prefixes of environment variables removed from its environment: etcd reads
     /// `ETCD_*` as flags and exits when one duplicates a flag on its command line.
     pub env_remove_prefixes: Vec<&'static str>,
@@ -232,6 +248,16 @@ pub enum Probe {
         path: &'static str,
         body: BodyCheck,
     },
+    /// A GET over TLS, with a client certificate, answers 200 and the body passes the
+    /// check; the server is verified against `ca` under the address's IP.
+    Https {
+        addr: SocketAddr,
+        path: &'static str,
+        body: BodyCheck,
+        ca: PathBuf,
+        cert: PathBuf,
+        key: PathBuf,
+    },
     /// The database answers over its socket and has its place in replication.
     Database,
     /// A file the service writes (keepalived's VRRP state, through `rampart
@@ -276,6 +302,20 @@ pub struct Certificate {
     /// Valid as a TLS client certificate (clientAuth): mutual TLS to the web servers,
     /// etcd's peers and clients.
     pub client: bool,
+    /// Which CA signs it.
+    pub issuer: Issuer,
+}
+
+/// The CAs of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Issuer {
+    /// The run's CA (`certs/ca.pem`): every server and host certificate.
+    Site,
+    /// The monitoring plane's own CA ([`StatePaths::plane_ca`]): it signs only the
+    /// client certificates of the gate, the dashboard and Prometheus, so Prometheus and
+    /// Alertmanager, which trust only it, take no other client, whatever certificate of
+    /// the run's CA a host holds.
+    Plane,
 }
 
 impl Certificate {
@@ -306,7 +346,8 @@ pub struct DbUser {
 }
 
 pub use crate::accounts::{
-    secret_file, APP_USER, DATABASE, KEEPER_USER, MIGRATE_USER, MONITOR_USER, REPL_USER,
+    secret_file, APP_USER, BACKUP_USER, DATABASE, KEEPER_USER, MIGRATE_USER, MONITOR_USER,
+    REPL_USER,
 };
 
 /// The longest unix socket path mariadbd accepts (`sun_path` less its terminator).
@@ -336,14 +377,16 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
 
 /// The roles in start order: the monitor first, so agents find their Prometheus from
 /// their first push; the databases before the web servers, the web servers before the
-/// load balancer that checks them, the client's forward last.
-const START_ORDER: [Role; 7] = [
+/// load balancer that checks them, the backup host once the databases it pulls from
+/// run, the client's forward last.
+const START_ORDER: [Role; 8] = [
     Role::Monitor,
     Role::Dns,
     Role::DbPrimary,
     Role::DbReplica,
     Role::Web,
     Role::Lb,
+    Role::Backup,
     Role::Client,
 ];
 
@@ -479,7 +522,9 @@ fn host_plan(t: &Topology, s: &Settings, h: &Host) -> HostPlan {
             services.push(b.dashboard());
             services.push(b.alertmanager());
             services.push(b.prometheus());
+            services.push(b.gate());
         }
+        Role::Backup => services.push(b.backup()),
         Role::Client => {}
     }
     // Every host with a management address runs an agent, after its own services so
@@ -543,6 +588,7 @@ impl Builder<'_> {
             ready,
             quorum: None,
             private_dirs: Vec::new(),
+            runtime_dirs: Vec::new(),
             env_remove_prefixes: Vec::new(),
             reset_files: Vec::new(),
             pid_file: self.file(&format!("{stem}.pid")),
@@ -697,6 +743,48 @@ impl Builder<'_> {
         svc
     }
 
+    /// The backup service: `rampart backup serve`, ready once its status answers. Its
+    /// store, staging, scratch and key directories are private; it pulls from the
+    /// keepers' backup sources with its client certificate and archives the binlog with
+    /// its own account.
+    fn backup(&self) -> ServicePlan {
+        let addr = self.sock(Segment::Mgmt, self.t.ports.backup_status);
+        let path = self.file("backup.toml");
+        let launch = Launch::Process {
+            program: Program::Rampart(self.s.bin.clone()),
+            args: vec![
+                "backup".into(),
+                "serve".into(),
+                "--config".into(),
+                display(&path),
+            ],
+        };
+        let ready = Probe::Http {
+            addr,
+            path: "/status",
+            body: BodyCheck::NonEmpty,
+        };
+        let mut svc = self.service("backup", "backup", launch, ready);
+        // The plaintext of the binlog file being archived stays in memory.
+        let staging = self.s.runtime.join(&self.h.name).join("backup-staging");
+        svc.files.push(FileSpec {
+            path,
+            contents: backup_config(self.t, self.h, &self.s.state, &staging),
+            mode: CONFIG_MODE,
+        });
+        svc.ports = vec![listen("status", addr)];
+        svc.private_dirs = vec![
+            backup_store(self.t, &self.s.state, self.h),
+            self.file("scratch"),
+            self.file("keys"),
+        ];
+        svc.runtime_dirs = vec![staging];
+        svc.needs.extend(self.cert(&self.h.name));
+        svc.needs.push(self.ca());
+        svc.needs.push(self.secret(secret_file(BACKUP_USER)));
+        svc
+    }
+
     fn dns(&self) -> ServicePlan {
         let addr = self.sock(Segment::Public, self.t.ports.dns);
         let mut svc = self.rampart("dns", dns_config(self.t, self.h), Probe::Accepting(addr));
@@ -727,6 +815,11 @@ impl Builder<'_> {
         if db {
             svc.needs.push(self.secret(secret_file(MONITOR_USER)));
         }
+        if self.t.with_role(Role::Monitor).next().is_some() {
+            svc.needs.push(self.ca());
+            svc.needs
+                .extend(issued(self.s.state.agent_cert(&self.h.name)));
+        }
         svc
     }
 
@@ -737,9 +830,77 @@ impl Builder<'_> {
             dashboard_config(self.t, self.h, &self.s.state),
             Probe::Accepting(addr),
         );
-        svc.ports = vec![listen("https", addr)];
+        svc.ports = vec![
+            listen("https", addr),
+            listen(
+                "metrics",
+                self.sock(Segment::Mgmt, self.t.ports.dashboard_metrics),
+            ),
+        ];
         svc.needs.extend(self.cert(&self.h.name));
+        svc.needs.push(self.ca());
+        svc.needs
+            .extend(issued(self.s.state.plane_cert(&self.h.name, "dashboard")));
         svc
+    }
+
+    /// The ingest gate: agents push here (the management port Prometheus had), and only
+    /// writes of a host's own series reach Prometheus.
+    fn gate(&self) -> ServicePlan {
+        let addr = self.sock(Segment::Mgmt, self.t.ports.prometheus);
+        let mut svc = self.rampart(
+            "gate",
+            gate_config(self.t, self.h, &self.s.state),
+            Probe::Accepting(addr),
+        );
+        svc.ports = vec![
+            listen("ingest", addr),
+            listen(
+                "metrics",
+                self.sock(Segment::Mgmt, self.t.ports.gate_metrics),
+            ),
+        ];
+        svc.needs.extend(self.cert(&self.h.name));
+        svc.needs.push(self.ca());
+        svc.needs
+            .extend(issued(self.s.state.plane_cert(&self.h.name, "gate")));
+        svc
+    }
+
+    /// The certificate Prometheus and Alertmanager serve, the monitoring plane's CA they
+    /// check clients against, and their `--web.config.file`.
+    fn web_config(&self, name: &str) -> (FileSpec, Vec<Needed>) {
+        let state = &self.s.state;
+        let certs = state.certs();
+        let (cert, key) = (
+            certs.join(format!("{}.pem", self.h.name)),
+            certs.join(format!("{}.key", self.h.name)),
+        );
+        let file = FileSpec {
+            path: self.file(&format!("{name}-web.yml")),
+            contents: monitor::web_config(&cert, &key, &state.plane_ca()),
+            mode: CONFIG_MODE,
+        };
+        let mut needs = self.cert(&self.h.name).to_vec();
+        needs.push(Needed {
+            path: state.plane_ca(),
+            max_mode: CONFIG_MODE,
+            from: Source::Certificate,
+        });
+        (file, needs)
+    }
+
+    /// A readiness probe over TLS with the plane certificate of `who`.
+    fn plane_probe(&self, addr: SocketAddr, who: &str) -> Probe {
+        let (cert, key) = self.s.state.plane_cert(&self.h.name, who);
+        Probe::Https {
+            addr,
+            path: "/-/ready",
+            body: BodyCheck::Any,
+            ca: self.s.state.ca(),
+            cert,
+            key,
+        }
     }
 
     fn settings(&self) -> monitor::MonitorSettings {
@@ -750,7 +911,10 @@ impl Builder<'_> {
     }
 
     fn prometheus(&self) -> ServicePlan {
-        let listen_on = self.sock(Segment::Mgmt, self.t.ports.prometheus);
+        let listen_on = prometheus_addr(self.t, self.h);
+        let (web, web_needs) = self.web_config("prometheus");
+        let (am_cert, am_key) = self.s.state.plane_cert(&self.h.name, "prometheus");
+        let ca = self.s.state.ca();
         let rules = self.file("rules.yml");
         let config = self.file("prometheus.yml");
         let settings = self.settings();
@@ -777,35 +941,43 @@ impl Builder<'_> {
                     self.file("prometheus-data").display()
                 ),
                 format!("--web.listen-address={listen_on}"),
+                format!("--web.config.file={}", web.path.display()),
                 "--web.enable-remote-write-receiver".into(),
                 "--storage.tsdb.retention.time=15d".into(),
             ],
         };
-        let ready = Probe::Http {
-            addr: listen_on,
-            path: "/-/ready",
-            body: BodyCheck::Any,
-        };
+        let ready = self.plane_probe(listen_on, "gate");
         let mut svc = self.service("prometheus", "prometheus", launch, ready);
+        let am_tls = monitor::TlsClient {
+            ca: &ca,
+            cert: &am_cert,
+            key: &am_key,
+        };
+        svc.needs = web_needs;
+        svc.needs.push(self.ca());
+        svc.needs
+            .extend(issued(self.s.state.plane_cert(&self.h.name, "prometheus")));
         svc.files = vec![
+            web,
             FileSpec {
                 contents: monitor::rules(&settings),
                 path: rules.clone(),
                 mode: CONFIG_MODE,
             },
             FileSpec {
-                contents: monitor::prometheus_config(&settings, &rules, &am, &etcd),
+                contents: monitor::prometheus_config(&settings, &rules, &am, Some(&am_tls), &etcd),
                 path: config,
                 mode: CONFIG_MODE,
             },
         ];
-        svc.ports = vec![listen("ingest", listen_on)];
+        svc.ports = vec![listen("api", listen_on)];
         svc
     }
 
     fn alertmanager(&self) -> ServicePlan {
         let addr = alertmanager_addr(self.t, self.h);
         let config = self.file("alertmanager.yml");
+        let (web, web_needs) = self.web_config("alertmanager");
         let (url, token) = alert_webhook(self.t, self.h, &self.s.state);
         let launch = Launch::Process {
             program: Program::Packaged {
@@ -819,34 +991,33 @@ impl Builder<'_> {
                     self.file("alertmanager-data").display()
                 ),
                 format!("--web.listen-address={addr}"),
+                format!("--web.config.file={}", web.path.display()),
                 // No gossip port: one Alertmanager, nothing listening on 0.0.0.0.
                 "--cluster.listen-address=".into(),
             ],
         };
-        let ready = Probe::Http {
-            addr,
-            path: "/-/ready",
-            body: BodyCheck::Any,
-        };
+        let ready = self.plane_probe(addr, "prometheus");
         let mut svc = self.service("alertmanager", "alertmanager", launch, ready);
-        svc.files = vec![FileSpec {
-            contents: monitor::alertmanager_config(
-                &self.settings(),
-                &url,
-                &token,
-                &self.s.state.ca(),
-            ),
-            path: config,
-            mode: CONFIG_MODE,
-        }];
-        svc.needs = vec![
-            self.ca(),
-            Needed {
-                path: token,
-                max_mode: SECRET_MODE,
-                from: Source::Service("dashboard"),
+        svc.files = vec![
+            web,
+            FileSpec {
+                contents: monitor::alertmanager_config(
+                    &self.settings(),
+                    &url,
+                    &token,
+                    &self.s.state.ca(),
+                ),
+                path: config,
+                mode: CONFIG_MODE,
             },
         ];
+        svc.needs = web_needs;
+        svc.needs.push(self.ca());
+        svc.needs.push(Needed {
+            path: token,
+            max_mode: SECRET_MODE,
+            from: Source::Service("dashboard"),
+        });
         svc.ports = vec![listen("api", addr)];
         svc
     }
@@ -986,16 +1157,39 @@ impl Builder<'_> {
                 body: BodyCheck::Contains("\"ready\":true".into()),
             },
         );
+        let socket = db_socket(&self.dir, self.s.uid);
         svc.files.push(FileSpec {
             path: self.file("keeper.toml"),
-            contents: keeper_config(t, self.h, &self.s.state, server_id, &self.s.failover),
+            contents: keeper_config(
+                t,
+                self.h,
+                &self.s.state,
+                server_id,
+                &self.s.failover,
+                &socket,
+            ),
             mode: CONFIG_MODE,
         });
         svc.ports = vec![listen("mysql", addr), listen("keeper", status)];
-        svc.needs = [APP_USER, MIGRATE_USER, REPL_USER, MONITOR_USER, KEEPER_USER]
-            .into_iter()
-            .map(|u| self.secret(secret_file(u)))
-            .collect();
+        if t.with_role(Role::Backup).next().is_some() {
+            svc.ports.push(listen(
+                "backup-source",
+                self.sock(Segment::Data, t.ports.backup_source),
+            ));
+        }
+        // Every account's password: the bootstrap creates them all, the backup host's
+        // too (with or without a backup host, so adding one later needs no new secret).
+        svc.needs = [
+            APP_USER,
+            MIGRATE_USER,
+            REPL_USER,
+            MONITOR_USER,
+            KEEPER_USER,
+            BACKUP_USER,
+        ]
+        .into_iter()
+        .map(|u| self.secret(secret_file(u)))
+        .collect();
         svc.needs.extend(self.cert(&self.h.name));
         svc.needs.push(self.ca());
         svc.needs
@@ -1074,6 +1268,7 @@ fn certificates(t: &Topology, state: &StatePaths) -> Vec<Certificate> {
         names,
         server: true,
         client,
+        issuer: Issuer::Site,
     };
     let mut v = vec![cert("site", t.site_names.clone(), false)];
     for h in t
@@ -1094,6 +1289,13 @@ fn certificates(t: &Topology, state: &StatePaths) -> Vec<Certificate> {
             vec![h.name.clone(), t.addr(h, Segment::Data).to_string()],
             false,
         ));
+    }
+    // The backup host's: a client certificate only, for the keepers' backup sources.
+    for b in t.with_role(Role::Backup) {
+        v.push(cert(&b.name, vec![b.name.clone()], true));
+        if let Some(c) = v.last_mut() {
+            c.server = false;
+        }
     }
     if let Some(m) = t.with_role(Role::Monitor).next() {
         let mut names = vec![m.name.clone(), "localhost".into(), "127.0.0.1".into()];
@@ -1118,6 +1320,7 @@ fn certificates(t: &Topology, state: &StatePaths) -> Vec<Certificate> {
             names,
             server: true,
             client: true,
+            issuer: Issuer::Site,
         });
     }
     for c in t.etcd_clients() {
@@ -1127,7 +1330,36 @@ fn certificates(t: &Topology, state: &StatePaths) -> Vec<Certificate> {
             names: vec![c.name.clone()],
             server: false,
             client: true,
+            issuer: Issuer::Site,
         });
+    }
+    // Every host's agent: its credentials at the ingest gate, which lets it write only
+    // series whose `instance` is one of these names.
+    if t.with_role(Role::Monitor).next().is_some() {
+        for h in &t.hosts {
+            let (pem, _) = state.agent_cert(&h.name);
+            v.push(Certificate {
+                dir: pem.parent().map(Path::to_path_buf).unwrap_or_default(),
+                stem: AGENT_CERT_STEM.into(),
+                names: vec![h.name.clone()],
+                server: false,
+                client: true,
+                issuer: Issuer::Site,
+            });
+        }
+    }
+    // The monitoring plane's clients, on the monitor host.
+    if let Some(m) = t.with_role(Role::Monitor).next() {
+        for who in PLANE_CLIENTS {
+            v.push(Certificate {
+                dir: state.host(&m.name),
+                stem: plane_stem(who),
+                names: vec![format!("{who}.plane.rampart")],
+                server: false,
+                client: true,
+                issuer: Issuer::Plane,
+            });
+        }
     }
     v
 }
@@ -1154,6 +1386,8 @@ fn db_users(t: &Topology) -> Vec<DbUser> {
         sources(t, &[Role::DbPrimary, Role::DbReplica], Segment::Data),
         // Each keeper talks to its own server on the server's data address.
         sources(t, &[Role::DbPrimary, Role::DbReplica], Segment::Data),
+        // The backup host archives the binlog and checksums tables from its data address.
+        sources(t, &[Role::Backup], Segment::Data),
         true,
     )
 }
@@ -1162,13 +1396,16 @@ fn db_users(t: &Topology) -> Vec<DbUser> {
 /// application (`app_hosts`) reads and writes rows; migrations change the schema but can
 /// neither drop nor delete; the replicas (`replica_hosts`) replicate; the agents
 /// (`monitor_hosts`, and always `localhost` for the socket) see status, never
-/// application data, with at most three connections. With `require_tls`, every account
-/// but the socket's must connect over TLS.
+/// application data, with at most three connections; the backup host (`backup_hosts`)
+/// reads the binlog as a replica would and the application's tables for verify's
+/// checksums, with at most four connections, and writes nothing. With `require_tls`,
+/// every account but the socket's must connect over TLS.
 pub fn db_users_from(
     app_hosts: Vec<String>,
     replica_hosts: Vec<String>,
     mut monitor_hosts: Vec<String>,
     keeper_hosts: Vec<String>,
+    backup_hosts: Vec<String>,
     require_tls: bool,
 ) -> Vec<DbUser> {
     let on_db = |privileges: &str| format!("{privileges} ON `{DATABASE}`.*");
@@ -1229,6 +1466,17 @@ pub fn db_users_from(
             max_connections: Some(4),
             require_tls,
         },
+        DbUser {
+            name: BACKUP_USER,
+            secret: secret_file(BACKUP_USER),
+            hosts: backup_hosts,
+            grants: vec![
+                "REPLICATION SLAVE, BINLOG MONITOR ON *.*".into(),
+                on_db("SELECT"),
+            ],
+            max_connections: Some(4),
+            require_tls,
+        },
     ]
 }
 
@@ -1246,6 +1494,7 @@ mod tests {
             dashboard_publish: 9443,
             uid: 1000,
             failover: Failover::default(),
+            runtime: PathBuf::from("/run/st"),
         }
     }
 
@@ -1284,7 +1533,14 @@ mod tests {
         check(
             &local(),
             "monitor",
-            &["etcd", "dashboard", "alertmanager", "prometheus", "agent"],
+            &[
+                "etcd",
+                "dashboard",
+                "alertmanager",
+                "prometheus",
+                "gate",
+                "agent",
+            ],
         );
         check(
             &isolated(),
@@ -1294,6 +1550,7 @@ mod tests {
                 "dashboard",
                 "alertmanager",
                 "prometheus",
+                "gate",
                 "agent",
                 "dashboard-forward",
             ],
@@ -1313,11 +1570,11 @@ mod tests {
             |p: &Plan| -> Vec<String> { p.start_order().iter().map(|h| h.name.clone()).collect() };
         assert_eq!(
             names(&isolated()),
-            ["monitor", "dns", "db1", "db2", "web1", "web2", "lb1", "client"]
+            ["monitor", "dns", "db1", "db2", "web1", "web2", "lb1", "backup", "client"]
         );
         assert_eq!(
             names(&local()),
-            ["monitor", "dns", "db1", "db2", "web1", "web2", "lb1"]
+            ["monitor", "dns", "db1", "db2", "web1", "web2", "lb1", "backup"]
         );
         // The etcd members start before all of them, together.
         let quorum: Vec<String> = isolated()
@@ -1389,7 +1646,8 @@ mod tests {
             &[
                 "--config.file=/st/hosts/monitor/prometheus.yml",
                 "--storage.tsdb.path=/st/hosts/monitor/prometheus-data",
-                "--web.listen-address=198.18.9.2:9090",
+                "--web.listen-address=127.0.0.1:9091",
+                "--web.config.file=/st/hosts/monitor/prometheus-web.yml",
                 "--web.enable-remote-write-receiver",
                 "--storage.tsdb.retention.time=15d",
             ],
@@ -1405,6 +1663,7 @@ mod tests {
                 "--config.file=/st/hosts/monitor/alertmanager.yml",
                 "--storage.path=/st/hosts/monitor/alertmanager-data",
                 "--web.listen-address=127.0.0.1:9093",
+                "--web.config.file=/st/hosts/monitor/alertmanager-web.yml",
                 "--cluster.listen-address=",
             ],
         );
@@ -1583,7 +1842,7 @@ mod tests {
                 .host("monitor")
                 .and_then(|h| h.service("prometheus"))
                 .unwrap();
-            let config = &prometheus.files[1].contents;
+            let config = &prometheus.files[2].contents;
             let metrics: Vec<String> = p
                 .hosts
                 .iter()
@@ -1682,13 +1941,29 @@ mod tests {
             &i,
             "db1",
             "mariadb",
-            &["mysql:198.18.2.21:3306", "keeper:198.18.9.21:9104"],
+            &[
+                "mysql:198.18.2.21:3306",
+                "keeper:198.18.9.21:9104",
+                "backup-source:198.18.2.21:9108",
+            ],
         );
+        check(&i, "backup", "backup", &["status:198.18.9.3:9107"]);
         check(&i, "dns", "dns", &["dns:203.0.113.53:53"]);
         check(&i, "dns", "agent", &["metrics:198.18.9.53:9100"]);
-        check(&i, "monitor", "prometheus", &["ingest:198.18.9.2:9090"]);
+        check(&i, "monitor", "prometheus", &["api:127.0.0.1:9091"]);
+        check(
+            &i,
+            "monitor",
+            "gate",
+            &["ingest:198.18.9.2:9090", "metrics:198.18.9.2:9096"],
+        );
         check(&i, "monitor", "alertmanager", &["api:127.0.0.1:9093"]);
-        check(&i, "monitor", "dashboard", &["https:198.18.9.2:3000"]);
+        check(
+            &i,
+            "monitor",
+            "dashboard",
+            &["https:198.18.9.2:3000", "metrics:198.18.9.2:3001"],
+        );
         check(&i, "client", "forward", &["forward:127.0.0.1:8443"]);
         check(
             &i,
@@ -1849,6 +2124,7 @@ mod tests {
         assert_eq!(
             files("monitor", "prometheus"),
             [
+                "/st/hosts/monitor/prometheus-web.yml 644",
                 "/st/hosts/monitor/rules.yml 644",
                 "/st/hosts/monitor/prometheus.yml 644"
             ]
@@ -1885,9 +2161,31 @@ mod tests {
         );
         assert_eq!(
             needs("db2", "agent"),
-            ["/st/secrets/db-monitor.password 600"]
+            [
+                "/st/secrets/db-monitor.password 600",
+                "/st/certs/ca.pem 644",
+                "/st/hosts/db2/agent.pem 644",
+                "/st/hosts/db2/agent.key 600",
+            ]
         );
-        assert_eq!(needs("web2", "agent"), Vec::<String>::new());
+        assert_eq!(
+            needs("web2", "agent"),
+            [
+                "/st/certs/ca.pem 644",
+                "/st/hosts/web2/agent.pem 644",
+                "/st/hosts/web2/agent.key 600",
+            ]
+        );
+        assert_eq!(
+            needs("monitor", "gate"),
+            [
+                "/st/certs/monitor.pem 644",
+                "/st/certs/monitor.key 600",
+                "/st/certs/ca.pem 644",
+                "/st/hosts/monitor/plane-gate.pem 644",
+                "/st/hosts/monitor/plane-gate.key 600",
+            ]
+        );
         assert_eq!(
             needs("dns", "etcd"),
             [
@@ -1899,8 +2197,11 @@ mod tests {
         assert_eq!(
             needs("monitor", "alertmanager"),
             [
+                "/st/certs/monitor.pem 644",
+                "/st/certs/monitor.key 600",
+                "/st/certs/plane-ca.pem 644",
                 "/st/certs/ca.pem 644",
-                "/st/hosts/monitor/alert-webhook.token 600"
+                "/st/hosts/monitor/alert-webhook.token 600",
             ]
         );
         // Every file a service needs is issued, a secret, or made by a service that
@@ -1912,7 +2213,10 @@ mod tests {
                 let (cert, key) = c.files();
                 [cert, key]
             })
-            .chain([PathBuf::from("/st/certs/ca.pem")])
+            .chain([
+                PathBuf::from("/st/certs/ca.pem"),
+                PathBuf::from("/st/certs/plane-ca.pem"),
+            ])
             .collect();
         for h in &p.hosts {
             for (i, s) in h.services.iter().enumerate() {
@@ -1987,6 +2291,7 @@ mod tests {
                 "rampart_repl from 198.18.2.21 198.18.2.22 (db-repl.password): REPLICATION SLAVE ON *.*",
                 "rampart_monitor from 198.18.2.21 198.18.2.22 localhost (db-monitor.password): PROCESS, BINLOG MONITOR, REPLICA MONITOR ON *.*; SELECT ON `performance_schema`.* max 3",
                 "rampart_keeper from 198.18.2.21 198.18.2.22 (db-keeper.password): READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN, REPLICA MONITOR, BINLOG MONITOR, CONNECTION ADMIN, PROCESS, RELOAD ON *.* max 4",
+                "rampart_backup from 198.18.2.3 (db-backup.password): REPLICATION SLAVE, BINLOG MONITOR ON *.*; SELECT ON `foobar`.* max 4",
             ]
         );
         // Every account of a run takes TLS only (but the socket's, see infra's users).
@@ -2015,7 +2320,16 @@ mod tests {
                         (false, true) => "client",
                         (false, false) => "none",
                     };
-                    format!("{} {} {usage}", c.files().0.display(), c.names.join(","))
+                    let plane = if c.issuer == Issuer::Plane {
+                        " plane"
+                    } else {
+                        ""
+                    };
+                    format!(
+                        "{} {} {usage}{plane}",
+                        c.files().0.display(),
+                        c.names.join(",")
+                    )
                 })
                 .collect()
         };
@@ -2028,6 +2342,7 @@ mod tests {
                 "/st/certs/web2.pem web2 server+client",
                 "/st/certs/db1.pem db1,198.18.2.21 server",
                 "/st/certs/db2.pem db2,198.18.2.22 server",
+                "/st/certs/backup.pem backup client",
                 "/st/certs/monitor.pem monitor,localhost,127.0.0.1,198.18.9.2 server",
                 "/st/hosts/monitor/etcd-server.pem monitor,198.18.9.2 server+client",
                 "/st/hosts/dns/etcd-server.pem dns,198.18.9.53 server+client",
@@ -2036,6 +2351,18 @@ mod tests {
                 "/st/hosts/web2/etcd-client.pem web2 client",
                 "/st/hosts/db1/etcd-client.pem db1 client",
                 "/st/hosts/db2/etcd-client.pem db2 client",
+                "/st/hosts/client/agent.pem client client",
+                "/st/hosts/dns/agent.pem dns client",
+                "/st/hosts/lb1/agent.pem lb1 client",
+                "/st/hosts/web1/agent.pem web1 client",
+                "/st/hosts/web2/agent.pem web2 client",
+                "/st/hosts/db1/agent.pem db1 client",
+                "/st/hosts/db2/agent.pem db2 client",
+                "/st/hosts/monitor/agent.pem monitor client",
+                "/st/hosts/backup/agent.pem backup client",
+                "/st/hosts/monitor/plane-gate.pem gate.plane.rampart client plane",
+                "/st/hosts/monitor/plane-dashboard.pem dashboard.plane.rampart client plane",
+                "/st/hosts/monitor/plane-prometheus.pem prometheus.plane.rampart client plane",
             ]
         );
         // Local mode: a member's peers see its connections come from 127.0.0.1.

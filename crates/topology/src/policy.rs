@@ -124,6 +124,10 @@ impl Topology {
             .with_role(Role::DbPrimary)
             .chain(self.with_role(Role::DbReplica))
             .collect();
+        // The backup host archives the binlog from (and checksums tables on) whichever
+        // server leads, pulls backups from the keepers' sources, and asks the keepers
+        // which server leads.
+        let backups = names(self.with_role(Role::Backup));
         for db in &dbs {
             let mut from = webs.clone();
             from.extend(
@@ -131,6 +135,7 @@ impl Topology {
                     .filter(|o| o.name != db.name)
                     .map(|o| o.name.clone()),
             );
+            from.extend(backups.iter().cloned());
             add(
                 &db.name,
                 Proto::Tcp,
@@ -139,6 +144,24 @@ impl Topology {
                 From::Hosts(from),
                 "mysql",
             );
+            if !backups.is_empty() {
+                add(
+                    &db.name,
+                    Proto::Tcp,
+                    p.backup_source,
+                    Segment::Data,
+                    From::Hosts(backups.clone()),
+                    "backup source",
+                );
+                add(
+                    &db.name,
+                    Proto::Tcp,
+                    p.keeper,
+                    Segment::Mgmt,
+                    From::Hosts(backups.clone()),
+                    "keeper status",
+                );
+            }
         }
         for mon in self.with_role(Role::Monitor) {
             let agents: Vec<String> = self

@@ -11,7 +11,9 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::accounts::{secret_file, APP_USER, KEEPER_USER, MIGRATE_USER, MONITOR_USER, REPL_USER};
+use crate::accounts::{
+    secret_file, APP_USER, BACKUP_USER, KEEPER_USER, MIGRATE_USER, MONITOR_USER, REPL_USER,
+};
 use crate::{Host, Mode, Role, Segment, Topology};
 
 /// Where things live in the state directory. Every path `rampart up` uses comes from
@@ -56,6 +58,26 @@ impl StatePaths {
     pub fn etcd_client_cert(&self, host: &str) -> (PathBuf, PathBuf) {
         self.host_cert(host, ETCD_CLIENT_STEM)
     }
+    /// A host's agent certificate and key, `hosts/<host>/agent.pem` and `.key` (0600),
+    /// clientAuth only, named after the host: its credentials at the ingest gate.
+    pub fn agent_cert(&self, host: &str) -> (PathBuf, PathBuf) {
+        self.host_cert(host, AGENT_CERT_STEM)
+    }
+    /// The monitoring plane's CA directory (`certs/plane`: `ca.pem`, `ca.key`), apart
+    /// from the run's CA.
+    pub fn plane_ca_dir(&self) -> PathBuf {
+        self.certs().join("plane")
+    }
+    /// The monitoring plane CA's certificate as Prometheus and Alertmanager read it:
+    /// `certs/plane-ca.pem`, a copy of `certs/plane/ca.pem` next to the run's CA.
+    pub fn plane_ca(&self) -> PathBuf {
+        self.certs().join("plane-ca.pem")
+    }
+    /// A monitoring plane client's certificate and key on the monitor host
+    /// (`hosts/<monitor>/plane-<who>.pem`): `who` is one of [`PLANE_CLIENTS`].
+    pub fn plane_cert(&self, monitor: &str, who: &str) -> (PathBuf, PathBuf) {
+        self.host_cert(monitor, &plane_stem(who))
+    }
     fn host_cert(&self, host: &str, stem: &str) -> (PathBuf, PathBuf) {
         let dir = self.host(host);
         (
@@ -69,6 +91,15 @@ impl StatePaths {
 pub const ETCD_SERVER_STEM: &str = "etcd-server";
 /// The stem of an etcd client host's certificate in its host's directory.
 pub const ETCD_CLIENT_STEM: &str = "etcd-client";
+/// The stem of a host's agent certificate in its host's directory.
+pub const AGENT_CERT_STEM: &str = "agent";
+/// The monitoring plane's clients: the gate writes to Prometheus, the dashboard queries
+/// it, Prometheus sends alerts to Alertmanager.
+pub const PLANE_CLIENTS: [&str; 3] = ["gate", "dashboard", "prometheus"];
+/// The stem of a monitoring plane client's certificate.
+pub fn plane_stem(who: &str) -> String {
+    format!("plane-{who}")
+}
 
 /// Quotes a string as a TOML basic string: the YAML double-quoted scalar of the monitor
 /// configs is one too (the same escapes), so both file kinds share one quoting.
@@ -262,23 +293,33 @@ impl Default for Failover {
 /// The `rampart keeper` config of database host `host`, whose server's base id is
 /// `server_id`: its status listener (its own host only), its server and accounts, the
 /// other database servers, the etcd cluster and its client certificate. The initial
-/// primary is the bootstrap host.
+/// primary is the bootstrap host. With a backup host, the keeper also serves it the
+/// backup source (server `socket`, data directory `<host dir>/data`) and lets it read its
+/// status (which server leads).
 pub fn keeper_config(
     t: &Topology,
     host: &Host,
     state: &StatePaths,
     server_id: u32,
     failover: &Failover,
+    socket: &Path,
 ) -> String {
     let secrets = state.secrets();
     let (cert, key) = state.etcd_client_cert(&host.name);
+    let backup = t.with_role(Role::Backup).next();
+    let mut status_from = itself(t, host);
+    if let Some(b) = backup {
+        status_from.push(t.source_addr(b, Segment::Mgmt).to_string());
+        status_from.sort();
+        status_from.dedup();
+    }
     let mut s = Toml::new();
     s.str("host", &host.name)
         .raw("server_id", server_id)
         .raw("bootstrap", host.role == Role::DbPrimary)
         .table("listen")
         .str("status", t.sock(host, Segment::Mgmt, t.ports.keeper))
-        .list("allow_from", &itself(t, host))
+        .list("allow_from", &status_from)
         .table("mariadb")
         .str("addr", t.sock(host, Segment::Data, t.ports.db))
         .str("user", KEEPER_USER)
@@ -310,6 +351,78 @@ pub fn keeper_config(
             "semi_sync_fallback",
             format_args!("{}ms", fallback.as_millis()),
         );
+    }
+    if let Some(b) = backup {
+        let dir = state.host(&host.name);
+        let (cert, key) = cert_and_key(state, &host.name);
+        s.table("backup")
+            .comment(
+                "mariadb-backup streams for the backup host (mutual TLS, its certificate only).",
+            )
+            .str("listen", t.sock(host, Segment::Data, t.ports.backup_source))
+            .list("allow_from", &[t.source_addr(b, Segment::Data).to_string()])
+            .path("cert", &cert)
+            .path("key", &key)
+            .path("ca", &state.ca())
+            .list("clients", std::slice::from_ref(&b.name))
+            .path("socket", socket)
+            .path("datadir", &dir.join("data"))
+            .path("workdir", &dir.join("backup-work"));
+    }
+    s.finish()
+}
+
+/// Where backup host `host` keeps its store: the topology's `[backup] store`, or
+/// `store/` in its directory.
+pub fn backup_store(t: &Topology, state: &StatePaths, host: &Host) -> PathBuf {
+    t.backup_store
+        .clone()
+        .unwrap_or_else(|| state.host(&host.name).join("store"))
+}
+
+/// The `rampart backup serve` config of backup host `host`: its status listener (its own
+/// host only), the store under its directory (sealed files; the key beside it, never
+/// inside), `staging` for the plaintext binlog being archived (a tmpfs), the schedule's
+/// defaults (daily full, hourly incremental, daily verify), the
+/// archive's account over verified TLS, its client certificate for the keepers' backup
+/// sources, and every database server with its keeper.
+pub fn backup_config(t: &Topology, host: &Host, state: &StatePaths, staging: &Path) -> String {
+    let dir = state.host(&host.name);
+    let (cert, key) = cert_and_key(state, &host.name);
+    let mut s = Toml::new();
+    s.str("host", &host.name)
+        .table("listen")
+        .str("status", t.sock(host, Segment::Mgmt, t.ports.backup_status))
+        .list("allow_from", &itself(t, host))
+        .table("store")
+        .path("dir", &backup_store(t, state, host))
+        .path("key_file", &dir.join("keys").join("backup.key"))
+        .path("staging", staging)
+        .path("scratch", &dir.join("scratch"))
+        .raw("keep_full", 7)
+        .str("max_age", "14d")
+        .table("schedule")
+        .str("full_every", "24h")
+        .str("incremental_every", "1h")
+        .str("verify_every", "24h")
+        .table("archive")
+        .str("user", BACKUP_USER)
+        .path(
+            "password_file",
+            &state.secrets().join(secret_file(BACKUP_USER)),
+        )
+        .path("ca", &state.ca())
+        .str("tick", "1s")
+        .table("tls")
+        .path("ca", &state.ca())
+        .path("cert", &cert)
+        .path("key", &key);
+    for db in database_hosts(t) {
+        s.table("[[servers]]")
+            .str("host", &db.name)
+            .str("mysql", t.sock(db, Segment::Data, t.ports.db))
+            .str("keeper", t.sock(db, Segment::Mgmt, t.ports.keeper))
+            .str("source", t.sock(db, Segment::Data, t.ports.backup_source));
     }
     s.finish()
 }
@@ -367,9 +480,42 @@ pub fn lb_config(t: &Topology, host: &Host, state: &StatePaths) -> String {
             )
             .raw("rate_limit_per_second", "0.0");
     }
+    waf_tables(&mut s);
     s.table("log")
         .path("access_log", &dir.join("access.log"))
         .finish()
+}
+
+/// The built-in topology's WAF: Debian's CRS 3.3.4 (the `modsecurity-crs` package) in
+/// block mode at paranoia level 1, with the foobar application's one exclusion.
+fn waf_tables(s: &mut Toml) {
+    s.table("waf")
+        .comment(
+            "The OWASP Core Rule Set from Debian's modsecurity-crs, blocking at paranoia level 1.",
+        )
+        .str("mode", "block")
+        .raw("paranoia_level", 1)
+        .comment(
+            "The API parses bodies with the same strict JSON parser as the WAF: what the WAF\n\
+             cannot parse, the API refuses itself with its documented 400 `malformed_json`.\n\
+             The WAF still inspects such a body, as raw text.",
+        )
+        .str("body_error", "pass")
+        .table("[[waf.exclusions]]")
+        .comment(
+            "A message's body is free text: people write quotes, dashes and SQL words in prose\n\
+             (\"I'll take the 'select' menu -- ok?\" scores as SQL injection, 942190). The\n\
+             application stores it through a prepared statement with bound parameters and\n\
+             escapes it in HTML, so the SQL injection rules are taken off that one field;\n\
+             every other rule, XSS included, still inspects it.",
+        )
+        .str("path_prefix", "/api/messages")
+        .list("tags", &["attack-sqli".to_owned()])
+        .list("targets", &["ARGS:json.body".to_owned()])
+        .str(
+            "reason",
+            "message bodies are free text stored with bound parameters and escaped on output",
+        );
 }
 
 /// How often agents collect and push, and how fast the rules react: production values,
@@ -405,9 +551,14 @@ pub fn agent_config(
         )
         .path("state_dir", &dir.join("agent"));
     if let Some(monitor) = t.with_role(Role::Monitor).next() {
+        // Through the ingest gate, with this host's own certificate.
         let ingest = t.sock(monitor, Segment::Mgmt, t.ports.prometheus);
+        let (cert, key) = state.agent_cert(&host.name);
         s.table("push")
-            .str("url", format_args!("http://{ingest}/api/v1/write"));
+            .str("url", format_args!("https://{ingest}/api/v1/write"))
+            .path("ca", &state.ca())
+            .path("cert", &cert)
+            .path("key", &key);
     }
     s.table("listen")
         .str(
@@ -433,6 +584,22 @@ pub fn agent_config(
         // Which of the pair holds the floating address.
         s.table("vrrp")
             .path("state_file", &dir.join(VRRP_STATE_FILE));
+    }
+    if host.role == Role::Monitor {
+        // The dashboard's requests, logins, sessions, webhook calls and queries.
+        let metrics = t.sock(host, Segment::Mgmt, t.ports.dashboard_metrics);
+        s.table("[[scrape]]")
+            .str("job", "dashboard")
+            .str("url", format_args!("http://{metrics}/metrics"));
+        // The ingest gate's own metrics (port gate_metrics) are not scraped yet: the
+        // agent writes one `up` family per scrape job, which promtool refuses with two.
+    }
+    if host.role == Role::Backup {
+        // Backup ages, sizes and durations, the archive's lag, verify results.
+        let status = t.sock(host, Segment::Mgmt, t.ports.backup_status);
+        s.table("[[scrape]]")
+            .str("job", "backup")
+            .str("url", format_args!("http://{status}/metrics"));
     }
     if matches!(host.role, Role::DbPrimary | Role::DbReplica) {
         // The keeper's role, epoch, sync standby and semi-sync state.
@@ -466,6 +633,50 @@ pub fn alertmanager_addr(t: &Topology, monitor: &Host) -> std::net::SocketAddr {
     }
 }
 
+/// Where Prometheus listens: only the monitor host reaches it (the gate and the
+/// dashboard), on loopback in isolated mode and on the monitor's own loopback address
+/// in local mode, with TLS and the monitoring plane's client certificates required.
+pub fn prometheus_addr(t: &Topology, monitor: &Host) -> std::net::SocketAddr {
+    match t.mode {
+        Mode::Isolated => std::net::SocketAddr::from(([127, 0, 0, 1], t.ports.prometheus_internal)),
+        Mode::Local => std::net::SocketAddr::new(monitor.local.into(), t.ports.prometheus_internal),
+    }
+}
+
+/// The ingest gate's config: agents' remote write on the monitor's management address
+/// (where Prometheus used to take it), each host's certificate of the run's CA
+/// required; accepted writes go to Prometheus with the gate's plane certificate.
+pub fn gate_config(t: &Topology, host: &Host, state: &StatePaths) -> String {
+    let (cert, key) = cert_and_key(state, &host.name);
+    let (up_cert, up_key) = state.plane_cert(&host.name, "gate");
+    let mut senders: Vec<String> = t
+        .hosts
+        .iter()
+        .map(|h| t.source_addr(h, Segment::Mgmt).to_string())
+        .collect();
+    senders.sort();
+    senders.dedup();
+    Toml::new()
+        .table("listen")
+        .str("addr", t.sock(host, Segment::Mgmt, t.ports.prometheus))
+        .list("allow_from", &senders)
+        .str("metrics", t.sock(host, Segment::Mgmt, t.ports.gate_metrics))
+        .list("metrics_allow_from", &itself(t, host))
+        .table("tls")
+        .path("cert", &cert)
+        .path("key", &key)
+        .path("client_ca", &state.ca())
+        .table("upstream")
+        .str(
+            "url",
+            format_args!("https://{}/api/v1/write", prometheus_addr(t, host)),
+        )
+        .path("ca", &state.ca())
+        .path("cert", &up_cert)
+        .path("key", &up_key)
+        .finish()
+}
+
 /// The dashboard's webhook for Alertmanager and the token file it checks.
 pub fn alert_webhook(t: &Topology, monitor: &Host, state: &StatePaths) -> (String, PathBuf) {
     (
@@ -484,18 +695,27 @@ pub fn dashboard_config(t: &Topology, host: &Host, state: &StatePaths) -> String
     let dir = state.host(&host.name);
     let (cert, key) = cert_and_key(state, &host.name);
     let (_, token) = alert_webhook(t, host, state);
-    let prometheus = t.sock(host, Segment::Mgmt, t.ports.prometheus);
+    let prometheus = prometheus_addr(t, host);
+    let (plane_cert, plane_key) = state.plane_cert(&host.name, "dashboard");
     Toml::new()
         .table("listen")
         .str("addr", t.sock(host, Segment::Mgmt, t.ports.dashboard))
         .list("allow_from", &itself(t, host))
+        .str(
+            "metrics",
+            t.sock(host, Segment::Mgmt, t.ports.dashboard_metrics),
+        )
+        .list("metrics_allow_from", &itself(t, host))
         .table("tls")
         .path("cert", &cert)
         .path("key", &key)
         .table("auth")
         .path("password_file", &dir.join("dashboard.password"))
         .table("prometheus")
-        .str("url", format_args!("http://{prometheus}"))
+        .str("url", format_args!("https://{prometheus}"))
+        .path("ca", &state.ca())
+        .path("cert", &plane_cert)
+        .path("key", &plane_key)
         .table("alerts")
         .path("webhook_token_file", &token)
         .path("state_file", &dir.join("alerts.json"))

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use rampart_test_support::client::tool;
 use rampart_topology::monitor::{
-    alertmanager_config, prom_duration, prometheus_config, rules, yaml_str, MonitorSettings,
+    alertmanager_config, prom_duration, prometheus_config, rules, web_config, yaml_str,
+    MonitorSettings, TlsClient,
 };
 
 /// An external tool, or `None` (and a visible skip naming its Debian package).
@@ -62,12 +63,18 @@ fn rendered_configs_pass_promtool_and_amtool() {
             let rules_file = d.join("rules.yml");
             std::fs::write(&rules_file, rules(&settings)).unwrap();
             let config = d.join("prometheus.yml");
+            let pki = plane_pki(&d);
             std::fs::write(
                 &config,
                 prometheus_config(
                     &settings,
                     &rules_file,
                     alertmanager,
+                    Some(&TlsClient {
+                        ca: &pki.ca,
+                        cert: &pki.client.0,
+                        key: &pki.client.1,
+                    }),
                     &["127.0.9.2:2381".into(), "127.0.3.53:2381".into()],
                 ),
             )
@@ -76,7 +83,7 @@ fn rendered_configs_pass_promtool_and_amtool() {
                 .args(["check", "rules"])
                 .arg(&rules_file));
             assert!(ok, "promtool check rules ({name}):\n{out}");
-            assert!(out.contains("SUCCESS: 25 rules found"), "{out}");
+            assert!(out.contains("SUCCESS: 28 rules found"), "{out}");
             let (ok, out) = run(Command::new(&promtool)
                 .args(["check", "config"])
                 .arg(&config));
@@ -98,6 +105,63 @@ fn rendered_configs_pass_promtool_and_amtool() {
     }
 }
 
+/// A run's CA with a server certificate, and a plane CA with a client certificate.
+struct Pki {
+    ca: std::path::PathBuf,
+    server: (std::path::PathBuf, std::path::PathBuf),
+    plane_ca: std::path::PathBuf,
+    client: (std::path::PathBuf, std::path::PathBuf),
+}
+
+fn plane_pki(dir: &std::path::Path) -> Pki {
+    use rampart_tls::pki::Ca;
+    let site = Ca::create(&dir.join("site"), "test CA").unwrap();
+    let server = site
+        .issue(dir, "monitor", &["127.0.0.1".into()], false)
+        .unwrap();
+    let plane = Ca::create(&dir.join("plane"), "test plane CA").unwrap();
+    let client = plane
+        .issue_client(
+            dir,
+            "plane-prometheus",
+            &["prometheus.plane.rampart".into()],
+        )
+        .unwrap();
+    Pki {
+        ca: dir.join("site/ca.pem"),
+        server: (server.cert, server.key),
+        plane_ca: dir.join("plane/ca.pem"),
+        client: (client.cert, client.key),
+    }
+}
+
+/// The web config Prometheus and Alertmanager start with passes Prometheus's own check,
+/// and the check is real: a missing client CA fails it.
+#[test]
+fn web_config_passes_promtool() {
+    let Some(promtool) = need("promtool", "prometheus") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let pki = plane_pki(dir.path());
+    let web = dir.path().join("web.yml");
+    std::fs::write(
+        &web,
+        web_config(&pki.server.0, &pki.server.1, &pki.plane_ca),
+    )
+    .unwrap();
+    let (ok, out) = run(Command::new(&promtool)
+        .args(["check", "web-config"])
+        .arg(&web));
+    assert!(ok, "promtool check web-config:\n{out}");
+    let missing = dir.path().join("nowhere.pem");
+    std::fs::write(&web, web_config(&pki.server.0, &pki.server.1, &missing)).unwrap();
+    let (ok, out) = run(Command::new(&promtool)
+        .args(["check", "web-config"])
+        .arg(&web));
+    assert!(!ok, "a missing client CA passed:\n{out}");
+}
+
 /// promtool really validates the sections we rely on: a misspelt key fails the check, so
 /// the passing one above means Prometheus 2.42 knows `out_of_order_time_window`.
 #[test]
@@ -109,7 +173,7 @@ fn promtool_rejects_an_unknown_storage_key() {
     let settings = MonitorSettings::default();
     let rules_file = dir.path().join("rules.yml");
     std::fs::write(&rules_file, rules(&settings)).unwrap();
-    let text = prometheus_config(&settings, &rules_file, "127.0.0.1:9093", &[])
+    let text = prometheus_config(&settings, &rules_file, "127.0.0.1:9093", None, &[])
         .replace("out_of_order_time_window", "out_of_order_window");
     let config = dir.path().join("prometheus.yml");
     std::fs::write(&config, text).unwrap();
@@ -1103,4 +1167,87 @@ fn a_load_balancer_pair_down_to_one_pages() {
         )
         .quiet(s(10 * MIN), name);
     promtool_test(&MonitorSettings::default(), &[pair, single]);
+}
+
+/// BackupTooOld pages once the newest backup is older than three hours (for ten
+/// minutes); BinlogArchiveLagging once the archive has been five minutes behind for five
+/// minutes; BackupVerifyFailed as soon as a verify fails, and stops once one passes.
+#[test]
+fn backups_too_old_archive_lagging_and_verify_failing_page() {
+    let st = s(60);
+    let backup = [("instance", "backup"), ("job", "backup")];
+    let labels = [
+        ("instance", "backup"),
+        ("job", "backup"),
+        ("severity", "critical"),
+    ];
+    // The last backup finished at time 0; nothing since.
+    let old = Case::new(st)
+        .series(
+            "rampart_backup_last_success_timestamp_seconds",
+            &[("instance", "backup"), ("job", "backup"), ("kind", "full")],
+            "0x300",
+        )
+        .quiet(s(3 * 3600 + 5 * MIN), "BackupTooOld")
+        .alerts(
+            s(3 * 3600 + 15 * MIN),
+            "BackupTooOld",
+            vec![alert(
+                &labels,
+                "The newest backup on backup is 3h 15m 0s old",
+                "No backup finished in 3h: the backup service is down, cannot reach a \
+                 database host, or every backup fails (rampart backup status says which). \
+                 Restores start from an ever older copy.",
+            )],
+        );
+    // Fresh backups every hour: never.
+    let fresh = Case::new(st)
+        .series(
+            "rampart_backup_last_success_timestamp_seconds",
+            &[
+                ("instance", "backup"),
+                ("job", "backup"),
+                ("kind", "incremental"),
+            ],
+            "0x59 3600x59 7200x59 10800x59 14400x59",
+        )
+        .quiet(s(4 * 3600 + 30 * MIN), "BackupTooOld");
+    let lag = Case::new(st)
+        .series(
+            "rampart_backup_binlog_archive_lag_seconds",
+            &backup,
+            "0x10 600x20 0x10",
+        )
+        .quiet(s(12 * MIN), "BinlogArchiveLagging")
+        .alerts(
+            s(20 * MIN),
+            "BinlogArchiveLagging",
+            vec![alert(
+                &labels,
+                "The binlog archive on backup is 10m 0s behind the primary",
+                "The archive does not hold the primary's latest transactions: a restore \
+                 cannot reach them, and losing both database hosts would lose them.",
+            )],
+        )
+        .quiet(s(35 * MIN), "BinlogArchiveLagging");
+    let verify = Case::new(st)
+        .series(
+            "rampart_backup_verify_last_result",
+            &backup,
+            "1x10 0x10 1x10",
+        )
+        .quiet(s(9 * MIN), "BackupVerifyFailed")
+        .alerts(
+            s(15 * MIN),
+            "BackupVerifyFailed",
+            vec![alert(
+                &labels,
+                "The last backup verify on backup failed",
+                "Restoring the latest backup and the archive did not reproduce the source's \
+                 tables (or could not run): the backups cannot be trusted until a verify \
+                 passes.",
+            )],
+        )
+        .quiet(s(25 * MIN), "BackupVerifyFailed");
+    promtool_test(&MonitorSettings::default(), &[old, fresh, lag, verify]);
 }

@@ -269,7 +269,7 @@ impl Web {
         ready();
         shutdown.await;
         tracing::info!("shutting down: draining connections");
-        let _ = stop_tx.send(true);
+        stop_tx.send_replace(true);
         tasks.abort_all();
         // Once the accept loops are gone, only connection tasks remain, each holding a
         // watcher rather than the `GracefulShutdown` itself.
@@ -455,6 +455,12 @@ impl Web {
                 tls: info.tls,
                 proto: "HTTP/1.1",
                 db: db.as_deref(),
+                request_id: parts
+                    .headers
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .filter(|v| v.len() <= 64),
+                waf: None,
             });
             if !self.role_header() {
                 resp.headers_mut().remove("x-db-role");

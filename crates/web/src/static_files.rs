@@ -281,13 +281,14 @@ impl StaticFiles {
 
 /// A request path that passed the checks: decoded, non-empty segments.
 #[derive(Debug, PartialEq)]
-struct RequestPath {
-    segments: Vec<String>,
-    trailing_slash: bool,
+pub struct RequestPath {
+    pub segments: Vec<String>,
+    pub trailing_slash: bool,
 }
 
 /// Decodes and checks a raw request path; the error is the status to answer with.
-fn parse_path(raw: &str) -> Result<RequestPath, StatusCode> {
+/// Public for the static-path fuzz target.
+pub fn parse_path(raw: &str) -> Result<RequestPath, StatusCode> {
     if !raw.starts_with('/') {
         return Err(StatusCode::BAD_REQUEST);
     }

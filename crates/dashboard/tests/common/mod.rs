@@ -298,6 +298,8 @@ impl Certs {
 /// The dashboard running in-process on its own runtime thread; stopped (drained) on drop.
 pub struct Server {
     pub addr: SocketAddr,
+    /// The internal metrics listener, when the config has one.
+    pub metrics: Option<SocketAddr>,
     pub stats: Arc<Stats>,
     pub config: Config,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -345,6 +347,7 @@ impl Server {
             rt.block_on(async move {
                 let listeners = Listeners::bind(&run_config).unwrap();
                 let addr = listeners.https.local_addr().unwrap();
+                let metrics = listeners.metrics.as_ref().map(|l| l.local_addr().unwrap());
                 let dashboard = Dashboard::new(run_config).unwrap();
                 let stats = dashboard.stats();
                 dashboard
@@ -353,15 +356,16 @@ impl Server {
                         async {
                             let _ = stop_rx.await;
                         },
-                        move || tx.send((addr, stats)).unwrap(),
+                        move || tx.send((addr, metrics, stats)).unwrap(),
                     )
                     .await
                     .unwrap();
             });
         });
-        let (addr, stats) = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+        let (addr, metrics, stats) = rx.recv_timeout(Duration::from_secs(20)).unwrap();
         Server {
             addr,
+            metrics,
             stats,
             config,
             stop: Some(stop_tx),

@@ -52,7 +52,7 @@ pub use instance::{
     check_installed, Instance, Role, BINLOG_EXPIRE_SECONDS, MAX_SOCKET_PATH, SEMI_SYNC_TIMEOUT_MS,
     SERVER_PACKAGE, START_TIMEOUT,
 };
-pub use rebuild::{rebuild_from, Rebuilt, BACKUP_PACKAGE};
+pub use rebuild::{adopt, rebuild_from, Rebuilt, BACKUP_PACKAGE};
 pub use replication::{
     bring_up_pair, enable_semi_sync, gtid_binlog_pos, replica_status, semi_sync_status,
     setup_replica, wait_replica_connected, ReplicaStatus, SemiSyncStatus,

@@ -88,19 +88,52 @@ pub fn rebuild_from(source: &Instance, target: &Instance) -> Result<Rebuilt, Inf
     )?;
     let gtid = copied_position(&staging)?;
     let bytes = dir_size(&staging);
+    let kept = swap_in(target, &staging, &gtid, "rebuild")?;
+    Ok(Rebuilt { gtid, kept, bytes })
+}
 
+/// Makes `datadir` (a stopped server's complete data directory, at GTID position
+/// `gtid`, with no binlog of its own) `target`'s data directory: the restore of
+/// `rampart restore --in-place`. `target`'s server must be stopped. Its previous data
+/// directory, if any, is kept beside as `data.before-restore-<unix seconds>`. Returns
+/// where.
+pub fn adopt(target: &Instance, datadir: &Path, gtid: &str) -> Result<Option<PathBuf>, InfraError> {
+    if target.is_running() || target.ping() {
+        return Err(InfraError::Invalid(format!(
+            "{}: its server is running; stop the host before restoring into it",
+            target.name
+        )));
+    }
+    let valid = parse_position(&format!("- - {gtid}")).is_some_and(|g| g == gtid);
+    if !valid {
+        return Err(InfraError::Invalid(format!(
+            "{gtid:?} is not a GTID position such as 0-1-42"
+        )));
+    }
+    create_private_dir(&target.dir)?;
+    swap_in(target, datadir, gtid, "restore")
+}
+
+/// Swaps `staging` in as `target`'s data directory (the old one renamed to
+/// `data.before-<what>-<unix seconds>`) and gives it the binlog history `gtid`.
+fn swap_in(
+    target: &Instance,
+    staging: &Path,
+    gtid: &str,
+    what: &str,
+) -> Result<Option<PathBuf>, InfraError> {
     let datadir = target.datadir();
     let kept = if datadir.exists() {
         let secs = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let aside = target.dir.join(format!("data.before-rebuild-{secs}"));
+        let aside = target.dir.join(format!("data.before-{what}-{secs}"));
         fs::rename(&datadir, &aside).map_err(|e| InfraError::io("rename", &datadir, e))?;
         Some(aside)
     } else {
         None
     };
-    fs::rename(&staging, &datadir).map_err(|e| InfraError::io("rename", &staging, e))?;
+    fs::rename(staging, &datadir).map_err(|e| InfraError::io("rename", staging, e))?;
 
     // The copy has no binlog: give the new binlog the copy's history, so the keeper's
     // `gtid_slave_pos = @@gtid_binlog_pos` resumes replication exactly after the copy.
@@ -115,12 +148,12 @@ pub fn rebuild_from(source: &Instance, target: &Instance) -> Result<Rebuilt, Inf
     stopped?;
     if pos.trim() != gtid {
         return Err(InfraError::Invalid(format!(
-            "{}: after the rebuild its binlog position is {:?}, not the copy's {gtid}",
+            "{}: after the {what} its binlog position is {:?}, not the copy's {gtid}",
             target.name,
             pos.trim()
         )));
     }
-    Ok(Rebuilt { gtid, kept, bytes })
+    Ok(kept)
 }
 
 /// Runs `program args`, appending its output to `log`; a failure quotes the log's end.

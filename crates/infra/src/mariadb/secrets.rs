@@ -2,7 +2,7 @@
 //! letters and digits and read back on every start.
 
 use rampart_topology::plan::{
-    secret_file, APP_USER, KEEPER_USER, MIGRATE_USER, MONITOR_USER, REPL_USER,
+    secret_file, APP_USER, BACKUP_USER, KEEPER_USER, MIGRATE_USER, MONITOR_USER, REPL_USER,
 };
 use std::fs;
 use std::io;
@@ -27,6 +27,8 @@ pub struct Secrets {
     pub monitor: String,
     /// The keepers' password (`db-keeper.password`).
     pub keeper: String,
+    /// The backup host's password (`db-backup.password`).
+    pub backup: String,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -37,6 +39,7 @@ impl std::fmt::Debug for Secrets {
             .field("repl", &"<redacted>")
             .field("monitor", &"<redacted>")
             .field("keeper", &"<redacted>")
+            .field("backup", &"<redacted>")
             .finish()
     }
 }
@@ -45,7 +48,7 @@ impl std::fmt::Debug for Secrets {
 const PASSWORD_LEN: usize = 32;
 
 impl Secrets {
-    /// Reads the five password files in `dir`, creating any that is missing.
+    /// Reads the six password files in `dir`, creating any that is missing.
     ///
     /// `dir` is created 0700 (and tightened to 0700 if looser); existing files are tightened
     /// to 0600. A new file is written under a temporary name and linked into place, so a
@@ -59,10 +62,11 @@ impl Secrets {
             repl: load_or_create_secret(&dir.join(secret_file(REPL_USER)))?,
             monitor: load_or_create_secret(&dir.join(secret_file(MONITOR_USER)))?,
             keeper: load_or_create_secret(&dir.join(secret_file(KEEPER_USER)))?,
+            backup: load_or_create_secret(&dir.join(secret_file(BACKUP_USER)))?,
         })
     }
 
-    /// Reads the five password files in `dir` and changes nothing: on a deployed host
+    /// Reads the six password files in `dir` and changes nothing: on a deployed host
     /// they are systemd credentials, read-only, in a directory that is not the reader's.
     pub fn load(dir: &Path) -> Result<Secrets, InfraError> {
         let read = |user: &str| -> Result<String, InfraError> {
@@ -77,6 +81,7 @@ impl Secrets {
             repl: read(REPL_USER)?,
             monitor: read(MONITOR_USER)?,
             keeper: read(KEEPER_USER)?,
+            backup: read(BACKUP_USER)?,
         })
     }
 
@@ -88,19 +93,21 @@ impl Secrets {
             (REPL_USER, &self.repl),
             (MONITOR_USER, &self.monitor),
             (KEEPER_USER, &self.keeper),
+            (BACKUP_USER, &self.backup),
         ]
         .into_iter()
         .find(|(user, _)| secret_file(user) == file)
         .map(|(_, password)| password.as_str())
     }
 
-    pub(super) fn all(&self) -> [&str; 5] {
+    pub(super) fn all(&self) -> [&str; 6] {
         [
             &self.app,
             &self.migrate,
             &self.repl,
             &self.monitor,
             &self.keeper,
+            &self.backup,
         ]
     }
 }
@@ -186,6 +193,7 @@ mod tests {
             "db-repl.password",
             "db-monitor.password",
             "db-keeper.password",
+            "db-backup.password",
         ] {
             assert_eq!(
                 fs::metadata(dir.join(file)).unwrap().mode() & 0o777,
@@ -197,7 +205,7 @@ mod tests {
         assert_eq!(again.all(), first.all());
         assert_eq!(
             fs::read_dir(&dir).unwrap().count(),
-            5,
+            6,
             "no temporary files left"
         );
 

@@ -25,6 +25,8 @@ pub struct Grants {
     pub monitor_hosts: Vec<String>,
     /// The keepers: get `rampart_keeper`.
     pub keeper_hosts: Vec<String>,
+    /// The backup host: gets `rampart_backup`.
+    pub backup_hosts: Vec<String>,
 }
 
 impl Grants {
@@ -35,6 +37,7 @@ impl Grants {
             self.replica_hosts.clone(),
             self.monitor_hosts.clone(),
             self.keeper_hosts.clone(),
+            self.backup_hosts.clone(),
             false,
         )
     }

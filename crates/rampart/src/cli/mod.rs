@@ -6,6 +6,7 @@
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 invalid config or usage.
 
+mod backup;
 mod firewall;
 mod serve;
 mod stack;
@@ -80,6 +81,33 @@ struct StateArg {
 }
 
 #[derive(Subcommand, Debug)]
+enum BackupCommand {
+    /// Run the backup service.
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Take a backup now (full unless --incremental) and wait for it.
+    Now {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        incremental: bool,
+    },
+    /// Restore the latest backup and the archive to a replica's snapshot and compare
+    /// every table's checksum.
+    Verify {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// The latest backups, the restore window and the archive's lag (JSON).
+    Status {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum Command {
     /// Run the load balancer (TLS termination, balancing, health checks).
     Lb {
@@ -122,6 +150,51 @@ enum Command {
         /// Path to the dashboard config (TOML).
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Run the monitoring plane's ingest gate: remote write only, each host only under
+    /// its own `instance` label, in front of Prometheus.
+    Gate {
+        /// Path to the gate config (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Backups on the backup host: `serve` runs its service (schedule, binlog
+    /// archiving, verify, metrics); `now`, `verify` and `status` ask it.
+    Backup {
+        #[command(subcommand)]
+        command: BackupCommand,
+    },
+    /// Restore from the backup store into a scratch server under DIR: the newest
+    /// backup before the target, then the archived binlog up to it. Shows the tables
+    /// and row counts it restored.
+    Restore {
+        /// The backup host's config (its store and key).
+        #[arg(long, short, required_unless_present = "in_place")]
+        config: Option<PathBuf>,
+        /// A UTC time (`2026-12-05 10:31:00`) or unix seconds: the state then.
+        #[arg(long)]
+        to: Option<String>,
+        /// A GTID (`0-1-42`): the state right after it.
+        #[arg(long)]
+        to_gtid: Option<String>,
+        /// A new directory for the restored server (created 0700).
+        #[arg(
+            long,
+            required_unless_present = "in_place",
+            conflicts_with = "in_place"
+        )]
+        into: Option<PathBuf>,
+        /// Rebuild the running site's database servers (`--state`) from the restore,
+        /// after a confirmation: they stop, the first takes the restored data, the
+        /// others are copied from it, and they start again. Their previous data
+        /// directories are kept beside the new ones.
+        #[arg(long)]
+        in_place: bool,
+        /// With --in-place: do not ask for the confirmation.
+        #[arg(long, requires = "in_place")]
+        yes: bool,
+        #[command(flatten)]
+        state: StateArg,
     },
     /// Bring up the whole topology: certificates, dns, db1 and db2 with replication, web1,
     /// web2 and lb1. As root, each host is a network namespace with its own firewall
@@ -190,6 +263,11 @@ enum Command {
         /// The output directory (created 0700).
         #[arg(long)]
         out: PathBuf,
+        /// A network Ansible connects from over ssh (`192.0.2.10` or `192.0.2.0/24`),
+        /// added to the topology's `[deploy] ssh_from`; repeatable. The firewalls open
+        /// ssh to these alone, so at least one is required.
+        #[arg(long = "ssh-from", value_name = "NET")]
+        ssh_from: Vec<String>,
     },
     /// The topology file: the site's names, hosts by role and count, segments, etcd
     /// members and pinned addresses.
@@ -322,7 +400,35 @@ pub fn main() -> ExitCode {
         Command::Dns { config } => serve::run::<rampart_dns::Dns>(&config),
         Command::Agent { config } => serve::run::<rampart_agent::run::Agent>(&config),
         Command::Dashboard { config } => serve::run::<rampart_dashboard::Dashboard>(&config),
+        Command::Gate { config } => serve::run::<rampart_gate::Gate>(&config),
         Command::Keeper { config, server } => serve::keeper(&config, server),
+        Command::Backup { command } => match command {
+            BackupCommand::Serve { config } => backup::serve(&config),
+            BackupCommand::Now {
+                config,
+                incremental,
+            } => backup::ask(&config, "now", incremental),
+            BackupCommand::Verify { config } => backup::ask(&config, "verify", false),
+            BackupCommand::Status { config } => backup::ask(&config, "status", false),
+        },
+        Command::Restore {
+            config,
+            to,
+            to_gtid,
+            into,
+            in_place,
+            yes,
+            state,
+        } => match (config, into) {
+            _ if in_place => {
+                backup::restore_in_place(&state.dir, to.as_deref(), to_gtid.as_deref(), yes)
+            }
+            (Some(config), Some(into)) => {
+                backup::restore_cmd(&config, to.as_deref(), to_gtid.as_deref(), &into)
+            }
+            // clap requires both without --in-place.
+            _ => ExitCode::from(2),
+        },
         Command::Up {
             local,
             topology,
@@ -366,7 +472,11 @@ pub fn main() -> ExitCode {
         Command::Switchover { to, state } => stack::switchover(&state.dir, to.as_deref()),
         Command::Scale { counts, state } => stack::scale(&state.dir, &counts),
         Command::VrrpNotify { state_file, args } => tools::vrrp_notify(&state_file, &args),
-        Command::Render { topology, out } => tools::render(topology.as_deref(), &out),
+        Command::Render {
+            topology,
+            out,
+            ssh_from,
+        } => tools::render(topology.as_deref(), &out, &ssh_from),
         Command::Topology {
             command: TopologyCommand::Show { file },
         } => tools::topology_show(file.as_deref()),

@@ -204,6 +204,14 @@ impl Role for rampart_dashboard::Dashboard {
     }
 }
 
+impl Role for rampart_gate::Gate {
+    const NAME: &'static str = "gate";
+    const TITLE: &'static str = "ingest gate";
+    fn threads(_: &Self::Config) -> Threads {
+        Threads::Workers(2)
+    }
+}
+
 /// Runs `rampart keeper`: on a current-thread runtime, so the database server is forked
 /// from the main thread and its parent-death signal follows the keeper's life (not a
 /// worker thread's).
@@ -226,7 +234,7 @@ pub(super) fn keeper(path: &Path, server: Vec<std::ffi::OsString>) -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         let stop = terminated()?;
-        rampart_keeper::run(config, server, stop)
+        Box::pin(rampart_keeper::run(config, server, stop))
             .await
             .map_err(anyhow::Error::from)
     });

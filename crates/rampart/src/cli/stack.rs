@@ -11,6 +11,34 @@ pub(super) fn self_exe() -> anyhow::Result<PathBuf> {
     std::env::current_exe().context("finding the rampart binary")
 }
 
+/// How a fresh shell invokes this binary: `rampart` when the first `rampart` on `PATH`
+/// is this very file (as `./run up` arranges with `/usr/local/bin/rampart`), else its
+/// absolute path, so the commands `up` prints work when pasted anywhere.
+fn invocation() -> String {
+    let Ok(exe) = self_exe().and_then(|p| Ok(std::fs::canonicalize(p)?)) else {
+        return "rampart".into();
+    };
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("rampart"))
+            .find(|p| p.is_file())
+    });
+    match on_path.and_then(|p| std::fs::canonicalize(p).ok()) {
+        Some(found) if found == exe => "rampart".into(),
+        _ => shell_word(&exe.display().to_string()),
+    }
+}
+
+/// `s` quoted for a POSIX shell when it needs it.
+fn shell_word(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:,@%".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
 /// Which way `up` runs the topology.
 pub(super) enum UpMode {
     Local {
@@ -132,14 +160,18 @@ async fn run_up(
         }
         return Err(e.into());
     }
+    let rampart = invocation();
     println!(
         "rampart is up in {:.1}s: {} through lb1\n\nTry:\n{}",
         started.elapsed().as_secs_f64(),
         local.status().url,
-        local.next_steps()
+        local.next_steps(&rampart)
     );
     if detach {
-        println!("Detached. `rampart status` shows it; `rampart down` stops it.");
+        let state = shell_word(&local.paths.root.display().to_string());
+        println!(
+            "Detached. `{rampart} status --state {state}` shows it; `{rampart} down --state {state}` stops it."
+        );
         return Ok(ExitCode::SUCCESS);
     }
     println!("Ctrl-C stops everything.");
@@ -280,7 +312,69 @@ pub(super) fn status(state: &Path, json: bool) -> ExitCode {
             );
         }
     }
+    for h in &st.hosts {
+        if let Some(b) = &h.backup {
+            println!();
+            for line in backup_lines(&h.name, b) {
+                println!("{line}");
+            }
+        }
+    }
     ExitCode::SUCCESS
+}
+
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC`, or `-`.
+fn utc(v: &serde_json::Value) -> String {
+    let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    v.as_i64()
+        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+        .and_then(|t| t.format(fmt).ok())
+        .map_or_else(|| "-".to_owned(), |t| format!("{t} UTC"))
+}
+
+/// `rampart status`'s lines for the backup host, from its service's `/status`: the
+/// latest backup, the restore window, the archive's lag and the last verify.
+fn backup_lines(host: &str, b: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let backups = b["backups"].as_array().cloned().unwrap_or_default();
+    match backups.iter().max_by_key(|m| m["finished"].as_i64()) {
+        Some(m) => out.push(format!(
+            "backup ({host}): latest {} backup {} at {}, {:.1} MB sealed, from {}; {} in the store",
+            m["kind"].as_str().unwrap_or("?"),
+            m["id"].as_str().unwrap_or("?"),
+            utc(&m["finished"]),
+            m["bytes"].as_f64().unwrap_or(0.0) / 1e6,
+            m["source"].as_str().unwrap_or("?"),
+            backups.len(),
+        )),
+        None => out.push(format!("backup ({host}): no backup yet")),
+    }
+    let a = &b["archive"];
+    out.push(format!(
+        "restore window: {} to {} (binlog archive from {}, lag {} s{})",
+        utc(&b["restore_window"]["from"]),
+        utc(&b["restore_window"]["to"]),
+        a["server"].as_str().unwrap_or("-"),
+        a["lag_seconds"].as_i64().unwrap_or(0),
+        a["last_error"]
+            .as_str()
+            .map_or_else(String::new, |e| format!("; last error: {e}")),
+    ));
+    let r = &b["record"];
+    out.push(match r["verify_last_result"].as_bool() {
+        Some(true) => format!(
+            "verify: passed at {}: {}",
+            utc(&r["verify_last_run"]),
+            r["verify_last_message"].as_str().unwrap_or("")
+        ),
+        Some(false) => format!(
+            "verify: FAILED at {}: {}",
+            utc(&r["verify_last_run"]),
+            r["verify_last_message"].as_str().unwrap_or("")
+        ),
+        None => "verify: not run yet".to_owned(),
+    });
+    out
 }
 
 pub(super) fn switchover(state: &Path, to: Option<&str>) -> ExitCode {

@@ -16,11 +16,16 @@ pub(super) enum Kind {
     Dns,
     Agent,
     Dashboard,
+    /// The monitoring plane's ingest gate (`rampart gate`).
+    Gate,
+    /// The backup host's config (`rampart backup serve`).
+    Backup,
     /// A topology file (`rampart up --topology`).
     Topology,
 }
 
-/// Tells a DNS, web or load balancer config, or a topology file, apart by its keys.
+/// Tells a DNS, web, load balancer, agent, dashboard or backup config, or a topology
+/// file, apart by its keys.
 fn detect_kind(path: &Path) -> Kind {
     let Ok(text) = std::fs::read_to_string(path) else {
         return Kind::Lb;
@@ -42,6 +47,15 @@ fn detect_kind(path: &Path) -> Kind {
     }
     if table.get("agent").is_some_and(toml::Value::is_table) {
         return Kind::Agent;
+    }
+    if ["store", "schedule", "archive"]
+        .iter()
+        .any(|k| table.get(*k).is_some_and(toml::Value::is_table))
+    {
+        return Kind::Backup;
+    }
+    if table.get("upstream").is_some_and(toml::Value::is_table) {
+        return Kind::Gate;
     }
     if ["auth", "prometheus", "alerts", "page"]
         .iter()
@@ -74,6 +88,10 @@ pub(super) fn check(path: &Path, kind: Option<Kind>) -> ExitCode {
         Kind::Dns => text(rampart_dns::check(path)),
         Kind::Agent => text(rampart_agent::config::check(path)),
         Kind::Dashboard => text(rampart_dashboard::check(path)),
+        Kind::Gate => text(rampart_gate::check(path)),
+        Kind::Backup => text(
+            <rampart_backup::config::Config as rampart_telemetry::config::ConfigFile>::load(path),
+        ),
         Kind::Topology => text(read_topology(path)),
     };
     match result {
@@ -214,13 +232,44 @@ fn real_site(
     }
 }
 
-/// `rampart render [--topology FILE] --out DIR`: the site for real hosts (see
-/// `rampart_infra::bundle`), with this binary copied to `DIR/bin/rampart` for the
-/// playbook to install.
-pub(super) fn render(path: Option<&Path>, out: &Path) -> ExitCode {
-    let (site, topology) = match real_site(path) {
+/// `rampart render [--topology FILE] [--ssh-from NET]... --out DIR`: the site for real
+/// hosts (see `rampart_infra::bundle`), with this binary copied to `DIR/bin/rampart` for
+/// the playbook to install. Refused (2) without a network to accept ssh from: the
+/// firewalls would lock the playbook out after its first run.
+pub(super) fn render(path: Option<&Path>, out: &Path, ssh_from: &[String]) -> ExitCode {
+    let (mut site, _) = match real_site(path) {
         Ok(both) => both,
         Err(code) => return code,
+    };
+    for net in ssh_from {
+        match rampart_topology::file::ssh_network(net) {
+            Some(n) if !site.ssh_from.contains(&n) => site.ssh_from.push(n),
+            Some(_) => {}
+            None => {
+                eprintln!(
+                    "rampart render: --ssh-from {net:?}: not an IPv4 address or network; write \
+                     192.0.2.10 or 192.0.2.0/24 (no host bits)"
+                );
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if site.ssh_from.is_empty() {
+        eprintln!(
+            "rampart render: {}: deploy.ssh_from: no network may reach ssh, so the rendered \
+             firewalls would shut the playbook out after its first run; name where Ansible \
+             connects from, with --ssh-from 192.0.2.10 or in the topology file:\n  \
+             [deploy]\n  ssh_from = [\"192.0.2.10/32\"]",
+            path.map_or_else(|| "(built-in site)".into(), |p| p.display().to_string())
+        );
+        return ExitCode::from(2);
+    }
+    let topology = match site.topology(rampart_topology::Mode::Isolated, 0) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
     };
     let result = (|| -> anyhow::Result<rampart_infra::bundle::Rendered> {
         let rendered = rampart_infra::bundle::render(&topology, &site.to_file(), out)?;

@@ -17,8 +17,8 @@ pub fn matrix(
     use rampart_topology::policy::Proto;
     use rampart_topology::{Role, Segment};
     let policy = t.policy();
-    let ports: [u16; 14] = [
-        80, 443, 53, 8443, 9180, 9181, 3306, 9090, 9100, 3000, 2379, 2380, 2381, 9104,
+    let ports: [u16; 16] = [
+        80, 443, 53, 8443, 9180, 9181, 3306, 9090, 9100, 3000, 2379, 2380, 2381, 9104, 9107, 9108,
     ];
     let vip = t.vip.map(|v| v.to_string());
     let (mut allowed_n, mut dropped_n) = (0, 0);

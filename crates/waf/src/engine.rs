@@ -1,0 +1,644 @@
+//! Running a rule set over one request, as ModSecurity v2 runs it: the phases in order,
+//! each rule of the phase in file order; a rule's targets resolved from the request's
+//! collections (exclusions removed), transformed, and tested by its operator; a chain
+//! matching only when every link does; `setvar`, `capture` and `ctl` of each rule that
+//! matches, once per variable that matched; `skipAfter` and the disruptive action of a chain that matches; `%{...}`
+//! macros expanded against the transaction. This is the engine CRS's anomaly scoring
+//! runs on: the rules add to `tx` scores, and the blocking rules (949110) deny.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::rc::Rc;
+
+use crate::load::{Chain, Entry, RuleSet};
+use crate::model::{Action, Rule, Selector, Target};
+use crate::operator::Compiled;
+use crate::transform;
+
+/// Whether a match blocks (`On`) or is only recorded (`DetectionOnly`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    On,
+    DetectionOnly,
+}
+
+/// The request as the WAF sees it: named variables by collection, built by the caller
+/// from exactly what will be forwarded.
+#[derive(Clone, Debug, Default)]
+pub struct Request {
+    /// Collection name (upper case) → (key, value) in order; scalars have an empty key.
+    pub vars: BTreeMap<String, Vec<(String, Vec<u8>)>>,
+}
+
+impl Request {
+    /// Adds `key`=`value` to `collection`.
+    pub fn add(&mut self, collection: &str, key: &str, value: impl Into<Vec<u8>>) {
+        self.vars
+            .entry(collection.to_owned())
+            .or_default()
+            .push((key.to_owned(), value.into()));
+    }
+
+    /// Sets the scalar variable `name`.
+    pub fn set(&mut self, name: &str, value: impl Into<Vec<u8>>) {
+        self.vars
+            .insert(name.to_owned(), vec![(String::new(), value.into())]);
+    }
+}
+
+/// One chain that matched: its id, whether it logs, its paranoia level (the CRS
+/// `paranoia-level/N` tag; 0 without one), the targets that matched, and the first
+/// matched value after transformations (at most [`EXCERPT_BYTES`]; callers decide
+/// whether it may be shown).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hit {
+    pub id: u64,
+    pub logged: bool,
+    pub paranoia: u8,
+    pub targets: Vec<String>,
+    pub value: Vec<u8>,
+}
+
+/// How much of a matched value a [`Hit`] keeps.
+pub const EXCERPT_BYTES: usize = 64;
+
+/// The outcome of a request's inspection.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub hits: Vec<Hit>,
+    /// The status a disruptive action chose (`None`: the request goes on).
+    pub block: Option<u16>,
+    /// The rule that blocked (or would have, in detection mode).
+    pub decided_by: Option<u64>,
+    /// The inbound anomaly score CRS computed (`tx.blocking_inbound_anomaly_score` in
+    /// CRS 4, `tx.anomaly_score` in CRS 3; 0 when the rule set keeps neither).
+    pub score: i64,
+}
+
+/// Which rules a removed target applies to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Rules whose id is in the range (inclusive).
+    Ids(u64, u64),
+    /// Rules with this tag.
+    Tag(String),
+    /// Every rule.
+    All,
+}
+
+/// What a caller applies to one request before any rule runs (the load balancer's
+/// per-route policy), with the effect of `ctl:ruleRemoveById`, `ctl:ruleRemoveByTag`,
+/// `ctl:ruleRemoveTargetById/ByTag` and `setvar:tx.*` in a rule that runs first.
+#[derive(Clone, Debug, Default)]
+pub struct Policy {
+    pub remove_ids: Vec<(u64, u64)>,
+    pub remove_tags: Vec<String>,
+    pub remove_targets: Vec<(Scope, Target)>,
+    /// Transaction variables (lower-case names without `tx.`) set before phase 1.
+    pub tx: Vec<(String, Vec<u8>)>,
+}
+
+/// A transaction's state while the phases run.
+struct Tx<'a> {
+    set: &'a RuleSet,
+    req: &'a Request,
+    tx: BTreeMap<String, Vec<u8>>,
+    matched_var: (String, Vec<u8>),
+    matched_vars: Vec<(String, Vec<u8>)>,
+    removed_ids: Vec<(u64, u64)>,
+    removed_tags: HashSet<String>,
+    removed_targets: Vec<(Scope, Target)>,
+    engine_off: bool,
+    /// Transformed request values, by (value address, length, transformation list):
+    /// the request's values do not change during a transaction, and many rules apply
+    /// the same transformations to the same variables.
+    transformed: HashMap<(usize, usize, u64), Rc<[u8]>>,
+}
+
+/// Runs phases 1 and 2 (the request) of `set` over `req`.
+pub fn inspect(set: &RuleSet, req: &Request, mode: Mode) -> Outcome {
+    inspect_with(set, req, mode, 2, &Policy::default())
+}
+
+/// Runs phases 1 to `last` of `set` over `req`; phases 3 and 4 read the response
+/// variables (`RESPONSE_STATUS`, `RESPONSE_HEADERS`, `RESPONSE_BODY`, ...) the caller
+/// has added to `req`.
+pub fn inspect_phases(set: &RuleSet, req: &Request, mode: Mode, last: u8) -> Outcome {
+    inspect_with(set, req, mode, last, &Policy::default())
+}
+
+/// [`inspect_phases`] with a caller's [`Policy`] applied first.
+pub fn inspect_with(
+    set: &RuleSet,
+    req: &Request,
+    mode: Mode,
+    last: u8,
+    policy: &Policy,
+) -> Outcome {
+    let mut t = Tx {
+        set,
+        req,
+        tx: policy.tx.iter().cloned().collect(),
+        matched_var: (String::new(), Vec::new()),
+        matched_vars: Vec::new(),
+        removed_ids: policy.remove_ids.clone(),
+        removed_tags: policy.remove_tags.iter().cloned().collect(),
+        removed_targets: policy.remove_targets.clone(),
+        engine_off: false,
+        transformed: HashMap::new(),
+    };
+    let mut out = run(&mut t, mode, last);
+    out.score = ["blocking_inbound_anomaly_score", "anomaly_score"]
+        .iter()
+        .find_map(|k| t.tx.get(*k))
+        .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok())
+        .unwrap_or(0);
+    out
+}
+
+fn run(t: &mut Tx<'_>, mode: Mode, last: u8) -> Outcome {
+    let set = t.set;
+    let mut out = Outcome::default();
+    for phase in 1..=last.min(4) {
+        let mut skip_to: Option<String> = None;
+        for entry in &set.entries {
+            if t.engine_off {
+                return out;
+            }
+            let chain = match entry {
+                Entry::Marker(m) => {
+                    if skip_to.as_deref() == Some(m.as_str()) {
+                        skip_to = None;
+                    }
+                    continue;
+                }
+                Entry::Chain(c) => c,
+            };
+            if skip_to.is_some() || chain.rule.phase() != Some(phase) || t.removed(chain) {
+                continue;
+            }
+            let Some((targets, mut value)) = t.run_chain(chain) else {
+                continue;
+            };
+            let id = chain.rule.id().unwrap_or(0);
+            let logged = !chain
+                .rule
+                .actions
+                .iter()
+                .any(|a| matches!(a, Action::Logging(l) if l == "nolog"));
+            value.truncate(EXCERPT_BYTES);
+            out.hits.push(Hit {
+                id,
+                logged,
+                paranoia: paranoia(&chain.rule),
+                targets,
+                value,
+            });
+            for a in &chain.rule.actions {
+                if let Action::SkipAfter(m) = a {
+                    skip_to = Some(m.clone());
+                }
+            }
+            if let Some(status) = t.disruption(chain, phase) {
+                out.decided_by = Some(id);
+                if mode == Mode::On {
+                    out.block = Some(status);
+                    return out;
+                }
+            }
+        }
+    }
+    out
+}
+
+impl<'a> Tx<'a> {
+    fn removed(&self, c: &Chain) -> bool {
+        let id = c.rule.id().unwrap_or(0);
+        self.removed_ids
+            .iter()
+            .any(|(a, b)| (*a..=*b).contains(&id))
+            || c.rule.tags().any(|t| self.removed_tags.contains(t))
+    }
+
+    /// The status of the chain's disruptive action, if it stops the request: `deny`
+    /// and `drop` (its `status`, 403 by default); `block` does what the phase's
+    /// `SecDefaultAction` does.
+    fn disruption(&self, c: &Chain, phase: u8) -> Option<u16> {
+        let status = |actions: &[Action]| {
+            actions.iter().find_map(|a| match a {
+                Action::Status(s) => Some(*s),
+                _ => None,
+            })
+        };
+        let mut action = c.rule.actions.iter().find_map(|a| match a {
+            Action::Disruptive(d) => Some((d.as_str(), status(&c.rule.actions))),
+            _ => None,
+        })?;
+        if action.0 == "block" {
+            let defaults = &self.set.defaults[usize::from(phase - 1)];
+            action = defaults
+                .iter()
+                .find_map(|a| match a {
+                    Action::Disruptive(d) => Some((d.as_str(), status(defaults))),
+                    _ => None,
+                })
+                .unwrap_or(("pass", None));
+        }
+        match action {
+            ("deny" | "drop" | "redirect", s) => Some(s.unwrap_or(403)),
+            _ => None,
+        }
+    }
+
+    /// Runs a chain: the names of the targets of its first rule that matched and the
+    /// first value that matched, if every link matched.
+    fn run_chain(&mut self, c: &Chain) -> Option<(Vec<String>, Vec<u8>)> {
+        let id = c.rule.id().unwrap_or(0);
+        // Targets removed from this chain by id, tag or for every rule.
+        let removed: Vec<Target> = self
+            .removed_targets
+            .iter()
+            .filter(|(scope, _)| match scope {
+                Scope::Ids(a, b) => (*a..=*b).contains(&id),
+                Scope::Tag(tag) => c.rule.tags().any(|t| t == tag),
+                Scope::All => true,
+            })
+            .map(|(_, t)| t.clone())
+            .collect();
+        let mut first = None;
+        for (i, rule) in std::iter::once(&c.rule).chain(&c.links).enumerate() {
+            let op = c.ops.get(i).and_then(|o| o.as_deref());
+            let hits = self.run_rule(rule, op, &removed);
+            if hits.is_empty() {
+                return None;
+            }
+            let names: Vec<String> = hits.iter().map(|(n, _, _)| n.clone()).collect();
+            let value = hits.first().map(|(_, v, _)| v.clone()).unwrap_or_default();
+            self.matched_vars = hits
+                .iter()
+                .map(|(n, v, _)| (n.clone(), v.clone()))
+                .collect();
+            // As ModSecurity: the rule's non-disruptive actions run once per variable
+            // that matched, each with its own MATCHED_VAR and captures.
+            for (name, value, caps) in hits {
+                self.matched_var = (name, value);
+                if rule.actions.contains(&Action::Capture) {
+                    for (k, v) in caps.into_iter().enumerate() {
+                        self.tx.insert(k.to_string(), v);
+                    }
+                }
+                self.actions(rule);
+            }
+            first.get_or_insert((names, value));
+        }
+        first
+    }
+
+    /// The targets of `rule` that match, with their values and captures.
+    fn run_rule(
+        &mut self,
+        rule: &Rule,
+        op: Option<&Compiled>,
+        removed: &[Target],
+    ) -> Vec<(String, Vec<u8>, Vec<Vec<u8>>)> {
+        let Some(op) = op else {
+            // SecAction: always matches.
+            return vec![(String::new(), Vec::new(), Vec::new())];
+        };
+        let negated = rule.operator.as_ref().is_some_and(|o| o.negated);
+        let transforms = self.transforms(rule);
+        let multi = rule.actions.contains(&Action::MultiMatch);
+        let signature = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            transforms.hash(&mut h);
+            h.finish()
+        };
+        let mut out = Vec::new();
+        for (name, value) in self.resolve(&rule.targets, removed) {
+            if multi {
+                // Each step is tested: no cache.
+                let mut v: Cow<'_, [u8]> = Cow::Borrowed(&value);
+                let mut result = self.test(op, &v, negated);
+                for t in &transforms {
+                    if let Some(next) = transform::apply(t, &v) {
+                        v = Cow::Owned(next.into_owned());
+                    }
+                    if result.is_none() {
+                        result = self.test(op, &v, negated);
+                    }
+                }
+                if let Some(caps) = result {
+                    out.push((name, v.into_owned(), caps));
+                }
+                continue;
+            }
+            let v: Rc<[u8]> = match &value {
+                _ if transforms.is_empty() => Rc::from(&value[..]),
+                Cow::Borrowed(b) => {
+                    let key = (b.as_ptr() as usize, b.len(), signature);
+                    match self.transformed.get(&key) {
+                        Some(v) => Rc::clone(v),
+                        None => {
+                            let v: Rc<[u8]> = Rc::from(apply_all(&transforms, b).as_ref());
+                            self.transformed.insert(key, Rc::clone(&v));
+                            v
+                        }
+                    }
+                }
+                Cow::Owned(o) => Rc::from(apply_all(&transforms, o).as_ref()),
+            };
+            if let Some(caps) = self.test(op, &v, negated) {
+                out.push((name, v.to_vec(), caps));
+            }
+        }
+        out
+    }
+
+    fn test(&self, op: &Compiled, v: &[u8], negated: bool) -> Option<Vec<Vec<u8>>> {
+        let r = op.matches(v, &|s| self.expand(s));
+        match (r, negated) {
+            (Some(c), false) => Some(c),
+            (None, true) => Some(vec![v.to_vec()]),
+            _ => None,
+        }
+    }
+
+    /// The phase's default transformations and the rule's, `t:none` clearing the ones
+    /// before it.
+    fn transforms(&self, rule: &Rule) -> Vec<String> {
+        let phase = rule.phase().unwrap_or(2);
+        let defaults = &self.set.defaults[usize::from(phase.clamp(1, 5) - 1)];
+        let mut out = Vec::new();
+        for a in defaults.iter().chain(&rule.actions) {
+            if let Action::Transform(t) = a {
+                if t == "none" {
+                    out.clear();
+                } else {
+                    out.push(t.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// The variables a target list names, exclusions (the rule's, and `removed` from
+    /// `ctl` and the policy) taken out.
+    fn resolve(&self, targets: &[Target], removed: &[Target]) -> Vec<(String, Cow<'a, [u8]>)> {
+        let excluded: Vec<&Target> = targets
+            .iter()
+            .filter(|t| t.exclude)
+            .chain(removed)
+            .collect();
+        let mut out = Vec::new();
+        for t in targets.iter().filter(|t| !t.exclude) {
+            let vars = self.lookup(&t.collection, &t.selector);
+            let vars: Vec<(String, Cow<'a, [u8]>)> = vars
+                .into_iter()
+                .filter(|(k, _)| {
+                    !excluded
+                        .iter()
+                        .any(|x| x.collection == t.collection && selects(&x.selector, k))
+                })
+                .collect();
+            if t.count {
+                out.push((
+                    format!("&{}", t.collection),
+                    Cow::Owned(vars.len().to_string().into_bytes()),
+                ));
+            } else {
+                out.extend(vars.into_iter().map(|(k, v)| {
+                    let name = if k.is_empty() {
+                        t.collection.clone()
+                    } else {
+                        format!("{}:{k}", t.collection)
+                    };
+                    (name, v)
+                }));
+            }
+        }
+        out
+    }
+
+    /// The (key, value) pairs of a collection a selector picks: the request's values
+    /// borrowed, the transaction's copied.
+    fn lookup(&self, collection: &str, sel: &Selector) -> Vec<(String, Cow<'a, [u8]>)> {
+        let owned = |pairs: Vec<(String, Vec<u8>)>| -> Vec<(String, Cow<'a, [u8]>)> {
+            pairs
+                .into_iter()
+                .filter(|(k, _)| selects(sel, k))
+                .map(|(k, v)| (k, Cow::Owned(v)))
+                .collect()
+        };
+        match collection {
+            "TX" => owned(
+                self.tx
+                    .iter()
+                    .filter(|(k, _)| selects(sel, k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+            "MATCHED_VAR" => vec![(String::new(), Cow::Owned(self.matched_var.1.clone()))],
+            "MATCHED_VAR_NAME" => vec![(
+                String::new(),
+                Cow::Owned(self.matched_var.0.clone().into_bytes()),
+            )],
+            "MATCHED_VARS" => owned(self.matched_vars.clone()),
+            "MATCHED_VARS_NAMES" => owned(
+                self.matched_vars
+                    .iter()
+                    .map(|(n, _)| (n.clone(), n.clone().into_bytes()))
+                    .collect(),
+            ),
+            c => {
+                let req: &'a Request = self.req;
+                req.vars
+                    .get(c)
+                    .map(|pairs| {
+                        pairs
+                            .iter()
+                            .filter(|(k, _)| selects(sel, k))
+                            .map(|(k, v)| (k.clone(), Cow::Borrowed(v.as_slice())))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            }
+        }
+    }
+
+    /// The non-disruptive actions of a rule that matched.
+    fn actions(&mut self, rule: &Rule) {
+        for a in &rule.actions {
+            match a {
+                Action::SetVar(spec) => self.setvar(spec),
+                Action::Ctl { option, value } => self.ctl(option, value),
+                _ => {}
+            }
+        }
+    }
+
+    /// `setvar:tx.name=value`, `=+n`, `=-n`, `!tx.name`; other collections (ip,
+    /// global: persistent across requests in ModSecurity) are not kept.
+    fn setvar(&mut self, spec: &str) {
+        let spec = self.expand(spec);
+        let (delete, spec) = match spec.strip_prefix('!') {
+            Some(s) => (true, s),
+            None => (false, spec.as_str()),
+        };
+        let (name, value) = spec.split_once('=').unwrap_or((spec, ""));
+        let Some(key) = name
+            .trim()
+            .to_ascii_lowercase()
+            .strip_prefix("tx.")
+            .map(str::to_owned)
+        else {
+            return;
+        };
+        if delete {
+            self.tx.remove(&key);
+            return;
+        }
+        let num = |b: &[u8]| {
+            std::str::from_utf8(b)
+                .ok()
+                .and_then(|s| s.trim().parse::<i64>().ok())
+                .unwrap_or(0)
+        };
+        let new = if let Some(n) = value.strip_prefix('+') {
+            (num(self.tx.get(&key).map_or(&[][..], Vec::as_slice)) + num(n.as_bytes()))
+                .to_string()
+                .into_bytes()
+        } else if let Some(n) = value.strip_prefix('-') {
+            (num(self.tx.get(&key).map_or(&[][..], Vec::as_slice)) - num(n.as_bytes()))
+                .to_string()
+                .into_bytes()
+        } else {
+            value.as_bytes().to_vec()
+        };
+        self.tx.insert(key, new);
+    }
+
+    fn ctl(&mut self, option: &str, value: &str) {
+        match option {
+            "ruleEngine" if value.eq_ignore_ascii_case("off") => self.engine_off = true,
+            "ruleRemoveById" => {
+                for w in value.split([',', ' ']).filter(|w| !w.is_empty()) {
+                    let (a, b) = w.split_once('-').unwrap_or((w, w));
+                    if let (Ok(a), Ok(b)) = (a.trim().parse(), b.trim().parse()) {
+                        self.removed_ids.push((a, b));
+                    }
+                }
+            }
+            "ruleRemoveByTag" => {
+                self.removed_tags.insert(value.to_owned());
+            }
+            "ruleRemoveTargetById" => {
+                if let Some((rid, target)) = value.split_once(';') {
+                    if let (Ok(rid), Ok(ts)) =
+                        (rid.trim().parse(), crate::model::parse_targets(target))
+                    {
+                        self.removed_targets
+                            .extend(ts.into_iter().map(|t| (Scope::Ids(rid, rid), t)));
+                    }
+                }
+            }
+            "ruleRemoveTargetByTag" => {
+                if let Some((tag, target)) = value.split_once(';') {
+                    if let Ok(ts) = crate::model::parse_targets(target) {
+                        self.removed_targets
+                            .extend(ts.into_iter().map(|t| (Scope::Tag(tag.to_owned()), t)));
+                    }
+                }
+            }
+            // Body processors, audit logging and the rest do not change the inspection
+            // of what is already parsed.
+            _ => {}
+        }
+    }
+
+    /// `%{collection.key}` and `%{VARIABLE}` macros.
+    fn expand(&self, text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(start) = rest.find("%{") {
+            out.push_str(&rest[..start]);
+            let Some(end) = rest[start..].find('}') else {
+                out.push_str(&rest[start..]);
+                return out;
+            };
+            let name = &rest[start + 2..start + end];
+            out.push_str(&String::from_utf8_lossy(&self.macro_value(name)));
+            rest = &rest[start + end + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    fn macro_value(&self, name: &str) -> Vec<u8> {
+        let (coll, key) = match name.split_once('.') {
+            Some((c, k)) => (c.to_ascii_uppercase(), Some(k)),
+            None => (name.to_ascii_uppercase(), None),
+        };
+        match (coll.as_str(), key) {
+            ("TX", Some(k)) => self
+                .tx
+                .get(&k.to_ascii_lowercase())
+                .cloned()
+                .unwrap_or_default(),
+            ("MATCHED_VAR", None) => self.matched_var.1.clone(),
+            ("MATCHED_VAR_NAME", None) => self.matched_var.0.clone().into_bytes(),
+            ("RULE", Some(_)) => Vec::new(),
+            (c, k) => self
+                .lookup(c, &k.map_or(Selector::All, |k| Selector::Key(k.to_owned())))
+                .into_iter()
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// `value` through every transformation of `transforms` in order.
+fn apply_all<'v>(transforms: &[String], value: &'v [u8]) -> Cow<'v, [u8]> {
+    let mut v: Cow<'v, [u8]> = Cow::Borrowed(value);
+    for t in transforms {
+        if let Some(next) = transform::apply(t, &v) {
+            v = Cow::Owned(next.into_owned());
+        }
+    }
+    v
+}
+
+/// A rule's CRS paranoia level, from its `paranoia-level/N` tag (0 without one).
+fn paranoia(rule: &Rule) -> u8 {
+    rule.tags()
+        .find_map(|t| t.strip_prefix("paranoia-level/")?.parse().ok())
+        .unwrap_or(0)
+}
+
+thread_local! {
+    /// Selector regexes, compiled once per thread (a rule set has a few dozen).
+    static SELECTORS: std::cell::RefCell<std::collections::HashMap<String, Option<regex::Regex>>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// Whether `sel` picks the key `k` (keys compare case-insensitively, as ModSecurity's
+/// collections do).
+fn selects(sel: &Selector, k: &str) -> bool {
+    match sel {
+        Selector::All => true,
+        Selector::Key(want) => want.eq_ignore_ascii_case(k),
+        Selector::Regex(re) => SELECTORS.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            let r = cache.entry(re.clone()).or_insert_with(|| {
+                regex::RegexBuilder::new(re)
+                    .case_insensitive(true)
+                    .build()
+                    .ok()
+            });
+            r.as_ref().is_some_and(|r| r.is_match(k))
+        }),
+        // The request holds the two XPath forms CRS uses, `/*` and `//@*`, as keys.
+        Selector::XPath(x) => x == k,
+    }
+}

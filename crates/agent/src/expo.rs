@@ -50,6 +50,41 @@ pub fn text(families: &[Family]) -> String {
     out
 }
 
+/// The families of several jobs as one exposition: a family that more than one job
+/// exports (each scrape job's `up`) is written once, its samples labelled with their
+/// `job`, since a name may have only one `# HELP`/`# TYPE` and one sample per label set.
+pub fn text_of_jobs(groups: &[(String, Vec<Family>)]) -> String {
+    let jobs_of = |name: &str| {
+        groups
+            .iter()
+            .filter(|(_, fs)| fs.iter().any(|f| f.name == name && !f.samples.is_empty()))
+            .count()
+    };
+    let mut merged: Vec<Family> = Vec::new();
+    for (job, families) in groups {
+        for f in families {
+            let shared = jobs_of(&f.name) > 1;
+            let samples = f.samples.iter().map(|s| {
+                let mut s = s.clone();
+                if shared {
+                    s.labels.insert(0, ("job".to_owned(), job.clone()));
+                }
+                s
+            });
+            match merged.iter_mut().find(|m| m.name == f.name) {
+                Some(m) => m.samples.extend(samples),
+                None => merged.push(Family {
+                    name: f.name.clone(),
+                    help: f.help.clone(),
+                    kind: f.kind,
+                    samples: samples.collect(),
+                }),
+            }
+        }
+    }
+    text(&merged)
+}
+
 /// Escapes `\` and newline, and in label values also `"`.
 fn escape(out: &mut String, s: &str, quote: bool) {
     for c in s.chars() {
@@ -136,6 +171,28 @@ mod tests {
             ],
             "# HELP b_total Bees.\n# TYPE b_total counter\nb_total{x=\"1\",y=\"2\"} 3\n\
              b_total{x=\"2\"} 4.5\n# HELP a A gauge.\n# TYPE a gauge\na 1\n# TYPE u untyped\nu 0\n",
+        );
+    }
+
+    #[test]
+    fn a_family_several_jobs_export_is_written_once_with_their_job_labels() {
+        let up = |v: f64| fam("up", "Scraped.", Kind::Gauge, &[(&[], v)]);
+        let groups = vec![
+            (
+                "lb".to_owned(),
+                vec![fam("a", "A.", Kind::Gauge, &[(&[], 1.0)])],
+            ),
+            ("lb".to_owned(), vec![up(1.0)]),
+            ("gate".to_owned(), vec![up(0.0)]),
+            (
+                "agent".to_owned(),
+                vec![fam("b", "B.", Kind::Gauge, &[(&[], 2.0)])],
+            ),
+        ];
+        assert_eq!(
+            text_of_jobs(&groups),
+            "# HELP a A.\n# TYPE a gauge\na 1\n# HELP up Scraped.\n# TYPE up gauge\n\
+             up{job=\"lb\"} 1\nup{job=\"gate\"} 0\n# HELP b B.\n# TYPE b gauge\nb 2\n"
         );
     }
 

@@ -349,15 +349,14 @@ impl Agent {
         groups.push(("agent".into(), self.own_families(now_ms)));
 
         let mut timeseries = Vec::new();
-        let mut text = String::new();
         for (job, families) in &groups {
             let labels = [
                 ("instance".to_owned(), self.config.instance.clone()),
                 ("job".to_owned(), job.clone()),
             ];
             timeseries.extend(remote_write::series(families, &labels, now_ms));
-            text.push_str(&expo::text(families));
         }
+        let text = expo::text_of_jobs(&groups);
         timeseries.sort_by(|a, b| a.labels.cmp(&b.labels));
         timeseries.dedup_by(|later, earlier| later.labels == earlier.labels);
         let batch = WriteRequest {

@@ -1921,6 +1921,18 @@ fn monitoring_end_to_end() {
             .then_some(())
         },
     );
+    // So do the ingest gate's: the writes it accepted from each host (web1's at least).
+    eventually(
+        "the ingest gate's own metrics",
+        Duration::from_secs(60),
+        || {
+            (!query(
+            "rampart_gate_requests_total{instance=\"monitor\",job=\"gate\",host=\"web1\",outcome=\"accepted\"} > 0",
+        )
+        .is_empty())
+        .then_some(())
+        },
+    );
     // Prometheus scrapes the three etcd members' metrics (through the firewall's one
     // flow to their port 2381).
     eventually("every etcd member scraped", Duration::from_secs(60), || {

@@ -591,8 +591,11 @@ pub fn agent_config(
         s.table("[[scrape]]")
             .str("job", "dashboard")
             .str("url", format_args!("http://{metrics}/metrics"));
-        // The ingest gate's own metrics (port gate_metrics) are not scraped yet: the
-        // agent writes one `up` family per scrape job, which promtool refuses with two.
+        // The ingest gate's writes forwarded and refused, by host and outcome.
+        let gate = t.sock(host, Segment::Mgmt, t.ports.gate_metrics);
+        s.table("[[scrape]]")
+            .str("job", "gate")
+            .str("url", format_args!("http://{gate}/metrics"));
     }
     if host.role == Role::Backup {
         // Backup ages, sizes and durations, the archive's lag, verify results.

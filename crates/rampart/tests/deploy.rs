@@ -623,6 +623,12 @@ fn site_upgrade(
         "each web server drained once:\n{}",
         tail(&text, 60)
     );
+    assert_eq!(
+        count("web : Wait until every load balancer has it in rotation again"),
+        2,
+        "each web server back in rotation before the next is drained:\n{}",
+        tail(&text, 60)
+    );
     // db1 led: it hands over to db2, restarts, catches up; then db2 hands back.
     assert_eq!(
         count("database : Hand the leadership to the caught-up standby before the restart"),

@@ -656,6 +656,22 @@ const WEB_AFTER: &str = r#"
   loop: "{{ groups['load_balancers'] | default([]) }}"
   when: web_restart | bool
 
+# Put back is not yet in rotation: a load balancer whose health checks failed while the
+# server restarted takes it back after `rise` passing checks. Until every load balancer
+# has, the next web server must not be drained, or no backend would be left.
+- name: Wait until every load balancer has it in rotation again
+  ansible.builtin.uri:
+    url: "http://{{ hostvars[item].rampart_lb_admin }}/-/backends"
+    return_content: true
+  register: web_back
+  until: >-
+    (web_back.json.backends | selectattr('name', 'equalto', inventory_hostname)
+     | rejectattr('up') | list | length) == 0
+  retries: 60
+  delay: 1
+  delegate_to: "{{ item }}"
+  loop: "{{ groups['load_balancers'] | default([]) }}"
+  when: web_restart | bool
 "#;
 
 /// A task that starts (or restarts) `units` and waits for them (`common/tasks/start.yml`).

@@ -38,6 +38,15 @@ pub struct FileConfig {
     pub buffer: FileBuffer,
     #[serde(default)]
     pub listen: FileListen,
+    #[serde(default)]
+    pub certificates: FileCertificates,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileCertificates {
+    /// Certificate files (PEM) whose expiry to report, each as one series.
+    pub files: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -178,6 +187,8 @@ pub struct Config {
     pub buffer_max_age: Duration,
     pub metrics_listen: Option<SocketAddr>,
     pub metrics_allow_from: AllowList,
+    /// Certificate files whose expiry is reported (`crate::certs`).
+    pub certificates: Vec<PathBuf>,
 }
 
 /// Every default in one place.
@@ -193,6 +204,8 @@ pub mod defaults {
     pub const BUFFER_MAX_BYTES: u64 = 256 << 20;
     pub const BUFFER_MAX_AGE: Duration = Duration::from_secs(2 * 3600);
     pub const METRICS_LISTEN: &str = "off";
+    /// At most this many certificate files: one series each.
+    pub const MAX_CERTIFICATES: usize = 64;
 }
 
 /// Label values: what Prometheus accepts as a label value and keeps readable.
@@ -364,6 +377,34 @@ impl ConfigFile for Config {
                 None
             }
         });
+        let mut certificates: Vec<PathBuf> = Vec::new();
+        let files = f.certificates.files.as_deref().unwrap_or_default();
+        if files.len() > defaults::MAX_CERTIFICATES {
+            c.err(
+                "certificates.files",
+                format!(
+                    "{} files; expected at most {} (one series each)",
+                    files.len(),
+                    defaults::MAX_CERTIFICATES
+                ),
+            );
+        }
+        for (i, p) in files.iter().enumerate() {
+            let path = c.resolve(Path::new(p));
+            if p.is_empty() {
+                c.err(
+                    format!("certificates.files[{i}]"),
+                    "empty; expected a PEM certificate file's path",
+                );
+            } else if certificates.contains(&path) {
+                c.err(
+                    format!("certificates.files[{i}]"),
+                    format!("`{p}` is listed twice; expected each file once"),
+                );
+            } else {
+                certificates.push(path);
+            }
+        }
         let mysql = f.mysql.as_ref().map(|m| Mysql {
             tcp: match (m.addr.as_deref(), m.ca.as_deref()) {
                 (None, None) => None,
@@ -460,6 +501,7 @@ impl ConfigFile for Config {
             access_logs,
             mysql,
             vrrp_state_file,
+            certificates,
             buffer_max_bytes,
             buffer_max_age,
             metrics_listen,
@@ -624,6 +666,31 @@ allow_from = ["127.0.0.1/32"]
             Some((PathBuf::from("/s/agent.pem"), PathBuf::from("/s/agent.key")))
         );
         assert!(parse(MINIMAL).unwrap().push_tls.is_none());
+    }
+
+    #[test]
+    fn certificate_files_resolve_and_are_checked() {
+        let c = parse(&format!(
+            "{MINIMAL}\n[certificates]\nfiles = [\"ca.pem\", \"/s/agent.pem\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.certificates,
+            [
+                PathBuf::from("/etc/rampart/ca.pem"),
+                PathBuf::from("/s/agent.pem")
+            ]
+        );
+        assert!(parse(MINIMAL).unwrap().certificates.is_empty());
+        let with = |files: &str| format!("{MINIMAL}\n[certificates]\nfiles = [{files}]\n");
+        check_err(&with("\"\""), "certificates.files[0]", "empty");
+        check_err(
+            &with("\"a.pem\", \"a.pem\""),
+            "certificates.files[1]",
+            "listed twice",
+        );
+        let many: Vec<String> = (0..65).map(|i| format!("\"c{i}.pem\"")).collect();
+        check_err(&with(&many.join(",")), "certificates.files", "at most 64");
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! future resolves. Errors are typed ([`run::AgentError`]).
 
 pub mod buffer;
+pub mod certs;
 pub mod config;
 pub mod expo;
 pub mod host;

@@ -346,6 +346,16 @@ impl Agent {
             groups.push(("keepalived".into(), vrrp_families(state.trim())));
         }
 
+        if !self.config.certificates.is_empty() {
+            let t = Instant::now();
+            let (families, errors) = crate::certs::families(&self.config.certificates);
+            for e in errors {
+                self.failed("certificates", &e);
+            }
+            self.timed("certificates", t);
+            groups.push(("agent".into(), families));
+        }
+
         groups.push(("agent".into(), self.own_families(now_ms)));
 
         let mut timeseries = Vec::new();

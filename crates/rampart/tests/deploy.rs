@@ -15,7 +15,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -334,6 +334,7 @@ fn the_rendered_site_deploys_to_booted_hosts_and_serves() {
         panic!("hosts seen by the monitor: {seen:?}, expected {want:?}\n{diag}");
     }
     println!("monitoring: heartbeats from {seen:?}");
+    deployed_certificate_expiries(&ssh, &plan);
 
     // ssh: each host's firewall lets the bastion's address in, and no other address of
     // the same segment.
@@ -648,6 +649,63 @@ fn site_upgrade(
          and {} left alone, {total} reads during it, 0 failed",
         took.as_secs_f64(),
         units.len() - restarted
+    );
+}
+
+/// Every certificate file each host's agent was given (what its services use) has its
+/// expiry in Prometheus: the agent, running as its service user under its hardened unit,
+/// can read each one on a real host.
+fn deployed_certificate_expiries(ssh: &Ssh, plan: &rampart_topology::plan::Plan) {
+    let mut want: BTreeMap<String, usize> = BTreeMap::new();
+    for h in &plan.hosts {
+        let Some(agent) = h.service("agent") else {
+            continue;
+        };
+        let config: toml::Table = agent
+            .files
+            .iter()
+            .find(|f| f.path.ends_with("agent.toml"))
+            .map(|f| toml::from_str(&f.contents).unwrap())
+            .unwrap();
+        let files = config["certificates"]["files"].as_array().unwrap().len();
+        want.insert(h.name.clone(), files);
+    }
+    let end = Instant::now() + Duration::from_secs(60);
+    let seen = loop {
+        let q = ssh_run(
+            ssh,
+            "198.18.9.2",
+            "curl -sS --max-time 5 --cacert /var/lib/rampart/certs/ca.pem \
+             --cert /var/lib/rampart/hosts/monitor/plane-dashboard.pem \
+             --key /var/lib/rampart/hosts/monitor/plane-dashboard.key \
+             'https://127.0.0.1:9091/api/v1/query?query=count+by+(instance)(rampart_certificate_expiry_timestamp_seconds)'",
+        );
+        let v: serde_json::Value = serde_json::from_str(&q).unwrap_or_default();
+        let seen: BTreeMap<String, usize> = v["data"]["result"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| {
+                        let host = r["metric"]["instance"].as_str()?.to_owned();
+                        let n = r["value"][1].as_str()?.parse().ok()?;
+                        Some((host, n))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if seen == want || Instant::now() > end {
+            break seen;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    assert_eq!(
+        seen, want,
+        "certificate files whose expiry each host reports"
+    );
+    println!(
+        "certificate expiries: {} files on {} hosts, every one readable by its agent",
+        want.values().sum::<usize>(),
+        want.len()
     );
 }
 

@@ -1933,6 +1933,40 @@ fn monitoring_end_to_end() {
         .then_some(())
         },
     );
+    // Every certificate file a host's services use has its expiry in Prometheus (the
+    // CertificateExpiringSoon alert's input), none unreadable: the host's own and its
+    // agent's on every host, MariaDB's on db1, the plane CA on the monitor.
+    let files = eventually(
+        "every host's certificate expiries",
+        Duration::from_secs(60),
+        || {
+            let series = query("rampart_certificate_expiry_timestamp_seconds");
+            let has = |host: &str, file: &str| {
+                series.iter().any(|r| {
+                    r["metric"]["instance"] == host
+                        && r["metric"]["path"]
+                            .as_str()
+                            .is_some_and(|p| p.ends_with(file))
+                })
+            };
+            let all = agents
+                .iter()
+                .all(|h| has(h, "/ca.pem") && has(h, &format!("/hosts/{h}/agent.pem")))
+                && has("db1", "/certs/db1.pem")
+                && has("monitor", "/plane-ca.pem")
+                && has("lb1", "/certs/site.pem");
+            all.then_some(series.len())
+        },
+    );
+    let unreadable = query("rampart_agent_collect_errors_total{collector=\"certificates\"} > 0");
+    assert!(
+        unreadable.is_empty(),
+        "certificate files unreadable: {unreadable:?}"
+    );
+    println!(
+        "certificate expiries in Prometheus: {files} files on {} hosts",
+        agents.len()
+    );
     // Prometheus scrapes the three etcd members' metrics (through the firewall's one
     // flow to their port 2381).
     eventually("every etcd member scraped", Duration::from_secs(60), || {

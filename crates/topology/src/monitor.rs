@@ -789,19 +789,24 @@ fn alert_rules(s: &MonitorSettings) -> Vec<Alert> {
         },
         Alert {
             name: alert::CERTIFICATE_EXPIRING_SOON,
+            // What each lb serves (loaded: a renewed file not yet reloaded still warns),
+            // and every certificate file any service uses, from each host's agent.
             expr: format!(
-                "rampart_lb_certificate_expiry_timestamp_seconds - time() < {}",
-                seconds(s.certificate_expiry_warning)
+                "rampart_lb_certificate_expiry_timestamp_seconds - time() < {w} \
+                 or rampart_certificate_expiry_timestamp_seconds - time() < {w}",
+                w = seconds(s.certificate_expiry_warning)
             ),
             for_: s.certificate_for,
             severity: Warning,
-            summary: "Certificate {{ $labels.name }} on {{ $labels.instance }} expires in \
-                      {{ $value | humanizeDuration }}"
+            summary: "Certificate {{ $labels.name }}{{ $labels.path }} on {{ $labels.instance }} \
+                      expires in {{ $value | humanizeDuration }}"
                 .to_owned(),
             description: format!(
-                "The certificate {{{{ $labels.name }}}} ({{{{ $labels.file }}}}) served by \
-                 {{{{ $labels.instance }}}} expires in {{{{ $value | humanizeDuration }}}} \
-                 (warning from {}); renew it and reload the load balancer.",
+                "{{{{ if $labels.file }}}}The certificate {{{{ $labels.name }}}} ({{{{ $labels.file }}}}) \
+                 served by {{{{ $labels.instance }}}}{{{{ else }}}}The certificate file \
+                 {{{{ $labels.path }}}} used on {{{{ $labels.instance }}}}{{{{ end }}}} expires in \
+                 {{{{ $value | humanizeDuration }}}} (warning from {}); renew it and reload the \
+                 services that use it.",
                 prom_duration(s.certificate_expiry_warning)
             ),
         },

@@ -530,7 +530,7 @@ fn host_plan(t: &Topology, s: &Settings, h: &Host) -> HostPlan {
     // Every host with a management address runs an agent, after its own services so
     // the agent's first collection finds them.
     if has_mgmt(h) {
-        services.push(b.agent());
+        services.push(b.agent(&services));
     }
     let isolated = namespace.is_some();
     if isolated && h.role == Role::Monitor && s.dashboard_publish != 0 {
@@ -792,10 +792,31 @@ impl Builder<'_> {
         svc
     }
 
-    fn agent(&self) -> ServicePlan {
+    /// The host's agent, after `others` (the host's other services): it reports the
+    /// expiry of every certificate they and it use.
+    fn agent(&self, others: &[ServicePlan]) -> ServicePlan {
         let addr = self.sock(Segment::Mgmt, self.t.ports.agent_metrics);
         let db = matches!(self.h.role, Role::DbPrimary | Role::DbReplica);
         let socket = db.then(|| db_socket(&self.dir, self.s.uid));
+        let has_monitor = self.t.with_role(Role::Monitor).next().is_some();
+        let mut certificates: Vec<PathBuf> = Vec::new();
+        let own = has_monitor.then(|| {
+            let mut own = vec![self.ca()];
+            own.extend(issued(self.s.state.agent_cert(&self.h.name)));
+            own
+        });
+        let needs = others
+            .iter()
+            .flat_map(|o| &o.needs)
+            .chain(own.iter().flatten());
+        for n in needs {
+            let cert = n.from == Source::Certificate
+                && n.max_mode != SECRET_MODE
+                && n.path.extension().is_some_and(|e| e == "pem");
+            if cert && !certificates.contains(&n.path) {
+                certificates.push(n.path.clone());
+            }
+        }
         let mut svc = self.rampart(
             "agent",
             agent_config(
@@ -804,6 +825,7 @@ impl Builder<'_> {
                 &self.s.state,
                 socket.as_deref(),
                 self.s.pace,
+                &certificates,
             ),
             Probe::Http {
                 addr,
@@ -815,11 +837,7 @@ impl Builder<'_> {
         if db {
             svc.needs.push(self.secret(secret_file(MONITOR_USER)));
         }
-        if self.t.with_role(Role::Monitor).next().is_some() {
-            svc.needs.push(self.ca());
-            svc.needs
-                .extend(issued(self.s.state.agent_cert(&self.h.name)));
-        }
+        svc.needs.extend(own.into_iter().flatten());
         svc
     }
 

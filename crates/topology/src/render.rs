@@ -537,6 +537,7 @@ pub fn agent_config(
     state: &StatePaths,
     mysql_socket: Option<&Path>,
     pace: Pace,
+    certificates: &[PathBuf],
 ) -> String {
     let dir = state.host(&host.name);
     let mut s = Toml::new();
@@ -579,6 +580,14 @@ pub fn agent_config(
             .table("[[access_log]]")
             .str("service", job)
             .path("path", &dir.join("access.log"));
+    }
+    if !certificates.is_empty() {
+        // Every certificate the host's services use, for CertificateExpiringSoon.
+        let files: Vec<String> = certificates
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        s.table("certificates").list("files", &files);
     }
     if host.role == Role::Lb && t.mode == crate::Mode::Isolated && t.lb_peer(host).is_some() {
         // Which of the pair holds the floating address.

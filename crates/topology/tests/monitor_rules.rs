@@ -921,6 +921,26 @@ fn certificate_expiring_soon_warns_two_weeks_ahead() {
             &later,
             later_v,
         )
+        // Every certificate file a host's services use, from its agent: MariaDB's soon,
+        // the CA much later.
+        .series(
+            "rampart_certificate_expiry_timestamp_seconds",
+            &[
+                ("instance", "db1"),
+                ("job", "agent"),
+                ("path", "/etc/rampart/certs/db1.pem"),
+            ],
+            format!("{}x60", 3 * DAY),
+        )
+        .series(
+            "rampart_certificate_expiry_timestamp_seconds",
+            &[
+                ("instance", "db1"),
+                ("job", "agent"),
+                ("path", "/etc/rampart/certs/ca.pem"),
+            ],
+            format!("{}x60", 3000 * DAY),
+        )
         .quiet(s(5 * MIN), name)
         .alerts(
             s(15 * MIN),
@@ -935,7 +955,18 @@ fn certificate_expiring_soon_warns_two_weeks_ahead() {
                 ],
                 "Certificate www.foobar.com on lb1 expires in 6d 23h 45m 0s",
                 "The certificate www.foobar.com (/state/certs/site.pem) served by lb1 expires in \
-                 6d 23h 45m 0s (warning from 14d); renew it and reload the load balancer.",
+                 6d 23h 45m 0s (warning from 14d); renew it and reload the services that use it.",
+            ),
+            alert(
+                &[
+                    ("instance", "db1"),
+                    ("job", "agent"),
+                    ("path", "/etc/rampart/certs/db1.pem"),
+                    ("severity", "warning"),
+                ],
+                "Certificate /etc/rampart/certs/db1.pem on db1 expires in 2d 23h 45m 0s",
+                "The certificate file /etc/rampart/certs/db1.pem used on db1 expires in \
+                 2d 23h 45m 0s (warning from 14d); renew it and reload the services that use it.",
             )],
         );
     promtool_test(&MonitorSettings::default(), &[case]);

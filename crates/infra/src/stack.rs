@@ -412,6 +412,46 @@ impl Stack {
         Ok(())
     }
 
+    /// Local mode, nothing of the site running yet: every address a service will listen
+    /// on must be free. Another program on the port (Debian's prometheus on `*:9090`,
+    /// node-exporter on `*:9100`) makes the service's bind fail, and would answer its
+    /// readiness probe in its place, so `up` would report a site that is not there.
+    fn check_ports_free(plan: &Plan) -> Result<(), InfraError> {
+        let mut busy = Vec::new();
+        for h in &plan.hosts {
+            for svc in &h.services {
+                for l in &svc.ports {
+                    let tcp = std::net::TcpListener::bind(l.addr).err();
+                    let udp = (l.purpose == "dns")
+                        .then(|| std::net::UdpSocket::bind(l.addr).err())
+                        .flatten();
+                    if let Some(e) = tcp.or(udp) {
+                        busy.push(format!(
+                            "{}/{} {} on {}: {e} (see: ss -ltnup 'sport = :{}')",
+                            h.name,
+                            svc.name,
+                            l.purpose,
+                            l.addr,
+                            l.addr.port()
+                        ));
+                    }
+                }
+            }
+        }
+        if busy.is_empty() {
+            return Ok(());
+        }
+        Err(InfraError::Invalid(format!(
+            "{} address(es) the site listens on are taken by another program; nothing was \
+             started. On Debian, the packaged prometheus, prometheus-alertmanager, \
+             prometheus-node-exporter, etcd, mariadb and nginx services hold such ports: \
+             `./run up` stops and disables them, or stop them yourself \
+             (systemctl disable --now NAME).\n  {}",
+            busy.len(),
+            busy.join("\n  ")
+        )))
+    }
+
     fn write_run_file(&self) -> Result<(), InfraError> {
         let run = RunFile {
             mode: self.mode().into(),
@@ -474,6 +514,9 @@ impl Stack {
         progress("certificates and secrets", t0.elapsed());
         let plan = self.plan();
         Self::check_programs(&plan)?;
+        if self.fabric.is_none() && !live && !Self::any_running(&plan) {
+            Self::check_ports_free(&plan)?;
+        }
         let union = before.as_ref().map(|b| {
             let mut u = self.topology.clone();
             u.hosts.extend(

@@ -141,6 +141,18 @@ impl Booted {
     /// accepting `ssh`'s key for root, and waits (bounded) until its sshd accepts on the
     /// namespace's loopback.
     pub fn boot(name: &str, ns: &str, dir: &Path, ssh: &Ssh) -> Result<Booted, String> {
+        Self::boot_with(name, ns, dir, ssh, &[])
+    }
+
+    /// [`Booted::boot`], with each of `binds` (directories of this machine, such as a
+    /// checkout) mounted read-only at the same path inside.
+    pub fn boot_with(
+        name: &str,
+        ns: &str,
+        dir: &Path,
+        ssh: &Ssh,
+        binds: &[&Path],
+    ) -> Result<Booted, String> {
         let _ = fs::remove_dir_all(dir);
         let etc = dir.join("etc");
         let units = etc.join("systemd/system");
@@ -218,6 +230,7 @@ impl Booted {
             .args(["-D", "/", "--volatile=yes"])
             .arg(format!("--overlay=/etc:{}:/etc", etc.display()))
             .args(["--bind-ro=/var/lib/dpkg", "--capability=CAP_NET_ADMIN"])
+            .args(binds.iter().map(|b| format!("--bind-ro={}", b.display())))
             .arg(format!("--network-namespace-path=/run/netns/{ns}"))
             .arg(format!("--machine={ns}"))
             .arg(format!("--hostname={name}"))

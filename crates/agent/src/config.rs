@@ -513,42 +513,15 @@ impl ConfigFile for Config {
 /// `push.ca`, `push.cert` and `push.key`: all three with an `https` URL (the gate takes
 /// only clients with a certificate), none with `http`.
 fn push_tls(c: &mut Checker<'_>, p: &FilePush, url: &Uri) -> Option<rampart_tls::ClientTls> {
-    let given = [
-        ("push.ca", &p.ca),
-        ("push.cert", &p.cert),
-        ("push.key", &p.key),
-    ];
-    match url.scheme_str() {
-        Some("https") => {
-            let mut paths = Vec::new();
-            for (key, v) in given {
-                match v.as_deref() {
-                    Some(v) if !v.is_empty() => paths.push(c.resolve(Path::new(v))),
-                    _ => c.err(
-                        key,
-                        "missing; an https push.url needs push.ca, push.cert and push.key (the host's client certificate)",
-                    ),
-                }
-            }
-            let [ca, cert, key] = <[PathBuf; 3]>::try_from(paths).ok()?;
-            Some(rampart_tls::ClientTls {
-                ca,
-                client_cert: Some((cert, key)),
-            })
-        }
-        Some("http") => {
-            for (key, v) in given {
-                if v.is_some() {
-                    c.err(
-                        key,
-                        "set, but push.url is plain http; use an https url or remove it",
-                    );
-                }
-            }
-            None
-        }
-        _ => None,
-    }
+    let [ca, cert, key] = c.client_cert(
+        "push",
+        url.scheme_str() == Some("https"),
+        [&p.ca, &p.cert, &p.key].map(|v| v.as_deref().map(Path::new)),
+    )?;
+    Some(rampart_tls::ClientTls {
+        ca,
+        client_cert: Some((cert, key)),
+    })
 }
 
 /// Validates the config at `path` without starting anything (`rampart check`).
@@ -718,7 +691,7 @@ allow_from = ["127.0.0.1/32"]
         check_err(
             &MINIMAL.replace("http://", "https://"),
             "push.cert",
-            "the host's client certificate",
+            "this client's certificate",
         );
         check_err(
             &MINIMAL.replace("[push]", "[push]\nca = \"ca.pem\""),

@@ -351,39 +351,16 @@ impl ConfigFile for Config {
                 }
             }
         };
-        let given = [
-            ("prometheus.ca", &p.ca),
-            ("prometheus.cert", &p.cert),
-            ("prometheus.key", &p.key),
-        ];
-        let prom_tls = if url.tls {
-            let mut paths = Vec::new();
-            for (key, v) in given {
-                match v {
-                    Some(v) => paths.push(c.resolve(v)),
-                    None => c.err(
-                        key,
-                        "missing; an https prometheus.url needs prometheus.ca, prometheus.cert and prometheus.key",
-                    ),
-                }
-            }
-            <[PathBuf; 3]>::try_from(paths)
-                .ok()
-                .map(|[ca, cert, key]| rampart_tls::ClientTls {
-                    ca,
-                    client_cert: Some((cert, key)),
-                })
-        } else {
-            for (key, v) in given {
-                if v.is_some() {
-                    c.err(
-                        key,
-                        "set, but prometheus.url is plain http; use an https url or remove it",
-                    );
-                }
-            }
-            None
-        };
+        let prom_tls = c
+            .client_cert(
+                "prometheus",
+                url.tls,
+                [p.ca.as_deref(), p.cert.as_deref(), p.key.as_deref()],
+            )
+            .map(|[ca, cert, key]| rampart_tls::ClientTls {
+                ca,
+                client_cert: Some((cert, key)),
+            });
         let prometheus = Prometheus {
             url,
             tls: prom_tls,
@@ -616,8 +593,8 @@ mod tests {
         );
         check(
             &format!("{TLS}[prometheus]\nurl = \"https://127.0.0.1:9091\"\nca = \"ca.pem\"\n"),
-            "/etc/rampart/dashboard.toml: prometheus.cert: missing; an https prometheus.url needs prometheus.ca, prometheus.cert and prometheus.key\n\
-             /etc/rampart/dashboard.toml: prometheus.key: missing; an https prometheus.url needs prometheus.ca, prometheus.cert and prometheus.key",
+            "/etc/rampart/dashboard.toml: prometheus.cert: missing; an https prometheus.url needs prometheus.ca, prometheus.cert and prometheus.key (the CA to verify the server, this client's certificate and key)\n\
+             /etc/rampart/dashboard.toml: prometheus.key: missing; an https prometheus.url needs prometheus.ca, prometheus.cert and prometheus.key (the CA to verify the server, this client's certificate and key)",
         );
         check(
             &format!("{TLS}[auth]\nuser = \"an admin\"\nsession_lifetime = \"1h\"\nsession_idle = \"2h\"\n"),

@@ -271,39 +271,16 @@ fn upstream(c: &mut Checker<'_>, u: Option<&FileUpstream>) -> Upstream {
             return empty;
         }
     };
-    let given = [
-        ("upstream.ca", &u.ca),
-        ("upstream.cert", &u.cert),
-        ("upstream.key", &u.key),
-    ];
-    let tls = if url.scheme_str() == Some("https") {
-        let mut paths = Vec::new();
-        for (key, v) in given {
-            match v {
-                Some(p) => paths.push(c.resolve(p)),
-                None => c.err(
-                    key,
-                    "missing; an https upstream.url needs upstream.ca, upstream.cert and upstream.key",
-                ),
-            }
-        }
-        <[PathBuf; 3]>::try_from(paths)
-            .ok()
-            .map(|[ca, cert, key]| rampart_tls::ClientTls {
-                ca,
-                client_cert: Some((cert, key)),
-            })
-    } else {
-        for (key, v) in given {
-            if v.is_some() {
-                c.err(
-                    key,
-                    "set, but upstream.url is plain http; use an https url or remove it",
-                );
-            }
-        }
-        None
-    };
+    let tls = c
+        .client_cert(
+            "upstream",
+            url.scheme_str() == Some("https"),
+            [u.ca.as_deref(), u.cert.as_deref(), u.key.as_deref()],
+        )
+        .map(|[ca, cert, key]| rampart_tls::ClientTls {
+            ca,
+            client_cert: Some((cert, key)),
+        });
     Upstream { url, tls, timeout }
 }
 

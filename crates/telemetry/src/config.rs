@@ -142,6 +142,49 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// The client certificate of a `<table>.url`: `<table>.ca`, `<table>.cert` and
+    /// `<table>.key` (given as `[ca, cert, key]`, empty meaning absent), all three when the
+    /// URL is `https` (the servers rampart talks to take only clients with a
+    /// certificate), none when it is plain `http`. Resolved `[ca, cert, key]` when all
+    /// are there; `None` otherwise, with every problem recorded.
+    pub fn client_cert(
+        &mut self,
+        table: &str,
+        https: bool,
+        given: [Option<&Path>; 3],
+    ) -> Option<[PathBuf; 3]> {
+        let given = given.map(|p| p.filter(|p| !p.as_os_str().is_empty()));
+        let keys = ["ca", "cert", "key"].map(|k| format!("{table}.{k}"));
+        if !https {
+            for (key, v) in keys.iter().zip(given) {
+                if v.is_some() {
+                    self.err(
+                        key,
+                        format!(
+                            "set, but {table}.url is plain http; use an https url or remove it"
+                        ),
+                    );
+                }
+            }
+            return None;
+        }
+        let mut paths = Vec::new();
+        for (key, v) in keys.iter().zip(given) {
+            match v {
+                Some(p) => paths.push(self.resolve(p)),
+                None => self.err(
+                    key,
+                    format!(
+                        "missing; an https {table}.url needs {table}.ca, {table}.cert and \
+                         {table}.key (the CA to verify the server, this client's certificate \
+                         and key)"
+                    ),
+                ),
+            }
+        }
+        <[PathBuf; 3]>::try_from(paths).ok()
+    }
+
     /// Resolves a path from the config against the config file's directory.
     pub fn resolve(&self, p: &Path) -> PathBuf {
         if p.is_absolute() {
@@ -251,6 +294,47 @@ mod tests {
     use serde::Deserialize;
 
     use super::*;
+
+    #[test]
+    fn a_client_certificate_is_all_three_paths_with_https_and_none_with_http() {
+        let file = Path::new("/etc/rampart/x.toml");
+        let p = |s: &'static str| Some(Path::new(s));
+        let mut c = Checker::new(file);
+        let got = c.client_cert("push", true, [p("ca.pem"), p("/s/a.pem"), p("/s/a.key")]);
+        assert!(c.errors.is_empty());
+        assert_eq!(
+            got,
+            Some([
+                PathBuf::from("/etc/rampart/ca.pem"),
+                PathBuf::from("/s/a.pem"),
+                PathBuf::from("/s/a.key")
+            ])
+        );
+        // https with one missing (or empty): named, nothing returned.
+        let mut c = Checker::new(file);
+        assert_eq!(
+            c.client_cert("push", true, [p("ca.pem"), p(""), None]),
+            None
+        );
+        let keys: Vec<&str> = c.errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["push.cert", "push.key"]);
+        assert!(c.errors[0]
+            .message
+            .contains("an https push.url needs push.ca"));
+        // http with any of them set: each named.
+        let mut c = Checker::new(file);
+        assert_eq!(
+            c.client_cert("upstream", false, [None, p("a.pem"), None]),
+            None
+        );
+        assert_eq!(c.errors.len(), 1);
+        assert_eq!(c.errors[0].key, "upstream.cert");
+        assert!(c.errors[0].message.contains("upstream.url is plain http"));
+        // http with none: nothing to say.
+        let mut c = Checker::new(file);
+        assert_eq!(c.client_cert("prometheus", false, [None, None, None]), None);
+        assert!(c.errors.is_empty());
+    }
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]

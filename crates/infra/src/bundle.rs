@@ -55,7 +55,9 @@ pub fn render(t: &Topology, topology_file: &str, out: &Path) -> Result<Rendered,
     };
     write(&out.join("topology.toml"), topology_file.as_bytes(), 0o644)?;
 
-    // Certificates and passwords, issued once into the operator's state.
+    // Certificates and passwords, issued once into the operator's state; a certificate
+    // past two thirds of its life is renewed (the playbook then ships it, and the
+    // services load it without a restart).
     let operator = plan::plan(
         t,
         &plan::Settings {
@@ -63,7 +65,11 @@ pub fn render(t: &Topology, topology_file: &str, out: &Path) -> Result<Rendered,
             ..deploy::settings()
         },
     );
-    issue_certificates(&StatePaths::new(&state), &operator.certificates)?;
+    issue_certificates(
+        &StatePaths::new(&state),
+        &operator.certificates,
+        operator.cert_lifetime,
+    )?;
     mariadb::Secrets::load_or_create(&state.join("secrets"))?;
 
     let plan = deploy::plan(t);

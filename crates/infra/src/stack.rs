@@ -393,8 +393,11 @@ impl Stack {
     }
 
     /// The run's CA and every certificate of the plan, created when missing.
-    pub fn ensure_certs(&self) -> Result<(), InfraError> {
-        issue_certificates(&self.paths, &self.plan().certificates)
+    /// Issues every missing certificate and renews every one past two thirds of its
+    /// life; returns the renewed ones' paths.
+    pub fn ensure_certs(&self) -> Result<Vec<PathBuf>, InfraError> {
+        let plan = self.plan();
+        issue_certificates(&self.paths, &plan.certificates, plan.cert_lifetime)
     }
 
     /// Every packaged program the plan runs is installed: a missing one is named with
@@ -1772,17 +1775,27 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
 }
 
 /// The CA in `paths`' `certs/` (created when missing) and every certificate of `certs`
-/// that is not there yet: what `up` and `rampart render` issue.
-pub fn issue_certificates(paths: &StatePaths, certs: &[Certificate]) -> Result<(), InfraError> {
+/// that is not there yet or is due for renewal ([`rampart_tls::pki::renewal_due`]: past
+/// two thirds of its life), each valid for `lifetime`: what `up`, `rampart cert renew`
+/// and `rampart render` issue. Returns the renewed certificates' paths (not the new
+/// ones). A renewed pair replaces the old one in place, certificate then key, each file atomically;
+/// the services that use it load it at their next handshake.
+pub fn issue_certificates(
+    paths: &StatePaths,
+    certs: &[Certificate],
+    lifetime: Duration,
+) -> Result<Vec<PathBuf>, InfraError> {
     let dir = paths.certs();
     let site = rampart_tls::pki::Ca::load_or_create(&dir, "rampart local CA")
-        .map_err(|e| InfraError::Invalid(format!("local CA in {}: {e}", dir.display())))?;
+        .map_err(|e| InfraError::Invalid(format!("local CA in {}: {e}", dir.display())))?
+        .with_leaf_lifetime(lifetime);
     // The monitoring plane's CA, only when a certificate needs it; its certificate is
     // copied next to the run's CA, where Prometheus and Alertmanager read it.
     let plane = if certs.iter().any(|c| c.issuer == Issuer::Plane) {
         let pdir = paths.plane_ca_dir();
         let ca = rampart_tls::pki::Ca::load_or_create(&pdir, "rampart monitoring plane CA")
-            .map_err(|e| InfraError::Invalid(format!("plane CA in {}: {e}", pdir.display())))?;
+            .map_err(|e| InfraError::Invalid(format!("plane CA in {}: {e}", pdir.display())))?
+            .with_leaf_lifetime(lifetime);
         let from = pdir.join("ca.pem");
         let to = paths.plane_ca();
         let pem = std::fs::read(&from).map_err(|e| InfraError::io("read", &from, e))?;
@@ -1794,10 +1807,20 @@ pub fn issue_certificates(paths: &StatePaths, certs: &[Certificate]) -> Result<(
     } else {
         None
     };
+    let mut renewed = Vec::new();
     for cert in certs {
         let (pem, key) = cert.files();
         if pem.exists() && key.exists() {
-            continue;
+            match rampart_tls::pki::renewal_due(&pem) {
+                Ok(false) => continue,
+                Ok(true) => renewed.push(pem.clone()),
+                Err(e) => {
+                    return Err(InfraError::Invalid(format!(
+                        "certificate {}: {e}",
+                        pem.display()
+                    )))
+                }
+            }
         }
         let ca = match (cert.issuer, &plane) {
             (Issuer::Plane, Some(plane)) => plane,
@@ -1810,7 +1833,7 @@ pub fn issue_certificates(paths: &StatePaths, certs: &[Certificate]) -> Result<(
         };
         issued.map_err(|e| InfraError::Invalid(format!("certificate {}: {e}", pem.display())))?;
     }
-    Ok(())
+    Ok(renewed)
 }
 
 #[cfg(test)]
@@ -2000,6 +2023,7 @@ mod tests {
         let plan = Plan {
             hosts: vec![host],
             certificates: Vec::new(),
+            cert_lifetime: Duration::from_secs(86_400),
             db_users: Vec::new(),
             etcd: rampart_topology::plan::Etcd {
                 endpoints: Vec::new(),

@@ -121,6 +121,12 @@ pub fn metrics(s: &Snapshot) -> String {
         "counter",
         s.server_restarts as f64,
     );
+    gauge(
+        "rampart_keeper_tls_reloads_total",
+        "Renewed certificates the database server loaded (FLUSH SSL).",
+        "counter",
+        s.tls_reloads as f64,
+    );
     out
 }
 

@@ -75,6 +75,8 @@ pub struct Snapshot {
     pub failovers_refused: u64,
     pub demotions: u64,
     pub server_restarts: u64,
+    /// Renewed server certificates loaded (`FLUSH SSL`).
+    pub tls_reloads: u64,
     pub epoch_changes: u64,
     pub note: String,
     /// Ready for `up`'s probe: the server answers and etcd was reached.
@@ -361,7 +363,12 @@ impl Keeper {
         }
         let local = if self.server.running() {
             match self.server.status().await {
-                Ok(l) => Some(l),
+                Ok(l) => {
+                    if let Err(e) = self.server.reload_tls_if_renewed().await {
+                        tracing::warn!(error = %e, "cannot load the renewed certificate");
+                    }
+                    Some(l)
+                }
                 Err(e) => {
                     let silent = self.server.answered.map_or(Duration::ZERO, |t| t.elapsed());
                     if silent >= self.config.unresponsive_after {
@@ -412,6 +419,7 @@ impl Keeper {
             s.server_up = local.is_some();
             s.server_pid = self.server.pid();
             s.server_restarts = self.server.restarts;
+            s.tls_reloads = self.server.tls_reloads;
             s.note = self.note.clone();
         });
     }

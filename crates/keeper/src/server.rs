@@ -13,7 +13,7 @@
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -92,6 +92,20 @@ pub struct Server {
     timeout: Duration,
     /// The last time the server answered, or when it was started.
     pub answered: Option<Instant>,
+    /// The server's own certificate and key (`@@ssl_cert`, `@@ssl_key`) and their
+    /// stamps when it last loaded them; `None` until looked up after a start.
+    tls_files: Option<(Vec<PathBuf>, Vec<Option<FileStamp>>)>,
+    /// How many times a renewed certificate was loaded with `FLUSH SSL`.
+    pub tls_reloads: u64,
+}
+
+/// Inode, size and modification time: enough to see that a file was replaced.
+type FileStamp = (u64, u64, i64, i64);
+
+fn file_stamp(path: &Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
 }
 
 impl std::fmt::Debug for Server {
@@ -170,6 +184,8 @@ impl Server {
             conn: None,
             timeout,
             answered: None,
+            tls_files: None,
+            tls_reloads: 0,
         }
     }
 
@@ -220,6 +236,7 @@ impl Server {
         self.server_id = id;
         self.conn = None;
         self.generation += 1;
+        self.tls_files = None;
         self.restart_at = None;
         self.answered = Some(Instant::now());
         Ok(true)
@@ -318,6 +335,55 @@ impl Server {
 
     async fn rows(&mut self, sql: &str) -> Result<Vec<MySqlRow>, SqlError> {
         self.with_timeout(self.timeout, sql, true).await
+    }
+
+    /// Loads a renewed certificate into the running server: when its certificate or key
+    /// file changed since the server last loaded them, `FLUSH LOCAL SSL` (MariaDB 10.4+;
+    /// new connections get the new pair, open ones keep theirs; `LOCAL`: never into the
+    /// binary log, where a replica's statement would be an errant transaction). The
+    /// first look after a start flushes once too, for a renewal between the server's
+    /// start and the look. Returns whether it flushed.
+    pub async fn reload_tls_if_renewed(&mut self) -> Result<bool, SqlError> {
+        let (paths, seen) = match self.tls_files.take() {
+            Some(known) => known,
+            None => {
+                let rows = self
+                    .rows("SELECT @@GLOBAL.ssl_cert, @@GLOBAL.ssl_key")
+                    .await?;
+                let paths: Vec<PathBuf> = rows
+                    .first()
+                    .map(|r| {
+                        (0..2)
+                            .filter_map(|i| r.try_get::<Option<String>, _>(i).ok().flatten())
+                            .filter(|p| !p.is_empty())
+                            .map(PathBuf::from)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (paths, Vec::new())
+            }
+        };
+        let now: Vec<_> = paths.iter().map(|p| file_stamp(p)).collect();
+        if paths.is_empty() || now == seen {
+            self.tls_files = Some((paths, seen));
+            return Ok(false);
+        }
+        let first = seen.is_empty();
+        match self.exec("FLUSH LOCAL SSL").await {
+            Ok(()) => {
+                if !first {
+                    self.tls_reloads += 1;
+                    tracing::info!(cert = %paths[0].display(), "loaded the renewed certificate (FLUSH SSL)");
+                }
+                self.tls_files = Some((paths, now));
+                Ok(true)
+            }
+            Err(e) => {
+                // Try again next round.
+                self.tls_files = Some((paths, seen));
+                Err(e)
+            }
+        }
     }
 
     /// One round of status queries.

@@ -186,6 +186,8 @@ pub struct Generation {
     none_counters: [Counter; STATUS_CLASSES.len()],
     hsts: Option<HeaderValue>,
     waf: Option<Arc<crate::waf::Waf>>,
+    /// The served certificates, which follow renewals of their files by themselves.
+    site: Arc<rampart_tls::SiteCerts>,
 }
 
 impl std::fmt::Debug for Generation {
@@ -205,6 +207,21 @@ fn err(config: &Config, key: String, message: String) -> ConfigError {
 }
 
 impl Generation {
+    /// Sets each served certificate's notAfter gauge from the pair in use now (after a
+    /// renewal, the renewed one), and counts the renewals loaded. Called before metrics
+    /// are encoded.
+    pub fn publish_certs(&self) {
+        let metrics = &self.shared.metrics;
+        for c in self.site.certs() {
+            let name = c.info.names.first().cloned().unwrap_or_default();
+            let file = c.cert_path.display().to_string();
+            metrics
+                .cert_expiry
+                .get_or_create(&crate::metrics::CertLabels { name, file })
+                .set(c.info.not_after_unix);
+        }
+    }
+
     /// Builds a generation: loads certificates and keys, builds backend pools. Health state
     /// of backends that `previous` also had (same name and address) carries over.
     pub fn build(
@@ -271,16 +288,8 @@ impl Generation {
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
-        let site = rampart_tls::SiteCerts::new(certs);
-        for c in site.certs() {
-            let name = c.info.names.first().cloned().unwrap_or_default();
-            let file = c.cert_path.display().to_string();
-            metrics
-                .cert_expiry
-                .get_or_create(&crate::metrics::CertLabels { name, file })
-                .set(c.info.not_after_unix);
-        }
-        let server = rampart_tls::server_config(Arc::new(site), &[b"h2", b"http/1.1"])
+        let site = Arc::new(rampart_tls::SiteCerts::new(certs));
+        let server = rampart_tls::server_config(Arc::clone(&site), &[b"h2", b"http/1.1"])
             .map_err(|e| ConfigErrors(vec![err(&config, "tls".into(), e.to_string())]))?;
         let none_counters = STATUS_CLASSES.map(|c| {
             metrics
@@ -296,7 +305,7 @@ impl Generation {
             .header
             .as_deref()
             .and_then(|v| HeaderValue::from_str(v).ok());
-        Ok(Self {
+        let gen = Self {
             tls: tokio_rustls::TlsAcceptor::from(Arc::new(server)),
             balancer: Balancer::new(backends, config.policy),
             limiter: config
@@ -309,7 +318,10 @@ impl Generation {
             none_counters,
             hsts,
             waf,
-        })
+            site,
+        };
+        gen.publish_certs();
+        Ok(gen)
     }
 
     /// Starts the active health checks of this generation.

@@ -486,11 +486,14 @@ impl Lb {
             r
         };
         match (req.method().as_str(), req.uri().path()) {
-            ("GET", "/metrics") => reply(
-                StatusCode::OK,
-                crate::metrics::TEXT_FORMAT,
-                self.shared.metrics.encode(),
-            ),
+            ("GET", "/metrics") => {
+                self.current.load().publish_certs();
+                reply(
+                    StatusCode::OK,
+                    crate::metrics::TEXT_FORMAT,
+                    self.shared.metrics.encode(),
+                )
+            }
             ("GET", "/-/healthy") => reply(StatusCode::OK, "text/plain", "ok\n".into()),
             ("GET", "/-/backends") => {
                 reply(StatusCode::OK, "application/json", self.backends_json())

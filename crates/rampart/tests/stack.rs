@@ -1087,8 +1087,8 @@ fn attached_up_stops_everything_on_ctrl_c() {
     }
     assert!(status.success(), "{status:?}");
     // dns, db1, db2, web1, web2, lb1, the monitor's four, the backup service, an agent
-    // on each of 8, and the three etcd members.
-    assert_eq!(pids.len(), 22, "{pids:?}");
+    // on each of 8, the three etcd members and the certificate renewer.
+    assert_eq!(pids.len(), 23, "{pids:?}");
     for pid in pids {
         // A zombie still has a /proc entry; a reaped or re-parented-and-reaped one does not.
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -1098,6 +1098,187 @@ fn attached_up_stops_everything_on_ctrl_c() {
         );
     }
     let _ = rampart(state.path(), &["down", "--purge"]);
+}
+
+/// The certificate a TLS listener serves to a new connection: (serial, notBefore,
+/// notAfter as `openssl x509` prints them), through `openssl s_client` (with
+/// `-starttls mysql` for MariaDB). `None` when no certificate came.
+fn served_cert(addr: std::net::SocketAddr, mysql: bool) -> Option<[String; 3]> {
+    let mut c = Command::new("timeout");
+    c.args(["10", "openssl", "s_client", "-connect", &addr.to_string()]);
+    if mysql {
+        c.args(["-starttls", "mysql"]);
+    }
+    let out = c.stdin(Stdio::null()).stderr(Stdio::null()).output().ok()?;
+    let mut x509 = Command::new("openssl")
+        .args(["x509", "-noout", "-serial", "-startdate", "-enddate"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    use std::io::Write;
+    x509.stdin.take()?.write_all(&out.stdout).ok()?;
+    let text = String::from_utf8(x509.wait_with_output().ok()?.stdout).ok()?;
+    let field = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(str::to_owned)
+    };
+    Some([field("serial=")?, field("notBefore=")?, field("notAfter=")?])
+}
+
+/// Issue 17: the run's certificates live 90 s here, so `rampart renew` (started by
+/// `up`) renews each at about 62 s and again at about 124 s, while reads and writes go
+/// through the load balancer: no request fails, and every TLS listener of the site
+/// (the load balancer, the web servers' mutual TLS, MariaDB through its keeper's FLUSH
+/// SSL, the etcd members' client and peer ports, Prometheus behind the gate,
+/// Alertmanager and the dashboard) serves a renewed certificate without a restart, after
+/// the first ones expired.
+#[test]
+fn certificates_renew_under_load_without_a_failed_request() {
+    if tool("openssl", None).is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site.toml");
+    std::fs::write(&site, "[certificates]\nlifetime = \"90s\"\n").unwrap();
+    let net = net_for(17);
+    let Some(stack) = Stack::up_with(Mode::Local { net }, &["--topology", site.to_str().unwrap()])
+    else {
+        return;
+    };
+    let t = stack.topology();
+    let p = &t.ports;
+    let at = |host: &str, port: u16| {
+        t.sock(t.host(host).unwrap(), rampart_topology::Segment::Mgmt, port)
+    };
+    let data = |host: &str| t.sock(t.host(host).unwrap(), rampart_topology::Segment::Data, p.db);
+    let app =
+        |host: &str, port: u16| t.sock(t.host(host).unwrap(), rampart_topology::Segment::App, port);
+    let public = t.sock(
+        t.host("lb1").unwrap(),
+        rampart_topology::Segment::Public,
+        p.lb_https,
+    );
+    let mut listeners = vec![
+        ("lb1 https", public, false),
+        ("web1", app("web1", p.web), false),
+        ("web2", app("web2", p.web), false),
+        ("db1 mysql", data("db1"), true),
+        ("db2 mysql", data("db2"), true),
+        ("prometheus (gate)", at("monitor", p.prometheus), false),
+        ("prometheus", at("monitor", p.prometheus_internal), false),
+        ("alertmanager", at("monitor", p.alertmanager), false),
+        ("dashboard", at("monitor", p.dashboard), false),
+    ];
+    for h in ["monitor", "dns", "lb1"] {
+        listeners.push((
+            leak(format!("{h} etcd client")),
+            at(h, p.etcd_client),
+            false,
+        ));
+        listeners.push((leak(format!("{h} etcd peer")), at(h, p.etcd_peer), false));
+    }
+    let first: Vec<[String; 3]> = listeners
+        .iter()
+        .map(|(what, addr, mysql)| {
+            served_cert(*addr, *mysql)
+                .unwrap_or_else(|| panic!("{what} ({addr}) served no certificate"))
+        })
+        .collect();
+
+    // Reads (a new TLS connection each) and writes through the load balancer for
+    // 150 s, bounded in count too.
+    let stop = AtomicBool::new(false);
+    let results: Mutex<Vec<(u16, &str)>> = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for (kind, max) in [("read", 3000), ("write", 1500)] {
+            let (stack, stop, results) = (&stack, &stop, &results);
+            scope.spawn(move || {
+                for i in 0..max {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let r = if kind == "read" {
+                        stack.curl("/api/messages?limit=1", &[])
+                    } else {
+                        stack.post_json(
+                            "/api/users",
+                            &format!(
+                                r#"{{"name":"Renewal {i}","email":"renewal{i}@example.com"}}"#
+                            ),
+                            &[],
+                        )
+                    };
+                    results.lock().unwrap().push((r.status, kind));
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_secs(150));
+        stop.store(true, Ordering::Relaxed);
+    });
+    let results = results.into_inner().unwrap();
+    let failed: Vec<_> = results
+        .iter()
+        .filter(|(status, kind)| *status != if *kind == "read" { 200 } else { 201 })
+        .collect();
+    let reads = results.iter().filter(|r| r.1 == "read").count();
+    eprintln!(
+        "renewal under load: {reads} reads and {} writes in 150 s, {} failed",
+        results.len() - reads,
+        failed.len()
+    );
+    assert!(
+        reads > 100 && results.len() - reads > 100,
+        "too little load: {}",
+        results.len()
+    );
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {failed:?}",
+        failed.len(),
+        results.len()
+    );
+
+    // Every listener now serves a certificate issued after its first one, and the
+    // first ones have expired (so nothing still running could be using them).
+    for ((what, addr, mysql), old) in listeners.iter().zip(&first) {
+        let now =
+            served_cert(*addr, *mysql).unwrap_or_else(|| panic!("{what} served no certificate"));
+        eprintln!(
+            "{what}: serial {} valid {} .. {} (first {} .. {})",
+            now[0], now[1], now[2], old[1], old[2]
+        );
+        assert_ne!(
+            now[0], old[0],
+            "{what} ({addr}) still serves its first certificate"
+        );
+        let end = |s: &str| {
+            let out = Command::new("date")
+                .args(["-d", s, "+%s"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse::<i64>()
+                .unwrap()
+        };
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert!(
+            end(&old[2]) < unix,
+            "{what}: the first certificate has not expired yet"
+        );
+        assert!(end(&now[2]) > unix, "{what}: serves an expired certificate");
+    }
+}
+
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
 }
 
 /// A free TCP port on 127.0.0.1 for the isolated run's forward.

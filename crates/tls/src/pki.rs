@@ -1,8 +1,10 @@
 //! The local certificate authority behind `rampart cert`: an ECDSA P-256 CA, site
 //! certificates for the public names, and host certificates for internal (mutual) TLS.
 //!
-//! Validity follows what browsers and Mozilla's "intermediate" profile accept: leaf
-//! certificates live 365 days (the profile allows at most 366), the CA ten years.
+//! Leaf certificates are short-lived: 30 days by default ([`LEAF_LIFETIME`], a
+//! topology's `[certificates] lifetime` changes it), renewed once two thirds of their life
+//! has passed ([`renewal_due`]); the services reload renewed files without a restart
+//! ([`crate::SiteCerts`], [`crate::client_config`]). The CA lives ten years.
 
 use std::path::{Path, PathBuf};
 
@@ -15,8 +17,13 @@ use time::{Duration, OffsetDateTime};
 
 use crate::TlsError;
 
-/// Days a leaf certificate is valid.
-pub const LEAF_DAYS: i64 = 365;
+/// Days a leaf certificate is valid by default.
+pub const LEAF_DAYS: i64 = 30;
+/// How long a leaf certificate is valid by default ([`LEAF_DAYS`]).
+pub const LEAF_LIFETIME: std::time::Duration =
+    std::time::Duration::from_secs(LEAF_DAYS as u64 * 86_400);
+/// The shortest leaf lifetime [`Ca::with_leaf_lifetime`] takes (tests use minutes).
+pub const MIN_LEAF_LIFETIME: std::time::Duration = std::time::Duration::from_secs(60);
 /// Days the CA is valid.
 pub const CA_DAYS: i64 = 3650;
 
@@ -24,6 +31,7 @@ pub const CA_DAYS: i64 = 3650;
 pub struct Ca {
     cert: rcgen::Certificate,
     key: KeyPair,
+    leaf_lifetime: std::time::Duration,
 }
 
 impl std::fmt::Debug for Ca {
@@ -68,13 +76,31 @@ fn serial() -> Result<SerialNumber, TlsError> {
     Ok(SerialNumber::from_slice(&bytes))
 }
 
-fn validity(params: &mut CertificateParams, days: i64) -> Result<(), TlsError> {
+fn validity(params: &mut CertificateParams, life: std::time::Duration) -> Result<(), TlsError> {
     params.serial_number = Some(serial()?);
     let now = OffsetDateTime::now_utc();
-    // A small back-dating absorbs clock skew between hosts.
-    params.not_before = now - Duration::hours(1);
-    params.not_after = now + Duration::days(days);
+    let life = Duration::try_from(life).unwrap_or(Duration::days(CA_DAYS));
+    // A small back-dating absorbs clock skew between hosts: an hour, or a thirtieth of
+    // a short life, so that renewal at two thirds of the whole span stays meaningful.
+    params.not_before = now - std::cmp::min(life / 30_i32, Duration::hours(1));
+    params.not_after = now + life;
     Ok(())
+}
+
+/// Whether the certificate at `path` is due for renewal: less than a third of its
+/// validity span (notBefore to notAfter) is left, or it does not parse. A missing file
+/// is an error of its own.
+pub fn renewal_due(path: &Path) -> Result<bool, TlsError> {
+    let certs = crate::server_certs(path)?;
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(&certs[0]) else {
+        return Ok(true);
+    };
+    let (from, to) = (
+        cert.validity().not_before.timestamp(),
+        cert.validity().not_after.timestamp(),
+    );
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    Ok((to - now) * 3 < (to - from))
 }
 
 /// The parameters every rampart CA has; `load` relies on `create` using exactly these.
@@ -98,12 +124,19 @@ impl Ca {
     pub fn create(dir: &Path, common_name: &str) -> Result<Self, TlsError> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
         let mut params = ca_params(common_name)?;
-        validity(&mut params, CA_DAYS)?;
+        validity(
+            &mut params,
+            std::time::Duration::from_secs(CA_DAYS as u64 * 86_400),
+        )?;
         let cert = params.self_signed(&key)?;
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         write_public(&dir.join("ca.pem"), &cert.pem())?;
         write_private(&dir.join("ca.key"), &key.serialize_pem())?;
-        Ok(Self { cert, key })
+        Ok(Self {
+            cert,
+            key,
+            leaf_lifetime: LEAF_LIFETIME,
+        })
     }
 
     /// Loads `ca.pem`/`ca.key` from `dir`.
@@ -147,7 +180,21 @@ impl Ca {
                 "not a CA made by rampart (subject or key differ); run `rampart cert` with an empty --dir".into(),
             ));
         }
-        Ok(Self { cert, key })
+        Ok(Self {
+            cert,
+            key,
+            leaf_lifetime: LEAF_LIFETIME,
+        })
+    }
+
+    /// The same CA issuing leaves valid for `life` (at least [`MIN_LEAF_LIFETIME`], at
+    /// most [`CA_DAYS`]).
+    pub fn with_leaf_lifetime(mut self, life: std::time::Duration) -> Self {
+        self.leaf_lifetime = life.clamp(
+            MIN_LEAF_LIFETIME,
+            std::time::Duration::from_secs(CA_DAYS as u64 * 86_400),
+        );
+        self
     }
 
     /// Loads the CA in `dir`, creating it first when absent.
@@ -207,7 +254,7 @@ impl Ca {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = usages;
         params.use_authority_key_identifier_extension = true;
-        validity(&mut params, LEAF_DAYS)?;
+        validity(&mut params, self.leaf_lifetime)?;
         let cert = params.signed_by(&key, &self.cert, &self.key)?;
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let issued = Issued {
@@ -242,7 +289,8 @@ mod tests {
         assert_eq!(loaded.info.names, names);
         let days =
             (loaded.info.not_after_unix - OffsetDateTime::now_utc().unix_timestamp()) / 86400;
-        assert!((364..=365).contains(&days), "{days}");
+        assert!((LEAF_DAYS - 1..=LEAF_DAYS).contains(&days), "{days}");
+        assert!(!renewal_due(&site.cert).unwrap());
         // A reloaded CA signs certificates that chain to the same ca.pem.
         let again = Ca::load(dir.path()).unwrap();
         let host = again
@@ -318,6 +366,42 @@ mod tests {
             false,
             true,
         );
+    }
+
+    /// Renewal is due once a third of the span is left: a leaf of 60 s (back-dated 2 s)
+    /// is due after 40.7 s, and not at once.
+    #[test]
+    fn renewal_is_due_after_two_thirds_of_the_life() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::create(dir.path(), "test CA")
+            .unwrap()
+            .with_leaf_lifetime(std::time::Duration::from_secs(1));
+        let leaf = ca.issue(dir.path(), "h", &["h".into()], false).unwrap();
+        let pem = std::fs::read(&leaf.cert).unwrap();
+        let der = rustls_pki_types::CertificateDer::from_pem_slice(&pem).unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let v = cert.validity();
+        // Clamped to the minimum; back-dated by a thirtieth.
+        assert_eq!(v.not_after.timestamp() - v.not_before.timestamp(), 62);
+        assert!(!renewal_due(&leaf.cert).unwrap());
+        // A leaf issued with a day's life a third of a span ago is not due; one whose
+        // remaining time is below a third of its span is.
+        let span = |from: i64, to: i64| {
+            let now = OffsetDateTime::now_utc().unix_timestamp();
+            let mut p = CertificateParams::new(vec!["x".to_owned()]).unwrap();
+            p.not_before = OffsetDateTime::from_unix_timestamp(now + from).unwrap();
+            p.not_after = OffsetDateTime::from_unix_timestamp(now + to).unwrap();
+            let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+            let c = p.signed_by(&key, &ca.cert, &ca.key).unwrap();
+            let path = dir.path().join("x.pem");
+            std::fs::write(&path, c.pem()).unwrap();
+            renewal_due(&path).unwrap()
+        };
+        assert!(!span(-100, 200));
+        assert!(!span(-190, 110));
+        assert!(span(-210, 90));
+        assert!(span(-400, -10));
+        assert!(renewal_due(&dir.path().join("missing.pem")).is_err());
     }
 
     #[test]

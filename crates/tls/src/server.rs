@@ -1,12 +1,22 @@
 //! rustls server and client configurations: TLS 1.2/1.3 only, AEAD suites only (the
 //! aws-lc-rs defaults, which are Mozilla "intermediate"), ALPN, and SNI over several
 //! certificates whose names come from their own subjectAltName extension.
+//!
+//! Every certificate a configuration serves or presents is [`Reloading`]: at most once
+//! per [`RELOAD_CHECK`], a handshake that needs it looks at its two files (inode, size,
+//! modification time) and, when either changed, loads the pair again. A renewed
+//! certificate therefore reaches the next handshake without a restart, and connections
+//! already open keep theirs. A pair that does not load (the key renamed into place before
+//! its certificate, a broken file) leaves the previous one in use until it does.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
+use rustls::client::ResolvesClientCert;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert, ServerSessionMemoryCache};
 use rustls::sign::CertifiedKey;
@@ -36,6 +46,7 @@ pub struct LoadedCert {
     pub key: Arc<CertifiedKey>,
     pub info: CertInfo,
     pub cert_path: PathBuf,
+    pub key_path: PathBuf,
 }
 
 impl fmt::Debug for LoadedCert {
@@ -118,14 +129,112 @@ pub fn load_certified_key(cert_path: &Path, key_path: &Path) -> Result<LoadedCer
         key: Arc::new(certified),
         info,
         cert_path: cert_path.to_owned(),
+        key_path: key_path.to_owned(),
     })
+}
+
+/// How often, at most, a handshake looks at a certificate's files for a renewal.
+pub const RELOAD_CHECK: Duration = Duration::from_secs(1);
+
+/// What identifies a file's contents cheaply: inode, size and modification time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp(u64, u64, i64, i64);
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some(Stamp(m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+}
+
+/// A certificate and key, loaded from their files and loaded again when the files
+/// change (see the module documentation).
+pub struct Reloading {
+    current: RwLock<LoadedCert>,
+    /// The files' stamps the current pair was loaded from (or last failed to load
+    /// from), and when they were last looked at.
+    seen: Mutex<([Option<Stamp>; 2], Instant)>,
+    reloads: AtomicU64,
+}
+
+impl fmt::Debug for Reloading {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reloading")
+            .field(
+                "current",
+                &*self.current.read().unwrap_or_else(|e| e.into_inner()),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reloading {
+    /// Watches the files `loaded` came from, starting with `loaded`.
+    pub fn new(loaded: LoadedCert) -> Self {
+        let stamps = [stamp(&loaded.cert_path), stamp(&loaded.key_path)];
+        Self {
+            current: RwLock::new(loaded),
+            seen: Mutex::new((stamps, Instant::now())),
+            reloads: AtomicU64::new(0),
+        }
+    }
+
+    /// The pair to use now, after looking at the files when [`RELOAD_CHECK`] has
+    /// passed since the last look.
+    pub fn current(&self) -> LoadedCert {
+        self.refresh(false);
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// How many times a changed pair was loaded.
+    pub fn reloads(&self) -> u64 {
+        self.reloads.load(Ordering::Relaxed)
+    }
+
+    /// Looks at the files (now, with `force`) and loads a changed pair. Handshakes
+    /// never wait for each other here: a look already under way is not repeated.
+    pub fn refresh(&self, force: bool) {
+        let Ok(mut seen) = self.seen.try_lock() else {
+            return;
+        };
+        if !force && seen.1.elapsed() < RELOAD_CHECK {
+            return;
+        }
+        seen.1 = Instant::now();
+        let (cert_path, key_path) = {
+            let cur = self.current.read().unwrap_or_else(|e| e.into_inner());
+            (cur.cert_path.clone(), cur.key_path.clone())
+        };
+        let stamps = [stamp(&cert_path), stamp(&key_path)];
+        if stamps == seen.0 {
+            return;
+        }
+        match load_certified_key(&cert_path, &key_path) {
+            Ok(fresh) => {
+                tracing::info!(
+                    cert = %cert_path.display(),
+                    not_after = fresh.info.not_after_unix,
+                    "certificate reloaded"
+                );
+                *self.current.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+                self.reloads.fetch_add(1, Ordering::Relaxed);
+                seen.0 = stamps;
+            }
+            // Half-renewed (the key already replaced, the certificate not yet) or
+            // broken: keep serving the previous pair and look again next time, without
+            // recording these stamps, so the completed pair is picked up.
+            Err(e) => tracing::debug!(error = %e, "certificate files changed but do not load yet"),
+        }
+    }
 }
 
 /// The server's certificates, chosen by SNI. The first one is the default, served when
 /// the client sends no SNI or a name no certificate covers.
 #[derive(Debug)]
 pub struct SiteCerts {
-    certs: Vec<LoadedCert>,
+    certs: Vec<Reloading>,
     exact: HashMap<String, usize>,
     wildcard: HashMap<String, usize>,
 }
@@ -145,14 +254,21 @@ impl SiteCerts {
             }
         }
         Self {
-            certs,
+            certs: certs.into_iter().map(Reloading::new).collect(),
             exact,
             wildcard,
         }
     }
 
-    pub fn certs(&self) -> &[LoadedCert] {
-        &self.certs
+    /// The certificates as they are now. SNI keeps choosing by the names each had
+    /// when it was first loaded.
+    pub fn certs(&self) -> Vec<LoadedCert> {
+        self.certs.iter().map(Reloading::current).collect()
+    }
+
+    /// How many renewed pairs were loaded, over every certificate.
+    pub fn reloads(&self) -> u64 {
+        self.certs.iter().map(Reloading::reloads).sum()
     }
 
     /// The index of the certificate that serves `sni`.
@@ -177,7 +293,7 @@ impl SiteCerts {
 impl ResolvesServerCert for SiteCerts {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         self.select(hello.server_name())
-            .map(|i| Arc::clone(&self.certs[i].key))
+            .map(|i| self.certs[i].current().key)
     }
 }
 
@@ -229,6 +345,24 @@ pub fn server_config_mtls(
     Ok(cfg)
 }
 
+/// A client certificate that follows renewals of its files.
+#[derive(Debug)]
+struct ClientCert(Reloading);
+
+impl ResolvesClientCert for ClientCert {
+    fn resolve(
+        &self,
+        _hints: &[&[u8]],
+        _schemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.current().key)
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
 /// How to talk TLS to a backend: the CA that must have signed it, and optionally a
 /// client certificate for mutual TLS.
 #[derive(Clone, Debug, Default)]
@@ -250,12 +384,109 @@ pub fn client_config(tls: &ClientTls) -> Result<rustls::ClientConfig, TlsError> 
         .with_root_certificates(roots);
     let mut cfg = match &tls.client_cert {
         None => builder.with_no_client_auth(),
-        Some((cert, key)) => {
-            let chain = load_certs(cert)?;
-            let key_der = load_key(key)?;
-            builder.with_client_auth_cert(chain, key_der)?
-        }
+        Some((cert, key)) => builder.with_client_cert_resolver(Arc::new(ClientCert(
+            Reloading::new(load_certified_key(cert, key)?),
+        ))),
     };
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+    use super::*;
+    use crate::pki::Ca;
+    use rustls::pki_types::ServerName;
+
+    /// A full handshake in memory: (the client certificate the server saw, the server
+    /// certificate the client saw).
+    fn handshake(
+        server: &Arc<rustls::ServerConfig>,
+        client: &Arc<rustls::ClientConfig>,
+    ) -> (Vec<u8>, Vec<u8>) {
+        let mut c = rustls::ClientConnection::new(
+            Arc::clone(client),
+            ServerName::try_from("www.foobar.com").unwrap(),
+        )
+        .unwrap();
+        let mut s = rustls::ServerConnection::new(Arc::clone(server)).unwrap();
+        for _ in 0..10 {
+            let mut buf = Vec::new();
+            while c.wants_write() {
+                c.write_tls(&mut buf).unwrap();
+            }
+            s.read_tls(&mut &buf[..]).unwrap();
+            s.process_new_packets().unwrap();
+            let mut buf = Vec::new();
+            while s.wants_write() {
+                s.write_tls(&mut buf).unwrap();
+            }
+            c.read_tls(&mut &buf[..]).unwrap();
+            c.process_new_packets().unwrap();
+            if !c.is_handshaking() && !s.is_handshaking() {
+                break;
+            }
+        }
+        assert!(!c.is_handshaking() && !s.is_handshaking());
+        (
+            s.peer_certificates().unwrap()[0].to_vec(),
+            c.peer_certificates().unwrap()[0].to_vec(),
+        )
+    }
+
+    fn der(path: &Path) -> Vec<u8> {
+        load_certs(path).unwrap()[0].to_vec()
+    }
+
+    /// Renewed files reach the next handshake on both sides, without a new
+    /// configuration; a half-renewed pair leaves the previous one in use.
+    #[test]
+    fn renewed_certificates_reach_the_next_handshake() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let ca = Ca::create(d, "test CA").unwrap();
+        let site_names = ["www.foobar.com".to_owned()];
+        let site = ca.issue(d, "site", &site_names, false).unwrap();
+        let host = ca.issue_client(d, "web1", &["web1".to_owned()]).unwrap();
+        let certs = Arc::new(SiteCerts::new(vec![load_certified_key(
+            &site.cert, &site.key,
+        )
+        .unwrap()]));
+        let server =
+            Arc::new(server_config_mtls(Arc::clone(&certs), &[], &d.join("ca.pem")).unwrap());
+        let mut client = client_config(&ClientTls {
+            ca: d.join("ca.pem"),
+            client_cert: Some((host.cert.clone(), host.key.clone())),
+        })
+        .unwrap();
+        // Every handshake a full one, so each shows the certificates in use.
+        client.resumption = rustls::client::Resumption::disabled();
+        client.alpn_protocols.clear();
+        let client = Arc::new(client);
+        let first = (der(&host.cert), der(&site.cert));
+        assert_eq!(handshake(&server, &client), first);
+
+        ca.issue(d, "site", &site_names, false).unwrap();
+        ca.issue_client(d, "web1", &["web1".to_owned()]).unwrap();
+        let second = (der(&host.cert), der(&site.cert));
+        assert_ne!(second.0, first.0);
+        assert_ne!(second.1, first.1);
+        std::thread::sleep(RELOAD_CHECK + Duration::from_millis(100));
+        assert_eq!(handshake(&server, &client), second);
+        assert_eq!(certs.reloads(), 1);
+
+        // Only the key replaced: the previous pair stays in use, and the whole new pair
+        // is taken once its certificate follows.
+        let other = tempfile::tempdir().unwrap();
+        let next = ca.issue(other.path(), "site", &site_names, false).unwrap();
+        std::fs::copy(&next.key, &site.key).unwrap();
+        std::thread::sleep(RELOAD_CHECK + Duration::from_millis(100));
+        assert_eq!(handshake(&server, &client).1, second.1);
+        std::fs::copy(&next.cert, &site.cert).unwrap();
+        std::thread::sleep(RELOAD_CHECK + Duration::from_millis(100));
+        assert_eq!(handshake(&server, &client).1, der(&next.cert));
+        assert_eq!(certs.reloads(), 2);
+        assert_eq!(certs.certs()[0].info.names, site_names);
+    }
 }

@@ -407,6 +407,18 @@ pub fn bundle(plan: &Plan, host: &str, db_command: &[String], site_file: &str) -
     let mut units = Vec::new();
     let mut ready = BTreeMap::new();
     let mut restart_on: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+    // Renewed leaf certificates and keys restart nothing: every service loads them at
+    // its next handshake (rampart's through `rampart_tls::Reloading`, etcd, Prometheus
+    // and Alertmanager on each handshake, MariaDB through its keeper's FLUSH SSL). A
+    // changed CA still restarts what trusts it.
+    let leaves: std::collections::BTreeSet<PathBuf> = plan
+        .certificates
+        .iter()
+        .flat_map(|c| {
+            let (pem, key) = c.files();
+            [pem, key]
+        })
+        .collect();
     for (svc, u) in services {
         ready.insert(u.unit.clone(), svc.ready.clone());
         let mut deps: Vec<PathBuf> = svc.files.iter().map(|f| f.path.clone()).collect();
@@ -414,6 +426,7 @@ pub fn bundle(plan: &Plan, host: &str, db_command: &[String], site_file: &str) -
             svc.needs
                 .iter()
                 .filter(|n| !matches!(n.from, Source::Service(_)))
+                .filter(|n| !leaves.contains(&n.path))
                 .map(|n| n.path.clone()),
         );
         let runs_rampart = matches!(
@@ -948,9 +961,16 @@ mod tests {
             BIN,
             "/etc/systemd/system/rampart-lb.service",
             "/var/lib/rampart/hosts/lb1/lb.toml",
-            "/var/lib/rampart/certs/site.key",
+            "/var/lib/rampart/certs/ca.pem",
         ] {
             assert!(lb.iter().any(|p| p == f), "{f} not in {lb:?}");
+        }
+        // A renewed certificate is loaded at the next handshake, without a restart.
+        for f in [
+            "/var/lib/rampart/certs/site.key",
+            "/var/lib/rampart/certs/site.pem",
+        ] {
+            assert!(!lb.iter().any(|p| p == f), "{f} in {lb:?}");
         }
         assert!(!lb.iter().any(|p| p.contains("etcd")), "{lb:?}");
         // etcd is Debian's: a new rampart binary does not restart it.

@@ -148,6 +148,9 @@ pub struct Site {
     pub ssh_port: u16,
     /// `[backup] store`: where the backup host keeps its store (absolute).
     pub backup_store: Option<String>,
+    /// `[certificates] lifetime`: how long the run's CA makes each leaf valid, in
+    /// seconds (renewed at two thirds of it).
+    pub cert_lifetime: u64,
     /// The file and the line of `hosts.lb`, for errors that depend on the mode.
     file: String,
     lb_line: Option<usize>,
@@ -174,6 +177,7 @@ impl Default for Site {
             ssh_from: Vec::new(),
             ssh_port: 22,
             backup_store: None,
+            cert_lifetime: crate::DEFAULT_CERT_LIFETIME,
             file: "(built-in)".into(),
             lb_line: None,
         }
@@ -294,6 +298,7 @@ impl Site {
         t.prefixes = self.segments.iter().map(|(s, n)| (*s, n.prefix)).collect();
         t.ssh_from = self.ssh_from.clone();
         t.ssh_port = self.ssh_port;
+        t.cert_lifetime = std::time::Duration::from_secs(self.cert_lifetime);
         t.backup_store = self
             .backup_store
             .as_ref()
@@ -402,6 +407,20 @@ impl Site {
                  # [backup]\n# store = \"/srv/rampart-backup\"\n",
             ),
         }
+        if self.cert_lifetime == crate::DEFAULT_CERT_LIFETIME {
+            out.push_str(
+                "\n# How long the run's own certificates (site, hosts, mutual TLS) are valid:\n\
+                 # renewed at two thirds, reloaded without a restart. Units: s, m, h, d.\n\
+                 # [certificates]\n# lifetime = \"30d\"\n",
+            );
+        } else {
+            out.push_str(&format!(
+                "\n# How long the run's own certificates (site, hosts, mutual TLS) are valid:\n\
+                 # renewed at two thirds, reloaded without a restart. Units: s, m, h, d.\n\
+                 [certificates]\nlifetime = \"{}\"\n",
+                lifetime_text(self.cert_lifetime)
+            ));
+        }
         for (h, s, a) in &self.pinned {
             out.push_str(&format!(
                 "\n[[host]]\nname = {}\n{} = \"{a}\"\n",
@@ -442,8 +461,42 @@ struct RawFile {
     lb: Option<RawLb>,
     deploy: Option<RawDeploy>,
     backup: Option<RawBackup>,
+    certificates: Option<RawCertificates>,
     #[serde(default)]
     host: Vec<RawHost>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCertificates {
+    lifetime: Option<Spanned<String>>,
+}
+
+/// The shortest `[certificates] lifetime` (for tests of renewal), and the longest.
+const CERT_LIFETIME_RANGE: std::ops::RangeInclusive<u64> = 60..=397 * 86_400;
+
+/// `"30d"`, `"12h"`, `"90m"`, `"120s"` in seconds.
+fn parse_lifetime(s: &str) -> Option<u64> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
+    let n: u64 = n.parse().ok()?;
+    let unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(unit)
+}
+
+/// The shortest text [`parse_lifetime`] reads back as `secs`.
+fn lifetime_text(secs: u64) -> String {
+    for (unit, n) in [("d", 86_400), ("h", 3600), ("m", 60)] {
+        if secs % n == 0 {
+            return format!("{}{unit}", secs / n);
+        }
+    }
+    format!("{secs}s")
 }
 
 #[derive(Deserialize)]
@@ -814,6 +867,21 @@ pub fn parse(file: &str, text: &str) -> Result<Site, FileErrors> {
         }
     }
 
+    if let Some(l) = raw.certificates.as_ref().and_then(|c| c.lifetime.as_ref()) {
+        match parse_lifetime(l.get_ref()) {
+            Some(secs) if CERT_LIFETIME_RANGE.contains(&secs) => spec.cert_lifetime = secs,
+            _ => errs.at(
+                l,
+                "certificates.lifetime",
+                format!(
+                    "{:?} is not a certificate lifetime; write a number with a unit (s, m, h \
+                     or d) from \"60s\" to \"397d\", such as \"30d\"",
+                    l.get_ref()
+                ),
+            ),
+        }
+    }
+
     let mut pinned_lines = Vec::new();
     for h in &raw.host {
         let name = h.name.get_ref();
@@ -1034,6 +1102,45 @@ mod tests {
             let errs = errors(text);
             assert!(
                 errs.iter().any(|e| e.starts_with(want)),
+                "{want} not in {errs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn certificates_have_a_lifetime() {
+        assert_eq!(
+            Site::default()
+                .topology(Mode::Local, 0)
+                .unwrap()
+                .cert_lifetime,
+            std::time::Duration::from_secs(30 * 86_400)
+        );
+        for (text, secs) in [
+            ("90s", 90),
+            ("3m", 180),
+            ("12h", 43_200),
+            ("45d", 45 * 86_400),
+        ] {
+            let spec = parse(
+                "site.toml",
+                &format!("[certificates]\nlifetime = \"{text}\"\n"),
+            )
+            .unwrap();
+            assert_eq!(spec.cert_lifetime, secs);
+            let t = spec.topology(Mode::Isolated, 0).unwrap();
+            assert_eq!(t.cert_lifetime.as_secs(), secs);
+            let back = parse("shown.toml", &spec.to_file()).unwrap();
+            assert_eq!(back.cert_lifetime, secs, "{}", spec.to_file());
+        }
+        for bad in ["30", "59s", "398d", "1w", "-5d", "d"] {
+            let want = format!(
+                "site.toml:2: certificates.lifetime: {bad:?} is not a certificate lifetime; \
+                 write a number with a unit"
+            );
+            let errs = errors(&format!("[certificates]\nlifetime = \"{bad}\"\n"));
+            assert!(
+                errs.iter().any(|e| e.starts_with(&want)),
                 "{want} not in {errs:?}"
             );
         }

@@ -154,6 +154,9 @@ impl Ports {
 /// addresses, never on a database host. Member names are these host names.
 pub const DEFAULT_ETCD_HOSTS: [&str; 3] = ["monitor", "dns", "lb1"];
 
+/// `[certificates] lifetime` by default, in seconds: 30 days.
+pub const DEFAULT_CERT_LIFETIME: u64 = 30 * 86_400;
+
 /// The whole site: its name and its hosts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Topology {
@@ -179,6 +182,9 @@ pub struct Topology {
     /// Where the backup host keeps its store (`[backup] store`, an absolute path);
     /// `None`: `store/` in the backup host's directory.
     pub backup_store: Option<std::path::PathBuf>,
+    /// How long the run's CA makes each leaf certificate valid (`[certificates]
+    /// lifetime`).
+    pub cert_lifetime: std::time::Duration,
 }
 
 impl Topology {
@@ -276,6 +282,7 @@ impl Topology {
             ssh_from: Vec::new(),
             ssh_port: 22,
             backup_store: None,
+            cert_lifetime: std::time::Duration::from_secs(DEFAULT_CERT_LIFETIME),
         }
     }
 

@@ -85,8 +85,10 @@
 //!   from the primary when the replica is over 2 s behind (`database.max_replica_lag`), so
 //!   lag shifts load rather than serving stale data; half a minute for two minutes means
 //!   the replica cannot keep up, not a burst of writes.
-//! - `certificate_expiry_warning` 14 d (14 d) for 10 m (0 s): two weeks leaves time to
-//!   renew by hand; the 10 m skips the instant of a reload.
+//! - `certificate_expiry_warning` 7 d (7 d) for 10 m (0 s): the run's certificates
+//!   live 30 days and renew at 20, with 10 left, so a week means renewal has failed
+//!   for three days and there is still a week to mend it; the 10 m skips the instant of
+//!   a reload.
 //! - `disk_prediction_window` 6 h (5 m) for 1 h (10 s): `predict_linear` over six hours
 //!   (node-mixin's choice) and an hour of agreement, so a short burst of writes does not
 //!   predict a full disk. Filesystems in memory ([`DISK_EXCLUDED_FSTYPES`]) are ignored;
@@ -306,7 +308,7 @@ impl Default for MonitorSettings {
             replication_stopped_for: secs(MINUTE),
             replication_lag_seconds: 30.0,
             replication_lag_for: secs(2 * MINUTE),
-            certificate_expiry_warning: secs(14 * DAY),
+            certificate_expiry_warning: secs(7 * DAY),
             certificate_for: secs(10 * MINUTE),
             disk_prediction_window: secs(6 * HOUR),
             disk_for: secs(HOUR),
@@ -805,8 +807,9 @@ fn alert_rules(s: &MonitorSettings) -> Vec<Alert> {
                 "{{{{ if $labels.file }}}}The certificate {{{{ $labels.name }}}} ({{{{ $labels.file }}}}) \
                  served by {{{{ $labels.instance }}}}{{{{ else }}}}The certificate file \
                  {{{{ $labels.path }}}} used on {{{{ $labels.instance }}}}{{{{ end }}}} expires in \
-                 {{{{ $value | humanizeDuration }}}} (warning from {}); renew it and reload the \
-                 services that use it.",
+                 {{{{ $value | humanizeDuration }}}} (warning from {}); renewal at two thirds of its \
+                 life has not happened: see the renewer's log (`rampart renew`, or the last \
+                 `rampart render` and playbook run on real hosts).",
                 prom_duration(s.certificate_expiry_warning)
             ),
         },
@@ -1057,7 +1060,7 @@ mod tests {
         ] {
             assert!(r.contains(needle), "{needle} missing from:\n{r}");
         }
-        assert!(r.contains("time() < 1209600"), "{r}");
+        assert!(r.contains("time() < 604800"), "{r}");
         let d = rules(&MonitorSettings::default());
         for needle in [
             "[30m] offset 5m",

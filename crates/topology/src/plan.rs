@@ -62,6 +62,8 @@ pub struct Plan {
     pub hosts: Vec<HostPlan>,
     /// Certificates to issue from the run's CA when missing.
     pub certificates: Vec<Certificate>,
+    /// How long each of them is valid (the topology's `[certificates] lifetime`).
+    pub cert_lifetime: std::time::Duration,
     /// The database accounts the primary creates (and the replicas receive through
     /// replication).
     pub db_users: Vec<DbUser>,
@@ -399,6 +401,7 @@ pub fn plan(t: &Topology, s: &Settings) -> Plan {
     Plan {
         hosts: t.hosts.iter().map(|h| host_plan(t, s, h)).collect(),
         certificates: certificates(t, &s.state),
+        cert_lifetime: t.cert_lifetime,
         db_users: db_users(t),
         etcd: Etcd {
             endpoints: t.etcd_endpoints(),
@@ -533,6 +536,13 @@ fn host_plan(t: &Topology, s: &Settings, h: &Host) -> HostPlan {
         services.push(b.agent(&services));
     }
     let isolated = namespace.is_some();
+    // `rampart up`'s renewer of the run's certificates, beside the monitor's services
+    // but outside its namespace: it holds the run's CAs, which no host has. On real
+    // hosts the operator's `rampart render` renews instead (no unit: see
+    // `deploy::unit_of`).
+    if h.role == Role::Monitor {
+        services.push(b.renewer());
+    }
     if isolated && h.role == Role::Monitor && s.dashboard_publish != 0 {
         services.push(b.forward(
             "dashboard-forward",
@@ -1215,6 +1225,30 @@ impl Builder<'_> {
         svc
     }
 
+    /// `rampart renew --watch` over the run's state directory.
+    fn renewer(&self) -> ServicePlan {
+        let ready = self.file("renewer.ready");
+        let launch = Launch::Process {
+            program: Program::Rampart(self.s.bin.clone()),
+            args: vec![
+                "renew".into(),
+                "--state".into(),
+                display(&self.s.state.root),
+                "--watch".into(),
+                "--ready".into(),
+                display(&ready),
+            ],
+        };
+        let probe = Probe::File {
+            path: ready.clone(),
+            body: BodyCheck::NonEmpty,
+        };
+        let mut svc = self.service("renewer", "renewer", launch, probe);
+        svc.reset_files.push(ready);
+        svc.in_namespace = false;
+        svc
+    }
+
     /// Isolated mode's forward from 127.0.0.1:`port` (the operator's loopback) to `to`,
     /// connecting from inside this host's namespace.
     fn forward(&self, name: &'static str, port: u16, to: SocketAddr) -> ServicePlan {
@@ -1558,6 +1592,7 @@ mod tests {
                 "prometheus",
                 "gate",
                 "agent",
+                "renewer",
             ],
         );
         check(
@@ -1570,6 +1605,7 @@ mod tests {
                 "prometheus",
                 "gate",
                 "agent",
+                "renewer",
                 "dashboard-forward",
             ],
         );
@@ -1579,7 +1615,7 @@ mod tests {
         s.dashboard_publish = 0;
         let p = plan(&Topology::default_for(Mode::Isolated, 0), &s);
         check(&p, "client", &[]);
-        assert_eq!(services(&p, "monitor").last(), Some(&"agent"));
+        assert_eq!(services(&p, "monitor").last(), Some(&"renewer"));
     }
 
     #[test]

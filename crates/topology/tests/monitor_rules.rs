@@ -955,7 +955,9 @@ fn certificate_expiring_soon_warns_two_weeks_ahead() {
                 ],
                 "Certificate www.foobar.com on lb1 expires in 6d 23h 45m 0s",
                 "The certificate www.foobar.com (/state/certs/site.pem) served by lb1 expires in \
-                 6d 23h 45m 0s (warning from 14d); renew it and reload the services that use it.",
+                 6d 23h 45m 0s (warning from 7d); renewal at two thirds of its life has not happened: see the \
+                 renewer's log (`rampart renew`, or the last `rampart render` and playbook run on \
+                 real hosts).",
             ),
             alert(
                 &[
@@ -966,7 +968,9 @@ fn certificate_expiring_soon_warns_two_weeks_ahead() {
                 ],
                 "Certificate /etc/rampart/certs/db1.pem on db1 expires in 2d 23h 45m 0s",
                 "The certificate file /etc/rampart/certs/db1.pem used on db1 expires in \
-                 2d 23h 45m 0s (warning from 14d); renew it and reload the services that use it.",
+                 2d 23h 45m 0s (warning from 7d); renewal at two thirds of its life has not happened: see the \
+                 renewer's log (`rampart renew`, or the last `rampart render` and playbook run on \
+                 real hosts).",
             )],
         );
     promtool_test(&MonitorSettings::default(), &[case]);

@@ -310,6 +310,19 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Renew the run's certificates: issue each one past two thirds of its life again
+    /// (same names and usages, the topology's `[certificates] lifetime`). The services
+    /// load renewed files at their next handshake. `rampart up` runs it with --watch.
+    Renew {
+        #[command(flatten)]
+        state: StateArg,
+        /// Keep going: look again every 1/60 of the lifetime (1 s to 1 h), until SIGTERM.
+        #[arg(long)]
+        watch: bool,
+        /// With --watch: a file written once the first pass is done (readiness).
+        #[arg(long, requires = "watch")]
+        ready: Option<PathBuf>,
+    },
     /// The forward `rampart up` runs in isolated mode: accepts on LISTEN (in this
     /// namespace) and connects to TO from inside NETNS.
     #[command(hide = true)]
@@ -467,6 +480,11 @@ pub fn main() -> ExitCode {
             state,
         } => stack::exec(&state.dir, &host, &command),
         Command::Forward { listen, netns, to } => tools::forward(listen, &netns, to),
+        Command::Renew {
+            state,
+            watch,
+            ready,
+        } => stack::renew(&state.dir, watch, ready.as_deref()),
         Command::Down { purge, state } => stack::down(&state.dir, purge),
         Command::Status { json, state } => stack::status(&state.dir, json),
         Command::Switchover { to, state } => stack::switchover(&state.dir, to.as_deref()),

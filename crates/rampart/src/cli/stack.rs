@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 
@@ -524,4 +525,78 @@ pub(super) fn exec(state: &Path, host: &str, command: &[std::ffi::OsString]) -> 
             ExitCode::FAILURE
         }
     }
+}
+
+/// `rampart renew`: one pass over the run's certificates, or (`watch`) a pass every
+/// 1/60 of their lifetime, clamped to 1 s to 1 h, until SIGTERM or SIGINT. A failed pass
+/// is logged and tried again at the next one; the certificates stay valid for a third of
+/// their life after renewal was due, and `CertificateExpiringSoon` fires before they end.
+pub(super) fn renew(state: &Path, watch: bool, ready: Option<&Path>) -> ExitCode {
+    let pass = || -> anyhow::Result<Vec<PathBuf>> {
+        let stack = rampart_infra::stack::Stack::open(state, self_exe()?)?;
+        Ok(stack.ensure_certs()?)
+    };
+    let report = |r: anyhow::Result<Vec<PathBuf>>| match r {
+        Ok(renewed) => {
+            for p in &renewed {
+                tracing::info!(cert = %p.display(), "certificate renewed");
+            }
+            Ok(renewed)
+        }
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "certificate renewal failed");
+            Err(e)
+        }
+    };
+    if !watch {
+        return match report(pass()) {
+            Ok(renewed) => {
+                for p in renewed {
+                    println!("renewed {}", p.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("rampart renew: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let every = match rampart_infra::stack::Stack::open(state, PathBuf::new()) {
+        Ok(stack) => (stack.plan().cert_lifetime / 60)
+            .clamp(Duration::from_secs(1), Duration::from_secs(3600)),
+        Err(e) => {
+            eprintln!("rampart renew: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let looped = (|| -> anyhow::Result<()> {
+        let rt = super::serve::runtime(super::serve::Threads::Current {
+            max_blocking: Some(1),
+        })?;
+        rt.block_on(async {
+            let stop = super::serve::terminated()?;
+            tokio::pin!(stop);
+            let first = report(pass());
+            if let (Some(path), Ok(_)) = (ready, &first) {
+                rampart_telemetry::fs::write_atomic(path, b"ready\n", 0o644)
+                    .with_context(|| path.display().to_string())?;
+            }
+            tracing::info!(every_ms = every.as_millis() as u64, "renewing certificates");
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = &mut stop => return anyhow::Ok(()),
+                    _ = tick.tick() => { let _ = report(pass()); }
+                }
+            }
+        })
+    })();
+    if let Err(e) = looped {
+        eprintln!("rampart renew: {e:#}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
 }

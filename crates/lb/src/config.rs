@@ -44,6 +44,7 @@ pub struct FileConfig {
     #[serde(default)]
     pub runtime: FileRuntime,
     pub waf: Option<crate::waf::FileWaf>,
+    pub acme: Option<crate::acme::FileAcme>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -253,6 +254,8 @@ pub struct Config {
     pub worker_threads: usize,
     pub shutdown_grace: Duration,
     pub waf: crate::waf::WafConfig,
+    /// `[acme]`: the site certificate (`tls.certificates[0]`) from an ACME CA.
+    pub acme: Option<crate::acme::AcmeConfig>,
 }
 
 /// Defaults, documented here once (README and ARCHITECTURE.md point at this list).
@@ -584,6 +587,7 @@ impl ConfigFile for Config {
             hour,
         );
         let waf = crate::waf::WafConfig::validate(&mut c, f.waf.as_ref());
+        let acme = crate::acme::AcmeConfig::validate(&mut c, f.acme.as_ref(), certificates.first());
 
         c.finish(Config {
             path: path.to_owned(),
@@ -609,6 +613,7 @@ impl ConfigFile for Config {
             worker_threads,
             shutdown_grace,
             waf,
+            acme,
         })
     }
 }
@@ -725,6 +730,20 @@ address = "127.0.0.1:8081"
     #[test]
     fn config_errors() {
         check(MINIMAL, "ok");
+        check(
+            &format!("{MINIMAL}[acme]\ndirectory = \"https://acme.test/dir\"\naccount = \"acme.json\"\nnames = [\"www.foobar.com\"]\n"),
+            "ok",
+        );
+        check(
+            &format!("{MINIMAL}[acme]\ndirectory = \"http://acme.test/dir\"\ncontact = [\"ops@foobar.com\"]\nnames = [\"www\", \"a b.com\"]\nretry_min = \"0s\"\n"),
+            r#"
+/etc/rampart/lb.toml: acme.directory: Some("http://acme.test/dir") is not an ACME directory; expected an https:// URL such as "https://acme-v02.api.letsencrypt.org/directory"
+/etc/rampart/lb.toml: acme.contact[0]: "ops@foobar.com" is not a contact; expected "mailto:ops@example.com"
+/etc/rampart/lb.toml: acme.account: missing; expected the file that keeps the account's credentials
+/etc/rampart/lb.toml: acme.names[0]: "www" is not a DNS name; expected a name such as "www.foobar.com"
+/etc/rampart/lb.toml: acme.names[1]: "a b.com" is not a DNS name; expected a name such as "www.foobar.com"
+/etc/rampart/lb.toml: acme.retry_min: `0s` is out of range; expected between 1s and 86400s"#,
+        );
         check(
             "[listen]\nhttps = \"0.0.0.0:443\"\nbogus = 1\n",
             "/etc/rampart/lb.toml: line 3: unknown field `bogus`, expected one of `https`, `http`, `admin`, `allow_from`, `admin_allow_from`, `freebind`",

@@ -17,6 +17,7 @@
 //! `chunked` (chunk-size lines); `waf` (the CRS over a request, before `proxy` forwards
 //! it) sits beside `proxy`; `config`, `metrics` and `ratelimit` are leaves.
 
+pub mod acme;
 pub mod backend;
 pub mod chunked;
 pub mod config;
@@ -42,6 +43,7 @@ pub fn check(path: &std::path::Path) -> Result<Config, ConfigErrors> {
         access_log: rampart_telemetry::access_log::AccessLog::disabled(),
         metrics,
         https_port: config.listen.https.port().into(),
+        acme: std::sync::Arc::default(),
     });
     proxy::Generation::build(config.clone(), shared, None)?;
     Ok(config)

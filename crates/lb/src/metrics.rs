@@ -89,6 +89,9 @@ pub struct Metrics {
     pub waf_decisions: Family<OutcomeLabels, Counter>,
     pub waf_matches: Family<FamilyLabels, Counter>,
     pub waf_inspection: Histogram,
+    pub acme_orders: Family<OutcomeLabels, Counter>,
+    pub acme_failures: Gauge,
+    pub acme_next_attempt: Gauge,
 }
 
 impl Default for Metrics {
@@ -123,7 +126,25 @@ impl Metrics {
             waf_matches: Family::default(),
             // 10 us .. ~160 ms
             waf_inspection: Histogram::new(exponential_buckets(0.00001, 2.0, 15)),
+            acme_orders: Family::default(),
+            acme_failures: Gauge::default(),
+            acme_next_attempt: Gauge::default(),
         };
+        registry.register(
+            "acme_orders",
+            "ACME orders for the site certificate, by outcome: success or failure",
+            m.acme_orders.clone(),
+        );
+        registry.register(
+            "acme_consecutive_failures",
+            "ACME orders that failed in a row since the last success (0: none)",
+            m.acme_failures.clone(),
+        );
+        registry.register(
+            "acme_next_attempt_timestamp_seconds",
+            "When the ACME task looks at the site certificate next, as a Unix timestamp",
+            m.acme_next_attempt.clone(),
+        );
         registry.register(
             "waf_decisions",
             "Requests the WAF inspected, by outcome: allow, flag (rules matched under the threshold), would_block (detect mode) or block",

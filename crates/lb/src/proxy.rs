@@ -172,6 +172,8 @@ pub struct Shared {
     pub access_log: AccessLog,
     /// The bound port of the HTTPS listener, for redirects.
     pub https_port: std::sync::atomic::AtomicU16,
+    /// HTTP-01 answers of the ACME orders in progress (empty without `[acme]`).
+    pub acme: Arc<crate::acme::Challenges>,
 }
 
 /// Everything built from one configuration: requests on a connection use the generation
@@ -399,6 +401,26 @@ impl Generation {
         resp
     }
 
+    /// An HTTP-01 challenge on plain HTTP: the key authorization of an order in
+    /// progress, else 404.
+    fn acme_answer(&self, conn: &ConnInfo, meta: &RequestMeta, token: &str) -> Response<RespBody> {
+        let Some(answer) = self.shared.acme.answer(token) else {
+            return self.local(conn, meta, StatusCode::NOT_FOUND, &[]);
+        };
+        let len = answer.len() as u64;
+        let mut resp = Response::new(full(Bytes::from(answer)));
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        self.finish_headers(h, conn);
+        self.none_counters[status_class_index(200)].inc();
+        self.shared.record(meta, 200, len, None);
+        resp
+    }
+
     fn finish_headers(&self, h: &mut HeaderMap, conn: &ConnInfo) {
         if conn.https {
             if let Some(v) = &self.hsts {
@@ -452,6 +474,9 @@ impl Generation {
             }
         }
         if !conn.https {
+            if let Some(token) = req.uri().path().strip_prefix(crate::acme::CHALLENGE_PREFIX) {
+                return self.acme_answer(conn, &meta, token);
+            }
             return self.redirect(
                 conn,
                 &meta,

@@ -110,6 +110,7 @@ impl Lb {
             metrics,
             access_log,
             https_port: config.listen.https.port().into(),
+            acme: Arc::default(),
         });
         let gen = Arc::new(Generation::build(config, Arc::clone(&shared), None)?);
         gen.start_health();
@@ -232,6 +233,16 @@ impl Lb {
         }
         if let Some(l) = listeners.admin {
             tasks.spawn(Arc::clone(self).admin_loop(l));
+        }
+        // The ACME task of the first configuration (a reload does not restart it); it
+        // stops with the other tasks at shutdown.
+        if let Some(acme) = self.current.load().config.acme.clone() {
+            tasks.spawn(crate::acme::run(
+                acme,
+                Arc::clone(&self.shared.acme),
+                Arc::clone(&self.shared.metrics),
+                std::future::pending(),
+            ));
         }
         let show = |a: Option<SocketAddr>| a.map_or_else(|| "none".to_owned(), |a| a.to_string());
         tracing::info!(https = %https, http = %show(http), admin = %show(admin), "load balancer ready");

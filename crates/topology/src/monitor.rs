@@ -116,6 +116,10 @@
 //!   last minutes, and losing both database hosts would lose them.
 //! - BackupVerifyFailed fires at once when the last `rampart backup verify` failed: a
 //!   backup that does not restore to what the source held is no backup.
+//! - AcmeRenewalFailing fires at once when a load balancer's ACME orders failed three
+//!   times in a row (with the default back-off, after about seven minutes of failing):
+//!   the certificate still serves, and CertificateExpiringSoon follows if nothing
+//!   changes.
 //! - `group_wait` 10 s (1 s), `group_interval` 1 m (5 s), `repeat_interval` 4 h (1 h):
 //!   Alertmanager groups nothing (`group_by: ['...']`): its only receiver is the
 //!   dashboard, which records each alert, so each alert is sent on its own and quickly.
@@ -177,6 +181,7 @@ pub mod alert {
     pub const BACKUP_TOO_OLD: &str = "BackupTooOld";
     pub const BINLOG_ARCHIVE_LAGGING: &str = "BinlogArchiveLagging";
     pub const BACKUP_VERIFY_FAILED: &str = "BackupVerifyFailed";
+    pub const ACME_RENEWAL_FAILING: &str = "AcmeRenewalFailing";
     /// Every alert, in the order of the rules file.
     pub const ALL: &[&str] = &[
         TRAFFIC_ANOMALY,
@@ -196,6 +201,7 @@ pub mod alert {
         BACKUP_TOO_OLD,
         BINLOG_ARCHIVE_LAGGING,
         BACKUP_VERIFY_FAILED,
+        ACME_RENEWAL_FAILING,
     ];
 }
 
@@ -949,6 +955,20 @@ fn alert_rules(s: &MonitorSettings) -> Vec<Alert> {
             description: "Restoring the latest backup and the archive did not reproduce the \
                           source's tables (or could not run): the backups cannot be trusted \
                           until a verify passes."
+                .to_owned(),
+        },
+        Alert {
+            name: alert::ACME_RENEWAL_FAILING,
+            expr: "rampart_lb_acme_consecutive_failures >= 3".to_owned(),
+            for_: Duration::ZERO,
+            severity: Warning,
+            summary: "ACME orders for the site certificate on {{ $labels.instance }} failed \
+                      {{ $value }} times in a row"
+                .to_owned(),
+            description: "The load balancer cannot get its certificate from the ACME CA \
+                          (unreachable, rate-limited, or the HTTP-01 challenge does not \
+                          validate; its log names the error). It retries with back-off, and \
+                          the current certificate serves until it expires."
                 .to_owned(),
         },
     ]

@@ -83,7 +83,7 @@ fn rendered_configs_pass_promtool_and_amtool() {
                 .args(["check", "rules"])
                 .arg(&rules_file));
             assert!(ok, "promtool check rules ({name}):\n{out}");
-            assert!(out.contains("SUCCESS: 28 rules found"), "{out}");
+            assert!(out.contains("SUCCESS: 29 rules found"), "{out}");
             let (ok, out) = run(Command::new(&promtool)
                 .args(["check", "config"])
                 .arg(&config));
@@ -1285,4 +1285,31 @@ fn backups_too_old_archive_lagging_and_verify_failing_page() {
         )
         .quiet(s(25 * MIN), "BackupVerifyFailed");
     promtool_test(&MonitorSettings::default(), &[old, fresh, lag, verify]);
+}
+
+/// AcmeRenewalFailing warns from the third failed order in a row, and stops once an
+/// order succeeds (the count back at 0).
+#[test]
+fn acme_renewal_failing_warns_from_the_third_failure() {
+    let case = Case::new(s(60))
+        .series(
+            "rampart_lb_acme_consecutive_failures",
+            &[("instance", "lb1"), ("job", "lb")],
+            "0x5 1x5 2x5 3x5 4x5 0x5",
+        )
+        .quiet(s(17 * MIN), "AcmeRenewalFailing")
+        .alerts(
+            s(20 * MIN),
+            "AcmeRenewalFailing",
+            vec![alert(
+                &[("instance", "lb1"), ("job", "lb"), ("severity", "warning")],
+                "ACME orders for the site certificate on lb1 failed 3 times in a row",
+                "The load balancer cannot get its certificate from the ACME CA (unreachable, \
+                 rate-limited, or the HTTP-01 challenge does not validate; its log names the \
+                 error). It retries with back-off, and the current certificate serves until it \
+                 expires.",
+            )],
+        )
+        .quiet(s(31 * MIN), "AcmeRenewalFailing");
+    promtool_test(&MonitorSettings::default(), &[case]);
 }

@@ -1511,8 +1511,8 @@ fn isolated_topology_end_to_end() {
         stack.state(),
         &["status", "--json"],
     ))));
-    // 22 as in local mode, plus the forwards to lb1 and to the dashboard.
-    assert_eq!(crashed.len(), 24, "{crashed:?}");
+    // 23 as in local mode, plus the forwards to lb1 and to the dashboard.
+    assert_eq!(crashed.len(), 25, "{crashed:?}");
     for pid in &crashed {
         Command::new("kill")
             .args(["-KILL", &pid.to_string()])
@@ -1549,12 +1549,12 @@ fn isolated_topology_end_to_end() {
     assert_eq!(r.status, 200, "after a crash and up: {r:?}");
     // etcd's members killed with SIGKILL rejoin as the same cluster.
     etcd_cluster(&stack);
-    println!("crash: 24 services killed, the next up rebuilt the network and served 200");
+    println!("crash: 25 services killed, the next up rebuilt the network and served 200");
 
     // 5. Teardown: no namespace, link, resolver file or process left.
     let st = json(&stdout(&rampart(stack.state(), &["status", "--json"])));
     let pids = pids_of(&st);
-    assert_eq!(pids.len(), 24, "{st}");
+    assert_eq!(pids.len(), 25, "{st}");
     let down = rampart(stack.state(), &["down"]);
     assert!(down.status.success(), "{down:?}");
     let ns = stdout(&Command::new("ip").args(["netns", "list"]).output().unwrap());

@@ -49,6 +49,11 @@ pub struct FileAcme {
     pub check_every: Option<String>,
     pub retry_min: Option<String>,
     pub retry_max: Option<String>,
+    /// The plain-HTTP listeners (`IP:PORT`) of the other load balancers of a pair: a
+    /// challenge this one does not know is asked of them, since the CA reaches whichever
+    /// holds the floating address.
+    #[serde(default)]
+    pub peers: Vec<String>,
 }
 
 /// `[acme]`, validated.
@@ -65,6 +70,7 @@ pub struct AcmeConfig {
     pub check_every: Duration,
     pub retry_min: Duration,
     pub retry_max: Duration,
+    pub peers: Vec<std::net::SocketAddr>,
 }
 
 /// Defaults of `[acme]`.
@@ -169,7 +175,14 @@ impl AcmeConfig {
             retry_min,
             7 * day,
         );
+        let peers = f
+            .peers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| c.addr(&format!("acme.peers[{i}]"), p))
+            .collect();
         Some(AcmeConfig {
+            peers,
             directory,
             contact: f.contact.clone(),
             account,
@@ -190,6 +203,51 @@ pub struct Challenges(Mutex<HashMap<String, String>>);
 
 /// The path prefix of HTTP-01 challenges (RFC 8555 section 8.3).
 pub const CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
+
+/// Marks a challenge request one load balancer asks of its peer: never relayed again.
+pub const RELAY_HEADER: &str = "x-rampart-acme-relay";
+
+/// How long a peer may take to answer a relayed challenge.
+const RELAY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Whether `token` can be a challenge token: base64url, 16 to 128 characters (RFC 8555
+/// asks for at least 128 bits). Nothing else is ever put into a relayed request.
+fn token_like(token: &str) -> bool {
+    (16..=128).contains(&token.len())
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Asks each peer's plain-HTTP listener for `token`'s answer (one request each, with
+/// [`RELAY_HEADER`], at most [`RELAY_TIMEOUT`] and 4 KiB); the first 200 wins.
+pub async fn ask_peers(peers: &[std::net::SocketAddr], token: &str) -> Option<String> {
+    if !token_like(token) {
+        return None;
+    }
+    for peer in peers {
+        let ask = async {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut s = tokio::net::TcpStream::connect(peer).await.ok()?;
+            let req = format!(
+                "GET {CHALLENGE_PREFIX}{token} HTTP/1.1\r\nHost: {peer}\r\n{RELAY_HEADER}: 1\r\n\
+                 Connection: close\r\n\r\n"
+            );
+            s.write_all(req.as_bytes()).await.ok()?;
+            let mut buf = Vec::new();
+            s.take(4096).read_to_end(&mut buf).await.ok()?;
+            let text = String::from_utf8(buf).ok()?;
+            let (head, body) = text.split_once("\r\n\r\n")?;
+            let ok = head.lines().next()?.split(' ').nth(1)? == "200";
+            (ok && !body.is_empty() && body.len() <= 512).then(|| body.to_owned())
+        };
+        match tokio::time::timeout(RELAY_TIMEOUT, ask).await {
+            Ok(Some(answer)) => return Some(answer),
+            _ => tracing::debug!(%peer, "no answer to a relayed ACME challenge"),
+        }
+    }
+    None
+}
 
 impl Challenges {
     /// The key authorization for `token`, while its order is in progress.
@@ -425,6 +483,7 @@ mod tests {
             check_every: Duration::from_secs(60),
             retry_min: Duration::from_secs(min),
             retry_max: Duration::from_secs(max),
+            peers: Vec::new(),
         }
     }
 
@@ -434,6 +493,20 @@ mod tests {
         let waits: Vec<u64> = (1..=8).map(|n| backoff(&c, n).as_secs()).collect();
         assert_eq!(waits, [60, 120, 240, 480, 960, 1920, 3600, 3600]);
         assert_eq!(backoff(&c, u32::MAX).as_secs(), 3600);
+    }
+
+    #[test]
+    fn only_token_shaped_paths_are_relayed() {
+        assert!(token_like("AAonWCc1mGKGrmhhiAXW5rohn-aadykfFKbkUVNqbbI"));
+        for bad in [
+            "short",
+            "a b c d e f g h i j",
+            "tok/../../admin-xxxxxxx",
+            "tok%0d%0aHost:x-xx",
+        ] {
+            assert!(!token_like(bad), "{bad}");
+        }
+        assert!(!token_like(&"a".repeat(129)));
     }
 
     #[test]

@@ -402,9 +402,22 @@ impl Generation {
     }
 
     /// An HTTP-01 challenge on plain HTTP: the key authorization of an order in
-    /// progress, else 404.
-    fn acme_answer(&self, conn: &ConnInfo, meta: &RequestMeta, token: &str) -> Response<RespBody> {
-        let Some(answer) = self.shared.acme.answer(token) else {
+    /// progress here or, asked of the `[acme] peers` (not for a request that is itself
+    /// relayed), at the other load balancer of a pair; else 404.
+    async fn acme_answer(
+        &self,
+        conn: &ConnInfo,
+        meta: &RequestMeta,
+        token: &str,
+        relayed: bool,
+    ) -> Response<RespBody> {
+        let mut answer = self.shared.acme.answer(token);
+        if answer.is_none() && !relayed {
+            if let Some(acme) = &self.config.acme {
+                answer = crate::acme::ask_peers(&acme.peers, token).await;
+            }
+        }
+        let Some(answer) = answer else {
             return self.local(conn, meta, StatusCode::NOT_FOUND, &[]);
         };
         let len = answer.len() as u64;
@@ -475,7 +488,8 @@ impl Generation {
         }
         if !conn.https {
             if let Some(token) = req.uri().path().strip_prefix(crate::acme::CHALLENGE_PREFIX) {
-                return self.acme_answer(conn, &meta, token);
+                let relayed = req.headers().contains_key(crate::acme::RELAY_HEADER);
+                return self.acme_answer(conn, &meta, token, relayed).await;
             }
             return self.redirect(
                 conn,

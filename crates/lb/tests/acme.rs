@@ -88,48 +88,44 @@ fn metric(lb: &Lb, line_start: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-#[test]
-fn the_site_certificate_comes_from_pebble_and_renews() {
-    if !Path::new(PEBBLE).exists() || !Path::new(CHALLTESTSRV).exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "pebble is not installed; `./run test` installs it"
-        );
-        eprintln!("SKIPPED: pebble is not installed (Debian package pebble)");
-        return;
-    }
-    let pki = Pki::new(&[]);
-    // pebble's own HTTPS certificate, from the test CA the lb trusts for the directory.
-    let ca = rampart_tls::pki::Ca::load(pki.dir.path()).unwrap();
-    ca.issue(pki.dir.path(), "pebble", &["127.0.0.1".into()], false)
-        .unwrap();
+/// A load balancer in-process whose `[acme]` orders from `directory`, its plain HTTP on
+/// `http` (an `IP:PORT`, `:0` for any port), asking `peers` for challenges it does not
+/// know; its files (placeholder site certificate, account) live in `pki`.
+struct TestLb {
+    lb: Arc<Lb>,
+    https: SocketAddr,
+    http: SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (dir_port, mgmt_port, dns_port) = (free_port(), free_port(), free_port());
-    let directory = format!("https://127.0.0.1:{dir_port}/dir");
+fn start_lb(
+    rt: &tokio::runtime::Runtime,
+    pki: &Pki,
+    http: &str,
+    directory: &str,
+    peers: &[SocketAddr],
+) -> Option<TestLb> {
+    let peers: Vec<String> = peers.iter().map(|p| format!("\"{p}\"")).collect();
     std::fs::write(
         pki.path("lb.toml"),
         format!(
-            "[listen]\nhttps = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\nadmin = \"off\"\n\
+            "[listen]\nhttps = \"127.0.0.1:0\"\nhttp = \"{http}\"\nadmin = \"off\"\n\
              [[tls.certificates]]\ncert = \"site.pem\"\nkey = \"site.key\"\n\
              [log]\naccess_log = \"off\"\n[[backends]]\nname = \"web1\"\naddress = \"127.0.0.1:9\"\n\
              [acme]\ndirectory = \"{directory}\"\ndirectory_ca = \"ca.pem\"\n\
              account = \"acme/account.json\"\nnames = [\"www.foobar.com\"]\n\
-             contact = [\"mailto:ops@foobar.com\"]\n\
-             check_every = \"1s\"\nretry_min = \"1s\"\nretry_max = \"2s\"\n"
+             contact = [\"mailto:ops@foobar.com\"]\npeers = [{}]\n\
+             check_every = \"1s\"\nretry_min = \"1s\"\nretry_max = \"2s\"\n",
+            peers.join(", ")
         ),
     )
     .unwrap();
     std::fs::create_dir_all(pki.path("acme")).unwrap();
     let config = Config::load(&pki.path("lb.toml")).unwrap();
     let (lb, listeners) = rt.block_on(async {
-        let l = Listeners::bind(&config).unwrap();
-        (Lb::new(config).unwrap(), l)
-    });
+        let l = Listeners::bind(&config).ok()?;
+        Some((Lb::new(config).unwrap(), l))
+    })?;
     let https = listeners.https.local_addr().unwrap();
     let http = listeners.http.as_ref().unwrap().local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -147,6 +143,155 @@ fn the_site_certificate_comes_from_pebble_and_renews() {
                 .await;
         });
     }
+    Some(TestLb {
+        lb,
+        https,
+        http,
+        _stop: stop_tx,
+    })
+}
+
+/// pebble and its DNS (every name resolves to 127.0.0.1), validating HTTP-01 on
+/// `http_port`; its HTTPS certificate from `pki`'s CA.
+struct Pebble {
+    _procs: [Proc; 2],
+    log: std::path::PathBuf,
+    root: Vec<u8>,
+    _dir: tempfile::TempDir,
+}
+
+impl Pebble {
+    fn ports() -> (u16, u16, u16) {
+        (free_port(), free_port(), free_port())
+    }
+
+    fn start(
+        pki: &Pki,
+        (dir_port, mgmt_port, dns_port): (u16, u16, u16),
+        http_port: u16,
+    ) -> Pebble {
+        let ca = rampart_tls::pki::Ca::load(pki.dir.path()).unwrap();
+        ca.issue(pki.dir.path(), "pebble", &["127.0.0.1".into()], false)
+            .unwrap();
+        let logs = tempfile::tempdir().unwrap();
+        let dns = spawn(
+            "pebble-challtestsrv",
+            Command::new(CHALLTESTSRV).args([
+                "-dns01",
+                &format!("127.0.0.1:{dns_port}"),
+                "-defaultIPv4",
+                "127.0.0.1",
+                "-defaultIPv6",
+                "",
+                "-http01",
+                "",
+                "-https01",
+                "",
+                "-tlsalpn01",
+                "",
+                "-management",
+                &format!("127.0.0.1:{}", free_port()),
+            ]),
+            &logs.path().join("challtestsrv.log"),
+        );
+        let cfg = logs.path().join("pebble.json");
+        std::fs::write(
+            &cfg,
+            serde_json::json!({ "pebble": {
+                "listenAddress": format!("127.0.0.1:{dir_port}"),
+                "managementListenAddress": format!("127.0.0.1:{mgmt_port}"),
+                "certificate": pki.path("pebble.pem"),
+                "privateKey": pki.path("pebble.key"),
+                "httpPort": http_port,
+                "tlsPort": free_port(),
+                "ocspResponderURL": "",
+                "externalAccountBindingRequired": false,
+                "certificateValidityPeriod": 60,
+            }})
+            .to_string(),
+        )
+        .unwrap();
+        let log = logs.path().join("pebble.log");
+        let pebble = spawn(
+            "pebble",
+            Command::new(PEBBLE)
+                .args(["-config"])
+                .arg(&cfg)
+                .args(["-dnsserver", &format!("127.0.0.1:{dns_port}")])
+                .env("PEBBLE_VA_NOSLEEP", "1")
+                .env("PEBBLE_WFE_NONCEREJECT", "0")
+                .env("PEBBLE_AUTHZREUSE", "0"),
+            &log,
+        );
+        let root = eventually("pebble's root", Duration::from_secs(30), || {
+            let out = Command::new("curl")
+                .args(["-sf", "--cacert"])
+                .arg(pki.path("ca.pem"))
+                .arg(format!("https://127.0.0.1:{mgmt_port}/roots/0"))
+                .output()
+                .ok()?;
+            (out.status.success() && !out.stdout.is_empty()).then_some(out.stdout)
+        });
+        Pebble {
+            _procs: [dns, pebble],
+            log,
+            root,
+            _dir: logs,
+        }
+    }
+
+    fn said(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
+    }
+
+    /// The chain `https` serves, once it verifies against pebble's root (60 s at most).
+    fn served(&self, what: &str, https: SocketAddr) -> Vec<Vec<u8>> {
+        let end = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(chain) = served_chain(https, &self.root) {
+                return chain;
+            }
+            assert!(
+                Instant::now() < end,
+                "{what}: no certificate from pebble in 60 s; pebble's log:\n{}",
+                self.said()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+fn pebble_installed() -> bool {
+    let found = Path::new(PEBBLE).exists() && Path::new(CHALLTESTSRV).exists();
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "pebble is not installed; `./run test` installs it"
+        );
+        eprintln!("SKIPPED: pebble is not installed (Debian package pebble)");
+    }
+    found
+}
+
+#[test]
+fn the_site_certificate_comes_from_pebble_and_renews() {
+    if !pebble_installed() {
+        return;
+    }
+    let pki = Pki::new(&[]);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let ports = Pebble::ports();
+    let directory = format!("https://127.0.0.1:{}/dir", ports.0);
+    let TestLb {
+        lb,
+        https,
+        http,
+        _stop,
+    } = start_lb(&rt, &pki, "127.0.0.1:0", &directory, &[]).unwrap();
 
     // No CA yet: orders fail, are counted, and back off.
     eventually("two failed orders", Duration::from_secs(30), || {
@@ -174,81 +319,9 @@ fn the_site_certificate_comes_from_pebble_and_renews() {
     assert_eq!(get("/.well-known/acme-challenge/nothing-here"), "404");
     assert_eq!(get("/"), "308");
 
-    let logs = tempfile::tempdir().unwrap();
-    let _dns = spawn(
-        "pebble-challtestsrv",
-        Command::new(CHALLTESTSRV).args([
-            "-dns01",
-            &format!("127.0.0.1:{dns_port}"),
-            "-defaultIPv4",
-            "127.0.0.1",
-            "-defaultIPv6",
-            "",
-            "-http01",
-            "",
-            "-https01",
-            "",
-            "-tlsalpn01",
-            "",
-            "-management",
-            &format!("127.0.0.1:{}", free_port()),
-        ]),
-        &logs.path().join("challtestsrv.log"),
-    );
-    let pebble_cfg = logs.path().join("pebble.json");
-    std::fs::write(
-        &pebble_cfg,
-        serde_json::json!({ "pebble": {
-            "listenAddress": format!("127.0.0.1:{dir_port}"),
-            "managementListenAddress": format!("127.0.0.1:{mgmt_port}"),
-            "certificate": pki.path("pebble.pem"),
-            "privateKey": pki.path("pebble.key"),
-            "httpPort": http.port(),
-            "tlsPort": free_port(),
-            "ocspResponderURL": "",
-            "externalAccountBindingRequired": false,
-            "certificateValidityPeriod": 60,
-        }})
-        .to_string(),
-    )
-    .unwrap();
-    let pebble_log = logs.path().join("pebble.log");
-    let _pebble = spawn(
-        "pebble",
-        Command::new(PEBBLE)
-            .args(["-config"])
-            .arg(&pebble_cfg)
-            .args(["-dnsserver", &format!("127.0.0.1:{dns_port}")])
-            .env("PEBBLE_VA_NOSLEEP", "1")
-            .env("PEBBLE_WFE_NONCEREJECT", "0")
-            .env("PEBBLE_AUTHZREUSE", "0"),
-        &pebble_log,
-    );
-    let root = eventually("pebble's root", Duration::from_secs(30), || {
-        let out = Command::new("curl")
-            .args(["-sf", "--cacert"])
-            .arg(pki.path("ca.pem"))
-            .arg(format!("https://127.0.0.1:{mgmt_port}/roots/0"))
-            .output()
-            .ok()?;
-        (out.status.success() && !out.stdout.is_empty()).then_some(out.stdout)
-    });
-
+    let pebble = Pebble::start(&pki, ports, http.port());
     // Issued: the lb serves a chain that verifies against pebble's root.
-    let pebble_said =
-        || String::from_utf8_lossy(&std::fs::read(&pebble_log).unwrap_or_default()).into_owned();
-    let end = Instant::now() + Duration::from_secs(60);
-    let first = loop {
-        if let Ok(chain) = served_chain(https, &root) {
-            break chain;
-        }
-        assert!(
-            Instant::now() < end,
-            "no certificate from pebble in 60 s; pebble's log:\n{}",
-            pebble_said()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    };
+    let first = pebble.served("lb", https);
     let issued_at = Instant::now();
     assert!(first.len() >= 2, "leaf and intermediate expected");
     assert_eq!(metric(&lb, "rampart_lb_acme_consecutive_failures "), 0.0);
@@ -261,7 +334,9 @@ fn the_site_certificate_comes_from_pebble_and_renews() {
 
     // Renewed at two thirds of its 60 s: a new leaf, still from pebble, with no restart.
     let second = eventually("the renewal", Duration::from_secs(90), || {
-        served_chain(https, &root).ok().filter(|c| c[0] != first[0])
+        served_chain(https, &pebble.root)
+            .ok()
+            .filter(|c| c[0] != first[0])
     });
     let renewed_after = issued_at.elapsed();
     let successes = metric(&lb, "rampart_lb_acme_orders_total{outcome=\"success\"}");
@@ -275,7 +350,7 @@ fn the_site_certificate_comes_from_pebble_and_renews() {
     // Renewal waits for two thirds of the life: not long before 40 s.
     assert!(renewed_after > Duration::from_secs(25), "{renewed_after:?}");
     // pebble validated HTTP-01 on the load balancer's port, for both orders.
-    let log = pebble_said();
+    let log = pebble.said();
     let asked = format!(
         "Attempting to validate w/ HTTP: http://www.foobar.com:{}/.well-known/acme-challenge/",
         http.port()
@@ -284,5 +359,48 @@ fn the_site_certificate_comes_from_pebble_and_renews() {
         log.matches(&asked).count() >= 2,
         "{asked} missing from pebble's log:\n{log}"
     );
-    let _ = stop_tx.send(());
+}
+
+/// A pair: pebble's DNS sends every validation to lb A (as the floating address would
+/// be on it), yet lb B gets its certificate too: A does not know B's challenge and asks
+/// its peer B for it. Without `peers`, B's orders fail.
+#[test]
+fn both_load_balancers_of_a_pair_get_certificates_through_one_address() {
+    if !pebble_installed() {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (a_pki, b_pki) = (Pki::new(&[]), Pki::new(&[]));
+    // Both verify pebble's HTTPS against the CA that issued it, A's.
+    std::fs::copy(a_pki.path("ca.pem"), b_pki.path("ca.pem")).unwrap();
+    let ports = Pebble::ports();
+    let directory = format!("https://127.0.0.1:{}/dir", ports.0);
+    // The same plain-HTTP port on two loopback addresses, as on two hosts.
+    let (a, b) = eventually(
+        "one port free on both addresses",
+        Duration::from_secs(10),
+        || {
+            let port = free_port();
+            let b_http = SocketAddr::from(([127, 0, 0, 2], port));
+            let a_http = SocketAddr::from(([127, 0, 0, 1], port));
+            let a = start_lb(&rt, &a_pki, &a_http.to_string(), &directory, &[b_http])?;
+            let b = start_lb(&rt, &b_pki, &b_http.to_string(), &directory, &[a_http])?;
+            Some((a, b))
+        },
+    );
+    let pebble = Pebble::start(&a_pki, ports, a.http.port());
+    let a_chain = pebble.served("lb A", a.https);
+    let b_chain = pebble.served("lb B (its challenges relayed by A)", b.https);
+    assert_ne!(a_chain[0], b_chain[0], "each orders its own");
+    let relayed = format!("http://www.foobar.com:{}/", a.http.port());
+    assert!(pebble.said().contains(&relayed));
+    eprintln!(
+        "acme pair: A {} and B {} successful orders, every validation sent to A",
+        metric(&a.lb, "rampart_lb_acme_orders_total{outcome=\"success\"}"),
+        metric(&b.lb, "rampart_lb_acme_orders_total{outcome=\"success\"}")
+    );
 }

@@ -6,14 +6,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rampart_agent::{expo, host, Family};
 use rampart_test_support::client::tool;
-use rampart_test_support::{eventually, Proc};
+use rampart_test_support::{eventually, free_port, Proc};
 
 /// One sample line of a text exposition: name, labels, value.
 type Line = (String, BTreeMap<String, String>, f64);
@@ -144,15 +144,6 @@ fn host_metrics_on_this_machine_pass_promtool_check_metrics() {
          meminfo names linted",
         text.lines().count()
     );
-}
-
-/// A free port on 127.0.0.1 (bound and released; node_exporter binds it right after).
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `GET /metrics` over plain HTTP/1.0; the body, or `None` on any failure.

@@ -15,18 +15,10 @@ use std::time::{Duration, Instant};
 
 use rampart_lb::{Config, Lb, Listeners};
 use rampart_telemetry::config::ConfigFile;
-use rampart_test_support::{eventually, Pki, Proc};
+use rampart_test_support::{eventually, free_port, Pki, Proc};
 
 const PEBBLE: &str = "/usr/bin/pebble";
 const CHALLTESTSRV: &str = "/usr/bin/pebble-challtestsrv";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn spawn(name: &str, cmd: &mut Command, log: &Path) -> Proc {
     let out = std::fs::File::create(log).unwrap();

@@ -22,6 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rampart_test_support::client::tool;
+use rampart_test_support::free_port;
 
 #[path = "common/matrix.rs"]
 mod matrix;
@@ -793,12 +794,4 @@ fn a_larger_site_with_a_load_balancer_pair() {
         one.as_secs_f64(),
         t.elapsed().as_secs_f64()
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }

@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use rampart_test_support::client::{tool, CurlOut};
-use rampart_test_support::eventually;
+use rampart_test_support::{eventually, free_port};
 
 #[path = "common/matrix.rs"]
 mod matrix;
@@ -1279,15 +1279,6 @@ fn certificates_renew_under_load_without_a_failed_request() {
 
 fn leak(s: String) -> &'static str {
     Box::leak(s.into_boxed_str())
-}
-
-/// A free TCP port on 127.0.0.1 for the isolated run's forward.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Names of the root namespace's network interfaces.

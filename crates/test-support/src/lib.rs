@@ -26,6 +26,16 @@ use std::time::{Duration, Instant};
 
 pub use backend::{spawn_backend, BackendHandle};
 
+/// A free TCP port on 127.0.0.1: bound and released at once, for a program the test
+/// starts right after (a forward, pebble, node_exporter).
+#[allow(clippy::expect_used)]
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port on 127.0.0.1")
+        .port()
+}
+
 /// Polls `f` until it returns `Some` or `deadline` passes; panics with `what` on timeout.
 pub fn eventually<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let end = Instant::now() + deadline;

@@ -30,10 +30,12 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
+mod ftw;
 mod modsec;
 mod payloads;
 mod wafsite;
 
+use ftw::{first_line, stage, yaml_files, Stage};
 use modsec::ModSec;
 use payloads::{encode, place};
 use wafsite::{shared, WafSite};
@@ -118,135 +120,7 @@ fn gotestwaf(dir: &Path, out: &mut Vec<Item>) {
 }
 
 // ---------------------------------------------------------------------------------------
-// The CRS regression suites' requests, built as go-ftw builds them (as
-// `crs_regression.rs` does).
-
-fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            yaml_files(&p, out);
-        } else if p.extension().is_some_and(|e| e == "yaml") {
-            out.push(p);
-        }
-    }
-}
-
-/// The ids in a v3 `log_contains: id "942100"` pattern.
-fn ids_in(text: &str) -> Vec<u64> {
-    text.split("id ")
-        .skip(1)
-        .filter_map(|r| {
-            r.trim_start_matches(['"', '\\'])
-                .split(|c: char| !c.is_ascii_digit())
-                .next()?
-                .parse()
-                .ok()
-        })
-        .collect()
-}
-
-/// One stage: its bytes, whether it is a HEAD, and the rule ids the suite expects
-/// and refuses in the log.
-struct Stage {
-    raw: Vec<u8>,
-    head: bool,
-    expect: Vec<u64>,
-    reject: Vec<u64>,
-}
-
-fn stage(y: &Yaml) -> Stage {
-    let y = if y["stage"].is_badvalue() {
-        y
-    } else {
-        &y["stage"]
-    };
-    let output = &y["output"];
-    let expect = ids_in(output["log_contains"].as_str().unwrap_or_default());
-    let reject = ids_in(output["no_log_contains"].as_str().unwrap_or_default());
-    let (raw, head) = stage_bytes(&y["input"]);
-    Stage {
-        raw,
-        head,
-        expect,
-        reject,
-    }
-}
-
-/// A stage's bytes and whether it is a HEAD.
-fn stage_bytes(input: &Yaml) -> (Vec<u8>, bool) {
-    let s = |y: &Yaml, d: &str| y.as_str().map_or_else(|| d.to_owned(), str::to_owned);
-    let method = s(&input["method"], "GET");
-    let head = method.eq_ignore_ascii_case("HEAD");
-    if let Some(e) = input["encoded_request"].as_str() {
-        let raw = rampart_waf::transform::apply("base64Decode", e.trim().as_bytes())
-            .map(|c| c.into_owned())
-            .unwrap_or_default();
-        return (raw, head);
-    }
-    if let Some(r) = input["raw_request"].as_str() {
-        return (r.as_bytes().to_vec(), head);
-    }
-    let uri = s(&input["uri"], "/");
-    let version = s(&input["version"], "HTTP/1.1");
-    let data = match &input["data"] {
-        Yaml::String(d) => d.clone(),
-        Yaml::Array(lines) => lines
-            .iter()
-            .filter_map(|l| l.as_str())
-            .collect::<Vec<_>>()
-            .join("\r\n"),
-        _ => String::new(),
-    };
-    let mut headers: Vec<(String, String)> = Vec::new();
-    if let Some(h) = input["headers"].as_hash() {
-        for (k, v) in h {
-            let v = match v {
-                Yaml::String(s) => s.clone(),
-                Yaml::Integer(i) => i.to_string(),
-                Yaml::Real(r) => r.clone(),
-                _ => String::new(),
-            };
-            headers.push((k.as_str().unwrap_or_default().to_owned(), v));
-        }
-    }
-    let has = |hs: &[(String, String)], n: &str| hs.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
-    // go-ftw sends multipart bodies with CRLF line ends.
-    let multipart = headers
-        .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("content-type") && v.starts_with("multipart/"));
-    let data = if multipart && !data.contains("\r\n") {
-        data.replace('\n', "\r\n")
-    } else {
-        data
-    };
-    if input["autocomplete_headers"].as_bool().unwrap_or(true) {
-        if !has(&headers, "host") {
-            headers.push(("Host".into(), "localhost".into()));
-        }
-        if !has(&headers, "connection") {
-            headers.push(("Connection".into(), "close".into()));
-        }
-        if !data.is_empty() {
-            if !has(&headers, "content-type") {
-                headers.push((
-                    "Content-Type".into(),
-                    "application/x-www-form-urlencoded".into(),
-                ));
-            }
-            if !has(&headers, "content-length") {
-                headers.push(("Content-Length".into(), data.len().to_string()));
-            }
-        }
-    }
-    let mut raw = format!("{method} {uri} {version}\r\n").into_bytes();
-    for (k, v) in &headers {
-        raw.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
-    }
-    raw.extend_from_slice(b"\r\n");
-    raw.extend_from_slice(data.as_bytes());
-    (raw, head)
-}
+// The CRS regression suites' requests, built as go-ftw builds them (`ftw/mod.rs`).
 
 /// The CRS 3.3.4 suites' stages: (rule file, test title, stage).
 fn crs_stages(tests: &Path) -> Vec<(String, String, Stage)> {
@@ -396,13 +270,6 @@ impl Tally {
 
 fn pct(n: usize, d: usize) -> f64 {
     100.0 * n as f64 / d.max(1) as f64
-}
-
-fn first_line(raw: &[u8]) -> String {
-    let line = raw.split(|b| *b == b'\n').next().unwrap_or_default();
-    String::from_utf8_lossy(&line[..line.len().min(160)])
-        .escape_debug()
-        .to_string()
 }
 
 #[test]

@@ -38,9 +38,11 @@ const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 const MAX_RESPONSE_HEADERS: usize = 128;
 /// Idle connections kept per backend.
 pub const MAX_IDLE: usize = 256;
-/// How long an idle backend connection is kept: below the keep-alive timeouts common
-/// servers use (nginx 75 s, Go 90 s), so the backend rarely closes one we are about to use.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an idle backend connection is kept: well below the keep-alive timeouts of
+/// the backends (rampart web's 10 s header timeout, which bounds its idle keep-alive;
+/// nginx 75 s, Go 90 s), so a backend never closes one just as a request goes out on it,
+/// which for a POST is a 502 (it is not retried: the backend may have processed it).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// Why a backend exchange failed.
 #[derive(Debug, thiserror::Error)]

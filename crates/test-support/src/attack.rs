@@ -46,7 +46,13 @@ pub fn testssl(
 ) -> Result<Vec<Finding>, String> {
     let testssl = tool("testssl", None).ok_or("testssl.sh is not installed")?;
     let _ = std::fs::remove_file(json);
+    // testssl.sh rates a certificate with under 30 days left HIGH and under 60 MEDIUM,
+    // thresholds for year-long certificates (it halves them for Let's Encrypt's). rampart's
+    // live 30 days and renew with 10 left; CertificateExpiringSoon fires at 7. Rate them
+    // by that policy: MEDIUM once renewal is overdue, HIGH where the alert fires.
     let out = Command::new("timeout")
+        .env("DAYS2WARN1", "10")
+        .env("DAYS2WARN2", "7")
         .args(["-k", "5", "600"])
         .args(prefix)
         .arg(&testssl)

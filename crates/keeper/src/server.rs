@@ -94,18 +94,9 @@ pub struct Server {
     pub answered: Option<Instant>,
     /// The server's own certificate and key (`@@ssl_cert`, `@@ssl_key`) and their
     /// stamps when it last loaded them; `None` until looked up after a start.
-    tls_files: Option<(Vec<PathBuf>, Vec<Option<FileStamp>>)>,
+    tls_files: Option<(Vec<PathBuf>, Vec<Option<rampart_tls::Stamp>>)>,
     /// How many times a renewed certificate was loaded with `FLUSH SSL`.
     pub tls_reloads: u64,
-}
-
-/// Inode, size and modification time: enough to see that a file was replaced.
-type FileStamp = (u64, u64, i64, i64);
-
-fn file_stamp(path: &Path) -> Option<FileStamp> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
 }
 
 impl std::fmt::Debug for Server {
@@ -363,7 +354,7 @@ impl Server {
                 (paths, Vec::new())
             }
         };
-        let now: Vec<_> = paths.iter().map(|p| file_stamp(p)).collect();
+        let now: Vec<_> = paths.iter().map(|p| rampart_tls::stamp(p)).collect();
         if paths.is_empty() || now == seen {
             self.tls_files = Some((paths, seen));
             return Ok(false);

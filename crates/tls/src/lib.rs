@@ -9,8 +9,8 @@ mod server;
 
 pub use server::{
     cert_info, client_config, load_certified_key, load_certs as server_certs, provider,
-    server_config, server_config_mtls, CertInfo, ClientTls, LoadedCert, Reloading, SiteCerts,
-    RELOAD_CHECK,
+    server_config, server_config_mtls, stamp, CertInfo, ClientTls, LoadedCert, Reloading,
+    SiteCerts, Stamp, RELOAD_CHECK,
 };
 
 use std::path::PathBuf;

@@ -136,11 +136,13 @@ pub fn load_certified_key(cert_path: &Path, key_path: &Path) -> Result<LoadedCer
 /// How often, at most, a handshake looks at a certificate's files for a renewal.
 pub const RELOAD_CHECK: Duration = Duration::from_secs(1);
 
-/// What identifies a file's contents cheaply: inode, size and modification time.
+/// What identifies a file's contents cheaply: inode, size and modification time. A
+/// file replaced atomically (a renewal) gets a new one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Stamp(u64, u64, i64, i64);
+pub struct Stamp(u64, u64, i64, i64);
 
-fn stamp(path: &Path) -> Option<Stamp> {
+/// The [`Stamp`] of the file at `path`, `None` when it cannot be read.
+pub fn stamp(path: &Path) -> Option<Stamp> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).ok()?;
     Some(Stamp(m.ino(), m.size(), m.mtime(), m.mtime_nsec()))

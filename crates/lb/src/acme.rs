@@ -370,6 +370,23 @@ async fn account(cfg: &AcmeConfig) -> Result<Account, String> {
     Ok(account)
 }
 
+/// How long the placeholder [`placeholder`] writes is valid: past the first week the
+/// CertificateExpiringSoon alert joins AcmeRenewalFailing.
+pub const PLACEHOLDER_LIFE: Duration = Duration::from_secs(14 * 86_400);
+
+/// Before the first order: when the pair `[tls]` serves is missing or does not load, a
+/// self-signed placeholder for the names (see [`rampart_tls::pki::self_signed`]), so the
+/// listeners start and answer the CA's challenges. Returns whether it wrote one.
+pub fn placeholder(cfg: &AcmeConfig) -> Result<bool, String> {
+    if rampart_tls::load_certified_key(&cfg.cert, &cfg.key).is_ok() {
+        return Ok(false);
+    }
+    rampart_tls::pki::self_signed(&cfg.cert, &cfg.key, &cfg.names, PLACEHOLDER_LIFE)
+        .map_err(|e| format!("writing a placeholder certificate: {e}"))?;
+    tracing::info!(cert = %cfg.cert.display(), "wrote a self-signed placeholder until the first ACME order");
+    Ok(true)
+}
+
 /// Where the last chain this task wrote is kept: beside the account's credentials.
 fn issued_copy(cfg: &AcmeConfig) -> PathBuf {
     cfg.account.with_extension("issued.pem")

@@ -52,6 +52,10 @@ pub struct FileConfig {
 pub struct FileListen {
     pub https: Option<String>,
     pub http: Option<String>,
+    /// A second plain-HTTP listener, on the load balancer's own address (`IP:PORT`), for
+    /// a pair whose `http` is the floating address: the other load balancer relays ACME
+    /// challenges here, since it holds the floating address. Off by default.
+    pub http_own: Option<String>,
     pub admin: Option<String>,
     /// Source addresses or networks allowed to connect to `https` and `http`.
     pub allow_from: Option<Vec<String>>,
@@ -176,6 +180,8 @@ pub use rampart_telemetry::access_log::LogTarget as AccessLog;
 pub struct Listen {
     pub https: SocketAddr,
     pub http: Option<SocketAddr>,
+    /// `listen.http_own`: plain HTTP like `http`, on this load balancer's own address.
+    pub http_own: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
     /// Who may connect to `https` and `http`; empty: anyone.
     pub allow_from: AllowList,
@@ -299,6 +305,7 @@ impl ConfigFile for Config {
         // The redirect listener and the admin listener are on unless set to "off".
         let http = listen::optional_addr(&mut c, "http", l.http.as_deref(), defaults::HTTP);
         let admin = listen::optional_addr(&mut c, "admin", l.admin.as_deref(), defaults::ADMIN);
+        let http_own = listen::optional_addr(&mut c, "http_own", l.http_own.as_deref(), "off");
         let allow_from = listen::allow_list(&mut c, "allow_from", l.allow_from.as_deref());
         let admin_allow_from =
             listen::allow_list(&mut c, "admin_allow_from", l.admin_allow_from.as_deref());
@@ -594,6 +601,7 @@ impl ConfigFile for Config {
             listen: Listen {
                 https,
                 http,
+                http_own,
                 admin,
                 allow_from,
                 admin_allow_from,
@@ -746,7 +754,7 @@ address = "127.0.0.1:8081"
         );
         check(
             "[listen]\nhttps = \"0.0.0.0:443\"\nbogus = 1\n",
-            "/etc/rampart/lb.toml: line 3: unknown field `bogus`, expected one of `https`, `http`, `admin`, `allow_from`, `admin_allow_from`, `freebind`",
+            "/etc/rampart/lb.toml: line 3: unknown field `bogus`, expected one of `https`, `http`, `http_own`, `admin`, `allow_from`, `admin_allow_from`, `freebind`",
         );
         check(
             "",

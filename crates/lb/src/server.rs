@@ -40,6 +40,8 @@ use rampart_telemetry::listen::AllowList;
 pub struct Listeners {
     pub https: TcpListener,
     pub http: Option<TcpListener>,
+    /// `listen.http_own`: plain HTTP on the load balancer's own address.
+    pub http_own: Option<TcpListener>,
     pub admin: Option<TcpListener>,
 }
 
@@ -68,6 +70,15 @@ impl Listeners {
         let l = Self {
             https: public(config.listen.https)?,
             http: config.listen.http.map(public).transpose()?,
+            // Its own address is always on the host: no freebind.
+            http_own: config
+                .listen
+                .http_own
+                .map(|addr| match rampart_telemetry::listen::passed(addr)? {
+                    Some(l) => Ok(l),
+                    None => bind(addr),
+                })
+                .transpose()?,
             admin: config.listen.admin.map(bind).transpose()?,
         };
         for addr in rampart_telemetry::listen::passed_unused() {
@@ -112,6 +123,15 @@ impl Lb {
             https_port: config.listen.https.port().into(),
             acme: Arc::default(),
         });
+        if let Some(acme) = &config.acme {
+            crate::acme::placeholder(acme).map_err(|message| {
+                ConfigErrors(vec![ConfigError {
+                    file: config.path.clone(),
+                    key: "acme".into(),
+                    message,
+                }])
+            })?;
+        }
         let gen = Arc::new(Generation::build(config, Arc::clone(&shared), None)?);
         gen.start_health();
         Ok(Arc::new(Self {
@@ -150,6 +170,9 @@ impl Lb {
             }
             if c.listen.http != old.config.listen.http {
                 errors.push(fixed("listen.http", "the listener address".into()));
+            }
+            if c.listen.http_own != old.config.listen.http_own {
+                errors.push(fixed("listen.http_own", "the listener address".into()));
             }
             if c.listen.admin != old.config.listen.admin {
                 errors.push(fixed("listen.admin", "the listener address".into()));
@@ -228,7 +251,7 @@ impl Lb {
             .store(https.port(), Ordering::Relaxed);
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(Arc::clone(self).accept_loop(listeners.https, true));
-        if let Some(l) = listeners.http {
+        for l in [listeners.http, listeners.http_own].into_iter().flatten() {
             tasks.spawn(Arc::clone(self).accept_loop(l, false));
         }
         if let Some(l) = listeners.admin {

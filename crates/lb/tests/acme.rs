@@ -271,6 +271,10 @@ fn the_site_certificate_comes_from_pebble_and_renews() {
         return;
     }
     let pki = Pki::new(&[]);
+    // No site pair at all: the lb starts on a self-signed placeholder it writes.
+    for f in ["site.pem", "site.key"] {
+        std::fs::remove_file(pki.path(f)).unwrap();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -284,6 +288,19 @@ fn the_site_certificate_comes_from_pebble_and_renews() {
         http,
         _stop,
     } = start_lb(&rt, &pki, "127.0.0.1:0", &directory, &[]).unwrap();
+    let placeholder = Command::new("openssl")
+        .args(["x509", "-noout", "-subject", "-issuer", "-in"])
+        .arg(pki.path("site.pem"))
+        .output()
+        .unwrap();
+    let placeholder = String::from_utf8_lossy(&placeholder.stdout).into_owned();
+    assert_eq!(
+        placeholder
+            .matches("CN = rampart placeholder (ACME order pending)")
+            .count(),
+        2,
+        "a self-signed placeholder expected: {placeholder}"
+    );
 
     // No CA yet: orders fail, are counted, and back off.
     eventually("two failed orders", Duration::from_secs(30), || {

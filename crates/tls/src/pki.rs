@@ -103,6 +103,37 @@ pub fn renewal_due(path: &Path) -> Result<bool, TlsError> {
     Ok((to - now) * 3 < (to - from))
 }
 
+/// Writes a self-signed ECDSA P-256 server certificate for `names` to `cert`, its key
+/// to `key` (0600, written first), valid for `life`: what a load balancer serves until
+/// its first ACME order succeeds. No client trusts it; it only lets the listeners start.
+pub fn self_signed(
+    cert: &Path,
+    key: &Path,
+    names: &[String],
+    life: std::time::Duration,
+) -> Result<(), TlsError> {
+    let pair = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+    let mut params = CertificateParams::new(names.to_vec())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(
+        DnType::CommonName,
+        "rampart placeholder (ACME order pending)",
+    );
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::NoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    validity(&mut params, life)?;
+    let signed = params.self_signed(&pair)?;
+    for p in [cert, key] {
+        if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+        }
+    }
+    write_private(key, &pair.serialize_pem())?;
+    write_public(cert, &signed.pem())
+}
+
 /// The parameters every rampart CA has; `load` relies on `create` using exactly these.
 fn ca_params(common_name: &str) -> Result<CertificateParams, TlsError> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
@@ -421,5 +452,30 @@ mod tests {
             err.contains("b.key") && err.contains("does not match"),
             "{err}"
         );
+    }
+    #[test]
+    fn a_placeholder_is_self_signed_and_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("p/site.pem"), dir.path().join("p/site.key"));
+        let names = vec!["www.foobar.com".to_owned(), "foobar.com".to_owned()];
+        self_signed(
+            &cert,
+            &key,
+            &names,
+            std::time::Duration::from_secs(7 * 86_400),
+        )
+        .unwrap();
+        let loaded = crate::load_certified_key(&cert, &key).unwrap();
+        assert_eq!(loaded.info.names, names);
+        let left = loaded.info.not_after_unix - OffsetDateTime::now_utc().unix_timestamp();
+        assert!((6 * 86_400..=7 * 86_400).contains(&left), "{left}");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let pem = std::fs::read(&cert).unwrap();
+        let der = rustls_pki_types::CertificateDer::from_pem_slice(&pem).unwrap();
+        let (_, x) = x509_parser::parse_x509_certificate(&der).unwrap();
+        assert_eq!(x.issuer(), x.subject(), "self-signed");
+        assert!(!renewal_due(&cert).unwrap());
     }
 }

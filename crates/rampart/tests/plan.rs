@@ -239,3 +239,61 @@ fn etcd_members_agree_on_one_cluster_and_name_only_issued_files() {
         }
     }
 }
+
+/// A pair under `[acme]`: each load balancer's config parses with the lb's parser and
+/// orders the site's names from the topology's CA into its own private directory, with
+/// the other one's own plain-HTTP listener as its peer (where it listens, besides the
+/// floating address); no site certificate is issued by the run's CA.
+#[test]
+fn a_pair_under_acme_orders_its_own_certificates_and_relays_to_each_other() {
+    let spec = rampart_topology::file::parse(
+        "site.toml",
+        "[hosts]\nlb = 2\n[acme]\ndirectory = \"https://acme-v02.api.letsencrypt.org/directory\"\n\
+         contact = [\"mailto:ops@foobar.com\"]\nretry_min = \"30s\"\n",
+    )
+    .unwrap();
+    let t = spec.topology(Mode::Isolated, 0).unwrap();
+    let p = plan(&t, &settings(Some("rp"), Pace::Production));
+    assert!(
+        p.certificates.iter().all(|c| c.stem != "site"),
+        "the run's CA issues no site certificate under [acme]"
+    );
+    let mut seen = Vec::new();
+    for (me, peer) in [("lb1", "lb2"), ("lb2", "lb1")] {
+        let svc = p.host(me).and_then(|h| h.service("lb")).unwrap();
+        let [config] = &svc.files[..] else { panic!() };
+        let c = rampart_lb::Config::parse(&config.path, &config.contents)
+            .unwrap_or_else(|e| panic!("{e}\n{}", config.contents));
+        let acme = c.acme.expect("[acme] rendered");
+        let dir = PathBuf::from(format!("/var/lib/rampart/hosts/{me}/acme"));
+        assert_eq!(acme.cert, dir.join("site.pem"));
+        assert_eq!(acme.account, dir.join("account.json"));
+        assert_eq!(acme.names, ["www.foobar.com", "foobar.com"]);
+        assert_eq!(acme.retry_min, std::time::Duration::from_secs(30));
+        assert!(svc.private_dirs.contains(&dir), "{:?}", svc.private_dirs);
+        assert!(
+            svc.needs.iter().all(|n| !n.path.ends_with("site.pem")),
+            "nothing issues the site pair: the lb writes it"
+        );
+        let own = t.sock(t.host(me).unwrap(), rampart_topology::Segment::Public, 80);
+        let other = t.sock(t.host(peer).unwrap(), rampart_topology::Segment::Public, 80);
+        assert_eq!(c.listen.http_own, Some(own));
+        assert_eq!(acme.peers, [other]);
+        assert_ne!(c.listen.http, Some(own), "http is the floating address");
+        seen.push(me);
+    }
+    assert_eq!(seen, ["lb1", "lb2"]);
+    // Alone, a load balancer has no peer and no second listener.
+    let one = rampart_topology::file::parse(
+        "site.toml",
+        "[acme]\ndirectory = \"https://acme-v02.api.letsencrypt.org/directory\"\n",
+    )
+    .unwrap()
+    .topology(Mode::Local, 0)
+    .unwrap();
+    let p = plan(&one, &settings(None, Pace::Production));
+    let svc = p.host("lb1").and_then(|h| h.service("lb")).unwrap();
+    let c = rampart_lb::Config::parse(&svc.files[0].path, &svc.files[0].contents).unwrap();
+    assert!(c.listen.http_own.is_none());
+    assert!(c.acme.unwrap().peers.is_empty());
+}

@@ -193,7 +193,8 @@ pub struct Bundle {
 /// the load balancer (a new binary, a new config) refuses no connection.
 pub const LB_SOCKET_UNIT: &str = "rampart-lb.socket";
 
-/// The public listeners of a load balancer (`listen.https`, `listen.http`) and whether
+/// The public listeners of a load balancer (`listen.https`, `listen.http`, and
+/// `listen.http_own` of a pair under ACME) and whether
 /// they bind with IP_FREEBIND, read from its rendered config: the socket unit binds
 /// exactly what the load balancer will look for.
 fn lb_public_listeners(svc: &ServicePlan) -> (Vec<String>, bool) {
@@ -205,7 +206,7 @@ fn lb_public_listeners(svc: &ServicePlan) -> (Vec<String>, bool) {
     else {
         return (Vec::new(), false);
     };
-    let addrs = ["https", "http"]
+    let addrs = ["https", "http", "http_own"]
         .iter()
         .filter_map(|k| listen.get(*k).and_then(toml::Value::as_str))
         .filter(|a| *a != "off")

@@ -151,6 +151,8 @@ pub struct Site {
     /// `[certificates] lifetime`: how long the run's CA makes each leaf valid, in
     /// seconds (renewed at two thirds of it).
     pub cert_lifetime: u64,
+    /// `[acme]`: the site certificate from an ACME CA.
+    pub acme: Option<crate::Acme>,
     /// The file and the line of `hosts.lb`, for errors that depend on the mode.
     file: String,
     lb_line: Option<usize>,
@@ -178,6 +180,7 @@ impl Default for Site {
             ssh_port: 22,
             backup_store: None,
             cert_lifetime: crate::DEFAULT_CERT_LIFETIME,
+            acme: None,
             file: "(built-in)".into(),
             lb_line: None,
         }
@@ -299,6 +302,7 @@ impl Site {
         t.ssh_from = self.ssh_from.clone();
         t.ssh_port = self.ssh_port;
         t.cert_lifetime = std::time::Duration::from_secs(self.cert_lifetime);
+        t.acme = self.acme.clone();
         t.backup_store = self
             .backup_store
             .as_ref()
@@ -421,6 +425,35 @@ impl Site {
                 lifetime_text(self.cert_lifetime)
             ));
         }
+        match &self.acme {
+            None => out.push_str(
+                "\n# The site certificate from an ACME CA (Let's Encrypt) instead of the run's CA:\n\
+                 # each load balancer orders and renews it, answering HTTP-01 on port 80.\n\
+                 # [acme]\n# directory = \"https://acme-v02.api.letsencrypt.org/directory\"\n\
+                 # contact = [\"mailto:ops@foobar.com\"]\n",
+            ),
+            Some(a) => {
+                out.push_str(&format!(
+                    "\n# The site certificate from this ACME CA: each load balancer orders and\n\
+                     # renews it, answering HTTP-01 on port 80.\n[acme]\ndirectory = {}\n",
+                    q(&a.directory)
+                ));
+                let contact: Vec<String> = a.contact.iter().map(|c| q(c)).collect();
+                out.push_str(&format!("contact = [{}]\n", contact.join(", ")));
+                if let Some(ca) = &a.ca {
+                    out.push_str(&format!("ca = {}\n", q(&ca.display().to_string())));
+                }
+                for (k, v) in [
+                    ("check_every", a.check_every),
+                    ("retry_min", a.retry_min),
+                    ("retry_max", a.retry_max),
+                ] {
+                    if let Some(v) = v {
+                        out.push_str(&format!("{k} = \"{}\"\n", lifetime_text(v)));
+                    }
+                }
+            }
+        }
         for (h, s, a) in &self.pinned {
             out.push_str(&format!(
                 "\n[[host]]\nname = {}\n{} = \"{a}\"\n",
@@ -462,8 +495,20 @@ struct RawFile {
     deploy: Option<RawDeploy>,
     backup: Option<RawBackup>,
     certificates: Option<RawCertificates>,
+    acme: Option<Spanned<RawAcme>>,
     #[serde(default)]
     host: Vec<RawHost>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAcme {
+    directory: Option<Spanned<String>>,
+    contact: Option<Spanned<Vec<String>>>,
+    ca: Option<Spanned<String>>,
+    check_every: Option<Spanned<String>>,
+    retry_min: Option<Spanned<String>>,
+    retry_max: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -497,6 +542,139 @@ fn lifetime_text(secs: u64) -> String {
         }
     }
     format!("{secs}s")
+}
+
+/// `https://host[:port]/...`: the host and the port (443 by default).
+fn https_host(url: &str) -> Option<(String, u16)> {
+    let rest = url.strip_prefix("https://")?;
+    let authority = rest.split('/').next()?;
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse::<u16>().ok().filter(|p| *p > 0)?),
+        None => (authority, 443),
+    };
+    let name_ok = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    name_ok.then(|| (host.to_ascii_lowercase(), port))
+}
+
+/// `[acme]`, checked: every problem named with its line.
+fn acme_section(raw: &Spanned<RawAcme>, errs: &mut Errors<'_>) -> Option<crate::Acme> {
+    let a = raw.get_ref();
+    let mut ok = true;
+    let (directory, host, port) = match &a.directory {
+        None => {
+            errs.at(
+                raw,
+                "acme.directory",
+                "missing; expected the CA's directory URL, such as \
+                 \"https://acme-v02.api.letsencrypt.org/directory\"",
+            );
+            ok = false;
+            (String::new(), String::new(), 0)
+        }
+        Some(d) => match https_host(d.get_ref()) {
+            Some((h, p)) if d.get_ref().len() <= 500 => (d.get_ref().clone(), h, p),
+            _ => {
+                errs.at(
+                    d,
+                    "acme.directory",
+                    format!(
+                        "{:?} is not an ACME directory; expected an https:// URL such as \
+                         \"https://acme-v02.api.letsencrypt.org/directory\"",
+                        d.get_ref()
+                    ),
+                );
+                ok = false;
+                (String::new(), String::new(), 0)
+            }
+        },
+    };
+    let mut contact = Vec::new();
+    if let Some(c) = &a.contact {
+        for m in c.get_ref() {
+            let addr = m.strip_prefix("mailto:").unwrap_or_default();
+            match addr.split_once('@') {
+                Some((user, domain))
+                    if !user.is_empty()
+                        && domain.contains('.')
+                        && !m.contains(char::is_whitespace) =>
+                {
+                    contact.push(m.clone());
+                }
+                _ => {
+                    errs.at(
+                        c,
+                        "acme.contact",
+                        format!("{m:?} is not a contact; expected \"mailto:ops@example.com\""),
+                    );
+                    ok = false;
+                }
+            }
+        }
+    }
+    let ca = a.ca.as_ref().and_then(|c| {
+        let path = std::path::Path::new(c.get_ref());
+        if path.is_absolute() && c.get_ref().len() <= 200 {
+            Some(path.to_owned())
+        } else {
+            errs.at(
+                c,
+                "acme.ca",
+                format!(
+                    "{:?} is not a CA file; write the absolute path of a PEM certificate, \
+                     such as \"/etc/rampart/acme-ca.pem\"",
+                    c.get_ref()
+                ),
+            );
+            ok = false;
+            None
+        }
+    });
+    let mut duration =
+        |v: &Option<Spanned<String>>, key: &str, range: std::ops::RangeInclusive<u64>| {
+            let v = v.as_ref()?;
+            match parse_lifetime(v.get_ref()) {
+                Some(secs) if range.contains(&secs) => Some(secs),
+                _ => {
+                    errs.at(
+                        v,
+                        key,
+                        format!(
+                            "{:?} is out of range; write a number with a unit (s, m, h or d) from \
+                         \"{}\" to \"{}\"",
+                            v.get_ref(),
+                            lifetime_text(*range.start()),
+                            lifetime_text(*range.end())
+                        ),
+                    );
+                    ok = false;
+                    None
+                }
+            }
+        };
+    let day = 86_400;
+    let check_every = duration(&a.check_every, "acme.check_every", 1..=day);
+    let retry_min = duration(&a.retry_min, "acme.retry_min", 1..=day);
+    let retry_max = duration(
+        &a.retry_max,
+        "acme.retry_max",
+        retry_min.unwrap_or(1)..=7 * day,
+    );
+    ok.then_some(crate::Acme {
+        directory,
+        host,
+        port,
+        contact,
+        ca,
+        check_every,
+        retry_min,
+        retry_max,
+    })
 }
 
 #[derive(Deserialize)]
@@ -882,6 +1060,10 @@ pub fn parse(file: &str, text: &str) -> Result<Site, FileErrors> {
         }
     }
 
+    if let Some(acme) = &raw.acme {
+        spec.acme = acme_section(acme, &mut errs);
+    }
+
     let mut pinned_lines = Vec::new();
     for h in &raw.host {
         let name = h.name.get_ref();
@@ -1105,6 +1287,67 @@ mod tests {
                 "{want} not in {errs:?}"
             );
         }
+    }
+
+    /// `[acme]`: kept through `topology show`, reaching the topology with the directory's
+    /// host and port; every bad key named with its line.
+    #[test]
+    fn acme_names_its_directory() {
+        let text = "[acme]\ndirectory = \"https://203.0.113.100:14000/dir\"\n\
+                    contact = [\"mailto:ops@foobar.com\"]\nca = \"/etc/rampart/acme-ca.pem\"\n\
+                    retry_min = \"2s\"\nretry_max = \"10s\"\ncheck_every = \"5s\"\n";
+        let spec = parse("site.toml", text).unwrap();
+        let a = spec.acme.clone().unwrap();
+        assert_eq!((a.host.as_str(), a.port), ("203.0.113.100", 14000));
+        assert_eq!(a.ip(), Some(Ipv4Addr::new(203, 0, 113, 100)));
+        assert_eq!(
+            (a.retry_min, a.retry_max, a.check_every),
+            (Some(2), Some(10), Some(5))
+        );
+        let t = spec.topology(Mode::Isolated, 0).unwrap();
+        assert_eq!(t.acme, spec.acme);
+        let back = parse("shown.toml", &spec.to_file()).unwrap();
+        assert_eq!(back.acme, spec.acme);
+        assert_eq!(
+            parse("d.toml", &Site::default().to_file()).unwrap().acme,
+            None
+        );
+        let le = parse(
+            "site.toml",
+            "[acme]\ndirectory = \"https://acme-v02.api.letsencrypt.org/directory\"\n",
+        )
+        .unwrap()
+        .acme
+        .unwrap();
+        assert_eq!(
+            (le.host.as_str(), le.port, le.ip()),
+            ("acme-v02.api.letsencrypt.org", 443, None)
+        );
+        let errs = errors(
+            "[acme]\ndirectory = \"http://ca.example/dir\"\ncontact = [\"ops@foobar.com\"]\n\
+             ca = \"ca.pem\"\nretry_min = \"0s\"\nretry_max = \"8d\"\n",
+        );
+        for want in [
+            "site.toml:2: acme.directory: \"http://ca.example/dir\" is not an ACME directory; \
+             expected an https:// URL",
+            "site.toml:3: acme.contact: \"ops@foobar.com\" is not a contact; expected \
+             \"mailto:ops@example.com\"",
+            "site.toml:4: acme.ca: \"ca.pem\" is not a CA file",
+            "site.toml:5: acme.retry_min: \"0s\" is out of range; write a number with a unit \
+             (s, m, h or d) from \"1s\" to \"1d\"",
+            "site.toml:6: acme.retry_max: \"8d\" is out of range",
+        ] {
+            assert!(
+                errs.iter().any(|e| e.starts_with(want)),
+                "{want} not in {errs:?}"
+            );
+        }
+        let errs = errors("[acme]\ncontact = []\n");
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("site.toml:1: acme.directory: missing")),
+            "{errs:?}"
+        );
     }
 
     #[test]

@@ -185,6 +185,38 @@ pub struct Topology {
     /// How long the run's CA makes each leaf certificate valid (`[certificates]
     /// lifetime`).
     pub cert_lifetime: std::time::Duration,
+    /// `[acme]`: the site certificate from an ACME CA, ordered and renewed by each load
+    /// balancer; `None`: the run's CA issues it, like every other.
+    pub acme: Option<Acme>,
+}
+
+/// `[acme]` of a topology file: each load balancer orders the site's certificate (its
+/// names) from this ACME CA and answers the HTTP-01 challenges; a pair relays to each
+/// other what the one holding the floating address does not know.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Acme {
+    /// The directory URL (`https://...`).
+    pub directory: String,
+    /// The directory's host (a name or an IPv4 address) and port, for the firewall.
+    pub host: String,
+    pub port: u16,
+    /// `mailto:` contacts of the account.
+    pub contact: Vec<String>,
+    /// A CA certificate (PEM) the directory's HTTPS is verified against instead of the
+    /// system's roots (a test CA such as pebble's); a path on the load balancers.
+    pub ca: Option<std::path::PathBuf>,
+    /// How often a load balancer checks its certificate, and the backoff after a failed
+    /// order (seconds); `None`: the load balancer's defaults.
+    pub check_every: Option<u64>,
+    pub retry_min: Option<u64>,
+    pub retry_max: Option<u64>,
+}
+
+impl Acme {
+    /// The directory's address when it is an IPv4 literal.
+    pub fn ip(&self) -> Option<Ipv4Addr> {
+        self.host.parse().ok()
+    }
 }
 
 impl Topology {
@@ -283,6 +315,7 @@ impl Topology {
             ssh_port: 22,
             backup_store: None,
             cert_lifetime: std::time::Duration::from_secs(DEFAULT_CERT_LIFETIME),
+            acme: None,
         }
     }
 
@@ -365,6 +398,9 @@ impl Topology {
     /// The other load balancer of a pair (`None` without a floating address).
     pub fn lb_peer(&self, host: &Host) -> Option<&Host> {
         self.vip?;
+        if host.role != Role::Lb {
+            return None;
+        }
         self.with_role(Role::Lb).find(|h| h.name != host.name)
     }
 

@@ -184,6 +184,7 @@ pub fn ruleset(t: &Topology, host: &Host) -> String {
             "\t\tip saddr {me} ip daddr {peer} ip protocol vrrp accept comment \"vrrp to the other load balancer\""
         );
     }
+    acme_egress(&mut s, t, host);
     // sshd's side of the operator's sessions, also of the one that loads this ruleset:
     // conntrack picks an older connection up mid-stream as new, and whichever side
     // speaks first must pass (only sshd, privileged, sends from its port).
@@ -199,6 +200,44 @@ pub fn ruleset(t: &Topology, host: &Host) -> String {
     let _ = writeln!(s, "\t}}");
     let _ = writeln!(s, "}}");
     s
+}
+
+/// A load balancer's way out to an ACME CA that is not one of the site's hosts (those
+/// are flows of the policy): TCP to the directory's address and port when it is an
+/// address; to its port anywhere when it is a name (a CA's addresses are a CDN's), with
+/// DNS (UDP and TCP 53) to resolve it. Only from the public address.
+fn acme_egress(s: &mut String, t: &Topology, host: &Host) {
+    let Some(acme) = t.acme.as_ref().filter(|_| host.role == Role::Lb) else {
+        return;
+    };
+    let Some(me) = t.segment_addr(host, Segment::Public) else {
+        return;
+    };
+    if t.acme_host().is_some() {
+        return;
+    }
+    match acme.ip() {
+        Some(ip) => {
+            let _ = writeln!(
+                s,
+                "\t\tip saddr {me} ip daddr {ip} tcp dport {} ct state new accept comment \"acme directory\"",
+                acme.port
+            );
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "\t\tip saddr {me} tcp dport {} ct state new accept comment \"acme directory {}\"",
+                acme.port, acme.host
+            );
+            for proto in ["udp", "tcp"] {
+                let _ = writeln!(
+                    s,
+                    "\t\tip saddr {me} {proto} dport 53 ct state new accept comment \"dns for the acme directory\""
+                );
+            }
+        }
+    }
 }
 
 /// The destination addresses of `host` on `segment`: its own, and on the public
@@ -254,6 +293,54 @@ mod tests {
         }
         for m in must_not {
             assert!(!r.contains(m), "{host}: `{m}` present in\n{r}");
+        }
+    }
+
+    /// `[acme]`: a CA on one of the site's hosts (pebble on the client in tests) is a flow
+    /// of the policy, from the load balancers only; a CA elsewhere is an egress rule of
+    /// the load balancers, with DNS when it is a name. Nobody else gets a way out.
+    #[test]
+    fn acme_opens_the_way_to_the_ca_for_the_load_balancers_only() {
+        let with = |directory: &str| {
+            crate::file::parse(
+                "site.toml",
+                &format!("[hosts]\nlb = 2\n[acme]\ndirectory = \"{directory}\"\n"),
+            )
+            .unwrap()
+            .topology(Mode::Isolated, 0)
+            .unwrap()
+        };
+        let t = with("https://203.0.113.100:14000/dir");
+        use crate::policy::Proto::Tcp;
+        assert!(t.allows("lb1", "client", Tcp, 14000));
+        assert!(t.allows("lb2", "client", Tcp, 14000));
+        assert!(!t.allows("web1", "client", Tcp, 14000));
+        assert!(!t.allows("dns", "client", Tcp, 14000));
+        let client = ruleset(&t, t.host("client").unwrap());
+        assert!(
+            client.contains("ip saddr { 203.0.113.10, 203.0.113.9 } ip daddr 203.0.113.100 tcp dport 14000 ct state new accept comment \"acme directory\""),
+            "{client}"
+        );
+        let lb1 = ruleset(&t, t.host("lb1").unwrap());
+        assert!(
+            lb1.contains(
+                "ip saddr 203.0.113.10 ip daddr 203.0.113.100 tcp dport 14000 ct state new accept"
+            ),
+            "{lb1}"
+        );
+        assert!(!lb1.contains("dns for the acme directory"));
+        // VRRP is between the two load balancers only.
+        assert!(!client.contains("vrrp"), "{client}");
+        let default = Topology::default_for(Mode::Isolated, 0);
+        assert!(!default.allows("lb1", "client", Tcp, 14000));
+
+        let le = with("https://acme-v02.api.letsencrypt.org/directory");
+        for h in &le.hosts {
+            let r = ruleset(&le, h);
+            let out = r.split("chain output").nth(1).unwrap();
+            let egress = out.contains("tcp dport 443 ct state new accept comment \"acme directory acme-v02.api.letsencrypt.org\"")
+                && out.contains("udp dport 53 ct state new accept comment \"dns for the acme directory\"");
+            assert_eq!(egress, h.role == Role::Lb, "{}:\n{r}", h.name);
         }
     }
 

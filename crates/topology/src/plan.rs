@@ -703,7 +703,14 @@ impl Builder<'_> {
             listen("http", self.sock(Segment::Public, p.lb_http)),
             listen("admin", admin),
         ];
-        svc.needs.extend(self.cert("site"));
+        if self.t.acme.is_some() {
+            // Its own site pair and ACME account, written by itself (a self-signed
+            // placeholder until the first order).
+            svc.private_dirs
+                .push(crate::render::lb_acme_dir(&self.s.state, self.h));
+        } else {
+            svc.needs.extend(self.cert("site"));
+        }
         svc.needs.extend(self.cert(&self.h.name));
         svc.needs.push(self.ca());
         svc
@@ -1322,7 +1329,11 @@ fn certificates(t: &Topology, state: &StatePaths) -> Vec<Certificate> {
         client,
         issuer: Issuer::Site,
     };
-    let mut v = vec![cert("site", t.site_names.clone(), false)];
+    // Under `[acme]` each load balancer orders its own from the ACME CA instead.
+    let mut v = Vec::new();
+    if t.acme.is_none() {
+        v.push(cert("site", t.site_names.clone(), false));
+    }
     for h in t
         .hosts
         .iter()

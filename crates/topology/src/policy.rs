@@ -214,7 +214,32 @@ impl Topology {
                 "etcd metrics",
             );
         }
+        // The ACME CA, when it is one of the site's hosts (pebble on the client host in
+        // tests): the load balancers order from it. A CA elsewhere is an egress rule of
+        // the load balancers alone (`nft.rs`).
+        if let Some((ca, segment)) = self.acme_host() {
+            add(
+                &ca.name,
+                Proto::Tcp,
+                self.acme.as_ref().map_or(443, |a| a.port),
+                segment,
+                From::Hosts(lbs),
+                "acme directory",
+            );
+        }
         Policy { flows }
+    }
+
+    /// The host and segment of the `[acme]` directory's address, when it is a host of
+    /// the site.
+    pub fn acme_host(&self) -> Option<(&Host, Segment)> {
+        let ip = self.acme.as_ref()?.ip()?;
+        self.hosts.iter().find_map(|h| {
+            h.segments
+                .iter()
+                .find(|(_, a)| *a == ip)
+                .map(|(s, _)| (h, *s))
+        })
     }
 
     /// The address of `host` on `segment`, if it has one (isolated mode).

@@ -430,7 +430,12 @@ pub fn backup_config(t: &Topology, host: &Host, state: &StatePaths, staging: &Pa
 /// The `rampart lb` config of `host`.
 pub fn lb_config(t: &Topology, host: &Host, state: &StatePaths) -> String {
     let dir = state.host(&host.name);
-    let (site_cert, site_key) = cert_and_key(state, "site");
+    // With `[acme]`, each load balancer keeps its own pair, which it orders and renews;
+    // else the run's CA issues the one all serve.
+    let (site_cert, site_key) = match &t.acme {
+        Some(_) => lb_acme_pair(state, host),
+        None => cert_and_key(state, "site"),
+    };
     let (cert, key) = cert_and_key(state, &host.name);
     let mut s = Toml::new();
     // A pair serves the floating address, bound before keepalived gives it to this
@@ -445,6 +450,13 @@ pub fn lb_config(t: &Topology, host: &Host, state: &StatePaths) -> String {
         .str("admin", t.sock(host, Segment::Mgmt, t.ports.lb_admin));
     if public != t.addr(host, Segment::Public) {
         s.raw("freebind", true);
+        // The other load balancer relays ACME challenges to this one's own address.
+        if t.acme.is_some() {
+            s.str(
+                "http_own",
+                std::net::SocketAddr::new(t.addr(host, Segment::Public), t.ports.lb_http),
+            );
+        }
     }
     // The public ports follow the policy (anyone, by default); the admin listener
     // (metrics, reload) is for the host itself: the policy opens it to no one.
@@ -481,9 +493,56 @@ pub fn lb_config(t: &Topology, host: &Host, state: &StatePaths) -> String {
             .raw("rate_limit_per_second", "0.0");
     }
     waf_tables(&mut s);
+    if let Some(acme) = &t.acme {
+        acme_table(&mut s, t, host, state, acme);
+    }
     s.table("log")
         .path("access_log", &dir.join("access.log"))
         .finish()
+}
+
+/// A load balancer's ACME directory (0700, its own): the account's credentials and the
+/// site pair it orders.
+pub fn lb_acme_dir(state: &StatePaths, host: &Host) -> PathBuf {
+    state.host(&host.name).join("acme")
+}
+
+/// The site pair a load balancer serves under `[acme]`: `acme/site.pem` and its key.
+pub fn lb_acme_pair(state: &StatePaths, host: &Host) -> (PathBuf, PathBuf) {
+    let dir = lb_acme_dir(state, host);
+    (dir.join("site.pem"), dir.join("site.key"))
+}
+
+/// `[acme]` of a load balancer's config: the site's names from the topology's CA, its
+/// account in its own directory, and the other load balancers' own plain-HTTP
+/// listeners as peers for the challenges the floating address brings to the wrong one.
+fn acme_table(s: &mut Toml, t: &Topology, host: &Host, state: &StatePaths, acme: &crate::Acme) {
+    let peers: Vec<String> = t
+        .with_role(Role::Lb)
+        .filter(|o| o.name != host.name && t.vip.is_some())
+        .map(|o| std::net::SocketAddr::new(t.addr(o, Segment::Public), t.ports.lb_http).to_string())
+        .collect();
+    s.table("acme")
+        .comment("The site certificate from an ACME CA (the topology's [acme]), over HTTP-01.")
+        .str("directory", &acme.directory)
+        .list("contact", &acme.contact)
+        .path("account", &lb_acme_dir(state, host).join("account.json"))
+        .list("names", &t.site_names);
+    if let Some(ca) = &acme.ca {
+        s.path("directory_ca", ca);
+    }
+    if !peers.is_empty() {
+        s.list("peers", &peers);
+    }
+    for (k, v) in [
+        ("check_every", acme.check_every),
+        ("retry_min", acme.retry_min),
+        ("retry_max", acme.retry_max),
+    ] {
+        if let Some(v) = v {
+            s.str(k, format_args!("{v}s"));
+        }
+    }
 }
 
 /// The built-in topology's WAF: Debian's CRS 3.3.4 (the `modsecurity-crs` package) in

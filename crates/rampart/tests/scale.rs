@@ -12,6 +12,11 @@
 //! dashboard, in Chromium, shows every host and which load balancer
 //! holds the address.
 //!
+//! Beside it, a smaller pair site whose topology puts the site certificate on an ACME
+//! CA: the real `pebble` on the client host issues and renews both load balancers'
+//! certificates through the floating address, and the survivor of a killed active load
+//! balancer serves its own.
+//!
 //! Needs root and the packages `./run test` installs; skipped visibly elsewhere.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)]
@@ -794,4 +799,342 @@ fn a_larger_site_with_a_load_balancer_pair() {
         one.as_secs_f64(),
         t.elapsed().as_secs_f64()
     );
+}
+
+/// The leaf (first certificate) of a PEM chain, as PEM text.
+fn leaf(chain: &str) -> String {
+    let end = "-----END CERTIFICATE-----";
+    chain
+        .find(end)
+        .map(|i| chain[..i + end.len()].trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// Issue 17: the site certificate from an ACME CA inside the topology. A pair site whose
+/// topology has `[acme]` pointing at the real `pebble` (Let's Encrypt's test CA, Debian's
+/// package), run on the client host with rampart's DNS: pebble validates HTTP-01 at the
+/// floating address, so the active load balancer answers its own challenges and relays
+/// the standby's to the standby's own address. Both get certificates from pebble (60 s
+/// ones), both renew them without a restart, the firewalls are the policy's (the load
+/// balancers, and only they, reach the CA), and when the active load balancer dies the
+/// other serves its own pebble certificate on the floating address.
+#[test]
+fn a_pair_gets_its_site_certificate_from_pebble_inside_the_topology() {
+    if !rampart_test_support::require_root("isolated mode (network namespaces)") {
+        return;
+    }
+    for t in ["nft", "etcd", "mariadb", "keepalived", "openssl", "curl"] {
+        if tool(t, None).is_none() {
+            return;
+        }
+    }
+    if !Path::new("/usr/bin/pebble").exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "pebble is not installed; `./run test` installs it"
+        );
+        eprintln!("SKIPPED: pebble is not installed (Debian package pebble)");
+        return;
+    }
+    let site = Site {
+        state: tempfile::Builder::new().prefix("rac").tempdir().unwrap(),
+        prefix: format!("ac{}", std::process::id() % 100_000),
+    };
+    // pebble's own HTTPS certificate, for the client's public address, from a CA of the
+    // test's: the topology's `[acme] ca`.
+    let pki = tempfile::Builder::new().prefix("racpki").tempdir().unwrap();
+    let ca = rampart_tls::pki::Ca::create(pki.path(), "pebble's HTTPS test CA").unwrap();
+    ca.issue(pki.path(), "pebble", &["203.0.113.100".into()], false)
+        .unwrap();
+    let (directory, mgmt) = ("203.0.113.100:14000", "203.0.113.100:15000");
+    let file = site.state().join("site.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[hosts]\nlb = 2\nweb = 1\nbackup = 0\n[acme]\ndirectory = \"https://{directory}/dir\"\n\
+             contact = [\"mailto:ops@foobar.com\"]\nca = \"{}\"\n\
+             check_every = \"2s\"\nretry_min = \"1s\"\nretry_max = \"4s\"\n",
+            pki.path().join("ca.pem").display()
+        ),
+    )
+    .unwrap();
+    let t = Instant::now();
+    site.ok(&[
+        "up",
+        "-d",
+        "--prefix",
+        &site.prefix,
+        "--publish",
+        "0",
+        "--publish-dashboard",
+        "0",
+        "--topology",
+        file.to_str().unwrap(),
+    ]);
+    println!(
+        "acme: up (2 lb, 1 web) in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let acme_dir = |lb: &str| site.state().join("hosts").join(lb).join("acme");
+    // Before pebble runs, each load balancer serves a self-signed placeholder and its
+    // orders fail and back off.
+    for lb in ["lb1", "lb2"] {
+        let pem = std::fs::read_to_string(acme_dir(lb).join("site.pem")).unwrap();
+        let out = Command::new("openssl")
+            .args(["x509", "-noout", "-issuer"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(pem.as_bytes())?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        let issuer = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(issuer.contains("rampart placeholder"), "{lb}: {issuer}");
+        let mode = std::fs::metadata(acme_dir(lb)).unwrap().permissions();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(mode.mode() & 0o777, 0o700, "{lb}'s acme directory");
+    }
+    let end = Instant::now() + Duration::from_secs(30);
+    let active = loop {
+        match (site.vrrp("lb1").as_str(), site.vrrp("lb2").as_str()) {
+            ("MASTER", "BACKUP") => break "lb1",
+            ("BACKUP", "MASTER") => break "lb2",
+            other => assert!(Instant::now() < end, "no single MASTER: {other:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let standby = if active == "lb1" { "lb2" } else { "lb1" };
+
+    // pebble on the client host, resolving the site's names through rampart's DNS.
+    let cfg = pki.path().join("pebble.json");
+    std::fs::write(
+        &cfg,
+        serde_json::json!({ "pebble": {
+            "listenAddress": directory,
+            "managementListenAddress": mgmt,
+            "certificate": pki.path().join("pebble.pem"),
+            "privateKey": pki.path().join("pebble.key"),
+            "httpPort": 80,
+            "tlsPort": 5001,
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": false,
+            "certificateValidityPeriod": 60,
+        }})
+        .to_string(),
+    )
+    .unwrap();
+    let log_path = pki.path().join("pebble.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut pebble = Command::new(RAMPART)
+        .args(["exec", "--state"])
+        .arg(site.state())
+        .args([
+            "client",
+            "--",
+            "env",
+            "PEBBLE_VA_NOSLEEP=1",
+            "PEBBLE_WFE_NONCEREJECT=0",
+            "PEBBLE_AUTHZREUSE=0",
+            "/usr/bin/pebble",
+            "-config",
+        ])
+        .arg(&cfg)
+        .args(["-dnsserver", "203.0.113.53:53"])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    struct Kill<'a>(&'a mut Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _pebble = Kill(&mut pebble);
+    let said = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let root_file = pki.path().join("pebble-root.pem");
+    let root = rampart_test_support::eventually("pebble's root", Duration::from_secs(30), || {
+        let (ok, root) = site.exec(
+            "client",
+            &[
+                "curl",
+                "-sf",
+                "--max-time",
+                "3",
+                "--cacert",
+                pki.path().join("ca.pem").to_str().unwrap(),
+                &format!("https://{mgmt}/roots/0"),
+            ],
+        );
+        if !(ok && root.contains("BEGIN CERTIFICATE")) {
+            std::thread::sleep(Duration::from_millis(250));
+            return None;
+        }
+        Some(root)
+    });
+    std::fs::write(&root_file, &root).unwrap();
+    let issued_from_pebble = |lb: &str| -> Option<String> {
+        let chain = acme_dir(lb).join("site.pem");
+        let out = Command::new("openssl")
+            .args(["verify", "-CAfile"])
+            .arg(&root_file)
+            .arg("-untrusted")
+            .arg(&chain)
+            .arg(&chain)
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            std::thread::sleep(Duration::from_millis(250));
+            return None;
+        }
+        Some(leaf(&std::fs::read_to_string(&chain).unwrap_or_default()))
+    };
+    let t = Instant::now();
+    let mut first = std::collections::BTreeMap::new();
+    for lb in [active, standby] {
+        let l = rampart_test_support::eventually(
+            &format!("{lb}'s certificate from pebble"),
+            Duration::from_secs(90),
+            || issued_from_pebble(lb),
+        );
+        first.insert(lb, l);
+    }
+    println!(
+        "acme: {active} (active) and {standby} (standby) hold pebble certificates {:.1} s after pebble started",
+        t.elapsed().as_secs_f64()
+    );
+    let key_mode = |lb: &str, f: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(acme_dir(lb).join(f))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    for lb in ["lb1", "lb2"] {
+        assert_eq!(key_mode(lb, "account.json"), 0o600, "{lb}");
+        assert_eq!(key_mode(lb, "site.key"), 0o600, "{lb}");
+    }
+    // Every validation went to the floating address (the site's name), so the standby's
+    // were answered through the active one, which relayed them.
+    let log = said();
+    let validations = log
+        .matches("Attempting to validate w/ HTTP: http://")
+        .count();
+    assert!(validations >= 4, "two names, two load balancers:\n{log}");
+    assert_eq!(site.vrrp(active), "MASTER", "the address never moved");
+
+    // What the client sees on the floating address: the active one's pebble chain.
+    let served = |what: &str| -> String {
+        rampart_test_support::eventually(what, Duration::from_secs(30), || {
+            let (ok, out) = site.exec(
+                "client",
+                &[
+                    "bash",
+                    "-c",
+                    &format!(
+                        "timeout 5 openssl s_client -connect {VIP}:443 -servername www.foobar.com \
+                         -verify_return_error -CAfile {} </dev/null 2>/dev/null | openssl x509",
+                        root_file.display()
+                    ),
+                ],
+            );
+            if !(ok && out.contains("BEGIN CERTIFICATE")) {
+                std::thread::sleep(Duration::from_millis(250));
+                return None;
+            }
+            Some(out.trim().to_owned())
+        })
+    };
+    let (ok, body) = site.exec(
+        "client",
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "5",
+            "--cacert",
+            root_file.to_str().unwrap(),
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "https://www.foobar.com/",
+        ],
+    );
+    assert!(ok && body == "200", "curl with pebble's root: {body}");
+
+    // Renewal at two thirds of 60 s, on both, with no restart.
+    let pids = (site.pid("lb1", "lb"), site.pid("lb2", "lb"));
+    let t = Instant::now();
+    for lb in [active, standby] {
+        rampart_test_support::eventually(
+            &format!("{lb}'s renewal"),
+            Duration::from_secs(90),
+            || issued_from_pebble(lb).filter(|l| *l != first[lb]),
+        );
+    }
+    println!(
+        "acme: both renewed within {:.1} s of the first issue",
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(pids, (site.pid("lb1", "lb"), site.pid("lb2", "lb")));
+    let now_active = served("the renewed certificate on the floating address");
+    assert_eq!(
+        now_active,
+        leaf(&std::fs::read_to_string(acme_dir(active).join("site.pem")).unwrap()),
+        "the active load balancer serves its renewed certificate"
+    );
+
+    // The firewalls are the policy's, with the way to the CA for the load balancers.
+    site.ok(&["firewall", "check"]);
+    let spec = rampart_topology::file::parse("site.toml", &std::fs::read_to_string(&file).unwrap())
+        .unwrap();
+    matrix::matrix(
+        &|host, script| site.exec(host, &["bash", "-c", script]).1,
+        &spec.topology(rampart_topology::Mode::Isolated, 0).unwrap(),
+        active,
+    );
+
+    // The active load balancer dies: the other serves its own pebble certificate.
+    for pid in site.pids(active) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    let end = Instant::now() + Duration::from_secs(30);
+    while site.vrrp(standby) != "MASTER" || !site.holds_vip(standby) {
+        assert!(Instant::now() < end, "{standby} never took the address");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let after = served("the standby's certificate on the floating address");
+    let standby_leaf = leaf(&std::fs::read_to_string(acme_dir(standby).join("site.pem")).unwrap());
+    assert_eq!(
+        after, standby_leaf,
+        "{standby} serves its own pebble certificate"
+    );
+    assert_ne!(after, now_active);
+    let (ok, code) = site.exec(
+        "client",
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "5",
+            "--cacert",
+            root_file.to_str().unwrap(),
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "https://www.foobar.com/",
+        ],
+    );
+    assert!(ok && code == "200", "after the failover: {code}");
+    println!("acme: {active} killed, {standby} serves its pebble certificate on {VIP}");
 }

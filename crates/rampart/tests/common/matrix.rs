@@ -6,7 +6,8 @@
 /// address of every other host on the services' ports, and to the floating address:
 /// each flow of the policy connects, every other one is dropped. A load balancer of the
 /// pair listens on the floating address only, so its own public address answers its
-/// allowed ports with a refusal (the firewall let the SYN through). For `holder`, the
+/// allowed ports with a refusal (the firewall let the SYN through), but for plain HTTP
+/// under `[acme]`. For `holder`, the
 /// floating address is its own (loopback traffic), so it is not probed from there.
 /// Returns how many flows were allowed and how many dropped.
 pub fn matrix(
@@ -17,9 +18,17 @@ pub fn matrix(
     use rampart_topology::policy::Proto;
     use rampart_topology::{Role, Segment};
     let policy = t.policy();
-    let ports: [u16; 16] = [
+    let mut ports: Vec<u16> = vec![
         80, 443, 53, 8443, 9180, 9181, 3306, 9090, 9100, 3000, 2379, 2380, 2381, 9104, 9107, 9108,
     ];
+    // An ACME CA on one of the site's hosts: its port too (nothing listens there unless
+    // the test started the CA).
+    ports.extend(
+        t.acme
+            .as_ref()
+            .map(|a| a.port)
+            .filter(|p| !ports.contains(p)),
+    );
     let vip = t.vip.map(|v| v.to_string());
     let (mut allowed_n, mut dropped_n) = (0, 0);
     let mut failures = Vec::new();
@@ -28,13 +37,13 @@ pub fn matrix(
         let mut cases: Vec<(String, String, u16)> = Vec::new();
         for dst in t.hosts.iter().filter(|d| d.name != src.name) {
             for (_, addr) in &dst.segments {
-                for port in ports {
+                for &port in &ports {
                     cases.push((dst.name.clone(), addr.to_string(), port));
                 }
             }
         }
         if let Some(v) = vip.as_ref().filter(|_| src.name != holder) {
-            for port in ports {
+            for &port in &ports {
                 cases.push(("(floating)".into(), v.clone(), port));
             }
         }
@@ -83,7 +92,10 @@ pub fn matrix(
                 let lb_public = t.host(dst).is_some_and(|d| {
                     d.role == Role::Lb && t.segment_addr(d, Segment::Public) == addr.parse().ok()
                 });
-                if lb_public && vip.is_some() {
+                // Under ACME each also serves plain HTTP on its own address, where
+                // the other relays challenges (`listen.http_own`).
+                let own_http = t.acme.is_some() && *port == t.ports.lb_http;
+                if lb_public && vip.is_some() && !own_http {
                     "refused"
                 } else {
                     "connected"

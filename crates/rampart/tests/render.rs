@@ -24,8 +24,11 @@ const RAMPART: &str = env!("CARGO_BIN_EXE_rampart");
 const MAX_EXPOSURE: f64 = 2.0;
 
 /// A larger site than the default: a load-balancer pair (keepalived), three web
-/// servers, two replicas.
-const LARGER: &str = "[hosts]\nlb = 2\nweb = 3\nreplicas = 2\n";
+/// servers, two replicas, and the site certificate from Let's Encrypt (a third public
+/// listener in each lb's socket unit, its private ACME directory, egress to the CA).
+const LARGER: &str = "[hosts]\nlb = 2\nweb = 3\nreplicas = 2\n[acme]\n\
+                      directory = \"https://acme-v02.api.letsencrypt.org/directory\"\n\
+                      contact = [\"mailto:ops@foobar.com\"]\n";
 
 fn render(out: &Path, topology: Option<&Path>) -> Output {
     let mut cmd = Command::new(RAMPART);
@@ -169,8 +172,16 @@ fn rendered_units_verify_without_warnings_and_rate_ok_or_better() {
             scores.push(format!("{host}/{unit} {score}"));
         }
     }
-    // The larger site has keepalived on both load balancers and three web servers.
+    // The larger site has keepalived on both load balancers and three web servers; each
+    // lb's socket unit holds its own plain-HTTP address besides the floating ones.
     assert!(units(&out, "lb2").contains(&"keepalived.service".to_owned()));
+    let socket = fs::read_to_string(
+        out.join("hosts/lb2/etc/systemd/system")
+            .join("rampart-lb.socket"),
+    )
+    .unwrap();
+    assert_eq!(socket.matches("ListenStream=").count(), 3, "{socket}");
+    assert!(socket.contains("ListenStream=203.0.113.9:80"), "{socket}");
     assert!(hosts(&out).contains(&"web3".to_owned()));
     assert!(checked >= 20, "only {checked} units verified");
     eprintln!("systemd-analyze security --offline: {}", scores.join(", "));
@@ -215,6 +226,10 @@ fn rendered_rulesets_pass_nft_check_in_a_scratch_namespace() {
     let Some(nft) = tool("nft", None) else { return };
     let t = tmp("nft");
     render(&t.0, None);
+    let larger = t.0.join("larger");
+    fs::create_dir_all(&larger).unwrap();
+    fs::write(larger.join("site.toml"), LARGER).unwrap();
+    render(&larger.join("out"), Some(&larger.join("site.toml")));
     let ns = format!("rt-render-{}", std::process::id());
     assert!(Command::new("ip")
         .args(["netns", "add", &ns])
@@ -243,6 +258,26 @@ fn rendered_rulesets_pass_nft_check_in_a_scratch_namespace() {
         }
         checked += 1;
     }
+    // The larger site's too: the pair's VRRP and the load balancers' way to the CA.
+    let out = larger.join("out");
+    for host in hosts(&out) {
+        let file = out
+            .join("hosts")
+            .join(&host)
+            .join("etc/rampart/nftables.conf");
+        let o = check(&file);
+        if !o.status.success() {
+            failures.push(format!(
+                "larger {host}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            ));
+        }
+        let egress = fs::read_to_string(&file)
+            .unwrap()
+            .contains("comment \"dns for the acme directory\"");
+        assert_eq!(egress, host.starts_with("lb"), "{host}");
+        checked += 1;
+    }
     // A ruleset nft rejects is rejected here too.
     let bad = t.0.join("bad.nft");
     let text = fs::read_to_string(t.0.join("hosts/web1/etc/rampart/nftables.conf")).unwrap();
@@ -250,7 +285,11 @@ fn rendered_rulesets_pass_nft_check_in_a_scratch_namespace() {
     let rejected = !check(&bad).status.success();
     let _ = Command::new("ip").args(["netns", "del", &ns]).status();
     assert!(failures.is_empty(), "{failures:?}");
-    assert_eq!(checked, 9, "every host of the default site has a ruleset");
+    assert_eq!(
+        checked,
+        9 + 12,
+        "every host of the default and the larger site has a ruleset"
+    );
     assert!(rejected, "a broken ruleset passed nft -c");
 }
 

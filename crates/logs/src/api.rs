@@ -25,6 +25,8 @@ pub struct Response {
     pub status: u16,
     pub content_type: &'static str,
     pub body: Vec<u8>,
+    /// A push's outcome, for the server's counters.
+    pub appended: Option<crate::store::Appended>,
 }
 
 impl Response {
@@ -33,6 +35,7 @@ impl Response {
             status: 200,
             content_type: "application/json",
             body: v.to_string().into_bytes(),
+            appended: None,
         }
     }
 
@@ -43,6 +46,7 @@ impl Response {
             status,
             content_type: "text/plain; charset=utf-8",
             body,
+            appended: None,
         }
     }
 }
@@ -175,11 +179,12 @@ pub fn handle(
 fn push(store: &Store, content_type: &str, body: &[u8]) -> Result<Response, Response> {
     let p =
         crate::push::decode(content_type, body).map_err(|e| Response::text(400, e.to_string()))?;
-    store.append(&p).map_err(|e| store_error(&e))?;
+    let appended = store.append(&p).map_err(|e| store_error(&e))?;
     Ok(Response {
         status: 204,
         content_type: "text/plain; charset=utf-8",
         body: Vec::new(),
+        appended: Some(appended),
     })
 }
 

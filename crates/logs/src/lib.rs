@@ -8,13 +8,18 @@
 //! - [`store`]: SQLite (bundled, with FTS5's trigram index over the lines), idempotent
 //!   inserts (a retried push stores nothing twice), retention by age and size, and the
 //!   queries;
-//! - [`api`]: the HTTP API's routes over a store, answered in Loki's JSON shapes.
+//! - [`api`]: the HTTP API's routes over a store, answered in Loki's JSON shapes;
+//! - [`config`] and [`server`]: `rampart logs`, the store behind a mutual-TLS listener.
 
 pub mod api;
+pub mod config;
 pub mod labels;
 pub mod logql;
 pub mod push;
+pub mod server;
 pub mod store;
 
+pub use config::Config;
 pub use labels::Labels;
+pub use server::{Listeners, Logs, LogsError};
 pub use store::Store;

@@ -158,6 +158,13 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Run the central log store: Loki's push and query API (a subset of LogQL) over
+    /// SQLite, for the monitoring plane's clients only.
+    Logs {
+        /// Path to the log store config (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Backups on the backup host: `serve` runs its service (schedule, binlog
     /// archiving, verify, metrics); `now`, `verify` and `status` ask it.
     Backup {
@@ -414,6 +421,7 @@ pub fn main() -> ExitCode {
         Command::Agent { config } => serve::run::<rampart_agent::run::Agent>(&config),
         Command::Dashboard { config } => serve::run::<rampart_dashboard::Dashboard>(&config),
         Command::Gate { config } => serve::run::<rampart_gate::Gate>(&config),
+        Command::Logs { config } => serve::run::<rampart_logs::Logs>(&config),
         Command::Keeper { config, server } => serve::keeper(&config, server),
         Command::Backup { command } => match command {
             BackupCommand::Serve { config } => backup::serve(&config),

@@ -212,6 +212,15 @@ impl Role for rampart_gate::Gate {
     }
 }
 
+impl Role for rampart_logs::Logs {
+    const NAME: &'static str = "logs";
+    const TITLE: &'static str = "log store";
+    /// Queries and inserts run on blocking threads; two workers accept and parse.
+    fn threads(_: &Self::Config) -> Threads {
+        Threads::Workers(2)
+    }
+}
+
 /// Runs `rampart keeper`: on a current-thread runtime, so the database server is forked
 /// from the main thread and its parent-death signal follows the keeper's life (not a
 /// worker thread's).

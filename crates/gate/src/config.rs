@@ -23,6 +23,9 @@ pub struct FileConfig {
     pub listen: FileListen,
     pub tls: Option<FileTls>,
     pub upstream: Option<FileUpstream>,
+    /// The log store's push URL (`rampart logs`), for `POST /loki/api/v1/push`; absent:
+    /// the gate takes no logs.
+    pub logs: Option<FileUpstream>,
     #[serde(default)]
     pub limits: FileLimits,
 }
@@ -104,6 +107,8 @@ pub struct Config {
     pub metrics_allow_from: AllowList,
     pub tls: Tls,
     pub upstream: Upstream,
+    /// Where checked log pushes go (`[logs]`), if the gate takes logs.
+    pub logs: Option<Upstream>,
     /// The largest request body (snappy-compressed) read; 413 beyond.
     pub max_body_bytes: usize,
     /// The largest body once decompressed; 413 beyond, checked before decompressing.
@@ -191,7 +196,11 @@ impl ConfigFile for Config {
                 }
             }
         };
-        let upstream = upstream(&mut c, f.upstream.as_ref());
+        let upstream = upstream(&mut c, "upstream", f.upstream.as_ref());
+        let logs = f
+            .logs
+            .as_ref()
+            .map(|l| upstream_at(&mut c, "logs", l, "https://127.0.0.1:3100/loki/api/v1/push"));
         let lim = &f.limits;
         let max_body_bytes = c.range(
             "limits.max_body_bytes",
@@ -226,6 +235,7 @@ impl ConfigFile for Config {
             metrics_allow_from,
             tls,
             upstream,
+            logs,
             max_body_bytes,
             max_decoded_bytes,
             max_in_flight,
@@ -233,21 +243,31 @@ impl ConfigFile for Config {
     }
 }
 
-fn upstream(c: &mut Checker<'_>, u: Option<&FileUpstream>) -> Upstream {
+fn upstream(c: &mut Checker<'_>, key: &str, u: Option<&FileUpstream>) -> Upstream {
+    let Some(u) = u else {
+        c.err(
+            key,
+            "missing; set upstream.url to Prometheus's remote-write receiver, such as https://127.0.0.1:9091/api/v1/write",
+        );
+        return Upstream {
+            url: Uri::default(),
+            tls: None,
+            timeout: defaults::UPSTREAM_TIMEOUT,
+        };
+    };
+    upstream_at(c, key, u, "https://127.0.0.1:9091/api/v1/write")
+}
+
+/// `[<key>]`: a URL the gate forwards to, with its CA and the gate's client certificate
+/// for https.
+fn upstream_at(c: &mut Checker<'_>, key: &str, u: &FileUpstream, example: &str) -> Upstream {
     let empty = Upstream {
         url: Uri::default(),
         tls: None,
         timeout: defaults::UPSTREAM_TIMEOUT,
     };
-    let Some(u) = u else {
-        c.err(
-            "upstream",
-            "missing; set upstream.url to Prometheus's remote-write receiver, such as https://127.0.0.1:9091/api/v1/write",
-        );
-        return empty;
-    };
     let timeout = c.duration(
-        "upstream.timeout",
+        &format!("{key}.timeout"),
         u.timeout.as_ref(),
         defaults::UPSTREAM_TIMEOUT,
         Duration::from_millis(100),
@@ -262,9 +282,9 @@ fn upstream(c: &mut Checker<'_>, u: Option<&FileUpstream>) -> Upstream {
         }
         _ => {
             c.err(
-                "upstream.url",
+                format!("{key}.url"),
                 format!(
-                    "`{}` is not usable; expected https://ADDR:PORT/api/v1/write",
+                    "`{}` is not usable; expected a URL such as {example}",
                     u.url
                 ),
             );
@@ -273,7 +293,7 @@ fn upstream(c: &mut Checker<'_>, u: Option<&FileUpstream>) -> Upstream {
     };
     let tls = c
         .client_cert(
-            "upstream",
+            key,
             url.scheme_str() == Some("https"),
             [u.ca.as_deref(), u.cert.as_deref(), u.key.as_deref()],
         )
@@ -332,6 +352,11 @@ key = "plane-gate.key"
                 "upstream.ca",
             ),
             ("[upstream]\nurl = \"ftp://x\"\n", "upstream.url"),
+            ("[logs]\nurl = \"nowhere\"\n", "logs.url"),
+            (
+                "[logs]\nurl = \"https://127.0.0.1:3100/loki/api/v1/push\"\n",
+                "logs.cert",
+            ),
             ("[limits]\nmax_in_flight = 0\n", "limits.max_in_flight"),
             ("[listen]\naddr = \"nowhere\"\n", "listen.addr"),
         ];

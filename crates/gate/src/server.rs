@@ -36,8 +36,12 @@ use tokio::sync::Semaphore;
 use crate::config::Config;
 use crate::metrics::Metrics;
 
-/// The only path the gate forwards.
+/// The path of metrics the gate forwards.
 pub const WRITE_PATH: &str = "/api/v1/write";
+/// The path of logs the gate forwards, with `[logs]` (Loki's push API).
+pub const LOGS_PATH: &str = "/loki/api/v1/push";
+/// The only labels a log stream may carry: bounded sets, never values from a line.
+pub const LOG_LABELS: [&str; 3] = ["host", "service", "stream"];
 /// The largest request head.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// How much of Prometheus's answer body is passed back (its error message).
@@ -55,6 +59,8 @@ pub enum GateError {
     Tls(#[from] rampart_tls::TlsError),
     #[error("upstream.url: {0}")]
     Upstream(&'static str),
+    #[error("logs.url: {0}")]
+    Logs(&'static str),
 }
 
 /// The bound listeners.
@@ -82,6 +88,8 @@ struct Shared {
     tls: tokio_rustls::TlsAcceptor,
     upstream: Endpoint,
     upstream_target: http::Uri,
+    /// The log store, with `[logs]`.
+    logs: Option<(Endpoint, http::Uri)>,
     in_flight: Semaphore,
     metrics: Metrics,
 }
@@ -111,11 +119,22 @@ impl Gate {
         };
         let (upstream, upstream_target) =
             Endpoint::from_url(&config.upstream.url, client).map_err(GateError::Upstream)?;
+        let logs = match &config.logs {
+            Some(l) => {
+                let client = match &l.tls {
+                    Some(t) => Some(Arc::new(rampart_tls::client_config(t)?)),
+                    None => None,
+                };
+                Some(Endpoint::from_url(&l.url, client).map_err(GateError::Logs)?)
+            }
+            None => None,
+        };
         Ok(Gate {
             shared: Arc::new(Shared {
                 tls: tokio_rustls::TlsAcceptor::from(Arc::new(tls)),
                 upstream,
                 upstream_target,
+                logs,
                 in_flight: Semaphore::new(config.max_in_flight),
                 metrics: Metrics::new(),
                 config,
@@ -233,6 +252,36 @@ pub fn check_instances(req: &WriteRequest, names: &BTreeSet<String>) -> Result<(
     Ok(())
 }
 
+/// Checks that every stream of a log push carries only the labels of [`LOG_LABELS`],
+/// with a `host` that is one of `names`.
+pub fn check_log_hosts(
+    push: &rampart_logs::push::Push,
+    names: &BTreeSet<String>,
+) -> Result<(), String> {
+    for (i, s) in push.streams.iter().enumerate() {
+        if let Some((k, _)) = s
+            .labels
+            .pairs()
+            .iter()
+            .find(|(k, _)| !LOG_LABELS.contains(&k.as_str()))
+        {
+            return Err(format!(
+                "stream {i}: label {k:?}; a stream has only host, service and stream"
+            ));
+        }
+        match s.labels.get("host") {
+            None => return Err(format!("stream {i} has no host label")),
+            Some(h) if !names.contains(h) => {
+                return Err(format!(
+                    "stream for host {h:?}: this client's certificate does not name it"
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
 impl Shared {
     async fn accept_loop(self: Arc<Self>, listener: TcpListener, graceful: Arc<GracefulShutdown>) {
         let rules = Fixed {
@@ -307,14 +356,17 @@ impl Shared {
         host: &str,
         peer: std::net::SocketAddr,
     ) -> (&'static str, Response<Full<Bytes>>) {
-        if req.uri().path() != WRITE_PATH {
+        let logs = req.uri().path() == LOGS_PATH && self.logs.is_some();
+        if req.uri().path() != WRITE_PATH && !logs {
             tracing::warn!(%peer, host, method = %req.method(), path = req.uri().path(),
                 "refused: the gate takes remote write only");
             return (
                 "not_write",
                 text(
                     StatusCode::FORBIDDEN,
-                    "the ingest gate accepts remote write only (POST /api/v1/write)\n".into(),
+                    "the ingest gate accepts remote write (POST /api/v1/write) and log pushes \
+                     (POST /loki/api/v1/push) only\n"
+                        .into(),
                 ),
             );
         }
@@ -366,6 +418,58 @@ impl Shared {
                 )
             }
         };
+        if logs {
+            let content_type = parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let push = match rampart_logs::push::decode(content_type, &body) {
+                Ok(p) => p,
+                Err(e @ rampart_logs::push::PushError::TooLarge(..)) => {
+                    return (
+                        "too_large",
+                        text(StatusCode::PAYLOAD_TOO_LARGE, format!("{e}\n")),
+                    )
+                }
+                Err(e) => {
+                    return (
+                        "malformed",
+                        text(StatusCode::BAD_REQUEST, format!("not a log push: {e}\n")),
+                    )
+                }
+            };
+            if let Err(refusal) = check_log_hosts(&push, names) {
+                tracing::warn!(%peer, host, %refusal, "refused a log push");
+                return (
+                    "forged",
+                    text(StatusCode::FORBIDDEN, format!("refused: {refusal}\n")),
+                );
+            }
+            drop(push);
+            return match &self.logs {
+                Some((endpoint, target)) => {
+                    let timeout = self
+                        .config
+                        .logs
+                        .as_ref()
+                        .map_or(crate::config::defaults::UPSTREAM_TIMEOUT, |l| l.timeout);
+                    self.forward(
+                        &parts.headers,
+                        body,
+                        endpoint,
+                        target,
+                        timeout,
+                        "the log store",
+                    )
+                    .await
+                }
+                None => (
+                    "error",
+                    text(StatusCode::NOT_FOUND, "no log store\n".into()),
+                ),
+            };
+        }
         let decoded = match remote_write::decode(&body, self.config.max_decoded_bytes) {
             Ok(d) => d,
             Err(e @ DecodeError::TooLarge { .. }) => {
@@ -392,7 +496,15 @@ impl Shared {
             );
         }
         drop(decoded);
-        self.forward(&parts.headers, body).await
+        self.forward(
+            &parts.headers,
+            body,
+            &self.upstream,
+            &self.upstream_target,
+            self.config.upstream.timeout,
+            "the metrics store",
+        )
+        .await
     }
 
     /// Sends the checked body to Prometheus and passes its answer back.
@@ -400,10 +512,14 @@ impl Shared {
         &self,
         headers: &http::HeaderMap,
         body: Bytes,
+        endpoint: &Endpoint,
+        target: &http::Uri,
+        timeout: Duration,
+        what: &str,
     ) -> (&'static str, Response<Full<Bytes>>) {
         let mut req = Request::new(body);
         *req.method_mut() = Method::POST;
-        *req.uri_mut() = self.upstream_target.clone();
+        *req.uri_mut() = target.clone();
         for name in [
             header::CONTENT_ENCODING,
             header::CONTENT_TYPE,
@@ -418,11 +534,11 @@ impl Shared {
                 .insert(remote_write::VERSION_HEADER, v.clone());
         }
         let limits = Limits {
-            timeout: self.config.upstream.timeout,
+            timeout,
             max_body: UPSTREAM_BODY_LIMIT,
             overflow: Overflow::Truncate,
         };
-        match http_client::send_to(&self.upstream, req, limits).await {
+        match http_client::send_to(endpoint, req, limits).await {
             Ok(up) => {
                 let mut r = Response::new(Full::new(up.body));
                 *r.status_mut() = up.status;
@@ -439,12 +555,12 @@ impl Shared {
                 (outcome, r)
             }
             Err(e) => {
-                tracing::warn!(error = %e, "upstream unreachable");
+                tracing::warn!(error = %e, "{what} is unreachable");
                 (
                     "upstream_error",
                     text(
                         StatusCode::SERVICE_UNAVAILABLE,
-                        "the metrics store is unreachable; retry later\n".into(),
+                        format!("{what} is unreachable; retry later\n"),
                     ),
                 )
             }

@@ -384,3 +384,192 @@ key = "plane-gate.key"
     let _ = stop.send(());
     rt.block_on(server).unwrap().unwrap();
 }
+
+/// POSTs `body` with `content_type` as the client `tls` presents.
+fn post(
+    rt: &tokio::runtime::Runtime,
+    url: &str,
+    content_type: &str,
+    body: Vec<u8>,
+    tls: Arc<rustls::ClientConfig>,
+) -> (StatusCode, String) {
+    let (endpoint, target) = Endpoint::from_url(&url.parse().unwrap(), Some(tls)).unwrap();
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri(target)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .body(Bytes::from(body))
+        .unwrap();
+    let limits = Limits {
+        timeout: Duration::from_secs(10),
+        max_body: 1 << 20,
+        overflow: Overflow::Truncate,
+    };
+    let r = rt
+        .block_on(http_client::send_to(&endpoint, req, limits))
+        .unwrap();
+    (r.status, String::from_utf8_lossy(&r.body).into_owned())
+}
+
+/// Logs through the gate to a real `rampart logs` that takes only the plane's
+/// certificates: a host pushes streams of its own `host` with the bounded labels and
+/// nothing else; queries of the store through the gate are refused.
+#[test]
+fn an_agent_pushes_its_own_logs_and_nothing_else_reaches_the_store() {
+    let pki = Pki::new();
+    let d = pki.dir.path();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    std::fs::write(
+        d.join("logs.toml"),
+        "[listen]\naddr = \"127.0.0.1:0\"\n[tls]\ncert = \"server.pem\"\nkey = \"server.key\"\n\
+         client_ca = \"plane/ca.pem\"\n[store]\npath = \"logs.db\"\n",
+    )
+    .unwrap();
+    let logs_config = <rampart_logs::Config as ConfigFile>::load(&d.join("logs.toml")).unwrap();
+    let logs_listeners = rampart_logs::Listeners::bind(&logs_config).unwrap();
+    let logs_addr = logs_listeners.https.local_addr().unwrap();
+    let logs = Arc::new(rampart_logs::Logs::new(logs_config).unwrap());
+    let (logs_stop, logs_stopped) = tokio::sync::oneshot::channel::<()>();
+    {
+        let l = Arc::clone(&logs);
+        rt.spawn(async move {
+            l.serve(
+                logs_listeners,
+                async {
+                    let _ = logs_stopped.await;
+                },
+                || {},
+            )
+            .await
+        });
+    }
+    let config = Config::parse(
+        &d.join("gate.toml"),
+        &format!(
+            "[listen]\naddr = \"127.0.0.1:0\"\n[tls]\ncert = \"server.pem\"\nkey = \"server.key\"\n\
+             client_ca = \"site/ca.pem\"\n[upstream]\nurl = \"https://127.0.0.1:9/api/v1/write\"\n\
+             ca = \"site/ca.pem\"\ncert = \"plane-gate.pem\"\nkey = \"plane-gate.key\"\n\
+             [logs]\nurl = \"https://{logs_addr}/loki/api/v1/push\"\nca = \"site/ca.pem\"\n\
+             cert = \"plane-gate.pem\"\nkey = \"plane-gate.key\"\n"
+        ),
+    )
+    .unwrap();
+    let gate = Arc::new(Gate::new(config.clone()).unwrap());
+    let listeners = Listeners::bind(&config).unwrap();
+    let addr = listeners.https.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    {
+        let g = Arc::clone(&gate);
+        rt.spawn(async move {
+            g.serve(
+                listeners,
+                async {
+                    let _ = stopped.await;
+                },
+                || {},
+            )
+            .await
+        });
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    let push = |labels: &str, line: &str| {
+        rampart_logs::push::encode(&rampart_logs::push::Push {
+            streams: vec![rampart_logs::push::Stream {
+                labels: rampart_logs::labels::parse_labels(labels).unwrap(),
+                entries: vec![(now, line.to_owned())],
+            }],
+        })
+    };
+    let url = format!("https://{addr}/loki/api/v1/push");
+    let web1 = pki.client(Some("web1"));
+    let proto = "application/x-protobuf";
+    // Its own: stored.
+    let (status, text) = post(
+        &rt,
+        &url,
+        proto,
+        push(
+            r#"{host="web1", service="web", stream="access"}"#,
+            "GET /own",
+        ),
+        web1.clone(),
+    );
+    assert_eq!(status, StatusCode::NO_CONTENT, "{text}");
+    // Another host's, a stream without a host, a label beyond the bounded set: refused.
+    for (labels, want) in [
+        (r#"{host="db1", service="mariadb", stream="error"}"#, "db1"),
+        (r#"{service="web", stream="access"}"#, "no host label"),
+        (r#"{host="web1", service="web", path="/x"}"#, "\"path\""),
+    ] {
+        let (status, text) = post(&rt, &url, proto, push(labels, "GET /forged"), web1.clone());
+        assert_eq!(status, StatusCode::FORBIDDEN, "{labels}: {text}");
+        assert!(text.contains(want), "{labels}: {text}");
+    }
+    // A bad body: 400, and the gate still takes the next push.
+    let (status, _) = post(&rt, &url, proto, b"garbage".to_vec(), web1.clone());
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = post(
+        &rt,
+        &url,
+        "application/json",
+        format!(r#"{{"streams":[{{"stream":{{"host":"web1","service":"web","stream":"app"}},"values":[["{}","json line"]]}}]}}"#, now + 1).into_bytes(),
+        web1.clone(),
+    );
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    // The store's query API is not reachable through the gate, nor by a host directly.
+    for path in [
+        "/loki/api/v1/query_range?query=%7Bhost%3D%22web1%22%7D",
+        "/loki/api/v1/labels",
+    ] {
+        let (status, _) = get(
+            &rt,
+            &format!("https://{addr}{path}"),
+            Method::GET,
+            web1.clone(),
+        )
+        .unwrap();
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+    }
+    assert!(get(
+        &rt,
+        &format!("https://{logs_addr}/loki/api/v1/labels"),
+        Method::GET,
+        web1
+    )
+    .is_err());
+    // What the store holds: web1's two lines, nothing forged.
+    let (status, text) = get(
+        &rt,
+        &format!(
+            "https://{logs_addr}/loki/api/v1/query_range?query=%7Bservice%3D~%22.%2B%22%7D&start=0&limit=100"
+        ),
+        Method::GET,
+        pki.client(Some("plane-dashboard")),
+    )
+    .unwrap();
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert!(
+        text.contains("GET /own") && text.contains("json line"),
+        "{text}"
+    );
+    assert!(!text.contains("forged"), "{text}");
+    assert_eq!(logs.store().size().unwrap().0, 2);
+    let metrics = gate.metrics_text();
+    for needle in [
+        r#"rampart_gate_requests_total{host="web1",outcome="accepted"} 2"#,
+        r#"rampart_gate_requests_total{host="web1",outcome="forged"} 3"#,
+        r#"rampart_gate_requests_total{host="web1",outcome="malformed"} 1"#,
+    ] {
+        assert!(metrics.contains(needle), "{needle} missing from\n{metrics}");
+    }
+    let _ = stop.send(());
+    let _ = logs_stop.send(());
+}

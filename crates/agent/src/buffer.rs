@@ -77,8 +77,6 @@ use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use prost::Message;
-
 use crate::remote_write::{Label, MetricMetadata, Sample, TimeSeries, WriteRequest};
 use crate::{Family, Kind};
 
@@ -242,9 +240,39 @@ struct Entry {
     samples: u64,
 }
 
-/// The on-disk buffer. See the module documentation.
+/// What a buffer holds: a protobuf message whose entries carry timestamps (a
+/// remote-write batch of samples, or a Loki push of log lines).
+pub trait Batch: prost::Message + Default {
+    /// The oldest entry's time in milliseconds; `None` when there is no entry.
+    fn oldest_ms(&self) -> Option<i64>;
+    /// How many entries (samples, lines) it holds.
+    fn entries(&self) -> u64;
+}
+
+impl Batch for WriteRequest {
+    fn oldest_ms(&self) -> Option<i64> {
+        self.timeseries
+            .iter()
+            .flat_map(|ts| &ts.samples)
+            .map(|s| s.timestamp)
+            .min()
+    }
+
+    fn entries(&self) -> u64 {
+        self.timeseries
+            .iter()
+            .map(|ts| ts.samples.len() as u64)
+            .sum()
+    }
+}
+
+/// The agent's buffer of remote-write batches.
+pub type Buffer = BatchBuffer<WriteRequest>;
+
+/// The on-disk buffer of batches of `T`. See the module documentation.
 #[derive(Debug)]
-pub struct Buffer {
+pub struct BatchBuffer<T: Batch> {
+    _batch: std::marker::PhantomData<fn() -> T>,
     dir: PathBuf,
     dir_file: File,
     /// Holds the `flock` until dropped.
@@ -268,18 +296,18 @@ pub struct Buffer {
     corrupt_records: u64,
 }
 
-impl Buffer {
+impl<T: Batch> BatchBuffer<T> {
     /// Opens (creating it 0700 if needed) the buffer in `dir` and recovers what it holds:
     /// torn or corrupt records are truncated or skipped and counted, records before the
     /// ack point are skipped, and the bounds are applied.
     ///
     /// Blocking: it reads every segment, and a busy lock is tried again for up to a
     /// second (see below). Never call it on a runtime thread.
-    pub fn open(dir: impl AsRef<Path>, limits: Limits) -> Result<Buffer, BufferError> {
+    pub fn open(dir: impl AsRef<Path>, limits: Limits) -> Result<Self, BufferError> {
         Self::open_at(dir.as_ref(), limits, now_ms())
     }
 
-    fn open_at(dir: &Path, limits: Limits, now: i64) -> Result<Buffer, BufferError> {
+    fn open_at(dir: &Path, limits: Limits, now: i64) -> Result<Self, BufferError> {
         if limits.max_bytes == 0 {
             return Err(BufferError::Limits("max_bytes"));
         }
@@ -412,7 +440,8 @@ impl Buffer {
         };
 
         let pending_bytes = pending.iter().map(|e| e.len).sum();
-        let mut buffer = Buffer {
+        let mut buffer = BatchBuffer {
+            _batch: std::marker::PhantomData,
             dir: dir.to_path_buf(),
             dir_file,
             _lock: lock,
@@ -453,16 +482,15 @@ impl Buffer {
     /// batch without samples is not stored. A batch already older than `max_age` is
     /// dropped and counted; a batch larger than `max_bytes` by itself is dropped, counted
     /// and reported as [`BufferError::TooLarge`]. Older records make room as needed.
-    pub fn append(&mut self, batch: &WriteRequest) -> Result<(), BufferError> {
+    pub fn append(&mut self, batch: &T) -> Result<(), BufferError> {
         self.append_at(batch, now_ms())
     }
 
-    fn append_at(&mut self, batch: &WriteRequest, now: i64) -> Result<(), BufferError> {
-        let samples = batch.timeseries.iter().flat_map(|ts| &ts.samples);
-        let Some(oldest_ms) = samples.clone().map(|s| s.timestamp).min() else {
+    fn append_at(&mut self, batch: &T, now: i64) -> Result<(), BufferError> {
+        let Some(oldest_ms) = batch.oldest_ms() else {
             return Ok(());
         };
-        let count = samples.count() as u64;
+        let count = batch.entries();
         let mut changed = self.expire(now);
         if oldest_ms < cutoff(now, self.limits.max_age) {
             self.count_drop(DropReason::Age, 1, count);
@@ -536,7 +564,7 @@ impl Buffer {
         &mut self,
         max_batches: usize,
         max_bytes: u64,
-    ) -> Result<Vec<(Cursor, WriteRequest)>, BufferError> {
+    ) -> Result<Vec<(Cursor, T)>, BufferError> {
         self.peek_at(max_batches, max_bytes, now_ms())
     }
 
@@ -545,7 +573,7 @@ impl Buffer {
         max_batches: usize,
         max_bytes: u64,
         now: i64,
-    ) -> Result<Vec<(Cursor, WriteRequest)>, BufferError> {
+    ) -> Result<Vec<(Cursor, T)>, BufferError> {
         let mut changed = self.expire(now);
         let mut out = Vec::new();
         let mut bytes = 0;
@@ -720,7 +748,7 @@ impl Buffer {
     }
 
     /// Reads back a pending record: `None` if it no longer checks out.
-    fn read(&mut self, entry: &Entry) -> Result<Option<WriteRequest>, BufferError> {
+    fn read(&mut self, entry: &Entry) -> Result<Option<T>, BufferError> {
         let segment = entry.at.segment;
         let path = segment_path(&self.dir, segment);
         let file = if segment == self.active {
@@ -1061,9 +1089,9 @@ fn scan(id: u64, bytes: &[u8], start: usize) -> Scanned {
 }
 
 /// A stored payload back into its batch; `None` if it doesn't decode.
-fn decode(payload: &[u8]) -> Option<WriteRequest> {
+fn decode<T: Batch>(payload: &[u8]) -> Option<T> {
     let raw = snap::raw::Decoder::new().decompress_vec(payload).ok()?;
-    WriteRequest::decode(raw.as_slice()).ok()
+    T::decode(raw.as_slice()).ok()
 }
 
 /// CRC-32 (IEEE 802.3, as zlib and gzip) of the concatenated `parts`.

@@ -2,8 +2,9 @@
 //! fills ([`Family`], [`Sample`]) and its Prometheus text exposition ([`expo`]); host
 //! metrics under node_exporter's names ([`host`]); the services' `/metrics`
 //! ([`scrape`]), access-log counters ([`logtail`]) and database health ([`mysql`]); the
-//! on-disk [`buffer`]; the remote-write 1.0 encoder and client ([`remote_write`]); and
-//! the main loop ([`run`]).
+//! on-disk [`buffer`]; the remote-write 1.0 encoder and client ([`remote_write`]); log
+//! lines into Loki push batches ([`logship`], issue 18, not yet run); and the main loop
+//! ([`run`]).
 //!
 //! Entry points, the shape every service has: [`config::Config::load`] validates a
 //! config file, [`run::Listeners::bind`] binds the own `/metrics` listener,
@@ -15,6 +16,7 @@ pub mod certs;
 pub mod config;
 pub mod expo;
 pub mod host;
+pub mod logship;
 pub mod logtail;
 pub mod mysql;
 pub mod remote_write;

@@ -789,3 +789,51 @@ async fn outage_and_restarts_lose_no_sample_in_prometheus() {
         prom.addr
     );
 }
+
+/// The same buffer holds Loki push batches of log lines: they come back whole after a
+/// reopen, an ack removes them, and they expire by the age of their oldest line.
+#[test]
+fn log_batches_round_trip_through_the_buffer() {
+    use rampart_agent::buffer::BatchBuffer;
+    use rampart_agent::logship::{Limits as ShipLimits, Shipper};
+    use rampart_logs::push::PushRequest;
+    let dir = tempfile::tempdir().unwrap();
+    let now_ns = now_ms() * 1_000_000;
+    let mut ship = Shipper::new("web1", ShipLimits::default());
+    let batch = ship
+        .batch(
+            now_ns,
+            (0..100).map(|i| ("web".to_owned(), "access".to_owned(), format!("line {i}"))),
+        )
+        .unwrap();
+    {
+        let mut buf = BatchBuffer::<PushRequest>::open(dir.path(), Limits::default()).unwrap();
+        buf.append(&batch).unwrap();
+        assert_eq!(buf.stats().samples, 100);
+    }
+    let mut buf = BatchBuffer::<PushRequest>::open(dir.path(), Limits::default()).unwrap();
+    let got = buf.peek(10, 1 << 20).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].1, batch);
+    buf.ack(got[0].0).unwrap();
+    assert!(buf.peek(10, 1 << 20).unwrap().is_empty());
+    drop(buf);
+    // A batch whose oldest line is past max_age is dropped, not sent.
+    let old = Shipper::new("web1", ShipLimits::default())
+        .batch(
+            now_ns - 2 * 86_400 * 1_000_000_000,
+            [("web".into(), "access".into(), "old".into())],
+        )
+        .unwrap();
+    let mut buf = BatchBuffer::<PushRequest>::open(
+        dir.path(),
+        Limits {
+            max_age: Duration::from_secs(86_400),
+            ..Limits::default()
+        },
+    )
+    .unwrap();
+    buf.append(&old).unwrap();
+    assert!(buf.peek(10, 1 << 20).unwrap().is_empty());
+    assert_eq!(buf.stats().dropped(DropReason::Age).samples, 1);
+}

@@ -181,11 +181,20 @@ struct Counts {
     rotations: u64,
     truncations: u64,
     read_bytes: u64,
+    /// Lines mode ([`LogTail::open_lines`]): every line is kept here, as text, until
+    /// [`LogTail::take_lines`]; none is parsed as an access-log line. Not saved.
+    keep: Option<Vec<String>>,
 }
 
 impl Counts {
     fn line(&mut self, bytes: &[u8], stats: &mut PollStats) {
         let text = String::from_utf8_lossy(bytes);
+        if let Some(keep) = self.keep.as_mut() {
+            keep.push(text.into_owned());
+            self.ok += 1;
+            stats.ok += 1;
+            return;
+        }
         let parsed = serde_json::from_str::<Line<'_>>(&text)
             .ok()
             .and_then(|l| Some((l.method, l.status, duration_ns(l.duration_ms)?)));
@@ -436,6 +445,9 @@ pub struct LogTail {
     counts: Counts,
     /// Whether there is something to save.
     dirty: bool,
+    /// Whether a poll saves its progress itself (not in lines mode: the caller saves
+    /// once the lines are safe in its buffer).
+    autosave: bool,
     budget: u64,
     buf: Vec<u8>,
 }
@@ -489,6 +501,7 @@ impl LogTail {
             saved,
             counts,
             dirty: false,
+            autosave: true,
             budget: POLL_BUDGET,
             buf: vec![0; CHUNK],
         })
@@ -555,10 +568,36 @@ impl LogTail {
         if stats.bytes > 0 {
             self.dirty = true;
         }
-        if self.dirty {
+        if self.dirty && self.autosave {
             self.save()?;
         }
         Ok(stats)
+    }
+
+    /// A tailer that keeps the lines themselves (for shipping), with the same reading,
+    /// rotation, truncation and restart rules as [`LogTail::open`]. Its polls do not
+    /// save: the caller takes the lines ([`LogTail::take_lines`]), stores them durably,
+    /// and then calls [`LogTail::save`], so a crash in between reads them again rather
+    /// than losing them.
+    pub fn open_lines(path: &Path, service: &str, state_file: &Path) -> Result<LogTail, TailError> {
+        let mut t = Self::open(path, service, state_file)?;
+        t.counts.keep = Some(Vec::new());
+        t.autosave = false;
+        Ok(t)
+    }
+
+    /// The lines read since the last call (lines mode; empty otherwise).
+    pub fn take_lines(&mut self) -> Vec<String> {
+        self.counts
+            .keep
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Whether a poll read or moved anything not saved yet.
+    pub fn unsaved(&self) -> bool {
+        self.dirty
     }
 
     /// Finds the file to read when none is open: the saved position's if it still
@@ -880,6 +919,7 @@ impl StoredCounts {
             rotations: self.rotations,
             truncations: self.truncations,
             read_bytes: self.read_bytes,
+            keep: None,
         })
     }
 }

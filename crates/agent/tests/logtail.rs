@@ -651,3 +651,44 @@ fn the_real_access_log_writer_rotated_by_rename_loses_no_line() {
         logged.div_ceil(2) as f64
     );
 }
+
+/// Lines mode, for shipping: every line comes back as written (not parsed), a poll
+/// saves nothing until the caller does, so an unsaved poll is read again after a
+/// restart, and a rename rotation hands over the old file's rest before the new one's.
+#[test]
+fn lines_mode_keeps_every_line_and_saves_only_when_told() {
+    let f = Fixture::new();
+    let append = |p: &Path, text: &str| {
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .unwrap();
+        file.write_all(text.as_bytes()).unwrap();
+    };
+    append(&f.log, "plain text\n{\"not\":\"access\"}\npartial");
+    let mut t = LogTail::open_lines(&f.log, SERVICE, &f.state).unwrap();
+    t.poll().unwrap();
+    assert_eq!(t.take_lines(), ["plain text", "{\"not\":\"access\"}"]);
+    assert!(t.take_lines().is_empty());
+    assert!(!f.state.exists(), "nothing saved before the caller says so");
+    // Not saved: a restart reads the same lines again.
+    drop(t);
+    let mut t = LogTail::open_lines(&f.log, SERVICE, &f.state).unwrap();
+    t.poll().unwrap();
+    assert_eq!(t.take_lines().len(), 2);
+    t.save().unwrap();
+    // Saved: a restart goes on after them, with the partial line completed.
+    drop(t);
+    append(&f.log, " line\nafter\n");
+    let mut t = LogTail::open_lines(&f.log, SERVICE, &f.state).unwrap();
+    t.poll().unwrap();
+    assert_eq!(t.take_lines(), ["partial line", "after"]);
+    t.save().unwrap();
+    // Rotated by rename: the old file's rest, then the new file.
+    append(&f.log, "old rest\n");
+    std::fs::rename(&f.log, f.rotated()).unwrap();
+    append(&f.log, "new first\n");
+    t.poll().unwrap();
+    assert_eq!(t.take_lines(), ["old rest", "new first"]);
+}

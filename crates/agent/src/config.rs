@@ -40,6 +40,35 @@ pub struct FileConfig {
     pub listen: FileListen,
     #[serde(default)]
     pub certificates: FileCertificates,
+    /// Log shipping to the central log store (issue 18).
+    pub logs: Option<FileLogs>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileLogs {
+    /// Loki's push URL, through the ingest gate (`https://198.18.9.2:9090/loki/api/v1/push`),
+    /// reached with `[push]`'s CA and client certificate.
+    pub url: Option<String>,
+    /// How often the files are read.
+    pub poll: Option<String>,
+    pub max_line_bytes: Option<usize>,
+    pub lines_per_second: Option<f64>,
+    pub burst: Option<f64>,
+    /// Mask the client address (the `client` field of JSON lines) to its /24 or /48.
+    pub mask_client_ip: Option<bool>,
+    #[serde(default)]
+    pub files: Vec<FileLogFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileLogFile {
+    pub path: Option<String>,
+    /// The `service` label (`lb`, `web`, `mariadb`, `prometheus`, ...).
+    pub service: Option<String>,
+    /// The `stream` label: which of the service's logs (`access`, `app`, `error`, `slow`).
+    pub stream: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -164,6 +193,23 @@ pub struct Mysql {
     pub timeout: Duration,
 }
 
+/// A log file to ship, under its labels.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogFile {
+    pub path: PathBuf,
+    pub service: String,
+    pub stream: String,
+}
+
+/// Log shipping, validated.
+#[derive(Clone, Debug)]
+pub struct Logs {
+    pub url: Uri,
+    pub poll: Duration,
+    pub limits: crate::logship::Limits,
+    pub files: Vec<LogFile>,
+}
+
 /// A validated agent config.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -189,6 +235,8 @@ pub struct Config {
     pub metrics_allow_from: AllowList,
     /// Certificate files whose expiry is reported (`crate::certs`).
     pub certificates: Vec<PathBuf>,
+    /// `[logs]`: log files shipped to the log store.
+    pub logs: Option<Logs>,
 }
 
 /// Every default in one place.
@@ -487,7 +535,9 @@ impl ConfigFile for Config {
         );
         let metrics_allow_from = listen::allow_list(&mut c, "allow_from", l.allow_from.as_deref());
 
+        let logs = f.logs.as_ref().map(|l| logs(&mut c, l, &push_url));
         c.finish(Config {
+            logs,
             file: path.to_owned(),
             instance,
             interval,
@@ -507,6 +557,106 @@ impl ConfigFile for Config {
             metrics_listen,
             metrics_allow_from,
         })
+    }
+}
+
+/// `[logs]`: the push URL (the scheme of `[push]`'s, whose TLS it shares), the bounds,
+/// and each file with its labels (no two with the same labels).
+fn logs(c: &mut Checker<'_>, l: &FileLogs, push_url: &Uri) -> Logs {
+    let url = match l.url.as_deref().map(str::parse::<Uri>) {
+        Some(Ok(u))
+            if u.scheme_str().is_some()
+                && u.scheme_str() == push_url.scheme_str()
+                && u.authority().is_some_and(|a| a.port_u16().is_some()) =>
+        {
+            u
+        }
+        _ => {
+            c.err(
+                "logs.url",
+                "missing or unusable; expected the gate's https://ADDR:PORT/loki/api/v1/push, \
+                 with the scheme of push.url",
+            );
+            Uri::default()
+        }
+    };
+    let d = crate::logship::Limits::default();
+    let poll = c.duration(
+        "logs.poll",
+        l.poll.as_ref(),
+        Duration::from_secs(1),
+        Duration::from_millis(100),
+        Duration::from_secs(60),
+    );
+    let max_line_bytes = c.range(
+        "logs.max_line_bytes",
+        l.max_line_bytes,
+        d.max_line_bytes,
+        256,
+        crate::logtail::MAX_LINE,
+    );
+    let lines_per_second = c.range(
+        "logs.lines_per_second",
+        l.lines_per_second,
+        d.lines_per_second,
+        1.0,
+        1e6,
+    );
+    let burst = c.range("logs.burst", l.burst, d.burst, 1.0, 1e7);
+    let mask_fields = if l.mask_client_ip.unwrap_or(false) {
+        vec!["client".to_owned()]
+    } else {
+        Vec::new()
+    };
+    let mut files: Vec<LogFile> = Vec::new();
+    for (i, f) in l.files.iter().enumerate() {
+        let key = |k: &str| format!("logs.files[{i}].{k}");
+        let label = |c: &mut Checker<'_>, k: &str, v: Option<&str>, example: &str| match v {
+            Some(v) if name_like(v) => Some(v.to_owned()),
+            _ => {
+                c.err(
+                    key(k),
+                    format!("missing or not a name; expected such as \"{example}\""),
+                );
+                None
+            }
+        };
+        let service = label(c, "service", f.service.as_deref(), "web");
+        let stream = label(c, "stream", f.stream.as_deref(), "access");
+        let path = match f.path.as_deref() {
+            Some(p) if !p.is_empty() => Some(c.resolve(Path::new(p))),
+            _ => {
+                c.err(key("path"), "missing; expected the log file's path");
+                None
+            }
+        };
+        if let (Some(service), Some(stream), Some(path)) = (service, stream, path) {
+            if files
+                .iter()
+                .any(|o| o.service == service && o.stream == stream)
+            {
+                c.err(
+                    key("stream"),
+                    format!("{service}/{stream} twice; each file needs its own service and stream"),
+                );
+            }
+            files.push(LogFile {
+                path,
+                service,
+                stream,
+            });
+        }
+    }
+    Logs {
+        url,
+        poll,
+        limits: crate::logship::Limits {
+            max_line_bytes,
+            lines_per_second,
+            burst,
+            mask_fields,
+        },
+        files,
     }
 }
 
@@ -768,5 +918,27 @@ allow_from = ["127.0.0.1/32"]
                 "push.url"
             ]
         );
+    }
+
+    #[test]
+    fn logs_name_their_files_and_bounds() {
+        let c = parse(&format!(
+            "{MINIMAL}[logs]\nurl = \"http://198.18.9.2:9090/loki/api/v1/push\"\nmask_client_ip = true\n\
+             [[logs.files]]\npath = \"access.log\"\nservice = \"web\"\nstream = \"access\"\n"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let l = c.logs.unwrap();
+        assert_eq!(l.files[0].path, Path::new("/etc/rampart/access.log"));
+        assert_eq!(l.limits.mask_fields, ["client"]);
+        assert_eq!(l.poll, Duration::from_secs(1));
+        for (text, key, needle) in [
+            ("[logs]\nurl = \"https://x:1/loki/api/v1/push\"\n", "logs.url", "scheme of push.url"),
+            ("[logs]\nurl = \"http://x:1/p\"\nmax_line_bytes = 10\n", "logs.max_line_bytes", ""),
+            ("[logs]\nurl = \"http://x:1/p\"\n[[logs.files]]\npath = \"a\"\nservice = \"a b\"\nstream = \"s\"\n", "logs.files[0].service", "not a name"),
+            ("[logs]\nurl = \"http://x:1/p\"\n[[logs.files]]\nservice = \"w\"\nstream = \"s\"\n", "logs.files[0].path", "missing"),
+            ("[logs]\nurl = \"http://x:1/p\"\n[[logs.files]]\npath = \"a\"\nservice = \"w\"\nstream = \"s\"\n[[logs.files]]\npath = \"b\"\nservice = \"w\"\nstream = \"s\"\n", "logs.files[1].stream", "twice"),
+        ] {
+            check_err(&format!("{MINIMAL}{text}"), key, needle);
+        }
     }
 }

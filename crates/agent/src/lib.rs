@@ -3,8 +3,8 @@
 //! metrics under node_exporter's names ([`host`]); the services' `/metrics`
 //! ([`scrape`]), access-log counters ([`logtail`]) and database health ([`mysql`]); the
 //! on-disk [`buffer`]; the remote-write 1.0 encoder and client ([`remote_write`]); log
-//! lines into Loki push batches ([`logship`], issue 18, not yet run); and the main loop
-//! ([`run`]).
+//! lines into Loki push batches ([`logship`]) shipped by [`ship`] (issue 18); and the main
+//! loop ([`run`]).
 //!
 //! Entry points, the shape every service has: [`config::Config::load`] validates a
 //! config file, [`run::Listeners::bind`] binds the own `/metrics` listener,
@@ -22,6 +22,7 @@ pub mod mysql;
 pub mod remote_write;
 pub mod run;
 pub mod scrape;
+pub mod ship;
 
 /// What kind of metric a family is, as the text format's `# TYPE` line names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -330,6 +330,23 @@ fn status_retryable(status: StatusCode) -> bool {
 /// plain `http://`) with the remote-write headers, over a fresh HTTP/1.1 connection,
 /// within `client.timeout`.
 pub async fn push(client: &Client, url: &Uri, body: Bytes) -> Result<Pushed, PushError> {
+    send(client, url, body, true).await
+}
+
+/// A Loki push (`/loki/api/v1/push`) with the same client, limits and error rules: the
+/// body is protobuf compressed with snappy's block format as well, but Loki's API says
+/// so with `Content-Type: application/x-protobuf` alone, without `Content-Encoding` or
+/// the remote-write version header.
+pub async fn push_logs(client: &Client, url: &Uri, body: Bytes) -> Result<Pushed, PushError> {
+    send(client, url, body, false).await
+}
+
+async fn send(
+    client: &Client,
+    url: &Uri,
+    body: Bytes,
+    remote_write: bool,
+) -> Result<Pushed, PushError> {
     let (endpoint, target) =
         Endpoint::from_url(url, client.tls.clone()).map_err(|reason| PushError::Url {
             url: url.to_string(),
@@ -340,12 +357,14 @@ pub async fn push(client: &Client, url: &Uri, body: Bytes) -> Result<Pushed, Pus
     *req.method_mut() = Method::POST;
     *req.uri_mut() = target;
     let headers = req.headers_mut();
-    headers.insert(CONTENT_ENCODING, HeaderValue::from_static("snappy"));
+    if remote_write {
+        headers.insert(CONTENT_ENCODING, HeaderValue::from_static("snappy"));
+        headers.insert(VERSION_HEADER, HeaderValue::from_static(VERSION));
+    }
     headers.insert(
         CONTENT_TYPE,
         HeaderValue::from_static("application/x-protobuf"),
     );
-    headers.insert(VERSION_HEADER, HeaderValue::from_static(VERSION));
     headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
     let limits = Limits {
         timeout: client.timeout,

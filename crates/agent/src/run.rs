@@ -115,6 +115,8 @@ pub struct Agent {
     started: SystemTime,
     /// The text exposition of the last collection, for the own `/metrics`.
     last: watch::Sender<Arc<String>>,
+    /// `[logs]`: log shipping.
+    shipping: Option<Arc<crate::ship::Shipping>>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -168,6 +170,23 @@ impl Agent {
             })?;
             tails.push(tail);
         }
+        let shipping = match &config.logs {
+            Some(l) => Some(Arc::new(
+                crate::ship::Shipping::open(
+                    l.clone(),
+                    &config.instance,
+                    dir,
+                    buffer::Limits {
+                        max_bytes: config.buffer_max_bytes,
+                        // The store takes lines of any age: a day's outage still drains.
+                        max_age: Duration::from_secs(86_400),
+                        ..buffer::Limits::default()
+                    },
+                )
+                .map_err(AgentError::Buffer)?,
+            )),
+            None => None,
+        };
         let mysql = config.mysql.clone().map(mysql::Collector::new);
         let (last, _) = watch::channel(Arc::new(String::new()));
         let client = remote_write::Client {
@@ -185,6 +204,7 @@ impl Agent {
             stats: Arc::default(),
             started: SystemTime::now(),
             last,
+            shipping,
         })
     }
 
@@ -207,6 +227,13 @@ impl Agent {
             notify.clone(),
             stop_rx.clone(),
         ));
+        let shipping = self.shipping.clone().map(|s| {
+            let wake = Arc::new(Notify::new());
+            [
+                tokio::spawn(Arc::clone(&s).read_loop(wake.clone(), stop_rx.clone())),
+                tokio::spawn(s.send_loop(self.client.clone(), wake, stop_rx.clone())),
+            ]
+        });
         let server = listeners.metrics.map(|listener| {
             tokio::spawn(serve_metrics(
                 listener,
@@ -235,6 +262,9 @@ impl Agent {
         stop_tx.send_replace(true);
         notify.notify_one();
         let _ = sender.await;
+        for task in shipping.into_iter().flatten() {
+            let _ = task.await;
+        }
         if let Some(s) = server {
             let _ = s.await;
         }
@@ -405,6 +435,9 @@ impl Agent {
             now_ms as f64 / 1000.0,
         )];
         out.extend(process_families(self.started));
+        if let Some(s) = &self.shipping {
+            out.extend(s.families());
+        }
         let stats = lock(&self.stats);
         let counter = |name: &str, help: &str, samples: Vec<Sample>| Family {
             name: name.to_owned(),

@@ -31,6 +31,9 @@ fn parse(service: &str, path: &Path, text: &str) -> Result<(), String> {
         "backup" => rampart_backup::config::Config::parse(path, text)
             .map(drop)
             .map_err(|e| e.to_string()),
+        "logs" => rampart_logs::Config::parse(path, text)
+            .map(drop)
+            .map_err(|e| e.to_string()),
         "gate" => rampart_gate::Config::parse(path, text)
             .map(drop)
             .map_err(|e| e.to_string()),
@@ -114,10 +117,10 @@ fn every_planned_config_parses_with_its_services_parser() {
             }
         }
     }
-    // 8 hosts with an agent, plus web, web, lb, dns, the dashboard, two keepers and the
-    // backup service, in each mode and pace; every keeper and web server agree on the
-    // leader key.
-    assert_eq!(parsed.len(), 4 * 17, "{parsed:#?}");
+    // 8 hosts with an agent, plus web, web, lb, dns, the dashboard, the gate, the log
+    // store, two keepers and the backup service, in each mode and pace; every keeper and
+    // web server agree on the leader key.
+    assert_eq!(parsed.len(), 4 * 18, "{parsed:#?}");
     let mut keys = keeper_leader_keys.clone();
     keys.extend(web_leader_keys);
     keys.dedup();

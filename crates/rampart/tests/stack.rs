@@ -111,7 +111,7 @@ impl Stack {
         let mut needles = vec![
             "monitor/etcd, dns/etcd, lb1/etcd spawned",
             "monitor/etcd, dns/etcd, lb1/etcd ready (quorum)",
-            "monitor (etcd, dashboard, alertmanager, prometheus, gate, agent",
+            "monitor (etcd, dashboard, alertmanager, prometheus, logs, gate, agent",
             "dns (etcd, dns, agent) started",
             "db1 (mariadb, agent) started",
             "db2 (mariadb, agent) started",
@@ -1086,9 +1086,9 @@ fn attached_up_stops_everything_on_ctrl_c() {
         panic!("never ready:\n{seen}");
     }
     assert!(status.success(), "{status:?}");
-    // dns, db1, db2, web1, web2, lb1, the monitor's four, the backup service, an agent
+    // dns, db1, db2, web1, web2, lb1, the monitor's five, the backup service, an agent
     // on each of 8, the three etcd members and the certificate renewer.
-    assert_eq!(pids.len(), 23, "{pids:?}");
+    assert_eq!(pids.len(), 24, "{pids:?}");
     for pid in pids {
         // A zombie still has a /proc entry; a reaped or re-parented-and-reaped one does not.
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -1502,8 +1502,8 @@ fn isolated_topology_end_to_end() {
         stack.state(),
         &["status", "--json"],
     ))));
-    // 23 as in local mode, plus the forwards to lb1 and to the dashboard.
-    assert_eq!(crashed.len(), 25, "{crashed:?}");
+    // 24 as in local mode, plus the forwards to lb1 and to the dashboard.
+    assert_eq!(crashed.len(), 26, "{crashed:?}");
     for pid in &crashed {
         Command::new("kill")
             .args(["-KILL", &pid.to_string()])
@@ -1540,12 +1540,12 @@ fn isolated_topology_end_to_end() {
     assert_eq!(r.status, 200, "after a crash and up: {r:?}");
     // etcd's members killed with SIGKILL rejoin as the same cluster.
     etcd_cluster(&stack);
-    println!("crash: 25 services killed, the next up rebuilt the network and served 200");
+    println!("crash: 26 services killed, the next up rebuilt the network and served 200");
 
     // 5. Teardown: no namespace, link, resolver file or process left.
     let st = json(&stdout(&rampart(stack.state(), &["status", "--json"])));
     let pids = pids_of(&st);
-    assert_eq!(pids.len(), 25, "{st}");
+    assert_eq!(pids.len(), 26, "{st}");
     let down = rampart(stack.state(), &["down"]);
     assert!(down.status.success(), "{down:?}");
     let ns = stdout(&Command::new("ip").args(["netns", "list"]).output().unwrap());
@@ -2237,6 +2237,70 @@ fn monitoring_end_to_end() {
     println!(
         "heartbeat samples in the {span} s around the outage: {}",
         counts.join(", ")
+    );
+
+    // Central logs: the services' own lines reached the log store on the monitor host
+    // through each host's agent and the gate (issue 18), queried with LogQL the way
+    // Grafana's Loki data source asks, with the dashboard's plane certificate. The
+    // services log at `warn` here (the test's RAMPART_LOG): the gate's warnings of the
+    // Prometheus outage above are what it said.
+    let logql = |path: &str, q: &str| -> serde_json::Value {
+        let text = exec(
+            "monitor",
+            &[
+                "curl",
+                "-sS",
+                "--max-time",
+                "10",
+                "--cacert",
+                &state.join("certs/ca.pem").display().to_string(),
+                "--cert",
+                &plane("pem"),
+                "--key",
+                &plane("key"),
+                "-G",
+                &format!("https://127.0.0.1:3100/loki/api/v1/{path}"),
+                "--data-urlencode",
+                &format!("query={q}"),
+                "--data-urlencode",
+                &format!("start={}", (now() - 3600.0) as i64),
+            ],
+        );
+        serde_json::from_str(&text).unwrap_or_default()
+    };
+    let end = std::time::Instant::now() + Duration::from_secs(60);
+    let gate_ready = loop {
+        let v = logql(
+            "query_range",
+            r#"{host="monitor", service="gate"} |= "the metrics store is unreachable""#,
+        );
+        let lines = v["data"]["result"][0]["values"]
+            .as_array()
+            .map_or(0, Vec::len);
+        if lines > 0 {
+            break lines;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "the gate's outage warnings are not in the log store; its last answer: {v}\nservices: {}",
+            logql("label/service/values", "")
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let hosts = eventually("log lines from the hosts", Duration::from_secs(60), || {
+        let v = logql("label/host/values", "");
+        let hosts: Vec<String> = v["data"]
+            .as_array()?
+            .iter()
+            .filter_map(|h| h.as_str().map(str::to_owned))
+            .collect();
+        ["monitor", "lb1", "web1", "db1"]
+            .iter()
+            .all(|h| hosts.iter().any(|x| x == h))
+            .then_some(hosts)
+    });
+    println!(
+        "logs: the store holds lines from {hosts:?}; the gate's outage warning {gate_ready} time(s)"
     );
     assert_eq!(
         scalar("sum(rampart_agent_buffer_dropped_samples_total) or vector(0)"),

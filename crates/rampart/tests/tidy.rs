@@ -64,9 +64,10 @@ fn one_crypto_stack() {
 }
 
 /// The service crates: what runs on a host. None of them may know the topology model.
-const SERVICE_CRATES: [&str; 11] = [
+const SERVICE_CRATES: [&str; 12] = [
     "lb",
     "gate",
+    "logs",
     "backup",
     "web",
     "dns",

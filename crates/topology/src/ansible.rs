@@ -725,11 +725,12 @@ fn roles() -> Vec<(&'static str, String)> {
             format!(
                 "---\n{}",
                 start(
-                    "the dashboard, Alertmanager, Prometheus and the ingest gate",
+                    "the dashboard, Alertmanager, Prometheus, the log store and the ingest gate",
                     &[
                         "rampart-dashboard.service",
                         "prometheus-alertmanager.service",
                         "prometheus.service",
+                        "rampart-logs.service",
                         "rampart-gate.service"
                     ]
                 )

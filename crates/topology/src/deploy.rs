@@ -820,6 +820,7 @@ mod tests {
                 "rampart-dashboard.service",
                 "prometheus-alertmanager.service",
                 "prometheus.service",
+                "rampart-logs.service",
                 "rampart-gate.service",
                 "rampart-agent.service",
             ],

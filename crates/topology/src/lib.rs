@@ -100,6 +100,9 @@ pub struct Ports {
     pub gate_metrics: u16,
     /// Alertmanager on the monitor host (only Prometheus talks to it).
     pub alertmanager: u16,
+    /// The log store (`rampart logs`), where only the monitor host reaches it (loopback
+    /// in isolated mode): the gate pushes and the dashboard queries here.
+    pub logs: u16,
     /// The dashboard on the monitor host.
     pub dashboard: u16,
     /// The dashboard's own `/metrics` (plain HTTP) on the monitor host's management
@@ -139,6 +142,7 @@ impl Ports {
         prometheus_internal: 9091,
         gate_metrics: 9096,
         alertmanager: 9093,
+        logs: 3100,
         dashboard: 3000,
         dashboard_metrics: 3001,
         etcd_client: 2379,

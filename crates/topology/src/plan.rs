@@ -525,6 +525,7 @@ fn host_plan(t: &Topology, s: &Settings, h: &Host) -> HostPlan {
             services.push(b.dashboard());
             services.push(b.alertmanager());
             services.push(b.prometheus());
+            services.push(b.logs());
             services.push(b.gate());
         }
         Role::Backup => services.push(b.backup()),
@@ -834,6 +835,27 @@ impl Builder<'_> {
                 certificates.push(n.path.clone());
             }
         }
+        // Every other service's own output, and the access logs of lb and web.
+        let mut logs: Vec<crate::render::LogFile> = others
+            .iter()
+            .filter(|o| o.in_namespace)
+            .map(|o| crate::render::LogFile {
+                path: o.log_file.clone(),
+                service: o.name.to_owned(),
+                stream: "log",
+            })
+            .collect();
+        if let Some(job) = match self.h.role {
+            Role::Web => Some("web"),
+            Role::Lb => Some("lb"),
+            _ => None,
+        } {
+            logs.push(crate::render::LogFile {
+                path: self.file("access.log"),
+                service: job.to_owned(),
+                stream: "access",
+            });
+        }
         let mut svc = self.rampart(
             "agent",
             agent_config(
@@ -843,6 +865,7 @@ impl Builder<'_> {
                 socket.as_deref(),
                 self.s.pace,
                 &certificates,
+                &logs,
             ),
             Probe::Http {
                 addr,
@@ -899,6 +922,26 @@ impl Builder<'_> {
         svc.needs.push(self.ca());
         svc.needs
             .extend(issued(self.s.state.plane_cert(&self.h.name, "gate")));
+        svc
+    }
+
+    /// The central log store, behind the gate like Prometheus: TLS with the monitor's
+    /// certificate, the plane's clients only.
+    fn logs(&self) -> ServicePlan {
+        let addr = crate::render::logs_addr(self.t, self.h);
+        let mut svc = self.rampart(
+            "logs",
+            crate::render::logs_config(self.t, self.h, &self.s.state),
+            Probe::Accepting(addr),
+        );
+        svc.ports = vec![listen("api", addr)];
+        svc.private_dirs = vec![crate::render::logs_dir(&self.s.state, self.h)];
+        svc.needs.extend(self.cert(&self.h.name));
+        svc.needs.push(Needed {
+            path: self.s.state.plane_ca(),
+            max_mode: CONFIG_MODE,
+            from: Source::Certificate,
+        });
         svc
     }
 
@@ -1601,6 +1644,7 @@ mod tests {
                 "dashboard",
                 "alertmanager",
                 "prometheus",
+                "logs",
                 "gate",
                 "agent",
                 "renewer",
@@ -1614,6 +1658,7 @@ mod tests {
                 "dashboard",
                 "alertmanager",
                 "prometheus",
+                "logs",
                 "gate",
                 "agent",
                 "renewer",

@@ -577,6 +577,15 @@ fn waf_tables(s: &mut Toml) {
         );
 }
 
+/// A log file a host's agent ships, with its labels.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogFile {
+    pub path: PathBuf,
+    pub service: String,
+    /// `log` for a service's own output, `access` for an access log.
+    pub stream: &'static str,
+}
+
 /// How often agents collect and push, and how fast the rules react: production values,
 /// or short ones for demos and tests (`rampart up --fast-monitor`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -597,6 +606,7 @@ pub fn agent_config(
     mysql_socket: Option<&Path>,
     pace: Pace,
     certificates: &[PathBuf],
+    logs: &[LogFile],
 ) -> String {
     let dir = state.host(&host.name);
     let mut s = Toml::new();
@@ -691,6 +701,25 @@ pub fn agent_config(
                 &state.secrets().join(secret_file(MONITOR_USER)),
             );
     }
+    if let (Some(monitor), false) = (t.with_role(Role::Monitor).next(), logs.is_empty()) {
+        // Lines through the same gate, as Loki pushes.
+        let ingest = t.sock(monitor, Segment::Mgmt, t.ports.prometheus);
+        s.table("logs")
+            .str("url", format_args!("https://{ingest}/loki/api/v1/push"))
+            .str(
+                "poll",
+                match pace {
+                    Pace::Production => "1s",
+                    Pace::Fast => "500ms",
+                },
+            );
+        for f in logs {
+            s.table("[[logs.files]]")
+                .path("path", &f.path)
+                .str("service", &f.service)
+                .str("stream", f.stream);
+        }
+    }
     s.finish()
 }
 
@@ -712,6 +741,36 @@ pub fn prometheus_addr(t: &Topology, monitor: &Host) -> std::net::SocketAddr {
         Mode::Isolated => std::net::SocketAddr::from(([127, 0, 0, 1], t.ports.prometheus_internal)),
         Mode::Local => std::net::SocketAddr::new(monitor.local.into(), t.ports.prometheus_internal),
     }
+}
+
+/// Where the log store listens: like Prometheus, only where the monitor host reaches it.
+pub fn logs_addr(t: &Topology, monitor: &Host) -> std::net::SocketAddr {
+    match t.mode {
+        Mode::Isolated => std::net::SocketAddr::from(([127, 0, 0, 1], t.ports.logs)),
+        Mode::Local => std::net::SocketAddr::new(monitor.local.into(), t.ports.logs),
+    }
+}
+
+/// The log store's directory on the monitor host (its database).
+pub fn logs_dir(state: &StatePaths, monitor: &Host) -> PathBuf {
+    state.host(&monitor.name).join("logs")
+}
+
+/// The `rampart logs` config of the monitor host: TLS with the monitor's certificate,
+/// clients of the monitoring plane's CA only (the gate, the dashboard), the store in
+/// its own directory with the default retention (14 days, 2 GiB).
+pub fn logs_config(t: &Topology, host: &Host, state: &StatePaths) -> String {
+    let (cert, key) = cert_and_key(state, &host.name);
+    Toml::new()
+        .table("listen")
+        .str("addr", logs_addr(t, host))
+        .table("tls")
+        .path("cert", &cert)
+        .path("key", &key)
+        .path("client_ca", &state.plane_ca())
+        .table("store")
+        .path("path", &logs_dir(state, host).join("logs.db"))
+        .finish()
 }
 
 /// The ingest gate's config: agents' remote write on the monitor's management address
@@ -741,6 +800,14 @@ pub fn gate_config(t: &Topology, host: &Host, state: &StatePaths) -> String {
         .str(
             "url",
             format_args!("https://{}/api/v1/write", prometheus_addr(t, host)),
+        )
+        .path("ca", &state.ca())
+        .path("cert", &up_cert)
+        .path("key", &up_key)
+        .table("logs")
+        .str(
+            "url",
+            format_args!("https://{}/loki/api/v1/push", logs_addr(t, host)),
         )
         .path("ca", &state.ca())
         .path("cert", &up_cert)

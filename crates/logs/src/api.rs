@@ -3,16 +3,23 @@
 //! content type and body Loki would.
 //!
 //! - `POST /loki/api/v1/push`: 204; a body that does not decode, 400 with the reason.
-//! - `GET|POST /loki/api/v1/query_range`: `query`, `start` and `end` (nanoseconds,
-//!   seconds with or without a fraction, or RFC 3339; default the last hour), `limit`
-//!   (default 100, at most 5000), `direction` (`backward`, the default, or `forward`),
-//!   `step` (a duration or seconds; default the range over 250 points, at least 1 s).
-//!   Log queries answer `streams`, metric queries `matrix`.
-//! - `GET|POST /loki/api/v1/query`: a metric query at `time` (default now), `vector`.
-//! - `GET /loki/api/v1/labels` and `/loki/api/v1/label/<name>/values`, over `start`/`end`.
+//! - `GET|POST /loki/api/v1/query_range`: `query`, `start` and `end` (as Loki's
+//!   `parseTimestamp`: an integer of up to 10 digits is seconds, a longer one
+//!   nanoseconds, a number with a `.` seconds with a fraction, else RFC 3339; default
+//!   the last hour, or `since` before `end`), `limit` (default 100, at most 5000),
+//!   `direction` (`backward`, the default, or `forward`), `step` (a duration or
+//!   seconds; default the range over 250 points in whole seconds, at least 1 s). Log
+//!   queries answer `streams`, metric queries `matrix`. `interval` is refused (400).
+//! - `GET|POST /loki/api/v1/query`: a metric query at `time` (default now), `vector`; a
+//!   log query is a 400, as Loki's documentation says.
+//! - `GET|POST /loki/api/v1/labels`, `/loki/api/v1/label/<name>/values` and
+//!   `/loki/api/v1/series` (`match[]`), over `start`/`end`/`since` (default the last 6
+//!   hours), narrowed by a stream selector in `query`.
 //! - `GET /ready`.
 //!
-//! Errors are Loki's: a 4xx with the message as plain text.
+//! Errors are Loki's: a 4xx with the message as plain text (413 for a push too large
+//! once decompressed); times never overflow, whatever the parameters say.
+//! The reference: <https://grafana.com/docs/loki/latest/reference/loki-http-api/>.
 
 use serde_json::{json, Value};
 
@@ -128,6 +135,54 @@ fn time_param(params: &[(String, String)], name: &str, default: i64) -> Result<i
     }
 }
 
+/// `start` and `end` as Loki reads them: `end` defaults to `now`; `start` to `since`
+/// (a duration, default `default_since`) before the earlier of `end` and `now`; `end`
+/// before `start` is a 400.
+fn time_range(
+    params: &[(String, String)],
+    now: i64,
+    default_since: i64,
+) -> Result<(i64, i64), Response> {
+    let end = time_param(params, "end", now)?;
+    let since = match param(params, "since") {
+        None | Some("") => default_since,
+        Some(v) => parse_duration(v).ok_or_else(|| {
+            Response::text(400, format!("invalid since {v:?}: a duration such as 1h"))
+        })?,
+    };
+    let start = time_param(params, "start", end.min(now).saturating_sub(since))?;
+    if end < start {
+        return Err(Response::text(400, "end is before start"));
+    }
+    Ok((start, end))
+}
+
+/// The stream selector of a label or series request's `query` (or `match[]`).
+fn selector(text: &str, name: &str) -> Result<crate::logql::LogQuery, Response> {
+    match parse(text) {
+        Ok(Query::Log(l)) => Ok(l),
+        Ok(Query::Metric(_)) => Err(Response::text(
+            400,
+            format!(
+                "invalid {name}: a stream selector such as {{host=\"web1\"}}, not a metric query"
+            ),
+        )),
+        Err(e) => Err(Response::text(
+            400,
+            format!("invalid {name}: parse error: {e}"),
+        )),
+    }
+}
+
+/// A time in seconds as Loki writes a sample's: a JSON number, whole when it is.
+fn secs_json(ns: i64) -> Value {
+    if ns % 1_000_000_000 == 0 {
+        json!(ns / 1_000_000_000)
+    } else {
+        json!(secs(ns))
+    }
+}
+
 fn store_error(e: &StoreError) -> Response {
     match e {
         StoreError::Query(m) => Response::text(400, m.clone()),
@@ -154,14 +209,17 @@ pub fn handle(
         params.extend(form(&String::from_utf8_lossy(body)));
     }
     let result = match (method, path) {
-        ("POST", "/loki/api/v1/push") => push(store, content_type, body),
+        ("POST", "/loki/api/v1/push") => push(store, content_type, body, now),
         ("GET" | "POST", "/loki/api/v1/query_range") => query_range(store, &params, now),
         ("GET" | "POST", "/loki/api/v1/query") => instant(store, &params, now),
-        ("GET", "/loki/api/v1/labels") => labels(store, &params, now, None),
-        ("GET", p) if p.starts_with("/loki/api/v1/label/") && p.ends_with("/values") => {
-            let name = &p["/loki/api/v1/label/".len()..p.len() - "/values".len()];
+        ("GET" | "POST", "/loki/api/v1/labels") => labels(store, &params, now, None),
+        ("GET" | "POST", p) if p.starts_with("/loki/api/v1/label/") && p.ends_with("/values") => {
+            let name = p
+                .get("/loki/api/v1/label/".len()..p.len() - "/values".len())
+                .unwrap_or("");
             labels(store, &params, now, Some(name))
         }
+        ("GET" | "POST", "/loki/api/v1/series") => series(store, &params, now),
         ("GET", "/ready") => Ok(Response::text(200, "ready")),
         (
             _,
@@ -169,6 +227,7 @@ pub fn handle(
             | "/loki/api/v1/query_range"
             | "/loki/api/v1/query"
             | "/loki/api/v1/labels"
+            | "/loki/api/v1/series"
             | "/ready",
         ) => Err(Response::text(405, format!("{method} is not allowed here"))),
         _ => Err(Response::text(404, format!("{path}: not found"))),
@@ -176,9 +235,10 @@ pub fn handle(
     result.unwrap_or_else(|e| e)
 }
 
-fn push(store: &Store, content_type: &str, body: &[u8]) -> Result<Response, Response> {
-    let p =
-        crate::push::decode(content_type, body).map_err(|e| Response::text(400, e.to_string()))?;
+fn push(store: &Store, content_type: &str, body: &[u8], now: i64) -> Result<Response, Response> {
+    let p = crate::push::decode(content_type, body)
+        .and_then(|p| p.check_times(now).map(|()| p))
+        .map_err(|e| Response::text(e.status(), e.to_string()))?;
     let appended = store.append(&p).map_err(|e| store_error(&e))?;
     Ok(Response {
         status: 204,
@@ -195,10 +255,12 @@ fn parsed(params: &[(String, String)]) -> Result<Query, Response> {
 
 fn query_range(store: &Store, params: &[(String, String)], now: i64) -> Result<Response, Response> {
     let q = parsed(params)?;
-    let end = time_param(params, "end", now)?;
-    let start = time_param(params, "start", end - HOUR)?;
-    if end < start {
-        return Err(Response::text(400, "end is before start"));
+    let (start, end) = time_range(params, now, HOUR)?;
+    if !matches!(param(params, "interval"), None | Some("")) {
+        return Err(Response::text(
+            400,
+            "interval is not supported by this store; leave it out",
+        ));
     }
     match q {
         Query::Log(l) => {
@@ -212,9 +274,11 @@ fn query_range(store: &Store, params: &[(String, String)], now: i64) -> Result<R
                         Response::text(400, format!("invalid limit {v:?}: 1 to {MAX_LIMIT}"))
                     })?,
             };
+            // Case does not matter (Loki upper-cases it).
             let direction = match param(params, "direction") {
-                None | Some("" | "backward" | "BACKWARD") => Direction::Backward,
-                Some("forward" | "FORWARD") => Direction::Forward,
+                None | Some("") => Direction::Backward,
+                Some(v) if v.eq_ignore_ascii_case("backward") => Direction::Backward,
+                Some(v) if v.eq_ignore_ascii_case("forward") => Direction::Forward,
                 Some(v) => {
                     return Err(Response::text(
                         400,
@@ -241,7 +305,10 @@ fn query_range(store: &Store, params: &[(String, String)], now: i64) -> Result<R
         }
         Query::Metric(m) => {
             let step = match param(params, "step") {
-                None | Some("") => ((end - start) / 250).max(1_000_000_000),
+                // Loki's defaultQueryRangeStep: the range over 250, in whole seconds.
+                None | Some("") => {
+                    (end.saturating_sub(start) / 250 / 1_000_000_000).max(1) * 1_000_000_000
+                }
                 Some(v) => parse_duration(v)
                     .or_else(|| {
                         v.parse::<f64>()
@@ -250,7 +317,14 @@ fn query_range(store: &Store, params: &[(String, String)], now: i64) -> Result<R
                             .map(|f| (f * 1e9) as i64)
                     })
                     .filter(|s| *s > 0)
-                    .ok_or_else(|| Response::text(400, format!("invalid step {v:?}")))?,
+                    .ok_or_else(|| {
+                        Response::text(
+                            400,
+                            format!(
+                                "invalid step {v:?}: a positive duration such as 30s, or seconds"
+                            ),
+                        )
+                    })?,
             };
             let series = store
                 .metric(&m, start, end, step)
@@ -260,7 +334,7 @@ fn query_range(store: &Store, params: &[(String, String)], now: i64) -> Result<R
                 .map(|(labels, points)| {
                     json!({
                         "metric": labels.to_json(),
-                        "values": points.into_iter().map(|(t, v)| json!([secs(t), v.to_string()])).collect::<Vec<_>>(),
+                        "values": points.into_iter().map(|(t, v)| json!([secs_json(t), v.to_string()])).collect::<Vec<_>>(),
                     })
                 })
                 .collect();
@@ -285,7 +359,7 @@ fn instant(store: &Store, params: &[(String, String)], now: i64) -> Result<Respo
         .into_iter()
         .filter_map(|(labels, points)| {
             let (ts, v) = points.last().copied()?;
-            Some(json!({"metric": labels.to_json(), "value": [secs(ts), v.to_string()]}))
+            Some(json!({"metric": labels.to_json(), "value": [secs_json(ts), v.to_string()]}))
         })
         .collect();
     Ok(Response::json(&json!({
@@ -300,18 +374,43 @@ fn labels(
     now: i64,
     name: Option<&str>,
 ) -> Result<Response, Response> {
-    let end = time_param(params, "end", now)?;
-    let start = time_param(params, "start", end - 6 * HOUR)?;
+    let (start, end) = time_range(params, now, 6 * HOUR)?;
+    let sel = match param(params, "query") {
+        None | Some("") => None,
+        Some(q) => Some(selector(q, "query")?),
+    };
     let data = match name {
-        None => store.label_names(start, end),
+        None => store.label_names(start, end, sel.as_ref()),
         Some(n) => {
             if !crate::labels::valid_name(n) {
                 return Err(Response::text(400, format!("{n:?} is not a label name")));
             }
-            store.label_values(n, start, end)
+            store.label_values(n, start, end, sel.as_ref())
         }
     }
     .map_err(|e| store_error(&e))?;
+    Ok(Response::json(&json!({"status": "success", "data": data})))
+}
+
+fn series(store: &Store, params: &[(String, String)], now: i64) -> Result<Response, Response> {
+    let (start, end) = time_range(params, now, 6 * HOUR)?;
+    let selectors = params
+        .iter()
+        .filter(|(k, _)| k == "match[]" || k == "match")
+        .map(|(_, v)| selector(v, "match[]"))
+        .collect::<Result<Vec<_>, _>>()?;
+    if selectors.is_empty() {
+        return Err(Response::text(
+            400,
+            "missing match[]: at least one stream selector",
+        ));
+    }
+    let data: Vec<Value> = store
+        .series(&selectors, start, end)
+        .map_err(|e| store_error(&e))?
+        .iter()
+        .map(crate::labels::Labels::to_json)
+        .collect();
     Ok(Response::json(&json!({"status": "success", "data": data})))
 }
 
@@ -364,13 +463,13 @@ mod tests {
             "query=sum(count_over_time({host=\"web1\"}[1m]))&start=0&end=60&step=60",
         );
         assert_eq!(v["data"]["resultType"], "matrix");
-        assert_eq!(v["data"]["result"][0]["values"][0], json!([60.0, "2"]));
+        assert_eq!(v["data"]["result"][0]["values"][0], json!([60, "2"]));
         let (_, v) = get(
             &store,
             "/loki/api/v1/query",
             "query=count_over_time({host=\"web1\"}[1m])&time=60",
         );
-        assert_eq!(v["data"]["result"][0]["value"], json!([60.0, "2"]));
+        assert_eq!(v["data"]["result"][0]["value"], json!([60, "2"]));
         let (_, v) = get(&store, "/loki/api/v1/labels", "start=0&end=100");
         assert_eq!(v["data"], json!(["host", "service", "stream"]));
         let (_, v) = get(

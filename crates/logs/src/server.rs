@@ -243,6 +243,7 @@ fn route_name(path: &str) -> &'static str {
         "/loki/api/v1/query_range" => "query_range",
         "/loki/api/v1/query" => "query",
         "/loki/api/v1/labels" => "labels",
+        "/loki/api/v1/series" => "series",
         "/ready" => "ready",
         p if p.starts_with("/loki/api/v1/label/") => "label_values",
         _ => "other",
@@ -320,6 +321,21 @@ impl Shared {
             return reply(503, "text/plain", b"shutting down\n".to_vec());
         };
         let (parts, body) = req.into_parts();
+        // Loki takes gzipped JSON (`Content-Encoding: gzip`); this store does not inflate
+        // bodies (Loki's clients send snappy protobuf without a Content-Encoding).
+        if let Some(enc) = parts.headers.get(http::header::CONTENT_ENCODING) {
+            if !enc.as_bytes().eq_ignore_ascii_case(b"identity") {
+                return reply(
+                    415,
+                    "text/plain; charset=utf-8",
+                    format!(
+                        "Content-Encoding {:?} is not supported; send the body uncompressed (JSON) or as snappy protobuf without a Content-Encoding\n",
+                        String::from_utf8_lossy(enc.as_bytes())
+                    )
+                    .into_bytes(),
+                );
+            }
+        }
         let limit = self.config.max_body_bytes;
         let read = tokio::time::timeout(
             self.config.request_timeout,
@@ -334,8 +350,9 @@ impl Shared {
             {
                 return reply(
                     413,
-                    "text/plain",
-                    format!("body larger than {limit} bytes\n").into_bytes(),
+                    "text/plain; charset=utf-8",
+                    format!("the body is larger than {limit} bytes (limits.max_body_bytes)\n")
+                        .into_bytes(),
                 )
             }
             Ok(Err(_)) => return reply(400, "text/plain", b"body not read\n".to_vec()),

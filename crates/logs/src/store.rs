@@ -352,7 +352,8 @@ impl Store {
                 "the step must be positive and end not before start".into(),
             ));
         }
-        if (end - start) / step + 1 > MAX_POINTS {
+        // In i128: the parameters may be anything an i64 holds.
+        if (i128::from(end) - i128::from(start)) / i128::from(step) + 1 > i128::from(MAX_POINTS) {
             return Err(StoreError::Query(format!(
                 "the query asks for more than {MAX_POINTS} points; raise the step"
             )));
@@ -389,13 +390,16 @@ impl Store {
                 while hi < ts.len() && ts[hi] <= t {
                     hi += 1;
                 }
-                while lo < hi && ts[lo] <= t - q.range {
+                while lo < hi && ts[lo] <= t.saturating_sub(q.range) {
                     lo += 1;
                 }
                 if hi > lo {
                     points.push((t, (hi - lo) as f64 * per));
                 }
-                t += step;
+                match t.checked_add(step) {
+                    Some(next) => t = next,
+                    None => break,
+                }
             }
             if !points.is_empty() {
                 out.push((labels, points));
@@ -404,35 +408,74 @@ impl Store {
         Ok(out)
     }
 
-    /// The label names of the streams with lines in `[start, end)`.
-    pub fn label_names(&self, start: i64, end: i64) -> Result<Vec<String>, StoreError> {
+    /// The streams with lines in `[start, end)` that `selector` (when given) selects.
+    fn selected(
+        &self,
+        start: i64,
+        end: i64,
+        selector: Option<&LogQuery>,
+    ) -> Result<Vec<Labels>, StoreError> {
         let conn = self.lock();
-        let mut names: Vec<String> = self
+        Ok(self
             .streams(&conn, start, end)?
+            .into_iter()
+            .map(|(_, l)| l)
+            .filter(|l| selector.is_none_or(|q| q.selects(l)))
+            .collect())
+    }
+
+    /// The label names of the streams with lines in `[start, end)` (those `selector`
+    /// selects, when given).
+    pub fn label_names(
+        &self,
+        start: i64,
+        end: i64,
+        selector: Option<&LogQuery>,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut names: Vec<String> = self
+            .selected(start, end, selector)?
             .iter()
-            .flat_map(|(_, l)| l.pairs().iter().map(|(k, _)| k.clone()))
+            .flat_map(|l| l.pairs().iter().map(|(k, _)| k.clone()))
             .collect();
         names.sort();
         names.dedup();
         Ok(names)
     }
 
-    /// The values of label `name` over the streams with lines in `[start, end)`.
+    /// The values of label `name` over the streams with lines in `[start, end)` (those
+    /// `selector` selects, when given).
     pub fn label_values(
         &self,
         name: &str,
         start: i64,
         end: i64,
+        selector: Option<&LogQuery>,
     ) -> Result<Vec<String>, StoreError> {
-        let conn = self.lock();
         let mut values: Vec<String> = self
-            .streams(&conn, start, end)?
+            .selected(start, end, selector)?
             .iter()
-            .filter_map(|(_, l)| l.get(name).map(str::to_owned))
+            .filter_map(|l| l.get(name).map(str::to_owned))
             .collect();
         values.sort();
         values.dedup();
         Ok(values)
+    }
+
+    /// The label sets of the streams with lines in `[start, end)` that any of
+    /// `selectors` selects (Loki's series API), sorted.
+    pub fn series(
+        &self,
+        selectors: &[LogQuery],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<Labels>, StoreError> {
+        let mut out: Vec<Labels> = self
+            .selected(start, end, None)?
+            .into_iter()
+            .filter(|l| selectors.iter().any(|q| q.selects(l)))
+            .collect();
+        out.sort();
+        Ok(out)
     }
 
     /// Lines stored, and the bytes their live pages take.
@@ -649,12 +692,18 @@ mod tests {
             )
             .unwrap();
         assert_eq!(r[0].1.len(), 1);
-        assert_eq!(s.label_values("host", 0, 10 * S).unwrap(), ["lb1", "web1"]);
         assert_eq!(
-            s.label_names(0, 10 * S).unwrap(),
+            s.label_values("host", 0, 10 * S, None).unwrap(),
+            ["lb1", "web1"]
+        );
+        assert_eq!(
+            s.label_names(0, 10 * S, None).unwrap(),
             ["host", "service", "stream"]
         );
-        assert!(s.label_values("host", 20 * S, 30 * S).unwrap().is_empty());
+        assert!(s
+            .label_values("host", 20 * S, 30 * S, None)
+            .unwrap()
+            .is_empty());
     }
 
     #[test]

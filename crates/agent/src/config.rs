@@ -59,6 +59,18 @@ pub struct FileLogs {
     pub mask_client_ip: Option<bool>,
     #[serde(default)]
     pub files: Vec<FileLogFile>,
+    /// The firewall's drops from nflog, shipped as events.
+    pub firewall: Option<FileFirewall>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileFirewall {
+    /// The nflog group the ruleset logs drops to.
+    pub group: Option<u16>,
+    /// The site's addresses and their hosts' names, for the events and the metric.
+    #[serde(default)]
+    pub hosts: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -208,6 +220,14 @@ pub struct Logs {
     pub poll: Duration,
     pub limits: crate::logship::Limits,
     pub files: Vec<LogFile>,
+    pub firewall: Option<Firewall>,
+}
+
+/// `[logs.firewall]`: the nflog group read and the names of the site's addresses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Firewall {
+    pub group: u16,
+    pub hosts: std::collections::HashMap<std::net::IpAddr, String>,
 }
 
 /// A validated agent config.
@@ -647,7 +667,34 @@ fn logs(c: &mut Checker<'_>, l: &FileLogs, push_url: &Uri) -> Logs {
             });
         }
     }
+    let firewall = l.firewall.as_ref().map(|f| {
+        let group = f.group.unwrap_or(1);
+        if group == 0 {
+            c.err(
+                "logs.firewall.group",
+                "0; expected an nflog group from 1 to 65535",
+            );
+        }
+        let mut hosts = std::collections::HashMap::new();
+        for (addr, name) in &f.hosts {
+            match addr.parse::<std::net::IpAddr>() {
+                Ok(ip) if name_like(name) => {
+                    hosts.insert(ip, name.clone());
+                }
+                Ok(_) => c.err(
+                    format!("logs.firewall.hosts.\"{addr}\""),
+                    format!("`{name}` is not a host name; expected such as \"web1\""),
+                ),
+                Err(_) => c.err(
+                    format!("logs.firewall.hosts.\"{addr}\""),
+                    "not an IP address; expected such as \"198.18.1.11\"",
+                ),
+            }
+        }
+        Firewall { group, hosts }
+    });
     Logs {
+        firewall,
         url,
         poll,
         limits: crate::logship::Limits {

@@ -3,8 +3,9 @@
 //! metrics under node_exporter's names ([`host`]); the services' `/metrics`
 //! ([`scrape`]), access-log counters ([`logtail`]) and database health ([`mysql`]); the
 //! on-disk [`buffer`]; the remote-write 1.0 encoder and client ([`remote_write`]); log
-//! lines into Loki push batches ([`logship`]) shipped by [`ship`] (issue 18); and the main
-//! loop ([`run`]).
+//! lines into Loki push batches ([`logship`]) shipped by [`ship`] (issue 18); the
+//! firewall's drops read from nflog ([`nflog`]) as events and a metric ([`firewall`]);
+//! and the main loop ([`run`]).
 //!
 //! Entry points, the shape every service has: [`config::Config::load`] validates a
 //! config file, [`run::Listeners::bind`] binds the own `/metrics` listener,
@@ -15,10 +16,12 @@ pub mod buffer;
 pub mod certs;
 pub mod config;
 pub mod expo;
+pub mod firewall;
 pub mod host;
 pub mod logship;
 pub mod logtail;
 pub mod mysql;
+pub mod nflog;
 pub mod remote_write;
 pub mod run;
 pub mod scrape;

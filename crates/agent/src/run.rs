@@ -117,6 +117,8 @@ pub struct Agent {
     last: watch::Sender<Arc<String>>,
     /// `[logs]`: log shipping.
     shipping: Option<Arc<crate::ship::Shipping>>,
+    /// The firewall's drops (`[logs.firewall]`).
+    drops: Arc<crate::firewall::Drops>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -205,6 +207,7 @@ impl Agent {
             started: SystemTime::now(),
             last,
             shipping,
+            drops: Arc::default(),
         })
     }
 
@@ -227,13 +230,27 @@ impl Agent {
             notify.clone(),
             stop_rx.clone(),
         ));
-        let shipping = self.shipping.clone().map(|s| {
+        let mut shipping: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+        if let Some(s) = self.shipping.clone() {
             let wake = Arc::new(Notify::new());
-            [
-                tokio::spawn(Arc::clone(&s).read_loop(wake.clone(), stop_rx.clone())),
-                tokio::spawn(s.send_loop(self.client.clone(), wake, stop_rx.clone())),
-            ]
-        });
+            shipping.push(tokio::spawn(
+                Arc::clone(&s).read_loop(wake.clone(), stop_rx.clone()),
+            ));
+            if let Some(fw) = self.config.logs.as_ref().and_then(|l| l.firewall.clone()) {
+                shipping.push(tokio::spawn(crate::firewall::run(
+                    fw.group,
+                    Arc::new(fw.hosts),
+                    Arc::clone(&s),
+                    Arc::clone(&self.drops),
+                    stop_rx.clone(),
+                )));
+            }
+            shipping.push(tokio::spawn(s.send_loop(
+                self.client.clone(),
+                wake,
+                stop_rx.clone(),
+            )));
+        }
         let server = listeners.metrics.map(|listener| {
             tokio::spawn(serve_metrics(
                 listener,
@@ -262,7 +279,7 @@ impl Agent {
         stop_tx.send_replace(true);
         notify.notify_one();
         let _ = sender.await;
-        for task in shipping.into_iter().flatten() {
+        for task in shipping {
             let _ = task.await;
         }
         if let Some(s) = server {
@@ -437,6 +454,14 @@ impl Agent {
         out.extend(process_families(self.started));
         if let Some(s) = &self.shipping {
             out.extend(s.families());
+        }
+        if self
+            .config
+            .logs
+            .as_ref()
+            .is_some_and(|l| l.firewall.is_some())
+        {
+            out.extend(self.drops.families());
         }
         let stats = lock(&self.stats);
         let counter = |name: &str, help: &str, samples: Vec<Sample>| Family {

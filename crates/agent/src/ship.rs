@@ -40,6 +40,8 @@ pub struct ShipStats {
     pub pushes_failed_retryable: u64,
     pub pushes_failed_permanent: u64,
     pub lines_dropped_permanent: u64,
+    /// Queued lines dropped because the queue was full.
+    pub queue_dropped: u64,
     pub buffer: Option<buffer::Stats>,
 }
 
@@ -48,11 +50,17 @@ struct Reader {
     shipper: Shipper,
 }
 
+/// Lines that come from elsewhere than files (the firewall's drop events), held until
+/// the next read buffers them; at most this many, the rest dropped and counted.
+pub const MAX_QUEUED: usize = 10_000;
+
 /// Log shipping's state, opened with the agent.
 pub struct Shipping {
     config: Logs,
     reader: Mutex<Reader>,
     buffer: Arc<Mutex<BatchBuffer<PushRequest>>>,
+    /// Queued `(service, stream, line)`s, see [`MAX_QUEUED`].
+    queued: Mutex<Vec<(String, String, String)>>,
     pub stats: Arc<Mutex<ShipStats>>,
 }
 
@@ -96,8 +104,21 @@ impl Shipping {
             }),
             config,
             buffer: Arc::new(Mutex::new(buffer)),
+            queued: Mutex::default(),
             stats: Arc::default(),
         })
+    }
+
+    /// Queues a line that is not read from a file (a drop event); the next read
+    /// buffers it with the files' lines. Past [`MAX_QUEUED`] it is dropped and counted.
+    pub fn queue(&self, service: &str, stream: &str, line: String) {
+        let mut q = lock(&self.queued);
+        if q.len() >= MAX_QUEUED {
+            drop(q);
+            lock(&self.stats).queue_dropped += 1;
+            return;
+        }
+        q.push((service.to_owned(), stream.to_owned(), line));
     }
 
     /// One read: every file's new lines into one buffered batch, then the positions.
@@ -125,6 +146,8 @@ impl Shipping {
                     .map(|l| (service.clone(), stream.clone(), l)),
             );
         }
+        let queued = std::mem::take(&mut *lock(&self.queued));
+        lines.extend(queued);
         let mut stats = lock(&self.stats);
         stats.read_errors += errors;
         if !lines.is_empty() {
@@ -262,7 +285,7 @@ impl Shipping {
         let mut out = vec![
             counter(
                 "rampart_agent_log_lines_total",
-                "Log lines by outcome: read and buffered, sent and acknowledged, truncated to the line limit (still shipped), masked, dropped over the rate limit, dropped by the store's refusal.",
+                "Log lines by outcome: read and buffered, sent and acknowledged, truncated to the line limit (still shipped), masked, dropped over the rate limit, dropped by the store's refusal, dropped because the event queue was full.",
                 by(
                     "outcome",
                     &[
@@ -272,6 +295,7 @@ impl Shipping {
                         ("masked", s.counts.masked),
                         ("rate_limited", s.counts.rate_limited),
                         ("refused", s.lines_dropped_permanent),
+                        ("queue_full", s.queue_dropped),
                     ],
                 ),
             ),

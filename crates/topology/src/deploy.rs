@@ -592,16 +592,21 @@ fn credentials(svc: &ServicePlan, u: &UnitSpec) -> String {
 }
 
 /// The sandbox every rampart service gets. The DNS server keeps `CAP_NET_BIND_SERVICE`
-/// (port 53) and nothing else; the load balancer needs none (systemd binds its 80 and
-/// 443, [`LB_SOCKET_UNIT`]); the agent reads the whole of `/proc` (host metrics), the
-/// others only their own.
+/// (port 53) and nothing else; the agent keeps `CAP_NET_ADMIN` (the firewall's nflog
+/// group, over `AF_NETLINK`) and reads the whole of `/proc` (host metrics); the load
+/// balancer needs none (systemd binds its 80 and 443, [`LB_SOCKET_UNIT`]); the others
+/// see only their own processes.
 fn sandbox(name: &str, rw: &Path) -> String {
-    let binds = name == "dns";
     let mut s = String::new();
-    let caps = if binds { "CAP_NET_BIND_SERVICE" } else { "" };
+    let caps = match name {
+        "dns" => "CAP_NET_BIND_SERVICE",
+        // Binding the firewall's nflog group (its drops as events).
+        "agent" => "CAP_NET_ADMIN",
+        _ => "",
+    };
     let _ = writeln!(s, "CapabilityBoundingSet={caps}");
     let _ = writeln!(s, "AmbientCapabilities={caps}");
-    if !binds {
+    if caps.is_empty() {
         // A user namespace of its own: no capability means anything outside it.
         s.push_str("PrivateUsers=yes\n");
     }
@@ -632,12 +637,16 @@ LockPersonality=yes
 MemoryDenyWriteExecute=yes
 RemoveIPC=yes
 KeyringMode=private
-RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX
 SystemCallArchitectures=native
 SystemCallFilter=@system-service
 SystemCallErrorNumber=EPERM
 ",
     );
+    if name == "agent" {
+        s.push_str("RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK\n");
+    } else {
+        s.push_str("RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX\n");
+    }
     // The database server (run once by `db init`, and as the backup host's scratch
     // server) sets its own limits and priorities.
     if name != "db-init" && name != "backup" {
@@ -923,10 +932,17 @@ mod tests {
             dns.contains("CapabilityBoundingSet=CAP_NET_BIND_SERVICE\n"),
             "{dns}"
         );
+        // The agent reads the firewall's nflog group: CAP_NET_ADMIN over AF_NETLINK,
+        // in the host's user namespace, and nothing more.
         let agent = text(&b, "/etc/systemd/system/rampart-agent.service");
-        for line in ["CapabilityBoundingSet=", "PrivateUsers=yes"] {
+        for line in [
+            "CapabilityBoundingSet=CAP_NET_ADMIN",
+            "AmbientCapabilities=CAP_NET_ADMIN",
+            "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK",
+        ] {
             assert!(agent.lines().any(|l| l == line), "{agent}");
         }
+        assert!(!agent.contains("PrivateUsers"), "{agent}");
         assert!(!agent.contains("ProcSubset=pid"), "the agent reads /proc");
         let web = bundle(&p, "web1", &[], "").unwrap();
         let web = text(&web, "/etc/systemd/system/rampart-web.service");

@@ -32,6 +32,8 @@ pub struct FileConfig {
     pub alerts: FileAlerts,
     #[serde(default)]
     pub page: FilePage,
+    /// The log store to search (issue 18); absent: the search page says so.
+    pub logs: Option<FileLogs>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -78,6 +80,22 @@ pub struct FilePrometheus {
     pub key: Option<PathBuf>,
     pub timeout: Option<String>,
     pub max_response_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileLogs {
+    /// The store's Loki API, such as `https://127.0.0.1:3100`.
+    pub url: Option<String>,
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub timeout: Option<String>,
+    pub max_response_bytes: Option<usize>,
+    /// Lines shown per search, newest first.
+    pub max_lines: Option<usize>,
+    /// How often the live tail reloads.
+    pub tail_refresh: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -150,6 +168,19 @@ pub struct Prometheus {
     pub max_response_bytes: usize,
 }
 
+/// The log store the search page asks (its Loki API).
+#[derive(Clone, Debug)]
+pub struct Logs {
+    pub url: PromUrl,
+    /// For an `https` URL: the CA and the dashboard's client certificate.
+    pub tls: Option<rampart_tls::ClientTls>,
+    /// Bounds a search's queries together (they run in parallel).
+    pub timeout: Duration,
+    pub max_response_bytes: usize,
+    pub max_lines: usize,
+    pub tail_refresh: Duration,
+}
+
 #[derive(Clone, Debug)]
 pub struct Alerts {
     /// Holds the bearer token Alertmanager sends; created (random, 0600) when missing.
@@ -191,6 +222,7 @@ pub struct Config {
     pub prometheus: Prometheus,
     pub alerts: Alerts,
     pub page: Page,
+    pub logs: Option<Logs>,
 }
 
 /// Every default in one place.
@@ -222,6 +254,9 @@ pub mod defaults {
     pub const TITLE: &str = "rampart";
     pub const REFRESH: Duration = Duration::from_secs(15);
     pub const RANGE: Duration = Duration::from_secs(30 * 60);
+    pub const LOGS_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const LOGS_MAX_LINES: usize = 500;
+    pub const TAIL_REFRESH: Duration = Duration::from_secs(2);
 }
 
 impl ConfigFile for Config {
@@ -445,6 +480,67 @@ impl ConfigFile for Config {
             ),
         };
 
+        let logs = f.logs.as_ref().map(|lg| {
+            let text = lg.url.as_deref().unwrap_or("");
+            let url = match parse_prom_url(text) {
+                Ok(u) => u,
+                Err(why) => {
+                    c.err(
+                        "logs.url",
+                        format!("`{text}` {why}; expected https://HOST:PORT such as https://127.0.0.1:3100 (or http://)"),
+                    );
+                    PromUrl {
+                        tls: false,
+                        addr: String::new(),
+                        host: String::new(),
+                        prefix: String::new(),
+                    }
+                }
+            };
+            let tls = c
+                .client_cert(
+                    "logs",
+                    url.tls,
+                    [lg.ca.as_deref(), lg.cert.as_deref(), lg.key.as_deref()],
+                )
+                .map(|[ca, cert, key]| rampart_tls::ClientTls {
+                    ca,
+                    client_cert: Some((cert, key)),
+                });
+            Logs {
+                url,
+                tls,
+                timeout: c.duration(
+                    "logs.timeout",
+                    lg.timeout.as_ref(),
+                    defaults::LOGS_TIMEOUT,
+                    ms(100),
+                    s(120),
+                ),
+                max_response_bytes: c.range(
+                    "logs.max_response_bytes",
+                    lg.max_response_bytes,
+                    defaults::MAX_RESPONSE_BYTES,
+                    4096,
+                    256 << 20,
+                ),
+                max_lines: c.range(
+                    "logs.max_lines",
+                    lg.max_lines,
+                    defaults::LOGS_MAX_LINES,
+                    1,
+                    5000,
+                ),
+                tail_refresh: c.duration(
+                    "logs.tail_refresh",
+                    lg.tail_refresh.as_ref(),
+                    defaults::TAIL_REFRESH,
+                    s(1),
+                    s(60),
+                ),
+            }
+        });
+
         let config = Config {
             file: path.to_owned(),
             addr,
@@ -459,6 +555,7 @@ impl ConfigFile for Config {
             prometheus,
             alerts,
             page,
+            logs,
         };
         c.finish(config)
     }

@@ -12,7 +12,8 @@
 //!
 //! Modules: `config` (the TOML), `auth` (secrets, sessions, login links, the failed-login
 //! limit), `alerts` (the webhook body and the persisted alert store), `prom` (the
-//! Prometheus API client), `data` (the page's PromQL and the concurrent fetch), `metrics` (its own
+//! Prometheus API client, also the log store's), `logs` (the log search: its parameters, LogQL
+//! and the store's answers), `data` (the page's PromQL and the concurrent fetch), `metrics` (its own
 //! `/metrics`), `svg`
 //! (charts), `page` (HTML and the CSP) and `server` (HTTP, TLS, routing).
 
@@ -20,6 +21,7 @@ pub mod alerts;
 pub mod auth;
 pub mod config;
 pub mod data;
+pub mod logs;
 pub mod metrics;
 pub mod page;
 pub mod prom;

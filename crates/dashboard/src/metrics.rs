@@ -30,6 +30,7 @@ pub struct ReasonLabels {
 pub fn route(path: &str) -> &'static str {
     match path {
         "/" => "page",
+        "/logs" => "logs",
         "/login" => "login",
         "/logout" => "logout",
         "/healthz" => "healthz",
@@ -52,6 +53,9 @@ pub struct Metrics {
     /// Rounds of Prometheus queries for a page: `ok` or `unreachable`.
     pub prometheus_fetches: Family<OutcomeLabels, Counter>,
     pub prometheus_fetch_seconds: Histogram,
+    /// Log searches: `ok` or `error` (the store refused or did not answer).
+    pub logs_searches: Family<OutcomeLabels, Counter>,
+    pub logs_search_seconds: Histogram,
     /// Connections closed at accept (`not_allowed`, `max_connections`) and failed TLS
     /// handshakes (`tls_handshake`).
     pub connections_refused: Family<ReasonLabels, Counter>,
@@ -74,6 +78,10 @@ impl Metrics {
             alerts_firing: Gauge::default(),
             prometheus_fetches: Family::default(),
             prometheus_fetch_seconds: Histogram::new([
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            logs_searches: Family::default(),
+            logs_search_seconds: Histogram::new([
                 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
             ]),
             connections_refused: Family::default(),
@@ -109,6 +117,16 @@ impl Metrics {
             "prometheus_fetch_seconds",
             "Time taken by a round of Prometheus queries for the page",
             m.prometheus_fetch_seconds.clone(),
+        );
+        r.register(
+            "log_searches",
+            "Log searches by outcome (ok, error)",
+            m.logs_searches.clone(),
+        );
+        r.register(
+            "log_search_seconds",
+            "Time taken by a log search's queries to the store",
+            m.logs_search_seconds.clone(),
         );
         r.register(
             "connections_refused",

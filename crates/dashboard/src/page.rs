@@ -54,6 +54,14 @@ th{color:#8b97a3;font-weight:500}\
 .login button{margin-top:16px;width:100%}\
 .login .error{color:#ffb3ad}\
 .note{color:#8b97a3;font-style:italic;padding:6px 0;margin:0}\
+a{color:#58a6ff}\
+nav{display:flex;gap:12px}\
+form.search{display:flex;flex-wrap:wrap;gap:8px;align-items:end;margin:0}\
+form.search label{display:flex;flex-direction:column;gap:2px;color:#8b97a3;font-size:12px}\
+form.search input,form.search select{background:#0f1419;color:#d8dee4;border:1px solid #3a4653;border-radius:4px;padding:5px 7px;font:inherit}\
+form.search input[type=text]{min-width:280px}\
+td.line{font-family:\"DejaVu Sans Mono\",monospace;font-size:12px;white-space:pre-wrap;word-break:break-all}\
+td.when{white-space:nowrap}\
 ";
 
 /// The Content-Security-Policy of every response: nothing may load, only the inline
@@ -444,7 +452,29 @@ pub fn datetime(t: i64) -> String {
 /// Resolved alerts listed on the page (the store may hold more).
 const RESOLVED_SHOWN: usize = 50;
 
-fn alerts_panel(out: &mut String, alerts: &[Alert]) {
+/// The search page's link to the logs around an alert: its instance's lines from five
+/// minutes before it started to five minutes after it ended (or to `now` while it
+/// fires), within the longest span the search takes.
+pub fn alert_logs_link(a: &Alert, now: i64) -> String {
+    let to = match (a.status, a.ends_at) {
+        (Status::Resolved, Some(t)) => t + 300,
+        _ => now.max(a.starts_at) + 60,
+    };
+    let from = (a.starts_at - 300).max(to - crate::logs::MAX_SPAN);
+    let search = crate::logs::Search {
+        host: a
+            .labels
+            .get("instance")
+            .filter(|i| crate::logs::Search::host_ok(i))
+            .cloned()
+            .unwrap_or_default(),
+        window: Some((from, to)),
+        ..Default::default()
+    };
+    format!("/logs?{}", search.query_string(false))
+}
+
+fn alerts_panel(out: &mut String, alerts: &[Alert], now: i64) {
     let firing = alerts.iter().filter(|a| a.status == Status::Firing).count();
     let _ = write!(
         out,
@@ -456,7 +486,7 @@ fn alerts_panel(out: &mut String, alerts: &[Alert]) {
     }
     out.push_str(
         "<table id=\"alerts\"><tr><th>State</th><th>Alert</th><th>Severity</th><th>Instance</th>\
-         <th>Summary</th><th>Started</th><th>Ended</th></tr>",
+         <th>Summary</th><th>Started</th><th>Ended</th><th>Logs</th></tr>",
     );
     let mut resolved = 0;
     for a in alerts {
@@ -477,7 +507,8 @@ fn alerts_panel(out: &mut String, alerts: &[Alert]) {
         let _ = write!(
             out,
             "<tr class=\"alert {status}\" data-fingerprint=\"{fp}\"><td><span class=\"badge {status}\">{status}</span></td>\
-             <td>{name}</td><td>{sev}</td><td>{inst}</td><td>{summary}</td><td>{start}</td><td>{end}</td></tr>",
+             <td>{name}</td><td>{sev}</td><td>{inst}</td><td>{summary}</td><td>{start}</td><td>{end}</td>\
+             <td><a class=\"logs-link\" href=\"{logs}\">logs</a></td></tr>",
             status = a.status.as_str(),
             fp = escape(&a.fingerprint),
             name = escape(a.name()),
@@ -488,6 +519,7 @@ fn alerts_panel(out: &mut String, alerts: &[Alert]) {
                 (Status::Resolved, Some(t)) => datetime(t),
                 _ => String::new(),
             },
+            logs = escape(&alert_logs_link(a, now)),
         );
     }
     out.push_str("</table></section>");
@@ -512,6 +544,7 @@ pub fn dashboard(v: &View<'_>) -> String {
     let _ = write!(
         out,
         "<body><header><h1>{}</h1><span class=\"meta\" id=\"updated\">updated {} · refreshes every {} s · last {} min</span>\
+         <nav><a href=\"/logs\" id=\"nav-logs\">Logs</a></nav>\
          <form method=\"post\" action=\"/logout\"><button type=\"submit\">Log out</button></form></header>",
         escape(v.title),
         datetime(snap.at as i64),
@@ -528,7 +561,7 @@ pub fn dashboard(v: &View<'_>) -> String {
         );
     }
     out.push_str("<main>");
-    alerts_panel(&mut out, v.alerts);
+    alerts_panel(&mut out, v.alerts, snap.at as i64);
     chart_panel(
         &mut out,
         snap,
@@ -629,6 +662,181 @@ pub fn dashboard(v: &View<'_>) -> String {
         Unit::Seconds,
         &[("archive_lag", "lag")],
     );
+    out.push_str("</main></body></html>");
+    out
+}
+
+/// Everything the log search page is drawn from.
+#[derive(Debug)]
+pub struct LogsView<'a> {
+    pub title: &'a str,
+    pub search: &'a crate::logs::Search,
+    /// The store's answer; `None` when the search itself was refused or no store is
+    /// configured.
+    pub found: Option<&'a crate::logs::Found>,
+    /// Why there is no answer: a bad parameter, or no store configured.
+    pub problem: Option<&'a str>,
+    /// The store's URL, for the error banner.
+    pub store: &'a str,
+    pub tail_refresh: Duration,
+    pub now: i64,
+}
+
+/// `YYYY-MM-DD HH:MM:SS.mmm` of Unix nanoseconds.
+fn datetime_ns(ns: i64) -> String {
+    let base = datetime(ns.div_euclid(1_000_000_000));
+    let ms = ns.rem_euclid(1_000_000_000) / 1_000_000;
+    match base.strip_suffix(" UTC") {
+        Some(b) => format!("{b}.{ms:03}"),
+        None => base,
+    }
+}
+
+fn options(out: &mut String, name: &str, label: &str, values: &[String], chosen: &str) {
+    let _ = write!(
+        out,
+        "<label>{label}<select name=\"{name}\" id=\"search-{name}\"><option value=\"\">any</option>"
+    );
+    let mut values: Vec<&str> = values.iter().map(String::as_str).collect();
+    if !chosen.is_empty() && !values.contains(&chosen) {
+        values.push(chosen);
+    }
+    for v in values {
+        let sel = if v == chosen { " selected" } else { "" };
+        let _ = write!(
+            out,
+            "<option value=\"{v}\"{sel}>{v}</option>",
+            v = escape(v)
+        );
+    }
+    out.push_str("</select></label>");
+}
+
+/// The log search page: the filters (host, service, text, range, live tail) as a GET
+/// form, and the lines found, newest first. Live tail reloads the page itself.
+pub fn logs(v: &LogsView<'_>) -> String {
+    let s = v.search;
+    let mut out = String::with_capacity(64 * 1024);
+    let refresh = s.tail.then_some(v.tail_refresh);
+    head(&mut out, &format!("{} · logs", v.title), refresh);
+    let _ = write!(
+        out,
+        "<body><header><h1>{}</h1><span class=\"meta\" id=\"updated\">logs · {}</span>\
+         <nav><a href=\"/\" id=\"nav-dashboard\">Dashboard</a></nav>\
+         <form method=\"post\" action=\"/logout\"><button type=\"submit\">Log out</button></form></header>",
+        escape(v.title),
+        if s.tail {
+            format!("live tail, refreshes every {} s", v.tail_refresh.as_secs())
+        } else {
+            format!("searched {}", datetime(v.now))
+        }
+    );
+    let empty = Vec::new();
+    let (hosts, services) = v
+        .found
+        .map_or((&empty, &empty), |f| (&f.hosts, &f.services));
+    out.push_str(
+        "<main><section class=\"panel wide\" id=\"panel-search\"><h2>Search</h2>\
+                  <form class=\"search\" method=\"get\" action=\"/logs\" id=\"search\">",
+    );
+    options(&mut out, "host", "Host", hosts, &s.host);
+    options(&mut out, "service", "Service", services, &s.service);
+    let _ = write!(
+        out,
+        "<label>Text<input type=\"text\" name=\"q\" id=\"search-q\" maxlength=\"{}\" value=\"{}\"></label>",
+        crate::logs::MAX_TEXT,
+        escape(&s.text)
+    );
+    out.push_str("<label>Range<select name=\"range\" id=\"search-range\">");
+    for (name, _) in crate::logs::RANGES {
+        let sel = if *name == s.range && s.window.is_none() {
+            " selected"
+        } else {
+            ""
+        };
+        let _ = write!(out, "<option value=\"{name}\"{sel}>last {name}</option>");
+    }
+    out.push_str("</select></label>");
+    let checked = if s.tail { " checked" } else { "" };
+    let _ = write!(
+        out,
+        "<label>Live tail<input type=\"checkbox\" name=\"tail\" value=\"1\" id=\"search-tail\"{checked}></label>\
+         <button type=\"submit\" id=\"search-go\">Search</button></form>"
+    );
+    if s.tail {
+        let _ = write!(
+            out,
+            "<p><a href=\"/logs?{}\" id=\"tail-stop\">Stop the tail</a></p>",
+            escape(
+                &crate::logs::Search {
+                    tail: false,
+                    ..s.clone()
+                }
+                .query_string(false)
+            )
+        );
+    } else {
+        let _ = write!(
+            out,
+            "<p><a href=\"/logs?{}\" id=\"tail-start\">Live tail with these filters</a></p>",
+            escape(&s.query_string(true))
+        );
+    }
+    out.push_str("</section>");
+    if let Some(p) = v.problem {
+        let _ = write!(
+            out,
+            "<p class=\"banner error\" id=\"logs-error\">{}</p>",
+            escape(p)
+        );
+    }
+    if let Some(f) = v.found {
+        let (from, to) = f.window;
+        match &f.entries {
+            Err(e) => {
+                let _ = write!(
+                    out,
+                    "<p class=\"banner error\" id=\"logs-error\">The log store at {} did not answer the search: {}</p>",
+                    escape(v.store),
+                    escape(&e.to_string())
+                );
+            }
+            Ok(entries) => {
+                let _ = write!(
+                    out,
+                    "<section class=\"panel wide\" id=\"panel-lines\"><h2 id=\"lines-found\">{} lines, {} to {}, newest first \
+                     <span class=\"muted\">{}</span></h2>",
+                    entries.len(),
+                    datetime(from),
+                    datetime(to),
+                    escape(&s.logql())
+                );
+                if entries.is_empty() {
+                    out.push_str("<p class=\"note\">no lines match</p>");
+                } else {
+                    out.push_str(
+                        "<table id=\"log-lines\"><tr><th>Time (UTC)</th><th>Host</th><th>Service</th>\
+                         <th>Stream</th><th>Line</th></tr>",
+                    );
+                    for e in entries {
+                        let get = |k: &str| e.labels.get(k).map(|v| escape(v)).unwrap_or_default();
+                        let _ = write!(
+                            out,
+                            "<tr class=\"log-line\"><td class=\"when\">{}</td><td class=\"host\">{}</td>\
+                             <td class=\"service\">{}</td><td class=\"stream\">{}</td><td class=\"line\">{}</td></tr>",
+                            datetime_ns(e.ts),
+                            get("host"),
+                            get("service"),
+                            get("stream"),
+                            escape(&e.line)
+                        );
+                    }
+                    out.push_str("</table>");
+                }
+                out.push_str("</section>");
+            }
+        }
+    }
     out.push_str("</main></body></html>");
     out
 }
@@ -872,6 +1080,81 @@ mod tests {
         assert_eq!(html.matches("<svg class=\"chart empty\"").count(), 12);
         assert!(html.contains("id=\"panel-backups\"><h2>Backups</h2><p class=\"note\">no data: no backup host reported"), "{html}");
         assert!(html.contains("no alerts received"));
+    }
+
+    #[test]
+    fn logs_page_escapes_lines_and_keeps_the_filters() {
+        use crate::logs::{Entry, Found, Search};
+        let search = Search {
+            host: "web1".into(),
+            text: "<b>\"x\"".into(),
+            ..Default::default()
+        };
+        let found = Found {
+            window: (1_700_000_000, 1_700_003_600),
+            entries: Ok(vec![Entry {
+                ts: 1_700_000_001_234_000_000,
+                labels: BTreeMap::from([
+                    ("host".to_owned(), "web1".to_owned()),
+                    ("service".to_owned(), "web".to_owned()),
+                    ("stream".to_owned(), "access".to_owned()),
+                ]),
+                line: "<script>alert(1)</script>".into(),
+            }]),
+            hosts: vec!["lb1".into(), "web1".into()],
+            services: vec!["web".into()],
+        };
+        let view = LogsView {
+            title: "rampart",
+            search: &search,
+            found: Some(&found),
+            problem: None,
+            store: "https://127.0.0.1:3100",
+            tail_refresh: Duration::from_secs(2),
+            now: 1_700_003_600,
+        };
+        let html = logs(&view);
+        assert!(!html.contains("<script"), "{html}");
+        assert!(html.contains("<td class=\"line\">&lt;script&gt;alert(1)&lt;/script&gt;</td>"));
+        assert!(
+            html.contains("<td class=\"when\">2023-11-14 22:13:21.234</td>"),
+            "{html}"
+        );
+        assert!(html.contains("<option value=\"web1\" selected>web1</option>"));
+        assert!(html.contains("value=\"&lt;b&gt;&quot;x&quot;\""));
+        assert!(html.contains("id=\"lines-found\">1 lines"));
+        assert!(!html.contains("http-equiv=\"refresh\""));
+        let tail = Search {
+            tail: true,
+            ..search.clone()
+        };
+        let html = logs(&LogsView {
+            search: &tail,
+            ..view
+        });
+        assert!(html.contains("<meta http-equiv=\"refresh\" content=\"2\">"));
+        assert!(html.contains("id=\"tail-stop\""));
+    }
+
+    #[test]
+    fn an_alert_links_to_the_logs_around_it() {
+        let mut a = Alert {
+            fingerprint: "f".into(),
+            status: Status::Resolved,
+            labels: BTreeMap::from([("instance".to_owned(), "db1".to_owned())]),
+            annotations: BTreeMap::new(),
+            starts_at: 10_000,
+            ends_at: Some(10_600),
+            updated_at: 10_600,
+        };
+        assert_eq!(
+            alert_logs_link(&a, 20_000),
+            "/logs?host=db1&from=9700&to=10900"
+        );
+        a.status = Status::Firing;
+        a.ends_at = None;
+        a.labels.insert("instance".into(), "db1:9104\"".into());
+        assert_eq!(alert_logs_link(&a, 20_000), "/logs?from=9700&to=20060");
     }
 
     #[test]

@@ -117,7 +117,12 @@ impl Client {
     }
 
     /// GETs `path` within `timeout`: the status and the body (at most `max_bytes`).
-    async fn get(&self, path: &str, timeout: Duration) -> Result<(StatusCode, Bytes), PromError> {
+    /// The log search uses it too, against the log store's Loki API.
+    pub(crate) async fn get(
+        &self,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<(StatusCode, Bytes), PromError> {
         let endpoint = if self.url.tls {
             let url: http::Uri = format!("https://{}{path}", self.url.host)
                 .parse()

@@ -33,8 +33,9 @@ use tokio::net::TcpListener;
 
 use crate::alerts::{self, AlertStore, StateError};
 use crate::auth::{self, LoginLinks, Origin, Secret, Sessions};
-use crate::config::Config;
+use crate::config::{defaults, Config};
 use crate::data::{self, Snapshot};
+use crate::logs;
 use crate::metrics::{self, Metrics};
 use crate::page;
 use crate::prom;
@@ -124,6 +125,8 @@ struct Shared {
     limiter: auth::Limiter,
     alerts: AlertStore,
     prom: prom::Client,
+    /// The log store's client, when `[logs]` is configured.
+    logs: Option<prom::Client>,
     /// The last snapshot and when it was taken; the lock also makes concurrent page
     /// loads share one round of queries.
     snapshot: tokio::sync::Mutex<Option<(Instant, Arc<Snapshot>)>>,
@@ -201,6 +204,17 @@ impl Dashboard {
                 None => None,
             },
         };
+        let logs = match &config.logs {
+            Some(l) => Some(prom::Client {
+                url: l.url.clone(),
+                max_bytes: l.max_response_bytes,
+                tls: match &l.tls {
+                    Some(t) => Some(Arc::new(rampart_tls::client_config(t)?)),
+                    None => None,
+                },
+            }),
+            None => None,
+        };
         let metrics = Metrics::new();
         let stats = Arc::new(Stats {
             not_allowed: metrics.refused("not_allowed"),
@@ -217,6 +231,7 @@ impl Dashboard {
                 token,
                 alerts,
                 prom,
+                logs,
                 snapshot: tokio::sync::Mutex::new(None),
                 stats,
                 metrics,
@@ -385,6 +400,8 @@ impl Shared {
         match parts.uri.path() {
             "/" if get => self.dashboard().await,
             "/" => not_allowed("GET, HEAD"),
+            "/logs" if get => self.logs_page(parts).await,
+            "/logs" => not_allowed("GET, HEAD"),
             "/api/alerts" if get => self.alerts_json(),
             "/api/alerts" => not_allowed("GET, HEAD, POST"),
             "/api/login-link" | "/logout" if !post => not_allowed("POST"),
@@ -410,12 +427,13 @@ impl Shared {
     /// `GET /login`: the form, or with `?link=TOKEN` a one-time login link redeemed.
     fn login_page(&self, parts: &http::request::Parts, peer: SocketAddr) -> Response<Full<Bytes>> {
         let title = &self.config.page.title;
-        let link = parts
+        let mut form = parts
             .uri
             .query()
             .and_then(|q| parse_form(q.as_bytes()))
-            .and_then(|mut f| f.remove("link"));
-        let Some(token) = link else {
+            .unwrap_or_default();
+        let next = local_path(form.remove("next"));
+        let Some(token) = form.remove("link") else {
             if self.session(&parts.headers).is_some() {
                 return redirect("/");
             }
@@ -436,15 +454,19 @@ impl Shared {
             );
         }
         tracing::info!(%peer, "logged in with a login link");
-        self.start_session(peer)
+        self.start_session(peer, &next)
     }
 
-    fn start_session(&self, peer: SocketAddr) -> Response<Full<Bytes>> {
+    /// A new session, and a redirect to `next` (a path checked by [`local_path`]).
+    fn start_session(&self, peer: SocketAddr, next: &str) -> Response<Full<Bytes>> {
         self.limiter.succeeded(peer.ip());
         Metrics::outcome(&self.metrics.logins, "success");
         match self.sessions.create(Instant::now()) {
             Ok(id) => {
                 let mut r = redirect("/");
+                if let Ok(v) = HeaderValue::from_str(next) {
+                    r.headers_mut().insert(header::LOCATION, v);
+                }
                 let cookie = format!(
                     "{SESSION_COOKIE}={id}; Path=/; Max-Age={}; HttpOnly; Secure; SameSite=Strict",
                     self.sessions.cookie_max_age()
@@ -504,7 +526,7 @@ impl Shared {
         let password_ok = self.password.matches(password.as_bytes());
         if user_ok && password_ok {
             tracing::info!(%peer, "logged in");
-            return self.start_session(peer);
+            return self.start_session(peer, "/");
         }
         self.limiter.failed(peer.ip(), now);
         Metrics::outcome(&self.metrics.logins, "failure");
@@ -733,6 +755,71 @@ impl Shared {
         html(StatusCode::OK, body)
     }
 
+    /// `GET /logs`: the log search. A bad parameter is a 400 page naming it; a store that
+    /// does not answer is a 200 page that says so (like Prometheus on `/`).
+    async fn logs_page(&self, parts: &http::request::Parts) -> Response<Full<Bytes>> {
+        let title = &self.config.page.title;
+        let now = now_unix() as i64;
+        let params = parse_form(parts.uri.query().unwrap_or("").as_bytes());
+        let (search, problem) = match params.as_ref().map(logs::Search::from_params) {
+            Some(Ok(s)) => (s, None),
+            Some(Err(e)) => (logs::Search::default(), Some(e)),
+            None => (
+                logs::Search::default(),
+                Some(
+                    "the query string is not valid percent-encoded UTF-8 (at most 16 fields)"
+                        .into(),
+                ),
+            ),
+        };
+        let (client, config) = match (&self.logs, &self.config.logs) {
+            (Some(c), Some(l)) if problem.is_none() => (c, l),
+            _ => {
+                let status = if problem.is_some() {
+                    StatusCode::BAD_REQUEST
+                } else {
+                    StatusCode::OK
+                };
+                let why = problem.unwrap_or_else(|| {
+                    "no log store is configured: set [logs] url in the dashboard's config".into()
+                });
+                let body = page::logs(&page::LogsView {
+                    title,
+                    search: &search,
+                    found: None,
+                    problem: Some(&why),
+                    store: "",
+                    tail_refresh: defaults::TAIL_REFRESH,
+                    now,
+                });
+                return html(status, body);
+            }
+        };
+        let started = Instant::now();
+        let found = logs::search(client, &search, now, config.max_lines, config.timeout).await;
+        self.metrics
+            .logs_search_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match &found.entries {
+            Ok(_) => Metrics::outcome(&self.metrics.logs_searches, "ok"),
+            Err(e) => {
+                Metrics::outcome(&self.metrics.logs_searches, "error");
+                tracing::warn!(store = %config.url, error = %e, "log search failed");
+            }
+        }
+        let store = config.url.to_string();
+        let body = page::logs(&page::LogsView {
+            title,
+            search: &search,
+            found: Some(&found),
+            problem: None,
+            store: &store,
+            tail_refresh: config.tail_refresh,
+            now,
+        });
+        html(StatusCode::OK, body)
+    }
+
     /// Reads a body of at most `max` bytes within the header deadline: 413 beyond, 408
     /// when too slow.
     async fn read_body(
@@ -901,6 +988,22 @@ fn json_error(status: StatusCode, field: &str, message: &str) -> Response<Full<B
     )
 }
 
+/// Where a login link may send the browser after it logs in: a path of this server's
+/// pages (`/` or `/logs?...`, at most 1 KiB, printable ASCII), never another site
+/// (`//host`, `/\\host`) or a scheme; anything else is `/`.
+pub fn local_path(next: Option<String>) -> String {
+    match next {
+        Some(p)
+            if p.len() <= 1024
+                && (p == "/" || p == "/logs" || p.starts_with("/logs?"))
+                && p.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            p
+        }
+        _ => "/".to_owned(),
+    }
+}
+
 fn redirect(to: &'static str) -> Response<Full<Bytes>> {
     let mut r = text(StatusCode::SEE_OTHER, "");
     r.headers_mut()
@@ -1010,6 +1113,22 @@ mod tests {
             (vec![("sec-fetch-site", "same-site")], false),
         ] {
             assert_eq!(same_origin(&headers(&pairs)), ok, "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn login_links_send_the_browser_only_to_own_pages() {
+        for (next, expected) in [
+            (None, "/"),
+            (Some("/logs?host=web1&q=x"), "/logs?host=web1&q=x"),
+            (Some("/logs"), "/logs"),
+            (Some("//evil.example/logs"), "/"),
+            (Some("https://evil.example/"), "/"),
+            (Some("/logs?q=a b"), "/"),
+            (Some("/logsx"), "/"),
+            (Some("/api/login-link"), "/"),
+        ] {
+            assert_eq!(local_path(next.map(str::to_owned)), expected, "{next:?}");
         }
     }
 

@@ -2,7 +2,7 @@
 //! as a child process), a local CA with site certificates, a TLS client, process guards
 //! that kill only what they started, `eventually`-style polling with a deadline, a real
 //! etcd cluster with mutual TLS (`etcd`), and for end-to-end tests a headless browser
-//! (`browser`), nmap SYN scans (`scan`) and booted systemd hosts with sshd for deployment
+//! (`browser`), any service run in process (`inprocess`), nmap SYN scans (`scan`) and booted systemd hosts with sshd for deployment
 //! tests (`booted`).
 
 #![allow(clippy::disallowed_methods)] // test support polls with std::thread::sleep
@@ -13,6 +13,7 @@ pub mod booted;
 pub mod browser;
 pub mod client;
 pub mod etcd;
+pub mod inprocess;
 pub mod lbproc;
 pub mod prometheus;
 pub mod scan;

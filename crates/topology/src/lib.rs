@@ -103,6 +103,9 @@ pub struct Ports {
     /// The log store (`rampart logs`), where only the monitor host reaches it (loopback
     /// in isolated mode): the gate pushes and the dashboard queries here.
     pub logs: u16,
+    /// The log store's own `/metrics` (plain HTTP) on the monitor host's management
+    /// address, open only to its host (its agent scrapes it).
+    pub logs_metrics: u16,
     /// The dashboard on the monitor host.
     pub dashboard: u16,
     /// The dashboard's own `/metrics` (plain HTTP) on the monitor host's management
@@ -143,6 +146,7 @@ impl Ports {
         gate_metrics: 9096,
         alertmanager: 9093,
         logs: 3100,
+        logs_metrics: 3101,
         dashboard: 3000,
         dashboard_metrics: 3001,
         etcd_client: 2379,

@@ -358,6 +358,11 @@ pub const MAX_SOCKET_PATH: usize = 107;
 /// A database's unix socket: `<dir>/mysqld.sock`, or, when that path is longer than
 /// [`MAX_SOCKET_PATH`] bytes (mariadbd aborts on those),
 /// `/tmp/rampart-<uid>/<16 hex digits of a hash of dir>.sock`.
+/// The database server's error log in its directory (`--log-error`).
+pub const MARIADB_ERROR_LOG: &str = "mariadbd.log";
+/// The database server's slow-query log in its directory (`--slow-query-log-file`).
+pub const MARIADB_SLOW_LOG: &str = "mariadbd-slow.log";
+
 pub fn db_socket(dir: &Path, uid: u32) -> PathBuf {
     let local = dir.join("mysqld.sock");
     if local.as_os_str().len() <= MAX_SOCKET_PATH {
@@ -835,16 +840,31 @@ impl Builder<'_> {
                 certificates.push(n.path.clone());
             }
         }
-        // Every other service's own output, and the access logs of lb and web.
-        let mut logs: Vec<crate::render::LogFile> = others
-            .iter()
-            .filter(|o| o.in_namespace)
-            .map(|o| crate::render::LogFile {
+        // Every other service's own output (the database's is its keeper's, beside the
+        // server's error and slow-query logs), and the access logs of lb and web.
+        let mut logs: Vec<crate::render::LogFile> = Vec::new();
+        for o in others.iter().filter(|o| o.in_namespace) {
+            let Launch::Database(db) = &o.launch else {
+                logs.push(crate::render::LogFile {
+                    path: o.log_file.clone(),
+                    service: o.name.to_owned(),
+                    stream: "log",
+                });
+                continue;
+            };
+            logs.push(crate::render::LogFile {
                 path: o.log_file.clone(),
-                service: o.name.to_owned(),
+                service: "keeper".to_owned(),
                 stream: "log",
-            })
-            .collect();
+            });
+            for (file, stream) in [(MARIADB_ERROR_LOG, "error"), (MARIADB_SLOW_LOG, "slow")] {
+                logs.push(crate::render::LogFile {
+                    path: db.dir.join(file),
+                    service: "mariadb".to_owned(),
+                    stream,
+                });
+            }
+        }
         if let Some(job) = match self.h.role {
             Role::Web => Some("web"),
             Role::Lb => Some("lb"),
@@ -934,7 +954,13 @@ impl Builder<'_> {
             crate::render::logs_config(self.t, self.h, &self.s.state),
             Probe::Accepting(addr),
         );
-        svc.ports = vec![listen("api", addr)];
+        svc.ports = vec![
+            listen("api", addr),
+            listen(
+                "metrics",
+                self.sock(Segment::Mgmt, self.t.ports.logs_metrics),
+            ),
+        ];
         svc.private_dirs = vec![crate::render::logs_dir(&self.s.state, self.h)];
         svc.needs.extend(self.cert(&self.h.name));
         svc.needs.push(Needed {

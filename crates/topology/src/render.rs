@@ -674,6 +674,11 @@ pub fn agent_config(
         s.table("[[scrape]]")
             .str("job", "gate")
             .str("url", format_args!("http://{gate}/metrics"));
+        // The log store's ingest, queries, size and retention.
+        let logs = t.sock(host, Segment::Mgmt, t.ports.logs_metrics);
+        s.table("[[scrape]]")
+            .str("job", "logs")
+            .str("url", format_args!("http://{logs}/metrics"));
     }
     if host.role == Role::Backup {
         // Backup ages, sizes and durations, the archive's lag, verify results.
@@ -718,6 +723,27 @@ pub fn agent_config(
                 .path("path", &f.path)
                 .str("service", &f.service)
                 .str("stream", f.stream);
+        }
+        if t.mode == Mode::Isolated {
+            // The ruleset's drops (nflog group 1) as events, with the site's addresses
+            // named.
+            s.table("logs.firewall")
+                .raw("group", crate::nft::LOG_GROUP)
+                .table("logs.firewall.hosts");
+            let mut named: Vec<(std::net::IpAddr, &str)> = t
+                .hosts
+                .iter()
+                .flat_map(|h| {
+                    h.segments
+                        .iter()
+                        .map(move |(_, a)| (std::net::IpAddr::V4(*a), h.name.as_str()))
+                })
+                .collect();
+            named.sort();
+            named.dedup_by_key(|(a, _)| *a);
+            for (addr, name) in named {
+                s.str(&q(&addr.to_string()), name);
+            }
         }
     }
     s.finish()
@@ -764,6 +790,8 @@ pub fn logs_config(t: &Topology, host: &Host, state: &StatePaths) -> String {
     Toml::new()
         .table("listen")
         .str("addr", logs_addr(t, host))
+        .str("metrics", t.sock(host, Segment::Mgmt, t.ports.logs_metrics))
+        .list("metrics_allow_from", &itself(t, host))
         .table("tls")
         .path("cert", &cert)
         .path("key", &key)
@@ -828,7 +856,8 @@ pub fn alert_webhook(t: &Topology, monitor: &Host, state: &StatePaths) -> (Strin
 
 /// The `rampart dashboard` config of the monitor host: HTTPS on its management address,
 /// open only to the host itself (the operator arrives through the forward, which
-/// connects from inside the host), reading the host's Prometheus.
+/// connects from inside the host), reading the host's Prometheus and searching its log
+/// store.
 pub fn dashboard_config(t: &Topology, host: &Host, state: &StatePaths) -> String {
     let dir = state.host(&host.name);
     let (cert, key) = cert_and_key(state, &host.name);
@@ -857,6 +886,11 @@ pub fn dashboard_config(t: &Topology, host: &Host, state: &StatePaths) -> String
         .table("alerts")
         .path("webhook_token_file", &token)
         .path("state_file", &dir.join("alerts.json"))
+        .table("logs")
+        .str("url", format_args!("https://{}", logs_addr(t, host)))
+        .path("ca", &state.ca())
+        .path("cert", &plane_cert)
+        .path("key", &plane_key)
         .finish()
 }
 

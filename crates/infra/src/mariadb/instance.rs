@@ -16,6 +16,11 @@ use crate::process::{
 };
 
 /// Debian package that provides `mariadbd` and `mariadb-install-db`.
+/// The slow-query log's file name in the server's directory (the agent ships it).
+pub const SLOW_LOG: &str = rampart_topology::plan::MARIADB_SLOW_LOG;
+/// Statements slower than this many seconds go to the slow-query log.
+pub const LONG_QUERY_SECONDS: u32 = 1;
+
 pub const SERVER_PACKAGE: &str = "mariadb-server-core";
 /// How long a commit on the primary waits for the replica's acknowledgement before the primary
 /// falls back to asynchronous replication. 2 s: longer than any healthy loopback or LAN round
@@ -89,7 +94,13 @@ impl Instance {
 
     /// The error log, which also receives stdout and stderr: `<dir>/mariadbd.log`.
     pub fn log_file(&self) -> PathBuf {
-        self.dir.join("mariadbd.log")
+        self.dir.join(rampart_topology::plan::MARIADB_ERROR_LOG)
+    }
+
+    /// The slow-query log (`--slow-query-log-file`): statements over
+    /// [`LONG_QUERY_SECONDS`].
+    pub fn slow_log_file(&self) -> PathBuf {
+        self.dir.join(SLOW_LOG)
     }
 
     /// `<dir>/tmp`, the server's `--tmpdir`. Private per instance: a starting mariadbd (and
@@ -134,6 +145,9 @@ impl Instance {
             format!("--port={}", self.port),
             format!("--server-id={}", self.server_id),
             format!("--log-error={}", path(&self.log_file())),
+            "--slow-query-log=ON".into(),
+            format!("--slow-query-log-file={}", path(&self.slow_log_file())),
+            format!("--long-query-time={LONG_QUERY_SECONDS}"),
             format!(
                 "--log-bin={}",
                 path(&datadir.join(format!("{}-bin", self.name)))
@@ -529,6 +543,9 @@ mod tests {
                 "--log-bin=/state/hosts/db1/data/db1-bin",
                 "--relay-log=/state/hosts/db1/data/db1-relay-bin",
                 "--log-error=/state/hosts/db1/mariadbd.log",
+                "--slow-query-log=ON",
+                "--slow-query-log-file=/state/hosts/db1/mariadbd-slow.log",
+                "--long-query-time=1",
                 "--binlog-format=ROW",
                 "--sync-binlog=1",
                 "--innodb-flush-log-at-trx-commit=1",

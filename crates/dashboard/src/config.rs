@@ -370,32 +370,13 @@ impl ConfigFile for Config {
         }
 
         let p = &f.prometheus;
-        let url_text = p.url.as_deref().unwrap_or(defaults::PROMETHEUS_URL);
-        let url = match parse_prom_url(url_text) {
-            Ok(u) => u,
-            Err(why) => {
-                c.err(
-                    "prometheus.url",
-                    format!("`{url_text}` {why}; expected https://HOST:PORT such as https://127.0.0.1:9091 (or http://)"),
-                );
-                PromUrl {
-                    tls: false,
-                    addr: String::new(),
-                    host: String::new(),
-                    prefix: String::new(),
-                }
-            }
-        };
-        let prom_tls = c
-            .client_cert(
-                "prometheus",
-                url.tls,
-                [p.ca.as_deref(), p.cert.as_deref(), p.key.as_deref()],
-            )
-            .map(|[ca, cert, key]| rampart_tls::ClientTls {
-                ca,
-                client_cert: Some((cert, key)),
-            });
+        let (url, prom_tls) = api_endpoint(
+            &mut c,
+            "prometheus",
+            p.url.as_deref().unwrap_or(defaults::PROMETHEUS_URL),
+            "https://127.0.0.1:9091",
+            [p.ca.as_deref(), p.cert.as_deref(), p.key.as_deref()],
+        );
         let prometheus = Prometheus {
             url,
             tls: prom_tls,
@@ -481,32 +462,13 @@ impl ConfigFile for Config {
         };
 
         let logs = f.logs.as_ref().map(|lg| {
-            let text = lg.url.as_deref().unwrap_or("");
-            let url = match parse_prom_url(text) {
-                Ok(u) => u,
-                Err(why) => {
-                    c.err(
-                        "logs.url",
-                        format!("`{text}` {why}; expected https://HOST:PORT such as https://127.0.0.1:3100 (or http://)"),
-                    );
-                    PromUrl {
-                        tls: false,
-                        addr: String::new(),
-                        host: String::new(),
-                        prefix: String::new(),
-                    }
-                }
-            };
-            let tls = c
-                .client_cert(
-                    "logs",
-                    url.tls,
-                    [lg.ca.as_deref(), lg.cert.as_deref(), lg.key.as_deref()],
-                )
-                .map(|[ca, cert, key]| rampart_tls::ClientTls {
-                    ca,
-                    client_cert: Some((cert, key)),
-                });
+            let (url, tls) = api_endpoint(
+                &mut c,
+                "logs",
+                lg.url.as_deref().unwrap_or(""),
+                "https://127.0.0.1:3100",
+                [lg.ca.as_deref(), lg.cert.as_deref(), lg.key.as_deref()],
+            );
             Logs {
                 url,
                 tls,
@@ -559,6 +521,42 @@ impl ConfigFile for Config {
         };
         c.finish(config)
     }
+}
+
+/// An API the dashboard asks (`table`: `prometheus` or `logs`): its URL, and for an
+/// `https` one the CA and the dashboard's client certificate, every problem named
+/// under the table's keys.
+fn api_endpoint(
+    c: &mut Checker<'_>,
+    table: &str,
+    text: &str,
+    example: &str,
+    tls: [Option<&Path>; 3],
+) -> (PromUrl, Option<rampart_tls::ClientTls>) {
+    let url = match parse_prom_url(text) {
+        Ok(u) => u,
+        Err(why) => {
+            c.err(
+                format!("{table}.url"),
+                format!(
+                    "`{text}` {why}; expected https://HOST:PORT such as {example} (or http://)"
+                ),
+            );
+            PromUrl {
+                tls: false,
+                addr: String::new(),
+                host: String::new(),
+                prefix: String::new(),
+            }
+        }
+    };
+    let tls = c
+        .client_cert(table, url.tls, tls)
+        .map(|[ca, cert, key]| rampart_tls::ClientTls {
+            ca,
+            client_cert: Some((cert, key)),
+        });
+    (url, tls)
 }
 
 /// Parses `https://host:port[/prefix]` or `http://...`: no credentials, query or
@@ -670,6 +668,17 @@ mod tests {
     #[test]
     fn config_errors() {
         check(TLS, "ok");
+        check(
+            &format!("{TLS}[logs]\nurl = \"https://127.0.0.1:3100\"\nca = \"ca.pem\"\nmax_lines = 0\ntail_refresh = \"1ms\"\n"),
+            "/etc/rampart/dashboard.toml: logs.cert: missing; an https logs.url needs logs.ca, logs.cert and logs.key (the CA to verify the server, this client's certificate and key)\n\
+             /etc/rampart/dashboard.toml: logs.key: missing; an https logs.url needs logs.ca, logs.cert and logs.key (the CA to verify the server, this client's certificate and key)\n\
+             /etc/rampart/dashboard.toml: logs.max_lines: 0 is out of range; expected between 1 and 5000\n\
+             /etc/rampart/dashboard.toml: logs.tail_refresh: `1ms` is out of range; expected between 1s and 60s",
+        );
+        check(
+            &format!("{TLS}[logs]\n"),
+            "/etc/rampart/dashboard.toml: logs.url: `` is not a URL; expected https://HOST:PORT such as https://127.0.0.1:3100 (or http://)",
+        );
         check(
             "",
             "/etc/rampart/dashboard.toml: tls: missing; the dashboard serves HTTPS only: set tls.cert and tls.key",

@@ -8,29 +8,15 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
 use rampart_logs::{Config, Listeners, Logs};
 use rampart_telemetry::config::ConfigFile;
 use rampart_tls::pki::Ca;
 
 struct Running {
-    logs: Arc<Logs>,
+    store: rampart_test_support::inprocess::Running<Logs>,
     addr: SocketAddr,
     metrics: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    done: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(d) = self.done.take() {
-            let _ = d.join();
-        }
-    }
 }
 
 fn start(dir: &Path) -> Running {
@@ -42,38 +28,17 @@ fn start(dir: &Path) -> Running {
     )
     .unwrap();
     let config = Config::load(&dir.join("logs.toml")).unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let done = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listeners = Listeners::bind(&config).unwrap();
-            let addr = listeners.https.local_addr().unwrap();
-            let metrics = listeners.metrics.as_ref().unwrap().local_addr().unwrap();
-            let logs = Arc::new(Logs::new(config).unwrap());
-            tx.send((Arc::clone(&logs), addr, metrics)).unwrap();
-            logs.serve(
-                listeners,
-                async {
-                    let _ = stop_rx.await;
-                },
-                || {},
+    let (store, (addr, metrics)) =
+        rampart_test_support::inprocess::start::<Logs, _>(config, |l: &Listeners| {
+            (
+                l.https.local_addr().unwrap(),
+                l.metrics.as_ref().unwrap().local_addr().unwrap(),
             )
-            .await
-            .unwrap();
         });
-    });
-    let (logs, addr, metrics) = rx.recv().unwrap();
     Running {
-        logs,
+        store,
         addr,
         metrics,
-        stop: Some(stop_tx),
-        done: Some(done),
     }
 }
 
@@ -248,5 +213,5 @@ fn pushes_are_stored_once_found_by_logql_and_kept() {
     // Kept across a restart.
     drop(run);
     let run = start(d);
-    assert_eq!(run.logs.store().size().unwrap().0, 3);
+    assert_eq!(run.store.service.store().size().unwrap().0, 3);
 }

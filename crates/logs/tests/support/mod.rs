@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use rampart_logs::{Config, Listeners, Logs};
+use rampart_logs::{Config, Logs};
 use rampart_telemetry::config::ConfigFile;
 use rampart_tls::pki::Ca;
 
@@ -20,22 +20,10 @@ pub const MAX_BODY: usize = 1 << 20;
 /// A running store; dropping it stops it and waits for it.
 pub struct Running {
     pub addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    done: Option<std::thread::JoinHandle<()>>,
+    _store: rampart_test_support::inprocess::Running<Logs>,
     dir: PathBuf,
     files: AtomicUsize,
     _tmp: tempfile::TempDir,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(d) = self.done.take() {
-            let _ = d.join();
-        }
-    }
 }
 
 /// What curl saw: the status, the response's content type and its body.
@@ -81,35 +69,12 @@ pub fn start() -> Option<Running> {
     )
     .unwrap();
     let config = Config::load(&d.join("logs.toml")).unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let done = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listeners = Listeners::bind(&config).unwrap();
-            let addr = listeners.https.local_addr().unwrap();
-            let logs = Logs::new(config).unwrap();
-            let ready = tx.clone();
-            logs.serve(
-                listeners,
-                async {
-                    let _ = stop_rx.await;
-                },
-                move || ready.send(addr).unwrap(),
-            )
-            .await
-            .unwrap();
-        });
+    let (store, addr) = rampart_test_support::inprocess::start::<Logs, _>(config, |l| {
+        l.https.local_addr().unwrap()
     });
-    let addr = rx.recv().unwrap();
     Some(Running {
         addr,
-        stop: Some(stop_tx),
-        done: Some(done),
+        _store: store,
         dir: d,
         files: AtomicUsize::new(0),
         _tmp: tmp,

@@ -74,6 +74,13 @@ pub const QUERIES: &[Query] = &[
         "max by (instance) (mysql_slave_status_seconds_behind_master)",
     ),
     instant("backend_up", "rampart_lb_backend_up"),
+    // The firewalls' drops by who sent them, to which host and port (issue 18): who is
+    // knocking where. Totals since each agent started: a source's first drops create
+    // its series, which `increase` would not count.
+    instant(
+        "firewall_drops",
+        "topk(10, sum by (src_host, instance, dport) (rampart_agent_firewall_drops_total))",
+    ),
     instant("mysql_up", "max by (instance) (mysql_up)"),
     instant(
         "io_running",

@@ -253,6 +253,64 @@ fn backends_panel(out: &mut String, snap: &Snapshot) {
     out.push_str("</section>");
 }
 
+/// The firewalls' drops since each agent started, most first: from which host
+/// (`external`: outside the site) to which host and port, each linked to the last
+/// day's drop events.
+fn drops_panel(out: &mut String, snap: &Snapshot) {
+    out.push_str(
+        "<section class=\"panel\" id=\"panel-firewall-drops\"><h2>Firewall: dropped packets, since each agent started</h2>",
+    );
+    let mut rows: Vec<(String, String, String, f64)> = snap
+        .series("firewall_drops")
+        .iter()
+        .filter_map(|s| {
+            let l = |k: &str| s.labels.get(k).cloned().unwrap_or_default();
+            Some((
+                l("src_host"),
+                l("instance"),
+                l("dport"),
+                svg::last_value(&s.points)?,
+            ))
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        b.3.total_cmp(&a.3)
+            .then_with(|| (&a.0, &a.1, &a.2).cmp(&(&b.0, &b.1, &b.2)))
+    });
+    if rows.is_empty() {
+        note(out, snap, &["firewall_drops"], "no drops logged");
+    } else {
+        out.push_str(
+            "<table><tr><th>From</th><th>To</th><th>Port</th><th>Drops</th><th>Events</th></tr>",
+        );
+        for (src, host, port, n) in rows {
+            let search = crate::logs::Search {
+                host: if crate::logs::Search::host_ok(&host) {
+                    host.clone()
+                } else {
+                    String::new()
+                },
+                service: "firewall".into(),
+                text: format!("\"dport\":{port}"),
+                range: "24h",
+                ..Default::default()
+            };
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.0}</td>\
+                 <td><a href=\"/logs?{}\">logs</a></td></tr>",
+                escape(&src),
+                escape(&host),
+                escape(&port),
+                n,
+                escape(&search.query_string(false))
+            );
+        }
+        out.push_str("</table>");
+    }
+    out.push_str("</section>");
+}
+
 fn hosts_panel(out: &mut String, snap: &Snapshot) {
     out.push_str("<section class=\"panel\" id=\"panel-hosts\"><h2>Hosts now</h2>");
     let cpu = latest_by_instance(snap, "cpu");
@@ -612,6 +670,7 @@ pub fn dashboard(v: &View<'_>) -> String {
     );
     backends_panel(&mut out, snap);
     hosts_panel(&mut out, snap);
+    drops_panel(&mut out, snap);
     chart_panel(
         &mut out,
         snap,
@@ -1066,6 +1125,48 @@ mod tests {
         assert!(!html.contains("prometheus-error"));
         assert!(!html.contains("style=\""), "no inline style attributes");
         assert!(!html.contains("<script"), "no scripts");
+    }
+
+    #[test]
+    fn drops_panel_lists_who_knocks_where_most_first() {
+        let snap = snapshot(vec![(
+            "firewall_drops",
+            Ok(vec![
+                series(
+                    &[
+                        ("src_host", "client"),
+                        ("instance", "lb1"),
+                        ("dport", "9100"),
+                    ],
+                    &[(1.0, 3.0)],
+                ),
+                series(
+                    &[
+                        ("src_host", "external"),
+                        ("instance", "dns"),
+                        ("dport", "22"),
+                    ],
+                    &[(1.0, 40.0)],
+                ),
+            ]),
+        )]);
+        let mut out = String::new();
+        drops_panel(&mut out, &snap);
+        let dns = out.find("<td>dns</td>").unwrap();
+        let lb1 = out.find("<td>lb1</td>").unwrap();
+        assert!(dns < lb1, "most first: {out}");
+        assert!(
+            out.contains("<tr><td>client</td><td>lb1</td><td>9100</td><td>3</td>"),
+            "{out}"
+        );
+        assert!(
+            out.contains("href=\"/logs?host=lb1&amp;service=firewall&amp;q=%22dport%22%3A9100&amp;range=24h\""),
+            "{out}"
+        );
+        let empty = snapshot(vec![("firewall_drops", Ok(vec![]))]);
+        let mut out = String::new();
+        drops_panel(&mut out, &empty);
+        assert!(out.contains("no data: no drops logged"), "{out}");
     }
 
     #[test]

@@ -2772,6 +2772,8 @@ fn monitoring_end_to_end() {
         "ReplicationStopped",
         "WAF: blocked requests per second",
         "matches {family=sqli}",
+        // The client's scan of lb1 above, in the firewall panel.
+        "<tr><td>client</td><td>lb1</td><td>9100</td>",
     ] {
         assert!(
             page.dom.contains(needle),

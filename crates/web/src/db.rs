@@ -479,17 +479,33 @@ impl Db {
                 ),
                 _ => {}
             }
-            tracing::info!(
-                host = %l.host,
-                server_id = ?l.server_id,
-                addr = %l.addr,
-                epoch = l.epoch,
-                writable = l.writable,
-                "following leader {} at {} (epoch {})",
-                l.host,
-                l.addr,
-                l.epoch
-            );
+            match old.filter(|o| o.host != l.host) {
+                // A failover or switchover: worth an operator's eye in the logs.
+                Some(o) => tracing::warn!(
+                    host = %l.host,
+                    server_id = ?l.server_id,
+                    addr = %l.addr,
+                    epoch = l.epoch,
+                    writable = l.writable,
+                    "the leader moved from {} to {}: following {} at {} (epoch {})",
+                    o.host,
+                    l.host,
+                    l.host,
+                    l.addr,
+                    l.epoch
+                ),
+                None => tracing::info!(
+                    host = %l.host,
+                    server_id = ?l.server_id,
+                    addr = %l.addr,
+                    epoch = l.epoch,
+                    writable = l.writable,
+                    "following leader {} at {} (epoch {})",
+                    l.host,
+                    l.addr,
+                    l.epoch
+                ),
+            }
             let options = connect_options(&self.config, l.addr, &self.config.user, &self.password);
             Arc::new(Primary {
                 pool: Arc::new(Pool::new(

@@ -296,8 +296,9 @@ struct Checks {
 pub struct Db {
     servers: Vec<Slot>,
     primary: ArcSwapOption<Primary>,
-    /// Serializes [`Db::set_leader`], so two changes never build pools at once.
-    leader_change: Mutex<()>,
+    /// Serializes [`Db::set_leader`], so two changes never build pools at once; holds
+    /// the last leader's host (kept across a spell without one, to log a move).
+    leader_change: Mutex<Option<String>>,
     /// Wakes writes waiting for a writable leader ([`Db::write`]).
     leader_changed: tokio::sync::Notify,
     password: String,
@@ -393,7 +394,7 @@ impl Db {
         let db = Db {
             servers,
             primary: ArcSwapOption::empty(),
-            leader_change: Mutex::new(()),
+            leader_change: Mutex::new(None),
             leader_changed: tokio::sync::Notify::new(),
             password,
             gtid_waits: tokio::sync::Semaphore::new((config.replica_pool_size as usize / 4).max(1)),
@@ -434,7 +435,7 @@ impl Db {
     }
 
     fn change_leader(&self, leader: Option<Leader>) {
-        let _serial = self
+        let mut last_host = self
             .leader_change
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -469,6 +470,13 @@ impl Db {
         self.metrics
             .db_leader_epoch
             .set(leader.as_ref().map_or(0, |l| l.epoch));
+        let moved_from = match (&*last_host, &leader) {
+            (Some(was), Some(l)) if *was != l.host => Some(was.clone()),
+            _ => None,
+        };
+        if let Some(l) = &leader {
+            *last_host = Some(l.host.clone());
+        }
         let next = leader.map(|l| {
             match l.server_id {
                 Some(_) if !self.servers.iter().any(|s| s.is(&l)) => tracing::warn!(
@@ -479,7 +487,7 @@ impl Db {
                 ),
                 _ => {}
             }
-            match old.filter(|o| o.host != l.host) {
+            match &moved_from {
                 // A failover or switchover: worth an operator's eye in the logs.
                 Some(o) => tracing::warn!(
                     host = %l.host,
@@ -488,7 +496,7 @@ impl Db {
                     epoch = l.epoch,
                     writable = l.writable,
                     "the leader moved from {} to {}: following {} at {} (epoch {})",
-                    o.host,
+                    o,
                     l.host,
                     l.host,
                     l.addr,

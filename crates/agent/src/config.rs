@@ -61,6 +61,21 @@ pub struct FileLogs {
     pub files: Vec<FileLogFile>,
     /// The firewall's drops from nflog, shipped as events.
     pub firewall: Option<FileFirewall>,
+    /// Units' output from the systemd journal (hosts whose services run under systemd).
+    pub journal: Option<FileJournal>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileJournal {
+    /// The `service` label of each unit's entries, by unit name
+    /// (`"rampart-web.service" = "web"`).
+    #[serde(default)]
+    pub units: std::collections::BTreeMap<String, String>,
+    /// The `journalctl` to run (default: `journalctl`, found on `PATH`).
+    pub command: Option<String>,
+    /// Read the journal files in this directory instead of the system journal.
+    pub directory: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -221,7 +236,20 @@ pub struct Logs {
     pub limits: crate::logship::Limits,
     pub files: Vec<LogFile>,
     pub firewall: Option<Firewall>,
+    pub journal: Option<Journal>,
 }
+
+/// `[logs.journal]`: which units' entries are shipped, under which `service`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Journal {
+    /// Unit name → `service` label.
+    pub units: std::collections::BTreeMap<String, String>,
+    pub command: PathBuf,
+    pub directory: Option<PathBuf>,
+}
+
+/// The unit types whose output a journal source can follow.
+const UNIT_SUFFIXES: [&str; 4] = [".service", ".socket", ".scope", ".timer"];
 
 /// `[logs.firewall]`: the nflog group read and the names of the site's addresses.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -693,8 +721,10 @@ fn logs(c: &mut Checker<'_>, l: &FileLogs, push_url: &Uri) -> Logs {
         }
         Firewall { group, hosts }
     });
+    let journal = l.journal.as_ref().map(|j| journal(c, j, &files));
     Logs {
         firewall,
+        journal,
         url,
         poll,
         limits: crate::logship::Limits {
@@ -704,6 +734,80 @@ fn logs(c: &mut Checker<'_>, l: &FileLogs, push_url: &Uri) -> Logs {
             mask_fields,
         },
         files,
+    }
+}
+
+/// `[logs.journal]`: unit names (a name with a unit type's suffix, never an option),
+/// each with a `service` label not already used by a file's `log` stream.
+fn journal(c: &mut Checker<'_>, j: &FileJournal, files: &[LogFile]) -> Journal {
+    if j.units.is_empty() {
+        c.err(
+            "logs.journal.units",
+            "empty; expected the units to follow, such as \"rampart-web.service\" = \"web\"",
+        );
+    }
+    for (unit, service) in &j.units {
+        let key = format!("logs.journal.units.\"{unit}\"");
+        if !name_like(unit)
+            || unit.starts_with('-')
+            || !UNIT_SUFFIXES
+                .iter()
+                .any(|s| unit.ends_with(s) && unit.len() > s.len())
+        {
+            c.err(
+                key.clone(),
+                format!(
+                    "not a unit name; expected a name ending in one of {}, such as \"prometheus.service\"",
+                    UNIT_SUFFIXES.join(", ")
+                ),
+            );
+        }
+        if !name_like(service) {
+            c.err(
+                key,
+                format!("`{service}` is not a service name; expected such as \"web\""),
+            );
+        } else if files
+            .iter()
+            .any(|f| f.service == *service && f.stream == crate::journal::STREAM)
+        {
+            c.err(
+                key,
+                format!(
+                    "{service}/{} is also a file's; each stream needs one source",
+                    crate::journal::STREAM
+                ),
+            );
+        }
+    }
+    let command = match j.command.as_deref() {
+        None => PathBuf::from("journalctl"),
+        // A bare name is looked up on PATH.
+        Some(p) if !p.is_empty() && !p.contains('/') => PathBuf::from(p),
+        Some(p) if !p.is_empty() => c.resolve(Path::new(p)),
+        Some(_) => {
+            c.err(
+                "logs.journal.command",
+                "empty; expected the journalctl to run",
+            );
+            PathBuf::new()
+        }
+    };
+    let directory = match j.directory.as_deref() {
+        None => None,
+        Some(p) if !p.is_empty() => Some(c.resolve(Path::new(p))),
+        Some(_) => {
+            c.err(
+                "logs.journal.directory",
+                "empty; expected a directory of journal files, or no key for the system journal",
+            );
+            None
+        }
+    };
+    Journal {
+        units: j.units.clone(),
+        command,
+        directory,
     }
 }
 
@@ -978,12 +1082,31 @@ allow_from = ["127.0.0.1/32"]
         assert_eq!(l.files[0].path, Path::new("/etc/rampart/access.log"));
         assert_eq!(l.limits.mask_fields, ["client"]);
         assert_eq!(l.poll, Duration::from_secs(1));
+        assert_eq!(l.journal, None);
+        let c = parse(&format!(
+            "{MINIMAL}[logs]\nurl = \"http://198.18.9.2:9090/loki/api/v1/push\"\n\
+             [logs.journal.units]\n\"rampart-web.service\" = \"web\"\n\"etcd.service\" = \"etcd\"\n"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let j = c.logs.unwrap().journal.unwrap();
+        assert_eq!(j.command, Path::new("journalctl"));
+        assert_eq!(j.directory, None);
+        assert_eq!(
+            j.units.get("etcd.service").map(String::as_str),
+            Some("etcd")
+        );
         for (text, key, needle) in [
             ("[logs]\nurl = \"https://x:1/loki/api/v1/push\"\n", "logs.url", "scheme of push.url"),
             ("[logs]\nurl = \"http://x:1/p\"\nmax_line_bytes = 10\n", "logs.max_line_bytes", ""),
             ("[logs]\nurl = \"http://x:1/p\"\n[[logs.files]]\npath = \"a\"\nservice = \"a b\"\nstream = \"s\"\n", "logs.files[0].service", "not a name"),
             ("[logs]\nurl = \"http://x:1/p\"\n[[logs.files]]\nservice = \"w\"\nstream = \"s\"\n", "logs.files[0].path", "missing"),
             ("[logs]\nurl = \"http://x:1/p\"\n[[logs.files]]\npath = \"a\"\nservice = \"w\"\nstream = \"s\"\n[[logs.files]]\npath = \"b\"\nservice = \"w\"\nstream = \"s\"\n", "logs.files[1].stream", "twice"),
+            ("[logs]\nurl = \"http://x:1/p\"\n[logs.journal]\n", "logs.journal.units", "empty"),
+            ("[logs]\nurl = \"http://x:1/p\"\n[logs.journal.units]\n\"--boot\" = \"web\"\n", "logs.journal.units.\"--boot\"", "not a unit name"),
+            ("[logs]\nurl = \"http://x:1/p\"\n[logs.journal.units]\n\"web\" = \"web\"\n", "logs.journal.units.\"web\"", ".service"),
+            ("[logs]\nurl = \"http://x:1/p\"\n[logs.journal.units]\n\"w.service\" = \"a b\"\n", "logs.journal.units.\"w.service\"", "not a service name"),
+            ("[logs]\nurl = \"http://x:1/p\"\n[[logs.files]]\npath = \"a\"\nservice = \"w\"\nstream = \"log\"\n[logs.journal.units]\n\"w.service\" = \"w\"\n", "logs.journal.units.\"w.service\"", "also a file's"),
+            ("[logs]\nurl = \"http://x:1/p\"\n[logs.journal]\ndirectory = \"\"\n[logs.journal.units]\n\"w.service\" = \"w\"\n", "logs.journal.directory", "empty"),
         ] {
             check_err(&format!("{MINIMAL}{text}"), key, needle);
         }

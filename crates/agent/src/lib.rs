@@ -5,6 +5,7 @@
 //! on-disk [`buffer`]; the remote-write 1.0 encoder and client ([`remote_write`]); log
 //! lines into Loki push batches ([`logship`]) shipped by [`ship`] (issue 18); the
 //! firewall's drops read from nflog ([`nflog`]) as events and a metric ([`firewall`]);
+//! the systemd journal's entries of the host's units ([`journal`]);
 //! and the main loop ([`run`]).
 //!
 //! Entry points, the shape every service has: [`config::Config::load`] validates a
@@ -18,6 +19,7 @@ pub mod config;
 pub mod expo;
 pub mod firewall;
 pub mod host;
+pub mod journal;
 pub mod logship;
 pub mod logtail;
 pub mod mysql;

@@ -170,8 +170,24 @@ impl Shipper {
         now_ns: i64,
         lines: impl IntoIterator<Item = (String, String, String)>,
     ) -> Result<PushRequest, String> {
+        self.batch_timed(
+            now_ns,
+            lines
+                .into_iter()
+                .map(|(service, stream, line)| (service, stream, line, None)),
+        )
+    }
+
+    /// [`Shipper::batch`] of lines that may carry their own time (a journal entry's,
+    /// in nanoseconds), which they keep exactly, so that an entry read again after a
+    /// restart has the same key in the store as before. The others get the time read.
+    pub fn batch_timed(
+        &mut self,
+        now_ns: i64,
+        lines: impl IntoIterator<Item = (String, String, String, Option<i64>)>,
+    ) -> Result<PushRequest, String> {
         let mut streams: BTreeMap<String, Vec<EntryAdapter>> = BTreeMap::new();
-        for (service, stream, mut line) in lines {
+        for (service, stream, mut line, at) in lines {
             if !self.allow(now_ns) {
                 self.counts.rate_limited += 1;
                 continue;
@@ -190,9 +206,15 @@ impl Shipper {
                 self.counts.masked += 1;
             }
             let key = stream_key(&self.host, &service, &stream)?;
-            let last = self.last.entry(key.clone()).or_insert(i64::MIN);
-            let ts = now_ns.max(last.saturating_add(1));
-            *last = ts;
+            let ts = match at {
+                Some(at) => at,
+                None => {
+                    let last = self.last.entry(key.clone()).or_insert(i64::MIN);
+                    let ts = now_ns.max(last.saturating_add(1));
+                    *last = ts;
+                    ts
+                }
+            };
             streams.entry(key).or_default().push(EntryAdapter {
                 timestamp: Some(Timestamp::from_nanos(ts)),
                 line,

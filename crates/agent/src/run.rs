@@ -236,6 +236,9 @@ impl Agent {
             shipping.push(tokio::spawn(
                 Arc::clone(&s).read_loop(wake.clone(), stop_rx.clone()),
             ));
+            if let Some(feed) = s.take_feed() {
+                shipping.push(tokio::spawn(feed.run(stop_rx.clone())));
+            }
             if let Some(fw) = self.config.logs.as_ref().and_then(|l| l.firewall.clone()) {
                 shipping.push(tokio::spawn(crate::firewall::run(
                     fw.group,

@@ -25,6 +25,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::buffer::{self, BatchBuffer};
 use crate::config::Logs;
+use crate::journal::{self, Feed, FeedStats, Journal};
 use crate::logship::{Counts, Shipper};
 use crate::logtail::LogTail;
 use crate::remote_write;
@@ -47,8 +48,12 @@ pub struct ShipStats {
 
 struct Reader {
     tails: Vec<(String, String, LogTail)>,
+    journal: Option<Journal>,
     shipper: Shipper,
 }
+
+/// The most journal entries one read takes.
+const JOURNAL_BUDGET: usize = 20_000;
 
 /// Lines that come from elsewhere than files (the firewall's drop events), held until
 /// the next read buffers them; at most this many, the rest dropped and counted.
@@ -61,6 +66,10 @@ pub struct Shipping {
     buffer: Arc<Mutex<BatchBuffer<PushRequest>>>,
     /// Queued `(service, stream, line)`s, see [`MAX_QUEUED`].
     queued: Mutex<Vec<(String, String, String)>>,
+    /// The journal's feed, until [`Shipping::take_feed`] starts it.
+    feed: Mutex<Option<Feed>>,
+    /// What the journal's feed has read.
+    pub journal_stats: Option<Arc<Mutex<FeedStats>>>,
     pub stats: Arc<Mutex<ShipStats>>,
 }
 
@@ -97,16 +106,31 @@ impl Shipping {
                 .map_err(|e| format!("{}: {e}", f.path.display()))?;
             tails.push((f.service.clone(), f.stream.clone(), tail));
         }
+        let (journal, feed) = match &config.journal {
+            Some(j) => {
+                let (journal, feed) = journal::open(j, &dir);
+                (Some(journal), Some(feed))
+            }
+            None => (None, None),
+        };
         Ok(Shipping {
             reader: Mutex::new(Reader {
                 tails,
+                journal,
                 shipper: Shipper::new(instance, config.limits.clone()),
             }),
             config,
             buffer: Arc::new(Mutex::new(buffer)),
             queued: Mutex::default(),
+            journal_stats: feed.as_ref().map(|f| Arc::clone(&f.stats)),
+            feed: Mutex::new(feed),
             stats: Arc::default(),
         })
+    }
+
+    /// The journal's feed, once, for the agent to run beside the reads.
+    pub fn take_feed(&self) -> Option<Feed> {
+        lock(&self.feed).take()
     }
 
     /// Queues a line that is not read from a file (a drop event); the next read
@@ -125,8 +149,12 @@ impl Shipping {
     /// Blocking (file I/O and fdatasync).
     pub fn read_once(&self) {
         let mut reader = lock(&self.reader);
-        let Reader { tails, shipper } = &mut *reader;
-        let mut lines = Vec::new();
+        let Reader {
+            tails,
+            journal,
+            shipper,
+        } = &mut *reader;
+        let mut lines: Vec<(String, String, String, Option<i64>)> = Vec::new();
         let mut errors = 0;
         for (service, stream, tail) in tails.iter_mut() {
             for _ in 0..8 {
@@ -143,19 +171,34 @@ impl Shipping {
             lines.extend(
                 tail.take_lines()
                     .into_iter()
-                    .map(|l| (service.clone(), stream.clone(), l)),
+                    .map(|l| (service.clone(), stream.clone(), l, None)),
             );
         }
         let queued = std::mem::take(&mut *lock(&self.queued));
-        lines.extend(queued);
+        lines.extend(queued.into_iter().map(|(a, b, c)| (a, b, c, None)));
+        let entries = journal
+            .as_mut()
+            .map(|j| j.take(JOURNAL_BUDGET))
+            .unwrap_or_default();
+        lines.extend(entries.iter().map(|e| {
+            (
+                e.service.clone(),
+                journal::STREAM.to_owned(),
+                e.line.clone(),
+                Some(e.at_ns),
+            )
+        }));
         let mut stats = lock(&self.stats);
         stats.read_errors += errors;
         if !lines.is_empty() {
-            match shipper.batch(now_ns(), lines) {
+            match shipper.batch_timed(now_ns(), lines) {
                 Ok(batch) => {
                     if let Err(e) = lock(&self.buffer).append(&batch) {
                         // Not saved: the lines are read again next time.
                         tracing::warn!(error = %e, "buffering log lines");
+                        if let Some(j) = journal.as_mut() {
+                            j.not_buffered(entries);
+                        }
                         stats.read_errors += 1;
                         stats.counts = shipper.counts;
                         return;
@@ -172,6 +215,11 @@ impl Shipping {
                 if let Err(e) = tail.save() {
                     tracing::warn!(error = %e, "saving a log position");
                 }
+            }
+        }
+        if let Some(j) = journal.as_mut().filter(|j| j.unsaved()) {
+            if let Err(e) = j.save() {
+                tracing::warn!(error = %e, "saving the journal's cursor");
             }
         }
     }
@@ -321,6 +369,30 @@ impl Shipping {
                 }],
             ),
         ];
+        if let Some(j) = &self.journal_stats {
+            let j = *lock(j);
+            out.push(counter(
+                "rampart_agent_journal_entries_total",
+                "Journal entries read by outcome: handed to shipping, skipped (a unit not configured), malformed (not an entry, or over 1 MiB).",
+                by(
+                    "outcome",
+                    &[
+                        ("read", j.entries),
+                        ("skipped", j.skipped),
+                        ("malformed", j.malformed),
+                    ],
+                ),
+            ));
+            out.push(counter(
+                "rampart_agent_journal_restarts_total",
+                "Times journalctl exited (or did not start) and was started again.",
+                vec![Sample {
+                    labels: Vec::new(),
+                    value: j.restarts as f64,
+                    suffix: "",
+                }],
+            ));
+        }
         if let Some(b) = s.buffer {
             out.push(Family {
                 name: "rampart_agent_log_buffer_lines".into(),

@@ -14,7 +14,7 @@
 //! - **No loss, no repeat.** The reader ([`Journal`]) takes entries with the files'
 //!   lines, and saves the last one's cursor (`journal.cursor`, written atomically, 0600)
 //!   only after their batch is in the disk buffer. A restarted agent continues after
-//!   that cursor; an agent with none reads the current boot's entries (`--boot`). Each
+//!   that cursor; an agent with none reads the entries since the kernel booted. Each
 //!   line keeps the entry's own time (`__REALTIME_TIMESTAMP`, with the entry's sequence
 //!   number in the nanoseconds), so an entry read again after a crash between the
 //!   buffer's sync and the cursor's save has the same key in the store and is stored
@@ -133,13 +133,40 @@ pub fn parse(line: &[u8], units: &BTreeMap<String, String>) -> Result<Option<Ent
     }))
 }
 
-/// `journalctl`'s arguments: JSON, following, the configured units, after `cursor` or
-/// from the start of the current boot.
-pub fn args(config: &Config, cursor: Option<&str>) -> Vec<OsString> {
+/// When the kernel booted (`btime` of `/proc/stat`), in seconds since the epoch.
+pub fn boot_time() -> Option<u64> {
+    std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())
+}
+
+/// This machine's ID (`/etc/machine-id`), if it has one.
+pub fn machine_id() -> Option<String> {
+    let id = std::fs::read_to_string("/etc/machine-id").ok()?;
+    let id = id.trim();
+    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_owned())
+}
+
+/// `journalctl`'s arguments: JSON, following, the configured units, after `cursor`, or
+/// else from `since` (the kernel's boot, in seconds since the epoch).
+///
+/// Not by boot ID: `--follow` alone implies `--boot`, the boot ID the process sees, and
+/// a sandbox with a `/proc` of its own (`ProtectProc=`) sees the kernel's, which is not
+/// the one a container's journald writes (nor would a cursor of the previous boot find
+/// that boot's last entries). `--merge` lifts that; `_MACHINE_ID` (of the system journal
+/// read, `machine`) keeps to this machine's entries.
+pub fn args(
+    config: &Config,
+    cursor: Option<&str>,
+    since: Option<u64>,
+    machine: Option<&str>,
+) -> Vec<OsString> {
     let mut a: Vec<OsString> = [
         "--output=json",
         "--all",
         "--follow",
+        "--merge",
         "--no-pager",
         "--quiet",
     ]
@@ -153,9 +180,16 @@ pub fn args(config: &Config, cursor: Option<&str>) -> Vec<OsString> {
     for u in config.units.keys() {
         a.push(format!("--unit={u}").into());
     }
-    match cursor {
-        Some(c) => a.push(format!("--after-cursor={c}").into()),
-        None => a.extend(["--boot", "--no-tail"].map(OsString::from)),
+    match (cursor, since) {
+        (Some(c), _) => a.push(format!("--after-cursor={c}").into()),
+        (None, Some(t)) => {
+            a.push(format!("--since=@{t}").into());
+            a.push("--no-tail".into());
+        }
+        (None, None) => a.push("--no-tail".into()),
+    }
+    if let (None, Some(m)) = (&config.directory, machine) {
+        a.push(format!("_MACHINE_ID={m}").into());
     }
     a
 }
@@ -320,7 +354,18 @@ impl Feed {
             }
             let started_after = self.cursor.clone();
             let mut cmd = tokio::process::Command::new(&self.config.command);
-            cmd.args(args(&self.config, self.cursor.as_deref()))
+            let args = args(
+                &self.config,
+                self.cursor.as_deref(),
+                boot_time(),
+                machine_id().as_deref(),
+            );
+            tracing::info!(
+                command = %self.config.command.display(),
+                args = ?args,
+                "following the journal"
+            );
+            cmd.args(args)
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -515,29 +560,46 @@ mod tests {
     }
 
     #[test]
-    fn journalctl_continues_after_the_cursor_or_reads_the_boot() {
+    fn journalctl_continues_after_the_cursor_or_reads_since_the_boot() {
         let config = Config {
             units: units(),
             command: "journalctl".into(),
             directory: Some("/j".into()),
         };
         let a = |c| {
-            args(&config, c)
+            args(&config, c, Some(1_700_000_000), Some("ab12"))
                 .into_iter()
                 .map(|s| s.into_string().unwrap())
                 .collect::<Vec<_>>()
         };
         let fresh = a(None);
-        assert!(fresh.contains(&"--boot".to_owned()), "{fresh:?}");
+        assert!(
+            fresh.contains(&"--since=@1700000000".to_owned()),
+            "{fresh:?}"
+        );
+        assert!(fresh.contains(&"--no-tail".to_owned()), "{fresh:?}");
         assert!(fresh.contains(&"--directory=/j".to_owned()), "{fresh:?}");
         assert!(fresh.contains(&"--unit=prometheus.service".to_owned()));
         assert!(fresh.contains(&"--unit=rampart-web.service".to_owned()));
+        assert!(fresh.contains(&"--merge".to_owned()), "{fresh:?}");
+        // A directory's journal is read whole; the system's, this machine's only.
+        assert!(
+            !fresh.iter().any(|a| a.starts_with("_MACHINE_ID")),
+            "{fresh:?}"
+        );
+        let system = Config {
+            directory: None,
+            ..config.clone()
+        };
+        let s = args(&system, None, None, Some("ab12"));
+        assert_eq!(s.last().unwrap(), "_MACHINE_ID=ab12");
         let after = a(Some(CURSOR));
         assert!(
             after.contains(&format!("--after-cursor={CURSOR}")),
             "{after:?}"
         );
-        assert!(!after.contains(&"--boot".to_owned()), "{after:?}");
+        assert!(!after.iter().any(|a| a.starts_with("--since")), "{after:?}");
+        assert!(boot_time().is_some_and(|t| t > 1_500_000_000));
     }
 
     #[tokio::test]

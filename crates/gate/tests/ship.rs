@@ -317,21 +317,22 @@ fn journal_remote() -> Option<PathBuf> {
 
 /// Appends `entries` (each the fields of one, beside its time and this boot's id) to the
 /// journal file in `dir` with the real systemd-journal-remote. Returns each entry's
-/// realtime in microseconds: an hour ago, so that it differs from any time of reading.
+/// realtime in microseconds: two seconds ago (after the kernel's boot, which a new
+/// agent reads from), so that it differs from any time of reading.
 fn journal_append(tool: &Path, dir: &Path, first: i64, entries: &[&[(&str, &str)]]) -> Vec<i64> {
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .unwrap()
         .trim()
         .replace('-', "");
-    let hour_ago = std::time::SystemTime::now()
+    let ago = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_micros() as i64
-        - 3_600_000_000;
+        - 2_000_000;
     let mut export = String::new();
     let mut times = Vec::new();
     for (i, fields) in entries.iter().enumerate() {
-        let t = hour_ago + first + i as i64;
+        let t = ago + first + i as i64;
         times.push(t);
         export.push_str(&format!(
             "__REALTIME_TIMESTAMP={t}\n__MONOTONIC_TIMESTAMP={}\n_BOOT_ID={boot}\n",

@@ -308,6 +308,7 @@ impl Stack {
                 uid: rustix::process::geteuid().as_raw(),
                 failover: self.failover,
                 runtime: plan::runtime_root(&self.paths.root, rustix::process::geteuid().as_raw()),
+                journal: false,
             },
         )
     }

@@ -335,6 +335,7 @@ fn the_rendered_site_deploys_to_booted_hosts_and_serves() {
     }
     println!("monitoring: heartbeats from {seen:?}");
     deployed_certificate_expiries(&ssh, &plan);
+    journals_reach_the_store(&ssh, &plan);
 
     // ssh: each host's firewall lets the bastion's address in, and no other address of
     // the same segment.
@@ -757,6 +758,112 @@ fn failover_drill(site: &Site, ssh: &Ssh, curl: &dyn Fn(&str) -> String) {
         "failover drill: db1's keeper and server killed; writes accepted again after {:.2} s ({failed} refused meanwhile), db2 leads, db1 follows it after {:.1} s",
         back.as_secs_f64(),
         t0.elapsed().as_secs_f64()
+    );
+}
+
+/// Issue 18 on real hosts: every unit a host runs (rampart's own, the keeper under
+/// MariaDB's unit, Prometheus, Alertmanager, etcd, keepalived) writes to the journal,
+/// and the host's agent ships its entries: the monitor's log store holds a
+/// `{host, service, stream="log"}` stream for each, and lines in it.
+fn journals_reach_the_store(ssh: &Ssh, plan: &rampart_topology::plan::Plan) {
+    let mut want: BTreeSet<(String, String)> = BTreeSet::new();
+    for h in plan.hosts.iter().filter(|h| h.service("agent").is_some()) {
+        for s in h.services.iter().filter(|s| s.name != "agent") {
+            if rampart_topology::deploy::unit_of(s).is_some() {
+                let service = match s.launch {
+                    rampart_topology::plan::Launch::Database(_) => "keeper",
+                    rampart_topology::plan::Launch::Process { .. } => s.name,
+                };
+                want.insert((h.name.clone(), service.to_owned()));
+            }
+        }
+    }
+    let store = |path: &str, args: &str| -> serde_json::Value {
+        let q = ssh_run(
+            ssh,
+            "198.18.9.2",
+            &format!(
+                "curl -sS --max-time 5 --cacert /var/lib/rampart/certs/ca.pem \
+                 --cert /var/lib/rampart/hosts/monitor/plane-dashboard.pem \
+                 --key /var/lib/rampart/hosts/monitor/plane-dashboard.key \
+                 -G 'https://127.0.0.1:3100/loki/api/v1/{path}' {args}"
+            ),
+        );
+        serde_json::from_str(&q).unwrap_or_default()
+    };
+    let end = Instant::now() + Duration::from_secs(90);
+    let mut last;
+    let seen = loop {
+        let v = store("series", "--data-urlencode 'match[]={stream=\"log\"}'");
+        last = v.clone();
+        let seen: BTreeSet<(String, String)> = v["data"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| {
+                        Some((
+                            s["host"].as_str()?.to_owned(),
+                            s["service"].as_str()?.to_owned(),
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if want.is_subset(&seen) || Instant::now() > end {
+            break seen;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    let missing: Vec<_> = want.difference(&seen).collect();
+    if !missing.is_empty() {
+        // What web1's agent says and counts, and what it may read.
+        let diag = ssh_run(
+            ssh,
+            "198.18.9.11",
+            "journalctl --no-pager -n 20 -u rampart-agent 2>&1; \
+             curl -sS --max-time 5 http://198.18.9.11:9100/metrics 2>&1 | grep -E 'journal|log_lines|log_pushes'; \
+             cat /proc/sys/kernel/random/boot_id; journalctl --list-boots --no-pager | tail -2; \
+             ls -la /var/log/journal/*/ 2>&1 | head; ps -o pid,supgrp,args -C journalctl; \
+             runuser -u rampart -g rampart -G systemd-journal -- journalctl -o json \
+             -u rampart-web.service --no-tail -n 1 --no-pager 2>&1 | head -c 400; \
+             ls -la /var/lib/rampart/hosts/web1/agent/logs 2>&1",
+        );
+        panic!(
+            "journal streams missing from the store: {missing:?}\nseen: {seen:?}\n\
+             the store's series: {last}\n--- web1:\n{diag}"
+        );
+    }
+    // One line of each Debian service's journal, as stored.
+    for (host, service) in [
+        ("monitor", "prometheus"),
+        ("monitor", "alertmanager"),
+        ("db1", "keeper"),
+        ("db1", "etcd"),
+        ("lb1", "keepalived"),
+        ("web1", "web"),
+    ]
+    .into_iter()
+    .filter(|(h, s)| want.contains(&((*h).to_owned(), (*s).to_owned())))
+    {
+        let v = store(
+            "query_range",
+            &format!(
+                "--data-urlencode 'query={{host=\"{host}\", service=\"{service}\", stream=\"log\"}}' \
+                 --data-urlencode limit=1 --data-urlencode since=6h"
+            ),
+        );
+        let line = v["data"]["result"][0]["values"][0][1]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {host}/{service} line: {v}"))
+            .to_owned();
+        println!(
+            "journal: {host} {service}: {}",
+            line.chars().take(120).collect::<String>()
+        );
+    }
+    println!(
+        "journals: {} streams of the hosts' units in the store, none missing",
+        want.len()
     );
 }
 

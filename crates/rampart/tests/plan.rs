@@ -52,6 +52,7 @@ fn settings(prefix: Option<&str>, pace: Pace) -> Settings {
         uid: 0,
         failover: Default::default(),
         runtime: PathBuf::from("/run/rampart"),
+        journal: false,
     }
 }
 

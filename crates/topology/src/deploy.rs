@@ -55,6 +55,8 @@ pub fn settings() -> Settings {
         uid: 0,
         failover: Failover::default(),
         runtime: PathBuf::from(RUNTIME),
+        // Under systemd every service's output is its unit's journal.
+        journal: true,
     }
 }
 
@@ -92,22 +94,20 @@ pub const MARIADB_PACKAGE: &str = "mariadb-server";
 
 /// How `svc` runs under systemd; `None` for what only `rampart up` runs (the forwards).
 pub fn unit_of(svc: &ServicePlan) -> Option<UnitSpec> {
-    if !svc.in_namespace {
-        return None;
-    }
-    let packaged = |unit: &str, user, package| UnitSpec {
-        unit: unit.into(),
+    let unit = crate::plan::unit_name(svc)?;
+    let packaged = |unit, user, package| UnitSpec {
+        unit,
         user,
         kind: UnitKind::DropIn,
         package: Some(package),
     };
     Some(match &svc.launch {
-        Launch::Database(_) => packaged("mariadb.service", "mysql", MARIADB_PACKAGE),
+        Launch::Database(_) => packaged(unit, "mysql", MARIADB_PACKAGE),
         Launch::Process {
             program: Program::Rampart(_),
             ..
         } => UnitSpec {
-            unit: format!("rampart-{}.service", svc.name),
+            unit,
             user: SERVICE_USER,
             kind: UnitKind::Own,
             package: None,
@@ -115,15 +115,14 @@ pub fn unit_of(svc: &ServicePlan) -> Option<UnitSpec> {
         Launch::Process {
             program: Program::Packaged { program, package },
             ..
-        } => match *program {
-            "etcd" => packaged("etcd.service", "etcd", package),
-            "prometheus" => packaged("prometheus.service", "prometheus", package),
-            "prometheus-alertmanager" => {
-                packaged("prometheus-alertmanager.service", "prometheus", package)
-            }
-            "keepalived" => packaged("keepalived.service", "root", package),
-            _ => return None,
-        },
+        } => {
+            let user = match *program {
+                "etcd" => "etcd",
+                "keepalived" => "root",
+                _ => "prometheus",
+            };
+            packaged(unit, user, package)
+        }
     })
 }
 
@@ -671,6 +670,10 @@ fn own_unit(host: &str, svc: &ServicePlan, u: &UnitSpec, dir: &Path) -> String {
     }
     s.push_str("StartLimitIntervalSec=60\nStartLimitBurst=10\n\n[Service]\nType=exec\n");
     let _ = writeln!(s, "User={}\nGroup={SERVICE_GROUP}", u.user);
+    if svc.name == "agent" {
+        // Reading the system journal (the host's units' output, shipped as logs).
+        s.push_str("SupplementaryGroups=systemd-journal\n");
+    }
     let _ = writeln!(s, "ExecStart={}", exec_line(&argv_of(svc, &[])));
     if svc.name == "lb" {
         // The load balancer reloads its config on SIGHUP without dropping a connection,
@@ -944,9 +947,88 @@ mod tests {
         }
         assert!(!agent.contains("PrivateUsers"), "{agent}");
         assert!(!agent.contains("ProcSubset=pid"), "the agent reads /proc");
+        // And the system journal, where the host's services write.
+        assert!(
+            agent
+                .lines()
+                .any(|l| l == "SupplementaryGroups=systemd-journal"),
+            "{agent}"
+        );
         let web = bundle(&p, "web1", &[], "").unwrap();
         let web = text(&web, "/etc/systemd/system/rampart-web.service");
         assert!(web.contains("ProcSubset=pid\n") && !web.contains("CAP_NET_BIND"));
+    }
+
+    #[test]
+    fn agents_follow_their_hosts_units_in_the_journal() {
+        let p = site();
+        let config = |h: &str| {
+            let b = bundle(&p, h, &[], "").unwrap();
+            text(&b, &format!("/var/lib/rampart/hosts/{h}/agent.toml")).to_owned()
+        };
+        let parsed = |h: &str| -> toml::Value { toml::from_str(&config(h)).unwrap() };
+        let units = |h: &str| -> Vec<(String, String)> {
+            parsed(h)["logs"]["journal"]["units"]
+                .as_table()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+                .collect()
+        };
+        let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter().map(|(a, b)| ((*a).into(), (*b).into())).collect()
+        };
+        assert_eq!(units("web1"), pairs(&[("rampart-web.service", "web")]));
+        let db1 = units("db1");
+        assert!(
+            db1.contains(&("mariadb.service".into(), "keeper".into())),
+            "{db1:?}"
+        );
+        let monitor = units("monitor");
+        for want in [
+            ("prometheus.service", "prometheus"),
+            ("prometheus-alertmanager.service", "alertmanager"),
+        ] {
+            assert!(
+                monitor.contains(&(want.0.into(), want.1.into())),
+                "{want:?} in {monitor:?}"
+            );
+        }
+        // Every unit a host runs (but the agent's own) is followed.
+        for h in p.hosts.iter().filter(|h| h.service("agent").is_some()) {
+            let mut want: Vec<String> = h
+                .services
+                .iter()
+                .filter(|s| s.name != "agent")
+                .filter_map(unit_of)
+                .map(|u| u.unit)
+                .collect();
+            want.sort();
+            let got: Vec<String> = units(&h.name).into_iter().map(|(u, _)| u).collect();
+            assert_eq!(got, want, "{}", h.name);
+        }
+        // Files only where the services write them (access logs, MariaDB's own logs),
+        // never the output files `rampart up` uses.
+        let streams = |h: &str| -> Vec<String> {
+            parsed(h)["logs"]
+                .get("files")
+                .and_then(toml::Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .map(|f| {
+                            format!(
+                                "{}/{}",
+                                f["service"].as_str().unwrap(),
+                                f["stream"].as_str().unwrap()
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        assert_eq!(streams("web1"), ["web/access"]);
+        assert_eq!(streams("db1"), ["mariadb/error", "mariadb/slow"]);
+        assert!(streams("monitor").is_empty(), "{:?}", streams("monitor"));
     }
 
     #[test]

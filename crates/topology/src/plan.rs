@@ -10,6 +10,7 @@
 //! stops and records PIDs, and never decides per service what to do. Everything that
 //! differs between services is data here, so it is tested without root or processes.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
@@ -44,6 +45,9 @@ pub struct Settings {
     /// A tmpfs directory for what must never reach a disk (the backup host's plaintext
     /// binlog staging): `/run/rampart` on real hosts, [`runtime_root`] under `rampart up`.
     pub runtime: PathBuf,
+    /// The services' output goes to the systemd journal (real hosts), not to their
+    /// [`ServicePlan::log_file`]: the agents follow their units' entries instead.
+    pub journal: bool,
 }
 
 /// `rampart up`'s [`Settings::runtime`] for state directory `state`:
@@ -171,6 +175,31 @@ pub enum Program {
         program: &'static str,
         package: &'static str,
     },
+}
+
+/// The systemd unit that runs `svc` on a real host (`rampart render`): MariaDB's for
+/// the database (its keeper), `rampart-<name>.service` for rampart's own, the Debian
+/// package's for the others; `None` for what only `rampart up` runs (the forwards).
+pub fn unit_name(svc: &ServicePlan) -> Option<String> {
+    if !svc.in_namespace {
+        return None;
+    }
+    Some(match &svc.launch {
+        Launch::Database(_) => "mariadb.service".into(),
+        Launch::Process {
+            program: Program::Rampart(_),
+            ..
+        } => format!("rampart-{}.service", svc.name),
+        Launch::Process {
+            program: Program::Packaged { program, .. },
+            ..
+        } => match *program {
+            "etcd" | "prometheus" | "prometheus-alertmanager" | "keepalived" => {
+                format!("{program}.service")
+            }
+            _ => return None,
+        },
+    })
 }
 
 /// One database server.
@@ -841,22 +870,28 @@ impl Builder<'_> {
             }
         }
         // Every other service's own output (the database's is its keeper's, beside the
-        // server's error and slow-query logs), and the access logs of lb and web.
+        // server's error and slow-query logs): its file, or on real hosts its unit's
+        // journal. And the access logs of lb and web.
         let mut logs: Vec<crate::render::LogFile> = Vec::new();
+        let mut journal: BTreeMap<String, String> = BTreeMap::new();
         for o in others.iter().filter(|o| o.in_namespace) {
-            let Launch::Database(db) = &o.launch else {
-                logs.push(crate::render::LogFile {
+            let service = match o.launch {
+                Launch::Database(_) => "keeper",
+                Launch::Process { .. } => o.name,
+            };
+            match unit_name(o).filter(|_| self.s.journal) {
+                Some(unit) => {
+                    journal.insert(unit, service.to_owned());
+                }
+                None => logs.push(crate::render::LogFile {
                     path: o.log_file.clone(),
-                    service: o.name.to_owned(),
+                    service: service.to_owned(),
                     stream: "log",
-                });
+                }),
+            }
+            let Launch::Database(db) = &o.launch else {
                 continue;
             };
-            logs.push(crate::render::LogFile {
-                path: o.log_file.clone(),
-                service: "keeper".to_owned(),
-                stream: "log",
-            });
             for (file, stream) in [(MARIADB_ERROR_LOG, "error"), (MARIADB_SLOW_LOG, "slow")] {
                 logs.push(crate::render::LogFile {
                     path: db.dir.join(file),
@@ -886,6 +921,7 @@ impl Builder<'_> {
                 self.s.pace,
                 &certificates,
                 &logs,
+                &journal,
             ),
             Probe::Http {
                 addr,
@@ -1627,6 +1663,7 @@ mod tests {
             uid: 1000,
             failover: Failover::default(),
             runtime: PathBuf::from("/run/st"),
+            journal: false,
         }
     }
 

@@ -598,7 +598,9 @@ pub enum Pace {
 
 /// The `rampart agent` config of `host`: host metrics; the local services' `/metrics`
 /// and access logs; on a database host its health over `mysql_socket` as the monitoring
-/// user; pushed to the monitor host's Prometheus.
+/// user; pushed to the monitor host's Prometheus. It ships `logs` and the journal
+/// entries of `journal`'s units (unit → `service` label) to the log store.
+#[allow(clippy::too_many_arguments)]
 pub fn agent_config(
     t: &Topology,
     host: &Host,
@@ -607,6 +609,7 @@ pub fn agent_config(
     pace: Pace,
     certificates: &[PathBuf],
     logs: &[LogFile],
+    journal: &std::collections::BTreeMap<String, String>,
 ) -> String {
     let dir = state.host(&host.name);
     let mut s = Toml::new();
@@ -706,7 +709,8 @@ pub fn agent_config(
                 &state.secrets().join(secret_file(MONITOR_USER)),
             );
     }
-    if let (Some(monitor), false) = (t.with_role(Role::Monitor).next(), logs.is_empty()) {
+    let shipped = !logs.is_empty() || !journal.is_empty();
+    if let (Some(monitor), true) = (t.with_role(Role::Monitor).next(), shipped) {
         // Lines through the same gate, as Loki pushes.
         let ingest = t.sock(monitor, Segment::Mgmt, t.ports.prometheus);
         s.table("logs")
@@ -723,6 +727,13 @@ pub fn agent_config(
                 .path("path", &f.path)
                 .str("service", &f.service)
                 .str("stream", f.stream);
+        }
+        if !journal.is_empty() {
+            // The host's units' output, from the systemd journal.
+            s.table("logs.journal.units");
+            for (unit, service) in journal {
+                s.str(&q(unit), service);
+            }
         }
         if t.mode == Mode::Isolated {
             // The ruleset's drops (nflog group 1) as events, with the site's addresses

@@ -248,6 +248,10 @@ pub struct Journal {
     pub directory: Option<PathBuf>,
 }
 
+/// The `stream` label of journal lines: a service's own output, as its file is under
+/// `rampart up`.
+pub const JOURNAL_STREAM: &str = "log";
+
 /// The unit types whose output a journal source can follow.
 const UNIT_SUFFIXES: [&str; 4] = [".service", ".socket", ".scope", ".timer"];
 
@@ -769,13 +773,12 @@ fn journal(c: &mut Checker<'_>, j: &FileJournal, files: &[LogFile]) -> Journal {
             );
         } else if files
             .iter()
-            .any(|f| f.service == *service && f.stream == crate::journal::STREAM)
+            .any(|f| f.service == *service && f.stream == JOURNAL_STREAM)
         {
             c.err(
                 key,
                 format!(
-                    "{service}/{} is also a file's; each stream needs one source",
-                    crate::journal::STREAM
+                    "{service}/{JOURNAL_STREAM} is also a file's; each stream needs one source"
                 ),
             );
         }

@@ -40,7 +40,7 @@ use tokio::sync::{mpsc, watch};
 use crate::config::Journal as Config;
 
 /// The `stream` label of journal lines: a service's own output.
-pub const STREAM: &str = "log";
+pub const STREAM: &str = crate::config::JOURNAL_STREAM;
 /// Entries read and not yet taken by the reader.
 pub const QUEUE: usize = 10_000;
 /// The longest entry (its JSON) shipped; longer ones are skipped.

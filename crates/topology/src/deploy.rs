@@ -626,7 +626,6 @@ ProtectKernelTunables=yes
 ProtectKernelModules=yes
 ProtectKernelLogs=yes
 ProtectControlGroups=yes
-ProtectClock=yes
 ProtectHostname=yes
 ProtectProc=invisible
 RestrictNamespaces=yes
@@ -652,6 +651,15 @@ SystemCallErrorNumber=EPERM
         s.push_str("SystemCallFilter=~@privileged @resources\n");
     } else {
         s.push_str("SystemCallFilter=~@privileged\n");
+    }
+    if name == "agent" {
+        // The agent reads the clock's discipline state (node_exporter's timex
+        // collector: `adjtimex` with no modes, a read). `ProtectClock=yes` and
+        // `@privileged` would refuse the call itself; setting the clock still fails,
+        // as the bounding set above has no CAP_SYS_TIME.
+        s.push_str("ProtectClock=no\nSystemCallFilter=adjtimex\n");
+    } else {
+        s.push_str("ProtectClock=yes\n");
     }
     s
 }
@@ -942,9 +950,14 @@ mod tests {
             "CapabilityBoundingSet=CAP_NET_ADMIN",
             "AmbientCapabilities=CAP_NET_ADMIN",
             "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK",
+            // The clock's state (timex) is a read with no capability to set it.
+            "ProtectClock=no",
+            "SystemCallFilter=adjtimex",
         ] {
             assert!(agent.lines().any(|l| l == line), "{agent}");
         }
+        assert!(!agent.contains("CAP_SYS_TIME"), "{agent}");
+        assert!(lb.lines().any(|l| l == "ProtectClock=yes"), "{lb}");
         assert!(!agent.contains("PrivateUsers"), "{agent}");
         assert!(!agent.contains("ProcSubset=pid"), "the agent reads /proc");
         // And the system journal, where the host's services write.

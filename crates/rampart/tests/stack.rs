@@ -19,6 +19,8 @@ use std::time::Duration;
 use rampart_test_support::client::{tool, CurlOut};
 use rampart_test_support::{eventually, free_port};
 
+#[path = "common/grafana.rs"]
+mod grafana;
 #[path = "common/matrix.rs"]
 mod matrix;
 

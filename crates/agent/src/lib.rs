@@ -28,6 +28,7 @@ pub mod remote_write;
 pub mod run;
 pub mod scrape;
 pub mod ship;
+pub mod textfile;
 pub mod timex;
 
 /// What kind of metric a family is, as the text format's `# TYPE` line names it.

@@ -45,10 +45,17 @@ pub fn targets(dashboard: &Value) -> Vec<Target> {
     }
     let mut out = Vec::new();
     walk(
-        dashboard["panels"].as_array().map(Vec::as_slice).unwrap_or(&[]),
+        dashboard["panels"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[]),
         &mut out,
     );
-    for row in dashboard["rows"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+    for row in dashboard["rows"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+    {
         walk(
             row["panels"].as_array().map(Vec::as_slice).unwrap_or(&[]),
             &mut out,
@@ -357,10 +364,7 @@ and predict_linear(node_filesystem_avail_bytes{job="node",fstype!=""}[6h], 4*60*
                 &[r#"node_vmstat_oom_kill{job="node"}"#],
             ),
             (r#"{__name__=~"up"} == 0"#, &[r#"{__name__=~"up"}"#]),
-            (
-                r#"label_replace(up, "a", "$1", "job", "(.*)")"#,
-                &["up"],
-            ),
+            (r#"label_replace(up, "a", "$1", "job", "(.*)")"#, &["up"]),
         ];
         for (expr, want) in cases {
             assert_eq!(selectors(expr), *want, "{expr}");
@@ -386,7 +390,10 @@ and predict_linear(node_filesystem_avail_bytes{job="node",fstype!=""}[6h], 4*60*
                 r#"rate(a{instance="$node",n="$nodename"}[$__rate_interval])"#,
                 r#"rate(a{instance="web1",n="web1.x"}[1m])"#,
             ),
-            (r#"a{i="${node}",j="[[node]]",k="${node:raw}"}"#, r#"a{i="web1",j="web1",k="web1"}"#),
+            (
+                r#"a{i="${node}",j="[[node]]",k="${node:raw}"}"#,
+                r#"a{i="web1",j="web1",k="web1"}"#,
+            ),
         ];
         for (expr, want) in cases {
             assert_eq!(substitute(expr, &vars), want);
@@ -439,17 +446,25 @@ and predict_linear(node_filesystem_avail_bytes{job="node",fstype!=""}[6h], 4*60*
             .into_iter()
             .map(|t| (t.panel, t.expr))
             .collect();
-        let want = [("a", "x"), ("b", "z"), ("c", "w")]
-            .map(|(p, e)| (p.to_owned(), e.to_owned()));
+        let want = [("a", "x"), ("b", "z"), ("c", "w")].map(|(p, e)| (p.to_owned(), e.to_owned()));
         assert_eq!(got, want);
     }
 
     #[test]
     fn data_is_a_non_empty_vector_or_a_scalar() {
         let cases = [
-            (serde_json::json!({"resultType": "vector", "result": []}), false),
-            (serde_json::json!({"resultType": "vector", "result": [{}]}), true),
-            (serde_json::json!({"resultType": "scalar", "result": [1, "1"]}), true),
+            (
+                serde_json::json!({"resultType": "vector", "result": []}),
+                false,
+            ),
+            (
+                serde_json::json!({"resultType": "vector", "result": [{}]}),
+                true,
+            ),
+            (
+                serde_json::json!({"resultType": "scalar", "result": [1, "1"]}),
+                true,
+            ),
             (Value::Null, false),
         ];
         for (data, want) in cases {

@@ -1962,6 +1962,157 @@ impl Drop for Load {
 /// restart inside it, the measured QPS of a known load, TrafficAnomaly firing on a burst
 /// and resolving after it, ReplicationStopped, `mysql_global_status_questions` following
 /// traffic, `promtool check metrics` on every `/metrics`, and the dashboard in Chromium.
+/// The community's dashboards and rules (`../shared/dashboards`, read in place, never
+/// copied), or `None` with the reason printed when they are absent.
+fn shared_dashboards() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/dashboards");
+    if dir.is_dir() {
+        Some(dir.canonicalize().unwrap())
+    } else {
+        println!(
+            "SKIPPED (community dashboards and rules): {} is absent",
+            dir.display()
+        );
+        None
+    }
+}
+
+/// The upstream rules files the operator option loads: the node mixin's and the
+/// mysqld mixin's alerts and recording rules.
+const UPSTREAM_RULES: &[&str] = &[
+    "node-mixin/alerts.yaml",
+    "node-mixin/rules.yaml",
+    "mysqld-mixin/alerts/general.yaml",
+    "mysqld-mixin/alerts/galera.yaml",
+    "mysqld-mixin/rules/rules.yaml",
+];
+
+/// Dashboard expressions that may return nothing on this site, by a metric (or part of
+/// one) they use, with the reason. Every empty expression must be named here.
+const DASHBOARD_EXCUSED: &[(&str, &str)] = &[];
+
+/// Inputs of the upstream alerts that may be absent on this site, with the reason.
+const ALERT_INPUTS_EXCUSED: &[(&str, &str)] = &[];
+
+/// A GET of Prometheus's HTTP API: path and query parameters in, the JSON out.
+type PromApi<'a> = dyn Fn(&str, &[(&str, &str)]) -> serde_json::Value + 'a;
+
+/// Judged (issue 19): every expression of Node Exporter Full and the mysqld mixin's
+/// MySQL overview, with its template variables resolved from `label_values(...)` as
+/// Grafana resolves them, returns data against this running site, but for the listed
+/// hardware and features it does not have; and every alert of the upstream rules (loaded
+/// through `[monitor] rules`) has each of its input series present.
+fn community_dashboards_and_rules(api: &PromApi<'_>, rules: Option<&[PathBuf]>) {
+    let Some(dir) = shared_dashboards() else {
+        return;
+    };
+    let query = |q: &str| api("/api/v1/query", &[("query", q)])["data"].clone();
+    let excused = |expr: &str, list: &[(&'static str, &'static str)]| {
+        list.iter().find(|(m, _)| expr.contains(m)).copied()
+    };
+    let mut used = std::collections::BTreeSet::new();
+    for file in [
+        "node-exporter-full/node-exporter-full.json",
+        "mysqld-mixin/dashboards/mysql-overview.json",
+    ] {
+        let dash = json(&std::fs::read_to_string(dir.join(file)).unwrap());
+        let vars = grafana::variables(&dash, &query).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let targets = grafana::targets(&dash);
+        let panels: std::collections::BTreeSet<&str> =
+            targets.iter().map(|t| t.panel.as_str()).collect();
+        let mut with_data = 0;
+        let mut unexcused = Vec::new();
+        for t in &targets {
+            let expr = grafana::substitute(&t.expr, &vars);
+            if grafana::has_data(&query(&expr)) {
+                with_data += 1;
+            } else if let Some(e) = excused(&t.expr, DASHBOARD_EXCUSED) {
+                used.insert(e);
+            } else {
+                unexcused.push(format!("{}: {expr}", t.panel));
+            }
+        }
+        let shown: Vec<String> = vars
+            .iter()
+            .map(|v| format!("{}={}", v.name, v.value))
+            .collect();
+        println!(
+            "{file}: {} expressions of {} panels ({}): {with_data} with data, {} empty and excused, {} empty",
+            targets.len(),
+            panels.len(),
+            shown.join(" "),
+            targets.len() - with_data - unexcused.len(),
+            unexcused.len()
+        );
+        assert!(
+            unexcused.is_empty(),
+            "{file}: {} expressions return no data:\n{}",
+            unexcused.len(),
+            unexcused.join("\n")
+        );
+    }
+    let Some(rules) = rules else {
+        return;
+    };
+    let loaded = api("/api/v1/rules", &[]);
+    let groups = loaded["data"]["groups"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut alerts = 0;
+    let mut records = 0;
+    let mut missing = Vec::new();
+    for file in rules {
+        let mine: Vec<&serde_json::Value> = groups
+            .iter()
+            .filter(|g| {
+                g["file"]
+                    .as_str()
+                    .is_some_and(|f| Path::new(f).file_name() == file.file_name())
+            })
+            .collect();
+        assert!(!mine.is_empty(), "{} not loaded: {loaded}", file.display());
+        for rule in mine
+            .iter()
+            .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+        {
+            if rule["health"] == "err" {
+                panic!("rule fails to evaluate: {rule}");
+            }
+            if rule["type"] != "alerting" {
+                records += 1;
+                continue;
+            }
+            alerts += 1;
+            let expr = rule["query"].as_str().unwrap_or("");
+            for sel in grafana::selectors(expr) {
+                if grafana::has_data(&query(&sel)) {
+                    continue;
+                }
+                match excused(&sel, ALERT_INPUTS_EXCUSED) {
+                    Some(e) => {
+                        used.insert(e);
+                    }
+                    None => missing.push(format!("{}: {sel}", rule["name"])),
+                }
+            }
+        }
+    }
+    println!(
+        "upstream rules: {} files, {alerts} alerts and {records} recording rules loaded, every alert's inputs present but {} excused",
+        rules.len(),
+        used.iter().filter(|e| ALERT_INPUTS_EXCUSED.contains(e)).count()
+    );
+    for (what, why) in &used {
+        println!("  excused {what}: {why}");
+    }
+    assert!(
+        missing.is_empty(),
+        "alerts whose inputs are absent:\n{}",
+        missing.join("\n")
+    );
+}
+
 #[test]
 fn monitoring_end_to_end() {
     if !rampart_test_support::require_root("isolated mode (network namespaces)") {
@@ -1979,12 +2130,28 @@ fn monitoring_end_to_end() {
         }
     }
     let prefix = format!("rm{}", std::process::id() % 100_000);
+    // The operator option that loads the community's rules (`[monitor] rules`), on
+    // when they are here to load.
+    let site_dir = tempfile::tempdir().unwrap();
+    let rules: Option<Vec<PathBuf>> =
+        shared_dashboards().map(|d| UPSTREAM_RULES.iter().map(|f| d.join(f)).collect());
+    let mut extra = vec!["--fast-monitor".to_owned()];
+    if let Some(rules) = &rules {
+        let site = site_dir.path().join("site.toml");
+        let list: Vec<String> = rules
+            .iter()
+            .map(|r| format!("{:?}", r.display().to_string()))
+            .collect();
+        std::fs::write(&site, format!("[monitor]\nrules = [{}]\n", list.join(", "))).unwrap();
+        extra.extend(["--topology".to_owned(), site.display().to_string()]);
+    }
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let Some(stack) = Stack::up_with(
         Mode::Isolated {
             prefix,
             publish: free_port(),
         },
-        &["--fast-monitor"],
+        &extra,
     ) else {
         return;
     };
@@ -2726,6 +2893,30 @@ fn monitoring_end_to_end() {
         "promtool check metrics: {} endpoints clean",
         endpoints.len()
     );
+
+    // 5b. The community's dashboards and alerts, unchanged, against this site.
+    let api = |path: &str, params: &[(&str, &str)]| -> serde_json::Value {
+        let mut args = vec![
+            "curl".to_owned(),
+            "-sS".into(),
+            "--max-time".into(),
+            "10".into(),
+            "--get".into(),
+            "--cacert".into(),
+            state.join("certs/ca.pem").display().to_string(),
+            "--cert".into(),
+            plane("pem"),
+            "--key".into(),
+            plane("key"),
+            format!("https://127.0.0.1:9091{path}"),
+        ];
+        for (k, v) in params {
+            args.extend(["--data-urlencode".into(), format!("{k}={v}")]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        serde_json::from_str(&exec("monitor", &args)).unwrap_or_default()
+    };
+    community_dashboards_and_rules(&api, rules.as_deref());
 
     // 6. The dashboard in Chromium, logged in through a one-time link, once its WAF
     //    query has lb1's counters.

@@ -1,13 +1,14 @@
-//! Host metrics read from `/proc` and `statvfs`, under node_exporter's metric names, label
-//! names, units and help texts (the `cpu`, `stat`, `meminfo`, `loadavg`, `netdev`,
-//! `filesystem` and `time` collectors of node_exporter 1.5), so its dashboards and alert
-//! rules work unchanged.
+//! Host metrics read from `/proc`, `/sys` and `statvfs`, under node_exporter 1.5's metric
+//! names, label names, types, units and help texts, so its dashboards and alert rules
+//! work unchanged. This file has the `cpu`, `stat`, `meminfo`, `loadavg`, `netdev`,
+//! `filesystem` and `time` collectors and runs them with [`crate::kernel`]'s, each timed
+//! and reported in `node_scrape_collector_success` as node_exporter does.
 //!
 //! Every parser here is pure (text in, families out); [`collect`] only reads the files
 //! under a root directory and calls `statvfs`. `proc/stat` and `proc/meminfo` are
-//! required; `proc/loadavg`, `proc/net/dev` and the mount table are optional (a missing
-//! one skips its families). What node_exporter excludes by default, this excludes too:
-//! the `lo` device, and the file systems listed in [`EXCLUDED_FS_TYPES`] or mounted under
+//! required; any other collector's missing or bad file fails only that collector. What
+//! node_exporter excludes by default, this excludes too: the `lo` device in netdev, and
+//! the file systems listed in [`EXCLUDED_FS_TYPES`] or mounted under
 //! [`EXCLUDED_MOUNT_POINTS`].
 
 use std::collections::{BTreeMap, HashSet};

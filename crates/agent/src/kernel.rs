@@ -488,6 +488,12 @@ fn disk_families(disks: &[Disk], udev: &[BTreeMap<String, String>]) -> Vec<Famil
         Kind::Gauge,
         Vec::new(),
     );
+    let mut fs = family(
+        "node_disk_filesystem_info",
+        "Info about disk filesystem.",
+        Kind::Gauge,
+        Vec::new(),
+    );
     let mut dm = family(
         "node_disk_device_mapper_info",
         "Info about disk device mapper.",
@@ -536,6 +542,18 @@ fn disk_families(disks: &[Disk], udev: &[BTreeMap<String, String>]) -> Vec<Famil
             ],
             1.0,
         ));
+        if !p("ID_FS_TYPE").is_empty() {
+            fs.samples.push(labelled(
+                &[
+                    ("device", &d.name),
+                    ("type", p("ID_FS_TYPE")),
+                    ("usage", p("ID_FS_USAGE")),
+                    ("uuid", p("ID_FS_UUID")),
+                    ("version", p("ID_FS_VERSION")),
+                ],
+                1.0,
+            ));
+        }
         if !p("DM_NAME").is_empty() {
             dm.samples.push(labelled(
                 &[
@@ -561,6 +579,7 @@ fn disk_families(disks: &[Disk], udev: &[BTreeMap<String, String>]) -> Vec<Famil
         }
     }
     out.push(info);
+    out.push(fs);
     out.push(dm);
     out.extend(ata.into_iter().map(|(_, f)| f));
     out
@@ -1357,7 +1376,7 @@ mod tests {
         let udev = vec![
             parse_udev("S:disk/by-path/x\nE:ID_PATH=pci-0000:00:05.0\nE:ID_SERIAL_SHORT=abc\nE:ID_MODEL=QEMU\n"),
             BTreeMap::new(),
-            parse_udev("E:ID_ATA=1\nE:ID_ATA_ROTATION_RATE_RPM=0\nE:DM_NAME=vg-root\nE:DM_VG_NAME=vg\n"),
+            parse_udev("E:ID_ATA=1\nE:ID_ATA_ROTATION_RATE_RPM=0\nE:DM_NAME=vg-root\nE:DM_VG_NAME=vg\nE:ID_FS_TYPE=ext4\nE:ID_FS_USAGE=filesystem\n"),
         ];
         let text = render(Ok(disk_families(&disks[..1], &udev)));
         assert_eq!(
@@ -1429,6 +1448,12 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("node_disk_ata_write_cache{"), "{text}");
+        assert!(
+            text.contains(
+                "node_disk_filesystem_info{device=\"sda\",type=\"ext4\",usage=\"filesystem\"} 1\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

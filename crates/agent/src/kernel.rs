@@ -46,7 +46,8 @@ static DISK_RE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(DISKSTATS_DEVICE_EXCLUDE).expect("DISKSTATS_DEVICE_EXCLUDE compiles")
 });
 
-/// One collector: its node_exporter name and the function that fills it.
+/// A collector: reads below the root, pushes its families, and says whether it failed
+/// (after pushing what it had, as node_exporter's do).
 pub type Collector = fn(&Path, &mut Vec<Family>) -> Result<(), HostError>;
 
 // ---------------------------------------------------------------- uname

@@ -1,38 +1,27 @@
-//! Host metrics read from `/proc` and `statvfs`, under node_exporter's metric names, label
-//! names, units and help texts (the `cpu`, `stat`, `meminfo`, `loadavg`, `netdev`,
-//! `filesystem` and `time` collectors of node_exporter 1.5), so its dashboards and alert
-//! rules work unchanged.
+//! Host metrics read from `/proc`, `/sys` and `statvfs`, under node_exporter 1.5's metric
+//! names, label names, types, units and help texts, so its dashboards and alert rules
+//! work unchanged. This file has the `cpu`, `stat`, `meminfo`, `loadavg`, `netdev`,
+//! `filesystem` and `time` collectors and runs them with [`crate::kernel`]'s, each timed
+//! and reported in `node_scrape_collector_success` as node_exporter does.
 //!
 //! Every parser here is pure (text in, families out); [`collect`] only reads the files
 //! under a root directory and calls `statvfs`. `proc/stat` and `proc/meminfo` are
-//! required; `proc/loadavg`, `proc/net/dev` and the mount table are optional (a missing
-//! one skips its families). What node_exporter excludes by default, this excludes too:
-//! the `lo` device, and the file systems listed in [`EXCLUDED_FS_TYPES`] or mounted under
+//! required; any other collector's missing or bad file fails only that collector. What
+//! node_exporter excludes by default, this excludes too: the `lo` device in netdev, and
+//! the file systems listed in [`EXCLUDED_FS_TYPES`] or mounted under
 //! [`EXCLUDED_MOUNT_POINTS`].
 
 use std::collections::{BTreeMap, HashSet};
 use std::io;
-use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::{Family, Kind, Sample};
-
-/// Why host metrics could not be collected; each variant names the file.
-#[derive(Debug, thiserror::Error)]
-pub enum HostError {
-    #[error("{}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("{}: line {line}: {reason}", path.display())]
-    Parse {
-        path: PathBuf,
-        line: usize,
-        reason: String,
-    },
-}
+use crate::kernel::{self, Collector};
+pub use crate::procfs::HostError;
+use crate::procfs::{
+    bad, decimal, family, gauge, int, labelled, missing, parse_file, parsed, plain, read, Bad,
+};
+use crate::{Family, Kind};
 
 /// The kernel's clock ticks per second for `/proc/stat` (`USER_HZ`), fixed at 100 on
 /// every architecture Linux exposes to user space (node_exporter assumes the same).
@@ -88,29 +77,141 @@ pub const EXCLUDED_MOUNT_POINTS: &[&str] = &[
 /// leaves out.
 const EXCLUDED_DEVICES: &[&str] = &["lo"];
 
+/// The optional collectors, by node_exporter's names, in the order they run. A failing
+/// one reports `node_scrape_collector_success{collector} 0` and costs nothing else.
+const OPTIONAL: &[(&str, Collector)] = &[
+    ("loadavg", loadavg),
+    ("netdev", netdev),
+    ("filesystem", filesystems),
+    ("time", time),
+    ("uname", kernel::uname),
+    ("filefd", kernel::filefd),
+    ("entropy", kernel::entropy),
+    ("conntrack", kernel::conntrack),
+    ("pressure", kernel::pressure),
+    ("vmstat", kernel::vmstat),
+    ("diskstats", kernel::diskstats),
+    ("sockstat", kernel::sockstat),
+    ("softnet", kernel::softnet),
+    ("netstat", kernel::netstat),
+    ("netclass", kernel::netclass),
+    ("schedstat", kernel::schedstat),
+    ("interrupts", kernel::interrupts),
+    ("processes", kernel::processes),
+];
+
+/// The collectors [`collect`] runs, by node_exporter's names: these and
+/// [`OPTIONAL`]'s, the `--collector.<name>` flags that make node_exporter emit the same
+/// families.
+pub fn collector_names() -> Vec<&'static str> {
+    let mut names = vec!["cpu", "stat", "meminfo"];
+    names.extend(OPTIONAL.iter().map(|(n, _)| *n));
+    names
+}
+
 /// Reads host metrics from the files under `root` (`/` normally; tests pass a fixture
-/// directory) and `statvfs` on the mount points found under it. Families with no samples
-/// are left out.
+/// directory) and `statvfs` on the mount points found under it, with
+/// `node_scrape_collector_duration_seconds` and `node_scrape_collector_success` per
+/// collector as node_exporter has them. `proc/stat` (`cpu`, `stat`) and
+/// `proc/meminfo` are required: an error there is this function's error. Any other
+/// collector's error fails only that collector: logged naming the file (at debug level
+/// when the file does not exist, which is a kernel without the feature, as
+/// node_exporter's "no data"), its success 0, and whatever it read before the error
+/// kept. Families with no samples are left out.
 pub fn collect(root: &Path) -> Result<Vec<Family>, HostError> {
     let mut families = Vec::new();
-    let stat = read(root, "proc/stat")?.ok_or_else(|| missing(root, "proc/stat"))?;
-    families.extend(parsed(root, "proc/stat", parse_stat(&stat))?);
-    let meminfo = read(root, "proc/meminfo")?.ok_or_else(|| missing(root, "proc/meminfo"))?;
-    families.extend(parsed(root, "proc/meminfo", parse_meminfo(&meminfo))?);
-    if let Some(text) = read(root, "proc/loadavg")? {
-        families.extend(parsed(root, "proc/loadavg", parse_loadavg(&text))?);
+    let mut runs: Vec<(&str, f64, bool)> = Vec::new();
+    for (name, collector) in [
+        ("cpu", cpu as Collector),
+        ("stat", stat),
+        ("meminfo", meminfo),
+    ] {
+        let t = Instant::now();
+        collector(root, &mut families)?;
+        runs.push((name, t.elapsed().as_secs_f64(), true));
     }
-    if let Some(text) = read(root, "proc/net/dev")? {
-        families.extend(parsed(root, "proc/net/dev", parse_netdev(&text))?);
+    for (name, collector) in OPTIONAL {
+        let t = Instant::now();
+        let result = collector(root, &mut families);
+        let seconds = t.elapsed().as_secs_f64();
+        match &result {
+            Ok(()) => {}
+            Err(e) if e.is_missing() => {
+                tracing::debug!(collector = name, error = %e, "host collector has no data");
+            }
+            Err(e) => tracing::warn!(collector = name, error = %e, "host collector failed"),
+        }
+        runs.push((name, seconds, result.is_ok()));
     }
-    // node_exporter reads init's mount table (the host's view when the exporter runs
-    // in a container) and falls back to its own.
-    let mut mounts = None;
+    let sample = |name: &str, v: f64| labelled(&[("collector", name)], v);
+    families.push(family(
+        "node_scrape_collector_duration_seconds",
+        "node_exporter: Duration of a collector scrape.",
+        Kind::Gauge,
+        runs.iter().map(|(n, s, _)| sample(n, *s)).collect(),
+    ));
+    families.push(family(
+        "node_scrape_collector_success",
+        "node_exporter: Whether a collector succeeded.",
+        Kind::Gauge,
+        runs.iter()
+            .map(|(n, _, ok)| sample(n, if *ok { 1.0 } else { 0.0 }))
+            .collect(),
+    ));
+    families.retain(|f| !f.samples.is_empty());
+    Ok(families)
+}
+
+/// The `cpu` collector: `/proc/stat`'s per-CPU times.
+fn cpu(root: &Path, out: &mut Vec<Family>) -> Result<(), HostError> {
+    let f = parse_file(root, "proc/stat", parse_stat)?;
+    out.extend(f.into_iter().filter(|f| f.name.starts_with("node_cpu_")));
+    Ok(())
+}
+
+/// The `stat` collector: `/proc/stat`'s other lines (read again, as node_exporter does).
+fn stat(root: &Path, out: &mut Vec<Family>) -> Result<(), HostError> {
+    let f = parse_file(root, "proc/stat", parse_stat)?;
+    out.extend(f.into_iter().filter(|f| !f.name.starts_with("node_cpu_")));
+    Ok(())
+}
+
+fn meminfo(root: &Path, out: &mut Vec<Family>) -> Result<(), HostError> {
+    out.extend(parse_file(root, "proc/meminfo", parse_meminfo)?);
+    Ok(())
+}
+
+fn loadavg(root: &Path, out: &mut Vec<Family>) -> Result<(), HostError> {
+    out.extend(parse_file(root, "proc/loadavg", parse_loadavg)?);
+    Ok(())
+}
+
+/// `/proc/net/dev`'s columns and sysfs's `rx_nohandler` of the same devices.
+fn netdev(root: &Path, out: &mut Vec<Family>) -> Result<(), HostError> {
+    let families = parse_file(root, "proc/net/dev", parse_netdev)?;
+    let devices: Vec<String> = families
+        .first()
+        .map(|f| {
+            f.samples
+                .iter()
+                .flat_map(|s| s.labels.iter().map(|(_, v)| v.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.extend(families);
+    out.push(kernel::nohandler(root, &devices));
+    Ok(())
+}
+
+/// The `filesystem` collector. node_exporter reads init's mount table (the host's view
+/// when the exporter runs in a container) and falls back to its own.
+fn filesystems(root: &Path, out: &mut Vec<Family>) -> Result<(), HostError> {
     for file in ["proc/1/mounts", "proc/self/mounts"] {
         match read(root, file) {
             Ok(Some(text)) => {
-                mounts = Some(parsed(root, file, parse_mounts(&text))?);
-                break;
+                let mounts = parsed(root, file, parse_mounts(&text))?;
+                out.extend(filesystem(root, &mounts));
+                return Ok(());
             }
             Ok(None) => {}
             Err(HostError::Read { source, .. })
@@ -118,110 +219,20 @@ pub fn collect(root: &Path) -> Result<Vec<Family>, HostError> {
             Err(e) => return Err(e),
         }
     }
-    if let Some(mounts) = mounts {
-        families.extend(filesystem(root, &mounts));
-    }
+    Err(missing(root, "proc/self/mounts"))
+}
+
+/// The `time` collector: the clock, then the clock sources (whose failure fails it).
+fn time(root: &Path, out: &mut Vec<Family>) -> Result<(), HostError> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
-    families.push(gauge(
+    out.push(gauge(
         "node_time_seconds",
         "System time in seconds since epoch (1970).",
         now,
     ));
-    families.retain(|f| !f.samples.is_empty());
-    Ok(families)
-}
-
-/// A line that could not be parsed: its number (from 1) and why.
-#[derive(Debug, PartialEq)]
-struct Bad {
-    line: usize,
-    reason: String,
-}
-
-fn bad(index: usize, reason: impl Into<String>) -> Bad {
-    Bad {
-        line: index + 1,
-        reason: reason.into(),
-    }
-}
-
-/// The contents of `root/file`, `None` if it does not exist.
-fn read(root: &Path, file: &str) -> Result<Option<String>, HostError> {
-    let path = root.join(file);
-    match std::fs::read(&path) {
-        Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(HostError::Read { path, source }),
-    }
-}
-
-fn missing(root: &Path, file: &str) -> HostError {
-    HostError::Read {
-        path: root.join(file),
-        source: io::ErrorKind::NotFound.into(),
-    }
-}
-
-fn parsed<T>(root: &Path, file: &str, r: Result<T, Bad>) -> Result<T, HostError> {
-    r.map_err(|b| HostError::Parse {
-        path: root.join(file),
-        line: b.line,
-        reason: b.reason,
-    })
-}
-
-fn family(name: &str, help: &str, kind: Kind, samples: Vec<Sample>) -> Family {
-    Family {
-        name: name.to_owned(),
-        help: help.to_owned(),
-        kind,
-        samples,
-    }
-}
-
-fn gauge(name: &str, help: &str, value: f64) -> Family {
-    family(name, help, Kind::Gauge, vec![plain(value)])
-}
-
-fn plain(value: f64) -> Sample {
-    Sample {
-        labels: Vec::new(),
-        value,
-        suffix: "",
-    }
-}
-
-fn labelled(labels: &[(&str, &str)], value: f64) -> Sample {
-    Sample {
-        labels: labels
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-        value,
-        suffix: "",
-    }
-}
-
-/// A non-negative integer counter as the kernel prints it.
-fn int(s: &str) -> Result<f64, String> {
-    s.parse::<u64>()
-        .map(|v| v as f64)
-        .map_err(|_| format!("not a number: {s:?}"))
-}
-
-/// A non-negative decimal such as a load average (digits and at most one dot; no `inf`,
-/// `NaN` or exponent, which `f64::from_str` would accept).
-fn decimal(s: &str) -> Result<f64, String> {
-    let ok = !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-        && s.bytes().filter(|&b| b == b'.').count() <= 1
-        && s.bytes().any(|b| b.is_ascii_digit());
-    match s.parse::<f64>() {
-        Ok(v) if ok => Ok(v),
-        _ => Err(format!("not a number: {s:?}")),
-    }
+    kernel::clocksources(root, out)
 }
 
 /// The `/proc/stat` columns of a `cpuN` line, in order, as node_exporter's `mode` label.
@@ -607,6 +618,7 @@ fn filesystem(root: &Path, mounts: &[Mount]) -> Vec<Family> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::procfs::fixture::root;
 
     /// Parses `input` as the file `file` and renders the result: the families in the
     /// text format for the /proc files, one `device mountpoint fstype ro|rw` line per
@@ -1032,26 +1044,29 @@ mod tests {
         }
     }
 
-    /// A fixture root with the given files.
-    fn root(files: &[(&str, &str)]) -> tempfile::TempDir {
-        let dir = tempfile::tempdir().unwrap();
-        for (name, text) in files {
-            let path = dir.path().join(name);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, text).unwrap();
-        }
-        dir
+    fn names(families: &[Family]) -> Vec<&str> {
+        families
+            .iter()
+            .map(|f| f.name.as_str())
+            .filter(|n| !n.starts_with("node_scrape_collector_"))
+            .collect()
     }
 
-    fn names(families: &[Family]) -> Vec<&str> {
-        families.iter().map(|f| f.name.as_str()).collect()
+    /// `node_scrape_collector_success` of each collector, as `name=0|1`.
+    fn successes(families: &[Family]) -> Vec<String> {
+        families
+            .iter()
+            .filter(|f| f.name == "node_scrape_collector_success")
+            .flat_map(|f| &f.samples)
+            .map(|s| format!("{}={}", s.labels[0].1, s.value))
+            .collect()
     }
 
     const STAT: &str = "cpu0 1 2 3 4\nbtime 5\n";
     const MEMINFO: &str = "MemTotal: 1 kB\n";
 
     #[test]
-    fn collect_with_only_the_required_files_skips_the_optional_families() {
+    fn collect_with_only_the_required_files_fails_the_optional_collectors_only() {
         let dir = root(&[("proc/stat", STAT), ("proc/meminfo", MEMINFO)]);
         let f = collect(dir.path()).unwrap();
         assert_eq!(
@@ -1060,9 +1075,25 @@ mod tests {
                 "node_cpu_seconds_total",
                 "node_boot_time_seconds",
                 "node_memory_MemTotal_bytes",
-                "node_time_seconds"
+                "node_time_seconds",
+                "node_uname_info",
             ]
         );
+        let ok: Vec<String> = successes(&f)
+            .into_iter()
+            .filter(|s| s.ends_with("=1"))
+            .collect();
+        // sockstat, as node_exporter's, skips missing files without failing.
+        assert_eq!(
+            ok,
+            ["cpu=1", "stat=1", "meminfo=1", "uname=1", "sockstat=1"]
+        );
+        assert_eq!(successes(&f).len(), collector_names().len());
+        let durations = f
+            .iter()
+            .find(|f| f.name == "node_scrape_collector_duration_seconds")
+            .unwrap();
+        assert_eq!(durations.samples.len(), collector_names().len());
     }
 
     #[test]
@@ -1079,18 +1110,37 @@ mod tests {
     }
 
     #[test]
-    fn collect_a_bad_file_is_an_error_naming_file_and_line() {
+    fn collect_a_bad_required_file_is_an_error_naming_file_and_line() {
+        let dir = root(&[("proc/stat", STAT), ("proc/meminfo", "MemTotal 1\n")]);
+        let e = collect(dir.path()).unwrap_err().to_string();
+        let want = format!(
+            "{}: line 1: MemTotal: no ':' after the field name",
+            dir.path().join("proc/meminfo").display()
+        );
+        assert_eq!(e, want);
+    }
+
+    #[test]
+    fn collect_a_bad_optional_file_fails_only_its_collector() {
         let dir = root(&[
             ("proc/stat", STAT),
             ("proc/meminfo", MEMINFO),
             ("proc/loadavg", "1 2\n"),
+            ("proc/sys/fs/file-nr", "1 0 9\n"),
+            ("proc/vmstat", "pgfault x\n"),
         ]);
-        let e = collect(dir.path()).unwrap_err().to_string();
-        let want = format!(
-            "{}: line 1: 2 values, want 3",
-            dir.path().join("proc/loadavg").display()
+        let f = collect(dir.path()).unwrap();
+        let names = names(&f);
+        assert!(!names.contains(&"node_load1"), "{names:?}");
+        assert!(
+            !names.iter().any(|n| n.starts_with("node_vmstat")),
+            "{names:?}"
         );
-        assert_eq!(e, want);
+        assert!(names.contains(&"node_filefd_maximum"), "{names:?}");
+        let s = successes(&f);
+        for want in ["loadavg=0", "vmstat=0", "filefd=1", "cpu=1"] {
+            assert!(s.iter().any(|x| x == want), "{want} not in {s:?}");
+        }
     }
 
     #[test]

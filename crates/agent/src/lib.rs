@@ -1,6 +1,7 @@
 //! The monitoring agent (`rampart agent`, issue 5): the metric model every collector
 //! fills ([`Family`], [`Sample`]) and its Prometheus text exposition ([`expo`]); host
-//! metrics under node_exporter's names ([`host`]); the services' `/metrics`
+//! metrics under node_exporter's names ([`host`], and [`kernel`] for the kernel and
+//! device collectors, both on the shared file reading of `procfs`); the services' `/metrics`
 //! ([`scrape`]), access-log counters ([`logtail`]) and database health ([`mysql`]); the
 //! on-disk [`buffer`]; the remote-write 1.0 encoder and client ([`remote_write`]); log
 //! lines into Loki push batches ([`logship`]) shipped by [`ship`] (issue 18); the
@@ -20,10 +21,12 @@ pub mod expo;
 pub mod firewall;
 pub mod host;
 pub mod journal;
+pub mod kernel;
 pub mod logship;
 pub mod logtail;
 pub mod mysql;
 pub mod nflog;
+mod procfs;
 pub mod remote_write;
 pub mod run;
 pub mod scrape;

@@ -304,7 +304,12 @@ impl Agent {
             let r = tokio::task::spawn_blocking(move || host::collect(&root)).await;
             self.timed("node", t);
             match r {
-                Ok(Ok(f)) => groups.push(("node".into(), f)),
+                Ok(Ok(mut f)) => {
+                    // node_exporter's own process_* are in job "node" too; dashboards
+                    // built for it look for them there.
+                    f.extend(process_families(self.started));
+                    groups.push(("node".into(), f));
+                }
                 Ok(Err(e)) => self.failed("node", &e.to_string()),
                 Err(e) => self.failed("node", &e.to_string()),
             }
@@ -601,9 +606,10 @@ fn unix_ms(t: SystemTime) -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// `process_*` under the Go and Rust clients' names: resident memory, CPU seconds, open
-/// file descriptors, start time.
-fn process_families(started: SystemTime) -> Vec<Family> {
+/// `process_*` under the Go client's names and help texts (as node_exporter has them):
+/// resident and virtual memory, CPU seconds, open and maximum file descriptors, the
+/// address-space limit, start time. A file that cannot be read leaves its families out.
+pub fn process_families(started: SystemTime) -> Vec<Family> {
     let mut out = Vec::new();
     if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
         if let Some(kb) = status
@@ -626,11 +632,9 @@ fn process_families(started: SystemTime) -> Vec<Family> {
             .map_or("", |x| x.1)
             .split_whitespace()
             .collect();
-        // utime and stime are fields 14 and 15 (1-based), so 11 and 12 after ')'.
-        if let (Some(u), Some(s)) = (
-            fields.get(11).and_then(|v| v.parse::<f64>().ok()),
-            fields.get(12).and_then(|v| v.parse::<f64>().ok()),
-        ) {
+        let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<f64>().ok());
+        // utime and stime are fields 14 and 15 (1-based), vsize 23.
+        if let (Some(u), Some(s)) = (field(14), field(15)) {
             // /proc reports USER_HZ ticks, 100 per second on every Linux ABI.
             let hz = 100.0;
             out.push(Family {
@@ -644,6 +648,13 @@ fn process_families(started: SystemTime) -> Vec<Family> {
                 }],
             });
         }
+        if let Some(v) = field(23) {
+            out.push(gauge(
+                "process_virtual_memory_bytes",
+                "Virtual memory size in bytes.",
+                v,
+            ));
+        }
     }
     if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
         out.push(gauge(
@@ -652,12 +663,38 @@ fn process_families(started: SystemTime) -> Vec<Family> {
             dir.count() as f64,
         ));
     }
+    if let Ok(limits) = std::fs::read_to_string("/proc/self/limits") {
+        if let Some(v) = soft_limit(&limits, "Max open files") {
+            out.push(gauge(
+                "process_max_fds",
+                "Maximum number of open file descriptors.",
+                v,
+            ));
+        }
+        if let Some(v) = soft_limit(&limits, "Max address space") {
+            out.push(gauge(
+                "process_virtual_memory_max_bytes",
+                "Maximum amount of virtual memory available in bytes.",
+                v,
+            ));
+        }
+    }
     out.push(gauge(
         "process_start_time_seconds",
         "Start time of the process since unix epoch in seconds.",
         unix_ms(started) as f64 / 1000.0,
     ));
     out
+}
+
+/// The soft limit of the `/proc/<pid>/limits` line named `name`; `unlimited` is the
+/// largest 64-bit value, as the Go client reports it.
+fn soft_limit(limits: &str, name: &str) -> Option<f64> {
+    let rest = limits.lines().find_map(|l| l.strip_prefix(name))?;
+    match rest.split_whitespace().next()? {
+        "unlimited" => Some(u64::MAX as f64),
+        v => v.parse::<u64>().ok().map(|v| v as f64),
+    }
 }
 
 /// Drains the buffer oldest first until told to stop.
@@ -802,3 +839,43 @@ rampart_telemetry::service!(
     error = AgentError,
     build = |c| Agent::new(c).map(Arc::new)
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn soft_limits_as_the_go_client_reads_them() {
+        let limits =
+            "Limit                     Soft Limit           Hard Limit           Units     \n\
+            Max open files            1024                 524288               files     \n\
+            Max address space         unlimited            unlimited            bytes     \n";
+        let cases = [
+            ("Max open files", Some(1024.0)),
+            ("Max address space", Some(u64::MAX as f64)),
+            ("Max processes", None),
+        ];
+        for (name, want) in cases {
+            assert_eq!(soft_limit(limits, name), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn process_families_have_the_go_clients_names() {
+        let names: Vec<String> = process_families(SystemTime::now())
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
+        for want in [
+            "process_cpu_seconds_total",
+            "process_max_fds",
+            "process_open_fds",
+            "process_resident_memory_bytes",
+            "process_start_time_seconds",
+            "process_virtual_memory_bytes",
+            "process_virtual_memory_max_bytes",
+        ] {
+            assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
+        }
+    }
+}

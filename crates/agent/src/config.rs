@@ -137,6 +137,8 @@ pub struct FileHost {
     pub enabled: Option<bool>,
     /// Where `proc/` and `sys/` are found; `/` on a real host.
     pub root: Option<String>,
+    /// node_exporter's `--collector.textfile.directory`: `*.prom` files to add.
+    pub textfile_dir: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -276,6 +278,8 @@ pub struct Config {
     pub max_batches_per_request: usize,
     /// Host metrics from this root, or none.
     pub host_root: Option<PathBuf>,
+    /// `[host] textfile_dir`: the textfile collector's directory, if any.
+    pub textfile_dir: Option<PathBuf>,
     pub scrapes: Vec<Scrape>,
     pub access_logs: Vec<AccessLog>,
     pub mysql: Option<Mysql>,
@@ -408,6 +412,17 @@ impl ConfigFile for Config {
             )))
         } else {
             None
+        };
+        let textfile_dir = match f.host.textfile_dir.as_deref() {
+            Some("") => {
+                c.err(
+                    "host.textfile_dir",
+                    "empty; expected a directory of *.prom files, or leave the key out",
+                );
+                None
+            }
+            Some(d) => Some(c.resolve(Path::new(d))),
+            None => None,
         };
 
         let mut scrapes = Vec::new();
@@ -599,6 +614,7 @@ impl ConfigFile for Config {
             push_timeout,
             max_batches_per_request,
             host_root,
+            textfile_dir,
             scrapes,
             access_logs,
             mysql,

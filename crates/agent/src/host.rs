@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::kernel::{self, Collector};
@@ -106,7 +106,16 @@ const OPTIONAL: &[(&str, Collector)] = &[
 pub fn collector_names() -> Vec<&'static str> {
     let mut names = vec!["cpu", "stat", "meminfo"];
     names.extend(OPTIONAL.iter().map(|(n, _)| *n));
+    names.extend(["timex", "textfile"]);
     names
+}
+
+/// What [`collect_with`] reads beyond the root: node_exporter's
+/// `--collector.textfile.directory` (none: the collector reports only its error gauge,
+/// 0, as node_exporter does without the flag).
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub textfile_dir: Option<PathBuf>,
 }
 
 /// Reads host metrics from the files under `root` (`/` normally; tests pass a fixture
@@ -119,6 +128,13 @@ pub fn collector_names() -> Vec<&'static str> {
 /// node_exporter's "no data"), its success 0, and whatever it read before the error
 /// kept. Families with no samples are left out.
 pub fn collect(root: &Path) -> Result<Vec<Family>, HostError> {
+    collect_with(root, &Options::default())
+}
+
+/// [`collect`], plus the collectors that read more than files under the root: `timex`
+/// (a system call, [`crate::timex`]) and `textfile` ([`crate::textfile`], from
+/// `options.textfile_dir`).
+pub fn collect_with(root: &Path, options: &Options) -> Result<Vec<Family>, HostError> {
     let mut families = Vec::new();
     let mut runs: Vec<(&str, f64, bool)> = Vec::new();
     for (name, collector) in [
@@ -143,6 +159,21 @@ pub fn collect(root: &Path) -> Result<Vec<Family>, HostError> {
         }
         runs.push((name, seconds, result.is_ok()));
     }
+    let t = Instant::now();
+    let timex = crate::timex::collect();
+    if let Err(e) = &timex {
+        tracing::warn!(collector = "timex", error = %e, "host collector failed");
+    }
+    runs.push(("timex", t.elapsed().as_secs_f64(), timex.is_ok()));
+    families.extend(timex.unwrap_or_default());
+    let t = Instant::now();
+    // Files that cannot be read set the collector's own error gauge, as in
+    // node_exporter; the collector itself succeeds.
+    families.extend(match &options.textfile_dir {
+        Some(dir) => crate::textfile::collect(dir),
+        None => crate::textfile::collect_none(),
+    });
+    runs.push(("textfile", t.elapsed().as_secs_f64(), true));
     let sample = |name: &str, v: f64| labelled(&[("collector", name)], v);
     families.push(family(
         "node_scrape_collector_duration_seconds",
@@ -1069,14 +1100,21 @@ mod tests {
     fn collect_with_only_the_required_files_fails_the_optional_collectors_only() {
         let dir = root(&[("proc/stat", STAT), ("proc/meminfo", MEMINFO)]);
         let f = collect(dir.path()).unwrap();
+        // timex is a system call, not a file under the root; textfile without a
+        // directory reports its error gauge alone.
+        let files: Vec<&str> = names(&f)
+            .into_iter()
+            .filter(|n| !n.starts_with("node_timex_"))
+            .collect();
         assert_eq!(
-            names(&f),
+            files,
             [
                 "node_cpu_seconds_total",
                 "node_boot_time_seconds",
                 "node_memory_MemTotal_bytes",
                 "node_time_seconds",
                 "node_uname_info",
+                "node_textfile_scrape_error",
             ]
         );
         let ok: Vec<String> = successes(&f)
@@ -1086,7 +1124,15 @@ mod tests {
         // sockstat, as node_exporter's, skips missing files without failing.
         assert_eq!(
             ok,
-            ["cpu=1", "stat=1", "meminfo=1", "uname=1", "sockstat=1"]
+            [
+                "cpu=1",
+                "stat=1",
+                "meminfo=1",
+                "uname=1",
+                "sockstat=1",
+                "timex=1",
+                "textfile=1"
+            ]
         );
         assert_eq!(successes(&f).len(), collector_names().len());
         let durations = f

@@ -301,7 +301,10 @@ impl Agent {
 
         if let Some(root) = self.config.host_root.clone() {
             let t = Instant::now();
-            let r = tokio::task::spawn_blocking(move || host::collect(&root)).await;
+            let options = host::Options {
+                textfile_dir: self.config.textfile_dir.clone(),
+            };
+            let r = tokio::task::spawn_blocking(move || host::collect_with(&root, &options)).await;
             self.timed("node", t);
             match r {
                 Ok(Ok(mut f)) => {

@@ -79,7 +79,17 @@ pub fn collect(dir: &Path) -> Vec<Family> {
             samples: mtimes,
         });
     }
-    families.push(Family {
+    families.push(error_gauge(error));
+    families
+}
+
+/// What the collector reports with no directory configured: its error gauge, 0.
+pub fn collect_none() -> Vec<Family> {
+    vec![error_gauge(false)]
+}
+
+fn error_gauge(error: bool) -> Family {
+    Family {
         name: "node_textfile_scrape_error".into(),
         help: "1 if there was an error opening or reading a file, 0 otherwise".into(),
         kind: Kind::Gauge,
@@ -88,8 +98,7 @@ pub fn collect(dir: &Path) -> Vec<Family> {
             value: if error { 1.0 } else { 0.0 },
             suffix: "",
         }],
-    });
-    families
+    }
 }
 
 /// One file's families and modification time, or why it is left out.

@@ -1,55 +1,97 @@
-//! Database health under mysqld_exporter's names, read as the monitoring user over the
-//! server's unix socket, or over TCP with TLS verified against the run's CA (`mysql.addr`
-//! and `mysql.ca`; what `rampart up` configures, so every monitoring session is TLS) (the
-//! agent runs on the database host; the user has `PROCESS, BINLOG MONITOR, REPLICA
-//! MONITOR` and nothing else).
+//! Database metrics as Debian 12's mysqld_exporter 0.14 exports them with its default
+//! collectors plus `--collect.info_schema.processlist`, read as the monitoring user over
+//! the server's unix socket, or over TCP with TLS verified against the run's CA
+//! (`mysql.addr` and `mysql.ca`; what `rampart up` configures, so every monitoring
+//! session is TLS). The agent runs on the database host; the user has `PROCESS, BINLOG
+//! MONITOR, REPLICA MONITOR` and nothing else, which is all these queries need.
 //!
-//! Exported: `mysql_up`; `mysql_global_status_*` for a curated set of status variables
-//! (mysqld_exporter exports every one; these are what dashboards and rules use, and the
-//! set stays small enough to push every interval); on a replica
-//! `mysql_slave_status_slave_io_running`/`slave_sql_running` (1 only for "Yes", as
-//! mysqld_exporter), `mysql_slave_status_seconds_behind_master` (absent while the SQL
-//! thread is stopped: MariaDB reports NULL) and `mysql_slave_status_last_io_errno`/
-//! `last_sql_errno`; and, which mysqld_exporter lacks, the GTID positions as
+//! Sub-collectors, each named as the exporter names it in
+//! `mysql_exporter_collector_duration_seconds{collector}`: `collect.global_status`,
+//! `collect.global_variables`, `collect.slave_status` (`SHOW ALL SLAVES STATUS`),
+//! `collect.info_schema.processlist`, `collect.info_schema.innodb_cmp`,
+//! `collect.info_schema.innodb_cmpmem`, `collect.info_schema.query_response_time`
+//! (nothing unless the server's `query_response_time_stats` is ON); and rampart's own
+//! `rampart.gtid`: the GTID positions, which mysqld_exporter lacks, as
 //! `rampart_mysql_gtid_seq_no{position="binlog"|"slave"|"current",domain_id,server_id}`.
-//! One connection is kept and reopened after any error; every query has a deadline.
+//! The mapping itself is pure and lives in [`map`].
+//!
+//! Failure: the connection (kept between collections, reopened after a connection-level
+//! error) is checked first; when it fails, `mysql_up 0` and the `mysql_exporter_*`
+//! families are all there is. A sub-collector that fails (or runs past the deadline that
+//! bounds the whole collection) exports nothing, counts in
+//! `mysql_exporter_scrape_errors_total{collector}` and sets
+//! `mysql_exporter_last_scrape_error`; the others still export. Rows that can't be read
+//! (a NULL user in the processlist, a count that is not a number) are skipped, logged and
+//! counted in `rampart_mysql_skipped_rows_total{collector}`; never a panic.
 
+pub mod map;
+
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlRow, MySqlSslMode};
-use sqlx::{ConnectOptions, Row};
+use sqlx::{Column, ConnectOptions, Connection, Row};
+use tokio::time::Instant;
 
 use crate::config::Mysql as MysqlConfig;
 use crate::{Family, Kind, Sample};
+use map::{ProcessRow, ScrapeStats, SlaveRow};
 
-/// The status variables exported, as `mysql_global_status_<lowercase name>`.
-const STATUS: &[&str] = &[
-    "Aborted_clients",
-    "Aborted_connects",
-    "Bytes_received",
-    "Bytes_sent",
-    "Connections",
-    "Innodb_buffer_pool_read_requests",
-    "Innodb_buffer_pool_reads",
-    "Innodb_row_lock_waits",
-    "Max_used_connections",
-    "Queries",
-    "Questions",
-    "Rpl_semi_sync_master_clients",
-    "Rpl_semi_sync_master_no_tx",
-    "Rpl_semi_sync_master_status",
-    "Rpl_semi_sync_master_yes_tx",
-    "Rpl_semi_sync_slave_status",
-    "Slow_queries",
-    "Threads_connected",
-    "Threads_running",
-    "Uptime",
+/// The sub-collectors, in the order they run (one connection, one query at a time).
+const SUBS: [Sub; 8] = [
+    Sub::GlobalStatus,
+    Sub::GlobalVariables,
+    Sub::SlaveStatus,
+    Sub::Processlist,
+    Sub::InnodbCmp,
+    Sub::InnodbCmpmem,
+    Sub::QueryResponseTime,
+    Sub::Gtid,
 ];
 
-/// Health of one server, kept between collections for its connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sub {
+    GlobalStatus,
+    GlobalVariables,
+    SlaveStatus,
+    Processlist,
+    InnodbCmp,
+    InnodbCmpmem,
+    QueryResponseTime,
+    Gtid,
+}
+
+impl Sub {
+    /// The `collector` label, as mysqld_exporter names its scrapers.
+    fn label(self) -> &'static str {
+        match self {
+            Sub::GlobalStatus => "collect.global_status",
+            Sub::GlobalVariables => "collect.global_variables",
+            Sub::SlaveStatus => "collect.slave_status",
+            Sub::Processlist => "collect.info_schema.processlist",
+            Sub::InnodbCmp => "collect.info_schema.innodb_cmp",
+            Sub::InnodbCmpmem => "collect.info_schema.innodb_cmpmem",
+            Sub::QueryResponseTime => "collect.info_schema.query_response_time",
+            Sub::Gtid => "rampart.gtid",
+        }
+    }
+}
+
+/// The processlist query of mysqld_exporter 0.14 (`--collect.info_schema.processlist.min_time`
+/// at its default 0), the counts cast so the text protocol sends integers.
+const PROCESSLIST: &str = "SELECT user, SUBSTRING_INDEX(host, ':', 1) AS host, \
+     COALESCE(command, '') AS command, COALESCE(state, '') AS state, \
+     COUNT(*) AS processes, CAST(SUM(time) AS SIGNED) AS seconds \
+     FROM information_schema.processlist WHERE ID != connection_id() AND TIME >= 0 \
+     GROUP BY user, SUBSTRING_INDEX(host, ':', 1), command, state";
+
+/// Health of one server, kept between collections for its connection and counters.
 pub struct Collector {
     config: MysqlConfig,
     conn: Option<MySqlConnection>,
+    scrapes: u64,
+    errors: BTreeMap<String, u64>,
+    skipped: BTreeMap<&'static str, u64>,
 }
 
 impl std::fmt::Debug for Collector {
@@ -62,113 +104,314 @@ impl std::fmt::Debug for Collector {
     }
 }
 
+/// What a sub-collector read: its families and how many rows it skipped.
+type Read = (Vec<Family>, u64);
+
 impl Collector {
     pub fn new(config: MysqlConfig) -> Self {
-        Self { config, conn: None }
+        Self {
+            config,
+            conn: None,
+            scrapes: 0,
+            errors: BTreeMap::new(),
+            skipped: BTreeMap::new(),
+        }
     }
 
-    /// Every family; `mysql_up 0` alone when the server can't be reached or a query
-    /// fails (the error is logged once per failure, without the password).
+    /// Every family, all within `mysql.timeout`; errors are logged (without the
+    /// password) and show in `mysql_up` and the `mysql_exporter_*` families.
     pub async fn collect(&mut self) -> Vec<Family> {
-        let timeout = self.config.timeout;
-        match tokio::time::timeout(timeout, self.try_collect()).await {
-            Ok(Ok(mut families)) => {
-                families.insert(0, gauge("mysql_up", "Whether the MySQL server is up.", 1.0));
-                families
-            }
+        let deadline = Instant::now() + self.config.timeout;
+        self.scrapes += 1;
+        let mut stats = ScrapeStats {
+            scrapes: self.scrapes,
+            ..ScrapeStats::default()
+        };
+        let start = Instant::now();
+        match tokio::time::timeout_at(deadline, self.connect()).await {
+            Ok(Ok(())) => stats.up = true,
             Ok(Err(e)) => {
-                tracing::warn!(socket = %self.config.socket.display(), error = %e, "database health");
+                tracing::warn!(socket = %self.config.socket.display(), error = %e, "database metrics: connect");
                 self.conn = None;
-                vec![gauge("mysql_up", "Whether the MySQL server is up.", 0.0)]
             }
             Err(_) => {
-                tracing::warn!(socket = %self.config.socket.display(), ?timeout, "database health: timed out");
+                tracing::warn!(socket = %self.config.socket.display(), timeout = ?self.config.timeout, "database metrics: connect timed out");
                 self.conn = None;
-                vec![gauge("mysql_up", "Whether the MySQL server is up.", 0.0)]
             }
         }
-    }
+        if !stats.up {
+            stats.last_error = true;
+            stats.errors = self.errors.clone();
+            return map::exporter(&stats);
+        }
+        stats
+            .durations
+            .push(("connection".into(), start.elapsed().as_secs_f64()));
 
-    async fn try_collect(&mut self) -> Result<Vec<Family>, sqlx::Error> {
-        if self.conn.is_none() {
-            let password = read_password(&self.config.password_file)?;
-            let options = match &self.config.tcp {
-                Some((addr, ca)) => MySqlConnectOptions::new()
-                    .host(&addr.ip().to_string())
-                    .port(addr.port())
-                    .ssl_mode(MySqlSslMode::VerifyIdentity)
-                    .ssl_ca(ca),
-                None => MySqlConnectOptions::new()
-                    .socket(&self.config.socket)
-                    .ssl_mode(MySqlSslMode::Disabled),
-            }
-            .username(&self.config.user)
-            .password(&password)
-            .disable_statement_logging();
-            self.conn = Some(options.connect().await?);
-        }
-        let Some(conn) = self.conn.as_mut() else {
-            return Err(sqlx::Error::PoolClosed);
-        };
         let mut families = Vec::new();
-
-        let list = STATUS
-            .iter()
-            .map(|s| format!("'{s}'"))
-            .collect::<Vec<_>>()
-            .join(",");
-        let rows = sqlx::raw_sql(&format!(
-            "SHOW GLOBAL STATUS WHERE Variable_name IN ({list})"
-        ))
-        .fetch_all(&mut *conn)
-        .await?;
-        let mut status: Vec<(String, f64)> = rows
-            .iter()
-            .filter_map(|r| {
-                let name = cell(r, 0)?;
-                let value = status_value(&cell(r, 1)?)?;
-                Some((name.to_ascii_lowercase(), value))
-            })
-            .collect();
-        status.sort_by(|a, b| a.0.cmp(&b.0));
-        for (name, value) in status {
+        for sub in SUBS {
+            let t = Instant::now();
+            let result = match self.conn.as_mut() {
+                Some(conn) => tokio::time::timeout_at(deadline, read(conn, sub))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(sqlx::Error::Io(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "past the collection's deadline",
+                        )))
+                    }),
+                None => Err(sqlx::Error::PoolClosed),
+            };
+            match result {
+                Ok((f, skipped)) => {
+                    families.extend(f);
+                    if skipped > 0 {
+                        tracing::warn!(
+                            collector = sub.label(),
+                            skipped,
+                            "database metrics: rows skipped"
+                        );
+                        *self.skipped.entry(sub.label()).or_default() += skipped;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(collector = sub.label(), error = %e, "database metrics");
+                    *self.errors.entry(sub.label().to_owned()).or_default() += 1;
+                    stats.last_error = true;
+                    // A query the server refused leaves the session usable; anything
+                    // else (I/O, protocol, a cancelled query) does not.
+                    if !matches!(e, sqlx::Error::Database(_)) {
+                        self.conn = None;
+                    }
+                }
+            }
+            stats
+                .durations
+                .push((sub.label().to_owned(), t.elapsed().as_secs_f64()));
+        }
+        stats.errors = self.errors.clone();
+        families.extend(map::exporter(&stats));
+        if !self.skipped.is_empty() {
             families.push(Family {
-                name: format!("mysql_global_status_{name}"),
-                help: "Generic metric from SHOW GLOBAL STATUS.".into(),
-                kind: Kind::Untyped,
-                samples: vec![plain(value)],
+                name: "rampart_mysql_skipped_rows_total".into(),
+                help: "Rows of the server's answers the agent could not read, by sub-collector."
+                    .into(),
+                kind: Kind::Counter,
+                samples: self
+                    .skipped
+                    .iter()
+                    .map(|(c, n)| Sample {
+                        labels: vec![("collector".into(), (*c).to_owned())],
+                        value: *n as f64,
+                        suffix: "",
+                    })
+                    .collect(),
             });
         }
-
-        let replicas = sqlx::raw_sql("SHOW ALL SLAVES STATUS")
-            .fetch_all(&mut *conn)
-            .await?;
-        families.extend(slave_families(
-            &replicas
-                .iter()
-                .map(|r| SlaveRow {
-                    connection_name: named(r, "Connection_name").unwrap_or_default(),
-                    master_host: named(r, "Master_Host").unwrap_or_default(),
-                    io_running: named(r, "Slave_IO_Running").unwrap_or_default(),
-                    sql_running: named(r, "Slave_SQL_Running").unwrap_or_default(),
-                    seconds_behind: named(r, "Seconds_Behind_Master"),
-                    last_io_errno: named(r, "Last_IO_Errno"),
-                    last_sql_errno: named(r, "Last_SQL_Errno"),
-                })
-                .collect::<Vec<_>>(),
-        ));
-
-        let gtid = sqlx::raw_sql("SELECT @@gtid_binlog_pos, @@gtid_slave_pos, @@gtid_current_pos")
-            .fetch_one(&mut *conn)
-            .await?;
-        let positions = [
-            ("binlog", cell(&gtid, 0).unwrap_or_default()),
-            ("slave", cell(&gtid, 1).unwrap_or_default()),
-            ("current", cell(&gtid, 2).unwrap_or_default()),
-        ];
-        families.push(gtid_family(&positions));
-        Ok(families)
+        families
     }
+
+    /// Opens the connection if there is none, and checks it.
+    async fn connect(&mut self) -> Result<(), sqlx::Error> {
+        if let Some(conn) = self.conn.as_mut() {
+            if conn.ping().await.is_ok() {
+                return Ok(());
+            }
+            self.conn = None;
+        }
+        let password = read_password(&self.config.password_file)?;
+        let options = match &self.config.tcp {
+            Some((addr, ca)) => MySqlConnectOptions::new()
+                .host(&addr.ip().to_string())
+                .port(addr.port())
+                .ssl_mode(MySqlSslMode::VerifyIdentity)
+                .ssl_ca(ca),
+            None => MySqlConnectOptions::new()
+                .socket(&self.config.socket)
+                .ssl_mode(MySqlSslMode::Disabled),
+        }
+        .username(&self.config.user)
+        .password(&password)
+        .disable_statement_logging();
+        self.conn = Some(options.connect().await?);
+        Ok(())
+    }
+}
+
+/// One sub-collector's queries and mapping.
+async fn read(conn: &mut MySqlConnection, sub: Sub) -> Result<Read, sqlx::Error> {
+    match sub {
+        Sub::GlobalStatus => {
+            let (pairs, skipped) = pairs(&text_rows(conn, "SHOW GLOBAL STATUS").await?);
+            Ok((map::global_status(&pairs), skipped))
+        }
+        Sub::GlobalVariables => {
+            let (pairs, skipped) = pairs(&text_rows(conn, "SHOW GLOBAL VARIABLES").await?);
+            Ok((map::global_variables(&pairs), skipped))
+        }
+        Sub::SlaveStatus => {
+            let rows = sqlx::raw_sql("SHOW ALL SLAVES STATUS")
+                .fetch_all(&mut *conn)
+                .await?;
+            let rows: Vec<SlaveRow> = rows
+                .iter()
+                .map(|r| {
+                    r.columns()
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| (c.name().to_owned(), cell(r, i)))
+                        .collect()
+                })
+                .collect();
+            Ok((map::slave_status(&rows), 0))
+        }
+        Sub::Processlist => {
+            let mut skipped = 0;
+            let mut rows = Vec::new();
+            for r in text_rows(conn, PROCESSLIST).await? {
+                match process_row(&r) {
+                    Some(p) => rows.push(p),
+                    None => skipped += 1,
+                }
+            }
+            Ok((map::processlist(&rows), skipped))
+        }
+        Sub::InnodbCmp => {
+            let mut skipped = 0;
+            let mut rows = Vec::new();
+            let sql = "SELECT page_size, compress_ops, compress_ops_ok, compress_time, \
+                       uncompress_ops, uncompress_time FROM information_schema.innodb_cmp";
+            for r in text_rows(conn, sql).await? {
+                match (r.first().cloned().flatten(), numbers::<5>(&r, 1)) {
+                    (Some(page), Some(v)) => rows.push((page, v)),
+                    _ => skipped += 1,
+                }
+            }
+            Ok((map::innodb_cmp(&rows), skipped))
+        }
+        Sub::InnodbCmpmem => {
+            let mut skipped = 0;
+            let mut rows = Vec::new();
+            let sql = "SELECT page_size, buffer_pool_instance, pages_used, pages_free, \
+                       relocation_ops, relocation_time FROM information_schema.innodb_cmpmem";
+            for r in text_rows(conn, sql).await? {
+                match (
+                    r.first().cloned().flatten(),
+                    r.get(1).cloned().flatten(),
+                    numbers::<4>(&r, 2),
+                ) {
+                    (Some(page), Some(pool), Some(v)) => rows.push((page, pool, v)),
+                    _ => skipped += 1,
+                }
+            }
+            Ok((map::innodb_cmpmem(&rows), skipped))
+        }
+        Sub::QueryResponseTime => {
+            // The exporter asks the variable and, when the server doesn't know it (no
+            // plugin), exports nothing and reports no error.
+            let on = match text_rows(conn, "SELECT @@query_response_time_stats").await {
+                Ok(rows) => rows
+                    .first()
+                    .and_then(|r| r.first().cloned().flatten())
+                    .and_then(|v| map::parse_status(&v))
+                    .is_some_and(|v| v != 0.0),
+                Err(sqlx::Error::Database(_)) => false,
+                Err(e) => return Err(e),
+            };
+            if !on {
+                return Ok((Vec::new(), 0));
+            }
+            let mut families = Vec::new();
+            let mut skipped = 0;
+            for (i, (table, name, help)) in map::QUERY_RESPONSE_TIME.iter().enumerate() {
+                let sql = format!("SELECT TIME, COUNT, TOTAL FROM INFORMATION_SCHEMA.{table}");
+                match text_rows(conn, &sql).await {
+                    Ok(rows) => {
+                        let mut buckets = Vec::new();
+                        for r in rows {
+                            let get = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+                            buckets.push((get(0), get(1), get(2)));
+                        }
+                        let (f, s) = map::query_response_time(name, help, &buckets);
+                        families.push(f);
+                        skipped += s;
+                    }
+                    // Only the first table must exist (the read/write ones are Percona's).
+                    Err(e) if i == 0 => return Err(e),
+                    Err(_) => {}
+                }
+            }
+            Ok((families, skipped))
+        }
+        Sub::Gtid => {
+            let rows = text_rows(
+                conn,
+                "SELECT @@gtid_binlog_pos, @@gtid_slave_pos, @@gtid_current_pos",
+            )
+            .await?;
+            let row = rows.into_iter().next().unwrap_or_default();
+            let get = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+            let positions = [("binlog", get(0)), ("slave", get(1)), ("current", get(2))];
+            Ok((vec![map::gtid_family(&positions)], 0))
+        }
+    }
+}
+
+/// The answer to `sql` (sent as a plain query, so every value comes as text), each cell
+/// as text or `None` for NULL.
+async fn text_rows(
+    conn: &mut MySqlConnection,
+    sql: &str,
+) -> Result<Vec<Vec<Option<String>>>, sqlx::Error> {
+    let rows = sqlx::raw_sql(sql).fetch_all(&mut *conn).await?;
+    Ok(rows
+        .iter()
+        .map(|r| (0..r.columns().len()).map(|i| cell(r, i)).collect())
+        .collect())
+}
+
+/// A cell's text as the server sent it (the text protocol: numbers as digits), whatever
+/// its column type; `None` for NULL. Invalid UTF-8 is replaced, never an error.
+fn cell(row: &MySqlRow, i: usize) -> Option<String> {
+    row.try_get_unchecked::<Option<Vec<u8>>, _>(i)
+        .ok()
+        .flatten()
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+}
+
+/// Name/value rows (`SHOW ... STATUS/VARIABLES`), and how many had no name. A NULL value
+/// is read as empty text (what the exporter's scan of it gives).
+fn pairs(rows: &[Vec<Option<String>>]) -> (Vec<(String, String)>, u64) {
+    let mut out = Vec::with_capacity(rows.len());
+    let mut skipped = 0;
+    for r in rows {
+        match (r.first().cloned().flatten(), r.get(1)) {
+            (Some(name), Some(value)) => out.push((name, value.clone().unwrap_or_default())),
+            _ => skipped += 1,
+        }
+    }
+    (out, skipped)
+}
+
+/// `N` numbers from column `from` on, or `None` if any is missing or not a number.
+fn numbers<const N: usize>(row: &[Option<String>], from: usize) -> Option<[f64; N]> {
+    let mut out = [0.0; N];
+    for (i, slot) in out.iter_mut().enumerate() {
+        *slot = row.get(from + i)?.as_deref()?.trim().parse().ok()?;
+    }
+    Some(out)
+}
+
+fn process_row(r: &[Option<String>]) -> Option<ProcessRow> {
+    let get = |i: usize| r.get(i).cloned().flatten();
+    Some(ProcessRow {
+        user: get(0)?,
+        host: get(1).unwrap_or_default(),
+        command: get(2)?,
+        state: get(3)?,
+        count: get(4)?.parse().ok()?,
+        seconds: get(5)?.parse().ok()?,
+    })
 }
 
 fn read_password(path: &Path) -> Result<String, sqlx::Error> {
@@ -177,270 +420,4 @@ fn read_password(path: &Path) -> Result<String, sqlx::Error> {
         .map_err(|e| {
             sqlx::Error::Configuration(format!("password file {}: {e}", path.display()).into())
         })
-}
-
-/// A cell as text, whatever its column type (SHOW output mixes strings and integers).
-fn cell(row: &MySqlRow, i: usize) -> Option<String> {
-    if let Ok(v) = row.try_get::<Option<String>, _>(i) {
-        return v;
-    }
-    if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
-        return v.map(|v| v.to_string());
-    }
-    if let Ok(v) = row.try_get::<Option<u64>, _>(i) {
-        return v.map(|v| v.to_string());
-    }
-    if let Ok(v) = row.try_get::<Option<Vec<u8>>, _>(i) {
-        return v.map(|v| String::from_utf8_lossy(&v).into_owned());
-    }
-    None
-}
-
-fn named(row: &MySqlRow, name: &str) -> Option<String> {
-    let i = row.columns().iter().position(|c| {
-        use sqlx::Column;
-        c.name().eq_ignore_ascii_case(name)
-    })?;
-    cell(row, i)
-}
-
-/// A status value as mysqld_exporter reads it: a number, or ON/YES → 1, OFF/NO → 0.
-fn status_value(s: &str) -> Option<f64> {
-    match s.trim().to_ascii_uppercase().as_str() {
-        "ON" | "YES" => Some(1.0),
-        "OFF" | "NO" => Some(0.0),
-        other => other.parse().ok(),
-    }
-}
-
-/// One row of `SHOW ALL SLAVES STATUS`, as text.
-#[derive(Clone, Debug, Default)]
-pub struct SlaveRow {
-    pub connection_name: String,
-    pub master_host: String,
-    pub io_running: String,
-    pub sql_running: String,
-    pub seconds_behind: Option<String>,
-    pub last_io_errno: Option<String>,
-    pub last_sql_errno: Option<String>,
-}
-
-/// The `mysql_slave_status_*` families of a replica's rows (none on a primary).
-pub fn slave_families(rows: &[SlaveRow]) -> Vec<Family> {
-    let mut io = Vec::new();
-    let mut sql = Vec::new();
-    let mut behind = Vec::new();
-    let mut io_errno = Vec::new();
-    let mut sql_errno = Vec::new();
-    for r in rows {
-        let labels = vec![
-            ("channel_name".to_owned(), String::new()),
-            ("connection_name".to_owned(), r.connection_name.clone()),
-            ("master_host".to_owned(), r.master_host.clone()),
-        ]
-        .into_iter()
-        .filter(|(_, v)| !v.is_empty())
-        .collect::<Vec<_>>();
-        let sample = |value| Sample {
-            labels: labels.clone(),
-            value,
-            suffix: "",
-        };
-        let yes = |s: &str| {
-            if s.eq_ignore_ascii_case("yes") {
-                1.0
-            } else {
-                0.0
-            }
-        };
-        io.push(sample(yes(&r.io_running)));
-        sql.push(sample(yes(&r.sql_running)));
-        if let Some(v) = r.seconds_behind.as_deref().and_then(|v| v.parse().ok()) {
-            behind.push(sample(v));
-        }
-        if let Some(v) = r.last_io_errno.as_deref().and_then(|v| v.parse().ok()) {
-            io_errno.push(sample(v));
-        }
-        if let Some(v) = r.last_sql_errno.as_deref().and_then(|v| v.parse().ok()) {
-            sql_errno.push(sample(v));
-        }
-    }
-    let fam = |name: &str, help: &str, samples| Family {
-        name: name.to_owned(),
-        help: help.to_owned(),
-        kind: Kind::Untyped,
-        samples,
-    };
-    vec![
-        fam(
-            "mysql_slave_status_slave_io_running",
-            "Generic metric from SHOW SLAVE STATUS.",
-            io,
-        ),
-        fam(
-            "mysql_slave_status_slave_sql_running",
-            "Generic metric from SHOW SLAVE STATUS.",
-            sql,
-        ),
-        fam(
-            "mysql_slave_status_seconds_behind_master",
-            "Generic metric from SHOW SLAVE STATUS.",
-            behind,
-        ),
-        fam(
-            "mysql_slave_status_last_io_errno",
-            "Generic metric from SHOW SLAVE STATUS.",
-            io_errno,
-        ),
-        fam(
-            "mysql_slave_status_last_sql_errno",
-            "Generic metric from SHOW SLAVE STATUS.",
-            sql_errno,
-        ),
-    ]
-    .into_iter()
-    .filter(|f| !f.samples.is_empty())
-    .collect()
-}
-
-/// `rampart_mysql_gtid_seq_no` from GTID lists such as `0-1-42,1-2-7`; malformed
-/// entries are skipped.
-pub fn gtid_family(positions: &[(&str, String)]) -> Family {
-    let mut samples = Vec::new();
-    for (position, list) in positions {
-        for gtid in list.split(',').map(str::trim).filter(|g| !g.is_empty()) {
-            let mut parts = gtid.split('-');
-            let (Some(domain), Some(server), Some(seq), None) =
-                (parts.next(), parts.next(), parts.next(), parts.next())
-            else {
-                continue;
-            };
-            let (Ok(_), Ok(_), Ok(seq)) = (
-                domain.parse::<u32>(),
-                server.parse::<u32>(),
-                seq.parse::<u64>(),
-            ) else {
-                continue;
-            };
-            samples.push(Sample {
-                labels: vec![
-                    ("domain_id".to_owned(), domain.to_owned()),
-                    ("position".to_owned(), (*position).to_owned()),
-                    ("server_id".to_owned(), server.to_owned()),
-                ],
-                value: seq as f64,
-                suffix: "",
-            });
-        }
-    }
-    Family {
-        name: "rampart_mysql_gtid_seq_no".into(),
-        help: "Sequence number of the last GTID per replication domain: in the binary log (binlog), applied from the primary (slave), or either (current).".into(),
-        kind: Kind::Gauge,
-        samples,
-    }
-}
-
-fn gauge(name: &str, help: &str, value: f64) -> Family {
-    Family {
-        name: name.to_owned(),
-        help: help.to_owned(),
-        kind: Kind::Gauge,
-        samples: vec![plain(value)],
-    }
-}
-
-fn plain(value: f64) -> Sample {
-    Sample {
-        labels: Vec::new(),
-        value,
-        suffix: "",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::expo;
-
-    fn check_slaves(rows: &[SlaveRow], expect: &str) {
-        assert_eq!(expo::text(&slave_families(rows)), expect);
-    }
-
-    #[test]
-    fn replica_running_stopped_and_connecting() {
-        let row = |io: &str, sql: &str, behind: Option<&str>| SlaveRow {
-            master_host: "198.18.2.21".into(),
-            io_running: io.into(),
-            sql_running: sql.into(),
-            seconds_behind: behind.map(Into::into),
-            last_io_errno: Some("0".into()),
-            last_sql_errno: Some("0".into()),
-            ..SlaveRow::default()
-        };
-        let h = "# HELP {} Generic metric from SHOW SLAVE STATUS.\n# TYPE {} untyped\n";
-        let fam = |name: &str, value: &str| {
-            format!(
-                "{}{name}{{master_host=\"198.18.2.21\"}} {value}\n",
-                h.replace("{}", name)
-            )
-        };
-        check_slaves(
-            &[row("Yes", "Yes", Some("3"))],
-            &[
-                fam("mysql_slave_status_slave_io_running", "1"),
-                fam("mysql_slave_status_slave_sql_running", "1"),
-                fam("mysql_slave_status_seconds_behind_master", "3"),
-                fam("mysql_slave_status_last_io_errno", "0"),
-                fam("mysql_slave_status_last_sql_errno", "0"),
-            ]
-            .concat(),
-        );
-        check_slaves(
-            &[row("Connecting", "No", None)],
-            &[
-                fam("mysql_slave_status_slave_io_running", "0"),
-                fam("mysql_slave_status_slave_sql_running", "0"),
-                fam("mysql_slave_status_last_io_errno", "0"),
-                fam("mysql_slave_status_last_sql_errno", "0"),
-            ]
-            .concat(),
-        );
-        check_slaves(&[], "");
-    }
-
-    #[test]
-    fn gtid_lists() {
-        let f = gtid_family(&[
-            ("binlog", "0-1-42,1-2-7".into()),
-            ("slave", "".into()),
-            ("current", "0-1-42,bad,1-x-3,2-2-2-2".into()),
-        ]);
-        assert_eq!(
-            expo::text(std::slice::from_ref(&f))
-                .lines()
-                .filter(|l| !l.starts_with('#'))
-                .collect::<Vec<_>>(),
-            [
-                "rampart_mysql_gtid_seq_no{domain_id=\"0\",position=\"binlog\",server_id=\"1\"} 42",
-                "rampart_mysql_gtid_seq_no{domain_id=\"1\",position=\"binlog\",server_id=\"2\"} 7",
-                "rampart_mysql_gtid_seq_no{domain_id=\"0\",position=\"current\",server_id=\"1\"} 42",
-            ]
-        );
-    }
-
-    #[test]
-    fn status_values() {
-        for (input, expect) in [
-            ("12", Some(12.0)),
-            ("ON", Some(1.0)),
-            ("off", Some(0.0)),
-            ("YES", Some(1.0)),
-            ("1.5", Some(1.5)),
-            ("", None),
-            ("abc", None),
-        ] {
-            assert_eq!(status_value(input), expect, "{input}");
-        }
-    }
 }

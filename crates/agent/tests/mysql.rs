@@ -337,11 +337,14 @@ fn compare_shape(
     problems
 }
 
-/// Values that must agree: `(family, labels, tolerance)`.
+/// A value that must agree: family, labels, tolerance.
+type Check<'a> = (&'a str, &'a [(&'a str, &'a str)], f64);
+
+/// Values that must agree.
 fn compare_values(
     theirs: &BTreeMap<String, Fam>,
     ours: &BTreeMap<String, Fam>,
-    checks: &[(&str, &[(&str, &str)], f64)],
+    checks: &[Check],
     tally: &mut Tally,
 ) -> Vec<String> {
     let mut problems = Vec::new();
@@ -480,11 +483,11 @@ fn database_metrics_match_the_real_mysqld_exporter() {
             .filter(|(n, _)| n.starts_with("mysql_global_variables_"))
             .map(|(n, _)| (n.clone(), 0.0))
             .collect();
-        let mut checks: Vec<(&str, &[(&str, &str)], f64)> = variables
+        let mut checks: Vec<Check> = variables
             .iter()
             .map(|(n, t)| (n.as_str(), &[][..], *t))
             .collect();
-        let steady: &[(&str, &[(&str, &str)], f64)] = &[
+        let steady: &[Check] = &[
             ("mysql_global_status_uptime", &[], 3.0),
             (
                 "mysql_global_status_commands_total",
@@ -534,7 +537,7 @@ fn database_metrics_match_the_real_mysqld_exporter() {
             ("mysql_exporter_last_scrape_error", &[], 0.0),
         ];
         checks.extend_from_slice(steady);
-        let replica_checks: &[(&str, &[(&str, &str)], f64)] = &[
+        let replica_checks: &[Check] = &[
             (
                 "mysql_slave_status_sql_delay",
                 &[("master_host", "127.0.0.1")],

@@ -715,7 +715,7 @@ pub fn go_float_text(v: f64) -> String {
     let Ok(exp) = exp.parse::<i32>() else {
         return e;
     };
-    if exp < -4 || exp >= 6 {
+    if !(-4..6).contains(&exp) {
         let sign = if exp < 0 { '-' } else { '+' };
         format!("{mantissa}e{sign}{:02}", exp.abs())
     } else {

@@ -2,8 +2,9 @@
 //! fills ([`Family`], [`Sample`]) and its Prometheus text exposition ([`expo`]); host
 //! metrics under node_exporter's names ([`host`]); the services' `/metrics`
 //! ([`scrape`]), access-log counters ([`logtail`]) and database metrics under
-//! mysqld_exporter's names ([`mysql`]); the on-disk [`buffer`]; the remote-write 1.0 encoder and client ([`remote_write`]); log
-//! lines into Loki push batches ([`logship`]) shipped by [`ship`] (issue 18); the
+//! mysqld_exporter's names ([`mysql`]); the on-disk [`buffer`]; the remote-write 1.0
+//! encoder and client ([`remote_write`]); log lines into Loki push batches
+//! ([`logship`]) shipped by [`ship`] (issue 18); the
 //! firewall's drops read from nflog ([`nflog`]) as events and a metric ([`firewall`]);
 //! the systemd journal's entries of the host's units ([`journal`]);
 //! and the main loop ([`run`]).

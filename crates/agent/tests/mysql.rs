@@ -443,8 +443,13 @@ fn database_metrics_match_the_real_mysqld_exporter() {
     }
     let mut all_problems = Vec::new();
     for (role, config, cnf, server) in [
-        ("primary", primary_config, primary_cnf, &primary),
-        ("replica", replica_config, replica_cnf, &replica),
+        ("primary", primary_config, primary_cnf.clone(), &primary),
+        (
+            "replica",
+            replica_config.clone(),
+            replica_cnf.clone(),
+            &replica,
+        ),
     ] {
         let (_exporter, port) = exporter(&cnf);
         let mut collector = mysql::Collector::new(config);
@@ -651,4 +656,64 @@ fn database_metrics_match_the_real_mysqld_exporter() {
     }
     drop(idle);
     assert!(all_problems.is_empty(), "{}", all_problems.join("\n"));
+
+    // Failure paths, side by side: a sub-collector refused (the monitoring user without
+    // REPLICA MONITOR can't read slave status) fails alone; a stopped server leaves
+    // `mysql_up 0` and the exporter's own families.
+    replica.sql(&format!(
+        "REVOKE REPLICA MONITOR ON *.* FROM {MONITOR_USER}@localhost"
+    ));
+    let (exporter_proc, port) = exporter(&replica_cnf);
+    // A new collector: privileges are read when a session starts.
+    let mut collector = mysql::Collector::new(replica_config);
+    let theirs = parse(&scrape(port));
+    let ours = parse(&expo::text(&runtime.block_on(collector.collect())));
+    let refused = [("collector", "collect.slave_status")];
+    for (who, f) in [("exporter", &theirs), ("agent", &ours)] {
+        assert_eq!(value(f, "mysql_up", &[]), Some(1.0), "{who}");
+        assert_eq!(
+            value(f, "mysql_exporter_last_scrape_error", &[]),
+            Some(1.0),
+            "{who}"
+        );
+        assert_eq!(
+            value(f, "mysql_exporter_scrape_errors_total", &refused),
+            Some(1.0),
+            "{who}"
+        );
+        assert!(!f.contains_key("mysql_slave_status_sql_delay"), "{who}");
+        assert!(f.contains_key("mysql_global_status_uptime"), "{who}");
+        assert!(
+            f.contains_key("mysql_global_variables_max_connections"),
+            "{who}"
+        );
+    }
+    drop(replica);
+    let theirs = parse(&scrape(port));
+    let ours = parse(&expo::text(&runtime.block_on(collector.collect())));
+    let names = |f: &BTreeMap<String, Fam>| -> BTreeSet<String> {
+        f.keys()
+            .filter(|n| n.starts_with("mysql_"))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(names(&ours), names(&theirs));
+    for (who, f) in [("exporter", &theirs), ("agent", &ours)] {
+        assert_eq!(value(f, "mysql_up", &[]), Some(0.0), "{who}");
+        assert_eq!(
+            value(f, "mysql_exporter_last_scrape_error", &[]),
+            Some(1.0),
+            "{who}"
+        );
+        assert_eq!(
+            value(f, "mysql_exporter_scrapes_total", &[]),
+            Some(2.0),
+            "{who}"
+        );
+    }
+    println!(
+        "failures: a refused slave status fails alone in both; a stopped server leaves {:?} in both",
+        names(&ours)
+    );
+    drop(exporter_proc);
 }

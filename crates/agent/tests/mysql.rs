@@ -443,7 +443,7 @@ fn database_metrics_match_the_real_mysqld_exporter() {
     }
     let mut all_problems = Vec::new();
     for (role, config, cnf, server) in [
-        ("primary", primary_config, primary_cnf.clone(), &primary),
+        ("primary", primary_config, primary_cnf, &primary),
         (
             "replica",
             replica_config.clone(),

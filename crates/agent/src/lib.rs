@@ -1,8 +1,9 @@
 //! The monitoring agent (`rampart agent`, issue 5): the metric model every collector
 //! fills ([`Family`], [`Sample`]) and its Prometheus text exposition ([`expo`]); host
 //! metrics under node_exporter's names ([`host`], and [`kernel`] for the kernel and
-//! device collectors, both on the shared file reading of `procfs`); the services' `/metrics`
-//! ([`scrape`]), access-log counters ([`logtail`]) and database health ([`mysql`]); the
+//! device collectors, both on the shared file reading of `procfs`, plus [`timex`] and
+//! [`textfile`]); the services' `/metrics` ([`scrape`]), access-log counters
+//! ([`logtail`]) and database metrics under mysqld_exporter's names ([`mysql`]); the
 //! on-disk [`buffer`]; the remote-write 1.0 encoder and client ([`remote_write`]); log
 //! lines into Loki push batches ([`logship`]) shipped by [`ship`] (issue 18); the
 //! firewall's drops read from nflog ([`nflog`]) as events and a metric ([`firewall`]);

@@ -63,6 +63,10 @@ const REBUILD_CATCH_UP: Duration = Duration::from_secs(120);
 /// The topology file `up` keeps in the state directory.
 pub const TOPOLOGY_FILE: &str = "topology.toml";
 
+/// Where `up` keeps copies of the topology's `[monitor] rules` files, in the state
+/// directory (see `Stack::keep_rules`).
+pub const RULES_DIR: &str = "monitor-rules";
+
 /// The namespace prefix of isolated mode unless told otherwise.
 pub const DEFAULT_PREFIX: &str = "rampart";
 /// The port on 127.0.0.1 that isolated mode forwards to the load balancer's HTTPS port.
@@ -215,9 +219,12 @@ impl Stack {
             .hosts
             .first()
             .map_or(0, |h| h.local.octets()[1]);
-        let topology = spec
+        let mut topology = spec
             .topology(mode, net)
             .map_err(|e| InfraError::Invalid(e.to_string()))?;
+        // `[monitor] rules`: the files' contents, for the plan to write on the monitor.
+        topology.monitor_rules =
+            crate::rules::read(&spec).map_err(|e| InfraError::Invalid(e.to_string()))?;
         if let Some(f) = &self.fabric {
             self.fabric = Some(Fabric::new(&f.prefix, topology.clone())?);
         }
@@ -456,6 +463,33 @@ impl Stack {
         )))
     }
 
+    /// The site as `topology.toml` keeps it: `[monitor] rules` pointing at copies of the
+    /// files in the state directory (`monitor-rules/<n>/<file name>`, rewritten from what
+    /// `set_spec` read), so a later `up`, `start` or `status` plans the same rules
+    /// whatever became of the operator's files. The file names stay the operator's, so
+    /// the names on the monitor host do not change.
+    fn keep_rules(&self) -> Result<Site, InfraError> {
+        let dir = self.paths.root.join(RULES_DIR);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| InfraError::io("remove", &dir, e))?;
+        }
+        let mut spec = self.spec.clone();
+        spec.monitor_rules.clear();
+        for (i, r) in self.topology.monitor_rules.iter().enumerate() {
+            let name = Path::new(&r.source)
+                .file_name()
+                .map_or_else(|| "rules.yml".into(), |n| n.to_string_lossy().into_owned());
+            let sub = dir.join((i + 1).to_string());
+            std::fs::create_dir_all(&sub)
+                .map_err(|e| InfraError::io("create directory", &sub, e))?;
+            let copy = sub.join(name);
+            rampart_telemetry::fs::write_atomic(&copy, r.contents.as_bytes(), 0o644)
+                .map_err(|e| InfraError::io("write", &copy, e))?;
+            spec.monitor_rules.push(copy.display().to_string());
+        }
+        Ok(spec)
+    }
+
     fn write_run_file(&self) -> Result<(), InfraError> {
         let run = RunFile {
             mode: self.mode().into(),
@@ -478,7 +512,8 @@ impl Stack {
                 .map(|d| d.as_millis() as u64),
         };
         let topology = self.paths.root.join(TOPOLOGY_FILE);
-        rampart_telemetry::fs::write_atomic(&topology, self.spec.to_file().as_bytes(), 0o644)
+        let spec = self.keep_rules()?;
+        rampart_telemetry::fs::write_atomic(&topology, spec.to_file().as_bytes(), 0o644)
             .map_err(|e| InfraError::io("write", &topology, e))?;
         let file = self.paths.root.join("run.json");
         let text =

@@ -107,6 +107,12 @@ async fn run_up(
     match &options.topology {
         Some(path) => {
             let spec = super::tools::read_topology(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            // `[monitor] rules` checked here, once; `set_spec` reads them for the plan.
+            if let rampart_infra::rules::Checked::Unchecked(warning) =
+                rampart_infra::rules::check(&spec).map_err(|e| anyhow::anyhow!("{e}"))?
+            {
+                eprintln!("warning: {warning}");
+            }
             local.set_spec(spec)?;
         }
         None => local.use_saved_spec()?,

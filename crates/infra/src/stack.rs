@@ -2111,4 +2111,79 @@ mod tests {
         );
         assert!(err.contains("bad config: no such key"), "{err}");
     }
+
+    /// `[monitor] rules` under `up`: `set_spec` reads the files for the plan, the kept
+    /// topology names copies in the state directory, and a reopened run (`open`, a
+    /// later `up`) plans the same files under the same names after the operator's are
+    /// gone.
+    #[test]
+    fn kept_rules_outlive_the_operators_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let ops = dir.path().join("ops");
+        std::fs::create_dir_all(ops.join("node-mixin")).unwrap();
+        std::fs::create_dir_all(ops.join("mysqld-mixin/rules")).unwrap();
+        std::fs::write(ops.join("node-mixin/rules.yaml"), "groups: [] # node\n").unwrap();
+        std::fs::write(
+            ops.join("mysqld-mixin/rules/rules.yaml"),
+            "groups: [] # mysql\n",
+        )
+        .unwrap();
+        let text =
+            "[monitor]\nrules = [\"node-mixin/rules.yaml\", \"mysqld-mixin/rules/rules.yaml\"]\n";
+        let mut site = rampart_topology::file::parse("site.toml", text).unwrap();
+        site.rules_relative_to(&ops);
+        let state = dir.path().join("state");
+        let mut stack = Stack::local(&state, 251, PathBuf::from("/bin/true")).unwrap();
+        stack.set_spec(site).unwrap();
+        let planned = |stack: &Stack| -> Vec<(String, String)> {
+            let plan = stack.plan();
+            let prom = plan.host("monitor").unwrap().service("prometheus").unwrap();
+            prom.files
+                .iter()
+                .filter(|f| f.path.to_string_lossy().contains("rules-extra"))
+                .map(|f| (f.path.display().to_string(), f.contents.clone()))
+                .collect()
+        };
+        let before = planned(&stack);
+        let monitor = state.join("hosts/monitor");
+        assert_eq!(
+            before,
+            [
+                (
+                    monitor
+                        .join("rules-extra-1-rules.yaml")
+                        .display()
+                        .to_string(),
+                    "groups: [] # node\n".to_owned()
+                ),
+                (
+                    monitor
+                        .join("rules-extra-2-rules.yaml")
+                        .display()
+                        .to_string(),
+                    "groups: [] # mysql\n".to_owned()
+                ),
+            ]
+        );
+        std::fs::create_dir_all(&state).unwrap();
+        stack.write_run_file().unwrap();
+        std::fs::remove_dir_all(&ops).unwrap();
+        let kept = std::fs::read_to_string(state.join(TOPOLOGY_FILE)).unwrap();
+        let copy = state.join(RULES_DIR).join("2/rules.yaml");
+        assert!(
+            kept.contains(&format!("{:?}", copy.display().to_string())),
+            "{kept}"
+        );
+        for _ in 0..2 {
+            let mut again = Stack::local(&state, 251, PathBuf::from("/bin/true")).unwrap();
+            again.use_saved_spec().unwrap();
+            assert_eq!(planned(&again), before);
+            // Keeping the kept copies again changes nothing.
+            again.write_run_file().unwrap();
+        }
+        assert_eq!(
+            std::fs::read_to_string(copy).unwrap(),
+            "groups: [] # mysql\n"
+        );
+    }
 }

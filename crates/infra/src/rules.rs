@@ -69,7 +69,12 @@ pub fn check(site: &Site) -> Result<Checked, FileErrors> {
     if site.monitor_rules.is_empty() {
         return Ok(Checked::Passed);
     }
-    let Ok(promtool) = find_program("promtool", "prometheus") else {
+    check_with(site, find_program("promtool", "prometheus").ok().as_deref())
+}
+
+/// [`check`] with `promtool` found (or not) by the caller.
+fn check_with(site: &Site, promtool: Option<&Path>) -> Result<Checked, FileErrors> {
+    let Some(promtool) = promtool else {
         return Ok(Checked::Unchecked(
             site.rules_error(
                 "promtool not found, so the rules files are loaded without `promtool check \
@@ -126,4 +131,27 @@ pub fn load(site: &Site) -> Result<(Vec<RuleFile>, Checked), FileErrors> {
     let files = read(site)?;
     let checked = check(site)?;
     Ok((files, checked))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without promtool the files load unchecked, and the warning says so under the
+    /// topology file's line and key, naming the package that brings it.
+    #[test]
+    fn without_promtool_the_files_load_with_a_warning() {
+        let site =
+            rampart_topology::file::parse("site.toml", "[monitor]\nrules = [\"/x/a.yaml\"]\n")
+                .unwrap();
+        assert_eq!(
+            check_with(&site, None).unwrap(),
+            Checked::Unchecked(
+                "site.toml:2: monitor.rules: promtool not found, so the rules files are loaded \
+                 without `promtool check rules`; install the Debian package prometheus to \
+                 check them"
+                    .into()
+            )
+        );
+    }
 }

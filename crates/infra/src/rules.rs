@@ -85,7 +85,7 @@ fn check_with(site: &Site, promtool: Option<&Path>) -> Result<Checked, FileError
     };
     let mut errs = Vec::new();
     for source in &site.monitor_rules {
-        match Command::new(&promtool)
+        match Command::new(promtool)
             .args(["check", "rules"])
             .arg(source)
             .output()

@@ -1,7 +1,8 @@
 //! The topology file: the site an operator edits (`rampart up --topology site.toml`,
 //! `rampart check site.toml`, `rampart topology show`). It names the site, how many load
 //! balancers, web servers and replicas there are, the segments' networks, the etcd
-//! members and, optionally, pinned addresses; everything else (host names, addresses,
+//! members, the operator's extra Prometheus rules files and, optionally, pinned
+//! addresses; everything else (host names, addresses,
 //! the floating address of a load-balancer pair) is computed. [`parse`] validates it
 //! whole, collecting every problem with its line and key; [`Site::topology`] builds the
 //! [`Topology`] for a mode. Pure: the caller reads the file.

@@ -1,6 +1,7 @@
 //! Touches the host: child processes and pid files (`process`), MariaDB servers
 //! (`mariadb`), network namespaces and nftables (`netns`, `firewall`), the operator's
-//! forward into a namespace (`forward`) and the executor of a run's plan (`stack`). Only
+//! forward into a namespace (`forward`), the operator's extra Prometheus rules files
+//! (`rules`: read and `promtool check`ed) and the executor of a run's plan (`stack`). Only
 //! this crate spawns, signals or stops processes, or runs `ip` and `nft`; it decides
 //! nothing about what runs where (that is `rampart_topology::plan`).
 
@@ -10,6 +11,7 @@ pub mod forward;
 pub mod mariadb;
 pub mod netns;
 pub mod process;
+pub mod rules;
 pub mod stack;
 
 pub use process::InfraError;

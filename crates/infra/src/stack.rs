@@ -63,6 +63,10 @@ const REBUILD_CATCH_UP: Duration = Duration::from_secs(120);
 /// The topology file `up` keeps in the state directory.
 pub const TOPOLOGY_FILE: &str = "topology.toml";
 
+/// Where `up` keeps copies of the topology's `[monitor] rules` files, in the state
+/// directory (see `Stack::keep_rules`).
+pub const RULES_DIR: &str = "monitor-rules";
+
 /// The namespace prefix of isolated mode unless told otherwise.
 pub const DEFAULT_PREFIX: &str = "rampart";
 /// The port on 127.0.0.1 that isolated mode forwards to the load balancer's HTTPS port.
@@ -215,9 +219,12 @@ impl Stack {
             .hosts
             .first()
             .map_or(0, |h| h.local.octets()[1]);
-        let topology = spec
+        let mut topology = spec
             .topology(mode, net)
             .map_err(|e| InfraError::Invalid(e.to_string()))?;
+        // `[monitor] rules`: the files' contents, for the plan to write on the monitor.
+        topology.monitor_rules =
+            crate::rules::read(&spec).map_err(|e| InfraError::Invalid(e.to_string()))?;
         if let Some(f) = &self.fabric {
             self.fabric = Some(Fabric::new(&f.prefix, topology.clone())?);
         }
@@ -456,6 +463,33 @@ impl Stack {
         )))
     }
 
+    /// The site as `topology.toml` keeps it: `[monitor] rules` pointing at copies of the
+    /// files in the state directory (`monitor-rules/<n>/<file name>`, rewritten from what
+    /// `set_spec` read), so a later `up`, `start` or `status` plans the same rules
+    /// whatever became of the operator's files. The file names stay the operator's, so
+    /// the names on the monitor host do not change.
+    fn keep_rules(&self) -> Result<Site, InfraError> {
+        let dir = self.paths.root.join(RULES_DIR);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| InfraError::io("remove", &dir, e))?;
+        }
+        let mut spec = self.spec.clone();
+        spec.monitor_rules.clear();
+        for (i, r) in self.topology.monitor_rules.iter().enumerate() {
+            let name = Path::new(&r.source)
+                .file_name()
+                .map_or_else(|| "rules.yml".into(), |n| n.to_string_lossy().into_owned());
+            let sub = dir.join((i + 1).to_string());
+            std::fs::create_dir_all(&sub)
+                .map_err(|e| InfraError::io("create directory", &sub, e))?;
+            let copy = sub.join(name);
+            rampart_telemetry::fs::write_atomic(&copy, r.contents.as_bytes(), 0o644)
+                .map_err(|e| InfraError::io("write", &copy, e))?;
+            spec.monitor_rules.push(copy.display().to_string());
+        }
+        Ok(spec)
+    }
+
     fn write_run_file(&self) -> Result<(), InfraError> {
         let run = RunFile {
             mode: self.mode().into(),
@@ -478,7 +512,8 @@ impl Stack {
                 .map(|d| d.as_millis() as u64),
         };
         let topology = self.paths.root.join(TOPOLOGY_FILE);
-        rampart_telemetry::fs::write_atomic(&topology, self.spec.to_file().as_bytes(), 0o644)
+        let spec = self.keep_rules()?;
+        rampart_telemetry::fs::write_atomic(&topology, spec.to_file().as_bytes(), 0o644)
             .map_err(|e| InfraError::io("write", &topology, e))?;
         let file = self.paths.root.join("run.json");
         let text =
@@ -2075,5 +2110,80 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("bad config: no such key"), "{err}");
+    }
+
+    /// `[monitor] rules` under `up`: `set_spec` reads the files for the plan, the kept
+    /// topology names copies in the state directory, and a reopened run (`open`, a
+    /// later `up`) plans the same files under the same names after the operator's are
+    /// gone.
+    #[test]
+    fn kept_rules_outlive_the_operators_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let ops = dir.path().join("ops");
+        std::fs::create_dir_all(ops.join("node-mixin")).unwrap();
+        std::fs::create_dir_all(ops.join("mysqld-mixin/rules")).unwrap();
+        std::fs::write(ops.join("node-mixin/rules.yaml"), "groups: [] # node\n").unwrap();
+        std::fs::write(
+            ops.join("mysqld-mixin/rules/rules.yaml"),
+            "groups: [] # mysql\n",
+        )
+        .unwrap();
+        let text =
+            "[monitor]\nrules = [\"node-mixin/rules.yaml\", \"mysqld-mixin/rules/rules.yaml\"]\n";
+        let mut site = rampart_topology::file::parse("site.toml", text).unwrap();
+        site.rules_relative_to(&ops);
+        let state = dir.path().join("state");
+        let mut stack = Stack::local(&state, 251, PathBuf::from("/bin/true")).unwrap();
+        stack.set_spec(site).unwrap();
+        let planned = |stack: &Stack| -> Vec<(String, String)> {
+            let plan = stack.plan();
+            let prom = plan.host("monitor").unwrap().service("prometheus").unwrap();
+            prom.files
+                .iter()
+                .filter(|f| f.path.to_string_lossy().contains("rules-extra"))
+                .map(|f| (f.path.display().to_string(), f.contents.clone()))
+                .collect()
+        };
+        let before = planned(&stack);
+        let monitor = state.join("hosts/monitor");
+        assert_eq!(
+            before,
+            [
+                (
+                    monitor
+                        .join("rules-extra-1-rules.yaml")
+                        .display()
+                        .to_string(),
+                    "groups: [] # node\n".to_owned()
+                ),
+                (
+                    monitor
+                        .join("rules-extra-2-rules.yaml")
+                        .display()
+                        .to_string(),
+                    "groups: [] # mysql\n".to_owned()
+                ),
+            ]
+        );
+        std::fs::create_dir_all(&state).unwrap();
+        stack.write_run_file().unwrap();
+        std::fs::remove_dir_all(&ops).unwrap();
+        let kept = std::fs::read_to_string(state.join(TOPOLOGY_FILE)).unwrap();
+        let copy = state.join(RULES_DIR).join("2/rules.yaml");
+        assert!(
+            kept.contains(&format!("{:?}", copy.display().to_string())),
+            "{kept}"
+        );
+        for _ in 0..2 {
+            let mut again = Stack::local(&state, 251, PathBuf::from("/bin/true")).unwrap();
+            again.use_saved_spec().unwrap();
+            assert_eq!(planned(&again), before);
+            // Keeping the kept copies again changes nothing.
+            again.write_run_file().unwrap();
+        }
+        assert_eq!(
+            std::fs::read_to_string(copy).unwrap(),
+            "groups: [] # mysql\n"
+        );
     }
 }

@@ -1101,6 +1101,30 @@ mod tests {
         assert!(db.keeper.is_some() && b.keeper.is_none());
     }
 
+    /// `[monitor] rules` on real hosts: the monitor's bundle carries each extra rules
+    /// file beside `rules.yml` (root's, 0644, like every config) and Prometheus restarts
+    /// when one changes.
+    #[test]
+    fn extra_rules_files_ship_to_the_monitor() {
+        let mut t = Topology::default_for(Mode::Isolated, 0);
+        t.monitor_rules = vec![crate::RuleFile {
+            name: crate::monitor::extra_rules_name(0, "node-mixin/alerts.yaml"),
+            source: "node-mixin/alerts.yaml".into(),
+            contents: "groups: []\n".into(),
+        }];
+        let p = plan(&t);
+        let b = bundle(&p, "monitor", &[], "").unwrap();
+        let path = "/var/lib/rampart/hosts/monitor/rules-extra-1-alerts.yaml";
+        assert_eq!(text(&b, path), "groups: []\n");
+        let f = b.files.iter().find(|f| f.path == Path::new(path)).unwrap();
+        assert_eq!((f.mode, f.owner, f.secret), (0o644, "root", false));
+        assert!(text(&b, "/var/lib/rampart/hosts/monitor/prometheus.yml")
+            .contains(&format!("  - \"{path}\"\n")));
+        assert!(b.restart_on["prometheus.service"].contains(&PathBuf::from(path)));
+        let web = bundle(&p, "web1", &[], "").unwrap();
+        assert!(!web.files.iter().any(|f| f.path == Path::new(path)));
+    }
+
     #[test]
     fn packaged_services_get_drop_ins_with_the_plans_command_line() {
         let p = site();

@@ -1,7 +1,8 @@
 //! The topology file: the site an operator edits (`rampart up --topology site.toml`,
 //! `rampart check site.toml`, `rampart topology show`). It names the site, how many load
 //! balancers, web servers and replicas there are, the segments' networks, the etcd
-//! members and, optionally, pinned addresses; everything else (host names, addresses,
+//! members, the operator's extra Prometheus rules files and, optionally, pinned
+//! addresses; everything else (host names, addresses,
 //! the floating address of a load-balancer pair) is computed. [`parse`] validates it
 //! whole, collecting every problem with its line and key; [`Site::topology`] builds the
 //! [`Topology`] for a mode. Pure: the caller reads the file.
@@ -153,9 +154,15 @@ pub struct Site {
     pub cert_lifetime: u64,
     /// `[acme]`: the site certificate from an ACME CA.
     pub acme: Option<crate::Acme>,
+    /// `[monitor] rules`: the operator's Prometheus rules files, as listed (relative to
+    /// the topology file's directory until [`Site::rules_relative_to`] makes them
+    /// absolute). The caller reads them into [`Topology::monitor_rules`].
+    pub monitor_rules: Vec<String>,
     /// The file and the line of `hosts.lb`, for errors that depend on the mode.
     file: String,
     lb_line: Option<usize>,
+    /// The line of `monitor.rules`, for the caller's errors about its files.
+    rules_line: Option<usize>,
 }
 
 impl Default for Site {
@@ -181,8 +188,10 @@ impl Default for Site {
             backup_store: None,
             cert_lifetime: crate::DEFAULT_CERT_LIFETIME,
             acme: None,
+            monitor_rules: Vec::new(),
             file: "(built-in)".into(),
             lb_line: None,
+            rules_line: None,
         }
     }
 }
@@ -279,6 +288,29 @@ impl Site {
             .iter()
             .find(|(x, _)| *x == s)
             .map_or(net("0.0.0.0", 8), |(_, n)| *n)
+    }
+
+    /// Makes every relative path of `[monitor] rules` relative to `dir`, the topology
+    /// file's directory (pure: nothing is read). What `up` keeps and `topology show`
+    /// prints then names the same files from anywhere.
+    pub fn rules_relative_to(&mut self, dir: &std::path::Path) {
+        for r in &mut self.monitor_rules {
+            let p = std::path::Path::new(r.as_str());
+            if p.is_relative() {
+                *r = dir.join(p).display().to_string();
+            }
+        }
+    }
+
+    /// An error about one of `[monitor] rules`' files (unreadable, refused by
+    /// `promtool`), named like the file's own: its file, the key's line, the key.
+    pub fn rules_error(&self, message: impl Into<String>) -> FileError {
+        FileError {
+            file: self.file.clone(),
+            line: self.rules_line,
+            key: "monitor.rules".into(),
+            message: message.into(),
+        }
     }
 
     /// The site as a [`Topology`] in `mode`, with loopback block `127.<net>.x.y` in
@@ -454,6 +486,22 @@ impl Site {
                 }
             }
         }
+        if self.monitor_rules.is_empty() {
+            out.push_str(
+                "\n# Prometheus rules files loaded on the monitor beside rampart's own (paths\n\
+                 # relative to this file, or absolute; each checked with `promtool check rules`).\n\
+                 # The node_exporter and mysqld_exporter mixins, rendered to YAML, fit as they are:\n\
+                 # the agents push host metrics as job=\"node\" and the database's as job=\"mysql\".\n\
+                 # [monitor]\n# rules = [\"node-mixin/alerts.yaml\", \"node-mixin/rules.yaml\",\n\
+                 #          \"mysqld-mixin/alerts/general.yaml\", \"mysqld-mixin/rules/rules.yaml\"]\n",
+            );
+        } else {
+            out.push_str(&format!(
+                "\n# Prometheus rules files loaded on the monitor beside rampart's own.\n\
+                 [monitor]\nrules = [{}]\n",
+                list(&self.monitor_rules)
+            ));
+        }
         for (h, s, a) in &self.pinned {
             out.push_str(&format!(
                 "\n[[host]]\nname = {}\n{} = \"{a}\"\n",
@@ -496,8 +544,109 @@ struct RawFile {
     backup: Option<RawBackup>,
     certificates: Option<RawCertificates>,
     acme: Option<Spanned<RawAcme>>,
+    monitor: Option<RawMonitor>,
     #[serde(default)]
     host: Vec<RawHost>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMonitor {
+    /// Any TOML value, so that a value of the wrong type gets this key's own error
+    /// rather than serde's.
+    rules: Option<Spanned<toml::Value>>,
+}
+
+/// The longest path `[monitor] rules` takes (Linux's `PATH_MAX`).
+const MAX_RULES_PATH: usize = 4096;
+
+/// "a string", "an integer": a TOML value's kind, for errors.
+fn a_kind(v: &toml::Value) -> String {
+    let kind = v.type_str();
+    let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {kind}")
+}
+
+/// `[monitor] rules`, checked: a list of distinct paths of YAML files, every bad entry
+/// named by its index.
+fn monitor_rules(rules: &Spanned<toml::Value>, errs: &mut Errors<'_>) -> Vec<String> {
+    const EXAMPLE: &str = "[\"node-mixin/alerts.yaml\", \"node-mixin/rules.yaml\"]";
+    let toml::Value::Array(items) = rules.get_ref() else {
+        errs.at(
+            rules,
+            "monitor.rules",
+            format!(
+                "{} is not a list of rules files; write the paths of Prometheus rules files \
+                 as a list of strings, such as {EXAMPLE}",
+                a_kind(rules.get_ref())
+            ),
+        );
+        return Vec::new();
+    };
+    let mut out: Vec<String> = Vec::new();
+    let mut seen: Vec<(std::path::PathBuf, usize)> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let key = format!("monitor.rules[{i}]");
+        let toml::Value::String(p) = item else {
+            errs.at(
+                rules,
+                &key,
+                format!(
+                    "{} is not a path; write each rules file as a string, such as \
+                     \"node-mixin/alerts.yaml\"",
+                    a_kind(item)
+                ),
+            );
+            continue;
+        };
+        let path = std::path::Path::new(p.as_str());
+        let named_file = matches!(
+            path.components().next_back(),
+            Some(std::path::Component::Normal(_))
+        ) && !p.ends_with('/')
+            && !p.ends_with("/.");
+        let problem = if p.trim().is_empty() {
+            Some("is empty; write the path of a rules file, such as \"node-mixin/alerts.yaml\"")
+        } else if p.len() > MAX_RULES_PATH || p.chars().any(char::is_control) {
+            Some("is not a path (control characters, or longer than 4096 bytes)")
+        } else if !named_file {
+            Some(
+                "names no file; write the path of a rules file, such as \"node-mixin/alerts.yaml\"",
+            )
+        } else if !(p.ends_with(".yml") || p.ends_with(".yaml")) {
+            Some(
+                "is not a Prometheus rules file; expected YAML (.yml or .yaml); render a \
+                 jsonnet mixin to YAML first (mixtool, or jsonnet -S)",
+            )
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            errs.at(rules, &key, format!("{p:?} {problem}"));
+            continue;
+        }
+        // The same file twice, however it is spelt (`./a.yaml`, `a//a.yaml`), would
+        // load every rule twice: Prometheus refuses duplicate groups.
+        let normal: std::path::PathBuf = path
+            .components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .collect();
+        if let Some((_, first)) = seen.iter().find(|(n, _)| *n == normal) {
+            errs.at(
+                rules,
+                &key,
+                format!("{p:?} is listed twice (also monitor.rules[{first}]); list each rules file once"),
+            );
+            continue;
+        }
+        seen.push((normal, i));
+        out.push(p.clone());
+    }
+    out
 }
 
 #[derive(Deserialize)]
@@ -1064,6 +1213,11 @@ pub fn parse(file: &str, text: &str) -> Result<Site, FileErrors> {
         spec.acme = acme_section(acme, &mut errs);
     }
 
+    if let Some(rules) = raw.monitor.as_ref().and_then(|m| m.rules.as_ref()) {
+        spec.rules_line = Some(errs.line(rules.span()));
+        spec.monitor_rules = monitor_rules(rules, &mut errs);
+    }
+
     let mut pinned_lines = Vec::new();
     for h in &raw.host {
         let name = h.name.get_ref();
@@ -1347,6 +1501,132 @@ mod tests {
             errs.iter()
                 .any(|e| e.starts_with("site.toml:1: acme.directory: missing")),
             "{errs:?}"
+        );
+    }
+
+    /// `[monitor] rules`: off by default, kept through `topology show`, made absolute
+    /// against the file's directory, never reaching the topology by itself (the caller
+    /// reads the files).
+    #[test]
+    fn monitor_rules_list_the_operators_files() {
+        assert!(Site::default().monitor_rules.is_empty());
+        let shown = Site::default().to_file();
+        assert!(shown.contains("# [monitor]\n# rules = ["), "{shown}");
+        let text = "[monitor]\nrules = [\"node-mixin/alerts.yaml\", \"/srv/mysqld-mixin/rules/rules.yaml\",\n  \"mysqld-mixin/alerts/general.yml\"]\n";
+        let mut spec = parse("site.toml", text).unwrap();
+        assert_eq!(
+            spec.monitor_rules,
+            [
+                "node-mixin/alerts.yaml",
+                "/srv/mysqld-mixin/rules/rules.yaml",
+                "mysqld-mixin/alerts/general.yml"
+            ]
+        );
+        assert!(spec
+            .topology(Mode::Isolated, 0)
+            .unwrap()
+            .monitor_rules
+            .is_empty());
+        spec.rules_relative_to(std::path::Path::new("/etc/rampart"));
+        assert_eq!(
+            spec.monitor_rules,
+            [
+                "/etc/rampart/node-mixin/alerts.yaml",
+                "/srv/mysqld-mixin/rules/rules.yaml",
+                "/etc/rampart/mysqld-mixin/alerts/general.yml"
+            ]
+        );
+        let back = parse("shown.toml", &spec.to_file()).unwrap();
+        assert_eq!(back.monitor_rules, spec.monitor_rules);
+        assert_eq!(
+            spec.rules_error("/x.yaml: cannot read").to_string(),
+            "site.toml:2: monitor.rules: /x.yaml: cannot read"
+        );
+        assert!(parse("site.toml", "[monitor]\nrules = []\n")
+            .unwrap()
+            .monitor_rules
+            .is_empty());
+    }
+
+    /// Every bad `[monitor] rules` names the file, the line, the key (with the entry's
+    /// index) and what would be valid; all at once.
+    #[test]
+    fn bad_monitor_rules_get_named_errors() {
+        let check = |text: &str, want: &[&str]| {
+            assert_eq!(errors(text), want, "{text}");
+        };
+        check(
+            "[monitor]\nrules = \"node-mixin/alerts.yaml\"\n",
+            &[
+                "site.toml:2: monitor.rules: a string is not a list of rules files; write the \
+               paths of Prometheus rules files as a list of strings, such as \
+               [\"node-mixin/alerts.yaml\", \"node-mixin/rules.yaml\"]",
+            ],
+        );
+        check(
+            "[monitor]\n\nrules = { file = \"a.yaml\" }\n",
+            &[
+                "site.toml:3: monitor.rules: a table is not a list of rules files; write the \
+               paths of Prometheus rules files as a list of strings, such as \
+               [\"node-mixin/alerts.yaml\", \"node-mixin/rules.yaml\"]",
+            ],
+        );
+        check(
+            "[monitor]\nrules = [\"a.yaml\", 3, [\"b.yaml\"]]\n",
+            &[
+                "site.toml:2: monitor.rules[1]: an integer is not a path; write each rules \
+                 file as a string, such as \"node-mixin/alerts.yaml\"",
+                "site.toml:2: monitor.rules[2]: an array is not a path; write each rules file \
+                 as a string, such as \"node-mixin/alerts.yaml\"",
+            ],
+        );
+        check(
+            "[monitor]\nrules = [\"\", \" \"]\n",
+            &[
+                "site.toml:2: monitor.rules[0]: \"\" is empty; write the path of a rules file, \
+                 such as \"node-mixin/alerts.yaml\"",
+                "site.toml:2: monitor.rules[1]: \" \" is empty; write the path of a rules file, \
+                 such as \"node-mixin/alerts.yaml\"",
+            ],
+        );
+        check(
+            "[monitor]\nrules = [\"rules/\", \"..\", \"a.yaml/.\"]\n",
+            &[
+                "site.toml:2: monitor.rules[0]: \"rules/\" names no file; write the path of a \
+                 rules file, such as \"node-mixin/alerts.yaml\"",
+                "site.toml:2: monitor.rules[1]: \"..\" names no file; write the path of a \
+                 rules file, such as \"node-mixin/alerts.yaml\"",
+                "site.toml:2: monitor.rules[2]: \"a.yaml/.\" names no file; write the path of a \
+                 rules file, such as \"node-mixin/alerts.yaml\"",
+            ],
+        );
+        check(
+            "[monitor]\nrules = [\"node-mixin/mixin.libsonnet\", \"a\\nb.yaml\"]\n",
+            &[
+                "site.toml:2: monitor.rules[0]: \"node-mixin/mixin.libsonnet\" is not a \
+                 Prometheus rules file; expected YAML (.yml or .yaml); render a jsonnet mixin \
+                 to YAML first (mixtool, or jsonnet -S)",
+                "site.toml:2: monitor.rules[1]: \"a\\nb.yaml\" is not a path (control \
+                 characters, or longer than 4096 bytes)",
+            ],
+        );
+        check(
+            "[monitor]\nrules = [\"node-mixin/rules.yaml\", \"mysqld-mixin/rules/rules.yaml\",\n  \"./node-mixin//rules.yaml\"]\n",
+            &["site.toml:2: monitor.rules[2]: \"./node-mixin//rules.yaml\" is listed twice \
+               (also monitor.rules[0]); list each rules file once"],
+        );
+        check(
+            "[monitor]\nrule = [\"a.yaml\"]\n",
+            &["site.toml:2: (syntax): unknown field `rule`, expected `rules`"],
+        );
+        // Other sections' errors come too.
+        check(
+            "[hosts]\nweb = 0\n[monitor]\nrules = [\"\"]\n",
+            &[
+                "site.toml:2: hosts.web: 0 web servers; valid: 1 to 78",
+                "site.toml:4: monitor.rules[0]: \"\" is empty; write the path of a rules file, \
+                 such as \"node-mixin/alerts.yaml\"",
+            ],
         );
     }
 

@@ -196,6 +196,22 @@ pub struct Topology {
     /// `[acme]`: the site certificate from an ACME CA, ordered and renewed by each load
     /// balancer; `None`: the run's CA issues it, like every other.
     pub acme: Option<Acme>,
+    /// `[monitor] rules`: the operator's Prometheus rules files (the node_exporter and
+    /// mysqld_exporter mixins, say), loaded beside rampart's own `rules.yml`. The
+    /// contents come from the caller, which reads the files (`rampart_infra::rules`);
+    /// [`file::Site::topology`] leaves this empty.
+    pub monitor_rules: Vec<RuleFile>,
+}
+
+/// One extra Prometheus rules file of the monitor host: where it came from and what it
+/// holds. [`RuleFile::name`] is its file name beside `rules.yml`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleFile {
+    /// Its file name on the monitor host ([`monitor::extra_rules_name`]).
+    pub name: String,
+    /// The path the topology file lists, for messages.
+    pub source: String,
+    pub contents: String,
 }
 
 /// `[acme]` of a topology file: each load balancer orders the site's certificate (its
@@ -324,6 +340,7 @@ impl Topology {
             backup_store: None,
             cert_lifetime: std::time::Duration::from_secs(DEFAULT_CERT_LIFETIME),
             acme: None,
+            monitor_rules: Vec::new(),
         }
     }
 

@@ -125,7 +125,7 @@
 //!   dashboard, which records each alert, so each alert is sent on its own and quickly.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The window of every rate in the recording rules (the `1m` of their names).
@@ -451,7 +451,31 @@ fn path_str(p: &Path) -> String {
     yaml_str(&p.to_string_lossy())
 }
 
-/// prometheus.yml: rule evaluation, the rules file, Alertmanager at `alertmanager`
+/// The file name of the operator's `index`th (from 0) extra rules file, listed in the
+/// topology file as `source`, beside `rules.yml` on the monitor host:
+/// `rules-extra-<index + 1>-<its file name>`, with anything but ASCII letters, digits,
+/// `.`, `-` and `_` replaced by `_`. The prefix keeps it apart from every file rampart
+/// writes there, and the number apart from another listed file of the same name (the
+/// node_exporter mixin's `rules.yaml` and the mysqld_exporter mixin's).
+pub fn extra_rules_name(index: usize, source: &str) -> String {
+    let base = Path::new(source)
+        .file_name()
+        .map_or_else(|| "rules.yml".into(), |n| n.to_string_lossy());
+    let base: String = base
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("rules-extra-{}-{base}", index + 1)
+}
+
+/// prometheus.yml: rule evaluation, the rules files (rampart's `rules.yml` first, then
+/// the operator's extra ones, `[monitor] rules`), Alertmanager at `alertmanager`
 /// (`host:port`, also scraped for its own metrics), the etcd members' metrics listeners
 /// (`etcd`, `host:port` each, job `etcd`: the one flow to their port 2381 the firewall
 /// allows), and the out-of-order window for the agents' buffered samples. The agents
@@ -459,7 +483,7 @@ fn path_str(p: &Path) -> String {
 /// `--web.enable-remote-write-receiver`.
 pub fn prometheus_config(
     s: &MonitorSettings,
-    rules_file: &Path,
+    rule_files: &[PathBuf],
     alertmanager: &str,
     am_tls: Option<&TlsClient<'_>>,
     etcd: &[String],
@@ -476,7 +500,10 @@ pub fn prometheus_config(
         "  evaluation_interval: {}",
         prom_duration(s.evaluation_interval)
     );
-    let _ = writeln!(o, "rule_files:\n  - {}", path_str(rules_file));
+    let _ = writeln!(o, "rule_files:");
+    for f in rule_files {
+        let _ = writeln!(o, "  - {}", path_str(f));
+    }
     let am = yaml_str(alertmanager);
     let _ = writeln!(o, "alerting:\n  alertmanagers:");
     let _ = writeln!(o, "    - static_configs:\n        - targets: [{am}]");
@@ -1129,7 +1156,10 @@ mod tests {
     fn prometheus_sends_alerts_and_accepts_late_samples() {
         let text = prometheus_config(
             &MonitorSettings::default(),
-            Path::new("/state/hosts/monitor/rules.yml"),
+            &[
+                PathBuf::from("/state/hosts/monitor/rules.yml"),
+                PathBuf::from("/state/hosts/monitor/rules-extra-1-alerts.yaml"),
+            ],
             "127.0.0.1:9093",
             Some(&TlsClient {
                 ca: Path::new("/state/certs/ca.pem"),
@@ -1140,7 +1170,7 @@ mod tests {
         );
         for needle in [
             "evaluation_interval: 15s",
-            "  - \"/state/hosts/monitor/rules.yml\"",
+            "rule_files:\n  - \"/state/hosts/monitor/rules.yml\"\n  - \"/state/hosts/monitor/rules-extra-1-alerts.yaml\"\nalerting:",
             "targets: [\"127.0.0.1:9093\"]",
             "out_of_order_time_window: 3h",
             "targets: [\"127.0.0.1:9093\"]\n      scheme: https\n      tls_config:\n        ca_file: \"/state/certs/ca.pem\"\n        cert_file: \"/state/hosts/monitor/plane-prometheus.pem\"\n",
@@ -1151,12 +1181,29 @@ mod tests {
         }
         let without = prometheus_config(
             &MonitorSettings::default(),
-            Path::new("/r.yml"),
+            &[PathBuf::from("/r.yml")],
             "127.0.0.1:9093",
             None,
             &[],
         );
         assert!(!without.contains("etcd"), "{without}");
         assert!(!without.contains("https"), "{without}");
+    }
+
+    /// Extra rules files get names no file of rampart's has, distinct even when two
+    /// listed files share a name, and safe in YAML and on disk.
+    #[test]
+    fn extra_rules_names_never_collide() {
+        for (i, source, want) in [
+            (0, "node-mixin/rules.yaml", "rules-extra-1-rules.yaml"),
+            (
+                4,
+                "/srv/mysqld-mixin/rules/rules.yaml",
+                "rules-extra-5-rules.yaml",
+            ),
+            (1, "my rules\"x\".yml", "rules-extra-2-my_rules_x_.yml"),
+        ] {
+            assert_eq!(extra_rules_name(i, source), want);
+        }
     }
 }

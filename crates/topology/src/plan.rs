@@ -1097,19 +1097,35 @@ impl Builder<'_> {
         svc.needs.push(self.ca());
         svc.needs
             .extend(issued(self.s.state.plane_cert(&self.h.name, "prometheus")));
+        // rampart's rules, then the operator's (`[monitor] rules`), each a file of its
+        // own beside them, under a name none of rampart's files has.
+        let extra: Vec<FileSpec> = self
+            .t
+            .monitor_rules
+            .iter()
+            .map(|r| FileSpec {
+                path: self.file(&r.name),
+                contents: r.contents.clone(),
+                mode: CONFIG_MODE,
+            })
+            .collect();
+        let rule_files: Vec<PathBuf> = std::iter::once(rules.clone())
+            .chain(extra.iter().map(|f| f.path.clone()))
+            .collect();
         svc.files = vec![
             web,
             FileSpec {
                 contents: monitor::rules(&settings),
-                path: rules.clone(),
-                mode: CONFIG_MODE,
-            },
-            FileSpec {
-                contents: monitor::prometheus_config(&settings, &rules, &am, Some(&am_tls), &etcd),
-                path: config,
+                path: rules,
                 mode: CONFIG_MODE,
             },
         ];
+        svc.files.extend(extra);
+        svc.files.push(FileSpec {
+            contents: monitor::prometheus_config(&settings, &rule_files, &am, Some(&am_tls), &etcd),
+            path: config,
+            mode: CONFIG_MODE,
+        });
         svc.ports = vec![listen("api", listen_on)];
         svc
     }
@@ -2282,6 +2298,62 @@ mod tests {
             mon.service("alertmanager").unwrap().log_file,
             PathBuf::from("/st/hosts/monitor/alertmanager.log")
         );
+    }
+
+    /// `[monitor] rules`: each extra rules file is one more config of Prometheus beside
+    /// `rules.yml`, under its own name, listed after rampart's in `rule_files`, in both
+    /// modes; none by default.
+    #[test]
+    fn extra_rules_files_reach_prometheus() {
+        for mode in [Mode::Local, Mode::Isolated] {
+            let mut t = Topology::default_for(mode, 0);
+            t.monitor_rules = ["node-mixin/rules.yaml", "mysqld-mixin/rules/rules.yaml"]
+                .iter()
+                .enumerate()
+                .map(|(i, src)| crate::RuleFile {
+                    name: monitor::extra_rules_name(i, src),
+                    source: (*src).into(),
+                    contents: format!("groups: [] # {src}\n"),
+                })
+                .collect();
+            let p = plan(&t, &settings(Some("rp")));
+            let prom = p.host("monitor").unwrap().service("prometheus").unwrap();
+            let files: Vec<String> = prom
+                .files
+                .iter()
+                .map(|f| format!("{} {:o}", f.path.display(), f.mode))
+                .collect();
+            assert_eq!(
+                files,
+                [
+                    "/st/hosts/monitor/prometheus-web.yml 644",
+                    "/st/hosts/monitor/rules.yml 644",
+                    "/st/hosts/monitor/rules-extra-1-rules.yaml 644",
+                    "/st/hosts/monitor/rules-extra-2-rules.yaml 644",
+                    "/st/hosts/monitor/prometheus.yml 644",
+                ],
+                "{mode:?}"
+            );
+            assert_eq!(
+                prom.files[3].contents,
+                "groups: [] # mysqld-mixin/rules/rules.yaml\n"
+            );
+            let config = &prom.files[4].contents;
+            assert!(
+                config.contains(
+                    "rule_files:\n  - \"/st/hosts/monitor/rules.yml\"\n  \
+                     - \"/st/hosts/monitor/rules-extra-1-rules.yaml\"\n  \
+                     - \"/st/hosts/monitor/rules-extra-2-rules.yaml\"\nalerting:"
+                ),
+                "{config}"
+            );
+        }
+        let p = isolated();
+        let prom = p.host("monitor").unwrap().service("prometheus").unwrap();
+        assert!(!prom
+            .files
+            .iter()
+            .any(|f| f.path.to_string_lossy().contains("extra")));
     }
 
     #[test]

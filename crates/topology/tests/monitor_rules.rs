@@ -68,7 +68,7 @@ fn rendered_configs_pass_promtool_and_amtool() {
                 &config,
                 prometheus_config(
                     &settings,
-                    &rules_file,
+                    std::slice::from_ref(&rules_file),
                     alertmanager,
                     Some(&TlsClient {
                         ca: &pki.ca,
@@ -102,6 +102,89 @@ fn rendered_configs_pass_promtool_and_amtool() {
             assert!(ok, "amtool check-config ({name}):\n{out}");
             assert!(out.contains("1 receivers"), "{out}");
         }
+    }
+}
+
+/// The community's rules files as `rampart up` would list them with `[monitor] rules`:
+/// `../shared/dashboards` beside the repository (see its README), or `None` and a
+/// visible skip.
+fn upstream_rules() -> Option<Vec<PathBuf>> {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = repo.join("../shared/dashboards");
+    if !dir.is_dir() {
+        eprintln!(
+            "SKIPPED: {} is absent (the node_exporter and mysqld_exporter mixins' rules)",
+            dir.display()
+        );
+        return None;
+    }
+    Some(
+        [
+            "node-mixin/alerts.yaml",
+            "node-mixin/rules.yaml",
+            "mysqld-mixin/alerts/general.yaml",
+            "mysqld-mixin/alerts/galera.yaml",
+            "mysqld-mixin/rules/rules.yaml",
+        ]
+        .iter()
+        .map(|f| dir.join(f))
+        .collect(),
+    )
+}
+
+/// `[monitor] rules` with the upstream mixins: written beside `rules.yml` under the
+/// names the plan gives them, listed after it, Prometheus's own check accepts the
+/// config with every rule of all six files (rampart's 29 and the mixins' 52), for both
+/// settings. Two of the files are both `rules.yaml`: the names keep them apart.
+#[test]
+fn upstream_mixins_load_beside_rampart_rules() {
+    let Some(promtool) = need("promtool", "prometheus") else {
+        return;
+    };
+    let Some(upstream) = upstream_rules() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for (name, settings) in [
+        ("default", MonitorSettings::default()),
+        ("fast", MonitorSettings::fast()),
+    ] {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        let mut files = vec![d.join("rules.yml")];
+        std::fs::write(&files[0], rules(&settings)).unwrap();
+        for (i, src) in upstream.iter().enumerate() {
+            let to = d.join(rampart_topology::monitor::extra_rules_name(
+                i,
+                &src.display().to_string(),
+            ));
+            assert!(!files.contains(&to), "{} collides", to.display());
+            std::fs::copy(src, &to).unwrap();
+            files.push(to);
+        }
+        let config = d.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            prometheus_config(&settings, &files, "127.0.0.1:9093", None, &[]),
+        )
+        .unwrap();
+        let (ok, out) = run(Command::new(&promtool)
+            .args(["check", "config"])
+            .arg(&config));
+        assert!(ok, "promtool check config ({name}):\n{out}");
+        assert!(out.contains("SUCCESS: 6 rule files found"), "{out}");
+        let (ok, out) = run(Command::new(&promtool)
+            .args(["check", "rules"])
+            .args(&files));
+        assert!(ok, "promtool check rules ({name}):\n{out}");
+        let total: usize = out
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("SUCCESS: "))
+            .filter_map(|l| l.strip_suffix(" rules found"))
+            .map(|n| n.parse::<usize>().unwrap())
+            .sum();
+        assert_eq!(total, 29 + 52, "{out}");
+        println!("{name}: promtool check config: 6 rule files, {total} rules");
     }
 }
 
@@ -173,8 +256,14 @@ fn promtool_rejects_an_unknown_storage_key() {
     let settings = MonitorSettings::default();
     let rules_file = dir.path().join("rules.yml");
     std::fs::write(&rules_file, rules(&settings)).unwrap();
-    let text = prometheus_config(&settings, &rules_file, "127.0.0.1:9093", None, &[])
-        .replace("out_of_order_time_window", "out_of_order_window");
+    let text = prometheus_config(
+        &settings,
+        std::slice::from_ref(&rules_file),
+        "127.0.0.1:9093",
+        None,
+        &[],
+    )
+    .replace("out_of_order_time_window", "out_of_order_window");
     let config = dir.path().join("prometheus.yml");
     std::fs::write(&config, text).unwrap();
     let (ok, out) = run(Command::new(&promtool)

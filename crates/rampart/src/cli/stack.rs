@@ -107,6 +107,10 @@ async fn run_up(
     match &options.topology {
         Some(path) => {
             let spec = super::tools::read_topology(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            // `[monitor] rules` read and checked with promtool here, once, so an
+            // unreadable file is named before promtool would stumble on it; `set_spec`
+            // reads them again for the plan (as it does for a kept topology).
+            super::tools::monitor_rules(&spec).map_err(|e| anyhow::anyhow!("{e}"))?;
             local.set_spec(spec)?;
         }
         None => local.use_saved_spec()?,

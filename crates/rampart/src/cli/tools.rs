@@ -36,9 +36,9 @@ fn detect_kind(path: &Path) -> Kind {
     if table.get("zone").is_some_and(toml::Value::is_table) {
         return Kind::Dns;
     }
-    // A topology file: `[hosts]` counts, `[segments]`, `[[host]]` pins, `names` (an
-    // agent config has a `[host]` table, not an array of them).
-    if ["hosts", "segments", "etcd", "names"]
+    // A topology file: `[hosts]` counts, `[segments]`, `[[host]]` pins, `names`,
+    // `[monitor]` rules (an agent config has a `[host]` table, not an array of them).
+    if ["hosts", "segments", "etcd", "names", "monitor"]
         .iter()
         .any(|k| table.contains_key(*k))
         || table.get("host").is_some_and(toml::Value::is_array)
@@ -92,7 +92,7 @@ pub(super) fn check(path: &Path, kind: Option<Kind>) -> ExitCode {
         Kind::Backup => text(
             <rampart_backup::config::Config as rampart_telemetry::config::ConfigFile>::load(path),
         ),
-        Kind::Topology => text(read_topology(path)),
+        Kind::Topology => text(read_topology(path).and_then(|site| monitor_rules(&site))),
     };
     match result {
         Ok(()) => {
@@ -106,20 +106,42 @@ pub(super) fn check(path: &Path, kind: Option<Kind>) -> ExitCode {
     }
 }
 
-/// Reads and validates a topology file; the errors name the file, line and key.
+/// Reads and validates a topology file; the errors name the file, line and key. The
+/// paths of `[monitor] rules` come back absolute (relative ones are the file's
+/// directory's); the rules files themselves are read by [`monitor_rules`].
 pub(super) fn read_topology(
     path: &Path,
 ) -> Result<rampart_topology::file::Site, rampart_topology::file::FileErrors> {
     use rampart_topology::file::{FileError, FileErrors};
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let cannot = |what: &str, e: std::io::Error| {
         FileErrors(vec![FileError {
             file: path.display().to_string(),
             line: None,
             key: "(file)".into(),
-            message: format!("cannot read: {e}"),
+            message: format!("cannot {what}: {e}"),
         }])
-    })?;
-    rampart_topology::file::parse(&path.display().to_string(), &text)
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| cannot("read", e))?;
+    let mut site = rampart_topology::file::parse(&path.display().to_string(), &text)?;
+    let absolute = std::path::absolute(path).map_err(|e| cannot("resolve", e))?;
+    if let Some(dir) = absolute.parent() {
+        site.rules_relative_to(dir);
+    }
+    Ok(site)
+}
+
+/// Reads `site`'s `[monitor] rules` files and checks them with `promtool check rules`
+/// (`rampart_infra::rules::load`): their contents for the plan, or every problem named
+/// with the topology file, line and key. Without promtool, a warning says they are
+/// unchecked.
+pub(super) fn monitor_rules(
+    site: &rampart_topology::file::Site,
+) -> Result<Vec<rampart_topology::RuleFile>, rampart_topology::file::FileErrors> {
+    let (files, checked) = rampart_infra::rules::load(site)?;
+    if let rampart_infra::rules::Checked::Unchecked(warning) = checked {
+        eprintln!("warning: {warning}");
+    }
+    Ok(files)
 }
 
 /// `rampart topology show [FILE]`: the built-in topology, or FILE's, as a file with
@@ -264,8 +286,16 @@ pub(super) fn render(path: Option<&Path>, out: &Path, ssh_from: &[String]) -> Ex
         );
         return ExitCode::from(2);
     }
-    let topology = match site.topology(rampart_topology::Mode::Isolated, 0) {
+    let mut topology = match site.topology(rampart_topology::Mode::Isolated, 0) {
         Ok(t) => t,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    // `[monitor] rules`: the files' contents travel in the monitor's bundle.
+    topology.monitor_rules = match monitor_rules(&site) {
+        Ok(files) => files,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::from(2);

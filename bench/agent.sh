@@ -37,9 +37,9 @@ case $RESULTS_DIR in /*) ;; *) RESULTS_DIR=$ROOT/$RESULTS_DIR ;; esac
 NODE_EXPORTER=/usr/bin/prometheus-node-exporter
 PROMETHEUS=/usr/bin/prometheus
 INSTANCE=bench-agent
-# What the agent emulates (crates/agent/src/host.rs): node_exporter 1.5's cpu, stat,
-# meminfo, loadavg, netdev, filesystem and time collectors.
-EMULATED=(cpu stat meminfo loadavg netdev filesystem time)
+# What the agent emulates: host::collector_names() in crates/agent/src/host.rs, node_exporter
+# 1.5's collectors of the same names (host.rs, kernel.rs, timex.rs, textfile.rs).
+EMULATED=(cpu stat meminfo loadavg netdev filesystem time uname filefd entropy conntrack pressure vmstat diskstats sockstat softnet netstat netclass schedstat interrupts processes timex textfile)
 
 log() { printf '[agent.sh] %s\n' "$*" >&2; }
 die() {

@@ -335,6 +335,7 @@ fn the_rendered_site_deploys_to_booted_hosts_and_serves() {
     }
     println!("monitoring: heartbeats from {seen:?}");
     deployed_certificate_expiries(&ssh, &plan);
+    deployed_host_collectors(&ssh, &plan);
     journals_reach_the_store(&ssh, &plan);
 
     // ssh: each host's firewall lets the bastion's address in, and no other address of
@@ -707,6 +708,65 @@ fn deployed_certificate_expiries(ssh: &Ssh, plan: &rampart_topology::plan::Plan)
         "certificate expiries: {} files on {} hosts, every one readable by its agent",
         want.values().sum::<usize>(),
         want.len()
+    );
+}
+
+/// node_exporter's collectors run under the agent's hardened unit on a real host: the
+/// clock's state (`timex`, the one system call the unit allows beyond
+/// `@system-service`) on every host, and which collectors find nothing to read here.
+fn deployed_host_collectors(ssh: &Ssh, plan: &rampart_topology::plan::Plan) {
+    let want: BTreeSet<String> = plan
+        .hosts
+        .iter()
+        .filter(|h| h.service("agent").is_some())
+        .map(|h| h.name.clone())
+        .collect();
+    let ask = |q: &str| -> Vec<serde_json::Value> {
+        let text = ssh_run(
+            ssh,
+            "198.18.9.2",
+            &format!(
+                "curl -sS --max-time 5 --get --cacert /var/lib/rampart/certs/ca.pem \
+                 --cert /var/lib/rampart/hosts/monitor/plane-dashboard.pem \
+                 --key /var/lib/rampart/hosts/monitor/plane-dashboard.key \
+                 --data-urlencode 'query={q}' 'https://127.0.0.1:9091/api/v1/query'"
+            ),
+        );
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        v["data"]["result"].as_array().cloned().unwrap_or_default()
+    };
+    let instances = |rs: &[serde_json::Value]| -> BTreeSet<String> {
+        rs.iter()
+            .filter_map(|r| r["metric"]["instance"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let end = Instant::now() + Duration::from_secs(60);
+    let timex = loop {
+        let seen = instances(&ask(
+            r#"node_scrape_collector_success{job="node",collector="timex"} == 1"#,
+        ));
+        if seen == want || Instant::now() > end {
+            break seen;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    assert_eq!(
+        timex, want,
+        "hosts whose agent read the clock's state (timex)"
+    );
+    let offsets = ask(r#"node_timex_maxerror_seconds{job="node"}"#);
+    assert_eq!(
+        instances(&offsets),
+        want,
+        "node_timex_maxerror_seconds: {offsets:?}"
+    );
+    let failing: BTreeSet<String> = ask(r#"node_scrape_collector_success{job="node"} == 0"#)
+        .iter()
+        .filter_map(|r| r["metric"]["collector"].as_str().map(str::to_owned))
+        .collect();
+    println!(
+        "host collectors under the agent's unit: timex read on {} hosts; collectors with nothing to read here: {failing:?}",
+        timex.len()
     );
 }
 

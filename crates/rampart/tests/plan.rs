@@ -53,6 +53,7 @@ fn settings(prefix: Option<&str>, pace: Pace) -> Settings {
         failover: Default::default(),
         runtime: PathBuf::from("/run/rampart"),
         journal: false,
+        cgroups: false,
     }
 }
 

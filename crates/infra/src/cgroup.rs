@@ -169,13 +169,9 @@ impl Cgroups {
     }
 }
 
+/// Creates `dir` and any missing parent cgroups (a v1 parent needs no setup).
 fn mkdir(dir: &Path) -> Result<(), InfraError> {
-    match std::fs::create_dir(dir) {
-        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
-            Err(InfraError::io("create cgroup", dir, e))
-        }
-        _ => Ok(()),
-    }
+    std::fs::create_dir_all(dir).map_err(|e| InfraError::io("create cgroup", dir, e))
 }
 
 /// One write of `value`, as the kernel wants control files written (truncating, as a

@@ -215,4 +215,92 @@ fn a_host_cgroup_limits_its_processes_and_the_agent_reports_it() {
         .sum();
     println!("agent: MemTotal {total} bytes, cpus {cpus:?}, user+system {busy:.3} s");
     assert!(busy > 0.0);
+
+    // As `rampart up` starts an agent: cgexec --keep-open, then `ip netns exec`, whose
+    // fresh /sys has no cgroup file systems; the agent finds its cgroup anyway.
+    let ip = rampart_infra::netns::ip_bin().unwrap();
+    let ns = Netns::add(&format!("rcgt{}", std::process::id()));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rampart"));
+    cmd.arg("cgexec");
+    for p in &procs {
+        cmd.arg("--procs").arg(p);
+    }
+    let out = cmd
+        .arg("--keep-open")
+        .arg("--")
+        .arg(&ip)
+        .args(["netns", "exec", &ns.0])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "the_agent_in_a_namespace_finds_its_cgroup",
+            "--nocapture",
+        ])
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!(
+        "in namespace {}: {}",
+        ns.0,
+        stdout.lines().find(|l| l.starts_with("own")).unwrap_or("")
+    );
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("own cgroup {cg}: MemTotal 67108864, cpus 1\n")),
+        "{stdout}"
+    );
+}
+
+/// Set for the copy of this binary that runs inside a namespace.
+const CHILD: &str = "RAMPART_CGROUP_TEST_CHILD";
+
+/// A network namespace of the test's own (no links: no traffic), deleted by name.
+struct Netns(String);
+
+impl Netns {
+    fn add(name: &str) -> Netns {
+        let ip = rampart_infra::netns::ip_bin().unwrap();
+        let ok = Command::new(&ip)
+            .args(["netns", "add", name])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "ip netns add {name}");
+        Netns(name.to_owned())
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        if let Ok(ip) = rampart_infra::netns::ip_bin() {
+            let _ = Command::new(ip).args(["netns", "delete", &self.0]).status();
+        }
+    }
+}
+
+/// Run by the test above inside its cgroup and a namespace (nothing otherwise): the
+/// agent's collector finds its own cgroup and prints what it reports.
+#[test]
+fn the_agent_in_a_namespace_finds_its_cgroup() {
+    if std::env::var_os(CHILD).is_none() {
+        return;
+    }
+    let root = Path::new("/");
+    let location = Location::own(root).unwrap();
+    let mut families = rampart_agent::host::collect(root).unwrap();
+    Tracker::at(location.clone())
+        .replace(root, &mut families)
+        .unwrap();
+    let family = |name: &str| families.iter().find(|f| f.name == name).unwrap();
+    let total = family("node_memory_MemTotal_bytes").samples[0].value;
+    let cpus = family("node_cpu_seconds_total").samples.len() / 8;
+    println!("{location:?}");
+    println!(
+        "own cgroup {}: MemTotal {total}, cpus {cpus}",
+        location.path
+    );
 }

@@ -650,7 +650,7 @@ mod tests {
         let unlimited = Reading {
             cpu_quota: None,
             memory_limit: None,
-            ..expected.clone()
+            ..expected
         };
         assert_eq!(v2("max 100000\n", "max\n").unwrap(), unlimited);
         assert_eq!(
@@ -796,7 +796,7 @@ mod tests {
         }
         assert!(!text.contains("cpu=\"1\""), "{text}");
         // Unlimited: the machine's CPUs and memory, no limit gauges.
-        let mut families = machine.clone();
+        let mut families = machine;
         let r = v1("-1\n", "9223372036854771712\n", None).unwrap();
         replace(&mut families, &location, &r, &mut Idle::default(), 0.0);
         let text = sample_text(&families);

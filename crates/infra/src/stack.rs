@@ -357,7 +357,7 @@ impl Stack {
         match cgroups.remove(&c.path) {
             Ok(true) => {}
             Ok(false) => {
-                tracing::warn!(host = %host.name, cgroup = %c.path, "cgroup kept: processes are left in it")
+                tracing::warn!(host = %host.name, cgroup = %c.path, "cgroup kept: processes are left in it");
             }
             Err(error) => tracing::warn!(host = %host.name, %error, "cgroup not removed"),
         }

@@ -4,6 +4,8 @@
 //! reporting 64M and one CPU from it. Needs root and writable cgroups; skips visibly
 //! otherwise (fails in CI).
 
+#![allow(clippy::unwrap_used)]
+
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -31,11 +33,12 @@ impl Drop for Cleanup {
             let _ = child.wait();
         }
         // The killed processes leave their cgroups asynchronously: retry briefly.
-        let deadline = Instant::now() + Duration::from_secs(5);
         for path in [&self.path, &self.parent] {
-            while !self.cgroups.remove(path).unwrap_or(true) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            let _ = rampart_infra::process::wait_until(
+                "cgroup removed",
+                Duration::from_secs(5),
+                || self.cgroups.remove(path).unwrap_or(true).then_some(()),
+            );
         }
     }
 }
@@ -73,11 +76,7 @@ fn in_cgroup(pid: u32, v2: bool, path: &str) -> bool {
 }
 
 fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    rampart_test_support::eventually(what, Duration::from_secs(5), || f().then_some(()));
 }
 
 #[test]

@@ -1062,6 +1062,9 @@ impl Stack {
     }
 
     fn start_planned(&mut self, plan: &Plan, host: &HostPlan) -> Result<bool, InfraError> {
+        // The host's cgroup before its services spawn, and a running host's limits
+        // updated when the topology changed them (its services are not restarted).
+        self.host_cgroup(host);
         let mut started = false;
         for svc in &host.services {
             // Already running: the idempotent setup and the readiness wait still run, so a

@@ -354,12 +354,19 @@ impl Stack {
         let (Some(c), Some(Ok(cgroups))) = (&host.cgroup, &self.cgroups) else {
             return;
         };
-        match cgroups.remove(&c.path) {
-            Ok(true) => {}
-            Ok(false) => {
+        // Children of a stopped service (the keeper's server) may take a moment to exit.
+        let removed = process::wait_until("cgroup empty", CGROUP_EMPTY, || {
+            match cgroups.remove(&c.path) {
+                Ok(false) => None,
+                other => Some(other),
+            }
+        });
+        match removed {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::warn!(host = %host.name, %error, "cgroup not removed"),
+            Err(_) => {
                 tracing::warn!(host = %host.name, cgroup = %c.path, "cgroup kept: processes are left in it");
             }
-            Err(error) => tracing::warn!(host = %host.name, %error, "cgroup not removed"),
         }
     }
 
@@ -1617,6 +1624,9 @@ impl Stack {
     }
 }
 
+/// How long a host's cgroup may take to empty after its services stopped.
+const CGROUP_EMPTY: Duration = Duration::from_secs(2);
+
 /// The agent's service name in the plan.
 const AGENT: &str = "agent";
 
@@ -2190,6 +2200,49 @@ mod tests {
             .mode()
             & 0o777;
         assert_eq!(mode, 0o700);
+    }
+
+    /// cgexec goes outside `ip netns exec` (whose `/sys` has no cgroups), keeps the
+    /// pid and log files, and only the agent keeps its cgroups open.
+    #[test]
+    fn services_enter_their_cgroup_through_cgexec_before_the_namespace() {
+        let spec = Spec {
+            name: "web1/web".into(),
+            program: PathBuf::from("/usr/sbin/ip"),
+            args: ["netns", "exec", "rp-web1", "/bin/rampart", "web"]
+                .map(Into::into)
+                .to_vec(),
+            env: Vec::new(),
+            pid_file: PathBuf::from("/st/web.pid"),
+            log_file: PathBuf::from("/st/web.log"),
+            cwd: None,
+        };
+        let procs = [
+            PathBuf::from("/sys/fs/cgroup/cpu/rampart-rp/web1/cgroup.procs"),
+            PathBuf::from("/sys/fs/cgroup/memory/rampart-rp/web1/cgroup.procs"),
+        ];
+        let args = |keep: bool| {
+            let s = cgexec(Path::new("/bin/rampart"), &procs, keep, spec.clone());
+            assert_eq!(s.program, Path::new("/bin/rampart"));
+            assert_eq!(
+                (s.pid_file, s.log_file),
+                (spec.pid_file.clone(), spec.log_file.clone())
+            );
+            s.args
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(
+            args(false),
+            "cgexec --procs /sys/fs/cgroup/cpu/rampart-rp/web1/cgroup.procs \
+             --procs /sys/fs/cgroup/memory/rampart-rp/web1/cgroup.procs \
+             -- /usr/sbin/ip netns exec rp-web1 /bin/rampart web"
+        );
+        assert!(
+            args(true).contains("/memory/rampart-rp/web1/cgroup.procs --keep-open -- /usr/sbin/ip")
+        );
     }
 
     #[test]

@@ -139,6 +139,8 @@ pub struct FileHost {
     pub root: Option<String>,
     /// node_exporter's `--collector.textfile.directory`: `*.prom` files to add.
     pub textfile_dir: Option<String>,
+    /// CPU and memory from the agent's own cgroup instead of the machine's.
+    pub cgroup: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -280,6 +282,9 @@ pub struct Config {
     pub host_root: Option<PathBuf>,
     /// `[host] textfile_dir`: the textfile collector's directory, if any.
     pub textfile_dir: Option<PathBuf>,
+    /// `[host] cgroup`: the host's CPU and memory from the agent's cgroup
+    /// ([`crate::cgroup`]).
+    pub host_cgroup: bool,
     pub scrapes: Vec<Scrape>,
     pub access_logs: Vec<AccessLog>,
     pub mysql: Option<Mysql>,
@@ -615,6 +620,7 @@ impl ConfigFile for Config {
             max_batches_per_request,
             host_root,
             textfile_dir,
+            host_cgroup: f.host.cgroup.unwrap_or(false),
             scrapes,
             access_logs,
             mysql,
@@ -889,6 +895,7 @@ url = "http://198.18.9.2:9090/api/v1/write"
             "http://198.18.9.2:9090/api/v1/write"
         );
         assert_eq!(c.host_root.as_deref(), Some(Path::new("/")));
+        assert!(!c.host_cgroup);
         assert!(c.scrapes.is_empty() && c.access_logs.is_empty() && c.mysql.is_none());
         assert_eq!(c.buffer_max_bytes, defaults::BUFFER_MAX_BYTES);
         assert_eq!(c.buffer_max_age, defaults::BUFFER_MAX_AGE);
@@ -910,6 +917,7 @@ max_batches_per_request = 5
 [host]
 enabled = true
 root = "/"
+cgroup = true
 [[scrape]]
 job = "web"
 url = "http://127.0.0.1:9181/metrics"
@@ -933,6 +941,7 @@ allow_from = ["127.0.0.1/32"]
         assert_eq!(c.interval, Duration::from_secs(2));
         assert_eq!(c.state_dir, Path::new("/etc/rampart/state"));
         assert_eq!(c.max_batches_per_request, 5);
+        assert!(c.host_cgroup);
         assert_eq!(c.scrapes[0].job, "web");
         assert_eq!(c.access_logs[0].path, Path::new("/etc/rampart/access.log"));
         let m = c.mysql.unwrap();

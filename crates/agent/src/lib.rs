@@ -2,7 +2,7 @@
 //! fills ([`Family`], [`Sample`]) and its Prometheus text exposition ([`expo`]); host
 //! metrics under node_exporter's names ([`host`], and [`kernel`] for the kernel and
 //! device collectors, both on the shared file reading of `procfs`, plus [`timex`] and
-//! [`textfile`]); the services' `/metrics` ([`scrape`]), access-log counters
+//! [`textfile`], and [`cgroup`] for a host's CPU and memory from its cgroup); the services' `/metrics` ([`scrape`]), access-log counters
 //! ([`logtail`]) and database metrics under mysqld_exporter's names ([`mysql`]); the
 //! on-disk [`buffer`]; the remote-write 1.0 encoder and client ([`remote_write`]); log
 //! lines into Loki push batches ([`logship`]) shipped by [`ship`] (issue 18); the
@@ -17,6 +17,7 @@
 
 pub mod buffer;
 pub mod certs;
+pub mod cgroup;
 pub mod config;
 pub mod expo;
 pub mod firewall;

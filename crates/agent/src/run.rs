@@ -119,6 +119,8 @@ pub struct Agent {
     shipping: Option<Arc<crate::ship::Shipping>>,
     /// The firewall's drops (`[logs.firewall]`).
     drops: Arc<crate::firewall::Drops>,
+    /// `[host] cgroup`: the cgroup collector's first reading.
+    cgroup: Option<Arc<crate::cgroup::Tracker>>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -200,6 +202,7 @@ impl Agent {
         };
         Ok(Agent {
             client,
+            cgroup: config.host_cgroup.then(Arc::default),
             config,
             buffer: Arc::new(Mutex::new(buffer)),
             collectors: tokio::sync::Mutex::new(Collectors { tails, mysql }),
@@ -303,6 +306,7 @@ impl Agent {
             let t = Instant::now();
             let options = host::Options {
                 textfile_dir: self.config.textfile_dir.clone(),
+                cgroup: self.cgroup.clone(),
             };
             let r = tokio::task::spawn_blocking(move || host::collect_with(&root, &options)).await;
             self.timed("node", t);

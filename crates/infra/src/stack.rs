@@ -49,6 +49,7 @@ use rampart_topology::render::{Failover, Pace, StatePaths};
 use rampart_topology::{Mode, Role, Segment, Topology};
 use serde::{Deserialize, Serialize};
 
+use crate::cgroup::Cgroups;
 use crate::mariadb::{self, Instance};
 use crate::netns::{self, Fabric};
 use crate::process::{self, InfraError, Spec};
@@ -163,6 +164,9 @@ pub struct Stack {
     /// The site's topology file (the built-in one unless `up --topology`), kept in the
     /// state directory as `topology.toml`.
     spec: Site,
+    /// Isolated mode: the machine's cgroups, where this process may create them; else
+    /// why not (`Err`, warned about once by `up`). `None` in local mode.
+    cgroups: Option<Result<Cgroups, String>>,
     children: Vec<Child>,
     started: Vec<String>,
 }
@@ -181,6 +185,7 @@ impl Stack {
             pace: Pace::Production,
             failover: Failover::default(),
             spec: Site::default(),
+            cgroups: None,
             children: Vec::new(),
             started: Vec::new(),
         })
@@ -206,6 +211,7 @@ impl Stack {
             pace: Pace::Production,
             failover: Failover::default(),
             spec: Site::default(),
+            cgroups: Some(Cgroups::detect()),
             children: Vec::new(),
             started: Vec::new(),
         })
@@ -316,8 +322,52 @@ impl Stack {
                 failover: self.failover,
                 runtime: plan::runtime_root(&self.paths.root, rustix::process::geteuid().as_raw()),
                 journal: false,
+                cgroups: self.cgroups(),
             },
         )
+    }
+
+    /// The machine's cgroups, when this isolated run puts its hosts in cgroups.
+    fn cgroups(&self) -> bool {
+        matches!(self.cgroups, Some(Ok(_)))
+    }
+
+    /// Creates (or updates the limits of) `host`'s cgroup; the files a process is added
+    /// through, or `None` without cgroups or when it could not be made (warned about:
+    /// the host then runs without it, never failing the site for it).
+    fn host_cgroup(&self, host: &HostPlan) -> Option<Vec<PathBuf>> {
+        let (Some(c), Some(Ok(cgroups))) = (&host.cgroup, &self.cgroups) else {
+            return None;
+        };
+        match cgroups.create(&c.path, &c.limits) {
+            Ok(procs) => Some(procs),
+            Err(error) => {
+                tracing::warn!(host = %host.name, %error, "cgroup not created; the host's services run without it");
+                None
+            }
+        }
+    }
+
+    /// Removes `host`'s cgroup once its services have stopped (kept while anything is
+    /// left in it).
+    fn remove_cgroup(&self, host: &HostPlan) {
+        let (Some(c), Some(Ok(cgroups))) = (&host.cgroup, &self.cgroups) else {
+            return;
+        };
+        // Children of a stopped service (the keeper's server) may take a moment to exit.
+        let removed = process::wait_until("cgroup empty", CGROUP_EMPTY, || {
+            match cgroups.remove(&c.path) {
+                Ok(false) => None,
+                other => Some(other),
+            }
+        });
+        match removed {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::warn!(host = %host.name, %error, "cgroup not removed"),
+            Err(_) => {
+                tracing::warn!(host = %host.name, cgroup = %c.path, "cgroup kept: processes are left in it");
+            }
+        }
     }
 
     /// The namespace `host` runs in (isolated mode).
@@ -569,6 +619,20 @@ impl Stack {
         if self.fabric.is_some() {
             self.up_network(&plan, live, union.as_ref(), &removed, progress)?;
         }
+        match &self.cgroups {
+            Some(Ok(c)) => progress(
+                &format!(
+                    "cgroups: one per host (cgroup {})",
+                    if c.v2 { "v2" } else { "v1" }
+                ),
+                Duration::ZERO,
+            ),
+            Some(Err(why)) => {
+                tracing::warn!(reason = %why, "no cgroups: every host shares the machine's CPU and memory without limits, and its agent reports the machine's");
+                progress(&format!("cgroups: none ({why})"), Duration::ZERO);
+            }
+            None => {}
+        }
         self.start_quorums(&plan, progress)?;
         // Accounts for new hosts before they start, on the running leader.
         let gone = match &before {
@@ -800,6 +864,9 @@ impl Stack {
             stop_planned(host)?;
         }
         self.reap();
+        for host in removed {
+            self.remove_cgroup(host);
+        }
         if let Some(fabric) = &self.fabric {
             for host in removed {
                 fabric.remove_host(&host.name)?;
@@ -1002,6 +1069,9 @@ impl Stack {
     }
 
     fn start_planned(&mut self, plan: &Plan, host: &HostPlan) -> Result<bool, InfraError> {
+        // The host's cgroup before its services spawn, and a running host's limits
+        // updated when the topology changed them (its services are not restarted).
+        self.host_cgroup(host);
         let mut started = false;
         for svc in &host.services {
             // Already running: the idempotent setup and the readiness wait still run, so a
@@ -1075,6 +1145,13 @@ impl Stack {
         };
         let spec = match host.namespace.as_deref().filter(|_| svc.in_namespace) {
             Some(ns) => netns::wrap(ns, spec)?,
+            None => spec,
+        };
+        // Into the host's cgroup before the namespace (inside it `ip netns exec`'s fresh
+        // `/sys` has no cgroup file systems); the agent keeps its cgroup's directories
+        // open to read its figures from them.
+        let spec = match self.host_cgroup(host).filter(|_| svc.in_namespace) {
+            Some(procs) => cgexec(&self.bin, &procs, svc.name == AGENT, spec),
             None => spec,
         };
         process::spawn_without_env(&spec, &svc.env_remove_prefixes)
@@ -1175,6 +1252,7 @@ impl Stack {
         let host = self.host_plan(&plan, name)?;
         let stopped = stop_planned(host)?;
         self.reap();
+        self.remove_cgroup(host);
         Ok(stopped)
     }
 
@@ -1182,7 +1260,17 @@ impl Stack {
     /// network (namespaces, bridges, links) and the client's resolver file. Returns the
     /// hosts it stopped.
     pub fn down(&mut self) -> Result<Vec<String>, InfraError> {
-        let stopped = self.down_services(&self.plan())?;
+        let plan = self.plan();
+        let stopped = self.down_services(&plan)?;
+        for host in &plan.hosts {
+            self.remove_cgroup(host);
+        }
+        if let (Some(fabric), Some(Ok(cgroups))) = (&self.fabric, &self.cgroups) {
+            let parent = rampart_topology::plan::cgroup_parent(&fabric.prefix);
+            if let Err(error) = cgroups.remove(&parent) {
+                tracing::warn!(%error, "cgroup not removed");
+            }
+        }
         if let Some(fabric) = &self.fabric {
             fabric.destroy()?;
             fabric.clear_resolvers()?;
@@ -1534,6 +1622,31 @@ impl Stack {
         }
         out
     }
+}
+
+/// How long a host's cgroup may take to empty after its services stopped.
+const CGROUP_EMPTY: Duration = Duration::from_secs(2);
+
+/// The agent's service name in the plan.
+const AGENT: &str = "agent";
+
+/// `spec` run through `rampart cgexec` (binary `bin`), which adds itself to each of
+/// `procs` and then executes `spec`'s program with the same pid.
+fn cgexec(bin: &Path, procs: &[PathBuf], keep_open: bool, mut spec: Spec) -> Spec {
+    let mut args: Vec<std::ffi::OsString> = vec!["cgexec".into()];
+    for p in procs {
+        args.push("--procs".into());
+        args.push(p.into());
+    }
+    if keep_open {
+        args.push("--keep-open".into());
+    }
+    args.push("--".into());
+    args.push(spec.program.into_os_string());
+    args.append(&mut spec.args);
+    spec.program = bin.to_path_buf();
+    spec.args = args;
+    spec
 }
 
 /// Stops a host's services in reverse start order; whether any was running.
@@ -1920,6 +2033,7 @@ mod tests {
             dir: dir.to_owned(),
             services: vec![svc.clone()],
             firewall: None,
+            cgroup: None,
         };
         (host, svc)
     }
@@ -2086,6 +2200,49 @@ mod tests {
             .mode()
             & 0o777;
         assert_eq!(mode, 0o700);
+    }
+
+    /// cgexec goes outside `ip netns exec` (whose `/sys` has no cgroups), keeps the
+    /// pid and log files, and only the agent keeps its cgroups open.
+    #[test]
+    fn services_enter_their_cgroup_through_cgexec_before_the_namespace() {
+        let spec = Spec {
+            name: "web1/web".into(),
+            program: PathBuf::from("/usr/sbin/ip"),
+            args: ["netns", "exec", "rp-web1", "/bin/rampart", "web"]
+                .map(Into::into)
+                .to_vec(),
+            env: Vec::new(),
+            pid_file: PathBuf::from("/st/web.pid"),
+            log_file: PathBuf::from("/st/web.log"),
+            cwd: None,
+        };
+        let procs = [
+            PathBuf::from("/sys/fs/cgroup/cpu/rampart-rp/web1/cgroup.procs"),
+            PathBuf::from("/sys/fs/cgroup/memory/rampart-rp/web1/cgroup.procs"),
+        ];
+        let args = |keep: bool| {
+            let s = cgexec(Path::new("/bin/rampart"), &procs, keep, spec.clone());
+            assert_eq!(s.program, Path::new("/bin/rampart"));
+            assert_eq!(
+                (s.pid_file, s.log_file),
+                (spec.pid_file.clone(), spec.log_file.clone())
+            );
+            s.args
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(
+            args(false),
+            "cgexec --procs /sys/fs/cgroup/cpu/rampart-rp/web1/cgroup.procs \
+             --procs /sys/fs/cgroup/memory/rampart-rp/web1/cgroup.procs \
+             -- /usr/sbin/ip netns exec rp-web1 /bin/rampart web"
+        );
+        assert!(
+            args(true).contains("/memory/rampart-rp/web1/cgroup.procs --keep-open -- /usr/sbin/ip")
+        );
     }
 
     #[test]

@@ -164,6 +164,7 @@ fn the_rendered_site_deploys_to_booted_hosts_and_serves() {
             (Segment::Mgmt, bastion_mgmt.parse().unwrap()),
         ],
         local: "127.0.3.5".parse().unwrap(),
+        limits: rampart_topology::Limits::default(),
     };
     fabric.add_host(&bastion).unwrap();
     let mut site = Site {

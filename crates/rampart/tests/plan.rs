@@ -53,6 +53,8 @@ fn settings(prefix: Option<&str>, pace: Pace) -> Settings {
         failover: Default::default(),
         runtime: PathBuf::from("/run/rampart"),
         journal: false,
+        // As `up` as root plans an isolated site: the agents read their cgroups.
+        cgroups: prefix.is_some(),
     }
 }
 

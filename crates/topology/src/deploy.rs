@@ -57,6 +57,7 @@ pub fn settings() -> Settings {
         runtime: PathBuf::from(RUNTIME),
         // Under systemd every service's output is its unit's journal.
         journal: true,
+        cgroups: false,
     }
 }
 

@@ -20,7 +20,7 @@ use std::net::Ipv4Addr;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::{Host, Mode, Role, Segment, Topology, DEFAULT_ETCD_HOSTS};
+use crate::{Host, Limits, Mode, Role, Segment, Topology, DEFAULT_ETCD_HOSTS};
 
 /// The most web servers, and replicas, a topology may have (what the address ranges
 /// hold).
@@ -143,6 +143,8 @@ pub struct Site {
     pub vip: Option<Ipv4Addr>,
     /// Pinned addresses: (host, segment, address).
     pub pinned: Vec<(String, Segment, Ipv4Addr)>,
+    /// `[[host]] cpus` and `memory`: each limited host's cgroup limits, in file order.
+    pub limits: Vec<(String, Limits)>,
     /// `[deploy] ssh_from`: where the operator's Ansible connects from (networks,
     /// canonical `addr/prefix`), and `ssh_port`.
     pub ssh_from: Vec<String>,
@@ -183,6 +185,7 @@ impl Default for Site {
             etcd: DEFAULT_ETCD_HOSTS.map(str::to_owned).to_vec(),
             vip: None,
             pinned: Vec::new(),
+            limits: Vec::new(),
             ssh_from: Vec::new(),
             ssh_port: 22,
             backup_store: None,
@@ -358,8 +361,15 @@ impl Site {
                         (*s, a)
                     })
                     .collect();
+                let limits = self
+                    .limits
+                    .iter()
+                    .find(|(h, _)| *h == name)
+                    .map(|(_, l)| *l)
+                    .unwrap_or_default();
                 Host {
                     local: Ipv4Addr::new(127, net, local_block(role), n),
+                    limits,
                     name,
                     role,
                     segments,
@@ -509,6 +519,19 @@ impl Site {
                 segment_name(*s)
             ));
         }
+        for (h, l) in &self.limits {
+            out.push_str(&format!("\n[[host]]\nname = {}\n", q(h)));
+            if let Some(m) = l.millicpus {
+                out.push_str(&format!("cpus = {}\n", cpus_text(m)));
+            }
+            if let Some(b) = l.memory {
+                out.push_str(&format!("memory = \"{}\"\n", memory_text(b)));
+            }
+        }
+        out.push_str(
+            "\n# Limit a host's CPU and memory (isolated mode: its cgroup) with a [[host]]\n\
+             # table, for example\n# [[host]]\n# name = \"db1\"\n# cpus = 0.5\n# memory = \"512M\"\n",
+        );
         out.push_str(
             "\n# Addresses are computed; pin one with a [[host]] table, for example\n\
              # [[host]]\n# name = \"web1\"\n# app = \"198.18.1.11\"\n#\n# The hosts and their addresses:\n",
@@ -857,6 +880,60 @@ struct RawSegments {
     mgmt: Option<Spanned<String>>,
 }
 
+/// The most cores `[[host]] cpus` may give (the kernel's quota is per period, so any
+/// number works; this only catches typos).
+const MAX_MILLICPUS: u32 = 1_024_000;
+/// The least `cpus` may give: the kernel's smallest quota, 1 ms per 100 ms period.
+const MIN_MILLICPUS: u32 = 10;
+/// The least `[[host]] memory` may give: less does not start a service of the site.
+const MIN_MEMORY: u64 = 32 << 20;
+/// The most `memory` may give (1024G).
+const MAX_MEMORY: u64 = 1 << 40;
+
+/// `cpus = 0.5`: thousandths of a core, if the value is a number in range.
+fn parse_cpus(v: &toml::Value) -> Option<u32> {
+    let cores = match v {
+        toml::Value::Integer(i) => *i as f64,
+        toml::Value::Float(f) => *f,
+        _ => return None,
+    };
+    let m = (cores * 1000.0).round();
+    (cores.is_finite() && (f64::from(MIN_MILLICPUS)..=f64::from(MAX_MILLICPUS)).contains(&m))
+        .then_some(m as u32)
+}
+
+fn cpus_text(millicpus: u32) -> String {
+    if millicpus % 1000 == 0 {
+        (millicpus / 1000).to_string()
+    } else {
+        (f64::from(millicpus) / 1000.0).to_string()
+    }
+}
+
+/// `memory = "512M"`: bytes, with an optional K, M or G suffix (powers of 1024).
+fn parse_memory(s: &str) -> Option<u64> {
+    let (digits, shift) = match s.as_bytes().last()? {
+        b'K' | b'k' => (&s[..s.len() - 1], 10),
+        b'M' | b'm' => (&s[..s.len() - 1], 20),
+        b'G' | b'g' => (&s[..s.len() - 1], 30),
+        _ => (s, 0),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.len() > 15 {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    n.checked_mul(1 << shift)
+}
+
+fn memory_text(bytes: u64) -> String {
+    for (shift, unit) in [(30, "G"), (20, "M"), (10, "K")] {
+        if bytes % (1 << shift) == 0 {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawEtcd {
@@ -877,6 +954,9 @@ struct RawHost {
     app: Option<Spanned<String>>,
     data: Option<Spanned<String>>,
     mgmt: Option<Spanned<String>>,
+    /// Any TOML value, so that a string or a number gets this key's own error.
+    cpus: Option<Spanned<toml::Value>>,
+    memory: Option<Spanned<toml::Value>>,
 }
 
 struct Errors<'a> {
@@ -905,6 +985,57 @@ impl Errors<'_> {
             key: key.to_owned(),
             message: message.into(),
         });
+    }
+}
+
+/// `[[host]] cpus` and `memory` of host `name` into `limits` (one entry per host).
+fn host_limits(h: &RawHost, name: &str, limits: &mut Vec<(String, Limits)>, errs: &mut Errors<'_>) {
+    if h.cpus.is_none() && h.memory.is_none() {
+        return;
+    }
+    let i = match limits.iter().position(|(n, _)| n == name) {
+        Some(i) => i,
+        None => {
+            limits.push((name.to_owned(), Limits::default()));
+            limits.len() - 1
+        }
+    };
+    let l = &mut limits[i].1;
+    if let Some(v) = &h.cpus {
+        match parse_cpus(v.get_ref()) {
+            _ if l.millicpus.is_some() => {
+                errs.at(v, "host.cpus", format!("{name}'s cpus is already set; set it once"));
+            }
+            Some(m) => l.millicpus = Some(m),
+            None => errs.at(
+                v,
+                "host.cpus",
+                format!(
+                    "{} is not a number of cores; write a number from 0.01 to 1024, such as 0.5 or 2",
+                    v.get_ref()
+                ),
+            ),
+        }
+    }
+    if let Some(v) = &h.memory {
+        let bytes = match v.get_ref() {
+            toml::Value::String(s) => parse_memory(s),
+            _ => None,
+        };
+        match bytes {
+            _ if l.memory.is_some() => {
+                errs.at(v, "host.memory", format!("{name}'s memory is already set; set it once"));
+            }
+            Some(b) if (MIN_MEMORY..=MAX_MEMORY).contains(&b) => l.memory = Some(b),
+            _ => errs.at(
+                v,
+                "host.memory",
+                format!(
+                    "{} is not a memory limit; write bytes with a K, M or G suffix from \"32M\" to \"1024G\", such as \"512M\"",
+                    v.get_ref()
+                ),
+            ),
+        }
     }
 }
 
@@ -1236,6 +1367,7 @@ pub fn parse(file: &str, text: &str) -> Result<Site, FileErrors> {
             );
             continue;
         };
+        host_limits(h, name, &mut spec.limits, &mut errs);
         for (seg, v) in [
             (Segment::Public, &h.public),
             (Segment::App, &h.app),
@@ -1367,6 +1499,117 @@ mod tests {
                 "#   web2     web        app 198.18.1.12, data 198.18.2.12, mgmt 198.18.9.12"
             ),
             "{shown}"
+        );
+    }
+
+    /// `[[host]] cpus` and `memory`: carried into the topology's hosts, kept through
+    /// `topology show`, and a host without them has no limits.
+    #[test]
+    fn hosts_can_have_cpu_and_memory_limits() {
+        let text = "[[host]]\nname = \"db1\"\ncpus = 0.5\nmemory = \"512M\"\n\
+                    [[host]]\nname = \"web1\"\ncpus = 2\n[[host]]\nname = \"web1\"\nmemory = \"1536M\"\n";
+        let site = parse("site.toml", text).unwrap();
+        let t = site.topology(Mode::Isolated, 0).unwrap();
+        let limits = |h: &str| t.host(h).unwrap().limits;
+        assert_eq!(
+            limits("db1"),
+            Limits {
+                millicpus: Some(500),
+                memory: Some(512 << 20)
+            }
+        );
+        assert_eq!(limits("db1").quota_us(), Some(50_000));
+        assert_eq!(
+            limits("web1"),
+            Limits {
+                millicpus: Some(2000),
+                memory: Some(1536 << 20)
+            }
+        );
+        assert!(limits("web2").is_none());
+        let shown = site.to_file();
+        assert!(
+            shown.contains("name = \"db1\"\ncpus = 0.5\nmemory = \"512M\"\n"),
+            "{shown}"
+        );
+        assert!(shown.contains("cpus = 2\nmemory = \"1536M\"\n"), "{shown}");
+        let back = parse("shown.toml", &shown).unwrap();
+        assert_eq!(back.topology(Mode::Isolated, 0).unwrap(), t);
+    }
+
+    /// Every bad `cpus` or `memory` is named with its line, the key and what is valid.
+    #[test]
+    fn bad_host_limits_get_named_errors() {
+        let cpus = "is not a number of cores; write a number from 0.01 to 1024, such as 0.5 or 2";
+        let memory = "is not a memory limit; write bytes with a K, M or G suffix from \"32M\" to \"1024G\", such as \"512M\"";
+        for (value, shown) in [
+            ("0", "0"),
+            ("0.0", "0.0"),
+            ("-1", "-1"),
+            ("0.001", "0.001"),
+            ("1025", "1025"),
+            ("\"1\"", "\"1\""),
+            ("nan", "nan"),
+            ("true", "true"),
+        ] {
+            assert_eq!(
+                errors(&format!("[[host]]\nname = \"web1\"\ncpus = {value}\n")),
+                [format!("site.toml:3: host.cpus: {shown} {cpus}")],
+                "cpus = {value}"
+            );
+        }
+        for (value, shown) in [
+            ("\"31M\"", "\"31M\""),
+            ("\"512\"", "\"512\""),
+            ("\"\"", "\"\""),
+            ("\"M\"", "\"M\""),
+            ("\"1.5G\"", "\"1.5G\""),
+            ("\"512MB\"", "\"512MB\""),
+            ("\"2T\"", "\"2T\""),
+            ("\"1025G\"", "\"1025G\""),
+            ("\"-64M\"", "\"-64M\""),
+            ("536870912", "536870912"),
+        ] {
+            assert_eq!(
+                errors(&format!("[[host]]\nname = \"web1\"\nmemory = {value}\n")),
+                [format!("site.toml:3: host.memory: {shown} {memory}")],
+                "memory = {value}"
+            );
+        }
+        for (value, bytes) in [
+            ("\"32M\"", 32u64 << 20),
+            ("\"33554432\"", 32 << 20),
+            ("\"2g\"", 2 << 30),
+            ("\"65536K\"", 64 << 20),
+        ] {
+            let site = parse(
+                "site.toml",
+                &format!("[[host]]\nname = \"web1\"\nmemory = {value}\n"),
+            )
+            .unwrap();
+            assert_eq!(
+                site.limits,
+                [(
+                    "web1".to_owned(),
+                    Limits {
+                        millicpus: None,
+                        memory: Some(bytes)
+                    }
+                )],
+                "{value}"
+            );
+        }
+        assert_eq!(
+            errors("[[host]]\nname = \"web1\"\ncpus = 1\n[[host]]\nname = \"web1\"\ncpus = 2\n"),
+            ["site.toml:6: host.cpus: web1's cpus is already set; set it once"]
+        );
+        assert_eq!(
+            errors("[[host]]\nname = \"web9\"\ncpus = 1\n"),
+            ["site.toml:2: host.name: no host web9 in this site; its hosts are client, dns, lb1, web1, web2, db1, db2, monitor, backup"]
+        );
+        assert_eq!(
+            errors("[[host]]\nname = \"web1\"\ncpu = 1\n")[0],
+            "site.toml:3: (syntax): unknown field `cpu`, expected one of `name`, `public`, `app`, `data`, `mgmt`, `cpus`, `memory`"
         );
     }
 

@@ -64,6 +64,34 @@ pub struct Host {
     pub segments: Vec<(Segment, Ipv4Addr)>,
     /// The host's own loopback address in local mode.
     pub local: Ipv4Addr,
+    /// Its cgroup's limits in isolated mode (`[[host]] cpus`, `memory`).
+    pub limits: Limits,
+}
+
+/// The CPU and memory limits of one host's cgroup (isolated mode); none by default, and
+/// the cgroup then only accounts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// The CPU quota in thousandths of a core (`cpus = 0.5` is 500).
+    pub millicpus: Option<u32>,
+    /// The memory limit in bytes.
+    pub memory: Option<u64>,
+}
+
+impl Limits {
+    /// The CFS period every quota is written against, in microseconds (the kernel's
+    /// default).
+    pub const PERIOD_US: u64 = 100_000;
+
+    /// The quota per [`Limits::PERIOD_US`] in microseconds, if there is one.
+    pub fn quota_us(&self) -> Option<u64> {
+        self.millicpus
+            .map(|m| u64::from(m) * Self::PERIOD_US / 1000)
+    }
+
+    pub fn is_none(&self) -> bool {
+        self.millicpus.is_none() && self.memory.is_none()
+    }
 }
 
 /// A network segment of the isolated topology.
@@ -258,6 +286,7 @@ impl Topology {
             role,
             segments,
             local,
+            limits: Limits::default(),
         };
         let hosts = vec![
             host("client", Client, vec![(Public, p(100))], l(3, 100)),

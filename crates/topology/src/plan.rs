@@ -48,6 +48,11 @@ pub struct Settings {
     /// The services' output goes to the systemd journal (real hosts), not to their
     /// [`ServicePlan::log_file`]: the agents follow their units' entries instead.
     pub journal: bool,
+    /// Isolated mode: every host's processes run in a cgroup of their own
+    /// (`rampart-<prefix>/<host>`, [`HostPlan::cgroup`]) and its agent reports CPU and
+    /// memory from it. Off where cgroups cannot be created, in local mode and on real
+    /// hosts (systemd gives each unit its cgroup there).
+    pub cgroups: bool,
 }
 
 /// `rampart up`'s [`Settings::runtime`] for state directory `state`:
@@ -112,6 +117,22 @@ pub struct HostPlan {
     pub services: Vec<ServicePlan>,
     /// Isolated mode: its nftables ruleset.
     pub firewall: Option<String>,
+    /// Isolated mode with [`Settings::cgroups`]: the cgroup its processes run in.
+    pub cgroup: Option<Cgroup>,
+}
+
+/// A host's cgroup: its path below each hierarchy's root and its limits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cgroup {
+    /// `rampart-<prefix>/<host>`.
+    pub path: String,
+    pub limits: crate::Limits,
+}
+
+/// The cgroup of the run with namespace prefix `prefix` that holds every host's
+/// (`rampart-<prefix>`); only that run creates or removes anything below it.
+pub fn cgroup_parent(prefix: &str) -> String {
+    format!("rampart-{prefix}")
 }
 
 /// One service of a host.
@@ -602,10 +623,19 @@ fn host_plan(t: &Topology, s: &Settings, h: &Host) -> HostPlan {
             Mode::Isolated => h.segments.iter().map(|(_, a)| IpAddr::V4(*a)).collect(),
         },
         firewall: isolated.then(|| nft::ruleset(t, h)),
+        cgroup: cgroup(s, h),
         namespace,
         dir: b.dir,
         services,
     }
+}
+
+fn cgroup(s: &Settings, h: &Host) -> Option<Cgroup> {
+    let prefix = s.prefix.as_deref().filter(|_| s.cgroups)?;
+    Some(Cgroup {
+        path: format!("{}/{}", cgroup_parent(prefix), h.name),
+        limits: h.limits,
+    })
 }
 
 /// Builds one host's services.
@@ -922,6 +952,7 @@ impl Builder<'_> {
                 &certificates,
                 &logs,
                 &journal,
+                cgroup(self.s, self.h).is_some(),
             ),
             Probe::Http {
                 addr,
@@ -1680,6 +1711,7 @@ mod tests {
             failover: Failover::default(),
             runtime: PathBuf::from("/run/st"),
             journal: false,
+            cgroups: false,
         }
     }
 
@@ -1751,6 +1783,42 @@ mod tests {
         let p = plan(&Topology::default_for(Mode::Isolated, 0), &s);
         check(&p, "client", &[]);
         assert_eq!(services(&p, "monitor").last(), Some(&"renewer"));
+    }
+
+    /// With cgroups, every host of an isolated run has `rampart-<prefix>/<host>` with
+    /// its topology's limits, and its agent reports from it; without, none has.
+    #[test]
+    fn isolated_hosts_get_their_cgroups_and_agents_read_them() {
+        let mut t = Topology::default_for(Mode::Isolated, 0);
+        let limits = crate::Limits {
+            millicpus: Some(500),
+            memory: Some(512 << 20),
+        };
+        if let Some(h) = t.hosts.iter_mut().find(|h| h.name == "db1") {
+            h.limits = limits;
+        }
+        let mut s = settings(Some("rp"));
+        s.cgroups = true;
+        let p = plan(&t, &s);
+        let agent_config = |p: &Plan, host: &str| {
+            let agent = p.host(host).and_then(|h| h.service("agent")).unwrap();
+            agent.files[0].contents.clone()
+        };
+        for h in &p.hosts {
+            let c = h.cgroup.as_ref().unwrap();
+            assert_eq!(c.path, format!("rampart-rp/{}", h.name));
+            let expected = if h.name == "db1" {
+                limits
+            } else {
+                crate::Limits::default()
+            };
+            assert_eq!(c.limits, expected, "{}", h.name);
+        }
+        assert!(agent_config(&p, "db1").contains("\n[host]\ncgroup = true\n"));
+        for p in [isolated(), local()] {
+            assert!(p.hosts.iter().all(|h| h.cgroup.is_none()));
+            assert!(!agent_config(&p, "db1").contains("cgroup"));
+        }
     }
 
     #[test]

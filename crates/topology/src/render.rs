@@ -610,6 +610,7 @@ pub fn agent_config(
     certificates: &[PathBuf],
     logs: &[LogFile],
     journal: &std::collections::BTreeMap<String, String>,
+    cgroup: bool,
 ) -> String {
     let dir = state.host(&host.name);
     let mut s = Toml::new();
@@ -639,6 +640,10 @@ pub fn agent_config(
             t.sock(host, Segment::Mgmt, t.ports.agent_metrics),
         )
         .list("allow_from", &itself(t, host));
+    if cgroup {
+        // The host's CPU and memory from its cgroup, not the machine's.
+        s.table("host").raw("cgroup", true);
+    }
     let service = match host.role {
         Role::Web => Some(("web", t.ports.web_admin)),
         Role::Lb => Some(("lb", t.ports.lb_admin)),

@@ -2,7 +2,7 @@
 //! the code that runs it. The services (`lb`, `web`, `dns`, `agent`, `dashboard`) all go
 //! through one generic runner (`serve`), as does `keeper` with its own entry there; the operator commands that run the topology
 //! (`up`, `down`, `status`, `stop`, `start`, `exec`, `switchover`, `scale`, `db rebuild`) are in `stack`, `db init` (on a deployed host) in `tools`, `firewall show|check`
-//! in `firewall`, and `check`, `topology show`, `render`, `cert` and the hidden `forward` in `tools`.
+//! in `firewall`, and `check`, `topology show`, `render`, `cert` and the hidden `forward` and `cgexec` in `tools`.
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 invalid config or usage.
 
@@ -341,6 +341,19 @@ enum Command {
         #[arg(long)]
         to: std::net::SocketAddr,
     },
+    /// What `rampart up` runs each isolated host's services through: adds this process
+    /// to every PROCS file (a cgroup's `cgroup.procs`), then executes PROGRAM with the
+    /// same pid, so it and everything it starts are in the host's cgroups.
+    #[command(hide = true)]
+    Cgexec {
+        #[arg(long, required = true)]
+        procs: Vec<PathBuf>,
+        /// Keep the cgroups' directories open across the exec (the agent reads them).
+        #[arg(long)]
+        keep_open: bool,
+        #[arg(last = true, required = true)]
+        command: Vec<std::ffi::OsString>,
+    },
     /// Stop everything `up` started; --purge also deletes the state directory.
     Down {
         /// Remove the state directory (certificates, database data, logs) too.
@@ -488,6 +501,11 @@ pub fn main() -> ExitCode {
             state,
         } => stack::exec(&state.dir, &host, &command),
         Command::Forward { listen, netns, to } => tools::forward(listen, &netns, to),
+        Command::Cgexec {
+            procs,
+            keep_open,
+            command,
+        } => tools::cgexec(&procs, keep_open, &command),
         Command::Renew {
             state,
             watch,

@@ -1,7 +1,7 @@
 //! `rampart check` (validate a config of any kind), `rampart cert` (a local CA and
 //! certificates) and the hidden `rampart forward` that isolated mode's `up` starts.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -195,6 +195,21 @@ pub(super) fn cert(dir: &Path, names: &[String], hosts: &[String]) -> anyhow::Re
 }
 /// The forward process of isolated mode: binds here, then moves into the client's
 /// namespace before any other thread exists, so every connection it opens starts there.
+/// `rampart cgexec`: returns only when the program could not be executed.
+pub(super) fn cgexec(
+    procs: &[PathBuf],
+    keep_open: bool,
+    command: &[std::ffi::OsString],
+) -> ExitCode {
+    let Some((program, args)) = command.split_first() else {
+        eprintln!("rampart cgexec: no program to run");
+        return ExitCode::from(2);
+    };
+    let e = rampart_infra::cgroup::exec(procs, keep_open, program, args);
+    eprintln!("rampart cgexec: {e}");
+    ExitCode::from(1)
+}
+
 pub(super) fn forward(
     listen: std::net::SocketAddr,
     netns: &str,

@@ -1,8 +1,11 @@
 //! node_exporter 1.5's kernel and device collectors beyond the basic ones in
 //! [`crate::host`]: `uname`, `filefd`, `entropy`, `conntrack`, `pressure`, `vmstat`,
 //! `diskstats`, `sockstat`, `softnet`, `netstat`, `netclass`, the clock sources of
-//! `time`, `schedstat`, `interrupts` and `processes`, under its metric names, label
-//! names, types, units and help texts.
+//! `time`, `schedstat`, `interrupts`, `processes`, `arp`, `udp_queues` and `tcpstat`,
+//! under its metric names, label names, types, units and help texts. `tcpstat` reads
+//! `/proc/net/tcp` and `tcp6` where node_exporter asks netlink (`INET_DIAG`): the
+//! same sockets and states, but a listener's `tx_queue` there is 0 where netlink gives
+//! its maximum backlog, so `tx_queued_bytes` can be lower than node_exporter's.
 //!
 //! Each collector is a function `(root, out) -> Result` that reads files below `root`
 //! and pushes families onto `out`; on an error it may have pushed some (as

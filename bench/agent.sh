@@ -39,7 +39,7 @@ PROMETHEUS=/usr/bin/prometheus
 INSTANCE=bench-agent
 # What the agent emulates: host::collector_names() in crates/agent/src/host.rs, node_exporter
 # 1.5's collectors of the same names (host.rs, kernel.rs, timex.rs, textfile.rs).
-EMULATED=(cpu stat meminfo loadavg netdev filesystem time uname filefd entropy conntrack pressure vmstat diskstats sockstat softnet netstat netclass schedstat interrupts processes timex textfile)
+EMULATED=(cpu stat meminfo loadavg netdev filesystem time uname filefd entropy conntrack pressure vmstat diskstats sockstat softnet netstat netclass schedstat interrupts processes arp udp_queues tcpstat timex textfile)
 
 log() { printf '[agent.sh] %s\n' "$*" >&2; }
 die() {

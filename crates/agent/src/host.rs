@@ -98,6 +98,9 @@ const OPTIONAL: &[(&str, Collector)] = &[
     ("schedstat", kernel::schedstat),
     ("interrupts", kernel::interrupts),
     ("processes", kernel::processes),
+    ("arp", kernel::arp),
+    ("udp_queues", kernel::udp_queues),
+    ("tcpstat", kernel::tcpstat),
 ];
 
 /// The collectors [`collect`] runs, by node_exporter's names: these and

@@ -1,8 +1,11 @@
 //! node_exporter 1.5's kernel and device collectors beyond the basic ones in
 //! [`crate::host`]: `uname`, `filefd`, `entropy`, `conntrack`, `pressure`, `vmstat`,
 //! `diskstats`, `sockstat`, `softnet`, `netstat`, `netclass`, the clock sources of
-//! `time`, `schedstat`, `interrupts` and `processes`, under its metric names, label
-//! names, types, units and help texts.
+//! `time`, `schedstat`, `interrupts`, `processes`, `arp`, `udp_queues` and `tcpstat`,
+//! under its metric names, label names, types, units and help texts. `tcpstat` reads
+//! `/proc/net/tcp` and `tcp6` where node_exporter asks netlink (`INET_DIAG`): the
+//! same sockets and states, but a listener's `tx_queue` there is 0 where netlink gives
+//! its maximum backlog, so `tx_queued_bytes` can be lower than node_exporter's.
 //!
 //! Each collector is a function `(root, out) -> Result` that reads files below `root`
 //! and pushes families onto `out`; on an error it may have pushed some (as
@@ -19,8 +22,8 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use crate::procfs::{
-    bad, family, gauge, hex, int, labelled, parse_file, parsed, plain, read, require, signed, Bad,
-    HostError,
+    bad, family, gauge, hex, int, labelled, missing, parse_file, parsed, plain, read, require,
+    signed, Bad, HostError,
 };
 use crate::{Family, Kind, Sample};
 
@@ -1160,6 +1163,180 @@ fn process_count_families(c: &ProcessCounts, pid_max: f64, threads_max: f64) -> 
     ]
 }
 
+// ---------------------------------------------------------------- arp
+
+pub(crate) fn arp(root: &Path, out: &mut Vec<Family>) -> Result<(), HostError> {
+    out.push(parse_file(root, "proc/net/arp", parse_arp)?);
+    Ok(())
+}
+
+/// `/proc/net/arp`: a header line (first column `IP`), then one line per entry whose
+/// last column is the device; `node_arp_entries` counts them per device. Like
+/// node_exporter, a line of fewer than six columns is an error.
+fn parse_arp(text: &str) -> Result<Family, Bad> {
+    let mut devices: BTreeMap<&str, f64> = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 6 {
+            return Err(bad(i, format!("{} columns, want at least 6", f.len())));
+        }
+        if f[0] != "IP" {
+            *devices.entry(f[f.len() - 1]).or_default() += 1.0;
+        }
+    }
+    Ok(family(
+        "node_arp_entries",
+        "ARP entries by device",
+        Kind::Gauge,
+        devices
+            .into_iter()
+            .map(|(d, n)| labelled(&[("device", d)], n))
+            .collect(),
+    ))
+}
+
+// ---------------------------------------------------------------- udp_queues
+
+pub(crate) fn udp_queues(root: &Path, out: &mut Vec<Family>) -> Result<(), HostError> {
+    let mut samples = Vec::new();
+    let mut found = false;
+    // node_exporter skips a missing file (no IPv6, or no IPv4) and has no data only
+    // when both are missing.
+    for (file, ip) in [("proc/net/udp", "v4"), ("proc/net/udp6", "v6")] {
+        let Some(text) = read(root, file)? else {
+            continue;
+        };
+        found = true;
+        let (tx, rx) = parsed(root, file, parse_socket_queues(&text))?;
+        samples.push(labelled(&[("ip", ip), ("queue", "tx")], tx));
+        samples.push(labelled(&[("ip", ip), ("queue", "rx")], rx));
+    }
+    out.push(family(
+        "node_udp_queues",
+        "Number of allocated memory in the kernel for UDP datagrams in bytes.",
+        Kind::Gauge,
+        samples,
+    ));
+    if !found {
+        return Err(missing(root, "proc/net/udp"));
+    }
+    Ok(())
+}
+
+/// The columns of one socket line of `/proc/net/{tcp,udp}{,6}` that the collectors
+/// use: the state (hex) and the `tx_queue:rx_queue` pair (hex), after the checks
+/// node_exporter's procfs makes (at least 10 columns, a `:` in the queues).
+fn socket_line(line: &str) -> Result<(u64, f64, f64), String> {
+    let f: Vec<&str> = line.split_whitespace().collect();
+    if f.len() < 10 {
+        return Err(format!("{} columns, want at least 10", f.len()));
+    }
+    let state = u64::from_str_radix(f[3], 16)
+        .map_err(|_| format!("state: not a hexadecimal number: {:?}", f[3]))?;
+    let (tx, rx) = f[4]
+        .split_once(':')
+        .ok_or_else(|| format!("queues: no ':' in {:?}", f[4]))?;
+    Ok((state, hex(tx)?, hex(rx)?))
+}
+
+/// `/proc/net/udp` or `udp6`: a header line, then one line per socket; the sums of its
+/// `tx_queue` and `rx_queue` columns (bytes), as node_exporter's procfs
+/// `NetUDPSummary` has them.
+fn parse_socket_queues(text: &str) -> Result<(f64, f64), Bad> {
+    let (mut tx, mut rx) = (0.0, 0.0);
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let (_, t, r) = socket_line(line).map_err(|e| bad(i, e))?;
+        tx += t;
+        rx += r;
+    }
+    Ok((tx, rx))
+}
+
+// ---------------------------------------------------------------- tcpstat
+
+/// node_exporter's names of the kernel's TCP states, by number (1 to 11); any other
+/// number is `unknown`, as its `String()` has it.
+const TCP_STATES: [&str; 11] = [
+    "established",
+    "syn_sent",
+    "syn_recv",
+    "fin_wait1",
+    "fin_wait2",
+    "time_wait",
+    "close",
+    "close_wait",
+    "last_ack",
+    "listen",
+    "closing",
+];
+
+/// node_exporter reads the sockets over netlink (`INET_DIAG`), IPv6 only when
+/// `/proc/net/tcp6` exists; rampart reads the same sockets from `/proc/net/tcp` and
+/// `tcp6`. The one difference: for a listening socket netlink's write queue is its
+/// maximum accept backlog, `/proc`'s `tx_queue` is 0, so `tx_queued_bytes` is lower
+/// here by the listeners' backlogs.
+pub(crate) fn tcpstat(root: &Path, out: &mut Vec<Family>) -> Result<(), HostError> {
+    let mut counts = TcpCounts::default();
+    let text = require(root, "proc/net/tcp")?;
+    parsed(root, "proc/net/tcp", parse_tcp(&text, &mut counts))?;
+    if let Some(text) = read(root, "proc/net/tcp6")? {
+        parsed(root, "proc/net/tcp6", parse_tcp(&text, &mut counts))?;
+    }
+    out.push(counts.family());
+    Ok(())
+}
+
+/// Sockets per state, and the queues' sums, over one or more `/proc/net/tcp*` files.
+#[derive(Default)]
+struct TcpCounts {
+    states: BTreeMap<&'static str, f64>,
+    rx: f64,
+    tx: f64,
+    sockets: usize,
+}
+
+impl TcpCounts {
+    /// `node_tcp_connection_states`: the states seen (node_exporter has no series for
+    /// a state without sockets), then `rx_queued_bytes` and `tx_queued_bytes`, which
+    /// it has only when there is a socket.
+    fn family(self) -> Family {
+        let mut samples: Vec<Sample> = self
+            .states
+            .iter()
+            .map(|(s, n)| labelled(&[("state", s)], *n))
+            .collect();
+        if self.sockets > 0 {
+            samples.push(labelled(&[("state", "rx_queued_bytes")], self.rx));
+            samples.push(labelled(&[("state", "tx_queued_bytes")], self.tx));
+        }
+        family(
+            "node_tcp_connection_states",
+            "Number of connection states.",
+            Kind::Gauge,
+            samples,
+        )
+    }
+}
+
+/// `/proc/net/tcp` or `tcp6`: a header line, then one line per socket with its state
+/// (`st`, hex) and `tx_queue:rx_queue` (hex), added to `counts`.
+fn parse_tcp(text: &str, counts: &mut TcpCounts) -> Result<(), Bad> {
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let (state, tx, rx) = socket_line(line).map_err(|e| bad(i, e))?;
+        let name = usize::try_from(state)
+            .ok()
+            .and_then(|s| s.checked_sub(1))
+            .and_then(|s| TCP_STATES.get(s))
+            .copied()
+            .unwrap_or("unknown");
+        *counts.states.entry(name).or_default() += 1.0;
+        counts.tx += tx;
+        counts.rx += rx;
+        counts.sockets += 1;
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------- netdev
 
 /// `/sys/class/net/<device>/statistics/rx_nohandler` of the given devices, as
@@ -1855,5 +2032,231 @@ mod tests {
             "# TYPE node_network_receive_nohandler_total counter\n\
              node_network_receive_nohandler_total{device=\"eth0\"} 4",
         );
+    }
+
+    #[test]
+    fn arp_entries_counted_per_device() {
+        let cases = [
+            (
+                "IP address       HW type     Flags       HW address            Mask     Device\n\
+                 192.0.2.1        0x1         0x2         02:fc:00:00:00:05     *        eth0\n\
+                 192.0.2.7        0x1         0x0         00:00:00:00:00:00     *        eth0\n\
+                 10.0.0.1         0x1         0x2         02:fc:00:00:00:06     *        br-lan\n",
+                r#"
+                # TYPE node_arp_entries gauge
+                node_arp_entries{device="br-lan"} 1
+                node_arp_entries{device="eth0"} 2
+                "#,
+            ),
+            (
+                "IP address       HW type     Flags       HW address            Mask     Device\n",
+                "",
+            ),
+            (
+                "IP address       HW type     Flags       HW address            Mask     Device\n\
+                 192.0.2.1        0x1         0x2\n",
+                "error: line 2: 3 columns, want at least 6",
+            ),
+            ("\n", "error: line 1: 0 columns, want at least 6"),
+        ];
+        for (text, expect) in cases {
+            check(parse_arp(text).map(|f| vec![f]), expect);
+        }
+    }
+
+    #[test]
+    fn arp_collector_errors_name_the_file() {
+        let dir = root(&[("proc/net/arp", "IP a b c d Device\nx\n")]);
+        let e = arp(dir.path(), &mut Vec::new()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}: line 2: 1 columns, want at least 6",
+                dir.path().join("proc/net/arp").display()
+            )
+        );
+        let e = arp(root(&[]).path(), &mut Vec::new()).unwrap_err();
+        assert!(e.is_missing(), "{e}");
+    }
+
+    const UDP_HEADER: &str = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n";
+
+    #[test]
+    fn udp_queues_sum_the_queue_columns() {
+        let line = |q: &str| {
+            format!("  1: 00000000:0044 00000000:0000 07 {q} 00:00000000 00000000     0        0 1234 2 0000000000000000 0\n")
+        };
+        let cases = [
+            (UDP_HEADER.to_owned(), Ok((0.0, 0.0))),
+            (
+                format!(
+                    "{UDP_HEADER}{}{}",
+                    line("00000100:00000010"),
+                    line("00000001:0000000A")
+                ),
+                Ok((257.0, 26.0)),
+            ),
+            (
+                format!("{UDP_HEADER}  1: 00000000:0044 00000000:0000 07 0:0\n"),
+                Err("error: line 2: 5 columns, want at least 10"),
+            ),
+            (
+                format!("{UDP_HEADER}{}", line("00000100-00000010")),
+                Err("error: line 2: queues: no ':' in \"00000100-00000010\""),
+            ),
+            (
+                format!("{UDP_HEADER}{}", line("00000100:0000001x")),
+                Err("error: line 2: not a hexadecimal number: \"0000001x\""),
+            ),
+        ];
+        for (text, expect) in cases {
+            let got = parse_socket_queues(&text)
+                .map_err(|b| format!("error: line {}: {}", b.line, b.reason));
+            assert_eq!(got, expect.map_err(str::to_owned), "{text}");
+        }
+    }
+
+    #[test]
+    fn udp_queues_collector_skips_a_missing_file_and_names_a_bad_one() {
+        let v4 = format!("{UDP_HEADER}  1: 00000000:0044 00000000:0000 07 00000003:00000002 00:00000000 00000000     0        0 1234 2 0000000000000000 0\n");
+        let dir = root(&[("proc/net/udp", &v4)]);
+        let mut out = Vec::new();
+        udp_queues(dir.path(), &mut out).unwrap();
+        check(
+            Ok(out),
+            r#"
+            # TYPE node_udp_queues gauge
+            node_udp_queues{ip="v4",queue="tx"} 3
+            node_udp_queues{ip="v4",queue="rx"} 2
+            "#,
+        );
+        let dir = root(&[("proc/net/udp6", UDP_HEADER)]);
+        let mut out = Vec::new();
+        udp_queues(dir.path(), &mut out).unwrap();
+        check(
+            Ok(out),
+            r#"
+            # TYPE node_udp_queues gauge
+            node_udp_queues{ip="v6",queue="tx"} 0
+            node_udp_queues{ip="v6",queue="rx"} 0
+            "#,
+        );
+        let e = udp_queues(root(&[]).path(), &mut Vec::new()).unwrap_err();
+        assert!(e.is_missing(), "{e}");
+        let dir = root(&[("proc/net/udp", UDP_HEADER), ("proc/net/udp6", "h\nx\n")]);
+        let e = udp_queues(dir.path(), &mut Vec::new()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}: line 2: 1 columns, want at least 10",
+                dir.path().join("proc/net/udp6").display()
+            )
+        );
+    }
+
+    const TCP_HEADER: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
+
+    fn tcp_line(state: &str, queues: &str) -> String {
+        format!("   0: 00000000:07E8 00000000:0000 {state} {queues} 00:00000000 00000000     0        0 1368 1 0000000000000000 100 0 0 10 0\n")
+    }
+
+    #[test]
+    fn tcpstat_counts_the_states_seen_and_the_queues() {
+        let cases = [
+            (
+                format!(
+                    "{TCP_HEADER}{}{}{}{}",
+                    tcp_line("0A", "00000000:00000002"),
+                    tcp_line("01", "00000010:00000000"),
+                    tcp_line("01", "00000000:00000001"),
+                    tcp_line("06", "00000000:00000000"),
+                ),
+                r#"
+                # TYPE node_tcp_connection_states gauge
+                node_tcp_connection_states{state="established"} 2
+                node_tcp_connection_states{state="listen"} 1
+                node_tcp_connection_states{state="time_wait"} 1
+                node_tcp_connection_states{state="rx_queued_bytes"} 3
+                node_tcp_connection_states{state="tx_queued_bytes"} 16
+                "#,
+            ),
+            (
+                format!(
+                    "{TCP_HEADER}{}{}",
+                    tcp_line("0B", "0:0"),
+                    tcp_line("0C", "0:0")
+                ),
+                r#"
+                # TYPE node_tcp_connection_states gauge
+                node_tcp_connection_states{state="closing"} 1
+                node_tcp_connection_states{state="unknown"} 1
+                node_tcp_connection_states{state="rx_queued_bytes"} 0
+                node_tcp_connection_states{state="tx_queued_bytes"} 0
+                "#,
+            ),
+            // No sockets: no series at all, as node_exporter has it.
+            (TCP_HEADER.to_owned(), ""),
+            (
+                format!("{TCP_HEADER}{}", tcp_line("0Z", "0:0")),
+                "error: line 2: state: not a hexadecimal number: \"0Z\"",
+            ),
+            (
+                format!("{TCP_HEADER}{}", tcp_line("01", "00000000")),
+                "error: line 2: queues: no ':' in \"00000000\"",
+            ),
+            (
+                format!("{TCP_HEADER}   0: 00000000:07E8\n"),
+                "error: line 2: 2 columns, want at least 10",
+            ),
+        ];
+        for (text, expect) in cases {
+            let mut counts = TcpCounts::default();
+            check(
+                parse_tcp(&text, &mut counts).map(|()| vec![counts.family()]),
+                expect,
+            );
+        }
+    }
+
+    #[test]
+    fn tcpstat_collector_adds_tcp6_and_names_a_bad_file() {
+        let v4 = format!("{TCP_HEADER}{}", tcp_line("0A", "00000000:00000001"));
+        let v6 = format!("{TCP_HEADER}{}", tcp_line("0A", "00000002:00000000"));
+        let dir = root(&[("proc/net/tcp", &v4), ("proc/net/tcp6", &v6)]);
+        let mut out = Vec::new();
+        tcpstat(dir.path(), &mut out).unwrap();
+        check(
+            Ok(out),
+            r#"
+            # TYPE node_tcp_connection_states gauge
+            node_tcp_connection_states{state="listen"} 2
+            node_tcp_connection_states{state="rx_queued_bytes"} 1
+            node_tcp_connection_states{state="tx_queued_bytes"} 2
+            "#,
+        );
+        // Without tcp6 (IPv6 disabled): IPv4 alone.
+        let dir = root(&[("proc/net/tcp", &v4)]);
+        let mut out = Vec::new();
+        tcpstat(dir.path(), &mut out).unwrap();
+        check(
+            Ok(out),
+            r#"
+            # TYPE node_tcp_connection_states gauge
+            node_tcp_connection_states{state="listen"} 1
+            node_tcp_connection_states{state="rx_queued_bytes"} 1
+            node_tcp_connection_states{state="tx_queued_bytes"} 0
+            "#,
+        );
+        let dir = root(&[("proc/net/tcp", &v4), ("proc/net/tcp6", "h\n 0: a b 0A\n")]);
+        let e = tcpstat(dir.path(), &mut Vec::new()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}: line 2: 4 columns, want at least 10",
+                dir.path().join("proc/net/tcp6").display()
+            )
+        );
+        let e = tcpstat(root(&[]).path(), &mut Vec::new()).unwrap_err();
+        assert!(e.is_missing(), "{e}");
     }
 }

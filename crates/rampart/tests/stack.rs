@@ -2038,10 +2038,6 @@ const DASHBOARD_EXCUSED: &[(&str, &str)] = &[
         "mysql_global_variables_innodb_additional_mem_pool_size",
         "removed from InnoDB (MySQL 5.7, MariaDB 10.2); the server has no such variable",
     ),
-    (
-        "mysql_global_status_innodb_mem_",
-        "MySQL-only status variables; MariaDB 10.11 does not report them",
-    ),
 ];
 
 /// Inputs of the upstream alerts that may be absent on this site, with the reason.

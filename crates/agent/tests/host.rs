@@ -13,46 +13,15 @@ use std::time::Duration;
 
 use rampart_agent::{expo, host, Family};
 use rampart_test_support::client::tool;
+use rampart_test_support::exposition;
 use rampart_test_support::{eventually, free_port, Proc};
 
 /// One sample line of a text exposition: name, labels, value.
 type Line = (String, BTreeMap<String, String>, f64);
 
-/// The sample lines of a text exposition (enough of the format for node_exporter's and
-/// our output: quoted label values with `\\`, `\"` and `\n` escapes).
+/// The sample lines of a text exposition.
 fn samples(text: &str) -> Vec<Line> {
-    let mut out = Vec::new();
-    for line in text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-    {
-        let (series, value) = line.rsplit_once(' ').unwrap();
-        let value = match value {
-            "+Inf" => f64::INFINITY,
-            "-Inf" => f64::NEG_INFINITY,
-            v => v.parse().unwrap(),
-        };
-        let (name, mut rest) = series.split_once('{').unwrap_or((series, ""));
-        let mut labels = BTreeMap::new();
-        while let Some((k, r)) = rest.split_once("=\"") {
-            let mut v = String::new();
-            let mut chars = r.char_indices();
-            let end = loop {
-                match chars.next().unwrap() {
-                    (_, '\\') => match chars.next().unwrap().1 {
-                        'n' => v.push('\n'),
-                        c => v.push(c),
-                    },
-                    (i, '"') => break i,
-                    (_, c) => v.push(c),
-                }
-            };
-            labels.insert(k.trim_start_matches(',').to_owned(), v);
-            rest = &r[end + 1..];
-        }
-        out.push((name.to_owned(), labels, value));
-    }
-    out
+    text.lines().filter_map(exposition::sample).collect()
 }
 
 fn value(lines: &[Line], name: &str, labels: &[(&str, &str)]) -> Option<f64> {

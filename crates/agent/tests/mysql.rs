@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use rampart_agent::config::Mysql;
 use rampart_agent::{expo, mysql};
+use rampart_test_support::exposition;
 use rampart_test_support::{eventually, free_port, Proc};
 
 /// rampart's monitoring user and its grants (`rampart_topology::plan`'s).
@@ -54,35 +55,12 @@ fn parse(text: &str) -> BTreeMap<String, Fam> {
             fams.entry(name.to_owned()).or_default().kind = kind.to_owned();
             continue;
         }
-        if line.starts_with('#') || line.is_empty() {
+        let Some((name, mut labels, value)) = exposition::sample(line) else {
             continue;
-        }
-        let (series, value) = line.rsplit_once(' ').unwrap();
-        let value = match value {
-            "+Inf" => f64::INFINITY,
-            "-Inf" => f64::NEG_INFINITY,
-            v => v.parse().unwrap(),
         };
-        let (name, mut rest) = series.split_once('{').unwrap_or((series, ""));
-        let mut labels = BTreeMap::new();
-        while let Some((k, r)) = rest.split_once("=\"") {
-            let mut v = String::new();
-            let mut chars = r.char_indices();
-            let end = loop {
-                match chars.next().unwrap() {
-                    (_, '\\') => match chars.next().unwrap().1 {
-                        'n' => v.push('\n'),
-                        c => v.push(c),
-                    },
-                    (i, '"') => break i,
-                    (_, c) => v.push(c),
-                }
-            };
-            if !v.is_empty() {
-                labels.insert(k.trim_start_matches(',').to_owned(), v);
-            }
-            rest = &r[end + 1..];
-        }
+        // Empty label values dropped, as Prometheus stores them.
+        labels.retain(|_, v| !v.is_empty());
+        let name = name.as_str();
         let family = ["_bucket", "_sum", "_count"]
             .iter()
             .filter_map(|s| name.strip_suffix(s))

@@ -13,6 +13,7 @@ pub mod booted;
 pub mod browser;
 pub mod client;
 pub mod etcd;
+pub mod exposition;
 pub mod inprocess;
 pub mod lbproc;
 pub mod prometheus;

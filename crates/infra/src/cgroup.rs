@@ -107,6 +107,18 @@ impl Cgroups {
         for d in &dirs {
             mkdir(d)?;
         }
+        // The site's group (the hosts' parent) competes for CPU with every process
+        // outside it as one entity of the default weight; ten times that keeps a whole
+        // site from being starved beside a few busy processes of the machine (a browser,
+        // a load generator), as its processes were not before they had cgroups.
+        for d in &dirs {
+            let Some(parent) = d.parent() else { continue };
+            for (file, weight) in [("cpu.shares", "10240"), ("cpu.weight", "1000")] {
+                if parent.join(file).exists() && parent != self.root {
+                    write(&parent.join(file), weight)?;
+                }
+            }
+        }
         let quota = limits.quota_us();
         let period = Limits::PERIOD_US;
         if self.v2 {

@@ -328,8 +328,18 @@ impl Stack {
     }
 
     /// The machine's cgroups, when this isolated run puts its hosts in cgroups.
+    /// Whether hosts get cgroups: where they can be made, and only when the topology
+    /// gives some host limits (a site without limits runs as before, every host on the
+    /// machine's whole CPU and memory).
     fn cgroups(&self) -> bool {
-        matches!(self.cgroups, Some(Ok(_)))
+        matches!(self.cgroups, Some(Ok(_))) && self.limited()
+    }
+
+    fn limited(&self) -> bool {
+        self.topology
+            .hosts
+            .iter()
+            .any(|h| h.limits != rampart_topology::Limits::default())
     }
 
     /// Creates (or updates the limits of) `host`'s cgroup; the files a process is added
@@ -620,6 +630,7 @@ impl Stack {
             self.up_network(&plan, live, union.as_ref(), &removed, progress)?;
         }
         match &self.cgroups {
+            Some(Ok(_)) if !self.limited() => {}
             Some(Ok(c)) => progress(
                 &format!(
                     "cgroups: one per host (cgroup {})",

@@ -48,29 +48,7 @@ fn agent_binds_outside_serve_answers_metrics_to_the_allow_list_and_stops() {
     );
     let config = Config::parse(&dir.path().join("agent.toml"), &text).unwrap();
     assert_eq!(config.state_dir, Path::new(dir.path()).join("state"));
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listeners = Listeners::bind(&config).unwrap();
-            let addr = listeners.local_addr().unwrap().unwrap();
-            let agent = Agent::new(config).unwrap();
-            agent
-                .serve(
-                    listeners,
-                    async {
-                        let _ = stop_rx.await;
-                    },
-                    move || ready_tx.send(addr).unwrap(),
-                )
-                .await
-        })
-    });
-    let addr = ready_rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    let (addr, stop_tx, thread) = start(config);
 
     let answer = get_from("127.0.0.1", addr, "/metrics");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
@@ -99,6 +77,37 @@ fn host_collection_serves_node_families_with_process_ones_in_job_node() {
         nowhere()
     );
     let config = Config::parse(&dir.path().join("agent.toml"), &text).unwrap();
+    let (addr, stop_tx, thread) = start(config);
+    let answer = rampart_test_support::eventually(
+        "a collection with host metrics",
+        Duration::from_secs(20),
+        || {
+            let a = get_from("127.0.0.1", addr, "/metrics");
+            a.contains("node_boot_time_seconds").then_some(a)
+        },
+    );
+    for want in [
+        "process_resident_memory_bytes{job=\"node\"}",
+        "process_max_fds{job=\"node\"}",
+        "process_resident_memory_bytes{job=\"agent\"}",
+        "node_scrape_collector_success{collector=\"cpu\"} 1\n",
+        "node_uname_info{",
+    ] {
+        assert!(answer.contains(want), "no {want} in:\n{answer}");
+    }
+    let _ = stop_tx.send(());
+    thread.join().unwrap().unwrap();
+}
+
+/// Runs the agent of `config` on a thread of its own until the sender is used: its
+/// `/metrics` address, the stop sender and the thread (the serve result).
+fn start(
+    config: Config,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    std::thread::JoinHandle<std::io::Result<()>>,
+) {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
@@ -122,23 +131,5 @@ fn host_collection_serves_node_families_with_process_ones_in_job_node() {
         })
     });
     let addr = ready_rx.recv_timeout(Duration::from_secs(20)).unwrap();
-    let answer = rampart_test_support::eventually(
-        "a collection with host metrics",
-        Duration::from_secs(20),
-        || {
-            let a = get_from("127.0.0.1", addr, "/metrics");
-            a.contains("node_boot_time_seconds").then_some(a)
-        },
-    );
-    for want in [
-        "process_resident_memory_bytes{job=\"node\"}",
-        "process_max_fds{job=\"node\"}",
-        "process_resident_memory_bytes{job=\"agent\"}",
-        "node_scrape_collector_success{collector=\"cpu\"} 1\n",
-        "node_uname_info{",
-    ] {
-        assert!(answer.contains(want), "no {want} in:\n{answer}");
-    }
-    let _ = stop_tx.send(());
-    thread.join().unwrap().unwrap();
+    (addr, stop_tx, thread)
 }

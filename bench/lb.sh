@@ -4,13 +4,17 @@
 # Each load balancer terminates TLS (the same ECDSA P-256 certificate) on 127.0.0.1, runs
 # one worker thread pinned to one CPU, and balances round robin over keep-alive HTTP/1.1 to
 # the same two rampart-test-backend processes. wrk (one thread) and the backends share a
-# second CPU. Two runs per load balancer, one load balancer at a time:
+# second CPU. Three runs per load balancer, one load balancer at a time:
 #   keepalive  wrk reuses its connections         -> req/s, p50/p99, LB CPU us per request
 #   newconn    `Connection: close`, new TLS connection per request -> the same numbers
+#              (wrk resumes its TLS sessions, so these are resumed handshakes)
+#   fullhs     `openssl s_time -new` clients: a full TLS handshake (no resumption) and one
+#              request per connection -> handshakes/s, LB CPU us per handshake, and the
+#              resumed share the load balancer itself counted (must be 0)
 #
 # Usage:   bench/lb.sh
-# Env:     DURATION=10 CONNS=32 WARMUP=2 ROUNDS=1 BASE_PORT=28000 LB_CPU=0 LOAD_CPU=1
-#          RESULTS_DIR=<repo>/target/bench LBS="rampart haproxy nginx" SKIP_BUILD=0
+# Env:     DURATION=10 CONNS=32 HS_CLIENTS=$CONNS WARMUP=2 ROUNDS=1 BASE_PORT=28000 LB_CPU=0 LOAD_CPU=1
+#          RESULTS_DIR=<repo>/target/bench LBS="rampart haproxy nginx" SKIP_BUILD=0 PROFILE=0
 #          RAMPART_LOG=<tracing filter for rampart; default "warn">
 # Output:  a table on stdout, $RESULTS_DIR/lb-<timestamp>.json, and the raw wrk output,
 #          configs and logs in $RESULTS_DIR/lb-<timestamp>/. See bench/README.md.
@@ -22,6 +26,7 @@ export LC_ALL=C
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-32}
+HS_CLIENTS=${HS_CLIENTS:-$CONNS}
 WARMUP=${WARMUP:-2}
 ROUNDS=${ROUNDS:-1}
 BASE_PORT=${BASE_PORT:-28000}
@@ -29,6 +34,7 @@ LB_CPU=${LB_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 LBS=${LBS:-rampart haproxy nginx}
 SKIP_BUILD=${SKIP_BUILD:-0}
+PROFILE=${PROFILE:-0}
 RAMPART_LOG_USED=${RAMPART_LOG:-warn}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 RESULTS_DIR=${RESULTS_DIR:-$ROOT/target/bench}
@@ -42,11 +48,12 @@ die() {
     exit 1
 }
 
-for v in DURATION CONNS WARMUP ROUNDS BASE_PORT LB_CPU LOAD_CPU; do
+for v in DURATION CONNS HS_CLIENTS PROFILE WARMUP ROUNDS BASE_PORT LB_CPU LOAD_CPU; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
 done
 ((DURATION >= 1)) || die "DURATION must be at least 1"
 ((CONNS >= 1)) || die "CONNS must be at least 1"
+((HS_CLIENTS >= 1)) || die "HS_CLIENTS must be at least 1"
 ((ROUNDS >= 1)) || die "ROUNDS must be at least 1"
 for lb in $LBS; do
     case $lb in rampart | haproxy | nginx) ;; *) die "LBS: unknown load balancer '$lb' (rampart, haproxy, nginx)" ;; esac
@@ -68,6 +75,7 @@ ensure_tools() {
     command -v ss >/dev/null || missing+=(iproute2)
     command -v getconf >/dev/null || missing+=(libc-bin)
     command -v timeout >/dev/null || missing+=(coreutils)
+    if ((PROFILE)); then command -v perf >/dev/null || missing+=(linux-perf); fi
     install_missing "${missing[@]}"
 }
 ensure_tools
@@ -204,9 +212,13 @@ B1=$((BASE_PORT + 1))
 B2=$((BASE_PORT + 2))
 declare -A PORT=([rampart]=$((BASE_PORT + 10)) [haproxy]=$((BASE_PORT + 20)) [nginx]=$((BASE_PORT + 30)))
 declare -A PROBE_PORT=([haproxy]=$((BASE_PORT + 21)) [nginx]=$((BASE_PORT + 31)))
+# The full-handshake run uses the measured listener, except for nginx: its copy of that
+# server block also logs resumed connections, which the other runs must not pay for.
+declare -A FULLHS_PORT=([rampart]=${PORT[rampart]} [haproxy]=${PORT[haproxy]} [nginx]=$((BASE_PORT + 32)))
 RAMPART_ADMIN=$((BASE_PORT + 11))
 RAMPART_HTTP=$((BASE_PORT + 14))
-for p in $B1 $B2 "${PORT[@]}" "${PROBE_PORT[@]}" $RAMPART_ADMIN  $RAMPART_HTTP; do
+HAPROXY_STATS=$((BASE_PORT + 22))
+for p in $B1 $B2 "${PORT[@]}" "${PROBE_PORT[@]}" "${FULLHS_PORT[nginx]}" $RAMPART_ADMIN $RAMPART_HTTP $HAPROXY_STATS; do
     port_in_use "$p" && die "port $p is already in use; choose another range with BASE_PORT=..."
 done
 
@@ -288,10 +300,13 @@ HAPROXY_MAXCONN=$(((NOFILE - 200) / 2 < 100000 ? (NOFILE - 200) / 2 : 100000))
 
 # HAProxy. Per-request work matched to rampart's defaults: X-Forwarded-For/-Proto/-Host and
 # Forwarded upstream, HSTS downstream, active health checks every 2 s on /healthz.
-# The second frontend only serves the TLS-resumption probe (never measured).
+# The second frontend only serves the TLS-resumption probe (never measured). The stats
+# socket (a TCP one, so that bash can talk to it) gives the frontend's ssl_sess and
+# ssl_reused_sess counters around the full-handshake run.
 cat >"$WORK/haproxy.cfg" <<EOF
 global
     nbthread 1
+    stats socket ipv4@127.0.0.1:$HAPROXY_STATS level operator
     maxconn $HAPROXY_MAXCONN
     ssl-default-bind-ciphers $TLS12_CIPHERS
     ssl-default-bind-ciphersuites $TLS13_SUITES
@@ -357,6 +372,7 @@ events {
 
 http {
     access_log off;
+    log_format fullhs '\$ssl_session_reused \$status';
 $NGINX_TEMP
     keepalive_timeout 60s;
     keepalive_requests 1000000;
@@ -380,6 +396,29 @@ $NGINX_TEMP
     server {
         listen 127.0.0.1:${PORT[nginx]} ssl http2;
         server_name www.foobar.com foobar.com;
+        add_header Strict-Transport-Security "$HSTS" always;
+        location / {
+            proxy_pass http://web;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$remote_addr;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Forwarded-Host \$host;
+            proxy_set_header Forwarded "for=\$remote_addr;proto=\$scheme;host=\"\$host\"";
+        }
+    }
+
+    # The full-handshake run: the measured server block again, plus a log of the requests
+    # on resumed TLS sessions only, so that the run proves resumption off at no cost.
+    map \$ssl_session_reused \$fullhs_resumed {
+        r 1;
+        default 0;
+    }
+    server {
+        listen 127.0.0.1:${FULLHS_PORT[nginx]} ssl http2;
+        server_name www.foobar.com foobar.com;
+        access_log $WORK/nginx/logs/fullhs-resumed.log fullhs if=\$fullhs_resumed;
         add_header Strict-Transport-Security "$HSTS" always;
         location / {
             proxy_pass http://web;
@@ -651,6 +690,203 @@ probe_rampart_resumption() {
     fi
 }
 
+# --- full handshakes ---------------------------------------------------------------------
+#
+# wrk resumes its TLS sessions, so newconn measures resumed handshakes. The fullhs run uses
+# `openssl s_time -new` instead: each of HS_CLIENTS processes opens one connection after
+# another, never offering a session (no ticket, no session ID), sends one request and reads
+# the answer until the load balancer closes. (h2load, the other candidate, resumes like wrk
+# and has no switch to stop it.) s_time writes "GET <page> HTTP/1.0\r\n\r\n"; the page
+# argument carries the rest of an HTTP/1.1 request line and the headers, so the load
+# balancers get what wrk sends in newconn (Host, Connection: close) and one dummy header,
+# "X-Pad: HTTP/1.0".
+STIME_PAGE="/ HTTP/1.1"$'\r\n'"Host: $HOST_HEADER"$'\r\n'"Connection: close"$'\r\n'"X-Pad:"
+
+fullhs_response() { # lb port: status line and size of one answer to s_time's request
+    local f=$RUN_DIR/fullhs-response-$1.txt
+    printf 'GET %s HTTP/1.0\r\n\r\n' "$STIME_PAGE" |
+        timeout 5 openssl s_client -quiet -connect "127.0.0.1:$2" >"$f" 2>/dev/null || true
+    R[$1.fullhs_status]=$(head -n 1 "$f" | tr -d '\r')
+    R[$1.fullhs_response_bytes]=$(wc -c <"$f")
+    [[ ${R[$1.fullhs_status]} == "HTTP/1.1 200"* ]] ||
+        NOTES+=("$1 fullhs: s_time's request got '${R[$1.fullhs_status]}', not a 200 (see $f)")
+}
+
+haproxy_cmd() { # command -> HAProxy's answer on its stats socket (empty if unreachable)
+    (
+        exec 3<>"/dev/tcp/127.0.0.1/$HAPROXY_STATS" || exit 0
+        printf '%s\n' "$1" >&3
+        timeout 3 cat <&3
+    ) 2>/dev/null || true
+}
+
+# What the load balancer itself counted so far: "<TLS sessions> <resumed>". rampart: its
+# handshake metric by kind; HAProxy: frontend bench's ssl_sess and ssl_reused_sess; nginx:
+# "- <lines>" of the log that only resumed connections write (it has no session counter).
+lb_tls_counts() { # lb
+    case $1 in
+    rampart)
+        echo "$(rampart_metric "$RAMPART_ADMIN" rampart_lb_tls_handshakes_total) $(rampart_resumed "$RAMPART_ADMIN")"
+        ;;
+    haproxy)
+        haproxy_cmd 'show stat' | awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
+            $1 == "bench" && $2 == "FRONTEND" && col["ssl_sess"] && col["ssl_reused_sess"] {
+                print $col["ssl_sess"], $col["ssl_reused_sess"]; found = 1 }
+            END { if (!found) print "- -" }'
+        ;;
+    nginx)
+        local n=0
+        [[ -f $WORK/nginx/logs/fullhs-resumed.log ]] && n=$(wc -l <"$WORK/nginx/logs/fullhs-resumed.log")
+        echo "- $n"
+        ;;
+    esac
+}
+
+STIME_FAILED=0
+run_stime() { # dir port: HS_CLIENTS s_time clients for DURATION s, output in dir/<n>.txt
+    local i p rc
+    local -a clients=()
+    STIME_FAILED=0
+    mkdir -p "$1"
+    for ((i = 1; i <= HS_CLIENTS; i++)); do
+        timeout --kill-after=5 $((DURATION + 30)) taskset -c "$LOAD_CPU" \
+            openssl s_time -connect "127.0.0.1:$2" -new -time "$DURATION" -www "$STIME_PAGE" \
+            >"$1/$i.txt" 2>&1 </dev/null &
+        clients+=($!)
+        LIVE[$!]="openssl s_time"
+    done
+    for p in "${clients[@]}"; do
+        rc=0
+        wait "$p" || rc=$?
+        unset "LIVE[$p]"
+        ((rc == 0)) || STIME_FAILED=$((STIME_FAILED + 1))
+    done
+}
+
+measure_fullhs() { # lb port
+    local lb=$1 port=$2 mode=fullhs out dir pids t0 t1 c0 c1 i failed secs cpu_s
+    local lb0 lbt0 ld0 ldt0 lb1 lbt1 ld1 ldt1 n resumed bytes reported hs0 rs0 hs1 rs1 of
+    local hf0=0 hf1=0
+    out=$RUN_DIR/stime-$lb-fullhs$RTAG.txt
+    dir=$WORK/stime-$lb$RTAG
+    mapfile -t pids < <(tree_of "$LB_PID")
+    read -r hs0 rs0 < <(lb_tls_counts "$lb")
+    [[ $lb == rampart ]] && hf0=$(rampart_metric "$RAMPART_ADMIN" rampart_lb_tls_handshake_failures_total)
+    read -r lb0 lbt0 < <(cpu_stat "$LB_CPU")
+    read -r ld0 ldt0 < <(cpu_stat "$LOAD_CPU")
+    c0=$(cpu_ticks "${pids[@]}")
+    t0=$(now)
+    run_stime "$dir" "$port"
+    failed=$STIME_FAILED
+    t1=$(now)
+    mapfile -t pids < <(tree_of "$LB_PID")
+    c1=$(cpu_ticks "${pids[@]}")
+    [[ $lb == rampart ]] && hf1=$(rampart_metric "$RAMPART_ADMIN" rampart_lb_tls_handshake_failures_total)
+    read -r lb1 lbt1 < <(cpu_stat "$LB_CPU")
+    read -r ld1 ldt1 < <(cpu_stat "$LOAD_CPU")
+    read -r hs1 rs1 < <(lb_tls_counts "$lb")
+    for ((i = 1; i <= HS_CLIENTS; i++)); do
+        echo "== s_time client $i =="
+        cat "$dir/$i.txt"
+    done >"$out"
+    # s_time prints one character per connection ('*' new session, 'r' resumed), then
+    # "N connections in S real seconds, B bytes read per connection".
+    read -r n resumed bytes reported < <(awk '
+        /^[*rt3]+$/ { resumed += gsub(/r/, "") }
+        / connections in [0-9]+ real seconds, [0-9]+ bytes read per connection$/ { n += $1; bytes += $1 * $(NF - 4); reported++ }
+        END { printf "%d %d %d %d\n", n, resumed, bytes, reported }' "$dir"/*.txt)
+    ((failed == 0 && reported == HS_CLIENTS)) ||
+        NOTES+=("$lb $mode$RNOTE: $failed of $HS_CLIENTS s_time clients failed, $reported reported (see $out)")
+    R[$lb.$mode.lb_core_pct@$ROUND]=$(awk -v b=$((lb1 - lb0)) -v t=$((lbt1 - lbt0)) 'BEGIN{if (t>0) printf "%.0f", 100*b/t}')
+    R[$lb.$mode.load_core_pct@$ROUND]=$(awk -v b=$((ld1 - ld0)) -v t=$((ldt1 - ldt0)) 'BEGIN{if (t>0) printf "%.0f", 100*b/t}')
+    secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b-a}')
+    cpu_s=$(awk -v t=$((c1 - c0)) -v hz="$CLK_TCK" 'BEGIN{printf "%.3f", t/hz}')
+    R[$lb.$mode.requests@$ROUND]=$n
+    R[$lb.$mode.cpu_s@$ROUND]=$cpu_s
+    R[$lb.$mode.wall_s@$ROUND]=$secs
+    R[$lb.$mode.cpu_pct@$ROUND]=$(awk -v c="$cpu_s" -v w="$secs" 'BEGIN{if (w>0) printf "%.0f", 100*c/w}')
+    R[$lb.$mode.client_resumed@$ROUND]=$resumed
+    R[$lb.$mode.failed_clients@$ROUND]=$failed
+    if ((n > 0)); then
+        R[$lb.$mode.rps@$ROUND]=$(awk -v n="$n" -v w="$secs" 'BEGIN{if (w>0) printf "%.2f", n/w}')
+        R[$lb.$mode.cpu_us@$ROUND]=$(awk -v c="$cpu_s" -v n="$n" 'BEGIN{printf "%.1f", c*1e6/n}')
+        R[$lb.$mode.bytes@$ROUND]=$((bytes / n))
+    else
+        R[$lb.$mode.rps@$ROUND]="" R[$lb.$mode.cpu_us@$ROUND]="" R[$lb.$mode.bytes@$ROUND]=""
+        NOTES+=("$lb $mode$RNOTE: s_time completed no connections (see $out)")
+    fi
+    # The resumed share as the load balancer counted it. rampart and HAProxy count every
+    # TLS session, nginx only the resumed ones: its share is taken of s_time's connections.
+    of=""
+    [[ $hs0 =~ ^[0-9]+$ && $hs1 =~ ^[0-9]+$ ]] && of=$((hs1 - hs0))
+    [[ $lb == nginx ]] && of=$n
+    if [[ $rs0 =~ ^[0-9]+$ && $rs1 =~ ^[0-9]+$ && -n $of ]]; then
+        R[$lb.$mode.lb_resumed@$ROUND]=$((rs1 - rs0))
+        R[$lb.$mode.lb_counted@$ROUND]=$of
+        if [[ $lb != nginx ]] && ((of < n * 95 / 100 || of > n + HS_CLIENTS)); then
+            NOTES+=("$lb $mode$RNOTE: the load balancer counted $of TLS sessions, s_time $n connections")
+        fi
+    else
+        NOTES+=("$lb $mode$RNOTE: could not read the load balancer's TLS session counters")
+    fi
+    ((${R[$lb.$mode.lb_resumed@$ROUND]:-0} == 0 && resumed == 0)) ||
+        NOTES+=("$lb $mode$RNOTE: resumed TLS sessions in the full-handshake run: ${R[$lb.$mode.lb_resumed@$ROUND]:-?} by the load balancer's count, $resumed by s_time's")
+    local expected=${R[$lb.fullhs_response_bytes]:-0} got=${R[$lb.$mode.bytes@$ROUND]:-0}
+    if ((expected > 0)) && ((got * 100 < expected * 95 || got * 100 > expected * 105)); then
+        NOTES+=("$lb $mode$RNOTE: s_time read $got bytes per connection, one answer is $expected bytes: not every connection got a full answer")
+    fi
+    if [[ $lb == rampart ]]; then
+        local hf=$((hf1 - hf0))
+        R[$lb.$mode.tls_failures@$ROUND]=$hf
+        ((hf == 0)) || NOTES+=("rampart $mode$RNOTE: rampart_lb_tls_handshake_failures_total +$hf")
+    fi
+    local other
+    other=$(awk -v a="${R[$lb.$mode.lb_core_pct@$ROUND]:-0}" -v b="${R[$lb.$mode.cpu_pct@$ROUND]:-0}" 'BEGIN{printf "%d", a-b}')
+    ((other <= 15)) || NOTES+=("$lb $mode$RNOTE: CPU $LB_CPU was ${other}% busy with work other than the LB (other processes, steal, interrupts)")
+    log "$lb $mode$RNOTE: $n full handshakes (${R[$lb.$mode.rps@$ROUND]:-?}/s), ${R[$lb.$mode.cpu_us@$ROUND]:-?} us CPU/handshake, resumed ${R[$lb.$mode.lb_resumed@$ROUND]:-?} of ${R[$lb.$mode.lb_counted@$ROUND]:-?} (LB) and $resumed (s_time), LB process ${R[$lb.$mode.cpu_pct@$ROUND]:-?}% of a core, CPU $LOAD_CPU (clients+backends) busy ${R[$lb.$mode.load_core_pct@$ROUND]:-?}%"
+}
+
+# PROFILE=1: one more full-handshake run, not part of the results, with `perf record` on
+# the load balancer's processes; the top symbols go to perf-<lb>-fullhs-*.txt.
+profile_fullhs() { # lb port
+    local lb=$1 pids perf_pid data=$RUN_DIR/perf-$1-fullhs.data
+    mapfile -t pids < <(tree_of "$LB_PID")
+    log "$lb: profiling an extra full-handshake run ($DURATION s) with perf record"
+    perf record -q -e cpu-clock -F 999 -g -p "$(
+        IFS=,
+        echo "${pids[*]}"
+    )" -o "$data" -- sleep $((DURATION + 2)) >"$RUN_DIR/perf-record-$lb.log" 2>&1 &
+    perf_pid=$!
+    LIVE[$perf_pid]="perf $lb"
+    run_stime "$WORK/stime-$lb-profile" "$port"
+    reap "$perf_pid"
+    [[ -s $data ]] || {
+        NOTES+=("$lb: perf record wrote no profile (see $RUN_DIR/perf-record-$lb.log)")
+        return 0
+    }
+    timeout 300 perf report -i "$data" --no-children --sort dso,sym --stdio -g none \
+        >"$RUN_DIR/perf-$lb-fullhs-symbols.txt" 2>/dev/null || true
+    timeout 300 perf report -i "$data" --no-children --sort dso --stdio -g none \
+        >"$RUN_DIR/perf-$lb-fullhs-dso.txt" 2>/dev/null || true
+    timeout 300 perf report -i "$data" --children --sort sym --stdio -g none \
+        >"$RUN_DIR/perf-$lb-fullhs-children.txt" 2>/dev/null || true
+}
+
+# Shows that the counter the fullhs run reads does see resumption: one OpenSSL client
+# session resumed on the same listener must add one resumed session.
+fullhs_counter_check() { # lb port
+    local hs0 rs0 hs1 rs1 res
+    read -r hs0 rs0 < <(lb_tls_counts "$1")
+    res=$(server_resumes "$2")
+    read -r hs1 rs1 < <(lb_tls_counts "$1")
+    if [[ $res == yes && $rs0 =~ ^[0-9]+$ && $rs1 =~ ^[0-9]+$ ]] && ((rs1 > rs0)); then
+        R[$1.fullhs_counter_check]=yes
+    else
+        R[$1.fullhs_counter_check]=no
+        NOTES+=("$1 fullhs: its resumption counter did not count a resumed OpenSSL session (resumed: $res, counter $rs0 -> $rs1)")
+    fi
+}
+
 # Is anything else using the two CPUs? (Other processes and hypervisor steal skew results.)
 read -r a0 at0 < <(cpu_stat "$LB_CPU")
 read -r b0 bt0 < <(cpu_stat "$LOAD_CPU")
@@ -679,12 +915,18 @@ run_lb() { # lb: one round of everything for one load balancer
         log "$lb: TLS ${R[$lb.tls]}; resumes an OpenSSL session: ${R[$lb.resumes_openssl]}"
         curl -sk --http1.1 --max-time 3 -i -H "Host: $HOST_HEADER" "https://127.0.0.1:$port/" >"$RUN_DIR/response-$lb.txt" 2>&1 || true
         if [[ $lb == rampart ]]; then probe_rampart_resumption; else probe_resumption "$lb"; fi
+        fullhs_response "$lb" "${FULLHS_PORT[$lb]}"
     fi
     if ((WARMUP > 0)); then
         run_wrk "$RUN_DIR/wrk-$lb-warmup$RTAG.txt" "$WARMUP" "https://127.0.0.1:$port/"
     fi
     measure "$lb" keepalive "$port"
     measure "$lb" newconn "$port" -H 'Connection: close'
+    measure_fullhs "$lb" "${FULLHS_PORT[$lb]}"
+    if ((ROUND == 1)); then
+        fullhs_counter_check "$lb" "${FULLHS_PORT[$lb]}"
+        ((PROFILE)) && profile_fullhs "$lb" "${FULLHS_PORT[$lb]}"
+    fi
     if [[ $lb == rampart ]]; then
         curl -s --max-time 3 "http://127.0.0.1:$RAMPART_ADMIN/metrics" >"$RUN_DIR/rampart-metrics$RTAG.txt" 2>/dev/null || true
     fi
@@ -720,7 +962,7 @@ median() { # numbers (empty ones ignored) -> their median, or empty
 
 # Rounds interleave the load balancers, rotating their order, so that slow drifts in the
 # machine's state (other load, thermal, steal) spread over all three.
-order=($LBS)
+read -ra order <<<"$LBS"
 for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
     RTAG="" RNOTE=""
     if ((ROUNDS > 1)); then
@@ -733,8 +975,8 @@ done
 
 # Each reported number is the median over the rounds; counts of errors are summed.
 for lb in $LBS; do
-    for mode in keepalive newconn; do
-        for key in rps p50 p99 cpu_us cpu_pct lb_core_pct load_core_pct requests cpu_s wall_s; do
+    for mode in keepalive newconn fullhs; do
+        for key in rps p50 p99 cpu_us cpu_pct lb_core_pct load_core_pct requests cpu_s wall_s bytes; do
             vals=()
             for ((r = 1; r <= ROUNDS; r++)); do vals+=("${R[$lb.$mode.$key@$r]:-}"); done
             R[$lb.$mode.$key]=$(median "${vals[@]}")
@@ -755,11 +997,31 @@ for lb in $LBS; do
         # there shows wrk's limit, and 1e6 / (CPU us per request) the load balancer's.
         R[$lb.$mode.capacity]=$(awk -v c="${R[$lb.$mode.cpu_us]:-}" 'BEGIN{ if (c+0 > 0) printf "%.0f", 1e6/c }')
     done
+    # Resumption in the full-handshake runs: counts summed over the rounds.
+    lbr="" lbc="" clr=0
+    for ((r = 1; r <= ROUNDS; r++)); do
+        [[ -n ${R[$lb.fullhs.lb_resumed@$r]:-} ]] && lbr=$((${lbr:-0} + ${R[$lb.fullhs.lb_resumed@$r]}))
+        [[ -n ${R[$lb.fullhs.lb_counted@$r]:-} ]] && lbc=$((${lbc:-0} + ${R[$lb.fullhs.lb_counted@$r]}))
+        clr=$((clr + ${R[$lb.fullhs.client_resumed@$r]:-0}))
+    done
+    R[$lb.fullhs.lb_resumed]=$lbr
+    R[$lb.fullhs.lb_counted]=$lbc
+    R[$lb.fullhs.client_resumed]=$clr
+    [[ -n $lbr && -n $lbc ]] && R[$lb.fullhs.lb_resumed_of]="$lbr/$lbc"
+    R[$lb.fullhs.lb_resumed_pct]=$(awk -v r="$lbr" -v c="$lbc" 'BEGIN{ if (r != "" && c+0 > 0) printf "%.2f", 100*r/c }')
+done
+
+# The issue's aim: full handshakes per LB core, rampart against the better of the other two.
+FULLHS_BEST="" FULLHS_BEST_LB=""
+for lb in haproxy nginx; do
+    c=${R[$lb.fullhs.capacity]:-}
+    [[ -n $c ]] || continue
+    if [[ -z $FULLHS_BEST ]] || ((c > FULLHS_BEST)); then FULLHS_BEST=$c FULLHS_BEST_LB=$lb; fi
 done
 
 # --- report ------------------------------------------------------------------------------
 
-ran=($LBS)
+read -ra ran <<<"$LBS"
 val() { local v=${R[$1]:-}; echo "${v:-n/a}"; }
 ratio() { # a b -> a/b with 2 decimals, or n/a
     awk -v a="${1:-}" -v b="${2:-}" 'BEGIN{ if (a=="" || b=="" || b+0==0) print "n/a"; else printf "%.2f", a/b }'
@@ -774,6 +1036,7 @@ row() { # label key
 {
     echo
     echo "TLS-terminating load balancers, 1 worker thread on CPU $LB_CPU; wrk -t1 -c$CONNS -d${DURATION}s and 2 backends on CPU $LOAD_CPU"
+    echo "fullhs: $HS_CLIENTS x openssl s_time -new -time $DURATION (a full TLS handshake and one request per connection) on CPU $LOAD_CPU"
     ((ROUNDS == 1)) || echo "each number is the median of $ROUNDS rounds; non-2xx counts are summed"
     [[ " ${ran[*]} " == *" rampart "* ]] && echo "rampart ran with RAMPART_LOG=$RAMPART_LOG_USED"
     printf '%-28s' ""
@@ -797,6 +1060,17 @@ row() { # label key
     row "newconn p50 ms" newconn.p50
     row "newconn p99 ms" newconn.p99
     row "newconn non-2xx" newconn.non2xx
+    row "fullhs handshakes/s" fullhs.rps
+    row "fullhs cpu us/handshake" fullhs.cpu_us
+    row "fullhs handshakes per LB core" fullhs.capacity
+    ((ROUNDS == 1)) || row "fullhs cpu us/hs, best" fullhs.cpu_us_best
+    row "fullhs lb cpu %" fullhs.cpu_pct
+    row "fullhs load-core busy %" fullhs.load_core_pct
+    row "fullhs bytes/connection" fullhs.bytes
+    row "fullhs resumed % (LB count)" fullhs.lb_resumed_pct
+    row "fullhs resumed/all (LB)" fullhs.lb_resumed_of
+    row "fullhs resumed (s_time)" fullhs.client_resumed
+    row "fullhs counter sees resumes" fullhs_counter_check
     row "resumes openssl session" resumes_openssl
     row "wrk newconn resumed %" wrk_resumed
     echo
@@ -809,13 +1083,22 @@ row() { # label key
             "newconn req/s (higher is better):newconn.rps" \
             "newconn cpu us/req (lower is better):newconn.cpu_us" \
             "newconn req/s per LB core (higher is better):newconn.capacity" \
+            "fullhs handshakes/s (higher is better):fullhs.rps" \
+            "fullhs cpu us/handshake (lower is better):fullhs.cpu_us" \
+            "fullhs handshakes per LB core (higher):fullhs.capacity" \
             "keepalive cpu us/req, best round (lower):keepalive.cpu_us_best" \
-            "newconn cpu us/req, best round (lower):newconn.cpu_us_best"; do
+            "newconn cpu us/req, best round (lower):newconn.cpu_us_best" \
+            "fullhs cpu us/hs, best round (lower):fullhs.cpu_us_best"; do
             key=${spec##*:}
             printf '%-40s %16s %16s\n' "${spec%:*}" \
                 "$(ratio "${R[rampart.$key]:-}" "${R[haproxy.$key]:-}")" \
                 "$(ratio "${R[rampart.$key]:-}" "${R[nginx.$key]:-}")"
         done
+        if [[ -n $FULLHS_BEST ]]; then
+            echo
+            echo "full handshakes per LB core, rampart / the better of haproxy and nginx ($FULLHS_BEST_LB):" \
+                "$(ratio "${R[rampart.fullhs.capacity]:-}" "$FULLHS_BEST") (aim: at least 1.50)"
+        fi
     fi
     if ((${#NOTES[@]})); then
         echo
@@ -846,10 +1129,20 @@ per_round() { # lb mode -> the per-round numbers as JSON objects, comma-separate
         sep=", "
     done
 }
+per_round_fullhs() { # lb -> the per-round numbers of the full-handshake run
+    local r sep=""
+    for ((r = 1; r <= ROUNDS; r++)); do
+        printf '%s{"handshakes": %s, "handshakes_per_s": %s, "cpu_us_per_handshake": %s, "lb_cpu_pct": %s, "load_core_busy_pct": %s, "lb_resumed": %s, "lb_counted": %s, "client_resumed": %s}' "$sep" \
+            "$(jnum "${R[$1.fullhs.requests@$r]:-}")" "$(jnum "${R[$1.fullhs.rps@$r]:-}")" "$(jnum "${R[$1.fullhs.cpu_us@$r]:-}")" \
+            "$(jnum "${R[$1.fullhs.cpu_pct@$r]:-}")" "$(jnum "${R[$1.fullhs.load_core_pct@$r]:-}")" \
+            "$(jnum "${R[$1.fullhs.lb_resumed@$r]:-}")" "$(jnum "${R[$1.fullhs.lb_counted@$r]:-}")" "$(jnum "${R[$1.fullhs.client_resumed@$r]:-}")"
+        sep=", "
+    done
+}
 {
     printf '{\n'
     printf '  "timestamp": %s,\n' "$(jstr "$TS")"
-    printf '  "duration_s": %s, "connections": %s, "warmup_s": %s, "rounds": %s, "wrk_threads": 1,\n' "$DURATION" "$CONNS" "$WARMUP" "$ROUNDS"
+    printf '  "duration_s": %s, "connections": %s, "hs_clients": %s, "warmup_s": %s, "rounds": %s, "wrk_threads": 1,\n' "$DURATION" "$CONNS" "$HS_CLIENTS" "$WARMUP" "$ROUNDS"
     printf '  "lb_cpu": %s, "load_cpu": %s, "cpus": %s, "kernel": %s,\n' "$LB_CPU" "$LOAD_CPU" "$NCPU" "$(jstr "$(uname -r)")"
     printf '  "idle_busy_pct_before": {"lb_cpu": %s, "load_cpu": %s}, "rampart_log_filter": %s,\n' "$IDLE_BUSY_LB" "$IDLE_BUSY_LOAD" "$(jstr "$RAMPART_LOG_USED")"
     printf '  "versions": {"rampart": %s, "haproxy": %s, "nginx": %s, "wrk": %s, "openssl": %s},\n' \
@@ -870,21 +1163,32 @@ per_round() { # lb mode -> the per-round numbers as JSON objects, comma-separate
                 "$(jnum "${R[$lb.$mode.lb_core_pct]:-}")" "$(jnum "${R[$lb.$mode.load_core_pct]:-}")" "$(jnum "${R[$lb.$mode.cpu_us]:-}")" \
                 "$(jnum "${R[$lb.$mode.non2xx]:-}")" "$(jstr "${R[$lb.$mode.socket_errors]:-}")" "$(jnum "${R[$lb.$mode.tls_failures]:-}")" \
                 "$(per_round "$lb" "$mode")"
-            [[ $mode == keepalive ]] && printf ',\n' || printf '\n'
+            printf ',\n'
         done
+        printf '      "fullhs": {"client": "openssl s_time -new", "clients": %s, "handshakes": %s, "handshakes_per_s": %s, "lb_cpu_s": %s, "wall_s": %s, "lb_cpu_pct": %s, "lb_core_busy_pct": %s, "load_core_busy_pct": %s, "cpu_us_per_handshake": %s, "cpu_us_per_handshake_best": %s, "handshakes_per_lb_core": %s, "bytes_per_connection": %s, "response_status": %s, "response_bytes": %s, "lb_resumed": %s, "lb_counted": %s, "lb_resumed_pct": %s, "client_resumed": %s, "counter_sees_resumption": %s, "rampart_tls_handshake_failures": %s, "per_round": [%s]}\n' \
+            "$HS_CLIENTS" "$(jnum "${R[$lb.fullhs.requests]:-}")" "$(jnum "${R[$lb.fullhs.rps]:-}")" \
+            "$(jnum "${R[$lb.fullhs.cpu_s]:-}")" "$(jnum "${R[$lb.fullhs.wall_s]:-}")" "$(jnum "${R[$lb.fullhs.cpu_pct]:-}")" \
+            "$(jnum "${R[$lb.fullhs.lb_core_pct]:-}")" "$(jnum "${R[$lb.fullhs.load_core_pct]:-}")" \
+            "$(jnum "${R[$lb.fullhs.cpu_us]:-}")" "$(jnum "${R[$lb.fullhs.cpu_us_best]:-}")" "$(jnum "${R[$lb.fullhs.capacity]:-}")" \
+            "$(jnum "${R[$lb.fullhs.bytes]:-}")" "$(jstr "${R[$lb.fullhs_status]:-}")" "$(jnum "${R[$lb.fullhs_response_bytes]:-}")" \
+            "$(jnum "${R[$lb.fullhs.lb_resumed]:-}")" "$(jnum "${R[$lb.fullhs.lb_counted]:-}")" "$(jnum "${R[$lb.fullhs.lb_resumed_pct]:-}")" \
+            "$(jnum "${R[$lb.fullhs.client_resumed]:-}")" "$(jstr "${R[$lb.fullhs_counter_check]:-}")" \
+            "$(jnum "${R[$lb.fullhs.tls_failures]:-}")" "$(per_round_fullhs "$lb")"
         printf '    }'
     done
     printf '\n  },\n'
     printf '  "ratios": {\n'
     first=1
     for other in haproxy nginx; do
-        for key in keepalive.cpu_us keepalive.rps newconn.rps newconn.cpu_us; do
+        for key in keepalive.cpu_us keepalive.rps newconn.rps newconn.cpu_us fullhs.rps fullhs.cpu_us fullhs.capacity; do
             ((first)) || printf ',\n'
             first=0
             r=$(ratio "${R[rampart.$key]:-}" "${R[$other.$key]:-}")
             printf '    %s: %s' "$(jstr "rampart/$other $key")" "$(jnum "$r")"
         done
     done
+    printf ',\n    %s: %s' "$(jstr "rampart/$FULLHS_BEST_LB fullhs.capacity (the better of haproxy and nginx; aim >= 1.5)")" \
+        "$(jnum "$(ratio "${R[rampart.fullhs.capacity]:-}" "$FULLHS_BEST")")"
     printf '\n  },\n'
     printf '  "notes": ['
     first=1

@@ -132,9 +132,10 @@ pub fn collect(root: &Path) -> Result<Vec<Family>, SystemdError> {
 }
 
 fn parse_error(args: &[&str], b: Bad) -> SystemdError {
+    let Bad { line, reason } = b;
     SystemdError::Parse {
         command: format!("systemctl {}", args.join(" ")),
-        reason: format!("line {}: {}", b.line, b.reason),
+        reason: format!("line {line}: {reason}"),
     }
 }
 
@@ -186,7 +187,7 @@ fn systemctl(bus: &str, args: &[&str]) -> Result<String, SystemdError> {
 
 /// `systemctl list-units --all --plain --no-legend`: `UNIT LOAD ACTIVE SUB DESCRIPTION`
 /// per line (a leading `●` of older versions is skipped).
-pub fn parse_units(text: &str) -> Result<Vec<Unit>, Bad> {
+pub(crate) fn parse_units(text: &str) -> Result<Vec<Unit>, Bad> {
     let mut units = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let mut fields = line.split_whitespace().peekable();
@@ -201,7 +202,8 @@ pub fn parse_units(text: &str) -> Result<Vec<Unit>, Bad> {
         if !name.contains('.') {
             return Err(bad(i, format!("{name}: not a unit name")));
         }
-        let word = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'-');
+        let word =
+            |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'-');
         if !word(load) || !word(active) {
             return Err(bad(
                 i,
@@ -217,9 +219,12 @@ pub fn parse_units(text: &str) -> Result<Vec<Unit>, Bad> {
     Ok(units)
 }
 
+/// A unit's (or the manager's) properties by name.
+pub type Properties = BTreeMap<String, String>;
+
 /// `systemctl show` output: `KEY=value` lines, one block per unit, blocks separated by
 /// blank lines; the blocks in order, each with the index of its first line.
-fn parse_blocks(text: &str) -> Result<Vec<(usize, BTreeMap<String, String>)>, Bad> {
+fn parse_blocks(text: &str) -> Result<Vec<(usize, Properties)>, Bad> {
     let mut blocks = Vec::new();
     let mut block = BTreeMap::new();
     let mut start = 0;
@@ -248,7 +253,7 @@ fn parse_blocks(text: &str) -> Result<Vec<(usize, BTreeMap<String, String>)>, Ba
 }
 
 /// `systemctl show --property=Version,SystemState` (the manager).
-pub fn parse_manager(text: &str) -> Result<Manager, Bad> {
+pub(crate) fn parse_manager(text: &str) -> Result<Manager, Bad> {
     let mut blocks = parse_blocks(text)?;
     if let Some((i, _)) = blocks.get(1) {
         return Err(bad(*i, "a second block: want only the manager's"));
@@ -261,7 +266,7 @@ pub fn parse_manager(text: &str) -> Result<Manager, Bad> {
 }
 
 /// `systemctl show --property=Id,...` of units: each block's properties by its `Id`.
-pub fn parse_show(text: &str) -> Result<BTreeMap<String, BTreeMap<String, String>>, Bad> {
+pub(crate) fn parse_show(text: &str) -> Result<BTreeMap<String, BTreeMap<String, String>>, Bad> {
     let mut units = BTreeMap::new();
     for (i, mut block) in parse_blocks(text)? {
         let Some(id) = block.remove("Id") else {
@@ -380,15 +385,16 @@ pub fn families(
     ));
 
     let none = BTreeMap::new();
-    let number = |unit: &str, p: &BTreeMap<String, String>, key: &str| -> Result<Option<f64>, String> {
-        match p.get(key).map(String::as_str) {
-            None | Some("") | Some("[not set]") => Ok(None),
-            Some(v) => v
-                .parse::<u64>()
-                .map(|n| Some(n as f64))
-                .map_err(|_| format!("{unit}: {key}={v:?} is not a number")),
-        }
-    };
+    let number =
+        |unit: &str, p: &BTreeMap<String, String>, key: &str| -> Result<Option<f64>, String> {
+            match p.get(key).map(String::as_str) {
+                None | Some("") | Some("[not set]") => Ok(None),
+                Some(v) => v
+                    .parse::<u64>()
+                    .map(|n| Some(n as f64))
+                    .map_err(|_| format!("{unit}: {key}={v:?} is not a number")),
+            }
+        };
     let (mut state, mut restarts, mut timers) = (Vec::new(), Vec::new(), Vec::new());
     let (mut accepted, mut current, mut refused) = (Vec::new(), Vec::new(), Vec::new());
     for u in select(units) {
@@ -417,16 +423,25 @@ pub fn families(
         if name.ends_with(".socket") {
             // As node_exporter: without NAccepted nothing, without NConnections only
             // it; NRefused only where systemd (239 on) has it.
-            let Some(a) = number(name, p, "NAccepted")? else { continue };
+            let Some(a) = number(name, p, "NAccepted")? else {
+                continue;
+            };
             accepted.push(by_name(a));
-            let Some(c) = number(name, p, "NConnections")? else { continue };
+            let Some(c) = number(name, p, "NConnections")? else {
+                continue;
+            };
             current.push(by_name(c));
             if let Some(r) = number(name, p, "NRefused")? {
                 refused.push(by_name(r));
             }
         }
     }
-    out.push(family("node_systemd_unit_state", "Systemd unit", Kind::Gauge, state));
+    out.push(family(
+        "node_systemd_unit_state",
+        "Systemd unit",
+        Kind::Gauge,
+        state,
+    ));
     out.push(family(
         "node_systemd_service_restart_total",
         "Service unit count of Restart triggers",
@@ -507,7 +522,10 @@ mod tests {
                     .map(|(k, v)| format!("{k}={v:?}"))
                     .collect();
                 l.sort();
-                out.insert(format!("{}{}{{{}}}", f.name, s.suffix, l.join(",")), s.value);
+                out.insert(
+                    format!("{}{}{{{}}}", f.name, s.suffix, l.join(",")),
+                    s.value,
+                );
             }
         }
         out
@@ -612,8 +630,14 @@ mod tests {
             "Id=a.service\n\nType=simple\n\nId=b.service\n",
             "error: line 3: a block without Id",
         );
-        check_show("Id=a.service\ngarbage\n", "error: line 2: \"garbage\": no '='");
-        check_show("Id=a.service\nN R=1\n", "error: line 2: \"N R\": not a property name");
+        check_show(
+            "Id=a.service\ngarbage\n",
+            "error: line 2: \"garbage\": no '='",
+        );
+        check_show(
+            "Id=a.service\nN R=1\n",
+            "error: line 2: \"N R\": not a property name",
+        );
     }
 
     fn check(manager: &str, list: &str, show: &str, expect: &str) {

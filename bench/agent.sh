@@ -39,6 +39,10 @@ PROMETHEUS=/usr/bin/prometheus
 INSTANCE=bench-agent
 # What the agent emulates: host::collector_names() in crates/agent/src/host.rs, node_exporter
 # 1.5's collectors of the same names (host.rs, kernel.rs, timex.rs, textfile.rs).
+# Not `systemd`, which collector_names() has too: this machine does not run systemd, so
+# both the agent's and node_exporter's would fail at once and measure nothing. On a booted
+# host it costs far more than the rest (systemctl and systemd's own work: ARCHITECTURE.md,
+# crates/agent's systemd.rs).
 EMULATED=(cpu stat meminfo loadavg netdev filesystem time uname filefd entropy conntrack pressure vmstat diskstats sockstat softnet netstat netclass schedstat interrupts processes arp udp_queues tcpstat timex textfile)
 
 log() { printf '[agent.sh] %s\n' "$*" >&2; }

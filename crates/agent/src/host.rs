@@ -109,7 +109,7 @@ const OPTIONAL: &[(&str, Collector)] = &[
 pub fn collector_names() -> Vec<&'static str> {
     let mut names = vec!["cpu", "stat", "meminfo"];
     names.extend(OPTIONAL.iter().map(|(n, _)| *n));
-    names.extend(["timex", "textfile"]);
+    names.extend(["timex", "systemd", "textfile"]);
     names
 }
 
@@ -138,8 +138,9 @@ pub fn collect(root: &Path) -> Result<Vec<Family>, HostError> {
 }
 
 /// [`collect`], plus the collectors that read more than files under the root: `timex`
-/// (a system call, [`crate::timex`]) and `textfile` ([`crate::textfile`], from
-/// `options.textfile_dir`).
+/// (a system call, [`crate::timex`]), `systemd` (systemd's units over the system bus,
+/// [`crate::systemd`]; where systemd does not run it fails without running anything)
+/// and `textfile` ([`crate::textfile`], from `options.textfile_dir`).
 pub fn collect_with(root: &Path, options: &Options) -> Result<Vec<Family>, HostError> {
     let mut families = Vec::new();
     let mut runs: Vec<(&str, f64, bool)> = Vec::new();
@@ -182,6 +183,17 @@ pub fn collect_with(root: &Path, options: &Options) -> Result<Vec<Family>, HostE
     }
     runs.push(("timex", t.elapsed().as_secs_f64(), timex.is_ok()));
     families.extend(timex.unwrap_or_default());
+    let t = Instant::now();
+    let systemd = crate::systemd::collect(root);
+    match &systemd {
+        Ok(_) => {}
+        Err(e) if e.is_missing() => {
+            tracing::debug!(collector = "systemd", error = %e, "host collector has no data");
+        }
+        Err(e) => tracing::warn!(collector = "systemd", error = %e, "host collector failed"),
+    }
+    runs.push(("systemd", t.elapsed().as_secs_f64(), systemd.is_ok()));
+    families.extend(systemd.unwrap_or_default());
     let t = Instant::now();
     // Files that cannot be read set the collector's own error gauge, as in
     // node_exporter; the collector itself succeeds.

@@ -1,8 +1,8 @@
 //! The monitoring agent (`rampart agent`, issue 5): the metric model every collector
 //! fills ([`Family`], [`Sample`]) and its Prometheus text exposition ([`expo`]); host
 //! metrics under node_exporter's names ([`host`], and [`kernel`] for the kernel and
-//! device collectors, both on the shared file reading of `procfs`, plus [`timex`] and
-//! [`textfile`], and [`cgroup`] for a host's CPU and memory from its cgroup); the services' `/metrics` ([`scrape`]), access-log counters
+//! device collectors, both on the shared file reading of `procfs`, plus [`timex`],
+//! [`systemd`] and [`textfile`], and [`cgroup`] for a host's CPU and memory from its cgroup); the services' `/metrics` ([`scrape`]), access-log counters
 //! ([`logtail`]) and database metrics under mysqld_exporter's names ([`mysql`]); the
 //! on-disk [`buffer`]; the remote-write 1.0 encoder and client ([`remote_write`]); log
 //! lines into Loki push batches ([`logship`]) shipped by [`ship`] (issue 18); the
@@ -33,6 +33,7 @@ pub mod remote_write;
 pub mod run;
 pub mod scrape;
 pub mod ship;
+pub mod systemd;
 pub mod textfile;
 pub mod timex;
 

@@ -262,6 +262,8 @@ fn host_metrics_match_the_real_node_exporter() {
         .arg(format!("--web.listen-address={addr}"))
         .arg("--collector.disable-defaults")
         .args(collectors.iter().map(|c| format!("--collector.{c}")))
+        // The restart counts the agent's systemd collector has too (a flag in 1.5).
+        .arg("--collector.systemd.enable-restarts-metrics")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -797,6 +797,67 @@ fn deployed_host_collectors(ssh: &Ssh, plan: &rampart_topology::plan::Plan) {
             None => panic!("{collector} fails under the agent's unit on {hosts:?}"),
         }
     }
+    deployed_systemd_collector(&ask, &want);
+}
+
+/// The agent's systemd collector on every booted host, under the agent's unit (an
+/// unprivileged user asking over the system bus): it succeeds, its own unit is active
+/// in `node_systemd_unit_state` as node_exporter labels it, and node_exporter's
+/// families are there, with the families the community dashboards and the node mixin
+/// read.
+fn deployed_systemd_collector(
+    ask: &dyn Fn(&str) -> Vec<serde_json::Value>,
+    want: &BTreeSet<String>,
+) {
+    let hosts_of = |q: &str| -> BTreeSet<String> {
+        ask(q)
+            .iter()
+            .filter_map(|r| r["metric"]["instance"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let end = Instant::now() + Duration::from_secs(60);
+    let succeeded = loop {
+        let hosts =
+            hosts_of(r#"node_scrape_collector_success{job="node",collector="systemd"} == 1"#);
+        if &hosts == want || Instant::now() > end {
+            break hosts;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    assert_eq!(&succeeded, want, "hosts whose systemd collector succeeds");
+    let own = r#"node_systemd_unit_state{job="node",name="rampart-agent.service",state="active",type="exec"} == 1"#;
+    assert_eq!(&hosts_of(own), want, "{own}");
+    for family in [
+        "node_systemd_units",
+        "node_systemd_unit_state",
+        "node_systemd_service_restart_total",
+        "node_systemd_socket_accepted_connections_total",
+        "node_systemd_socket_current_connections",
+        "node_systemd_socket_refused_connections_total",
+        "node_systemd_timer_last_trigger_seconds",
+        "node_systemd_system_running",
+        "node_systemd_version",
+    ] {
+        let q = format!(r#"count by (instance) ({family}{{job="node"}})"#);
+        assert_eq!(&hosts_of(&q), want, "hosts with {family}");
+    }
+    let failed = ask(r#"node_systemd_units{job="node",state="failed"} > 0"#);
+    let units = ask(r#"sum(node_systemd_units{job="node"})"#);
+    let version = ask(r#"node_systemd_version{job="node"}"#);
+    println!(
+        "systemd collector: succeeds on {} hosts, rampart-agent.service active on each; \
+         units on all hosts {}, hosts with a failed unit {}, version {}",
+        succeeded.len(),
+        units
+            .first()
+            .and_then(|r| r["value"][1].as_str())
+            .unwrap_or("?"),
+        failed.len(),
+        version
+            .first()
+            .and_then(|r| r["metric"]["version"].as_str())
+            .unwrap_or("?"),
+    );
 }
 
 /// db1's keeper and server killed: db2 takes over and writes work again; db1 comes back

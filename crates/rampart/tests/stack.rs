@@ -2019,7 +2019,7 @@ const DASHBOARD_EXCUSED: &[(&str, &str)] = &[
     // What this site does not run.
     (
         "node_systemd_",
-        "isolated mode's hosts are namespaces without systemd (the agent has no systemd collector yet)",
+        "isolated mode's hosts are namespaces without systemd: the agent's systemd collector (node_exporter's) has nothing to ask there; the booted hosts of deploy.rs have its families",
     ),
     // TCP states no connection is in at the moment (node_exporter's tcpstat, like the
     // agent's, reports only the states it sees).
@@ -2046,7 +2046,7 @@ const ALERT_INPUTS_EXCUSED: &[(&str, &str)] = &[
     ("node_bonding_", "no bonded network interfaces"),
     (
         "node_systemd_",
-        "isolated mode's hosts are namespaces without systemd (the agent has no systemd collector yet)",
+        "isolated mode's hosts are namespaces without systemd: the agent's systemd collector (node_exporter's) has nothing to ask there; the booted hosts of deploy.rs have its families",
     ),
     (
         "wsrep",

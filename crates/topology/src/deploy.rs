@@ -274,6 +274,11 @@ pub fn bundle(plan: &Plan, host: &str, db_command: &[String], site_file: &str) -
             packages.push(p);
         }
     }
+    if h.service("agent").is_some() {
+        // The system bus: the agent's systemd collector reads unit state over it
+        // (systemd's private socket is root's only). Debian's systemd only recommends it.
+        packages.push("dbus");
+    }
     if h.role == Role::DbPrimary || h.role == Role::DbReplica {
         packages.extend(["mariadb-client", "mariadb-backup"]);
     }
@@ -949,6 +954,8 @@ mod tests {
         );
         // The agent reads the firewall's nflog group: CAP_NET_ADMIN over AF_NETLINK,
         // in the host's user namespace, and nothing more.
+        // Its systemd collector asks systemd over the system bus.
+        assert!(b.packages.contains(&"dbus"), "{:?}", b.packages);
         let agent = text(&b, "/etc/systemd/system/rampart-agent.service");
         for line in [
             "CapabilityBoundingSet=CAP_NET_ADMIN",

@@ -138,7 +138,11 @@ pub fn inspect_with(
     let mut t = Tx {
         set,
         req,
-        tx: policy.tx.iter().cloned().collect(),
+        tx: policy
+            .tx
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+            .collect(),
         matched_var: (String::new(), Vec::new()),
         matched_vars: Vec::new(),
         removed_ids: policy.remove_ids.clone(),
@@ -217,7 +221,8 @@ impl<'a> Tx<'a> {
         self.removed_ids
             .iter()
             .any(|(a, b)| (*a..=*b).contains(&id))
-            || c.rule.tags().any(|t| self.removed_tags.contains(t))
+            || (!self.removed_tags.is_empty()
+                && c.rule.tags().any(|t| self.removed_tags.contains(t)))
     }
 
     /// The status of the chain's disruptive action, if it stops the request: `deny`
@@ -255,16 +260,19 @@ impl<'a> Tx<'a> {
     fn run_chain(&mut self, c: &Chain) -> Option<(Vec<String>, Vec<u8>)> {
         let id = c.rule.id().unwrap_or(0);
         // Targets removed from this chain by id, tag or for every rule.
-        let removed: Vec<Target> = self
-            .removed_targets
-            .iter()
-            .filter(|(scope, _)| match scope {
-                Scope::Ids(a, b) => (*a..=*b).contains(&id),
-                Scope::Tag(tag) => c.rule.tags().any(|t| t == tag),
-                Scope::All => true,
-            })
-            .map(|(_, t)| t.clone())
-            .collect();
+        let removed: Vec<Target> = if self.removed_targets.is_empty() {
+            Vec::new()
+        } else {
+            self.removed_targets
+                .iter()
+                .filter(|(scope, _)| match scope {
+                    Scope::Ids(a, b) => (*a..=*b).contains(&id),
+                    Scope::Tag(tag) => c.rule.tags().any(|t| t == tag),
+                    Scope::All => true,
+                })
+                .map(|(_, t)| t.clone())
+                .collect()
+        };
         let mut first = None;
         for (i, rule) in std::iter::once(&c.rule).chain(&c.links).enumerate() {
             let op = c.ops.get(i).and_then(|o| o.as_deref());
@@ -329,7 +337,7 @@ impl<'a> Tx<'a> {
                     }
                 }
                 if let Some(caps) = result {
-                    out.push((name, v.into_owned(), caps));
+                    out.push((name.full(), v.into_owned(), caps));
                 }
                 continue;
             }
@@ -349,7 +357,7 @@ impl<'a> Tx<'a> {
                 Cow::Owned(o) => Rc::from(apply_all(&transforms, o).as_ref()),
             };
             if let Some(caps) = self.test(op, &v, negated) {
-                out.push((name, v.to_vec(), caps));
+                out.push((name.full(), v.to_vec(), caps));
             }
         }
         out
@@ -366,7 +374,10 @@ impl<'a> Tx<'a> {
 
     /// The phase's default transformations and the rule's, `t:none` clearing the ones
     /// before it.
-    fn transforms(&self, rule: &Rule) -> Vec<String> {
+    fn transforms<'r>(&self, rule: &'r Rule) -> Vec<&'r str>
+    where
+        'a: 'r,
+    {
         let phase = rule.phase().unwrap_or(2);
         let defaults = &self.set.defaults[usize::from(phase.clamp(1, 5) - 1)];
         let mut out = Vec::new();
@@ -375,7 +386,7 @@ impl<'a> Tx<'a> {
                 if t == "none" {
                     out.clear();
                 } else {
-                    out.push(t.clone());
+                    out.push(t.as_str());
                 }
             }
         }
@@ -383,8 +394,13 @@ impl<'a> Tx<'a> {
     }
 
     /// The variables a target list names, exclusions (the rule's, and `removed` from
-    /// `ctl` and the policy) taken out.
-    fn resolve(&self, targets: &[Target], removed: &[Target]) -> Vec<(String, Cow<'a, [u8]>)> {
+    /// `ctl` and the policy) taken out. Names are built only for the variables that match
+    /// ([`VarName::full`]): most variables of most rules do not.
+    fn resolve<'t>(
+        &self,
+        targets: &'t [Target],
+        removed: &[Target],
+    ) -> Vec<(VarName<'t, 'a>, Cow<'a, [u8]>)> {
         let excluded: Vec<&Target> = targets
             .iter()
             .filter(|t| t.exclude)
@@ -393,28 +409,19 @@ impl<'a> Tx<'a> {
         let mut out = Vec::new();
         for t in targets.iter().filter(|t| !t.exclude) {
             let vars = self.lookup(&t.collection, &t.selector);
-            let vars: Vec<(String, Cow<'a, [u8]>)> = vars
-                .into_iter()
-                .filter(|(k, _)| {
-                    !excluded
-                        .iter()
-                        .any(|x| x.collection == t.collection && selects(&x.selector, k))
-                })
-                .collect();
+            let kept = vars.into_iter().filter(|(k, _)| {
+                !excluded
+                    .iter()
+                    .any(|x| x.collection == t.collection && selects(&x.selector, k))
+            });
             if t.count {
+                let n = kept.count();
                 out.push((
-                    format!("&{}", t.collection),
-                    Cow::Owned(vars.len().to_string().into_bytes()),
+                    VarName::Count(&t.collection),
+                    Cow::Owned(n.to_string().into_bytes()),
                 ));
             } else {
-                out.extend(vars.into_iter().map(|(k, v)| {
-                    let name = if k.is_empty() {
-                        t.collection.clone()
-                    } else {
-                        format!("{}:{k}", t.collection)
-                    };
-                    (name, v)
-                }));
+                out.extend(kept.map(|(k, v)| (VarName::Var(&t.collection, k), v)));
             }
         }
         out
@@ -422,25 +429,37 @@ impl<'a> Tx<'a> {
 
     /// The (key, value) pairs of a collection a selector picks: the request's values
     /// borrowed, the transaction's copied.
-    fn lookup(&self, collection: &str, sel: &Selector) -> Vec<(String, Cow<'a, [u8]>)> {
-        let owned = |pairs: Vec<(String, Vec<u8>)>| -> Vec<(String, Cow<'a, [u8]>)> {
+    fn lookup(&self, collection: &str, sel: &Selector) -> Vec<(Cow<'a, str>, Cow<'a, [u8]>)> {
+        let owned = |pairs: Vec<(String, Vec<u8>)>| -> Vec<(Cow<'a, str>, Cow<'a, [u8]>)> {
             pairs
                 .into_iter()
                 .filter(|(k, _)| selects(sel, k))
-                .map(|(k, v)| (k, Cow::Owned(v)))
+                .map(|(k, v)| (Cow::Owned(k), Cow::Owned(v)))
                 .collect()
         };
         match collection {
-            "TX" => owned(
-                self.tx
-                    .iter()
-                    .filter(|(k, _)| selects(sel, k))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            ),
-            "MATCHED_VAR" => vec![(String::new(), Cow::Owned(self.matched_var.1.clone()))],
+            // Transaction keys are kept in lower case (`setvar` and the policy lower-case
+            // them), so one key is a map lookup rather than a walk of the whole map.
+            "TX" => match sel {
+                Selector::Key(want) => {
+                    let want = want.to_ascii_lowercase();
+                    self.tx
+                        .get_key_value(&want)
+                        .map(|(k, v)| (Cow::Owned(k.clone()), Cow::Owned(v.clone())))
+                        .into_iter()
+                        .collect()
+                }
+                _ => owned(
+                    self.tx
+                        .iter()
+                        .filter(|(k, _)| selects(sel, k))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                ),
+            },
+            "MATCHED_VAR" => vec![(Cow::Borrowed(""), Cow::Owned(self.matched_var.1.clone()))],
             "MATCHED_VAR_NAME" => vec![(
-                String::new(),
+                Cow::Borrowed(""),
                 Cow::Owned(self.matched_var.0.clone().into_bytes()),
             )],
             "MATCHED_VARS" => owned(self.matched_vars.clone()),
@@ -458,7 +477,7 @@ impl<'a> Tx<'a> {
                         pairs
                             .iter()
                             .filter(|(k, _)| selects(sel, k))
-                            .map(|(k, v)| (k.clone(), Cow::Borrowed(v.as_slice())))
+                            .map(|(k, v)| (Cow::Borrowed(k.as_str()), Cow::Borrowed(v.as_slice())))
                             .collect()
                     })
                     .unwrap_or_default()
@@ -598,8 +617,25 @@ impl<'a> Tx<'a> {
     }
 }
 
+/// A resolved variable's name: `COLLECTION:key`, `COLLECTION` for a scalar, or
+/// `&COLLECTION` for a count.
+enum VarName<'t, 'a> {
+    Var(&'t str, Cow<'a, str>),
+    Count(&'t str),
+}
+
+impl VarName<'_, '_> {
+    fn full(&self) -> String {
+        match self {
+            VarName::Var(c, k) if k.is_empty() => (*c).to_owned(),
+            VarName::Var(c, k) => format!("{c}:{k}"),
+            VarName::Count(c) => format!("&{c}"),
+        }
+    }
+}
+
 /// `value` through every transformation of `transforms` in order.
-fn apply_all<'v>(transforms: &[String], value: &'v [u8]) -> Cow<'v, [u8]> {
+fn apply_all<'v>(transforms: &[&str], value: &'v [u8]) -> Cow<'v, [u8]> {
     let mut v: Cow<'v, [u8]> = Cow::Borrowed(value);
     for t in transforms {
         if let Some(next) = transform::apply(t, &v) {
@@ -630,13 +666,16 @@ fn selects(sel: &Selector, k: &str) -> bool {
         Selector::Key(want) => want.eq_ignore_ascii_case(k),
         Selector::Regex(re) => SELECTORS.with(|cache| {
             let mut cache = cache.borrow_mut();
-            let r = cache.entry(re.clone()).or_insert_with(|| {
-                regex::RegexBuilder::new(re)
-                    .case_insensitive(true)
-                    .build()
-                    .ok()
-            });
-            r.as_ref().is_some_and(|r| r.is_match(k))
+            if let Some(r) = cache.get(re) {
+                return r.as_ref().is_some_and(|r| r.is_match(k));
+            }
+            let r = regex::RegexBuilder::new(re)
+                .case_insensitive(true)
+                .build()
+                .ok();
+            let m = r.as_ref().is_some_and(|r| r.is_match(k));
+            cache.insert(re.clone(), r);
+            m
         }),
         // The request holds the two XPath forms CRS uses, `/*` and `//@*`, as keys.
         Selector::XPath(x) => x == k,

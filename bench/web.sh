@@ -256,7 +256,12 @@ for h in lb1 web1 web2; do
     PID[$h]=$(svc "$h" "$s" .pid)
     ADMIN[$h]="$(addr "$h"):$(svc "$h" "$s" .ports.admin)"
 done
-for h in db1 db2; do PID[$h]=$(svc "$h" mariadb .pid); done
+# The mariadb service's pid is its keeper, which runs mariadbd as a child; measure the
+# server itself (the keeper's /status names it), or the service when there is no keeper.
+for h in db1 db2; do
+    PID[$h]=$(jq -r --arg h "$h" '.hosts[] | select(.name == $h) | .database.server_pid // empty' "$RUN_DIR/status.json")
+    [[ -n ${PID[$h]} ]] || PID[$h]=$(svc "$h" mariadb .pid)
+done
 for h in "${PROCS[@]}"; do
     [[ ${PID[$h]} =~ ^[0-9]+$ ]] && alive "${PID[$h]}" || die "no running process for $h in rampart status --json"
 done

@@ -827,8 +827,18 @@ run_sysbench() { # round (0 = warm-up) seconds
     log "sysbench round $r: ${qps} queries/s, avg ${avg} ms, p99 ${lat95} ms; db2 ${R[sb.cpu_db2@$r]} us CPU/query (${R[sb.pct_db2@$r]}% of a core); machine ${R[sb.busy@$r]}% busy, ${R[sb.steal@$r]}% steal"
 }
 
+DB2_COMS=(COM_SELECT COM_STMT_PREPARE COM_STMT_EXECUTE)
+db2_coms() { # -> db2's counters of DB2_COMS, in that order, on one line (empty on failure)
+    local list
+    list=$(printf "'%s'," "${DB2_COMS[@]}")
+    sql "$SOCK2" "SELECT VARIABLE_NAME, VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS
+        WHERE VARIABLE_NAME IN (${list%,})" 2>/dev/null |
+        awk -v names="${DB2_COMS[*]}" '{ v[$1] = $2 } END { n = split(names, a, " "); for (i = 1; i <= n; i++) printf "%s%s", (i > 1 ? " " : ""), v[a[i]] + 0; print "" }' || true
+}
+
 run_wrk() { # path (rampart|classic) round (0 = warm-up) seconds [out]
-    local path=$1 r=$2 secs=$3 out=${4:-} s0 s1 reqs rps non2xx sock k=wrk tag="" url what detail
+    local path=$1 r=$2 secs=$3 out=${4:-} s0 s1 reqs rps non2xx sock k=wrk tag="" url what detail c0 c1 i
+    local -a ca cb
     local -a procs=("${PROCS[@]}")
     url="https://$LB_ADDR:$LB_PORT"
     if [[ $path == classic ]]; then
@@ -838,11 +848,14 @@ run_wrk() { # path (rampart|classic) round (0 = warm-up) seconds [out]
     what="wrk${tag:+ classic}"
     [[ -n $out ]] || out=$RUN_DIR/wrk$tag-r$r.txt
     ((r == 0)) && [[ -z ${4:-} ]] && out=$RUN_DIR/wrk$tag-warmup.txt
+    # What the path asks of db2 (outside the CPU snapshots: the client costs CPU too).
+    c0=$(db2_coms)
     s0=$(snapshot)
     run_bounded "$out" $((secs + 30)) wrk -t"$WRK_THREADS" -c"$CONNS" -d"${secs}s" --latency --timeout 5s \
         -H "Host: $HOST_HEADER" -s "$WORK/web.lua" "$url/api/users/$ID_LO" -- "$ID_LO" "$ID_HI" ||
         NOTES+=("$what run $r exited with an error (see $out)")
     s1=$(snapshot)
+    c1=$(db2_coms)
     ((r == 0)) && return 0
     reqs=$(awk '/ requests in /{ print $1; exit }' "$out")
     rps=$(awk '/^Requests\/sec:/{ print $2; exit }' "$out")
@@ -863,6 +876,13 @@ run_wrk() { # path (rampart|classic) round (0 = warm-up) seconds [out]
         return 0
     }
     account "$k" "$r" "$reqs" "$s0" "$s1" "${procs[@]}"
+    read -ra ca <<<"$c0"
+    read -ra cb <<<"$c1"
+    if ((${#ca[@]} == ${#DB2_COMS[@]} && ${#cb[@]} == ${#DB2_COMS[@]})); then
+        for i in "${!DB2_COMS[@]}"; do
+            R[$k.${DB2_COMS[i]}@$r]=$(awk -v d=$((cb[i] - ca[i])) -v n="$reqs" 'BEGIN{printf "%.2f", d/n}')
+        done
+    fi
     if [[ $path == classic ]]; then
         detail="haproxy ${R[cl.cpu_haproxy@$r]:-} cweb1 nginx ${R[cl.cpu_cweb1-nginx@$r]:-} php ${R[cl.cpu_cweb1-php@$r]:-} cweb2 nginx ${R[cl.cpu_cweb2-nginx@$r]:-} php ${R[cl.cpu_cweb2-php@$r]:-}"
     else
@@ -978,6 +998,7 @@ done
 for key in sb.qps sb.avg sb.p99 sb.busy sb.steal wrk.rps wrk.p50 wrk.p99 wrk.busy wrk.steal \
     wrk.cpu_all wrk.cpu_other sb.cpu_all sb.cpu_other \
     cl.rps cl.p50 cl.p99 cl.busy cl.steal cl.cpu_all cl.cpu_other cl.cpu_cweb1 cl.cpu_cweb2 \
+    $(for c in "${DB2_COMS[@]}"; do echo "wrk.$c cl.$c"; done) \
     $(for h in "${ALL_PROCS[@]}"; do echo "wrk.cpu_$h wrk.pct_$h sb.cpu_$h sb.pct_$h cl.cpu_$h cl.pct_$h"; done); do
     vals=()
     for ((r = 1; r <= ROUNDS; r++)); do vals+=("${R[$key@$r]:-}"); done
@@ -1116,6 +1137,7 @@ row() { # label key
         side "CPU us/req db2" wrk.cpu_db2 cl.cpu_db2
         side "CPU us/req rest" wrk.cpu_other cl.cpu_other
         side "CPU us/req whole machine" wrk.cpu_all cl.cpu_all
+        for c in "${DB2_COMS[@]}"; do side "db2 ${c,,} per request" "wrk.$c" "cl.$c"; done
     fi
     echo
     printf 'goal: https req/s >= %s x sysbench qps: %s (median ratio %s)\n' "$GOAL" "$VERDICT" "$(fmt "${R[ratio]}")"

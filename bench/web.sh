@@ -21,7 +21,7 @@
 # Env:     DURATION=10 ROUNDS=3 USERS=10000 CONNS=32 WRK_THREADS=2 SB_THREADS=8 WARMUP=2
 #          NET=77 STATE=/tmp/rampart-bench RESULTS_DIR=<repo>/target/bench SKIP_BUILD=0
 #          PROFILE=0 (1: after the rounds, one extra wrk run under `perf record`)
-#          CLASSIC=1 (0: rampart and sysbench only) CLASSIC_CHILDREN=16 (php-fpm per server)
+#          CLASSIC=1 (0: rampart and sysbench only) CLASSIC_CHILDREN=32 (php-fpm per server)
 # Output:  a table on stdout and in $RESULTS_DIR/web-<timestamp>.txt; raw wrk/sysbench
 #          output, metrics and profiles in $RESULTS_DIR/web-<timestamp>/. See bench/README.md.
 set -euo pipefail
@@ -42,7 +42,7 @@ STATE=${STATE:-/tmp/rampart-bench}
 PROFILE=${PROFILE:-0}
 SKIP_BUILD=${SKIP_BUILD:-0}
 CLASSIC=${CLASSIC:-1}
-CLASSIC_CHILDREN=${CLASSIC_CHILDREN:-16}
+CLASSIC_CHILDREN=${CLASSIC_CHILDREN:-32}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 RESULTS_DIR=${RESULTS_DIR:-$ROOT/target/bench}
 case $RESULTS_DIR in /*) ;; *) RESULTS_DIR=$ROOT/$RESULTS_DIR ;; esac
@@ -498,6 +498,16 @@ GRANT SELECT ON foobar.users TO '$CL_DB_USER'@'127.0.0.1';" || die "cannot creat
     DB2_PORT=$(svc db2 mariadb .ports.mysql)
     [[ $DB2_ADDR == 127.* && $DB2_PORT =~ ^[0-9]+$ ]] || die "unexpected db2 address '$DB2_ADDR:$DB2_PORT'"
 
+    # FastCGI keep-alive pins a PHP-FPM child to each open nginx connection, idle or not,
+    # and nginx keeps up to `keepalive` idle connections per worker. If the idle ones of
+    # one worker hold children another worker needs, its new connection waits in the
+    # socket's backlog until an idle one times out (seen as 5 s wrk timeouts). So the pool
+    # must cover every connection that can exist: HAProxy sends each nginx at most
+    # CL_INFLIGHT requests at a time (queueing the rest itself), and each nginx worker
+    # keeps at most CL_IDLE idle connections: CL_INFLIGHT + NCPU x CL_IDLE = children.
+    CL_INFLIGHT=$((CLASSIC_CHILDREN / 2))
+    CL_IDLE=$((CLASSIC_CHILDREN / 2 / NCPU))
+    ((CL_INFLIGHT >= 1 && CL_IDLE >= 1)) || die "CLASSIC_CHILDREN must be at least $((2 * NCPU)) (2 x CPUs)"
     NOFILE=$(ulimit -n)
     [[ $NOFILE =~ ^[0-9]+$ ]] || NOFILE=65536
     HAPROXY_MAXCONN=$(((NOFILE - 200) / 2 < 10000 ? (NOFILE - 200) / 2 : 10000))
@@ -573,7 +583,7 @@ $temp
 
     upstream php {
         server unix:$CL/run/php$n.sock;
-        keepalive $CLASSIC_CHILDREN;
+        keepalive $CL_IDLE;
     }
 
     server {
@@ -645,8 +655,8 @@ backend web
     balance roundrobin
     option httpchk GET /healthz
     default-server ssl verify required ca-file $C/ca.pem crt $C/haproxy-client.pem check inter 1s fall 2 rise 2
-    server cweb1 ${CL_WEB_ADDR[1]}:$CL_PORT verifyhost cweb1
-    server cweb2 ${CL_WEB_ADDR[2]}:$CL_PORT verifyhost cweb2
+    server cweb1 ${CL_WEB_ADDR[1]}:$CL_PORT verifyhost cweb1 maxconn $CL_INFLIGHT
+    server cweb2 ${CL_WEB_ADDR[2]}:$CL_PORT verifyhost cweb2 maxconn $CL_INFLIGHT
 EOF
     cp "$CL/haproxy.cfg" "$RUN_DIR/classic-haproxy.cfg"
     for n in 1 2; do

@@ -26,8 +26,20 @@ install_missing() {
         "${sudo[@]}" apt-get install -y --no-install-recommends "$@" || status=$?
     fi
     ((made)) && "${sudo[@]}" rm -f "$policy"
-    if [[ " $* " == *" etcd-server "* && -d /run/systemd/system ]]; then
-        "${sudo[@]}" systemctl disable --now etcd.service >/dev/null 2>&1 || true
+    # Packages whose Debian service the benchmarks never use (they run the daemon by hand):
+    # keep a systemd machine from starting it at the next boot either.
+    if [[ -d /run/systemd/system ]]; then
+        local pkg unit
+        for pkg in "$@"; do
+            case $pkg in
+            etcd-server) unit=etcd.service ;;
+            haproxy) unit=haproxy.service ;;
+            nginx | nginx-light) unit=nginx.service ;;
+            php8.2-fpm) unit=php8.2-fpm.service ;;
+            *) continue ;;
+            esac
+            "${sudo[@]}" systemctl disable --now "$unit" >/dev/null 2>&1 || true
+        done
     fi
     return "$status"
 }

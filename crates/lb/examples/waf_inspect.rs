@@ -11,6 +11,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -66,12 +67,12 @@ fn requests() -> Vec<Request<Bytes>> {
     .collect()
 }
 
-fn main() {
+fn main() -> ExitCode {
     let n: usize = match std::env::args().nth(1).map(|a| a.parse()) {
         Some(Ok(n)) => n,
         _ => {
             eprintln!("usage: waf_inspect N   (N: inspections of each request, 0 = load only)");
-            std::process::exit(2);
+            return ExitCode::from(2);
         }
     };
     let mut config = WafConfig::off();
@@ -80,11 +81,11 @@ fn main() {
         Ok(Some(w)) => w,
         Ok(None) => {
             eprintln!("the WAF is off");
-            std::process::exit(1);
+            return ExitCode::FAILURE;
         }
         Err(e) => {
             eprintln!("loading the rules: {e}");
-            std::process::exit(1);
+            return ExitCode::FAILURE;
         }
     };
     let client: SocketAddr = ([203, 0, 113, 7], 40000).into();
@@ -111,6 +112,7 @@ fn main() {
     };
     println!("inspected {total} requests, {per:.1} us each, {flagged} flagged");
     if flagged > 0 {
-        std::process::exit(1);
+        return ExitCode::FAILURE;
     }
+    ExitCode::SUCCESS
 }

@@ -681,12 +681,19 @@ fn a_bad_config_is_refused_with_a_clear_message() {
         "{body}"
     );
     // The same through SIGHUP: refused, logged, counted (the admin refusal was the first).
+    // The counter goes up just before the line is logged, so both are waited for.
     site.lb.proc.signal("HUP");
     eventually("the second refused reload", Duration::from_secs(5), || {
         let m = site.metrics();
-        (metric(&m, "rampart_lb_config_reloads_total{result=\"failure\"}") == Some(2.0))
+        (metric(&m, "rampart_lb_config_reloads_total{result=\"failure\"}") == Some(2.0)
+            && site.lb.log_text().matches("reload refused").count() == 2)
             .then_some(())
     });
+    let m = site.metrics();
+    assert_eq!(
+        metric(&m, "rampart_lb_config_reloads_total{result=\"failure\"}"),
+        Some(2.0)
+    );
     assert_eq!(site.lb.log_text().matches("reload refused").count(), 2);
     assert_eq!(site.client().get("/").unwrap().status, 200);
 }

@@ -359,6 +359,20 @@ for t in client_body proxy fastcgi uwsgi scgi; do
         NGINX_TEMP+="    ${t}_temp_path $WORK/nginx/tmp/$t;"$'\n'
     fi
 done
+# The measured server block's proxying, the same in its full-handshake copy.
+NGINX_PROXY=$(cat <<EOF
+        location / {
+            proxy_pass http://web;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$remote_addr;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Forwarded-Host \$host;
+            proxy_set_header Forwarded "for=\$remote_addr;proto=\$scheme;host=\"\$host\"";
+        }
+EOF
+)
 cat >"$WORK/nginx/conf/nginx.conf" <<EOF
 $NGINX_USER
 worker_processes 1;
@@ -397,16 +411,7 @@ $NGINX_TEMP
         listen 127.0.0.1:${PORT[nginx]} ssl http2;
         server_name www.foobar.com foobar.com;
         add_header Strict-Transport-Security "$HSTS" always;
-        location / {
-            proxy_pass http://web;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host \$host;
-            proxy_set_header X-Forwarded-For \$remote_addr;
-            proxy_set_header X-Forwarded-Proto \$scheme;
-            proxy_set_header X-Forwarded-Host \$host;
-            proxy_set_header Forwarded "for=\$remote_addr;proto=\$scheme;host=\"\$host\"";
-        }
+$NGINX_PROXY
     }
 
     # The full-handshake run: the measured server block again, plus a log of the requests
@@ -420,16 +425,7 @@ $NGINX_TEMP
         server_name www.foobar.com foobar.com;
         access_log $WORK/nginx/logs/fullhs-resumed.log fullhs if=\$fullhs_resumed;
         add_header Strict-Transport-Security "$HSTS" always;
-        location / {
-            proxy_pass http://web;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host \$host;
-            proxy_set_header X-Forwarded-For \$remote_addr;
-            proxy_set_header X-Forwarded-Proto \$scheme;
-            proxy_set_header X-Forwarded-Host \$host;
-            proxy_set_header Forwarded "for=\$remote_addr;proto=\$scheme;host=\"\$host\"";
-        }
+$NGINX_PROXY
     }
 
     # TLS-resumption probe only (never measured).

@@ -9,7 +9,9 @@
 #                                           log (LOG_RATE JSON lines/s), disk buffer, remote
 #                                           write to a real Prometheus started here
 #
-# For each: RSS at the end and peak RSS (VmRSS, VmHWM), CPU seconds per minute over the
+# For each: RSS at the end and peak RSS (VmRSS, VmHWM), the end's RSS split into anonymous
+# memory (RssAnon: heap, stacks; what the process itself holds) and file pages (RssFile:
+# the binary's code and read-only data, libraries), CPU seconds per minute over the
 # window (utime + stime from /proc/PID/stat), and the series each one's /metrics exposes.
 # Then asks the Prometheus whether the agent's heartbeat arrived.
 #
@@ -337,6 +339,8 @@ for k in "${!ROW_PID[@]}"; do
     C1[$k]=$(cpu_ticks "$pid")
     R[$k.rss]=$(status_kb "$pid" VmRSS)
     R[$k.hwm]=$(status_kb "$pid" VmHWM)
+    R[$k.anon]=$(status_kb "$pid" RssAnon)
+    R[$k.file]=$(status_kb "$pid" RssFile)
     R[$k.total_ticks]=${C1[$k]}
 done
 LINES1=$(wc -l <"$ACCESS_LOG")
@@ -382,15 +386,19 @@ for k in "${!ROW_PID[@]}"; do
     R[$k.cpu_total]=$(awk -v b="${R[$k.total_ticks]}" -v t="$CLK_TCK" 'BEGIN { printf "%.2f", b / t }')
     R[$k.rss_mb]=$(awk -v v="${R[$k.rss]}" 'BEGIN { printf "%.1f", v / 1024 }')
     R[$k.hwm_mb]=$(awk -v v="${R[$k.hwm]}" 'BEGIN { printf "%.1f", v / 1024 }')
+    R[$k.anon_mb]=$(awk -v v="${R[$k.anon]}" 'BEGIN { printf "%.1f", v / 1024 }')
+    R[$k.file_mb]=$(awk -v v="${R[$k.file]}" 'BEGIN { printf "%.1f", v / 1024 }')
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
 row() { # label key
-    printf '%-40s %8s %9s %10s %11s %7s %7s\n' "$1" "${R[$2.rss_mb]}" "${R[$2.hwm_mb]}" \
+    printf '%-40s %8s %9s %9s %9s %10s %11s %7s %7s\n' "$1" "${R[$2.rss_mb]}" "${R[$2.hwm_mb]}" \
+        "${R[$2.anon_mb]}" "${R[$2.file_mb]}" \
         "${R[$2.cpu_min]}" "${R[$2.cpu_total]}" "${R[$2.series]}" "${R[$2.node_series]}"
 }
 ratio_row() { # label key
-    printf '%-40s %8s %9s %10s\n' "$1" "$(ratio "${R[agent.rss]}" "${R[$2.rss]}")" \
-        "$(ratio "${R[agent.hwm]}" "${R[$2.hwm]}")" "$(ratio "${R[agent.ticks]}" "${R[$2.ticks]}")"
+    printf '%-40s %8s %9s %9s %9s %10s\n' "$1" "$(ratio "${R[agent.rss]}" "${R[$2.rss]}")" \
+        "$(ratio "${R[agent.hwm]}" "${R[$2.hwm]}")" "$(ratio "${R[agent.anon]}" "${R[$2.anon]}")" \
+        "$(ratio "${R[agent.file]}" "${R[$2.file]}")" "$(ratio "${R[agent.ticks]}" "${R[$2.ticks]}")"
 }
 {
     echo
@@ -401,12 +409,12 @@ ratio_row() { # label key
     echo "  $RAMPART_VERSION; $NE_VERSION; $PROM_VERSION"
     echo "  $NCPU CPUs, load average before: $LOAD_BEFORE; $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo
-    printf '%-40s %8s %9s %10s %11s %7s %7s\n' "" "rss MiB" "peak MiB" "cpu s/min" "cpu s total" "series" "node_*"
+    printf '%-40s %8s %9s %9s %9s %10s %11s %7s %7s\n' "" "rss MiB" "peak MiB" "anon MiB" "file MiB" "cpu s/min" "cpu s total" "series" "node_*"
     row "node_exporter (default collectors)" ne_all
     row "node_exporter (rampart's collectors)" ne_min
     row "rampart agent (host + log + push)" agent
     echo
-    printf '%-40s %8s %9s %10s\n' "ratio rampart agent / node_exporter" "rss" "peak rss" "cpu"
+    printf '%-40s %8s %9s %9s %9s %10s\n' "ratio rampart agent / node_exporter" "rss" "peak rss" "anon" "file" "cpu"
     ratio_row "  default collectors" ne_all
     ratio_row "  rampart's collectors" ne_min
     echo

@@ -10,6 +10,11 @@
 //! - [`release_free_memory`]: asks the allocator (mimalloc, the binary's global
 //!   allocator) to return the memory it holds free to the system now rather than after
 //!   its purge delay. The `mimalloc` crate has no safe wrapper for `mi_collect`.
+//! - [`purge_freed_memory_at_once`]: sets mimalloc's purge delay to 0 for this process
+//!   (`mi_option_set`, which has no safe wrapper either).
+//! - [`release_startup_code`]: hands back the pages of the binary's own code and
+//!   read-only data that are mapped now (`madvise(MADV_PAGEOUT)`, which neither the
+//!   standard library nor rustix's safe API offers: rustix's `madvise` is `unsafe`).
 
 use std::io;
 
@@ -101,6 +106,92 @@ pub fn release_free_memory() {
     unsafe { libmimalloc_sys::mi_collect(true) }
 }
 
+/// mimalloc 3's `mi_option_purge_delay` (`mimalloc.h`, `enum mi_option_e`: the 16th
+/// entry). libmimalloc-sys 0.1.49 builds mimalloc 3.3 but names only the options the
+/// two major versions share, and this one is not among them.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Makes mimalloc return a page to the system as soon as it is wholly free, instead of
+/// after its purge delay (1 s, and 10× that for arenas): for a process that wakes once
+/// an interval and sleeps the rest, like the agent, the delayed pages are otherwise
+/// resident the whole interval, and [`release_free_memory`] reaches only the calling
+/// thread's pages. Costs an `madvise` per freed page. Process-wide; call it once, early.
+#[allow(unsafe_code)]
+pub fn purge_freed_memory_at_once() {
+    // SAFETY: `mi_option_set` stores an integer in mimalloc's option table (an atomic
+    // store); any value is valid for the purge delay (0: at once, -1: never), and the
+    // option is read afresh at each purge.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
+}
+
+/// What [`release_startup_code`] did: the mappings of the executable it advised and the
+/// bytes they span.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Released {
+    pub mappings: usize,
+    pub bytes: usize,
+}
+
+/// Hands the pages of this executable's code and read-only data that are mapped now back
+/// to the kernel (`madvise(MADV_PAGEOUT)` on each of its mappings that is not writable):
+/// what only startup ran (argument parsing for every subcommand, config checks, TLS
+/// setup) stops counting as resident, and what runs later faults back in from the page
+/// cache or the file. The kernel skips pages that another process maps too. The contents
+/// cannot change (the file is the binary, which the kernel keeps from being written while
+/// it runs), so this changes memory use, never behaviour.
+///
+/// Errors: `/proc/self/maps` or `/proc/self/exe` unreadable, or `madvise` refused (kernels
+/// before 5.4 have no `MADV_PAGEOUT`).
+pub fn release_startup_code() -> io::Result<Released> {
+    let exe = std::fs::read_link("/proc/self/exe")?;
+    let exe = exe.to_string_lossy();
+    let maps = std::fs::read_to_string("/proc/self/maps")?;
+    let mut released = Released::default();
+    for (start, end) in exe_read_only_mappings(&maps, &exe) {
+        page_out(start, end - start)?;
+        released.mappings += 1;
+        released.bytes += end - start;
+    }
+    Ok(released)
+}
+
+/// The `[start, end)` of each mapping of `/proc/self/maps` whose path is `exe` and whose
+/// permissions do not include writing.
+fn exe_read_only_mappings<'a>(
+    maps: &'a str,
+    exe: &'a str,
+) -> impl Iterator<Item = (usize, usize)> + 'a {
+    maps.lines().filter_map(move |line| {
+        // "start-end perms offset dev inode path"; the path may hold spaces.
+        let mut fields = line.splitn(6, ' ');
+        let range = fields.next()?;
+        let perms = fields.next()?;
+        let path = fields.nth(3)?.trim_start();
+        if path != exe || perms.as_bytes().get(1) != Some(&b'-') {
+            return None;
+        }
+        let (start, end) = range.split_once('-')?;
+        let start = usize::from_str_radix(start, 16).ok()?;
+        let end = usize::from_str_radix(end, 16).ok()?;
+        (end > start).then_some((start, end))
+    })
+}
+
+#[allow(unsafe_code)]
+fn page_out(start: usize, len: usize) -> io::Result<()> {
+    // SAFETY: [start, start + len) is a whole mapping of this process, read from
+    // /proc/self/maps, of the executable's file and not writable. MADV_PAGEOUT only
+    // reclaims pages; a later access faults in the same contents from the file, so no
+    // reference into the range (code, string literals, read-only statics) is affected.
+    // The call is memory-safe even if the range were unmapped meanwhile (ENOMEM).
+    let rc = unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_PAGEOUT) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,5 +205,61 @@ mod tests {
         assert!(a.tick > 0, "{a:?}");
         assert_eq!(a.tick, b.tick);
         assert!((0..=5).contains(&a.state), "{a:?}");
+    }
+
+    #[test]
+    fn the_purge_delay_is_the_option_set() {
+        let get = || {
+            // SAFETY: reads one integer of mimalloc's option table.
+            #[allow(unsafe_code)]
+            unsafe {
+                libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY)
+            }
+        };
+        // mimalloc 3's default purge delay (options.c): 1000 ms. No other option
+        // defaults to it, so this also checks the index.
+        assert_eq!(get(), 1000);
+        purge_freed_memory_at_once();
+        assert_eq!(get(), 0);
+    }
+
+    #[test]
+    fn finds_the_executables_read_only_mappings_only() {
+        let maps = "\
+5600-5700 r--p 00000000 fd:01 12 /usr/bin/rampart
+5700-5900 r-xp 00100000 fd:01 12 /usr/bin/rampart
+5900-5a00 r--p 00300000 fd:01 12 /usr/bin/rampart
+5a00-5b00 rw-p 00400000 fd:01 12 /usr/bin/rampart
+5b00-5c00 r-xp 00000000 fd:01 13 /usr/bin/rampart-old
+7f00-7f10 r-xp 00000000 fd:01 14 /usr/lib/libc.so.6
+7f20-7f30 rw-p 00000000 00:00 0 
+7f40-7f50 r-xp 00000000 fd:01 15 /opt/my dir/rampart (deleted)
+";
+        let got: Vec<_> = exe_read_only_mappings(maps, "/usr/bin/rampart").collect();
+        assert_eq!(got, [(0x5600, 0x5700), (0x5700, 0x5900), (0x5900, 0x5a00)]);
+        let got: Vec<_> = exe_read_only_mappings(maps, "/opt/my dir/rampart (deleted)").collect();
+        assert_eq!(got, [(0x7f40, 0x7f50)]);
+    }
+
+    #[test]
+    fn releasing_startup_code_unmaps_it_and_the_code_still_runs() {
+        fn resident_file_kib() -> u64 {
+            let status = std::fs::read_to_string("/proc/self/status").unwrap();
+            let line = status.lines().find(|l| l.starts_with("RssFile:")).unwrap();
+            line.split_whitespace().nth(1).unwrap().parse().unwrap()
+        }
+        let before = resident_file_kib();
+        let r = release_startup_code().unwrap();
+        assert!(r.mappings >= 2, "{r:?}");
+        assert!(r.bytes > 0, "{r:?}");
+        let after = resident_file_kib();
+        // Other threads of the test harness run meanwhile and fault some code back in;
+        // what this thread paged out is still most of it.
+        assert!(
+            after < before,
+            "RssFile {before} kB before, {after} kB after"
+        );
+        // The code still runs and the read-only data still reads (from the file).
+        assert_eq!(adjtimex().unwrap().tick, adjtimex().unwrap().tick);
     }
 }

@@ -72,6 +72,12 @@ pub(super) trait Role: Service<Config: ConfigFile> {
         ExitCode::FAILURE
     }
 
+    /// Process-wide settings made before the runtime starts (none by default).
+    fn tune_process(_config: &Self::Config) {}
+
+    /// Called once the service is ready (the agent: its first batch is on disk).
+    fn ready() {}
+
     /// Starts what runs beside the service while it serves; aborted when it stops.
     fn beside(_service: &Arc<Self>) -> std::io::Result<Option<JoinHandle<()>>> {
         Ok(None)
@@ -87,6 +93,7 @@ pub(super) fn run<S: Role>(path: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    S::tune_process(&config);
     let runtime = match runtime(S::threads(&config)) {
         Ok(r) => r,
         Err(e) => {
@@ -123,7 +130,7 @@ pub(super) fn run<S: Role>(path: &Path) -> ExitCode {
 async fn serve<S: Role>(listeners: S::Listeners, service: Arc<S>) -> anyhow::Result<ExitCode> {
     let shutdown = terminated()?;
     let beside = S::beside(&service)?;
-    service.serve(listeners, shutdown, || {}).await?;
+    service.serve(listeners, shutdown, S::ready).await?;
     if let Some(task) = beside {
         task.abort();
     }
@@ -192,6 +199,26 @@ impl Role for rampart_agent::run::Agent {
     fn threads(_: &Self::Config) -> Threads {
         Threads::Current {
             max_blocking: Some(2),
+        }
+    }
+
+    /// The agent sleeps most of each interval: memory its collection freed goes back to
+    /// the system at once rather than staying resident for mimalloc's purge delay.
+    fn tune_process(_: &Self::Config) {
+        rampart_sys::purge_freed_memory_at_once();
+    }
+
+    /// The code only startup ran (the whole CLI's argument parsing, config checks, TLS
+    /// setup) stops being resident; each interval's code faults back in on its first
+    /// use. See `rampart_sys::release_startup_code` and bench/README.md's agent section.
+    fn ready() {
+        match rampart_sys::release_startup_code() {
+            Ok(r) => tracing::debug!(
+                mappings = r.mappings,
+                kib = r.bytes / 1024,
+                "startup code released"
+            ),
+            Err(e) => tracing::debug!(error = %e, "startup code not released"),
         }
     }
 }

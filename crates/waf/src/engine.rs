@@ -13,6 +13,7 @@ use std::rc::Rc;
 use crate::load::{Chain, Entry, RuleSet};
 use crate::model::{Action, Rule, Selector, Target};
 use crate::operator::Compiled;
+use crate::plan::{ChainPlan, RulePlan, TargetPlan};
 use crate::transform;
 
 /// Whether a match blocks (`On`) or is only recorded (`DetectionOnly`).
@@ -109,10 +110,10 @@ struct Tx<'a> {
     removed_tags: HashSet<String>,
     removed_targets: Vec<(Scope, Target)>,
     engine_off: bool,
-    /// Transformed request values, by (value address, length, transformation list):
-    /// the request's values do not change during a transaction, and many rules apply
-    /// the same transformations to the same variables.
-    transformed: HashMap<(usize, usize, u64), Rc<[u8]>>,
+    /// Transformed request values, by (value address, length, transformation list's
+    /// number, [`RulePlan::transforms_id`]): the request's values do not change during a
+    /// transaction, and many rules apply the same transformations to the same variables.
+    transformed: HashMap<(usize, usize, u32), Rc<[u8]>>,
 }
 
 /// Runs phases 1 and 2 (the request) of `set` over `req`.
@@ -164,47 +165,41 @@ fn run(t: &mut Tx<'_>, mode: Mode, last: u8) -> Outcome {
     let set = t.set;
     let mut out = Outcome::default();
     for phase in 1..=last.min(4) {
-        let mut skip_to: Option<String> = None;
+        let mut skip_to: Option<&str> = None;
         for entry in &set.entries {
             if t.engine_off {
                 return out;
             }
             let chain = match entry {
                 Entry::Marker(m) => {
-                    if skip_to.as_deref() == Some(m.as_str()) {
+                    if skip_to == Some(m.as_str()) {
                         skip_to = None;
                     }
                     continue;
                 }
                 Entry::Chain(c) => c,
             };
-            if skip_to.is_some() || chain.rule.phase() != Some(phase) || t.removed(chain) {
+            let plan = &chain.plan;
+            if skip_to.is_some() || plan.phase != Some(phase) || t.removed(plan) {
                 continue;
             }
             let Some((targets, mut value)) = t.run_chain(chain) else {
                 continue;
             };
-            let id = chain.rule.id().unwrap_or(0);
-            let logged = !chain
-                .rule
-                .actions
-                .iter()
-                .any(|a| matches!(a, Action::Logging(l) if l == "nolog"));
             value.truncate(EXCERPT_BYTES);
             out.hits.push(Hit {
-                id,
-                logged,
-                paranoia: paranoia(&chain.rule),
+                id: plan.id,
+                logged: plan.logged,
+                paranoia: plan.paranoia,
                 targets,
                 value,
             });
-            for a in &chain.rule.actions {
-                if let Action::SkipAfter(m) = a {
-                    skip_to = Some(m.clone());
-                }
+            if let Some(m) = &plan.skip_after {
+                skip_to = Some(m.as_str());
             }
-            if let Some(status) = t.disruption(chain, phase) {
-                out.decided_by = Some(id);
+            // The plan's status is the one of the chain's own phase, which is this one.
+            if let Some(status) = plan.disruption {
+                out.decided_by = Some(plan.id);
                 if mode == Mode::On {
                     out.block = Some(status);
                     return out;
@@ -216,49 +211,18 @@ fn run(t: &mut Tx<'_>, mode: Mode, last: u8) -> Outcome {
 }
 
 impl<'a> Tx<'a> {
-    fn removed(&self, c: &Chain) -> bool {
-        let id = c.rule.id().unwrap_or(0);
+    fn removed(&self, p: &ChainPlan) -> bool {
         self.removed_ids
             .iter()
-            .any(|(a, b)| (*a..=*b).contains(&id))
+            .any(|(a, b)| (*a..=*b).contains(&p.id))
             || (!self.removed_tags.is_empty()
-                && c.rule.tags().any(|t| self.removed_tags.contains(t)))
-    }
-
-    /// The status of the chain's disruptive action, if it stops the request: `deny`
-    /// and `drop` (its `status`, 403 by default); `block` does what the phase's
-    /// `SecDefaultAction` does.
-    fn disruption(&self, c: &Chain, phase: u8) -> Option<u16> {
-        let status = |actions: &[Action]| {
-            actions.iter().find_map(|a| match a {
-                Action::Status(s) => Some(*s),
-                _ => None,
-            })
-        };
-        let mut action = c.rule.actions.iter().find_map(|a| match a {
-            Action::Disruptive(d) => Some((d.as_str(), status(&c.rule.actions))),
-            _ => None,
-        })?;
-        if action.0 == "block" {
-            let defaults = &self.set.defaults[usize::from(phase - 1)];
-            action = defaults
-                .iter()
-                .find_map(|a| match a {
-                    Action::Disruptive(d) => Some((d.as_str(), status(defaults))),
-                    _ => None,
-                })
-                .unwrap_or(("pass", None));
-        }
-        match action {
-            ("deny" | "drop" | "redirect", s) => Some(s.unwrap_or(403)),
-            _ => None,
-        }
+                && p.tags.iter().any(|t| self.removed_tags.contains(t)))
     }
 
     /// Runs a chain: the names of the targets of its first rule that matched and the
     /// first value that matched, if every link matched.
     fn run_chain(&mut self, c: &Chain) -> Option<(Vec<String>, Vec<u8>)> {
-        let id = c.rule.id().unwrap_or(0);
+        let id = c.plan.id;
         // Targets removed from this chain by id, tag or for every rule.
         let removed: Vec<Target> = if self.removed_targets.is_empty() {
             Vec::new()
@@ -267,16 +231,19 @@ impl<'a> Tx<'a> {
                 .iter()
                 .filter(|(scope, _)| match scope {
                     Scope::Ids(a, b) => (*a..=*b).contains(&id),
-                    Scope::Tag(tag) => c.rule.tags().any(|t| t == tag),
+                    Scope::Tag(tag) => c.plan.tags.iter().any(|t| t == tag),
                     Scope::All => true,
                 })
                 .map(|(_, t)| t.clone())
                 .collect()
         };
         let mut first = None;
-        for (i, rule) in std::iter::once(&c.rule).chain(&c.links).enumerate() {
+        // The plan has one entry per rule: `RuleSet::add_text` rebuilds it after every
+        // directive that adds or changes rules.
+        let rules = std::iter::once(&c.rule).chain(&c.links).zip(&c.plan.rules);
+        for (i, (rule, plan)) in rules.enumerate() {
             let op = c.ops.get(i).and_then(|o| o.as_deref());
-            let hits = self.run_rule(rule, op, &removed);
+            let hits = self.run_rule(rule, plan, op, &removed);
             if hits.is_empty() {
                 return None;
             }
@@ -290,22 +257,26 @@ impl<'a> Tx<'a> {
             // that matched, each with its own MATCHED_VAR and captures.
             for (name, value, caps) in hits {
                 self.matched_var = (name, value);
-                if rule.actions.contains(&Action::Capture) {
+                if plan.capture {
                     for (k, v) in caps.into_iter().enumerate() {
                         self.tx.insert(k.to_string(), v);
                     }
                 }
-                self.actions(rule);
+                if plan.acts {
+                    self.actions(rule);
+                }
             }
             first.get_or_insert((names, value));
         }
         first
     }
 
-    /// The targets of `rule` that match, with their values and captures.
+    /// The targets of `rule` that match, with their values and captures (captures only
+    /// for a rule with `capture`, the only one that reads them).
     fn run_rule(
         &mut self,
         rule: &Rule,
+        plan: &RulePlan,
         op: Option<&Compiled>,
         removed: &[Target],
     ) -> Vec<(String, Vec<u8>, Vec<Vec<u8>>)> {
@@ -313,27 +284,19 @@ impl<'a> Tx<'a> {
             // SecAction: always matches.
             return vec![(String::new(), Vec::new(), Vec::new())];
         };
-        let negated = rule.operator.as_ref().is_some_and(|o| o.negated);
-        let transforms = self.transforms(rule);
-        let multi = rule.actions.contains(&Action::MultiMatch);
-        let signature = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            transforms.hash(&mut h);
-            h.finish()
-        };
+        let transforms = &plan.transforms;
         let mut out = Vec::new();
-        for (name, value) in self.resolve(&rule.targets, removed) {
-            if multi {
+        for (name, value) in self.resolve(&rule.targets, &plan.targets, removed) {
+            if plan.multi {
                 // Each step is tested: no cache.
                 let mut v: Cow<'_, [u8]> = Cow::Borrowed(&value);
-                let mut result = self.test(op, &v, negated);
-                for t in &transforms {
+                let mut result = self.test(op, &v, plan);
+                for t in transforms {
                     if let Some(next) = transform::apply(t, &v) {
                         v = Cow::Owned(next.into_owned());
                     }
                     if result.is_none() {
-                        result = self.test(op, &v, negated);
+                        result = self.test(op, &v, plan);
                     }
                 }
                 if let Some(caps) = result {
@@ -341,56 +304,44 @@ impl<'a> Tx<'a> {
                 }
                 continue;
             }
+            if transforms.is_empty() {
+                if let Some(caps) = self.test(op, &value, plan) {
+                    out.push((name.full(), value.into_owned(), caps));
+                }
+                continue;
+            }
             let v: Rc<[u8]> = match &value {
-                _ if transforms.is_empty() => Rc::from(&value[..]),
                 Cow::Borrowed(b) => {
-                    let key = (b.as_ptr() as usize, b.len(), signature);
+                    let key = (b.as_ptr() as usize, b.len(), plan.transforms_id);
                     match self.transformed.get(&key) {
                         Some(v) => Rc::clone(v),
                         None => {
-                            let v: Rc<[u8]> = Rc::from(apply_all(&transforms, b).as_ref());
+                            let v: Rc<[u8]> = Rc::from(apply_all(transforms, b).as_ref());
                             self.transformed.insert(key, Rc::clone(&v));
                             v
                         }
                     }
                 }
-                Cow::Owned(o) => Rc::from(apply_all(&transforms, o).as_ref()),
+                Cow::Owned(o) => Rc::from(apply_all(transforms, o).as_ref()),
             };
-            if let Some(caps) = self.test(op, &v, negated) {
+            if let Some(caps) = self.test(op, &v, plan) {
                 out.push((name.full(), v.to_vec(), caps));
             }
         }
         out
     }
 
-    fn test(&self, op: &Compiled, v: &[u8], negated: bool) -> Option<Vec<Vec<u8>>> {
+    fn test(&self, op: &Compiled, v: &[u8], plan: &RulePlan) -> Option<Vec<Vec<u8>>> {
+        if !plan.capture {
+            let m = op.is_match(v, &|s| self.expand(s));
+            return (m != plan.negated).then(Vec::new);
+        }
         let r = op.matches(v, &|s| self.expand(s));
-        match (r, negated) {
+        match (r, plan.negated) {
             (Some(c), false) => Some(c),
             (None, true) => Some(vec![v.to_vec()]),
             _ => None,
         }
-    }
-
-    /// The phase's default transformations and the rule's, `t:none` clearing the ones
-    /// before it.
-    fn transforms<'r>(&self, rule: &'r Rule) -> Vec<&'r str>
-    where
-        'a: 'r,
-    {
-        let phase = rule.phase().unwrap_or(2);
-        let defaults = &self.set.defaults[usize::from(phase.clamp(1, 5) - 1)];
-        let mut out = Vec::new();
-        for a in defaults.iter().chain(&rule.actions) {
-            if let Action::Transform(t) = a {
-                if t == "none" {
-                    out.clear();
-                } else {
-                    out.push(t.as_str());
-                }
-            }
-        }
-        out
     }
 
     /// The variables a target list names, exclusions (the rule's, and `removed` from
@@ -399,20 +350,25 @@ impl<'a> Tx<'a> {
     fn resolve<'t>(
         &self,
         targets: &'t [Target],
-        removed: &[Target],
+        plans: &'t [TargetPlan],
+        removed: &'t [Target],
     ) -> Vec<(VarName<'t, 'a>, Cow<'a, [u8]>)> {
-        let excluded: Vec<&Target> = targets
+        // A target's plan, if the rule's plan has one for it (it has one per target).
+        let plan = |i: usize| plans.get(i).unwrap_or(&NO_PLAN);
+        let excluded: Vec<(&Target, &TargetPlan)> = targets
             .iter()
-            .filter(|t| t.exclude)
-            .chain(removed)
+            .enumerate()
+            .filter(|(_, t)| t.exclude)
+            .map(|(i, t)| (t, plan(i)))
+            .chain(removed.iter().map(|t| (t, &NO_PLAN)))
             .collect();
         let mut out = Vec::new();
-        for t in targets.iter().filter(|t| !t.exclude) {
-            let vars = self.lookup(&t.collection, &t.selector);
+        for (i, t) in targets.iter().enumerate().filter(|(_, t)| !t.exclude) {
+            let vars = self.lookup(&t.collection, &t.selector, plan(i));
             let kept = vars.into_iter().filter(|(k, _)| {
                 !excluded
                     .iter()
-                    .any(|x| x.collection == t.collection && selects(&x.selector, k))
+                    .any(|(x, p)| x.collection == t.collection && selects(&x.selector, p, k))
             });
             if t.count {
                 let n = kept.count();
@@ -429,11 +385,16 @@ impl<'a> Tx<'a> {
 
     /// The (key, value) pairs of a collection a selector picks: the request's values
     /// borrowed, the transaction's copied.
-    fn lookup(&self, collection: &str, sel: &Selector) -> Vec<(Cow<'a, str>, Cow<'a, [u8]>)> {
+    fn lookup(
+        &self,
+        collection: &str,
+        sel: &Selector,
+        plan: &TargetPlan,
+    ) -> Vec<(Cow<'a, str>, Cow<'a, [u8]>)> {
         let owned = |pairs: Vec<(String, Vec<u8>)>| -> Vec<(Cow<'a, str>, Cow<'a, [u8]>)> {
             pairs
                 .into_iter()
-                .filter(|(k, _)| selects(sel, k))
+                .filter(|(k, _)| selects(sel, plan, k))
                 .map(|(k, v)| (Cow::Owned(k), Cow::Owned(v)))
                 .collect()
         };
@@ -442,9 +403,12 @@ impl<'a> Tx<'a> {
             // them), so one key is a map lookup rather than a walk of the whole map.
             "TX" => match sel {
                 Selector::Key(want) => {
-                    let want = want.to_ascii_lowercase();
+                    let want = match &plan.tx_key {
+                        Some(k) => Cow::Borrowed(k.as_str()),
+                        None => Cow::Owned(want.to_ascii_lowercase()),
+                    };
                     self.tx
-                        .get_key_value(&want)
+                        .get_key_value(want.as_ref())
                         .map(|(k, v)| (Cow::Owned(k.clone()), Cow::Owned(v.clone())))
                         .into_iter()
                         .collect()
@@ -452,7 +416,7 @@ impl<'a> Tx<'a> {
                 _ => owned(
                     self.tx
                         .iter()
-                        .filter(|(k, _)| selects(sel, k))
+                        .filter(|(k, _)| selects(sel, plan, k))
                         .map(|(k, v)| (k.clone(), v.clone()))
                         .collect(),
                 ),
@@ -476,7 +440,7 @@ impl<'a> Tx<'a> {
                     .map(|pairs| {
                         pairs
                             .iter()
-                            .filter(|(k, _)| selects(sel, k))
+                            .filter(|(k, _)| selects(sel, plan, k))
                             .map(|(k, v)| (Cow::Borrowed(k.as_str()), Cow::Borrowed(v.as_slice())))
                             .collect()
                     })
@@ -608,7 +572,11 @@ impl<'a> Tx<'a> {
             ("MATCHED_VAR_NAME", None) => self.matched_var.0.clone().into_bytes(),
             ("RULE", Some(_)) => Vec::new(),
             (c, k) => self
-                .lookup(c, &k.map_or(Selector::All, |k| Selector::Key(k.to_owned())))
+                .lookup(
+                    c,
+                    &k.map_or(Selector::All, |k| Selector::Key(k.to_owned())),
+                    &NO_PLAN,
+                )
                 .into_iter()
                 .next()
                 .map(|(_, v)| v.into_owned())
@@ -635,7 +603,7 @@ impl VarName<'_, '_> {
 }
 
 /// `value` through every transformation of `transforms` in order.
-fn apply_all<'v>(transforms: &[&str], value: &'v [u8]) -> Cow<'v, [u8]> {
+fn apply_all<'v>(transforms: &[String], value: &'v [u8]) -> Cow<'v, [u8]> {
     let mut v: Cow<'v, [u8]> = Cow::Borrowed(value);
     for t in transforms {
         if let Some(next) = transform::apply(t, &v) {
@@ -645,12 +613,12 @@ fn apply_all<'v>(transforms: &[&str], value: &'v [u8]) -> Cow<'v, [u8]> {
     v
 }
 
-/// A rule's CRS paranoia level, from its `paranoia-level/N` tag (0 without one).
-fn paranoia(rule: &Rule) -> u8 {
-    rule.tags()
-        .find_map(|t| t.strip_prefix("paranoia-level/")?.parse().ok())
-        .unwrap_or(0)
-}
+/// The plan of a target without one (a removed target, a macro's lookup): its key
+/// lower-cased and its regex compiled (once per thread) when used.
+static NO_PLAN: TargetPlan = TargetPlan {
+    tx_key: None,
+    regex: None,
+};
 
 thread_local! {
     /// Selector regexes, compiled once per thread (a rule set has a few dozen).
@@ -659,20 +627,20 @@ thread_local! {
 }
 
 /// Whether `sel` picks the key `k` (keys compare case-insensitively, as ModSecurity's
-/// collections do).
-fn selects(sel: &Selector, k: &str) -> bool {
+/// collections do), with the regex the target's plan compiled if it has one.
+fn selects(sel: &Selector, plan: &TargetPlan, k: &str) -> bool {
     match sel {
         Selector::All => true,
         Selector::Key(want) => want.eq_ignore_ascii_case(k),
+        Selector::Regex(_) if plan.regex.is_some() => {
+            plan.regex.as_ref().is_some_and(|r| r.is_match(k))
+        }
         Selector::Regex(re) => SELECTORS.with(|cache| {
             let mut cache = cache.borrow_mut();
             if let Some(r) = cache.get(re) {
                 return r.as_ref().is_some_and(|r| r.is_match(k));
             }
-            let r = regex::RegexBuilder::new(re)
-                .case_insensitive(true)
-                .build()
-                .ok();
+            let r = crate::plan::selector_regex(re);
             let m = r.as_ref().is_some_and(|r| r.is_match(k));
             cache.insert(re.clone(), r);
             m

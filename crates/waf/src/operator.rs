@@ -109,6 +109,18 @@ impl Compiled {
         })
     }
 
+    /// Whether `value` matches (before negation), as [`Compiled::matches`] says, without
+    /// building the captures: `@rx` runs without capture groups, `@pm` and `@detectSQLi`
+    /// without copying what they found.
+    pub fn is_match(&self, value: &[u8], expand: &dyn Fn(&str) -> String) -> bool {
+        match self {
+            Compiled::Rx(re) => re.is_match(value),
+            Compiled::Pm(ac) => ac.is_match(value),
+            Compiled::DetectSqli => libinjectionrs::detect_sqli(value).is_injection(),
+            _ => self.matches(value, expand).is_some(),
+        }
+    }
+
     /// Whether `value` matches (before negation), with captures; `expand` expands the
     /// macros of a text argument.
     pub fn matches(&self, value: &[u8], expand: &dyn Fn(&str) -> String) -> Option<Captures> {

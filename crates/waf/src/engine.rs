@@ -7,13 +7,15 @@
 //! runs on: the rules add to `tx` scores, and the blocking rules (949110) deny.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
 use crate::load::{Chain, Entry, RuleSet};
-use crate::model::{Action, Rule, Selector, Target};
+use crate::model::{Action, Rule, Selector, Target, COLLECTIONS};
 use crate::operator::Compiled;
-use crate::plan::{ChainPlan, RulePlan, TargetPlan};
+use crate::plan::{ChainPlan, RulePlan, Source, TargetPlan};
 use crate::transform;
 
 /// Whether a match blocks (`On`) or is only recorded (`DetectionOnly`).
@@ -113,7 +115,46 @@ struct Tx<'a> {
     /// Transformed request values, by (value address, length, transformation list's
     /// number, [`RulePlan::transforms_id`]): the request's values do not change during a
     /// transaction, and many rules apply the same transformations to the same variables.
-    transformed: HashMap<(usize, usize, u32), Rc<[u8]>>,
+    transformed: Transformed,
+    /// The request's collections by position in [`COLLECTIONS`], each found in
+    /// `Request::vars` the first time a rule reads it.
+    collections: Vec<OnceCell<Option<&'a Pairs>>>,
+}
+
+/// Variables as a request keeps them: (key, value) pairs.
+type Pairs = [(String, Vec<u8>)];
+
+/// The transformed-value cache: (address, length, list number) → value.
+type Transformed = HashMap<(usize, usize, u32), Rc<[u8]>, BuildHasherDefault<KeyHasher>>;
+
+/// The hasher of the transformed-value cache, whose keys are a value's address and
+/// length and a list's number: a multiply-rotate (FxHash's) rather than SipHash, as no
+/// client chooses addresses.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// Runs phases 1 and 2 (the request) of `set` over `req`.
@@ -150,7 +191,8 @@ pub fn inspect_with(
         removed_tags: policy.remove_tags.iter().cloned().collect(),
         removed_targets: policy.remove_targets.clone(),
         engine_off: false,
-        transformed: HashMap::new(),
+        transformed: HashMap::default(),
+        collections: COLLECTIONS.iter().map(|_| OnceCell::new()).collect(),
     };
     let mut out = run(&mut t, mode, last);
     out.score = ["blocking_inbound_anomaly_score", "anomaly_score"]
@@ -331,16 +373,20 @@ impl<'a> Tx<'a> {
         out
     }
 
+    /// Whether `v` passes the operator (negation applied), with the captures a rule
+    /// with `capture` keeps: what matched, or for a negated operator the value. The
+    /// captures are built only when the rule matches.
     fn test(&self, op: &Compiled, v: &[u8], plan: &RulePlan) -> Option<Vec<Vec<u8>>> {
-        if !plan.capture {
-            let m = op.is_match(v, &|s| self.expand(s));
-            return (m != plan.negated).then(Vec::new);
+        let expand = |s: &str| self.expand(s);
+        if op.is_match(v, &expand) == plan.negated {
+            return None;
         }
-        let r = op.matches(v, &|s| self.expand(s));
-        match (r, plan.negated) {
-            (Some(c), false) => Some(c),
-            (None, true) => Some(vec![v.to_vec()]),
-            _ => None,
+        if !plan.capture {
+            Some(Vec::new())
+        } else if plan.negated {
+            Some(vec![v.to_vec()])
+        } else {
+            op.matches(v, &expand)
         }
     }
 
@@ -398,54 +444,80 @@ impl<'a> Tx<'a> {
                 .map(|(k, v)| (Cow::Owned(k), Cow::Owned(v)))
                 .collect()
         };
-        match collection {
+        let source = match plan.source {
+            Source::Unplanned => crate::plan::source(collection),
+            s => s,
+        };
+        let pairs: Option<&'a Pairs> = match source {
             // Transaction keys are kept in lower case (`setvar` and the policy lower-case
             // them), so one key is a map lookup rather than a walk of the whole map.
-            "TX" => match sel {
-                Selector::Key(want) => {
-                    let want = match &plan.tx_key {
-                        Some(k) => Cow::Borrowed(k.as_str()),
-                        None => Cow::Owned(want.to_ascii_lowercase()),
-                    };
-                    self.tx
-                        .get_key_value(want.as_ref())
-                        .map(|(k, v)| (Cow::Owned(k.clone()), Cow::Owned(v.clone())))
-                        .into_iter()
-                        .collect()
-                }
-                _ => owned(
-                    self.tx
-                        .iter()
-                        .filter(|(k, _)| selects(sel, plan, k))
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect(),
-                ),
-            },
-            "MATCHED_VAR" => vec![(Cow::Borrowed(""), Cow::Owned(self.matched_var.1.clone()))],
-            "MATCHED_VAR_NAME" => vec![(
-                Cow::Borrowed(""),
-                Cow::Owned(self.matched_var.0.clone().into_bytes()),
-            )],
-            "MATCHED_VARS" => owned(self.matched_vars.clone()),
-            "MATCHED_VARS_NAMES" => owned(
-                self.matched_vars
-                    .iter()
-                    .map(|(n, _)| (n.clone(), n.clone().into_bytes()))
-                    .collect(),
-            ),
-            c => {
-                let req: &'a Request = self.req;
-                req.vars
-                    .get(c)
-                    .map(|pairs| {
-                        pairs
+            Source::Tx => {
+                return match sel {
+                    Selector::Key(want) => {
+                        let want = match &plan.tx_key {
+                            Some(k) => Cow::Borrowed(k.as_str()),
+                            None => Cow::Owned(want.to_ascii_lowercase()),
+                        };
+                        self.tx
+                            .get_key_value(want.as_ref())
+                            .map(|(k, v)| (Cow::Owned(k.clone()), Cow::Owned(v.clone())))
+                            .into_iter()
+                            .collect()
+                    }
+                    _ => owned(
+                        self.tx
                             .iter()
                             .filter(|(k, _)| selects(sel, plan, k))
-                            .map(|(k, v)| (Cow::Borrowed(k.as_str()), Cow::Borrowed(v.as_slice())))
-                            .collect()
-                    })
-                    .unwrap_or_default()
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect(),
+                    ),
+                }
             }
+            Source::MatchedVar => {
+                return vec![(Cow::Borrowed(""), Cow::Owned(self.matched_var.1.clone()))]
+            }
+            Source::MatchedVarName => {
+                return vec![(
+                    Cow::Borrowed(""),
+                    Cow::Owned(self.matched_var.0.clone().into_bytes()),
+                )]
+            }
+            Source::MatchedVars => return owned(self.matched_vars.clone()),
+            Source::MatchedVarsNames => {
+                return owned(
+                    self.matched_vars
+                        .iter()
+                        .map(|(n, _)| (n.clone(), n.clone().into_bytes()))
+                        .collect(),
+                )
+            }
+            Source::Request(i) => self.collection(i),
+            Source::Other | Source::Unplanned => {
+                let req: &'a Request = self.req;
+                req.vars.get(collection).map(Vec::as_slice)
+            }
+        };
+        pairs
+            .map(|pairs| {
+                pairs
+                    .iter()
+                    .filter(|(k, _)| selects(sel, plan, k))
+                    .map(|(k, v)| (Cow::Borrowed(k.as_str()), Cow::Borrowed(v.as_slice())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The request's collection at position `i` of [`COLLECTIONS`].
+    fn collection(&self, i: usize) -> Option<&'a Pairs> {
+        let req: &'a Request = self.req;
+        let find = || {
+            let name = COLLECTIONS.get(i)?;
+            req.vars.get(*name).map(Vec::as_slice)
+        };
+        match self.collections.get(i) {
+            Some(cell) => *cell.get_or_init(find),
+            None => find(),
         }
     }
 
@@ -463,19 +535,23 @@ impl<'a> Tx<'a> {
     /// `setvar:tx.name=value`, `=+n`, `=-n`, `!tx.name`; other collections (ip,
     /// global: persistent across requests in ModSecurity) are not kept.
     fn setvar(&mut self, spec: &str) {
-        let spec = self.expand(spec);
+        let spec: Cow<'_, str> = if spec.contains("%{") {
+            Cow::Owned(self.expand(spec))
+        } else {
+            Cow::Borrowed(spec)
+        };
         let (delete, spec) = match spec.strip_prefix('!') {
             Some(s) => (true, s),
-            None => (false, spec.as_str()),
+            None => (false, spec.as_ref()),
         };
         let (name, value) = spec.split_once('=').unwrap_or((spec, ""));
-        let Some(key) = name
-            .trim()
-            .to_ascii_lowercase()
-            .strip_prefix("tx.")
-            .map(str::to_owned)
-        else {
-            return;
+        let name = name.trim();
+        // `tx.` in any case, the rest lower-cased (ASCII only: the positions stay).
+        let key = match (name.get(..3), name.get(3..)) {
+            (Some(prefix), Some(rest)) if prefix.eq_ignore_ascii_case("tx.") => {
+                rest.to_ascii_lowercase()
+            }
+            _ => return,
         };
         if delete {
             self.tx.remove(&key);
@@ -596,8 +672,19 @@ impl VarName<'_, '_> {
     fn full(&self) -> String {
         match self {
             VarName::Var(c, k) if k.is_empty() => (*c).to_owned(),
-            VarName::Var(c, k) => format!("{c}:{k}"),
-            VarName::Count(c) => format!("&{c}"),
+            VarName::Var(c, k) => {
+                let mut s = String::with_capacity(c.len() + 1 + k.len());
+                s.push_str(c);
+                s.push(':');
+                s.push_str(k);
+                s
+            }
+            VarName::Count(c) => {
+                let mut s = String::with_capacity(1 + c.len());
+                s.push('&');
+                s.push_str(c);
+                s
+            }
         }
     }
 }
@@ -616,6 +703,7 @@ fn apply_all<'v>(transforms: &[String], value: &'v [u8]) -> Cow<'v, [u8]> {
 /// The plan of a target without one (a removed target, a macro's lookup): its key
 /// lower-cased and its regex compiled (once per thread) when used.
 static NO_PLAN: TargetPlan = TargetPlan {
+    source: Source::Unplanned,
     tx_key: None,
     regex: None,
 };

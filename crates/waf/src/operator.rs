@@ -116,8 +116,23 @@ impl Compiled {
         match self {
             Compiled::Rx(re) => re.is_match(value),
             Compiled::Pm(ac) => ac.is_match(value),
+            Compiled::Compare { op, arg } => {
+                if arg.contains("%{") {
+                    compare(*op, value, expand(arg).as_bytes())
+                } else {
+                    compare(*op, value, arg.as_bytes())
+                }
+            }
+            Compiled::ByteRange(allowed) => value.iter().any(|b| !allowed[usize::from(*b)]),
+            Compiled::ValidateUrlEncoding => bad_url_encoding(value),
+            Compiled::ValidateUtf8 => std::str::from_utf8(value).is_err(),
+            Compiled::Unconditional => true,
             Compiled::DetectSqli => libinjectionrs::detect_sqli(value).is_injection(),
-            _ => self.matches(value, expand).is_some(),
+            Compiled::DetectXss => libinjectionrs::detect_xss(value).is_injection(),
+            Compiled::Inert => false,
+            Compiled::Fancy(_) | Compiled::RxMacro(_) | Compiled::IpMatch(_) => {
+                self.matches(value, expand).is_some()
+            }
         }
     }
 
@@ -154,14 +169,9 @@ impl Compiled {
             Compiled::Pm(ac) => ac
                 .find(value)
                 .map(|m| vec![value[m.start()..m.end()].to_vec()]),
-            Compiled::Compare { op, arg } => {
-                let arg = if arg.contains("%{") {
-                    expand(arg)
-                } else {
-                    arg.clone()
-                };
-                compare(*op, value, arg.as_bytes()).then(|| vec![value.to_vec()])
-            }
+            Compiled::Compare { .. } => self
+                .is_match(value, expand)
+                .then(|| vec![value.to_vec()]),
             Compiled::ByteRange(allowed) => value
                 .iter()
                 .any(|b| !allowed[usize::from(*b)])

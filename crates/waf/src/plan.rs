@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::model::{Action, Rule, Selector};
+use crate::model::{Action, Rule, Selector, COLLECTIONS};
 
 /// One chain's plan: the head's metadata, then a [`RulePlan`] per rule (head, links).
 #[derive(Clone, Debug, Default)]
@@ -52,12 +52,46 @@ pub struct RulePlan {
 /// One target's plan.
 #[derive(Clone, Debug, Default)]
 pub struct TargetPlan {
+    /// Where its variables come from.
+    pub source: Source,
     /// `TX:key`'s key in lower case (the transaction's keys are kept so).
     pub tx_key: Option<String>,
     /// A `/re/` selector compiled (case-insensitive); `None` for other selectors and for
     /// a regex that does not compile (the engine's fallback then selects nothing, as
     /// before).
     pub regex: Option<Arc<regex::Regex>>,
+}
+
+/// Where a target's variables come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Source {
+    /// Not planned: found from the collection's name when used.
+    #[default]
+    Unplanned,
+    Tx,
+    MatchedVar,
+    MatchedVarName,
+    MatchedVars,
+    MatchedVarsNames,
+    /// A collection of the request, by its position in [`COLLECTIONS`].
+    Request(usize),
+    /// A collection of the request not in [`COLLECTIONS`] (a macro may name one).
+    Other,
+}
+
+/// Where the collection `name` (upper case) comes from.
+pub fn source(name: &str) -> Source {
+    match name {
+        "TX" => Source::Tx,
+        "MATCHED_VAR" => Source::MatchedVar,
+        "MATCHED_VAR_NAME" => Source::MatchedVarName,
+        "MATCHED_VARS" => Source::MatchedVars,
+        "MATCHED_VARS_NAMES" => Source::MatchedVarsNames,
+        c => COLLECTIONS
+            .iter()
+            .position(|x| *x == c)
+            .map_or(Source::Other, Source::Request),
+    }
 }
 
 /// What plans share across a rule set: transformation lists by number, selector regexes
@@ -119,6 +153,7 @@ fn rule(rule: &Rule, defaults: &[Vec<Action>; 5], interner: &mut Interner) -> Ru
             .targets
             .iter()
             .map(|t| TargetPlan {
+                source: source(&t.collection),
                 tx_key: match &t.selector {
                     Selector::Key(k) if t.collection == "TX" => Some(k.to_ascii_lowercase()),
                     _ => None,

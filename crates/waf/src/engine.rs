@@ -263,7 +263,7 @@ impl<'a> Tx<'a> {
 
     /// Runs a chain: the names of the targets of its first rule that matched and the
     /// first value that matched, if every link matched.
-    fn run_chain(&mut self, c: &Chain) -> Option<(Vec<String>, Vec<u8>)> {
+    fn run_chain(&mut self, c: &'a Chain) -> Option<(Vec<String>, Vec<u8>)> {
         let id = c.plan.id;
         // Targets removed from this chain by id, tag or for every rule.
         let removed: Vec<Target> = if self.removed_targets.is_empty() {
@@ -317,8 +317,8 @@ impl<'a> Tx<'a> {
     /// for a rule with `capture`, the only one that reads them).
     fn run_rule(
         &mut self,
-        rule: &Rule,
-        plan: &RulePlan,
+        rule: &'a Rule,
+        plan: &'a RulePlan,
         op: Option<&Compiled>,
         removed: &[Target],
     ) -> Vec<(String, Vec<u8>, Vec<Vec<u8>>)> {
@@ -393,14 +393,14 @@ impl<'a> Tx<'a> {
     /// The variables a target list names, exclusions (the rule's, and `removed` from
     /// `ctl` and the policy) taken out. Names are built only for the variables that match
     /// ([`VarName::full`]): most variables of most rules do not.
-    fn resolve<'t>(
+    fn resolve(
         &self,
-        targets: &'t [Target],
-        plans: &'t [TargetPlan],
-        removed: &'t [Target],
-    ) -> Vec<(VarName<'t, 'a>, Cow<'a, [u8]>)> {
+        targets: &'a [Target],
+        plans: &'a [TargetPlan],
+        removed: &[Target],
+    ) -> Vec<(VarName<'a, 'a>, Cow<'a, [u8]>)> {
         // A target's plan, if the rule's plan has one for it (it has one per target).
-        let plan = |i: usize| plans.get(i).unwrap_or(&NO_PLAN);
+        let plan = |i: usize| -> &'a TargetPlan { plans.get(i).unwrap_or(&NO_PLAN) };
         let excluded: Vec<(&Target, &TargetPlan)> = targets
             .iter()
             .enumerate()
@@ -410,20 +410,26 @@ impl<'a> Tx<'a> {
             .collect();
         let mut out = Vec::new();
         for (i, t) in targets.iter().enumerate().filter(|(_, t)| !t.exclude) {
-            let vars = self.lookup(&t.collection, &t.selector, plan(i));
-            let kept = vars.into_iter().filter(|(k, _)| {
-                !excluded
+            let mut n = 0usize;
+            self.lookup_each(&t.collection, &t.selector, plan(i), &mut |k, v| {
+                if excluded
                     .iter()
-                    .any(|(x, p)| x.collection == t.collection && selects(&x.selector, p, k))
+                    .any(|(x, p)| x.collection == t.collection && selects(&x.selector, p, &k))
+                {
+                    return;
+                }
+                if t.count {
+                    n += 1;
+                } else {
+                    out.push((VarName::Var(&t.collection, k), v));
+                }
             });
             if t.count {
-                let n = kept.count();
-                out.push((
-                    VarName::Count(&t.collection),
-                    Cow::Owned(n.to_string().into_bytes()),
-                ));
-            } else {
-                out.extend(kept.map(|(k, v)| (VarName::Var(&t.collection, k), v)));
+                let n: Cow<'a, [u8]> = match SMALL_COUNTS.get(n) {
+                    Some(digits) => Cow::Borrowed(digits),
+                    None => Cow::Owned(n.to_string().into_bytes()),
+                };
+                out.push((VarName::Count(&t.collection), n));
             }
         }
         out
@@ -431,19 +437,20 @@ impl<'a> Tx<'a> {
 
     /// The (key, value) pairs of a collection a selector picks: the request's values
     /// borrowed, the transaction's copied.
-    fn lookup(
+    fn lookup(&self, collection: &str, sel: &Selector) -> Vec<(Cow<'a, str>, Cow<'a, [u8]>)> {
+        let mut out = Vec::new();
+        self.lookup_each(collection, sel, &NO_PLAN, &mut |k, v| out.push((k, v)));
+        out
+    }
+
+    /// [`Tx::lookup`] handing each pair to `f` in order, with the target's plan.
+    fn lookup_each(
         &self,
         collection: &str,
         sel: &Selector,
-        plan: &TargetPlan,
-    ) -> Vec<(Cow<'a, str>, Cow<'a, [u8]>)> {
-        let owned = |pairs: Vec<(String, Vec<u8>)>| -> Vec<(Cow<'a, str>, Cow<'a, [u8]>)> {
-            pairs
-                .into_iter()
-                .filter(|(k, _)| selects(sel, plan, k))
-                .map(|(k, v)| (Cow::Owned(k), Cow::Owned(v)))
-                .collect()
-        };
+        plan: &'a TargetPlan,
+        f: &mut dyn FnMut(Cow<'a, str>, Cow<'a, [u8]>),
+    ) {
         let source = match plan.source {
             Source::Unplanned => crate::plan::source(collection),
             s => s,
@@ -452,44 +459,51 @@ impl<'a> Tx<'a> {
             // Transaction keys are kept in lower case (`setvar` and the policy lower-case
             // them), so one key is a map lookup rather than a walk of the whole map.
             Source::Tx => {
-                return match sel {
-                    Selector::Key(want) => {
-                        let want = match &plan.tx_key {
-                            Some(k) => Cow::Borrowed(k.as_str()),
-                            None => Cow::Owned(want.to_ascii_lowercase()),
-                        };
-                        self.tx
-                            .get_key_value(want.as_ref())
-                            .map(|(k, v)| (Cow::Owned(k.clone()), Cow::Owned(v.clone())))
-                            .into_iter()
-                            .collect()
+                match sel {
+                    Selector::Key(want) => match &plan.tx_key {
+                        // The key found is the planned key: borrowed from the plan.
+                        Some(k) => {
+                            if let Some(v) = self.tx.get(k.as_str()) {
+                                f(Cow::Borrowed(k.as_str()), Cow::Owned(v.clone()));
+                            }
+                        }
+                        None => {
+                            let want = want.to_ascii_lowercase();
+                            if let Some((k, v)) = self.tx.get_key_value(&want) {
+                                f(Cow::Owned(k.clone()), Cow::Owned(v.clone()));
+                            }
+                        }
+                    },
+                    _ => {
+                        for (k, v) in self.tx.iter().filter(|(k, _)| selects(sel, plan, k)) {
+                            f(Cow::Owned(k.clone()), Cow::Owned(v.clone()));
+                        }
                     }
-                    _ => owned(
-                        self.tx
-                            .iter()
-                            .filter(|(k, _)| selects(sel, plan, k))
-                            .map(|(k, v)| (k.clone(), v.clone()))
-                            .collect(),
-                    ),
                 }
+                return;
             }
             Source::MatchedVar => {
-                return vec![(Cow::Borrowed(""), Cow::Owned(self.matched_var.1.clone()))]
+                f(Cow::Borrowed(""), Cow::Owned(self.matched_var.1.clone()));
+                return;
             }
             Source::MatchedVarName => {
-                return vec![(
+                f(
                     Cow::Borrowed(""),
                     Cow::Owned(self.matched_var.0.clone().into_bytes()),
-                )]
+                );
+                return;
             }
-            Source::MatchedVars => return owned(self.matched_vars.clone()),
+            Source::MatchedVars => {
+                for (n, v) in self.matched_vars.iter().filter(|(k, _)| selects(sel, plan, k)) {
+                    f(Cow::Owned(n.clone()), Cow::Owned(v.clone()));
+                }
+                return;
+            }
             Source::MatchedVarsNames => {
-                return owned(
-                    self.matched_vars
-                        .iter()
-                        .map(|(n, _)| (n.clone(), n.clone().into_bytes()))
-                        .collect(),
-                )
+                for (n, _) in self.matched_vars.iter().filter(|(k, _)| selects(sel, plan, k)) {
+                    f(Cow::Owned(n.clone()), Cow::Owned(n.clone().into_bytes()));
+                }
+                return;
             }
             Source::Request(i) => self.collection(i),
             Source::Other | Source::Unplanned => {
@@ -497,15 +511,11 @@ impl<'a> Tx<'a> {
                 req.vars.get(collection).map(Vec::as_slice)
             }
         };
-        pairs
-            .map(|pairs| {
-                pairs
-                    .iter()
-                    .filter(|(k, _)| selects(sel, plan, k))
-                    .map(|(k, v)| (Cow::Borrowed(k.as_str()), Cow::Borrowed(v.as_slice())))
-                    .collect()
-            })
-            .unwrap_or_default()
+        for (k, v) in pairs.into_iter().flatten() {
+            if selects(sel, plan, k) {
+                f(Cow::Borrowed(k.as_str()), Cow::Borrowed(v.as_slice()));
+            }
+        }
     }
 
     /// The request's collection at position `i` of [`COLLECTIONS`].
@@ -648,11 +658,7 @@ impl<'a> Tx<'a> {
             ("MATCHED_VAR_NAME", None) => self.matched_var.0.clone().into_bytes(),
             ("RULE", Some(_)) => Vec::new(),
             (c, k) => self
-                .lookup(
-                    c,
-                    &k.map_or(Selector::All, |k| Selector::Key(k.to_owned())),
-                    &NO_PLAN,
-                )
+                .lookup(c, &k.map_or(Selector::All, |k| Selector::Key(k.to_owned())))
                 .into_iter()
                 .next()
                 .map(|(_, v)| v.into_owned())
@@ -699,6 +705,9 @@ fn apply_all<'v>(transforms: &[String], value: &'v [u8]) -> Cow<'v, [u8]> {
     }
     v
 }
+
+/// The counts a `&` target most often yields, as text.
+const SMALL_COUNTS: [&[u8]; 10] = [b"0", b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"8", b"9"];
 
 /// The plan of a target without one (a removed target, a macro's lookup): its key
 /// lower-cased and its regex compiled (once per thread) when used.

@@ -124,8 +124,10 @@ struct Tx<'a> {
 /// Variables as a request keeps them: (key, value) pairs.
 type Pairs = [(String, Vec<u8>)];
 
-/// The transformed-value cache: (address, length, list number) → value.
-type Transformed = HashMap<(usize, usize, u32), Rc<[u8]>, BuildHasherDefault<KeyHasher>>;
+/// The transformed-value cache: (address, length, list number) → value (`None`: the
+/// same as before the transformations).
+type Transformed =
+    HashMap<(usize, usize, u32), Option<Rc<[u8]>>, BuildHasherDefault<KeyHasher>>;
 
 /// The hasher of the transformed-value cache, whose keys are a value's address and
 /// length and a list's number: a multiply-rotate (FxHash's) rather than SipHash, as no
@@ -352,21 +354,29 @@ impl<'a> Tx<'a> {
                 }
                 continue;
             }
-            let v: Rc<[u8]> = match &value {
+            let v: Option<Rc<[u8]>> = match &value {
                 Cow::Borrowed(b) => {
                     let key = (b.as_ptr() as usize, b.len(), plan.transforms_id);
                     match self.transformed.get(&key) {
-                        Some(v) => Rc::clone(v),
+                        Some(v) => v.clone(),
                         None => {
-                            let v: Rc<[u8]> = Rc::from(apply_all(transforms, b).as_ref());
-                            self.transformed.insert(key, Rc::clone(&v));
+                            let v = match apply_all(transforms, b) {
+                                Cow::Borrowed(_) => None,
+                                Cow::Owned(o) => Some(Rc::from(o)),
+                            };
+                            self.transformed.insert(key, v.clone());
                             v
                         }
                     }
                 }
-                Cow::Owned(o) => Rc::from(apply_all(transforms, o).as_ref()),
+                Cow::Owned(o) => match apply_all(transforms, o) {
+                    Cow::Borrowed(_) => None,
+                    Cow::Owned(t) => Some(Rc::from(t)),
+                },
             };
-            if let Some(caps) = self.test(op, &v, plan) {
+            // `None`: the transformations left the value as it was.
+            let v: &[u8] = v.as_deref().unwrap_or(&value);
+            if let Some(caps) = self.test(op, v, plan) {
                 out.push((name.full(), v.to_vec(), caps));
             }
         }
@@ -695,13 +705,18 @@ impl VarName<'_, '_> {
     }
 }
 
-/// `value` through every transformation of `transforms` in order.
+/// `value` through every transformation of `transforms` in order (borrowed while none
+/// changes it).
 fn apply_all<'v>(transforms: &[String], value: &'v [u8]) -> Cow<'v, [u8]> {
     let mut v: Cow<'v, [u8]> = Cow::Borrowed(value);
     for t in transforms {
-        if let Some(next) = transform::apply(t, &v) {
-            v = Cow::Owned(next.into_owned());
-        }
+        let next = match transform::apply(t, &v) {
+            // The whole input borrowed back: unchanged.
+            Some(Cow::Borrowed(b)) if b.len() == v.len() => continue,
+            Some(next) => next.into_owned(),
+            None => continue,
+        };
+        v = Cow::Owned(next);
     }
     v
 }

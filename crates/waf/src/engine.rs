@@ -119,6 +119,8 @@ struct Tx<'a> {
     /// The request's collections by position in [`COLLECTIONS`], each found in
     /// `Request::vars` the first time a rule reads it.
     collections: Vec<OnceCell<Option<&'a Pairs>>>,
+    /// The resolved variables of the rule running (kept for its allocation).
+    vars: Vec<(VarName<'a, 'a>, Cow<'a, [u8]>)>,
 }
 
 /// Variables as a request keeps them: (key, value) pairs.
@@ -126,8 +128,7 @@ type Pairs = [(String, Vec<u8>)];
 
 /// The transformed-value cache: (address, length, list number) → value (`None`: the
 /// same as before the transformations).
-type Transformed =
-    HashMap<(usize, usize, u32), Option<Rc<[u8]>>, BuildHasherDefault<KeyHasher>>;
+type Transformed = HashMap<(usize, usize, u32), Option<Rc<[u8]>>, BuildHasherDefault<KeyHasher>>;
 
 /// The hasher of the transformed-value cache, whose keys are a value's address and
 /// length and a list's number: a multiply-rotate (FxHash's) rather than SipHash, as no
@@ -195,6 +196,7 @@ pub fn inspect_with(
         engine_off: false,
         transformed: HashMap::default(),
         collections: COLLECTIONS.iter().map(|_| OnceCell::new()).collect(),
+        vars: Vec::new(),
     };
     let mut out = run(&mut t, mode, last);
     out.score = ["blocking_inbound_anomaly_score", "anomaly_score"]
@@ -291,8 +293,12 @@ impl<'a> Tx<'a> {
             if hits.is_empty() {
                 return None;
             }
-            let names: Vec<String> = hits.iter().map(|(n, _, _)| n.clone()).collect();
-            let value = hits.first().map(|(_, v, _)| v.clone()).unwrap_or_default();
+            // What the hit reports comes from the first link: the others' is not kept.
+            if first.is_none() {
+                let names: Vec<String> = hits.iter().map(|(n, _, _)| n.clone()).collect();
+                let value = hits.first().map(|(_, v, _)| v.clone()).unwrap_or_default();
+                first = Some((names, value));
+            }
             self.matched_vars = hits
                 .iter()
                 .map(|(n, v, _)| (n.clone(), v.clone()))
@@ -310,7 +316,6 @@ impl<'a> Tx<'a> {
                     self.actions(rule);
                 }
             }
-            first.get_or_insert((names, value));
         }
         first
     }
@@ -330,7 +335,10 @@ impl<'a> Tx<'a> {
         };
         let transforms = &plan.transforms;
         let mut out = Vec::new();
-        for (name, value) in self.resolve(&rule.targets, &plan.targets, removed) {
+        // The variables go through a buffer the transaction keeps, not one per rule.
+        let mut vars = std::mem::take(&mut self.vars);
+        self.resolve(&rule.targets, &plan.targets, removed, &mut vars);
+        for (name, value) in vars.drain(..) {
             if plan.multi {
                 // Each step is tested: no cache.
                 let mut v: Cow<'_, [u8]> = Cow::Borrowed(&value);
@@ -380,6 +388,7 @@ impl<'a> Tx<'a> {
                 out.push((name.full(), v.to_vec(), caps));
             }
         }
+        self.vars = vars;
         out
     }
 
@@ -408,24 +417,23 @@ impl<'a> Tx<'a> {
         targets: &'a [Target],
         plans: &'a [TargetPlan],
         removed: &[Target],
-    ) -> Vec<(VarName<'a, 'a>, Cow<'a, [u8]>)> {
+        out: &mut Vec<(VarName<'a, 'a>, Cow<'a, [u8]>)>,
+    ) {
         // A target's plan, if the rule's plan has one for it (it has one per target).
         let plan = |i: usize| -> &'a TargetPlan { plans.get(i).unwrap_or(&NO_PLAN) };
-        let excluded: Vec<(&Target, &TargetPlan)> = targets
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| t.exclude)
-            .map(|(i, t)| (t, plan(i)))
-            .chain(removed.iter().map(|t| (t, &NO_PLAN)))
-            .collect();
-        let mut out = Vec::new();
+        let has_exclusions = !removed.is_empty() || targets.iter().any(|t| t.exclude);
         for (i, t) in targets.iter().enumerate().filter(|(_, t)| !t.exclude) {
             let mut n = 0usize;
             self.lookup_each(&t.collection, &t.selector, plan(i), &mut |k, v| {
-                if excluded
-                    .iter()
-                    .any(|(x, p)| x.collection == t.collection && selects(&x.selector, p, &k))
-                {
+                let excluded = has_exclusions
+                    && (targets.iter().enumerate().any(|(j, x)| {
+                        x.exclude
+                            && x.collection == t.collection
+                            && selects(&x.selector, plan(j), &k)
+                    }) || removed.iter().any(|x| {
+                        x.collection == t.collection && selects(&x.selector, &NO_PLAN, &k)
+                    }));
+                if excluded {
                     return;
                 }
                 if t.count {
@@ -442,7 +450,6 @@ impl<'a> Tx<'a> {
                 out.push((VarName::Count(&t.collection), n));
             }
         }
-        out
     }
 
     /// The (key, value) pairs of a collection a selector picks: the request's values
@@ -504,13 +511,21 @@ impl<'a> Tx<'a> {
                 return;
             }
             Source::MatchedVars => {
-                for (n, v) in self.matched_vars.iter().filter(|(k, _)| selects(sel, plan, k)) {
+                for (n, v) in self
+                    .matched_vars
+                    .iter()
+                    .filter(|(k, _)| selects(sel, plan, k))
+                {
                     f(Cow::Owned(n.clone()), Cow::Owned(v.clone()));
                 }
                 return;
             }
             Source::MatchedVarsNames => {
-                for (n, _) in self.matched_vars.iter().filter(|(k, _)| selects(sel, plan, k)) {
+                for (n, _) in self
+                    .matched_vars
+                    .iter()
+                    .filter(|(k, _)| selects(sel, plan, k))
+                {
                     f(Cow::Owned(n.clone()), Cow::Owned(n.clone().into_bytes()));
                 }
                 return;
@@ -568,13 +583,11 @@ impl<'a> Tx<'a> {
         let name = name.trim();
         // `tx.` in any case, the rest lower-cased (ASCII only: the positions stay).
         let key = match (name.get(..3), name.get(3..)) {
-            (Some(prefix), Some(rest)) if prefix.eq_ignore_ascii_case("tx.") => {
-                rest.to_ascii_lowercase()
-            }
+            (Some(prefix), Some(rest)) if prefix.eq_ignore_ascii_case("tx.") => lower(rest),
             _ => return,
         };
         if delete {
-            self.tx.remove(&key);
+            self.tx.remove(key.as_ref());
             return;
         }
         let num = |b: &[u8]| {
@@ -583,18 +596,21 @@ impl<'a> Tx<'a> {
                 .and_then(|s| s.trim().parse::<i64>().ok())
                 .unwrap_or(0)
         };
+        let current = || num(self.tx.get(key.as_ref()).map_or(&[][..], Vec::as_slice));
         let new = if let Some(n) = value.strip_prefix('+') {
-            (num(self.tx.get(&key).map_or(&[][..], Vec::as_slice)) + num(n.as_bytes()))
-                .to_string()
-                .into_bytes()
+            (current() + num(n.as_bytes())).to_string().into_bytes()
         } else if let Some(n) = value.strip_prefix('-') {
-            (num(self.tx.get(&key).map_or(&[][..], Vec::as_slice)) - num(n.as_bytes()))
-                .to_string()
-                .into_bytes()
+            (current() - num(n.as_bytes())).to_string().into_bytes()
         } else {
             value.as_bytes().to_vec()
         };
-        self.tx.insert(key, new);
+        // An existing key keeps its string; a new one is copied.
+        match self.tx.get_mut(key.as_ref()) {
+            Some(slot) => *slot = new,
+            None => {
+                self.tx.insert(key.into_owned(), new);
+            }
+        }
     }
 
     fn ctl(&mut self, option: &str, value: &str) {
@@ -653,27 +669,41 @@ impl<'a> Tx<'a> {
         out
     }
 
-    fn macro_value(&self, name: &str) -> Vec<u8> {
+    fn macro_value(&self, name: &str) -> Cow<'_, [u8]> {
         let (coll, key) = match name.split_once('.') {
-            Some((c, k)) => (c.to_ascii_uppercase(), Some(k)),
-            None => (name.to_ascii_uppercase(), None),
+            Some((c, k)) => (c, Some(k)),
+            None => (name, None),
         };
-        match (coll.as_str(), key) {
-            ("TX", Some(k)) => self
+        // The collection's name in any case.
+        let is = |c: &str| coll.eq_ignore_ascii_case(c);
+        match key {
+            Some(k) if is("TX") => self
                 .tx
-                .get(&k.to_ascii_lowercase())
-                .cloned()
-                .unwrap_or_default(),
-            ("MATCHED_VAR", None) => self.matched_var.1.clone(),
-            ("MATCHED_VAR_NAME", None) => self.matched_var.0.clone().into_bytes(),
-            ("RULE", Some(_)) => Vec::new(),
-            (c, k) => self
-                .lookup(c, &k.map_or(Selector::All, |k| Selector::Key(k.to_owned())))
+                .get(lower(k).as_ref())
+                .map_or(Cow::Borrowed(&[][..]), |v| Cow::Borrowed(v.as_slice())),
+            None if is("MATCHED_VAR") => Cow::Borrowed(self.matched_var.1.as_slice()),
+            None if is("MATCHED_VAR_NAME") => Cow::Borrowed(self.matched_var.0.as_bytes()),
+            Some(_) if is("RULE") => Cow::Borrowed(&[][..]),
+            k => Cow::Owned(
+                self.lookup(
+                    &coll.to_ascii_uppercase(),
+                    &k.map_or(Selector::All, |k| Selector::Key(k.to_owned())),
+                )
                 .into_iter()
                 .next()
                 .map(|(_, v)| v.into_owned())
                 .unwrap_or_default(),
+            ),
         }
+    }
+}
+
+/// `s` in ASCII lower case, copied only if it has upper-case letters.
+fn lower(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
     }
 }
 

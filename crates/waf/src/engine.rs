@@ -7,12 +7,15 @@
 //! runs on: the rules add to `tx` scores, and the blocking rules (949110) deny.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
 use crate::load::{Chain, Entry, RuleSet};
-use crate::model::{Action, Rule, Selector, Target};
+use crate::model::{Action, Rule, Selector, Target, COLLECTIONS};
 use crate::operator::Compiled;
+use crate::plan::{ChainPlan, RulePlan, Source, TargetPlan};
 use crate::transform;
 
 /// Whether a match blocks (`On`) or is only recorded (`DetectionOnly`).
@@ -109,10 +112,52 @@ struct Tx<'a> {
     removed_tags: HashSet<String>,
     removed_targets: Vec<(Scope, Target)>,
     engine_off: bool,
-    /// Transformed request values, by (value address, length, transformation list):
-    /// the request's values do not change during a transaction, and many rules apply
-    /// the same transformations to the same variables.
-    transformed: HashMap<(usize, usize, u64), Rc<[u8]>>,
+    /// Transformed request values, by (value address, length, transformation list's
+    /// number, [`RulePlan::transforms_id`]): the request's values do not change during a
+    /// transaction, and many rules apply the same transformations to the same variables.
+    transformed: Transformed,
+    /// The request's collections by position in [`COLLECTIONS`], each found in
+    /// `Request::vars` the first time a rule reads it.
+    collections: Vec<OnceCell<Option<&'a Pairs>>>,
+    /// The resolved variables of the rule running (kept for its allocation).
+    vars: Vec<(VarName<'a, 'a>, Cow<'a, [u8]>)>,
+}
+
+/// Variables as a request keeps them: (key, value) pairs.
+type Pairs = [(String, Vec<u8>)];
+
+/// The transformed-value cache: (address, length, list number) → value (`None`: the
+/// same as before the transformations).
+type Transformed = HashMap<(usize, usize, u32), Option<Rc<[u8]>>, BuildHasherDefault<KeyHasher>>;
+
+/// The hasher of the transformed-value cache, whose keys are a value's address and
+/// length and a list's number: a multiply-rotate (FxHash's) rather than SipHash, as no
+/// client chooses addresses.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// Runs phases 1 and 2 (the request) of `set` over `req`.
@@ -149,7 +194,9 @@ pub fn inspect_with(
         removed_tags: policy.remove_tags.iter().cloned().collect(),
         removed_targets: policy.remove_targets.clone(),
         engine_off: false,
-        transformed: HashMap::new(),
+        transformed: HashMap::default(),
+        collections: COLLECTIONS.iter().map(|_| OnceCell::new()).collect(),
+        vars: Vec::new(),
     };
     let mut out = run(&mut t, mode, last);
     out.score = ["blocking_inbound_anomaly_score", "anomaly_score"]
@@ -164,47 +211,41 @@ fn run(t: &mut Tx<'_>, mode: Mode, last: u8) -> Outcome {
     let set = t.set;
     let mut out = Outcome::default();
     for phase in 1..=last.min(4) {
-        let mut skip_to: Option<String> = None;
+        let mut skip_to: Option<&str> = None;
         for entry in &set.entries {
             if t.engine_off {
                 return out;
             }
             let chain = match entry {
                 Entry::Marker(m) => {
-                    if skip_to.as_deref() == Some(m.as_str()) {
+                    if skip_to == Some(m.as_str()) {
                         skip_to = None;
                     }
                     continue;
                 }
                 Entry::Chain(c) => c,
             };
-            if skip_to.is_some() || chain.rule.phase() != Some(phase) || t.removed(chain) {
+            let plan = &chain.plan;
+            if skip_to.is_some() || plan.phase != Some(phase) || t.removed(plan) {
                 continue;
             }
             let Some((targets, mut value)) = t.run_chain(chain) else {
                 continue;
             };
-            let id = chain.rule.id().unwrap_or(0);
-            let logged = !chain
-                .rule
-                .actions
-                .iter()
-                .any(|a| matches!(a, Action::Logging(l) if l == "nolog"));
             value.truncate(EXCERPT_BYTES);
             out.hits.push(Hit {
-                id,
-                logged,
-                paranoia: paranoia(&chain.rule),
+                id: plan.id,
+                logged: plan.logged,
+                paranoia: plan.paranoia,
                 targets,
                 value,
             });
-            for a in &chain.rule.actions {
-                if let Action::SkipAfter(m) = a {
-                    skip_to = Some(m.clone());
-                }
+            if let Some(m) = &plan.skip_after {
+                skip_to = Some(m.as_str());
             }
-            if let Some(status) = t.disruption(chain, phase) {
-                out.decided_by = Some(id);
+            // The plan's status is the one of the chain's own phase, which is this one.
+            if let Some(status) = plan.disruption {
+                out.decided_by = Some(plan.id);
                 if mode == Mode::On {
                     out.block = Some(status);
                     return out;
@@ -216,49 +257,18 @@ fn run(t: &mut Tx<'_>, mode: Mode, last: u8) -> Outcome {
 }
 
 impl<'a> Tx<'a> {
-    fn removed(&self, c: &Chain) -> bool {
-        let id = c.rule.id().unwrap_or(0);
+    fn removed(&self, p: &ChainPlan) -> bool {
         self.removed_ids
             .iter()
-            .any(|(a, b)| (*a..=*b).contains(&id))
+            .any(|(a, b)| (*a..=*b).contains(&p.id))
             || (!self.removed_tags.is_empty()
-                && c.rule.tags().any(|t| self.removed_tags.contains(t)))
-    }
-
-    /// The status of the chain's disruptive action, if it stops the request: `deny`
-    /// and `drop` (its `status`, 403 by default); `block` does what the phase's
-    /// `SecDefaultAction` does.
-    fn disruption(&self, c: &Chain, phase: u8) -> Option<u16> {
-        let status = |actions: &[Action]| {
-            actions.iter().find_map(|a| match a {
-                Action::Status(s) => Some(*s),
-                _ => None,
-            })
-        };
-        let mut action = c.rule.actions.iter().find_map(|a| match a {
-            Action::Disruptive(d) => Some((d.as_str(), status(&c.rule.actions))),
-            _ => None,
-        })?;
-        if action.0 == "block" {
-            let defaults = &self.set.defaults[usize::from(phase - 1)];
-            action = defaults
-                .iter()
-                .find_map(|a| match a {
-                    Action::Disruptive(d) => Some((d.as_str(), status(defaults))),
-                    _ => None,
-                })
-                .unwrap_or(("pass", None));
-        }
-        match action {
-            ("deny" | "drop" | "redirect", s) => Some(s.unwrap_or(403)),
-            _ => None,
-        }
+                && p.tags.iter().any(|t| self.removed_tags.contains(t)))
     }
 
     /// Runs a chain: the names of the targets of its first rule that matched and the
     /// first value that matched, if every link matched.
-    fn run_chain(&mut self, c: &Chain) -> Option<(Vec<String>, Vec<u8>)> {
-        let id = c.rule.id().unwrap_or(0);
+    fn run_chain(&mut self, c: &'a Chain) -> Option<(Vec<String>, Vec<u8>)> {
+        let id = c.plan.id;
         // Targets removed from this chain by id, tag or for every rule.
         let removed: Vec<Target> = if self.removed_targets.is_empty() {
             Vec::new()
@@ -267,21 +277,28 @@ impl<'a> Tx<'a> {
                 .iter()
                 .filter(|(scope, _)| match scope {
                     Scope::Ids(a, b) => (*a..=*b).contains(&id),
-                    Scope::Tag(tag) => c.rule.tags().any(|t| t == tag),
+                    Scope::Tag(tag) => c.plan.tags.iter().any(|t| t == tag),
                     Scope::All => true,
                 })
                 .map(|(_, t)| t.clone())
                 .collect()
         };
         let mut first = None;
-        for (i, rule) in std::iter::once(&c.rule).chain(&c.links).enumerate() {
+        // The plan has one entry per rule: `RuleSet::add_text` rebuilds it after every
+        // directive that adds or changes rules.
+        let rules = std::iter::once(&c.rule).chain(&c.links).zip(&c.plan.rules);
+        for (i, (rule, plan)) in rules.enumerate() {
             let op = c.ops.get(i).and_then(|o| o.as_deref());
-            let hits = self.run_rule(rule, op, &removed);
+            let hits = self.run_rule(rule, plan, op, &removed);
             if hits.is_empty() {
                 return None;
             }
-            let names: Vec<String> = hits.iter().map(|(n, _, _)| n.clone()).collect();
-            let value = hits.first().map(|(_, v, _)| v.clone()).unwrap_or_default();
+            // What the hit reports comes from the first link: the others' is not kept.
+            if first.is_none() {
+                let names: Vec<String> = hits.iter().map(|(n, _, _)| n.clone()).collect();
+                let value = hits.first().map(|(_, v, _)| v.clone()).unwrap_or_default();
+                first = Some((names, value));
+            }
             self.matched_vars = hits
                 .iter()
                 .map(|(n, v, _)| (n.clone(), v.clone()))
@@ -290,22 +307,25 @@ impl<'a> Tx<'a> {
             // that matched, each with its own MATCHED_VAR and captures.
             for (name, value, caps) in hits {
                 self.matched_var = (name, value);
-                if rule.actions.contains(&Action::Capture) {
+                if plan.capture {
                     for (k, v) in caps.into_iter().enumerate() {
                         self.tx.insert(k.to_string(), v);
                     }
                 }
-                self.actions(rule);
+                if plan.acts {
+                    self.actions(rule);
+                }
             }
-            first.get_or_insert((names, value));
         }
         first
     }
 
-    /// The targets of `rule` that match, with their values and captures.
+    /// The targets of `rule` that match, with their values and captures (captures only
+    /// for a rule with `capture`, the only one that reads them).
     fn run_rule(
         &mut self,
-        rule: &Rule,
+        rule: &'a Rule,
+        plan: &'a RulePlan,
         op: Option<&Compiled>,
         removed: &[Target],
     ) -> Vec<(String, Vec<u8>, Vec<Vec<u8>>)> {
@@ -313,27 +333,22 @@ impl<'a> Tx<'a> {
             // SecAction: always matches.
             return vec![(String::new(), Vec::new(), Vec::new())];
         };
-        let negated = rule.operator.as_ref().is_some_and(|o| o.negated);
-        let transforms = self.transforms(rule);
-        let multi = rule.actions.contains(&Action::MultiMatch);
-        let signature = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            transforms.hash(&mut h);
-            h.finish()
-        };
+        let transforms = &plan.transforms;
         let mut out = Vec::new();
-        for (name, value) in self.resolve(&rule.targets, removed) {
-            if multi {
+        // The variables go through a buffer the transaction keeps, not one per rule.
+        let mut vars = std::mem::take(&mut self.vars);
+        self.resolve(&rule.targets, &plan.targets, removed, &mut vars);
+        for (name, value) in vars.drain(..) {
+            if plan.multi {
                 // Each step is tested: no cache.
                 let mut v: Cow<'_, [u8]> = Cow::Borrowed(&value);
-                let mut result = self.test(op, &v, negated);
-                for t in &transforms {
+                let mut result = self.test(op, &v, plan);
+                for t in transforms {
                     if let Some(next) = transform::apply(t, &v) {
                         v = Cow::Owned(next.into_owned());
                     }
                     if result.is_none() {
-                        result = self.test(op, &v, negated);
+                        result = self.test(op, &v, plan);
                     }
                 }
                 if let Some(caps) = result {
@@ -341,147 +356,203 @@ impl<'a> Tx<'a> {
                 }
                 continue;
             }
-            let v: Rc<[u8]> = match &value {
-                _ if transforms.is_empty() => Rc::from(&value[..]),
+            if transforms.is_empty() {
+                if let Some(caps) = self.test(op, &value, plan) {
+                    out.push((name.full(), value.into_owned(), caps));
+                }
+                continue;
+            }
+            let v: Option<Rc<[u8]>> = match &value {
                 Cow::Borrowed(b) => {
-                    let key = (b.as_ptr() as usize, b.len(), signature);
+                    let key = (b.as_ptr() as usize, b.len(), plan.transforms_id);
                     match self.transformed.get(&key) {
-                        Some(v) => Rc::clone(v),
+                        Some(v) => v.clone(),
                         None => {
-                            let v: Rc<[u8]> = Rc::from(apply_all(&transforms, b).as_ref());
-                            self.transformed.insert(key, Rc::clone(&v));
+                            let v = match apply_all(transforms, b) {
+                                Cow::Borrowed(_) => None,
+                                Cow::Owned(o) => Some(Rc::from(o)),
+                            };
+                            self.transformed.insert(key, v.clone());
                             v
                         }
                     }
                 }
-                Cow::Owned(o) => Rc::from(apply_all(&transforms, o).as_ref()),
+                Cow::Owned(o) => match apply_all(transforms, o) {
+                    Cow::Borrowed(_) => None,
+                    Cow::Owned(t) => Some(Rc::from(t)),
+                },
             };
-            if let Some(caps) = self.test(op, &v, negated) {
+            // `None`: the transformations left the value as it was.
+            let v: &[u8] = v.as_deref().unwrap_or(&value);
+            if let Some(caps) = self.test(op, v, plan) {
                 out.push((name.full(), v.to_vec(), caps));
             }
         }
+        self.vars = vars;
         out
     }
 
-    fn test(&self, op: &Compiled, v: &[u8], negated: bool) -> Option<Vec<Vec<u8>>> {
-        let r = op.matches(v, &|s| self.expand(s));
-        match (r, negated) {
-            (Some(c), false) => Some(c),
-            (None, true) => Some(vec![v.to_vec()]),
-            _ => None,
+    /// Whether `v` passes the operator (negation applied), with the captures a rule
+    /// with `capture` keeps: what matched, or for a negated operator the value. The
+    /// captures are built only when the rule matches.
+    fn test(&self, op: &Compiled, v: &[u8], plan: &RulePlan) -> Option<Vec<Vec<u8>>> {
+        let expand = |s: &str| self.expand(s);
+        if op.is_match(v, &expand) == plan.negated {
+            return None;
         }
-    }
-
-    /// The phase's default transformations and the rule's, `t:none` clearing the ones
-    /// before it.
-    fn transforms<'r>(&self, rule: &'r Rule) -> Vec<&'r str>
-    where
-        'a: 'r,
-    {
-        let phase = rule.phase().unwrap_or(2);
-        let defaults = &self.set.defaults[usize::from(phase.clamp(1, 5) - 1)];
-        let mut out = Vec::new();
-        for a in defaults.iter().chain(&rule.actions) {
-            if let Action::Transform(t) = a {
-                if t == "none" {
-                    out.clear();
-                } else {
-                    out.push(t.as_str());
-                }
-            }
+        if !plan.capture {
+            Some(Vec::new())
+        } else if plan.negated {
+            Some(vec![v.to_vec()])
+        } else {
+            op.matches(v, &expand)
         }
-        out
     }
 
     /// The variables a target list names, exclusions (the rule's, and `removed` from
     /// `ctl` and the policy) taken out. Names are built only for the variables that match
     /// ([`VarName::full`]): most variables of most rules do not.
-    fn resolve<'t>(
+    fn resolve(
         &self,
-        targets: &'t [Target],
+        targets: &'a [Target],
+        plans: &'a [TargetPlan],
         removed: &[Target],
-    ) -> Vec<(VarName<'t, 'a>, Cow<'a, [u8]>)> {
-        let excluded: Vec<&Target> = targets
-            .iter()
-            .filter(|t| t.exclude)
-            .chain(removed)
-            .collect();
-        let mut out = Vec::new();
-        for t in targets.iter().filter(|t| !t.exclude) {
-            let vars = self.lookup(&t.collection, &t.selector);
-            let kept = vars.into_iter().filter(|(k, _)| {
-                !excluded
-                    .iter()
-                    .any(|x| x.collection == t.collection && selects(&x.selector, k))
+        out: &mut Vec<(VarName<'a, 'a>, Cow<'a, [u8]>)>,
+    ) {
+        // A target's plan, if the rule's plan has one for it (it has one per target).
+        let plan = |i: usize| -> &'a TargetPlan { plans.get(i).unwrap_or(&NO_PLAN) };
+        let has_exclusions = !removed.is_empty() || targets.iter().any(|t| t.exclude);
+        for (i, t) in targets.iter().enumerate().filter(|(_, t)| !t.exclude) {
+            let mut n = 0usize;
+            self.lookup_each(&t.collection, &t.selector, plan(i), &mut |k, v| {
+                let excluded = has_exclusions
+                    && (targets.iter().enumerate().any(|(j, x)| {
+                        x.exclude
+                            && x.collection == t.collection
+                            && selects(&x.selector, plan(j), &k)
+                    }) || removed.iter().any(|x| {
+                        x.collection == t.collection && selects(&x.selector, &NO_PLAN, &k)
+                    }));
+                if excluded {
+                    return;
+                }
+                if t.count {
+                    n += 1;
+                } else {
+                    out.push((VarName::Var(&t.collection, k), v));
+                }
             });
             if t.count {
-                let n = kept.count();
-                out.push((
-                    VarName::Count(&t.collection),
-                    Cow::Owned(n.to_string().into_bytes()),
-                ));
-            } else {
-                out.extend(kept.map(|(k, v)| (VarName::Var(&t.collection, k), v)));
+                let n: Cow<'a, [u8]> = match SMALL_COUNTS.get(n) {
+                    Some(digits) => Cow::Borrowed(digits),
+                    None => Cow::Owned(n.to_string().into_bytes()),
+                };
+                out.push((VarName::Count(&t.collection), n));
             }
         }
-        out
     }
 
     /// The (key, value) pairs of a collection a selector picks: the request's values
     /// borrowed, the transaction's copied.
     fn lookup(&self, collection: &str, sel: &Selector) -> Vec<(Cow<'a, str>, Cow<'a, [u8]>)> {
-        let owned = |pairs: Vec<(String, Vec<u8>)>| -> Vec<(Cow<'a, str>, Cow<'a, [u8]>)> {
-            pairs
-                .into_iter()
-                .filter(|(k, _)| selects(sel, k))
-                .map(|(k, v)| (Cow::Owned(k), Cow::Owned(v)))
-                .collect()
+        let mut out = Vec::new();
+        self.lookup_each(collection, sel, &NO_PLAN, &mut |k, v| out.push((k, v)));
+        out
+    }
+
+    /// [`Tx::lookup`] handing each pair to `f` in order, with the target's plan.
+    fn lookup_each(
+        &self,
+        collection: &str,
+        sel: &Selector,
+        plan: &'a TargetPlan,
+        f: &mut dyn FnMut(Cow<'a, str>, Cow<'a, [u8]>),
+    ) {
+        let source = match plan.source {
+            Source::Unplanned => crate::plan::source(collection),
+            s => s,
         };
-        match collection {
+        let pairs: Option<&'a Pairs> = match source {
             // Transaction keys are kept in lower case (`setvar` and the policy lower-case
             // them), so one key is a map lookup rather than a walk of the whole map.
-            "TX" => match sel {
-                Selector::Key(want) => {
-                    let want = want.to_ascii_lowercase();
-                    self.tx
-                        .get_key_value(&want)
-                        .map(|(k, v)| (Cow::Owned(k.clone()), Cow::Owned(v.clone())))
-                        .into_iter()
-                        .collect()
+            Source::Tx => {
+                match sel {
+                    Selector::Key(want) => match &plan.tx_key {
+                        // The key found is the planned key: borrowed from the plan.
+                        Some(k) => {
+                            if let Some(v) = self.tx.get(k.as_str()) {
+                                f(Cow::Borrowed(k.as_str()), Cow::Owned(v.clone()));
+                            }
+                        }
+                        None => {
+                            let want = want.to_ascii_lowercase();
+                            if let Some((k, v)) = self.tx.get_key_value(&want) {
+                                f(Cow::Owned(k.clone()), Cow::Owned(v.clone()));
+                            }
+                        }
+                    },
+                    _ => {
+                        for (k, v) in self.tx.iter().filter(|(k, _)| selects(sel, plan, k)) {
+                            f(Cow::Owned(k.clone()), Cow::Owned(v.clone()));
+                        }
+                    }
                 }
-                _ => owned(
-                    self.tx
-                        .iter()
-                        .filter(|(k, _)| selects(sel, k))
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect(),
-                ),
-            },
-            "MATCHED_VAR" => vec![(Cow::Borrowed(""), Cow::Owned(self.matched_var.1.clone()))],
-            "MATCHED_VAR_NAME" => vec![(
-                Cow::Borrowed(""),
-                Cow::Owned(self.matched_var.0.clone().into_bytes()),
-            )],
-            "MATCHED_VARS" => owned(self.matched_vars.clone()),
-            "MATCHED_VARS_NAMES" => owned(
-                self.matched_vars
-                    .iter()
-                    .map(|(n, _)| (n.clone(), n.clone().into_bytes()))
-                    .collect(),
-            ),
-            c => {
-                let req: &'a Request = self.req;
-                req.vars
-                    .get(c)
-                    .map(|pairs| {
-                        pairs
-                            .iter()
-                            .filter(|(k, _)| selects(sel, k))
-                            .map(|(k, v)| (Cow::Borrowed(k.as_str()), Cow::Borrowed(v.as_slice())))
-                            .collect()
-                    })
-                    .unwrap_or_default()
+                return;
             }
+            Source::MatchedVar => {
+                f(Cow::Borrowed(""), Cow::Owned(self.matched_var.1.clone()));
+                return;
+            }
+            Source::MatchedVarName => {
+                f(
+                    Cow::Borrowed(""),
+                    Cow::Owned(self.matched_var.0.clone().into_bytes()),
+                );
+                return;
+            }
+            Source::MatchedVars => {
+                for (n, v) in self
+                    .matched_vars
+                    .iter()
+                    .filter(|(k, _)| selects(sel, plan, k))
+                {
+                    f(Cow::Owned(n.clone()), Cow::Owned(v.clone()));
+                }
+                return;
+            }
+            Source::MatchedVarsNames => {
+                for (n, _) in self
+                    .matched_vars
+                    .iter()
+                    .filter(|(k, _)| selects(sel, plan, k))
+                {
+                    f(Cow::Owned(n.clone()), Cow::Owned(n.clone().into_bytes()));
+                }
+                return;
+            }
+            Source::Request(i) => self.collection(i),
+            Source::Other | Source::Unplanned => {
+                let req: &'a Request = self.req;
+                req.vars.get(collection).map(Vec::as_slice)
+            }
+        };
+        for (k, v) in pairs.into_iter().flatten() {
+            if selects(sel, plan, k) {
+                f(Cow::Borrowed(k.as_str()), Cow::Borrowed(v.as_slice()));
+            }
+        }
+    }
+
+    /// The request's collection at position `i` of [`COLLECTIONS`].
+    fn collection(&self, i: usize) -> Option<&'a Pairs> {
+        let req: &'a Request = self.req;
+        let find = || {
+            let name = COLLECTIONS.get(i)?;
+            req.vars.get(*name).map(Vec::as_slice)
+        };
+        match self.collections.get(i) {
+            Some(cell) => *cell.get_or_init(find),
+            None => find(),
         }
     }
 
@@ -499,22 +570,24 @@ impl<'a> Tx<'a> {
     /// `setvar:tx.name=value`, `=+n`, `=-n`, `!tx.name`; other collections (ip,
     /// global: persistent across requests in ModSecurity) are not kept.
     fn setvar(&mut self, spec: &str) {
-        let spec = self.expand(spec);
+        let spec: Cow<'_, str> = if spec.contains("%{") {
+            Cow::Owned(self.expand(spec))
+        } else {
+            Cow::Borrowed(spec)
+        };
         let (delete, spec) = match spec.strip_prefix('!') {
             Some(s) => (true, s),
-            None => (false, spec.as_str()),
+            None => (false, spec.as_ref()),
         };
         let (name, value) = spec.split_once('=').unwrap_or((spec, ""));
-        let Some(key) = name
-            .trim()
-            .to_ascii_lowercase()
-            .strip_prefix("tx.")
-            .map(str::to_owned)
-        else {
-            return;
+        let name = name.trim();
+        // `tx.` in any case, the rest lower-cased (ASCII only: the positions stay).
+        let key = match (name.get(..3), name.get(3..)) {
+            (Some(prefix), Some(rest)) if prefix.eq_ignore_ascii_case("tx.") => lower(rest),
+            _ => return,
         };
         if delete {
-            self.tx.remove(&key);
+            self.tx.remove(key.as_ref());
             return;
         }
         let num = |b: &[u8]| {
@@ -523,18 +596,21 @@ impl<'a> Tx<'a> {
                 .and_then(|s| s.trim().parse::<i64>().ok())
                 .unwrap_or(0)
         };
+        let current = || num(self.tx.get(key.as_ref()).map_or(&[][..], Vec::as_slice));
         let new = if let Some(n) = value.strip_prefix('+') {
-            (num(self.tx.get(&key).map_or(&[][..], Vec::as_slice)) + num(n.as_bytes()))
-                .to_string()
-                .into_bytes()
+            (current() + num(n.as_bytes())).to_string().into_bytes()
         } else if let Some(n) = value.strip_prefix('-') {
-            (num(self.tx.get(&key).map_or(&[][..], Vec::as_slice)) - num(n.as_bytes()))
-                .to_string()
-                .into_bytes()
+            (current() - num(n.as_bytes())).to_string().into_bytes()
         } else {
             value.as_bytes().to_vec()
         };
-        self.tx.insert(key, new);
+        // An existing key keeps its string; a new one is copied.
+        match self.tx.get_mut(key.as_ref()) {
+            Some(slot) => *slot = new,
+            None => {
+                self.tx.insert(key.into_owned(), new);
+            }
+        }
     }
 
     fn ctl(&mut self, option: &str, value: &str) {
@@ -593,27 +669,41 @@ impl<'a> Tx<'a> {
         out
     }
 
-    fn macro_value(&self, name: &str) -> Vec<u8> {
+    fn macro_value(&self, name: &str) -> Cow<'_, [u8]> {
         let (coll, key) = match name.split_once('.') {
-            Some((c, k)) => (c.to_ascii_uppercase(), Some(k)),
-            None => (name.to_ascii_uppercase(), None),
+            Some((c, k)) => (c, Some(k)),
+            None => (name, None),
         };
-        match (coll.as_str(), key) {
-            ("TX", Some(k)) => self
+        // The collection's name in any case.
+        let is = |c: &str| coll.eq_ignore_ascii_case(c);
+        match key {
+            Some(k) if is("TX") => self
                 .tx
-                .get(&k.to_ascii_lowercase())
-                .cloned()
-                .unwrap_or_default(),
-            ("MATCHED_VAR", None) => self.matched_var.1.clone(),
-            ("MATCHED_VAR_NAME", None) => self.matched_var.0.clone().into_bytes(),
-            ("RULE", Some(_)) => Vec::new(),
-            (c, k) => self
-                .lookup(c, &k.map_or(Selector::All, |k| Selector::Key(k.to_owned())))
+                .get(lower(k).as_ref())
+                .map_or(Cow::Borrowed(&[][..]), |v| Cow::Borrowed(v.as_slice())),
+            None if is("MATCHED_VAR") => Cow::Borrowed(self.matched_var.1.as_slice()),
+            None if is("MATCHED_VAR_NAME") => Cow::Borrowed(self.matched_var.0.as_bytes()),
+            Some(_) if is("RULE") => Cow::Borrowed(&[][..]),
+            k => Cow::Owned(
+                self.lookup(
+                    &coll.to_ascii_uppercase(),
+                    &k.map_or(Selector::All, |k| Selector::Key(k.to_owned())),
+                )
                 .into_iter()
                 .next()
                 .map(|(_, v)| v.into_owned())
                 .unwrap_or_default(),
+            ),
         }
+    }
+}
+
+/// `s` in ASCII lower case, copied only if it has upper-case letters.
+fn lower(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
     }
 }
 
@@ -628,29 +718,49 @@ impl VarName<'_, '_> {
     fn full(&self) -> String {
         match self {
             VarName::Var(c, k) if k.is_empty() => (*c).to_owned(),
-            VarName::Var(c, k) => format!("{c}:{k}"),
-            VarName::Count(c) => format!("&{c}"),
+            VarName::Var(c, k) => {
+                let mut s = String::with_capacity(c.len() + 1 + k.len());
+                s.push_str(c);
+                s.push(':');
+                s.push_str(k);
+                s
+            }
+            VarName::Count(c) => {
+                let mut s = String::with_capacity(1 + c.len());
+                s.push('&');
+                s.push_str(c);
+                s
+            }
         }
     }
 }
 
-/// `value` through every transformation of `transforms` in order.
-fn apply_all<'v>(transforms: &[&str], value: &'v [u8]) -> Cow<'v, [u8]> {
+/// `value` through every transformation of `transforms` in order (borrowed while none
+/// changes it).
+fn apply_all<'v>(transforms: &[String], value: &'v [u8]) -> Cow<'v, [u8]> {
     let mut v: Cow<'v, [u8]> = Cow::Borrowed(value);
     for t in transforms {
-        if let Some(next) = transform::apply(t, &v) {
-            v = Cow::Owned(next.into_owned());
-        }
+        let next = match transform::apply(t, &v) {
+            // The whole input borrowed back: unchanged.
+            Some(Cow::Borrowed(b)) if b.len() == v.len() => continue,
+            Some(next) => next.into_owned(),
+            None => continue,
+        };
+        v = Cow::Owned(next);
     }
     v
 }
 
-/// A rule's CRS paranoia level, from its `paranoia-level/N` tag (0 without one).
-fn paranoia(rule: &Rule) -> u8 {
-    rule.tags()
-        .find_map(|t| t.strip_prefix("paranoia-level/")?.parse().ok())
-        .unwrap_or(0)
-}
+/// The counts a `&` target most often yields, as text.
+const SMALL_COUNTS: [&[u8]; 10] = [b"0", b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"8", b"9"];
+
+/// The plan of a target without one (a removed target, a macro's lookup): its key
+/// lower-cased and its regex compiled (once per thread) when used.
+static NO_PLAN: TargetPlan = TargetPlan {
+    source: Source::Unplanned,
+    tx_key: None,
+    regex: None,
+};
 
 thread_local! {
     /// Selector regexes, compiled once per thread (a rule set has a few dozen).
@@ -659,20 +769,20 @@ thread_local! {
 }
 
 /// Whether `sel` picks the key `k` (keys compare case-insensitively, as ModSecurity's
-/// collections do).
-fn selects(sel: &Selector, k: &str) -> bool {
+/// collections do), with the regex the target's plan compiled if it has one.
+fn selects(sel: &Selector, plan: &TargetPlan, k: &str) -> bool {
     match sel {
         Selector::All => true,
         Selector::Key(want) => want.eq_ignore_ascii_case(k),
+        Selector::Regex(_) if plan.regex.is_some() => {
+            plan.regex.as_ref().is_some_and(|r| r.is_match(k))
+        }
         Selector::Regex(re) => SELECTORS.with(|cache| {
             let mut cache = cache.borrow_mut();
             if let Some(r) = cache.get(re) {
                 return r.as_ref().is_some_and(|r| r.is_match(k));
             }
-            let r = regex::RegexBuilder::new(re)
-                .case_insensitive(true)
-                .build()
-                .ok();
+            let r = crate::plan::selector_regex(re);
             let m = r.as_ref().is_some_and(|r| r.is_match(k));
             cache.insert(re.clone(), r);
             m

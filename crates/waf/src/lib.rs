@@ -9,6 +9,8 @@
 //! - [`operator`]: the operators, compiled when a rule loads (`@rx` in linear time).
 //! - [`transform`]: the transformations (`t:`), bytes to bytes, as ModSecurity v2 has
 //!   them.
+//! - [`plan`]: a chain's compiled form (metadata, transformation lists, selector
+//!   regexes), worked out when rules load so the engine does not per request.
 //! - [`load`]: a rule set from its files (crs-setup, then the rules in order), the
 //!   directives that change rules defined before them, and errors with file and line.
 //! - [`engine`]: a rule set run over one request's variables (phases, chains,
@@ -19,6 +21,7 @@ pub mod engine;
 pub mod load;
 pub mod model;
 pub mod operator;
+pub mod plan;
 pub mod request;
 pub mod seclang;
 pub mod transform;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::model::{parse_actions, parse_targets, sec_action, sec_rule, Action, Rule};
 use crate::operator::Compiled;
+use crate::plan::{self, ChainPlan, Interner};
 use crate::seclang::directives;
 
 /// The directives a rule file may use.
@@ -44,8 +45,11 @@ impl fmt::Display for LoadError {
     }
 }
 
-/// A rule with the rules `chain`ed to it, where it was defined, and each one's compiled
-/// operator (the rule's first, then its links'; `None` for `SecAction`).
+/// A rule with the rules `chain`ed to it, where it was defined, each one's compiled
+/// operator (the rule's first, then its links'; `None` for `SecAction`), and the plan the
+/// engine runs it by. The plan is rebuilt by [`RuleSet::add_text`] whenever a directive
+/// changes the chain or a `SecDefaultAction`: change rules through directives, not by
+/// editing these fields.
 #[derive(Clone, Debug)]
 pub struct Chain {
     pub rule: Rule,
@@ -53,6 +57,9 @@ pub struct Chain {
     pub ops: Vec<Option<Arc<Compiled>>>,
     pub file: PathBuf,
     pub line: usize,
+    pub(crate) plan: Box<ChainPlan>,
+    /// The plan no longer says what the rules say.
+    stale: bool,
 }
 
 /// One entry of a rule set, in order.
@@ -70,6 +77,8 @@ pub struct RuleSet {
     pub defaults: [Vec<Action>; 5],
     /// `SecComponentSignature`s.
     pub components: Vec<String>,
+    /// What the chains' plans share.
+    interner: Interner,
 }
 
 impl RuleSet {
@@ -95,8 +104,33 @@ impl RuleSet {
         })
     }
 
-    /// Adds the directives of `text`, read from `file`.
+    /// Adds the directives of `text`, read from `file`, and brings the chains' plans up
+    /// to date (also when a directive fails, so the set stays runnable).
     pub fn add_text(&mut self, file: &Path, text: &str) -> Result<(), LoadError> {
+        let r = self.add_directives(file, text);
+        self.replan();
+        r
+    }
+
+    /// Rebuilds the plans of the chains marked stale.
+    fn replan(&mut self) {
+        let Self {
+            entries,
+            defaults,
+            interner,
+            ..
+        } = self;
+        for e in entries {
+            if let Entry::Chain(c) = e {
+                if c.stale {
+                    *c.plan = plan::chain(&c.rule, &c.links, defaults, interner);
+                    c.stale = false;
+                }
+            }
+        }
+    }
+
+    fn add_directives(&mut self, file: &Path, text: &str) -> Result<(), LoadError> {
         let err = |line: usize, message: String| LoadError {
             file: file.to_owned(),
             line,
@@ -173,6 +207,8 @@ impl RuleSet {
                                 ops: vec![op],
                                 file: file.to_owned(),
                                 line: d.line,
+                                plan: Box::default(),
+                                stale: true,
                             };
                             if chained {
                                 open = Some(c);
@@ -197,6 +233,12 @@ impl RuleSet {
                         })
                         .ok_or_else(|| err(d.line, "SecDefaultAction needs a phase".into()))?;
                     self.defaults[usize::from(phase - 1)] = actions;
+                    // Every chain's transformations and `block` may read the defaults.
+                    for e in &mut self.entries {
+                        if let Entry::Chain(c) = e {
+                            c.stale = true;
+                        }
+                    }
                 }
                 "SecComponentSignature" => {
                     want(1..=1)?;
@@ -255,6 +297,7 @@ impl RuleSet {
                         };
                         if hit {
                             c.rule.targets.extend(targets.iter().cloned());
+                            c.stale = true;
                         }
                     }
                 }
@@ -267,6 +310,7 @@ impl RuleSet {
                         let Entry::Chain(c) = e else { continue };
                         if c.rule.id().is_some_and(|id| in_ranges(&ids, id)) {
                             update_actions(&mut c.rule, &actions);
+                            c.stale = true;
                         }
                     }
                 }

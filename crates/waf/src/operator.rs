@@ -109,6 +109,33 @@ impl Compiled {
         })
     }
 
+    /// Whether `value` matches (before negation), as [`Compiled::matches`] says, without
+    /// building the captures: `@rx` runs without capture groups, `@pm` and `@detectSQLi`
+    /// without copying what they found.
+    pub fn is_match(&self, value: &[u8], expand: &dyn Fn(&str) -> String) -> bool {
+        match self {
+            Compiled::Rx(re) => re.is_match(value),
+            Compiled::Pm(ac) => ac.is_match(value),
+            Compiled::Compare { op, arg } => {
+                if arg.contains("%{") {
+                    compare(*op, value, expand(arg).as_bytes())
+                } else {
+                    compare(*op, value, arg.as_bytes())
+                }
+            }
+            Compiled::ByteRange(allowed) => value.iter().any(|b| !allowed[usize::from(*b)]),
+            Compiled::ValidateUrlEncoding => bad_url_encoding(value),
+            Compiled::ValidateUtf8 => std::str::from_utf8(value).is_err(),
+            Compiled::Unconditional => true,
+            Compiled::DetectSqli => libinjectionrs::detect_sqli(value).is_injection(),
+            Compiled::DetectXss => libinjectionrs::detect_xss(value).is_injection(),
+            Compiled::Inert => false,
+            Compiled::Fancy(_) | Compiled::RxMacro(_) | Compiled::IpMatch(_) => {
+                self.matches(value, expand).is_some()
+            }
+        }
+    }
+
     /// Whether `value` matches (before negation), with captures; `expand` expands the
     /// macros of a text argument.
     pub fn matches(&self, value: &[u8], expand: &dyn Fn(&str) -> String) -> Option<Captures> {
@@ -142,14 +169,7 @@ impl Compiled {
             Compiled::Pm(ac) => ac
                 .find(value)
                 .map(|m| vec![value[m.start()..m.end()].to_vec()]),
-            Compiled::Compare { op, arg } => {
-                let arg = if arg.contains("%{") {
-                    expand(arg)
-                } else {
-                    arg.clone()
-                };
-                compare(*op, value, arg.as_bytes()).then(|| vec![value.to_vec()])
-            }
+            Compiled::Compare { .. } => self.is_match(value, expand).then(|| vec![value.to_vec()]),
             Compiled::ByteRange(allowed) => value
                 .iter()
                 .any(|b| !allowed[usize::from(*b)])
@@ -329,6 +349,42 @@ fn push_char(out: &mut String, c: char) {
 
 /// ModSecurity's number: leading blanks, a sign, digits; anything else is 0.
 fn number(v: &[u8]) -> i64 {
+    if !v.is_ascii() {
+        return number_text(v);
+    }
+    // ASCII (almost every value): the same reading without a `str`.
+    let start = v
+        .iter()
+        .position(|b| !matches!(b, b'\t'..=b'\r' | b' '))
+        .unwrap_or(v.len());
+    let v = &v[start..];
+    let (negative, digits) = match v.first() {
+        Some(b'-') => (true, &v[1..]),
+        Some(b'+') => (false, &v[1..]),
+        _ => (false, v),
+    };
+    let n = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+    if n == 0 {
+        return 0;
+    }
+    // Accumulated towards the sign so that i64::MIN reads; an overflow is 0 (as a
+    // failed parse).
+    digits[..n]
+        .iter()
+        .try_fold(0i64, |acc, d| {
+            let d = i64::from(d - b'0');
+            let acc = acc.checked_mul(10)?;
+            if negative {
+                acc.checked_sub(d)
+            } else {
+                acc.checked_add(d)
+            }
+        })
+        .unwrap_or(0)
+}
+
+/// [`number`] read through `str` (its definition; any input).
+fn number_text(v: &[u8]) -> i64 {
     let s = std::str::from_utf8(v).unwrap_or("").trim_start();
     let end = s
         .char_indices()
@@ -451,6 +507,34 @@ mod tests {
         op(text)
             .matches(value.as_bytes(), &|s| s.replace("%{tx.n}", "5"))
             .is_some()
+    }
+
+    #[test]
+    fn numbers_read_bytewise_as_through_text() {
+        let cases: &[&[u8]] = &[
+            b"",
+            b"0",
+            b"42",
+            b" \t\n\x0b\x0c\r7x",
+            b"-5",
+            b"+5",
+            b"-",
+            b"+",
+            b"--1",
+            b"5-",
+            b"9223372036854775807",
+            b"9223372036854775808",
+            b"-9223372036854775808",
+            b"-9223372036854775809",
+            b"00012",
+            b" - 3",
+            b"\x1c5",
+            b"12.5",
+            b"abc",
+        ];
+        for v in cases {
+            assert_eq!(number(v), number_text(v), "{v:?}");
+        }
     }
 
     #[test]

@@ -8,6 +8,14 @@ use std::borrow::Cow;
 /// Applies the transformation `name` (one of [`crate::model::TRANSFORMS`]); `None` for
 /// a name the engine does not know, which the loader has refused already.
 pub fn apply<'a>(name: &str, v: &'a [u8]) -> Option<Cow<'a, [u8]>> {
+    if unchanged(name, v) {
+        return Some(Cow::Borrowed(v));
+    }
+    run(name, v)
+}
+
+/// [`apply`] without the shortcut of [`unchanged`].
+fn run<'a>(name: &str, v: &'a [u8]) -> Option<Cow<'a, [u8]>> {
     let owned = |x: Vec<u8>| Some(Cow::Owned(x));
     match name {
         "none" => Some(Cow::Borrowed(v)),
@@ -45,6 +53,23 @@ pub fn apply<'a>(name: &str, v: &'a [u8]) -> Option<Cow<'a, [u8]>> {
                 .to_vec(),
         ),
         _ => None,
+    }
+}
+
+/// Whether the transformation `name` leaves `v` as it is, seen without running it:
+/// nothing it would decode, fold or remove is there (most values of most requests).
+fn unchanged(name: &str, v: &[u8]) -> bool {
+    let none = |f: fn(&u8) -> bool| !v.iter().any(f);
+    match name {
+        "lowercase" => none(u8::is_ascii_uppercase),
+        "uppercase" => none(u8::is_ascii_lowercase),
+        "urlDecode" | "urlDecodeUni" => none(|b| *b == b'%' || *b == b'+'),
+        "htmlEntityDecode" => none(|b| *b == b'&'),
+        "jsDecode" | "cssDecode" => none(|b| *b == b'\\'),
+        "removeNulls" | "replaceNulls" => none(|b| *b == 0),
+        "removeWhitespace" | "compressWhitespace" => none(|b| is_space(*b)),
+        "utf8toUnicode" => v.is_ascii(),
+        _ => false,
     }
 }
 
@@ -576,6 +601,30 @@ mod tests {
 
     fn t(name: &str, input: &str) -> Vec<u8> {
         apply(name, input.as_bytes()).unwrap().into_owned()
+    }
+
+    #[test]
+    fn values_left_unchanged_without_running_are_those_the_transformation_keeps() {
+        let values: &[&[u8]] = &[
+            b"",
+            b"plain",
+            b"Mixed Case",
+            b"a%41+b",
+            b"x&amp;y",
+            b"a\\x41\\",
+            b"nul\0here",
+            b" \t spaced \xa0",
+            "caf\u{e9}".as_bytes(),
+            b"\xff\xfe",
+            b"/a/./b/../c",
+        ];
+        for name in crate::model::TRANSFORMS {
+            for v in values {
+                if unchanged(name, v) {
+                    assert_eq!(run(name, v).unwrap().as_ref(), *v, "t:{name} on {v:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -597,10 +597,18 @@ impl<'a> Tx<'a> {
                 .unwrap_or(0)
         };
         let current = || num(self.tx.get(key.as_ref()).map_or(&[][..], Vec::as_slice));
+        // Saturating: a macro may bring request data into the sum (`=+%{MATCHED_VAR}`),
+        // and an overflow must neither panic nor wrap a score to a small number.
         let new = if let Some(n) = value.strip_prefix('+') {
-            (current() + num(n.as_bytes())).to_string().into_bytes()
+            current()
+                .saturating_add(num(n.as_bytes()))
+                .to_string()
+                .into_bytes()
         } else if let Some(n) = value.strip_prefix('-') {
-            (current() - num(n.as_bytes())).to_string().into_bytes()
+            current()
+                .saturating_sub(num(n.as_bytes()))
+                .to_string()
+                .into_bytes()
         } else {
             value.as_bytes().to_vec()
         };

@@ -75,6 +75,27 @@ fn crs_3_loads_unmodified() {
 }
 
 /// One changed byte in a real rule file fails the load with its file and line.
+/// `setvar:tx.x=+%{MATCHED_VAR}` sums what the request sent: past i64's range it stays
+/// at the limit (no panic in a debug build, no wrap to a negative score in release).
+#[test]
+fn setvar_arithmetic_on_request_data_saturates() {
+    use rampart_waf::engine::{inspect, Mode};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sum.conf");
+    std::fs::write(
+        &file,
+        "SecRule ARGS \"@rx ^[0-9]+$\" \"id:10,phase:2,pass,setvar:'tx.sum=+%{MATCHED_VAR}'\"\n\
+         SecRule TX:sum \"@eq 9223372036854775807\" \"id:11,phase:2,deny,status:403\"\n",
+    )
+    .unwrap();
+    let set = RuleSet::load(&[file]).unwrap();
+    let big = i64::MAX;
+    let uri = format!("/sum?a={big}&b={big}");
+    let out = inspect(&set, &request("GET", &uri, &[], ""), Mode::On);
+    assert_eq!(out.block, Some(403), "{:?}", out.hits);
+    assert_eq!(out.decided_by, Some(11));
+}
+
 #[test]
 fn a_rule_file_with_an_unsupported_operator_names_file_and_line() {
     let Some(files) = crs_files("v4.28.0") else {

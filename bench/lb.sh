@@ -360,19 +360,7 @@ for t in client_body proxy fastcgi uwsgi scgi; do
     fi
 done
 # The measured server block's proxying, the same in its full-handshake copy.
-NGINX_PROXY=$(cat <<EOF
-        location / {
-            proxy_pass http://web;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host \$host;
-            proxy_set_header X-Forwarded-For \$remote_addr;
-            proxy_set_header X-Forwarded-Proto \$scheme;
-            proxy_set_header X-Forwarded-Host \$host;
-            proxy_set_header Forwarded "for=\$remote_addr;proto=\$scheme;host=\"\$host\"";
-        }
-EOF
-)
+NGINX_PROXY=$(nginx_proxy_location)
 cat >"$WORK/nginx/conf/nginx.conf" <<EOF
 $NGINX_USER
 worker_processes 1;

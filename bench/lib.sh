@@ -43,3 +43,21 @@ install_missing() {
     fi
     return "$status"
 }
+
+# The nginx `location /` that proxies to `upstream web` with the headers rampart's load
+# balancer adds (X-Forwarded-*, Forwarded), over kept-alive HTTP/1.1; the same for every
+# nginx peer (bench/lb.sh, bench/waf.sh). Printed with 8 spaces of indent.
+nginx_proxy_location() {
+    cat <<'EOF_NGINX'
+        location / {
+            proxy_pass http://web;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $host;
+            proxy_set_header Forwarded "for=$remote_addr;proto=$scheme;host=\"$host\"";
+        }
+EOF_NGINX
+}

@@ -453,16 +453,7 @@ $temp
         server_name www.foobar.com foobar.com;
 $modsec
         add_header Strict-Transport-Security "$HSTS" always;
-        location / {
-            proxy_pass http://web;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host \$host;
-            proxy_set_header X-Forwarded-For \$remote_addr;
-            proxy_set_header X-Forwarded-Proto \$scheme;
-            proxy_set_header X-Forwarded-Host \$host;
-            proxy_set_header Forwarded "for=\$remote_addr;proto=\$scheme;host=\"\$host\"";
-        }
+$(nginx_proxy_location)
     }
 }
 EOF

@@ -241,6 +241,72 @@ mod tests {
         assert_eq!(got, [(0x7f40, 0x7f50)]);
     }
 
+    /// `page_out` on a file mapping this test controls (written, synced, mapped by no one
+    /// else): the pages stop being resident, and reading them again gives the same bytes.
+    #[test]
+    fn paging_out_a_clean_file_mapping_drops_it_and_keeps_its_contents() {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        const LEN: usize = 1 << 20;
+        let dir = std::env::temp_dir().join(format!("rampart-sys-pageout-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("data");
+        let bytes: Vec<u8> = (0..LEN).map(|i| (i % 251) as u8).collect();
+        let mut f = std::fs::File::create(&path).unwrap();
+        f.write_all(&bytes).unwrap();
+        f.sync_all().unwrap();
+        drop(f);
+        let f = std::fs::File::open(&path).unwrap();
+        // SAFETY: a fresh read-only private mapping of a file this test owns, unmapped
+        // below; nothing else refers to the range.
+        #[allow(unsafe_code)]
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                LEN,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                f.as_raw_fd(),
+                0,
+            )
+        };
+        assert_ne!(addr, libc::MAP_FAILED);
+        let start = addr as usize;
+        // SAFETY: the mapping above, LEN bytes, readable, alive until munmap below.
+        #[allow(unsafe_code)]
+        let view = unsafe { std::slice::from_raw_parts(addr as *const u8, LEN) };
+        let resident_kib = || {
+            let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+            let head = format!("{start:x}-");
+            let mut lines = smaps.lines().skip_while(|l| !l.starts_with(&head));
+            lines.next().unwrap();
+            let rss = lines.find(|l| l.starts_with("Rss:")).unwrap();
+            rss.split_whitespace()
+                .nth(1)
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        };
+        assert!(view == &bytes[..]);
+        let before = resident_kib();
+        page_out(start, LEN).unwrap();
+        let after = resident_kib();
+        assert!(view == &bytes[..], "contents changed after MADV_PAGEOUT");
+        // SAFETY: unmaps exactly the mapping made above; `view` is not used after.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::munmap(addr, LEN) };
+        assert_eq!(rc, 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            before >= 512,
+            "only {before} kB resident after reading 1 MiB"
+        );
+        assert!(
+            after < before / 2,
+            "Rss {before} kB before MADV_PAGEOUT, {after} kB after"
+        );
+    }
+
     #[test]
     #[allow(clippy::disallowed_methods)] // a short sleep between tries, in a test
     fn releasing_startup_code_unmaps_it_and_the_code_still_runs() {

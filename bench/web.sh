@@ -191,15 +191,29 @@ cleanup() {
 trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM
 
+CLIENT_TICKS=0 # CPU ticks of the last command run_bounded ran (with its children)
+
 run_bounded() { # out limit-seconds cmd...: run in the background (so traps can stop it), wait
-    local out=$1 limit=$2 rc=0 pid
+    local out=$1 limit=$2 rc=0 pid c0
     shift 2
+    c0=$(reaped_ticks)
     timeout --kill-after=5 "$limit" "$@" >"$out" 2>&1 &
     pid=$!
     LIVE[$pid]=$1
     wait "$pid" || rc=$?
     unset "LIVE[$pid]"
+    CLIENT_TICKS=$(($(reaped_ticks) - c0))
     return "$rc"
+}
+
+reaped_ticks() { # -> this script's reaped children's CPU (cutime+cstime), in clock ticks
+    # Read in this shell, with no fork, so that only run_bounded's command (timeout, and
+    # the wrk or sysbench it waited for) is reaped between two readings.
+    local line
+    local -a fields
+    read -r line <"/proc/$$/stat"
+    read -ra fields <<<"${line##*) }"
+    echo $((fields[13] + fields[14]))
 }
 
 proc_ticks() { # pid -> utime+stime of the process (all its threads), in clock ticks; - if gone
@@ -311,6 +325,8 @@ svc() { # host service jq-path -> value from status.json
         "$RUN_DIR/status.json"
 }
 addr() { jq -r --arg h "$1" '.hosts[] | select(.name == $h) | .addresses[0] // empty' "$RUN_DIR/status.json"; }
+# Every service's pid and name, for naming the processes in the "rest" of each run.
+jq -r '.hosts[] | .services[] | select(.pid != null) | "\(.pid) \(.name)"' "$RUN_DIR/status.json" >"$WORK/svc-pids"
 
 declare -A PID=() ADMIN=()
 PROCS=(lb1 web1 web2 db2 db1)
@@ -780,6 +796,52 @@ snapshot() { # -> "t busy steal total ticks(lb1) ticks(web1) ... ticks(haproxy) 
     echo "$line"
 }
 
+# Where the "rest" goes: a table of every process before and after a run, and the
+# difference grouped by what each process is. The topology's own services are named from
+# `rampart status --json` (they are all "rampart" by comm); kernel threads by their comm up
+# to the "/" ("kernel:ksoftirqd"); anything else by its comm. CPU of processes that
+# started and exited within the run (other than the client) is not in either table: it
+# stays in the "unaccounted" line, with softirq work done while a CPU was idle.
+proc_table() { # -> "pid starttime ticks label" for every process now
+    local f line comm label
+    local -a fields
+    for f in /proc/[0-9]*/stat; do
+        { read -r line <"$f"; } 2>/dev/null || continue
+        comm=${line#*(}
+        comm=${comm%) *}
+        read -ra fields <<<"${line##*) }"
+        # flags (field 9, index 6): PF_KTHREAD is 0x00200000.
+        if ((fields[6] & 0x00200000)); then label="kernel:${comm%%/*}"; else label=${comm//[[:space:]]/_}; fi
+        echo "${line%% *} ${fields[19]} $((fields[11] + fields[12])) $label"
+    done
+}
+
+declare -A REST_LABELS=() # "kind label" -> 1, for every label some run's split had
+declare -A REST_ORDER=() # kind -> the labels of its rest to print, largest first
+
+rest_split() { # kind round count table0 table1 own-name...: R[kind.rest:label@round] in us/req
+    local kind=$1 r=$2 count=$3 t0=$4 t1=$5 h p st label ticks
+    shift 5
+    : >"$WORK/rest-own"
+    for h in "$@"; do echo "${PID[$h]}" >>"$WORK/rest-own"; done
+    # The classic stack's workers count as their master's (tree_ticks), so they are own too.
+    if [[ $kind == cl ]]; then
+        for p in "${!CL_KIDS[@]}"; do echo "${p%% *}" >>"$WORK/rest-own"; done
+    fi
+    while read -r label ticks; do
+        R[$kind.rest:$label@$r]=$(awk -v t="$ticks" -v n="$count" -v hz="$CLK_TCK" 'BEGIN{if (n>0) printf "%.1f", t/hz*1e6/n}')
+        REST_LABELS["$kind $label"]=1
+    done < <(awk 'FILENAME == ARGV[1] { own[$1] = 1; next }
+                  FILENAME == ARGV[2] { svc[$1] = $2; next }
+                  FILENAME == ARGV[3] { t0[$1 " " $2] = $3; next }
+                  $1 in own { next }
+                  { k = $1 " " $2; d = $3 - ((k in t0) ? t0[k] : 0)
+                    label = ($1 in svc) ? "rampart:" svc[$1] : $4
+                    sum[label] += d }
+                  END { for (l in sum) if (sum[l] > 0) print l, sum[l] }' \
+        "$WORK/rest-own" "$WORK/svc-pids" "$t0" "$t1")
+}
+
 account() { # kind round count snap0 snap1 own...: CPU per request/query over the run
     # Every process is accounted; "other" is the machine's busy time outside the `own` ones
     # (the processes of the path measured).
@@ -808,17 +870,20 @@ account() { # kind round count snap0 snap1 own...: CPU per request/query over th
     done
     R[$kind.cpu_all@$r]=$(awk -v t="$db" -v n="$count" -v hz="$CLK_TCK" 'BEGIN{if (n>0) printf "%.1f", t/hz*1e6/n}')
     R[$kind.cpu_other@$r]=$(awk -v t="$((db - sum))" -v n="$count" -v hz="$CLK_TCK" 'BEGIN{if (n>0) printf "%.1f", t/hz*1e6/n}')
+    R[$kind.client@$r]=$(awk -v t="$CLIENT_TICKS" -v n="$count" -v hz="$CLK_TCK" 'BEGIN{if (n>0) printf "%.1f", t/hz*1e6/n}')
 }
 
 run_sysbench() { # round (0 = warm-up) seconds
     local r=$1 secs=$2 out s0 s1 q qps lat95 avg errs
     out=$RUN_DIR/sysbench-r$r.txt
     ((r == 0)) && out=$RUN_DIR/sysbench-warmup.txt
+    proc_table >"$WORK/pt0"
     s0=$(snapshot)
     run_bounded "$out" $((secs + 60)) sysbench "${SB_COMMON[@]}" --mysql-socket="$SOCK2" \
         --threads="$SB_THREADS" --time="$secs" --events=0 --rand-type=uniform --percentile=99 \
         --report-interval=0 run || NOTES+=("sysbench run $r exited with an error (see $out)")
     s1=$(snapshot)
+    proc_table >"$WORK/pt1"
     ((r == 0)) && return 0
     q=$(awk '/^ *queries:/ { print $2; exit }' "$out")
     qps=$(awk '/^ *queries:/ { gsub(/\(/, "", $3); print $3; exit }' "$out")
@@ -834,6 +899,7 @@ run_sysbench() { # round (0 = warm-up) seconds
         return 0
     }
     account sb "$r" "$q" "$s0" "$s1" "${PROCS[@]}"
+    rest_split sb "$r" "$q" "$WORK/pt0" "$WORK/pt1" "${PROCS[@]}"
     log "sysbench round $r: ${qps} queries/s, avg ${avg} ms, p99 ${lat95} ms; db2 ${R[sb.cpu_db2@$r]} us CPU/query (${R[sb.pct_db2@$r]}% of a core); machine ${R[sb.busy@$r]}% busy, ${R[sb.steal@$r]}% steal"
 }
 
@@ -860,11 +926,13 @@ run_wrk() { # path (rampart|classic) round (0 = warm-up) seconds [out]
     ((r == 0)) && [[ -z ${4:-} ]] && out=$RUN_DIR/wrk$tag-warmup.txt
     # What the path asks of db2 (outside the CPU snapshots: the client costs CPU too).
     c0=$(db2_coms)
+    proc_table >"$WORK/pt0"
     s0=$(snapshot)
     run_bounded "$out" $((secs + 30)) wrk -t"$WRK_THREADS" -c"$CONNS" -d"${secs}s" --latency --timeout 5s \
         -H "Host: $HOST_HEADER" -s "$WORK/web.lua" "$url/api/users/$ID_LO" -- "$ID_LO" "$ID_HI" ||
         NOTES+=("$what run $r exited with an error (see $out)")
     s1=$(snapshot)
+    proc_table >"$WORK/pt1"
     c1=$(db2_coms)
     ((r == 0)) && return 0
     reqs=$(awk '/ requests in /{ print $1; exit }' "$out")
@@ -886,6 +954,7 @@ run_wrk() { # path (rampart|classic) round (0 = warm-up) seconds [out]
         return 0
     }
     account "$k" "$r" "$reqs" "$s0" "$s1" "${procs[@]}"
+    rest_split "$k" "$r" "$reqs" "$WORK/pt0" "$WORK/pt1" "${procs[@]}"
     read -ra ca <<<"$c0"
     read -ra cb <<<"$c1"
     if ((${#ca[@]} == ${#DB2_COMS[@]} && ${#cb[@]} == ${#DB2_COMS[@]})); then
@@ -1014,6 +1083,41 @@ for key in sb.qps sb.avg sb.p99 sb.busy sb.steal wrk.rps wrk.p50 wrk.p99 wrk.bus
     for ((r = 1; r <= ROUNDS; r++)); do vals+=("${R[$key@$r]:-}"); done
     R[$key]=$(median "${vals[@]}")
 done
+for key in wrk.client cl.client sb.client "${!REST_LABELS[@]}"; do
+    key=${key/ /.rest:}
+    vals=()
+    for ((r = 1; r <= ROUNDS; r++)); do vals+=("${R[$key@$r]:-0}"); done
+    R[$key]=$(median "${vals[@]}")
+done
+# The rest's parts, largest first: the client, then each label at 1 us/req or more (by
+# median), then the smaller ones together, then what no process table saw.
+for kind in wrk cl sb; do
+    small=() listed=()
+    for key in "${!REST_LABELS[@]}"; do
+        [[ $key == "$kind "* ]] || continue
+        label=${key#* }
+        if awk -v v="${R[$kind.rest:$label]:-0}" 'BEGIN{exit !(v >= 1)}'; then listed+=("${R[$kind.rest:$label]} $label"); else small+=("$label"); fi
+    done
+    REST_ORDER[$kind]=$(printf '%s\n' "${listed[@]}" | awk 'NF' | sort -g -r | awk '{ print $2 }' | tr '\n' ' ')
+    for ((r = 1; r <= ROUNDS; r++)); do
+        R[$kind.rest_small@$r]=$(for label in "${small[@]}"; do echo "${R[$kind.rest:$label@$r]:-0}"; done | awk '{ s += $1 } END { printf "%.1f", s }')
+        R[$kind.rest_unacc@$r]=$(for key in "${!REST_LABELS[@]}"; do
+            if [[ $key == "$kind "* ]]; then echo "${R[$kind.rest:${key#* }@$r]:-0}"; fi
+        done | awk -v o="${R[$kind.cpu_other@$r]:-}" -v c="${R[$kind.client@$r]:-0}" '{ s += $1 } END { if (o != "") printf "%.1f", o - c - s }')
+    done
+    for key in "$kind.rest_small" "$kind.rest_unacc"; do
+        vals=()
+        for ((r = 1; r <= ROUNDS; r++)); do vals+=("${R[$key@$r]:-}"); done
+        R[$key]=$(median "${vals[@]}")
+    done
+done
+rest_rows() { # kind client-name: the rows under a "rest" row
+    local label
+    row "    $2 (the client)" "$1.client"
+    for label in ${REST_ORDER[$1]}; do row "    $label" "$1.rest:$label"; done
+    row "    others under 1 us/req" "$1.rest_small"
+    row "    unaccounted" "$1.rest_unacc"
+}
 ratio() { awk -v a="${1:-}" -v b="${2:-}" 'BEGIN{ if (a=="" || b=="" || b+0==0) print ""; else printf "%.2f", a/b }'; }
 for ((r = 1; r <= ROUNDS; r++)); do
     R[ratio@$r]=$(ratio "${R[wrk.rps@$r]:-}" "${R[sb.qps@$r]:-}")
@@ -1092,6 +1196,7 @@ row() { # label key
         row "$label" "wrk.cpu_$h"
     done
     row "  rest (wrk, kernel, others)" wrk.cpu_other
+    rest_rows wrk wrk
     row "  whole machine" wrk.cpu_all
     if ((CLASSIC)); then
         echo "CPU us per classic request:"
@@ -1103,6 +1208,7 @@ row() { # label key
         row "  db2 mariadbd (replica)" cl.cpu_db2
         row "  db1 mariadbd (primary)" cl.cpu_db1
         row "  rest (wrk, kernel, others)" cl.cpu_other
+        rest_rows cl wrk
         row "  whole machine" cl.cpu_all
         row "ratio classic/rampart CPU us/req" rc_cpu
     fi
@@ -1115,6 +1221,7 @@ row() { # label key
     echo "CPU us per sysbench query:"
     row "  db2 mariadbd" sb.cpu_db2
     row "  rest (sysbench, kernel, others)" sb.cpu_other
+    rest_rows sb sysbench
     row "  whole machine" sb.cpu_all
     row "machine busy % (wrk run)" wrk.busy
     row "machine steal % (wrk run)" wrk.steal

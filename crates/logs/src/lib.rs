@@ -5,7 +5,7 @@
 //! - [`push`]: the push body (protobuf with snappy, or JSON) → streams of lines;
 //! - [`labels`]: a stream's labels and their text form;
 //! - [`logql`]: the query language subset;
-//! - [`store`]: SQLite (bundled, with FTS5's trigram index over the lines), idempotent
+//! - [`store`]: SQLite (bundled; streams and time indexed, lines scanned), idempotent
 //!   inserts (a retried push stores nothing twice), retention by age and size, and the
 //!   queries;
 //! - [`api`]: the HTTP API's routes over a store, answered in Loki's JSON shapes;

@@ -40,6 +40,7 @@ WARMUP=${WARMUP:-2}
 NET=${NET:-77}
 STATE=${STATE:-/tmp/rampart-bench}
 PROFILE=${PROFILE:-0}
+SB_TLS=${SB_TLS:-1}
 SKIP_BUILD=${SKIP_BUILD:-0}
 CLASSIC=${CLASSIC:-1}
 CLASSIC_CHILDREN=${CLASSIC_CHILDREN:-32}
@@ -56,7 +57,7 @@ die() {
     exit 1
 }
 
-for v in DURATION ROUNDS USERS CONNS WRK_THREADS SB_THREADS WARMUP NET PROFILE CLASSIC CLASSIC_CHILDREN; do
+for v in DURATION ROUNDS USERS CONNS WRK_THREADS SB_THREADS WARMUP NET PROFILE CLASSIC CLASSIC_CHILDREN SB_TLS; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
 done
 ((DURATION >= 1)) || die "DURATION must be at least 1"
@@ -391,11 +392,11 @@ read -r n ID_LO ID_HI < <(sql "$SOCK2" "SELECT COUNT(*), MIN(id), MAX(id) FROM f
 ((ID_HI - ID_LO + 1 == USERS)) || die "user ids are not contiguous ($ID_LO..$ID_HI for $USERS rows; auto_increment_increment?)"
 log "db2 has users $ID_LO..$ID_HI ($(awk -v a="$t_seed" -v b="$(now)" 'BEGIN{printf "%.1f", b-a}') s)"
 
-SB_COMMON=(oltp_point_select --db-driver=mysql --mysql-user="$DB_USER" --mysql-db=sbtest
+SB_COMMON=(oltp_point_select --db-driver=mysql --mysql-db=sbtest
     --tables=1 --table-size="$USERS")
 log "sysbench prepare on db1 (sbtest, 1 table of $USERS rows)"
 sql "$SOCK1" "CREATE DATABASE sbtest"
-run_bounded "$RUN_DIR/sysbench-prepare.txt" 600 sysbench "${SB_COMMON[@]}" --mysql-socket="$SOCK1" prepare || {
+run_bounded "$RUN_DIR/sysbench-prepare.txt" 600 sysbench "${SB_COMMON[@]}" --mysql-user="$DB_USER" --mysql-socket="$SOCK1" prepare || {
     tail -n 20 "$RUN_DIR/sysbench-prepare.txt" >&2
     die "sysbench prepare failed"
 }
@@ -437,6 +438,48 @@ fi
 log "sanity check: 4 random ids returned 200 from the replica, served by:$served"
 [[ $served == *web1* && $served == *web2* ]] ||
     NOTES+=("sanity check: 4 requests did not reach both web servers (x-served-by:$served)")
+
+# --- sysbench over TLS --------------------------------------------------------------------
+# The default topology's web servers reach db2 over TCP with TLS; sysbench's own run uses
+# the unix socket. With SB_TLS=1 (the default) each round also runs the same sysbench over
+# TCP with TLS to db2's address, as a user of its own that requires SSL, so the path can be
+# compared with the database's limit over the same kind of connection. sysbench 1.0's
+# `--mysql-ssl=on` always sends a client certificate (client-cert.pem in its working
+# directory), which MariaDB checks against its CA: the script signs a throwaway one with
+# the state's CA (only readable by root, as the state is).
+SB_TLS_ON=0
+if ((SB_TLS)); then
+    DB2_CA=$(tr '\0' '\n' <"/proc/${PID[db2]}/cmdline" | sed -n 's/^--ssl-ca=//p' | head -n 1)
+    SB_TLS_DIR=$WORK/sysbench-tls
+    mkdir -p "$SB_TLS_DIR"
+    if [[ -r ${DB2_CA%/*}/ca.key && -r $DB2_CA ]]; then
+        sb_ossl() { openssl "$@" >>"$SB_TLS_DIR/openssl.log" 2>&1 || die "openssl $1 failed (see $SB_TLS_DIR/openssl.log)"; }
+        cp "$DB2_CA" "$SB_TLS_DIR/cacert.pem"
+        sb_ossl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=bench-sysbench \
+            -keyout "$SB_TLS_DIR/client-key.pem" -out "$SB_TLS_DIR/client.csr"
+        sb_ossl x509 -req -sha256 -days 1 -in "$SB_TLS_DIR/client.csr" -CA "$DB2_CA" \
+            -CAkey "${DB2_CA%/*}/ca.key" -CAcreateserial -CAserial "$SB_TLS_DIR/ca.srl" \
+            -out "$SB_TLS_DIR/client-cert.pem"
+        SB_TLS_USER=bench_sysbench_tls
+        SB_TLS_PASS=$(openssl rand -hex 16)
+        SB_TLS_HASH=$(sql "$SOCK1" "SELECT PASSWORD('$SB_TLS_PASS')")
+        [[ $SB_TLS_HASH =~ ^\*[0-9A-F]{40}$ ]] || die "unexpected password hash from db1"
+        sql "$SOCK1" "CREATE USER '$SB_TLS_USER'@'127.0.0.1' IDENTIFIED BY PASSWORD '$SB_TLS_HASH' REQUIRE SSL;
+            GRANT SELECT ON sbtest.* TO '$SB_TLS_USER'@'127.0.0.1'" ||
+            die "cannot create the TLS sysbench user on db1"
+        wait_replica "the TLS sysbench user"
+        SB_DB2_ADDR=$(addr db2)
+        SB_DB2_PORT=$(svc db2 mariadb .ports.mysql)
+        [[ $SB_DB2_ADDR == 127.* && $SB_DB2_PORT =~ ^[0-9]+$ ]] || die "unexpected db2 address '$SB_DB2_ADDR:$SB_DB2_PORT'"
+        # sysbench takes a password only on its command line: the user can only read
+        # sbtest, and exists only in this run's state, which `down --purge` removes.
+        SB_TLS_ARGS=(--mysql-host="$SB_DB2_ADDR" --mysql-port="$SB_DB2_PORT" --mysql-user="$SB_TLS_USER"
+            --mysql-password="$SB_TLS_PASS" --mysql-ssl=on)
+        SB_TLS_ON=1
+    else
+        NOTES+=("SB_TLS: no readable CA key beside db2's --ssl-ca ('$DB2_CA'): the TLS sysbench run is skipped")
+    fi
+fi
 
 # --- the classic stack -------------------------------------------------------------------
 # What an operator would hand-wire from Debian 12's packages, on the same replica:
@@ -873,15 +916,21 @@ account() { # kind round count snap0 snap1 own...: CPU per request/query over th
     R[$kind.client@$r]=$(awk -v t="$CLIENT_TICKS" -v n="$count" -v hz="$CLK_TCK" 'BEGIN{if (n>0) printf "%.1f", t/hz*1e6/n}')
 }
 
-run_sysbench() { # round (0 = warm-up) seconds
-    local r=$1 secs=$2 out s0 s1 q qps lat95 avg errs
-    out=$RUN_DIR/sysbench-r$r.txt
-    ((r == 0)) && out=$RUN_DIR/sysbench-warmup.txt
+run_sysbench() { # round (0 = warm-up) seconds [tls]: over db2's socket, or TCP with TLS
+    local r=$1 secs=$2 out s0 s1 q qps lat95 avg errs k=sb tag="" what=sysbench
+    local -a conn=(--mysql-user="$DB_USER" --mysql-socket="$SOCK2")
+    if [[ ${3:-} == tls ]]; then
+        k=sbt tag=-tls what="sysbench tls" conn=("${SB_TLS_ARGS[@]}")
+    fi
+    out=$RUN_DIR/sysbench$tag-r$r.txt
+    ((r == 0)) && out=$RUN_DIR/sysbench$tag-warmup.txt
     proc_table >"$WORK/pt0"
     s0=$(snapshot)
-    run_bounded "$out" $((secs + 60)) sysbench "${SB_COMMON[@]}" --mysql-socket="$SOCK2" \
+    # In its own directory: sysbench's --mysql-ssl reads the CA and its client
+    # certificate from the working directory.
+    run_bounded "$out" $((secs + 60)) env -C "${SB_TLS_DIR:-$WORK}" sysbench "${SB_COMMON[@]}" "${conn[@]}" \
         --threads="$SB_THREADS" --time="$secs" --events=0 --rand-type=uniform --percentile=99 \
-        --report-interval=0 run || NOTES+=("sysbench run $r exited with an error (see $out)")
+        --report-interval=0 run || NOTES+=("$what run $r exited with an error (see $out)")
     s1=$(snapshot)
     proc_table >"$WORK/pt1"
     ((r == 0)) && return 0
@@ -890,17 +939,17 @@ run_sysbench() { # round (0 = warm-up) seconds
     avg=$(awk '/^ *avg:/ { print $2; exit }' "$out")
     lat95=$(awk '/^ *99th percentile:/ { print $3; exit }' "$out")
     errs=$(awk '/^ *ignored errors:/ { print $3; exit }' "$out")
-    R[sb.qps@$r]=$qps
-    R[sb.avg@$r]=$avg
-    R[sb.p99@$r]=$lat95
-    [[ -z $errs || $errs == 0 ]] || NOTES+=("sysbench round $r: $errs ignored errors")
+    R[$k.qps@$r]=$qps
+    R[$k.avg@$r]=$avg
+    R[$k.p99@$r]=$lat95
+    [[ -z $errs || $errs == 0 ]] || NOTES+=("$what round $r: $errs ignored errors")
     [[ -n $q && $q -gt 0 ]] || {
-        NOTES+=("sysbench round $r: no queries (see $out)")
+        NOTES+=("$what round $r: no queries (see $out)")
         return 0
     }
-    account sb "$r" "$q" "$s0" "$s1" "${PROCS[@]}"
-    rest_split sb "$r" "$q" "$WORK/pt0" "$WORK/pt1" "${PROCS[@]}"
-    log "sysbench round $r: ${qps} queries/s, avg ${avg} ms, p99 ${lat95} ms; db2 ${R[sb.cpu_db2@$r]} us CPU/query (${R[sb.pct_db2@$r]}% of a core); machine ${R[sb.busy@$r]}% busy, ${R[sb.steal@$r]}% steal"
+    account "$k" "$r" "$q" "$s0" "$s1" "${PROCS[@]}"
+    rest_split "$k" "$r" "$q" "$WORK/pt0" "$WORK/pt1" "${PROCS[@]}"
+    log "$what round $r: ${qps} queries/s, avg ${avg} ms, p99 ${lat95} ms; db2 ${R[$k.cpu_db2@$r]} us CPU/query (${R[$k.pct_db2@$r]}% of a core); machine ${R[$k.busy@$r]}% busy, ${R[$k.steal@$r]}% steal"
 }
 
 DB2_COMS=(COM_SELECT COM_STMT_PREPARE COM_STMT_EXECUTE)
@@ -976,6 +1025,7 @@ for h in web1 web2; do READS0+=("$(metric_sum "${ADMIN[$h]}" rampart_web_db_read
 if ((WARMUP > 0)); then
     log "warm-up: ${WARMUP} s each of sysbench and wrk on each path (not measured)"
     run_sysbench 0 "$WARMUP"
+    if ((SB_TLS_ON)); then run_sysbench 0 "$WARMUP" tls; fi
     run_wrk rampart 0 "$WARMUP"
     if ((CLASSIC)); then run_wrk classic 0 "$WARMUP"; fi
 fi
@@ -983,6 +1033,7 @@ fi
 # Alternate them so that drift in the machine (other load, steal) hits all alike.
 for ((r = 1; r <= ROUNDS; r++)); do
     run_sysbench "$r" "$DURATION"
+    if ((SB_TLS_ON)); then run_sysbench "$r" "$DURATION" tls; fi
     run_wrk rampart "$r" "$DURATION"
     if ((CLASSIC)); then run_wrk classic "$r" "$DURATION"; fi
 done
@@ -1074,7 +1125,8 @@ for ((r = 1; r <= ROUNDS; r++)); do
         R[cl.cpu_cweb$n@$r]=$(awk -v a="${R[cl.cpu_cweb$n-nginx@$r]}" -v b="${R[cl.cpu_cweb$n-php@$r]}" 'BEGIN{printf "%.1f", a+b}')
     done
 done
-for key in sb.qps sb.avg sb.p99 sb.busy sb.steal wrk.rps wrk.p50 wrk.p99 wrk.busy wrk.steal \
+for key in sbt.qps sbt.avg sbt.p99 sbt.busy sbt.steal sbt.cpu_all sbt.cpu_other sbt.cpu_db2 \
+    sb.qps sb.avg sb.p99 sb.busy sb.steal wrk.rps wrk.p50 wrk.p99 wrk.busy wrk.steal \
     wrk.cpu_all wrk.cpu_other sb.cpu_all sb.cpu_other \
     cl.rps cl.p50 cl.p99 cl.busy cl.steal cl.cpu_all cl.cpu_other cl.cpu_cweb1 cl.cpu_cweb2 \
     $(for c in "${DB2_COMS[@]}"; do echo "wrk.$c cl.$c"; done) \
@@ -1083,7 +1135,7 @@ for key in sb.qps sb.avg sb.p99 sb.busy sb.steal wrk.rps wrk.p50 wrk.p99 wrk.bus
     for ((r = 1; r <= ROUNDS; r++)); do vals+=("${R[$key@$r]:-}"); done
     R[$key]=$(median "${vals[@]}")
 done
-for key in wrk.client cl.client sb.client "${!REST_LABELS[@]}"; do
+for key in wrk.client cl.client sb.client sbt.client "${!REST_LABELS[@]}"; do
     key=${key/ /.rest:}
     vals=()
     for ((r = 1; r <= ROUNDS; r++)); do vals+=("${R[$key@$r]:-0}"); done
@@ -1091,7 +1143,7 @@ for key in wrk.client cl.client sb.client "${!REST_LABELS[@]}"; do
 done
 # The rest's parts, largest first: the client, then each label at 1 us/req or more (by
 # median), then the smaller ones together, then what no process table saw.
-for kind in wrk cl sb; do
+for kind in wrk cl sb sbt; do
     small=() listed=()
     for key in "${!REST_LABELS[@]}"; do
         [[ $key == "$kind "* ]] || continue
@@ -1121,11 +1173,13 @@ rest_rows() { # kind client-name: the rows under a "rest" row
 ratio() { awk -v a="${1:-}" -v b="${2:-}" 'BEGIN{ if (a=="" || b=="" || b+0==0) print ""; else printf "%.2f", a/b }'; }
 for ((r = 1; r <= ROUNDS; r++)); do
     R[ratio@$r]=$(ratio "${R[wrk.rps@$r]:-}" "${R[sb.qps@$r]:-}")
+    R[tlsratio@$r]=$(ratio "${R[wrk.rps@$r]:-}" "${R[sbt.qps@$r]:-}")
     R[clratio@$r]=$(ratio "${R[cl.rps@$r]:-}" "${R[sb.qps@$r]:-}")
     R[rc@$r]=$(ratio "${R[wrk.rps@$r]:-}" "${R[cl.rps@$r]:-}")
     R[rc_cpu@$r]=$(ratio "${R[cl.cpu_all@$r]:-}" "${R[wrk.cpu_all@$r]:-}")
 done
 R[ratio]=$(ratio "${R[wrk.rps]:-}" "${R[sb.qps]:-}")
+R[tlsratio]=$(ratio "${R[wrk.rps]:-}" "${R[sbt.qps]:-}")
 R[clratio]=$(ratio "${R[cl.rps]:-}" "${R[sb.qps]:-}")
 R[rc]=$(ratio "${R[wrk.rps]:-}" "${R[cl.rps]:-}")
 R[rc_cpu]=$(ratio "${R[cl.cpu_all]:-}" "${R[wrk.cpu_all]:-}")
@@ -1173,8 +1227,10 @@ row() { # label key
     for ((r = 1; r <= ROUNDS; r++)); do line+=$(printf ' %10s' "round $r"); done
     echo "$line$(printf ' %10s' median)"
     row "sysbench point selects/s" sb.qps
+    if ((SB_TLS_ON)); then row "sysbench over TLS (TCP) selects/s" sbt.qps; fi
     row "https req/s (through lb1)" wrk.rps
     row "ratio https/sysbench" ratio
+    if ((SB_TLS_ON)); then row "ratio https/sysbench over TLS" tlsratio; fi
     if ((CLASSIC)); then
         row "classic req/s (through haproxy)" cl.rps
         row "ratio classic/sysbench" clratio
@@ -1223,6 +1279,13 @@ row() { # label key
     row "  rest (sysbench, kernel, others)" sb.cpu_other
     rest_rows sb sysbench
     row "  whole machine" sb.cpu_all
+    if ((SB_TLS_ON)); then
+        echo "CPU us per sysbench query over TLS (TCP):"
+        row "  db2 mariadbd" sbt.cpu_db2
+        row "  rest (sysbench, kernel, others)" sbt.cpu_other
+        rest_rows sbt sysbench
+        row "  whole machine" sbt.cpu_all
+    fi
     row "machine busy % (wrk run)" wrk.busy
     row "machine steal % (wrk run)" wrk.steal
     if ((CLASSIC)); then
@@ -1231,6 +1294,10 @@ row() { # label key
     fi
     row "machine busy % (sysbench run)" sb.busy
     row "machine steal % (sysbench run)" sb.steal
+    if ((SB_TLS_ON)); then
+        row "machine busy % (sysbench tls run)" sbt.busy
+        row "machine steal % (sysbench tls run)" sbt.steal
+    fi
     echo
     printf '%-34s %s\n' "wrk non-2xx/3xx responses" "$non2xx"
     printf '%-34s %s\n' "wrk socket errors" "${sockerrs:-none}"
@@ -1258,6 +1325,10 @@ row() { # label key
     fi
     echo
     printf 'goal: https req/s >= %s x sysbench qps: %s (median ratio %s)\n' "$GOAL" "$VERDICT" "$(fmt "${R[ratio]}")"
+    if ((SB_TLS_ON)); then
+        printf '      against sysbench over TLS on TCP, as the web servers connect: %s (median ratio %s)\n' \
+            "$(verdict "${R[tlsratio]}" "$GOAL")" "$(fmt "${R[tlsratio]}")"
+    fi
     if ((CLASSIC)); then
         printf 'goal: rampart req/s >= %s x classic req/s: %s (median ratio %s; CPU per request classic/rampart %s)\n' \
             "$CLASSIC_GOAL" "$CL_VERDICT" "$(fmt "${R[rc]}")" "$(fmt "${R[rc_cpu]}")"

@@ -340,13 +340,19 @@ impl<'a> Tx<'a> {
         self.resolve(&rule.targets, &plan.targets, removed, &mut vars);
         for (name, value) in vars.drain(..) {
             if plan.multi {
-                // Each step is tested: no cache.
+                // Each step is tested (no cache), but only when it changed the value, as
+                // ModSecurity does: the operator answers from the value and `tx`, which no
+                // step changes, so an unchanged value would be answered the same again.
                 let mut v: Cow<'_, [u8]> = Cow::Borrowed(&value);
                 let mut result = self.test(op, &v, plan);
                 for t in transforms {
-                    if let Some(next) = transform::apply(t, &v) {
-                        v = Cow::Owned(next.into_owned());
+                    let Some(next) = transform::apply(t, &v) else {
+                        continue;
+                    };
+                    if same(&next, &v) {
+                        continue;
                     }
+                    v = Cow::Owned(next.into_owned());
                     if result.is_none() {
                         result = self.test(op, &v, plan);
                     }
@@ -759,6 +765,12 @@ fn apply_all<'v>(transforms: &[String], value: &'v [u8]) -> Cow<'v, [u8]> {
     v
 }
 
+/// Whether a transformation's output `next` is its input `v` unchanged: the input
+/// borrowed back whole, or the same bytes.
+fn same(next: &[u8], v: &[u8]) -> bool {
+    (next.as_ptr() == v.as_ptr() && next.len() == v.len()) || next == v
+}
+
 /// The counts a `&` target most often yields, as text.
 const SMALL_COUNTS: [&[u8]; 10] = [b"0", b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"8", b"9"];
 
@@ -797,5 +809,62 @@ fn selects(sel: &Selector, plan: &TargetPlan, k: &str) -> bool {
         }),
         // The request holds the two XPath forms CRS uses, `/*` and `//@*`, as keys.
         Selector::XPath(x) => x == k,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::path::Path;
+
+    use super::*;
+
+    fn rules(text: &str) -> RuleSet {
+        let mut s = RuleSet::default();
+        s.add_text(Path::new("rules.conf"), text).unwrap();
+        s
+    }
+
+    fn args(pairs: &[(&str, &str)]) -> Request {
+        let mut r = Request::default();
+        for (k, v) in pairs {
+            r.add("ARGS", k, v.as_bytes());
+        }
+        r
+    }
+
+    /// The ids of the chains that matched and the first value of each.
+    fn hits(set: &RuleSet, req: &Request) -> Vec<(u64, String)> {
+        inspect(set, req, Mode::DetectionOnly)
+            .hits
+            .into_iter()
+            .map(|h| (h.id, String::from_utf8_lossy(&h.value).into_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn multi_match_tests_each_step_that_changes_the_value() {
+        let set = rules(
+            "SecRule ARGS \"@rx ^abc$\" \"id:1,phase:2,pass,t:none,t:trim,t:urlDecode,t:lowercase,multiMatch\"\n\
+             SecRule ARGS \"@rx ^ abc$\" \"id:2,phase:2,pass,t:none,t:lowercase,t:trim,multiMatch\"\n",
+        );
+        // Only the last step's value matches 1; only the original matches 2.
+        assert_eq!(
+            hits(&set, &args(&[("a", " ABC ")])),
+            vec![(1, "abc".into())]
+        );
+        // The first step matches 1 (the value reported is the last step's).
+        assert_eq!(
+            hits(&set, &args(&[("a", " abc ")])),
+            vec![(1, "abc".into())]
+        );
+        // Steps that change nothing are not tested again: 2 matches the original, 1 the
+        // trimmed value.
+        assert_eq!(
+            hits(&set, &args(&[("a", " abc")])),
+            vec![(1, "abc".into()), (2, "abc".into())]
+        );
+        assert_eq!(hits(&set, &args(&[("a", "xyz")])), vec![]);
     }
 }

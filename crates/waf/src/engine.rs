@@ -184,19 +184,22 @@ impl<'a> TxVars<'a> {
         }
     }
 
-    /// Every (key, value), in key order.
+    /// Every (key, value), in key order: the slots in their keys' order merged with the
+    /// map (a key is in one or the other).
     fn sorted(&self) -> Vec<(&str, &Vec<u8>)> {
-        let mut all: Vec<(&str, &Vec<u8>)> = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, v)| {
-                let i = u32::try_from(i).ok()?;
-                Some((self.keys.name(i), v.as_ref()?))
-            })
-            .chain(self.others.iter().map(|(k, v)| (k.as_str(), v)))
-            .collect();
-        all.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut others = self.others.iter().map(|(k, v)| (k.as_str(), v)).peekable();
+        let mut all = Vec::new();
+        for i in self.keys.ordered() {
+            let Some(v) = self.at(*i) else {
+                continue;
+            };
+            let k = self.keys.name(*i);
+            while let Some(o) = others.next_if(|(o, _)| *o < k) {
+                all.push(o);
+            }
+            all.push((k, v));
+        }
+        all.extend(others);
         all
     }
 }

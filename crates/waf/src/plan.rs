@@ -96,6 +96,8 @@ pub enum SetVar {
 pub struct TxKeys {
     slots: HashMap<String, u32>,
     names: Vec<String>,
+    /// The slots in the order of their keys.
+    order: Vec<u32>,
 }
 
 impl TxKeys {
@@ -105,9 +107,19 @@ impl TxKeys {
             return *i;
         }
         let i = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
+        let names = &self.names;
+        let at = self
+            .order
+            .partition_point(|j| names.get(*j as usize).map_or("", String::as_str) < key);
+        self.order.insert(at, i);
         self.slots.insert(key.to_owned(), i);
         self.names.push(key.to_owned());
         i
+    }
+
+    /// The slots in the order of their keys.
+    pub fn ordered(&self) -> &[u32] {
+        &self.order
     }
 
     /// The slot of `key` (lower case), if the rule set names it.

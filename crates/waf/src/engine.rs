@@ -204,6 +204,10 @@ impl<'a> TxVars<'a> {
     }
 }
 
+/// A variable that matched: its name, its value after the transformations, and the
+/// captures (for a rule with `capture`).
+type Matched = (String, Vec<u8>, Vec<Vec<u8>>);
+
 /// Variables as a request keeps them: (key, value) pairs.
 type Pairs = [(String, Vec<u8>)];
 
@@ -379,10 +383,10 @@ impl<'a> Tx<'a> {
                 let value = hits.first().map(|(_, v, _)| v.clone()).unwrap_or_default();
                 first = Some((names, value));
             }
-            self.matched_vars = hits
-                .iter()
-                .map(|(n, v, _)| (n.clone(), v.clone()))
-                .collect();
+            // Refilled in place: the vector keeps its allocation across rules.
+            self.matched_vars.clear();
+            self.matched_vars
+                .extend(hits.iter().map(|(n, v, _)| (n.clone(), v.clone())));
             // As ModSecurity: the rule's non-disruptive actions run once per variable
             // that matched, each with its own MATCHED_VAR and captures.
             for (name, value, caps) in hits {
@@ -408,12 +412,15 @@ impl<'a> Tx<'a> {
         plan: &'a RulePlan,
         op: Option<&Compiled>,
         removed: &[Target],
-    ) -> Vec<(String, Vec<u8>, Vec<Vec<u8>>)> {
+    ) -> Vec<Matched> {
         let Some(op) = op else {
             // SecAction: always matches.
             return vec![(String::new(), Vec::new(), Vec::new())];
         };
         let transforms = &plan.transforms;
+        if let Some(hit) = self.run_tx_key(rule, plan, op, removed) {
+            return hit.into_iter().collect();
+        }
         let mut out = Vec::new();
         // The variables go through a buffer the transaction keeps, not one per rule.
         let mut vars = std::mem::take(&mut self.vars);
@@ -476,6 +483,41 @@ impl<'a> Tx<'a> {
         }
         self.vars = vars;
         out
+    }
+
+    /// A rule whose only target is a planned `TX:key` (not counted, not excluded, nothing
+    /// removed), with no transformation and no `multiMatch`, run on the value where the
+    /// transaction keeps it: what [`Tx::run_rule`] would find through [`Tx::resolve`],
+    /// without copying the value to test it. `None`: not such a rule.
+    fn run_tx_key(
+        &self,
+        rule: &'a Rule,
+        plan: &'a RulePlan,
+        op: &Compiled,
+        removed: &[Target],
+    ) -> Option<Option<Matched>> {
+        let ([t], [tp]) = (rule.targets.as_slice(), plan.targets.as_slice()) else {
+            return None;
+        };
+        let (Some(slot), Some(key)) = (tp.tx_slot, &tp.tx_key) else {
+            return None;
+        };
+        if t.exclude
+            || t.count
+            || !removed.is_empty()
+            || !plan.transforms.is_empty()
+            || plan.multi
+            || tp.source != Source::Tx
+        {
+            return None;
+        }
+        let Some(v) = self.tx.at(slot) else {
+            return Some(None);
+        };
+        Some(self.test(op, v, plan).map(|caps| {
+            let name = VarName::Var(&t.collection, Cow::Borrowed(key.as_str())).full();
+            (name, v.clone(), caps)
+        }))
     }
 
     /// Whether `v` passes the operator (negation applied), with the captures a rule
@@ -1013,5 +1055,35 @@ mod tests {
         assert_eq!(targets(&set, &req, &policy, 5), ["TX:n"]);
         assert_eq!(targets(&set, &req, &policy, 6), ["TX:1x"]);
         assert_eq!(targets(&set, &req, &policy, 7), ["TX:m"]);
+    }
+
+    #[test]
+    fn a_lone_tx_key_target_tests_as_any_target() {
+        let set = rules(
+            "SecAction \"id:1,phase:1,pass,setvar:tx.a=1\"\n\
+             SecRule TX:a \"@eq 1\" \"id:2,phase:2,pass\"\n\
+             SecRule TX:a \"@eq 2\" \"id:3,phase:2,pass\"\n\
+             SecRule TX:b \"@eq 0\" \"id:4,phase:2,pass\"\n\
+             SecAction \"id:5,phase:2,pass,ctl:ruleRemoveTargetById=6;TX:a\"\n\
+             SecRule TX:a \"@eq 1\" \"id:6,phase:2,pass\"\n\
+             SecRule TX:A \"@streq 1\" \"id:7,phase:2,pass,t:none,t:replaceNulls,t:lowercase,setvar:tx.a=X\"\n\
+             SecRule TX:A \"@streq x\" \"id:8,phase:2,pass,t:none,t:lowercase\"\n\
+             SecRule TX:a \"!@eq 2\" \"id:9,phase:2,pass\"\n\
+             SecRule &TX:a \"@eq 1\" \"id:10,phase:2,pass\"\n",
+        );
+        let got = hits(&set, &Request::default());
+        let want: Vec<(u64, String)> = [
+            (1, ""),
+            (2, "1"),
+            (5, ""),
+            (7, "1"),
+            (8, "x"),
+            (9, "X"),
+            (10, "1"),
+        ]
+        .into_iter()
+        .map(|(id, v)| (id, v.to_owned()))
+        .collect();
+        assert_eq!(got, want);
     }
 }

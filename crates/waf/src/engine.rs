@@ -13,9 +13,9 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
 use crate::load::{Chain, Entry, RuleSet};
-use crate::model::{Action, Rule, Selector, Target, COLLECTIONS};
+use crate::model::{Rule, Selector, Target, COLLECTIONS};
 use crate::operator::Compiled;
-use crate::plan::{ChainPlan, RulePlan, Source, TargetPlan};
+use crate::plan::{Act, ChainPlan, RulePlan, SetVar, Source, TargetPlan, TxKeys};
 use crate::transform;
 
 /// Whether a match blocks (`On`) or is only recorded (`DetectionOnly`).
@@ -105,7 +105,7 @@ pub struct Policy {
 struct Tx<'a> {
     set: &'a RuleSet,
     req: &'a Request,
-    tx: BTreeMap<String, Vec<u8>>,
+    tx: TxVars<'a>,
     matched_var: (String, Vec<u8>),
     matched_vars: Vec<(String, Vec<u8>)>,
     removed_ids: Vec<(u64, u64)>,
@@ -122,6 +122,91 @@ struct Tx<'a> {
     /// The resolved variables of the rule running (kept for its allocation).
     vars: Vec<(VarName<'a, 'a>, Cow<'a, [u8]>)>,
 }
+
+/// The transaction's variables, keys in lower case: the keys the rule set names
+/// ([`TxKeys`]) in a vector by slot, any other key (one a macro makes, a capture's, a
+/// caller's) in a map. What a walk of `TX` sees is the same as one map would give.
+struct TxVars<'a> {
+    keys: &'a TxKeys,
+    slots: Vec<Option<Vec<u8>>>,
+    others: BTreeMap<String, Vec<u8>>,
+}
+
+impl<'a> TxVars<'a> {
+    fn new(keys: &'a TxKeys) -> Self {
+        TxVars {
+            keys,
+            slots: vec![None; keys.len()],
+            others: BTreeMap::new(),
+        }
+    }
+
+    /// The value of slot `i`.
+    fn at(&self, i: u32) -> Option<&Vec<u8>> {
+        self.slots.get(i as usize)?.as_ref()
+    }
+
+    /// Slot `i` itself (`None`: no such slot, which a plan of this rule set never names).
+    fn slot_mut(&mut self, i: u32) -> Option<&mut Option<Vec<u8>>> {
+        self.slots.get_mut(i as usize)
+    }
+
+    fn get(&self, key: &str) -> Option<&Vec<u8>> {
+        match self.keys.slot(key) {
+            Some(i) => self.at(i),
+            None => self.others.get(key),
+        }
+    }
+
+    fn insert(&mut self, key: &str, value: Vec<u8>) {
+        match self
+            .keys
+            .slot(key)
+            .and_then(|i| self.slots.get_mut(i as usize))
+        {
+            Some(slot) => *slot = Some(value),
+            None => {
+                self.others.insert(key.to_owned(), value);
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &str) {
+        match self
+            .keys
+            .slot(key)
+            .and_then(|i| self.slots.get_mut(i as usize))
+        {
+            Some(slot) => *slot = None,
+            None => {
+                self.others.remove(key);
+            }
+        }
+    }
+
+    /// Every (key, value), in key order: the slots in their keys' order merged with the
+    /// map (a key is in one or the other).
+    fn sorted(&self) -> Vec<(&str, &Vec<u8>)> {
+        let mut others = self.others.iter().map(|(k, v)| (k.as_str(), v)).peekable();
+        let mut all = Vec::new();
+        for i in self.keys.ordered() {
+            let Some(v) = self.at(*i) else {
+                continue;
+            };
+            let k = self.keys.name(*i);
+            while let Some(o) = others.next_if(|(o, _)| *o < k) {
+                all.push(o);
+            }
+            all.push((k, v));
+        }
+        all.extend(others);
+        all
+    }
+}
+
+/// A variable that matched: its name, its value after the transformations, and the
+/// captures (for a rule with `capture`).
+type Matched = (String, Vec<u8>, Vec<Vec<u8>>);
 
 /// Variables as a request keeps them: (key, value) pairs.
 type Pairs = [(String, Vec<u8>)];
@@ -183,11 +268,7 @@ pub fn inspect_with(
     let mut t = Tx {
         set,
         req,
-        tx: policy
-            .tx
-            .iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-            .collect(),
+        tx: TxVars::new(set.tx_keys()),
         matched_var: (String::new(), Vec::new()),
         matched_vars: Vec::new(),
         removed_ids: policy.remove_ids.clone(),
@@ -198,10 +279,13 @@ pub fn inspect_with(
         collections: COLLECTIONS.iter().map(|_| OnceCell::new()).collect(),
         vars: Vec::new(),
     };
+    for (k, v) in &policy.tx {
+        t.tx.insert(&k.to_ascii_lowercase(), v.clone());
+    }
     let mut out = run(&mut t, mode, last);
     out.score = ["blocking_inbound_anomaly_score", "anomaly_score"]
         .iter()
-        .find_map(|k| t.tx.get(*k))
+        .find_map(|k| t.tx.get(k))
         .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok())
         .unwrap_or(0);
     out
@@ -299,21 +383,21 @@ impl<'a> Tx<'a> {
                 let value = hits.first().map(|(_, v, _)| v.clone()).unwrap_or_default();
                 first = Some((names, value));
             }
-            self.matched_vars = hits
-                .iter()
-                .map(|(n, v, _)| (n.clone(), v.clone()))
-                .collect();
+            // Refilled in place: the vector keeps its allocation across rules.
+            self.matched_vars.clear();
+            self.matched_vars
+                .extend(hits.iter().map(|(n, v, _)| (n.clone(), v.clone())));
             // As ModSecurity: the rule's non-disruptive actions run once per variable
             // that matched, each with its own MATCHED_VAR and captures.
             for (name, value, caps) in hits {
                 self.matched_var = (name, value);
                 if plan.capture {
                     for (k, v) in caps.into_iter().enumerate() {
-                        self.tx.insert(k.to_string(), v);
+                        self.tx.insert(&k.to_string(), v);
                     }
                 }
-                if plan.acts {
-                    self.actions(rule);
+                if !plan.acts.is_empty() {
+                    self.actions(&plan.acts);
                 }
             }
         }
@@ -328,25 +412,34 @@ impl<'a> Tx<'a> {
         plan: &'a RulePlan,
         op: Option<&Compiled>,
         removed: &[Target],
-    ) -> Vec<(String, Vec<u8>, Vec<Vec<u8>>)> {
+    ) -> Vec<Matched> {
         let Some(op) = op else {
             // SecAction: always matches.
             return vec![(String::new(), Vec::new(), Vec::new())];
         };
         let transforms = &plan.transforms;
+        if let Some(hit) = self.run_tx_key(rule, plan, op, removed) {
+            return hit.into_iter().collect();
+        }
         let mut out = Vec::new();
         // The variables go through a buffer the transaction keeps, not one per rule.
         let mut vars = std::mem::take(&mut self.vars);
         self.resolve(&rule.targets, &plan.targets, removed, &mut vars);
         for (name, value) in vars.drain(..) {
             if plan.multi {
-                // Each step is tested: no cache.
+                // Each step is tested (no cache), but only when it changed the value, as
+                // ModSecurity does: the operator answers from the value and `tx`, which no
+                // step changes, so an unchanged value would be answered the same again.
                 let mut v: Cow<'_, [u8]> = Cow::Borrowed(&value);
                 let mut result = self.test(op, &v, plan);
                 for t in transforms {
-                    if let Some(next) = transform::apply(t, &v) {
-                        v = Cow::Owned(next.into_owned());
+                    let Some(next) = transform::apply(t, &v) else {
+                        continue;
+                    };
+                    if same(&next, &v) {
+                        continue;
                     }
+                    v = Cow::Owned(next.into_owned());
                     if result.is_none() {
                         result = self.test(op, &v, plan);
                     }
@@ -390,6 +483,41 @@ impl<'a> Tx<'a> {
         }
         self.vars = vars;
         out
+    }
+
+    /// A rule whose only target is a planned `TX:key` (not counted, not excluded, nothing
+    /// removed), with no transformation and no `multiMatch`, run on the value where the
+    /// transaction keeps it: what [`Tx::run_rule`] would find through [`Tx::resolve`],
+    /// without copying the value to test it. `None`: not such a rule.
+    fn run_tx_key(
+        &self,
+        rule: &'a Rule,
+        plan: &'a RulePlan,
+        op: &Compiled,
+        removed: &[Target],
+    ) -> Option<Option<Matched>> {
+        let ([t], [tp]) = (rule.targets.as_slice(), plan.targets.as_slice()) else {
+            return None;
+        };
+        let (Some(slot), Some(key)) = (tp.tx_slot, &tp.tx_key) else {
+            return None;
+        };
+        if t.exclude
+            || t.count
+            || !removed.is_empty()
+            || !plan.transforms.is_empty()
+            || plan.multi
+            || tp.source != Source::Tx
+        {
+            return None;
+        }
+        let Some(v) = self.tx.at(slot) else {
+            return Some(None);
+        };
+        Some(self.test(op, v, plan).map(|caps| {
+            let name = VarName::Var(&t.collection, Cow::Borrowed(key.as_str())).full();
+            (name, v.clone(), caps)
+        }))
     }
 
     /// Whether `v` passes the operator (negation applied), with the captures a rule
@@ -477,23 +605,26 @@ impl<'a> Tx<'a> {
             // them), so one key is a map lookup rather than a walk of the whole map.
             Source::Tx => {
                 match sel {
-                    Selector::Key(want) => match &plan.tx_key {
+                    Selector::Key(want) => match (&plan.tx_key, plan.tx_slot) {
                         // The key found is the planned key: borrowed from the plan.
-                        Some(k) => {
-                            if let Some(v) = self.tx.get(k.as_str()) {
+                        (Some(k), Some(i)) => {
+                            if let Some(v) = self.tx.at(i) {
                                 f(Cow::Borrowed(k.as_str()), Cow::Owned(v.clone()));
                             }
                         }
-                        None => {
+                        _ => {
                             let want = want.to_ascii_lowercase();
-                            if let Some((k, v)) = self.tx.get_key_value(&want) {
-                                f(Cow::Owned(k.clone()), Cow::Owned(v.clone()));
+                            if let Some(v) = self.tx.get(&want) {
+                                let v = v.clone();
+                                f(Cow::Owned(want), Cow::Owned(v));
                             }
                         }
                     },
                     _ => {
-                        for (k, v) in self.tx.iter().filter(|(k, _)| selects(sel, plan, k)) {
-                            f(Cow::Owned(k.clone()), Cow::Owned(v.clone()));
+                        for (k, v) in self.tx.sorted() {
+                            if selects(sel, plan, k) {
+                                f(Cow::Owned(k.to_owned()), Cow::Owned(v.clone()));
+                            }
                         }
                     }
                 }
@@ -556,14 +687,40 @@ impl<'a> Tx<'a> {
         }
     }
 
-    /// The non-disruptive actions of a rule that matched.
-    fn actions(&mut self, rule: &Rule) {
-        for a in &rule.actions {
+    /// The non-disruptive actions of a rule that matched, from its plan.
+    fn actions(&mut self, acts: &[Act]) {
+        for a in acts {
             match a {
-                Action::SetVar(spec) => self.setvar(spec),
-                Action::Ctl { option, value } => self.ctl(option, value),
-                _ => {}
+                Act::SetVar(SetVar::Dynamic(spec)) => self.setvar(spec),
+                Act::SetVar(SetVar::Tx {
+                    slot,
+                    delete,
+                    value,
+                    value_macros,
+                }) => self.setvar_slot(*slot, *delete, value, *value_macros),
+                Act::SetVar(SetVar::Ignored) => {}
+                Act::Ctl { option, value } => self.ctl(option, value),
             }
+        }
+    }
+
+    /// A planned `setvar:tx.name=value` on the name's slot: as [`Tx::setvar`] does
+    /// once the name is read.
+    fn setvar_slot(&mut self, slot: u32, delete: bool, value: &str, value_macros: bool) {
+        if delete {
+            if let Some(s) = self.tx.slot_mut(slot) {
+                *s = None;
+            }
+            return;
+        }
+        let value: Cow<'_, str> = if value_macros {
+            Cow::Owned(self.expand(value))
+        } else {
+            Cow::Borrowed(value)
+        };
+        let new = assigned(self.tx.at(slot), &value);
+        if let Some(s) = self.tx.slot_mut(slot) {
+            *s = Some(new);
         }
     }
 
@@ -590,35 +747,8 @@ impl<'a> Tx<'a> {
             self.tx.remove(key.as_ref());
             return;
         }
-        let num = |b: &[u8]| {
-            std::str::from_utf8(b)
-                .ok()
-                .and_then(|s| s.trim().parse::<i64>().ok())
-                .unwrap_or(0)
-        };
-        let current = || num(self.tx.get(key.as_ref()).map_or(&[][..], Vec::as_slice));
-        // Saturating: a macro may bring request data into the sum (`=+%{MATCHED_VAR}`),
-        // and an overflow must neither panic nor wrap a score to a small number.
-        let new = if let Some(n) = value.strip_prefix('+') {
-            current()
-                .saturating_add(num(n.as_bytes()))
-                .to_string()
-                .into_bytes()
-        } else if let Some(n) = value.strip_prefix('-') {
-            current()
-                .saturating_sub(num(n.as_bytes()))
-                .to_string()
-                .into_bytes()
-        } else {
-            value.as_bytes().to_vec()
-        };
-        // An existing key keeps its string; a new one is copied.
-        match self.tx.get_mut(key.as_ref()) {
-            Some(slot) => *slot = new,
-            None => {
-                self.tx.insert(key.into_owned(), new);
-            }
-        }
+        let new = assigned(self.tx.get(key.as_ref()), value);
+        self.tx.insert(key.as_ref(), new);
     }
 
     fn ctl(&mut self, option: &str, value: &str) {
@@ -706,6 +836,34 @@ impl<'a> Tx<'a> {
     }
 }
 
+/// The value `setvar`'s `value` (macros expanded) leaves where `current` was: `+n` and
+/// `-n` add to and subtract from its number (0 when it is none), anything else replaces
+/// it.
+fn assigned(current: Option<&Vec<u8>>, value: &str) -> Vec<u8> {
+    let num = |b: &[u8]| {
+        std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .unwrap_or(0)
+    };
+    let current = || num(current.map_or(&[][..], Vec::as_slice));
+    // Saturating: a macro may bring request data into the sum (`=+%{MATCHED_VAR}`),
+    // and an overflow must neither panic nor wrap a score to a small number.
+    if let Some(n) = value.strip_prefix('+') {
+        current()
+            .saturating_add(num(n.as_bytes()))
+            .to_string()
+            .into_bytes()
+    } else if let Some(n) = value.strip_prefix('-') {
+        current()
+            .saturating_sub(num(n.as_bytes()))
+            .to_string()
+            .into_bytes()
+    } else {
+        value.as_bytes().to_vec()
+    }
+}
+
 /// `s` in ASCII lower case, copied only if it has upper-case letters.
 fn lower(s: &str) -> Cow<'_, str> {
     if s.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -759,6 +917,12 @@ fn apply_all<'v>(transforms: &[String], value: &'v [u8]) -> Cow<'v, [u8]> {
     v
 }
 
+/// Whether a transformation's output `next` is its input `v` unchanged: the input
+/// borrowed back whole, or the same bytes.
+fn same(next: &[u8], v: &[u8]) -> bool {
+    (next.as_ptr() == v.as_ptr() && next.len() == v.len()) || next == v
+}
+
 /// The counts a `&` target most often yields, as text.
 const SMALL_COUNTS: [&[u8]; 10] = [b"0", b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"8", b"9"];
 
@@ -767,6 +931,7 @@ const SMALL_COUNTS: [&[u8]; 10] = [b"0", b"1", b"2", b"3", b"4", b"5", b"6", b"7
 static NO_PLAN: TargetPlan = TargetPlan {
     source: Source::Unplanned,
     tx_key: None,
+    tx_slot: None,
     regex: None,
 };
 
@@ -797,5 +962,128 @@ fn selects(sel: &Selector, plan: &TargetPlan, k: &str) -> bool {
         }),
         // The request holds the two XPath forms CRS uses, `/*` and `//@*`, as keys.
         Selector::XPath(x) => x == k,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::path::Path;
+
+    use super::*;
+
+    fn rules(text: &str) -> RuleSet {
+        let mut s = RuleSet::default();
+        s.add_text(Path::new("rules.conf"), text).unwrap();
+        s
+    }
+
+    fn args(pairs: &[(&str, &str)]) -> Request {
+        let mut r = Request::default();
+        for (k, v) in pairs {
+            r.add("ARGS", k, v.as_bytes());
+        }
+        r
+    }
+
+    /// The ids of the chains that matched and the first value of each.
+    fn hits(set: &RuleSet, req: &Request) -> Vec<(u64, String)> {
+        inspect(set, req, Mode::DetectionOnly)
+            .hits
+            .into_iter()
+            .map(|h| (h.id, String::from_utf8_lossy(&h.value).into_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn multi_match_tests_each_step_that_changes_the_value() {
+        let set = rules(
+            "SecRule ARGS \"@rx ^abc$\" \"id:1,phase:2,pass,t:none,t:trim,t:urlDecode,t:lowercase,multiMatch\"\n\
+             SecRule ARGS \"@rx ^ abc$\" \"id:2,phase:2,pass,t:none,t:lowercase,t:trim,multiMatch\"\n",
+        );
+        // Only the last step's value matches 1; only the original matches 2.
+        assert_eq!(
+            hits(&set, &args(&[("a", " ABC ")])),
+            vec![(1, "abc".into())]
+        );
+        // The first step matches 1 (the value reported is the last step's).
+        assert_eq!(
+            hits(&set, &args(&[("a", " abc ")])),
+            vec![(1, "abc".into())]
+        );
+        // Steps that change nothing are not tested again: 2 matches the original, 1 the
+        // trimmed value.
+        assert_eq!(
+            hits(&set, &args(&[("a", " abc")])),
+            vec![(1, "abc".into()), (2, "abc".into())]
+        );
+        assert_eq!(hits(&set, &args(&[("a", "xyz")])), vec![]);
+    }
+
+    /// The names of the variables that matched rule `id`.
+    fn targets(set: &RuleSet, req: &Request, policy: &Policy, id: u64) -> Vec<String> {
+        inspect_with(set, req, Mode::DetectionOnly, 2, policy)
+            .hits
+            .into_iter()
+            .find(|h| h.id == id)
+            .map(|h| h.targets)
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn tx_keys_in_slots_and_made_by_macros_read_and_walk_as_one_map() {
+        let set = rules(
+            "SecAction \"id:1,phase:1,pass,setvar:tx.b=1,setvar:'tx.A=2',setvar:tx.n=+2,setvar:tx.n=+2\"\n\
+             SecAction \"id:2,phase:1,pass,setvar:'tx.%{tx.b}x=3',setvar:'tx.%{tx.b}w=5',setvar:'tx.m=%{tx.n}',setvar:tx.gone=1,setvar:!tx.gone\"\n\
+             SecAction \"id:3,phase:1,pass,setvar:'tx.%{tx.b}y=4',setvar:'!tx.%{tx.b}y'\"\n\
+             SecRule TX:/^(1w|1x|a|b|m|z|gone|1y)$/ \"@rx .\" \"id:4,phase:2,pass\"\n\
+             SecRule TX:n \"@eq 4\" \"id:5,phase:2,pass\"\n\
+             SecRule TX:1X \"@eq 3\" \"id:6,phase:2,pass\"\n\
+             SecRule TX:M \"@eq 4\" \"id:7,phase:2,pass\"\n",
+        );
+        let policy = Policy {
+            tx: vec![("Z".into(), b"9".to_vec())],
+            ..Policy::default()
+        };
+        let req = Request::default();
+        // In key order, whichever way each key is kept.
+        assert_eq!(
+            targets(&set, &req, &policy, 4),
+            ["TX:1w", "TX:1x", "TX:a", "TX:b", "TX:m", "TX:z"]
+        );
+        assert_eq!(targets(&set, &req, &policy, 5), ["TX:n"]);
+        assert_eq!(targets(&set, &req, &policy, 6), ["TX:1x"]);
+        assert_eq!(targets(&set, &req, &policy, 7), ["TX:m"]);
+    }
+
+    #[test]
+    fn a_lone_tx_key_target_tests_as_any_target() {
+        let set = rules(
+            "SecAction \"id:1,phase:1,pass,setvar:tx.a=1\"\n\
+             SecRule TX:a \"@eq 1\" \"id:2,phase:2,pass\"\n\
+             SecRule TX:a \"@eq 2\" \"id:3,phase:2,pass\"\n\
+             SecRule TX:b \"@eq 0\" \"id:4,phase:2,pass\"\n\
+             SecAction \"id:5,phase:2,pass,ctl:ruleRemoveTargetById=6;TX:a\"\n\
+             SecRule TX:a \"@eq 1\" \"id:6,phase:2,pass\"\n\
+             SecRule TX:A \"@streq 1\" \"id:7,phase:2,pass,t:none,t:replaceNulls,t:lowercase,setvar:tx.a=X\"\n\
+             SecRule TX:A \"@streq x\" \"id:8,phase:2,pass,t:none,t:lowercase\"\n\
+             SecRule TX:a \"!@eq 2\" \"id:9,phase:2,pass\"\n\
+             SecRule &TX:a \"@eq 1\" \"id:10,phase:2,pass\"\n",
+        );
+        let got = hits(&set, &Request::default());
+        let want: Vec<(u64, String)> = [
+            (1, ""),
+            (2, "1"),
+            (5, ""),
+            (7, "1"),
+            (8, "x"),
+            (9, "X"),
+            (10, "1"),
+        ]
+        .into_iter()
+        .map(|(id, v)| (id, v.to_owned()))
+        .collect();
+        assert_eq!(got, want);
     }
 }

@@ -96,6 +96,11 @@ impl RuleSet {
         Ok(set)
     }
 
+    /// The transaction keys the plans name, by slot.
+    pub(crate) fn tx_keys(&self) -> &plan::TxKeys {
+        &self.interner.tx
+    }
+
     /// Every rule (chain heads), in order.
     pub fn chains(&self) -> impl Iterator<Item = &Chain> {
         self.entries.iter().filter_map(|e| match e {

@@ -43,8 +43,8 @@ pub struct RulePlan {
     pub negated: bool,
     pub multi: bool,
     pub capture: bool,
-    /// Whether the rule has `setvar` or `ctl` actions to run when it matches.
-    pub acts: bool,
+    /// The `setvar` and `ctl` actions to run when it matches, in order.
+    pub acts: Vec<Act>,
     /// Per target of the rule, in order.
     pub targets: Vec<TargetPlan>,
 }
@@ -56,10 +56,90 @@ pub struct TargetPlan {
     pub source: Source,
     /// `TX:key`'s key in lower case (the transaction's keys are kept so).
     pub tx_key: Option<String>,
+    /// That key's slot in the transaction ([`TxKeys`]).
+    pub tx_slot: Option<u32>,
     /// A `/re/` selector compiled (case-insensitive); `None` for other selectors and for
     /// a regex that does not compile (the engine's fallback then selects nothing, as
     /// before).
     pub regex: Option<Arc<regex::Regex>>,
+}
+
+/// A non-disruptive action a matching rule runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Act {
+    SetVar(SetVar),
+    Ctl { option: String, value: String },
+}
+
+/// A `setvar` as far as it is known before the request: the whole text when its name
+/// holds a macro, otherwise the name read once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SetVar {
+    /// The name has a macro: expanded and read when it runs.
+    Dynamic(String),
+    /// `tx.name`: `!` (delete) or the value after the first `=` (empty without one),
+    /// which may hold macros (`value_macros`), and the name's slot.
+    Tx {
+        slot: u32,
+        delete: bool,
+        value: String,
+        value_macros: bool,
+    },
+    /// A collection other than `tx` (`ip`, `global`): not kept.
+    Ignored,
+}
+
+/// The transaction keys a rule set names (`TX:key` targets, `setvar:tx.key` without a
+/// macro in the name), each with a slot number, so the engine keeps their values in a
+/// vector rather than searching a map by text. Keys are in lower case.
+#[derive(Clone, Debug, Default)]
+pub struct TxKeys {
+    slots: HashMap<String, u32>,
+    names: Vec<String>,
+    /// The slots in the order of their keys.
+    order: Vec<u32>,
+}
+
+impl TxKeys {
+    /// The slot of `key` (lower case), added if new.
+    pub fn intern(&mut self, key: &str) -> u32 {
+        if let Some(i) = self.slots.get(key) {
+            return *i;
+        }
+        let i = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
+        let names = &self.names;
+        let at = self
+            .order
+            .partition_point(|j| names.get(*j as usize).map_or("", String::as_str) < key);
+        self.order.insert(at, i);
+        self.slots.insert(key.to_owned(), i);
+        self.names.push(key.to_owned());
+        i
+    }
+
+    /// The slots in the order of their keys.
+    pub fn ordered(&self) -> &[u32] {
+        &self.order
+    }
+
+    /// The slot of `key` (lower case), if the rule set names it.
+    pub fn slot(&self, key: &str) -> Option<u32> {
+        self.slots.get(key).copied()
+    }
+
+    /// The key of slot `i`.
+    pub fn name(&self, i: u32) -> &str {
+        self.names.get(i as usize).map_or("", String::as_str)
+    }
+
+    /// How many slots there are.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
 }
 
 /// Where a target's variables come from.
@@ -100,6 +180,7 @@ pub fn source(name: &str) -> Source {
 pub struct Interner {
     lists: HashMap<Vec<String>, u32>,
     regexes: HashMap<String, Option<Arc<regex::Regex>>>,
+    pub tx: TxKeys,
 }
 
 /// The plan of the chain `head` + `links`, with `defaults` (`SecDefaultAction` by phase).
@@ -148,26 +229,62 @@ fn rule(rule: &Rule, defaults: &[Vec<Action>; 5], interner: &mut Interner) -> Ru
         acts: rule
             .actions
             .iter()
-            .any(|a| matches!(a, Action::SetVar(_) | Action::Ctl { .. })),
+            .filter_map(|a| match a {
+                Action::SetVar(spec) => Some(Act::SetVar(setvar(spec, &mut interner.tx))),
+                Action::Ctl { option, value } => Some(Act::Ctl {
+                    option: option.clone(),
+                    value: value.clone(),
+                }),
+                _ => None,
+            })
+            .collect(),
         targets: rule
             .targets
             .iter()
-            .map(|t| TargetPlan {
-                source: source(&t.collection),
-                tx_key: match &t.selector {
+            .map(|t| {
+                let tx_key = match &t.selector {
                     Selector::Key(k) if t.collection == "TX" => Some(k.to_ascii_lowercase()),
                     _ => None,
-                },
-                regex: match &t.selector {
-                    Selector::Regex(re) => interner
-                        .regexes
-                        .entry(re.clone())
-                        .or_insert_with(|| selector_regex(re).map(Arc::new))
-                        .clone(),
-                    _ => None,
-                },
+                };
+                TargetPlan {
+                    source: source(&t.collection),
+                    tx_slot: tx_key.as_deref().map(|k| interner.tx.intern(k)),
+                    tx_key,
+                    regex: match &t.selector {
+                        Selector::Regex(re) => interner
+                            .regexes
+                            .entry(re.clone())
+                            .or_insert_with(|| selector_regex(re).map(Arc::new))
+                            .clone(),
+                        _ => None,
+                    },
+                }
             })
             .collect(),
+    }
+}
+
+/// A `setvar`'s plan: its name read as the engine reads it after expanding macros, when
+/// expanding cannot change the name (no `%{` before the first `=`, so the first `=` and
+/// a leading `!` are the same before and after).
+pub fn setvar(spec: &str, keys: &mut TxKeys) -> SetVar {
+    let (name, value) = spec.split_once('=').unwrap_or((spec, ""));
+    if name.contains("%{") {
+        return SetVar::Dynamic(spec.to_owned());
+    }
+    let (delete, name) = match name.strip_prefix('!') {
+        Some(n) => (true, n),
+        None => (false, name),
+    };
+    let name = name.trim();
+    match (name.get(..3), name.get(3..)) {
+        (Some(prefix), Some(rest)) if prefix.eq_ignore_ascii_case("tx.") => SetVar::Tx {
+            slot: keys.intern(&rest.to_ascii_lowercase()),
+            delete,
+            value: value.to_owned(),
+            value_macros: value.contains("%{"),
+        },
+        _ => SetVar::Ignored,
     }
 }
 

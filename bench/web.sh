@@ -195,26 +195,28 @@ trap 'log "interrupted"; exit 130' INT TERM
 CLIENT_TICKS=0 # CPU ticks of the last command run_bounded ran (with its children)
 
 run_bounded() { # out limit-seconds cmd...: run in the background (so traps can stop it), wait
-    local out=$1 limit=$2 rc=0 pid c0
+    local out=$1 limit=$2 rc=0 pid c0 c1
     shift 2
-    c0=$(reaped_ticks)
+    reaped_ticks c0
     timeout --kill-after=5 "$limit" "$@" >"$out" 2>&1 &
     pid=$!
     LIVE[$pid]=$1
     wait "$pid" || rc=$?
     unset "LIVE[$pid]"
-    CLIENT_TICKS=$(($(reaped_ticks) - c0))
+    reaped_ticks c1
+    CLIENT_TICKS=$((c1 - c0))
     return "$rc"
 }
 
-reaped_ticks() { # -> this script's reaped children's CPU (cutime+cstime), in clock ticks
-    # Read in this shell, with no fork, so that only run_bounded's command (timeout, and
-    # the wrk or sysbench it waited for) is reaped between two readings.
+reaped_ticks() { # var: this script's reaped children's CPU (cutime+cstime), in clock ticks
+    # Read in this shell into a variable, with no fork (no command substitution), so that
+    # only run_bounded's command (timeout, and the wrk or sysbench it waited for) is
+    # reaped between two readings.
     local line
     local -a fields
     read -r line <"/proc/$$/stat"
     read -ra fields <<<"${line##*) }"
-    echo $((fields[13] + fields[14]))
+    printf -v "$1" '%d' $((fields[13] + fields[14]))
 }
 
 proc_ticks() { # pid -> utime+stime of the process (all its threads), in clock ticks; - if gone
@@ -447,33 +449,48 @@ log "sanity check: 4 random ids returned 200 from the replica, served by:$served
 # `--mysql-ssl=on` always sends a client certificate (client-cert.pem in its working
 # directory), which MariaDB checks against its CA: the script signs a throwaway one with
 # the state's CA (only readable by root, as the state is).
+openssl_logged() { # log-file openssl-args...: run openssl, its output to the log; die on failure
+    local logf=$1
+    shift
+    openssl "$@" >>"$logf" 2>&1 || die "openssl $1 failed (see $logf)"
+}
+sql_in() { # socket, SQL on stdin
+    timeout 120 mariadb --no-defaults --socket="$1" -u"$DB_USER" --batch --skip-column-names
+}
+# A read-only database user of the benchmark's own, created on the primary (it reaches db2
+# through replication, like rampart's users) with TLS required. Only the password's hash
+# is sent in a statement, so the binlog never holds the password; none of it is in argv.
+tls_db_user() { # var user grant-on what: create it, wait for db2, its password into var
+    local -n pass_var=$1
+    local hash
+    pass_var=$(openssl rand -hex 16)
+    hash=$(sql_in "$SOCK1" <<<"SELECT PASSWORD('$pass_var')")
+    [[ $hash =~ ^\*[0-9A-F]{40}$ ]] || die "unexpected password hash from db1"
+    sql_in "$SOCK1" <<<"CREATE USER '$2'@'127.0.0.1' IDENTIFIED BY PASSWORD '$hash' REQUIRE SSL;
+GRANT SELECT ON $3 TO '$2'@'127.0.0.1';" || die "cannot create $4 on db1"
+    wait_replica "$4"
+}
+DB2_ADDR=$(addr db2)
+DB2_PORT=$(svc db2 mariadb .ports.mysql)
+[[ $DB2_ADDR == 127.* && $DB2_PORT =~ ^[0-9]+$ ]] || die "unexpected db2 address '$DB2_ADDR:$DB2_PORT'"
+
 SB_TLS_ON=0
 if ((SB_TLS)); then
     DB2_CA=$(tr '\0' '\n' <"/proc/${PID[db2]}/cmdline" | sed -n 's/^--ssl-ca=//p' | head -n 1)
     SB_TLS_DIR=$WORK/sysbench-tls
     mkdir -p "$SB_TLS_DIR"
     if [[ -r ${DB2_CA%/*}/ca.key && -r $DB2_CA ]]; then
-        sb_ossl() { openssl "$@" >>"$SB_TLS_DIR/openssl.log" 2>&1 || die "openssl $1 failed (see $SB_TLS_DIR/openssl.log)"; }
         cp "$DB2_CA" "$SB_TLS_DIR/cacert.pem"
-        sb_ossl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=bench-sysbench \
+        openssl_logged "$SB_TLS_DIR/openssl.log" req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=bench-sysbench \
             -keyout "$SB_TLS_DIR/client-key.pem" -out "$SB_TLS_DIR/client.csr"
-        sb_ossl x509 -req -sha256 -days 1 -in "$SB_TLS_DIR/client.csr" -CA "$DB2_CA" \
+        openssl_logged "$SB_TLS_DIR/openssl.log" x509 -req -sha256 -days 1 -in "$SB_TLS_DIR/client.csr" -CA "$DB2_CA" \
             -CAkey "${DB2_CA%/*}/ca.key" -CAcreateserial -CAserial "$SB_TLS_DIR/ca.srl" \
             -out "$SB_TLS_DIR/client-cert.pem"
         SB_TLS_USER=bench_sysbench_tls
-        SB_TLS_PASS=$(openssl rand -hex 16)
-        SB_TLS_HASH=$(sql "$SOCK1" "SELECT PASSWORD('$SB_TLS_PASS')")
-        [[ $SB_TLS_HASH =~ ^\*[0-9A-F]{40}$ ]] || die "unexpected password hash from db1"
-        sql "$SOCK1" "CREATE USER '$SB_TLS_USER'@'127.0.0.1' IDENTIFIED BY PASSWORD '$SB_TLS_HASH' REQUIRE SSL;
-            GRANT SELECT ON sbtest.* TO '$SB_TLS_USER'@'127.0.0.1'" ||
-            die "cannot create the TLS sysbench user on db1"
-        wait_replica "the TLS sysbench user"
-        SB_DB2_ADDR=$(addr db2)
-        SB_DB2_PORT=$(svc db2 mariadb .ports.mysql)
-        [[ $SB_DB2_ADDR == 127.* && $SB_DB2_PORT =~ ^[0-9]+$ ]] || die "unexpected db2 address '$SB_DB2_ADDR:$SB_DB2_PORT'"
+        tls_db_user SB_TLS_PASS "$SB_TLS_USER" 'sbtest.*' "the TLS sysbench user"
         # sysbench takes a password only on its command line: the user can only read
         # sbtest, and exists only in this run's state, which `down --purge` removes.
-        SB_TLS_ARGS=(--mysql-host="$SB_DB2_ADDR" --mysql-port="$SB_DB2_PORT" --mysql-user="$SB_TLS_USER"
+        SB_TLS_ARGS=(--mysql-host="$DB2_ADDR" --mysql-port="$DB2_PORT" --mysql-user="$SB_TLS_USER"
             --mysql-password="$SB_TLS_PASS" --mysql-ssl=on)
         SB_TLS_ON=1
     else
@@ -522,7 +539,7 @@ if ((CLASSIC)); then
 
     # Certificates: ECDSA P-256 like rampart's, from a CA of the classic stack's own.
     C=$CL/certs
-    ossl() { openssl "$@" >>"$CL/openssl.log" 2>&1 || die "openssl $1 failed (see $CL/openssl.log)"; }
+    ossl() { openssl_logged "$CL/openssl.log" "$@"; }
     ossl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -sha256 -days 2 \
         -subj "/CN=rampart bench classic CA" -keyout "$C/ca.key" -out "$C/ca.pem"
     leaf() { # name subjectAltName extendedKeyUsage
@@ -540,22 +557,8 @@ if ((CLASSIC)); then
     cat "$C/site.pem" "$C/site.key" >"$C/site-haproxy.pem"
     cat "$C/haproxy.pem" "$C/haproxy.key" >"$C/haproxy-client.pem"
 
-    # A read-only database user of its own, created on the primary (it reaches db2 through
-    # replication, like rampart's users) with TLS required. Only the password's hash is
-    # sent in a statement, so the binlog never holds the password; none of it is in argv.
-    sql_in() { # socket, SQL on stdin
-        timeout 120 mariadb --no-defaults --socket="$1" -u"$DB_USER" --batch --skip-column-names
-    }
     CL_DB_USER=bench_classic
-    CL_DB_PASS=$(openssl rand -hex 16)
-    CL_DB_HASH=$(sql_in "$SOCK1" <<<"SELECT PASSWORD('$CL_DB_PASS')")
-    [[ $CL_DB_HASH =~ ^\*[0-9A-F]{40}$ ]] || die "unexpected password hash from db1"
-    sql_in "$SOCK1" <<<"CREATE USER '$CL_DB_USER'@'127.0.0.1' IDENTIFIED BY PASSWORD '$CL_DB_HASH' REQUIRE SSL;
-GRANT SELECT ON foobar.users TO '$CL_DB_USER'@'127.0.0.1';" || die "cannot create the classic stack's database user on db1"
-    wait_replica "the classic stack's database user"
-    DB2_ADDR=$(addr db2)
-    DB2_PORT=$(svc db2 mariadb .ports.mysql)
-    [[ $DB2_ADDR == 127.* && $DB2_PORT =~ ^[0-9]+$ ]] || die "unexpected db2 address '$DB2_ADDR:$DB2_PORT'"
+    tls_db_user CL_DB_PASS "$CL_DB_USER" foobar.users "the classic stack's database user"
 
     # FastCGI keep-alive pins a PHP-FPM child to each open nginx connection, idle or not,
     # and nginx keeps up to `keepalive` idle connections per worker. If the idle ones of
@@ -863,7 +866,7 @@ declare -A REST_LABELS=() # "kind label" -> 1, for every label some run's split 
 declare -A REST_ORDER=() # kind -> the labels of its rest to print, largest first
 
 rest_split() { # kind round count table0 table1 own-name...: R[kind.rest:label@round] in us/req
-    local kind=$1 r=$2 count=$3 t0=$4 t1=$5 h p st label ticks
+    local kind=$1 r=$2 count=$3 t0=$4 t1=$5 h p label ticks
     shift 5
     : >"$WORK/rest-own"
     for h in "$@"; do echo "${PID[$h]}" >>"$WORK/rest-own"; done

@@ -159,7 +159,7 @@ impl Shared {
             tls: meta.tls,
             proto: meta.proto,
             db: None,
-            request_id: Some(&meta.request_id),
+            request_id: Some(meta.id()),
             waf: meta.waf.as_ref(),
         });
     }
@@ -377,7 +377,7 @@ impl Generation {
                 "{} {}\nrequest id: {}\n",
                 s.as_u16(),
                 s.canonical_reason().unwrap_or(""),
-                meta.request_id
+                meta.id()
             ),
         };
         let len = body.len() as u64;
@@ -392,9 +392,7 @@ impl Generation {
         for (k, v) in extra {
             h.insert(k.clone(), v.clone());
         }
-        if let Ok(v) = HeaderValue::from_str(&meta.request_id) {
-            h.insert(X_REQUEST_ID, v);
-        }
+        h.insert(X_REQUEST_ID, meta.request_id.clone());
         self.finish_headers(h, conn);
         self.none_counters[status_class_index(status.as_u16())].inc();
         self.shared.record(meta, status.as_u16(), len, None);
@@ -503,7 +501,7 @@ impl Generation {
         };
         if let Some(waf) = &self.waf {
             let name = host.to_str().ok().and_then(host_without_port).unwrap_or("");
-            let verdict = waf.inspect(&req, name, conn.client, &meta.request_id);
+            let verdict = waf.inspect(&req, name, conn.client, meta.id());
             meta.waf = verdict.event;
             if let Some(status) = verdict.status {
                 let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
@@ -559,9 +557,7 @@ impl Generation {
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
         let idempotent = crate::upstream::is_idempotent(&parts.method);
         let mut headers = upstream_headers(parts.headers, conn, host);
-        if let Ok(v) = HeaderValue::from_str(&meta.request_id) {
-            headers.insert(X_REQUEST_ID, v);
-        }
+        headers.insert(X_REQUEST_ID, meta.request_id.clone());
         let metrics = &self.shared.metrics;
         let mut tried: Option<Arc<Backend>> = None;
         loop {
@@ -632,9 +628,7 @@ impl Generation {
                 parts.headers.insert(name.clone(), v.clone());
             }
         }
-        if let Ok(v) = HeaderValue::from_str(&meta.request_id) {
-            parts.headers.insert(X_REQUEST_ID, v);
-        }
+        parts.headers.insert(X_REQUEST_ID, meta.request_id.clone());
         let status = parts.status.as_u16();
         backend.requests[status_class_index(status)].inc();
         let metered = Metered {
@@ -677,7 +671,9 @@ impl Drop for ActiveGuard {
 /// What the access log and the latency histogram need about one request.
 struct RequestMeta {
     start: Instant,
-    request_id: String,
+    /// 16 lower-case hex digits, made once: the access log, the WAF's audit record and
+    /// the `X-Request-Id` headers both ways share it.
+    request_id: HeaderValue,
     waf: Option<rampart_telemetry::access_log::WafEvent>,
     method: Method,
     host: HeaderValue,
@@ -700,6 +696,11 @@ impl RequestMeta {
             tls: conn.tls_version,
             proto: conn.proto,
         }
+    }
+
+    /// The request id as text (always ASCII hex).
+    fn id(&self) -> &str {
+        self.request_id.to_str().unwrap_or("")
     }
 
     /// The path as logged: no query string (it often carries tokens), at most 2 KiB.
@@ -781,7 +782,7 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// A new request id: 16 hex digits, unique in this process (a counter through a
 /// bijective mix, from a per-process random start) and unlikely to repeat across
 /// processes.
-fn request_id() -> String {
+fn request_id() -> HeaderValue {
     static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let seed = *SEED.get_or_init(|| {
@@ -801,7 +802,13 @@ fn request_id() -> String {
     );
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    format!("{:016x}", z ^ (z >> 31))
+    z ^= z >> 31;
+    let mut hex = [0u8; 16];
+    for (i, d) in hex.iter_mut().enumerate() {
+        *d = b"0123456789abcdef"[((z >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    // Hex digits are always a valid header value.
+    HeaderValue::from_bytes(&hex).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 pub fn full(b: Bytes) -> RespBody {
@@ -939,6 +946,24 @@ mod tests {
             h6["forwarded"],
             "for=\"[2001:db8::1]\";proto=https;host=\"www.foobar.com\""
         );
+    }
+
+    #[test]
+    fn request_ids_are_sixteen_hex_digits_and_do_not_repeat() {
+        let ids: Vec<HeaderValue> = (0..1000).map(|_| request_id()).collect();
+        for id in &ids {
+            let s = id.to_str().unwrap();
+            assert_eq!(s.len(), 16, "{s}");
+            assert!(
+                s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+                "{s}"
+            );
+        }
+        let distinct: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+        // The leading digit comes from the top bits: the digits are not all shifted out.
+        assert!(ids.iter().any(|id| id.as_bytes()[0] != b'0'));
     }
 
     #[test]

@@ -250,7 +250,9 @@ fn parse_response(buf: &[u8]) -> Result<Option<(StatusCode, Version, HeaderMap, 
     } else {
         Version::HTTP_11
     };
-    let mut map = HeaderMap::with_capacity(r.headers.len());
+    // Room for what the proxy adds to the response (`Strict-Transport-Security`,
+    // `X-Request-Id`, the served-by header, `Date`), so the map does not grow.
+    let mut map = HeaderMap::with_capacity(r.headers.len() + 4);
     for h in r.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes())
             .map_err(|_| UpError::BadResponse("header"))?;

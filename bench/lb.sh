@@ -830,30 +830,32 @@ measure_fullhs() { # lb port
     log "$lb $mode$RNOTE: $n full handshakes (${R[$lb.$mode.rps@$ROUND]:-?}/s), ${R[$lb.$mode.cpu_us@$ROUND]:-?} us CPU/handshake, resumed ${R[$lb.$mode.lb_resumed@$ROUND]:-?} of ${R[$lb.$mode.lb_counted@$ROUND]:-?} (LB) and $resumed (s_time), LB process ${R[$lb.$mode.cpu_pct@$ROUND]:-?}% of a core, CPU $LOAD_CPU (clients+backends) busy ${R[$lb.$mode.load_core_pct@$ROUND]:-?}%"
 }
 
-# PROFILE=1: one more full-handshake run, not part of the results, with `perf record` on
-# the load balancer's processes; the top symbols go to perf-<lb>-fullhs-*.txt.
-profile_fullhs() { # lb port
-    local lb=$1 pids perf_pid data=$RUN_DIR/perf-$1-fullhs.data
+# PROFILE=1: one more keep-alive run and one more full-handshake run, not part of the
+# results, each with `perf record` on the load balancer's processes; the top symbols go
+# to perf-<lb>-<mode>-*.txt.
+profile_run() { # lb mode command... (the extra run, DURATION seconds)
+    local lb=$1 mode=$2 pids perf_pid data=$RUN_DIR/perf-$1-$2.data
+    shift 2
     mapfile -t pids < <(tree_of "$LB_PID")
-    log "$lb: profiling an extra full-handshake run ($DURATION s) with perf record"
+    log "$lb: profiling an extra $mode run ($DURATION s) with perf record"
     perf record -q -e cpu-clock -F 999 -g -p "$(
         IFS=,
         echo "${pids[*]}"
-    )" -o "$data" -- sleep $((DURATION + 2)) >"$RUN_DIR/perf-record-$lb.log" 2>&1 &
+    )" -o "$data" -- sleep $((DURATION + 2)) >"$RUN_DIR/perf-record-$lb-$mode.log" 2>&1 &
     perf_pid=$!
     LIVE[$perf_pid]="perf $lb"
-    run_stime "$WORK/stime-$lb-profile" "$port"
+    "$@"
     reap "$perf_pid"
     [[ -s $data ]] || {
-        NOTES+=("$lb: perf record wrote no profile (see $RUN_DIR/perf-record-$lb.log)")
+        NOTES+=("$lb: perf record wrote no $mode profile (see $RUN_DIR/perf-record-$lb-$mode.log)")
         return 0
     }
     timeout 300 perf report -i "$data" --no-children --sort dso,sym --stdio -g none \
-        >"$RUN_DIR/perf-$lb-fullhs-symbols.txt" 2>/dev/null || true
+        >"$RUN_DIR/perf-$lb-$mode-symbols.txt" 2>/dev/null || true
     timeout 300 perf report -i "$data" --no-children --sort dso --stdio -g none \
-        >"$RUN_DIR/perf-$lb-fullhs-dso.txt" 2>/dev/null || true
+        >"$RUN_DIR/perf-$lb-$mode-dso.txt" 2>/dev/null || true
     timeout 300 perf report -i "$data" --children --sort sym --stdio -g none \
-        >"$RUN_DIR/perf-$lb-fullhs-children.txt" 2>/dev/null || true
+        >"$RUN_DIR/perf-$lb-$mode-children.txt" 2>/dev/null || true
 }
 
 # Shows that the counter the fullhs run reads does see resumption: one OpenSSL client
@@ -909,7 +911,10 @@ run_lb() { # lb: one round of everything for one load balancer
     measure_fullhs "$lb" "${FULLHS_PORT[$lb]}"
     if ((ROUND == 1)); then
         fullhs_counter_check "$lb" "${FULLHS_PORT[$lb]}"
-        ((PROFILE)) && profile_fullhs "$lb" "${FULLHS_PORT[$lb]}"
+        if ((PROFILE)); then
+            profile_run "$lb" keepalive run_wrk "$WORK/wrk-$lb-profile.txt" "$DURATION" "https://127.0.0.1:$port/"
+            profile_run "$lb" fullhs run_stime "$WORK/stime-$lb-profile" "${FULLHS_PORT[$lb]}"
+        fi
     fi
     if [[ $lb == rampart ]]; then
         curl -s --max-time 3 "http://127.0.0.1:$RAMPART_ADMIN/metrics" >"$RUN_DIR/rampart-metrics$RTAG.txt" 2>/dev/null || true

@@ -177,12 +177,17 @@ fn the_quick_start_stops_debians_services_and_only_rampart_holds_the_ports() {
 
     // A fresh install's state. The packages' files come from this machine's /usr, and
     // the root is empty, so first what their maintainer scripts would have made.
+    // Alertmanager's gossip needs a private address with a default route, which this
+    // namespace (loopback only, no route out) lacks: without `--cluster.listen-address=`
+    // (what a single Alertmanager runs with) it exits, systemd restarts it until its
+    // start limit, and whether it counted as started depended on when it was asked.
     let (ok, text) = ssh_run(
         &ssh,
         "set -e; \
          install -d -o prometheus -g prometheus /var/lib/prometheus/metrics2 /var/lib/prometheus/alertmanager; \
          install -d -o etcd -g etcd -m 0700 /var/lib/etcd; \
          install -d /var/log/nginx /var/lib/nginx; \
+         echo 'ARGS=\"--cluster.listen-address=\"' > /etc/default/prometheus-alertmanager; \
          mariadb-install-db --user=mysql --datadir=/var/lib/mysql --skip-test-db >/dev/null 2>&1; \
          printf 'global_defs {\\n  enable_script_security\\n}\\nvrrp_instance VI_1 {\\n  interface lo\\n  virtual_router_id 51\\n  priority 100\\n  virtual_ipaddress {\\n    127.0.9.9/32\\n  }\\n}\\n' > /etc/keepalived/keepalived.conf",
         120,

@@ -51,6 +51,16 @@ impl Drop for Netns {
     }
 }
 
+/// The test's scratch directory (its ssh keys among it), removed when dropped, after the
+/// host and the namespace, so a failed run leaves it behind no more than a passed one.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
 fn ssh_run(ssh: &Ssh, command: &str, secs: u32) -> (bool, String) {
     let out = Command::new("timeout")
         .arg(secs.to_string())
@@ -155,7 +165,9 @@ fn the_quick_start_stops_debians_services_and_only_rampart_holds_the_ports() {
     if !bin.starts_with(&root) {
         binds.push(bin_dir);
     }
-    let dir = std::env::temp_dir().join(format!("rampart-quickstart-{}", std::process::id()));
+    let scratch =
+        Scratch(std::env::temp_dir().join(format!("rampart-quickstart-{}", std::process::id())));
+    let dir = scratch.0.clone();
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
     let ns = Netns(format!("rq{}", std::process::id() % 1_000_000));
@@ -307,5 +319,4 @@ fn the_quick_start_stops_debians_services_and_only_rampart_holds_the_ports() {
     );
     println!("{}", down.trim());
     drop(host);
-    let _ = fs::remove_dir_all(&dir);
 }

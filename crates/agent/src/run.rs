@@ -5,6 +5,16 @@
 //! with remote write. Nothing is pushed that was not first on disk, so a monitor outage
 //! or an agent restart loses no samples (within the buffer's bounds).
 //!
+//! Timing: the host, the scrapes and the database are read at the same time, each
+//! bounded by the interval. A source that is not done by then is missing from that
+//! sample and counted in `rampart_agent_collect_errors_total` (as a scrape past its
+//! timeout is in Prometheus); a host collection still running (on a starved machine)
+//! is not started again beside itself. The batch goes to a writer that appends it (an
+//! fsync) while the next interval runs, with at most [`WRITE_QUEUE`] batches waiting.
+//! The agent's own metrics read a copy of the buffer's stats, never its lock, which an
+//! fsync may hold. So a slow disk, database or host read does not move the heartbeat
+//! off its interval.
+//!
 //! Labels: every series gets `instance` (the host) and `job` (`node`, the scrape's job,
 //! `accesslog`, `mysql` or `agent`).
 //!
@@ -108,7 +118,7 @@ pub struct Agent {
     config: Config,
     /// How pushes are made (TLS and the host's client certificate for an https URL).
     client: remote_write::Client,
-    buffer: Arc<Mutex<Buffer>>,
+    buffer: Arc<Store>,
     /// Held by the one collection running (serve collects one interval at a time).
     collectors: tokio::sync::Mutex<Collectors>,
     stats: Arc<Mutex<Stats>>,
@@ -135,12 +145,50 @@ impl std::fmt::Debug for Agent {
 struct Collectors {
     tails: Vec<LogTail>,
     mysql: Option<mysql::Collector>,
+    /// A host collection that outran its interval (a thread cannot be stopped): the
+    /// next one does not start beside it, and its late result is not used.
+    node_running: Option<tokio::task::JoinHandle<Result<Vec<Family>, host::HostError>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding the lock leaves plain data that is still usable.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+/// The buffer and a copy of its stats as of its last change. An append or an
+/// acknowledgement holds the buffer's lock through an fsync, which a loaded disk can
+/// stretch to seconds; a collection reads the copy and never waits on that lock.
+struct Store {
+    buffer: Mutex<Buffer>,
+    stats: Mutex<buffer::Stats>,
+}
+
+impl Store {
+    fn new(buffer: Buffer) -> Store {
+        Store {
+            stats: Mutex::new(buffer.stats()),
+            buffer: Mutex::new(buffer),
+        }
+    }
+
+    /// Runs `f` on the buffer (blocking: call it from `spawn_blocking`), then refreshes
+    /// the copy of its stats.
+    fn with<R>(&self, f: impl FnOnce(&mut Buffer) -> R) -> R {
+        let mut b = lock(&self.buffer);
+        let r = f(&mut b);
+        *lock(&self.stats) = b.stats();
+        r
+    }
+
+    fn families(&self) -> Vec<Family> {
+        buffer::families(&lock(&self.stats))
+    }
+}
+
+/// Batches collected but not yet appended: a collection hands its batch over and goes
+/// on, so a slow disk delays the buffer, not the next sample. Past this many the
+/// collection waits (the disk is slower than the interval), and the heartbeat shows it.
+const WRITE_QUEUE: usize = 4;
 
 impl Agent {
     /// Opens the state directory (0700), the buffer and the log tails.
@@ -204,8 +252,12 @@ impl Agent {
             client,
             cgroup: config.host_cgroup.then(Arc::default),
             config,
-            buffer: Arc::new(Mutex::new(buffer)),
-            collectors: tokio::sync::Mutex::new(Collectors { tails, mysql }),
+            buffer: Arc::new(Store::new(buffer)),
+            collectors: tokio::sync::Mutex::new(Collectors {
+                tails,
+                mysql,
+                node_running: None,
+            }),
             stats: Arc::default(),
             started: SystemTime::now(),
             last,
@@ -266,26 +318,49 @@ impl Agent {
             ))
         });
 
-        let mut ticker = tokio::time::interval(self.config.interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tokio::pin!(shutdown);
-        let mut ready = Some(ready);
-        loop {
-            tokio::select! {
-                () = &mut shutdown => break,
-                _ = ticker.tick() => {}
+        let (batches, mut queued) = tokio::sync::mpsc::channel::<WriteRequest>(WRITE_QUEUE);
+        let collect = async move {
+            let mut ticker = tokio::time::interval(self.config.interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tokio::pin!(shutdown);
+            loop {
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    _ = ticker.tick() => {}
+                }
+                let batch = self.collect_once().await;
+                if batches.send(batch).await.is_err() {
+                    break;
+                }
+                // The agent sleeps most of each interval: what one collection allocated
+                // and freed goes back to the system instead of staying resident (with
+                // mimalloc's default purge delay about a third of the agent's memory).
+                rampart_sys::release_free_memory();
             }
-            self.collect_once().await;
-            notify.notify_one();
-            // The agent sleeps most of each interval: what one collection allocated
-            // and freed goes back to the system instead of staying resident (with
-            // mimalloc's default purge delay about a third of the agent's memory).
-            rampart_sys::release_free_memory();
-            if let Some(r) = ready.take() {
-                tracing::info!(config = %self.config.file.display(), "agent ready");
-                r();
+            // Dropping `batches` ends the writer once it has appended what is queued.
+        };
+        let write = async {
+            let mut ready = Some(ready);
+            while let Some(batch) = queued.recv().await {
+                let store = self.buffer.clone();
+                let t = Instant::now();
+                let appended =
+                    tokio::task::spawn_blocking(move || store.with(|b| b.append(&batch))).await;
+                // Reported with the next collection's durations.
+                self.timed("buffer", t);
+                match appended {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => self.failed("buffer", &e.to_string()),
+                    Err(e) => self.failed("buffer", &e.to_string()),
+                }
+                notify.notify_one();
+                if let Some(r) = ready.take() {
+                    tracing::info!(config = %self.config.file.display(), "agent ready");
+                    r();
+                }
             }
-        }
+        };
+        tokio::join!(collect, write);
         stop_tx.send_replace(true);
         notify.notify_one();
         let _ = sender.await;
@@ -298,75 +373,121 @@ impl Agent {
         Ok(())
     }
 
-    /// One collection: every source, one timestamp, one batch appended to the buffer.
-    pub async fn collect_once(&self) {
+    /// One collection: every source, one timestamp, one batch (for the buffer). The
+    /// host, the scrapes and the database are read at the same time, each bounded by the
+    /// interval (the database by `mysql.timeout` too), so one slow source neither delays
+    /// the others nor, beyond the interval, the next collection.
+    async fn collect_once(&self) -> WriteRequest {
         let mut collectors = self.collectors.lock().await;
-        let Collectors { tails, mysql } = &mut *collectors;
+        let Collectors {
+            tails,
+            mysql,
+            node_running,
+        } = &mut *collectors;
         let ahead = lock(&self.stats).clock_ahead_ms;
         let now_ms = unix_ms(SystemTime::now()) - ahead.max(0);
+        let deadline = tokio::time::Instant::now() + self.config.interval;
         let mut groups: Vec<(String, Vec<Family>)> = Vec::new();
 
-        if let Some(root) = self.config.host_root.clone() {
+        let node = async {
+            let root = self.config.host_root.clone()?;
             let t = Instant::now();
             let options = host::Options {
                 textfile_dir: self.config.textfile_dir.clone(),
                 cgroup: self.cgroup.clone(),
             };
-            let r = tokio::task::spawn_blocking(move || host::collect_with(&root, &options)).await;
+            let mut running = match node_running.take() {
+                Some(h) if !h.is_finished() => {
+                    *node_running = Some(h);
+                    self.failed("node", "the last interval's collection is still running");
+                    return None;
+                }
+                _ => tokio::task::spawn_blocking(move || host::collect_with(&root, &options)),
+            };
+            let r = tokio::time::timeout_at(deadline, &mut running).await;
             self.timed("node", t);
+            let Ok(r) = r else {
+                *node_running = Some(running);
+                self.failed("node", "not done within the interval");
+                return None;
+            };
             match r {
                 Ok(Ok(mut f)) => {
                     // node_exporter's own process_* are in job "node" too; dashboards
                     // built for it look for them there.
                     f.extend(process_families(self.started));
-                    groups.push(("node".into(), f));
+                    Some(f)
                 }
-                Ok(Err(e)) => self.failed("node", &e.to_string()),
-                Err(e) => self.failed("node", &e.to_string()),
-            }
-        }
-
-        let timeout = self.config.interval.min(Duration::from_secs(10));
-        let t = Instant::now();
-        let scrapes: Vec<_> = self
-            .config
-            .scrapes
-            .iter()
-            .map(|s| {
-                let url = s.url.clone();
-                let job = s.job.clone();
-                (
-                    job,
-                    tokio::spawn(async move { scrape::fetch(&url, timeout).await }),
-                )
-            })
-            .collect();
-        for (job, handle) in scrapes {
-            let result = match handle.await {
-                Ok(r) => r.map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            let up = match result {
-                Ok(body) => {
-                    let (families, _bad) = scrape::parse(&String::from_utf8_lossy(&body));
-                    groups.push((job.clone(), families));
-                    1.0
+                Ok(Err(e)) => {
+                    self.failed("node", &e.to_string());
+                    None
                 }
                 Err(e) => {
-                    self.failed("scrape", &e);
-                    0.0
+                    self.failed("node", &e.to_string());
+                    None
                 }
-            };
-            groups.push((
-                job,
-                vec![gauge(
-                    "up",
-                    "Whether the agent's last scrape of this service succeeded.",
-                    up,
-                )],
-            ));
+            }
+        };
+
+        let scraped = async {
+            let timeout = self.config.interval.min(Duration::from_secs(10));
+            let t = Instant::now();
+            let scrapes: Vec<_> = self
+                .config
+                .scrapes
+                .iter()
+                .map(|s| {
+                    let url = s.url.clone();
+                    let job = s.job.clone();
+                    (
+                        job,
+                        tokio::spawn(async move { scrape::fetch(&url, timeout).await }),
+                    )
+                })
+                .collect();
+            let mut out = Vec::new();
+            for (job, handle) in scrapes {
+                let result = match handle.await {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                let up = match result {
+                    Ok(body) => {
+                        let (families, _bad) = scrape::parse(&String::from_utf8_lossy(&body));
+                        out.push((job.clone(), families));
+                        1.0
+                    }
+                    Err(e) => {
+                        self.failed("scrape", &e);
+                        0.0
+                    }
+                };
+                out.push((
+                    job,
+                    vec![gauge(
+                        "up",
+                        "Whether the agent's last scrape of this service succeeded.",
+                        up,
+                    )],
+                ));
+            }
+            self.timed("scrape", t);
+            out
+        };
+
+        let database = async {
+            let m = mysql.as_mut()?;
+            let t = Instant::now();
+            let f = m.collect_by(deadline).await;
+            self.timed("mysql", t);
+            Some(f)
+        };
+
+        let (node, scraped, database) = tokio::join!(node, scraped, database);
+        if let Some(f) = node {
+            groups.push(("node".into(), f));
         }
-        self.timed("scrape", t);
+        groups.extend(scraped);
 
         let t = Instant::now();
         let mut log_families = Vec::new();
@@ -400,10 +521,7 @@ impl Agent {
             groups.push(("accesslog".into(), merge_families(log_families)));
         }
 
-        if let Some(m) = mysql.as_mut() {
-            let t = Instant::now();
-            let f = m.collect().await;
-            self.timed("mysql", t);
+        if let Some(f) = database {
             groups.push(("mysql".into(), f));
         }
 
@@ -435,18 +553,11 @@ impl Agent {
         let text = expo::text_of_jobs(&groups);
         timeseries.sort_by(|a, b| a.labels.cmp(&b.labels));
         timeseries.dedup_by(|later, earlier| later.labels == earlier.labels);
-        let batch = WriteRequest {
+        self.last.send_replace(Arc::new(text));
+        WriteRequest {
             timeseries,
             metadata: Vec::new(),
-        };
-        let buffer = self.buffer.clone();
-        let appended = tokio::task::spawn_blocking(move || lock(&buffer).append(&batch)).await;
-        match appended {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => self.failed("buffer", &e.to_string()),
-            Err(e) => self.failed("buffer", &e.to_string()),
         }
-        self.last.send_replace(Arc::new(text));
     }
 
     fn timed(&self, collector: &'static str, t: Instant) {
@@ -555,7 +666,7 @@ impl Agent {
                 .collect(),
         });
         drop(stats);
-        out.extend(lock(&self.buffer).families());
+        out.extend(self.buffer.families());
         out
     }
 }
@@ -712,7 +823,7 @@ fn soft_limit(limits: &str, name: &str) -> Option<f64> {
 async fn send_loop(
     config: Config,
     client: remote_write::Client,
-    buffer: Arc<Mutex<Buffer>>,
+    buffer: Arc<Store>,
     stats: Arc<Mutex<Stats>>,
     notify: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
@@ -724,7 +835,7 @@ async fn send_loop(
         }
         let max = config.max_batches_per_request;
         let b = buffer.clone();
-        let pending = tokio::task::spawn_blocking(move || lock(&b).peek(max, 16 << 20)).await;
+        let pending = tokio::task::spawn_blocking(move || b.with(|b| b.peek(max, 16 << 20))).await;
         let batches = match pending {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => {
@@ -751,7 +862,7 @@ async fn send_loop(
             Err(e) => {
                 tracing::error!(error = %e, "encoding a batch; dropping it");
                 let b = buffer.clone();
-                let _ = tokio::task::spawn_blocking(move || lock(&b).ack(through)).await;
+                let _ = tokio::task::spawn_blocking(move || b.with(|b| b.ack(through))).await;
                 continue;
             }
         };
@@ -760,7 +871,7 @@ async fn send_loop(
             Ok(pushed) => {
                 attempt = 0;
                 let b = buffer.clone();
-                let acked = tokio::task::spawn_blocking(move || lock(&b).ack(through)).await;
+                let acked = tokio::task::spawn_blocking(move || b.with(|b| b.ack(through))).await;
                 if let Ok(Err(e)) = acked {
                     tracing::warn!(error = %e, "acknowledging pushed batches");
                 }
@@ -788,7 +899,7 @@ async fn send_loop(
                 attempt = 0;
                 tracing::error!(error = %e, samples, "push refused; dropping these samples");
                 let b = buffer.clone();
-                let _ = tokio::task::spawn_blocking(move || lock(&b).reject(through)).await;
+                let _ = tokio::task::spawn_blocking(move || b.with(|b| b.reject(through))).await;
                 let mut s = lock(&stats);
                 s.pushes_failed_permanent += 1;
                 s.samples_dropped_permanent += samples;
@@ -854,6 +965,135 @@ rampart_telemetry::service!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With the buffer's lock held for longer than several intervals (an append's or an
+    /// acknowledgement's fsync on a slow disk), collections go on at their interval: the
+    /// agent's own exposition (its heartbeat) keeps changing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    // The lock's holder sleeps on a thread of its own, not the runtime's.
+    #[allow(clippy::disallowed_methods)]
+    async fn a_held_buffer_lock_does_not_delay_collections() {
+        use rampart_telemetry::config::ConfigFile;
+        let dir = tempfile::tempdir().unwrap();
+        // Nothing listens on the discard port: pushes fail fast and stay buffered.
+        let text = format!(
+            "[agent]\ninstance = \"t\"\nstate_dir = \"{}\"\ninterval = \"200ms\"\n\
+             [push]\nurl = \"http://127.0.0.1:9/api/v1/write\"\n[host]\nenabled = false\n",
+            dir.path().join("state").display()
+        );
+        let config = Config::parse(&dir.path().join("agent.toml"), &text).unwrap();
+        let agent = Arc::new(Agent::new(config).unwrap());
+        let mut last = agent.last.subscribe();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serve = agent.serve(
+            Listeners { metrics: None },
+            async {
+                let _ = stopped.await;
+            },
+            || {},
+        );
+        let watch = async {
+            tokio::time::timeout(Duration::from_secs(10), last.changed())
+                .await
+                .expect("no first collection")
+                .unwrap();
+            let (held_tx, held_rx) = std::sync::mpsc::channel();
+            let a = Arc::clone(&agent);
+            let holder = std::thread::spawn(move || {
+                let _held = lock(&a.buffer.buffer);
+                held_tx.send(()).unwrap();
+                std::thread::sleep(Duration::from_millis(2500));
+            });
+            held_rx.recv().unwrap();
+            let until = tokio::time::Instant::now() + Duration::from_secs(2);
+            let mut changes = 0;
+            while tokio::time::timeout_at(until, last.changed()).await.is_ok() {
+                changes += 1;
+            }
+            tokio::task::spawn_blocking(move || holder.join().unwrap())
+                .await
+                .unwrap();
+            let _ = stop.send(());
+            changes
+        };
+        let (served, changes) = tokio::join!(serve, watch);
+        served.unwrap();
+        // Ten intervals in the 2 s the lock was held; none would pass if a collection
+        // waited on it. (Appends queue up behind it: at most `WRITE_QUEUE` plus the
+        // one in flight, then a collection waits, so more than 5 cannot pass.)
+        assert!(
+            (3..=WRITE_QUEUE + 2).contains(&changes),
+            "{changes} collections while the buffer's lock was held"
+        );
+    }
+
+    /// A host collection that hangs (here on a `/proc/stat` that is a FIFO without a
+    /// writer) costs the host's families, not the sample: collections go on at their
+    /// interval without it, and the collector's errors count the misses.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hanging_host_collection_does_not_delay_collections() {
+        use rampart_telemetry::config::ConfigFile;
+        use rustix::fs::{FileType, Mode, OFlags, CWD};
+        let dir = tempfile::tempdir().unwrap();
+        let proc_dir = dir.path().join("root/proc");
+        std::fs::create_dir_all(&proc_dir).unwrap();
+        let stat = proc_dir.join("stat");
+        rustix::fs::mknodat(CWD, &stat, FileType::Fifo, Mode::from_raw_mode(0o600), 0).unwrap();
+        let fifo = dir.path().join("fifo");
+        std::fs::hard_link(&stat, &fifo).unwrap();
+        /// Lets the hung reader go (it reads an empty file) and puts a plain file in
+        /// the FIFO's place, so no later collection hangs: the runtime's end waits for
+        /// its blocking threads. Opening without blocking fails when nobody reads.
+        struct Release(std::path::PathBuf, std::path::PathBuf);
+        impl Drop for Release {
+            fn drop(&mut self) {
+                let plain = self.0.with_extension("plain");
+                let _ = std::fs::write(&plain, "");
+                let _ = std::fs::rename(&plain, &self.0);
+                let _ = rustix::fs::open(&self.1, OFlags::WRONLY | OFlags::NONBLOCK, Mode::empty());
+            }
+        }
+        let release = Release(stat, fifo);
+        let text = format!(
+            "[agent]\ninstance = \"t\"\nstate_dir = \"{}\"\ninterval = \"200ms\"\n\
+             [push]\nurl = \"http://127.0.0.1:9/api/v1/write\"\n[host]\nroot = \"{}\"\n",
+            dir.path().join("state").display(),
+            dir.path().join("root").display()
+        );
+        let config = Config::parse(&dir.path().join("agent.toml"), &text).unwrap();
+        let agent = Agent::new(config).unwrap();
+        let mut last = agent.last.subscribe();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serve = agent.serve(
+            Listeners { metrics: None },
+            async {
+                let _ = stopped.await;
+            },
+            || {},
+        );
+        let watch = async {
+            let until = tokio::time::Instant::now() + Duration::from_secs(2);
+            let mut changes = 0;
+            while tokio::time::timeout_at(until, last.changed()).await.is_ok() {
+                changes += 1;
+            }
+            let text = last.borrow().to_string();
+            drop(release);
+            let _ = stop.send(());
+            (changes, text)
+        };
+        let (served, (changes, text)) = tokio::join!(serve, watch);
+        served.unwrap();
+        // Ten intervals in the 2 s; none would pass if a collection waited for the host.
+        assert!(changes >= 3, "{changes} collections while the host's hung");
+        let misses: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("rampart_agent_collect_errors_total{collector=\"node\"} "))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        assert!(misses >= 2.0, "node's misses {misses} in:\n{text}");
+        assert!(!text.contains("node_cpu_seconds_total"), "{text}");
+    }
 
     #[test]
     fn soft_limits_as_the_go_client_reads_them() {

@@ -121,7 +121,13 @@ impl Collector {
     /// Every family, all within `mysql.timeout`; errors are logged (without the
     /// password) and show in `mysql_up` and the `mysql_exporter_*` families.
     pub async fn collect(&mut self) -> Vec<Family> {
-        let deadline = Instant::now() + self.config.timeout;
+        self.collect_by(Instant::now() + self.config.timeout).await
+    }
+
+    /// As [`Collector::collect`], done by `by` if that is sooner (the agent's interval:
+    /// a collection never runs into the next one).
+    pub async fn collect_by(&mut self, by: Instant) -> Vec<Family> {
+        let deadline = by.min(Instant::now() + self.config.timeout);
         self.scrapes += 1;
         let mut stats = ScrapeStats {
             scrapes: self.scrapes,

@@ -2450,6 +2450,7 @@ fn monitoring_end_to_end() {
     let to = outage_end + 10.0;
     let span = (to - from).round() as u64;
     let mut counts = Vec::new();
+    let mut late = Vec::new();
     for a in agents {
         let r = query_at(
             &format!("rampart_agent_heartbeat_timestamp_seconds{{instance=\"{a}\"}}[{span}s]"),
@@ -2481,13 +2482,57 @@ fn monitoring_end_to_end() {
             );
             gaps.clear();
         }
-        assert!(gaps.is_empty(), "{a}: heartbeat gaps {gaps:?} in {ts:?}");
+        // What the collections spent their time on: each collector's longest run in the
+        // window (the agent reports its durations with its samples).
+        let slowest: Vec<String> = query_at(
+            &format!(
+                "max_over_time(rampart_agent_collect_duration_seconds{{instance=\"{a}\"}}[{span}s])"
+            ),
+            Some(to),
+        )
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["metric"]["collector"].as_str().unwrap_or("?"),
+                r["value"][1].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+        // And the host collector's slowest parts (node_exporter's per-collector gauge).
+        let mut node: Vec<(f64, String)> = query_at(
+            &format!(
+                "max_over_time(node_scrape_collector_duration_seconds{{instance=\"{a}\"}}[{span}s])"
+            ),
+            Some(to),
+        )
+        .iter()
+        .filter_map(|r| {
+            let v = r["value"][1].as_str()?.parse().ok()?;
+            Some((v, r["metric"]["collector"].as_str()?.to_owned()))
+        })
+        .collect();
+        node.sort_by(|x, y| y.0.total_cmp(&x.0));
+        let slowest: Vec<String> = slowest
+            .into_iter()
+            .chain(node.iter().take(3).map(|(v, c)| format!("node/{c} {v}")))
+            .collect();
+        if !gaps.is_empty() {
+            late.push(format!(
+                "{a}: heartbeat gaps {gaps:?}; longest collector runs {slowest:?}; samples {ts:?}"
+            ));
+        }
         assert!(
             ts[0] < outage_start && *ts.last().unwrap() > outage_end,
             "{a}: {ts:?}"
         );
-        counts.push(format!("{a} {}", ts.len()));
+        counts.push(format!(
+            "{a} {} (longest runs: {})",
+            ts.len(),
+            slowest.join(", ")
+        ));
     }
+    assert!(late.is_empty(), "{}", late.join("\n"));
     println!(
         "heartbeat samples in the {span} s around the outage: {}",
         counts.join(", ")

@@ -106,7 +106,9 @@ struct Tx<'a> {
     set: &'a RuleSet,
     req: &'a Request,
     tx: TxVars<'a>,
-    matched_var: (String, Vec<u8>),
+    /// `MATCHED_VAR` and `MATCHED_VAR_NAME`: an index into `matched_vars`, which change
+    /// together (a rule that matched sets both), so the hit is not copied twice.
+    matched_var: usize,
     matched_vars: Vec<(String, Vec<u8>)>,
     removed_ids: Vec<(u64, u64)>,
     removed_tags: HashSet<String>,
@@ -269,7 +271,7 @@ pub fn inspect_with(
         set,
         req,
         tx: TxVars::new(set.tx_keys()),
-        matched_var: (String::new(), Vec::new()),
+        matched_var: 0,
         matched_vars: Vec::new(),
         removed_ids: policy.remove_ids.clone(),
         removed_tags: policy.remove_tags.iter().cloned().collect(),
@@ -341,6 +343,13 @@ fn run(t: &mut Tx<'_>, mode: Mode, last: u8) -> Outcome {
 }
 
 impl<'a> Tx<'a> {
+    /// `MATCHED_VAR_NAME` and `MATCHED_VAR`: empty before any rule matched.
+    fn matched(&self) -> (&str, &[u8]) {
+        self.matched_vars
+            .get(self.matched_var)
+            .map_or(("", &[][..]), |(n, v)| (n.as_str(), v.as_slice()))
+    }
+
     fn removed(&self, p: &ChainPlan) -> bool {
         self.removed_ids
             .iter()
@@ -383,14 +392,18 @@ impl<'a> Tx<'a> {
                 let value = hits.first().map(|(_, v, _)| v.clone()).unwrap_or_default();
                 first = Some((names, value));
             }
-            // Refilled in place: the vector keeps its allocation across rules.
+            // Refilled in place: the vector keeps its allocation across rules. The hits
+            // move in; their captures stay here.
             self.matched_vars.clear();
-            self.matched_vars
-                .extend(hits.iter().map(|(n, v, _)| (n.clone(), v.clone())));
+            let mut captures = Vec::with_capacity(hits.len());
+            for (name, value, caps) in hits {
+                self.matched_vars.push((name, value));
+                captures.push(caps);
+            }
             // As ModSecurity: the rule's non-disruptive actions run once per variable
             // that matched, each with its own MATCHED_VAR and captures.
-            for (name, value, caps) in hits {
-                self.matched_var = (name, value);
+            for (i, caps) in captures.into_iter().enumerate() {
+                self.matched_var = i;
                 if plan.capture {
                     for (k, v) in caps.into_iter().enumerate() {
                         self.tx.insert(&k.to_string(), v);
@@ -631,13 +644,13 @@ impl<'a> Tx<'a> {
                 return;
             }
             Source::MatchedVar => {
-                f(Cow::Borrowed(""), Cow::Owned(self.matched_var.1.clone()));
+                f(Cow::Borrowed(""), Cow::Owned(self.matched().1.to_vec()));
                 return;
             }
             Source::MatchedVarName => {
                 f(
                     Cow::Borrowed(""),
-                    Cow::Owned(self.matched_var.0.clone().into_bytes()),
+                    Cow::Owned(self.matched().0.as_bytes().to_vec()),
                 );
                 return;
             }
@@ -819,8 +832,8 @@ impl<'a> Tx<'a> {
                 .tx
                 .get(lower(k).as_ref())
                 .map_or(Cow::Borrowed(&[][..]), |v| Cow::Borrowed(v.as_slice())),
-            None if is("MATCHED_VAR") => Cow::Borrowed(self.matched_var.1.as_slice()),
-            None if is("MATCHED_VAR_NAME") => Cow::Borrowed(self.matched_var.0.as_bytes()),
+            None if is("MATCHED_VAR") => Cow::Borrowed(self.matched().1),
+            None if is("MATCHED_VAR_NAME") => Cow::Borrowed(self.matched().0.as_bytes()),
             Some(_) if is("RULE") => Cow::Borrowed(&[][..]),
             k => Cow::Owned(
                 self.lookup(

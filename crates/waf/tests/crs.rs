@@ -96,6 +96,26 @@ fn setvar_arithmetic_on_request_data_saturates() {
     assert_eq!(out.decided_by, Some(11));
 }
 
+/// As ModSecurity: a rule's actions run once per variable that matched, each with that
+/// variable's `MATCHED_VAR` and `MATCHED_VAR_NAME`.
+#[test]
+fn each_matched_variable_runs_the_actions_with_its_own_name_and_value() {
+    use rampart_waf::engine::{inspect, Mode};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("each.conf");
+    std::fs::write(
+        &file,
+        "SecRule ARGS \"@rx ^[0-9]+$\" \"id:10,phase:2,pass,setvar:'tx.sum=+%{MATCHED_VAR}',setvar:'tx.names=%{tx.names}%{MATCHED_VAR_NAME} '\"\n\
+         SecRule TX:sum \"@eq 3\" \"id:11,phase:2,deny,status:403,chain\"\n\
+         \tSecRule TX:names \"@streq ARGS:a ARGS:b \" \"t:none\"\n",
+    )
+    .unwrap();
+    let set = RuleSet::load(&[file]).unwrap();
+    let out = inspect(&set, &request("GET", "/each?a=1&b=2", &[], ""), Mode::On);
+    assert_eq!(out.block, Some(403), "{:?}", out.hits);
+    assert_eq!(out.decided_by, Some(11));
+}
+
 #[test]
 fn a_rule_file_with_an_unsupported_operator_names_file_and_line() {
     let Some(files) = crs_files("v4.28.0") else {

@@ -966,6 +966,41 @@ rampart_telemetry::service!(
 mod tests {
     use super::*;
 
+    /// An agent in `dir` at a 200 ms interval, with `host` as its `[host]` section. It
+    /// pushes to the discard port, where nothing listens: pushes fail fast and stay
+    /// buffered.
+    fn agent_in(dir: &std::path::Path, host: &str) -> Agent {
+        use rampart_telemetry::config::ConfigFile;
+        let text = format!(
+            "[agent]\ninstance = \"t\"\nstate_dir = \"{}\"\ninterval = \"200ms\"\n\
+             [push]\nurl = \"http://127.0.0.1:9/api/v1/write\"\n[host]\n{host}\n",
+            dir.join("state").display()
+        );
+        let config = Config::parse(&dir.join("agent.toml"), &text).unwrap();
+        Agent::new(config).unwrap()
+    }
+
+    /// `agent` serving until `stopped` resolves.
+    async fn serve_until(
+        agent: &Agent,
+        stopped: tokio::sync::oneshot::Receiver<()>,
+    ) -> std::io::Result<()> {
+        let until = async {
+            let _ = stopped.await;
+        };
+        agent.serve(Listeners { metrics: None }, until, || {}).await
+    }
+
+    /// How many collections published their exposition within `d`.
+    async fn collections_within(last: &mut watch::Receiver<Arc<String>>, d: Duration) -> usize {
+        let until = tokio::time::Instant::now() + d;
+        let mut changes = 0;
+        while tokio::time::timeout_at(until, last.changed()).await.is_ok() {
+            changes += 1;
+        }
+        changes
+    }
+
     /// With the buffer's lock held for longer than several intervals (an append's or an
     /// acknowledgement's fsync on a slow disk), collections go on at their interval: the
     /// agent's own exposition (its heartbeat) keeps changing.
@@ -973,25 +1008,11 @@ mod tests {
     // The lock's holder sleeps on a thread of its own, not the runtime's.
     #[allow(clippy::disallowed_methods)]
     async fn a_held_buffer_lock_does_not_delay_collections() {
-        use rampart_telemetry::config::ConfigFile;
         let dir = tempfile::tempdir().unwrap();
-        // Nothing listens on the discard port: pushes fail fast and stay buffered.
-        let text = format!(
-            "[agent]\ninstance = \"t\"\nstate_dir = \"{}\"\ninterval = \"200ms\"\n\
-             [push]\nurl = \"http://127.0.0.1:9/api/v1/write\"\n[host]\nenabled = false\n",
-            dir.path().join("state").display()
-        );
-        let config = Config::parse(&dir.path().join("agent.toml"), &text).unwrap();
-        let agent = Arc::new(Agent::new(config).unwrap());
+        let agent = Arc::new(agent_in(dir.path(), "enabled = false"));
         let mut last = agent.last.subscribe();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let serve = agent.serve(
-            Listeners { metrics: None },
-            async {
-                let _ = stopped.await;
-            },
-            || {},
-        );
+        let serve = serve_until(&agent, stopped);
         let watch = async {
             tokio::time::timeout(Duration::from_secs(10), last.changed())
                 .await
@@ -1005,11 +1026,7 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(2500));
             });
             held_rx.recv().unwrap();
-            let until = tokio::time::Instant::now() + Duration::from_secs(2);
-            let mut changes = 0;
-            while tokio::time::timeout_at(until, last.changed()).await.is_ok() {
-                changes += 1;
-            }
+            let changes = collections_within(&mut last, Duration::from_secs(2)).await;
             tokio::task::spawn_blocking(move || holder.join().unwrap())
                 .await
                 .unwrap();
@@ -1032,7 +1049,6 @@ mod tests {
     /// interval without it, and the collector's errors count the misses.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_hanging_host_collection_does_not_delay_collections() {
-        use rampart_telemetry::config::ConfigFile;
         use rustix::fs::{FileType, Mode, OFlags, CWD};
         let dir = tempfile::tempdir().unwrap();
         let proc_dir = dir.path().join("root/proc");
@@ -1054,29 +1070,13 @@ mod tests {
             }
         }
         let release = Release(stat, fifo);
-        let text = format!(
-            "[agent]\ninstance = \"t\"\nstate_dir = \"{}\"\ninterval = \"200ms\"\n\
-             [push]\nurl = \"http://127.0.0.1:9/api/v1/write\"\n[host]\nroot = \"{}\"\n",
-            dir.path().join("state").display(),
-            dir.path().join("root").display()
-        );
-        let config = Config::parse(&dir.path().join("agent.toml"), &text).unwrap();
-        let agent = Agent::new(config).unwrap();
+        let root = format!("root = \"{}\"", dir.path().join("root").display());
+        let agent = agent_in(dir.path(), &root);
         let mut last = agent.last.subscribe();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let serve = agent.serve(
-            Listeners { metrics: None },
-            async {
-                let _ = stopped.await;
-            },
-            || {},
-        );
+        let serve = serve_until(&agent, stopped);
         let watch = async {
-            let until = tokio::time::Instant::now() + Duration::from_secs(2);
-            let mut changes = 0;
-            while tokio::time::timeout_at(until, last.changed()).await.is_ok() {
-                changes += 1;
-            }
+            let changes = collections_within(&mut last, Duration::from_secs(2)).await;
             let text = last.borrow().to_string();
             drop(release);
             let _ = stop.send(());

@@ -74,21 +74,23 @@ fn crs_3_loads_unmodified() {
     check("v3.3.4", 631, "OWASP_CRS/3.3.4", 3);
 }
 
-/// One changed byte in a real rule file fails the load with its file and line.
+/// Rules from `text`, as a rule file would give them.
+fn rules(text: &str) -> RuleSet {
+    let mut set = RuleSet::default();
+    set.add_text(std::path::Path::new("test.conf"), text)
+        .unwrap();
+    set
+}
+
 /// `setvar:tx.x=+%{MATCHED_VAR}` sums what the request sent: past i64's range it stays
 /// at the limit (no panic in a debug build, no wrap to a negative score in release).
 #[test]
 fn setvar_arithmetic_on_request_data_saturates() {
     use rampart_waf::engine::{inspect, Mode};
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("sum.conf");
-    std::fs::write(
-        &file,
+    let set = rules(
         "SecRule ARGS \"@rx ^[0-9]+$\" \"id:10,phase:2,pass,setvar:'tx.sum=+%{MATCHED_VAR}'\"\n\
          SecRule TX:sum \"@eq 9223372036854775807\" \"id:11,phase:2,deny,status:403\"\n",
-    )
-    .unwrap();
-    let set = RuleSet::load(&[file]).unwrap();
+    );
     let big = i64::MAX;
     let uri = format!("/sum?a={big}&b={big}");
     let out = inspect(&set, &request("GET", &uri, &[], ""), Mode::On);
@@ -101,21 +103,17 @@ fn setvar_arithmetic_on_request_data_saturates() {
 #[test]
 fn each_matched_variable_runs_the_actions_with_its_own_name_and_value() {
     use rampart_waf::engine::{inspect, Mode};
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("each.conf");
-    std::fs::write(
-        &file,
+    let set = rules(
         "SecRule ARGS \"@rx ^[0-9]+$\" \"id:10,phase:2,pass,setvar:'tx.sum=+%{MATCHED_VAR}',setvar:'tx.names=%{tx.names}%{MATCHED_VAR_NAME} '\"\n\
          SecRule TX:sum \"@eq 3\" \"id:11,phase:2,deny,status:403,chain\"\n\
          \tSecRule TX:names \"@streq ARGS:a ARGS:b \" \"t:none\"\n",
-    )
-    .unwrap();
-    let set = RuleSet::load(&[file]).unwrap();
+    );
     let out = inspect(&set, &request("GET", "/each?a=1&b=2", &[], ""), Mode::On);
     assert_eq!(out.block, Some(403), "{:?}", out.hits);
     assert_eq!(out.decided_by, Some(11));
 }
 
+/// One changed byte in a real rule file fails the load with its file and line.
 #[test]
 fn a_rule_file_with_an_unsupported_operator_names_file_and_line() {
     let Some(files) = crs_files("v4.28.0") else {
